@@ -1,0 +1,53 @@
+/**
+ * Byte helpers with boundary checks in noble's style: a wrong type is a TypeError-like
+ * InvalidInputError naming the argument, a wrong size says what was expected and what came.
+ */
+import { bytesToHex, hexToBytes as nobleHexToBytes, concatBytes, utf8ToBytes } from '@noble/hashes/utils.js'
+import { InvalidInputError } from '../errors.js'
+
+export { bytesToHex, concatBytes, utf8ToBytes }
+
+export function hexToBytes (hex: string, what = 'hex'): Uint8Array {
+  if (typeof hex !== 'string') throw new InvalidInputError(`"${what}" expected hex string, got ${typeof hex}`)
+  const body = hex.startsWith('0x') || hex.startsWith('0X') ? hex.slice(2) : hex
+  if (body.length % 2 !== 0 || !/^[0-9a-fA-F]*$/.test(body)) {
+    throw new InvalidInputError(`"${what}" expected hex string, got "${hex.slice(0, 20)}${hex.length > 20 ? '…' : ''}"`)
+  }
+  return nobleHexToBytes(body)
+}
+
+export function abytes (value: unknown, length: number | undefined, what: string): Uint8Array {
+  if (!(value instanceof Uint8Array)) throw new InvalidInputError(`"${what}" expected Uint8Array, got ${typeof value}`)
+  if (length !== undefined && value.length !== length) {
+    throw new InvalidInputError(`"${what}" expected Uint8Array of length ${length}, got length=${value.length}`)
+  }
+  return value
+}
+
+const encoder = new TextEncoder()
+const decoder = new TextDecoder('utf-8', { fatal: true })
+
+export function utf8 (text: string): Uint8Array {
+  return encoder.encode(text)
+}
+
+export function fromUtf8 (bytes: Uint8Array): string {
+  return decoder.decode(bytes)
+}
+
+export function toBase64 (bytes: Uint8Array): string {
+  let binary = ''
+  for (let i = 0; i < bytes.length; i += 0x8000) binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000))
+  return btoa(binary)
+}
+
+/** Strict base64 (standard alphabet, padding optional): anything else is an InvalidInputError. */
+export function fromBase64 (text: string, what = 'base64'): Uint8Array {
+  if (typeof text !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(text) || text.replace(/=+$/, '').length % 4 === 1) {
+    throw new InvalidInputError(`"${what}" expected base64, got ${typeof text === 'string' ? `"${text.slice(0, 20)}"` : typeof text}`)
+  }
+  const binary = atob(text.padEnd(Math.ceil(text.length / 4) * 4, '='))
+  const out = new Uint8Array(binary.length)
+  for (let i = 0; i < binary.length; i++) out[i] = binary.charCodeAt(i)
+  return out
+}

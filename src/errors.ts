@@ -1,0 +1,177 @@
+/**
+ * Every failure UserSpace reports has a class here with a stable `name`. Callers (and tests) match on
+ * `err.name`, never on message text; the hub maps names to HTTP statuses and the CLI maps them to exit
+ * codes, each in one table (`HTTP_STATUS` and `EXIT_CODE` below).
+ */
+
+export class UserSpaceError extends Error {
+  static readonly code: string = 'UserSpaceError'
+  override name = 'UserSpaceError'
+}
+
+/** A value, key, option or request body has the wrong type or shape. */
+export class InvalidInputError extends UserSpaceError {
+  static override readonly code: string = 'InvalidInputError'
+  override name = 'InvalidInputError'
+}
+
+/** A value, block, record, body or space is larger than its limit. */
+export class TooLargeError extends UserSpaceError {
+  static override readonly code: string = 'TooLargeError'
+  override name = 'TooLargeError'
+}
+
+/** The wallet signature is malformed (length, v byte, r or s out of range). */
+export class InvalidSignatureError extends UserSpaceError {
+  static override readonly code: string = 'InvalidSignatureError'
+  override name = 'InvalidSignatureError'
+}
+
+/** The signature is well formed but recovers to another address than the signer's. */
+export class SignerMismatchError extends UserSpaceError {
+  static override readonly code: string = 'SignerMismatchError'
+  override name = 'SignerMismatchError'
+}
+
+/** The wallet refused to sign, or the signer object cannot sign. */
+export class SignerError extends UserSpaceError {
+  static override readonly code: string = 'SignerError'
+  override name = 'SignerError'
+}
+
+/**
+ * The wallet produced a signature that derives another space than the one already bound to its
+ * address: it does not sign deterministically (some hardware, MPC and contract wallets).
+ */
+export class NonDeterministicSignerError extends UserSpaceError {
+  static override readonly code: string = 'NonDeterministicSignerError'
+  override name = 'NonDeterministicSignerError'
+}
+
+/** Decryption or a hash check failed: the bytes were changed, or belong to another space or key. */
+export class IntegrityError extends UserSpaceError {
+  static override readonly code: string = 'IntegrityError'
+  override name = 'IntegrityError'
+}
+
+/** A block or record is not in the store (and, online, could not be found before the signal fired). */
+export class NotFoundError extends UserSpaceError {
+  static override readonly code: string = 'NotFoundError'
+  override name = 'NotFoundError'
+}
+
+/** An IPNS record is malformed, badly signed, expired, oversized, or for another name. */
+export class InvalidRecordError extends UserSpaceError {
+  static override readonly code: string = 'InvalidRecordError'
+  override name = 'InvalidRecordError'
+}
+
+/** A record has a lower sequence than one already seen (rollback), or a replayed request. */
+export class ConflictError extends UserSpaceError {
+  static override readonly code: string = 'ConflictError'
+  override name = 'ConflictError'
+}
+
+/** A record has the same sequence as one already seen but another value. */
+export class EquivocationError extends ConflictError {
+  static override readonly code: string = 'EquivocationError'
+  override name = 'EquivocationError'
+}
+
+/** The root block or section is of an unknown format version or shape. */
+export class FormatError extends UserSpaceError {
+  static override readonly code: string = 'FormatError'
+  override name = 'FormatError'
+}
+
+/** The store (a hub, a helia node) failed or could not be reached. */
+export class StoreError extends UserSpaceError {
+  static override readonly code: string = 'StoreError'
+  override name = 'StoreError'
+}
+
+/** Too many requests from one client. */
+export class RateLimitError extends UserSpaceError {
+  static override readonly code: string = 'RateLimitError'
+  override name = 'RateLimitError'
+}
+
+/** The space was closed; no more reads or writes. */
+export class ClosedError extends UserSpaceError {
+  static override readonly code: string = 'ClosedError'
+  override name = 'ClosedError'
+}
+
+/** The operation was aborted through its `signal`. */
+export class AbortedError extends UserSpaceError {
+  static override readonly code: string = 'AbortedError'
+  override name = 'AbortedError'
+}
+
+/** HTTP status per error name, used by the hub's single error handler. */
+export const HTTP_STATUS: Readonly<Record<string, number>> = {
+  InvalidInputError: 400,
+  InvalidSignatureError: 400,
+  SignerMismatchError: 400,
+  InvalidRecordError: 400,
+  IntegrityError: 400,
+  FormatError: 400,
+  NotFoundError: 404,
+  ConflictError: 409,
+  EquivocationError: 409,
+  TooLargeError: 413,
+  RateLimitError: 429,
+  StoreError: 502,
+  AbortedError: 504
+}
+
+/** Process exit code per error name, used by the CLI. 1 is anything unexpected. */
+export const EXIT_CODE: Readonly<Record<string, number>> = {
+  InvalidInputError: 2,
+  InvalidSignatureError: 3,
+  SignerMismatchError: 3,
+  SignerError: 3,
+  NonDeterministicSignerError: 3,
+  NotFoundError: 4,
+  IntegrityError: 5,
+  InvalidRecordError: 5,
+  FormatError: 5,
+  ConflictError: 6,
+  EquivocationError: 6,
+  TooLargeError: 7,
+  StoreError: 8,
+  RateLimitError: 8,
+  AbortedError: 9
+}
+
+/** Rebuilds a named error from its name and message (as carried in a hub's JSON error body). */
+export function errorFromName (name: string | undefined, message: string): UserSpaceError {
+  const Ctor = ERRORS[name ?? ''] ?? StoreError
+  return new Ctor(message)
+}
+
+const ERRORS: Record<string, new (message: string) => UserSpaceError> = {
+  InvalidInputError,
+  TooLargeError,
+  InvalidSignatureError,
+  SignerMismatchError,
+  SignerError,
+  NonDeterministicSignerError,
+  IntegrityError,
+  NotFoundError,
+  InvalidRecordError,
+  ConflictError,
+  EquivocationError,
+  FormatError,
+  StoreError,
+  RateLimitError,
+  ClosedError,
+  AbortedError
+}
+
+/** Throws AbortedError if the signal has fired. */
+export function throwIfAborted (signal?: AbortSignal): void {
+  if (signal?.aborted === true) {
+    throw new AbortedError(signal.reason instanceof Error ? signal.reason.message : 'The operation was aborted')
+  }
+}

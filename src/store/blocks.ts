@@ -1,0 +1,30 @@
+/**
+ * Block helpers shared by every store and the space codec: raw (0x55) blocks for ciphertext,
+ * dag-cbor blocks for roots and public sections, sha2-256 CIDv1 for both, and the check that a
+ * block's bytes hash to its CID.
+ */
+import * as dagCbor from '@ipld/dag-cbor'
+import { CID } from 'multiformats/cid'
+import * as raw from 'multiformats/codecs/raw'
+import { sha256 } from 'multiformats/hashes/sha2'
+import { equals } from 'multiformats/bytes'
+import type { Block } from './interface.js'
+
+/** The bitswap limit: no block UserSpace writes or accepts is larger. */
+export const MAX_BLOCK_BYTES = 1024 * 1024
+
+export async function rawBlock (bytes: Uint8Array): Promise<Block> {
+  return { cid: CID.createV1(raw.code, await sha256.digest(bytes)), bytes }
+}
+
+export async function cborBlock (value: unknown): Promise<Block> {
+  const bytes = dagCbor.encode(value)
+  return { cid: CID.createV1(dagCbor.code, await sha256.digest(bytes)), bytes }
+}
+
+/** True when `bytes` hash to `cid` (sha2-256 only; other hashes are refused as unverifiable). */
+export async function verifyBlock (cid: CID, bytes: Uint8Array): Promise<boolean> {
+  if (cid.multihash.code !== sha256.code) return false
+  const digest = await sha256.digest(bytes)
+  return equals(digest.digest, cid.multihash.digest)
+}

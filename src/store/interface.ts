@@ -1,0 +1,54 @@
+/**
+ * The Store: what a Space needs from the outside world, and nothing more. Bytes in, bytes out —
+ * content-addressed blocks and marshalled IPNS records. Memory, helia (Node and browser) and hub
+ * (HTTP) implementations sit behind it; the Space never knows which one it has.
+ */
+import type { CID } from 'multiformats/cid'
+
+export interface AbortOptions {
+  signal?: AbortSignal
+}
+
+export interface Block {
+  cid: CID
+  bytes: Uint8Array
+}
+
+export interface GetRecordOptions extends AbortOptions {
+  /**
+   * Skip any cache and ask the network for the newest record. Spaces always pass `true` before they
+   * publish, so that a stale cache can never make them publish over newer data.
+   *
+   * @default false
+   */
+  nocache?: boolean
+}
+
+/** Called with the marshalled bytes of each new record heard for a name. */
+export type RecordListener = (record: Uint8Array) => void
+
+export interface Store {
+  /**
+   * Stores blocks. Implementations check each block against its CID (a mismatch throws
+   * IntegrityError) and store all of them or none.
+   */
+  putBlocks(blocks: Block[], options?: AbortOptions): Promise<void>
+
+  /** Returns a block's bytes, verified against its CID; throws NotFoundError when it cannot be had. */
+  getBlock(cid: CID, options?: AbortOptions): Promise<Uint8Array>
+
+  /** Stores and announces a marshalled IPNS record for `name` (a `k51…` string). */
+  putRecord(name: string, record: Uint8Array, options?: AbortOptions): Promise<void>
+
+  /** The newest marshalled record known for `name`, or undefined when there is none. */
+  getRecord(name: string, options?: GetRecordOptions): Promise<Uint8Array | undefined>
+
+  /**
+   * The IPNS name bound to a wallet address, where the store keeps an address index (hubs do).
+   * Undefined when unknown or unsupported.
+   */
+  lookupAddress?(address: string, options?: AbortOptions): Promise<string | undefined>
+
+  /** Listens for new records of `name`; returns a function that stops listening. */
+  subscribe?(name: string, listener: RecordListener): () => void
+}

@@ -1,0 +1,139 @@
+/**
+ * The one IPNS record codec shared by the Space (which signs records), the stores (which check what
+ * they are handed) and the hub (which checks what strangers PUT). Records are V1+V2 compatible,
+ * Ed25519-signed, valid for months and never over the spec's 10 KiB; validation follows the IPNS
+ * record spec (ipfs/specs, "Record Verification") through the `ipns` package's validator.
+ */
+import { createIPNSRecord, marshalIPNSRecord, multihashToIPNSRoutingKey, unmarshalIPNSRecord } from 'ipns'
+import { ipnsValidator } from 'ipns/validator'
+import { CID } from 'multiformats/cid'
+import { base36 } from 'multiformats/bases/base36'
+import { base58btc } from 'multiformats/bases/base58'
+import * as Digest from 'multiformats/hashes/digest'
+import { InvalidInputError, InvalidRecordError, TooLargeError } from '../errors.js'
+import type { PrivateKey } from '@libp2p/interface'
+import type { MultihashDigest } from 'multiformats/hashes/interface'
+
+/** IPNS record spec: records MUST NOT exceed 10 KiB. */
+export const MAX_RECORD_BYTES = 10 * 1024
+
+/**
+ * How long a record stays valid. Long, so that hubs can keep re-announcing it for months without the
+ * owner's key (the IPNS default of 48 h would let a space vanish while its owner is away).
+ *
+ * @default 365 days
+ */
+export const DEFAULT_RECORD_LIFETIME_MS = 365 * 24 * 60 * 60 * 1000
+
+/** Cache hint for resolvers. @default 5 minutes */
+export const DEFAULT_RECORD_TTL_MS = 5 * 60 * 1000
+
+/** The multicodec of a libp2p public key in a CID (the `k51…` name form). */
+const LIBP2P_KEY_CODEC = 0x72
+
+export interface RecordInfo {
+  /** The record's value, e.g. `/ipfs/bafy…`. */
+  value: string
+  /** The root CID the value points at, when the value is an `/ipfs/` path. */
+  cid?: CID
+  sequence: bigint
+  /** Expiry as milliseconds since the epoch. */
+  validUntilMs: number
+  ttlMs: number
+}
+
+/** Decodes any IPNS name form (`k51…`/`bafz…` CIDs, `12D3Koo…`/`Qm…` peer ids) to its multihash. */
+export function nameToMultihash (name: string): MultihashDigest {
+  if (typeof name !== 'string' || name.length === 0 || name.length > 128) {
+    throw new InvalidInputError(`"name" expected an IPNS name, got ${describe(name)}`)
+  }
+  try {
+    if (name.startsWith('1') || name.startsWith('Qm')) {
+      return Digest.decode(base58btc.baseDecode(name))
+    }
+    const cid = CID.parse(name, name.startsWith('k') ? base36 : undefined)
+    if (cid.code !== LIBP2P_KEY_CODEC) throw new Error('not a libp2p-key CID')
+    return cid.multihash
+  } catch {
+    throw new InvalidInputError(`"name" expected an IPNS name (k51…), got "${name.slice(0, 80)}"`)
+  }
+}
+
+/** The canonical `k51…` form of a name given in any form. */
+export function canonicalName (name: string): string {
+  return CID.createV1(LIBP2P_KEY_CODEC, nameToMultihash(name)).toString(base36)
+}
+
+/** The IPNS name (`k51…`) of an Ed25519 private key's public half. */
+export function nameOfKey (key: PrivateKey): string {
+  return key.publicKey.toCID().toString(base36)
+}
+
+export interface CreateRecordOptions {
+  /** @default DEFAULT_RECORD_LIFETIME_MS */
+  lifetimeMs?: number
+  /** @default DEFAULT_RECORD_TTL_MS */
+  ttlMs?: number
+}
+
+/** Signs a V1+V2 record pointing at `/ipfs/<root>` and returns its protobuf bytes. */
+export async function createRecord (key: PrivateKey, root: CID, sequence: number | bigint, options: CreateRecordOptions = {}): Promise<Uint8Array> {
+  const record = await createIPNSRecord(key, `/ipfs/${root.toString()}`, BigInt(sequence), options.lifetimeMs ?? DEFAULT_RECORD_LIFETIME_MS, {
+    ttlNs: BigInt(options.ttlMs ?? DEFAULT_RECORD_TTL_MS) * 1_000_000n,
+    v1Compatible: true
+  })
+  const bytes = marshalIPNSRecord(record)
+  if (bytes.byteLength > MAX_RECORD_BYTES) {
+    throw new TooLargeError(`IPNS record is ${bytes.byteLength} bytes, over the ${MAX_RECORD_BYTES}-byte limit`)
+  }
+  return bytes
+}
+
+/**
+ * Checks a marshalled record for `name` as the spec says (size, V2 signature by the name's key,
+ * V1/V2 consistency, not expired) and returns what it says. Throws InvalidRecordError or TooLargeError.
+ */
+export async function validateRecord (name: string, bytes: Uint8Array): Promise<RecordInfo> {
+  if (!(bytes instanceof Uint8Array)) throw new InvalidRecordError('"record" expected Uint8Array')
+  if (bytes.byteLength > MAX_RECORD_BYTES) {
+    throw new TooLargeError(`IPNS record is ${bytes.byteLength} bytes, over the ${MAX_RECORD_BYTES}-byte limit`)
+  }
+  const routingKey = multihashToIPNSRoutingKey(nameToMultihash(name) as MultihashDigest<0x00 | 0x12>)
+  try {
+    await ipnsValidator(routingKey, bytes)
+  } catch (err) {
+    throw new InvalidRecordError(`invalid IPNS record for ${name}: ${(err as Error).message}`)
+  }
+  return readRecord(bytes)
+}
+
+/** Reads a record's fields without checking its signature (use validateRecord for untrusted bytes). */
+export function readRecord (bytes: Uint8Array): RecordInfo {
+  let record
+  try {
+    record = unmarshalIPNSRecord(bytes)
+  } catch (err) {
+    throw new InvalidRecordError(`malformed IPNS record: ${(err as Error).message}`)
+  }
+  const value = record.value
+  let cid: CID | undefined
+  if (value.startsWith('/ipfs/')) {
+    try { cid = CID.parse(value.slice('/ipfs/'.length).split('/')[0] ?? '') } catch { cid = undefined }
+  }
+  return {
+    value,
+    cid,
+    sequence: record.sequence,
+    validUntilMs: Date.parse(record.validity),
+    ttlMs: Number((record.ttl ?? 0n) / 1_000_000n)
+  }
+}
+
+/** A record's sequence number, read without verification. */
+export function recordSequence (bytes: Uint8Array): bigint {
+  return readRecord(bytes).sequence
+}
+
+function describe (value: unknown): string {
+  return value === null ? 'null' : typeof value
+}
