@@ -1,0 +1,63 @@
+/**
+ * @packageDocumentation
+ *
+ * UserSpace keeps a user's data in a key-value map that the user owns: encrypted on the client,
+ * stored as IPFS blocks, and published under an IPNS name that only the user's wallet signature can
+ * update. Any IPFS node, gateway or UserSpace hub can carry it; none of them can read it.
+ *
+ * This is the browser-safe entry: it never loads Node-only code. The hub lives in `userspace/hub`.
+ *
+ * @example Open a space through a hub and use it
+ *
+ * ```ts
+ * import { openSpace } from 'userspace'
+ *
+ * const space = await openSpace({ signer: window.ethereum, hub: 'http://127.0.0.1:8787' })
+ * await space.set('io.example.app', { theme: 'dark', volume: 3 })
+ * await space.get('io.example.app')          // { theme: 'dark', volume: 3 }
+ * await space.patch({ 'io.example.app': { volume: null } }) // RFC 7396: removes volume
+ * await space.remove('io.example.app')
+ * await space.getAll()                       // {}
+ * await space.close()
+ * ```
+ *
+ * @example Any `{ address, signMessage }` is a signer: viem accounts, wallet clients, ethers signers
+ *
+ * ```ts
+ * import { privateKeyToAccount } from 'viem/accounts'
+ * import { openSpace, memoryStore } from 'userspace'
+ *
+ * const space = await openSpace({ signer: privateKeyToAccount(key), store: memoryStore() })
+ * ```
+ *
+ * @example A public profile anyone can read, by address, with no signature
+ *
+ * ```ts
+ * await space.public.set('name', 'Alice')
+ * const profile = await readPublic({ address: '0x…', hub: 'http://127.0.0.1:8787' })
+ * profile.data.name                          // 'Alice'
+ * ```
+ *
+ * @example Live changes from the user's other devices
+ *
+ * ```ts
+ * space.subscribe(({ keys }) => console.log('changed elsewhere:', keys))
+ * ```
+ *
+ * Apps keep their data under their own top-level key (their package or domain name), so that apps
+ * sharing a space never overwrite each other.
+ */
+export { openSpace, DEFAULT_MAX_PUBLIC_BYTES, DEFAULT_MAX_SPACE_BYTES, DEFAULT_MAX_VALUE_BYTES } from './space/space.js'
+export type {
+  Space, SpaceOptions, SectionApi, SpaceEvents, ChangeEvent, RollbackEvent, ConflictEvent, SpaceVersion, VersionInfo,
+  SpaceStateStore, SeenVersion, ProgressEvent
+} from './space/space.js'
+export { readPublic } from './space/read-public.js'
+export type { ReadPublicOptions, PublicProfile } from './space/read-public.js'
+export type { Signer, Eip1193Provider, MessageSigner } from './space/signer.js'
+export type { Json } from './space/json.js'
+export { memoryStore } from './store/memory.js'
+export type { MemoryStore } from './store/memory.js'
+export type { Store, Block, AbortOptions, GetRecordOptions, RecordListener } from './store/interface.js'
+export { OPEN_MESSAGE, FORMAT_VERSION } from './crypto/keys.js'
+export * from './errors.js'
