@@ -6,6 +6,7 @@
 import { InvalidInputError, NotFoundError, SignerMismatchError } from '../errors.js'
 import { checksumAddress } from '../crypto/eip191.js'
 import { canonicalName, validateRecord } from '../store/record.js'
+import { getVerifiedBlock } from '../store/blocks.js'
 import { decodeRoot, verifyOwner } from './root.js'
 import { PublicSection } from './section.js'
 import type { Json } from './json.js'
@@ -51,12 +52,12 @@ export async function readPublic (options: ReadPublicOptions): Promise<PublicPro
   if (record === undefined) throw new NotFoundError(`no record for ${name}`)
   const info = await validateRecord(name, record)
   if (info.cid === undefined) throw new NotFoundError(`the record of ${name} does not point at an /ipfs/ root`)
-  const root = decodeRoot(await store.getBlock(info.cid, options))
+  const root = decodeRoot(await getVerifiedBlock(store, info.cid, options))
   const address = verifyOwner(root.owner, name)
   if (options.address !== undefined && address !== checksumAddress(options.address)) {
     throw new SignerMismatchError(`the space ${name} is bound to ${address}, not to ${options.address}`)
   }
   const section = new PublicSection()
-  if (root.public !== null) section.absorb(PublicSection.decode(await store.getBlock(root.public, options)))
+  if (root.public !== null) section.absorb(PublicSection.decode(await getVerifiedBlock(store, root.public, options)))
   return { name, address, sequence: root.sequence, updatedAt: root.updatedAt, root: info.cid, data: section.getAll() }
 }

@@ -9,7 +9,7 @@ import { sha256 } from '@noble/hashes/sha2.js'
 import * as dagCbor from '@ipld/dag-cbor'
 import { seal, open } from '../crypto/envelope.js'
 import { fromUtf8, utf8 } from '../crypto/bytes.js'
-import { TooLargeError } from '../errors.js'
+import { FormatError, TooLargeError } from '../errors.js'
 import { MAX_BLOCK_BYTES, cborBlock, rawBlock } from '../store/blocks.js'
 import { bucketText, entryLine, parseBucket, readPublicEntries, sameEntry, wins } from './entries.js'
 import type { Entry } from './entries.js'
@@ -150,7 +150,11 @@ export class PublicSection extends Section {
   }
 
   static decode (bytes: Uint8Array): unknown {
-    return dagCbor.decode(bytes)
+    try {
+      return dagCbor.decode(bytes)
+    } catch (err) {
+      throw new FormatError(`public section is not dag-cbor: ${(err as Error).message}`)
+    }
   }
 }
 

@@ -17,6 +17,7 @@ import {
   ClosedError, InvalidInputError, NonDeterministicSignerError, SignerMismatchError, TooLargeError, throwIfAborted
 } from '../errors.js'
 import { createRecord, nameOfKey, validateRecord } from '../store/record.js'
+import { getVerifiedBlock } from '../store/blocks.js'
 import { HybridClock } from './entries.js'
 import { checkKey, checkValue } from './json.js'
 import { decodeRoot, encodeRoot, verifyOwner } from './root.js'
@@ -456,16 +457,16 @@ class DefaultSpace implements Space {
     if (sequence === this.seq && this.rootCid !== null) {
       this.emit('conflict', { sequence, roots: [this.rootCid.toString(), info.cid.toString()] })
     }
-    const root = decodeRoot(await this.store.getBlock(info.cid, options))
+    const root = decodeRoot(await this.fetchBlock(info.cid, options))
     if (root.sequence !== sequence) throw new SignerMismatchError(`root ${info.cid.toString()} says sequence ${root.sequence} but its record says ${sequence}`)
     this.checkOwner(root.owner)
-    const priv = await this.privateSection.absorb(root.private, async cid => this.privateSection.decrypt(await this.store.getBlock(cid, options)))
+    const priv = await this.privateSection.absorb(root.private, async cid => this.privateSection.decrypt(await this.fetchBlock(cid, options)))
     let pubChanged: string[] = []
     if (root.public === null) {
       this.publicSection.cid = null
       if (this.publicSection.size > 0) this.publicSection.markChanged()
     } else if (this.publicSection.cid?.equals(root.public) !== true) {
-      const pub = this.publicSection.absorb(PublicSection.decode(await this.store.getBlock(root.public, options)))
+      const pub = this.publicSection.absorb(PublicSection.decode(await this.fetchBlock(root.public, options)))
       this.publicSection.cid = root.public
       pubChanged = pub.changed
     }
@@ -544,7 +545,7 @@ class DefaultSpace implements Space {
     const seen = new Set<string>()
     let frontier: CID[] = this.rootCid === null ? [] : [this.rootCid]
     while (frontier.length > 0 && out.length < limit) {
-      const roots = await Promise.all(frontier.map(async cid => ({ cid, root: decodeRoot(await this.store.getBlock(cid, options)) })))
+      const roots = await Promise.all(frontier.map(async cid => ({ cid, root: decodeRoot(await this.fetchBlock(cid, options)) })))
       const next: CID[] = []
       for (const { cid, root } of roots) {
         out.push({ root: cid, sequence: root.sequence, updatedAt: root.updatedAt, device: root.device, parents: root.parents })
@@ -560,12 +561,12 @@ class DefaultSpace implements Space {
     const { CID } = await import('multiformats/cid')
     let cid: CID
     try { cid = typeof rootRef === 'string' ? CID.parse(rootRef) : rootRef } catch { throw new InvalidInputError(`"root" expected a CID, got "${String(rootRef).slice(0, 80)}"`) }
-    const root = decodeRoot(await this.store.getBlock(cid, options))
+    const root = decodeRoot(await this.fetchBlock(cid, options))
     this.checkOwner(root.owner)
     const priv = new PrivateSection(this.derived.dataKey, this.derived.bucketKey, this.name)
-    await priv.absorb(root.private, async c => priv.decrypt(await this.store.getBlock(c, options)))
+    await priv.absorb(root.private, async c => priv.decrypt(await this.fetchBlock(c, options)))
     const pub = new PublicSection()
-    if (root.public !== null) pub.absorb(PublicSection.decode(await this.store.getBlock(root.public, options)))
+    if (root.public !== null) pub.absorb(PublicSection.decode(await this.fetchBlock(root.public, options)))
     return {
       root: cid,
       sequence: root.sequence,
@@ -576,6 +577,11 @@ class DefaultSpace implements Space {
       getAll: () => priv.getAll(),
       public: { get: (key) => pub.get(checkKey(key)), getAll: () => pub.getAll() }
     }
+  }
+
+  /** Fetches a block and checks it against its CID, whatever the store did. */
+  private async fetchBlock (cid: CID, options?: AbortOptions): Promise<Uint8Array> {
+    return getVerifiedBlock(this.store, cid, options)
   }
 
   async close (): Promise<void> {

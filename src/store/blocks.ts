@@ -8,7 +8,8 @@ import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { equals } from 'multiformats/bytes'
-import type { Block } from './interface.js'
+import { IntegrityError } from '../errors.js'
+import type { AbortOptions, Block, Store } from './interface.js'
 
 /** The bitswap limit: no block UserSpace writes or accepts is larger. */
 export const MAX_BLOCK_BYTES = 1024 * 1024
@@ -27,4 +28,11 @@ export async function verifyBlock (cid: CID, bytes: Uint8Array): Promise<boolean
   if (cid.multihash.code !== sha256.code) return false
   const digest = await sha256.digest(bytes)
   return equals(digest.digest, cid.multihash.digest)
+}
+
+/** Gets a block from a store and checks it against its CID, whatever the store did. */
+export async function getVerifiedBlock (store: Store, cid: CID, options?: AbortOptions): Promise<Uint8Array> {
+  const bytes = await store.getBlock(cid, options)
+  if (!(await verifyBlock(cid, bytes))) throw new IntegrityError(`block ${cid.toString()} does not match its CID`)
+  return bytes
 }
