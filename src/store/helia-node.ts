@@ -1,0 +1,277 @@
+/**
+ * A Node.js helia node for a private UserSpace network: libp2p over TCP and WebSockets (noise,
+ * yamux), identify, ping, a LAN kad-dht that accepts IPNS records, and bitswap. It never dials the
+ * public bootstrappers or delegated routers — the peers it knows are the ones it is given. With a
+ * `directory` it keeps blocks on disk and its datastore (IPNS records, DHT records, peer store, its
+ * own peer key) in LevelDB, so a restarted hub keeps its peer id and its data. Node-only: the
+ * browser builds its own helia with IndexedDB stores.
+ */
+import { join } from 'node:path'
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { withBitswap } from '@helia/bitswap'
+import { withLibp2pLight } from '@helia/libp2p'
+import { identify } from '@libp2p/identify'
+import { KEEP_ALIVE } from '@libp2p/interface'
+import { kadDHT, passthroughMapper } from '@libp2p/kad-dht'
+import { ping } from '@libp2p/ping'
+import { tcp } from '@libp2p/tcp'
+import { webSockets } from '@libp2p/websockets'
+import { multiaddr } from '@multiformats/multiaddr'
+import { FsBlockstore } from 'blockstore-fs'
+import { MemoryBlockstore } from 'blockstore-core'
+import { MemoryDatastore } from 'datastore-core'
+import { LevelDatastore } from 'datastore-level'
+import { createHeliaLight } from 'helia'
+import { ipnsSelector } from 'ipns/selector'
+import { ipnsValidator } from 'ipns/validator'
+import { WebSocket as NodeWebSocket } from 'ws'
+import { InvalidInputError, StoreError } from '../errors.js'
+import type { HeliaWithLibp2p } from '@helia/libp2p'
+import type { Identify } from '@libp2p/identify'
+import type { IdentifyResult } from '@libp2p/interface'
+import type { SingleKadDHT } from '@libp2p/kad-dht'
+import type { Ping } from '@libp2p/ping'
+import type { Multiaddr } from '@multiformats/multiaddr'
+import type { Blockstore } from 'interface-blockstore'
+import type { Datastore } from 'interface-datastore'
+
+/**
+ * The DHT protocol UserSpace nodes speak. The LAN variant keeps a private network of hubs apart from
+ * the public Amino DHT (whose peers would drop loopback and private addresses anyway).
+ */
+export const DHT_PROTOCOL = '/ipfs/lan/kad/1.0.0'
+
+/** Where a node listens when no `listen` option is given: loopback only, one TCP and one WebSocket port. */
+export const DEFAULT_LISTEN: readonly string[] = Object.freeze(['/ip4/127.0.0.1/tcp/0', '/ip4/127.0.0.1/tcp/0/ws'])
+
+/** How long `createHeliaNode` waits for each of `peers` to be dialled and join the DHT routing table. */
+export const DEFAULT_PEER_DIAL_TIMEOUT_MS = 10_000
+
+export interface HeliaNodeOptions {
+  /**
+   * Directory for persistent storage: blocks in `<directory>/blocks` (one file per block) and the
+   * datastore in `<directory>/datastore` (LevelDB). Created when missing. Omit to keep everything in
+   * memory (tests, short-lived nodes).
+   *
+   * @default undefined (memory)
+   */
+  directory?: string
+
+  /**
+   * libp2p listen multiaddrs. Port 0 picks a free port; read the bound addresses from
+   * `node.libp2p.getMultiaddrs()`.
+   *
+   * @default ['/ip4/127.0.0.1/tcp/0', '/ip4/127.0.0.1/tcp/0/ws']
+   */
+  listen?: string[]
+
+  /**
+   * Multiaddrs of peers to dial at start (e.g. other hubs). Addresses that end in `/p2p/<peer id>`
+   * are also kept alive: libp2p re-dials them when the connection drops and after a restart.
+   * Start fails with StoreError if none of them can be reached; unreachable ones are skipped.
+   *
+   * @default []
+   */
+  peers?: string[]
+
+  /**
+   * Answer DHT queries from other peers (store their records and provider announcements). Hubs
+   * should; short-lived clients need not.
+   *
+   * @default false
+   */
+  dhtServer?: boolean
+
+  /**
+   * How long to wait for each peer in `peers` to connect and join the DHT routing table.
+   *
+   * @default DEFAULT_PEER_DIAL_TIMEOUT_MS (10 s)
+   */
+  peerDialTimeoutMs?: number
+}
+
+// A type alias, not an interface: libp2p's ServiceMap constraint needs an index signature.
+export type HeliaNodeServices = {
+  identify: Identify
+  ping: Ping
+  dht: SingleKadDHT
+}
+
+/** A started helia node with the libp2p services above; `node.libp2p` is its libp2p instance. */
+export type HeliaNode = HeliaWithLibp2p<HeliaNodeServices>
+
+/** Closes the on-disk stores of nodes made by createHeliaNode, once, after the node stops. */
+const closers = new WeakMap<object, () => Promise<void>>()
+
+/**
+ * Creates and starts a helia node (see the module doc for what it runs).
+ *
+ * @example
+ * ```ts
+ * const hub = await createHeliaNode({ directory: './data', dhtServer: true })
+ * const device = await createHeliaNode({ peers: hub.libp2p.getMultiaddrs().map(String) })
+ * const store = heliaStore(device)
+ * // …
+ * await stopHeliaNode(device)
+ * await stopHeliaNode(hub)
+ * ```
+ */
+export async function createHeliaNode (options: HeliaNodeOptions = {}): Promise<HeliaNode> {
+  ensureWebSocket()
+  const listen = options.listen ?? [...DEFAULT_LISTEN]
+  const peers = parseMultiaddrs(options.peers ?? [], 'peers')
+  parseMultiaddrs(listen, 'listen')
+
+  let blockstore: Blockstore
+  let datastore: Datastore
+  let close: () => Promise<void> = async () => {}
+  if (options.directory !== undefined) {
+    if (typeof options.directory !== 'string' || options.directory === '') {
+      throw new InvalidInputError('"directory" expected a non-empty path')
+    }
+    const fsBlockstore = new FsBlockstore(join(options.directory, 'blocks'))
+    const levelDatastore = new LevelDatastore(join(options.directory, 'datastore'))
+    try {
+      await fsBlockstore.open()
+      await levelDatastore.open()
+    } catch (err) {
+      await levelDatastore.close().catch(() => {})
+      throw new StoreError(`cannot open storage in ${options.directory}: ${(err as Error).message}`)
+    }
+    blockstore = fsBlockstore
+    datastore = levelDatastore
+    close = async () => {
+      await levelDatastore.close()
+      await fsBlockstore.close()
+    }
+  } else {
+    blockstore = new MemoryBlockstore()
+    datastore = new MemoryDatastore()
+  }
+
+  const helia = withBitswap(withLibp2pLight(createHeliaLight({ blockstore, datastore }), {
+    // The peer key is loaded from (or created in) the datastore's keychain by @helia/libp2p, so a
+    // node on a directory keeps its peer id across restarts.
+    addresses: { listen },
+    transports: [tcp(), webSockets()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    services: {
+      identify: identify(),
+      ping: ping(),
+      dht: kadDHT({
+        protocol: DHT_PROTOCOL,
+        clientMode: options.dhtServer !== true,
+        // The default mapper drops private and loopback addresses, which are all a LAN/loopback
+        // network has.
+        peerInfoMapper: passthroughMapper,
+        // Without this, every query on a node with no peers yet (a lone hub) waits until one
+        // appears; with it, such a query finds nothing at once and the caller falls back to local data.
+        allowQueryWithZeroPeers: true,
+        // Accept IPNS records even on nodes that never create `ipns(helia)` (a hub that only relays).
+        validators: { ipns: async (key, value) => { await ipnsValidator(key, value) } },
+        selectors: { ipns: (key, records) => ipnsSelector(key, records) }
+      })
+    }
+  }))
+
+  try {
+    await helia.start()
+  } catch (err) {
+    await close().catch(() => {})
+    throw new StoreError(`cannot start helia: ${(err as Error).message}`)
+  }
+  const node = helia as HeliaNode
+  closers.set(node, once(close))
+
+  if (peers.length > 0) {
+    try {
+      await connectPeers(node, peers, options.peerDialTimeoutMs ?? DEFAULT_PEER_DIAL_TIMEOUT_MS)
+    } catch (err) {
+      await stopHeliaNode(node)
+      throw err
+    }
+  }
+  return node
+}
+
+/** Stops a node made by createHeliaNode and closes its on-disk stores. Safe to call twice. */
+export async function stopHeliaNode (node: HeliaNode): Promise<void> {
+  if (node.status !== 'stopped') await node.stop()
+  await closers.get(node)?.()
+}
+
+/**
+ * Dials every peer, then waits (briefly) until those that speak the DHT are in the routing table, so
+ * that the first query after start already has somewhere to go. Fails only if no peer answered.
+ */
+async function connectPeers (node: HeliaNode, peers: Multiaddr[], timeoutMs: number): Promise<void> {
+  const libp2p = node.libp2p
+  // Which peers identify says speak the DHT; listened for before dialling so no event is missed.
+  const identified = new Map<string, boolean>()
+  const onIdentify = (event: CustomEvent<IdentifyResult>): void => {
+    identified.set(event.detail.peerId.toString(), event.detail.protocols.includes(DHT_PROTOCOL))
+  }
+  libp2p.addEventListener('peer:identify', onIdentify)
+  try {
+    const errors: string[] = []
+    const connected: string[] = []
+    await Promise.all(peers.map(async (address) => {
+      try {
+        const connection = await libp2p.dial(address, { signal: AbortSignal.timeout(timeoutMs) })
+        connected.push(connection.remotePeer.toString())
+        if (address.getComponents().some(c => c.name === 'p2p')) {
+          await libp2p.peerStore.merge(connection.remotePeer, { tags: { [KEEP_ALIVE]: { value: 1 } } })
+        }
+      } catch (err) {
+        errors.push(`${address.toString()}: ${(err as Error).message}`)
+      }
+    }))
+    if (connected.length === 0) {
+      throw new StoreError(`could not reach any peer: ${errors.join('; ')}`)
+    }
+    // The routing table's only public property is its size: wait until it holds at least as many
+    // peers as identified themselves as DHT servers.
+    const table = libp2p.services.dht.routingTable
+    const deadline = Date.now() + Math.min(timeoutMs, ROUTING_TABLE_WAIT_MS)
+    while (Date.now() < deadline) {
+      const known = connected.filter(id => identified.has(id))
+      const servers = known.filter(id => identified.get(id) === true).length
+      if (known.length === connected.length && table.size >= servers) return
+      await new Promise(resolve => setTimeout(resolve, 5))
+    }
+  } finally {
+    libp2p.removeEventListener('peer:identify', onIdentify)
+  }
+}
+
+/** Upper bound on the wait for dialled peers to be identified and join the DHT routing table. */
+const ROUTING_TABLE_WAIT_MS = 2_000
+
+/**
+ * @libp2p/websockets dials with the global `WebSocket`, which Node has only from version 22; on Node
+ * 20 every dial of a `/ws` address fails with "WebSocket is not defined". Install the `ws` package's
+ * client (the one the transport already uses for its listener) when the global is missing.
+ */
+function ensureWebSocket (): void {
+  const global = globalThis as { WebSocket?: unknown }
+  if (typeof global.WebSocket !== 'function') global.WebSocket = NodeWebSocket
+}
+
+function parseMultiaddrs (values: unknown, option: string): Multiaddr[] {
+  if (!Array.isArray(values)) throw new InvalidInputError(`"${option}" expected an array of multiaddrs`)
+  return values.map((value) => {
+    if (typeof value !== 'string') throw new InvalidInputError(`"${option}" expected multiaddr strings, got ${typeof value}`)
+    try {
+      return multiaddr(value)
+    } catch {
+      throw new InvalidInputError(`"${option}" has an invalid multiaddr: "${value.slice(0, 120)}"`)
+    }
+  })
+}
+
+function once (fn: () => Promise<void>): () => Promise<void> {
+  let promise: Promise<void> | undefined
+  return async () => { await (promise ??= fn()) }
+}

@@ -1,0 +1,330 @@
+/**
+ * A Store on a helia node: blocks live in helia's blockstore and travel by bitswap, IPNS records are
+ * kept in @helia/ipns's local store and announced through helia's routers (the DHT on a libp2p
+ * node). Isomorphic — it only asks helia for its blockstore, routing, datastore and keychain, so the
+ * same code runs on a Node hub (see `createHeliaNode`) and on a browser helia.
+ *
+ * The network is never trusted and never waited on without a bound: every block is checked against
+ * its CID, every record against its name, and every network call ends when the caller's `signal`
+ * fires or, when there is none, after the timeouts below. Local data always wins over a slow network:
+ * writes land locally first and reads fall back to what is stored.
+ */
+import { ipns } from '@helia/ipns'
+import { multihashToIPNSRoutingKey } from 'ipns'
+import { ipnsSelector } from 'ipns/selector'
+import { CID } from 'multiformats/cid'
+import { IntegrityError, InvalidInputError, NotFoundError, StoreError, TooLargeError, throwIfAborted } from '../errors.js'
+import { MAX_BLOCK_BYTES, verifyBlock } from './blocks.js'
+import { nameToMultihash, validateRecord } from './record.js'
+import type { AbortOptions, Block, GetRecordOptions, Store } from './interface.js'
+import type { IPNS, IPNSRouting } from '@helia/ipns'
+import type { Helia } from 'helia'
+import type { MultihashDigest } from 'multiformats/hashes/interface'
+
+/** How long `getBlock` may look for a missing block on the network when the caller gives no signal. */
+export const DEFAULT_FETCH_TIMEOUT_MS = 10_000
+
+/**
+ * How long announcing (DHT put of a record, provide of a block) and asking the network for a record
+ * may take when the caller gives no signal. Past it, a write is kept locally only and a read returns
+ * the best record found so far.
+ */
+export const DEFAULT_ROUTING_TIMEOUT_MS = 5_000
+
+/** How many blocks are announced to the routers at once. */
+const PROVIDE_CONCURRENCY = 8
+
+export interface HeliaStoreOptions {
+  /**
+   * Upper bound for fetching a block that is not stored locally, when the call has no `signal`.
+   *
+   * @default DEFAULT_FETCH_TIMEOUT_MS (10 s)
+   */
+  fetchTimeoutMs?: number
+
+  /**
+   * Upper bound for the network part of putBlocks/putRecord/getRecord, whether or not the call has a
+   * `signal` (the earlier of the two ends it).
+   *
+   * @default DEFAULT_ROUTING_TIMEOUT_MS (5 s)
+   */
+  routingTimeoutMs?: number
+
+  /**
+   * Announce new blocks as provided by this node (a DHT provider record per block), so that peers
+   * that are not connected to it can find them. Turn off for a node that only reads.
+   *
+   * @default true
+   */
+  provide?: boolean
+}
+
+/**
+ * Wraps a started helia node as a Store. The node needs a block broker (bitswap) to fetch blocks it
+ * does not have and a router (kad-dht, delegated routing) to exchange records with other nodes;
+ * without them it works offline on its own stores.
+ *
+ * @example
+ * ```ts
+ * const helia = await createHeliaNode({ peers: ['/ip4/127.0.0.1/tcp/4001/p2p/12D3Koo…'] })
+ * const space = await openSpace({ signer, store: heliaStore(helia) })
+ * ```
+ */
+export function heliaStore (helia: Helia, options: HeliaStoreOptions = {}): Store {
+  return new HeliaStore(helia, {
+    fetchTimeoutMs: positive(options.fetchTimeoutMs, 'fetchTimeoutMs') ?? DEFAULT_FETCH_TIMEOUT_MS,
+    routingTimeoutMs: positive(options.routingTimeoutMs, 'routingTimeoutMs') ?? DEFAULT_ROUTING_TIMEOUT_MS,
+    provide: options.provide ?? true
+  })
+}
+
+interface ValidRecord {
+  bytes: Uint8Array
+  ttlMs: number
+}
+
+interface Routers {
+  /** @helia/ipns's local record store (the helia datastore, under the DHT's record keys). */
+  local: IPNSRouting
+  /** Everything else: helia's routers (the DHT), plus any the IPNS instance was given. */
+  network: IPNSRouting[]
+}
+
+class HeliaStore implements Store {
+  private routers?: Routers
+  /** Per routing key: until when the local record counts as fresh (its TTL, from when it was last confirmed). */
+  private readonly freshUntil = new Map<string, number>()
+
+  constructor (private readonly helia: Helia, private readonly options: Required<HeliaStoreOptions>) {}
+
+  async putBlocks (blocks: Block[], options: AbortOptions = {}): Promise<void> {
+    throwIfAborted(options.signal)
+    if (!Array.isArray(blocks)) throw new InvalidInputError('"blocks" expected an array of { cid, bytes }')
+    for (const block of blocks) {
+      const cid = asCID(block?.cid)
+      if (!(block.bytes instanceof Uint8Array)) throw new InvalidInputError('"bytes" expected Uint8Array')
+      if (block.bytes.byteLength > MAX_BLOCK_BYTES) {
+        throw new TooLargeError(`block ${cid.toString()} is ${block.bytes.byteLength} bytes, over the ${MAX_BLOCK_BYTES}-byte limit`)
+      }
+      if (!(await verifyBlock(cid, block.bytes))) {
+        throw new IntegrityError(`block ${cid.toString()} does not match its CID`)
+      }
+    }
+    // Verified all before storing any: a bad block leaves the store unchanged.
+    const added: CID[] = []
+    try {
+      for (const block of blocks) {
+        if (await this.helia.blockstore.has(block.cid)) continue
+        await this.helia.blockstore.put(block.cid, block.bytes)
+        added.push(block.cid)
+      }
+    } catch (err) {
+      throw new StoreError(`cannot store blocks: ${(err as Error).message}`)
+    }
+    if (this.options.provide && added.length > 0) {
+      await this.network(options.signal, async (signal) => {
+        await eachLimited(added, PROVIDE_CONCURRENCY, async (cid) => {
+          // Best effort: the blocks are stored and peers connected to this node can fetch them
+          // by bitswap anyway; a router that fails only makes them harder to find.
+          await this.helia.routing.provide(cid, { signal }).catch(() => {})
+        })
+      })
+    }
+  }
+
+  async getBlock (cid: CID, options: AbortOptions = {}): Promise<Uint8Array> {
+    throwIfAborted(options.signal)
+    cid = asCID(cid)
+    const signal = options.signal ?? AbortSignal.timeout(this.options.fetchTimeoutMs)
+    let bytes: Uint8Array
+    try {
+      bytes = await concat(this.helia.blockstore.get(cid, { signal }))
+    } catch (err) {
+      if (signal.aborted || isNotFound(err)) {
+        throw new NotFoundError(`block ${cid.toString()} not found${signal.aborted ? ' before the signal fired' : ''}`)
+      }
+      throw new StoreError(`cannot read block ${cid.toString()}: ${(err as Error).message}`)
+    }
+    if (!(await verifyBlock(cid, bytes))) {
+      throw new IntegrityError(`block ${cid.toString()} does not match its CID`)
+    }
+    return bytes
+  }
+
+  async putRecord (name: string, record: Uint8Array, options: AbortOptions = {}): Promise<void> {
+    throwIfAborted(options.signal)
+    const info = await validateRecord(name, record)
+    const routingKey = routingKeyOf(name)
+    const routers = this.getRouters()
+
+    // Like a DHT peer (and the memory store), keep the better record: one with a lower sequence (or,
+    // at the same sequence, an earlier expiry) than the stored one is dropped. On a tie the selector
+    // picks the first, so an equal record is stored and announced again (hubs re-announce this way).
+    const current = await this.readLocal(name, routingKey)
+    if (current !== undefined && ipnsSelector(routingKey, [record, current.bytes]) === 1) return
+
+    try {
+      await routers.local.put(routingKey, record)
+    } catch (err) {
+      throw new StoreError(`cannot store the record for ${name}: ${(err as Error).message}`)
+    }
+    this.markFresh(routingKey, info.ttlMs)
+    await this.network(options.signal, async (signal) => {
+      // Best effort, like provide: the record is stored locally and served to DHT peers from there.
+      await Promise.all(routers.network.map(async router => router.put(routingKey, record, { signal }).catch(() => {})))
+    })
+  }
+
+  async getRecord (name: string, options: GetRecordOptions = {}): Promise<Uint8Array | undefined> {
+    throwIfAborted(options.signal)
+    const routingKey = routingKeyOf(name)
+    const routers = this.getRouters()
+    const local = await this.readLocal(name, routingKey)
+    if (options.nocache !== true && local !== undefined && (this.freshUntil.get(keyString(routingKey)) ?? 0) > Date.now()) {
+      return local.bytes
+    }
+
+    const found: ValidRecord[] = []
+    await this.network(options.signal, async (signal) => {
+      await Promise.all(routers.network.map(async (router) => {
+        let bytes: Uint8Array
+        try {
+          bytes = await router.get(routingKey, { signal, validate: false })
+        } catch {
+          return // not found, unreachable or timed out: the other routers may still have it
+        }
+        try {
+          found.push({ bytes, ttlMs: (await validateRecord(name, bytes)).ttlMs })
+        } catch {
+          // an invalid record from the network is ignored, never returned
+        }
+      }))
+    })
+
+    const candidates = local === undefined ? found : [local, ...found]
+    if (candidates.length === 0) return undefined
+    const best = candidates[ipnsSelector(routingKey, candidates.map(c => c.bytes))]
+    if (best === undefined) return undefined
+    if (best !== local) {
+      // Keep what the network had: it is then served to DHT peers and survives going offline.
+      await routers.local.put(routingKey, best.bytes).catch(() => {})
+    }
+    this.markFresh(routingKey, best.ttlMs)
+    return best.bytes
+  }
+
+  /** The valid local record for a name, or undefined (an expired or corrupt one counts as none). */
+  private async readLocal (name: string, routingKey: Uint8Array): Promise<ValidRecord | undefined> {
+    let bytes: Uint8Array
+    try {
+      bytes = await this.getRouters().local.get(routingKey)
+    } catch {
+      return undefined
+    }
+    try {
+      return { bytes, ttlMs: (await validateRecord(name, bytes)).ttlMs }
+    } catch {
+      return undefined
+    }
+  }
+
+  private markFresh (routingKey: Uint8Array, ttlMs: number): void {
+    this.freshUntil.set(keyString(routingKey), Date.now() + ttlMs)
+  }
+
+  /**
+   * Runs a network step bounded by the caller's signal and the routing timeout. Returns normally
+   * when the timeout ends it (the step is best effort); throws AbortedError when the caller's
+   * signal does.
+   */
+  private async network (callerSignal: AbortSignal | undefined, step: (signal: AbortSignal) => Promise<void>): Promise<void> {
+    const timeout = AbortSignal.timeout(this.options.routingTimeoutMs)
+    const signal = callerSignal === undefined ? timeout : AbortSignal.any([callerSignal, timeout])
+    await Promise.race([step(signal), aborted(signal)])
+    throwIfAborted(callerSignal)
+  }
+
+  /**
+   * @helia/ipns is created on first use, because it must be created after helia has started (it
+   * registers its DHT validator on the running libp2p node).
+   */
+  private getRouters (): Routers {
+    if (this.routers !== undefined) return this.routers
+    if (this.helia.status !== 'started') {
+      throw new StoreError(`the helia node is ${this.helia.status}, not started`)
+    }
+    const name: IPNS = ipns(this.helia)
+    // @helia/ipns puts its local store first, then helia's routing, then any custom routers.
+    const [local, ...network] = name.routers
+    if (local === undefined || String(local) !== 'LocalStoreRouting()') {
+      throw new StoreError('unsupported @helia/ipns: its first router is not the local store')
+    }
+    this.routers = { local, network }
+    return this.routers
+  }
+}
+
+/** Resolves when the signal fires (never rejects), so a step can be raced against it. */
+async function aborted (signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return
+  await new Promise<void>(resolve => { signal.addEventListener('abort', () => { resolve() }, { once: true }) })
+}
+
+async function concat (chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): Promise<Uint8Array> {
+  const parts: Uint8Array[] = []
+  let length = 0
+  for await (const chunk of chunks) {
+    parts.push(chunk)
+    length += chunk.byteLength
+  }
+  if (parts.length === 1 && parts[0] !== undefined) return parts[0]
+  const bytes = new Uint8Array(length)
+  let offset = 0
+  for (const part of parts) {
+    bytes.set(part, offset)
+    offset += part.byteLength
+  }
+  return bytes
+}
+
+async function eachLimited<T> (items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const item = items[next++] as T
+      await fn(item)
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker))
+}
+
+/** Errors helia, its block brokers and datastores raise for "no such block". */
+function isNotFound (err: unknown): boolean {
+  const name = (err as { name?: unknown })?.name
+  return name === 'NotFoundError' || name === 'LoadBlockFailedError' || name === 'BlockNotFoundWhileOfflineError' ||
+    name === 'AbortError' || name === 'TimeoutError'
+}
+
+function asCID (value: unknown): CID {
+  const cid = CID.asCID(value)
+  if (cid === null) throw new InvalidInputError('"cid" expected a CID')
+  return cid
+}
+
+function routingKeyOf (name: string): Uint8Array {
+  return multihashToIPNSRoutingKey(nameToMultihash(name) as MultihashDigest<0x00 | 0x12>)
+}
+
+function keyString (routingKey: Uint8Array): string {
+  let s = ''
+  for (const byte of routingKey) s += byte.toString(16).padStart(2, '0')
+  return s
+}
+
+function positive (value: number | undefined, option: string): number | undefined {
+  if (value === undefined) return undefined
+  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
+    throw new InvalidInputError(`"${option}" expected a positive number of milliseconds, got ${String(value)}`)
+  }
+  return value
+}
