@@ -57,7 +57,7 @@ export function nonDeterministicSigner (key: string = KEY_A): MessageSigner {
   return {
     address: acct.address,
     async signMessage (message: string): Promise<string> {
-      const sig = secp.sign(hashPersonalMessage(utf8(message)), sk, { prehash: false, extraEntropy: true, format: 'recovered' })
+      const sig = await secp.signAsync(hashPersonalMessage(utf8(message)), sk, { prehash: false, extraEntropy: true, format: 'recovered' })
       // noble's recovered format is recovery ‖ r ‖ s; wallets send r ‖ s ‖ v
       return '0x' + bytesToHex(sig.subarray(1)) + (27 + (sig[0] as number)).toString(16)
     }

@@ -1,0 +1,377 @@
+import { describe, expect, it } from 'vitest'
+import fc from 'fast-check'
+import { CID } from 'multiformats/cid'
+import * as raw from 'multiformats/codecs/raw'
+import * as dagCbor from '@ipld/dag-cbor'
+import vectors from './fixtures/vectors.json' with { type: 'json' }
+import { openSpace, memoryStore, readPublic } from '../src/index.js'
+import type { Json, MemoryStore, Space, Store } from '../src/index.js'
+import { utf8 } from '../src/crypto/bytes.js'
+import { open as openEnvelope } from '../src/crypto/envelope.js'
+import { decodeRoot } from '../src/space/root.js'
+import { readRecord } from '../src/store/record.js'
+import { MAX_BLOCK_BYTES } from '../src/store/blocks.js'
+import { account, highS, KEY_A, KEY_B, nonDeterministicSigner, provider, rewritingSigner, vZeroOne } from './helpers/signers.js'
+
+/** The name KEY_A's signature of the version-1 open message derives. Changing the format changes it. */
+const NAME_A = 'k51qzi5uqu5djtge0ytuuxft6nytrerco6wntnw00rdwln2gfimils7jf1wmmb'
+
+async function open (store: Store = memoryStore(), key = KEY_A, extra: Record<string, unknown> = {}): Promise<Space> {
+  return openSpace({ signer: account(key), store, ...extra })
+}
+
+/** A snapshot of everything a store holds, to prove a refused write changed nothing. */
+function snapshot (store: MemoryStore): string {
+  return JSON.stringify([[...store.blocks.keys()].sort(), [...store.records.entries()].map(([k, v]) => [k, Buffer.from(v).toString('hex')])])
+}
+
+describe('openSpace', () => {
+  it('derives the documented name from the version-1 open message (format vector)', async () => {
+    const space = await open()
+    expect(space.name).toBe(NAME_A)
+    expect(space.address).toBe(account(KEY_A).address)
+    expect(space.sequence).toBe(0)
+  })
+
+  it('works with a viem account, an EIP-1193 provider and every encoding of the signature', async () => {
+    const store = memoryStore()
+    const first = await open(store)
+    await first.set('theme', 'dark')
+    const signers = [
+      provider(KEY_A),
+      rewritingSigner(KEY_A, vZeroOne),
+      rewritingSigner(KEY_A, highS),
+      rewritingSigner(KEY_A, s => vZeroOne(highS(s)))
+    ]
+    for (const signer of signers) {
+      const space = await openSpace({ signer, store })
+      expect(space.name).toBe(first.name)
+      expect(await space.get('theme')).toBe('dark')
+    }
+  })
+
+  it('asks for one signature to open an existing space, two to create one', async () => {
+    const store = memoryStore()
+    const creator = rewritingSigner(KEY_A, s => s)
+    const space = await openSpace({ signer: creator, store })
+    expect(creator.count).toBe(2)
+    await space.set('a', 1)
+    const opener = rewritingSigner(KEY_A, s => s)
+    await openSpace({ signer: opener, store })
+    expect(opener.count).toBe(1)
+  })
+
+  it('refuses a signature that does not recover to the signer address', async () => {
+    const liar = { address: account(KEY_A).address, signMessage: async (message: string) => account(KEY_B).signMessage({ message }) }
+    await expect(openSpace({ signer: liar, store: memoryStore() })).rejects.toMatchObject({ name: 'SignerMismatchError' })
+  })
+
+  it('reports a rejected signature request as SignerError', async () => {
+    await expect(openSpace({ signer: provider(KEY_A, { reject: true }), store: memoryStore() })).rejects.toMatchObject({ name: 'SignerError' })
+  })
+
+  it('refuses a wallet that does not sign deterministically when asked to check', async () => {
+    await expect(openSpace({ signer: nonDeterministicSigner(KEY_A), store: memoryStore(), checkDeterministic: true }))
+      .rejects.toMatchObject({ name: 'NonDeterministicSignerError' })
+  })
+
+  it('needs a store', async () => {
+    await expect(openSpace({ signer: account(KEY_A) })).rejects.toMatchObject({ name: 'InvalidInputError' })
+  })
+})
+
+describe('get / set / remove / getAll / patch', () => {
+  it('stores any JSON value and reads it back after re-opening', async () => {
+    const store = memoryStore()
+    const space = await open(store)
+    const values: Record<string, Json> = {
+      s: 'text ✓ 🦊', n: 42, f: -0.5, t: true, z: null, a: [1, 'two', [3]], o: { nested: { deep: [{}] } }, e: ''
+    }
+    for (const [k, v] of Object.entries(values)) await space.set(k, v)
+    expect(await space.getAll()).toEqual(values)
+    await space.remove('n')
+    expect(await space.get('n')).toBeUndefined()
+    const again = await open(store)
+    expect(await again.getAll()).toEqual({ ...values, n: undefined })
+    expect(Object.keys(await again.getAll())).not.toContain('n')
+  })
+
+  it('returns copies: changing a returned object does not change the space', async () => {
+    const space = await open()
+    await space.set('o', { a: 1 })
+    const got = await space.get('o') as { a: number }
+    got.a = 2
+    expect(await space.get('o')).toEqual({ a: 1 })
+  })
+
+  it('publishes a signed record per change with an increasing sequence', async () => {
+    const store = memoryStore()
+    const space = await open(store)
+    await space.set('a', 1)
+    const first = readRecord(store.records.get(space.name)!)
+    await space.set('b', 2)
+    const second = readRecord(store.records.get(space.name)!)
+    expect(second.sequence).toBe(first.sequence + 1n)
+    expect(second.validUntilMs - Date.now()).toBeGreaterThan(300 * 24 * 3600 * 1000)
+    const root = decodeRoot(store.blocks.get(second.cid!.toString())!)
+    expect(root.sequence).toBe(Number(second.sequence))
+    expect(root.parents.map(String)).toEqual([first.cid!.toString()])
+    expect(root.owner.address).toBe(space.address)
+  })
+
+  describe('RFC 7396 Appendix A through patch', () => {
+    for (const [i, c] of vectors.mergePatch.cases.entries()) {
+      it(`example ${i + 1} under one key`, async () => {
+        const space = await open()
+        await space.set('doc', c.target as Json)
+        await space.patch({ doc: c.patch as Json })
+        expect(await space.get('doc')).toEqual(c.result === null ? undefined : c.result)
+      })
+      const isObject = (x: unknown): boolean => typeof x === 'object' && x !== null && !Array.isArray(x)
+      if (isObject(c.target) && isObject(c.patch)) {
+        it(`example ${i + 1} on the whole map`, async () => {
+          const space = await open()
+          for (const [k, v] of Object.entries(c.target)) await space.set(k, v as Json)
+          await space.patch(c.patch as Record<string, Json>)
+          expect(await space.getAll()).toEqual(c.result)
+        })
+      }
+    }
+  })
+
+  const badWrites: Array<[string, (s: Space) => Promise<unknown>, string]> = [
+    ['empty key', async s => s.set('', 1), 'InvalidInputError'],
+    ['number key', async s => s.set(1 as unknown as string, 1), 'InvalidInputError'],
+    ['undefined value', async s => s.set('k', undefined as unknown as Json), 'InvalidInputError'],
+    ['function value', async s => s.set('k', (() => 1) as unknown as Json), 'InvalidInputError'],
+    ['BigInt value', async s => s.set('k', 10n as unknown as Json), 'InvalidInputError'],
+    ['symbol value', async s => s.set('k', Symbol('x') as unknown as Json), 'InvalidInputError'],
+    ['NaN', async s => s.set('k', Number.NaN), 'InvalidInputError'],
+    ['Infinity inside an object', async s => s.set('k', { a: [Infinity] }), 'InvalidInputError'],
+    ['a Date', async s => s.set('k', new Date() as unknown as Json), 'InvalidInputError'],
+    ['a Map', async s => s.set('k', new Map() as unknown as Json), 'InvalidInputError'],
+    ['a sparse array', async s => s.set('k', [1, , 3] as unknown as Json), 'InvalidInputError'], // eslint-disable-line no-sparse-arrays
+    ['undefined inside an object', async s => s.set('k', { a: undefined } as unknown as Json), 'InvalidInputError'],
+    ['a cycle', async s => { const o: Record<string, unknown> = {}; o.self = o; return s.set('k', o as Json) }, 'InvalidInputError'],
+    ['a value over the limit', async s => s.set('k', 'x'.repeat(70 * 1024)), 'TooLargeError'],
+    ['a key over 1024 characters', async s => s.set('k'.repeat(1025), 1), 'InvalidInputError'],
+    ['patch that is an array', async s => s.patch([1] as unknown as Record<string, Json>), 'InvalidInputError'],
+    ['patch that is null', async s => s.patch(null as unknown as Record<string, Json>), 'InvalidInputError'],
+    ['patch with a bad value in a later key', async s => s.patch({ ok: 1, bad: { x: 1n } } as unknown as Record<string, Json>), 'InvalidInputError'],
+    ['patch with __proto__ inside', async s => s.patch(JSON.parse('{"ok":{"__proto__":{"x":1}}}')), 'InvalidInputError'],
+    ['public value that is a function', async s => s.public.set('k', (() => 1) as unknown as Json), 'InvalidInputError'],
+    ['public value over the limit', async s => s.public.set('k', 'x'.repeat(70 * 1024)), 'TooLargeError']
+  ]
+  for (const [what, write, name] of badWrites) {
+    it(`refuses ${what} with ${name} and changes nothing`, async () => {
+      const store = memoryStore()
+      const space = await open(store)
+      await space.set('keep', { me: true })
+      await space.public.set('profile', 'p')
+      const before = snapshot(store)
+      await expect(write(space)).rejects.toMatchObject({ name })
+      expect(snapshot(store)).toBe(before)
+      expect(await space.getAll()).toEqual({ keep: { me: true } })
+      expect(await space.public.getAll()).toEqual({ profile: 'p' })
+      expect(space.sequence).toBe(2)
+    })
+  }
+
+  it('refuses a write that would take the space over its limit, and changes nothing', async () => {
+    const store = memoryStore()
+    const space = await open(store, KEY_A, { maxSpaceBytes: 2000 })
+    await space.set('a', 'x'.repeat(1500))
+    const before = snapshot(store)
+    await expect(space.patch({ b: 'y'.repeat(400), c: 'z'.repeat(400) })).rejects.toMatchObject({ name: 'TooLargeError' })
+    expect(snapshot(store)).toBe(before)
+    expect(await space.keys()).toEqual(['a'])
+  })
+
+  it('refuses reads and writes after close', async () => {
+    const space = await open()
+    await space.close()
+    await expect(space.get('a')).rejects.toMatchObject({ name: 'ClosedError' })
+    await expect(space.set('a', 1)).rejects.toMatchObject({ name: 'ClosedError' })
+  })
+})
+
+describe('public section', () => {
+  it('is plaintext dag-cbor anyone can read by name, with a verified owner', async () => {
+    const store = memoryStore()
+    const space = await open(store)
+    await space.public.set('name', 'Alice')
+    await space.public.set('avatar', { url: 'ipfs://bafy' })
+    await space.set('secret', 'hidden')
+    const profile = await readPublic({ name: space.name, store })
+    expect(profile.data).toEqual({ name: 'Alice', avatar: { url: 'ipfs://bafy' } })
+    expect(profile.address).toBe(space.address)
+    const root = decodeRoot(store.blocks.get(profile.root.toString())!)
+    const block = dagCbor.decode(store.blocks.get(root.public!.toString())!) as { entries: Record<string, unknown[]> }
+    expect(block.entries.name?.[2]).toBe('Alice')
+  })
+})
+
+describe('model-based: any sequence of operations equals a plain Map', () => {
+  const key = fc.constantFrom('a', 'b', 'c', 'io.example.app', 'ключ', 'k e y')
+  const value: fc.Arbitrary<Json> = fc.jsonValue({ maxDepth: 2 }).map(v => JSON.parse(JSON.stringify(v)) as Json)
+  const op = fc.oneof(
+    fc.record({ op: fc.constant('set' as const), key, value }),
+    fc.record({ op: fc.constant('remove' as const), key }),
+    fc.record({ op: fc.constant('patch' as const), patch: fc.dictionary(key, fc.oneof(fc.constant(null), value), { maxKeys: 3 }) }),
+    fc.record({ op: fc.constant('reopen' as const) })
+  )
+  it('matches after every step and after re-opening from the store alone', async () => {
+    await fc.assert(fc.asyncProperty(fc.array(op, { maxLength: 12 }), async (ops) => {
+      const store = memoryStore()
+      let space = await open(store)
+      const model = new Map<string, Json>()
+      for (const step of ops) {
+        if (step.op === 'set') { await space.set(step.key, step.value); model.set(step.key, step.value) }
+        if (step.op === 'remove') { await space.remove(step.key); model.delete(step.key) }
+        if (step.op === 'patch') {
+          await space.patch(step.patch)
+          for (const [k, v] of Object.entries(step.patch)) {
+            if (v === null) model.delete(k)
+            else model.set(k, mergePatch(model.get(k) ?? null, v))
+          }
+        }
+        if (step.op === 'reopen') space = await open(store)
+        expect(await space.getAll()).toEqual(Object.fromEntries(model))
+      }
+      const fresh = await open(store)
+      expect(await fresh.getAll()).toEqual(Object.fromEntries(model))
+    }), { numRuns: 40 })
+  })
+})
+
+/** RFC 7396 MergePatch(Target, Patch), written from the RFC's pseudocode, as the model. */
+function mergePatch (target: Json, patch: Json): Json {
+  if (typeof patch !== 'object' || patch === null || Array.isArray(patch)) return patch
+  const out: Record<string, Json> = typeof target === 'object' && target !== null && !Array.isArray(target) ? { ...target } : {}
+  for (const [k, v] of Object.entries(patch)) {
+    if (v === null) delete out[k]
+    else out[k] = mergePatch(out[k] ?? null, v)
+  }
+  return out
+}
+
+describe('integrity and secrecy', () => {
+  async function filledStore (): Promise<{ store: MemoryStore, space: Space }> {
+    const store = memoryStore()
+    const space = await open(store)
+    await space.patch({ 'wallet.seedHint': 'PLAINTEXT-VALUE-ONE', 'PLAINTEXT-KEY-TWO': { nested: 'PLAINTEXT-VALUE-THREE' } })
+    await space.set('bulk', 'PLAINTEXT-VALUE-FOUR '.repeat(50))
+    return { store, space }
+  }
+
+  it('flipping any byte of any private block fails reading with IntegrityError, never wrong data', async () => {
+    const { store } = await filledStore()
+    const record = readRecord(store.records.values().next().value!)
+    const root = decodeRoot(store.blocks.get(record.cid!.toString())!)
+    const privateCids = root.private.map(String)
+    await fc.assert(fc.asyncProperty(fc.nat(privateCids.length - 1), fc.nat(), fc.integer({ min: 1, max: 255 }), async (which, at, bit) => {
+      const cid = privateCids[which]!
+      const original = store.blocks.get(cid)!
+      const tampered = original.slice()
+      tampered[at % tampered.length]! ^= bit
+      store.blocks.set(cid, tampered)
+      try {
+        await expect(open(store)).rejects.toMatchObject({ name: 'IntegrityError' })
+      } finally {
+        store.blocks.set(cid, original)
+      }
+    }), { numRuns: 25 })
+  })
+
+  it('a store that recomputes the CID of a tampered block is caught by the AEAD', async () => {
+    const { store, space } = await filledStore()
+    const record = readRecord(store.records.get(space.name)!)
+    const root = decodeRoot(store.blocks.get(record.cid!.toString())!)
+    const bucket = store.blocks.get(root.private[0]!.toString())!
+    const tampered = bucket.slice()
+    tampered[40]! ^= 1
+    // decrypting the tampered bucket directly: authentication fails
+    const keyless = (await import('../src/crypto/envelope.js'))
+    expect(() => keyless.open(new Uint8Array(32), space.name, tampered)).toThrow(expect.objectContaining({ name: 'IntegrityError' }))
+  })
+
+  it("another user's keys cannot read the private blocks", async () => {
+    const { store, space } = await filledStore()
+    const other = await open(memoryStore(), KEY_B)
+    const record = readRecord(store.records.get(space.name)!)
+    const root = decodeRoot(store.blocks.get(record.cid!.toString())!)
+    const bucket = store.blocks.get(root.private[0]!.toString())!
+    // B's keys are derived from B's signature; try them on A's block, under both names
+    const { deriveKeys, OPEN_MESSAGE } = await import('../src/crypto/keys.js')
+    const { normalizeSignature } = await import('../src/crypto/eip191.js')
+    const bKeys = deriveKeys(normalizeSignature(OPEN_MESSAGE, await account(KEY_B).signMessage({ message: OPEN_MESSAGE }), account(KEY_B).address))
+    expect(() => openEnvelope(bKeys.dataKey, space.name, bucket)).toThrow(expect.objectContaining({ name: 'IntegrityError' }))
+    expect(() => openEnvelope(bKeys.dataKey, other.name, bucket)).toThrow(expect.objectContaining({ name: 'IntegrityError' }))
+  })
+
+  it('no plaintext private key or value reaches the store', async () => {
+    const { store } = await filledStore()
+    const needles = ['PLAINTEXT-VALUE-ONE', 'PLAINTEXT-KEY-TWO', 'PLAINTEXT-VALUE-THREE', 'PLAINTEXT-VALUE-FOUR', 'wallet.seedHint', 'bulk'].map(utf8)
+    const haystacks = [...store.blocks.values(), ...store.records.values()]
+    expect(haystacks.length).toBeGreaterThan(3)
+    for (const hay of haystacks) {
+      for (const needle of needles) expect(indexOf(hay, needle)).toBe(-1)
+    }
+  })
+})
+
+function indexOf (hay: Uint8Array, needle: Uint8Array): number {
+  return Buffer.from(hay).indexOf(Buffer.from(needle))
+}
+
+describe('buckets', () => {
+  it('splits a large private map so that one set re-encrypts one bucket and no block exceeds 1 MiB', async () => {
+    const store = memoryStore()
+    const space = await open(store)
+    const patch: Record<string, Json> = {}
+    for (let i = 0; i < 3000; i++) patch[`key-${i}`] = { i, text: 'v'.repeat(80) }
+    await space.patch(patch)
+    const rootOf = (): ReturnType<typeof decodeRoot> => decodeRoot(store.blocks.get(readRecord(store.records.get(space.name)!).cid!.toString())!)
+    const before = rootOf()
+    expect(before.private.length).toBeGreaterThan(8)
+    const blocksBefore = new Set(store.blocks.keys())
+    await space.set('key-7', 'changed')
+    const added = [...store.blocks.keys()].filter(k => !blocksBefore.has(k)).map(k => CID.parse(k))
+    expect(added.filter(c => c.code === raw.code)).toHaveLength(1) // one bucket
+    expect(added.filter(c => c.code === dagCbor.code)).toHaveLength(1) // the root
+    const after = rootOf()
+    expect(after.private.filter((c, i) => !c.equals(before.private[i]))).toHaveLength(1)
+    for (const bytes of store.blocks.values()) expect(bytes.length).toBeLessThanOrEqual(MAX_BLOCK_BYTES)
+    const fresh = await open(store)
+    expect(Object.keys(await fresh.getAll())).toHaveLength(3000)
+    expect(await fresh.get('key-7')).toBe('changed')
+  })
+
+  it('keeps every block under 1 MiB for a multi-megabyte space of large values', async () => {
+    const store = memoryStore()
+    const space = await open(store)
+    const patch: Record<string, Json> = {}
+    for (let i = 0; i < 60; i++) patch[`big-${i}`] = 'b'.repeat(60 * 1024)
+    await space.patch(patch)
+    for (const bytes of store.blocks.values()) expect(bytes.length).toBeLessThanOrEqual(MAX_BLOCK_BYTES)
+    const fresh = await open(store)
+    expect((await fresh.get('big-59') as string).length).toBe(60 * 1024)
+  })
+})
+
+describe('history', () => {
+  it('lists past versions and reads one', async () => {
+    const space = await open()
+    await space.set('v', 1)
+    const first = space.root!
+    await space.set('v', 2)
+    await space.public.set('p', 'x')
+    const history = await space.history()
+    expect(history.map(h => h.sequence)).toEqual([3, 2, 1])
+    expect(history.every(h => h.device === space.deviceId)).toBe(true)
+    const past = await space.at(first)
+    expect(past.getAll()).toEqual({ v: 1 })
+    expect(past.public.getAll()).toEqual({})
+    await expect(space.at('not-a-cid')).rejects.toMatchObject({ name: 'InvalidInputError' })
+  })
+})
