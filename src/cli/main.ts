@@ -1,0 +1,234 @@
+/**
+ * The `userspace` command. `bin/userspace.js` installs the Node 20 polyfill and calls `main` with the
+ * arguments; `main` resolves with the exit code. Commands live in one table (`COMMANDS`): each has
+ * a summary, a usage line, examples (shown by `--help`) and a `run` function, so adding one is
+ * adding an entry. Exit codes: 0 done, 2 bad usage (unknown command or flag, bad value), and for
+ * failures the code `EXIT_CODE` gives the error's name (1 for anything unexpected).
+ */
+import { existsSync } from 'node:fs'
+import { resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import { EXIT_CODE, InvalidInputError, UserSpaceError } from '../errors.js'
+import type { ParseArgsConfig } from 'node:util'
+
+/** Where the command writes; tests pass their own. */
+export interface CliIO {
+  out: (line: string) => void
+  err: (line: string) => void
+  env: Record<string, string | undefined>
+  /** Resolves when the process is asked to stop (SIGINT, SIGTERM). */
+  stopSignal: () => Promise<string>
+}
+
+export interface Command {
+  /** One line for the command list. */
+  summary: string
+  /** e.g. `userspace serve [--port <n>] …` */
+  usage: string
+  /** Flag descriptions, one per line, shown by `userspace <command> --help`. */
+  options?: string[]
+  /** Runnable examples; `--help` shows them all. */
+  examples: string[]
+  run(args: string[], io: CliIO): Promise<number>
+}
+
+const USAGE_ERROR = 2
+
+export const COMMANDS: Record<string, Command> = {
+  serve: {
+    summary: 'run a hub: an IPFS node with the UserSpace HTTP API, the Next.ID KV API and the demo page',
+    usage: 'userspace serve [--host <ip>] [--port <n>] [--data <dir>] [--peer <multiaddr>]… [--listen <multiaddr>]… [--demo <dir>] [--rate-limit <n>]',
+    options: [
+      '--host <ip>            HTTP interface (env USERSPACE_HOST)                 default 127.0.0.1',
+      '--port <n>             HTTP port, 0 picks a free one (env USERSPACE_PORT)  default 8787',
+      '--data <dir>           blocks, records and the peer key (env USERSPACE_DATA) default ./data',
+      '--peer <multiaddr>     another hub to dial; repeatable (env USERSPACE_PEERS, comma-separated)',
+      '--listen <multiaddr>   libp2p listen address; repeatable (env USERSPACE_LISTEN, comma-separated)',
+      '                       default /ip4/127.0.0.1/tcp/0 and /ip4/127.0.0.1/tcp/0/ws',
+      '--demo <dir>           the built demo page                                 default dist/demo',
+      '--rate-limit <n>       requests per second per client address, 0 = off      default 50 (bursts of 200)'
+    ],
+    examples: [
+      'userspace serve',
+      'userspace serve --port 8787 --data ./data',
+      'userspace serve --port 0 --data ./data2 --peer /ip4/127.0.0.1/tcp/4001/p2p/12D3KooW…',
+      'USERSPACE_HOST=0.0.0.0 USERSPACE_PORT=80 userspace serve --listen /ip4/0.0.0.0/tcp/4001'
+    ],
+    run: serve
+  }
+}
+
+export async function main (argv: string[], io: CliIO = processIO()): Promise<number> {
+  const [first, ...rest] = argv
+  if (first === undefined || first === '--help' || first === '-h' || first === 'help') {
+    const topic = first === 'help' ? rest[0] : undefined
+    if (topic !== undefined && COMMANDS[topic] === undefined) return unknownCommand(topic, io)
+    io.out(topic === undefined ? generalHelp() : commandHelp(topic, COMMANDS[topic] as Command))
+    return first === undefined ? USAGE_ERROR : 0
+  }
+  if (first === '--version' || first === '-v') {
+    io.out(await version())
+    return 0
+  }
+  const command = COMMANDS[first]
+  if (command === undefined) return unknownCommand(first, io)
+  if (rest.includes('--help') || rest.includes('-h')) {
+    io.out(commandHelp(first, command))
+    return 0
+  }
+  try {
+    return await command.run(rest, io)
+  } catch (err) {
+    return report(err, io)
+  }
+}
+
+function unknownCommand (name: string, io: CliIO): number {
+  io.err(`userspace: unknown command "${name}". Commands: ${Object.keys(COMMANDS).join(', ')}. Try userspace --help.`)
+  return USAGE_ERROR
+}
+
+function report (err: unknown, io: CliIO): number {
+  if (err instanceof UsageError) {
+    io.err(`userspace: ${err.message}`)
+    return USAGE_ERROR
+  }
+  if (err instanceof UserSpaceError) {
+    io.err(`userspace: ${err.message} (${err.name})`)
+    return EXIT_CODE[err.name] ?? 1
+  }
+  io.err(`userspace: ${(err as Error)?.stack ?? String(err)}`)
+  return 1
+}
+
+/** Bad command-line usage: exit code 2. */
+class UsageError extends InvalidInputError {
+  override name = 'InvalidInputError'
+}
+
+function generalHelp (): string {
+  const width = Math.max(...Object.keys(COMMANDS).map(name => name.length))
+  return [
+    'userspace — a user-owned, end-to-end encrypted key-value store on IPFS',
+    '',
+    'Usage: userspace <command> [options]     userspace <command> --help',
+    '',
+    'Commands:',
+    ...Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`),
+    '',
+    'Examples:',
+    ...Object.values(COMMANDS).flatMap(c => c.examples.map(e => `  ${e}`))
+  ].join('\n')
+}
+
+function commandHelp (name: string, command: Command): string {
+  return [
+    `userspace ${name} — ${command.summary}`,
+    '',
+    `Usage: ${command.usage}`,
+    ...(command.options === undefined ? [] : ['', 'Options:', ...command.options.map(o => `  ${o}`)]),
+    '',
+    'Examples:',
+    ...command.examples.map(e => `  ${e}`)
+  ].join('\n')
+}
+
+async function version (): Promise<string> {
+  const { readFile } = await import('node:fs/promises')
+  for (const path of ['../../../package.json', '../../package.json']) {
+    try {
+      const pkg = JSON.parse(await readFile(new URL(path, import.meta.url), 'utf8')) as { name?: string, version?: string }
+      if (pkg.name === 'userspace') return `userspace ${pkg.version ?? ''}`.trim()
+    } catch {}
+  }
+  return 'userspace'
+}
+
+/** parseArgs with exit-code-2 errors worded for people. */
+function parse<T extends NonNullable<ParseArgsConfig['options']>> (args: string[], options: T): ReturnType<typeof parseArgs<{ args: string[], options: T, strict: true, allowPositionals: false }>>['values'] {
+  try {
+    return parseArgs({ args, options, strict: true, allowPositionals: false }).values
+  } catch (err) {
+    throw new UsageError(`${(err as Error).message.split('\n')[0] ?? 'bad arguments'} (see --help)`)
+  }
+}
+
+function listFrom (value: string | undefined): string[] {
+  return (value ?? '').split(/[\s,]+/).filter(s => s !== '')
+}
+
+function integer (value: string, flag: string, min: number, max: number): number {
+  const n = Number(value)
+  if (!/^\d+$/.test(value.trim()) || !Number.isInteger(n) || n < min || n > max) {
+    throw new UsageError(`${flag} expected an integer from ${min} to ${max}, got "${value.slice(0, 40)}"`)
+  }
+  return n
+}
+
+/** The demo page built next to this file's package (dist/demo), when it exists. */
+function defaultDemoDir (): string | undefined {
+  const dir = fileURLToPath(new URL('../../demo', import.meta.url))
+  return existsSync(dir) ? dir : undefined
+}
+
+async function serve (args: string[], io: CliIO): Promise<number> {
+  const flags = parse(args, {
+    host: { type: 'string' },
+    port: { type: 'string' },
+    data: { type: 'string' },
+    peer: { type: 'string', multiple: true },
+    listen: { type: 'string', multiple: true },
+    demo: { type: 'string' },
+    'rate-limit': { type: 'string' }
+  })
+  const host = flags.host ?? io.env.USERSPACE_HOST ?? undefined
+  const portText = flags.port ?? io.env.USERSPACE_PORT
+  const port = portText === undefined || portText === '' ? undefined : integer(portText, flags.port === undefined ? 'USERSPACE_PORT' : '--port', 0, 65535)
+  const directory = resolve(flags.data ?? io.env.USERSPACE_DATA ?? './data')
+  const peers = flags.peer ?? listFrom(io.env.USERSPACE_PEERS)
+  const listenAddrs = flags.listen ?? listFrom(io.env.USERSPACE_LISTEN)
+  const rate = flags['rate-limit'] === undefined ? undefined : integer(flags['rate-limit'], '--rate-limit', 0, 1_000_000)
+  const demoDir = flags.demo === undefined ? defaultDemoDir() : resolve(flags.demo)
+
+  // Loaded here, not at the top: `userspace --help` should not pay for libp2p.
+  const { startHub } = await import('../hub/server.js')
+  const hub = await startHub({
+    host,
+    port,
+    directory,
+    peers,
+    listen: listenAddrs.length > 0 ? listenAddrs : undefined,
+    demoDir,
+    rateLimit: rate === undefined ? undefined : rate === 0 ? 0 : { requestsPerSecond: rate, burst: rate * 4 }
+  })
+  io.out(`UserSpace hub listening on ${hub.url}`)
+  io.out(`peer id: ${hub.peerId}`)
+  for (const address of hub.multiaddrs) io.out(`multiaddr: ${address}`)
+  io.out(`data: ${directory}`)
+  io.out(demoDir === undefined ? 'demo: not built (run the demo build; / shows a note)' : `demo: ${demoDir}`)
+  const signal = await io.stopSignal()
+  io.out(`${signal}: stopping`)
+  await hub.stop()
+  io.out('stopped')
+  return 0
+}
+
+function processIO (): CliIO {
+  return {
+    out: (line) => { process.stdout.write(line + '\n') },
+    err: (line) => { process.stderr.write(line + '\n') },
+    env: process.env,
+    stopSignal: async () => new Promise<string>((resolve) => {
+      const stop = (signal: string): void => {
+        process.off('SIGINT', stop)
+        process.off('SIGTERM', stop)
+        // A second Ctrl-C while stopping ends the process at once.
+        process.once('SIGINT', () => process.exit(130))
+        resolve(signal)
+      }
+      process.once('SIGINT', stop)
+      process.once('SIGTERM', stop)
+    })
+  }
+}

@@ -1,0 +1,43 @@
+/**
+ * @packageDocumentation
+ *
+ * `userspace/hub`: the UserSpace hub, Node only. A hub is an IPFS node (helia: libp2p with TCP and
+ * WebSockets, kad-dht, bitswap; LevelDB and file-system storage) with an HTTP API that stores,
+ * serves and re-announces spaces, plus the Next.ID KV Service API. `userspace serve` runs one.
+ * This entry installs the Node 20 `Promise.withResolvers` polyfill that libp2p needs.
+ *
+ * @example Run a hub in a program
+ *
+ * ```ts
+ * import { startHub } from 'userspace/hub'
+ *
+ * const hub = await startHub({ port: 8787, directory: './data' })
+ * console.log(`listening on ${hub.url}, peer ${hub.peerId}`)
+ * process.on('SIGTERM', () => { void hub.stop() })
+ * ```
+ *
+ * @example Test handlers without a socket
+ *
+ * ```ts
+ * import { MemoryBlockstore } from 'blockstore-core'
+ * import { MemoryDatastore } from 'datastore-core'
+ * import { createHubApp } from 'userspace/hub'
+ *
+ * const app = createHubApp({ blockstore: new MemoryBlockstore(), datastore: new MemoryDatastore() })
+ * const res = await app.request('/api/v1/address/0x0000000000000000000000000000000000000000')
+ * res.status // 404
+ * ```
+ */
+import '../polyfill.js'
+
+export { startHub, DEFAULT_HOST, DEFAULT_PORT, DEFAULT_DIRECTORY, DEFAULT_REPUBLISH_INTERVAL_MS, DEFAULT_ROUTING_TIMEOUT_MS } from './server.js'
+export type { HubOptions, RunningHub } from './server.js'
+export {
+  createHubApp, datastoreRecords, IPNS_RECORD_TYPE, RAW_TYPE, CAR_TYPE,
+  DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_SPACE_BYTES, DEFAULT_MAX_CAR_BYTES, DEFAULT_RATE_LIMIT,
+  DEFAULT_ANNOUNCE_WAIT_MS, DEFAULT_ANNOUNCE_TIMEOUT_MS, DEFAULT_RESOLVE_TIMEOUT_MS, DEFAULT_FETCH_TIMEOUT_MS,
+  DEFAULT_HEARTBEAT_MS, DEFAULT_MAX_EVENT_STREAMS, DEFAULT_MAX_RECORD_CACHE_SECONDS
+} from './app.js'
+export type { HubComponents, HubAppOptions, HubLimits, HubRecordStore, RateLimit } from './app.js'
+export { createNextIdApp } from './nextid.js'
+export type { NextIdOptions } from './nextid.js'

@@ -1,0 +1,200 @@
+/**
+ * `startHub`: wires a hub together — a helia node (libp2p with TCP and WebSockets, kad-dht, bitswap,
+ * LevelDB datastore and file blockstore), the HTTP app with the Next.ID KV API mounted, an HTTP
+ * server, and a timer that re-announces every stored record to the DHT. A hub holds no keys: it
+ * re-announces the signed records it was given, exactly as they are, so they stay findable for as
+ * long as their validity (months) lasts.
+ */
+import { serve } from '@hono/node-server'
+import { InvalidInputError, StoreError, UserSpaceError } from '../errors.js'
+import { createHeliaNode, stopHeliaNode } from '../store/helia-node.js'
+import { heliaStore } from '../store/helia.js'
+import { createHubApp, datastoreRecords } from './app.js'
+import { createNextIdApp } from './nextid.js'
+import type { HubAppOptions, HubComponents } from './app.js'
+import type { NextIdOptions } from './nextid.js'
+import type { HeliaNode } from '../store/helia-node.js'
+import type { Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+
+/** @default '127.0.0.1' — loopback only; pass '0.0.0.0' (or '::') to serve other machines. */
+export const DEFAULT_HOST = '127.0.0.1'
+/** @default 8787 */
+export const DEFAULT_PORT = 8787
+/** @default './data' */
+export const DEFAULT_DIRECTORY = './data'
+/**
+ * How often every stored record is put to the DHT again. DHT peers drop records after about a day
+ * (go-ipfs/kubo: 48 h, kad-dht's default: 48 h); hourly keeps them well inside that.
+ *
+ * @default 1 hour
+ */
+export const DEFAULT_REPUBLISH_INTERVAL_MS = 60 * 60 * 1000
+/** Upper bound of one record's DHT put, in announcements and re-announcements. @default 10 s */
+export const DEFAULT_ROUTING_TIMEOUT_MS = 10_000
+
+export interface HubOptions extends HubAppOptions {
+  /** @default DEFAULT_HOST ('127.0.0.1') */
+  host?: string
+  /** HTTP port; 0 picks a free one (read it from the returned `url`). @default DEFAULT_PORT (8787) */
+  port?: number
+  /**
+   * Where blocks (`<directory>/blocks`) and the LevelDB datastore (`<directory>/datastore`: records,
+   * the address index, Next.ID chains, the node's peer key) live. `false` keeps everything in memory.
+   *
+   * @default DEFAULT_DIRECTORY ('./data')
+   */
+  directory?: string | false
+  /** Multiaddrs of other hubs to dial at start (ending in `/p2p/<peer id>` keeps them connected). @default [] */
+  peers?: string[]
+  /** libp2p listen multiaddrs. @default ['/ip4/127.0.0.1/tcp/0', '/ip4/127.0.0.1/tcp/0/ws'] */
+  listen?: string[]
+  /** @default DEFAULT_REPUBLISH_INTERVAL_MS (1 hour); 0 turns re-announcing off */
+  republishIntervalMs?: number
+  /** @default DEFAULT_ROUTING_TIMEOUT_MS (10 s) */
+  routingTimeoutMs?: number
+  /** Options of the Next.ID KV API, or `false` to leave it out. @default {} */
+  nextId?: Omit<NextIdOptions, 'datastore' | 'blockstore'> | false
+}
+
+export interface RunningHub {
+  /** The HTTP API's base URL, e.g. `http://127.0.0.1:8787`. */
+  url: string
+  /** The libp2p peer id (stable across restarts on the same directory). */
+  peerId: string
+  /** The libp2p addresses other hubs can `--peer` to, each ending in `/p2p/<peer id>`. */
+  multiaddrs: string[]
+  /** The helia node, for callers that want more of it. */
+  helia: HeliaNode
+  /** Re-announces every stored record now; resolves with how many were put. */
+  republish(): Promise<number>
+  /** Stops the HTTP server (closing event streams), the timer and the node; closes the stores. */
+  stop(): Promise<void>
+}
+
+/**
+ * Starts a hub.
+ *
+ * @example
+ * ```ts
+ * const hub = await startHub({ port: 0, directory: './data' })
+ * console.log(hub.url, hub.multiaddrs)
+ * const other = await startHub({ port: 0, directory: './data2', peers: hub.multiaddrs })
+ * await other.stop()
+ * await hub.stop()
+ * ```
+ */
+export async function startHub (options: HubOptions = {}): Promise<RunningHub> {
+  const host = options.host ?? DEFAULT_HOST
+  const port = options.port ?? DEFAULT_PORT
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new InvalidInputError(`"port" expected 0–65535, got ${String(port)}`)
+  const directory = options.directory === false ? undefined : options.directory ?? DEFAULT_DIRECTORY
+  const routingTimeoutMs = options.routingTimeoutMs ?? DEFAULT_ROUTING_TIMEOUT_MS
+
+  const node = await createHeliaNode({ directory, listen: options.listen, peers: options.peers, dhtServer: true })
+  const connected = (): boolean => node.libp2p.getConnections().length > 0
+  const store = heliaStore(node, { routingTimeoutMs, fetchTimeoutMs: routingTimeoutMs })
+  const records = datastoreRecords(node.datastore)
+
+  const components: HubComponents = {
+    // helia's blockstore: local reads, and puts are offered to bitswap peers that want them.
+    blockstore: node.blockstore,
+    datastore: node.datastore,
+    records,
+    announce: async (name, record, { signal }) => { await store.putRecord(name, record, { signal }) },
+    resolveRemote: async (name, { signal }) => store.getRecord(name, { nocache: connected(), signal }),
+    fetchBlock: async (cid, { signal }) => {
+      // Nobody to ask: say so at once instead of waiting for bitswap until the timeout.
+      if (!connected()) throw new StoreError('no peers')
+      return store.getBlock(cid, { signal })
+    },
+    routes: options.nextId === false
+      ? []
+      : [createNextIdApp({ ...options.nextId, datastore: node.datastore, blockstore: node.blockstore })]
+  }
+  const app = createHubApp(components, options)
+
+  let server: Server
+  let address: AddressInfo
+  try {
+    ({ server, address } = await listen(app.fetch, host, port))
+  } catch (err) {
+    await stopHeliaNode(node).catch(() => {})
+    throw err
+  }
+
+  const republish = async (): Promise<number> => {
+    let count = 0
+    for await (const { name, record } of records.all()) {
+      if (node.status !== 'started') break
+      try {
+        await store.putRecord(name, record, { signal: AbortSignal.timeout(routingTimeoutMs) })
+        count++
+      } catch {
+        // Expired (its owner has not written for its whole validity) or the DHT failed: next round.
+      }
+    }
+    return count
+  }
+
+  // Re-announce on a timer, and soon after a new peer connects (it may be a hub that just
+  // (re)started with an empty DHT table), debounced so a burst of connections costs one pass.
+  let running: Promise<unknown> = Promise.resolve()
+  const schedule = (): void => { running = running.then(republish).catch(() => {}) }
+  const interval = options.republishIntervalMs ?? DEFAULT_REPUBLISH_INTERVAL_MS
+  const timer = interval > 0 ? setInterval(schedule, interval) : undefined
+  timer?.unref()
+  let debounce: ReturnType<typeof setTimeout> | undefined
+  const onPeer = (): void => {
+    clearTimeout(debounce)
+    debounce = setTimeout(schedule, 1_000)
+    debounce.unref()
+  }
+  if (interval > 0) {
+    node.libp2p.addEventListener('peer:connect', onPeer)
+    onPeer()
+  }
+
+  const hostForUrl = address.family === 'IPv6' ? `[${address.address}]` : address.address
+  let stopped: Promise<void> | undefined
+  return {
+    url: `http://${hostForUrl}:${address.port}`,
+    peerId: node.libp2p.peerId.toString(),
+    multiaddrs: node.libp2p.getMultiaddrs().map(String),
+    helia: node,
+    republish,
+    stop: async () => {
+      stopped ??= (async () => {
+        clearInterval(timer)
+        clearTimeout(debounce)
+        node.libp2p.removeEventListener('peer:connect', onPeer)
+        await new Promise<void>((resolve) => {
+          server.close(() => { resolve() })
+          // Event streams never end on their own.
+          server.closeAllConnections()
+        })
+        await running
+        await stopHeliaNode(node)
+      })()
+      await stopped
+    }
+  }
+}
+
+/** Starts the HTTP server and resolves once it listens (rejects on EADDRINUSE and the like). */
+async function listen (fetch: (request: Request, env: unknown) => Response | Promise<Response>, host: string, port: number): Promise<{ server: Server, address: AddressInfo }> {
+  return new Promise((resolve, reject) => {
+    const server = serve({ fetch, hostname: host, port }) as Server
+    const onError = (err: NodeJS.ErrnoException): void => {
+      server.close()
+      reject(err.code === 'EADDRINUSE'
+        ? new StoreError(`port ${port} on ${host} is in use; pick another with --port (0 picks a free one)`)
+        : err instanceof UserSpaceError ? err : new StoreError(`cannot listen on ${host}:${port}: ${err.message}`))
+    }
+    server.once('error', onError)
+    server.once('listening', () => {
+      server.off('error', onError)
+      resolve({ server, address: server.address() as AddressInfo })
+    })
+  })
+}
