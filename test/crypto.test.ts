@@ -126,3 +126,16 @@ describe('envelope', () => {
     expect(() => seal(key, name, utf8('x'), new Uint8Array(12))).toThrow('"nonce" expected Uint8Array of length 24, got length=12')
   })
 })
+
+describe('fast Ed25519 signing', () => {
+  it('signs exactly as @libp2p/crypto does (Ed25519 is deterministic)', async () => {
+    const { generateKeyPairFromSeed } = await import('@libp2p/crypto/keys')
+    const { withFastSigning } = await import('../src/crypto/ed25519.js')
+    const seed = new Uint8Array(32).fill(9)
+    const key = await generateKeyPairFromSeed('Ed25519', seed)
+    const fast = await withFastSigning(key, seed)
+    const message = utf8('ipns-signature:data')
+    expect(bytesToHex(await fast.sign(message))).toBe(bytesToHex(await key.sign(message)))
+    expect(fast.publicKey.equals(key.publicKey)).toBe(true)
+  })
+})

@@ -12,6 +12,7 @@ import { equals } from 'multiformats/bytes'
 import { apply as applyMergePatch } from 'json-merge-patch'
 import { normalizeSignature } from '../crypto/eip191.js'
 import { deriveKeys, FORMAT_VERSION, OPEN_MESSAGE, ownerStatement } from '../crypto/keys.js'
+import { withFastSigning } from '../crypto/ed25519.js'
 import { bytesToHex, randomBytes } from './random.js'
 import {
   ClosedError, InvalidInputError, NonDeterministicSignerError, SignerMismatchError, TooLargeError, throwIfAborted
@@ -213,7 +214,8 @@ interface DerivedKeys {
 async function keysFromWallet (wallet: WalletAdapter, address: string): Promise<DerivedKeys> {
   const signature = normalizeSignature(OPEN_MESSAGE, await wallet.signMessage(OPEN_MESSAGE), address)
   const keys = deriveKeys(signature)
-  return { ipnsKey: await generateKeyPairFromSeed('Ed25519', keys.ipnsSeed), dataKey: keys.dataKey, bucketKey: keys.bucketKey }
+  const ipnsKey = await withFastSigning(await generateKeyPairFromSeed('Ed25519', keys.ipnsSeed), keys.ipnsSeed)
+  return { ipnsKey, dataKey: keys.dataKey, bucketKey: keys.bucketKey }
 }
 
 class MemoryState implements SpaceStateStore {
