@@ -1,0 +1,726 @@
+/**
+ * The Next.ID KV Service module: kv_server's own vectors, the JSON dialect its signatures depend on,
+ * every route through `app.request()` with real secp256k1 signatures, the defects of the original
+ * that must stay fixed, and the export/import of an avatar's block chain.
+ */
+import { describe, expect, it } from 'vitest'
+import fc from 'fast-check'
+import * as secp from '@noble/secp256k1'
+import * as dagCbor from '@ipld/dag-cbor'
+import { keccak_256 } from '@noble/hashes/sha3.js'
+import { MemoryDatastore } from 'datastore-core/memory'
+import { MemoryBlockstore } from 'blockstore-core/memory'
+import { apply as jsonMergeApply } from 'json-merge-patch'
+import { privateKeyToAccount } from 'viem/accounts'
+import { CID } from 'multiformats/cid'
+import { buildSignPayload, createNextIdApp, exportAvatarChain, importAvatarChain, type NextIdOptions } from '../src/hub/nextid.js'
+import { parsePublicKey, signedBy } from '../src/hub/nextid/chain.js'
+import { canonicalJson, compareCodePoints, formatNumber, mergePatch, parseJson, toJsonValue, type JsonValue } from '../src/hub/nextid/json.js'
+import { bytesToHex, concatBytes, fromBase64, hexToBytes, toBase64, utf8 } from '../src/crypto/bytes.js'
+import { hashPersonalMessage, recoverPersonalSigner } from '../src/crypto/eip191.js'
+import { cborBlock } from '../src/store/blocks.js'
+import type { Block } from '../src/store/interface.js'
+import { Hono } from 'hono'
+import vectors from './fixtures/nextid-vectors.json' with { type: 'json' }
+
+// ---------------------------------------------------------------------------------------------
+// fixture factories
+
+const NOW_MS = 1_700_000_000_000
+const WINDOW_MS = 10 * 60 * 1000
+
+interface Key {
+  secretKey: Uint8Array
+  /** 65-byte uncompressed */
+  publicKey: Uint8Array
+  /** `0x04…` as the API reports it */
+  avatar: string
+  /** `0x02…`/`0x03…` */
+  compressed: string
+}
+
+function makeKey (seed: string): Key {
+  const secretKey = keccak_256(utf8(seed))
+  const publicKey = secp.getPublicKey(secretKey, false)
+  return { secretKey, publicKey, avatar: '0x' + bytesToHex(publicKey), compressed: '0x' + bytesToHex(secp.getPublicKey(secretKey, true)) }
+}
+
+const alice = makeKey('nextid test alice')
+const bob = makeKey('nextid test bob')
+
+/** personal_sign as r‖s‖v; v as 0/1 (kv_server's own signer) or 27/28 (wallets). */
+async function personalSign (key: Key, message: string, vStyle: 'raw' | 'eth' = 'raw'): Promise<Uint8Array> {
+  const recovered = await secp.signAsync(hashPersonalMessage(message), key.secretKey, { prehash: false, format: 'recovered' })
+  const sig = secp.Signature.fromBytes(recovered, 'recovered')
+  const v = (sig.recovery ?? 0) + (vStyle === 'eth' ? 27 : 0)
+  return concatBytes(hexToBytes(sig.r.toString(16).padStart(64, '0')), hexToBytes(sig.s.toString(16).padStart(64, '0')), Uint8Array.of(v))
+}
+
+interface Hub {
+  app: Hono
+  stores: { datastore: MemoryDatastore, blockstore: MemoryBlockstore }
+  clock: { now: number }
+}
+
+function makeHub (options: Partial<NextIdOptions> = {}, stores = { datastore: new MemoryDatastore(), blockstore: new MemoryBlockstore() }): Hub {
+  const clock = { now: NOW_MS }
+  const app = createNextIdApp({ ...stores, nowMs: () => clock.now, ...options })
+  return { app, stores, clock }
+}
+
+async function post (app: Hono, path: string, body: unknown, headers: Record<string, string> = { 'content-type': 'application/json' }): Promise<Response> {
+  const data: BodyInit = typeof body === 'string' ? body : body instanceof Uint8Array ? Uint8Array.from(body) : JSON.stringify(body)
+  return app.request(path, { method: 'POST', headers, body: data })
+}
+
+interface PayloadResponse { uuid: string, sign_payload: string, created_at: number }
+
+async function requestPayload (app: Hono, key: Key, platform: string, identity: string, patch: unknown): Promise<PayloadResponse> {
+  const res = await post(app, '/v1/kv/payload', { avatar: key.compressed, platform, identity, patch })
+  expect(res.status, await res.clone().text()).toBe(200)
+  return await res.json() as PayloadResponse
+}
+
+interface Signed {
+  payload: PayloadResponse
+  body: Record<string, unknown>
+  signature: Uint8Array
+}
+
+/** Asks for a payload, signs it, and returns the POST body (not yet posted). */
+async function prepare (app: Hono, key: Key, platform: string, identity: string, patch: unknown, vStyle: 'raw' | 'eth' = 'raw'): Promise<Signed> {
+  const payload = await requestPayload(app, key, platform, identity, patch)
+  const signature = await personalSign(key, payload.sign_payload, vStyle)
+  return {
+    payload,
+    signature,
+    body: { avatar: key.compressed, platform, identity, uuid: payload.uuid, created_at: payload.created_at, signature: toBase64(signature), patch }
+  }
+}
+
+async function write (app: Hono, key: Key, platform: string, identity: string, patch: unknown, vStyle: 'raw' | 'eth' = 'raw'): Promise<Signed> {
+  const signed = await prepare(app, key, platform, identity, patch, vStyle)
+  const res = await post(app, '/v1/kv', signed.body)
+  expect(res.status, await res.clone().text()).toBe(201)
+  return signed
+}
+
+async function getText (app: Hono, path: string): Promise<string> {
+  const res = await app.request(path)
+  expect(res.status, await res.clone().text()).toBe(200)
+  return res.text()
+}
+
+async function nextidKeys (datastore: MemoryDatastore): Promise<string[]> {
+  const out: string[] = []
+  for await (const { key, value } of datastore.query({ prefix: '/nextid' })) out.push(`${key.toString()}=${bytesToHex(value)}`)
+  return out.sort()
+}
+
+async function blockCount (blockstore: MemoryBlockstore): Promise<number> {
+  let n = 0
+  for await (const _ of blockstore.getAll()) n++
+  return n
+}
+
+/** Everything a client or the store could observe. */
+async function snapshot (hub: Hub): Promise<unknown> {
+  return {
+    alice: await getText(hub.app, `/v1/kv?avatar=${alice.avatar}`),
+    bob: await getText(hub.app, `/v1/kv?avatar=${bob.avatar}`),
+    byIdentity: await getText(hub.app, '/v1/kv/by_identity?platform=twitter&identity=alice'),
+    keys: await nextidKeys(hub.stores.datastore),
+    blocks: await blockCount(hub.stores.blockstore)
+  }
+}
+
+async function expectError (res: Response, status: number): Promise<string> {
+  const text = await res.text()
+  expect(res.status, text).toBe(status)
+  expect(res.headers.get('access-control-allow-origin')).toBe('*')
+  const body = JSON.parse(text) as { message?: unknown }
+  expect(typeof body.message).toBe('string')
+  expect((body.message as string).length).toBeGreaterThan(0)
+  return body.message as string
+}
+
+async function rejectsWith (promise: Promise<unknown>, name: string): Promise<void> {
+  await expect(promise).rejects.toMatchObject({ name })
+}
+
+// ---------------------------------------------------------------------------------------------
+
+describe('kv_server vectors', () => {
+  it('personal_sign of "Test123!" by the kv_server doc-test key', async () => {
+    const [v] = vectors.personalSign
+    if (v === undefined) throw new Error('fixture missing')
+    const secretKey = hexToBytes(v.secretKey)
+    const key: Key = { secretKey, publicKey: secp.getPublicKey(secretKey, false), avatar: '', compressed: '' }
+    const signature = await personalSign(key, v.message)
+    expect(bytesToHex(signature)).toBe(v.signatureHex)
+    expect(toBase64(signature)).toBe(v.signatureBase64)
+    expect(recoverPersonalSigner(v.message, fromBase64(v.signatureBase64)).publicKey).toEqual(key.publicKey)
+  })
+
+  for (const v of vectors.signPayloads) {
+    it(`sign_payload byte for byte: ${v.name}`, () => {
+      const text = buildSignPayload({
+        uuid: v.uuid,
+        avatar: v.avatar,
+        platform: v.platform,
+        identity: v.identity,
+        patch: parseJson(v.patchText, 'patch'),
+        createdAtSeconds: v.createdAt,
+        previous: v.previous
+      })
+      expect(text).toBe(v.expected)
+      if (v.signatureBase64 !== null) {
+        expect(signedBy(text, fromBase64(v.signatureBase64), parsePublicKey(v.avatar))).toBe(true)
+        // One byte off and the same signature no longer recovers to the avatar.
+        expect(signedBy(text.replace('"version":"1"', '"version":"2"'), fromBase64(v.signatureBase64), parsePublicKey(v.avatar))).toBe(false)
+      }
+    })
+  }
+
+  it('previous may be given as the signature bytes or their base64', () => {
+    const v = vectors.signPayloads[2]
+    if (v === undefined || v.previous === null) throw new Error('fixture missing')
+    const fields = { uuid: v.uuid, avatar: v.avatar, platform: v.platform, identity: v.identity, patch: parseJson(v.patchText), createdAtSeconds: v.createdAt }
+    expect(buildSignPayload({ ...fields, previous: fromBase64(v.previous) })).toBe(v.expected)
+  })
+
+  for (const [input, expected] of vectors.floats.cases) {
+    it(`prints ${String(input)} as serde_json/ryu 1.0.13 does: ${String(expected)}`, () => {
+      expect(formatNumber(parseJson(input as string) as number)).toBe(expected)
+    })
+  }
+
+  it('RFC 7396 Appendix A merge patch examples', () => {
+    for (const { target, patch, result } of vectors.rfc7396.cases) {
+      const merged = mergePatch(toJsonValue(target), toJsonValue(patch))
+      expect(canonicalJson(merged)).toBe(canonicalJson(toJsonValue(result)))
+    }
+  })
+})
+
+describe('JSON dialect', () => {
+  const refused: Array<[string, string]> = [
+    ['integral float', '{"a":1.0}'],
+    ['integral exponent', '{"a":1e2}'],
+    ['negative zero', '{"a":-0}'],
+    ['negative zero float', '{"a":-0.0}'],
+    ['unsafe integer', '{"a":9007199254740992}'],
+    ['huge exponent', '{"a":1e400}'],
+    ['lone leading surrogate', '{"a":"\\ud800"}'],
+    ['lone trailing surrogate', '{"a":"\\udc00"}'],
+    ['leading surrogate then letter', '{"a":"\\ud800\\u0041"}'],
+    ['raw control character', '{"a":"\u0001"}'],
+    ['trailing comma', '{"a":1,}'],
+    ['single quotes', "{'a':1}"],
+    ['leading zero', '{"a":01}'],
+    ['NaN', '{"a":NaN}'],
+    ['bad escape', '{"a":"\\x41"}'],
+    ['unterminated', '{"a":"b'],
+    ['two values', '{} {}'],
+    ['byte order mark', '\ufeff{}'],
+    ['too deep', '['.repeat(128) + ']'.repeat(128)]
+  ]
+  for (const [name, text] of refused) {
+    it(`refuses ${name}`, () => {
+      expect(() => parseJson(text)).toThrow(expect.objectContaining({ name: 'InvalidInputError' }))
+    })
+  }
+
+  it('accepts nesting up to serde_json\'s limit', () => {
+    expect(canonicalJson(parseJson('['.repeat(127) + ']'.repeat(127)))).toBe('['.repeat(127) + ']'.repeat(127))
+  })
+
+  it('keeps the last of repeated keys, as serde_json does', () => {
+    expect(canonicalJson(parseJson('{"a":1,"a":2}'))).toBe('{"a":2}')
+  })
+
+  it('treats __proto__ as data and pollutes nothing', () => {
+    const value = parseJson('{"__proto__":{"polluted":1},"constructor":2}')
+    expect(Object.keys(value as object).sort()).toEqual(['__proto__', 'constructor'])
+    const merged = mergePatch(parseJson('{"x":1}'), value)
+    expect(canonicalJson(merged)).toBe('{"__proto__":{"polluted":1},"constructor":2,"x":1}')
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined()
+    // json-merge-patch would have dropped the rest of this patch at "__proto__".
+    expect(canonicalJson(mergePatch(parseJson('{}'), parseJson('{"__proto__":{},"z":1}')))).toBe('{"__proto__":{},"z":1}')
+  })
+
+  it('orders keys by code point like Rust, not by UTF-16 unit like Array.prototype.sort', () => {
+    const keys = ['\u{1F600}', '\uFF01', 'a', 'B']
+    expect([...keys].sort()).toEqual(['B', 'a', '\u{1F600}', '\uFF01'])
+    expect([...keys].sort(compareCodePoints)).toEqual(['B', 'a', '\uFF01', '\u{1F600}'])
+  })
+
+  it('refuses values it cannot carry when given as JavaScript', () => {
+    for (const bad of [undefined, -0, 2 ** 60, Number.NaN, 1n, new Uint8Array(1), new Date(0), '\ud800', { a: () => 1 }]) {
+      expect(() => toJsonValue(bad)).toThrow(expect.objectContaining({ name: 'InvalidInputError' }))
+    }
+  })
+
+  const carried = fc.jsonValue().filter(value => {
+    try { toJsonValue(value); return true } catch { return false }
+  })
+
+  it('property: canonical text re-parses to itself and survives dag-cbor', () => {
+    fc.assert(fc.property(carried, value => {
+      const text = canonicalJson(toJsonValue(value))
+      expect(canonicalJson(parseJson(text))).toBe(text)
+      expect(canonicalJson(toJsonValue(dagCbor.decode(dagCbor.encode(parseJson(text)))))).toBe(text)
+      expect(JSON.parse(text)).toEqual(JSON.parse(JSON.stringify(value)))
+    }))
+  })
+
+  it('property: mergePatch agrees with json-merge-patch where that one is safe', () => {
+    const safe = carried.filter(v => !/"(__proto__|constructor|prototype)"/.test(JSON.stringify(v)))
+    fc.assert(fc.property(safe, safe, (target, patch) => {
+      const ours = canonicalJson(mergePatch(toJsonValue(target), toJsonValue(patch)))
+      const theirs = jsonMergeApply(structuredClone(target), structuredClone(patch)) as unknown
+      expect(ours).toBe(canonicalJson(toJsonValue(theirs)))
+    }))
+  })
+})
+
+describe('HTTP routes', () => {
+  it('GET /healthz', async () => {
+    const { app } = makeHub({ buildAt: '2024-01-01', commitVersion: 'abc123' })
+    const res = await app.request('/healthz')
+    expect(res.status).toBe(200)
+    expect(res.headers.get('access-control-allow-origin')).toBe('*')
+    expect(await res.json()).toEqual({ hello: 'kv server', build_at: '2024-01-01', commit_version: 'abc123' })
+    expect(await (await makeHub().app.request('/healthz')).json()).toEqual({ hello: 'kv server', build_at: 'UNKNOWN', commit_version: 'UNKNOWN' })
+  })
+
+  it('answers CORS preflight on every route, and CORS on errors', async () => {
+    const { app } = makeHub()
+    for (const path of ['/healthz', '/v1/kv', '/v1/kv/payload', '/v1/kv/by_identity', '/v1/kv/unknown']) {
+      const res = await app.request(path, { method: 'OPTIONS', headers: { origin: 'https://example.org', 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type' } })
+      expect(res.status, path).toBe(204)
+      expect(res.headers.get('access-control-allow-origin')).toBe('*')
+      expect(res.headers.get('access-control-allow-methods')).toContain('POST')
+      expect(res.headers.get('access-control-allow-headers')?.toLowerCase()).toContain('content-type')
+    }
+    await expectError(await app.request('/v1/kv'), 400)
+    await expectError(await app.request('/v1/kv/nothing'), 404)
+    await expectError(await app.request('/v1/kv', { method: 'PUT' }), 404)
+    expect((await app.request('/v1/other')).status).toBe(404)
+  })
+
+  it('works mounted in a hub app without touching the hub\'s other routes', async () => {
+    const { app } = makeHub()
+    const hubApp = new Hono()
+    hubApp.put('/routing/v1/ipns/:name', c => c.text('put'))
+    hubApp.route('/', app)
+    expect((await hubApp.request('/healthz')).headers.get('access-control-allow-origin')).toBe('*')
+    await expectError(await hubApp.request('/v1/kv?avatar=zz'), 400)
+    await expectError(await post(hubApp, '/v1/kv', '{', { 'content-type': 'application/json' }), 400)
+    const preflight = await hubApp.request('/v1/kv', { method: 'OPTIONS', headers: { origin: 'https://example.org', 'access-control-request-method': 'POST' } })
+    expect(preflight.status).toBe(204)
+    const other = await hubApp.request('/routing/v1/ipns/x', { method: 'OPTIONS', headers: { origin: 'https://example.org', 'access-control-request-method': 'PUT' } })
+    expect(other.headers.get('access-control-allow-methods')).toBeNull()
+    expect(await (await hubApp.request('/routing/v1/ipns/x', { method: 'PUT' })).text()).toBe('put')
+  })
+
+  it('GET /v1/kv of an unknown avatar is 200 with no proofs, for every key form', async () => {
+    const { app } = makeHub()
+    const raw64 = alice.avatar.slice(4)
+    const forms = [alice.avatar, alice.avatar.slice(2), alice.compressed, alice.compressed.slice(2), alice.compressed.toUpperCase().replace('0X', '0x'), raw64]
+    for (const form of forms) {
+      for (const param of ['avatar', 'persona']) {
+        const res = await app.request(`/v1/kv?${param}=${form}`)
+        expect(res.status, form).toBe(200)
+        expect(res.headers.get('access-control-allow-origin')).toBe('*')
+        expect(await res.json()).toEqual({ persona: alice.avatar, avatar: alice.avatar, proofs: [] })
+      }
+    }
+  })
+
+  it('GET /v1/kv refuses bad keys with 400', async () => {
+    const { app } = makeHub()
+    const notOnCurve = '0x02' + 'ff'.repeat(32)
+    const bad = ['', '0x', 'zz', '0x1234', alice.compressed.slice(0, -1), '0x05' + alice.compressed.slice(4), notOnCurve, '0x06' + alice.avatar.slice(4), alice.avatar + '00', '%ZZ', '0x0x' + alice.compressed.slice(2)]
+    for (const key of bad) await expectError(await app.request(`/v1/kv?avatar=${key}`), 400)
+    await expectError(await app.request('/v1/kv'), 400)
+    await expectError(await app.request('/v1/kv/by_identity?platform=twitter'), 400)
+    await expectError(await app.request('/v1/kv/by_identity?identity=x'), 400)
+    expect(await (await app.request('/v1/kv/by_identity?platform=twitter&identity=nobody')).json()).toEqual({ values: [] })
+  })
+
+  it('full flow with a wallet signature: payload, personal_sign, POST, GET, by_identity', async () => {
+    const { app } = makeHub()
+    const secretHex = ('0x' + bytesToHex(alice.secretKey)) as `0x${string}`
+    const account = privateKeyToAccount(secretHex)
+    const patch = { 'com.mask.plugin': { nickname: 'Alice', tags: ['a', 'b'], n: 1.5 } }
+
+    const payloadRes = await post(app, '/v1/kv/payload', { avatar: alice.compressed, platform: 'twitter', identity: 'alice', patch })
+    expect(payloadRes.status).toBe(200)
+    expect(payloadRes.headers.get('access-control-allow-origin')).toBe('*')
+    const payload = await payloadRes.json() as PayloadResponse
+    expect(Object.keys(payload)).toEqual(['uuid', 'sign_payload', 'created_at'])
+    expect(payload.created_at).toBe(NOW_MS / 1000)
+    expect(payload.uuid).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/)
+    expect(payload.sign_payload).toBe(
+      `{"version":"1","uuid":"${payload.uuid}","avatar":"${alice.avatar.slice(2)}","platform":"twitter","identity":"alice",` +
+      '"patch":{"com.mask.plugin":{"n":1.5,"nickname":"Alice","tags":["a","b"]}},' +
+      `"created_at":${payload.created_at},"previous":null}`)
+
+    const signature = await account.signMessage({ message: payload.sign_payload })
+    const res = await post(app, '/v1/kv', {
+      avatar: alice.avatar, platform: 'twitter', identity: 'alice', uuid: payload.uuid, created_at: payload.created_at, signature: toBase64(hexToBytes(signature)), patch
+    })
+    expect(res.status, await res.clone().text()).toBe(201)
+    expect(res.headers.get('access-control-allow-origin')).toBe('*')
+    const expected = { persona: alice.avatar, avatar: alice.avatar, proofs: [{ platform: 'twitter', identity: 'alice', content: patch, arweave_id: null }] }
+    expect(await res.json()).toEqual(expected)
+    expect(JSON.parse(await getText(app, `/v1/kv?avatar=${alice.compressed}`))).toEqual(expected)
+    expect(JSON.parse(await getText(app, '/v1/kv/by_identity?platform=twitter&identity=alice'))).toEqual({ values: [{ avatar: alice.avatar, content: patch }] })
+  })
+
+  it('chains patches per avatar across platforms, merges by RFC 7396, and every block verifies on its own', async () => {
+    const { app, stores } = makeHub()
+    const first = await write(app, alice, 'twitter', 'alice', { a: 1, b: { c: 2 } })
+    expect(first.payload.sign_payload).toContain('"previous":null')
+
+    // `previous` is per avatar (kv_server's find_last_link filters on persona only), so a patch on
+    // another platform still links to the last signature.
+    const second = await write(app, alice, 'github', 'alice-gh', { x: true }, 'eth')
+    expect(second.payload.sign_payload).toContain(`"previous":"${toBase64(first.signature)}"`)
+    const third = await write(app, alice, 'twitter', 'alice', { a: null, b: { d: 3 } })
+    expect(third.payload.sign_payload).toContain(`"previous":"${toBase64(second.signature)}"`)
+    expect(second.signature[64]).toBeGreaterThanOrEqual(27) // kept as sent, v = 27/28
+    await write(app, bob, 'twitter', 'alice', { bob: 'was here' })
+
+    expect(JSON.parse(await getText(app, `/v1/kv?avatar=${alice.avatar}`))).toEqual({
+      persona: alice.avatar,
+      avatar: alice.avatar,
+      proofs: [
+        { platform: 'github', identity: 'alice-gh', content: { x: true }, arweave_id: null },
+        { platform: 'twitter', identity: 'alice', content: { b: { c: 2, d: 3 } }, arweave_id: null }
+      ]
+    })
+    const byIdentity = JSON.parse(await getText(app, '/v1/kv/by_identity?platform=twitter&identity=alice')) as { values: Array<{ avatar: string }> }
+    expect(byIdentity.values.map(v => v.avatar).sort()).toEqual([alice.avatar, bob.avatar].sort())
+
+    const chain = await exportAvatarChain(stores, alice.compressed)
+    expect(chain.blocks).toHaveLength(3)
+    expect(chain.head?.equals(chain.blocks[2]?.cid)).toBe(true)
+    // Verify as an outsider would: decode the dag-cbor, re-build the sign_payload, recover the signer.
+    let previousSignature: Uint8Array | null = null
+    let previousCid: CID | null = null
+    for (const block of chain.blocks) {
+      const link = dagCbor.decode(block.bytes) as Record<string, unknown>
+      expect(Object.keys(link).sort()).toEqual(['avatar', 'created_at', 'identity', 'patch', 'platform', 'previous', 'signature', 'uuid', 'version'])
+      expect(link.previous === null ? null : CID.asCID(link.previous)?.toString()).toBe(previousCid?.toString() ?? null)
+      const text = buildSignPayload({
+        uuid: link.uuid as string,
+        avatar: link.avatar as string,
+        platform: link.platform as string,
+        identity: link.identity as string,
+        patch: link.patch,
+        createdAtSeconds: link.created_at as number,
+        previous: previousSignature
+      })
+      expect(bytesToHex(recoverPersonalSigner(text, link.signature as Uint8Array).publicKey)).toBe(link.avatar)
+      expect(link.avatar).toBe(alice.avatar.slice(2))
+      previousSignature = link.signature as Uint8Array
+      previousCid = block.cid
+    }
+  })
+
+  it('a replayed uuid is 409 and changes nothing', async () => {
+    const hub = makeHub()
+    const signed = await write(hub.app, alice, 'twitter', 'alice', { a: 1 })
+    const before = await snapshot(hub)
+    await expectError(await post(hub.app, '/v1/kv', signed.body), 409)
+    // The same uuid under another avatar, correctly signed by that avatar, is a replay too.
+    const bobPayload = await requestPayload(hub.app, bob, 'twitter', 'bob', { b: 1 })
+    const text = bobPayload.sign_payload.replace(bobPayload.uuid, signed.payload.uuid)
+    const bobSig = await personalSign(bob, text)
+    await expectError(await post(hub.app, '/v1/kv', { avatar: bob.avatar, platform: 'twitter', identity: 'bob', uuid: signed.payload.uuid.toUpperCase(), created_at: bobPayload.created_at, signature: toBase64(bobSig), patch: { b: 1 } }), 409)
+    expect(await snapshot(hub)).toEqual(before)
+  })
+
+  it('a payload signed over a stale head is 409 and changes nothing', async () => {
+    const hub = makeHub()
+    const early = await prepare(hub.app, alice, 'twitter', 'alice', { early: true })
+    await write(hub.app, alice, 'twitter', 'alice', { a: 1 })
+    const middle = await prepare(hub.app, alice, 'github', 'alice', { middle: true })
+    await write(hub.app, alice, 'twitter', 'alice', { a: 2 })
+    const before = await snapshot(hub)
+    await expectError(await post(hub.app, '/v1/kv', early.body), 409)
+    await expectError(await post(hub.app, '/v1/kv', middle.body), 409)
+    expect(await snapshot(hub)).toEqual(before)
+    await write(hub.app, alice, 'github', 'alice', { middle: true })
+  })
+
+  it('concurrent POSTs built on one head: exactly one wins', async () => {
+    const hub = makeHub()
+    await write(hub.app, alice, 'twitter', 'alice', { start: 0 })
+    const contenders = await Promise.all([1, 2, 3, 4].map(async n => prepare(hub.app, alice, 'twitter', 'alice', { n })))
+    const responses = await Promise.all(contenders.map(async c => post(hub.app, '/v1/kv', c.body)))
+    const statuses = responses.map(r => r.status).sort()
+    expect(statuses).toEqual([201, 409, 409, 409])
+    const chain = await exportAvatarChain(hub.stores, alice.avatar)
+    expect(chain.blocks).toHaveLength(2)
+    const winner = contenders[responses.findIndex(r => r.status === 201)]
+    const content = JSON.parse(await getText(hub.app, `/v1/kv?avatar=${alice.avatar}`)) as { proofs: Array<{ content: unknown }> }
+    expect(content.proofs[0]?.content).toEqual({ start: 0, ...(winner?.body.patch as object) })
+  })
+
+  it('created_at outside the window is 400; inside it is accepted', async () => {
+    const hub = makeHub()
+    const late = await prepare(hub.app, alice, 'twitter', 'alice', { late: true })
+    const before = await snapshot(hub)
+    hub.clock.now = NOW_MS + WINDOW_MS + 1000
+    expect(await expectError(await post(hub.app, '/v1/kv', late.body), 400)).toMatch(/created_at/)
+    hub.clock.now = NOW_MS - WINDOW_MS - 1000
+    await expectError(await post(hub.app, '/v1/kv', late.body), 400)
+    expect(await snapshot(hub)).toEqual(before)
+    hub.clock.now = NOW_MS + WINDOW_MS - 1000
+    expect((await post(hub.app, '/v1/kv', late.body)).status).toBe(201)
+
+    const strict = makeHub({ createdAtWindowMs: 5000 })
+    const signed = await prepare(strict.app, alice, 'twitter', 'alice', { a: 1 })
+    strict.clock.now = NOW_MS + 6000
+    await expectError(await post(strict.app, '/v1/kv', signed.body), 400)
+  })
+
+  it('malformed requests are 4xx with a message and change nothing', async () => {
+    const hub = makeHub({ maxBodyBytes: 4096 })
+    await write(hub.app, alice, 'twitter', 'alice', { kept: true })
+    const good = await prepare(hub.app, alice, 'twitter', 'alice', { next: 1 })
+    const body = good.body
+    const sig = good.signature
+    const with_ = (changes: Record<string, unknown>): Record<string, unknown> => ({ ...body, ...changes })
+    const without = (name: string): Record<string, unknown> => Object.fromEntries(Object.entries(body).filter(([k]) => k !== name))
+    const bobSig = await personalSign(bob, good.payload.sign_payload)
+    const json = { 'content-type': 'application/json' }
+
+    const cases: Array<[string, number, unknown, Record<string, string>?]> = [
+      ['bad JSON', 400, '{"avatar":'],
+      ['JSON with trailing garbage', 400, JSON.stringify(body) + 'x'],
+      ['wrong content type', 415, JSON.stringify(body), { 'content-type': 'text/plain' }],
+      ['form content type', 415, 'a=b', { 'content-type': 'application/x-www-form-urlencoded' }],
+      ['no content type', 415, new TextEncoder().encode(JSON.stringify(body)), {}],
+      ['non-utf-8 charset', 415, JSON.stringify(body), { 'content-type': 'application/json; charset=latin1' }],
+      ['huge body', 413, JSON.stringify(with_({ patch: { big: 'x'.repeat(5000) } }))],
+      ['huge declared length', 413, JSON.stringify(body), { ...json, 'content-length': '99999999' }],
+      ['empty body', 400, ''],
+      ['invalid UTF-8', 400, Uint8Array.of(0x7b, 0xff, 0x7d)],
+      ['array body', 400, [body]],
+      ['null body', 400, 'null'],
+      ['string body', 400, '"hello"'],
+      ['bad base64 signature', 400, with_({ signature: '!!!not base64!!!' })],
+      ['signature by another key', 400, with_({ signature: toBase64(bobSig) })],
+      ['64-byte signature', 400, with_({ signature: toBase64(sig.subarray(0, 64)) })],
+      ['66-byte signature', 400, with_({ signature: toBase64(concatBytes(sig, Uint8Array.of(0))) })],
+      ['v = 5', 400, with_({ signature: toBase64(concatBytes(sig.subarray(0, 64), Uint8Array.of(5))) })],
+      ['r = 0', 400, with_({ signature: toBase64(concatBytes(new Uint8Array(32), sig.subarray(32))) })],
+      ['signature as number', 400, with_({ signature: 12 })],
+      ['missing signature', 400, without('signature')],
+      ['avatar not hex', 400, with_({ avatar: 'not hex' })],
+      ['avatar too short', 400, with_({ avatar: '0x1234' })],
+      ['avatar off the curve', 400, with_({ avatar: '0x02' + 'ff'.repeat(32) })],
+      ['avatar as number', 400, with_({ avatar: 42 })],
+      ['avatar missing', 400, without('avatar')],
+      ['avatar of another key', 400, with_({ avatar: bob.compressed })],
+      ['platform as number', 400, with_({ platform: 7 })],
+      ['empty platform', 400, with_({ platform: '' })],
+      ['identity as array', 400, with_({ identity: ['alice'] })],
+      ['uuid as number', 400, with_({ uuid: 1 })],
+      ['uuid not a uuid', 400, with_({ uuid: 'not-a-uuid' })],
+      ['created_at as string', 400, with_({ created_at: String(body.created_at) })],
+      ['created_at fractional', 400, with_({ created_at: (body.created_at as number) + 0.5 })],
+      ['created_at changed after signing', 400, with_({ created_at: (body.created_at as number) + 1 })],
+      ['patch missing', 400, without('patch')],
+      ['patch changed after signing', 400, with_({ patch: { next: 2 } })],
+      ['patch with an integral float', 400, JSON.stringify(body).replace('"next":1', '"next":1.0')],
+      ['patch with a lone surrogate', 400, JSON.stringify(body).replace('"next":1', '"next":"\\ud800"')],
+      ['patch nested too deep', 400, JSON.stringify(with_({ patch: 0 })).replace('"patch":0', '"patch":' + '['.repeat(200) + ']'.repeat(200))],
+      ['nextid identity that is not the avatar', 400, with_({ platform: 'nextid', identity: bob.compressed })],
+      ['nextid identity that is not a key', 400, with_({ platform: 'nextid', identity: 'alice' })]
+    ]
+    const before = await snapshot(hub)
+    for (const [name, status, payload, headers] of cases) {
+      const res = await post(hub.app, '/v1/kv', payload, headers ?? json)
+      const text = await res.clone().text()
+      expect(res.status, `${name}: ${text}`).toBe(status)
+      await expectError(res, status)
+    }
+    // The payload endpoint validates the same way.
+    const payloadCases: Array<[number, unknown, Record<string, string>?]> = [
+      [415, { avatar: alice.compressed, platform: 'twitter', identity: 'alice', patch: {} }, { 'content-type': 'text/plain' }],
+      [400, { avatar: 'zz', platform: 'twitter', identity: 'alice', patch: {} }],
+      [400, { avatar: alice.compressed, platform: 'twitter', identity: 'alice' }],
+      [400, { avatar: alice.compressed, platform: 'nextid', identity: bob.compressed, patch: {} }],
+      [400, { avatar: alice.compressed, platform: 3, identity: 'alice', patch: {} }],
+      [400, '{"avatar":"' + alice.compressed + '","platform":"twitter","identity":"alice","patch":{"a":1e2}}']
+    ]
+    for (const [status, payload, headers] of payloadCases) await expectError(await post(hub.app, '/v1/kv/payload', payload, headers ?? json), status)
+
+    expect(await snapshot(hub)).toEqual(before)
+    // Nothing was consumed either: the untouched request still goes through.
+    expect((await post(hub.app, '/v1/kv', body)).status).toBe(201)
+  })
+
+  it('platform "nextid" takes the avatar\'s own key in any form', async () => {
+    const hub = makeHub()
+    await write(hub.app, alice, 'nextid', alice.compressed, { 'com.maskbook.tip': [{ platform: 'ethereum' }] })
+    const values = JSON.parse(await getText(hub.app, `/v1/kv/by_identity?platform=nextid&identity=${alice.compressed}`)) as { values: unknown[] }
+    expect(values.values).toHaveLength(1)
+    await write(hub.app, alice, 'nextid', alice.avatar.slice(2).toUpperCase(), { other: 1 })
+  })
+
+  it('the "persona" field is accepted in place of "avatar"', async () => {
+    const hub = makeHub()
+    const signed = await prepare(hub.app, alice, 'twitter', 'alice', { p: 1 })
+    const { avatar, ...rest } = signed.body
+    expect(avatar).toBe(alice.compressed)
+    const res = await post(hub.app, '/v1/kv', { ...rest, avatar: null, persona: alice.compressed })
+    expect(res.status).toBe(201)
+  })
+
+  it('consults a ProofService binding check when one is given', async () => {
+    const calls: unknown[] = []
+    let answer: boolean | Error = false
+    const hub = makeHub({
+      proofService: async query => {
+        calls.push(query)
+        if (answer instanceof Error) throw answer
+        return answer
+      }
+    })
+    await expectError(await post(hub.app, '/v1/kv/payload', { avatar: alice.avatar, platform: 'twitter', identity: 'alice', patch: {} }), 400)
+    expect(calls).toEqual([{ platform: 'twitter', identity: 'alice', avatar: alice.compressed }])
+    answer = true
+    const signed = await prepare(hub.app, alice, 'twitter', 'alice', { ok: 1 })
+    answer = false
+    await expectError(await post(hub.app, '/v1/kv', signed.body), 400)
+    answer = new Error('connection refused')
+    expect(await expectError(await post(hub.app, '/v1/kv', signed.body), 502)).toMatch(/ProofService/)
+    answer = true
+    expect((await post(hub.app, '/v1/kv', signed.body)).status).toBe(201)
+    const before = calls.length
+    await write(hub.app, alice, 'nextid', alice.compressed, { own: 1 })
+    expect(calls.length).toBe(before) // "nextid" is checked locally
+  })
+
+  it('a restarted hub on the same stores serves the data and continues the chain', async () => {
+    const hub = makeHub()
+    const first = await write(hub.app, alice, 'twitter', 'alice', { a: 1 })
+    const restarted = makeHub({}, hub.stores)
+    expect(await getText(restarted.app, `/v1/kv?avatar=${alice.avatar}`)).toBe(await getText(hub.app, `/v1/kv?avatar=${alice.avatar}`))
+    const second = await write(restarted.app, alice, 'twitter', 'alice', { b: 2 })
+    expect(second.payload.sign_payload).toContain(`"previous":"${toBase64(first.signature)}"`)
+  })
+})
+
+describe('export and import', () => {
+  async function populated (): Promise<Hub> {
+    const hub = makeHub()
+    await write(hub.app, alice, 'twitter', 'alice', { a: 1, nested: { x: [1, 2] } })
+    await write(hub.app, alice, 'nextid', alice.compressed, { tip: true })
+    await write(hub.app, alice, 'twitter', 'alice', { a: null, b: 0.25 }, 'eth')
+    await write(hub.app, bob, 'twitter', 'alice', { other: 'avatar' })
+    return hub
+  }
+
+  it('export then import into fresh stores reproduces the same reads and blocks', async () => {
+    const hub = await populated()
+    const chain = await exportAvatarChain(hub.stores, alice.avatar)
+    expect(chain.blocks).toHaveLength(3)
+    const target = makeHub()
+    await importAvatarChain(target.stores, chain.blocks, chain.head)
+    expect(await getText(target.app, `/v1/kv?avatar=${alice.avatar}`)).toBe(await getText(hub.app, `/v1/kv?avatar=${alice.avatar}`))
+    expect(await getText(target.app, `/v1/kv/by_identity?platform=nextid&identity=${alice.compressed}`))
+      .toBe(await getText(hub.app, `/v1/kv/by_identity?platform=nextid&identity=${alice.compressed}`))
+    const again = await exportAvatarChain(target.stores, alice.avatar)
+    expect(again.head?.toString()).toBe(chain.head?.toString())
+    expect(again.blocks.map(b => b.cid.toString())).toEqual(chain.blocks.map(b => b.cid.toString()))
+
+    // Importing again is a no-op; the imported hub continues the chain.
+    await importAvatarChain(target.stores, chain.blocks, chain.head)
+    const next = await write(target.app, alice, 'twitter', 'alice', { c: 3 })
+    expect(next.payload.sign_payload).toContain(`"previous":"${toBase64(dagCbor.decode<{ signature: Uint8Array }>(chain.blocks[2]?.bytes ?? new Uint8Array()).signature)}"`)
+  })
+
+  it('an unknown avatar exports as empty, which imports as nothing', async () => {
+    const hub = makeHub()
+    expect(await exportAvatarChain(hub.stores, bob.avatar)).toEqual({ head: null, blocks: [] })
+    await importAvatarChain(hub.stores, [], null)
+    expect(await nextidKeys(hub.stores.datastore)).toEqual([])
+  })
+
+  it('fast-forwards a hub holding a prefix of the chain, refuses a diverged one', async () => {
+    const hub = makeHub()
+    await write(hub.app, alice, 'twitter', 'alice', { a: 1 })
+    const prefix = await exportAvatarChain(hub.stores, alice.avatar)
+    await write(hub.app, alice, 'twitter', 'alice', { b: 2 })
+    const full = await exportAvatarChain(hub.stores, alice.avatar)
+
+    const behind = makeHub()
+    await importAvatarChain(behind.stores, prefix.blocks, prefix.head)
+    await importAvatarChain(behind.stores, full.blocks, full.head)
+    expect(await getText(behind.app, `/v1/kv?avatar=${alice.avatar}`)).toBe(await getText(hub.app, `/v1/kv?avatar=${alice.avatar}`))
+
+    const diverged = makeHub()
+    await importAvatarChain(diverged.stores, prefix.blocks, prefix.head)
+    await write(diverged.app, alice, 'twitter', 'alice', { other: true })
+    const before = await snapshot(diverged)
+    await rejectsWith(importAvatarChain(diverged.stores, full.blocks, full.head), 'ConflictError')
+    expect(await snapshot(diverged)).toEqual(before)
+  })
+
+  it('refuses a tampered or incomplete chain and imports nothing', async () => {
+    const hub = await populated()
+    const chain = await exportAvatarChain(hub.stores, alice.avatar)
+    const [b0, b1, b2] = chain.blocks as [Block, Block, Block]
+    const reencode = async (block: Block, change: (link: Record<string, unknown>) => void): Promise<Block> => {
+      const link = dagCbor.decode<Record<string, unknown>>(block.bytes)
+      change(link)
+      return cborBlock(link)
+    }
+    const flipped = Uint8Array.from(b1.bytes)
+    flipped[flipped.length - 5] = (flipped[flipped.length - 5] as number) ^ 1
+    const forgedHead = await reencode(b2, link => { link.patch = { a: 'forged' } })
+    const forgedMiddle = await reencode(b1, link => { link.patch = { tip: false } })
+    const otherAvatar = (await exportAvatarChain(hub.stores, bob.avatar)).blocks
+    const resignedByBob = await reencode(b2, link => { link.avatar = bob.avatar.slice(2) })
+    const wrongShape = await reencode(b2, link => { link.extra = 1 })
+
+    const attempts: Array<[string, Block[], CID | null, string]> = [
+      ['bytes changed under the same CID', [b0, { cid: b1.cid, bytes: flipped }, b2], chain.head, 'IntegrityError'],
+      ['head re-encoded with another patch', [b0, b1, forgedHead], forgedHead.cid, 'SignerMismatchError'],
+      ['middle block re-encoded', [b0, forgedMiddle, b2], chain.head, 'InvalidInputError'],
+      ['middle block missing', [b0, b2], chain.head, 'InvalidInputError'],
+      ['an extra block of another avatar', [...chain.blocks, ...otherAvatar], chain.head, 'InvalidInputError'],
+      ['head claims another avatar', [b0, b1, resignedByBob], resignedByBob.cid, 'IntegrityError'],
+      ['head with an unknown field', [b0, b1, wrongShape], wrongShape.cid, 'IntegrityError'],
+      ['blocks without a head', chain.blocks, null, 'InvalidInputError']
+    ]
+    for (const [name, blocks, head, errorName] of attempts) {
+      const target = makeHub()
+      await expect(importAvatarChain(target.stores, blocks, head), name).rejects.toMatchObject({ name: errorName })
+      expect(await nextidKeys(target.stores.datastore), name).toEqual([])
+      expect(await blockCount(target.stores.blockstore), name).toBe(0)
+      expect(JSON.parse(await getText(target.app, `/v1/kv?avatar=${alice.avatar}`)).proofs, name).toEqual([])
+    }
+  })
+
+  it('property: any flipped byte in any block is refused', async () => {
+    const hub = await populated()
+    const chain = await exportAvatarChain(hub.stores, alice.avatar)
+    await fc.assert(fc.asyncProperty(fc.nat({ max: 2 }), fc.nat(), fc.integer({ min: 1, max: 255 }), async (which, offset, mask) => {
+      const blocks = chain.blocks.map(b => ({ cid: b.cid, bytes: Uint8Array.from(b.bytes) }))
+      const target = blocks[which] as Block
+      const at = offset % target.bytes.length
+      target.bytes[at] = (target.bytes[at] as number) ^ mask
+      const fresh = { datastore: new MemoryDatastore(), blockstore: new MemoryBlockstore() }
+      await expect(importAvatarChain(fresh, blocks, chain.head)).rejects.toBeDefined()
+      expect(await nextidKeys(fresh.datastore)).toEqual([])
+    }), { numRuns: 40 })
+  })
+})
