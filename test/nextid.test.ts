@@ -223,7 +223,8 @@ describe('JSON dialect', () => {
     ['unterminated', '{"a":"b'],
     ['two values', '{} {}'],
     ['byte order mark', '\ufeff{}'],
-    ['too deep', '['.repeat(128) + ']'.repeat(128)]
+    ['too deep', '['.repeat(128) + ']'.repeat(128)],
+    ['raw lone surrogate', '{"a":"\ud800"}']
   ]
   for (const [name, text] of refused) {
     it(`refuses ${name}`, () => {

@@ -457,7 +457,9 @@ export async function exportAvatarChain (options: NextIdStores & AbortOptions, a
  * the previous link (checked one by one from the first); every block must be on the chain from
  * `head`, and uuids must be unused elsewhere on this hub. The hub's existing chain for the avatar,
  * if any, must be a prefix of the imported one (ConflictError otherwise). Nothing is written until
- * all of it has been checked; ProofService bindings are not re-checked.
+ * all of it has been checked. History is taken as it was accepted: `created_at` is not compared
+ * with the clock, ProofService bindings and `maxContentBytes` are not re-checked (the "nextid"
+ * identity rule is).
  */
 export async function importAvatarChain (options: NextIdStores & AbortOptions, blocks: Block[], head: CID | null): Promise<void> {
   if (!Array.isArray(blocks)) throw new InvalidInputError('"blocks" expected an array')

@@ -124,6 +124,8 @@ class Parser {
       const c = t[this.pos]
       if (c === '"') {
         this.pos++
+        // Text from a strict UTF-8 decode has no lone surrogates; a caller's own string might.
+        if (!out.isWellFormed()) this.fail('lone surrogate in string')
         return out
       }
       if (c === undefined) this.fail('unterminated string')
