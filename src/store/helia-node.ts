@@ -216,11 +216,12 @@ async function connectPeers (node: HeliaNode, peers: Multiaddr[], timeoutMs: num
   libp2p.addEventListener('peer:identify', onIdentify)
   try {
     const errors: string[] = []
-    const connected: string[] = []
+    // Several addresses may reach the same peer; count each peer once.
+    const connected = new Set<string>()
     await Promise.all(peers.map(async (address) => {
       try {
         const connection = await libp2p.dial(address, { signal: AbortSignal.timeout(timeoutMs) })
-        connected.push(connection.remotePeer.toString())
+        connected.add(connection.remotePeer.toString())
         if (address.getComponents().some(c => c.name === 'p2p')) {
           await libp2p.peerStore.merge(connection.remotePeer, { tags: { [KEEP_ALIVE]: { value: 1 } } })
         }
@@ -228,7 +229,7 @@ async function connectPeers (node: HeliaNode, peers: Multiaddr[], timeoutMs: num
         errors.push(`${address.toString()}: ${(err as Error).message}`)
       }
     }))
-    if (connected.length === 0) {
+    if (connected.size === 0) {
       throw new StoreError(`could not reach any peer: ${errors.join('; ')}`)
     }
     // The routing table's only public property is its size: wait until it holds at least as many
@@ -236,9 +237,9 @@ async function connectPeers (node: HeliaNode, peers: Multiaddr[], timeoutMs: num
     const table = libp2p.services.dht.routingTable
     const deadline = Date.now() + Math.min(timeoutMs, ROUTING_TABLE_WAIT_MS)
     while (Date.now() < deadline) {
-      const known = connected.filter(id => identified.has(id))
+      const known = [...connected].filter(id => identified.has(id))
       const servers = known.filter(id => identified.get(id) === true).length
-      if (known.length === connected.length && table.size >= servers) return
+      if (known.length === connected.size && table.size >= servers) return
       await new Promise(resolve => setTimeout(resolve, 5))
     }
   } finally {

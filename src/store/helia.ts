@@ -148,7 +148,7 @@ class HeliaStore implements Store {
     if (!(await verifyBlock(cid, bytes))) {
       throw new IntegrityError(`block ${cid.toString()} does not match its CID`)
     }
-    return bytes
+    return plain(bytes)
   }
 
   async putRecord (name: string, record: Uint8Array, options: AbortOptions = {}): Promise<void> {
@@ -189,7 +189,7 @@ class HeliaStore implements Store {
       await Promise.all(routers.network.map(async (router) => {
         let bytes: Uint8Array
         try {
-          bytes = await router.get(routingKey, { signal, validate: false })
+          bytes = plain(await router.get(routingKey, { signal, validate: false }))
         } catch {
           return // not found, unreachable or timed out: the other routers may still have it
         }
@@ -217,7 +217,7 @@ class HeliaStore implements Store {
   private async readLocal (name: string, routingKey: Uint8Array): Promise<ValidRecord | undefined> {
     let bytes: Uint8Array
     try {
-      bytes = await this.getRouters().local.get(routingKey)
+      bytes = plain(await this.getRouters().local.get(routingKey))
     } catch {
       return undefined
     }
@@ -285,6 +285,14 @@ async function concat (chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>)
     offset += part.byteLength
   }
   return bytes
+}
+
+/**
+ * A plain Uint8Array view of the same memory: Node datastores hand out Buffers, which compare and
+ * serialise differently from the Uint8Array a browser store would return.
+ */
+function plain (bytes: Uint8Array): Uint8Array {
+  return Object.getPrototypeOf(bytes) === Uint8Array.prototype ? bytes : new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength)
 }
 
 async function eachLimited<T> (items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {

@@ -1,0 +1,320 @@
+/**
+ * The helia Store on real libp2p nodes on loopback: records through the LAN DHT, blocks through
+ * bitswap, persistence across a restart, and the bounds that keep a missing block or a lonely node
+ * from hanging a caller. Every node listens on 127.0.0.1 port 0 and is stopped by the test that
+ * started it.
+ */
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { ipns } from '@helia/ipns'
+import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { cborBlock, rawBlock } from '../src/store/blocks.js'
+import { createHeliaNode, stopHeliaNode } from '../src/store/helia-node.js'
+import { heliaStore } from '../src/store/helia.js'
+import { createRecord, nameOfKey, readRecord } from '../src/store/record.js'
+import type { Block } from '../src/store/interface.js'
+import type { HeliaNode } from '../src/store/helia-node.js'
+import type { PrivateKey } from '@libp2p/interface'
+
+const utf8 = (text: string): Uint8Array => new TextEncoder().encode(text)
+
+let seedCounter = 0
+/** A fresh Ed25519 IPNS key per call, deterministic across runs. */
+async function ipnsKey (): Promise<{ key: PrivateKey, name: string }> {
+  const seed = new Uint8Array(32)
+  seed[0] = 0xa5
+  seed[1] = ++seedCounter
+  const key = await generateKeyPairFromSeed('Ed25519', seed)
+  return { key, name: nameOfKey(key) }
+}
+
+/** Two raw blocks and a dag-cbor root linking them, like a small space. */
+async function sampleBlocks (label: string): Promise<{ root: Block, blocks: Block[] }> {
+  const a = await rawBlock(utf8(`${label}: bucket a`))
+  const b = await rawBlock(utf8(`${label}: bucket b`))
+  const root = await cborBlock({ label, buckets: [a.cid, b.cid] })
+  return { root, blocks: [a, b, root] }
+}
+
+/** Node 3 is connected to node 2 only, node 2 to node 1: what node 3 reads comes by DHT and bitswap. */
+describe('heliaStore on three nodes in a line', () => {
+  let node1: HeliaNode
+  let node2: HeliaNode
+  let node3: HeliaNode
+
+  beforeAll(async () => {
+    node1 = await createHeliaNode({ dhtServer: true })
+    node2 = await createHeliaNode({ dhtServer: true, peers: node1.libp2p.getMultiaddrs().map(String) })
+    node3 = await createHeliaNode({ dhtServer: true, peers: node2.libp2p.getMultiaddrs().map(String) })
+  })
+
+  afterAll(async () => {
+    await Promise.all([node3, node2, node1].filter(Boolean).map(stopHeliaNode))
+  })
+
+  it('listens on loopback only', () => {
+    for (const node of [node1, node2, node3]) {
+      const addresses = node.libp2p.getMultiaddrs().map(String)
+      expect(addresses.some(a => a.includes('/tcp/') && !a.includes('/ws'))).toBe(true)
+      expect(addresses.some(a => a.includes('/ws'))).toBe(true)
+      for (const address of addresses) expect(address.startsWith('/ip4/127.0.0.1/tcp/')).toBe(true)
+    }
+  })
+
+  it('reads on node 3 the record and blocks put on node 1', async () => {
+    const { key, name } = await ipnsKey()
+    const { root, blocks } = await sampleBlocks('line')
+    const record = await createRecord(key, root.cid, 1)
+    const store1 = heliaStore(node1)
+    await store1.putBlocks(blocks, { signal: AbortSignal.timeout(5000) })
+    await store1.putRecord(name, record, { signal: AbortSignal.timeout(5000) })
+
+    // Node 3 was only given node 2, but its DHT self-query soon connects it to the peers node 2
+    // knows; hang up so that the read must find node 1 again through the DHT. Node 2 never had the
+    // blocks, so bitswap can only get them from node 1.
+    await node3.libp2p.hangUp(node1.libp2p.peerId)
+    expect(node3.libp2p.getConnections(node1.libp2p.peerId)).toHaveLength(0)
+    for (const block of blocks) expect(await node2.blockstore.has(block.cid)).toBe(false)
+
+    const store3 = heliaStore(node3)
+    const got = await store3.getRecord(name, { nocache: true, signal: AbortSignal.timeout(5000) })
+    expect(got).toEqual(record)
+    for (const block of blocks) {
+      expect(await store3.getBlock(block.cid, { signal: AbortSignal.timeout(5000) })).toEqual(block.bytes)
+    }
+    // Node 3 now holds them and serves them itself.
+    expect(await node3.blockstore.has(root.cid)).toBe(true)
+    expect(await node2.blockstore.has(root.cid)).toBe(false)
+  })
+
+  it('resolves through a stock @helia/ipns on another node', async () => {
+    const { key, name } = await ipnsKey()
+    const { root, blocks } = await sampleBlocks('stock')
+    const store1 = heliaStore(node1)
+    await store1.putBlocks(blocks)
+    await store1.putRecord(name, await createRecord(key, root.cid, 7))
+
+    const values: string[] = []
+    for await (const result of ipns(node3).resolve(key.publicKey.toCID(), { nocache: true, signal: AbortSignal.timeout(5000) })) {
+      values.push(result.value)
+    }
+    expect(values).toEqual([`/ipfs/${root.cid.toString()}`])
+  })
+
+  it('lets a higher sequence replace a record everywhere and never a lower one', async () => {
+    const { key, name } = await ipnsKey()
+    const { root: first } = await sampleBlocks('v1')
+    const { root: second } = await sampleBlocks('v2')
+    const store1 = heliaStore(node1)
+    const store3 = heliaStore(node3)
+    const v1 = await createRecord(key, first.cid, 1)
+    const v2 = await createRecord(key, second.cid, 2)
+    await store1.putRecord(name, v1)
+    expect(await store3.getRecord(name, { nocache: true })).toEqual(v1)
+
+    await store3.putRecord(name, v2)
+    expect(await store1.getRecord(name, { nocache: true })).toEqual(v2)
+
+    // The stale record is dropped: locally on node 1, and node 3 still resolves the newer one.
+    await store1.putRecord(name, v1)
+    expect(await store1.getRecord(name)).toEqual(v2)
+    expect(await store3.getRecord(name, { nocache: true })).toEqual(v2)
+    expect(readRecord(await store1.getRecord(name, { nocache: true }) ?? new Uint8Array()).sequence).toBe(2n)
+  })
+
+  it('answers from the local record within its TTL unless told nocache', async () => {
+    // A DHT client: DHT servers (nodes 1–3) would receive the newer record by the DHT put itself.
+    const client = await createHeliaNode({ peers: node2.libp2p.getMultiaddrs().map(String) })
+    try {
+      const { key, name } = await ipnsKey()
+      const { root: first } = await sampleBlocks('ttl1')
+      const { root: second } = await sampleBlocks('ttl2')
+      const store1 = heliaStore(node1)
+      const store4 = heliaStore(client)
+      const sequence = async (options = {}): Promise<bigint | undefined> => {
+        const bytes = await store4.getRecord(name, options)
+        return bytes === undefined ? undefined : readRecord(bytes).sequence
+      }
+      await store1.putRecord(name, await createRecord(key, first.cid, 1))
+      expect(await sequence()).toBe(1n)
+
+      await store1.putRecord(name, await createRecord(key, second.cid, 2))
+      // Cached (TTL 5 min): the plain read does not go to the network…
+      expect(await sequence()).toBe(1n)
+      expect(await sequence({ nocache: true })).toBe(2n)
+      // …and the newer record is now the cached one.
+      expect(await sequence()).toBe(2n)
+    } finally {
+      await stopHeliaNode(client)
+    }
+  })
+
+  it('returns undefined for a name nobody published', async () => {
+    const { name } = await ipnsKey()
+    const started = Date.now()
+    expect(await heliaStore(node3).getRecord(name, { nocache: true, signal: AbortSignal.timeout(5000) })).toBeUndefined()
+    expect(Date.now() - started).toBeLessThan(4000)
+  })
+
+  it('fails a block missing everywhere with NotFoundError within the caller\'s signal', async () => {
+    const missing = await rawBlock(utf8(`nobody has this ${Math.random()}`))
+    const started = Date.now()
+    await expect(heliaStore(node3).getBlock(missing.cid, { signal: AbortSignal.timeout(1000) }))
+      .rejects.toMatchObject({ name: 'NotFoundError' })
+    const elapsed = Date.now() - started
+    expect(elapsed).toBeGreaterThanOrEqual(900)
+    expect(elapsed).toBeLessThan(2000)
+  })
+
+  it('bounds a missing block by fetchTimeoutMs when the caller gives no signal', async () => {
+    const missing = await rawBlock(utf8(`nobody has this either ${Math.random()}`))
+    const started = Date.now()
+    await expect(heliaStore(node3, { fetchTimeoutMs: 300 }).getBlock(missing.cid)).rejects.toMatchObject({ name: 'NotFoundError' })
+    expect(Date.now() - started).toBeLessThan(1500)
+  })
+
+  it('throws AbortedError for a signal that has already fired', async () => {
+    const { cid } = await rawBlock(utf8('aborted'))
+    const signal = AbortSignal.abort()
+    const store = heliaStore(node1)
+    await expect(store.getBlock(cid, { signal })).rejects.toMatchObject({ name: 'AbortedError' })
+    await expect(store.putBlocks([], { signal })).rejects.toMatchObject({ name: 'AbortedError' })
+    await expect(store.getRecord(nameOfKey((await ipnsKey()).key), { signal })).rejects.toMatchObject({ name: 'AbortedError' })
+  })
+
+  it('refuses a block that does not match its CID and stores none of the batch', async () => {
+    const good = await rawBlock(utf8('good block'))
+    const bad = await rawBlock(utf8('bad block'))
+    const store = heliaStore(node1)
+    await expect(store.putBlocks([good, { cid: bad.cid, bytes: utf8('not the bad block') }]))
+      .rejects.toMatchObject({ name: 'IntegrityError' })
+    expect(await node1.blockstore.has(good.cid)).toBe(false)
+    expect(await node1.blockstore.has(bad.cid)).toBe(false)
+  })
+
+  it('refuses blocks over the bitswap limit and malformed input', async () => {
+    const store = heliaStore(node1)
+    const big = await rawBlock(new Uint8Array(1024 * 1024 + 1))
+    await expect(store.putBlocks([big])).rejects.toMatchObject({ name: 'TooLargeError' })
+    await expect(store.putBlocks([{ cid: 'bafy' as never, bytes: utf8('x') }])).rejects.toMatchObject({ name: 'InvalidInputError' })
+    await expect(store.putBlocks('nope' as never)).rejects.toMatchObject({ name: 'InvalidInputError' })
+    await expect(store.getBlock('bafy' as never)).rejects.toMatchObject({ name: 'InvalidInputError' })
+    expect(() => heliaStore(node1, { fetchTimeoutMs: -1 })).toThrow(expect.objectContaining({ name: 'InvalidInputError' }))
+  })
+
+  it('reports a block whose stored bytes were changed, instead of returning them', async () => {
+    const block = await rawBlock(utf8('will be tampered with'))
+    // Written behind the store's back, as a corrupted disk would.
+    await node1.blockstore.put(block.cid, utf8('tampered bytes'))
+    await expect(heliaStore(node1).getBlock(block.cid, { signal: AbortSignal.timeout(1000) }))
+      .rejects.toMatchObject({ name: 'IntegrityError' })
+  })
+
+  it('refuses a record that is not valid for the name', async () => {
+    const { key } = await ipnsKey()
+    const other = await ipnsKey()
+    const { root } = await sampleBlocks('wrong name')
+    const record = await createRecord(key, root.cid, 1)
+    const store = heliaStore(node1)
+    await expect(store.putRecord(other.name, record)).rejects.toMatchObject({ name: 'InvalidRecordError' })
+    await expect(store.putRecord(other.name, utf8('garbage'))).rejects.toMatchObject({ name: 'InvalidRecordError' })
+    await expect(store.putRecord('not-a-name', record)).rejects.toMatchObject({ name: 'InvalidInputError' })
+    expect(await store.getRecord(other.name)).toBeUndefined()
+  })
+})
+
+describe('heliaStore on a node with no peers', () => {
+  let node: HeliaNode
+
+  beforeAll(async () => { node = await createHeliaNode() })
+  afterAll(async () => { if (node !== undefined) await stopHeliaNode(node) })
+
+  it('writes and reads locally without waiting for a network that is not there', async () => {
+    const { key, name } = await ipnsKey()
+    const { root, blocks } = await sampleBlocks('alone')
+    const record = await createRecord(key, root.cid, 1)
+    const store = heliaStore(node)
+    const started = Date.now()
+    await store.putBlocks(blocks)
+    await store.putRecord(name, record)
+    expect(await store.getRecord(name, { nocache: true })).toEqual(record)
+    expect(await store.getBlock(root.cid)).toEqual(root.bytes)
+    expect(Date.now() - started).toBeLessThan(2000)
+  })
+
+  it('refuses to work on a stopped node', async () => {
+    const stopped = await createHeliaNode()
+    await stopHeliaNode(stopped)
+    const { name } = await ipnsKey()
+    await expect(heliaStore(stopped).getRecord(name)).rejects.toMatchObject({ name: 'StoreError' })
+  })
+})
+
+describe('heliaStore across a restart', () => {
+  let directory: string
+
+  beforeAll(async () => { directory = await mkdtemp(join(tmpdir(), 'userspace-helia-')) })
+  afterAll(async () => { if (directory !== undefined) await rm(directory, { recursive: true, force: true }) })
+
+  it('reads back records and blocks, with the same peer id, after the node restarts on its directory', async () => {
+    const { key, name } = await ipnsKey()
+    const { root, blocks } = await sampleBlocks('restart')
+    const record = await createRecord(key, root.cid, 4)
+
+    const before = await createHeliaNode({ directory })
+    const peerId = before.libp2p.peerId.toString()
+    try {
+      const store = heliaStore(before)
+      await store.putBlocks(blocks)
+      await store.putRecord(name, record)
+    } finally {
+      await stopHeliaNode(before)
+    }
+
+    const after = await createHeliaNode({ directory })
+    try {
+      expect(after.libp2p.peerId.toString()).toBe(peerId)
+      const store = heliaStore(after)
+      expect(await store.getRecord(name, { nocache: true, signal: AbortSignal.timeout(2000) })).toEqual(record)
+      expect(await store.getRecord(name)).toEqual(record)
+      for (const block of blocks) {
+        expect(await store.getBlock(block.cid, { signal: AbortSignal.timeout(2000) })).toEqual(block.bytes)
+      }
+    } finally {
+      await stopHeliaNode(after)
+    }
+  })
+})
+
+describe('createHeliaNode', () => {
+  it('refuses malformed options', async () => {
+    await expect(createHeliaNode({ peers: ['not a multiaddr'] })).rejects.toMatchObject({ name: 'InvalidInputError' })
+    await expect(createHeliaNode({ listen: [42 as never] })).rejects.toMatchObject({ name: 'InvalidInputError' })
+    await expect(createHeliaNode({ directory: '' })).rejects.toMatchObject({ name: 'InvalidInputError' })
+  })
+
+  it('fails with StoreError when no peer can be reached, and leaves nothing running', async () => {
+    const node = await createHeliaNode()
+    const address = node.libp2p.getMultiaddrs()[0]?.toString() ?? ''
+    await stopHeliaNode(node)
+    await expect(createHeliaNode({ peers: [address], peerDialTimeoutMs: 1000 })).rejects.toMatchObject({ name: 'StoreError' })
+  })
+
+  it('dials a peer given by its WebSocket address (Node 20 has no global WebSocket)', async () => {
+    const hub = await createHeliaNode({ dhtServer: true })
+    try {
+      const ws = hub.libp2p.getMultiaddrs().map(String).find(a => a.includes('/ws'))
+      expect(ws).toBeDefined()
+      const client = await createHeliaNode({ peers: [ws ?? ''] })
+      try {
+        expect(client.libp2p.getConnections(hub.libp2p.peerId).length).toBeGreaterThan(0)
+      } finally {
+        await stopHeliaNode(client)
+      }
+    } finally {
+      await stopHeliaNode(hub)
+    }
+  })
+})
