@@ -132,7 +132,7 @@ describe('get / set / remove / getAll / patch', () => {
         it(`example ${i + 1} on the whole map`, async () => {
           const space = await open()
           for (const [k, v] of Object.entries(c.target)) await space.set(k, v as Json)
-          await space.patch(c.patch as Record<string, Json>)
+          await space.patch(c.patch as unknown as Record<string, Json>)
           expect(await space.getAll()).toEqual(c.result)
         })
       }

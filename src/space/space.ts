@@ -15,9 +15,9 @@ import { deriveKeys, FORMAT_VERSION, OPEN_MESSAGE, ownerStatement } from '../cry
 import { withFastSigning } from '../crypto/ed25519.js'
 import { bytesToHex, randomBytes } from './random.js'
 import {
-  ClosedError, InvalidInputError, NonDeterministicSignerError, SignerMismatchError, TooLargeError, throwIfAborted
+  ClosedError, IntegrityError, InvalidInputError, NonDeterministicSignerError, SignerMismatchError, TooLargeError, throwIfAborted
 } from '../errors.js'
-import { createRecord, nameOfKey, validateRecord } from '../store/record.js'
+import { createRecord, DEFAULT_RECORD_LIFETIME_MS, nameOfKey, validateRecord } from '../store/record.js'
 import { getVerifiedBlock } from '../store/blocks.js'
 import { HybridClock } from './entries.js'
 import { checkKey, checkValue } from './json.js'
@@ -31,7 +31,7 @@ import type { OwnerBinding, Root } from './root.js'
 import type { Signer, WalletAdapter } from './signer.js'
 import type { AbortOptions, Block, Store } from '../store/interface.js'
 import type { PrivateKey } from '@libp2p/interface'
-import type { CID } from 'multiformats/cid'
+import { CID } from 'multiformats/cid'
 
 /** Largest JSON text of one value. @default 64 KiB */
 export const DEFAULT_MAX_VALUE_BYTES = 64 * 1024
@@ -74,6 +74,14 @@ export interface SpaceOptions extends AbortOptions {
   state?: SpaceStateStore
   /** IPNS record lifetime. @default 365 days */
   recordLifetimeMs?: number
+  /**
+   * When a publish fails (store unreachable), the writes stay queued locally and are retried after
+   * this delay, doubling up to a minute, until they go out. 0 turns retrying off (then the next
+   * write, `flush()` or `refresh()` retries). @default 2000
+   */
+  retryDelayMs?: number
+  /** Wall clock for entry stamps, in milliseconds; for simulations and tests. @default Date.now */
+  now?: () => number
   onProgress?: (event: ProgressEvent) => void
 }
 
@@ -231,7 +239,9 @@ class DefaultSpace implements Space {
   readonly deviceId: string
   private readonly privateSection: PrivateSection
   private readonly publicSection = new PublicSection()
-  private readonly clock = new HybridClock()
+  private readonly clock: HybridClock
+  private retryTimer: ReturnType<typeof setTimeout> | undefined
+  private retryDelay = 0
   private readonly listeners = new Map<string, Set<Listener>>()
   private readonly state: SpaceStateStore
   private readonly maxValueBytes: number
@@ -243,6 +253,7 @@ class DefaultSpace implements Space {
   /** the roots the next version descends from */
   private heads: CID[] = []
   private lastRecord: Uint8Array | undefined
+  private validUntilMs = 0
   private tail: Promise<void> = Promise.resolve()
   private queued: Promise<void> | undefined
   private closed = false
@@ -257,6 +268,7 @@ class DefaultSpace implements Space {
     private readonly options: SpaceOptions
   ) {
     this.deviceId = options.deviceId ?? bytesToHex(randomBytes(8))
+    this.clock = new HybridClock(options.now)
     this.privateSection = new PrivateSection(derived.dataKey, derived.bucketKey, name)
     this.state = options.state ?? new MemoryState()
     this.maxValueBytes = options.maxValueBytes ?? DEFAULT_MAX_VALUE_BYTES
@@ -273,6 +285,16 @@ class DefaultSpace implements Space {
     if (seen !== undefined) this.seq = seen.sequence
     if (record !== undefined) {
       await this.absorb(record, options)
+      await this.renewIfAging(options)
+    }
+    if (seen !== undefined && this.rootCid === null) {
+      // The store offers nothing newer than what this device saw last time (an old record, or
+      // none): start from the version this device remembers, never from an older one.
+      try {
+        await this.absorbRoot(CID.parse(seen.root), seen.sequence, options)
+      } catch (err) {
+        this.emit('error', err as Error)
+      }
     }
     if (this.owner === undefined) {
       if (seen !== undefined && seen.sequence > 0) {
@@ -386,8 +408,21 @@ class DefaultSpace implements Space {
       if (this.privateSection.dirty || this.publicSection.dirty) await this.publish(options)
     })
     this.queued = run
-    this.tail = run.catch(() => {})
+    this.tail = run.then(() => { this.retryDelay = 0 }, (err: Error) => { this.scheduleRetry(err) })
     return run
+  }
+
+  /** After a failed publish, tries again later so that offline writes go out once the store is back. */
+  private scheduleRetry (err: Error): void {
+    const base = this.options.retryDelayMs ?? 2000
+    if (this.closed || base <= 0 || this.retryTimer !== undefined || err.name === 'AbortedError') return
+    this.retryDelay = Math.min(this.retryDelay === 0 ? base : this.retryDelay * 2, 60_000)
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined
+      if (!this.closed && (this.privateSection.dirty || this.publicSection.dirty)) this.flush().catch(() => {})
+    }, this.retryDelay)
+    // never keep a Node process alive just to retry
+    ;(this.retryTimer as { unref?: () => void }).unref?.()
   }
 
   private async publish (options?: AbortOptions): Promise<void> {
@@ -426,6 +461,7 @@ class DefaultSpace implements Space {
       const record = await createRecord(this.derived.ipnsKey, rootBlock.cid, sequence, { lifetimeMs: this.options.recordLifetimeMs })
       await this.store.putRecord(this.name, record, { signal })
       this.lastRecord = record
+      this.validUntilMs = Date.now() + (this.options.recordLifetimeMs ?? DEFAULT_RECORD_LIFETIME_MS)
     } catch (err) {
       // Keep the writes: they stay in the map, marked dirty, and go out with the next publish.
       this.privateSection.cids = previousCids
@@ -441,6 +477,24 @@ class DefaultSpace implements Space {
     this.options.onProgress?.({ type: 'space:publish:end', detail: { sequence, root: rootBlock.cid } })
   }
 
+  /**
+   * Hubs re-announce a record without the key, but cannot extend its validity. When this device
+   * opens a space whose record has used up half its lifetime, it signs the same version again with
+   * a fresh validity (same sequence and value: IPNS prefers the later validity).
+   */
+  private async renewIfAging (options?: AbortOptions): Promise<void> {
+    const lifetime = this.options.recordLifetimeMs ?? DEFAULT_RECORD_LIFETIME_MS
+    if (this.rootCid === null || this.validUntilMs - Date.now() > lifetime / 2) return
+    try {
+      const record = await createRecord(this.derived.ipnsKey, this.rootCid, this.seq, { lifetimeMs: lifetime })
+      await this.store.putRecord(this.name, record, options)
+      this.lastRecord = record
+      this.validUntilMs = Date.now() + lifetime
+    } catch (err) {
+      this.emit('error', err as Error)
+    }
+  }
+
   // --- merging -----------------------------------------------------------------------------
 
   /** Validates a record and merges the version it points at. */
@@ -454,13 +508,21 @@ class DefaultSpace implements Space {
     }
     if (this.rootCid?.equals(info.cid) === true) {
       this.lastRecord = recordBytes
+      this.validUntilMs = Math.max(this.validUntilMs, info.validUntilMs)
       return
     }
+    await this.absorbRoot(info.cid, sequence, options)
+    this.lastRecord = recordBytes
+    this.validUntilMs = info.validUntilMs
+  }
+
+  /** Merges the version at `cid` (whose record said `sequence`) into the local map. */
+  private async absorbRoot (cid: CID, sequence: number, options?: AbortOptions): Promise<void> {
     if (sequence === this.seq && this.rootCid !== null) {
-      this.emit('conflict', { sequence, roots: [this.rootCid.toString(), info.cid.toString()] })
+      this.emit('conflict', { sequence, roots: [this.rootCid.toString(), cid.toString()] })
     }
-    const root = decodeRoot(await this.fetchBlock(info.cid, options))
-    if (root.sequence !== sequence) throw new SignerMismatchError(`root ${info.cid.toString()} says sequence ${root.sequence} but its record says ${sequence}`)
+    const root = decodeRoot(await this.fetchBlock(cid, options))
+    if (root.sequence !== sequence) throw new IntegrityError(`root ${cid.toString()} says sequence ${root.sequence} but its record says ${sequence}`)
     this.checkOwner(root.owner)
     const priv = await this.privateSection.absorb(root.private, async cid => this.privateSection.decrypt(await this.fetchBlock(cid, options)))
     let pubChanged: string[] = []
@@ -477,12 +539,11 @@ class DefaultSpace implements Space {
     // build on ours, both are heads and the next version names both as parents.
     const ahead = this.privateSection.dirty || this.publicSection.dirty
     const builtOnOurs = this.rootCid === null || root.parents.some(p => p.equals(this.rootCid as CID))
-    this.heads = ahead && !builtOnOurs ? [info.cid, ...this.heads.filter(h => !h.equals(info.cid as CID))] : [info.cid]
+    this.heads = ahead && !builtOnOurs ? [cid, ...this.heads.filter(h => !h.equals(cid))] : [cid]
     this.seq = Math.max(this.seq, sequence)
-    this.rootCid = info.cid
-    this.lastRecord = recordBytes
+    this.rootCid = cid
     this.owner ??= root.owner
-    await this.state.put(this.name, { sequence: this.seq, root: info.cid.toString() })
+    await this.state.put(this.name, { sequence: this.seq, root: cid.toString() })
     if (priv.changed.length > 0) this.emit('change', { section: 'private', keys: priv.changed, sequence })
     if (pubChanged.length > 0) this.emit('change', { section: 'public', keys: pubChanged, sequence })
   }
@@ -560,7 +621,6 @@ class DefaultSpace implements Space {
 
   async at (rootRef: CID | string, options?: AbortOptions): Promise<SpaceVersion> {
     this.assertOpen()
-    const { CID } = await import('multiformats/cid')
     let cid: CID
     try { cid = typeof rootRef === 'string' ? CID.parse(rootRef) : rootRef } catch { throw new InvalidInputError(`"root" expected a CID, got "${String(rootRef).slice(0, 80)}"`) }
     const root = decodeRoot(await this.fetchBlock(cid, options))
@@ -590,6 +650,7 @@ class DefaultSpace implements Space {
     if (this.closed) return
     try { await this.tail } finally {
       this.closed = true
+      clearTimeout(this.retryTimer)
       this.unsubscribe?.()
       this.listeners.clear()
     }
