@@ -6,9 +6,11 @@
  * long as their validity (months) lasts.
  */
 import { serve } from '@hono/node-server'
+import { multihashToIPNSRoutingKey } from 'ipns'
 import { InvalidInputError, StoreError, UserSpaceError } from '../errors.js'
 import { createHeliaNode, stopHeliaNode } from '../store/helia-node.js'
 import { heliaStore } from '../store/helia.js'
+import { nameToMultihash, readRecord } from '../store/record.js'
 import { createHubApp, datastoreRecords } from './app.js'
 import { createNextIdApp } from './nextid.js'
 import type { HubAppOptions, HubComponents } from './app.js'
@@ -16,6 +18,7 @@ import type { NextIdOptions } from './nextid.js'
 import type { HeliaNode } from '../store/helia-node.js'
 import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import type { MultihashDigest } from 'multiformats/hashes/interface'
 
 /** @default '127.0.0.1' — loopback only; pass '0.0.0.0' (or '::') to serve other machines. */
 export const DEFAULT_HOST = '127.0.0.1'
@@ -93,7 +96,8 @@ export async function startHub (options: HubOptions = {}): Promise<RunningHub> {
 
   const node = await createHeliaNode({ directory, listen: options.listen, peers: options.peers, dhtServer: true })
   const connected = (): boolean => node.libp2p.getConnections().length > 0
-  const store = heliaStore(node, { routingTimeoutMs, fetchTimeoutMs: routingTimeoutMs })
+  // Used for its verified, bounded bitswap fetch.
+  const store = heliaStore(node, { routingTimeoutMs, fetchTimeoutMs: routingTimeoutMs, provide: false })
   const records = datastoreRecords(node.datastore)
 
   const components: HubComponents = {
@@ -101,8 +105,19 @@ export async function startHub (options: HubOptions = {}): Promise<RunningHub> {
     blockstore: node.blockstore,
     datastore: node.datastore,
     records,
-    announce: async (name, record, { signal }) => { await store.putRecord(name, record, { signal }) },
-    resolveRemote: async (name, { signal }) => store.getRecord(name, { nocache: connected(), signal }),
+    // The app has validated the record: put it to the DHT as it is (kad-dht keeps a local copy it
+    // serves to peers, and sends it to the closest peers it knows).
+    announce: async (name, record, { signal }) => { await node.routing.put(routingKey(name), record, { signal }) },
+    // kad-dht's get validates each record it hears and picks the best with the IPNS selector; the
+    // app validates again against the name before keeping it.
+    resolveRemote: async (name, { signal }) => {
+      if (!connected()) return undefined
+      try {
+        return await node.routing.get(routingKey(name), { signal })
+      } catch {
+        return undefined
+      }
+    },
     fetchBlock: async (cid, { signal }) => {
       // Nobody to ask: say so at once instead of waiting for bitswap until the timeout.
       if (!connected()) throw new StoreError('no peers')
@@ -128,10 +143,13 @@ export async function startHub (options: HubOptions = {}): Promise<RunningHub> {
     for await (const { name, record } of records.all()) {
       if (node.status !== 'started') break
       try {
-        await store.putRecord(name, record, { signal: AbortSignal.timeout(routingTimeoutMs) })
+        // Expired records are no longer announced (DHT peers would refuse them anyway).
+        const { validUntilMs } = readRecord(record)
+        if (!(validUntilMs > Date.now())) continue
+        await node.routing.put(routingKey(name), record, { signal: AbortSignal.timeout(routingTimeoutMs) })
         count++
       } catch {
-        // Expired (its owner has not written for its whole validity) or the DHT failed: next round.
+        // The DHT failed: next round.
       }
     }
     return count
@@ -197,4 +215,9 @@ async function listen (fetch: (request: Request, env: unknown) => Response | Pro
       resolve({ server, address: server.address() as AddressInfo })
     })
   })
+}
+
+/** The DHT key of an IPNS name: `/ipns/` followed by the name's multihash bytes. */
+function routingKey (name: string): Uint8Array {
+  return multihashToIPNSRoutingKey(nameToMultihash(name) as MultihashDigest<0x00 | 0x12>)
 }
