@@ -80,6 +80,12 @@ export interface SpaceOptions extends AbortOptions {
    * write, `flush()` or `refresh()` retries). @default 2000
    */
   retryDelayMs?: number
+  /**
+   * Open from the store's cached record (e.g. a `layeredStore` with IndexedDB in front of a hub)
+   * without waiting for the network, then refresh in the background; a failed refresh is an
+   * 'error' event, not a failed open. @default false
+   */
+  offlineFirst?: boolean
   /** Wall clock for entry stamps, in milliseconds; for simulations and tests. @default Date.now */
   now?: () => number
   onProgress?: (event: ProgressEvent) => void
@@ -194,9 +200,10 @@ export async function openSpace (options: SpaceOptions): Promise<Space> {
   }
 
   const space = new DefaultSpace(store, wallet, address, name, keys, options)
-  const record = await store.getRecord(name, { nocache: true, signal: options.signal })
+  const record = await store.getRecord(name, { nocache: options.offlineFirst !== true, signal: options.signal })
   options.onProgress?.({ type: 'space:open:resolved', detail: { name, sequence: record === undefined ? null : Number((await validateRecord(name, record)).sequence) } })
   await space.init(record, options)
+  if (options.offlineFirst === true) space.refresh().catch(() => {})
   return space
 }
 
@@ -558,6 +565,15 @@ class DefaultSpace implements Space {
 
   async refresh (options?: AbortOptions): Promise<void> {
     this.assertOpen()
+    try {
+      await this.pull(options)
+    } catch (err) {
+      this.emit('error', err as Error)
+      throw err
+    }
+  }
+
+  private async pull (options?: AbortOptions): Promise<void> {
     // Run in the write queue so a refresh never interleaves with a publish.
     const run = this.tail.then(async () => {
       const latest = await this.store.getRecord(this.name, { nocache: true, signal: options?.signal })

@@ -1,0 +1,57 @@
+/**
+ * A local store in front of a remote one: the device's own copy (IndexedDB in a browser, a
+ * directory in Node) and the network (a hub). Everything written goes to both; reads are served
+ * locally when possible and cached when not. When the remote cannot be reached, resolving falls back
+ * to the local record, so a space opens and edits offline; the Space retries publishing until the
+ * remote takes it.
+ */
+import { NotFoundError, StoreError } from '../errors.js'
+import { readRecord } from './record.js'
+import type { AbortOptions, Block, GetRecordOptions, RecordListener, Store } from './interface.js'
+import type { CID } from 'multiformats/cid'
+
+export function layeredStore (local: Store, remote: Store): Store {
+  const store: Store = {
+    async putBlocks (blocks: Block[], options?: AbortOptions): Promise<void> {
+      await local.putBlocks(blocks, options)
+      await remote.putBlocks(blocks, options)
+    },
+
+    async getBlock (cid: CID, options?: AbortOptions): Promise<Uint8Array> {
+      try {
+        return await local.getBlock(cid, options)
+      } catch (err) {
+        if (!(err instanceof NotFoundError)) throw err
+      }
+      const bytes = await remote.getBlock(cid, options)
+      await local.putBlocks([{ cid, bytes }], options)
+      return bytes
+    },
+
+    async putRecord (name: string, record: Uint8Array, options?: AbortOptions): Promise<void> {
+      await local.putRecord(name, record, options)
+      await remote.putRecord(name, record, options)
+    },
+
+    async getRecord (name: string, options?: GetRecordOptions): Promise<Uint8Array | undefined> {
+      const mine = await local.getRecord(name, options)
+      if (options?.nocache !== true && mine !== undefined) return mine
+      let theirs: Uint8Array | undefined
+      try {
+        theirs = await remote.getRecord(name, options)
+      } catch (err) {
+        if (err instanceof StoreError && mine !== undefined) return mine // offline: what this device has
+        throw err
+      }
+      if (theirs === undefined) return mine
+      if (mine !== undefined && readRecord(mine).sequence > readRecord(theirs).sequence) return mine
+      await local.putRecord(name, theirs, options)
+      return theirs
+    }
+  }
+  if (remote.lookupAddress !== undefined) store.lookupAddress = remote.lookupAddress.bind(remote)
+  if (remote.subscribe !== undefined) {
+    store.subscribe = (name: string, listener: RecordListener) => (remote.subscribe as NonNullable<Store['subscribe']>)(name, listener)
+  }
+  return store
+}
