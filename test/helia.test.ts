@@ -9,16 +9,24 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { ipns } from '@helia/ipns'
 import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
+import { privateKeyToAccount } from 'viem/accounts'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { openSpace } from '../src/index.js'
 import { cborBlock, rawBlock } from '../src/store/blocks.js'
 import { createHeliaNode, stopHeliaNode } from '../src/store/helia-node.js'
 import { heliaStore } from '../src/store/helia.js'
 import { createRecord, nameOfKey, readRecord } from '../src/store/record.js'
+import type { Json, Space } from '../src/index.js'
 import type { Block } from '../src/store/interface.js'
 import type { HeliaNode } from '../src/store/helia-node.js'
 import type { PrivateKey } from '@libp2p/interface'
 
 const utf8 = (text: string): Uint8Array => new TextEncoder().encode(text)
+
+/** Test wallets (well-known development keys; viem's test suite uses the first). */
+const KEY_A = '0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80'
+const KEY_B = '0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d'
+const KEY_C = '0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a'
 
 let seedCounter = 0
 /** A fresh Ed25519 IPNS key per call, deterministic across runs. */
@@ -315,6 +323,111 @@ describe('createHeliaNode', () => {
       }
     } finally {
       await stopHeliaNode(hub)
+    }
+  })
+})
+
+/** The same wallet on two devices: A on node 1, B on node 3, which was only given node 2. */
+describe('a space on three nodes in a line', () => {
+  let node1: HeliaNode
+  let node2: HeliaNode
+  let node3: HeliaNode
+  const spaces: Space[] = []
+
+  beforeAll(async () => {
+    node1 = await createHeliaNode({ dhtServer: true })
+    node2 = await createHeliaNode({ dhtServer: true, peers: node1.libp2p.getMultiaddrs().map(String) })
+    node3 = await createHeliaNode({ dhtServer: true, peers: node2.libp2p.getMultiaddrs().map(String) })
+  })
+
+  afterAll(async () => {
+    await Promise.all(spaces.map(async space => space.close()))
+    await Promise.all([node3, node2, node1].filter(Boolean).map(stopHeliaNode))
+  })
+
+  async function device (node: HeliaNode, key: string): Promise<Space> {
+    const space = await openSpace({ signer: privateKeyToAccount(key as `0x${string}`), store: heliaStore(node), signal: AbortSignal.timeout(10_000) })
+    spaces.push(space)
+    return space
+  }
+
+  it('device B reads every value device A wrote, and A sees B\'s write after refresh', async () => {
+    const a = await device(node1, KEY_A)
+    const values: Record<string, Json> = {
+      theme: 'dark',
+      'io.example.app': { volume: 3, muted: false, tags: ['a', 'b'] },
+      count: 42,
+      empty: null,
+      unicode: 'ünïcødé ✓'
+    }
+    for (const [key, value] of Object.entries(values)) await a.set(key, value)
+    await a.public.set('name', 'Alice')
+
+    const b = await device(node3, KEY_A)
+    expect(b.name).toBe(a.name)
+    expect(b.sequence).toBe(a.sequence)
+    for (const [key, value] of Object.entries(values)) expect(await b.get(key)).toEqual(value)
+    expect(await b.getAll()).toEqual(values)
+    expect(await b.public.get('name')).toBe('Alice')
+
+    await b.set('theme', 'light')
+    await b.set('from-b', true)
+    await b.remove('count')
+    await a.refresh()
+    expect(await a.get('theme')).toBe('light')
+    expect(await a.get('from-b')).toBe(true)
+    expect(await a.get('count')).toBeUndefined()
+    expect(await a.getAll()).toEqual(await b.getAll())
+    expect(a.sequence).toBe(b.sequence)
+  })
+
+  it('keeps both devices\' writes to different keys when neither refreshed first', async () => {
+    const a = await device(node1, KEY_C)
+    await a.set('shared', 'from a')
+    const b = await device(node3, KEY_C)
+    // Each publish resolves the newest record past caches and merges it before writing.
+    await a.set('only-a', 1)
+    await b.set('only-b', 2)
+    await a.set('shared', 'a again')
+    await b.refresh()
+    await a.refresh()
+    const expected = { shared: 'a again', 'only-a': 1, 'only-b': 2 }
+    expect(await a.getAll()).toEqual(expected)
+    expect(await b.getAll()).toEqual(expected)
+  })
+})
+
+describe('a space across a node restart', () => {
+  let directory: string
+
+  beforeAll(async () => { directory = await mkdtemp(join(tmpdir(), 'userspace-space-')) })
+  afterAll(async () => { if (directory !== undefined) await rm(directory, { recursive: true, force: true }) })
+
+  it('opens with every value on a node restarted on its directory, with no peers, and writes on', async () => {
+    const signer = privateKeyToAccount(KEY_B)
+    const values: Record<string, Json> = { theme: 'dark', settings: { lang: 'en', fontSize: 14 } }
+
+    const before = await createHeliaNode({ directory })
+    let sequence: number
+    try {
+      const space = await openSpace({ signer, store: heliaStore(before) })
+      for (const [key, value] of Object.entries(values)) await space.set(key, value)
+      sequence = space.sequence
+      await space.close()
+    } finally {
+      await stopHeliaNode(before)
+    }
+
+    const after = await createHeliaNode({ directory })
+    try {
+      const space = await openSpace({ signer, store: heliaStore(after), signal: AbortSignal.timeout(5000) })
+      expect(space.sequence).toBe(sequence)
+      expect(await space.getAll()).toEqual(values)
+      await space.set('after-restart', true)
+      expect(space.sequence).toBe(sequence + 1)
+      await space.close()
+    } finally {
+      await stopHeliaNode(after)
     }
   })
 })
