@@ -203,7 +203,7 @@ export async function openSpace (options: SpaceOptions): Promise<Space> {
   const record = await store.getRecord(name, { nocache: options.offlineFirst !== true, signal: options.signal })
   options.onProgress?.({ type: 'space:open:resolved', detail: { name, sequence: record === undefined ? null : Number((await validateRecord(name, record)).sequence) } })
   await space.init(record, options)
-  if (options.offlineFirst === true) space.refresh().catch(() => {})
+  if (options.offlineFirst === true) space.refresh().catch((err: Error) => { space.emit('error', err) })
   return space
 }
 
@@ -565,12 +565,7 @@ class DefaultSpace implements Space {
 
   async refresh (options?: AbortOptions): Promise<void> {
     this.assertOpen()
-    try {
-      await this.pull(options)
-    } catch (err) {
-      this.emit('error', err as Error)
-      throw err
-    }
+    await this.pull(options)
   }
 
   private async pull (options?: AbortOptions): Promise<void> {
@@ -595,7 +590,8 @@ class DefaultSpace implements Space {
     return () => { set.delete(listener) }
   }
 
-  private emit<E extends keyof SpaceEvents>(event: E, detail: SpaceEvents[E]): void {
+  /** @internal */
+  emit<E extends keyof SpaceEvents>(event: E, detail: SpaceEvents[E]): void {
     for (const listener of this.listeners.get(event) ?? []) {
       try { listener(detail) } catch (err) { if (event !== 'error') this.emit('error', err as Error) }
     }
