@@ -53,6 +53,8 @@ export type {
   SpaceStateStore, SeenVersion, ProgressEvent
 } from './space/space.js'
 export { readPublic } from './space/read-public.js'
+export { privateKeySigner } from './space/local-signer.js'
+export type { LocalSigner } from './space/local-signer.js'
 export type { ReadPublicOptions, PublicProfile } from './space/read-public.js'
 export type { Signer, Eip1193Provider, MessageSigner } from './space/signer.js'
 export type { Json } from './space/json.js'

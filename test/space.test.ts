@@ -375,3 +375,16 @@ describe('history', () => {
     await expect(space.at('not-a-cid')).rejects.toMatchObject({ name: 'InvalidInputError' })
   })
 })
+
+describe('privateKeySigner', () => {
+  it('signs exactly as a viem account does, and opens the same space', async () => {
+    const { privateKeySigner } = await import('../src/space/local-signer.js')
+    const local = privateKeySigner(KEY_A)
+    expect(local.address).toBe(account(KEY_A).address)
+    expect(await local.signMessage('hello world')).toBe(await account(KEY_A).signMessage({ message: 'hello world' }))
+    const space = await openSpace({ signer: local, store: memoryStore() })
+    expect(space.name).toBe(NAME_A)
+    expect(() => privateKeySigner('0x1234')).toThrow(expect.objectContaining({ name: 'InvalidInputError' }))
+    expect(() => privateKeySigner('0x' + '00'.repeat(32))).toThrow(expect.objectContaining({ name: 'InvalidInputError' }))
+  })
+})
