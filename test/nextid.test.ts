@@ -725,3 +725,38 @@ describe('export and import', () => {
     }), { numRuns: 40 })
   })
 })
+
+describe('moving a chain between hubs over HTTP', () => {
+  it('GET /api/v1/nextid/export gives a CAR that POST /api/v1/nextid/import loads, signature by signature', async () => {
+    const one = makeHub()
+    await write(one.app, alice, 'nextid', alice.compressed, { name: 'alice' })
+    await write(one.app, alice, 'twitter', 'alice_tw', { bio: 'hi' })
+    await write(one.app, alice, 'nextid', alice.compressed, { name: null, avatar: 'ipfs://x' })
+    const res = await one.app.request(`/api/v1/nextid/export?avatar=${alice.compressed}`)
+    expect(res.status).toBe(200)
+    expect(res.headers.get('content-type')).toMatch(/application\/vnd\.ipld\.car/)
+    const car = new Uint8Array(await res.arrayBuffer())
+    const two = makeHub()
+    const imported = await post(two.app, '/api/v1/nextid/import', car, { 'content-type': 'application/vnd.ipld.car' })
+    expect(imported.status, await imported.clone().text()).toBe(201)
+    expect(await getText(two.app, `/v1/kv?avatar=${alice.compressed}`)).toBe(await getText(one.app, `/v1/kv?avatar=${alice.compressed}`))
+    // and the chain goes on from its imported head
+    await write(two.app, alice, 'nextid', alice.compressed, { more: 1 })
+  })
+
+  it('refuses a tampered CAR, a wrong content type and an unknown avatar, importing nothing', async () => {
+    const one = makeHub()
+    await write(one.app, alice, 'nextid', alice.compressed, { name: 'alice' })
+    const car = new Uint8Array(await (await one.app.request(`/api/v1/nextid/export?avatar=${alice.compressed}`)).arrayBuffer())
+    const tampered = car.slice()
+    tampered[tampered.length - 5]! ^= 1
+    const two = makeHub()
+    const before = await snapshot(two)
+    await expectError(await post(two.app, '/api/v1/nextid/import', tampered, { 'content-type': 'application/vnd.ipld.car' }), 400)
+    await expectError(await post(two.app, '/api/v1/nextid/import', car, { 'content-type': 'application/json' }), 415)
+    await expectError(await post(two.app, '/api/v1/nextid/import', new Uint8Array([1, 2, 3]), { 'content-type': 'application/vnd.ipld.car' }), 400)
+    expect(await snapshot(two)).toEqual(before)
+    await expectError(await two.app.request(`/api/v1/nextid/export?avatar=${bob.compressed}`), 404)
+    await expectError(await two.app.request('/api/v1/nextid/export'), 400)
+  })
+})

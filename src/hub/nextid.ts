@@ -28,10 +28,11 @@ import { HTTPException } from 'hono/http-exception'
 import { CID } from 'multiformats/cid'
 import { bytesToHex, fromBase64, fromUtf8, hexToBytes } from '../crypto/bytes.js'
 import {
-  ConflictError, IntegrityError, InvalidInputError, InvalidSignatureError, SignerMismatchError, StoreError,
+  ConflictError, IntegrityError, InvalidInputError, InvalidSignatureError, NotFoundError, SignerMismatchError, StoreError,
   TooLargeError, UserSpaceError, throwIfAborted
 } from '../errors.js'
-import { MAX_BLOCK_BYTES } from '../store/blocks.js'
+import { MAX_BLOCK_BYTES, verifyBlock } from '../store/blocks.js'
+import { CarBufferWriter, CarReader } from '@ipld/car'
 import { httpErrorHandler } from './http-errors.js'
 import {
   SIGNATURE_BYTES, SIGN_PAYLOAD_VERSION, avatarHex, buildSignPayload, checkSeconds, checkText, compressedHex, decodeLink,
@@ -50,6 +51,9 @@ export type { NextIdStores } from './nextid/store.js'
 
 /** @default for `createdAtWindowMs`: a wallet prompt may take a while; a replay a day later may not. */
 export const DEFAULT_CREATED_AT_WINDOW_MS = 10 * 60 * 1000
+
+/** @default for `maxImportBytes`: a whole avatar chain, moved between hubs. */
+export const DEFAULT_MAX_IMPORT_BYTES = 16 * 1024 * 1024
 
 /** @default for `maxBodyBytes`: Next.ID patches are small profile documents. */
 export const DEFAULT_MAX_BODY_BYTES = 64 * 1024
@@ -93,6 +97,8 @@ export interface NextIdOptions {
   createdAtWindowMs?: number
   /** Largest request body. @default DEFAULT_MAX_BODY_BYTES (64 KiB) */
   maxBodyBytes?: number
+  /** Largest CAR accepted by `POST /api/v1/nextid/import`. @default 16 MiB */
+  maxImportBytes?: number
   /** Largest merged content of one (avatar, platform, identity), as canonical JSON. @default DEFAULT_MAX_CONTENT_BYTES (1 MiB) */
   maxContentBytes?: number
   /**
@@ -113,6 +119,7 @@ interface Config extends NextIdStores {
   nowMs: () => number
   createdAtWindowMs: number
   maxBodyBytes: number
+  maxImportBytes: number
   maxContentBytes: number
   proofService?: ProofServiceCheck
   buildAt: string
@@ -135,6 +142,7 @@ function configure (options: NextIdOptions): Config {
     nowMs: options.nowMs ?? Date.now,
     createdAtWindowMs: positive(options.createdAtWindowMs, DEFAULT_CREATED_AT_WINDOW_MS, 'createdAtWindowMs', true),
     maxBodyBytes: positive(options.maxBodyBytes, DEFAULT_MAX_BODY_BYTES, 'maxBodyBytes'),
+    maxImportBytes: positive(options.maxImportBytes, DEFAULT_MAX_IMPORT_BYTES, 'maxImportBytes'),
     maxContentBytes: positive(options.maxContentBytes, DEFAULT_MAX_CONTENT_BYTES, 'maxContentBytes'),
     proofService: options.proofService,
     buildAt: options.buildAt ?? 'UNKNOWN',
@@ -215,6 +223,42 @@ export function createNextIdApp (options: NextIdOptions): Hono {
       await appendLink(config, { version: SIGN_PAYLOAD_VERSION, avatar, platform, identity, uuid, created_at: createdAt, patch, signature, previous: null }, publicKey, { signal })
     })
     return jsonText(c, 201, await avatarResponse(config, avatar))
+  })
+
+  // Not part of the Next.ID API: moving an avatar's chain between hubs as a CAR whose root is the head.
+  app.use('/api/v1/nextid/*', cors({ origin: '*', allowMethods: ['GET', 'POST', 'OPTIONS'], allowHeaders: ALLOW_HEADERS, maxAge: 86400 }))
+  app.get('/api/v1/nextid/export', async c => {
+    const param = c.req.query('avatar')
+    if (param === undefined) throw new InvalidInputError('Param missing: avatar')
+    const chain = await exportAvatarChain({ ...config, signal: c.req.raw.signal }, param)
+    if (chain.head === null) throw new NotFoundError(`this hub has no chain for avatar ${param.slice(0, 140)}`)
+    let size = CarBufferWriter.headerLength({ roots: [chain.head] })
+    for (const block of chain.blocks) size += CarBufferWriter.blockLength(block)
+    const writer = CarBufferWriter.createWriter(new ArrayBuffer(size), { roots: [chain.head] })
+    for (const block of chain.blocks) writer.write(block)
+    return c.body(writer.close() as Uint8Array<ArrayBuffer>, 200, { 'Content-Type': 'application/vnd.ipld.car; version=1' })
+  })
+  app.post('/api/v1/nextid/import', async c => {
+    const type = (c.req.header('content-type') ?? '').split(';')[0]?.trim().toLowerCase()
+    if (type !== 'application/vnd.ipld.car') {
+      throw new HTTPException(415, { message: `Content-Type must be application/vnd.ipld.car, got ${JSON.stringify((c.req.header('content-type') ?? 'none').slice(0, 80))}` })
+    }
+    const bytes = await readLimited(c.req.raw.body, config.maxImportBytes)
+    let reader: CarReader
+    try {
+      reader = await CarReader.fromBytes(bytes)
+    } catch (err) {
+      throw new InvalidInputError(`body is not a CAR: ${(err as Error).message}`)
+    }
+    const roots = await reader.getRoots()
+    if (roots.length !== 1) throw new InvalidInputError(`an avatar chain CAR has one root (its head), this one has ${roots.length}`)
+    const blocks: Block[] = []
+    for await (const block of reader.blocks()) {
+      if (!(await verifyBlock(block.cid, block.bytes))) throw new IntegrityError(`block ${block.cid.toString()} does not match its CID`)
+      blocks.push({ cid: block.cid, bytes: block.bytes })
+    }
+    await importAvatarChain({ ...config, signal: c.req.raw.signal }, blocks, roots[0] as CID)
+    return c.json({ head: (roots[0] as CID).toString(), blocks: blocks.length }, 201)
   })
 
   return app
