@@ -20,6 +20,8 @@ import {
 import { createRecord, DEFAULT_RECORD_LIFETIME_MS, nameOfKey, validateRecord } from '../store/record.js'
 import { getVerifiedBlock } from '../store/blocks.js'
 import { HybridClock } from './entries.js'
+import { listVersions } from './history.js'
+import type { VersionInfo } from './history.js'
 import { checkKey, checkValue } from './json.js'
 import { decodeRoot, encodeRoot, verifyOwner } from './root.js'
 import { PrivateSection, PublicSection } from './section.js'
@@ -129,13 +131,7 @@ export interface SpaceEvents {
   error: Error
 }
 
-export interface VersionInfo {
-  root: CID
-  sequence: number
-  updatedAt: number
-  device: string
-  parents: CID[]
-}
+export type { VersionInfo }
 
 /** A read-only view of a space as it was at one version. */
 export interface SpaceVersion extends VersionInfo {
@@ -615,20 +611,7 @@ class DefaultSpace implements Space {
 
   async history (options?: AbortOptions & { limit?: number }): Promise<VersionInfo[]> {
     this.assertOpen()
-    const limit = options?.limit ?? 100
-    const out: VersionInfo[] = []
-    const seen = new Set<string>()
-    let frontier: CID[] = this.rootCid === null ? [] : [this.rootCid]
-    while (frontier.length > 0 && out.length < limit) {
-      const roots = await Promise.all(frontier.map(async cid => ({ cid, root: decodeRoot(await this.fetchBlock(cid, options)) })))
-      const next: CID[] = []
-      for (const { cid, root } of roots) {
-        out.push({ root: cid, sequence: root.sequence, updatedAt: root.updatedAt, device: root.device, parents: root.parents })
-        for (const p of root.parents) if (!seen.has(p.toString())) { seen.add(p.toString()); next.push(p) }
-      }
-      frontier = next
-    }
-    return out.sort((a, b) => b.sequence - a.sequence || b.updatedAt - a.updatedAt).slice(0, limit)
+    return listVersions(this.store, this.rootCid, options?.limit ?? 100, options)
   }
 
   async at (rootRef: CID | string, options?: AbortOptions): Promise<SpaceVersion> {
