@@ -9,7 +9,9 @@ import { existsSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { EXIT_CODE, InvalidInputError, UserSpaceError } from '../errors.js'
+import { EXIT_CODE, UserSpaceError } from '../errors.js'
+import { SPACE_COMMANDS } from './space-commands.js'
+import { UsageError } from './usage.js'
 import type { ParseArgsConfig } from 'node:util'
 
 /** Where the command writes; tests pass their own. */
@@ -56,7 +58,8 @@ export const COMMANDS: Record<string, Command> = {
       'USERSPACE_HOST=0.0.0.0 USERSPACE_PORT=80 userspace serve --listen /ip4/0.0.0.0/tcp/4001'
     ],
     run: serve
-  }
+  },
+  ...SPACE_COMMANDS
 }
 
 export async function main (argv: string[], io: CliIO = processIO()): Promise<number> {
@@ -102,10 +105,6 @@ function report (err: unknown, io: CliIO): number {
   return 1
 }
 
-/** Bad command-line usage: exit code 2. */
-class UsageError extends InvalidInputError {
-  override name = 'InvalidInputError'
-}
 
 function generalHelp (): string {
   const width = Math.max(...Object.keys(COMMANDS).map(name => name.length))
