@@ -8,6 +8,7 @@
  */
 import { spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
+import { request as httpRequest } from 'node:http'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -194,6 +195,34 @@ describe('userspace serve', () => {
     expect(await reopened.getAll()).toEqual(written)
     expect(await hubStore(again.url).lookupAddress?.(reopened.address)).toBe(reopened.name)
   }, 60_000)
+
+  it('refuses oversized and malformed bodies over a real socket, and keeps serving', async () => {
+    const hub = await startHubProcess(join(tmp, 'bodies'))
+    const space = await open(generatePrivateKey(), hub.url)
+    await space.set('kept', true)
+    const base = new URL(hub.url)
+    // A body sent in chunks with no Content-Length, larger than a record may be
+    const chunked = await new Promise<{ status: number, body: string }>((resolve, reject) => {
+      const req = httpRequest({ host: base.hostname, port: base.port, method: 'PUT', path: `/routing/v1/ipns/${space.name}`, headers: { 'content-type': 'application/vnd.ipfs.ipns-record', 'transfer-encoding': 'chunked' } }, (res) => {
+        let body = ''
+        res.setEncoding('utf8').on('data', (chunk: string) => { body += chunk }).on('end', () => { resolve({ status: res.statusCode ?? 0, body }) })
+      })
+      req.on('error', reject)
+      for (let i = 0; i < 20; i++) req.write(new Uint8Array(1024))
+      req.end()
+    })
+    expect(chunked.status).toBe(413)
+    expect(JSON.parse(chunked.body)).toMatchObject({ name: 'TooLargeError' })
+
+    const garbage = await fetch(`${hub.url}/api/v1/blocks`, { method: 'POST', headers: { 'content-type': 'application/vnd.ipld.car' }, body: 'not a car' })
+    expect(garbage.status).toBe(400)
+    const record = await fetch(`${hub.url}/routing/v1/ipns/${space.name}`, { method: 'PUT', headers: { 'content-type': 'application/vnd.ipfs.ipns-record' }, body: new Uint8Array(100) })
+    expect(record.status).toBe(400)
+    expect(await space.get('kept')).toBe(true)
+    const reader = await open(generatePrivateKey(), hub.url)
+    await reader.set('still', 'serving')
+    expect(await stopProcess(hub.child)).toBe(0)
+  })
 
   it('refuses unknown flags and commands with exit code 2', async () => {
     const run = async (args: string[]): Promise<{ code: number | null, err: string }> => {

@@ -41,6 +41,7 @@ import { canonicalName, MAX_RECORD_BYTES, readRecord, validateRecord } from '../
 import { httpErrorHandler } from './http-errors.js'
 import type { RecordInfo } from '../store/record.js'
 import type { Context, MiddlewareHandler } from 'hono'
+import type { IncomingMessage } from 'node:http'
 import type { Blockstore } from 'interface-blockstore'
 import type { Datastore } from 'interface-datastore'
 
@@ -192,6 +193,9 @@ export interface HubComponents {
   routes?: Hono[]
 }
 
+/** How many names' newest records (and index state) the hub keeps in memory. */
+const RECENT_RECORDS = 10_000
+
 const RECORD_PREFIX = '/userspace/hub/ipns/'
 const ADDRESS_PREFIX = '/userspace/hub/address/'
 const OWNER_PREFIX = '/userspace/hub/owner/'
@@ -236,7 +240,8 @@ export function datastoreRecords (datastore: Datastore): HubRecordStore {
   }
 }
 
-type Env = { Bindings: { incoming?: { socket?: { remoteAddress?: string } } } }
+/** What @hono/node-server passes as `c.env`; absent under `app.request()`. */
+type Env = { Bindings: { incoming?: IncomingMessage } }
 
 /**
  * Builds the hub's HTTP app. Install it with @hono/node-server (see server.ts) or call
@@ -344,7 +349,7 @@ export function createHubApp (components: HubComponents, options: HubAppOptions 
       stream.onAbort(() => { open = false; wake?.() })
       try {
         // A client that reconnects hears the current record first, so it never misses the newest.
-        const current = await hub.records.get(name)
+        const current = await hub.stored(name)
         await stream.writeSSE({ event: 'ready', data: name, retry: 2_000 })
         if (current !== undefined) queue.unshift(current)
         while (open && !stream.aborted && !stream.closed) {
@@ -398,6 +403,10 @@ class HubCore {
   private readonly sizes = new Map<string, number>()
   /** `name owner-signature` pairs already verified, so a space's later versions skip the secp256k1 recovery. */
   private readonly verifiedOwners = new Map<string, string>()
+  /** The newest stored record per name, for names seen lately (the datastore stays the truth). */
+  private readonly recent = new Map<string, Uint8Array>()
+  /** Names whose owner binding is already in the index (bindings never change). */
+  private readonly indexed = new Set<string>()
   private streams = 0
 
   constructor (components: HubComponents, options: HubAppOptions) {
@@ -405,6 +414,21 @@ class HubCore {
     this.blockstore = components.blockstore
     this.records = components.records ?? datastoreRecords(components.datastore)
     this.options = options
+  }
+
+  /** The stored record of a name (through a small cache: only this process writes the datastore). */
+  async stored (name: string): Promise<Uint8Array | undefined> {
+    const cached = this.recent.get(name)
+    if (cached !== undefined) return cached
+    const bytes = await this.records.get(name)
+    if (bytes !== undefined) this.remember(name, bytes)
+    return bytes
+  }
+
+  private remember (name: string, bytes: Uint8Array): void {
+    this.recent.delete(name)
+    this.recent.set(name, bytes)
+    if (this.recent.size > RECENT_RECORDS) this.recent.delete(this.recent.keys().next().value as string)
   }
 
   subscribe (name: string, listener: (record: Uint8Array) => void): () => void {
@@ -441,7 +465,7 @@ class HubCore {
    */
   private async accept (name: string, bytes: Uint8Array, info: RecordInfo): Promise<boolean> {
     return this.withLock(name, async () => {
-      const current = await this.records.get(name)
+      const current = await this.stored(name)
       if (current !== undefined) {
         if (equals(current, bytes)) return false
         const stored = readRecord(current)
@@ -457,7 +481,12 @@ class HubCore {
         }
       }
       const owner = info.cid === undefined ? undefined : await this.checkRoot(name, info.cid)
-      await this.records.put(name, bytes, owner)
+      await this.records.put(name, bytes, this.indexed.has(name) ? undefined : owner)
+      if (owner !== undefined) {
+        if (this.indexed.size > RECENT_RECORDS) this.indexed.clear()
+        this.indexed.add(name)
+      }
+      this.remember(name, bytes)
       for (const listener of this.listeners.get(name) ?? []) listener(bytes)
       return true
     })
@@ -543,7 +572,7 @@ class HubCore {
 
   /** The stored record, refreshed from the network when the hub has none or the client asks. */
   async getRecord (name: string, nocache: boolean): Promise<Uint8Array | undefined> {
-    const local = await this.records.get(name)
+    const local = await this.stored(name)
     if (this.components.resolveRemote === undefined || (local !== undefined && !nocache)) return local
     let pending = this.resolving.get(name)
     if (pending === undefined) {
@@ -558,20 +587,20 @@ class HubCore {
     let info: RecordInfo
     try {
       remote = await this.components.resolveRemote?.(name, { signal: AbortSignal.timeout(this.options.resolveTimeoutMs ?? DEFAULT_RESOLVE_TIMEOUT_MS) })
-      if (remote === undefined) return this.records.get(name)
+      if (remote === undefined) return await this.stored(name)
       info = await validateRecord(name, remote)
     } catch {
-      return this.records.get(name)
+      return this.stored(name)
     }
     try {
       await this.accept(name, remote, info)
     } catch (err) {
       // Older than ours, or over this hub's quota: serve what we have.
-      const local = await this.records.get(name)
+      const local = await this.stored(name)
       if (local !== undefined || !(err instanceof TooLargeError)) return local
       return remote
     }
-    return this.records.get(name)
+    return this.stored(name)
   }
 
   async getBlock (cid: CID): Promise<Uint8Array> {
@@ -761,21 +790,32 @@ async function readBody (c: Context, max: number, what: string): Promise<Uint8Ar
   if (declared !== undefined && Number(declared) > max) {
     throw new TooLargeError(`${what} is ${declared} bytes, over the ${max}-byte limit`)
   }
-  const body = c.req.raw.body
-  if (body === null) throw new InvalidInputError(`${what} expected, got an empty body`)
-  const reader = body.getReader()
   const parts: Uint8Array[] = []
   let length = 0
+  const take = (chunk: Uint8Array): void => {
+    length += chunk.byteLength
+    if (length > max) throw new TooLargeError(`${what} is over the ${max}-byte limit`)
+    parts.push(chunk)
+  }
+  const incoming = (c.env as Env['Bindings'] | undefined)?.incoming
   try {
-    for (;;) {
-      const { done, value } = await reader.read()
-      if (done) break
-      length += value.byteLength
-      if (length > max) {
+    if (incoming !== undefined && typeof incoming.on === 'function' && !incoming.readableEnded) {
+      // Under @hono/node-server, read the request directly: a web ReadableStream costs more than
+      // verifying the record it carries.
+      await readIncoming(incoming, take)
+    } else {
+      const body = c.req.raw.body
+      if (body === null) throw new InvalidInputError(`${what} expected, got an empty body`)
+      const reader = body.getReader()
+      try {
+        for (;;) {
+          const { done, value } = await reader.read()
+          if (done) break
+          take(value)
+        }
+      } finally {
         await reader.cancel().catch(() => {})
-        throw new TooLargeError(`${what} is over the ${max}-byte limit`)
       }
-      parts.push(value)
     }
   } catch (err) {
     if (err instanceof UserSpaceError) throw err
@@ -783,6 +823,32 @@ async function readBody (c: Context, max: number, what: string): Promise<Uint8Ar
   }
   if (length === 0) throw new InvalidInputError(`${what} expected, got an empty body`)
   return collect(parts)
+}
+
+/**
+ * Feeds a Node request's chunks to `take` until the end. When `take` throws (too large), stops
+ * listening and lets the rest drain unread, so the refusal can still be sent on the connection.
+ */
+async function readIncoming (incoming: IncomingMessage, take: (chunk: Uint8Array) => void): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    const finish = (err?: Error): void => {
+      incoming.off('data', onData)
+      incoming.off('end', onEnd)
+      incoming.off('error', finish)
+      incoming.off('close', onClose)
+      if (err === undefined) resolve()
+      else { incoming.resume(); reject(err) }
+    }
+    const onData = (chunk: Uint8Array): void => {
+      try { take(chunk) } catch (err) { finish(err as Error) }
+    }
+    const onEnd = (): void => { finish() }
+    const onClose = (): void => { if (!incoming.readableEnded) finish(new Error('the client closed the connection')) }
+    incoming.on('data', onData)
+    incoming.once('end', onEnd)
+    incoming.once('error', finish)
+    incoming.once('close', onClose)
+  })
 }
 
 /** A token bucket per client address; refusals are 429 with Retry-After. */
