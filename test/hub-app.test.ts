@@ -3,9 +3,10 @@
  * and real owner bindings. The hub client Store (`hubStore`) is exercised against the same app
  * through an injected fetch.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { CarBufferReader } from '@ipld/car/buffer-reader'
 import { blockLength, createWriter, headerLength } from '@ipld/car/buffer-writer'
 import { generateKeyPair } from '@libp2p/crypto/keys'
@@ -270,6 +271,28 @@ describe('Delegated Routing V1 IPNS', () => {
   })
 })
 
+describe('IPNS spec vectors (ipfs/gateway-conformance, see test/fixtures/ipns/README.md)', () => {
+  const dir = fileURLToPath(new URL('./fixtures/ipns/', import.meta.url))
+  const valid = new Set(['v1-v2', 'v1-v2-broken-signature-v1', 'v2'])
+  it('accepts the valid records and refuses the invalid ones with 400, storing nothing for them', async () => {
+    const hub = makeHub()
+    const files = (await readdir(dir)).filter(f => f.startsWith('fixtures_ipns_records_'))
+    expect(files).toHaveLength(6)
+    for (const file of files) {
+      const [, name, variant] = /^fixtures_ipns_records_(k51\w+)_(.+)\.ipns-record$/.exec(file) ?? []
+      const bytes = new Uint8Array(await readFile(join(dir, file)))
+      const res = await putRecord(hub, name as string, bytes)
+      if (valid.has(variant as string)) {
+        expect(res.status, `${variant}: ${await res.text()}`).toBe(200)
+        expect(await bytesOf(await getRecord(hub, name as string))).toEqual(bytes)
+      } else {
+        await expectRefusal(res, 400, 'InvalidRecordError')
+        await expectRefusal(await getRecord(hub, name as string), 404)
+      }
+    }
+  })
+})
+
 describe('address index', () => {
   it('binds the owner address to the name, first binding wins', async () => {
     const hub = makeHub()
@@ -447,6 +470,55 @@ describe('live events', () => {
     expect((await putRecord(hub, space.name, second)).status).toBe(200)
     expect(await next()).toEqual(second)
     await events.return(undefined)
+  })
+
+  it('frees a stream slot when the client goes away, and refuses streams over the limit (429)', async () => {
+    const hub = makeHub({ maxEventStreams: 1 })
+    const space = await makeSpace()
+    const first = await hub.app.request(`/api/v1/events/${space.name}`)
+    expect(first.status).toBe(200)
+    await expectRefusal(await hub.app.request(`/api/v1/events/${space.name}`), 429, 'RateLimitError')
+    await first.body?.cancel()
+    await new Promise(resolve => setTimeout(resolve, 20))
+    const again = await hub.app.request(`/api/v1/events/${space.name}`)
+    expect(again.status).toBe(200)
+    await again.body?.cancel()
+  })
+
+  it('reconnects a dropped event stream with backoff and hears the current record', async () => {
+    const hub = makeHub()
+    const space = await makeSpace()
+    const record = await publish(hub, space, 1)
+    let attempts = 0
+    const store = hubStore('http://hub.test', {
+      reconnectMinMs: 10,
+      fetch: async (input, init) => {
+        attempts++
+        if (attempts === 1) throw new TypeError('fetch failed')
+        if (attempts === 2) return new Response('bad gateway', { status: 502 })
+        if (attempts === 3) return new Response(new ReadableStream({ start (c) { c.close() } }), { status: 200 })
+        return hub.app.request(String(input), init)
+      }
+    })
+    const heard: Uint8Array[] = []
+    const stop = store.subscribe?.(space.name, (r) => heard.push(r))
+    for (let i = 0; i < 200 && heard.length === 0; i++) await new Promise(resolve => setTimeout(resolve, 10))
+    stop?.()
+    expect(attempts).toBeGreaterThanOrEqual(4)
+    expect(heard[0]).toEqual(record)
+  })
+
+  it('gives up on a stream the hub refuses for good (a malformed name)', async () => {
+    let attempts = 0
+    const space = await makeSpace()
+    const store = hubStore('http://hub.test', {
+      reconnectMinMs: 5,
+      fetch: async () => { attempts++; return new Response('{"message":"no"}', { status: 400 }) }
+    })
+    const stop = store.subscribe?.(space.name, () => {})
+    await new Promise(resolve => setTimeout(resolve, 100))
+    stop?.()
+    expect(attempts).toBe(1)
   })
 
   it('delivers records to a hubStore subscriber', async () => {
