@@ -404,7 +404,7 @@ class HubCore {
   /** `name owner-signature` pairs already verified, so a space's later versions skip the secp256k1 recovery. */
   private readonly verifiedOwners = new Map<string, string>()
   /** The newest stored record per name, for names seen lately (the datastore stays the truth). */
-  private readonly recent = new Map<string, Uint8Array>()
+  private readonly recent = new Map<string, { bytes: Uint8Array, info: RecordInfo }>()
   /** Names whose owner binding is already in the index (bindings never change). */
   private readonly indexed = new Set<string>()
   private streams = 0
@@ -418,16 +418,22 @@ class HubCore {
 
   /** The stored record of a name (through a small cache: only this process writes the datastore). */
   async stored (name: string): Promise<Uint8Array | undefined> {
+    return (await this.storedWithInfo(name))?.bytes
+  }
+
+  private async storedWithInfo (name: string): Promise<{ bytes: Uint8Array, info: RecordInfo } | undefined> {
     const cached = this.recent.get(name)
     if (cached !== undefined) return cached
     const bytes = await this.records.get(name)
-    if (bytes !== undefined) this.remember(name, bytes)
-    return bytes
+    if (bytes === undefined) return undefined
+    const entry = { bytes, info: readRecord(bytes) }
+    this.remember(name, entry)
+    return entry
   }
 
-  private remember (name: string, bytes: Uint8Array): void {
+  private remember (name: string, entry: { bytes: Uint8Array, info: RecordInfo }): void {
     this.recent.delete(name)
-    this.recent.set(name, bytes)
+    this.recent.set(name, entry)
     if (this.recent.size > RECENT_RECORDS) this.recent.delete(this.recent.keys().next().value as string)
   }
 
@@ -465,10 +471,10 @@ class HubCore {
    */
   private async accept (name: string, bytes: Uint8Array, info: RecordInfo): Promise<boolean> {
     return this.withLock(name, async () => {
-      const current = await this.stored(name)
+      const current = await this.storedWithInfo(name)
       if (current !== undefined) {
-        if (equals(current, bytes)) return false
-        const stored = readRecord(current)
+        if (equals(current.bytes, bytes)) return false
+        const stored = current.info
         if (info.sequence < stored.sequence) {
           throw new ConflictError(`record sequence ${info.sequence} is lower than the stored ${stored.sequence} for ${name}`)
         }
@@ -486,7 +492,7 @@ class HubCore {
         if (this.indexed.size > RECENT_RECORDS) this.indexed.clear()
         this.indexed.add(name)
       }
-      this.remember(name, bytes)
+      this.remember(name, { bytes, info })
       for (const listener of this.listeners.get(name) ?? []) listener(bytes)
       return true
     })
