@@ -107,12 +107,16 @@ export abstract class Section {
 export class PublicSection extends Section {
   cid: CID | null = null
   private changed = false
+  /** Counts writes, so that `stored` keeps a write made while the block was being published. */
+  private writes = 0
+  private encodedAt = 0
 
   get dirty (): boolean { return this.changed }
-  protected markDirty (): void { this.changed = true }
-  markChanged (): void { this.changed = true }
+  protected markDirty (): void { this.changed = true; this.writes++ }
+  markChanged (): void { this.changed = true; this.writes++ }
 
   async encode (): Promise<Block | null> {
+    this.encodedAt = this.writes
     if (this.entries.size === 0) return null
     const entries: Record<string, unknown[]> = {}
     for (const [key, slot] of this.entries) {
@@ -128,7 +132,7 @@ export class PublicSection extends Section {
 
   stored (cid: CID | null): void {
     this.cid = cid
-    this.changed = false
+    if (this.writes === this.encodedAt) this.changed = false
   }
 
   /**
@@ -164,6 +168,8 @@ export class PrivateSection extends Section {
   cids: CID[] = []
   private count = 1
   private dirtyBuckets = new Set<number>()
+  /** Buckets written to since the last `encode` began: `commit` leaves them dirty. */
+  private touched = new Set<number>()
 
   constructor (private readonly dataKey: Uint8Array, private readonly bucketKey: Uint8Array, private readonly name: string) {
     super()
@@ -179,6 +185,7 @@ export class PrivateSection extends Section {
 
   protected markDirty (slot: Slot): void {
     this.dirtyBuckets.add(slot.hash & (this.count - 1))
+    this.touched.add(slot.hash & (this.count - 1))
   }
 
   /** Marks every bucket for re-sealing (after a failed publish). */
@@ -199,6 +206,7 @@ export class PrivateSection extends Section {
    * `commit` then records their CIDs. Nothing changes here until `commit`.
    */
   async encode (): Promise<{ blocks: Block[], commit: () => void }> {
+    this.touched.clear()
     let count = PrivateSection.bucketCountFor(this.bytes)
     for (;;) {
       const rebucket = count !== this.count || this.cids.length !== count
@@ -218,9 +226,11 @@ export class PrivateSection extends Section {
         commit: () => {
           const cids = rebucket ? new Array<CID>(count) : [...this.cids]
           indexes.forEach((i, n) => { cids[i] = (blocks[n] as Block).cid })
+          // A write that landed while the buckets were being sealed is not in these blocks.
+          const rewritten = rebucket && this.touched.size > 0 ? [...Array(count).keys()] : [...this.touched]
           this.cids = cids
           this.count = count
-          this.dirtyBuckets.clear()
+          this.dirtyBuckets = new Set(rewritten)
         }
       }
     }
