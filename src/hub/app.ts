@@ -195,6 +195,10 @@ export interface HubComponents {
 
 /** How many names' newest records (and index state) the hub keeps in memory. */
 const RECENT_RECORDS = 10_000
+/** Blocks up to this size are kept in the in-memory block cache. */
+const SMALL_BLOCK_BYTES = 64 * 1024
+/** Total size of the in-memory block cache. */
+const SMALL_BLOCK_CACHE_BYTES = 16 * 1024 * 1024
 
 const RECORD_PREFIX = '/userspace/hub/ipns/'
 const ADDRESS_PREFIX = '/userspace/hub/address/'
@@ -407,6 +411,9 @@ class HubCore {
   private readonly recent = new Map<string, { bytes: Uint8Array, info: RecordInfo }>()
   /** Names whose owner binding is already in the index (bindings never change). */
   private readonly indexed = new Set<string>()
+  /** Recently used small blocks, newest last, at most SMALL_BLOCK_CACHE_BYTES in all. */
+  private readonly smallBlocks = new Map<string, Uint8Array>()
+  private smallBlockBytes = 0
   private streams = 0
 
   constructor (components: HubComponents, options: HubAppOptions) {
@@ -558,9 +565,13 @@ class HubCore {
     if (known !== undefined) return known
     const bytes = await this.localBlock(cid)
     if (bytes === undefined) return 0
-    if (this.sizes.size > 100_000) this.sizes.clear()
-    this.sizes.set(key, bytes.byteLength)
+    this.noteSize(key, bytes.byteLength)
     return bytes.byteLength
+  }
+
+  private noteSize (key: string, size: number): void {
+    if (this.sizes.size > 100_000) this.sizes.clear()
+    this.sizes.set(key, size)
   }
 
   private async announce (name: string, bytes: Uint8Array): Promise<void> {
@@ -669,17 +680,44 @@ class HubCore {
     for (const { cid, bytes } of unique.values()) {
       await this.blockstore.put(cid, bytes)
     }
+    for (const { cid, bytes } of unique.values()) {
+      // The record PUT that follows an upload reads its root and public section: keep them at hand.
+      if (cid.code === dagCbor.code) this.keepSmall(cid.toString(), bytes)
+      this.noteSize(cid.toString(), bytes.byteLength)
+    }
     return [...unique.values()].map(b => b.cid)
   }
 
   /** A local block, or undefined. */
   private async localBlock (cid: CID): Promise<Uint8Array | undefined> {
+    const key = cid.toString()
+    const cached = this.smallBlocks.get(key)
+    if (cached !== undefined) return cached
     if (!(await this.blockstore.has(cid))) return undefined
+    let bytes: Uint8Array
     try {
-      return await collect(this.blockstore.get(cid))
+      bytes = await collect(this.blockstore.get(cid))
     } catch (err) {
       if ((err as Error).name === 'NotFoundError') return undefined
       throw err
+    }
+    this.keepSmall(key, bytes)
+    return bytes
+  }
+
+  /**
+   * Keeps a small block in memory (roots and public sections: what every record PUT and most
+   * gateway reads touch). Blocks are content-addressed, so a cached block is never stale.
+   */
+  private keepSmall (key: string, bytes: Uint8Array): void {
+    if (bytes.byteLength > SMALL_BLOCK_BYTES) return
+    if (this.smallBlocks.has(key)) this.smallBlocks.delete(key)
+    else this.smallBlockBytes += bytes.byteLength
+    this.smallBlocks.set(key, bytes)
+    while (this.smallBlockBytes > SMALL_BLOCK_CACHE_BYTES) {
+      const [oldest, value] = this.smallBlocks.entries().next().value as [string, Uint8Array]
+      this.smallBlocks.delete(oldest)
+      this.smallBlockBytes -= value.byteLength
     }
   }
 
@@ -696,6 +734,7 @@ class HubCore {
     const max = Math.min(this.options.maxBlockBytes ?? MAX_BLOCK_BYTES, MAX_BLOCK_BYTES)
     if (bytes.byteLength > max || !(await verifyBlock(cid, bytes))) return undefined
     if (!(await this.blockstore.has(cid))) await this.blockstore.put(cid, bytes)
+    this.keepSmall(cid.toString(), bytes)
     return bytes
   }
 
