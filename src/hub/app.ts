@@ -21,7 +21,6 @@ import { CarBufferReader } from '@ipld/car/buffer-reader'
 import { blockLength, createWriter, headerLength } from '@ipld/car/buffer-writer'
 import * as dagCbor from '@ipld/dag-cbor'
 import { Hono } from 'hono'
-import { cors } from 'hono/cors'
 import { HTTPException } from 'hono/http-exception'
 import { streamSSE } from 'hono/streaming'
 import { getMimeType } from 'hono/utils/mime'
@@ -263,13 +262,7 @@ export function createHubApp (components: HubComponents, options: HubAppOptions 
   app.onError(httpErrorHandler)
   app.notFound((c) => c.json({ message: `no route for ${c.req.method} ${c.req.path}`, name: 'NotFoundError' }, 404))
 
-  app.use('*', cors({
-    origin: '*',
-    allowMethods: ['GET', 'HEAD', 'PUT', 'POST', 'OPTIONS'],
-    allowHeaders: ['Content-Type', 'Accept', 'Cache-Control', 'Last-Event-ID'],
-    exposeHeaders: ['Content-Length', 'Content-Type', 'ETag', 'Retry-After', 'X-Ipfs-Roots'],
-    maxAge: 86_400
-  }))
+  app.use('*', corsHeaders())
   app.use('*', rateLimiter(options))
 
   app.get('/routing/v1/ipns/:name', async (c) => {
@@ -894,6 +887,28 @@ async function readIncoming (incoming: IncomingMessage, take: (chunk: Uint8Array
     incoming.once('error', finish)
     incoming.once('close', onClose)
   })
+}
+
+/**
+ * CORS for browsers on every route: any origin, the methods and headers the API uses, preflights
+ * answered here. (hono/cors touches `c.res` and so rebuilds every response; this sets prepared
+ * headers only.)
+ */
+function corsHeaders (): MiddlewareHandler<Env> {
+  const preflight = {
+    'Access-Control-Allow-Origin': '*',
+    'Access-Control-Allow-Methods': 'GET, HEAD, PUT, POST, OPTIONS',
+    // The API's headers, plus those the Next.ID KV service allows (its clients may send them).
+    'Access-Control-Allow-Headers': 'Content-Type, Accept, Cache-Control, Last-Event-ID, Authorization, X-Amz-Date, X-Api-Key, X-Amz-Security-Token',
+    'Access-Control-Max-Age': '86400'
+  }
+  const expose = 'Content-Length, Content-Type, ETag, Retry-After, X-Ipfs-Roots'
+  return async (c, next) => {
+    if (c.req.method === 'OPTIONS') return c.body(null, 204, preflight)
+    c.header('Access-Control-Allow-Origin', '*')
+    c.header('Access-Control-Expose-Headers', expose)
+    await next()
+  }
 }
 
 /** A token bucket per client address; refusals are 429 with Retry-After. */
