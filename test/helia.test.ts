@@ -10,6 +10,7 @@ import { join } from 'node:path'
 import { ipns } from '@helia/ipns'
 import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
 import { privateKeyToAccount } from 'viem/accounts'
+import { createHeliaLight } from 'helia'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { openSpace } from '../src/index.js'
 import { cborBlock, rawBlock } from '../src/store/blocks.js'
@@ -257,6 +258,27 @@ describe('heliaStore on a node with no peers', () => {
     await stopHeliaNode(stopped)
     const { name } = await ipnsKey()
     await expect(heliaStore(stopped).getRecord(name)).rejects.toMatchObject({ name: 'StoreError' })
+  })
+})
+
+describe('heliaStore on a helia with no networking (createHeliaLight)', () => {
+  it('stores and reads locally, and a missing block is NotFoundError at once', async () => {
+    const helia = await createHeliaLight().start()
+    try {
+      const store = heliaStore(helia)
+      const { key, name } = await ipnsKey()
+      const { root, blocks } = await sampleBlocks('light')
+      const record = await createRecord(key, root.cid, 1)
+      await store.putBlocks(blocks)
+      await store.putRecord(name, record)
+      expect(await store.getRecord(name, { nocache: true })).toEqual(record)
+      expect(await store.getBlock(root.cid)).toEqual(root.bytes)
+      const missing = await rawBlock(utf8('not here'))
+      await expect(store.getBlock(missing.cid)).rejects.toMatchObject({ name: 'NotFoundError' })
+      expect(await store.getRecord((await ipnsKey()).name)).toBeUndefined()
+    } finally {
+      await helia.stop()
+    }
   })
 })
 

@@ -185,14 +185,19 @@ class HeliaStore implements Store {
     }
 
     const found: ValidRecord[] = []
+    // Whether some router answered (with a record or a clean "none") before the deadline.
+    let answered = false
     await this.network(options.signal, async (signal) => {
       await Promise.all(routers.network.map(async (router) => {
         let bytes: Uint8Array
         try {
           bytes = plain(await router.get(routingKey, { signal, validate: false }))
         } catch {
-          return // not found, unreachable or timed out: the other routers may still have it
+          // not found, unreachable or timed out: the other routers may still have it
+          if (!signal.aborted) answered = true
+          return
         }
+        answered = true
         try {
           found.push({ bytes, ttlMs: (await validateRecord(name, bytes)).ttlMs })
         } catch {
@@ -201,7 +206,8 @@ class HeliaStore implements Store {
       }))
     })
 
-    const candidates = local === undefined ? found : [local, ...found]
+    // A copy: a router that answers after the deadline must not change what is being returned.
+    const candidates = local === undefined ? [...found] : [local, ...found]
     if (candidates.length === 0) return undefined
     const best = candidates[ipnsSelector(routingKey, candidates.map(c => c.bytes))]
     if (best === undefined) return undefined
@@ -209,7 +215,8 @@ class HeliaStore implements Store {
       // Keep what the network had: it is then served to DHT peers and survives going offline.
       await routers.local.put(routingKey, best.bytes).catch(() => {})
     }
-    this.markFresh(routingKey, best.ttlMs)
+    // Only a record the network confirmed counts as fresh; after a timeout the next read asks again.
+    if (answered) this.markFresh(routingKey, best.ttlMs)
     return best.bytes
   }
 
@@ -306,11 +313,14 @@ async function eachLimited<T> (items: T[], limit: number, fn: (item: T) => Promi
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker))
 }
 
-/** Errors helia, its block brokers and datastores raise for "no such block". */
+/**
+ * Errors helia, its block brokers and datastores raise for "no such block" — including helia's
+ * InvalidConfigurationError for a node with no block brokers at all, which has nowhere to look.
+ */
 function isNotFound (err: unknown): boolean {
   const name = (err as { name?: unknown })?.name
   return name === 'NotFoundError' || name === 'LoadBlockFailedError' || name === 'BlockNotFoundWhileOfflineError' ||
-    name === 'AbortError' || name === 'TimeoutError'
+    name === 'AbortError' || name === 'TimeoutError' || name === 'InvalidConfigurationError'
 }
 
 function asCID (value: unknown): CID {
