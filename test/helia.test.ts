@@ -325,6 +325,20 @@ describe('createHeliaNode', () => {
     await expect(createHeliaNode({ directory: '' })).rejects.toMatchObject({ name: 'InvalidInputError' })
   })
 
+  it('fails with StoreError when it cannot listen, and releases its directory', async () => {
+    const other = await createHeliaNode()
+    const directory = await mkdtemp(join(tmpdir(), 'userspace-listen-'))
+    try {
+      const taken = other.libp2p.getMultiaddrs()[0]?.decapsulate('/p2p').toString() ?? ''
+      await expect(createHeliaNode({ directory, listen: [taken] })).rejects.toMatchObject({ name: 'StoreError' })
+      // The LevelDB lock was released: the same directory opens again.
+      await stopHeliaNode(await createHeliaNode({ directory }))
+    } finally {
+      await stopHeliaNode(other)
+      await rm(directory, { recursive: true, force: true })
+    }
+  })
+
   it('fails with StoreError when no peer can be reached, and leaves nothing running', async () => {
     const node = await createHeliaNode()
     const address = node.libp2p.getMultiaddrs()[0]?.toString() ?? ''

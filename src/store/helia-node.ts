@@ -179,6 +179,8 @@ export async function createHeliaNode (options: HeliaNodeOptions = {}): Promise<
   try {
     await helia.start()
   } catch (err) {
+    // Undo whatever did start (a listener that bound before another failed, the stores).
+    await helia.stop().catch(() => {})
     await close().catch(() => {})
     throw new StoreError(`cannot start helia: ${(err as Error).message}`)
   }
