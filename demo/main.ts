@@ -1,0 +1,626 @@
+/**
+ * The demo page: a dapp and a wallet in one. It opens the user's space through the hub that serves
+ * the page (or `?hub=<url>`), with IndexedDB in front of it, so a reload shows the data before the
+ * hub answers and edits made while the hub is away are published when it comes back. It uses the
+ * library's browser entry only.
+ *
+ * Everything user data touches is written with textContent: values come from other devices.
+ */
+import './style.css'
+import { hubStore, idbStore, layeredStore, openSpace } from '../src/index.js'
+import type { Eip1193Provider, IdbStore, Json, ProgressEvent, SectionApi, Signer, Space, Store, VersionInfo } from '../src/index.js'
+import { newKey, saveKey, storedKey, walletFromKey } from './wallet.js'
+
+const PREFIX = 'userspace-demo:'
+const hubUrl = hubFromLocation()
+const ethereum = (window as { ethereum?: Eip1193Provider }).ethereum
+
+// --- small DOM helpers ------------------------------------------------------------------------
+
+function $<T extends HTMLElement = HTMLElement> (selector: string, root: ParentNode = document): T {
+  const found = root.querySelector<T>(selector)
+  if (found === null) throw new Error(`missing element ${selector}`)
+  return found
+}
+
+function el<K extends keyof HTMLElementTagNameMap> (tag: K, className?: string, text?: string): HTMLElementTagNameMap[K] {
+  const node = document.createElement(tag)
+  if (className !== undefined) node.className = className
+  if (text !== undefined) node.textContent = text
+  return node
+}
+
+function button (text: string, onClick: () => void, className?: string): HTMLButtonElement {
+  const b = el('button', className, text)
+  b.type = 'button'
+  b.addEventListener('click', onClick)
+  return b
+}
+
+// --- state ------------------------------------------------------------------------------------
+
+let space: Space | undefined
+let local: IdbStore | undefined
+let walletKind: 'demo' | 'injected' | undefined
+let online: boolean | undefined
+let publishing = false
+/** Local edits not yet known to be published, by id; publish:start remembers the newest id it carries. */
+const unpublished = new Set<number>()
+let editCounter = 0
+let carriedByPublish = 0
+let probeTimer: ReturnType<typeof setTimeout> | undefined
+let renderQueued = false
+let historyTimer: ReturnType<typeof setTimeout> | undefined
+
+function hubFromLocation (): string {
+  const param = new URLSearchParams(location.search).get('hub')
+  return (param ?? location.origin).replace(/\/+$/, '')
+}
+
+function deviceId (): string {
+  let id = localStorage.getItem(PREFIX + 'device')
+  if (id === null) {
+    id = 'web-' + Array.from(crypto.getRandomValues(new Uint8Array(6)), b => b.toString(16).padStart(2, '0')).join('')
+    localStorage.setItem(PREFIX + 'device', id)
+  }
+  return id
+}
+
+// --- messages ---------------------------------------------------------------------------------
+
+interface Explained { title: string, detail: string, kind: 'error' | 'info' }
+
+/** Turns a library error into words for people; tests match on the error's name, people read this. */
+function explain (err: unknown, context?: string): Explained {
+  const e = err instanceof Error ? err : new Error(String(err))
+  const message = e.message
+  switch (e.name) {
+    case 'SignerError':
+      return /rejected/i.test(message)
+        ? { kind: 'error', title: 'Signature rejected', detail: 'You declined the signature request, so your space stays locked. Connect again when you are ready.' }
+        : { kind: 'error', title: 'The wallet did not sign', detail: message }
+    case 'InvalidSignatureError':
+    case 'SignerMismatchError':
+    case 'NonDeterministicSignerError':
+      return { kind: 'error', title: 'This wallet cannot open a UserSpace', detail: message }
+    case 'StoreError':
+      return context === 'open'
+        ? { kind: 'error', title: 'The hub cannot be reached', detail: `${hubUrl} does not answer, and this browser has no copy of this space yet. Try again when the hub is up.` }
+        : { kind: 'info', title: 'Working offline', detail: `The hub at ${hubUrl} cannot be reached. Your changes are kept in this browser and published when it is back.` }
+    case 'IntegrityError':
+      return { kind: 'error', title: 'Integrity check failed', detail: `Data did not match its content address or could not be decrypted with your key, so it was refused and nothing was changed. (${message})` }
+    case 'InvalidRecordError':
+      return { kind: 'error', title: 'Invalid record', detail: `The hub handed over an IPNS record that is not validly signed for this space; it was ignored. (${message})` }
+    case 'InvalidInputError':
+      return { kind: 'error', title: 'Not accepted', detail: message }
+    case 'TooLargeError':
+      return { kind: 'error', title: 'Too large', detail: message }
+    case 'RateLimitError':
+      return { kind: 'info', title: 'Slow down', detail: `The hub asks for fewer requests: ${message}` }
+    case 'ConflictError':
+    case 'EquivocationError':
+      return { kind: 'error', title: 'Conflict', detail: message }
+    default:
+      return { kind: 'error', title: 'Something went wrong', detail: message }
+  }
+}
+
+function showMessage ({ title, detail, kind }: Explained): void {
+  const box = $('#messages')
+  // The same message twice in a row is shown once.
+  for (const existing of Array.from(box.children)) {
+    if ((existing as HTMLElement).dataset.title === title) existing.remove()
+  }
+  const item = el('div', `message ${kind}`)
+  item.dataset.title = title
+  item.append(el('strong', undefined, title), el('span', undefined, ' ' + detail))
+  item.append(button('×', () => { item.remove() }, 'close'))
+  ;(item.lastChild as HTMLButtonElement).setAttribute('aria-label', 'Dismiss')
+  box.append(item)
+  if (kind === 'info') setTimeout(() => { item.remove() }, 12_000)
+}
+
+function showError (err: unknown, context?: string): void {
+  showMessage(explain(err, context))
+}
+
+function clearMessages (title?: string): void {
+  for (const item of Array.from($('#messages').children)) {
+    if (title === undefined || (item as HTMLElement).dataset.title === title) item.remove()
+  }
+}
+
+// --- status -----------------------------------------------------------------------------------
+
+function setOnline (value: boolean): void {
+  if (online === value) return
+  const wasOffline = online === false
+  online = value
+  if (!value) announceOffline()
+  if (value) {
+    clearMessages('Working offline')
+    // Back online: catch up and publish what waited.
+    if (wasOffline && space !== undefined) void space.refresh().then(queueRender, (err: Error) => { handleWriteError(err) })
+  }
+  renderStatus()
+  scheduleProbe()
+}
+
+function announceOffline (): void {
+  if (space !== undefined) showError(Object.assign(new Error('the hub cannot be reached'), { name: 'StoreError' }))
+}
+
+function renderStatus (): void {
+  const conn = $('#conn')
+  const sync = $('#sync')
+  if (space === undefined) {
+    conn.textContent = 'Not connected'
+    conn.dataset.state = 'idle'
+    sync.textContent = '—'
+    sync.dataset.state = 'idle'
+    return
+  }
+  conn.textContent = online === false ? 'Offline' : online === true ? 'Connected' : 'Connecting…'
+  conn.dataset.state = online === false ? 'offline' : online === true ? 'online' : 'idle'
+  conn.title = online === false ? `${hubUrl} cannot be reached` : hubUrl
+  const pending = unpublished.size
+  // A publish that fails says nothing (the Space retries quietly): offline, it is pending.
+  if (publishing && online !== false) {
+    sync.textContent = pending > 0 ? `Publishing ${pending} change${pending === 1 ? '' : 's'}…` : 'Publishing…'
+    sync.dataset.state = 'publishing'
+  } else if (pending > 0) {
+    sync.textContent = `${pending} change${pending === 1 ? '' : 's'} pending`
+    sync.dataset.state = 'pending'
+  } else {
+    sync.textContent = space.sequence === 0 ? 'Nothing published yet' : `Up to date · v${space.sequence}`
+    sync.dataset.state = 'synced'
+  }
+  sync.dataset.pending = String(pending)
+  $('#version').textContent = space.sequence === 0
+    ? 'none yet — your first change publishes version 1'
+    : `${space.sequence}${space.root === null ? '' : ` · ${short(space.root.toString())}`}`
+}
+
+/** Asks the hub something cheap: fast while offline (to publish soon after it is back), slow otherwise. */
+function scheduleProbe (): void {
+  clearTimeout(probeTimer)
+  if (space === undefined) return
+  probeTimer = setTimeout(() => { void probe() }, online === false ? 1_500 : 10_000)
+}
+
+async function probe (): Promise<void> {
+  const current = space
+  if (current === undefined) return
+  let reachable = false
+  try {
+    const res = await fetch(`${hubUrl}/api/v1/address/${current.address}`, { cache: 'no-store', signal: AbortSignal.timeout(5_000) })
+    reachable = res.status < 500
+  } catch {
+    reachable = false
+  }
+  if (current !== space) return
+  setOnline(reachable)
+  // Still something waiting although the hub answers (a retry is not due yet): push it now.
+  if (reachable && unpublished.size > 0 && !publishing) void space.flush().catch((err: Error) => { handleWriteError(err) })
+  scheduleProbe()
+}
+
+function onProgress (event: ProgressEvent): void {
+  if (event.type === 'space:publish:start') {
+    publishing = true
+    carriedByPublish = editCounter
+  } else if (event.type === 'space:publish:end') {
+    publishing = false
+    for (const id of unpublished) if (id <= carriedByPublish) unpublished.delete(id)
+    setOnline(true)
+    queueHistory()
+  }
+  renderStatus()
+}
+
+// --- opening ----------------------------------------------------------------------------------
+
+/**
+ * The address → name binding is checked at the hub on every open (a wallet that signs differently
+ * each time would otherwise open an empty space). This browser remembers the answer, so a reload
+ * does not wait for a slow hub and an offline open still runs the check against what it knew.
+ */
+function withRememberedBinding (store: Store): Store {
+  const lookup = store.lookupAddress?.bind(store)
+  if (lookup === undefined) return store
+  return {
+    ...store,
+    async lookupAddress (address, options) {
+      const key = PREFIX + 'name:' + address.toLowerCase()
+      const known = localStorage.getItem(key) ?? undefined
+      try {
+        const name = await (known === undefined
+          ? lookup(address, options)
+          : Promise.race([lookup(address, options), new Promise<string | undefined>(resolve => setTimeout(() => { resolve(known) }, 1_500))]))
+        if (name !== undefined) localStorage.setItem(key, name)
+        return name ?? known
+      } catch (err) {
+        if ((err as Error).name !== 'StoreError' || known === undefined) throw err
+        setOnline(false)
+        return known
+      }
+    }
+  }
+}
+
+async function connect (signer: Signer, kind: 'demo' | 'injected'): Promise<void> {
+  if (space !== undefined) await disconnect()
+  setOpening(true)
+  clearMessages()
+  try {
+    local ??= idbStore('userspace-demo')
+    const store = withRememberedBinding(layeredStore(local, hubStore(hubUrl)))
+    const opened = await openSpace({ signer, store, state: local.state, offlineFirst: true, deviceId: deviceId(), onProgress })
+    localStorage.setItem(PREFIX + 'name:' + opened.address.toLowerCase(), opened.name)
+    localStorage.setItem(PREFIX + 'wallet', kind)
+    space = opened
+    walletKind = kind
+    opened.on('error', (err) => {
+      if (err.name === 'StoreError') setOnline(false)
+      else showError(err)
+    })
+    opened.on('rollback', ({ sequence, seen }) => {
+      showMessage({ kind: 'info', title: 'Old version ignored', detail: `The hub offered version ${sequence}, older than version ${seen} this browser has already seen; it was ignored.` })
+    })
+    opened.on('conflict', ({ sequence }) => {
+      showMessage({ kind: 'info', title: 'Concurrent versions', detail: `Two devices published version ${sequence}; their entries were merged.` })
+    })
+    opened.subscribe(() => { queueRender(); queueHistory() })
+    showSpace()
+    if (online === false) announceOffline()
+    void probe()
+  } catch (err) {
+    showError(err, 'open')
+  } finally {
+    setOpening(false)
+  }
+}
+
+async function disconnect (): Promise<void> {
+  const current = space
+  space = undefined
+  walletKind = undefined
+  online = undefined
+  publishing = false
+  unpublished.clear()
+  clearTimeout(probeTimer)
+  localStorage.removeItem(PREFIX + 'wallet')
+  $('#key-box').hidden = true
+  $('#version-view').hidden = true
+  showConnect()
+  await current?.close().catch(() => {})
+}
+
+function setOpening (busy: boolean): void {
+  $('#opening').hidden = !busy
+  for (const b of Array.from(document.querySelectorAll<HTMLButtonElement>('#connect button'))) b.disabled = busy
+}
+
+function showConnect (): void {
+  $('#connect').hidden = false
+  $('#account').hidden = true
+  $('#workspace').hidden = true
+  $('#injected').hidden = ethereum === undefined
+  const key = storedKey()
+  $('#demo-address').textContent = key === undefined ? 'none yet' : walletFromKey(key).address
+  $('#use-demo').textContent = key === undefined ? 'Make a demo wallet' : 'Use demo wallet'
+  renderStatus()
+}
+
+function showSpace (): void {
+  if (space === undefined) return
+  $('#connect').hidden = true
+  $('#account').hidden = false
+  $('#workspace').hidden = false
+  $('#address').textContent = space.address
+  $('#ipns-name').textContent = space.name
+  $('#device-id').textContent = space.deviceId
+  $('#wallet-kind').textContent = walletKind === 'demo' ? 'demo wallet' : 'browser wallet'
+  $('#wallet-kind').className = walletKind === 'demo' ? 'badge warn' : 'badge'
+  $('#show-key').hidden = walletKind !== 'demo'
+  queueRender()
+  queueHistory()
+}
+
+// --- entries ----------------------------------------------------------------------------------
+
+function queueRender (): void {
+  if (renderQueued) return
+  renderQueued = true
+  queueMicrotask(() => { renderQueued = false; void render() })
+}
+
+async function render (): Promise<void> {
+  const current = space
+  if (current === undefined) return
+  const [priv, pub] = await Promise.all([current.getAll(), current.public.getAll()])
+  if (current !== space) return
+  renderEntries($('#private'), priv, current)
+  renderEntries($('#public'), pub, current.public)
+  renderStatus()
+}
+
+function renderEntries (section: HTMLElement, entries: Record<string, Json>, api: SectionApi): void {
+  const list = $('ul.entries', section)
+  const keys = Object.keys(entries).sort()
+  const items: HTMLElement[] = []
+  for (const key of keys) {
+    const value = entries[key] as Json
+    const li = el('li', 'entry')
+    li.dataset.key = key
+    const head = el('div', 'entry-head')
+    head.append(el('code', 'entry-key', key))
+    const actions = el('div', 'entry-actions')
+    actions.append(
+      button('Edit', () => { editEntry(section, key, value) }, 'small'),
+      button('Remove', () => { void write(section, async () => api.remove(key)) }, 'small danger')
+    )
+    head.append(actions)
+    li.append(head, el('pre', 'entry-value', JSON.stringify(value, null, 2)))
+    items.push(li)
+  }
+  if (items.length === 0) items.push(el('li', 'empty', section.dataset.section === 'public' ? 'No public fields yet.' : 'No entries yet.'))
+  list.replaceChildren(...items)
+}
+
+function editEntry (section: HTMLElement, key: string, value: Json): void {
+  const form = $<HTMLFormElement>('form.editor', section)
+  ;(form.elements.namedItem('key') as HTMLInputElement).value = key
+  const textarea = form.elements.namedItem('value') as HTMLTextAreaElement
+  textarea.value = JSON.stringify(value, null, 2)
+  $('.editor-title', section).textContent = `Edit “${key}”`
+  form.scrollIntoView({ behavior: 'smooth', block: 'nearest' })
+  textarea.focus()
+}
+
+/** Parses JSON typed by a person, with an error that says where and what to do. */
+function parseJson (text: string, what: string): Json {
+  if (text.trim() === '') throw new Error(`${what} is empty. Type JSON: "text" in double quotes, a number, true/false, null, [ … ] or { … }.`)
+  try {
+    return JSON.parse(text) as Json
+  } catch (err) {
+    const hint = /^[^"{[\d\-tfn]/.test(text.trim()) ? ` Text needs double quotes: "${text.trim().slice(0, 40)}".` : ''
+    throw new Error(`${what} is not valid JSON: ${(err as Error).message}.${hint}`)
+  }
+}
+
+/**
+ * Applies a local edit and resolves as soon as it is applied (true) or refused (false); its publish
+ * goes on in the background and shows in the sync state. A hub that cannot be reached leaves the
+ * edit pending; the Space publishes it later.
+ */
+async function write (section: HTMLElement, op: () => Promise<void>): Promise<boolean> {
+  const id = ++editCounter
+  unpublished.add(id)
+  const published = (async () => { await op() })()
+  queueRender()
+  const refusal = published.then(() => {
+    unpublished.delete(id)
+    setOnline(true)
+    return undefined
+  }, (err: Error) => {
+    if (err.name === 'InvalidInputError' || err.name === 'TooLargeError' || err.name === 'ClosedError') {
+      // Refused before anything changed.
+      unpublished.delete(id)
+      return err
+    }
+    handleWriteError(err)
+    return undefined
+  }).finally(queueRender)
+  // A refusal comes back within the same task (the checks run before anything is applied);
+  // anything later is the publish.
+  const early = await Promise.race([refusal, new Promise<undefined>(resolve => setTimeout(resolve, 0))])
+  if (early === undefined) return true
+  const box = section.querySelector<HTMLElement>('.form-error')
+  if (box !== null) box.textContent = explain(early).detail
+  else showError(early)
+  return false
+}
+
+function handleWriteError (err: Error): void {
+  publishing = false
+  if (err.name === 'StoreError' || err.name === 'AbortedError') setOnline(false)
+  else showError(err)
+  renderStatus()
+}
+
+function setupEditor (section: HTMLElement, api: () => SectionApi | undefined): void {
+  const form = $<HTMLFormElement>('form.editor', section)
+  const error = $('.form-error', section)
+  const title = $('.editor-title', section)
+  const defaultTitle = title.textContent ?? ''
+  form.addEventListener('reset', () => { error.textContent = ''; title.textContent = defaultTitle })
+  form.addEventListener('input', () => { error.textContent = '' })
+  form.addEventListener('submit', (event) => {
+    event.preventDefault()
+    const target = api()
+    if (target === undefined) return
+    const key = (form.elements.namedItem('key') as HTMLInputElement).value.trim()
+    const text = (form.elements.namedItem('value') as HTMLTextAreaElement).value
+    if (key === '') { error.textContent = 'Give the entry a key.'; return }
+    let value: Json
+    try {
+      value = parseJson(text, 'The value')
+    } catch (err) {
+      error.textContent = (err as Error).message
+      return
+    }
+    error.textContent = ''
+    void write(section, async () => target.set(key, value)).then((ok) => {
+      // Clear the form, unless the next entry is already being typed into it.
+      const keyNow = (form.elements.namedItem('key') as HTMLInputElement).value.trim()
+      const textNow = (form.elements.namedItem('value') as HTMLTextAreaElement).value
+      if (ok && keyNow === key && textNow === text) form.reset()
+    })
+  })
+}
+
+function setupPatch (): void {
+  const card = $('#patch')
+  const form = $<HTMLFormElement>('#patch-form')
+  const error = $('.form-error', card)
+  form.addEventListener('input', () => { error.textContent = '' })
+  form.addEventListener('submit', (event) => {
+    event.preventDefault()
+    if (space === undefined) return
+    const which = (form.elements.namedItem('section') as HTMLSelectElement).value
+    let patch: Json
+    try {
+      patch = parseJson((form.elements.namedItem('patch') as HTMLTextAreaElement).value, 'The patch')
+    } catch (err) {
+      error.textContent = (err as Error).message
+      return
+    }
+    if (typeof patch !== 'object' || patch === null || Array.isArray(patch)) {
+      error.textContent = 'A merge patch is a JSON object: { "key": value, "removed": null }.'
+      return
+    }
+    error.textContent = ''
+    const api: SectionApi = which === 'public' ? space.public : space
+    void write(card, async () => api.patch(patch as Record<string, Json>))
+  })
+}
+
+// --- history ----------------------------------------------------------------------------------
+
+function queueHistory (): void {
+  clearTimeout(historyTimer)
+  historyTimer = setTimeout(() => { void renderHistory() }, 250)
+}
+
+async function renderHistory (): Promise<void> {
+  const current = space
+  if (current === undefined) return
+  const list = $('#history ol.versions')
+  const note = $('#history .history-note')
+  if (list.childElementCount === 0) note.textContent = 'Loading history…'
+  let versions: VersionInfo[]
+  try {
+    versions = await current.history({ limit: 30 })
+  } catch (err) {
+    if (current !== space) return
+    note.textContent = (err as Error).name === 'StoreError' || (err as Error).name === 'NotFoundError'
+      ? 'Older versions are on the hub; they show when it can be reached.'
+      : explain(err).detail
+    return
+  }
+  if (current !== space) return
+  note.textContent = versions.length === 0 ? 'No versions yet: your first change publishes one.' : ''
+  list.replaceChildren(...versions.map((v) => {
+    const li = el('li', 'version')
+    li.dataset.root = v.root.toString()
+    li.dataset.sequence = String(v.sequence)
+    const text = el('div', 'version-text')
+    text.append(
+      el('strong', undefined, `v${v.sequence}`),
+      el('span', 'muted', ` ${timeAgo(v.updatedAt)} · ${v.device === current.deviceId ? 'this device' : v.device}${v.parents.length > 1 ? ' · merge' : ''}`),
+      el('code', 'cid', short(v.root.toString()))
+    )
+    li.append(text, button('View', () => { void viewVersion(v.root.toString()) }, 'small'))
+    return li
+  }))
+}
+
+async function viewVersion (root: string): Promise<void> {
+  const current = space
+  if (current === undefined) return
+  try {
+    const version = await current.at(root)
+    $('#version-title').textContent = `Version ${version.sequence} · ${new Date(version.updatedAt).toLocaleString()}`
+    $('#version-private').textContent = JSON.stringify(version.getAll(), null, 2)
+    $('#version-public').textContent = JSON.stringify(version.public.getAll(), null, 2)
+    $('#version-view').hidden = false
+    $('#version-view').scrollIntoView({ behavior: 'smooth', block: 'nearest' })
+  } catch (err) {
+    showError(err)
+  }
+}
+
+function timeAgo (ms: number): string {
+  const s = Math.round((Date.now() - ms) / 1000)
+  if (s < 5) return 'just now'
+  if (s < 60) return `${s} s ago`
+  if (s < 3600) return `${Math.round(s / 60)} min ago`
+  if (s < 86_400) return `${Math.round(s / 3600)} h ago`
+  return new Date(ms).toLocaleDateString()
+}
+
+function short (text: string): string {
+  return text.length > 16 ? `${text.slice(0, 8)}…${text.slice(-6)}` : text
+}
+
+// --- wiring -----------------------------------------------------------------------------------
+
+function openDemo (key: string): void {
+  void connect(walletFromKey(key), 'demo')
+}
+
+function setup (): void {
+  $('#hub-url').textContent = hubUrl
+
+  $('#use-demo').addEventListener('click', () => { openDemo(storedKey() ?? newKey()) })
+  $('#new-key').addEventListener('click', () => {
+    newKey()
+    showConnect()
+  })
+  $('#show-paste').addEventListener('click', () => {
+    const form = $('#paste-form')
+    form.hidden = !form.hidden
+    if (!form.hidden) $('#paste-key').focus()
+  })
+  $('#paste-form').addEventListener('submit', (event) => {
+    event.preventDefault()
+    const input = $<HTMLInputElement>('#paste-key')
+    try {
+      const key = saveKey(input.value)
+      input.value = ''
+      $('#paste-error').textContent = ''
+      $('#paste-form').hidden = true
+      openDemo(key)
+    } catch (err) {
+      $('#paste-error').textContent = (err as Error).message
+    }
+  })
+  $('#connect-injected').addEventListener('click', () => {
+    if (ethereum !== undefined) void connect(ethereum, 'injected')
+  })
+
+  $('#show-key').addEventListener('click', () => {
+    const box = $('#key-box')
+    box.hidden = !box.hidden
+    $('#private-key').textContent = box.hidden ? '' : storedKey() ?? ''
+    $('#show-key').textContent = box.hidden ? 'Show key' : 'Hide key'
+  })
+  $('#copy-key').addEventListener('click', () => {
+    const key = storedKey()
+    if (key !== undefined) void navigator.clipboard?.writeText(key).then(() => { $('#copy-key').textContent = 'Copied' }, () => {})
+  })
+  $('#refresh').addEventListener('click', () => {
+    void space?.refresh().then(() => { setOnline(true); queueRender(); queueHistory() }, (err: Error) => { handleWriteError(err) })
+  })
+  $('#disconnect').addEventListener('click', () => { void disconnect() })
+  $('#reload-history').addEventListener('click', () => { void renderHistory() })
+  $('#close-version').addEventListener('click', () => { $('#version-view').hidden = true })
+
+  setupEditor($('#private'), () => space)
+  setupEditor($('#public'), () => space?.public)
+  setupPatch()
+
+  window.addEventListener('online', () => { void probe() })
+  window.addEventListener('beforeunload', (event) => {
+    // Unpublished edits live in this tab's memory until the hub takes them.
+    if (unpublished.size > 0) event.preventDefault()
+  })
+  setInterval(() => { if (space !== undefined) queueHistory() }, 60_000)
+
+  showConnect()
+  const key = storedKey()
+  if (localStorage.getItem(PREFIX + 'wallet') === 'demo' && key !== undefined) openDemo(key)
+}
+
+setup()

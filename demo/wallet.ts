@@ -1,0 +1,68 @@
+/**
+ * The demo wallet: a secp256k1 key kept in this browser's localStorage, for trying UserSpace without
+ * a wallet extension. It signs EIP-191 personal messages the way wallets do (RFC 6979 deterministic
+ * nonces, low s, v = 27/28), so the space it opens is the one a real wallet with the same key would
+ * open. The key sits unencrypted in localStorage: it is for trying things out, never for funds.
+ */
+import * as secp from '@noble/secp256k1'
+import { addressOfPublicKey, hashPersonalMessage } from '../src/crypto/eip191.js'
+
+const KEY = 'userspace-demo:key'
+const OLD_KEYS = 'userspace-demo:old-keys'
+
+export interface DemoWallet {
+  address: string
+  signMessage(message: string): Promise<string>
+}
+
+export function walletFromKey (hex: string): DemoWallet {
+  const key = parseKey(hex)
+  const address = addressOfPublicKey(secp.getPublicKey(key, false))
+  return {
+    address,
+    async signMessage (message: string): Promise<string> {
+      // noble's 'recovered' format is recovery ‖ r ‖ s; wallets return r ‖ s ‖ v with v = 27 + recovery.
+      const sig = await secp.signAsync(hashPersonalMessage(message), key, { prehash: false, format: 'recovered' })
+      return '0x' + toHex(sig.subarray(1)) + (27 + (sig[0] as number)).toString(16)
+    }
+  }
+}
+
+/** The 32-byte key in `hex` (with or without 0x, spaces around ignored); throws a readable Error. */
+export function parseKey (hex: string): Uint8Array {
+  const body = hex.trim().replace(/^0x/i, '')
+  if (!/^[0-9a-fA-F]{64}$/.test(body)) throw new Error('A private key is 64 hexadecimal digits (32 bytes), optionally starting with 0x.')
+  const key = secp.etc.hexToBytes(body.toLowerCase())
+  if (!secp.utils.isValidSecretKey(key)) throw new Error('This is not a valid secp256k1 private key.')
+  return key
+}
+
+export function storedKey (): string | undefined {
+  const key = localStorage.getItem(KEY) ?? undefined
+  try {
+    if (key !== undefined) parseKey(key)
+    return key
+  } catch {
+    return undefined
+  }
+}
+
+/** Saves `hex` as the demo key; a replaced key is kept in a list, so "new key" never loses data for good. */
+export function saveKey (hex: string): string {
+  const normalized = '0x' + toHex(parseKey(hex))
+  const previous = storedKey()
+  if (previous !== undefined && previous !== normalized) {
+    const old = JSON.parse(localStorage.getItem(OLD_KEYS) ?? '[]') as string[]
+    localStorage.setItem(OLD_KEYS, JSON.stringify([...old.filter(k => k !== previous), previous].slice(-20)))
+  }
+  localStorage.setItem(KEY, normalized)
+  return normalized
+}
+
+export function newKey (): string {
+  return saveKey('0x' + toHex(secp.utils.randomSecretKey()))
+}
+
+function toHex (bytes: Uint8Array): string {
+  return secp.etc.bytesToHex(bytes)
+}
