@@ -188,6 +188,11 @@ export interface HubComponents {
   resolveRemote?(name: string, options: { signal: AbortSignal }): Promise<Uint8Array | undefined>
   /** Fetches a block from the network (bitswap); throws when it cannot. Bytes are verified here. */
   fetchBlock?(cid: CID, options: { signal: AbortSignal }): Promise<Uint8Array>
+  /**
+   * Checks a record as `validateRecord` does (the default), e.g. on worker threads so that
+   * signature checks use more than one core. Must throw the same named errors.
+   */
+  validate?(name: string, bytes: Uint8Array): Promise<RecordInfo>
   /** More apps mounted at `/` before the static files (the Next.ID KV API). */
   routes?: Hono[]
 }
@@ -271,7 +276,7 @@ export function createHubApp (components: HubComponents, options: HubAppOptions 
     const nocache = /no-cache|no-store|max-age=0/i.test(cacheControl) || c.req.header('pragma') === 'no-cache'
     const record = await hub.getRecord(name, nocache)
     if (record === undefined) throw new NotFoundError(`no IPNS record for ${name}`)
-    const { ttlMs } = readRecord(record)
+    const { ttlMs } = hub.infoOf(name, record)
     const maxAge = Math.max(0, Math.min(Math.floor(ttlMs / 1000), options.maxRecordCacheSeconds ?? DEFAULT_MAX_RECORD_CACHE_SECONDS))
     return c.body(record as Uint8Array<ArrayBuffer>, 200, {
       'Content-Type': IPNS_RECORD_TYPE,
@@ -409,8 +414,11 @@ class HubCore {
   private smallBlockBytes = 0
   private streams = 0
 
+  private readonly validate: (name: string, bytes: Uint8Array) => Promise<RecordInfo>
+
   constructor (components: HubComponents, options: HubAppOptions) {
     this.components = components
+    this.validate = components.validate ?? validateRecord
     this.blockstore = components.blockstore
     this.records = components.records ?? datastoreRecords(components.datastore)
     this.options = options
@@ -419,6 +427,12 @@ class HubCore {
   /** The stored record of a name (through a small cache: only this process writes the datastore). */
   async stored (name: string): Promise<Uint8Array | undefined> {
     return (await this.storedWithInfo(name))?.bytes
+  }
+
+  /** What a record says, from the cache when it is the stored one. */
+  infoOf (name: string, bytes: Uint8Array): RecordInfo {
+    const cached = this.recent.get(name)
+    return cached !== undefined && cached.bytes === bytes ? cached.info : readRecord(bytes)
   }
 
   private async storedWithInfo (name: string): Promise<{ bytes: Uint8Array, info: RecordInfo } | undefined> {
@@ -460,7 +474,7 @@ class HubCore {
 
   /** Validates, checks against what is stored, stores durably, notifies and announces. */
   async putRecord (name: string, bytes: Uint8Array): Promise<void> {
-    const info = await validateRecord(name, bytes)
+    const info = await this.validate(name, bytes)
     const changed = await this.accept(name, bytes, info)
     if (changed) await this.announce(name, bytes)
   }
@@ -570,11 +584,17 @@ class HubCore {
   private async announce (name: string, bytes: Uint8Array): Promise<void> {
     const announce = this.components.announce
     if (announce === undefined) return
-    const signal = AbortSignal.timeout(this.options.announceTimeoutMs ?? DEFAULT_ANNOUNCE_TIMEOUT_MS)
-    const done = announce(name, bytes, { signal }).catch(() => {
+    // A timer cleared as soon as the announcement ends (AbortSignal.timeout would keep one alive
+    // per PUT for the whole timeout).
+    const controller = new AbortController()
+    const deadline = setTimeout(() => { controller.abort(new Error('announcement timed out')) }, this.options.announceTimeoutMs ?? DEFAULT_ANNOUNCE_TIMEOUT_MS)
+    let finished = false
+    const done = announce(name, bytes, { signal: controller.signal }).catch(() => {
       // The periodic re-announcement retries; the record is stored either way.
-    })
+    }).finally(() => { finished = true; clearTimeout(deadline) })
     // Wait briefly so that a reader on another hub finds the record at once; never for long.
+    await Promise.resolve()
+    if (finished) return
     let timer: ReturnType<typeof setTimeout> | undefined
     await Promise.race([done, new Promise<void>((resolve) => { timer = setTimeout(resolve, this.options.announceWaitMs ?? DEFAULT_ANNOUNCE_WAIT_MS) })])
     clearTimeout(timer)
@@ -598,7 +618,7 @@ class HubCore {
     try {
       remote = await this.components.resolveRemote?.(name, { signal: AbortSignal.timeout(this.options.resolveTimeoutMs ?? DEFAULT_RESOLVE_TIMEOUT_MS) })
       if (remote === undefined) return await this.stored(name)
-      info = await validateRecord(name, remote)
+      info = await this.validate(name, remote)
     } catch {
       return this.stored(name)
     }
@@ -787,13 +807,22 @@ async function collect (chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>
   return out
 }
 
+/** Names as clients write them → canonical `k51…` form (parsing a CID costs more than a lookup). */
+const canonicalNames = new Map<string, string>()
+
 function parseName (raw: string): string {
+  const known = canonicalNames.get(raw)
+  if (known !== undefined) return known
+  let name: string
   try {
-    return canonicalName(raw)
+    name = canonicalName(raw)
   } catch (err) {
     if (err instanceof UserSpaceError) throw err
     throw new InvalidInputError('"name" expected an IPNS name (k51…)')
   }
+  if (canonicalNames.size >= RECENT_RECORDS) canonicalNames.clear()
+  canonicalNames.set(raw, name)
+  return name
 }
 
 function parseCid (raw: string): CID {

@@ -5,16 +5,19 @@
  * re-announces the signed records it was given, exactly as they are, so they stay findable for as
  * long as their validity (months) lasts.
  */
+import { availableParallelism } from 'node:os'
+import { Worker } from 'node:worker_threads'
 import { serve } from '@hono/node-server'
 import { multihashToIPNSRoutingKey } from 'ipns'
-import { InvalidInputError, StoreError, UserSpaceError } from '../errors.js'
+import { errorFromName, InvalidInputError, StoreError, UserSpaceError } from '../errors.js'
 import { createHeliaNode, stopHeliaNode } from '../store/helia-node.js'
 import { heliaStore } from '../store/helia.js'
-import { nameToMultihash, readRecord } from '../store/record.js'
+import { nameToMultihash, readRecord, validateRecord } from '../store/record.js'
 import { createHubApp, datastoreRecords } from './app.js'
 import { createNextIdApp } from './nextid.js'
 import type { HubAppOptions, HubComponents } from './app.js'
 import type { NextIdOptions } from './nextid.js'
+import type { RecordInfo } from '../store/record.js'
 import type { HeliaNode } from '../store/helia-node.js'
 import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -56,6 +59,13 @@ export interface HubOptions extends HubAppOptions {
   republishIntervalMs?: number
   /** @default DEFAULT_ROUTING_TIMEOUT_MS (10 s) */
   routingTimeoutMs?: number
+  /**
+   * Worker threads that check IPNS record signatures, so record PUTs use more than one core.
+   * 0 checks on the main thread.
+   *
+   * @default min(4, available cores − 1)
+   */
+  verifyThreads?: number
   /** Options of the Next.ID KV API, or `false` to leave it out. @default {} */
   nextId?: Omit<NextIdOptions, 'datastore' | 'blockstore'> | false
 }
@@ -99,12 +109,14 @@ export async function startHub (options: HubOptions = {}): Promise<RunningHub> {
   // Used for its verified, bounded bitswap fetch.
   const store = heliaStore(node, { routingTimeoutMs, fetchTimeoutMs: routingTimeoutMs, provide: false })
   const records = datastoreRecords(node.datastore)
+  const verifiers = new VerifierPool(options.verifyThreads ?? Math.min(4, Math.max(0, availableParallelism() - 1)))
 
   const components: HubComponents = {
     // helia's blockstore: local reads, and puts are offered to bitswap peers that want them.
     blockstore: node.blockstore,
     datastore: node.datastore,
     records,
+    validate: verifiers.validate,
     // The app has validated the record: put it to the DHT as it is (kad-dht keeps a local copy it
     // serves to peers, and sends it to the closest peers it knows). With no peers there is nobody
     // to tell; the pass that follows every new connection announces everything then.
@@ -139,6 +151,7 @@ export async function startHub (options: HubOptions = {}): Promise<RunningHub> {
     ({ server, address } = await listen(app.fetch, host, port))
   } catch (err) {
     await stopHeliaNode(node).catch(() => {})
+    await verifiers.stop()
     throw err
   }
 
@@ -197,6 +210,7 @@ export async function startHub (options: HubOptions = {}): Promise<RunningHub> {
         })
         await running
         await stopHeliaNode(node)
+        await verifiers.stop()
       })()
       await stopped
     }
@@ -224,4 +238,111 @@ async function listen (fetch: (request: Request, env: unknown) => Response | Pro
 /** The DHT key of an IPNS name: `/ipns/` followed by the name's multihash bytes. */
 function routingKey (name: string): Uint8Array {
   return multihashToIPNSRoutingKey(nameToMultihash(name) as MultihashDigest<0x00 | 0x12>)
+}
+
+/**
+ * The worker's code: loads the same record codec the app uses (`validateRecord` from
+ * store/record.js, next to this file in dist/) and answers `{ id }` or `{ id, error }`. When the
+ * codec cannot be loaded (running from TypeScript sources), it says so and the pool checks on the
+ * main thread instead.
+ */
+const WORKER_SOURCE = `
+const { parentPort, workerData } = require('node:worker_threads')
+;(async () => {
+  await import(workerData.polyfill)
+  const { validateRecord } = await import(workerData.record)
+  parentPort.on('message', ({ id, name, bytes }) => {
+    validateRecord(name, bytes).then(
+      () => parentPort.postMessage({ id }),
+      (err) => parentPort.postMessage({ id, error: { name: err && err.name, message: String(err && err.message) } })
+    )
+  })
+  parentPort.postMessage({ ready: true })
+})().catch((err) => parentPort.postMessage({ failed: String(err && err.message) }))
+`
+
+interface Pending {
+  name: string
+  bytes: Uint8Array
+  resolve: (info: RecordInfo) => void
+  reject: (err: Error) => void
+}
+
+interface Verifier {
+  worker: Worker
+  ready: boolean
+  pending: Map<number, Pending>
+}
+
+/** IPNS record checks on worker threads, falling back to the main thread when there are none. */
+class VerifierPool {
+  private readonly verifiers: Verifier[] = []
+  private nextId = 0
+
+  constructor (threads: number) {
+    for (let i = 0; i < threads; i++) this.spawn()
+  }
+
+  private spawn (): void {
+    let worker: Worker
+    try {
+      worker = new Worker(WORKER_SOURCE, {
+        eval: true,
+        workerData: {
+          polyfill: new URL('../polyfill.js', import.meta.url).href,
+          record: new URL('../store/record.js', import.meta.url).href
+        }
+      })
+    } catch {
+      return
+    }
+    worker.unref()
+    const verifier: Verifier = { worker, ready: false, pending: new Map() }
+    this.verifiers.push(verifier)
+    const retire = (): void => {
+      const index = this.verifiers.indexOf(verifier)
+      if (index !== -1) this.verifiers.splice(index, 1)
+      // Whatever it was checking is checked here instead.
+      for (const job of verifier.pending.values()) validateRecord(job.name, job.bytes).then(job.resolve, job.reject)
+      verifier.pending.clear()
+      void worker.terminate()
+    }
+    worker.on('message', (message: { ready?: boolean, failed?: string, id?: number, error?: { name?: string, message: string } }) => {
+      if (message.ready === true) { verifier.ready = true; return }
+      if (message.failed !== undefined) { retire(); return }
+      const job = verifier.pending.get(message.id ?? -1)
+      if (job === undefined) return
+      verifier.pending.delete(message.id ?? -1)
+      if (message.error !== undefined) {
+        job.reject(errorFromName(message.error.name, message.error.message))
+        return
+      }
+      try {
+        job.resolve(readRecord(job.bytes))
+      } catch (err) {
+        job.reject(err as Error)
+      }
+    })
+    worker.on('error', retire)
+    worker.on('exit', retire)
+  }
+
+  readonly validate = async (name: string, bytes: Uint8Array): Promise<RecordInfo> => {
+    let best: Verifier | undefined
+    for (const v of this.verifiers) {
+      if (v.ready && (best === undefined || v.pending.size < best.pending.size)) best = v
+    }
+    if (best === undefined) return validateRecord(name, bytes)
+    const verifier = best
+    return new Promise<RecordInfo>((resolve, reject) => {
+      const id = this.nextId++
+      verifier.pending.set(id, { name, bytes, resolve, reject })
+      verifier.worker.postMessage({ id, name, bytes })
+    })
+  }
+
+  async stop (): Promise<void> {
+    const all = this.verifiers.splice(0)
+    await Promise.all(all.map(async v => v.worker.terminate()))
+  }
 }
