@@ -339,11 +339,26 @@ describe('createHeliaNode', () => {
     }
   })
 
-  it('fails with StoreError when no peer can be reached, and leaves nothing running', async () => {
+  it('fails with StoreError when no peer can be reached, over TCP or WebSocket, without crashing', async () => {
     const node = await createHeliaNode()
-    const address = node.libp2p.getMultiaddrs()[0]?.toString() ?? ''
+    const addresses = node.libp2p.getMultiaddrs().map(String)
     await stopHeliaNode(node)
-    await expect(createHeliaNode({ peers: [address], peerDialTimeoutMs: 1000 })).rejects.toMatchObject({ name: 'StoreError' })
+    expect(addresses).toHaveLength(2)
+    for (const address of addresses) {
+      await expect(createHeliaNode({ peers: [address], peerDialTimeoutMs: 1000 }), address).rejects.toMatchObject({ name: 'StoreError' })
+    }
+  })
+
+  it('leaves a global WebSocket that, like a WHATWG one, drops error events nobody listens to', async () => {
+    await stopHeliaNode(await createHeliaNode())
+    const WebSocketClass = (globalThis as { WebSocket?: new (url: string) => { readyState: number } }).WebSocket
+    expect(typeof WebSocketClass).toBe('function')
+    // Port 1 on loopback refuses at once. The `ws` package's client, as is, would throw the
+    // 'error' event out of the event loop here and crash the process (seen when libp2p aborts a
+    // dial of several addresses and drops its listeners before the refusal arrives).
+    const socket = new (WebSocketClass as new (url: string) => { readyState: number })('ws://127.0.0.1:1')
+    await new Promise(resolve => setTimeout(resolve, 200))
+    expect(socket.readyState).toBe(3) // CLOSED
   })
 
   it('dials a peer given by its WebSocket address (Node 20 has no global WebSocket)', async () => {

@@ -259,7 +259,19 @@ const ROUTING_TABLE_WAIT_MS = 2_000
  */
 function ensureWebSocket (): void {
   const global = globalThis as { WebSocket?: unknown }
-  if (typeof global.WebSocket !== 'function') global.WebSocket = NodeWebSocket
+  if (typeof global.WebSocket !== 'function') global.WebSocket = QuietWebSocket
+}
+
+/**
+ * `ws` is also an EventEmitter, which throws an 'error' event nobody listens to: a refused or
+ * aborted dial would crash the process once the transport has removed its listeners. A WHATWG
+ * WebSocket (browsers, Node 22) drops such events; so does this one.
+ */
+class QuietWebSocket extends NodeWebSocket {
+  constructor (address: string | URL, protocols?: string | string[]) {
+    super(address, protocols)
+    this.on('error', () => {})
+  }
 }
 
 function parseMultiaddrs (values: unknown, option: string): Multiaddr[] {
