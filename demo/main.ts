@@ -156,10 +156,10 @@ function renderStatus (): void {
   if (space === undefined) {
     conn.textContent = 'Not connected'
     conn.dataset.state = 'idle'
-    sync.textContent = '—'
-    sync.dataset.state = 'idle'
+    sync.hidden = true
     return
   }
+  sync.hidden = false
   conn.textContent = online === false ? 'Offline' : online === true ? 'Connected' : 'Connecting…'
   conn.dataset.state = online === false ? 'offline' : online === true ? 'online' : 'idle'
   conn.title = online === false ? `${hubUrl} cannot be reached` : hubUrl

@@ -372,6 +372,19 @@ describe('demo page in Chromium', () => {
     await page.context().close()
   }, 30_000)
 
+  it('a hub that cannot be reached, with nothing in this browser yet, reads as plain words', async () => {
+    const page = await newPage()
+    // The page from this hub, talking to a port where nothing listens.
+    await page.goto(`${hub.url}/?hub=http://127.0.0.1:9`)
+    expect(await page.locator('#hub-url').textContent()).toBe('http://127.0.0.1:9')
+    await page.locator('#use-demo').click()
+    const message = page.locator('#messages .message.error')
+    await message.waitFor({ state: 'visible', timeout: 15_000 })
+    expect(await message.textContent()).toMatch(/The hub cannot be reached/)
+    expect(await page.locator('#account').isHidden()).toBe(true)
+    await page.context().close()
+  }, 30_000)
+
   it('keeps an edit made while the hub is down and publishes it when the hub is back', async () => {
     await waitSynced(a)
     await stopHub(hub)
