@@ -349,6 +349,22 @@ describe('createHeliaNode', () => {
     }
   })
 
+  it('accepts a dozen loopback peers starting at once (libp2p limits a host to 5 inbound a second)', async () => {
+    const hub = await createHeliaNode({ dhtServer: true })
+    const nodes: HeliaNode[] = []
+    try {
+      const started = await Promise.allSettled(Array.from({ length: 12 }, async () => {
+        const node = await createHeliaNode({ peers: hub.libp2p.getMultiaddrs().map(String) })
+        nodes.push(node)
+      }))
+      expect(started.filter(r => r.status === 'rejected')).toEqual([])
+      expect(new Set(hub.libp2p.getConnections().map(c => c.remotePeer.toString())).size).toBe(12)
+    } finally {
+      await Promise.all(nodes.map(stopHeliaNode))
+      await stopHeliaNode(hub)
+    }
+  })
+
   it('leaves a global WebSocket that, like a WHATWG one, drops error events nobody listens to', async () => {
     await stopHeliaNode(await createHeliaNode())
     const WebSocketClass = (globalThis as { WebSocket?: new (url: string) => { readyState: number } }).WebSocket

@@ -45,6 +45,9 @@ export const DHT_PROTOCOL = '/ipfs/lan/kad/1.0.0'
 /** Where a node listens when no `listen` option is given: loopback only, one TCP and one WebSocket port. */
 export const DEFAULT_LISTEN: readonly string[] = Object.freeze(['/ip4/127.0.0.1/tcp/0', '/ip4/127.0.0.1/tcp/0/ws'])
 
+/** Exempt from libp2p's per-host inbound connection rate limit (see createHeliaNode). */
+const LOOPBACK = ['/ip4/127.0.0.0/ipcidr/8', '/ip6/::1/ipcidr/128']
+
 /** How long `createHeliaNode` waits for each of `peers` to be dialled and join the DHT routing table. */
 export const DEFAULT_PEER_DIAL_TIMEOUT_MS = 10_000
 
@@ -154,6 +157,12 @@ export async function createHeliaNode (options: HeliaNodeOptions = {}): Promise<
     // The peer key is loaded from (or created in) the datastore's keychain by @helia/libp2p, so a
     // node on a directory keeps its peer id across restarts.
     addresses: { listen },
+    connectionManager: {
+      // libp2p refuses a host's inbound connections past 5 a second. Loopback peers are this
+      // machine's own processes (local devices, tests, a reverse proxy in front of the hub, which
+      // must then do its own rate limiting); several of them starting at once would be refused.
+      allow: LOOPBACK
+    },
     transports: [tcp(), webSockets()],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
