@@ -589,6 +589,10 @@ function setup (): void {
   $('#connect-injected').addEventListener('click', () => {
     if (ethereum !== undefined) void connect(ethereum, 'injected')
   })
+  // Another account in the wallet is another space: close this one rather than show it under the new address.
+  ;(ethereum as { on?: (event: string, listener: () => void) => void } | undefined)?.on?.('accountsChanged', () => {
+    if (walletKind === 'injected') void disconnect()
+  })
 
   $('#show-key').addEventListener('click', () => {
     const box = $('#key-box')
