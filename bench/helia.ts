@@ -79,6 +79,9 @@ async function main (): Promise<void> {
   const cpu = os.cpus()[0]?.model ?? 'unknown cpu'
   console.log(`machine: ${cpu}, ${os.cpus().length} cores, node ${process.version}, ${os.platform()} ${os.arch()}`)
   console.log(`loopback, one process; median of ${RUNS} runs after ${WARMUP} warm-up runs (min–max in brackets)`)
+  // Other work on the machine moves these figures by 2x or more: say how busy it was.
+  const load = (): string => os.loadavg().map(l => l.toFixed(2)).join(' ')
+  console.log(`load average at start: ${load()}`)
   console.log('')
 
   const started: HeliaNode[] = []
@@ -179,6 +182,7 @@ async function main (): Promise<void> {
     for (const [label, xs, note] of results) {
       console.log(`${label.padEnd(width)}  ${median(xs).toFixed(1).padStart(7)} ms  [${range(xs)}]${note === undefined ? '' : `  ${note}`}`)
     }
+    console.log(`load average at end: ${load()}`)
   } finally {
     for (const space of spaces) await space.close()
     for (const n of started.reverse()) await stopHeliaNode(n)
