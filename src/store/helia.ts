@@ -10,10 +10,11 @@
  * writes land locally first and reads fall back to what is stored.
  *
  * Keeping records alive: @helia/ipns's local store and kad-dht share the datastore keys
- * (`/dht/record/…`), so what this store keeps is what the node serves to DHT peers — but kad-dht
- * deletes a stored record once it was received more than 48 hours ago, on the first query after
- * that. A node that keeps records for others (a hub) must `putRecord` the same bytes again more
- * often than that; the DHT put refreshes the time of receipt, here and on the peers it reaches.
+ * (`/dht/record/…`), so what this store keeps is what the node serves to DHT peers — but when a
+ * peer asks for a record this node received more than 48 hours ago, kad-dht deletes it instead
+ * (@libp2p/kad-dht 16, GET_VALUE handler). A node that keeps records for others (a hub) must
+ * `putRecord` the same bytes again more often than that: the DHT put refreshes the time of receipt,
+ * here and on the peers it reaches.
  */
 import { ipns } from '@helia/ipns'
 import { multihashToIPNSRoutingKey } from 'ipns'
