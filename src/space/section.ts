@@ -175,7 +175,8 @@ export class PrivateSection extends Section {
     super()
   }
 
-  get dirty (): boolean { return this.dirtyBuckets.size > 0 || this.cids.length !== this.count }
+  /** True when a bucket holds writes not yet sealed. A new, empty space has nothing to publish. */
+  get dirty (): boolean { return this.dirtyBuckets.size > 0 }
   get bucketCount (): number { return this.count }
 
   protected override hashOf (key: string): number {

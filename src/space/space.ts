@@ -48,6 +48,7 @@ export type ProgressEvent =
   | { type: 'space:open:owner-binding' }
   | { type: 'space:publish:start', detail: { sequence: number } }
   | { type: 'space:publish:end', detail: { sequence: number, root: CID } }
+  | { type: 'space:publish:error', detail: { error: Error, retryInMs: number | null } }
 
 export interface SpaceOptions extends AbortOptions {
   /** The wallet: an EIP-1193 provider or any `{ address, signMessage }` (viem, ethers). */
@@ -418,8 +419,13 @@ class DefaultSpace implements Space {
   /** After a failed publish, tries again later so that offline writes go out once the store is back. */
   private scheduleRetry (err: Error): void {
     const base = this.options.retryDelayMs ?? 2000
-    if (this.closed || base <= 0 || this.retryTimer !== undefined || err.name === 'AbortedError') return
+    if (this.retryTimer !== undefined) return
+    if (this.closed || base <= 0 || err.name === 'AbortedError') {
+      this.options.onProgress?.({ type: 'space:publish:error', detail: { error: err, retryInMs: null } })
+      return
+    }
     this.retryDelay = Math.min(this.retryDelay === 0 ? base : this.retryDelay * 2, 60_000)
+    this.options.onProgress?.({ type: 'space:publish:error', detail: { error: err, retryInMs: this.retryDelay } })
     this.retryTimer = setTimeout(() => {
       this.retryTimer = undefined
       if (!this.closed && (this.privateSection.dirty || this.publicSection.dirty)) this.flush().catch(() => {})

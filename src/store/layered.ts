@@ -49,7 +49,18 @@ export function layeredStore (local: Store, remote: Store): Store {
       return theirs
     }
   }
-  if (remote.lookupAddress !== undefined) store.lookupAddress = remote.lookupAddress.bind(remote)
+  if (remote.lookupAddress !== undefined) {
+    const lookup = remote.lookupAddress.bind(remote)
+    // Offline, the address index cannot be asked; the space opens from the local copy all the same.
+    store.lookupAddress = async (address, options) => {
+      try {
+        return await lookup(address, options)
+      } catch (err) {
+        if (err instanceof StoreError) return undefined
+        throw err
+      }
+    }
+  }
   if (remote.subscribe !== undefined) {
     store.subscribe = (name: string, listener: RecordListener) => (remote.subscribe as NonNullable<Store['subscribe']>)(name, listener)
   }
