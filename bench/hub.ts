@@ -7,8 +7,8 @@
  * limit off); the load comes from this process over keep-alive HTTP/1.1. Every phase is bounded in
  * requests and in time. Run: `npm run build && node dist/bench/hub.js`.
  * Environment: BENCH_SECONDS (per phase, default 5), BENCH_CONCURRENCY (default 32),
- * BENCH_ONLY (phases to run, default `put,get,block,kv`), BENCH_HUB_NODE_ARGS (extra node flags for
- * the hub process, e.g. `--cpu-prof`).
+ * BENCH_ONLY (phases to run, default `put,get,block,kv`), BENCH_HUB_ARGS (extra `serve` flags, e.g.
+ * `--verify-threads 0`), BENCH_HUB_NODE_ARGS (extra node flags for the hub process, e.g. `--cpu-prof`).
  */
 import '../src/polyfill.js'
 import { spawn } from 'node:child_process'
@@ -100,7 +100,8 @@ async function rate (ms: number, fn: (i: number) => unknown): Promise<number> {
 
 async function startHub (dir: string): Promise<{ child: ChildProcess, url: URL }> {
   const nodeArgs = (process.env.BENCH_HUB_NODE_ARGS ?? '').split(' ').filter(a => a !== '')
-  const child = spawn(process.execPath, [...nodeArgs, BIN, 'serve', '--host', '127.0.0.1', '--port', '0', '--data', dir, '--rate-limit', '0'], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const serveArgs = (process.env.BENCH_HUB_ARGS ?? '').split(' ').filter(a => a !== '')
+  const child = spawn(process.execPath, [...nodeArgs, BIN, 'serve', '--host', '127.0.0.1', '--port', '0', '--data', dir, '--rate-limit', '0', ...serveArgs], { stdio: ['ignore', 'pipe', 'inherit'] })
   let out = ''
   child.stdout?.setEncoding('utf8').on('data', (chunk: string) => { out += chunk })
   const deadline = Date.now() + 30_000

@@ -40,7 +40,7 @@ const USAGE_ERROR = 2
 export const COMMANDS: Record<string, Command> = {
   serve: {
     summary: 'run a hub: an IPFS node with the UserSpace HTTP API, the Next.ID KV API and the demo page',
-    usage: 'userspace serve [--host <ip>] [--port <n>] [--data <dir>] [--peer <multiaddr>]… [--listen <multiaddr>]… [--demo <dir>] [--rate-limit <n>]',
+    usage: 'userspace serve [--host <ip>] [--port <n>] [--data <dir>] [--peer <multiaddr>]… [--listen <multiaddr>]… [--demo <dir>] [--rate-limit <n>] [--verify-threads <n>]',
     options: [
       '--host <ip>            HTTP interface (env USERSPACE_HOST)                 default 127.0.0.1',
       '--port <n>             HTTP port, 0 picks a free one (env USERSPACE_PORT)  default 8787',
@@ -49,7 +49,8 @@ export const COMMANDS: Record<string, Command> = {
       '--listen <multiaddr>   libp2p listen address; repeatable (env USERSPACE_LISTEN, comma-separated)',
       '                       default /ip4/127.0.0.1/tcp/0 and /ip4/127.0.0.1/tcp/0/ws',
       '--demo <dir>           the built demo page                                 default dist/demo',
-      '--rate-limit <n>       requests per second per client address, 0 = off      default 50 (bursts of 200)'
+      '--rate-limit <n>       requests per second per client address, 0 = off      default 50 (bursts of 200)',
+      '--verify-threads <n>   worker threads checking record signatures, 0 = main thread  default cores − 1 (≤ 4)'
     ],
     examples: [
       'userspace serve',
@@ -179,7 +180,8 @@ async function serve (args: string[], io: CliIO): Promise<number> {
     peer: { type: 'string', multiple: true },
     listen: { type: 'string', multiple: true },
     demo: { type: 'string' },
-    'rate-limit': { type: 'string' }
+    'rate-limit': { type: 'string' },
+    'verify-threads': { type: 'string' }
   })
   const host = flags.host ?? io.env.USERSPACE_HOST ?? undefined
   const portText = flags.port ?? io.env.USERSPACE_PORT
@@ -189,6 +191,7 @@ async function serve (args: string[], io: CliIO): Promise<number> {
   const listenAddrs = flags.listen ?? listFrom(io.env.USERSPACE_LISTEN)
   const rate = flags['rate-limit'] === undefined ? undefined : integer(flags['rate-limit'], '--rate-limit', 0, 1_000_000)
   const demoDir = flags.demo === undefined ? defaultDemoDir() : resolve(flags.demo)
+  const verifyThreads = flags['verify-threads'] === undefined ? undefined : integer(flags['verify-threads'], '--verify-threads', 0, 64)
 
   // Loaded here, not at the top: `userspace --help` should not pay for libp2p.
   const { startHub } = await import('../hub/server.js')
@@ -199,6 +202,7 @@ async function serve (args: string[], io: CliIO): Promise<number> {
     peers,
     listen: listenAddrs.length > 0 ? listenAddrs : undefined,
     demoDir,
+    verifyThreads,
     rateLimit: rate === undefined ? undefined : rate === 0 ? 0 : { requestsPerSecond: rate, burst: rate * 4 }
   })
   io.out(`UserSpace hub listening on ${hub.url}`)
