@@ -154,14 +154,16 @@ describe('userspace serve', () => {
     expect(await stopProcess(hub.child)).toBe(0)
   })
 
-  it('a space written through one hub reads and writes through another that only peers with it', async () => {
+  it('a space written through one hub reads and writes through another that joins later and only peers with it', async () => {
     const first = await startHubProcess(join(tmp, 'h1'))
-    const second = await startHubProcess(join(tmp, 'h2'), ['--peer', first.multiaddrs[0] as string])
     const walletKey = generatePrivateKey()
 
     const writer = await open(walletKey, first.url)
     await writer.set('greeting', 'written at hub 1')
     await writer.public.set('nick', 'alice')
+
+    // Hub 2 joins after the writes, knowing nothing but hub 1's address
+    const second = await startHubProcess(join(tmp, 'h2'), ['--peer', first.multiaddrs[0] as string])
 
     const reader = await open(walletKey, second.url)
     expect(await reader.get('greeting')).toBe('written at hub 1')

@@ -117,13 +117,10 @@ export async function startHub (options: HubOptions = {}): Promise<RunningHub> {
     datastore: node.datastore,
     records,
     validate: verifiers.validate,
-    // The app has validated the record: put it to the DHT as it is (kad-dht keeps a local copy it
-    // serves to peers, and sends it to the closest peers it knows). With no peers there is nobody
-    // to tell; the pass that follows every new connection announces everything then.
-    announce: async (name, record, { signal }) => {
-      if (!connected()) return
-      await node.routing.put(routingKey(name), record, { signal })
-    },
+    // The app has validated the record: put it to the DHT as it is. kad-dht keeps a local copy that
+    // it serves to peers (also to hubs that connect later), then sends it to the closest peers it
+    // knows; with none, that part ends at once.
+    announce: async (name, record, { signal }) => { await node.routing.put(routingKey(name), record, { signal }) },
     // kad-dht's get validates each record it hears and picks the best with the IPNS selector; the
     // app validates again against the name before keeping it.
     resolveRemote: async (name, { signal }) => {
