@@ -325,7 +325,11 @@ describe('demo page in Chromium', () => {
     await openWithKey(phone, key)
     await expect.poll(async () => entries(phone, 'public')).toEqual({ name: 'Alice', links: { site: 'https://example.org' } })
     await waitSynced(phone)
-    await expect.poll(async () => phone.locator('#history li.version').count()).toBeGreaterThanOrEqual(10)
+    // every version so far is listed (the page shows up to 30), the newest first
+    const sequence = Number((await phone.locator('#version').textContent())?.split(' ')[0])
+    expect(sequence).toBeGreaterThanOrEqual(5)
+    await expect.poll(async () => phone.locator('#history li.version').count()).toBeGreaterThanOrEqual(Math.min(30, sequence))
+    expect(await phone.locator('#history li.version').first().getAttribute('data-sequence')).toBe(String(sequence))
     // Nothing may stick out sideways on a phone.
     const overflow = await phone.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth)
     expect(overflow).toBeLessThanOrEqual(0)
