@@ -16,7 +16,9 @@ import { openSpace } from '../src/index.js'
 import { cborBlock, rawBlock } from '../src/store/blocks.js'
 import { createHeliaNode, stopHeliaNode } from '../src/store/helia-node.js'
 import { heliaStore } from '../src/store/helia.js'
-import { createRecord, nameOfKey, readRecord } from '../src/store/record.js'
+import { createRecord, nameOfKey, nameToMultihash, readRecord } from '../src/store/record.js'
+import { multihashToIPNSRoutingKey } from 'ipns'
+import { base64url } from 'multiformats/bases/base64'
 import type { Json, Space } from '../src/index.js'
 import type { Block } from '../src/store/interface.js'
 import type { HeliaNode } from '../src/store/helia-node.js'
@@ -498,3 +500,41 @@ describe('a space across a node restart', () => {
     }
   })
 })
+
+describe('live updates over libp2p pubsub between Node peers', () => {
+  let node1: HeliaNode
+  let node2: HeliaNode
+
+  beforeAll(async () => {
+    node1 = await createHeliaNode({ dhtServer: true })
+    node2 = await createHeliaNode({ dhtServer: true, peers: node1.libp2p.getMultiaddrs().map(String) })
+  })
+
+  afterAll(async () => {
+    await Promise.all([node2, node1].filter(Boolean).map(stopHeliaNode))
+  })
+
+  it("device B's subscriber on node 2 hears device A's set on node 1, with the map merged", async () => {
+    const signer = privateKeyToAccount(KEY_C as `0x${string}`)
+    const a = await openSpace({ signer, store: heliaStore(node1), signal: AbortSignal.timeout(10_000) })
+    await a.set('volume', 1)
+    const b = await openSpace({ signer, store: heliaStore(node2), signal: AbortSignal.timeout(10_000) })
+    expect(await b.get('volume')).toBe(1)
+    const heard: Array<Json | undefined> = []
+    b.subscribe(() => { void b.get('volume').then(v => heard.push(v)) })
+    // floodsub learns the other node's subscription asynchronously
+    await expect.poll(() => node1.libp2p.services.pubsub.getSubscribers(`/record/${recordTopicOf(a.name)}`).length, { timeout: 5000 }).toBe(1)
+    await a.set('volume', 2)
+    await expect.poll(() => heard, { timeout: 2000, interval: 10 }).toContain(2)
+    // a forged message on the topic is ignored: only records signed by the space's key count
+    await node1.libp2p.services.pubsub.publish(`/record/${recordTopicOf(a.name)}`, utf8('not a record'))
+    await a.set('volume', 3)
+    await expect.poll(() => heard, { timeout: 2000, interval: 10 }).toContain(3)
+    expect(heard.every(v => v === 2 || v === 3)).toBe(true)
+    await a.close(); await b.close()
+  })
+})
+
+function recordTopicOf (name: string): string {
+  return base64url.baseEncode(multihashToIPNSRoutingKey(nameToMultihash(name) as Parameters<typeof multihashToIPNSRoutingKey>[0]))
+}

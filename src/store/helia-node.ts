@@ -6,6 +6,8 @@
  * own peer key) in LevelDB, so a restarted hub keeps its peer id and its data. Node-only: the
  * browser builds its own helia with IndexedDB stores.
  */
+import { floodsub } from '@libp2p/floodsub'
+import type { FloodSub } from '@libp2p/floodsub'
 import { join } from 'node:path'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
@@ -99,6 +101,8 @@ export type HeliaNodeServices = {
   identify: Identify
   ping: Ping
   dht: SingleKadDHT
+  /** floodsub: spaces announce new records on it, so devices on connected nodes hear them at once */
+  pubsub: FloodSub
 }
 
 /** A started helia node with the libp2p services above; `node.libp2p` is its libp2p instance. */
@@ -169,6 +173,7 @@ export async function createHeliaNode (options: HeliaNodeOptions = {}): Promise<
     services: {
       identify: identify(),
       ping: ping(),
+      pubsub: floodsub(),
       dht: kadDHT({
         protocol: DHT_PROTOCOL,
         clientMode: options.dhtServer !== true,

@@ -16,6 +16,7 @@
  * `putRecord` the same bytes again more often than that: the DHT put refreshes the time of receipt,
  * here and on the peers it reaches.
  */
+import { base64url } from 'multiformats/bases/base64'
 import { ipns } from '@helia/ipns'
 import { multihashToIPNSRoutingKey } from 'ipns'
 import { ipnsSelector } from 'ipns/selector'
@@ -23,7 +24,7 @@ import { CID } from 'multiformats/cid'
 import { IntegrityError, InvalidInputError, NotFoundError, StoreError, TooLargeError, throwIfAborted } from '../errors.js'
 import { MAX_BLOCK_BYTES, verifyBlock } from './blocks.js'
 import { nameToMultihash, validateRecord } from './record.js'
-import type { AbortOptions, Block, GetRecordOptions, Store } from './interface.js'
+import type { AbortOptions, Block, GetRecordOptions, RecordListener, Store } from './interface.js'
 import type { IPNS, IPNSRouting } from '@helia/ipns'
 import type { Helia } from 'helia'
 import type { MultihashDigest } from 'multiformats/hashes/interface'
@@ -83,6 +84,18 @@ export function heliaStore (helia: Helia, options: HeliaStoreOptions = {}): Stor
     routingTimeoutMs: positive(options.routingTimeoutMs, 'routingTimeoutMs') ?? DEFAULT_ROUTING_TIMEOUT_MS,
     provide: options.provide ?? true
   })
+}
+
+/** The part of a libp2p pubsub service (floodsub, gossipsub) this store uses. */
+interface PubSubLike extends EventTarget {
+  publish(topic: string, data: Uint8Array): Promise<unknown>
+  subscribe(topic: string): void
+  unsubscribe(topic: string): void
+}
+
+/** IPNS over PubSub (ipfs/specs): the topic of a name is `/record/` + base64url(routing key). */
+function recordTopic (routingKey: Uint8Array): string {
+  return '/record/' + base64url.baseEncode(routingKey)
 }
 
 interface ValidRecord {
@@ -176,10 +189,39 @@ class HeliaStore implements Store {
       throw new StoreError(`cannot store the record for ${name}: ${(err as Error).message}`)
     }
     this.markFresh(routingKey, info.ttlMs)
+    // Devices listening on connected nodes hear of the record at once (IPNS over PubSub topic).
+    this.pubsub()?.publish(recordTopic(routingKey), record).catch(() => {})
     await this.network(options.signal, async (signal) => {
       // Best effort, like provide: the record is stored locally and served to DHT peers from there.
       await Promise.all(routers.network.map(async router => router.put(routingKey, record, { signal }).catch(() => {})))
     })
+  }
+
+  /**
+   * Listens for records of `name` published by connected nodes over libp2p pubsub (the node needs a
+   * `pubsub` service, as createHeliaNode gives it); every record is validated before `listener` hears
+   * it. Without pubsub this listens to nothing.
+   */
+  subscribe (name: string, listener: RecordListener): () => void {
+    const pubsub = this.pubsub()
+    if (pubsub === undefined) return () => {}
+    const topic = recordTopic(routingKeyOf(name))
+    const onMessage = (event: CustomEvent<{ topic: string, data: Uint8Array }>): void => {
+      if (event.detail.topic !== topic) return
+      const bytes = plain(event.detail.data)
+      validateRecord(name, bytes).then(() => { listener(bytes) }, () => {})
+    }
+    pubsub.addEventListener('message', onMessage as EventListener)
+    pubsub.subscribe(topic)
+    return () => {
+      pubsub.removeEventListener('message', onMessage as EventListener)
+      pubsub.unsubscribe(topic)
+    }
+  }
+
+  private pubsub (): PubSubLike | undefined {
+    const pubsub = (this.helia as { libp2p?: { services?: { pubsub?: PubSubLike } } }).libp2p?.services?.pubsub
+    return typeof pubsub?.publish === 'function' ? pubsub : undefined
   }
 
   async getRecord (name: string, options: GetRecordOptions = {}): Promise<Uint8Array | undefined> {
