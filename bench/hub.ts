@@ -47,7 +47,7 @@ interface Result {
   latenciesMs: number[]
 }
 
-const agent = new Agent({ keepAlive: true, maxSockets: CONCURRENCY })
+const agent = new Agent({ keepAlive: true, maxSockets: CONCURRENCY, noDelay: true })
 
 async function request (base: URL, method: string, path: string, headers: Record<string, string> = {}, body?: Uint8Array | string): Promise<{ status: number, body: Buffer }> {
   return new Promise((resolve, reject) => {

@@ -223,13 +223,13 @@ export function datastoreRecords (datastore: Datastore): HubRecordStore {
   return {
     get: async (name) => read(RECORD_PREFIX + name),
     async put (name, record, owner) {
+      // One key: a plain put (cheaper than a batch). The index keys go in one batch with the record.
+      if (owner === undefined) { await datastore.put(new Key(RECORD_PREFIX + name), record); return }
       const batch = datastore.batch()
       batch.put(new Key(RECORD_PREFIX + name), record)
-      if (owner !== undefined) {
-        const addressKey = ADDRESS_PREFIX + owner.toLowerCase()
-        if (await read(addressKey) === undefined) batch.put(new Key(addressKey), encoder.encode(name))
-        if (await read(OWNER_PREFIX + name) === undefined) batch.put(new Key(OWNER_PREFIX + name), encoder.encode(owner))
-      }
+      const addressKey = ADDRESS_PREFIX + owner.toLowerCase()
+      if (await read(addressKey) === undefined) batch.put(new Key(addressKey), encoder.encode(name))
+      if (await read(OWNER_PREFIX + name) === undefined) batch.put(new Key(OWNER_PREFIX + name), encoder.encode(owner))
       await batch.commit()
     },
     async nameOf (address) {
