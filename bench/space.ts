@@ -8,7 +8,8 @@
 import '../src/polyfill.js'
 import * as os from 'node:os'
 import { performance } from 'node:perf_hooks'
-import { generateKeyPair } from '@libp2p/crypto/keys'
+import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
+import { withFastSigning } from '../src/crypto/ed25519.js'
 import { xchacha20poly1305 } from '@noble/ciphers/chacha.js'
 import { randomBytes } from '@noble/ciphers/utils.js'
 import { sha256 } from 'multiformats/hashes/sha2'
@@ -42,7 +43,9 @@ function changedBucketBytes (store: MemoryStore, name: string, previous: Set<str
 
 async function main (): Promise<void> {
   const signer = privateKeyToAccount('0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80')
-  const edKey = await generateKeyPair('Ed25519')
+  // the same Ed25519 signing path the space uses (WebCrypto, key imported once)
+  const seed = randomBytes(32)
+  const edKey = await withFastSigning(await generateKeyPairFromSeed('Ed25519', seed), seed)
   const recordData = randomBytes(180) // about what an IPNS V2 signature covers
   const aeadKey = randomBytes(32)
 

@@ -84,6 +84,7 @@ export abstract class Section {
     this.bytes += line.length + 1
     const slot: Slot = { ...entry, line, hash: old?.hash ?? this.hashOf(key) }
     this.entries.set(key, slot)
+    if (old === undefined) this.added(key, slot)
     this.markDirty(slot)
   }
 
@@ -94,11 +95,15 @@ export abstract class Section {
     const line = entryLine(key, entry)
     if (old !== undefined) this.bytes -= old.line.length + 1
     this.bytes += line.length + 1
-    this.entries.set(key, { ...entry, line, hash: old?.hash ?? this.hashOf(key) })
+    const slot: Slot = { ...entry, line, hash: old?.hash ?? this.hashOf(key) }
+    this.entries.set(key, slot)
+    if (old === undefined) this.added(key, slot)
     return true
   }
 
   protected hashOf (_key: string): number { return 0 }
+  /** Called once per key, when it first appears (keys are never deleted: removals are tombstones). */
+  protected added (_key: string, _slot: Slot): void {}
   protected abstract markDirty (slot: Slot): void
   abstract get dirty (): boolean
 }
@@ -168,6 +173,9 @@ export class PrivateSection extends Section {
   cids: CID[] = []
   private count = 1
   private dirtyBuckets = new Set<number>()
+  /** bucket → keys, for `indexCount` buckets (0: not built yet) */
+  private readonly index = new Map<number, string[]>()
+  private indexCount = 0
   /** Buckets written to since the last `encode` began: `commit` leaves them dirty. */
   private touched = new Set<number>()
 
@@ -187,6 +195,27 @@ export class PrivateSection extends Section {
   protected markDirty (slot: Slot): void {
     this.dirtyBuckets.add(slot.hash & (this.count - 1))
     this.touched.add(slot.hash & (this.count - 1))
+  }
+
+  /** The keys in bucket `i` of `count`, from an index rebuilt only when the bucket count changes. */
+  private keysIn (i: number, count: number): string[] {
+    if (this.indexCount !== count) {
+      this.index.clear()
+      for (const [key, slot] of this.entries) this.indexKey(key, slot, count)
+      this.indexCount = count
+    }
+    return this.index.get(i) ?? []
+  }
+
+  private indexKey (key: string, slot: Slot, count: number): void {
+    const i = slot.hash & (count - 1)
+    let keys = this.index.get(i)
+    if (keys === undefined) this.index.set(i, keys = [])
+    keys.push(key)
+  }
+
+  protected override added (key: string, slot: Slot): void {
+    if (this.indexCount > 0) this.indexKey(key, slot, this.indexCount)
   }
 
   /** Marks every bucket for re-sealing (after a failed publish). */
@@ -212,9 +241,7 @@ export class PrivateSection extends Section {
     for (;;) {
       const rebucket = count !== this.count || this.cids.length !== count
       const indexes = rebucket ? [...Array(count).keys()] : [...this.dirtyBuckets]
-      const lines = new Map<number, string[]>(indexes.map(i => [i, []]))
-      for (const slot of this.entries.values()) lines.get(slot.hash & (count - 1))?.push(slot.line)
-      const texts = indexes.map(i => bucketText(lines.get(i) ?? []))
+      const texts = indexes.map(i => bucketText(this.keysIn(i, count).map(key => (this.entries.get(key) as Slot).line)))
       const limit = MAX_BLOCK_BYTES - BLOCK_HEADROOM
       if (texts.some(t => t.length * 3 > limit && utf8(t).length > limit)) {
         if (count >= 1 << 16) throw new TooLargeError('private section cannot be split into blocks under the 1 MiB limit')
