@@ -5,7 +5,7 @@
  * open. The key sits unencrypted in localStorage: it is for trying things out, never for funds.
  */
 import * as secp from '@noble/secp256k1'
-import { addressOfPublicKey, hashPersonalMessage } from '../src/crypto/eip191.js'
+import { privateKeySigner } from '../src/space/local-signer.js'
 
 const KEY = 'userspace-demo:key'
 const OLD_KEYS = 'userspace-demo:old-keys'
@@ -16,16 +16,8 @@ export interface DemoWallet {
 }
 
 export function walletFromKey (hex: string): DemoWallet {
-  const key = parseKey(hex)
-  const address = addressOfPublicKey(secp.getPublicKey(key, false))
-  return {
-    address,
-    async signMessage (message: string): Promise<string> {
-      // noble's 'recovered' format is recovery ‖ r ‖ s; wallets return r ‖ s ‖ v with v = 27 + recovery.
-      const sig = await secp.signAsync(hashPersonalMessage(message), key, { prehash: false, format: 'recovered' })
-      return '0x' + toHex(sig.subarray(1)) + (27 + (sig[0] as number)).toString(16)
-    }
-  }
+  // the library's signer: EIP-191 exactly as wallets sign it
+  return privateKeySigner(parseKey(hex))
 }
 
 /** The 32-byte key in `hex` (with or without 0x, spaces around ignored); throws a readable Error. */

@@ -12,16 +12,15 @@ import { request as httpRequest } from 'node:http'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { openSpace } from '../src/index.js'
 import { hubStore } from '../src/store/hub.js'
 import type { Space, ChangeEvent } from '../src/index.js'
 import type { ChildProcess } from 'node:child_process'
+import { ROOT, BIN, startHubProcess as startHub, stopProcess } from './helpers/hub-process.js'
+import type { HubProcess } from './helpers/hub-process.js'
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url))
-const BIN = join(ROOT, 'bin', 'userspace.js')
 const DIST_INDEX = new URL('../dist/src/index.js', import.meta.url).href
 const DIST_POLYFILL = new URL('../dist/src/polyfill.js', import.meta.url).href
 
@@ -29,45 +28,14 @@ const children = new Set<ChildProcess>()
 const spaces = new Set<Space>()
 let tmp: string
 
-interface HubProcess {
-  child: ChildProcess
-  url: string
-  peerId: string
-  multiaddrs: string[]
-  output: () => string
-}
-
-/** Starts `userspace serve --port 0` and resolves once it has printed where it listens. */
+/** Starts `userspace serve --port 0` (shared helper) and remembers it so afterAll stops it. */
 async function startHubProcess (dataDir: string, extra: string[] = []): Promise<HubProcess> {
-  const child = spawn(process.execPath, [BIN, 'serve', '--host', '127.0.0.1', '--port', '0', '--data', dataDir, '--rate-limit', '0', ...extra], {
-    cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'pipe']
-  })
-  children.add(child)
-  let out = ''
-  let err = ''
-  child.stdout?.setEncoding('utf8').on('data', (chunk: string) => { out += chunk })
-  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => { err += chunk })
-  const deadline = Date.now() + 30_000
-  while (!/^data: /m.test(out)) {
-    if (child.exitCode !== null) throw new Error(`hub exited with ${child.exitCode}: ${err}${out}`)
-    if (Date.now() > deadline) throw new Error(`hub did not start within 30 s: ${err}${out}`)
-    await sleep(25)
-  }
-  const url = /listening on (http:\/\/\S+)/.exec(out)?.[1]
-  const peerId = /^peer id: (\S+)/m.exec(out)?.[1]
-  const multiaddrs = [...out.matchAll(/^multiaddr: (\S+)/gm)].map(m => m[1] as string)
-  if (url === undefined || peerId === undefined || multiaddrs.length === 0) throw new Error(`unexpected hub output: ${out}`)
-  expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/)
-  expect(url).not.toMatch(/:0$/)
-  return { child, url, peerId, multiaddrs, output: () => out + err }
-}
-
-async function stopProcess (child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
-  if (child.exitCode !== null || child.signalCode !== null) return child.exitCode
-  const exited = new Promise<number | null>(resolve => child.once('exit', (code) => { resolve(code) }))
-  child.kill(signal)
-  return exited
+  const hub = await startHub(dataDir, extra)
+  children.add(hub.child)
+  expect(hub.multiaddrs.length).toBeGreaterThan(0)
+  expect(hub.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/)
+  expect(hub.url).not.toMatch(/:0$/)
+  return hub
 }
 
 /** Runs a device in a separate Node process: `body` is the inside of an async function with `space`. */

@@ -11,6 +11,7 @@ import { open as openEnvelope } from '../src/crypto/envelope.js'
 import { decodeRoot } from '../src/space/root.js'
 import { readRecord } from '../src/store/record.js'
 import { MAX_BLOCK_BYTES } from '../src/store/blocks.js'
+import { mergePatch } from './helpers/merge-patch.js'
 import { account, highS, KEY_A, KEY_B, nonDeterministicSigner, provider, rewritingSigner, vZeroOne } from './helpers/signers.js'
 
 /** The name KEY_A's signature of the version-1 open message derives. Changing the format changes it. */
@@ -244,16 +245,6 @@ describe('model-based: any sequence of operations equals a plain Map', () => {
   })
 })
 
-/** RFC 7396 MergePatch(Target, Patch), written from the RFC's pseudocode, as the model. */
-function mergePatch (target: Json, patch: Json): Json {
-  if (typeof patch !== 'object' || patch === null || Array.isArray(patch)) return patch
-  const out: Record<string, Json> = typeof target === 'object' && target !== null && !Array.isArray(target) ? { ...target } : {}
-  for (const [k, v] of Object.entries(patch)) {
-    if (v === null) delete out[k]
-    else out[k] = mergePatch(out[k] ?? null, v)
-  }
-  return out
-}
 
 describe('integrity and secrecy', () => {
   async function filledStore (): Promise<{ store: MemoryStore, space: Space }> {

@@ -4,6 +4,7 @@ import { openSpace, memoryStore, StoreError } from '../src/index.js'
 import type { Json, MemoryStore, Space, SpaceOptions, Store } from '../src/index.js'
 import { readRecord } from '../src/store/record.js'
 import { decodeRoot } from '../src/space/root.js'
+import { mergePatch } from './helpers/merge-patch.js'
 import { account, KEY_A, nonDeterministicSigner } from './helpers/signers.js'
 
 /** A device's view of the network: a store it can be cut off from. */
@@ -186,15 +187,6 @@ describe('three devices, random interleavings (property)', () => {
   })
 })
 
-function mergePatch (target: Json, patch: Json): Json {
-  if (typeof patch !== 'object' || patch === null || Array.isArray(patch)) return patch
-  const out: Record<string, Json> = typeof target === 'object' && target !== null && !Array.isArray(target) ? { ...target } : {}
-  for (const [k, v] of Object.entries(patch)) {
-    if (v === null) delete out[k]
-    else out[k] = mergePatch(out[k] ?? null, v)
-  }
-  return out
-}
 
 describe('one process', () => {
   it('keeps all of 100 concurrent sets, in a few publishes', async () => {

@@ -78,27 +78,25 @@ export abstract class Section {
 
   /** Writes an entry unconditionally (a local write) and marks its stored part dirty. */
   write (key: string, entry: Entry): void {
-    const old = this.entries.get(key)
-    const line = entryLine(key, entry)
-    if (old !== undefined) this.bytes -= old.line.length + 1
-    this.bytes += line.length + 1
-    const slot: Slot = { ...entry, line, hash: old?.hash ?? this.hashOf(key) }
-    this.entries.set(key, slot)
-    if (old === undefined) this.added(key, slot)
-    this.markDirty(slot)
+    this.markDirty(this.put(key, entry, this.entries.get(key)))
   }
 
   /** Merges a remote entry; returns true when it replaced the local one. */
   merge (key: string, entry: Entry): boolean {
     const old = this.entries.get(key)
     if (old !== undefined && !wins(entry, old)) return false
+    this.put(key, entry, old)
+    return true
+  }
+
+  private put (key: string, entry: Entry, old: Slot | undefined): Slot {
     const line = entryLine(key, entry)
     if (old !== undefined) this.bytes -= old.line.length + 1
     this.bytes += line.length + 1
     const slot: Slot = { ...entry, line, hash: old?.hash ?? this.hashOf(key) }
     this.entries.set(key, slot)
     if (old === undefined) this.added(key, slot)
-    return true
+    return slot
   }
 
   protected hashOf (_key: string): number { return 0 }
