@@ -8,7 +8,6 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { CarBufferReader } from '@ipld/car/buffer-reader'
-import { blockLength, createWriter, headerLength } from '@ipld/car/buffer-writer'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { MemoryBlockstore } from 'blockstore-core'
 import { MemoryDatastore } from 'datastore-core'
@@ -22,7 +21,7 @@ import { fromBase64, hexToBytes } from '../src/crypto/bytes.js'
 import { ownerStatement } from '../src/crypto/keys.js'
 import { createHubApp, IPNS_RECORD_TYPE } from '../src/hub/app.js'
 import { encodeRoot } from '../src/space/root.js'
-import { cborBlock, rawBlock } from '../src/store/blocks.js'
+import { cborBlock, encodeCar, rawBlock } from '../src/store/blocks.js'
 import { hubStore, readEvents } from '../src/store/hub.js'
 import { createRecord, nameOfKey } from '../src/store/record.js'
 import type { HubAppOptions, HubComponents } from '../src/hub/app.js'
@@ -77,12 +76,7 @@ async function makeSpace (init: { key?: PrivateKey, walletKey?: `0x${string}`, s
 }
 
 function car (blocks: Array<{ cid: CID, bytes: Uint8Array }>): Uint8Array {
-  const roots = blocks.length > 0 ? [(blocks[0] as Block).cid] : []
-  const headerSize = headerLength({ roots })
-  const size = blocks.reduce((n, b) => n + blockLength(b), headerSize)
-  const writer = createWriter(new ArrayBuffer(size), { roots, headerSize })
-  for (const block of blocks) writer.write(block)
-  return writer.close()
+  return encodeCar(blocks)
 }
 
 async function upload (hub: Hub, blocks: Array<{ cid: CID, bytes: Uint8Array }>): Promise<Response> {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { CarBufferWriter, CarReader } from '@ipld/car'
+import { CarReader } from '@ipld/car'
+import { encodeCar } from '../src/store/blocks.js'
 import { openSpace, memoryStore } from '../src/index.js'
 import type { MemoryStore } from '../src/index.js'
 import { exportSpace, importSpace } from '../src/space/transfer.js'
@@ -22,11 +23,7 @@ async function rewrite (car: Uint8Array, edit: (blocks: Array<{ cid: any, bytes:
   const blocks: Array<{ cid: any, bytes: Uint8Array }> = []
   for await (const b of reader.blocks()) blocks.push({ cid: b.cid, bytes: b.bytes.slice() })
   edit(blocks, roots)
-  let size = CarBufferWriter.headerLength({ roots })
-  for (const b of blocks) size += CarBufferWriter.blockLength(b)
-  const w = CarBufferWriter.createWriter(new ArrayBuffer(size), { roots })
-  for (const b of blocks) w.write(b)
-  return w.close()
+  return encodeCar(blocks, roots)
 }
 
 describe('export and import', () => {

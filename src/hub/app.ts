@@ -18,7 +18,6 @@
 import { readFile, stat } from 'node:fs/promises'
 import { resolve, sep } from 'node:path'
 import { CarBufferReader } from '@ipld/car/buffer-reader'
-import { blockLength, createWriter, headerLength } from '@ipld/car/buffer-writer'
 import * as dagCbor from '@ipld/dag-cbor'
 import { Hono } from 'hono'
 import { HTTPException } from 'hono/http-exception'
@@ -35,7 +34,7 @@ import {
   TooLargeError, UserSpaceError
 } from '../errors.js'
 import { decodeRoot, verifyOwner } from '../space/root.js'
-import { MAX_BLOCK_BYTES, verifyBlock } from '../store/blocks.js'
+import { MAX_BLOCK_BYTES, encodeCar, verifyBlock } from '../store/blocks.js'
 import { canonicalName, MAX_RECORD_BYTES, readRecord, validateRecord } from '../store/record.js'
 import { httpErrorHandler } from './http-errors.js'
 import type { RecordInfo } from '../store/record.js'
@@ -663,7 +662,7 @@ class HubCore {
       blocks.push({ cid: next, bytes })
       if (scope === 'all' && next.code === dagCbor.code) queue.push(...linksOf(bytes))
     }
-    return encodeCar(cid, blocks)
+    return encodeCar(blocks, [cid])
   }
 
   /** Verifies every block of a CAR, then stores them all; nothing is stored when one fails. */
@@ -785,15 +784,6 @@ function linksOf (bytes: Uint8Array): CID[] {
   }
   walk(value, 0)
   return links
-}
-
-/** A CARv1 with one root, written into one exactly sized buffer. */
-function encodeCar (root: CID, blocks: Array<{ cid: CID, bytes: Uint8Array }>): Uint8Array {
-  const headerSize = headerLength({ roots: [root] })
-  const size = blocks.reduce((n, b) => n + blockLength(b), headerSize)
-  const writer = createWriter(new ArrayBuffer(size), { roots: [root], headerSize })
-  for (const block of blocks) writer.write(block)
-  return writer.close()
 }
 
 async function collect (chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): Promise<Uint8Array> {

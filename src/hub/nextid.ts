@@ -31,8 +31,8 @@ import {
   ConflictError, IntegrityError, InvalidInputError, InvalidSignatureError, NotFoundError, SignerMismatchError, StoreError,
   TooLargeError, UserSpaceError, throwIfAborted
 } from '../errors.js'
-import { MAX_BLOCK_BYTES, verifyBlock } from '../store/blocks.js'
-import { CarBufferWriter, CarReader } from '@ipld/car'
+import { MAX_BLOCK_BYTES, encodeCar, verifyBlock } from '../store/blocks.js'
+import { CarReader } from '@ipld/car'
 import { httpErrorHandler } from './http-errors.js'
 import {
   SIGNATURE_BYTES, SIGN_PAYLOAD_VERSION, avatarHex, buildSignPayload, checkSeconds, checkText, compressedHex, decodeLink,
@@ -232,11 +232,7 @@ export function createNextIdApp (options: NextIdOptions): Hono {
     if (param === undefined) throw new InvalidInputError('Param missing: avatar')
     const chain = await exportAvatarChain({ ...config, signal: c.req.raw.signal }, param)
     if (chain.head === null) throw new NotFoundError(`this hub has no chain for avatar ${param.slice(0, 140)}`)
-    let size = CarBufferWriter.headerLength({ roots: [chain.head] })
-    for (const block of chain.blocks) size += CarBufferWriter.blockLength(block)
-    const writer = CarBufferWriter.createWriter(new ArrayBuffer(size), { roots: [chain.head] })
-    for (const block of chain.blocks) writer.write(block)
-    return c.body(writer.close() as Uint8Array<ArrayBuffer>, 200, { 'Content-Type': 'application/vnd.ipld.car; version=1' })
+    return c.body(encodeCar(chain.blocks, [chain.head]), 200, { 'Content-Type': 'application/vnd.ipld.car; version=1' })
   })
   app.post('/api/v1/nextid/import', async c => {
     const type = (c.req.header('content-type') ?? '').split(';')[0]?.trim().toLowerCase()

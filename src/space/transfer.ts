@@ -6,11 +6,11 @@
  * its CID, the record's signature against the name, that the record points at `root`, that no block is
  * missing, the owner binding — before it writes anything, then uploads the blocks and, last, the record.
  */
-import { CarBufferWriter, CarReader } from '@ipld/car'
+import { CarReader } from '@ipld/car'
 import * as dagCbor from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
 import { FormatError, IntegrityError, InvalidInputError, NotFoundError } from '../errors.js'
-import { cborBlock, getVerifiedBlock, verifyBlock } from '../store/blocks.js'
+import { cborBlock, encodeCar, getVerifiedBlock, verifyBlock } from '../store/blocks.js'
 import { canonicalName, validateRecord } from '../store/record.js'
 import { decodeRoot, verifyOwner } from './root.js'
 import type { AbortOptions, Block, Store } from '../store/interface.js'
@@ -83,11 +83,7 @@ export async function exportSpace (store: Store, name: string, options: Transfer
   const blocks = await walk(info.cid, async cid => getVerifiedBlock(store, cid, options), (done, total) => options.onProgress?.({ done, total, phase: 'read' }))
   const manifest = await cborBlock({ type: EXPORT_TYPE, version: 1, name, record, root: info.cid })
   const all = [manifest, ...blocks]
-  let size = CarBufferWriter.headerLength({ roots: [manifest.cid] })
-  for (const block of all) size += CarBufferWriter.blockLength(block)
-  const writer = CarBufferWriter.createWriter(new ArrayBuffer(size), { roots: [manifest.cid] })
-  for (const block of all) writer.write(block)
-  return { name, root: info.cid, sequence: Number(info.sequence), blocks: blocks.length, car: writer.close() }
+  return { name, root: info.cid, sequence: Number(info.sequence), blocks: blocks.length, car: encodeCar(all) }
 }
 
 /** Checks a CAR made by `exportSpace` completely, then loads it into `store`. All checks come first. */

@@ -3,6 +3,7 @@
  * dag-cbor blocks for roots and public sections, sha2-256 CIDv1 for both, and the check that a
  * block's bytes hash to its CID.
  */
+import { blockLength, createWriter, headerLength } from '@ipld/car/buffer-writer'
 import * as dagCbor from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
@@ -35,4 +36,16 @@ export async function getVerifiedBlock (store: Store, cid: CID, options?: AbortO
   const bytes = await store.getBlock(cid, options)
   if (!(await verifyBlock(cid, bytes))) throw new IntegrityError(`block ${cid.toString()} does not match its CID`)
   return bytes
+}
+
+/**
+ * A CARv1 of `blocks` (in the order given) with `roots` (default: the first block), written into one
+ * exactly sized buffer. Hubs, exports and uploads all write CARs through this.
+ */
+export function encodeCar (blocks: Block[], roots: CID[] = blocks.length > 0 ? [(blocks[0] as Block).cid] : []): Uint8Array<ArrayBuffer> {
+  const headerSize = headerLength({ roots })
+  const size = blocks.reduce((n, b) => n + blockLength(b), headerSize)
+  const writer = createWriter(new ArrayBuffer(size), { roots, headerSize })
+  for (const block of blocks) writer.write(block)
+  return writer.close() as Uint8Array<ArrayBuffer>
 }

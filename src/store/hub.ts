@@ -8,12 +8,12 @@
  * record it is handed. Hub refusals come back as the named errors of errors.ts; an unreachable hub
  * is a StoreError.
  */
-import { blockLength, createWriter, headerLength } from '@ipld/car/buffer-writer'
 import { fromBase64 } from '../crypto/bytes.js'
 import {
   AbortedError, errorFromName, IntegrityError, InvalidInputError, StoreError, UserSpaceError, throwIfAborted
 } from '../errors.js'
-import { MAX_BLOCK_BYTES, verifyBlock } from './blocks.js'
+import { blockLength } from '@ipld/car/buffer-writer'
+import { MAX_BLOCK_BYTES, encodeCar, verifyBlock } from './blocks.js'
 import { canonicalName, MAX_RECORD_BYTES } from './record.js'
 import type { AbortOptions, Block, GetRecordOptions, RecordListener, Store } from './interface.js'
 import type { CID } from 'multiformats/cid'
@@ -274,16 +274,6 @@ async function failure (res: Response, base: string): Promise<UserSpaceError> {
   const message = typeof fields.message === 'string' ? fields.message : `hub ${base} answered ${res.status} ${res.statusText}`
   const name = typeof fields.name === 'string' ? fields.name : NAME_BY_STATUS[res.status]
   return errorFromName(name, message)
-}
-
-/** A CARv1 holding `blocks`, rooted at the first one, written into one exactly sized buffer. */
-function encodeCar (blocks: Block[]): Uint8Array {
-  const roots = blocks.length > 0 ? [(blocks[0] as Block).cid] : []
-  const headerSize = headerLength({ roots })
-  const size = blocks.reduce((n, b) => n + blockLength(b), headerSize)
-  const writer = createWriter(new ArrayBuffer(size), { roots, headerSize })
-  for (const block of blocks) writer.write(block)
-  return writer.close()
 }
 
 export interface ServerSentEvent {
