@@ -7,7 +7,7 @@
  * Everything user data touches is written with textContent: values come from other devices.
  */
 import './style.css'
-import { hubStore, idbStore, layeredStore, openSpace } from '../src/index.js'
+import { hubStore, idbState, idbStore, layeredStore, openSpace } from '../src/index.js'
 import type { Eip1193Provider, IdbStore, Json, ProgressEvent, SectionApi, Signer, Space, Store, VersionInfo } from '../src/index.js'
 import { newKey, saveKey, storedKey, walletFromKey } from './wallet.js'
 
@@ -255,7 +255,7 @@ async function connect (signer: Signer, kind: 'demo' | 'injected'): Promise<void
   try {
     local ??= idbStore('userspace-demo')
     const store = withRememberedBinding(layeredStore(local, hubStore(hubUrl)))
-    const opened = await openSpace({ signer, store, state: local.state, offlineFirst: true, deviceId: deviceId(), onProgress })
+    const opened = await openSpace({ signer, store, state: idbState(local), offlineFirst: true, deviceId: deviceId(), onProgress })
     localStorage.setItem(PREFIX + 'name:' + opened.address.toLowerCase(), opened.name)
     localStorage.setItem(PREFIX + 'wallet', kind)
     space = opened

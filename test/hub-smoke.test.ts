@@ -105,10 +105,12 @@ describe('userspace serve', () => {
     const changes: ChangeEvent[] = []
     a.subscribe((event) => { changes.push(event) })
     await a.set('from-a', { n: 1 })
+    await a.flush()
 
     const out = await runDevice(hub.url, walletKey, `
       console.log('read ' + JSON.stringify(await space.get('from-a')))
       await space.set('from-b', 'hello')
+      await space.flush()
       console.log('wrote')
     `)
     expect(out).toContain('read {"n":1}')
@@ -128,7 +130,9 @@ describe('userspace serve', () => {
 
     const writer = await open(walletKey, first.url)
     await writer.set('greeting', 'written at hub 1')
+    await writer.flush()
     await writer.public.set('nick', 'alice')
+    await writer.flush()
 
     // Hub 2 joins after the writes, knowing nothing but hub 1's address
     const second = await startHubProcess(join(tmp, 'h2'), ['--peer', first.multiaddrs[0] as string])
@@ -139,6 +143,7 @@ describe('userspace serve', () => {
 
     // And back: a write through hub 2 is read through hub 1
     await reader.set('reply', 'written at hub 2')
+    await reader.flush()
     const third = await open(walletKey, first.url)
     expect(await third.get('reply')).toBe('written at hub 2')
     expect(await third.get('greeting')).toBe('written at hub 1')
@@ -152,6 +157,7 @@ describe('userspace serve', () => {
     const written: Record<string, number> = {}
     for (let i = 0; i < 8; i++) {
       await space.set(`k${i}`, i)
+      await space.flush()
       written[`k${i}`] = i
     }
     const record = await hubStore(hub.url).getRecord(space.name)
@@ -170,6 +176,7 @@ describe('userspace serve', () => {
     const hub = await startHubProcess(join(tmp, 'bodies'))
     const space = await open(generatePrivateKey(), hub.url)
     await space.set('kept', true)
+    await space.flush()
     const base = new URL(hub.url)
     // A body sent in chunks with no Content-Length, larger than a record may be
     const chunked = await new Promise<{ status: number, body: string }>((resolve, reject) => {
@@ -191,6 +198,7 @@ describe('userspace serve', () => {
     expect(await space.get('kept')).toBe(true)
     const reader = await open(generatePrivateKey(), hub.url)
     await reader.set('still', 'serving')
+    await reader.flush()
     expect(await stopProcess(hub.child)).toBe(0)
   })
 

@@ -25,6 +25,7 @@ describe('layeredStore', () => {
     const local = memoryStore()
     const first = await openSpace({ signer: account(KEY_B), store: layeredStore(local, hub), retryDelayMs: 0 })
     await first.set('theme', 'dark')
+    await first.flush()
     hub.index.set(first.address, first.name)
     await first.close()
 
@@ -46,6 +47,7 @@ describe('layeredStore', () => {
     const hub = remote()
     const writer = await openSpace({ signer: account(KEY_B), store: hub })
     await writer.set('k', 1)
+    await writer.flush()
     const local = memoryStore()
     const reader = await openSpace({ signer: account(KEY_B), store: layeredStore(local, hub) })
     expect(await reader.get('k')).toBe(1)

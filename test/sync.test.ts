@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import fc from 'fast-check'
-import { openSpace, memoryStore, StoreError } from '../src/index.js'
+import { openSpace, memoryState, memoryStore, StoreError } from '../src/index.js'
 import type { Json, MemoryStore, Space, SpaceOptions, Store } from '../src/index.js'
 import { readRecord } from '../src/store/record.js'
 import { decodeRoot } from '../src/space/root.js'
@@ -41,6 +41,7 @@ describe('two devices', () => {
     const lb = link(network)
     const a = await device(la, { now })
     await a.set('shared', 'before')
+    await a.flush()
     const b = await device(lb, { now })
     la.online = false
     lb.online = false
@@ -66,6 +67,7 @@ describe('two devices', () => {
     const a = await device(la, { now }); const b = await device(lb, { now })
     la.online = false; lb.online = false
     await a.set('theme', 'dark').catch(() => {})
+    await a.flush()
     await b.set('theme', 'light').catch(() => {}) // later stamp
     la.online = true; lb.online = true
     await b.refresh(); await a.refresh(); await b.refresh()
@@ -83,10 +85,14 @@ describe('two devices', () => {
       la.online = false; lb.online = false
       if (removeFirst) {
         await a.remove('k').catch(() => {})
+        await a.flush()
         await b.set('k', 'revived').catch(() => {})
+        await b.flush()
       } else {
         await b.set('k', 'revived').catch(() => {})
+        await b.flush()
         await a.remove('k').catch(() => {})
+        await a.flush()
       }
       la.online = true; lb.online = true
       await a.refresh(); await b.refresh(); await a.refresh()
@@ -102,8 +108,10 @@ describe('two devices', () => {
     const a = await device(la); await a.set('base', 0)
     const b = await device(lb)
     await a.set('a', 1)
+    await a.flush()
     lb.online = false
     await b.set('b', 1).catch(() => {})
+    await b.flush()
     lb.online = true
     await b.refresh()
     // b's offline write was never published, so the new version simply follows a's
@@ -228,8 +236,10 @@ describe('rollback protection', () => {
     const store = replaying(network)
     const space = await device(store)
     await space.set('v', 1)
+    await space.flush()
     const old = network.records.get(space.name)!
     await space.set('v', 2)
+    await space.flush()
     const events: unknown[] = []
     space.on('rollback', e => events.push(e))
     store.replay = old
@@ -241,13 +251,14 @@ describe('rollback protection', () => {
 
   it('remembers the highest sequence across re-opens through its state store', async () => {
     const network = memoryStore()
-    const saved = new Map<string, { sequence: number, root: string }>()
-    const state = { get: async (n: string) => saved.get(n), put: async (n: string, v: { sequence: number, root: string }) => { saved.set(n, v) } }
+    const state = memoryState()
     const store = replaying(network)
     const first = await device(store, { state })
     await first.set('v', 1)
+    await first.flush()
     const old = network.records.get(first.name)!
     await first.set('v', 2)
+    await first.flush()
     await first.close()
     store.replay = old
     const events: unknown[] = []
@@ -267,9 +278,11 @@ describe('rollback protection', () => {
     // both publish sequence 2 from the same base, without seeing each other
     const bRecordBefore = network.records.get(a.name)!
     await a.set('a', 1)
+    await a.flush()
     const aRecord = network.records.get(a.name)!
     network.records.set(a.name, bRecordBefore)
     await b.set('b', 1)
+    await b.flush()
     expect(readRecord(network.records.get(a.name)!).sequence).toBe(readRecord(aRecord).sequence)
     const conflicts: unknown[] = []
     a.on('conflict', e => conflicts.push(e))
@@ -290,6 +303,7 @@ describe('wallets that do not sign deterministically', () => {
     const network = memoryStore()
     const first = await openSpace({ signer: account(KEY_A), store: network })
     await first.set('precious', 'data')
+    await first.flush()
     // a store with an address index (as a hub keeps) that knows the first name
     const indexed: Store = { ...bind(network), lookupAddress: async () => first.name }
     await expect(openSpace({ signer: nonDeterministicSigner(KEY_A), store: indexed }))
@@ -313,11 +327,13 @@ describe('live updates', () => {
     const network = memoryStore()
     const a = await device(network)
     await a.set('x', 0)
+    await a.flush()
     const b = await device(network)
     const heard = new Promise<{ keys: string[], value: Json | undefined }>((resolve) => {
       b.subscribe((event) => { void b.get('x').then(value => resolve({ keys: event.keys, value })) })
     })
     await a.set('x', 42)
+    await a.flush()
     expect(await heard).toEqual({ keys: ['x'], value: 42 })
   })
 })
@@ -327,6 +343,7 @@ describe('record upkeep', () => {
     const network = memoryStore()
     const a = await device(network, { recordLifetimeMs: 1000 })
     await a.set('k', 1)
+    await a.flush()
     const before = readRecord(network.records.get(a.name)!)
     await new Promise(resolve => setTimeout(resolve, 600))
     const again = await device(network, { recordLifetimeMs: 1000 })
