@@ -142,7 +142,8 @@ describe('idbStore', () => {
     second.on('error', () => {})
     expect(await second.get('theme')).toBe('dark')
     expect(await second.public.get('name')).toBe('Alice')
-    await expect(second.set('volume', 3)).rejects.toMatchObject({ name: 'StoreError' })
+    await second.set('volume', 3)
+    await expect(second.flush()).rejects.toMatchObject({ name: 'StoreError' })
     expect(await second.get('volume')).toBe(3)
     down = false
     await second.flush()

@@ -36,7 +36,8 @@ describe('layeredStore', () => {
       onProgress: (e) => { events.push(e.type) }
     })
     expect(await offline.get('theme')).toBe('dark')
-    await expect(offline.set('theme', 'light')).rejects.toMatchObject({ name: 'StoreError' })
+    await offline.set('theme', 'light')
+    await expect(offline.flush()).rejects.toMatchObject({ name: 'StoreError' })
     expect(events).toContain('space:publish:error')
     hub.up = true
     await expect.poll(async () => (await openSpace({ signer: account(KEY_B), store: hub })).get('theme'), { timeout: 3000, interval: 50 }).toBe('light')

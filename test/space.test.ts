@@ -252,9 +252,11 @@ describe('model-based: any sequence of operations equals a plain Map', () => {
             else model.set(k, mergePatch(model.get(k) ?? null, v))
           }
         }
-        if (step.op === 'reopen') space = await open(store)
+        // another device: what this one wrote is published when it closes
+        if (step.op === 'reopen') { await space.close(); space = await open(store) }
         expect(await space.getAll()).toEqual(Object.fromEntries(model))
       }
+      await space.close()
       const fresh = await open(store)
       expect(await fresh.getAll()).toEqual(Object.fromEntries(model))
     }), { numRuns: 40 })

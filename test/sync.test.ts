@@ -29,8 +29,9 @@ function fakeClock (): () => number {
   return () => ++t
 }
 
+/** A device: its own state (the devices share a network, never a state). */
 async function device (store: Store, extra: Partial<SpaceOptions> = {}): Promise<Space> {
-  return openSpace({ signer: account(KEY_A), store, retryDelayMs: 0, ...extra })
+  return openSpace({ signer: account(KEY_A), store, retryDelayMs: 0, state: memoryState(), ...extra })
 }
 
 describe('two devices', () => {
@@ -45,8 +46,10 @@ describe('two devices', () => {
     const b = await device(lb, { now })
     la.online = false
     lb.online = false
-    await expect(a.set('from-a', 1)).rejects.toMatchObject({ name: 'StoreError' })
-    await expect(b.set('from-b', 2)).rejects.toMatchObject({ name: 'StoreError' })
+    await a.set('from-a', 1)
+    await expect(a.flush()).rejects.toMatchObject({ name: 'StoreError' })
+    await b.set('from-b', 2)
+    await expect(b.flush()).rejects.toMatchObject({ name: 'StoreError' })
     // the writes are kept locally while offline
     expect(await a.get('from-a')).toBe(1)
     la.online = true
@@ -67,7 +70,6 @@ describe('two devices', () => {
     const a = await device(la, { now }); const b = await device(lb, { now })
     la.online = false; lb.online = false
     await a.set('theme', 'dark').catch(() => {})
-    await a.flush()
     await b.set('theme', 'light').catch(() => {}) // later stamp
     la.online = true; lb.online = true
     await b.refresh(); await a.refresh(); await b.refresh()
@@ -80,19 +82,15 @@ describe('two devices', () => {
       const network = memoryStore()
       const now = fakeClock()
       const la = link(network); const lb = link(network)
-      const a = await device(la, { now }); await a.set('k', 'original')
+      const a = await device(la, { now }); await a.set('k', 'original'); await a.flush()
       const b = await device(lb, { now })
       la.online = false; lb.online = false
       if (removeFirst) {
         await a.remove('k').catch(() => {})
-        await a.flush()
         await b.set('k', 'revived').catch(() => {})
-        await b.flush()
       } else {
         await b.set('k', 'revived').catch(() => {})
-        await b.flush()
         await a.remove('k').catch(() => {})
-        await a.flush()
       }
       la.online = true; lb.online = true
       await a.refresh(); await b.refresh(); await a.refresh()
@@ -105,13 +103,12 @@ describe('two devices', () => {
   it('an offline write goes out on top of the newer version', async () => {
     const network = memoryStore()
     const la = link(network); const lb = link(network)
-    const a = await device(la); await a.set('base', 0)
+    const a = await device(la); await a.set('base', 0); await a.flush()
     const b = await device(lb)
     await a.set('a', 1)
     await a.flush()
     lb.online = false
     await b.set('b', 1).catch(() => {})
-    await b.flush()
     lb.online = true
     await b.refresh()
     // b's offline write was never published, so the new version simply follows a's
@@ -180,8 +177,11 @@ describe('three devices, random interleavings (property)', () => {
         const write = step.op === 'set'
           ? space.set(step.key, step.value)
           : step.op === 'remove' ? space.remove(step.key) : space.patch({ [step.key]: step.value })
-        await write.catch((err: Error) => { if (err.name !== 'StoreError') throw err })
-        if (step.op === 'patch' && step.value === null && current === undefined) { publish(step.d); continue }
+        await write
+        await space.flush().catch((err: Error) => { if (err.name !== 'StoreError') throw err })
+        // A write that leaves the value as this device sees it is no write at all: no new stamp, so
+        // it cannot override a concurrent change made elsewhere.
+        if (JSON.stringify(next) === JSON.stringify(current)) continue
         replica.set(step.key, { t: ++t, v: next })
         publish(step.d)
       }
@@ -201,6 +201,7 @@ describe('one process', () => {
     const network = memoryStore()
     const space = await device(network)
     await Promise.all(Array.from({ length: 100 }, async (_, i) => space.set(`k${i}`, i)))
+    await space.flush()
     const all = await space.getAll()
     expect(Object.keys(all)).toHaveLength(100)
     for (let i = 0; i < 100; i++) expect(all[`k${i}`]).toBe(i)
@@ -213,7 +214,8 @@ describe('one process', () => {
     const l = link(network)
     const space = await device(l, { retryDelayMs: 20 })
     l.online = false
-    await expect(space.set('offline-edit', true)).rejects.toBeInstanceOf(StoreError)
+    await space.set('offline-edit', true)
+    await expect(space.flush()).rejects.toBeInstanceOf(StoreError)
     l.online = true
     await expect.poll(async () => (await device(network)).get('offline-edit'), { timeout: 2000, interval: 50 }).toBe(true)
   })
@@ -273,7 +275,7 @@ describe('rollback protection', () => {
   it('reports a record with the same sequence and another value, and merges it', async () => {
     const network = memoryStore()
     const la = link(network); const lb = link(network)
-    const a = await device(la); await a.set('base', 0)
+    const a = await device(la); await a.set('base', 0); await a.flush()
     const b = await device(lb)
     // both publish sequence 2 from the same base, without seeing each other
     const bRecordBefore = network.records.get(a.name)!
