@@ -489,6 +489,7 @@ describe('a space across a node restart', () => {
     try {
       const space = await openSpace({ signer, store: heliaStore(before) })
       for (const [key, value] of Object.entries(values)) await space.set(key, value)
+      await space.flush()
       sequence = space.sequence
       await space.close()
     } finally {

@@ -295,6 +295,8 @@ class DefaultSpace implements Space {
   /** writes being made durable, applied once the state has them (group commit) */
   private batch: { items: PendingEntry[], done: Promise<void> } | undefined
   private persistTail: Promise<void> = Promise.resolve()
+  /** state updates made in the background (settling published writes); `close()` waits for them */
+  private stateWrites: Promise<void> = Promise.resolve()
   private closed = false
   private unsubscribe: (() => void) | undefined
 
@@ -375,7 +377,7 @@ class DefaultSpace implements Space {
       section.write(e.key, pendingEntry(e))
       this.unpublished.set(slotOf(e.section, e.key), e)
     }
-    if (superseded.length > 0) this.state.removePending(this.name, superseded).catch((err: Error) => { this.emit('error', err) })
+    if (superseded.length > 0) this.settle(superseded)
     this.emit('pending', { count: this.unpublished.size })
   }
 
@@ -627,7 +629,12 @@ class DefaultSpace implements Space {
     }
     if (done.length === 0) return
     this.emit('pending', { count: this.unpublished.size })
-    this.state.removePending(this.name, done).catch((err: Error) => { this.emit('error', err) })
+    this.settle(done)
+  }
+
+  /** Removes settled entries from the state, in the background but in order. */
+  private settle (entries: PendingEntry[]): void {
+    this.stateWrites = this.stateWrites.then(async () => this.state.removePending(this.name, entries)).catch((err: Error) => { this.emit('error', err) })
   }
 
   /** After merging another version: pending entries that lost to a newer write elsewhere are settled. */
@@ -821,6 +828,7 @@ class DefaultSpace implements Space {
       clearTimeout(this.retryTimer)
       this.unsubscribe?.()
     }
+    await this.stateWrites
     const unpublished = [...this.unpublished.values()].map(e => e.section === 'public' ? `public:${e.key}` : e.key)
     this.listeners.clear()
     if (unpublished.length > 0 && !this.state.durable) {

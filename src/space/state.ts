@@ -240,16 +240,30 @@ async function lock (fs: NodeFs, path: string): Promise<void> {
   for (let wait = 2; ; wait = Math.min(wait * 2, 100)) {
     try {
       const handle = await fs.open(path, 'wx')
-      await handle.close()
+      try { await handle.writeFile(String(process.pid)) } finally { await handle.close() }
       return
     } catch (err) {
       if ((err as { code?: string }).code !== 'EEXIST') throw err
     }
+    // A lock whose process is gone (killed mid-write), or that is very old, is taken over.
     try {
-      if (Date.now() - (await fs.stat(path)).mtimeMs > STALE_LOCK_MS) await fs.unlink(path).catch(() => {})
+      const owner = Number.parseInt(await fs.readFile(path, 'utf8'), 10)
+      if ((Number.isSafeInteger(owner) && owner > 0 && !alive(owner)) || Date.now() - (await fs.stat(path)).mtimeMs > STALE_LOCK_MS) {
+        await fs.unlink(path).catch(() => {})
+        continue
+      }
     } catch {}
     if (Date.now() > deadline) throw new StoreError(`the state lock ${path} is held by another process`)
     await new Promise(resolve => setTimeout(resolve, wait))
+  }
+}
+
+function alive (pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return (err as { code?: string }).code === 'EPERM'
   }
 }
 
