@@ -574,8 +574,11 @@ class DefaultSpace implements Space {
   private async publishOnce (signal: AbortSignal | undefined): Promise<void> {
     const sequence = this.seq + 1
     this.options.onProgress?.({ type: 'space:publish:start', detail: { sequence } })
-    const included = [...this.unpublished.values()]
+    // What each section's blocks hold is fixed when its encoding starts (synchronously): the writes
+    // applied by then are the ones this version publishes.
+    const included = [...this.unpublished.values()].filter(e => e.section === 'private')
     const privateBlocks = await this.privateSection.encode()
+    if (this.publicSection.dirty) included.push(...[...this.unpublished.values()].filter(e => e.section === 'public'))
     const publicBlock = this.publicSection.dirty ? await this.publicSection.encode() : undefined
     const root: Root = {
       version: FORMAT_VERSION,
