@@ -315,7 +315,7 @@ describe('property: every acknowledged write reaches both devices', () => {
       const last = new Map<string, number>()
       let n = 0
       for (const s of steps) {
-        if (s.op === 'down' || s.op === 'up') {
+        if (!('d' in s)) {
           hubUp = s.op === 'up'
           for (const l of links) if (!l.dead) l.online = hubUp
           if (hubUp) for (const d of [...waiting]) await start(d)

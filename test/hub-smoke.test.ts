@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { openSpace } from '../src/index.js'
+import { memoryState, openSpace } from '../src/index.js'
 import { hubStore } from '../src/store/hub.js'
 import type { Space, ChangeEvent } from '../src/index.js'
 import type { ChildProcess } from 'node:child_process'
@@ -171,6 +171,30 @@ describe('userspace serve', () => {
     expect(await reopened.getAll()).toEqual(written)
     expect(await hubStore(again.url).lookupAddress?.(reopened.address)).toBe(reopened.name)
   }, 60_000)
+
+  it('a write made while the hub is down is kept through close() and published when the hub is back', async () => {
+    const dir = join(tmp, 'down')
+    const first = await startHubProcess(dir)
+    const port = new URL(first.url).port
+    const walletKey = generatePrivateKey()
+    const signer = privateKeyToAccount(walletKey)
+    const a = await openSpace({ signer, hub: first.url }) // the default state: a file, per device
+    await a.set('before', 1)
+    await a.flush()
+    expect(await stopProcess(first.child)).toBe(0)
+    await a.set('queued', 2)
+    expect(await a.get('queued')).toBe(2)
+    expect(await a.close()).toEqual({ unpublished: ['queued'] })
+
+    const back = await startHubProcess(dir, ['--port', port])
+    const again = await open(walletKey, back.url)  // the same device opens again: it publishes
+    await again.flush()
+    expect(again.pending).toBe(0)
+    const other = await openSpace({ signer, hub: back.url, state: memoryState() }) // another device
+    spaces.add(other)
+    expect(await other.getAll()).toEqual({ before: 1, queued: 2 })
+    expect(await stopProcess(back.child)).toBe(0)
+  })
 
   it('refuses oversized and malformed bodies over a real socket, and keeps serving', async () => {
     const hub = await startHubProcess(join(tmp, 'bodies'))
