@@ -256,6 +256,12 @@ describe('event streams', () => {
     expect(pulled()).toBeLessThanOrEqual(MAX_EVENT_LINE_CHARS + 8192)
   })
 
+  it('refuses a finished line over the cap that arrives in one chunk', async () => {
+    const bytes = new TextEncoder().encode(`data: ${'x'.repeat(MAX_EVENT_LINE_CHARS)}\n\n`)
+    const stream = new ReadableStream<Uint8Array>({ start (c) { c.enqueue(bytes); c.close() } })
+    await expect(readEvents(stream, { maxEventChars: 10 * MAX_EVENT_LINE_CHARS }).next()).rejects.toMatchObject({ name: 'TooLargeError' })
+  })
+
   it('ends a stream whose event never ends (endless short data lines)', async () => {
     const { stream, pulled } = endless('data: AAAA\n')
     await expect(readEvents(stream).next()).rejects.toMatchObject({ name: 'TooLargeError' })
