@@ -13,14 +13,22 @@ import { MemoryBlockstore } from 'blockstore-core/memory'
 import { apply as jsonMergeApply } from 'json-merge-patch'
 import { privateKeyToAccount } from 'viem/accounts'
 import { CID } from 'multiformats/cid'
-import { buildSignPayload, createNextIdApp, exportAvatarChain, importAvatarChain, type NextIdOptions } from '../src/hub/nextid.js'
-import { parsePublicKey, signedBy } from '../src/hub/nextid/chain.js'
+import { MAX_STALE_CANDIDATES, buildSignPayload, createNextIdApp, exportAvatarChain, importAvatarChain, type NextIdOptions } from '../src/hub/nextid.js'
+import { parsePublicKey, recoveryCount, signedBy } from '../src/hub/nextid/chain.js'
 import { canonicalJson, compareCodePoints, formatNumber, mergePatch, parseJson, toJsonValue, type JsonValue } from '../src/hub/nextid/json.js'
 import { bytesToHex, concatBytes, fromBase64, hexToBytes, toBase64, utf8 } from '../src/crypto/bytes.js'
 import { hashPersonalMessage, recoverPersonalSigner } from '../src/crypto/eip191.js'
 import { cborBlock } from '../src/store/blocks.js'
 import type { Block } from '../src/store/interface.js'
 import { Hono } from 'hono'
+import { randomUUID } from 'node:crypto'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { serve, type ServerType } from '@hono/node-server'
+import { LevelDatastore } from 'datastore-level'
+import { FsBlockstore } from 'blockstore-fs'
+import type { AddressInfo } from 'node:net'
 import vectors from './fixtures/nextid-vectors.json' with { type: 'json' }
 
 // ---------------------------------------------------------------------------------------------
@@ -62,7 +70,7 @@ interface Hub {
   clock: { now: number }
 }
 
-function makeHub (options: Partial<NextIdOptions> = {}, stores = { datastore: new MemoryDatastore(), blockstore: new MemoryBlockstore() }): Hub {
+function makeHub (options: Partial<NextIdOptions> = {}, stores: Hub['stores'] = { datastore: new MemoryDatastore(), blockstore: new MemoryBlockstore() }): Hub {
   const clock = { now: NOW_MS }
   const app = createNextIdApp({ ...stores, nowMs: () => clock.now, ...options })
   return { app, stores, clock }
@@ -766,4 +774,180 @@ describe('moving a chain between hubs over HTTP', () => {
     await expectError(await two.app.request(`/api/v1/nextid/export?avatar=${bob.compressed}`), 404)
     await expectError(await two.app.request('/api/v1/nextid/export'), 400)
   })
+})
+
+// ---------------------------------------------------------------------------------------------
+// Under attack: what a stranger's requests cost, and what they can never block.
+
+/** A body whose signature has the right form but was not made by the avatar: a stranger's POST. */
+function strangerBody (target: Key, createdAt: number, patch: unknown = { stranger: true }): Record<string, unknown> {
+  const signature = crypto.getRandomValues(new Uint8Array(65))
+  signature[0] = 1 // r in range
+  signature[32] = 1 // s in range
+  signature[64] = 27
+  return { avatar: target.compressed, platform: 'twitter', identity: 'alice', uuid: randomUUID(), created_at: createdAt, signature: toBase64(signature), patch }
+}
+
+/** A datastore whose batch commits wait for `open()`: holds an avatar's lock for as long as a test wants. */
+class GatedDatastore extends MemoryDatastore {
+  #gate: Promise<void> = Promise.resolve()
+  #open: () => void = () => {}
+  commits = 0
+  close (): void { this.#gate = new Promise(resolve => { this.#open = resolve }) }
+  open (): void { this.#open() }
+  override batch (): ReturnType<MemoryDatastore['batch']> {
+    const inner = super.batch()
+    const gate = (): Promise<void> => this.#gate
+    return {
+      put: (key, value) => { inner.put(key, value) },
+      delete: (key) => { inner.delete(key) },
+      commit: async (options) => { this.commits++; await gate(); await inner.commit(options) }
+    }
+  }
+}
+
+describe('under attack', () => {
+  it('checks that need no curve arithmetic run before any signature recovery', async () => {
+    const hub = makeHub()
+    const first = await write(hub.app, alice, 'twitter', 'alice', { a: 1 })
+    const good = await prepare(hub.app, alice, 'twitter', 'alice', { next: 1 })
+    const sig = good.signature
+    const with_ = (changes: Record<string, unknown>): Record<string, unknown> => ({ ...good.body, ...changes })
+    const cheap: Array<[string, number, Record<string, unknown>]> = [
+      ['replayed uuid', 409, first.body],
+      ['v = 5', 400, with_({ signature: toBase64(concatBytes(sig.subarray(0, 64), Uint8Array.of(5))) })],
+      ['r = 0', 400, with_({ signature: toBase64(concatBytes(new Uint8Array(32), sig.subarray(32))) })],
+      ['s = n', 400, with_({ signature: toBase64(concatBytes(sig.subarray(0, 32), hexToBytes('fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141'), Uint8Array.of(27))) })],
+      ['64-byte signature', 400, with_({ signature: toBase64(sig.subarray(0, 64)) })],
+      ['created_at outside the window', 400, with_({ created_at: (good.body.created_at as number) - WINDOW_MS / 1000 - 60 })],
+      ['nextid identity of another key', 400, with_({ platform: 'nextid', identity: bob.compressed })],
+      ['lone surrogate in platform', 400, with_({ platform: '\ud800' })]
+    ]
+    for (const [name, status, body] of cheap) {
+      const before = recoveryCount.value
+      await expectError(await post(hub.app, '/v1/kv', body), status)
+      expect(recoveryCount.value - before, name).toBe(0)
+    }
+    const before = recoveryCount.value
+    expect((await post(hub.app, '/v1/kv', good.body)).status).toBe(201)
+    expect(recoveryCount.value - before).toBe(1)
+  })
+
+  it(`the stale-head diagnosis costs at most ${MAX_STALE_CANDIDATES} more recoveries, and none for a payload issued after the head`, async () => {
+    const hub = makeHub()
+    for (let i = 0; i < 20; i++) await write(hub.app, alice, 'twitter', 'alice', { i })
+    // Issued "before" all 20 links were accepted: the worst case a stranger can pick.
+    let before = recoveryCount.value
+    await expectError(await post(hub.app, '/v1/kv', strangerBody(alice, NOW_MS / 1000 - 60)), 400)
+    expect(recoveryCount.value - before).toBeLessThanOrEqual(1 + MAX_STALE_CANDIDATES)
+    // Issued after the head was accepted: its `previous` can only be the head, one recovery.
+    hub.clock.now = NOW_MS + 5000
+    before = recoveryCount.value
+    await expectError(await post(hub.app, '/v1/kv', strangerBody(alice, NOW_MS / 1000 + 2)), 400)
+    expect(recoveryCount.value - before).toBe(1)
+  })
+
+  it('a payload outpaced by more writes than the diagnosis tries is a 400 that says to ask again', async () => {
+    const hub = makeHub()
+    await write(hub.app, alice, 'twitter', 'alice', { a: 0 })
+    const old = await prepare(hub.app, alice, 'twitter', 'alice', { old: true })
+    for (let i = 0; i <= MAX_STALE_CANDIDATES; i++) await write(hub.app, alice, 'twitter', 'alice', { i })
+    const before = await snapshot(hub)
+    expect(await expectError(await post(hub.app, '/v1/kv', old.body), 400)).toMatch(/request.*again|issued before/)
+    expect(await snapshot(hub)).toEqual(before)
+  })
+
+  it('refused signatures neither wait on nor hold the avatar\'s lock; its queue is capped with 429', async () => {
+    const datastore = new GatedDatastore()
+    const hub = makeHub({ maxQueuedWritesPerAvatar: 2 }, { datastore, blockstore: new MemoryBlockstore() })
+    await write(hub.app, alice, 'twitter', 'alice', { a: 0 })
+    const contenders = await Promise.all([1, 2, 3].map(async n => prepare(hub.app, alice, 'twitter', 'alice', { n })))
+    datastore.close()
+    const commitsBefore = datastore.commits
+    const holder = post(hub.app, '/v1/kv', contenders[0]?.body)
+    while (datastore.commits === commitsBefore) await new Promise(resolve => setImmediate(resolve))
+    // The lock is held (its write is waiting): a stranger is answered at once, without queueing.
+    await expectError(await post(hub.app, '/v1/kv', strangerBody(alice, NOW_MS / 1000)), 400)
+    const waiter = post(hub.app, '/v1/kv', contenders[1]?.body)
+    // Let the waiter reach the queue before the third arrives.
+    for (let i = 0; i < 20; i++) await new Promise(resolve => setImmediate(resolve))
+    const refused = await post(hub.app, '/v1/kv', contenders[2]?.body)
+    expect(refused.headers.get('retry-after')).toBe('1')
+    expect(refused.status).toBe(429)
+    expect(await refused.json()).toMatchObject({ name: 'RateLimitError' })
+    datastore.open()
+    expect((await holder).status).toBe(201)
+    // Signed over the head the holder replaced.
+    await expectError(await waiter, 409)
+  })
+
+  it('a stranger cannot take an avatar\'s uuids: its chain still imports on a hub where they were used', async () => {
+    const home = makeHub()
+    const signed = await write(home.app, alice, 'twitter', 'alice', { a: 1 })
+    await write(home.app, alice, 'twitter', 'alice', { b: 2 })
+    const chain = await exportAvatarChain(home.stores, alice.avatar)
+
+    const other = makeHub()
+    const bobPayload = await requestPayload(other.app, bob, 'twitter', 'bob', { squat: true })
+    const text = bobPayload.sign_payload.replace(bobPayload.uuid, signed.payload.uuid)
+    const squat = await post(other.app, '/v1/kv', { avatar: bob.avatar, platform: 'twitter', identity: 'bob', uuid: signed.payload.uuid, created_at: bobPayload.created_at, signature: toBase64(await personalSign(bob, text)), patch: { squat: true } })
+    expect(squat.status).toBe(201)
+    await importAvatarChain(other.stores, chain.blocks, chain.head)
+    expect(await getText(other.app, `/v1/kv?avatar=${alice.avatar}`)).toBe(await getText(home.app, `/v1/kv?avatar=${alice.avatar}`))
+    // and alice writes on from there
+    await write(other.app, alice, 'twitter', 'alice', { c: 3 })
+  })
+
+  it('the avatar\'s own POST completes within 1 s while a stranger sends ~40 refused POSTs/s at its 20-link chain (real HTTP server)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'nextid-attack-'))
+    const datastore = new LevelDatastore(join(dir, 'datastore'))
+    const blockstore = new FsBlockstore(join(dir, 'blocks'))
+    await datastore.open()
+    await blockstore.open()
+    const app = createNextIdApp({ datastore, blockstore })
+    const server = await new Promise<ServerType>(resolve => { const s = serve({ fetch: app.fetch, hostname: '127.0.0.1', port: 0 }, () => { resolve(s) }) })
+    const { port } = server.address() as AddressInfo
+    const base = `http://127.0.0.1:${port}`
+    const send = async (path: string, body: unknown): Promise<Response> =>
+      fetch(base + path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
+    const ownWrite = async (patch: unknown): Promise<number> => {
+      const started = performance.now()
+      const payloadRes = await send('/v1/kv/payload', { avatar: alice.compressed, platform: 'twitter', identity: 'alice', patch })
+      const payload = await payloadRes.json() as PayloadResponse
+      const signature = toBase64(await personalSign(alice, payload.sign_payload))
+      const res = await send('/v1/kv', { avatar: alice.compressed, platform: 'twitter', identity: 'alice', uuid: payload.uuid, created_at: payload.created_at, signature, patch })
+      expect(res.status, await res.clone().text()).toBe(201)
+      await res.arrayBuffer()
+      return performance.now() - started
+    }
+    try {
+      for (let i = 0; i < 20; i++) await ownWrite({ i })
+      const statuses: number[] = []
+      const inFlight: Array<Promise<void>> = []
+      let attacking = true
+      // The stranger picks the worst created_at it may (the far end of the window).
+      const attacker = (async () => {
+        const end = Date.now() + 10_000
+        while (attacking && Date.now() < end) {
+          inFlight.push(send('/v1/kv', strangerBody(alice, Math.floor(Date.now() / 1000) - 9 * 60)).then(async r => { statuses.push(r.status); await r.arrayBuffer() }))
+          await new Promise(resolve => setTimeout(resolve, 25))
+        }
+      })()
+      await new Promise(resolve => setTimeout(resolve, 500))
+      const latenciesMs: number[] = []
+      for (let i = 0; i < 5; i++) latenciesMs.push(await ownWrite({ during: i }))
+      attacking = false
+      await attacker
+      await Promise.all(inFlight)
+      expect(statuses.length).toBeGreaterThanOrEqual(15)
+      expect(new Set(statuses)).toEqual(new Set([400]))
+      expect(Math.max(...latenciesMs), latenciesMs.map(ms => ms.toFixed(0)).join(', ')).toBeLessThan(1000)
+      expect((await exportAvatarChain({ datastore, blockstore }, alice.avatar)).blocks).toHaveLength(25)
+    } finally {
+      await new Promise(resolve => server.close(resolve))
+      await datastore.close()
+      await blockstore.close()
+      await rm(dir, { recursive: true, force: true })
+    }
+  }, 30_000)
 })
