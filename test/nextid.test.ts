@@ -18,7 +18,9 @@ import { parsePublicKey, recoveryCount, signedBy } from '../src/hub/nextid/chain
 import { canonicalJson, compareCodePoints, formatNumber, mergePatch, parseJson, toJsonValue, type JsonValue } from '../src/hub/nextid/json.js'
 import { bytesToHex, concatBytes, fromBase64, hexToBytes, toBase64, utf8 } from '../src/crypto/bytes.js'
 import { hashPersonalMessage, recoverPersonalSigner } from '../src/crypto/eip191.js'
-import { cborBlock } from '../src/store/blocks.js'
+import { cborBlock, encodeCar } from '../src/store/blocks.js'
+import { CarReader } from '@ipld/car'
+import { Key as DatastoreKey } from 'interface-datastore'
 import type { Block } from '../src/store/interface.js'
 import { Hono } from 'hono'
 import { randomUUID } from 'node:crypto'
@@ -950,4 +952,226 @@ describe('under attack', () => {
       await rm(dir, { recursive: true, force: true })
     }
   }, 30_000)
+})
+
+describe('guards', () => {
+  it('refuses a lone surrogate in platform or identity with a clear 400, on both POST routes, and in buildSignPayload', async () => {
+    const hub = makeHub()
+    const good = await prepare(hub.app, alice, 'twitter', 'alice', { a: 1 })
+    const before = await snapshot(hub)
+    for (const field of ['platform', 'identity']) {
+      for (const lone of ['\\ud800', '\\udfff', 'x\\ud83dy']) {
+        const text = JSON.stringify({ ...good.body, [field]: 'PLACEHOLDER' }).replace('PLACEHOLDER', lone)
+        const res = await post(hub.app, '/v1/kv', text)
+        expect(await expectError(res.clone(), 400), `${field} ${lone}`).toMatch(/surrogate/)
+        expect(await res.json()).toMatchObject({ name: 'InvalidInputError' })
+        const payloadText = JSON.stringify({ avatar: alice.compressed, platform: 'twitter', identity: 'alice', patch: {}, [field]: 'PLACEHOLDER' }).replace('PLACEHOLDER', lone)
+        expect(await expectError(await post(hub.app, '/v1/kv/payload', payloadText), 400)).toMatch(/surrogate/)
+      }
+    }
+    expect(await snapshot(hub)).toEqual(before)
+    // The same guard for callers of the module, whose strings never went through the JSON parser.
+    const fields = { uuid: randomUUID(), avatar: alice.avatar, platform: 'twitter', identity: 'alice', patch: {}, createdAtSeconds: 1, previous: null }
+    for (const field of ['platform', 'identity'] as const) {
+      expect(() => buildSignPayload({ ...fields, [field]: 'a\ud800' }), field).toThrow(expect.objectContaining({ name: 'InvalidInputError', message: expect.stringMatching(/surrogate/) }))
+    }
+    expect(buildSignPayload({ ...fields, identity: 'a\ud83d\ude00' })).toContain('"identity":"a\ud83d\ude00"')
+  })
+
+  it('refuses an imported chain that uses a uuid twice, correctly signed, and changes nothing', async () => {
+    const hub = makeHub()
+    const first = await write(hub.app, alice, 'twitter', 'alice', { a: 1 })
+    const chain = await exportAvatarChain(hub.stores, alice.avatar)
+    const [b0] = chain.blocks as [Block]
+    // A second link re-using the first link's uuid, signed by alice over the right previous.
+    const createdAt = first.payload.created_at
+    const patch = { a: 2 }
+    const text = buildSignPayload({ uuid: first.payload.uuid, avatar: alice.avatar, platform: 'twitter', identity: 'alice', patch, createdAtSeconds: createdAt, previous: first.signature })
+    const signature = await personalSign(alice, text)
+    const b1 = await cborBlock({ version: '1', avatar: alice.avatar.slice(2), platform: 'twitter', identity: 'alice', uuid: first.payload.uuid, created_at: createdAt, patch, signature, previous: b0.cid })
+    const target = makeHub()
+    const before = await snapshot(target)
+    await rejectsWith(importAvatarChain(target.stores, [b0, b1], b1.cid), 'IntegrityError')
+    expect(await snapshot(target)).toEqual(before)
+    // Over HTTP, as a CAR: 400 and nothing imported.
+    const car = encodeCar([b1, b0], [b1.cid])
+    expect(await expectError(await post(target.app, '/api/v1/nextid/import', car, { 'content-type': 'application/vnd.ipld.car' }), 400)).toMatch(/uuid .* twice/)
+    expect(await snapshot(target)).toEqual(before)
+    // The same chain with a fresh uuid in the second link imports.
+    const uuid = randomUUID()
+    const text2 = buildSignPayload({ uuid, avatar: alice.avatar, platform: 'twitter', identity: 'alice', patch, createdAtSeconds: createdAt, previous: first.signature })
+    const b1ok = await cborBlock({ version: '1', avatar: alice.avatar.slice(2), platform: 'twitter', identity: 'alice', uuid, created_at: createdAt, patch, signature: await personalSign(alice, text2), previous: b0.cid })
+    await importAvatarChain(target.stores, [b0, b1ok], b1ok.cid)
+    expect(JSON.parse(await getText(target.app, `/v1/kv?avatar=${alice.avatar}`)).proofs[0].content).toEqual({ a: 2 })
+  })
+
+  it('signature recovery agrees with the EIP-191 recovery for v 0/1/27/28 and high s', async () => {
+    const N = BigInt('0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141')
+    await fc.assert(fc.asyncProperty(fc.string({ minLength: 1, maxLength: 80 }), fc.boolean(), fc.boolean(), async (message, eth, high) => {
+      const sig = await personalSign(alice, message, eth ? 'eth' : 'raw')
+      let bytes = sig
+      if (high) {
+        const s = BigInt('0x' + bytesToHex(sig.subarray(32, 64)))
+        const v = sig[64] as number
+        bytes = concatBytes(sig.subarray(0, 32), hexToBytes((N - s).toString(16).padStart(64, '0')), Uint8Array.of(v >= 27 ? 55 - v : v ^ 1))
+      }
+      expect(bytesToHex(recoverPersonalSigner(message, bytes).publicKey)).toBe(bytesToHex(alice.publicKey))
+      expect(signedBy(message, bytes, alice.publicKey)).toBe(true)
+      expect(signedBy(message, bytes, bob.publicKey)).toBe(false)
+      expect(signedBy(message + '.', bytes, alice.publicKey)).toBe(false)
+    }), { numRuns: 30 })
+  })
+})
+
+describe('bounds on what a request can cost', () => {
+  it('caps the links, block bytes and content kept per avatar (413), and lets a write shrink content that is over', async () => {
+    const hub = makeHub({ maxChainLinks: 3 })
+    for (let i = 0; i < 3; i++) await write(hub.app, alice, 'twitter', 'alice', { i })
+    const before = await snapshot(hub)
+    const fourth = await prepare(hub.app, alice, 'twitter', 'alice', { i: 3 })
+    expect(await expectError(await post(hub.app, '/v1/kv', fourth.body), 413)).toMatch(/3/)
+    expect(await snapshot(hub)).toEqual(before)
+    await write(hub.app, bob, 'twitter', 'alice', { other: 'avatar, own cap' })
+
+    const bytes = makeHub({ maxChainBytes: 1500 })
+    await write(bytes.app, alice, 'twitter', 'alice', { s: 'x'.repeat(400) })
+    const big = await prepare(bytes.app, alice, 'twitter', 'alice', { s: 'y'.repeat(900) })
+    expect(await expectError(await post(bytes.app, '/v1/kv', big.body), 413)).toMatch(/chain/)
+
+    const content = makeHub({ maxAvatarContentBytes: 700 })
+    await write(content.app, alice, 'twitter', 'alice', { s: 'x'.repeat(250) })
+    await write(content.app, alice, 'github', 'alice', { s: 'x'.repeat(250) })
+    const third = await prepare(content.app, alice, 'mastodon', 'alice', { s: 'x'.repeat(250) })
+    expect(await expectError(await post(content.app, '/v1/kv', third.body), 413)).toMatch(/content/)
+    // Over the cap after a lowered limit (a restart with other options): removing is still allowed.
+    const lowered = makeHub({ maxAvatarContentBytes: 100 }, content.stores)
+    await write(lowered.app, alice, 'github', 'alice', { s: null })
+  })
+
+  it('refuses an import over the chain caps before checking any signature (413)', async () => {
+    const hub = makeHub()
+    for (let i = 0; i < 4; i++) await write(hub.app, alice, 'twitter', 'alice', { i })
+    const chain = await exportAvatarChain(hub.stores, alice.avatar)
+    const target = makeHub({ maxChainLinks: 3 })
+    const before = recoveryCount.value
+    await rejectsWith(importAvatarChain({ ...target.stores, maxChainLinks: 3 }, chain.blocks, chain.head), 'TooLargeError')
+    await rejectsWith(importAvatarChain({ ...target.stores, maxChainBytes: 100 }, chain.blocks, chain.head), 'TooLargeError')
+    const car = new Uint8Array(await (await hub.app.request(`/api/v1/nextid/export?avatar=${alice.avatar}`)).arrayBuffer())
+    await expectError(await post(target.app, '/api/v1/nextid/import', car, { 'content-type': 'application/vnd.ipld.car' }), 413)
+    expect(recoveryCount.value).toBe(before)
+    expect(await nextidKeys(target.stores.datastore)).toEqual([])
+  })
+
+  it('runs one import at a time per hub: another is refused at once with RateLimitError', async () => {
+    const hub = makeHub()
+    for (let i = 0; i < 3; i++) await write(hub.app, alice, 'twitter', 'alice', { i })
+    const chain = await exportAvatarChain(hub.stores, alice.avatar)
+    const target = makeHub()
+    const first = importAvatarChain(target.stores, chain.blocks, chain.head)
+    await rejectsWith(importAvatarChain(target.stores, chain.blocks, chain.head), 'RateLimitError')
+    await first
+    await importAvatarChain(target.stores, chain.blocks, chain.head)
+    // Re-importing what the hub holds verifies nothing again.
+    const before = recoveryCount.value
+    await importAvatarChain(target.stores, chain.blocks, chain.head)
+    expect(recoveryCount.value).toBe(before)
+  })
+
+  it('by_identity lists at most maxIdentityResults avatars and stays under maxIdentityResponseBytes', async () => {
+    const keys = Array.from({ length: 5 }, (_, i) => makeKey(`claimant ${i}`))
+    const hub = makeHub({ maxIdentityResults: 3 })
+    for (const key of keys) await write(hub.app, key, 'twitter', 'alice', { note: 'x'.repeat(100) })
+    const listed = JSON.parse(await getText(hub.app, '/v1/kv/by_identity?platform=twitter&identity=alice')) as { values: Array<{ avatar: string }> }
+    expect(listed.values).toHaveLength(3)
+    expect(listed.values.map(v => v.avatar)).toEqual([...listed.values.map(v => v.avatar)].sort())
+    const small = makeHub({ maxIdentityResponseBytes: 600 }, hub.stores)
+    const text = await getText(small.app, '/v1/kv/by_identity?platform=twitter&identity=alice')
+    expect(text.length).toBeLessThanOrEqual(600 + 20)
+    expect((JSON.parse(text) as { values: unknown[] }).values.length).toBe(2)
+    expect(JSON.parse(await getText(makeHub({}, hub.stores).app, '/v1/kv/by_identity?platform=twitter&identity=alice')).values).toHaveLength(5)
+  })
+
+  it('streams an export block by block, newest first, and re-imports it', async () => {
+    const hub = makeHub()
+    for (let i = 0; i < 5; i++) await write(hub.app, alice, 'twitter', 'alice', { i })
+    const chain = await exportAvatarChain(hub.stores, alice.avatar)
+    const res = await hub.app.request(`/api/v1/nextid/export?avatar=${alice.avatar}`)
+    const reader = await CarReader.fromBytes(new Uint8Array(await res.arrayBuffer()))
+    expect((await reader.getRoots()).map(String)).toEqual([String(chain.head)])
+    const order: string[] = []
+    for await (const block of reader.blocks()) order.push(block.cid.toString())
+    expect(order).toEqual(chain.blocks.map(b => b.cid.toString()).reverse())
+  })
+})
+
+describe('durability', () => {
+  async function levelHub (options: Partial<NextIdOptions> = {}): Promise<{ hub: Hub, datastore: LevelDatastore, blockstore: FsBlockstore, batches: Array<{ keys: string[], sync: boolean }>, done: () => Promise<void> }> {
+    const dir = await mkdtemp(join(tmpdir(), 'nextid-durable-'))
+    const datastore = new LevelDatastore(join(dir, 'datastore'))
+    const blockstore = new FsBlockstore(join(dir, 'blocks'))
+    await datastore.open()
+    await blockstore.open()
+    const batches: Array<{ keys: string[], sync: boolean }> = []
+    const db = datastore.db as unknown as { batch: (ops: Array<{ key: string }>, options?: { sync?: boolean }) => Promise<void> }
+    const original = db.batch.bind(db)
+    db.batch = async (ops, opts) => {
+      batches.push({ keys: ops.map(op => op.key), sync: opts?.sync === true })
+      return original(ops, opts)
+    }
+    const hub = makeHub(options, { datastore, blockstore } as unknown as Hub['stores'])
+    return { hub, datastore, blockstore, batches, done: async () => { await datastore.close(); await blockstore.close(); await rm(dir, { recursive: true, force: true }) } }
+  }
+
+  it('writes the block, head, entry and uuid of an accepted patch in one fsynced LevelDB batch before the 201', async () => {
+    const { hub, datastore, blockstore, batches, done } = await levelHub()
+    try {
+      await write(hub.app, alice, 'twitter', 'alice', { a: 1 })
+      const avatar = alice.avatar.slice(2)
+      const head = (await exportAvatarChain({ datastore, blockstore }, alice.avatar)).head
+      const batch = batches.find(b => b.keys.includes(`/nextid/head/${avatar}`))
+      expect(batch?.sync).toBe(true)
+      expect(batch?.keys).toEqual(expect.arrayContaining([`/nextid/block/${String(head)}`, `/nextid/stat/${avatar}`, expect.stringMatching(`^/nextid/uuid/${avatar}/`), expect.stringMatching(`^/nextid/kv/${avatar}/`)]))
+      // Imports too.
+      const other = await levelHub()
+      try {
+        const chain = await exportAvatarChain({ datastore, blockstore }, alice.avatar)
+        await importAvatarChain({ datastore: other.datastore, blockstore: other.blockstore }, chain.blocks, chain.head)
+        expect(other.batches.find(b => b.keys.includes(`/nextid/head/${avatar}`))?.sync).toBe(true)
+      } finally {
+        await other.done()
+      }
+    } finally {
+      await done()
+    }
+  })
+
+  it('syncWrites: false writes the same batch without fsync', async () => {
+    const { hub, batches, done } = await levelHub({ syncWrites: false })
+    try {
+      await write(hub.app, alice, 'twitter', 'alice', { a: 1 })
+      expect(batches.some(b => b.keys.includes(`/nextid/head/${alice.avatar.slice(2)}`))).toBe(true)
+      expect(batches.some(b => b.sync)).toBe(false)
+    } finally {
+      await done()
+    }
+  })
+
+  it('a chain whose blocks are only in the blockstore (written before the datastore copies) still reads, exports and grows', async () => {
+    const hub = makeHub()
+    for (let i = 0; i < 3; i++) await write(hub.app, alice, 'twitter', 'alice', { i })
+    const expected = await exportAvatarChain(hub.stores, alice.avatar)
+    for await (const key of hub.stores.datastore.queryKeys({ prefix: '/nextid/' })) {
+      if (/^\/nextid\/(block|stat|at)\//.test(key.toString())) await hub.stores.datastore.delete(key)
+    }
+    expect((await exportAvatarChain(hub.stores, alice.avatar)).blocks.map(String)).toEqual(expected.blocks.map(String))
+    await write(hub.app, alice, 'twitter', 'alice', { i: 3 })
+    const stat = JSON.parse(new TextDecoder().decode(await hub.stores.datastore.get(new DatastoreKey(`/nextid/stat/${alice.avatar.slice(2)}`)))) as Record<string, number>
+    expect(stat.links).toBe(4)
+    // A blockstore that loses the blocks (garbage collection) does not break a chain written now.
+    const fresh = makeHub()
+    for (let i = 0; i < 2; i++) await write(fresh.app, alice, 'twitter', 'alice', { i })
+    for await (const { cid } of fresh.stores.blockstore.getAll()) await fresh.stores.blockstore.delete(cid)
+    expect((await exportAvatarChain(fresh.stores, alice.avatar)).blocks).toHaveLength(2)
+    await write(fresh.app, alice, 'twitter', 'alice', { i: 2 })
+  })
 })
