@@ -1145,6 +1145,40 @@ describe('durability', () => {
     }
   })
 
+  it('writes of different avatars that arrive during an fsync share the next one (group commit); a failed group writes nothing', async () => {
+    const { hub, datastore, batches, done } = await levelHub()
+    try {
+      const db = datastore.db as unknown as { batch: (ops: unknown[], options?: { sync?: boolean }) => Promise<void> }
+      const recording = db.batch
+      let release: () => void = () => {}
+      const gate = new Promise<void>(resolve => { release = resolve })
+      let calls = 0
+      db.batch = async (ops, opts) => { if (calls++ === 0) await gate; return recording(ops, opts) }
+      const writers = Array.from({ length: 5 }, (_, i) => makeKey(`group ${i}`))
+      const bodies = await Promise.all(writers.map(async key => (await prepare(hub.app, key, 'twitter', 'group', { g: 1 })).body))
+      const responses = bodies.map(async body => post(hub.app, '/v1/kv', body))
+      while (calls < 1) await new Promise(resolve => setImmediate(resolve))
+      // The first write's fsync is under way: the other four join the queue behind it.
+      for (let i = 0; i < 50; i++) await new Promise(resolve => setImmediate(resolve))
+      release()
+      expect((await Promise.all(responses)).map(r => r.status)).toEqual([201, 201, 201, 201, 201])
+      const heads = batches.filter(b => b.sync && b.keys.some(k => k.startsWith('/nextid/head/')))
+      expect(heads.map(b => b.keys.filter(k => k.startsWith('/nextid/head/')).length)).toEqual([1, 4])
+
+      // A group whose write fails: every writer in it gets 502, and none of them wrote anything.
+      const before = await nextidKeys(datastore as unknown as MemoryDatastore)
+      db.batch = async () => { throw new Error('disk on fire') }
+      const failing = await Promise.all(writers.slice(0, 3).map(async key => post(hub.app, '/v1/kv', (await prepare(hub.app, key, 'twitter', 'group', { g: 2 })).body)))
+      for (const res of failing) expect(await res.json()).toMatchObject({ name: 'StoreError' })
+      expect(failing.map(r => r.status)).toEqual([502, 502, 502])
+      expect(await nextidKeys(datastore as unknown as MemoryDatastore)).toEqual(before)
+      db.batch = recording
+      await write(hub.app, writers[0] as Key, 'twitter', 'group', { g: 3 })
+    } finally {
+      await done()
+    }
+  })
+
   it('syncWrites: false writes the same batch without fsync', async () => {
     const { hub, batches, done } = await levelHub({ syncWrites: false })
     try {

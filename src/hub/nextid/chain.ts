@@ -5,7 +5,6 @@
  * Recovery uses @noble/curves, whose precomputed base-point tables make it about 1.7× faster than
  * @noble/secp256k1 (measured on this project's machine): every Next.ID write pays one.
  */
-import * as secp from '@noble/secp256k1'
 import { secp256k1 } from '@noble/curves/secp256k1.js'
 import * as dagCbor from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
@@ -44,7 +43,7 @@ function pointBytes (bytes: Uint8Array, what: string): Uint8Array {
     throw new InvalidInputError(`"${what}" expected a 33-byte compressed or 65-byte uncompressed secp256k1 public key, got length=${bytes.length}`)
   }
   try {
-    return secp.Point.fromBytes(key).toBytes(false)
+    return secp256k1.Point.fromBytes(key).toBytes(false)
   } catch {
     throw new InvalidInputError(`"${what}" is not a point on secp256k1`)
   }
@@ -57,7 +56,7 @@ export function avatarHex (publicKey: Uint8Array): string {
 
 /** Compressed key as `0x` hex: how ProofService names a persona. */
 export function compressedHex (publicKey: Uint8Array): string {
-  return '0x' + bytesToHex(secp.Point.fromBytes(publicKey).toBytes(true))
+  return '0x' + bytesToHex(compress(publicKey))
 }
 
 const UUID_FORMS = [
@@ -256,7 +255,17 @@ export function signedBy (payload: string, signature: Uint8Array, publicKey: Uin
   } catch (err) {
     throw new InvalidSignatureError('"signature" does not recover to any public key', { cause: err })
   }
-  return bytesToHex(secp256k1.Point.fromBytes(key).toBytes(false)) === bytesToHex(publicKey)
+  // Compared compressed: compressing the expected key is free, decompressing the recovered one costs a square root.
+  return bytesToHex(key) === bytesToHex(compress(publicKey))
+}
+
+/** The 33-byte compressed form of a 65-byte uncompressed key (no curve arithmetic: y's parity and x). */
+function compress (publicKey: Uint8Array): Uint8Array {
+  if (publicKey.length === 33) return publicKey
+  const out = new Uint8Array(33)
+  out[0] = 2 + ((publicKey[64] as number) & 1)
+  out.set(publicKey.subarray(1, 33), 1)
+  return out
 }
 
 /** Checks a link's signature against its avatar. Throws SignerMismatchError or InvalidSignatureError. */

@@ -250,7 +250,7 @@ export type Put = [Key, Uint8Array]
 export async function commitBatch (datastore: Datastore, puts: Put[], sync: boolean): Promise<void> {
   try {
     if (sync && datastore instanceof LevelDatastore) {
-      await datastore.db.batch(puts.map(([key, value]) => ({ type: 'put' as const, key: key.toString(), value })), { sync: true })
+      await groupCommitter(datastore).write(puts.map(([key, value]) => ({ type: 'put' as const, key: key.toString(), value })))
       return
     }
     const batch = datastore.batch()
@@ -259,6 +259,55 @@ export async function commitBatch (datastore: Datastore, puts: Put[], sync: bool
   } catch (err) {
     throw new StoreError(`datastore write failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err })
   }
+}
+
+interface LevelPut { type: 'put', key: string, value: Uint8Array }
+
+/**
+ * Group commit: batches that arrive while an fsync is under way are written together by the next
+ * one, as one LevelDB batch with one fsync, and each caller resolves when the batch holding its
+ * puts is on disk. An fsync costs milliseconds whatever it carries, so writes of different
+ * avatars stop queueing behind each other's. Each caller's puts stay atomic (they are never split
+ * between two batches); callers never share keys (each holds its avatar's lock). A failed write
+ * fails every caller of its group, and none of their puts is written.
+ */
+class GroupCommitter {
+  #queue: Array<{ ops: LevelPut[], resolve: () => void, reject: (err: unknown) => void }> = []
+  #writing = false
+  constructor (private readonly datastore: LevelDatastore) {}
+
+  async write (ops: LevelPut[]): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.#queue.push({ ops, resolve, reject })
+      if (!this.#writing) void this.#drain()
+    })
+  }
+
+  async #drain (): Promise<void> {
+    this.#writing = true
+    while (this.#queue.length > 0) {
+      const group = this.#queue
+      this.#queue = []
+      try {
+        await this.datastore.db.batch(group.flatMap(item => item.ops), { sync: true })
+        for (const item of group) item.resolve()
+      } catch (err) {
+        for (const item of group) item.reject(err)
+      }
+    }
+    this.#writing = false
+  }
+}
+
+const committers = new WeakMap<LevelDatastore, GroupCommitter>()
+
+function groupCommitter (datastore: LevelDatastore): GroupCommitter {
+  let committer = committers.get(datastore)
+  if (committer === undefined) {
+    committer = new GroupCommitter(datastore)
+    committers.set(datastore, committer)
+  }
+  return committer
 }
 
 /**
