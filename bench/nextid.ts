@@ -14,7 +14,8 @@
  *
  * Run: `npm run bench:nextid`. Environment: BENCH_SECONDS (per throughput phase, default 5),
  * BENCH_CONCURRENCY (default 32), BENCH_ONLY (phases, default `sync,nosync,attack`), BENCH_DATA_DIR
- * (default the OS temp dir; it must be on a real disk for the fsync figures to mean anything).
+ * (default the OS temp dir; it must be on a real disk for the fsync figures to mean anything),
+ * BENCH_HUB_NODE_ARGS (node flags for the hub processes, e.g. `--cpu-prof`).
  * The same file runs the hub child process (`node dist/bench/nextid.js serve <dir> <sync 1|0>`).
  */
 import '../src/polyfill.js'
@@ -92,7 +93,8 @@ async function rate (ms: number, fn: (i: number) => unknown): Promise<number> {
 }
 
 async function startChild (dir: string, sync: boolean): Promise<{ child: ChildProcess, url: URL }> {
-  const child = spawn(process.execPath, [SELF, 'serve', dir, sync ? '1' : '0'], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const nodeArgs = (process.env.BENCH_HUB_NODE_ARGS ?? '').split(' ').filter(a => a !== '')
+  const child = spawn(process.execPath, [...nodeArgs, SELF, 'serve', dir, sync ? '1' : '0'], { stdio: ['ignore', 'pipe', 'inherit'] })
   let out = ''
   child.stdout?.setEncoding('utf8').on('data', (chunk: string) => { out += chunk })
   const deadline = Date.now() + 30_000

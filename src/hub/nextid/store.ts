@@ -2,9 +2,10 @@
  * Where the Next.ID KV Service keeps its state: all of it in the datastore, under `/nextid/`, so
  * that one (fsynced) batch makes an accepted patch durable as a whole:
  *
- * - `/nextid/block/<cid>` → the dag-cbor block of one accepted patch (also put to the blockstore,
- *   where the gateway and bitswap serve it; the datastore copy is the one the chain relies on, so
- *   a blockstore's garbage collection cannot break a chain)
+ * - `/nextid/block/<cid>` → the dag-cbor block of one accepted patch. Kept here rather than in
+ *   the blockstore: written in the same fsynced batch as the head that names it (one fsync, no
+ *   head without its block), and out of reach of the blockstore's garbage collection, which keeps
+ *   only what IPNS records reference.
  * - `/nextid/head/<avatar>` → CID bytes of the avatar's newest block
  * - `/nextid/at/<cid>` → when this hub accepted the link (ms since the epoch, decimal): bounds the
  *   stale-head diagnosis to links accepted after a payload was issued
@@ -17,8 +18,8 @@
  * - `/nextid/identity/<platform>/<identity>/<avatar>` → empty, the by_identity index
  *
  * `<avatar>` is the uncompressed key in hex; platform and identity are hex of their UTF-8 bytes so
- * any string is a single key segment. Hubs written before the block copies existed keep their
- * blocks only in the blockstore; reads fall back to it.
+ * any string is a single key segment. Hubs written before blocks moved here have them in the
+ * blockstore: reads fall back to it, and the avatar's next write copies its chain here.
  */
 import { Key, type Datastore } from 'interface-datastore'
 import { LevelDatastore } from 'datastore-level'
@@ -124,16 +125,6 @@ export async function loadLink (stores: NextIdStores, cid: CID, options?: AbortO
   } catch (err) {
     throw new StoreError(`stored block ${cid.toString()} is damaged: ${err instanceof Error ? err.message : String(err)}`, { cause: err })
   }
-}
-
-/**
- * Offers an accepted block to the blockstore, where the gateway and bitswap serve it. The chain
- * itself reads the datastore copy, so a failure here loses nothing.
- */
-export async function putToBlockstore (stores: NextIdStores, block: { cid: CID, bytes: Uint8Array }): Promise<void> {
-  try {
-    await stores.blockstore.put(block.cid, block.bytes)
-  } catch {}
 }
 
 export interface KvEntry {

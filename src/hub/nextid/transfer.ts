@@ -15,7 +15,7 @@ import { ConflictError, IntegrityError, InvalidInputError, StoreError, TooLargeE
 import { avatarHex, decodeLink, parsePublicKey, verifyLinkSignature, type KvLink } from './chain.js'
 import { mergePatch } from './json.js'
 import {
-  commitBatch, encodeEntry, encodeStat, getCid, keys, mutexFor, putToBlockstore, readBlock, type AvatarStat, type KvEntry, type NextIdStores, type Put
+  commitBatch, encodeEntry, encodeStat, getCid, keys, mutexFor, readBlock, type AvatarStat, type KvEntry, type NextIdStores, type Put
 } from './store.js'
 import type { Block, AbortOptions } from '../../store/interface.js'
 
@@ -39,15 +39,17 @@ async function * walkChain (stores: NextIdStores, avatar: string, head: CID | nu
   }
 }
 
-/** Counts the totals of a chain stored before they were kept beside its head. */
-export async function avatarStatFromChain (stores: NextIdStores, avatar: string, head: CID | null, options?: AbortOptions): Promise<AvatarStat> {
+/** Counts the totals of a chain stored before they were kept beside its head, and reads its blocks. */
+export async function avatarStatFromChain (stores: NextIdStores, avatar: string, head: CID | null, options?: AbortOptions): Promise<{ stat: AvatarStat, blocks: Block[] }> {
   const stat = { links: 0, chainBytes: 0, contentBytes: 0 }
-  for await (const block of walkChain(stores, avatar, head, options)) {
+  const blocks: Block[] = []
+  for await (const { cid, bytes } of walkChain(stores, avatar, head, options)) {
     stat.links++
-    stat.chainBytes += block.bytes.length
+    stat.chainBytes += bytes.length
+    blocks.push({ cid, bytes })
   }
   for await (const { value } of stores.datastore.query({ prefix: keys.kvPrefix(avatar) }, options)) stat.contentBytes += value.length
-  return stat
+  return { stat, blocks }
 }
 
 export interface AvatarChain {
@@ -217,7 +219,6 @@ export async function importAvatarChain (options: NextIdStores & AbortOptions & 
       puts.push([keys.head(avatar), headCid.bytes])
       await commitBatch(options.datastore, puts, options.syncWrites ?? true)
     })
-    for (const { block } of chain.slice(known)) await putToBlockstore(options, block)
   }, 1)
 }
 

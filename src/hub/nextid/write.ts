@@ -12,7 +12,7 @@ import { MAX_BLOCK_BYTES } from '../../store/blocks.js'
 import { encodeLink, linkSignPayload, signedBy, type KvLink } from './chain.js'
 import { mergePatch } from './json.js'
 import {
-  EMPTY_STAT, commitBatch, encodeEntry, encodeStat, getAcceptedAtMs, getCid, getEntry, getStat, keys, loadLink, mutexFor, putToBlockstore,
+  EMPTY_STAT, commitBatch, encodeEntry, encodeStat, getAcceptedAtMs, getCid, getEntry, getStat, keys, loadLink, mutexFor,
   type AvatarStat, type NextIdStores, type Put
 } from './store.js'
 import { avatarStatFromChain } from './transfer.js'
@@ -79,10 +79,13 @@ export async function acceptLink (config: WriteConfig, draft: Omit<KvLink, 'prev
     if (!(now === null ? headCid === null : headCid !== null && now.equals(headCid))) {
       throw new ConflictError('another patch of this avatar was accepted while this one was checked; request a new payload and sign it again')
     }
-    // A chain written before totals were kept is counted once, by its owner's write.
-    const counted = prepared.stat === undefined ? await prepare(config, link, await avatarStatFromChain(config, avatar, headCid, options), options) : prepared
+    // A chain written before totals were kept is counted once, by its owner's write, which also
+    // copies its blocks from the blockstore.
+    const legacy = prepared.stat === undefined ? await avatarStatFromChain(config, avatar, headCid, options) : undefined
+    const counted = legacy === undefined ? prepared : await prepare(config, link, legacy.stat, options)
     // From here on the request is not abortable: the write completes or fails as a whole.
     await commitBatch(datastore, [
+      ...(legacy?.blocks ?? []).map(({ cid, bytes }): Put => [keys.block(cid), bytes]),
       [keys.block(counted.block.cid), counted.block.bytes],
       [keys.acceptedAt(counted.block.cid), new TextEncoder().encode(String(config.nowMs()))],
       [keys.kv(avatar, link.platform, link.identity), counted.entryBytes],
@@ -92,7 +95,6 @@ export async function acceptLink (config: WriteConfig, draft: Omit<KvLink, 'prev
       [keys.head(avatar), counted.block.cid.bytes]
     ] satisfies Put[], config.syncWrites)
   }, config.maxQueuedWritesPerAvatar)
-  await putToBlockstore(config, prepared.block)
 }
 
 interface Prepared {
