@@ -1125,7 +1125,11 @@ describe('durability', () => {
   it('writes the block, head, entry and uuid of an accepted patch in one fsynced LevelDB batch before the 201', async () => {
     const { hub, datastore, blockstore, batches, done } = await levelHub()
     try {
-      await write(hub.app, alice, 'twitter', 'alice', { a: 1 })
+      const first = await write(hub.app, alice, 'twitter', 'alice', { a: 1 })
+      // The uuid, head, totals and entry are read from LevelDB together: a replay is still caught.
+      await expectError(await post(hub.app, '/v1/kv', first.body), 409)
+      await write(hub.app, alice, 'twitter', 'alice', { b: 2 })
+      expect(JSON.parse(await getText(hub.app, `/v1/kv?avatar=${alice.avatar}`)).proofs[0].content).toEqual({ a: 1, b: 2 })
       const avatar = alice.avatar.slice(2)
       const head = (await exportAvatarChain({ datastore, blockstore }, alice.avatar)).head
       const batch = batches.find(b => b.keys.includes(`/nextid/head/${avatar}`))

@@ -12,8 +12,8 @@ import { MAX_BLOCK_BYTES } from '../../store/blocks.js'
 import { encodeLink, linkSignPayload, signedBy, type KvLink } from './chain.js'
 import { mergePatch } from './json.js'
 import {
-  EMPTY_STAT, commitBatch, encodeEntry, encodeStat, getAcceptedAtMs, getCid, getEntry, getStat, keys, loadLink, mutexFor,
-  type AvatarStat, type NextIdStores, type Put
+  EMPTY_STAT, commitBatch, decodeCid, decodeEntry, decodeStat, encodeEntry, encodeStat, getAcceptedAtMs, getCid, getValues, keys, loadLink, mutexFor,
+  type AvatarStat, type KvEntry, type NextIdStores, type Put
 } from './store.js'
 import { avatarStatFromChain } from './transfer.js'
 import type { CID } from 'multiformats/cid'
@@ -54,15 +54,16 @@ export interface AcceptOptions extends AbortOptions {
 export async function acceptLink (config: WriteConfig, draft: Omit<KvLink, 'previous'>, publicKey: Uint8Array, options: AcceptOptions = {}): Promise<void> {
   const { datastore } = config
   const avatar = draft.avatar
-  if (await getCid(datastore, keys.uuid(avatar, draft.uuid), options) !== null) {
-    throw new ConflictError(`uuid ${draft.uuid} was already used by this avatar; request a new payload`)
-  }
-  const headCid = await getCid(datastore, keys.head(avatar), options)
+  const entryKey = keys.kv(avatar, draft.platform, draft.identity)
+  const [used, headBytes, statBytes, entryBytes] = await getValues(datastore, [keys.uuid(avatar, draft.uuid), keys.head(avatar), keys.stat(avatar), entryKey], options)
+  if (used !== undefined) throw new ConflictError(`uuid ${draft.uuid} was already used by this avatar; request a new payload`)
+  const headCid = decodeCid(headBytes, keys.head(avatar))
   const head = headCid === null ? null : await loadLink(config, headCid, options)
   const link: KvLink = { ...draft, previous: headCid }
   // Sizes first: encoding and merging cost microseconds, a recovery milliseconds.
-  const stored = await getStat(datastore, avatar, options)
-  const prepared = await prepare(config, link, stored ?? (headCid === null ? EMPTY_STAT : undefined), options)
+  const stored = decodeStat(statBytes, avatar)
+  const entry = entryBytes === undefined ? undefined : decodeEntry(entryBytes, entryKey.toString())
+  const prepared = await prepare(config, link, entry, stored ?? (headCid === null ? EMPTY_STAT : undefined))
 
   if (!signedBy(linkSignPayload(link, head?.signature ?? null), link.signature, publicKey)) {
     if (head !== null && headCid !== null && await signedOverOlderHead(config, link, headCid, head, publicKey, options)) {
@@ -82,7 +83,7 @@ export async function acceptLink (config: WriteConfig, draft: Omit<KvLink, 'prev
     // A chain written before totals were kept is counted once, by its owner's write, which also
     // copies its blocks from the blockstore.
     const legacy = prepared.stat === undefined ? await avatarStatFromChain(config, avatar, headCid, options) : undefined
-    const counted = legacy === undefined ? prepared : await prepare(config, link, legacy.stat, options)
+    const counted = legacy === undefined ? prepared : await prepare(config, link, entry, legacy.stat)
     // From here on the request is not abortable: the write completes or fails as a whole.
     await commitBatch(datastore, [
       ...(legacy?.blocks ?? []).map(({ cid, bytes }): Put => [keys.block(cid), bytes]),
@@ -105,10 +106,9 @@ interface Prepared {
 }
 
 /** Encodes the block and the merged entry and checks them against every size cap. */
-async function prepare (config: WriteConfig, link: KvLink, before: AvatarStat | undefined, options: AbortOptions): Promise<Prepared> {
+async function prepare (config: WriteConfig, link: KvLink, entry: KvEntry | undefined, before: AvatarStat | undefined): Promise<Prepared> {
   const block = await encodeLink(link)
   if (block.bytes.length > MAX_BLOCK_BYTES) throw new TooLargeError(`the patch block would be ${block.bytes.length} bytes, larger than ${MAX_BLOCK_BYTES}`)
-  const entry = await getEntry(config.datastore, link.avatar, link.platform, link.identity, options)
   const entryBytes = encodeEntry({ platform: link.platform, identity: link.identity, content: mergePatch(entry?.content, link.patch) })
   if (entryBytes.length > config.maxContentBytes) {
     throw new TooLargeError(`the merged content would be ${entryBytes.length} bytes, larger than the limit of ${config.maxContentBytes}`)
