@@ -1132,7 +1132,7 @@ describe('durability', () => {
       expect(JSON.parse(await getText(hub.app, `/v1/kv?avatar=${alice.avatar}`)).proofs[0].content).toEqual({ a: 1, b: 2 })
       const avatar = alice.avatar.slice(2)
       const head = (await exportAvatarChain({ datastore, blockstore }, alice.avatar)).head
-      const batch = batches.find(b => b.keys.includes(`/nextid/head/${avatar}`))
+      const batch = batches.filter(b => b.keys.includes(`/nextid/head/${avatar}`)).at(-1)
       expect(batch?.sync).toBe(true)
       expect(batch?.keys).toEqual(expect.arrayContaining([`/nextid/block/${String(head)}`, `/nextid/stat/${avatar}`, expect.stringMatching(`^/nextid/uuid/${avatar}/`), expect.stringMatching(`^/nextid/kv/${avatar}/`)]))
       // Imports too.
