@@ -1080,6 +1080,34 @@ describe('bounds on what a request can cost', () => {
     expect(recoveryCount.value).toBe(before)
   })
 
+  it('takes one import at a time over HTTP, refusing another before reading its body (429)', async () => {
+    const one = makeHub()
+    await write(one.app, alice, 'twitter', 'alice', { a: 1 })
+    const car = new Uint8Array(await (await one.app.request(`/api/v1/nextid/export?avatar=${alice.avatar}`)).arrayBuffer())
+    const target = makeHub()
+    let finish: () => void = () => {}
+    const slow = new ReadableStream<Uint8Array>({
+      start (controller) {
+        controller.enqueue(car.subarray(0, 10))
+        finish = () => { controller.enqueue(car.subarray(10)); controller.close() }
+      }
+    })
+    let pulled = false
+    const watched = new ReadableStream<Uint8Array>({ pull (controller) { pulled = true; controller.enqueue(car); controller.close() } }, { highWaterMark: 0 })
+    const upload = async (body: ReadableStream<Uint8Array>): Promise<Response> =>
+      target.app.request('/api/v1/nextid/import', { method: 'POST', headers: { 'content-type': 'application/vnd.ipld.car' }, body, duplex: 'half' } as RequestInit)
+    const first = upload(slow)
+    await new Promise(resolve => setImmediate(resolve))
+    const second = await upload(watched)
+    expect(second.status).toBe(429)
+    expect(second.headers.get('retry-after')).toBe('1')
+    expect(await second.json()).toMatchObject({ name: 'RateLimitError' })
+    expect(pulled).toBe(false)
+    finish()
+    expect((await first).status).toBe(201)
+    expect((await upload(new ReadableStream({ start (c) { c.enqueue(car); c.close() } }))).status).toBe(201)
+  })
+
   it('by_identity lists at most maxIdentityResults avatars and stays under maxIdentityResponseBytes', async () => {
     const keys = Array.from({ length: 5 }, (_, i) => makeKey(`claimant ${i}`))
     const hub = makeHub({ maxIdentityResults: 3 })

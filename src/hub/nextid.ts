@@ -296,11 +296,27 @@ export function createNextIdApp (options: NextIdOptions): Hono {
     if (stream === null) throw new NotFoundError(`this hub has no chain for avatar ${param.slice(0, 140)}`)
     return c.body(stream, 200, { 'Content-Type': 'application/vnd.ipld.car; version=1' })
   })
+  let importing = false
   app.post('/api/v1/nextid/import', async c => {
     const type = (c.req.header('content-type') ?? '').split(';')[0]?.trim().toLowerCase()
     if (type !== 'application/vnd.ipld.car') {
       throw new HTTPException(415, { message: `Content-Type must be application/vnd.ipld.car, got ${JSON.stringify((c.req.header('content-type') ?? 'none').slice(0, 80))}` })
     }
+    // One import at a time, counted before its body is read: n concurrent uploads would otherwise
+    // hold n × maxImportBytes before the import itself refused all but one.
+    if (importing) {
+      c.header('Retry-After', '1')
+      throw new RateLimitError('another chain import is running on this hub; retry shortly')
+    }
+    importing = true
+    try {
+      return await importCar(c)
+    } finally {
+      importing = false
+    }
+  })
+
+  const importCar = async (c: Context): Promise<Response> => {
     const bytes = await readLimited(c.req.raw.body, config.maxImportBytes)
     let reader: CarReader
     try {
@@ -323,7 +339,7 @@ export function createNextIdApp (options: NextIdOptions): Hono {
       throw err
     }
     return c.json({ head: (roots[0] as CID).toString(), blocks: blocks.length }, 201)
-  })
+  }
 
   return app
 }
