@@ -264,6 +264,12 @@ function onProgress (event: ProgressEvent): void {
   if (event.type === 'space:publish:start') {
     publishing = true
     carriedByPublish = editCounter
+  } else if (event.type === 'space:publish:error') {
+    // Whoever started the publish (a write, a retry, a live update), it is over.
+    publishing = false
+    const err = event.detail.error
+    if (err.name === 'StoreError' || err.name === 'AbortedError') setOnline(false)
+    else if (isPublishRace(err)) settleRace(err)
   } else if (event.type === 'space:publish:end') {
     publishing = false
     racesInARow = 0
@@ -292,8 +298,15 @@ function settleRace (err: Error): void {
     return
   }
   settlingRace = true
-  void current.refresh().then(() => { queueRender(); queueHistory() }, (next: Error) => { settlingRace = false; handleWriteError(next) })
-    .finally(() => { settlingRace = false; renderStatus() })
+  void current.refresh().then(() => undefined, (next: Error) => next).then((next) => {
+    settlingRace = false
+    if (next !== undefined) {
+      handleWriteError(next)
+      return
+    }
+    queueRender()
+    queueHistory()
+  })
 }
 
 // --- opening ----------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import type { Page } from 'playwright-core'
 
 const h = new DemoHarness()
 
-beforeAll(async () => { await h.start() }, 60_000)
+beforeAll(async () => { await h.start() }, 120_000)
 afterAll(async () => { await h.close() })
 afterEach(() => {
   const errors = h.pageErrors.splice(0)
@@ -54,7 +54,7 @@ describe('demo page with the hub down', () => {
     hub = await h.startHub({ dataDir: hub.dataDir, port: hub.port })
     await waitState(a, '#conn', 'online', 20_000)
     await h.stopHub(hub)
-  }, 60_000)
+  }, 120_000)
 
   it('keeps an edit made while the hub is down and publishes it when the hub is back', async () => {
     let hub = await h.startHub()
@@ -83,7 +83,7 @@ describe('demo page with the hub down', () => {
     await openWithKey(fresh, key, hub.url)
     await expect.poll(async () => entries(fresh, 'private'), { timeout: 5_000 }).toEqual({ 'offline-note': 'written while the hub was down', lang: 'en' })
     await h.stopHub(hub)
-  }, 60_000)
+  }, 120_000)
 
   it('edits offline, reloads with the hub down, and the edits reach another device once the hub restarts', async () => {
     let hub = await h.startHub()
@@ -117,7 +117,7 @@ describe('demo page with the hub down', () => {
     expect(await entries(b, 'public')).toEqual({ 'offline-2': 'second' })
     for (const page of [a, b]) expect((await messages(page)).filter(m => m.kind === 'error')).toEqual([])
     await h.stopHub(hub)
-  }, 90_000)
+  }, 150_000)
 
   it('a new build of the page replaces the cached one: online at once, offline after the next visit', async () => {
     // A copy of the built page that this test can change, as a redeploy would.
@@ -147,5 +147,5 @@ describe('demo page with the hub down', () => {
     const offline = await a.reload()
     expect(offline?.fromServiceWorker()).toBe(true)
     expect(await a.title()).toBe('UserSpace next')
-  }, 60_000)
+  }, 120_000)
 })
