@@ -9,8 +9,7 @@
  * Everything user data touches is written with textContent: values come from other devices.
  */
 import './style.css'
-import * as userspace from '../src/index.js'
-import { hubStore, idbStore, layeredStore, openSpace } from '../src/index.js'
+import { hubStore, idbState, idbStore, layeredStore, openSpace } from '../src/index.js'
 import type { Eip1193Provider, IdbStore, Json, ProgressEvent, SectionApi, Signer, Space, Store, VersionInfo } from '../src/index.js'
 import { newKey, oldKeys, saveKey, storedKey, walletFromKey } from './wallet.js'
 
@@ -19,26 +18,6 @@ const hubUrl = hubFromLocation()
 const ethereum = (window as { ethereum?: Eip1193Provider }).ethereum
 /** How long an undo stays offered. */
 const UNDO_MS = 30_000
-/** Publish races in a row that the page settles by merging quietly before it says anything. */
-const MAX_QUIET_RACES = 5
-/**
- * Libraries that persist unpublished writes themselves keep them (and the rollback state) in
- * IndexedDB by default; older ones need the rollback state passed in and keep writes in memory.
- */
-const libraryPersistsWrites = 'idbState' in userspace
-
-/**
- * What the Space reports about writes not yet published (`pending`, and a 'pending' event when it
- * changes), where the library has it; otherwise the page counts its own edits, as before.
- */
-interface PendingReport {
-  readonly pending: number
-  on(event: 'pending', listener: () => void): () => void
-}
-
-function pendingReport (s: Space | undefined): PendingReport | undefined {
-  return typeof (s as { pending?: unknown } | undefined)?.pending === 'number' ? s as unknown as PendingReport : undefined
-}
 
 // --- small DOM helpers ------------------------------------------------------------------------
 
@@ -69,28 +48,11 @@ let local: IdbStore | undefined
 let walletKind: 'demo' | 'injected' | undefined
 let online: boolean | undefined
 let publishing = false
-/** Local edits not yet known to be published, by id; publish:start remembers the newest id it carries. */
-const unpublished = new Set<number>()
-let editCounter = 0
-let carriedByPublish = 0
 let probeTimer: ReturnType<typeof setTimeout> | undefined
 let renderQueued = false
 let historyTimer: ReturnType<typeof setTimeout> | undefined
-/** Publish races lost in a row; reset by a publish that goes through. */
-let racesInARow = 0
-let settlingRace = false
 /** The past version shown in the history card. */
 let viewedRoot: string | undefined
-
-/** Writes not yet published: the Space's own count when it keeps one, else the page's. */
-function pendingCount (): number {
-  return pendingReport(space)?.pending ?? unpublished.size
-}
-
-/** Whether pending writes survive a reload (the library persists them on this device). */
-function pendingIsDurable (): boolean {
-  return pendingReport(space) !== undefined
-}
 
 function hubFromLocation (): string {
   const param = new URLSearchParams(location.search).get('hub')
@@ -114,7 +76,7 @@ interface Explained {
   kind: 'error' | 'info'
   /** A button in the message, such as Undo; the message goes once it is clicked. */
   action?: { label: string, run: () => void }
-  /** How long an info message stays. @default 12 s */
+  /** How long an info message stays; 0 keeps it until dismissed or cleared. @default 12 s */
   timeoutMs?: number
 }
 
@@ -137,9 +99,9 @@ function explain (err: unknown, context?: string): Explained {
         : {
             kind: 'info',
             title: 'Working offline',
-            detail: pendingIsDurable()
-              ? `The hub at ${hubUrl} cannot be reached. Your changes are saved in this browser, also across reloads, and published when it is back.`
-              : `The hub at ${hubUrl} cannot be reached. Your changes are kept in this tab and published when it is back; closing or reloading the tab before then loses them.`
+            detail: `The hub at ${hubUrl} cannot be reached. Your changes are saved in this browser, also across reloads, and published when it is back.`,
+            // It stays while the page is offline (cleared when the hub answers again).
+            timeoutMs: 0
           }
     case 'IntegrityError':
       return { kind: 'error', title: 'Integrity check failed', detail: `Data did not match its content address or could not be decrypted with your key, so it was refused and nothing was changed. (${message})` }
@@ -172,7 +134,7 @@ function showMessage ({ title, detail, kind, action, timeoutMs }: Explained): vo
   item.append(button('×', () => { item.remove() }, 'close'))
   ;(item.lastChild as HTMLButtonElement).setAttribute('aria-label', 'Dismiss')
   box.append(item)
-  if (kind === 'info') setTimeout(() => { item.remove() }, timeoutMs ?? 12_000)
+  if (kind === 'info' && timeoutMs !== 0) setTimeout(() => { item.remove() }, timeoutMs ?? 12_000)
 }
 
 function showError (err: unknown, context?: string): void {
@@ -218,7 +180,8 @@ function renderStatus (): void {
   conn.textContent = online === false ? 'Offline' : online === true ? 'Connected' : 'Connecting…'
   conn.dataset.state = online === false ? 'offline' : online === true ? 'online' : 'idle'
   conn.title = online === false ? `${hubUrl} cannot be reached` : hubUrl
-  const pending = pendingCount()
+  // The Space's own count: durable writes it has not published yet, also those from before a reload.
+  const pending = space.pending
   // A publish that fails says nothing (the Space retries quietly): offline, it is pending.
   if (publishing && online !== false) {
     sync.textContent = pending > 0 ? `Publishing ${pending} change${pending === 1 ? '' : 's'}…` : 'Publishing…'
@@ -256,57 +219,27 @@ async function probe (): Promise<void> {
   if (current !== space) return
   setOnline(reachable)
   // Still something waiting although the hub answers (a retry is not due yet): push it now.
-  if (reachable && pendingCount() > 0 && !publishing) void space.flush().catch((err: Error) => { handleWriteError(err) })
+  if (reachable && space.pending > 0 && !publishing) void space.flush().catch((err: Error) => { handleWriteError(err) })
   scheduleProbe()
 }
 
 function onProgress (event: ProgressEvent): void {
   if (event.type === 'space:publish:start') {
     publishing = true
-    carriedByPublish = editCounter
   } else if (event.type === 'space:publish:error') {
-    // Whoever started the publish (a write, a retry, a live update), it is over.
+    // Whoever started the publish (a write, a retry, a live update), it is over; the Space retries.
     publishing = false
     const err = event.detail.error
     if (err.name === 'StoreError' || err.name === 'AbortedError') setOnline(false)
-    else if (isPublishRace(err)) settleRace(err)
+    // Another device publishing first is ordinary: the Space merges and publishes again by itself,
+    // and keeps the writes pending meanwhile. Anything else is worth saying.
+    else if (err.name !== 'ConflictError' && err.name !== 'EquivocationError') showError(err)
   } else if (event.type === 'space:publish:end') {
     publishing = false
-    racesInARow = 0
-    for (const id of unpublished) if (id <= carriedByPublish) unpublished.delete(id)
     setOnline(true)
     queueHistory()
   }
   renderStatus()
-}
-
-/**
- * Another device published the same sequence first (the hub refuses the later one). Nothing is
- * lost: this device merges what was published and publishes again. Libraries that settle races
- * inside the Space never get here; for the others the page does it, quietly, a few times in a row.
- */
-function isPublishRace (err: Error): boolean {
-  return err.name === 'ConflictError' || err.name === 'EquivocationError'
-}
-
-function settleRace (err: Error): void {
-  const current = space
-  if (current === undefined || settlingRace) return
-  if (++racesInARow > MAX_QUIET_RACES) {
-    racesInARow = 0
-    showError(err)
-    return
-  }
-  settlingRace = true
-  void current.refresh().then(() => undefined, (next: Error) => next).then((next) => {
-    settlingRace = false
-    if (next !== undefined) {
-      handleWriteError(next)
-      return
-    }
-    queueRender()
-    queueHistory()
-  })
 }
 
 // --- opening ----------------------------------------------------------------------------------
@@ -346,24 +279,17 @@ async function connect (signer: Signer, kind: 'demo' | 'injected'): Promise<void
   try {
     local ??= idbStore('userspace-demo')
     const store = withRememberedBinding(layeredStore(local, hubStore(hubUrl)))
-    const opened = await openSpace({
-      signer,
-      store,
-      ...(libraryPersistsWrites ? {} : { state: local.state }),
-      offlineFirst: true,
-      deviceId: deviceId(),
-      onProgress
-    })
+    // The rollback state and the writes not yet published live in the same database.
+    const opened = await openSpace({ signer, store, state: idbState(local), offlineFirst: true, deviceId: deviceId(), onProgress })
     localStorage.setItem(PREFIX + 'name:' + opened.address.toLowerCase(), opened.name)
     localStorage.setItem(PREFIX + 'wallet', kind)
     space = opened
     walletKind = kind
     opened.on('error', (err) => {
       if (err.name === 'StoreError') setOnline(false)
-      else if (isPublishRace(err)) settleRace(err)
       else showError(err)
     })
-    pendingReport(opened)?.on('pending', () => { renderStatus() })
+    opened.on('pending', () => { renderStatus() })
     opened.on('rollback', ({ sequence, seen }) => {
       showMessage({ kind: 'info', title: 'Old version ignored', detail: `The hub offered version ${sequence}, older than version ${seen} this browser has already seen; it was ignored.` })
     })
@@ -387,8 +313,6 @@ async function disconnect (): Promise<void> {
   walletKind = undefined
   online = undefined
   publishing = false
-  unpublished.clear()
-  racesInARow = 0
   viewedRoot = undefined
   clearTimeout(probeTimer)
   localStorage.removeItem(PREFIX + 'wallet')
@@ -520,50 +444,30 @@ function parseJson (text: string, what: string): Json {
 }
 
 /**
- * Applies a local edit and resolves true once it is applied (and, with a library that persists
- * writes, saved on this device), false when it was refused. Its publish goes on in the background
- * and shows in the sync state; a hub that cannot be reached leaves the edit pending, and the Space
- * publishes it later.
+ * Applies a local edit; resolves true once the Space has it saved on this device (its publish goes
+ * on in the background and shows in the sync state), false when it was refused or could not be
+ * saved, with the reason in the section's form or a message.
  */
 async function write (section: HTMLElement, op: () => Promise<void>): Promise<boolean> {
-  const durable = pendingIsDurable()
-  const id = ++editCounter
-  if (!durable) unpublished.add(id)
-  const done = (async () => { await op() })()
+  const done = op()
   queueRender()
-  let failed = false
-  const refusal = done.then(() => {
-    if (!durable) {
-      // Older libraries resolve a write once it is published.
-      unpublished.delete(id)
-      setOnline(true)
-    }
-    return undefined
-  }, (err: Error) => {
-    if (err.name === 'InvalidInputError' || err.name === 'TooLargeError' || err.name === 'ClosedError') {
-      // Refused before anything changed.
-      unpublished.delete(id)
-      return err
-    }
-    failed = durable
-    handleWriteError(err)
-    return undefined
-  }).finally(queueRender)
-  // A library that persists writes resolves once the write is saved here, and says so if it could
-  // not be. Older ones resolve on publish; their refusals come back within the same task (the checks
-  // run before anything is applied), and anything later is the publish.
-  const early = durable ? await refusal : await Promise.race([refusal, new Promise<undefined>(resolve => setTimeout(resolve, 0))])
-  if (early === undefined) return !failed
-  const box = section.querySelector<HTMLElement>('.form-error')
-  if (box !== null) box.textContent = explain(early).detail
-  else showError(early)
-  return false
+  try {
+    await done
+    return true
+  } catch (err) {
+    const e = err as Error
+    const box = section.querySelector<HTMLElement>('.form-error')
+    if (box !== null && (e.name === 'InvalidInputError' || e.name === 'TooLargeError' || e.name === 'ClosedError')) box.textContent = explain(e).detail
+    else showError(e)
+    return false
+  } finally {
+    queueRender()
+  }
 }
 
 function handleWriteError (err: Error): void {
   publishing = false
   if (err.name === 'StoreError' || err.name === 'AbortedError') setOnline(false)
-  else if (isPublishRace(err)) settleRace(err)
   else showError(err)
   renderStatus()
 }
@@ -839,10 +743,6 @@ function setup (): void {
   setupPatch()
 
   window.addEventListener('online', () => { void probe() })
-  window.addEventListener('beforeunload', (event) => {
-    // Unless the library keeps them on this device, unpublished edits live in this tab's memory.
-    if (!pendingIsDurable() && unpublished.size > 0) event.preventDefault()
-  })
   setInterval(() => { if (space !== undefined) queueHistory() }, 60_000)
 
   registerShell()

@@ -108,6 +108,21 @@ export class AbortedError extends UserSpaceError {
   override name = 'AbortedError'
 }
 
+/**
+ * A space was closed (or could not publish) while writes were not yet taken by any store, and this
+ * device keeps no durable state to publish them from later. `keys` lists them (`public:` before the
+ * public section's keys).
+ */
+export class UnpublishedWritesError extends UserSpaceError {
+  static override readonly code: string = 'UnpublishedWritesError'
+  override name = 'UnpublishedWritesError'
+  readonly keys: string[]
+  constructor (message: string, options: { keys?: string[], cause?: unknown } = {}) {
+    super(message, { cause: options.cause })
+    this.keys = options.keys ?? []
+  }
+}
+
 /** HTTP status per error name, used by the hub's single error handler. */
 export const HTTP_STATUS: Readonly<Record<string, number>> = {
   InvalidInputError: 400,
@@ -141,6 +156,7 @@ export const EXIT_CODE: Readonly<Record<string, number>> = {
   TooLargeError: 7,
   StoreError: 8,
   RateLimitError: 8,
+  UnpublishedWritesError: 8,
   AbortedError: 9
 }
 
@@ -166,7 +182,8 @@ const ERRORS: Record<string, new (message: string) => UserSpaceError> = {
   StoreError,
   RateLimitError,
   ClosedError,
-  AbortedError
+  AbortedError,
+  UnpublishedWritesError
 }
 
 /** Throws AbortedError if the signal has fired. */

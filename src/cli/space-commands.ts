@@ -102,6 +102,21 @@ async function readStdin (): Promise<string> {
 
 const common = { 'key-file': { type: 'string' as const }, public: { type: 'boolean' as const }, json: { type: 'boolean' as const }, hub: { type: 'string' as const } }
 
+/**
+ * Waits for a write to reach the hub, then reports it. The write is already durable in this
+ * device's state (a file under the state directory) before that: when the hub cannot take it now,
+ * the command fails, and the write goes out with the next command that reaches the hub.
+ */
+async function published (io: CliIO, flags: Flags, space: Space, what: Record<string, unknown>): Promise<number> {
+  try {
+    await space.flush()
+  } catch (err) {
+    io.err(`the write is kept on this device and goes out with the next userspace command that reaches the hub (${space.pending} pending)`)
+    throw err
+  }
+  return done(io, flags, space, what)
+}
+
 function done (io: CliIO, flags: Flags, space: Space, what: Record<string, unknown>): number {
   if (flags.json === true) io.out(JSON.stringify({ ...what, name: space.name, sequence: space.sequence }))
   else io.out(`${Object.values(what).map(v => typeof v === 'string' ? v : JSON.stringify(v)).join(' ')} (sequence ${space.sequence})`)
@@ -163,7 +178,7 @@ export const SPACE_COMMANDS: Record<string, Command> = {
       const { flags, positionals } = parse(args, common, { min: 2, max: 2, names: '<key> <json>' })
       const [key, text] = positionals as [string, string]
       const value = await jsonArg(text, 'the value', io)
-      return withSpace(flags, io, async (section, space) => { await section.set(key, value); return done(io, flags, space, { set: key }) })
+      return withSpace(flags, io, async (section, space) => { await section.set(key, value); return published(io, flags, space, { set: key }) })
     }
   },
   remove: {
@@ -174,7 +189,7 @@ export const SPACE_COMMANDS: Record<string, Command> = {
     async run (args, io) {
       const { flags, positionals } = parse(args, common, { min: 1, max: 1, names: '<key>' })
       const key = positionals[0] as string
-      return withSpace(flags, io, async (section, space) => { await section.remove(key); return done(io, flags, space, { removed: key }) })
+      return withSpace(flags, io, async (section, space) => { await section.remove(key); return published(io, flags, space, { removed: key }) })
     }
   },
   ls: {
@@ -200,7 +215,7 @@ export const SPACE_COMMANDS: Record<string, Command> = {
       const { flags, positionals } = parse(args, common, { min: 1, max: 1, names: '<json>' })
       const patch = await jsonArg(positionals[0] as string, 'the patch', io)
       if (typeof patch !== 'object' || patch === null || Array.isArray(patch)) throw new UsageError('the patch must be a JSON object')
-      return withSpace(flags, io, async (section, space) => { await section.patch(patch); return done(io, flags, space, { patched: Object.keys(patch) }) })
+      return withSpace(flags, io, async (section, space) => { await section.patch(patch); return published(io, flags, space, { patched: Object.keys(patch) }) })
     }
   },
   inspect: {

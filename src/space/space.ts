@@ -2,10 +2,12 @@
  * The Space: a user's key-value map, opened from one wallet signature, held in memory, merged with
  * what other devices published, and written back as encrypted blocks plus a signed IPNS record.
  *
- * Writes apply to the in-memory map at once and resolve when published. Writes made while a publish
- * is in flight are coalesced into the next one, so 100 concurrent `set`s cost a couple of publishes
- * and none is lost. Before every publish the space resolves the newest record past any cache and
- * merges it in when another device moved it, then publishes with a higher sequence.
+ * A write resolves once it is durable on the device: it is added to the device's state (IndexedDB in
+ * browsers, a file in Node) and applied to the map; publishing follows in the background, from that
+ * state, and survives reloads, crashes and `close()`. `flush()` waits for the network. Writes made
+ * while a publish is in flight are coalesced into the next one. A publish goes out against the
+ * newest sequence the device knows; a store that holds a newer one refuses it (a conditional write)
+ * and the space merges what it missed and publishes again, so an ordinary race is never an error.
  */
 import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
 import { equals } from 'multiformats/bytes'
@@ -15,11 +17,14 @@ import { deriveKeys, FORMAT_VERSION, OPEN_MESSAGE, ownerStatement } from '../cry
 import { withFastSigning } from '../crypto/ed25519.js'
 import { bytesToHex, randomBytes } from './random.js'
 import {
-  ClosedError, IntegrityError, InvalidInputError, NonDeterministicSignerError, SignerMismatchError, TooLargeError, throwIfAborted
+  ClosedError, ConflictError, IntegrityError, InvalidInputError, NonDeterministicSignerError, SignerMismatchError, TooLargeError,
+  UnpublishedWritesError, throwIfAborted
 } from '../errors.js'
 import { createRecord, DEFAULT_RECORD_LIFETIME_MS, nameOfKey, validateRecord } from '../store/record.js'
 import { getVerifiedBlock } from '../store/blocks.js'
-import { HybridClock } from './entries.js'
+import { HybridClock, sameEntry, wins as winsOver } from './entries.js'
+import { defaultState, memoryState } from './state.js'
+import type { PendingEntry, SeenVersion, SpaceStateStore } from './state.js'
 import { listVersions } from './history.js'
 import type { VersionInfo } from './history.js'
 import { checkKey, checkValue } from './json.js'
@@ -49,6 +54,7 @@ export type ProgressEvent =
   | { type: 'space:publish:start', detail: { sequence: number } }
   | { type: 'space:publish:end', detail: { sequence: number, root: CID } }
   | { type: 'space:publish:error', detail: { error: Error, retryInMs: number | null } }
+  | { type: 'space:publish:race', detail: { sequence: number, attempt: number } }
 
 export interface SpaceOptions extends AbortOptions {
   /** The wallet: an EIP-1193 provider or any `{ address, signMessage }` (viem, ethers). */
@@ -73,7 +79,11 @@ export interface SpaceOptions extends AbortOptions {
    * once per space. @default false
    */
   checkDeterministic?: boolean
-  /** Remembers the highest sequence seen per name across restarts (rollback protection). @default in memory */
+  /**
+   * Where this device keeps the newest version it has seen (rollback protection) and its unpublished
+   * writes, across restarts. @default `idbState` in browsers, `fileState()` (the user's state
+   * directory) in Node, memory for a `memoryStore()` and where neither exists
+   */
   state?: SpaceStateStore
   /** IPNS record lifetime. @default 365 days */
   recordLifetimeMs?: number
@@ -94,16 +104,19 @@ export interface SpaceOptions extends AbortOptions {
   onProgress?: (event: ProgressEvent) => void
 }
 
-/** Where a device keeps the newest version it has seen of each space. */
-export interface SpaceStateStore {
-  get(name: string): Promise<SeenVersion | undefined>
-  put(name: string, seen: SeenVersion): Promise<void>
+export type { SpaceStateStore, SeenVersion, PendingEntry }
+
+/** What `close()` reports. */
+export interface CloseResult {
+  /**
+   * Keys (`public:` before public ones) written on this device that no store has taken yet. They are
+   * kept in the device's durable state and published on the next open.
+   */
+  unpublished: string[]
 }
 
-export interface SeenVersion {
-  sequence: number
-  root: string
-}
+/** How many times a publish that lost a race merges and tries again before it waits for the retry timer. */
+const MAX_RACE_ATTEMPTS = 8
 
 export interface ChangeEvent {
   section: 'private' | 'public'
@@ -125,11 +138,24 @@ export interface ConflictEvent {
   roots: [string, string]
 }
 
+export interface PendingEvent {
+  /** writes (per section and key) not yet taken by the store */
+  count: number
+}
+
 export interface SpaceEvents {
   change: ChangeEvent
   rollback: RollbackEvent
   conflict: ConflictEvent
+  pending: PendingEvent
+  expired: ExpiredEvent
   error: Error
+}
+
+export interface ExpiredEvent {
+  /** when the newest record's validity ended, in ms since the epoch */
+  validUntilMs: number
+  sequence: number
 }
 
 export type { VersionInfo }
@@ -164,9 +190,11 @@ export interface Space extends SectionApi {
   readonly sequence: number
   /** The root CID of that version. */
   readonly root: CID | null
+  /** How many writes (per section and key) are durable on this device but not yet published. */
+  readonly pending: number
   /** Resolves the newest record (past caches) and merges it; publishes if this device holds newer entries. */
   refresh(options?: AbortOptions): Promise<void>
-  /** Waits for pending writes to be published. */
+  /** Waits until every write made so far is published; rejects when the store cannot take it now (the writes stay pending). */
   flush(options?: AbortOptions): Promise<void>
   on<E extends keyof SpaceEvents>(event: E, listener: (event: SpaceEvents[E]) => void): () => void
   /** Calls `listener` on every change from another device; listens to the store's live updates. */
@@ -175,7 +203,12 @@ export interface Space extends SectionApi {
   history(options?: AbortOptions & { limit?: number }): Promise<VersionInfo[]>
   /** Reads a past version. */
   at(root: CID | string, options?: AbortOptions): Promise<SpaceVersion>
-  close(): Promise<void>
+  /**
+   * Publishes what is pending, then closes. When the store cannot be reached, unpublished writes stay
+   * in the device's durable state and are listed in the result; without a durable state it rejects
+   * with UnpublishedWritesError naming them.
+   */
+  close(options?: AbortOptions): Promise<CloseResult>
 }
 
 /**
@@ -196,9 +229,10 @@ export async function openSpace (options: SpaceOptions): Promise<Space> {
     throw new NonDeterministicSignerError(`the wallet ${address} already owns the space ${bound}, but this signature derives ${name}: the wallet does not sign deterministically (some hardware, MPC and smart-contract wallets), so it cannot open its UserSpace`)
   }
 
-  const space = new DefaultSpace(store, wallet, address, name, keys, options)
+  const state = options.state ?? (store.ephemeral === true ? memoryState() : await defaultState())
+  const space = new DefaultSpace(store, wallet, address, name, keys, state, options)
   const record = await store.getRecord(name, { nocache: options.offlineFirst !== true, signal: options.signal })
-  options.onProgress?.({ type: 'space:open:resolved', detail: { name, sequence: record === undefined ? null : Number((await validateRecord(name, record)).sequence) } })
+  options.onProgress?.({ type: 'space:open:resolved', detail: { name, sequence: record === undefined ? null : Number((await validateRecord(name, record, { allowExpired: true })).sequence) } })
   await space.init(record, options)
   if (options.offlineFirst === true) space.refresh().catch((err: Error) => { space.emit('error', err) })
   return space
@@ -230,12 +264,6 @@ async function keysFromWallet (wallet: WalletAdapter, address: string): Promise<
   return { ipnsKey, dataKey: keys.dataKey, bucketKey: keys.bucketKey }
 }
 
-class MemoryState implements SpaceStateStore {
-  private readonly seen = new Map<string, SeenVersion>()
-  async get (name: string): Promise<SeenVersion | undefined> { return this.seen.get(name) }
-  async put (name: string, seen: SeenVersion): Promise<void> { this.seen.set(name, seen) }
-}
-
 type Listener = (event: any) => void
 
 class DefaultSpace implements Space {
@@ -244,10 +272,10 @@ class DefaultSpace implements Space {
   private readonly privateSection: PrivateSection
   private readonly publicSection = new PublicSection()
   private readonly clock: HybridClock
+  private readonly now: () => number
   private retryTimer: ReturnType<typeof setTimeout> | undefined
   private retryDelay = 0
   private readonly listeners = new Map<string, Set<Listener>>()
-  private readonly state: SpaceStateStore
   private readonly maxValueBytes: number
   private readonly maxSpaceBytes: number
   private readonly maxPublicBytes: number
@@ -258,8 +286,17 @@ class DefaultSpace implements Space {
   private heads: CID[] = []
   private lastRecord: Uint8Array | undefined
   private validUntilMs = 0
+  /** the newest record has expired: the next publish goes out even with nothing new, to renew it */
+  private mustRenew = false
   private tail: Promise<void> = Promise.resolve()
   private queued: Promise<void> | undefined
+  /** writes applied here and durable in the state, not yet published; by section and key */
+  private readonly unpublished = new Map<string, PendingEntry>()
+  /** writes being made durable, applied once the state has them (group commit) */
+  private batch: { items: PendingEntry[], done: Promise<void> } | undefined
+  private persistTail: Promise<void> = Promise.resolve()
+  /** state updates made in the background (settling published writes); `close()` waits for them */
+  private stateWrites: Promise<void> = Promise.resolve()
   private closed = false
   private unsubscribe: (() => void) | undefined
 
@@ -269,12 +306,13 @@ class DefaultSpace implements Space {
     readonly address: string,
     readonly name: string,
     private readonly derived: DerivedKeys,
+    private readonly state: SpaceStateStore,
     private readonly options: SpaceOptions
   ) {
     this.deviceId = options.deviceId ?? bytesToHex(randomBytes(8))
-    this.clock = new HybridClock(options.now)
+    this.now = options.now ?? Date.now
+    this.clock = new HybridClock(this.now)
     this.privateSection = new PrivateSection(derived.dataKey, derived.bucketKey, name)
-    this.state = options.state ?? new MemoryState()
     this.maxValueBytes = options.maxValueBytes ?? DEFAULT_MAX_VALUE_BYTES
     this.maxSpaceBytes = options.maxSpaceBytes ?? DEFAULT_MAX_SPACE_BYTES
     this.maxPublicBytes = options.maxPublicBytes ?? DEFAULT_MAX_PUBLIC_BYTES
@@ -283,15 +321,13 @@ class DefaultSpace implements Space {
 
   get sequence (): number { return this.seq }
   get root (): CID | null { return this.rootCid }
+  get pending (): number { return this.unpublished.size }
 
   async init (record: Uint8Array | undefined, options: SpaceOptions): Promise<void> {
     const seen = await this.state.get(this.name)
     if (seen !== undefined) this.seq = seen.sequence
-    if (record !== undefined) {
-      await this.absorb(record, options)
-      await this.renewIfAging(options)
-    }
-    if (seen !== undefined && this.rootCid === null) {
+    if (record !== undefined) await this.absorb(record, options)
+    if (seen !== undefined && seen.root !== '' && this.rootCid === null) {
       // The store offers nothing newer than what this device saw last time (an old record, or
       // none): start from the version this device remembers, never from an older one.
       try {
@@ -317,6 +353,32 @@ class DefaultSpace implements Space {
       const signature = normalizeSignature(statement, await this.wallet.signMessage(statement), this.address)
       this.owner = { address: this.address, signature: signature.bytes }
     }
+    // Writes this device made before a crash, a reload or an offline close go out now.
+    if (seen !== undefined && seen.pending.length > 0) this.restorePending(seen.pending)
+    if (this.privateSection.dirty || this.publicSection.dirty || this.mustRenew) {
+      this.flush().catch(() => {})
+    } else {
+      await this.renewIfAging(options)
+    }
+  }
+
+  /** Re-applies writes kept in the state: each goes out again unless a newer entry replaced it. */
+  private restorePending (entries: PendingEntry[]): void {
+    const superseded: PendingEntry[] = []
+    for (const e of entries) {
+      const section = e.section === 'public' ? this.publicSection : this.privateSection
+      this.clock.observe(e.stamp)
+      const current = section.entry(e.key)
+      if (current !== undefined && (sameEntry(current, e) || !winsOver(e, current))) {
+        // The store already holds it (published before the state heard), or a later write won.
+        superseded.push(e)
+        continue
+      }
+      section.write(e.key, pendingEntry(e))
+      this.unpublished.set(slotOf(e.section, e.key), e)
+    }
+    if (superseded.length > 0) this.settle(superseded)
+    this.emit('pending', { count: this.unpublished.size })
   }
 
   // --- reads -------------------------------------------------------------------------------
@@ -366,12 +428,14 @@ class DefaultSpace implements Space {
       throw new InvalidInputError('"patch" expected a JSON object (an RFC 7396 merge patch of the whole map)')
     }
     checkValue(patch, Number.MAX_SAFE_INTEGER, 'patch')
+    // A patch applies to the map as it will be once earlier writes are durable.
+    await this.batch?.done.catch(() => {})
     const writes: Array<[string, string | undefined]> = []
     for (const key of Object.keys(patch)) {
       checkKey(key)
       const change = patch[key] as Json
       if (change === null) {
-        if (section.has(key)) writes.push([key, undefined])
+        writes.push([key, undefined])
         continue
       }
       refuseUnsafeKeys(change, key)
@@ -381,39 +445,86 @@ class DefaultSpace implements Space {
     return this.writeMany(section, maxBytes, writes, options)
   }
 
-  /** Validates every write, applies all of them or none, then publishes. */
+  /**
+   * Validates every write, makes all of them durable in the state or none, applies them, and starts
+   * publishing in the background. A write that changes nothing (the same value, or removing a key
+   * that is not there) is dropped, so it publishes nothing.
+   */
   private async writeMany (section: Section, maxBytes: number, writes: Array<[string, string | undefined]>, options?: AbortOptions): Promise<void> {
     this.assertOpen()
     throwIfAborted(options?.signal)
-    const entries: Array<[string, Entry]> = []
+    const name = section === this.publicSection ? 'public' : 'private'
+    const items: PendingEntry[] = []
     let size = section.bytes
     for (const [key, json] of writes) {
-      const entry: Entry = { stamp: this.clock.next(), device: this.deviceId }
+      const current = this.latestEntry(name, section, key)
+      if (current?.json === json) continue
+      const entry: PendingEntry = { section: name, key, stamp: this.clock.next(), device: this.deviceId }
       if (json !== undefined) entry.json = json
       size += section.sizeWith(key, entry) - section.bytes
-      entries.push([key, entry])
+      items.push(entry)
     }
     if (size > maxBytes) {
-      throw new TooLargeError(`the ${section === this.publicSection ? 'public' : 'private'} section would be ${size} bytes, over its ${maxBytes}-byte limit`)
+      throw new TooLargeError(`the ${name} section would be ${size} bytes, over its ${maxBytes}-byte limit`)
     }
-    if (entries.length === 0) return
-    for (const [key, entry] of entries) section.write(key, entry)
-    return this.flush(options)
+    if (items.length === 0) return
+    await this.persist(items)
+    this.flush().catch(() => {})
+  }
+
+  /** The entry a key will hold once the writes being made durable are applied. */
+  private latestEntry (section: 'private' | 'public', sectionMap: Section, key: string): Entry | undefined {
+    if (this.batch !== undefined) {
+      for (let i = this.batch.items.length - 1; i >= 0; i--) {
+        const e = this.batch.items[i] as PendingEntry
+        if (e.section === section && e.key === key) return e
+      }
+    }
+    return sectionMap.entry(key)
+  }
+
+  /**
+   * Group commit: writes that arrive while the state is being written wait for one more write of
+   * the state that carries all of them; they are applied to the map in stamp order once it is done.
+   */
+  private async persist (items: PendingEntry[]): Promise<void> {
+    if (this.batch === undefined) {
+      const batch: { items: PendingEntry[], done: Promise<void> } = { items: [], done: Promise.resolve() }
+      batch.done = this.persistTail.then(async () => {
+        if (this.batch === batch) this.batch = undefined
+        await this.state.addPending(this.name, batch.items)
+        for (const e of batch.items) {
+          const section = e.section === 'public' ? this.publicSection : this.privateSection
+          section.write(e.key, pendingEntry(e))
+          this.unpublished.set(slotOf(e.section, e.key), e)
+        }
+        this.emit('pending', { count: this.unpublished.size })
+      })
+      this.persistTail = batch.done.catch(() => {})
+      this.batch = batch
+    }
+    this.batch.items.push(...items)
+    return this.batch.done
   }
 
   // --- publishing --------------------------------------------------------------------------
 
   async flush (options?: AbortOptions): Promise<void> {
     this.assertOpen()
-    if (!this.privateSection.dirty && !this.publicSection.dirty && this.queued === undefined) return this.tail
+    await this.persistTail
+    if (!this.needsPublish() && this.queued === undefined) return this.tail
     if (this.queued !== undefined) return this.queued
     const run = this.tail.then(async () => {
       this.queued = undefined
-      if (this.privateSection.dirty || this.publicSection.dirty) await this.publish(options)
+      if (this.needsPublish()) await this.publish(options)
     })
     this.queued = run
     this.tail = run.then(() => { this.retryDelay = 0 }, (err: Error) => { this.scheduleRetry(err) })
     return run
+  }
+
+  private needsPublish (): boolean {
+    return this.privateSection.dirty || this.publicSection.dirty || this.mustRenew
   }
 
   /** After a failed publish, tries again later so that offline writes go out once the store is back. */
@@ -428,30 +539,52 @@ class DefaultSpace implements Space {
     this.options.onProgress?.({ type: 'space:publish:error', detail: { error: err, retryInMs: this.retryDelay } })
     this.retryTimer = setTimeout(() => {
       this.retryTimer = undefined
-      if (!this.closed && (this.privateSection.dirty || this.publicSection.dirty)) this.flush().catch(() => {})
+      if (!this.closed && this.needsPublish()) this.flush().catch(() => {})
     }, this.retryDelay)
     // never keep a Node process alive just to retry
     ;(this.retryTimer as { unref?: () => void }).unref?.()
   }
 
+  /**
+   * Publishes one version. Against a store that refuses stale records (`conditional`), it goes out
+   * at once, built on the newest version this device knows; elsewhere it resolves first. A refusal
+   * because another device published first is a race, not an error: merge what it published, try
+   * again with the next sequence.
+   */
   private async publish (options?: AbortOptions): Promise<void> {
     const signal = options?.signal
-    // Resolve past caches; merge another device's newer version before building on it.
-    const latest = await this.store.getRecord(this.name, { nocache: true, signal })
-    if (latest !== undefined && (this.lastRecord === undefined || !equals(latest, this.lastRecord))) {
-      await this.absorb(latest, { signal })
+    for (let attempt = 1; ; attempt++) {
+      if (this.store.conditional !== true || attempt > 1) {
+        const latest = await this.store.getRecord(this.name, { nocache: true, signal })
+        if (latest !== undefined && (this.lastRecord === undefined || !equals(latest, this.lastRecord))) {
+          await this.absorb(latest, { signal })
+        }
+      }
+      if (!this.needsPublish()) return
+      try {
+        await this.publishOnce(signal)
+        return
+      } catch (err) {
+        if (!(err instanceof ConflictError) || attempt >= MAX_RACE_ATTEMPTS) throw err
+        this.options.onProgress?.({ type: 'space:publish:race', detail: { sequence: this.seq + 1, attempt } })
+      }
     }
-    if (!this.privateSection.dirty && !this.publicSection.dirty) return
+  }
 
+  private async publishOnce (signal: AbortSignal | undefined): Promise<void> {
     const sequence = this.seq + 1
     this.options.onProgress?.({ type: 'space:publish:start', detail: { sequence } })
+    // What each section's blocks hold is fixed when its encoding starts (synchronously): the writes
+    // applied by then are the ones this version publishes.
+    const included = [...this.unpublished.values()].filter(e => e.section === 'private')
     const privateBlocks = await this.privateSection.encode()
+    if (this.publicSection.dirty) included.push(...[...this.unpublished.values()].filter(e => e.section === 'public'))
     const publicBlock = this.publicSection.dirty ? await this.publicSection.encode() : undefined
     const root: Root = {
       version: FORMAT_VERSION,
       sequence,
       parents: this.heads,
-      updatedAt: Date.now(),
+      updatedAt: this.now(),
       device: this.deviceId,
       public: publicBlock === undefined ? this.publicSection.cid : publicBlock?.cid ?? null,
       private: [],
@@ -465,12 +598,13 @@ class DefaultSpace implements Space {
     const blocks: Block[] = [...privateBlocks.blocks]
     if (publicBlock != null) blocks.push(publicBlock)
     blocks.push(rootBlock)
+    const lifetimeMs = this.options.recordLifetimeMs ?? DEFAULT_RECORD_LIFETIME_MS
     try {
       await this.store.putBlocks(blocks, { signal })
-      const record = await createRecord(this.derived.ipnsKey, rootBlock.cid, sequence, { lifetimeMs: this.options.recordLifetimeMs })
+      const record = await createRecord(this.derived.ipnsKey, rootBlock.cid, sequence, { lifetimeMs })
       await this.store.putRecord(this.name, record, { signal })
       this.lastRecord = record
-      this.validUntilMs = Date.now() + (this.options.recordLifetimeMs ?? DEFAULT_RECORD_LIFETIME_MS)
+      this.validUntilMs = this.now() + lifetimeMs
     } catch (err) {
       // Keep the writes: they stay in the map, marked dirty, and go out with the next publish.
       this.privateSection.cids = previousCids
@@ -482,23 +616,55 @@ class DefaultSpace implements Space {
     this.seq = sequence
     this.rootCid = rootBlock.cid
     this.heads = [rootBlock.cid]
+    this.mustRenew = false
     await this.state.put(this.name, { sequence, root: rootBlock.cid.toString() })
+    this.published(included)
     this.options.onProgress?.({ type: 'space:publish:end', detail: { sequence, root: rootBlock.cid } })
+  }
+
+  /** Drops from the pending set the entries a store has now taken (or a newer entry replaced). */
+  private published (entries: PendingEntry[]): void {
+    const done: PendingEntry[] = []
+    for (const e of entries) {
+      const slot = slotOf(e.section, e.key)
+      if (this.unpublished.get(slot) === e) this.unpublished.delete(slot)
+      done.push(e)
+    }
+    if (done.length === 0) return
+    this.emit('pending', { count: this.unpublished.size })
+    this.settle(done)
+  }
+
+  /** Removes settled entries from the state, in the background but in order. */
+  private settle (entries: PendingEntry[]): void {
+    this.stateWrites = this.stateWrites.then(async () => this.state.removePending(this.name, entries)).catch((err: Error) => { this.emit('error', err) })
+  }
+
+  /** After merging another version: pending entries that lost to a newer write elsewhere are settled. */
+  private pruneSuperseded (): void {
+    const done: PendingEntry[] = []
+    for (const e of this.unpublished.values()) {
+      const section = e.section === 'public' ? this.publicSection : this.privateSection
+      const current = section.entry(e.key)
+      if (current !== undefined && !sameEntry(current, e)) done.push(e)
+    }
+    if (done.length > 0) this.published(done)
   }
 
   /**
    * Hubs re-announce a record without the key, but cannot extend its validity. When this device
    * opens a space whose record has used up half its lifetime, it signs the same version again with
-   * a fresh validity (same sequence and value: IPNS prefers the later validity).
+   * a fresh validity (same sequence and value: IPNS prefers the later validity). An expired record
+   * is renewed with a new version instead (see `absorb`).
    */
   private async renewIfAging (options?: AbortOptions): Promise<void> {
     const lifetime = this.options.recordLifetimeMs ?? DEFAULT_RECORD_LIFETIME_MS
-    if (this.rootCid === null || this.validUntilMs - Date.now() > lifetime / 2) return
+    if (this.rootCid === null || this.validUntilMs - this.now() > lifetime / 2) return
     try {
       const record = await createRecord(this.derived.ipnsKey, this.rootCid, this.seq, { lifetimeMs: lifetime })
       await this.store.putRecord(this.name, record, options)
       this.lastRecord = record
-      this.validUntilMs = Date.now() + lifetime
+      this.validUntilMs = this.now() + lifetime
     } catch (err) {
       this.emit('error', err as Error)
     }
@@ -508,12 +674,17 @@ class DefaultSpace implements Space {
 
   /** Validates a record and merges the version it points at. */
   private async absorb (recordBytes: Uint8Array, options?: AbortOptions): Promise<void> {
-    const info = await validateRecord(this.name, recordBytes)
+    const info = await validateRecord(this.name, recordBytes, { allowExpired: true })
     const sequence = Number(info.sequence)
     if (info.cid === undefined) return
     if (sequence < this.seq) {
       this.emit('rollback', { sequence, seen: this.seq })
       return
+    }
+    if (info.expired) {
+      // The last version its owner published: read it, and renew it with the next publish.
+      this.mustRenew = true
+      this.emit('expired', { validUntilMs: info.validUntilMs, sequence })
     }
     if (this.rootCid?.equals(info.cid) === true) {
       this.lastRecord = recordBytes
@@ -553,6 +724,7 @@ class DefaultSpace implements Space {
     this.rootCid = cid
     this.owner ??= root.owner
     await this.state.put(this.name, { sequence: this.seq, root: cid.toString() })
+    this.pruneSuperseded()
     if (priv.changed.length > 0) this.emit('change', { section: 'private', keys: priv.changed, sequence })
     if (pubChanged.length > 0) this.emit('change', { section: 'public', keys: pubChanged, sequence })
   }
@@ -580,7 +752,7 @@ class DefaultSpace implements Space {
     })
     this.tail = run.catch(() => {})
     await run
-    if (this.privateSection.dirty || this.publicSection.dirty) await this.flush(options)
+    if (this.needsPublish()) await this.flush(options)
   }
 
   // --- events ------------------------------------------------------------------------------
@@ -607,7 +779,7 @@ class DefaultSpace implements Space {
         if (this.closed || (this.lastRecord !== undefined && equals(record, this.lastRecord))) return
         const run = this.tail.then(async () => this.absorb(record))
         this.tail = run.catch((err: Error) => { this.emit('error', err) })
-        void run.then(async () => (this.privateSection.dirty || this.publicSection.dirty) ? this.flush() : undefined).catch(() => {})
+        void run.then(async () => this.needsPublish() ? this.flush() : undefined).catch(() => {})
       })
     }
     return off
@@ -647,19 +819,41 @@ class DefaultSpace implements Space {
     return getVerifiedBlock(this.store, cid, options)
   }
 
-  async close (): Promise<void> {
-    if (this.closed) return
-    try { await this.tail } finally {
+  async close (options?: AbortOptions): Promise<CloseResult> {
+    if (this.closed) return { unpublished: [] }
+    let failure: unknown
+    try {
+      await this.flush(options)
+    } catch (err) {
+      failure = err
+    } finally {
       this.closed = true
       clearTimeout(this.retryTimer)
       this.unsubscribe?.()
-      this.listeners.clear()
     }
+    await this.stateWrites
+    const unpublished = [...this.unpublished.values()].map(e => e.section === 'public' ? `public:${e.key}` : e.key)
+    this.listeners.clear()
+    if (unpublished.length > 0 && !this.state.durable) {
+      throw new UnpublishedWritesError(`${unpublished.length} write(s) to ${this.name} were not published and this device keeps no durable state, so they are lost: ${unpublished.slice(0, 20).join(', ')}${unpublished.length > 20 ? ', …' : ''}`, { keys: unpublished, cause: failure })
+    }
+    return { unpublished }
   }
 
   private assertOpen (): void {
     if (this.closed) throw new ClosedError(`the space ${this.name} is closed`)
   }
+}
+
+function slotOf (section: 'private' | 'public', key: string): string {
+  return `${section}\u0000${key}`
+}
+
+/** The Entry part of a pending entry, as the sections keep it. */
+function pendingEntry (e: PendingEntry): Entry {
+  const entry: Entry = { stamp: e.stamp, device: e.device }
+  if (e.json !== undefined) entry.json = e.json
+  return entry
 }
 
 /** json-merge-patch stops at these keys (prototype-pollution guard) and would drop the rest of the patch. */

@@ -93,7 +93,7 @@ export async function createRecord (key: PrivateKey, root: CID, sequence: number
  * Checks a marshalled record for `name` as the spec says (size, V2 signature by the name's key,
  * V1/V2 consistency, not expired) and returns what it says. Throws InvalidRecordError or TooLargeError.
  */
-export async function validateRecord (name: string, bytes: Uint8Array): Promise<RecordInfo> {
+export async function validateRecord (name: string, bytes: Uint8Array, options: ValidateRecordOptions = {}): Promise<RecordInfo & { expired: boolean }> {
   if (!(bytes instanceof Uint8Array)) throw new InvalidRecordError('"record" expected Uint8Array')
   if (bytes.byteLength > MAX_RECORD_BYTES) {
     throw new TooLargeError(`IPNS record is ${bytes.byteLength} bytes, over the ${MAX_RECORD_BYTES}-byte limit`)
@@ -102,9 +102,21 @@ export async function validateRecord (name: string, bytes: Uint8Array): Promise<
   try {
     await ipnsValidator(routingKey, bytes)
   } catch (err) {
-    throw new InvalidRecordError(`invalid IPNS record for ${name}: ${(err as Error).message}`)
+    // The validator checks the V2 signature before the validity, so an expiry error means the
+    // record is authentic: its owner signed it, and it is the last version anyone can know of.
+    if (options.allowExpired === true && (err as Error).name === 'RecordExpiredError') return { ...readRecord(bytes), expired: true }
+    throw new InvalidRecordError(`invalid IPNS record for ${name}: ${(err as Error).message}`, { cause: err })
   }
-  return readRecord(bytes)
+  return { ...readRecord(bytes), expired: false }
+}
+
+export interface ValidateRecordOptions {
+  /**
+   * Accept a record whose validity has passed (still checking everything else) and say so in
+   * `expired`: an expired record is the last version its owner published, not garbage.
+   * @default false
+   */
+  allowExpired?: boolean
 }
 
 /** Reads a record's fields without checking its signature (use validateRecord for untrusted bytes). */
