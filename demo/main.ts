@@ -10,6 +10,7 @@
  */
 import './style.css'
 import { hubStore, idbState, idbStore, layeredStore, openSpace } from '../src/index.js'
+import { readRecord } from '../src/store/record.js'
 import type { Eip1193Provider, IdbStore, Json, ProgressEvent, SectionApi, Signer, Space, Store, VersionInfo } from '../src/index.js'
 import { newKey, oldKeys, saveKey, storedKey, walletFromKey } from './wallet.js'
 
@@ -278,7 +279,8 @@ async function connect (signer: Signer, kind: 'demo' | 'injected'): Promise<void
   clearMessages()
   try {
     local ??= idbStore('userspace-demo')
-    const store = withRememberedBinding(layeredStore(local, hubStore(hubUrl)))
+    const remote = hubStore(hubUrl)
+    const store = withRememberedBinding(layeredStore(local, remote))
     // The rollback state and the writes not yet published live in the same database.
     const opened = await openSpace({ signer, store, state: idbState(local), offlineFirst: true, deviceId: deviceId(), onProgress })
     localStorage.setItem(PREFIX + 'name:' + opened.address.toLowerCase(), opened.name)
@@ -290,8 +292,22 @@ async function connect (signer: Signer, kind: 'demo' | 'injected'): Promise<void
       else showError(err)
     })
     opened.on('pending', () => { renderStatus() })
-    opened.on('rollback', ({ sequence, seen }) => {
-      showMessage({ kind: 'info', title: 'Old version ignored', detail: `The hub offered version ${sequence}, older than version ${seen} this browser has already seen; it was ignored.` })
+    // A live update that arrives late (a stream that connects hears the hub's record of that moment)
+    // can be older than what this device has by then, and is harmless. Ask the hub itself: only a
+    // hub that still offers a version older than one this browser has seen is worth a word.
+    let checkingRollback = false
+    opened.on('rollback', () => {
+      if (checkingRollback) return
+      checkingRollback = true
+      void remote.getRecord(opened.name, { nocache: true }).then((bytes) => {
+        const offered = bytes === undefined ? undefined : Number(readRecord(bytes).sequence)
+        if (opened !== space || (offered !== undefined && offered >= opened.sequence)) return
+        showMessage({
+          kind: 'info',
+          title: 'Old version ignored',
+          detail: `The hub offers ${offered === undefined ? 'no version' : `version ${offered}`} of this space, older than version ${opened.sequence} this browser has already seen; this browser keeps the newer one.`
+        })
+      }, () => {}).finally(() => { checkingRollback = false })
     })
     opened.on('conflict', ({ sequence }) => {
       showMessage({ kind: 'info', title: 'Concurrent versions', detail: `Two devices published version ${sequence}; their entries were merged.` })

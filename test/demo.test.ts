@@ -367,7 +367,7 @@ describe('demo page in Chromium', () => {
       expect(statuses).toContain(409)
       expect(statuses.some(status => status >= 200 && status < 300)).toBe(true)
       // Both settle within seconds, with nothing pending and nothing shown as an error.
-      await Promise.all([waitSynced(a, 15_000), waitSynced(b, 15_000)])
+      await Promise.all([waitSynced(a, 30_000), waitSynced(b, 30_000)]).catch(async (err: Error) => { throw new Error(`${err.message}: ${JSON.stringify([await syncState(a), await syncState(b), await messages(a), await messages(b), statuses])}`) })
       const expected = sameKey ? undefined : { base: 1, 'from-a': 'a', 'from-b': 'b' }
       if (expected !== undefined) {
         await expect.poll(async () => entries(a, 'private'), { timeout: 5_000 }).toEqual(expected)
@@ -386,6 +386,57 @@ describe('demo page in Chromium', () => {
       await b.context().close()
     }
   }, 150_000)
+
+  it('an older version from the hub is ignored; it is reported only when the hub still offers it when asked again', async () => {
+    const { page: a } = await newSpace({ serviceWorkers: 'block' })
+    const name = (await a.locator('#ipns-name').textContent()) ?? ''
+    await setEntry(a, 'private', 'theme', '"dark"')
+    await waitSynced(a)
+    const old = Buffer.from(await (await fetch(`${hub.url}/routing/v1/ipns/${name}`, { headers: { accept: 'application/vnd.ipfs.ipns-record' } })).arrayBuffer())
+    expect(readRecord(old).sequence).toBe(BigInt(await version(a)))
+    await setEntry(a, 'private', 'theme', '"light"')
+    await waitSynced(a)
+    await setEntry(a, 'private', 'lang', '"en"')
+    await waitSynced(a)
+    const latest = await version(a)
+    const now = { theme: 'light', lang: 'en' }
+
+    // A live update arrives late, with the old version (as when a stream connects just before a
+    // publish): ignored without a word, since the hub itself has the newest.
+    const stale = `event: ready\ndata: ${name}\n\nevent: record\ndata: ${old.toString('base64')}\n\n`
+    const events = /\/api\/v1\/events\//
+    const records = /\/routing\/v1\/ipns\//
+    let staleSent = 0
+    let askedAfter = 0
+    await a.route(events, async (route) => {
+      if (staleSent++ > 0) { await route.continue(); return }
+      await route.fulfill({ status: 200, body: stale, headers: { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' } })
+    })
+    a.on('request', (req) => { if (staleSent > 0 && req.method() === 'GET' && records.test(req.url())) askedAfter++ })
+    await a.reload()
+    await a.locator('#account').waitFor({ state: 'visible', timeout: 15_000 })
+    await expect.poll(() => staleSent, { timeout: 10_000 }).toBeGreaterThanOrEqual(1)
+    await expect.poll(() => askedAfter, { timeout: 10_000 }).toBeGreaterThanOrEqual(1)
+    await waitSynced(a)
+    await sleep(500)
+    expect(await messages(a)).toEqual([])
+    expect(await entries(a, 'private')).toEqual(now)
+
+    // The hub keeps offering the old version: the page says so, and keeps the newer one.
+    staleSent = 0
+    await a.route(records, async (route) => {
+      if (route.request().method() !== 'GET') { await route.continue(); return }
+      await route.fulfill({ status: 200, body: old, headers: { 'content-type': 'application/vnd.ipfs.ipns-record' } })
+    })
+    await a.reload()
+    const notice = a.locator('#messages .message', { hasText: 'Old version ignored' })
+    await notice.waitFor({ state: 'visible', timeout: 15_000 })
+    expect(await notice.textContent()).toContain(`older than version ${latest}`)
+    expect(await entries(a, 'private')).toEqual(now)
+    expect(await version(a)).toBe(latest)
+    await a.unroute(records)
+    await a.unroute(events)
+  }, 90_000)
 
   it('the footer says what the hub can see, and the hub\'s copy shows exactly that and no more', async () => {
     const { page: a } = await newSpace()
