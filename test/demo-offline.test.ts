@@ -48,8 +48,12 @@ describe('demo page with the hub down', () => {
     // Nothing waits to be published, so there is nothing to warn about beyond being offline.
     expect((await syncState(a)).pending).toBe('0')
     expect((await messages(a)).filter(m => m.kind === 'error')).toEqual([])
-    // Assets and the page only: nothing of the hub's API is answered from the cache.
+    // The page and its files only: nothing else of the hub is answered from the cache, neither a
+    // request nor another page of the hub opened in the tab.
     expect(await a.evaluate(async () => (await fetch('/routing/v1/ipns/k51none').catch((err: Error) => err.name)) === 'TypeError')).toBe(true)
+    const tab = await a.context().newPage()
+    await expect(tab.goto(`${hub.url}/healthz`)).rejects.toThrow(/ERR_CONNECTION_REFUSED/)
+    await tab.close()
 
     hub = await h.startHub({ dataDir: hub.dataDir, port: hub.port })
     await waitState(a, '#conn', 'online', 20_000)
