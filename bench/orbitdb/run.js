@@ -18,6 +18,7 @@
 // OrbitDB 4 and libp2p call Promise.withResolvers (Node 22); this must load before them.
 import '../../dist/src/polyfill.js'
 import { spawn } from 'node:child_process'
+import { setMaxListeners } from 'node:events'
 import { mkdtemp, readdir, rm, stat } from 'node:fs/promises'
 import * as os from 'node:os'
 import { join } from 'node:path'
@@ -48,6 +49,10 @@ try {
   console.error(`cannot load OrbitDB (${err.message}); install this benchmark's dependencies first: npm install --prefix bench/orbitdb`)
   process.exit(1)
 }
+
+// A cold open hangs more than ten abort listeners on one signal (OrbitDB's fetches, bitswap, the
+// DHT); Node's leak warning for that would only interleave with the table.
+setMaxListeners(100)
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 const intList = (v, d) => (v ?? d).split(',').map(s => Number.parseInt(s, 10)).filter(n => Number.isInteger(n) && n > 0)
