@@ -90,6 +90,16 @@ export class StoreError extends UserSpaceError {
   override name = 'StoreError'
 }
 
+/**
+ * A hub answered something no honest hub sends: a body over the limit for its kind, an address
+ * index entry that the named space's owner binding contradicts, a malformed answer. The message
+ * names the hub, so that the user blames it rather than their wallet or their data.
+ */
+export class UntrustedHubError extends StoreError {
+  static override readonly code: string = 'UntrustedHubError'
+  override name = 'UntrustedHubError'
+}
+
 /** Too many requests from one client. */
 export class RateLimitError extends UserSpaceError {
   static override readonly code: string = 'RateLimitError'
@@ -137,6 +147,7 @@ export const HTTP_STATUS: Readonly<Record<string, number>> = {
   TooLargeError: 413,
   RateLimitError: 429,
   StoreError: 502,
+  UntrustedHubError: 502,
   AbortedError: 504
 }
 
@@ -157,7 +168,8 @@ export const EXIT_CODE: Readonly<Record<string, number>> = {
   StoreError: 8,
   RateLimitError: 8,
   UnpublishedWritesError: 8,
-  AbortedError: 9
+  AbortedError: 9,
+  UntrustedHubError: 10
 }
 
 /** Rebuilds a named error from its name and message (as carried in a hub's JSON error body). */
@@ -180,6 +192,7 @@ const ERRORS: Record<string, new (message: string) => UserSpaceError> = {
   EquivocationError,
   FormatError,
   StoreError,
+  UntrustedHubError,
   RateLimitError,
   ClosedError,
   AbortedError,

@@ -114,6 +114,52 @@ describe('pending writes are durable on the device', () => {
   })
 })
 
+describe('a write racing a merge', () => {
+  it('a later entry merged while the write was being made durable is not overwritten by it', async () => {
+    const network = memoryStore()
+    const inner = memoryState()
+    let release!: () => void
+    const gate = new Promise<void>((resolve) => { release = resolve })
+    let slow = false
+    const state: SpaceStateStore = {
+      ...inner,
+      durable: false,
+      addPending: async (n, e) => { if (slow) await gate; return inner.addPending(n, e) }
+    }
+    const a = await device(network, state)
+    const heard = new Promise<void>((resolve) => { a.subscribe(() => { resolve() }) })
+    const b = await device(network, memoryState(), { now: () => Date.now() + 60_000 })
+    slow = true
+    const writing = a.set('k', 'from a, earlier')
+    await b.set('k', 'from b, later'); await b.flush()
+    await heard
+    release()
+    await writing
+    expect(await a.get('k')).toBe('from b, later')
+    await a.flush()
+    expect(a.pending).toBe(0)
+  })
+})
+
+describe('memoryStore is a conditional store', () => {
+  it('refuses a lower sequence, or the same one with another value, and keeps what it had', async () => {
+    const network = memoryStore()
+    const space = await device(network, memoryState())
+    await space.set('a', 1); await space.flush()
+    const first = network.records.get(space.name)!
+    await space.set('a', 2); await space.flush()
+    const second = network.records.get(space.name)!
+    await expect(network.putRecord(space.name, first)).rejects.toMatchObject({ name: 'ConflictError' })
+    const other = memoryStore()
+    const fork = await device(other, memoryState())
+    await fork.set('b', 1); await fork.flush()
+    await fork.set('b', 2); await fork.flush()      // sequence 2 with another root
+    await expect(network.putRecord(space.name, other.records.get(space.name)!)).rejects.toMatchObject({ name: 'EquivocationError' })
+    expect(network.records.get(space.name)).toBe(second)
+    await network.putRecord(space.name, second)     // the same record again is fine
+  })
+})
+
 describe('close()', () => {
   it('rejects with UnpublishedWritesError naming the keys when nothing durable keeps them', async () => {
     const l = link(memoryStore())

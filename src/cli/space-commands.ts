@@ -8,14 +8,15 @@ import { readFile, writeFile } from 'node:fs/promises'
 import { parseArgs } from 'node:util'
 import { CarReader } from '@ipld/car'
 import * as dagCbor from '@ipld/dag-cbor'
-import { InvalidInputError, NotFoundError, errorFromName } from '../errors.js'
+import { InvalidInputError, NotFoundError, StoreError, TooLargeError, UntrustedHubError, UserSpaceError, errorFromName } from '../errors.js'
 import { openSpace } from '../space/space.js'
 import { readPublic } from '../space/read-public.js'
 import { listVersions } from '../space/history.js'
 import { privateKeySigner } from '../space/local-signer.js'
 import { exportSpace, importSpace, EXPORT_TYPE } from '../space/transfer.js'
 import type { TransferProgress } from '../space/transfer.js'
-import { hubStore } from '../store/hub.js'
+import { DEFAULT_REQUEST_TIMEOUT_MS, MAX_JSON_RESPONSE_BYTES, hubStore, readCapped } from '../store/hub.js'
+import type { Store } from '../store/interface.js'
 import { canonicalName } from '../store/record.js'
 import { checksumAddress } from '../crypto/eip191.js'
 import { UsageError } from './usage.js'
@@ -49,6 +50,26 @@ function parse (args: string[], options: Record<string, { type: 'string' | 'bool
   return { flags: parsed.values as Flags, positionals: parsed.positionals }
 }
 
+/** Largest CAR the CLI reads from a hub (an avatar chain export). @default 256 MiB */
+export const DEFAULT_MAX_CAR_BYTES = 256 * 1024 * 1024
+
+/**
+ * Milliseconds one call to the hub may take: `USERSPACE_TIMEOUT_MS`, or the library's 30 s default,
+ * so that a hub that accepts the connection and never answers ends the command with exit code 8.
+ */
+function timeoutOf (io: CliIO): number | undefined {
+  const text = io.env.USERSPACE_TIMEOUT_MS
+  if (text === undefined || text === '') return undefined
+  const ms = Number(text)
+  if (!Number.isSafeInteger(ms) || ms <= 0) throw new UsageError(`USERSPACE_TIMEOUT_MS expected a positive whole number of milliseconds, got "${text.slice(0, 40)}"`)
+  return ms
+}
+
+/** The hub as a Store, with the request timeout. */
+function storeOf (flags: Flags, io: CliIO): ReturnType<typeof hubStore> {
+  return hubStore(hubOf(flags, io), { timeoutMs: timeoutOf(io) })
+}
+
 function hubOf (flags: Flags, io: CliIO): string {
   const hub = (flags.hub as string | undefined) ?? io.env.USERSPACE_HUB ?? DEFAULT_HUB
   try {
@@ -76,7 +97,7 @@ async function signerOf (flags: Flags, io: CliIO): Promise<ReturnType<typeof pri
 }
 
 async function withSpace<T> (flags: Flags, io: CliIO, fn: (section: SectionApi, space: Space) => Promise<T>): Promise<T> {
-  const space = await openSpace({ signer: await signerOf(flags, io), hub: hubOf(flags, io), retryDelayMs: 0 })
+  const space = await openSpace({ signer: await signerOf(flags, io), store: storeOf(flags, io), retryDelayMs: 0 })
   try {
     return await fn(flags.public === true ? space.public : space, space)
   } finally {
@@ -142,9 +163,9 @@ function progressBar (io: CliIO, label: string, show: boolean): (p: TransferProg
 }
 
 /** A name as given, or the name a hub's address index holds for a wallet address. */
-async function nameOf (target: string, hub: string): Promise<string> {
+async function nameOf (target: string, store: Store): Promise<string> {
   if (/^0x[0-9a-fA-F]{40}$/.test(target)) {
-    const name = await hubStore(hub).lookupAddress?.(checksumAddress(target))
+    const name = await store.lookupAddress?.(checksumAddress(target))
     if (name === undefined) throw new NotFoundError(`the hub knows no space of ${target}`)
     return name
   }
@@ -225,9 +246,8 @@ export const SPACE_COMMANDS: Record<string, Command> = {
     examples: ['userspace inspect 0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266', 'userspace inspect k51qzi5uqu5dj… --json'],
     async run (args, io) {
       const { flags, positionals } = parse(args, { json: { type: 'boolean' }, hub: { type: 'string' } }, { min: 1, max: 1, names: '<name|address>' })
-      const hub = hubOf(flags, io)
-      const store = hubStore(hub)
-      const name = await nameOf(positionals[0] as string, hub)
+      const store = storeOf(flags, io)
+      const name = await nameOf(positionals[0] as string, store)
       const profile = await readPublic({ name, store })
       const history = (await listVersions(store, profile.root, 50)).map(h => ({ sequence: h.sequence, updatedAt: new Date(h.updatedAt).toISOString(), device: h.device, root: h.root.toString() }))
       const info = {
@@ -237,6 +257,8 @@ export const SPACE_COMMANDS: Record<string, Command> = {
         sequence: profile.sequence,
         updatedAt: new Date(profile.updatedAt).toISOString(),
         root: profile.root.toString(),
+        expired: profile.expired,
+        validUntil: new Date(profile.validUntilMs).toISOString(),
         public: profile.data,
         history
       }
@@ -247,6 +269,9 @@ export const SPACE_COMMANDS: Record<string, Command> = {
         io.out(`owner:    ${info.owner} (owner binding verified)`)
         io.out(`sequence: ${info.sequence}, updated ${info.updatedAt}`)
         io.out(`root:     ${info.root}`)
+        io.out(info.expired
+          ? `record:   EXPIRED on ${info.validUntil}: this is the last version its owner signed; opening the space renews it`
+          : `record:   valid until ${info.validUntil}`)
         io.out(`public:   ${JSON.stringify(info.public)}`)
         io.out('history:')
         for (const h of history) io.out(`  ${String(h.sequence).padStart(5)}  ${h.updatedAt}  device ${h.device}  ${h.root}`)
@@ -271,15 +296,15 @@ export const SPACE_COMMANDS: Record<string, Command> = {
       const hub = hubOf(flags, io)
       if (typeof flags.avatar === 'string') {
         if (positionals.length > 0) throw new UsageError('give either <name|address> or --avatar, not both')
-        const res = await hubFetch(`${hub}/api/v1/nextid/export?avatar=${encodeURIComponent(flags.avatar)}`)
-        const car = new Uint8Array(await res.arrayBuffer())
+        const car = await hubFetch(`${hub}/api/v1/nextid/export?avatar=${encodeURIComponent(flags.avatar)}`, io, DEFAULT_MAX_CAR_BYTES)
         await writeFile(out, car)
         io.out(`exported the chain of avatar ${flags.avatar} (${car.length} bytes) to ${out}`)
         return 0
       }
       if (positionals.length === 0) throw new UsageError('expected <name|address> or --avatar <key>')
-      const name = await nameOf(positionals[0] as string, hub)
-      const result = await exportSpace(hubStore(hub), name, { onProgress: progressBar(io, 'export', flags.progress === true || process.stderr.isTTY) })
+      const store = storeOf(flags, io)
+      const name = await nameOf(positionals[0] as string, store)
+      const result = await exportSpace(store, name, { onProgress: progressBar(io, 'export', flags.progress === true || process.stderr.isTTY) })
       await writeFile(out, result.car)
       io.out(`exported ${result.name} at sequence ${result.sequence}: ${result.blocks} blocks, ${result.car.length} bytes, to ${out}`)
       return 0
@@ -301,12 +326,17 @@ export const SPACE_COMMANDS: Record<string, Command> = {
       }
       const hub = hubOf(flags, io)
       if (!(await isSpaceExport(car))) {
-        const res = await hubFetch(`${hub}/api/v1/nextid/import`, { method: 'POST', headers: { 'content-type': 'application/vnd.ipld.car' }, body: car as Uint8Array<ArrayBuffer> })
-        const body = await res.json() as { head: string, blocks: number }
+        const answer = await hubFetch(`${hub}/api/v1/nextid/import`, io, MAX_JSON_RESPONSE_BYTES, { method: 'POST', headers: { 'content-type': 'application/vnd.ipld.car' }, body: car as Uint8Array<ArrayBuffer> })
+        let body: { head: string, blocks: number }
+        try {
+          body = JSON.parse(new TextDecoder().decode(answer)) as { head: string, blocks: number }
+        } catch (err) {
+          throw new UntrustedHubError(`the hub at ${hub} answered the import with something that is not JSON`, { cause: err })
+        }
         io.out(`imported an avatar chain of ${body.blocks} signed patches (head ${body.head}) into ${hub}`)
         return 0
       }
-      const result = await importSpace(hubStore(hub), car, { onProgress: progressBar(io, 'import', flags.progress === true || process.stderr.isTTY) })
+      const result = await importSpace(storeOf(flags, io), car, { onProgress: progressBar(io, 'import', flags.progress === true || process.stderr.isTTY) })
       io.out(`imported ${result.name} at sequence ${result.sequence}: ${result.blocks} blocks verified and loaded into ${hub}`)
       return 0
     }
@@ -324,16 +354,32 @@ async function isSpaceExport (car: Uint8Array): Promise<boolean> {
   }
 }
 
-async function hubFetch (url: string, init?: RequestInit): Promise<Response> {
-  let res: Response
+/**
+ * A call to a hub route the Store does not cover (Next.ID chains), bounded like the Store's: the
+ * request timeout over the whole exchange and at most `maxBytes` of answer.
+ */
+async function hubFetch (url: string, io: CliIO, maxBytes: number, init: RequestInit = {}): Promise<Uint8Array> {
+  const origin = new URL(url).origin
+  const timeoutMs = timeoutOf(io) ?? DEFAULT_REQUEST_TIMEOUT_MS
+  const signal = AbortSignal.timeout(timeoutMs)
   try {
-    res = await fetch(url, init)
+    const res = await fetch(url, { ...init, signal })
+    if (!res.ok) {
+      let body: { message?: unknown, name?: unknown } = {}
+      try { body = JSON.parse(new TextDecoder().decode(await readCapped(res, MAX_JSON_RESPONSE_BYTES))) } catch {}
+      const name = typeof body.name === 'string' && body.name !== 'NonDeterministicSignerError' && body.name !== 'SignerError' ? body.name : undefined
+      throw errorFromName(name ?? (res.status === 404 ? 'NotFoundError' : res.status === 409 ? 'ConflictError' : res.status < 500 ? 'InvalidInputError' : 'StoreError'),
+        typeof body.message === 'string' ? body.message.slice(0, 500) : `the hub answered ${res.status}`)
+    }
+    try {
+      return await readCapped(res, maxBytes)
+    } catch (err) {
+      if (err instanceof TooLargeError) throw new UntrustedHubError(`the hub at ${origin} sent an answer over the ${maxBytes}-byte limit`, { cause: err })
+      throw err
+    }
   } catch (err) {
-    throw errorFromName('StoreError', `cannot reach the hub at ${new URL(url).origin}: ${(err as Error).message}`)
+    if (signal.aborted) throw new StoreError(`the hub at ${origin} did not answer within ${timeoutMs} ms`, { cause: err })
+    if (err instanceof UserSpaceError) throw err
+    throw new StoreError(`cannot reach the hub at ${origin}: ${(err as Error).message}`, { cause: err })
   }
-  if (!res.ok) {
-    const body = await res.json().catch(() => ({})) as { message?: string, name?: string }
-    throw errorFromName(body.name ?? (res.status === 404 ? 'NotFoundError' : res.status === 409 ? 'ConflictError' : res.status < 500 ? 'InvalidInputError' : 'StoreError'), body.message ?? `the hub answered ${res.status}`)
-  }
-  return res
 }

@@ -271,11 +271,16 @@ export class DefaultSpace implements Space {
       batch.done = this.persistTail.then(async () => {
         if (this.batch === batch) this.batch = undefined
         await this.state.addPending(this.name, batch.items)
+        const superseded: PendingEntry[] = []
         for (const e of batch.items) {
           const section = e.section === 'public' ? this.publicSection : this.privateSection
+          // A version merged while the state was being written may hold a later entry for this key.
+          const current = section.entry(e.key)
+          if (current !== undefined && winsOver(current, e)) { superseded.push(e); continue }
           section.write(e.key, pendingEntry(e))
           this.unpublished.set(slotOf(e.section, e.key), e)
         }
+        if (superseded.length > 0) this.settle(superseded)
         this.emit('pending', { count: this.unpublished.size })
       })
       this.persistTail = batch.done.catch(() => {})

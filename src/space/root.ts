@@ -74,6 +74,12 @@ export function decodeRoot (bytes: Uint8Array): Root {
   ) {
     throw new FormatError('root block does not have the shape of a version 1 root')
   }
+  // Keys are placed in bucket `hash & (count - 1)`: any other count than 0 or a power of two would
+  // put keys in buckets the writer never sealed them in.
+  const buckets = r.private.length
+  if ((buckets & (buckets - 1)) !== 0) {
+    throw new FormatError(`root block has ${buckets} private buckets; a version 1 root has 0 or a power of two`)
+  }
   return {
     version: r.version,
     sequence: r.sequence as number,
