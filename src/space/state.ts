@@ -176,13 +176,10 @@ export function fileState (dir?: string): SpaceStateStore {
     })()
     return resolvedDir
   }
-  // Changes from this process run one after another; the lock file orders them with other processes.
-  let chain: Promise<unknown> = Promise.resolve()
-  const serial = async <T>(fn: () => Promise<T>): Promise<T> => {
-    const run = chain.then(fn, fn)
-    chain = run.catch(() => {})
-    return run
-  }
+  // Changes from this process are group-committed: those queued while a write is under way go into
+  // the next write together (one read, one fsync); the lock file orders writes with other processes.
+  interface Queued { fn: (current: SpaceState | undefined) => SpaceState, resolve: () => void, reject: (err: unknown) => void }
+  const queues = new Map<string, Queued[]>()
 
   const fileOf = async (name: string): Promise<string> => {
     if (!/^[a-z0-9]{1,200}$/i.test(name)) throw new InvalidInputError(`"name" expected an IPNS name (letters and digits), got "${name.slice(0, 80)}"`)
@@ -202,28 +199,50 @@ export function fileState (dir?: string): SpaceStateStore {
   }
 
   const change = async (name: string, fn: (current: SpaceState | undefined) => SpaceState): Promise<void> => {
-    await serial(async () => {
-      const path = await fileOf(name)
-      const fs = await nodeFs()
-      await lock(fs, `${path}.lock`)
-      try {
-        const next = fn(await read(path))
-        const tmp = `${path}.${process.pid}.tmp`
-        const handle = await fs.open(tmp, 'w')
-        try {
-          await handle.writeFile(JSON.stringify(next))
-          await handle.sync()
-        } finally {
-          await handle.close()
-        }
-        await fs.rename(tmp, `${path}.json`)
-      } catch (err) {
-        if (err instanceof InvalidInputError) throw err
-        throw new StoreError(`cannot write the state of ${name} in ${await directory()}`, { cause: err })
-      } finally {
-        await fs.unlink(`${path}.lock`).catch(() => {})
-      }
+    const path = await fileOf(name)
+    return new Promise<void>((resolve, reject) => {
+      let queue = queues.get(name)
+      if (queue !== undefined) { queue.push({ fn, resolve, reject }); return }
+      queue = [{ fn, resolve, reject }]
+      queues.set(name, queue)
+      void drain(name, path, queue)
     })
+  }
+
+  const drain = async (name: string, path: string, queue: Queued[]): Promise<void> => {
+    while (queue.length > 0) {
+      const batch = queue.splice(0)
+      const applied: Queued[] = []
+      try {
+        const fs = await nodeFs()
+        await lock(fs, `${path}.lock`)
+        try {
+          let next = await read(path)
+          for (const q of batch) {
+            // A change with bad input is refused alone; the others in the batch still land.
+            try { next = q.fn(next); applied.push(q) } catch (err) { q.reject(err) }
+          }
+          if (applied.length > 0 && next !== undefined) {
+            const tmp = `${path}.${process.pid}.tmp`
+            const handle = await fs.open(tmp, 'w')
+            try {
+              await handle.writeFile(JSON.stringify(next))
+              await handle.sync()
+            } finally {
+              await handle.close()
+            }
+            await fs.rename(tmp, `${path}.json`)
+          }
+        } finally {
+          await fs.unlink(`${path}.lock`).catch(() => {})
+        }
+        for (const q of applied) q.resolve()
+      } catch (err) {
+        const failure = new StoreError(`cannot write the state of ${name} in ${await directory().catch(() => '?')}`, { cause: err })
+        for (const q of applied.length > 0 ? applied : batch) q.reject(failure)
+      }
+    }
+    queues.delete(name)
   }
 
   return {
