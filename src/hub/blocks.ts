@@ -1,0 +1,192 @@
+/**
+ * The hub's blocks: local reads through a small in-memory cache, network fetches (verified and
+ * kept), the trustless gateway's CAR builder, and CAR uploads (every block verified before any is
+ * stored).
+ */
+import { CarBufferReader } from '@ipld/car/buffer-reader'
+import * as dagCbor from '@ipld/dag-cbor'
+import { CID } from 'multiformats/cid'
+import { sha256 } from 'multiformats/hashes/sha2'
+import { IntegrityError, InvalidInputError, NotFoundError, TooLargeError } from '../errors.js'
+import { MAX_BLOCK_BYTES, encodeCar, verifyBlock } from '../store/blocks.js'
+import { collect } from './bytes.js'
+import { DEFAULT_FETCH_TIMEOUT_MS, DEFAULT_MAX_CAR_BYTES } from './options.js'
+import type { HubAppOptions, HubComponents } from './options.js'
+import type { Blockstore } from 'interface-blockstore'
+
+/** Blocks up to this size are kept in the in-memory block cache. */
+const SMALL_BLOCK_BYTES = 64 * 1024
+/** Total size of the in-memory block cache. */
+const SMALL_BLOCK_CACHE_BYTES = 16 * 1024 * 1024
+
+/** Local and network blocks, with the caches that keep record PUTs from re-reading them. */
+export class HubBlocks {
+  readonly blockstore: Blockstore
+  private readonly fetchBlock: HubComponents['fetchBlock']
+  private readonly options: HubAppOptions
+  /** Block sizes by CID (blocks never change), so quota checks do not re-read big blocks. */
+  private readonly sizes = new Map<string, number>()
+  /** Recently used small blocks, newest last, at most SMALL_BLOCK_CACHE_BYTES in all. */
+  private readonly smallBlocks = new Map<string, Uint8Array>()
+  private smallBlockBytes = 0
+
+  constructor (components: Pick<HubComponents, 'blockstore' | 'fetchBlock'>, options: HubAppOptions) {
+    this.blockstore = components.blockstore
+    this.fetchBlock = components.fetchBlock
+    this.options = options
+  }
+
+  async getBlock (cid: CID): Promise<Uint8Array> {
+    const bytes = await this.readBlock(cid, this.options.fetchTimeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS)
+    if (bytes === undefined) throw new NotFoundError(`block ${cid.toString()} not found`)
+    return bytes
+  }
+
+  /** A CARv1 of `cid` and, for `all`, the dag-cbor DAG below it (blocks the hub can get). */
+  async getCar (cid: CID, scope: 'block' | 'entity' | 'all'): Promise<Uint8Array> {
+    const max = this.options.maxCarBytes ?? DEFAULT_MAX_CAR_BYTES
+    const fetchMs = this.options.fetchTimeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS
+    const deadline = Date.now() + fetchMs
+    const blocks: Array<{ cid: CID, bytes: Uint8Array }> = []
+    const seen = new Set<string>()
+    const queue = [cid]
+    let total = 0
+    while (queue.length > 0) {
+      const next = queue.shift() as CID
+      const key = next.toString()
+      if (seen.has(key)) continue
+      seen.add(key)
+      const bytes = next === cid
+        ? await this.getBlock(next)
+        : await this.readBlock(next, Math.max(0, deadline - Date.now()))
+      // A block nobody has is left out; the client, verifying the CAR, sees which.
+      if (bytes === undefined) continue
+      total += bytes.byteLength
+      if (total > max) throw new TooLargeError(`the CAR for ${cid.toString()} would be over the ${max}-byte limit; ask for dag-scope=block`)
+      blocks.push({ cid: next, bytes })
+      if (scope === 'all' && next.code === dagCbor.code) queue.push(...linksOf(bytes))
+    }
+    return encodeCar(blocks, [cid])
+  }
+
+  /** Verifies every block of a CAR, then stores them all; nothing is stored when one fails. */
+  async putCar (body: Uint8Array): Promise<CID[]> {
+    let reader
+    try {
+      reader = CarBufferReader.fromBytes(body)
+    } catch (err) {
+      throw new InvalidInputError(`body is not a CAR: ${(err as Error).message}`)
+    }
+    const maxBlockBytes = Math.min(this.options.maxBlockBytes ?? MAX_BLOCK_BYTES, MAX_BLOCK_BYTES)
+    const blocks = reader.blocks()
+    const unique = new Map<string, { cid: CID, bytes: Uint8Array }>()
+    for (const block of blocks) {
+      const cid = CID.asCID(block.cid) as CID
+      if (block.bytes.byteLength > maxBlockBytes) {
+        throw new TooLargeError(`block ${cid.toString()} is ${block.bytes.byteLength} bytes, over the ${maxBlockBytes}-byte limit`)
+      }
+      if (cid.multihash.code !== sha256.code) {
+        throw new InvalidInputError(`block ${cid.toString()} is not hashed with sha2-256`)
+      }
+      if (!(await verifyBlock(cid, block.bytes))) {
+        throw new IntegrityError(`block ${cid.toString()} does not match its CID`)
+      }
+      unique.set(cid.toString(), { cid, bytes: block.bytes })
+    }
+    for (const { cid, bytes } of unique.values()) {
+      await this.blockstore.put(cid, bytes)
+    }
+    for (const { cid, bytes } of unique.values()) {
+      // The record PUT that follows an upload reads its root and public section: keep them at hand.
+      if (cid.code === dagCbor.code) this.keepSmall(cid.toString(), bytes)
+      this.noteSize(cid.toString(), bytes.byteLength)
+    }
+    return [...unique.values()].map(b => b.cid)
+  }
+
+  /** A local block, or undefined. */
+  async localBlock (cid: CID): Promise<Uint8Array | undefined> {
+    const key = cid.toString()
+    const cached = this.smallBlocks.get(key)
+    if (cached !== undefined) return cached
+    if (!(await this.blockstore.has(cid))) return undefined
+    let bytes: Uint8Array
+    try {
+      bytes = await collect(this.blockstore.get(cid))
+    } catch (err) {
+      if ((err as Error).name === 'NotFoundError') return undefined
+      throw err
+    }
+    this.keepSmall(key, bytes)
+    return bytes
+  }
+
+  /**
+   * Keeps a small block in memory (roots and public sections: what every record PUT and most
+   * gateway reads touch). Blocks are content-addressed, so a cached block is never stale.
+   */
+  private keepSmall (key: string, bytes: Uint8Array): void {
+    if (bytes.byteLength > SMALL_BLOCK_BYTES) return
+    if (this.smallBlocks.has(key)) this.smallBlocks.delete(key)
+    else this.smallBlockBytes += bytes.byteLength
+    this.smallBlocks.set(key, bytes)
+    while (this.smallBlockBytes > SMALL_BLOCK_CACHE_BYTES) {
+      const [oldest, value] = this.smallBlocks.entries().next().value as [string, Uint8Array]
+      this.smallBlocks.delete(oldest)
+      this.smallBlockBytes -= value.byteLength
+    }
+  }
+
+  /** A local block, else one fetched from the network within `timeoutMs`, verified and kept. */
+  async readBlock (cid: CID, timeoutMs: number): Promise<Uint8Array | undefined> {
+    const local = await this.localBlock(cid)
+    if (local !== undefined || this.fetchBlock === undefined || timeoutMs <= 0) return local
+    let bytes: Uint8Array
+    try {
+      bytes = await this.fetchBlock(cid, { signal: AbortSignal.timeout(timeoutMs) })
+    } catch {
+      return undefined
+    }
+    const max = Math.min(this.options.maxBlockBytes ?? MAX_BLOCK_BYTES, MAX_BLOCK_BYTES)
+    if (bytes.byteLength > max || !(await verifyBlock(cid, bytes))) return undefined
+    if (!(await this.blockstore.has(cid))) await this.blockstore.put(cid, bytes)
+    this.keepSmall(cid.toString(), bytes)
+    return bytes
+  }
+
+
+  async blockSize (cid: CID): Promise<number> {
+    const key = cid.toString()
+    const known = this.sizes.get(key)
+    if (known !== undefined) return known
+    const bytes = await this.localBlock(cid)
+    if (bytes === undefined) return 0
+    this.noteSize(key, bytes.byteLength)
+    return bytes.byteLength
+  }
+
+  private noteSize (key: string, size: number): void {
+    if (this.sizes.size > 100_000) this.sizes.clear()
+    this.sizes.set(key, size)
+  }
+}
+
+/** Every CID linked from a dag-cbor block (none when it does not decode). */
+export function linksOf (bytes: Uint8Array): CID[] {
+  let value: unknown
+  try {
+    value = dagCbor.decode(bytes)
+  } catch {
+    return []
+  }
+  const links: CID[] = []
+  const walk = (node: unknown, depth: number): void => {
+    if (depth > 64 || node === null || typeof node !== 'object') return
+    const cid = CID.asCID(node)
+    if (cid !== null) { links.push(cid); return }
+    if (node instanceof Uint8Array) return
+    for (const child of Array.isArray(node) ? node : Object.values(node)) walk(child, depth + 1)
+  }
+  walk(value, 0)
+  return links
+}

@@ -1,0 +1,151 @@
+/**
+ * The hub's wire constants, defaults and option types: media types, the `DEFAULT_*` limits with
+ * their units, and the components `createHubApp` is built from. Every other hub file reads its
+ * limits from here, so a default has one name and one value.
+ */
+import type { HubRecordStore } from './record-store.js'
+import type { RecordInfo } from '../store/record.js'
+import type { Context, Hono } from 'hono'
+import type { IncomingMessage } from 'node:http'
+import type { Blockstore } from 'interface-blockstore'
+import type { Datastore } from 'interface-datastore'
+import type { CID } from 'multiformats/cid'
+
+/** The IPNS record media type (Delegated Routing V1, IPNS record spec). */
+export const IPNS_RECORD_TYPE = 'application/vnd.ipfs.ipns-record'
+/** Trustless gateway media types. */
+export const RAW_TYPE = 'application/vnd.ipld.raw'
+export const CAR_TYPE = 'application/vnd.ipld.car'
+
+/** @default 16 MiB */
+export const DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+/** @default 64 MiB */
+export const DEFAULT_MAX_SPACE_BYTES = 64 * 1024 * 1024
+/** @default 64 MiB */
+export const DEFAULT_MAX_CAR_BYTES = 64 * 1024 * 1024
+/** @default 50 requests per second, bursts of 200, per client address */
+export const DEFAULT_RATE_LIMIT: Readonly<RateLimit> = Object.freeze({ requestsPerSecond: 50, burst: 200 })
+/** How long a record PUT waits for its DHT announcement before answering anyway. @default 1 s */
+export const DEFAULT_ANNOUNCE_WAIT_MS = 1_000
+/** How long an announcement may run in the background. @default 30 s */
+export const DEFAULT_ANNOUNCE_TIMEOUT_MS = 30_000
+/** How long a GET may ask the network for a record. @default 3 s */
+export const DEFAULT_RESOLVE_TIMEOUT_MS = 3_000
+/** How long a GET may ask the network for a missing block. @default 3 s */
+export const DEFAULT_FETCH_TIMEOUT_MS = 3_000
+/** Interval of the comment lines that keep event streams open through proxies. @default 15 s */
+export const DEFAULT_HEARTBEAT_MS = 15_000
+/** Open event streams the hub accepts at once. @default 10 000 */
+export const DEFAULT_MAX_EVENT_STREAMS = 10_000
+/** The longest a record GET may be cached by browsers and proxies, whatever its TTL. @default 60 s */
+export const DEFAULT_MAX_RECORD_CACHE_SECONDS = 60
+
+export interface RateLimit {
+  /** Tokens added per second. 0 disables rate limiting. */
+  requestsPerSecond: number
+  /** Bucket size: how many requests a quiet client may make at once. */
+  burst: number
+}
+
+/** Sizes and rates. Every refusal is a JSON 4xx that changes nothing. */
+export interface HubLimits {
+  /**
+   * Largest request body (CAR uploads). Checked against Content-Length and while reading.
+   *
+   * @default DEFAULT_MAX_BODY_BYTES (16 MiB)
+   */
+  maxBodyBytes?: number
+  /**
+   * Largest block accepted in an upload or served from the network (the bitswap limit).
+   *
+   * @default MAX_BLOCK_BYTES (1 MiB)
+   */
+  maxBlockBytes?: number
+  /**
+   * Largest IPNS record. The spec's limit; a lower one is allowed.
+   *
+   * @default MAX_RECORD_BYTES (10 KiB)
+   */
+  maxRecordBytes?: number
+  /**
+   * Stored bytes per name: the root block, its public DAG and its private blocks, summed when a
+   * record is PUT (history is not counted). Over it, the PUT is a 413.
+   *
+   * @default DEFAULT_MAX_SPACE_BYTES (64 MiB)
+   */
+  maxSpaceBytes?: number
+  /**
+   * Largest CAR the gateway builds for one `GET /ipfs/{cid}?format=car`.
+   *
+   * @default DEFAULT_MAX_CAR_BYTES (64 MiB)
+   */
+  maxCarBytes?: number
+  /**
+   * Token bucket per client address. `0` (or `requestsPerSecond: 0`) disables it. CORS preflights
+   * are not counted.
+   *
+   * @default DEFAULT_RATE_LIMIT ({ requestsPerSecond: 50, burst: 200 })
+   */
+  rateLimit?: RateLimit | 0
+  /**
+   * Open event streams at once (all clients); more are refused with 429.
+   *
+   * @default DEFAULT_MAX_EVENT_STREAMS (10 000)
+   */
+  maxEventStreams?: number
+}
+
+export interface HubAppOptions extends HubLimits {
+  /**
+   * Directory of the built demo page (`index.html` and its assets), served at `/`. When absent or
+   * missing, `/` is a short page saying the demo is not built.
+   *
+   * @default undefined
+   */
+  demoDir?: string
+  /** @default DEFAULT_ANNOUNCE_WAIT_MS (1 s) */
+  announceWaitMs?: number
+  /** @default DEFAULT_ANNOUNCE_TIMEOUT_MS (30 s) */
+  announceTimeoutMs?: number
+  /** @default DEFAULT_RESOLVE_TIMEOUT_MS (3 s) */
+  resolveTimeoutMs?: number
+  /** @default DEFAULT_FETCH_TIMEOUT_MS (3 s) */
+  fetchTimeoutMs?: number
+  /** @default DEFAULT_HEARTBEAT_MS (15 s) */
+  heartbeatMs?: number
+  /** @default DEFAULT_MAX_RECORD_CACHE_SECONDS (60 s) */
+  maxRecordCacheSeconds?: number
+  /**
+   * The key a client is rate-limited by. The default is the socket's remote address (never a
+   * forwarded-for header, which any client can forge); put the hub behind a proxy that limits
+   * instead, or pass a function that trusts your proxy's header.
+   *
+   * @default the TCP peer address, or 'unknown' when there is no socket (tests)
+   */
+  clientAddress?: (c: Context) => string
+}
+
+export interface HubComponents {
+  /** Local blocks. A networked hub passes its helia blockstore (puts are then offered to bitswap). */
+  blockstore: Blockstore
+  /** Durable key-value storage for records and the address index. */
+  datastore: Datastore
+  /** @default datastoreRecords(datastore) */
+  records?: HubRecordStore
+  /** Announces an accepted record to the network (the DHT); should honour `signal`. */
+  announce?(name: string, record: Uint8Array, options: { signal: AbortSignal }): Promise<void>
+  /** Looks a record up on the network; undefined when nobody has one. */
+  resolveRemote?(name: string, options: { signal: AbortSignal }): Promise<Uint8Array | undefined>
+  /** Fetches a block from the network (bitswap); throws when it cannot. Bytes are verified here. */
+  fetchBlock?(cid: CID, options: { signal: AbortSignal }): Promise<Uint8Array>
+  /**
+   * Checks a record as `validateRecord` does (the default), e.g. on worker threads so that
+   * signature checks use more than one core. Must throw the same named errors.
+   */
+  validate?(name: string, bytes: Uint8Array): Promise<RecordInfo>
+  /** More apps mounted at `/` before the static files (the Next.ID KV API). */
+  routes?: Hono[]
+}
+
+/** What @hono/node-server passes as `c.env`; absent under `app.request()`. */
+export type Env = { Bindings: { incoming?: IncomingMessage } }

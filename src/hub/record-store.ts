@@ -1,0 +1,68 @@
+/**
+ * Durable storage of the hub's IPNS records and its address index (wallet address ↔ IPNS name), in
+ * the hub's datastore under `/userspace/hub/`.
+ */
+import { Key } from 'interface-datastore'
+import type { Datastore } from 'interface-datastore'
+
+/** Stored records and the address index. `datastoreRecords` keeps them in the hub's datastore. */
+export interface HubRecordStore {
+  /** The stored record of a canonical name. */
+  get(name: string): Promise<Uint8Array | undefined>
+  /**
+   * Stores a record durably (resolved means on disk) and, in the same batch, binds `owner` to the
+   * name when given (an address already bound to another name keeps its name).
+   */
+  put(name: string, record: Uint8Array, owner?: string): Promise<void>
+  /** The name an address (EIP-55) is bound to. */
+  nameOf(address: string): Promise<string | undefined>
+  /** The address a name is bound to. */
+  addressOf(name: string): Promise<string | undefined>
+  /** Every stored record (for re-announcing). */
+  all(): AsyncIterable<{ name: string, record: Uint8Array }>
+}
+
+const RECORD_PREFIX = '/userspace/hub/ipns/'
+const ADDRESS_PREFIX = '/userspace/hub/address/'
+const OWNER_PREFIX = '/userspace/hub/owner/'
+const decoder = new TextDecoder()
+const encoder = new TextEncoder()
+
+/** Records and the address index in a datastore, under `/userspace/hub/`. */
+export function datastoreRecords (datastore: Datastore): HubRecordStore {
+  const read = async (key: string): Promise<Uint8Array | undefined> => {
+    try {
+      return await datastore.get(new Key(key))
+    } catch (err) {
+      if ((err as Error).name === 'NotFoundError') return undefined
+      throw err
+    }
+  }
+  return {
+    get: async (name) => read(RECORD_PREFIX + name),
+    async put (name, record, owner) {
+      // One key: a plain put (cheaper than a batch). The index keys go in one batch with the record.
+      if (owner === undefined) { await datastore.put(new Key(RECORD_PREFIX + name), record); return }
+      const batch = datastore.batch()
+      batch.put(new Key(RECORD_PREFIX + name), record)
+      const addressKey = ADDRESS_PREFIX + owner.toLowerCase()
+      if (await read(addressKey) === undefined) batch.put(new Key(addressKey), encoder.encode(name))
+      if (await read(OWNER_PREFIX + name) === undefined) batch.put(new Key(OWNER_PREFIX + name), encoder.encode(owner))
+      await batch.commit()
+    },
+    async nameOf (address) {
+      const bytes = await read(ADDRESS_PREFIX + address.toLowerCase())
+      return bytes === undefined ? undefined : decoder.decode(bytes)
+    },
+    async addressOf (name) {
+      const bytes = await read(OWNER_PREFIX + name)
+      return bytes === undefined ? undefined : decoder.decode(bytes)
+    },
+    async * all () {
+      for await (const { key, value } of datastore.query({ prefix: RECORD_PREFIX.slice(0, -1) })) {
+        yield { name: key.toString().slice(RECORD_PREFIX.length), record: value }
+      }
+    }
+  }
+}
+
