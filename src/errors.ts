@@ -96,6 +96,18 @@ export class RateLimitError extends UserSpaceError {
   override name = 'RateLimitError'
 }
 
+/** The hub is out of a shared resource (connections, streams, file descriptors) for now; retry later. */
+export class UnavailableError extends UserSpaceError {
+  static override readonly code: string = 'UnavailableError'
+  override name = 'UnavailableError'
+}
+
+/** The hub's storage budget is spent: it stores nothing more until garbage collection frees some. */
+export class InsufficientStorageError extends UserSpaceError {
+  static override readonly code: string = 'InsufficientStorageError'
+  override name = 'InsufficientStorageError'
+}
+
 /** The space was closed; no more reads or writes. */
 export class ClosedError extends UserSpaceError {
   static override readonly code: string = 'ClosedError'
@@ -122,7 +134,9 @@ export const HTTP_STATUS: Readonly<Record<string, number>> = {
   TooLargeError: 413,
   RateLimitError: 429,
   StoreError: 502,
-  AbortedError: 504
+  UnavailableError: 503,
+  AbortedError: 504,
+  InsufficientStorageError: 507
 }
 
 /** Process exit code per error name, used by the CLI. 1 is anything unexpected. */
@@ -141,6 +155,8 @@ export const EXIT_CODE: Readonly<Record<string, number>> = {
   TooLargeError: 7,
   StoreError: 8,
   RateLimitError: 8,
+  UnavailableError: 8,
+  InsufficientStorageError: 8,
   AbortedError: 9
 }
 
@@ -165,6 +181,8 @@ const ERRORS: Record<string, new (message: string) => UserSpaceError> = {
   FormatError,
   StoreError,
   RateLimitError,
+  UnavailableError,
+  InsufficientStorageError,
   ClosedError,
   AbortedError
 }

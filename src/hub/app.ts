@@ -21,6 +21,7 @@ import { checksumAddress } from '../crypto/eip191.js'
 import { InvalidInputError, NotFoundError } from '../errors.js'
 import { MAX_RECORD_BYTES } from '../store/record.js'
 import { HubBlocks } from './blocks.js'
+import { clientKey } from './client.js'
 import { eventStream, HubEvents } from './events.js'
 import { httpErrorHandler } from './http-errors.js'
 import { readBody, requireContentType } from './middleware/body.js'
@@ -105,9 +106,10 @@ export function createHubApp (components: HubComponents, options: HubAppOptions 
     if (scope !== 'all' && scope !== 'block' && scope !== 'entity') {
       throw new InvalidInputError(`"dag-scope" expected block, entity or all, got "${scope.slice(0, 40)}"`)
     }
-    const car = await blocks.getCar(cid, scope)
-    return c.body(car as Uint8Array<ArrayBuffer>, 200, {
-      'Content-Type': `${CAR_TYPE}; version=1`,
+    const car = await blocks.getCar(cid, scope, clientKey(c, options))
+    return c.body(car.body as ReadableStream<Uint8Array<ArrayBuffer>>, 200, {
+      'Content-Type': `${CAR_TYPE}; version=1; order=unk; dups=n`,
+      'Content-Length': String(car.bytes),
       'Cache-Control': 'public, max-age=29030400, immutable',
       ETag: `"${cid.toString()}.car.${scope}"`,
       'X-Content-Type-Options': 'nosniff',

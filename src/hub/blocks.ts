@@ -6,11 +6,18 @@
 import { CarBufferReader } from '@ipld/car/buffer-reader'
 import * as dagCbor from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
+import { varint } from 'multiformats'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { IntegrityError, InvalidInputError, NotFoundError, TooLargeError } from '../errors.js'
 import { MAX_BLOCK_BYTES, encodeCar, verifyBlock } from '../store/blocks.js'
 import { collect } from './bytes.js'
-import { DEFAULT_FETCH_TIMEOUT_MS, DEFAULT_MAX_CAR_BYTES } from './options.js'
+import {
+  DEFAULT_FETCH_TIMEOUT_MS, DEFAULT_MAX_CAR_BYTES, DEFAULT_MAX_CAR_STREAMS, DEFAULT_MAX_CAR_STREAMS_PER_CLIENT,
+  DEFAULT_MAX_DAG_BLOCKS, DEFAULT_MAX_DAG_LINKS
+} from './options.js'
+import { Slots } from './slots.js'
+import { walkDagOrRefuse } from './walk.js'
+import type { WalkCaps } from './walk.js'
 import type { HubAppOptions, HubComponents } from './options.js'
 import type { Blockstore } from 'interface-blockstore'
 
@@ -29,11 +36,13 @@ export class HubBlocks {
   /** Recently used small blocks, newest last, at most SMALL_BLOCK_CACHE_BYTES in all. */
   private readonly smallBlocks = new Map<string, Uint8Array>()
   private smallBlockBytes = 0
+  private readonly carSlots: Slots
 
   constructor (components: Pick<HubComponents, 'blockstore' | 'fetchBlock'>, options: HubAppOptions) {
     this.blockstore = components.blockstore
     this.fetchBlock = components.fetchBlock
     this.options = options
+    this.carSlots = new Slots('CAR responses', options.maxCarStreams ?? DEFAULT_MAX_CAR_STREAMS, options.maxCarStreamsPerClient ?? DEFAULT_MAX_CAR_STREAMS_PER_CLIENT)
   }
 
   async getBlock (cid: CID): Promise<Uint8Array> {
@@ -42,31 +51,59 @@ export class HubBlocks {
     return bytes
   }
 
-  /** A CARv1 of `cid` and, for `all`, the dag-cbor DAG below it (blocks the hub can get). */
-  async getCar (cid: CID, scope: 'block' | 'entity' | 'all'): Promise<Uint8Array> {
-    const max = this.options.maxCarBytes ?? DEFAULT_MAX_CAR_BYTES
-    const fetchMs = this.options.fetchTimeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS
-    const deadline = Date.now() + fetchMs
-    const blocks: Array<{ cid: CID, bytes: Uint8Array }> = []
-    const seen = new Set<string>()
-    const queue = [cid]
-    let total = 0
-    while (queue.length > 0) {
-      const next = queue.shift() as CID
-      const key = next.toString()
-      if (seen.has(key)) continue
-      seen.add(key)
-      const bytes = next === cid
-        ? await this.getBlock(next)
-        : await this.readBlock(next, Math.max(0, deadline - Date.now()))
-      // A block nobody has is left out; the client, verifying the CAR, sees which.
-      if (bytes === undefined) continue
-      total += bytes.byteLength
-      if (total > max) throw new TooLargeError(`the CAR for ${cid.toString()} would be over the ${max}-byte limit; ask for dag-scope=block`)
-      blocks.push({ cid: next, bytes })
-      if (scope === 'all' && next.code === dagCbor.code) queue.push(...linksOf(bytes))
+  /** The caps of one DAG walk, from the options. */
+  walkCaps (maxBytes: number): WalkCaps {
+    return {
+      maxLinks: this.options.maxDagLinks ?? DEFAULT_MAX_DAG_LINKS,
+      maxBlocks: this.options.maxDagBlocks ?? DEFAULT_MAX_DAG_BLOCKS,
+      maxBytes
     }
-    return encodeCar(blocks, [cid])
+  }
+
+  /**
+   * A CARv1 of `cid` and, for `all`, the dag-cbor DAG below it (blocks the hub can get), streamed
+   * block by block. The walk runs first (reading dag-cbor blocks for their links, sizing the leaves)
+   * so that a DAG over a cap is a 413 before any byte is sent; the body then reads one block at a
+   * time as the client takes them, and holds a CAR slot until it ends.
+   */
+  async getCar (cid: CID, scope: 'block' | 'entity' | 'all', client: string): Promise<{ body: ReadableStream<Uint8Array>, bytes: number }> {
+    const release = this.carSlots.acquire(client)
+    try {
+      const max = this.options.maxCarBytes ?? DEFAULT_MAX_CAR_BYTES
+      const deadline = Date.now() + (this.options.fetchTimeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS)
+      await this.getBlock(cid)
+      const remaining = (): number => Math.max(0, deadline - Date.now())
+      const walked = await walkDagOrRefuse([cid], {
+        read: async (c) => this.readBlock(c, remaining()),
+        size: async (c) => this.sizes.get(c.toString()) ?? (await this.readBlock(c, remaining()))?.byteLength
+      }, this.walkCaps(max), `the CAR for ${cid.toString()} (ask for dag-scope=block)`, scope === 'all')
+      const header = encodeCar([], [cid])
+      let bytes = header.byteLength
+      walked.cids.forEach((c, i) => { bytes += blockFrameLength(c, walked.sizes[i] as number) })
+      let index = -1
+      const body = new ReadableStream<Uint8Array>({
+        pull: async (controller) => {
+          try {
+            if (index === -1) { index = 0; controller.enqueue(header); return }
+            const next = walked.cids[index]
+            if (next === undefined) { release(); controller.close(); return }
+            index++
+            // A block collected since the walk ends the CAR early; the client, verifying, sees it.
+            const block = await this.localBlock(next)
+            if (block === undefined) throw new NotFoundError(`block ${next.toString()} is gone`)
+            controller.enqueue(blockFrame(next, block))
+          } catch (err) {
+            release()
+            controller.error(err)
+          }
+        },
+        cancel: () => { release() }
+      }, { highWaterMark: 0 })
+      return { body, bytes }
+    } catch (err) {
+      release()
+      throw err
+    }
   }
 
   /** Verifies every block of a CAR, then stores them all; nothing is stored when one fails. */
@@ -171,22 +208,18 @@ export class HubBlocks {
   }
 }
 
-/** Every CID linked from a dag-cbor block (none when it does not decode). */
-export function linksOf (bytes: Uint8Array): CID[] {
-  let value: unknown
-  try {
-    value = dagCbor.decode(bytes)
-  } catch {
-    return []
-  }
-  const links: CID[] = []
-  const walk = (node: unknown, depth: number): void => {
-    if (depth > 64 || node === null || typeof node !== 'object') return
-    const cid = CID.asCID(node)
-    if (cid !== null) { links.push(cid); return }
-    if (node instanceof Uint8Array) return
-    for (const child of Array.isArray(node) ? node : Object.values(node)) walk(child, depth + 1)
-  }
-  walk(value, 0)
-  return links
+/** Bytes of one CARv1 block section: varint(length) ‖ CID ‖ block. */
+function blockFrameLength (cid: CID, size: number): number {
+  const length = cid.bytes.byteLength + size
+  return varint.encodingLength(length) + length
+}
+
+function blockFrame (cid: CID, bytes: Uint8Array): Uint8Array {
+  const length = cid.bytes.byteLength + bytes.byteLength
+  const prefix = varint.encodingLength(length)
+  const out = new Uint8Array(prefix + length)
+  varint.encodeTo(length, out, 0)
+  out.set(cid.bytes, prefix)
+  out.set(bytes, prefix + cid.bytes.byteLength)
+  return out
 }

@@ -4,21 +4,23 @@
  */
 import { streamSSE } from 'hono/streaming'
 import { toBase64 } from '../crypto/bytes.js'
-import { RateLimitError } from '../errors.js'
+import { RateLimitError, UnavailableError } from '../errors.js'
 import { readRecord } from '../store/record.js'
-import { DEFAULT_HEARTBEAT_MS, DEFAULT_MAX_EVENT_STREAMS } from './options.js'
+import { clientKey } from './client.js'
+import { DEFAULT_HEARTBEAT_MS, DEFAULT_MAX_EVENT_STREAMS, DEFAULT_MAX_EVENT_STREAMS_PER_CLIENT } from './options.js'
 import { parseName } from './params.js'
+import { Slots } from './slots.js'
 import type { Env, HubAppOptions } from './options.js'
 import type { Context } from 'hono'
 
 /** Who listens to which name, and how many streams are open. */
 export class HubEvents {
   private readonly listeners = new Map<string, Set<(record: Uint8Array) => void>>()
-  private readonly options: HubAppOptions
-  private streams = 0
+  private readonly streams: Slots
 
   constructor (options: HubAppOptions) {
-    this.options = options
+    // Over the hub-wide cap a stream is a 429 as before (clients back off and reconnect).
+    this.streams = new Slots('event streams', options.maxEventStreams ?? DEFAULT_MAX_EVENT_STREAMS, options.maxEventStreamsPerClient ?? DEFAULT_MAX_EVENT_STREAMS_PER_CLIENT)
   }
 
   subscribe (name: string, listener: (record: Uint8Array) => void): () => void {
@@ -36,14 +38,13 @@ export class HubEvents {
     for (const listener of this.listeners.get(name) ?? []) listener(record)
   }
 
-  openStream (): () => void {
-    if (this.streams >= (this.options.maxEventStreams ?? DEFAULT_MAX_EVENT_STREAMS)) {
-      throw new RateLimitError('too many open event streams; try again later')
-    }
-    this.streams++
-    let released = false
-    return () => {
-      if (!released) { released = true; this.streams-- }
+  /** Takes a stream slot for `client` (429 over its share or the hub's cap). */
+  openStream (client: string): () => void {
+    try {
+      return this.streams.acquire(client)
+    } catch (err) {
+      if (err instanceof UnavailableError) throw new RateLimitError('too many open event streams; try again later', { cause: err })
+      throw err
     }
   }
 }
@@ -52,7 +53,7 @@ export class HubEvents {
 export function eventStream (events: HubEvents, stored: (name: string) => Promise<Uint8Array | undefined>, options: HubAppOptions) {
   return async (c: Context<Env, '/api/v1/events/:name'>): Promise<Response> => {
     const name = parseName(c.req.param('name'))
-    const release = events.openStream()
+    const release = events.openStream(clientKey(c, options))
     c.header('Cache-Control', 'no-cache, no-transform')
     c.header('X-Accel-Buffering', 'no')
     return streamSSE(c, async (stream) => {

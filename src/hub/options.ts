@@ -23,8 +23,24 @@ export const DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 export const DEFAULT_MAX_SPACE_BYTES = 64 * 1024 * 1024
 /** @default 64 MiB */
 export const DEFAULT_MAX_CAR_BYTES = 64 * 1024 * 1024
-/** @default 50 requests per second, bursts of 200, per client address */
-export const DEFAULT_RATE_LIMIT: Readonly<RateLimit> = Object.freeze({ requestsPerSecond: 50, burst: 200 })
+/**
+ * Per client address (IPv6: per /64). The burst lets one cold open of the largest space the library
+ * writes (a 16 MiB private section: 1 024 buckets, one GET each, plus the record, the root and, for
+ * stock helia, one provider look-up per block) through in one go; the rate still slows a flood.
+ *
+ * @default 200 requests per second, bursts of 2 500
+ */
+export const DEFAULT_RATE_LIMIT: Readonly<RateLimit> = Object.freeze({ requestsPerSecond: 200, burst: 2_500 })
+/** Links one DAG walk (a CAR, a quota check, a GC mark) examines, repeated links included. @default 65 536 */
+export const DEFAULT_MAX_DAG_LINKS = 65_536
+/** Distinct blocks one DAG walk visits. @default 8 192 */
+export const DEFAULT_MAX_DAG_BLOCKS = 8_192
+/** CAR responses streaming at once, hub-wide (503 with Retry-After beyond). @default 8 */
+export const DEFAULT_MAX_CAR_STREAMS = 8
+/** CAR responses streaming at once to one client (429 beyond). @default 2 */
+export const DEFAULT_MAX_CAR_STREAMS_PER_CLIENT = 2
+/** Open event streams per client address (429 beyond). @default 32 */
+export const DEFAULT_MAX_EVENT_STREAMS_PER_CLIENT = 32
 /** How long a record PUT waits for its DHT announcement before answering anyway. @default 1 s */
 export const DEFAULT_ANNOUNCE_WAIT_MS = 1_000
 /** How long an announcement may run in the background. @default 30 s */
@@ -84,7 +100,7 @@ export interface HubLimits {
    * Token bucket per client address. `0` (or `requestsPerSecond: 0`) disables it. CORS preflights
    * are not counted.
    *
-   * @default DEFAULT_RATE_LIMIT ({ requestsPerSecond: 50, burst: 200 })
+   * @default DEFAULT_RATE_LIMIT ({ requestsPerSecond: 200, burst: 2 500 })
    */
   rateLimit?: RateLimit | 0
   /**
@@ -93,6 +109,37 @@ export interface HubLimits {
    * @default DEFAULT_MAX_EVENT_STREAMS (10 000)
    */
   maxEventStreams?: number
+  /**
+   * Open event streams per client address (IPv6: per /64); more are refused with 429.
+   *
+   * @default DEFAULT_MAX_EVENT_STREAMS_PER_CLIENT (32)
+   */
+  maxEventStreamsPerClient?: number
+  /**
+   * Links one DAG walk examines (repeated links count each time): a CAR, the quota check of a record
+   * PUT, the mark of one name in garbage collection. Over it, the request is a 413.
+   *
+   * @default DEFAULT_MAX_DAG_LINKS (65 536)
+   */
+  maxDagLinks?: number
+  /**
+   * Distinct blocks one DAG walk visits. Over it, the request is a 413.
+   *
+   * @default DEFAULT_MAX_DAG_BLOCKS (8 192)
+   */
+  maxDagBlocks?: number
+  /**
+   * CAR responses streaming at once, hub-wide; more are a 503 with Retry-After.
+   *
+   * @default DEFAULT_MAX_CAR_STREAMS (8)
+   */
+  maxCarStreams?: number
+  /**
+   * CAR responses streaming at once to one client; more are a 429.
+   *
+   * @default DEFAULT_MAX_CAR_STREAMS_PER_CLIENT (2)
+   */
+  maxCarStreamsPerClient?: number
 }
 
 export interface HubAppOptions extends HubLimits {

@@ -1,48 +1,33 @@
 /**
- * The per-name quota: the bytes a record makes the hub keep (its root, the public DAG below it and
- * its private buckets), summed when the record is PUT and refused (413) over the limit.
+ * The per-name quota: the bytes the current version of a record makes the hub keep (its root, the
+ * public DAG below it and its private buckets), summed with one bounded walk when the record is PUT
+ * and refused (413) over the limit. Older versions are not refused here: retention (gc.ts) keeps as
+ * many as fit in the same quota.
  */
-import * as dagCbor from '@ipld/dag-cbor'
 import { TooLargeError } from '../errors.js'
-import { linksOf } from './blocks.js'
+import { walkDag } from './walk.js'
 import type { HubBlocks } from './blocks.js'
+import type { Walked } from './walk.js'
 import type { Root } from '../space/root.js'
 import type { CID } from 'multiformats/cid'
 
 /**
- * Throws TooLargeError when the space under `cid` is over `max` bytes. `root` is the decoded root
- * block, or undefined when `rootBytes` is not a UserSpace root (then the whole dag-cbor DAG counts).
+ * The blocks of the version under `cid` that the hub has, within the walk caps. `root` is the
+ * decoded root block, or undefined when `rootBytes` is not a UserSpace root (then the whole dag-cbor
+ * DAG below it counts, as for any IPNS record).
  */
-export async function checkSpaceQuota (blocks: HubBlocks, name: string, cid: CID, rootBytes: Uint8Array, root: Root | undefined, max: number): Promise<void> {
-  let total: number
-  if (root === undefined) {
-    total = await dagBytes(blocks, [cid], max)
-  } else {
-    total = rootBytes.byteLength
-    if (root.public !== null) total += await dagBytes(blocks, [root.public], max)
-    for (const bucket of root.private) total += await blocks.blockSize(bucket)
-  }
-  if (total > max) throw new TooLargeError(`${name} would store ${total} bytes, over the ${max}-byte limit per name`)
+export async function versionBlocks (blocks: HubBlocks, cid: CID, rootBytes: Uint8Array, root: Root | undefined, max: number): Promise<Walked> {
+  const io = { read: async (c: CID) => blocks.localBlock(c), size: async (c: CID) => blocks.blockSize(c) }
+  if (root === undefined) return walkDag([cid], io, blocks.walkCaps(max))
+  const below = [...(root.public === null ? [] : [root.public]), ...root.private]
+  const walked = await walkDag(below, io, blocks.walkCaps(Math.max(0, max - rootBytes.byteLength)))
+  return { ...walked, cids: [cid, ...walked.cids], sizes: [rootBytes.byteLength, ...walked.sizes], bytes: walked.bytes + rootBytes.byteLength }
 }
 
-/** Sum of the sizes of the blocks (present locally) of the dag-cbor DAG under `roots`. */
-export async function dagBytes (blocks: HubBlocks, roots: CID[], max: number): Promise<number> {
-  let total = 0
-  const seen = new Set<string>()
-  const queue = [...roots]
-  while (queue.length > 0 && total <= max) {
-    const cid = queue.shift() as CID
-    const key = cid.toString()
-    if (seen.has(key)) continue
-    seen.add(key)
-    if (cid.code !== dagCbor.code) {
-      total += await blocks.blockSize(cid)
-      continue
-    }
-    const bytes = await blocks.localBlock(cid)
-    if (bytes === undefined) continue
-    total += bytes.byteLength
-    queue.push(...linksOf(bytes))
-  }
-  return total
+/** Throws TooLargeError when the version under `cid` is over `max` bytes or a walk cap. */
+export async function checkSpaceQuota (blocks: HubBlocks, name: string, cid: CID, rootBytes: Uint8Array, root: Root | undefined, max: number): Promise<Walked> {
+  const walked = await versionBlocks(blocks, cid, rootBytes, root, max)
+  if (walked.over === 'bytes') throw new TooLargeError(`${name} would store over ${max} bytes, the limit per name`)
+  if (walked.over !== undefined) throw new TooLargeError(`${name} has over ${walked.over === 'links' ? blocks.walkCaps(max).maxLinks : blocks.walkCaps(max).maxBlocks} ${walked.over}, the limit of one walk`)
+  return walked
 }

@@ -3,9 +3,10 @@
  * unless the operator passes `clientAddress` (a forwarded-for header is never trusted by default).
  */
 import { RateLimitError } from '../../errors.js'
+import { clientKey } from '../client.js'
 import { DEFAULT_RATE_LIMIT } from '../options.js'
 import type { Env, HubAppOptions } from '../options.js'
-import type { Context, MiddlewareHandler } from 'hono'
+import type { MiddlewareHandler } from 'hono'
 
 /** A token bucket per client address; refusals are 429 with Retry-After. */
 export function rateLimiter (options: HubAppOptions): MiddlewareHandler<Env> {
@@ -14,7 +15,6 @@ export function rateLimiter (options: HubAppOptions): MiddlewareHandler<Env> {
   const { requestsPerSecond: rate } = limit
   const burst = Math.max(1, limit.burst)
   const buckets = new Map<string, { tokens: number, at: number }>()
-  const clientOf = options.clientAddress ?? ((c: Context) => (c.env as Env['Bindings'] | undefined)?.incoming?.socket?.remoteAddress ?? 'unknown')
   return async (c, next) => {
     if (c.req.method === 'OPTIONS') { await next(); return }
     const now = Date.now()
@@ -22,7 +22,7 @@ export function rateLimiter (options: HubAppOptions): MiddlewareHandler<Env> {
       // Forget clients whose buckets have refilled: they are indistinguishable from new ones.
       for (const [key, b] of buckets) if (b.tokens + (now - b.at) * rate / 1000 >= burst) buckets.delete(key)
     }
-    const key = clientOf(c as unknown as Context)
+    const key = clientKey(c, options)
     const bucket = buckets.get(key) ?? { tokens: burst, at: now }
     bucket.tokens = Math.min(burst, bucket.tokens + (now - bucket.at) * rate / 1000)
     bucket.at = now
