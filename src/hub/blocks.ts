@@ -30,6 +30,7 @@ const SMALL_BLOCK_CACHE_BYTES = 16 * 1024 * 1024
 export class HubBlocks {
   readonly blockstore: Blockstore
   private readonly fetchBlock: HubComponents['fetchBlock']
+  private readonly syncBlocks: HubComponents['syncBlocks']
   private readonly options: HubAppOptions
   /** Block sizes by CID (blocks never change), so quota checks do not re-read big blocks. */
   private readonly sizes = new Map<string, number>()
@@ -38,9 +39,10 @@ export class HubBlocks {
   private smallBlockBytes = 0
   private readonly carSlots: Slots
 
-  constructor (components: Pick<HubComponents, 'blockstore' | 'fetchBlock'>, options: HubAppOptions) {
+  constructor (components: Pick<HubComponents, 'blockstore' | 'fetchBlock' | 'syncBlocks'>, options: HubAppOptions) {
     this.blockstore = components.blockstore
     this.fetchBlock = components.fetchBlock
+    this.syncBlocks = components.syncBlocks
     this.options = options
     this.carSlots = new Slots('CAR responses', options.maxCarStreams ?? DEFAULT_MAX_CAR_STREAMS, options.maxCarStreamsPerClient ?? DEFAULT_MAX_CAR_STREAMS_PER_CLIENT)
   }
@@ -133,6 +135,8 @@ export class HubBlocks {
     for (const { cid, bytes } of unique.values()) {
       await this.blockstore.put(cid, bytes)
     }
+    // Acknowledged means on disk: the record PUT that follows may point at these.
+    await this.syncBlocks?.([...unique.values()].map(b => b.cid))
     for (const { cid, bytes } of unique.values()) {
       // The record PUT that follows an upload reads its root and public section: keep them at hand.
       if (cid.code === dagCbor.code) this.keepSmall(cid.toString(), bytes)

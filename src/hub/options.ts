@@ -190,6 +190,11 @@ export interface HubComponents {
    * signature checks use more than one core. Must throw the same named errors.
    */
   validate?(name: string, bytes: Uint8Array): Promise<RecordInfo>
+  /**
+   * Makes the given blocks durable (fsync) before an upload is acknowledged; absent when the
+   * blockstore is durable by itself (or in memory).
+   */
+  syncBlocks?(cids: CID[]): Promise<void>
   /** More apps mounted at `/` before the static files (the Next.ID KV API). */
   routes?: Hono[]
 }

@@ -3,6 +3,7 @@
  * the hub's datastore under `/userspace/hub/`.
  */
 import { Key } from 'interface-datastore'
+import { putDurably } from './durable.js'
 import type { Datastore } from 'interface-datastore'
 
 /** Stored records and the address index. `datastoreRecords` keeps them in the hub's datastore. */
@@ -41,14 +42,14 @@ export function datastoreRecords (datastore: Datastore): HubRecordStore {
   return {
     get: async (name) => read(RECORD_PREFIX + name),
     async put (name, record, owner) {
-      // One key: a plain put (cheaper than a batch). The index keys go in one batch with the record.
-      if (owner === undefined) { await datastore.put(new Key(RECORD_PREFIX + name), record); return }
-      const batch = datastore.batch()
-      batch.put(new Key(RECORD_PREFIX + name), record)
-      const addressKey = ADDRESS_PREFIX + owner.toLowerCase()
-      if (await read(addressKey) === undefined) batch.put(new Key(addressKey), encoder.encode(name))
-      if (await read(OWNER_PREFIX + name) === undefined) batch.put(new Key(OWNER_PREFIX + name), encoder.encode(owner))
-      await batch.commit()
+      // One batch, fsynced before it resolves: the record and, for a new binding, the index keys.
+      const entries: Array<[string, Uint8Array]> = [[RECORD_PREFIX + name, record]]
+      if (owner !== undefined) {
+        const addressKey = ADDRESS_PREFIX + owner.toLowerCase()
+        if (await read(addressKey) === undefined) entries.push([addressKey, encoder.encode(name)])
+        if (await read(OWNER_PREFIX + name) === undefined) entries.push([OWNER_PREFIX + name, encoder.encode(owner)])
+      }
+      await putDurably(datastore, entries)
     },
     async nameOf (address) {
       const bytes = await read(ADDRESS_PREFIX + address.toLowerCase())

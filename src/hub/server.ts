@@ -6,6 +6,7 @@
  * long as their validity (months) lasts.
  */
 import { availableParallelism } from 'node:os'
+import { join } from 'node:path'
 import { Worker } from 'node:worker_threads'
 import { serve } from '@hono/node-server'
 import { multihashToIPNSRoutingKey } from 'ipns'
@@ -14,7 +15,10 @@ import { createHeliaNode, stopHeliaNode } from '../store/helia-node.js'
 import { heliaStore } from '../store/helia.js'
 import { nameToMultihash, readRecord, validateRecord } from '../store/record.js'
 import { createHubApp, datastoreRecords } from './app.js'
+import { fsBlockSyncer } from './durable.js'
+import { guardConnections, raiseFileLimit, serverOptions } from './connections.js'
 import { createNextIdApp } from './nextid.js'
+import type { HubConnectionOptions } from './connections.js'
 import type { HubAppOptions, HubComponents } from './app.js'
 import type { NextIdOptions } from './nextid.js'
 import type { RecordInfo } from '../store/record.js'
@@ -39,7 +43,7 @@ export const DEFAULT_REPUBLISH_INTERVAL_MS = 60 * 60 * 1000
 /** Upper bound of one record's DHT put, in announcements and re-announcements. @default 10 s */
 export const DEFAULT_ROUTING_TIMEOUT_MS = 10_000
 
-export interface HubOptions extends HubAppOptions {
+export interface HubOptions extends HubAppOptions, HubConnectionOptions {
   /** @default DEFAULT_HOST ('127.0.0.1') */
   host?: string
   /** HTTP port; 0 picks a free one (read it from the returned `url`). @default DEFAULT_PORT (8787) */
@@ -115,6 +119,8 @@ export async function startHub (options: HubOptions = {}): Promise<RunningHub> {
     // helia's blockstore: local reads, and puts are offered to bitswap peers that want them.
     blockstore: node.blockstore,
     datastore: node.datastore,
+    // blockstore-fs renames without fsync: uploads are fsynced before they are acknowledged.
+    syncBlocks: directory === undefined ? undefined : fsBlockSyncer(join(directory, 'blocks')),
     records,
     validate: verifiers.validate,
     // The app has validated the record: put it to the DHT as it is. kad-dht keeps a local copy that
@@ -145,7 +151,7 @@ export async function startHub (options: HubOptions = {}): Promise<RunningHub> {
   let server: Server
   let address: AddressInfo
   try {
-    ({ server, address } = await listen(app.fetch, host, port))
+    ({ server, address } = await listen(app.fetch, host, port, options))
   } catch (err) {
     await stopHeliaNode(node).catch(() => {})
     await verifiers.stop()
@@ -215,9 +221,12 @@ export async function startHub (options: HubOptions = {}): Promise<RunningHub> {
 }
 
 /** Starts the HTTP server and resolves once it listens (rejects on EADDRINUSE and the like). */
-async function listen (fetch: (request: Request, env: unknown) => Response | Promise<Response>, host: string, port: number): Promise<{ server: Server, address: AddressInfo }> {
+async function listen (fetch: (request: Request, env: unknown) => Response | Promise<Response>, host: string, port: number, limits: HubConnectionOptions): Promise<{ server: Server, address: AddressInfo }> {
+  // Sockets count against the descriptor limit: raise it, then size the connection caps from it.
+  const fdSoftLimit = raiseFileLimit()
   return new Promise((resolve, reject) => {
-    const server = serve({ fetch, hostname: host, port }) as Server
+    const server = serve({ fetch, hostname: host, port, serverOptions: serverOptions(limits) }) as Server
+    guardConnections(server, limits, fdSoftLimit)
     const onError = (err: NodeJS.ErrnoException): void => {
       server.close()
       reject(err.code === 'EADDRINUSE'
