@@ -12,9 +12,10 @@ export interface HubRecordStore {
   get(name: string): Promise<Uint8Array | undefined>
   /**
    * Stores a record durably (resolved means on disk) and, in the same batch, binds `owner` to the
-   * name when given (an address already bound to another name keeps its name).
+   * name when given. An address already bound keeps its name unless this binding is dated
+   * (`issuedAt`, ms) later than the stored one; undated (version 1) bindings count as dated 0.
    */
-  put(name: string, record: Uint8Array, owner?: string): Promise<void>
+  put(name: string, record: Uint8Array, owner?: string, issuedAt?: number): Promise<void>
   /** The name an address (EIP-55) is bound to. */
   nameOf(address: string): Promise<string | undefined>
   /** The address a name is bound to. */
@@ -41,19 +42,22 @@ export function datastoreRecords (datastore: Datastore): HubRecordStore {
   }
   return {
     get: async (name) => read(RECORD_PREFIX + name),
-    async put (name, record, owner) {
+    async put (name, record, owner, issuedAt) {
       // One batch, fsynced before it resolves: the record and, for a new binding, the index keys.
       const entries: Array<[string, Uint8Array]> = [[RECORD_PREFIX + name, record]]
       if (owner !== undefined) {
         const addressKey = ADDRESS_PREFIX + owner.toLowerCase()
-        if (await read(addressKey) === undefined) entries.push([addressKey, encoder.encode(name)])
-        if (await read(OWNER_PREFIX + name) === undefined) entries.push([OWNER_PREFIX + name, encoder.encode(owner)])
+        const bound = await read(addressKey)
+        if (bound === undefined || (issuedAt ?? 0) > parseBinding(bound).issuedAt) {
+          entries.push([addressKey, encodeBinding(name, issuedAt)])
+        }
+        if (issuedAt !== undefined || await read(OWNER_PREFIX + name) === undefined) entries.push([OWNER_PREFIX + name, encoder.encode(owner)])
       }
       await putDurably(datastore, entries)
     },
     async nameOf (address) {
       const bytes = await read(ADDRESS_PREFIX + address.toLowerCase())
-      return bytes === undefined ? undefined : decoder.decode(bytes)
+      return bytes === undefined ? undefined : parseBinding(bytes).name
     },
     async addressOf (name) {
       const bytes = await read(OWNER_PREFIX + name)
@@ -67,3 +71,13 @@ export function datastoreRecords (datastore: Datastore): HubRecordStore {
   }
 }
 
+
+/** An address binding as stored: the bare name (version 1, as hubs always stored it) or `name issuedAt`. */
+function encodeBinding (name: string, issuedAt: number | undefined): Uint8Array {
+  return encoder.encode(issuedAt === undefined ? name : `${name} ${issuedAt}`)
+}
+
+function parseBinding (bytes: Uint8Array): { name: string, issuedAt: number } {
+  const [name = '', issuedAt] = decoder.decode(bytes).split(' ')
+  return { name, issuedAt: issuedAt === undefined ? 0 : Number(issuedAt) }
+}

@@ -5,7 +5,7 @@
  */
 import { equals } from 'multiformats/bytes'
 import { toBase64 } from '../crypto/bytes.js'
-import { ConflictError, EquivocationError, TooLargeError } from '../errors.js'
+import { ConflictError, EquivocationError, InvalidInputError, TooLargeError } from '../errors.js'
 import { decodeRoot, verifyOwner } from '../space/root.js'
 import { readRecord, validateRecord } from '../store/record.js'
 import {
@@ -23,6 +23,8 @@ import type { CID } from 'multiformats/cid'
 
 /** How many names' newest records (and index state) the hub keeps in memory. */
 const RECENT_RECORDS = 10_000
+/** How far in the future a dated owner binding may be (clocks differ). */
+const MAX_BINDING_CLOCK_SKEW_MS = 10 * 60 * 1000
 
 /** Stored records with their caches and per-name write locks. */
 export class HubRecords {
@@ -37,8 +39,8 @@ export class HubRecords {
   private readonly verifiedOwners = new Map<string, string>()
   /** The newest stored record per name, for names seen lately (the datastore stays the truth). */
   private readonly recent = new Map<string, { bytes: Uint8Array, info: RecordInfo }>()
-  /** Names whose owner binding is already in the index (bindings never change). */
-  private readonly indexed = new Set<string>()
+  /** The binding (`address issuedAt`) each name last wrote to the index, so unchanged ones are not re-read. */
+  private readonly indexed = new Map<string, string>()
 
   private readonly validate: (name: string, bytes: Uint8Array) => Promise<RecordInfo>
 
@@ -109,10 +111,12 @@ export class HubRecords {
         }
       }
       const owner = info.cid === undefined ? undefined : await this.checkRoot(name, info.cid)
-      await this.records.put(name, bytes, this.indexed.has(name) ? undefined : owner)
-      if (owner !== undefined) {
+      const binding = owner === undefined ? undefined : `${owner.address} ${owner.issuedAt ?? 0}`
+      const fresh = binding !== undefined && this.indexed.get(name) !== binding
+      await this.records.put(name, bytes, fresh ? owner?.address : undefined, fresh ? owner?.issuedAt : undefined)
+      if (binding !== undefined) {
         if (this.indexed.size > RECENT_RECORDS) this.indexed.clear()
-        this.indexed.add(name)
+        this.indexed.set(name, binding)
       }
       this.remember(name, { bytes, info })
       this.events.notify(name, bytes)
@@ -122,10 +126,10 @@ export class HubRecords {
 
   /**
    * Reads the root a record points at (when the hub has it or can fetch it), enforces the per-name
-   * quota and verifies the owner binding. Returns the owner's address for the index, or undefined
+   * quota and verifies the owner binding. Returns the owner's binding for the index, or undefined
    * when the root is not a UserSpace root (any IPNS record is welcome; only spaces are indexed).
    */
-  private async checkRoot (name: string, cid: CID): Promise<string | undefined> {
+  private async checkRoot (name: string, cid: CID): Promise<{ address: string, issuedAt?: number } | undefined> {
     const bytes = await this.blocks.readBlock(cid, this.options.fetchTimeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS)
     if (bytes === undefined) return undefined
     let root
@@ -137,14 +141,19 @@ export class HubRecords {
     }
     await checkSpaceQuota(this.blocks, name, cid, bytes, root, this.options.maxSpaceBytes ?? DEFAULT_MAX_SPACE_BYTES)
 
+    const { issuedAt } = root.owner
+    // A date in the future would outrank every later binding until that date: refused.
+    if (issuedAt !== undefined && issuedAt > Date.now() + MAX_BINDING_CLOCK_SKEW_MS) {
+      throw new InvalidInputError(`the owner binding of ${name} is dated ${new Date(issuedAt).toISOString()}, in the future`)
+    }
     const signature = toBase64(root.owner.signature)
     const known = this.verifiedOwners.get(name)
-    if (known !== undefined && known === `${root.owner.address} ${signature}`) return root.owner.address
+    if (known !== undefined && known === `${root.owner.address} ${signature}`) return { address: root.owner.address, issuedAt }
     // A root that claims an owner it cannot prove is refused: clients would refuse to open it.
     const address = verifyOwner(root.owner, name)
     if (this.verifiedOwners.size > 10_000) this.verifiedOwners.clear()
     this.verifiedOwners.set(name, `${root.owner.address} ${signature}`)
-    return address
+    return { address, issuedAt }
   }
 
   private async announce (name: string, bytes: Uint8Array): Promise<void> {
