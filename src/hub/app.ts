@@ -23,6 +23,7 @@ import { MAX_RECORD_BYTES } from '../store/record.js'
 import { HubBlocks } from './blocks.js'
 import { clientKey } from './client.js'
 import { eventStream, HubEvents } from './events.js'
+import { collectGarbage } from './gc.js'
 import { httpErrorHandler } from './http-errors.js'
 import { readBody, requireContentType } from './middleware/body.js'
 import { corsHeaders } from './middleware/cors.js'
@@ -33,13 +34,19 @@ import {
 } from './options.js'
 import { parseCid, parseName, responseFormat } from './params.js'
 import { HubRecords } from './records.js'
+import { HubStorage } from './storage.js'
+import type { GcReport } from './gc.js'
 import type { Env, HubAppOptions, HubComponents } from './options.js'
 
 export {
   IPNS_RECORD_TYPE, RAW_TYPE, CAR_TYPE, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_SPACE_BYTES, DEFAULT_MAX_CAR_BYTES,
   DEFAULT_RATE_LIMIT, DEFAULT_ANNOUNCE_WAIT_MS, DEFAULT_ANNOUNCE_TIMEOUT_MS, DEFAULT_RESOLVE_TIMEOUT_MS,
-  DEFAULT_FETCH_TIMEOUT_MS, DEFAULT_HEARTBEAT_MS, DEFAULT_MAX_EVENT_STREAMS, DEFAULT_MAX_RECORD_CACHE_SECONDS
+  DEFAULT_FETCH_TIMEOUT_MS, DEFAULT_HEARTBEAT_MS, DEFAULT_MAX_EVENT_STREAMS, DEFAULT_MAX_RECORD_CACHE_SECONDS,
+  DEFAULT_MAX_EVENT_STREAMS_PER_CLIENT, DEFAULT_MAX_DAG_LINKS, DEFAULT_MAX_DAG_BLOCKS, DEFAULT_MAX_CAR_STREAMS,
+  DEFAULT_MAX_CAR_STREAMS_PER_CLIENT, DEFAULT_MAX_PENDING_BYTES_PER_CLIENT, DEFAULT_MAX_PENDING_BYTES,
+  DEFAULT_MAX_STORAGE_BYTES, DEFAULT_GC_GRACE_MS, DEFAULT_MAX_RETAINED_VERSIONS
 } from './options.js'
+export type { GcReport } from './gc.js'
 export type { HubAppOptions, HubComponents, HubLimits, RateLimit } from './options.js'
 export { datastoreRecords } from './record-store.js'
 export type { HubRecordStore } from './record-store.js'
@@ -55,9 +62,29 @@ export type { HubRecordStore } from './record-store.js'
  * ```
  */
 export function createHubApp (components: HubComponents, options: HubAppOptions = {}): Hono {
-  const blocks = new HubBlocks(components, options)
+  return createHub(components, options).app
+}
+
+/** The app and the hub's background work (garbage collection) that a server runs on a timer. */
+export interface Hub {
+  app: Hono
+  /** One garbage-collection pass (see gc.ts); `nowMs` decides which grace periods are over. */
+  collectGarbage(nowMs?: number): Promise<GcReport>
+}
+
+/** Like createHubApp, and also returns the garbage collector of the same state. */
+export function createHub (components: HubComponents, options: HubAppOptions = {}): Hub {
+  const storage = new HubStorage(components.datastore, options)
+  const blocks = new HubBlocks(components, options, storage)
   const events = new HubEvents(options)
   const records = new HubRecords(components, options, blocks, events)
+  // One pass at a time: a second caller waits for the running one.
+  let collecting: Promise<GcReport> | undefined
+  const collect = async (nowMs = Date.now()): Promise<GcReport> => {
+    while (collecting !== undefined) await collecting.catch(() => {})
+    collecting = collectGarbage({ records: records.records, blocks, storage, options }, nowMs)
+    try { return await collecting } finally { collecting = undefined }
+  }
   const app = new Hono<Env>()
   app.onError(httpErrorHandler)
   app.notFound((c) => c.json({ message: `no route for ${c.req.method} ${c.req.path}`, name: 'NotFoundError' }, 404))
@@ -124,7 +151,7 @@ export function createHubApp (components: HubComponents, options: HubAppOptions 
   app.post('/api/v1/blocks', async (c) => {
     requireContentType(c, CAR_TYPE)
     const body = await readBody(c, options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES, 'request body')
-    const cids = await blocks.putCar(body)
+    const cids = await blocks.putCar(body, clientKey(c, options))
     return c.json({ cids: cids.map(String) })
   })
 
@@ -146,5 +173,5 @@ export function createHubApp (components: HubComponents, options: HubAppOptions 
   for (const routes of components.routes ?? []) app.route('/', routes as unknown as Hono<Env>)
 
   app.get('*', staticFiles(options.demoDir))
-  return app as unknown as Hono
+  return { app: app as unknown as Hono, collectGarbage: collect }
 }

@@ -16,11 +16,15 @@ import {
   DEFAULT_MAX_DAG_BLOCKS, DEFAULT_MAX_DAG_LINKS
 } from './options.js'
 import { Slots } from './slots.js'
+import { costOf } from './storage.js'
+import type { HubStorage } from './storage.js'
 import { walkDagOrRefuse } from './walk.js'
 import type { WalkCaps } from './walk.js'
 import type { HubAppOptions, HubComponents } from './options.js'
 import type { Blockstore } from 'interface-blockstore'
 
+/** Who blocks fetched from the network for a reader are charged to. */
+const NETWORK_CLIENT = 'network'
 /** Blocks up to this size are kept in the in-memory block cache. */
 const SMALL_BLOCK_BYTES = 64 * 1024
 /** Total size of the in-memory block cache. */
@@ -39,7 +43,7 @@ export class HubBlocks {
   private smallBlockBytes = 0
   private readonly carSlots: Slots
 
-  constructor (components: Pick<HubComponents, 'blockstore' | 'fetchBlock' | 'syncBlocks'>, options: HubAppOptions) {
+  constructor (components: Pick<HubComponents, 'blockstore' | 'fetchBlock' | 'syncBlocks'>, options: HubAppOptions, readonly storage: HubStorage) {
     this.blockstore = components.blockstore
     this.fetchBlock = components.fetchBlock
     this.syncBlocks = components.syncBlocks
@@ -109,7 +113,7 @@ export class HubBlocks {
   }
 
   /** Verifies every block of a CAR, then stores them all; nothing is stored when one fails. */
-  async putCar (body: Uint8Array): Promise<CID[]> {
+  async putCar (body: Uint8Array, client: string): Promise<CID[]> {
     let reader
     try {
       reader = CarBufferReader.fromBytes(body)
@@ -132,11 +136,16 @@ export class HubBlocks {
       }
       unique.set(cid.toString(), { cid, bytes: block.bytes })
     }
-    for (const { cid, bytes } of unique.values()) {
+    // Only blocks the hub does not have yet cost disk, and they are charged to the uploader.
+    const fresh: Array<{ cid: CID, bytes: Uint8Array }> = []
+    for (const block of unique.values()) if (!(await this.blockstore.has(block.cid))) fresh.push(block)
+    await this.storage.admit(client, fresh.reduce((n, b) => n + costOf(b.bytes.byteLength), 0))
+    for (const { cid, bytes } of fresh) {
       await this.blockstore.put(cid, bytes)
     }
     // Acknowledged means on disk: the record PUT that follows may point at these.
-    await this.syncBlocks?.([...unique.values()].map(b => b.cid))
+    await this.syncBlocks?.(fresh.map(b => b.cid))
+    await this.storage.landed(client, fresh.map(b => ({ cid: b.cid, size: b.bytes.byteLength })), Date.now())
     for (const { cid, bytes } of unique.values()) {
       // The record PUT that follows an upload reads its root and public section: keep them at hand.
       if (cid.code === dagCbor.code) this.keepSmall(cid.toString(), bytes)
@@ -190,11 +199,22 @@ export class HubBlocks {
     }
     const max = Math.min(this.options.maxBlockBytes ?? MAX_BLOCK_BYTES, MAX_BLOCK_BYTES)
     if (bytes.byteLength > max || !(await verifyBlock(cid, bytes))) return undefined
-    if (!(await this.blockstore.has(cid))) await this.blockstore.put(cid, bytes)
+    // Kept (and collected like an upload when nothing references it) while the budget has room.
+    if (!(await this.blockstore.has(cid)) && this.storage.hasRoomFor(costOf(bytes.byteLength))) {
+      await this.blockstore.put(cid, bytes)
+      await this.storage.landed(NETWORK_CLIENT, [{ cid, size: bytes.byteLength }], Date.now())
+    }
     this.keepSmall(cid.toString(), bytes)
     return bytes
   }
 
+  /** Drops a deleted block from the caches. */
+  forget (cid: CID): void {
+    const key = cid.toString()
+    const cached = this.smallBlocks.get(key)
+    if (cached !== undefined) { this.smallBlocks.delete(key); this.smallBlockBytes -= cached.byteLength }
+    this.sizes.delete(key)
+  }
 
   async blockSize (cid: CID): Promise<number> {
     const key = cid.toString()

@@ -39,6 +39,16 @@ export const DEFAULT_MAX_DAG_BLOCKS = 8_192
 export const DEFAULT_MAX_CAR_STREAMS = 8
 /** CAR responses streaming at once to one client (429 beyond). @default 2 */
 export const DEFAULT_MAX_CAR_STREAMS_PER_CLIENT = 2
+/** Uploaded bytes per client that no accepted record references yet (413 beyond). @default 64 MiB */
+export const DEFAULT_MAX_PENDING_BYTES_PER_CLIENT = 64 * 1024 * 1024
+/** Uploaded bytes, all clients together, that no accepted record references yet (507 beyond). @default 1 GiB */
+export const DEFAULT_MAX_PENDING_BYTES = 1024 * 1024 * 1024
+/** Disk the hub's API may fill with blocks, hub-wide (uploads are a 507 beyond). @default 10 GiB */
+export const DEFAULT_MAX_STORAGE_BYTES = 10 * 1024 * 1024 * 1024
+/** How long an unreferenced block is kept before garbage collection may delete it. @default 1 hour */
+export const DEFAULT_GC_GRACE_MS = 60 * 60 * 1000
+/** Versions of one name that retention looks at, newest first. @default 1 000 */
+export const DEFAULT_MAX_RETAINED_VERSIONS = 1_000
 /** Open event streams per client address (429 beyond). @default 32 */
 export const DEFAULT_MAX_EVENT_STREAMS_PER_CLIENT = 32
 /** How long a record PUT waits for its DHT announcement before answering anyway. @default 1 s */
@@ -85,7 +95,8 @@ export interface HubLimits {
   maxRecordBytes?: number
   /**
    * Stored bytes per name: the root block, its public DAG and its private blocks, summed when a
-   * record is PUT (history is not counted). Over it, the PUT is a 413.
+   * record is PUT (over it, the PUT is a 413). Older versions are kept only while the current one
+   * and they fit in it together (retention, applied by garbage collection).
    *
    * @default DEFAULT_MAX_SPACE_BYTES (64 MiB)
    */
@@ -140,6 +151,42 @@ export interface HubLimits {
    * @default DEFAULT_MAX_CAR_STREAMS_PER_CLIENT (2)
    */
   maxCarStreamsPerClient?: number
+  /**
+   * Bytes (disk cost: at least 4 KiB a block) a client may have uploaded that no accepted record
+   * references yet; an upload over it is a 413. Referenced blocks count against their name's quota
+   * instead; unreferenced ones are collected after `gcGraceMs`.
+   *
+   * @default DEFAULT_MAX_PENDING_BYTES_PER_CLIENT (64 MiB)
+   */
+  maxPendingBytesPerClient?: number
+  /**
+   * Unreferenced uploaded bytes, all clients together; an upload over it is a 507.
+   *
+   * @default DEFAULT_MAX_PENDING_BYTES (1 GiB)
+   */
+  maxPendingBytes?: number
+  /**
+   * The hub's storage budget: disk (at least 4 KiB a block) the API's blocks may fill. An upload
+   * over it is a 507 until garbage collection frees space.
+   *
+   * @default DEFAULT_MAX_STORAGE_BYTES (10 GiB)
+   */
+  maxStorageBytes?: number
+  /**
+   * How long an uploaded (or fetched) block no retained version references is kept before garbage
+   * collection deletes it: time for its record to follow.
+   *
+   * @default DEFAULT_GC_GRACE_MS (1 hour)
+   */
+  gcGraceMs?: number
+  /**
+   * Retention: versions of one name looked at, newest first. A name keeps its current version and
+   * as many older ones as fit in `maxSpaceBytes` together (blocks shared between versions count
+   * once); older ones are dropped.
+   *
+   * @default DEFAULT_MAX_RETAINED_VERSIONS (1 000)
+   */
+  maxRetainedVersions?: number
 }
 
 export interface HubAppOptions extends HubLimits {

@@ -136,10 +136,11 @@ export class HubRecords {
     try {
       root = decodeRoot(bytes)
     } catch {
-      await checkSpaceQuota(this.blocks, name, cid, bytes, undefined, this.options.maxSpaceBytes ?? DEFAULT_MAX_SPACE_BYTES)
+      const walked = await checkSpaceQuota(this.blocks, name, cid, bytes, undefined, this.options.maxSpaceBytes ?? DEFAULT_MAX_SPACE_BYTES)
+      this.blocks.storage.claim(walked.cids)
       return undefined
     }
-    await checkSpaceQuota(this.blocks, name, cid, bytes, root, this.options.maxSpaceBytes ?? DEFAULT_MAX_SPACE_BYTES)
+    const walked = await checkSpaceQuota(this.blocks, name, cid, bytes, root, this.options.maxSpaceBytes ?? DEFAULT_MAX_SPACE_BYTES)
 
     const { issuedAt } = root.owner
     // A date in the future would outrank every later binding until that date: refused.
@@ -148,11 +149,17 @@ export class HubRecords {
     }
     const signature = toBase64(root.owner.signature)
     const known = this.verifiedOwners.get(name)
-    if (known !== undefined && known === `${root.owner.address} ${signature}`) return { address: root.owner.address, issuedAt }
-    // A root that claims an owner it cannot prove is refused: clients would refuse to open it.
-    const address = verifyOwner(root.owner, name)
-    if (this.verifiedOwners.size > 10_000) this.verifiedOwners.clear()
-    this.verifiedOwners.set(name, `${root.owner.address} ${signature}`)
+    let address: string
+    if (known !== undefined && known === `${root.owner.address} ${signature}`) {
+      address = root.owner.address
+    } else {
+      // A root that claims an owner it cannot prove is refused: clients would refuse to open it.
+      address = verifyOwner(root.owner, name)
+      if (this.verifiedOwners.size > 10_000) this.verifiedOwners.clear()
+      this.verifiedOwners.set(name, `${root.owner.address} ${signature}`)
+    }
+    // Accepted: its blocks now count against the name, no longer against their uploaders.
+    this.blocks.storage.claim(walked.cids)
     return { address, issuedAt }
   }
 

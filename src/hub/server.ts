@@ -14,12 +14,12 @@ import { errorFromName, InvalidInputError, StoreError, UserSpaceError } from '..
 import { createHeliaNode, stopHeliaNode } from '../store/helia-node.js'
 import { heliaStore } from '../store/helia.js'
 import { nameToMultihash, readRecord, validateRecord } from '../store/record.js'
-import { createHubApp, datastoreRecords } from './app.js'
+import { createHub, datastoreRecords } from './app.js'
 import { fsBlockSyncer } from './durable.js'
 import { guardConnections, raiseFileLimit, serverOptions } from './connections.js'
 import { createNextIdApp } from './nextid.js'
 import type { HubConnectionOptions } from './connections.js'
-import type { HubAppOptions, HubComponents } from './app.js'
+import type { GcReport, HubAppOptions, HubComponents } from './app.js'
 import type { NextIdOptions } from './nextid.js'
 import type { RecordInfo } from '../store/record.js'
 import type { HeliaNode } from '../store/helia-node.js'
@@ -40,6 +40,8 @@ export const DEFAULT_DIRECTORY = './data'
  * @default 1 hour
  */
 export const DEFAULT_REPUBLISH_INTERVAL_MS = 60 * 60 * 1000
+/** How often garbage collection runs (unreferenced blocks past their grace period, retention). @default 10 minutes */
+export const DEFAULT_GC_INTERVAL_MS = 10 * 60 * 1000
 /** Upper bound of one record's DHT put, in announcements and re-announcements. @default 10 s */
 export const DEFAULT_ROUTING_TIMEOUT_MS = 10_000
 
@@ -63,6 +65,8 @@ export interface HubOptions extends HubAppOptions, HubConnectionOptions {
   republishIntervalMs?: number
   /** @default DEFAULT_ROUTING_TIMEOUT_MS (10 s) */
   routingTimeoutMs?: number
+  /** @default DEFAULT_GC_INTERVAL_MS (10 minutes); 0 turns the timer off (`collectGarbage()` still works) */
+  gcIntervalMs?: number
   /**
    * Worker threads that check IPNS record signatures, so record PUTs use more than one core.
    * 0 checks on the main thread.
@@ -85,6 +89,8 @@ export interface RunningHub {
   helia: HeliaNode
   /** Re-announces every stored record now; resolves with how many were put. */
   republish(): Promise<number>
+  /** Runs one garbage-collection pass now. */
+  collectGarbage(): Promise<GcReport>
   /** Stops the HTTP server (closing event streams), the timer and the node; closes the stores. */
   stop(): Promise<void>
 }
@@ -146,7 +152,7 @@ export async function startHub (options: HubOptions = {}): Promise<RunningHub> {
       ? []
       : [createNextIdApp({ ...options.nextId, datastore: node.datastore, blockstore: node.blockstore })]
   }
-  const app = createHubApp(components, options)
+  const { app, collectGarbage } = createHub(components, options)
 
   let server: Server
   let address: AddressInfo
@@ -193,6 +199,13 @@ export async function startHub (options: HubOptions = {}): Promise<RunningHub> {
     onPeer()
   }
 
+  const gcInterval = options.gcIntervalMs ?? DEFAULT_GC_INTERVAL_MS
+  let gcRunning: Promise<unknown> = Promise.resolve()
+  const gcTimer = gcInterval > 0
+    ? setInterval(() => { gcRunning = gcRunning.then(async () => collectGarbage()).catch((err: Error) => { console.error('userspace hub: garbage collection failed', err) }) }, gcInterval)
+    : undefined
+  gcTimer?.unref()
+
   const hostForUrl = address.family === 'IPv6' ? `[${address.address}]` : address.address
   let stopped: Promise<void> | undefined
   return {
@@ -201,9 +214,11 @@ export async function startHub (options: HubOptions = {}): Promise<RunningHub> {
     multiaddrs: node.libp2p.getMultiaddrs().map(String),
     helia: node,
     republish,
+    collectGarbage: async () => collectGarbage(),
     stop: async () => {
       stopped ??= (async () => {
         clearInterval(timer)
+        clearInterval(gcTimer)
         clearTimeout(debounce)
         node.libp2p.removeEventListener('peer:connect', onPeer)
         await new Promise<void>((resolve) => {
@@ -212,6 +227,7 @@ export async function startHub (options: HubOptions = {}): Promise<RunningHub> {
           server.closeAllConnections()
         })
         await running
+        await gcRunning
         await stopHeliaNode(node)
         await verifiers.stop()
       })()
