@@ -9,6 +9,7 @@ import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { CarBufferReader } from '@ipld/car/buffer-reader'
+import * as dagCbor from '@ipld/dag-cbor'
 import { MemoryBlockstore } from 'blockstore-core'
 import { FsBlockstore } from 'blockstore-fs'
 import { LevelDatastore } from 'datastore-level'
@@ -17,13 +18,14 @@ import { describe, expect, it } from 'vitest'
 import { ownerStatement } from '../src/crypto/keys.js'
 import { createHubApp } from '../src/hub/app.js'
 import { groupAddress } from '../src/hub/client.js'
+import { forEachLink } from '../src/hub/walk.js'
 import { fsBlockSyncer, putDurably } from '../src/hub/durable.js'
 import { decodeRoot, encodeRoot, verifyOwner } from '../src/space/root.js'
 import { cborBlock, encodeCar, rawBlock } from '../src/store/blocks.js'
 import { createRecord } from '../src/store/record.js'
 import { expectRefusal, makeHub, makeSpace, publish, putRecord, upload } from './helpers/hub-app.js'
 import type { Hub } from './helpers/hub-app.js'
-import type { CID } from 'multiformats/cid'
+import { CID } from 'multiformats/cid'
 
 const GRACE_MS = 60_000
 
@@ -38,6 +40,31 @@ async function has (hub: Hub, cid: CID): Promise<boolean> {
 const envOf = (ip: string): object => ({ incoming: { socket: { remoteAddress: ip } } })
 
 describe('DAG walks are linear and capped', () => {
+  it('finds exactly the links dag-cbor decoding finds, without decoding', async () => {
+    const a = await rawBlock(new Uint8Array([1]))
+    const b = await cborBlock({ x: 1 })
+    const values: unknown[] = [
+      { a: a.cid, list: [b.cid, { deep: [[[a.cid]]] }], n: -5, f: 1.5, big: 2 ** 40, s: 'text', bytes: new Uint8Array([0, 1]), t: true, z: null },
+      [a.cid, a.cid, b.cid],
+      'no links',
+      { nested: { map: { with: { cid: b.cid, more: new Array(300).fill(a.cid) } } } }
+    ]
+    for (const value of values) {
+      const block = await cborBlock(value)
+      const scanned: string[] = []
+      expect(forEachLink(block.bytes, (bytes) => { scanned.push(CID.decode(bytes).toString()); return true })).toBe(true)
+      const decoded: string[] = []
+      const visit = (node: unknown): void => {
+        const cid = CID.asCID(node)
+        if (cid !== null) { decoded.push(cid.toString()); return }
+        if (node !== null && typeof node === 'object' && !(node instanceof Uint8Array)) for (const child of Object.values(node)) visit(child)
+      }
+      visit(dagCbor.decode(block.bytes))
+      expect(scanned.sort()).toEqual(decoded.sort())
+    }
+    expect(forEachLink(new Uint8Array([0x82, 0x01]), () => true)).toBe(true) // truncated: no links
+  })
+
   it('serves a CAR of a block that repeats one link 24 000 times (a 1 MiB block) with each block once', async () => {
     const hub = makeHub()
     const leaf = await rawBlock(new Uint8Array([1, 2, 3]))
@@ -79,6 +106,16 @@ describe('DAG walks are linear and capped', () => {
     const res = await putRecord(hub, space.name, await createRecord(space.key, root.cid, 1))
     await expectRefusal(res, 413, 'TooLargeError')
     expect((await hub.app.request(`/routing/v1/ipns/${space.name}`, { headers: { accept: 'application/vnd.ipfs.ipns-record' } })).status).toBe(404)
+  })
+})
+
+describe('uploads', () => {
+  it('refuses a CAR with more blocks than one upload may hold (413), storing none of them', async () => {
+    const hub = makeHub({ maxUploadBlocks: 3 })
+    const blocks = await Promise.all([1, 2, 3, 4].map(async n => rawBlock(new Uint8Array([n]))))
+    await expectRefusal(await upload(hub, blocks), 413, 'TooLargeError')
+    for (const block of blocks) expect(await has(hub, block.cid)).toBe(false)
+    expect((await upload(hub, blocks.slice(0, 3))).status).toBe(200)
   })
 })
 

@@ -13,7 +13,7 @@ import { MAX_BLOCK_BYTES, encodeCar, verifyBlock } from '../store/blocks.js'
 import { collect } from './bytes.js'
 import {
   DEFAULT_FETCH_TIMEOUT_MS, DEFAULT_MAX_CAR_BYTES, DEFAULT_MAX_CAR_STREAMS, DEFAULT_MAX_CAR_STREAMS_PER_CLIENT,
-  DEFAULT_MAX_DAG_BLOCKS, DEFAULT_MAX_DAG_LINKS
+  DEFAULT_MAX_DAG_BLOCKS, DEFAULT_MAX_DAG_LINKS, DEFAULT_MAX_UPLOAD_BLOCKS
 } from './options.js'
 import { Slots } from './slots.js'
 import { costOf } from './storage.js'
@@ -114,6 +114,11 @@ export class HubBlocks {
 
   /** Verifies every block of a CAR, then stores them all; nothing is stored when one fails. */
   async putCar (body: Uint8Array, client: string): Promise<CID[]> {
+    // Counted before parsing: the parser decodes every block's CID, and a 16 MiB body of 1-byte
+    // blocks holds ~440 000 of them.
+    const maxBlocks = this.options.maxUploadBlocks ?? DEFAULT_MAX_UPLOAD_BLOCKS
+    const count = countCarFrames(body, maxBlocks + 1)
+    if (count > maxBlocks) throw new TooLargeError(`the CAR holds over ${maxBlocks} blocks, the limit per upload; send it in parts`)
     let reader
     try {
       reader = CarBufferReader.fromBytes(body)
@@ -123,7 +128,10 @@ export class HubBlocks {
     const maxBlockBytes = Math.min(this.options.maxBlockBytes ?? MAX_BLOCK_BYTES, MAX_BLOCK_BYTES)
     const blocks = reader.blocks()
     const unique = new Map<string, { cid: CID, bytes: Uint8Array }>()
+    let checked = 0
     for (const block of blocks) {
+      // Hashing 16 MiB takes a while on a busy core: let other requests in now and then.
+      if (++checked % 64 === 0) await new Promise<void>((resolve) => { setImmediate(resolve) })
       const cid = CID.asCID(block.cid) as CID
       if (block.bytes.byteLength > maxBlockBytes) {
         throw new TooLargeError(`block ${cid.toString()} is ${block.bytes.byteLength} bytes, over the ${maxBlockBytes}-byte limit`)
@@ -230,6 +238,27 @@ export class HubBlocks {
     if (this.sizes.size > 100_000) this.sizes.clear()
     this.sizes.set(key, size)
   }
+}
+
+/**
+ * Block sections in a CARv1 body, counting up to `stop` (reads only the length prefixes). Malformed
+ * bodies are left to the CAR parser to refuse.
+ */
+function countCarFrames (body: Uint8Array, stop: number): number {
+  let pos = 0
+  let frames = -1 // the header comes first
+  while (pos < body.byteLength && frames < stop) {
+    let length: number
+    let read: number
+    try {
+      [length, read] = varint.decode(body, pos)
+    } catch {
+      return Math.max(0, frames)
+    }
+    pos += read + length
+    frames++
+  }
+  return Math.max(0, frames)
 }
 
 /** Bytes of one CARv1 block section: varint(length) ‖ CID ‖ block. */

@@ -9,15 +9,13 @@
  * touched. Records accepted during a pass protect the blocks they reference.
  */
 import { CID } from 'multiformats/cid'
-import { decodeRoot } from '../space/root.js'
 import { readRecord } from '../store/record.js'
 import { DEFAULT_GC_GRACE_MS, DEFAULT_MAX_RETAINED_VERSIONS, DEFAULT_MAX_SPACE_BYTES } from './options.js'
-import { versionBlocks } from './quota.js'
+import { rootOf, versionBlocks } from './quota.js'
 import type { HubBlocks } from './blocks.js'
 import type { HubAppOptions } from './options.js'
 import type { HubRecordStore } from './record-store.js'
 import type { HubStorage, Landed } from './storage.js'
-import type { Root } from '../space/root.js'
 
 export interface GcReport {
   /** Names whose record was looked at. */
@@ -108,10 +106,8 @@ async function markName (current: CID, live: Set<string>, blocks: HubBlocks, opt
     if (!isCurrent && i >= maxVersions) { report.versionsDropped += queue.length - i; return }
     const bytes = await blocks.localBlock(cid)
     if (bytes === undefined) continue
-    let root: Root | undefined
-    try {
-      root = decodeRoot(bytes)
-    } catch {
+    const root = rootOf(bytes)
+    if (root === undefined) {
       // Not a UserSpace root: its DAG, within the quota, is all there is.
       if (isCurrent) {
         const walked = await versionBlocks(blocks, cid, bytes, undefined, max)

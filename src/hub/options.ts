@@ -35,6 +35,8 @@ export const DEFAULT_RATE_LIMIT: Readonly<RateLimit> = Object.freeze({ requestsP
 export const DEFAULT_MAX_DAG_LINKS = 65_536
 /** Distinct blocks one DAG walk visits. @default 8 192 */
 export const DEFAULT_MAX_DAG_BLOCKS = 8_192
+/** Blocks in one upload (a 16 MiB private section is ~1 030 blocks). @default 4 096 */
+export const DEFAULT_MAX_UPLOAD_BLOCKS = 4_096
 /** CAR responses streaming at once, hub-wide (503 with Retry-After beyond). @default 8 */
 export const DEFAULT_MAX_CAR_STREAMS = 8
 /** CAR responses streaming at once to one client (429 beyond). @default 2 */
@@ -133,6 +135,12 @@ export interface HubLimits {
    * @default DEFAULT_MAX_DAG_LINKS (65 536)
    */
   maxDagLinks?: number
+  /**
+   * Blocks in one upload; more are a 413 (counted from the CAR's length prefixes, before parsing).
+   *
+   * @default DEFAULT_MAX_UPLOAD_BLOCKS (4 096)
+   */
+  maxUploadBlocks?: number
   /**
    * Distinct blocks one DAG walk visits. Over it, the request is a 413.
    *

@@ -5,6 +5,7 @@
  * many as fit in the same quota.
  */
 import { TooLargeError } from '../errors.js'
+import { decodeRoot } from '../space/root.js'
 import { walkDag } from './walk.js'
 import type { HubBlocks } from './blocks.js'
 import type { Walked } from './walk.js'
@@ -30,4 +31,20 @@ export async function checkSpaceQuota (blocks: HubBlocks, name: string, cid: CID
   if (walked.over === 'bytes') throw new TooLargeError(`${name} would store over ${max} bytes, the limit per name`)
   if (walked.over !== undefined) throw new TooLargeError(`${name} has over ${walked.over === 'links' ? blocks.walkCaps(max).maxLinks : blocks.walkCaps(max).maxBlocks} ${walked.over}, the limit of one walk`)
   return walked
+}
+
+/**
+ * Largest block the hub decodes as a UserSpace root. A root of 1 024 buckets is ~40 KiB; decoding
+ * builds a CID object per link, so a 1 MiB "root" of 24 000 links would hold the event loop.
+ */
+export const MAX_ROOT_BYTES = 128 * 1024
+
+/** The UserSpace root in `bytes`, or undefined when it is not one (or too large to be one). */
+export function rootOf (bytes: Uint8Array): Root | undefined {
+  if (bytes.byteLength > MAX_ROOT_BYTES) return undefined
+  try {
+    return decodeRoot(bytes)
+  } catch {
+    return undefined
+  }
 }

@@ -6,13 +6,13 @@
 import { equals } from 'multiformats/bytes'
 import { toBase64 } from '../crypto/bytes.js'
 import { ConflictError, EquivocationError, InvalidInputError, TooLargeError } from '../errors.js'
-import { decodeRoot, verifyOwner } from '../space/root.js'
+import { verifyOwner } from '../space/root.js'
 import { readRecord, validateRecord } from '../store/record.js'
 import {
   DEFAULT_ANNOUNCE_TIMEOUT_MS, DEFAULT_ANNOUNCE_WAIT_MS, DEFAULT_FETCH_TIMEOUT_MS, DEFAULT_MAX_SPACE_BYTES,
   DEFAULT_RESOLVE_TIMEOUT_MS
 } from './options.js'
-import { checkSpaceQuota } from './quota.js'
+import { checkSpaceQuota, rootOf } from './quota.js'
 import { datastoreRecords } from './record-store.js'
 import type { HubBlocks } from './blocks.js'
 import type { HubEvents } from './events.js'
@@ -132,10 +132,8 @@ export class HubRecords {
   private async checkRoot (name: string, cid: CID): Promise<{ address: string, issuedAt?: number } | undefined> {
     const bytes = await this.blocks.readBlock(cid, this.options.fetchTimeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS)
     if (bytes === undefined) return undefined
-    let root
-    try {
-      root = decodeRoot(bytes)
-    } catch {
+    const root = rootOf(bytes)
+    if (root === undefined) {
       const walked = await checkSpaceQuota(this.blocks, name, cid, bytes, undefined, this.options.maxSpaceBytes ?? DEFAULT_MAX_SPACE_BYTES)
       this.blocks.storage.claim(walked.cids)
       return undefined

@@ -44,26 +44,33 @@ const YIELD_EVERY_BLOCKS = 16
  * which in `over` (the blocks visited so far are returned).
  */
 export async function walkDag (roots: CID[], io: WalkIo, caps: WalkCaps, follow = true): Promise<Walked> {
-  const queue: CID[] = []
+  // CID bytes, decoded to a CID only when visited: a block may link 24 000 distinct CIDs.
+  const queue: Array<Uint8Array | undefined> = []
   const marked = new Set<string>()
   const out: Walked = { cids: [], sizes: [], bytes: 0 }
   let links = 0
-  const enqueue = (cid: CID): boolean => {
+  const enqueue = (cidBytes: Uint8Array): boolean => {
     if (++links > caps.maxLinks) return false
-    const key = keyOf(cid)
+    const key = keyOfBytes(cidBytes)
     if (marked.has(key)) return true
     marked.add(key)
-    queue.push(cid)
+    queue.push(cidBytes)
     return true
   }
   for (const root of roots) {
-    if (!enqueue(root)) { out.over = 'links'; return out }
+    if (!enqueue(root.bytes)) { out.over = 'links'; return out }
   }
   for (let i = 0; i < queue.length; i++) {
-    const cid = queue[i] as CID
-    queue[i] = undefined as unknown as CID // the walk only moves forward: let the queue's CIDs go
+    const cidBytes = queue[i] as Uint8Array
+    queue[i] = undefined // the walk only moves forward: let the queue's entries go
     if (out.cids.length >= caps.maxBlocks) { out.over = 'blocks'; break }
     if (i > 0 && i % YIELD_EVERY_BLOCKS === 0) await new Promise<void>((resolve) => { setImmediate(resolve) })
+    let cid: CID
+    try {
+      cid = CID.decode(cidBytes)
+    } catch {
+      continue // not a CID: nothing to visit
+    }
     let size: number | undefined
     let bytes: Uint8Array | undefined
     if (cid.code === dagCbor.code && follow) {
@@ -92,32 +99,65 @@ export async function walkDagOrRefuse (roots: CID[], io: WalkIo, caps: WalkCaps,
 }
 
 /**
- * Calls `take` with every CID linked from a dag-cbor block, stopping when it returns false.
- * Returns false when stopped. A block that does not decode has no links.
+ * Calls `take` with the bytes of every CID linked from a dag-cbor block (CBOR tag 42), stopping when
+ * it returns false; returns false when stopped. It scans the CBOR without building its value:
+ * `dagCbor.decode` builds a CID object per link, which for a 1 MiB block of 24 000 links held the
+ * event loop for over half a second. A block that is not well-formed CBOR has no links.
  */
-export function forEachLink (bytes: Uint8Array, take: (cid: CID) => boolean): boolean {
-  let value: unknown
-  try {
-    value = dagCbor.decode(bytes)
-  } catch {
-    return true
+export function forEachLink (bytes: Uint8Array, take: (cidBytes: Uint8Array) => boolean): boolean {
+  const found: Uint8Array[] = []
+  let pos = 0
+  let pending = 1 // items still to read at the top level
+  const stack: number[] = []
+  let linkNext = false
+  const head = (): { major: number, value: number } | undefined => {
+    if (pos >= bytes.length) return undefined
+    const first = bytes[pos++] as number
+    const major = first >> 5
+    const info = first & 0x1f
+    if (info < 24) return { major, value: info }
+    const size = info === 24 ? 1 : info === 25 ? 2 : info === 26 ? 4 : info === 27 ? 8 : 0
+    if (size === 0 || pos + size > bytes.length) return undefined
+    let value = 0
+    for (let i = 0; i < size; i++) value = value * 256 + (bytes[pos++] as number)
+    return { major, value }
   }
-  let going = true
-  const visit = (node: unknown, depth: number): void => {
-    if (!going || depth > 64 || node === null || typeof node !== 'object') return
-    const cid = CID.asCID(node)
-    if (cid !== null) { going = take(cid); return }
-    if (node instanceof Uint8Array) return
-    for (const child of Array.isArray(node) ? node : Object.values(node)) {
-      visit(child, depth + 1)
-      if (!going) return
+  while (pending > 0 || stack.length > 0) {
+    if (pending === 0) { pending = stack.pop() as number; continue }
+    pending--
+    const h = head()
+    if (h === undefined) return true
+    const wasLink = linkNext
+    linkNext = false
+    switch (h.major) {
+      case 0: case 1: case 7:
+        // Floats carry their bytes in the head's value; simple values and integers are done.
+        break
+      case 2: case 3:
+        if (pos + h.value > bytes.length) return true
+        // A CID is tag 42 over a byte string with a leading 0x00 (the identity multibase).
+        if (wasLink && h.major === 2 && h.value > 1 && bytes[pos] === 0) found.push(bytes.subarray(pos + 1, pos + h.value))
+        pos += h.value
+        break
+      case 4: case 5: {
+        const items = h.major === 4 ? h.value : h.value * 2
+        if (items > bytes.length - pos) return true
+        stack.push(pending)
+        pending = items
+        break
+      }
+      case 6:
+        linkNext = h.value === 42
+        pending++
+        break
     }
   }
-  visit(value, 0)
-  return going
+  if (pos !== bytes.length) return true
+  for (const cid of found) if (!take(cid)) return false
+  return true
 }
 
-/** A cheap map key for a CID: its bytes as a latin1 string (no base encoding). */
-function keyOf (cid: CID): string {
-  return Buffer.from(cid.bytes.buffer, cid.bytes.byteOffset, cid.bytes.byteLength).toString('latin1')
+/** A cheap map key for a CID's bytes (no base encoding). */
+function keyOfBytes (bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1')
 }
