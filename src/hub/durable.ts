@@ -22,9 +22,9 @@ interface LevelHandle {
  * Writes `entries` in one atomic batch and, on LevelDB, fsyncs it (`sync: true`) before resolving.
  * Other datastores (memory) get a plain batch.
  */
-export async function putDurably (datastore: Datastore, entries: Array<[key: string, value: Uint8Array]>): Promise<void> {
+export async function putDurably (datastore: Datastore, entries: Array<[key: string, value: Uint8Array]>, fsync = true): Promise<void> {
   const db = (datastore as unknown as { db?: Partial<LevelHandle> }).db
-  if (typeof db?.batch === 'function') {
+  if (fsync && typeof db?.batch === 'function') {
     await (db as LevelHandle).batch(entries.map(([key, value]) => ({ type: 'put', key, value })), { sync: true })
     return
   }

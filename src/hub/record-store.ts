@@ -30,8 +30,12 @@ const OWNER_PREFIX = '/userspace/hub/owner/'
 const decoder = new TextDecoder()
 const encoder = new TextEncoder()
 
-/** Records and the address index in a datastore, under `/userspace/hub/`. */
-export function datastoreRecords (datastore: Datastore): HubRecordStore {
+/**
+ * Records and the address index in a datastore, under `/userspace/hub/`. Each put is one batch,
+ * fsynced on LevelDB unless `fsync: false`.
+ */
+export function datastoreRecords (datastore: Datastore, options: { fsync?: boolean } = {}): HubRecordStore {
+  const fsync = options.fsync ?? true
   const read = async (key: string): Promise<Uint8Array | undefined> => {
     try {
       return await datastore.get(new Key(key))
@@ -53,7 +57,7 @@ export function datastoreRecords (datastore: Datastore): HubRecordStore {
         }
         if (issuedAt !== undefined || await read(OWNER_PREFIX + name) === undefined) entries.push([OWNER_PREFIX + name, encoder.encode(owner)])
       }
-      await putDurably(datastore, entries)
+      await putDurably(datastore, entries, fsync)
     },
     async nameOf (address) {
       const bytes = await read(ADDRESS_PREFIX + address.toLowerCase())

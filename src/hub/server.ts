@@ -65,6 +65,14 @@ export interface HubOptions extends HubAppOptions, HubConnectionOptions {
   republishIntervalMs?: number
   /** @default DEFAULT_ROUTING_TIMEOUT_MS (10 s) */
   routingTimeoutMs?: number
+  /**
+   * fsync records, address bindings and uploaded blocks before acknowledging them. `false` keeps
+   * them safe from a crash of the process but not of the machine (for disks with their own
+   * power-loss protection, or benchmarks).
+   *
+   * @default true
+   */
+  fsync?: boolean
   /** @default DEFAULT_GC_INTERVAL_MS (10 minutes); 0 turns the timer off (`collectGarbage()` still works) */
   gcIntervalMs?: number
   /**
@@ -118,7 +126,8 @@ export async function startHub (options: HubOptions = {}): Promise<RunningHub> {
   const connected = (): boolean => node.libp2p.getConnections().length > 0
   // Used for its verified, bounded bitswap fetch.
   const store = heliaStore(node, { routingTimeoutMs, fetchTimeoutMs: routingTimeoutMs, provide: false })
-  const records = datastoreRecords(node.datastore)
+  const fsync = options.fsync ?? true
+  const records = datastoreRecords(node.datastore, { fsync })
   const verifiers = new VerifierPool(options.verifyThreads ?? Math.min(4, Math.max(0, availableParallelism() - 1)))
 
   const components: HubComponents = {
@@ -126,7 +135,7 @@ export async function startHub (options: HubOptions = {}): Promise<RunningHub> {
     blockstore: node.blockstore,
     datastore: node.datastore,
     // blockstore-fs renames without fsync: uploads are fsynced before they are acknowledged.
-    syncBlocks: directory === undefined ? undefined : fsBlockSyncer(join(directory, 'blocks')),
+    syncBlocks: directory === undefined || !fsync ? undefined : fsBlockSyncer(join(directory, 'blocks')),
     records,
     validate: verifiers.validate,
     // The app has validated the record: put it to the DHT as it is. kad-dht keeps a local copy that

@@ -38,6 +38,8 @@ export interface Walked {
 
 /** Blocks visited between two turns of the event loop, so a long walk never starves other requests. */
 const YIELD_EVERY_BLOCKS = 16
+/** A dag-cbor block larger than this is followed by a turn of the event loop. */
+const YIELD_AFTER_BYTES = 64 * 1024
 
 /**
  * Walks the DAG under `roots`. `follow: false` visits the roots only. On a cap, stops and says
@@ -49,16 +51,16 @@ export async function walkDag (roots: CID[], io: WalkIo, caps: WalkCaps, follow 
   const marked = new Set<string>()
   const out: Walked = { cids: [], sizes: [], bytes: 0 }
   let links = 0
-  const enqueue = (cidBytes: Uint8Array): boolean => {
+  const enqueue = (block: Uint8Array, start: number, end: number): boolean => {
     if (++links > caps.maxLinks) return false
-    const key = keyOfBytes(cidBytes)
+    const key = keyOfBytes(block, start, end)
     if (marked.has(key)) return true
     marked.add(key)
-    queue.push(cidBytes)
+    queue.push(block.subarray(start, end))
     return true
   }
   for (const root of roots) {
-    if (!enqueue(root.bytes)) { out.over = 'links'; return out }
+    if (!enqueue(root.bytes, 0, root.bytes.byteLength)) { out.over = 'links'; return out }
   }
   for (let i = 0; i < queue.length; i++) {
     const cidBytes = queue[i] as Uint8Array
@@ -84,7 +86,12 @@ export async function walkDag (roots: CID[], io: WalkIo, caps: WalkCaps, follow 
     out.cids.push(cid)
     out.sizes.push(size)
     out.bytes += size
-    if (bytes !== undefined && !forEachLink(bytes, enqueue)) { out.over = 'links'; break }
+    if (bytes !== undefined) {
+      const block = bytes
+      if (!forEachLink(block, (start, end) => enqueue(block, start, end))) { out.over = 'links'; break }
+      // A big block's scan is one slice of CPU: let other requests in before the next.
+      if (block.byteLength > YIELD_AFTER_BYTES) await new Promise<void>((resolve) => { setImmediate(resolve) })
+    }
   }
   return out
 }
@@ -99,65 +106,57 @@ export async function walkDagOrRefuse (roots: CID[], io: WalkIo, caps: WalkCaps,
 }
 
 /**
- * Calls `take` with the bytes of every CID linked from a dag-cbor block (CBOR tag 42), stopping when
- * it returns false; returns false when stopped. It scans the CBOR without building its value:
+ * Calls `take(start, end)` with the position in `bytes` of every CID linked from a dag-cbor block
+ * (CBOR tag 42 over a byte string; the range leaves out its leading 0x00), stopping when `take`
+ * returns false; returns false when stopped. It scans the CBOR without building its value:
  * `dagCbor.decode` builds a CID object per link, which for a 1 MiB block of 24 000 links held the
- * event loop for over half a second. A block that is not well-formed CBOR has no links.
+ * event loop for over half a second; this allocates nothing per item. A block that is not
+ * well-formed CBOR has no links.
  */
-export function forEachLink (bytes: Uint8Array, take: (cidBytes: Uint8Array) => boolean): boolean {
-  const found: Uint8Array[] = []
-  let pos = 0
-  let pending = 1 // items still to read at the top level
+export function forEachLink (bytes: Uint8Array, take: (start: number, end: number) => boolean): boolean {
+  const found: number[] = [] // start, end pairs, handed to `take` once the whole block scanned well
   const stack: number[] = []
+  const length = bytes.length
+  let pos = 0
+  let pending = 1 // items still to read at this level
   let linkNext = false
-  const head = (): { major: number, value: number } | undefined => {
-    if (pos >= bytes.length) return undefined
-    const first = bytes[pos++] as number
-    const major = first >> 5
-    const info = first & 0x1f
-    if (info < 24) return { major, value: info }
-    const size = info === 24 ? 1 : info === 25 ? 2 : info === 26 ? 4 : info === 27 ? 8 : 0
-    if (size === 0 || pos + size > bytes.length) return undefined
-    let value = 0
-    for (let i = 0; i < size; i++) value = value * 256 + (bytes[pos++] as number)
-    return { major, value }
-  }
   while (pending > 0 || stack.length > 0) {
     if (pending === 0) { pending = stack.pop() as number; continue }
     pending--
-    const h = head()
-    if (h === undefined) return true
+    if (pos >= length) return true
+    const first = bytes[pos++] as number
+    const major = first >> 5
+    const info = first & 0x1f
+    let value = info
+    if (info >= 24) {
+      const size = info === 24 ? 1 : info === 25 ? 2 : info === 26 ? 4 : info === 27 ? 8 : 0
+      if (size === 0 || pos + size > length) return true
+      value = 0
+      for (let i = 0; i < size; i++) value = value * 256 + (bytes[pos++] as number)
+    }
     const wasLink = linkNext
     linkNext = false
-    switch (h.major) {
-      case 0: case 1: case 7:
-        // Floats carry their bytes in the head's value; simple values and integers are done.
-        break
-      case 2: case 3:
-        if (pos + h.value > bytes.length) return true
-        // A CID is tag 42 over a byte string with a leading 0x00 (the identity multibase).
-        if (wasLink && h.major === 2 && h.value > 1 && bytes[pos] === 0) found.push(bytes.subarray(pos + 1, pos + h.value))
-        pos += h.value
-        break
-      case 4: case 5: {
-        const items = h.major === 4 ? h.value : h.value * 2
-        if (items > bytes.length - pos) return true
-        stack.push(pending)
-        pending = items
-        break
-      }
-      case 6:
-        linkNext = h.value === 42
-        pending++
-        break
+    if (major === 2 || major === 3) {
+      if (pos + value > length) return true
+      if (wasLink && major === 2 && value > 1 && bytes[pos] === 0) found.push(pos + 1, pos + value)
+      pos += value
+    } else if (major === 4 || major === 5) {
+      const items = major === 4 ? value : value * 2
+      if (items > length - pos) return true
+      stack.push(pending)
+      pending = items
+    } else if (major === 6) {
+      linkNext = value === 42
+      pending++
     }
+    // Majors 0, 1 and 7 (integers, simple values, floats) are complete with their head.
   }
-  if (pos !== bytes.length) return true
-  for (const cid of found) if (!take(cid)) return false
+  if (pos !== length) return true
+  for (let i = 0; i < found.length; i += 2) if (!take(found[i] as number, found[i + 1] as number)) return false
   return true
 }
 
 /** A cheap map key for a CID's bytes (no base encoding). */
-function keyOfBytes (bytes: Uint8Array): string {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1')
+function keyOfBytes (bytes: Uint8Array, start = 0, end = bytes.byteLength): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1', start, end)
 }
