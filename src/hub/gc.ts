@@ -17,6 +17,9 @@ import type { HubAppOptions } from './options.js'
 import type { HubRecordStore } from './record-store.js'
 import type { HubStorage, Landed } from './storage.js'
 
+/** Block files unlinked at once. */
+const DELETE_CONCURRENCY = 16
+
 export interface GcReport {
   /** Names whose record was looked at. */
   names: number
@@ -68,9 +71,9 @@ export async function collectGarbage ({ records, blocks, storage, options }: GcD
       else waiting.push(entry)
     }
     const deleted: Landed[] = []
-    for (const entry of doomed) {
+    const remove = async (entry: Landed): Promise<void> => {
       // A record accepted since the sweep began may reference it now.
-      if (protect.has(entry.cid)) { waiting.push(entry); continue }
+      if (protect.has(entry.cid)) { waiting.push(entry); return }
       try {
         const cid = CID.parse(entry.cid)
         await blocks.blockstore.delete(cid)
@@ -80,6 +83,9 @@ export async function collectGarbage ({ records, blocks, storage, options }: GcD
       }
       deleted.push(entry)
       report.deletedBytes += entry.costBytes
+    }
+    for (let i = 0; i < doomed.length; i += DELETE_CONCURRENCY) {
+      await Promise.all(doomed.slice(i, i + DELETE_CONCURRENCY).map(remove))
     }
     await storage.forget(deleted)
     storage.resetPending(waiting)
