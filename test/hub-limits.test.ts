@@ -13,7 +13,7 @@ import * as dagCbor from '@ipld/dag-cbor'
 import { MemoryBlockstore } from 'blockstore-core'
 import { FsBlockstore } from 'blockstore-fs'
 import { LevelDatastore } from 'datastore-level'
-import { generatePrivateKey } from 'viem/accounts'
+import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
 import { describe, expect, it } from 'vitest'
 import { ownerStatement } from '../src/crypto/keys.js'
 import { createHubApp } from '../src/hub/app.js'
@@ -22,7 +22,9 @@ import { forEachLink } from '../src/hub/walk.js'
 import { fsBlockSyncer, putDurably } from '../src/hub/durable.js'
 import { decodeRoot, encodeRoot, verifyOwner } from '../src/space/root.js'
 import { cborBlock, encodeCar, rawBlock } from '../src/store/blocks.js'
+import { hubStore } from '../src/store/hub.js'
 import { createRecord } from '../src/store/record.js'
+import { openSpace } from '../src/index.js'
 import { expectRefusal, makeHub, makeSpace, publish, putRecord, upload } from './helpers/hub-app.js'
 import type { Hub } from './helpers/hub-app.js'
 import { CID } from 'multiformats/cid'
@@ -409,4 +411,27 @@ describe('durable writes', () => {
       await rm(dir, { recursive: true, force: true })
     }
   })
+})
+
+describe('the default rate limit and honest use', () => {
+  it('lets a cold open of a space of 4 096 keys in 256 buckets through a hub with default settings', async () => {
+    const blockstore = new MemoryBlockstore()
+    const datastore = new (await import('datastore-core')).MemoryDatastore()
+    const writer = createHubApp({ blockstore, datastore }, { rateLimit: 0 })
+    // The same stores behind the default limits, reached from one client address.
+    const reader = createHubApp({ blockstore, datastore })
+    const storeOf = (app: typeof writer): ReturnType<typeof hubStore> => hubStore('http://hub.test', { fetch: async (input, init) => app.request(String(input), init, envOf('10.1.1.1')) })
+    const signer = privateKeyToAccount(generatePrivateKey())
+    const entries: Record<string, string> = {}
+    for (let i = 0; i < 4_096; i++) entries[`key-${i}`] = 'v'.repeat(1_000)
+    const space = await openSpace({ signer, store: storeOf(writer) })
+    await space.patch(entries)
+    await space.close()
+    const again = await openSpace({ signer, store: storeOf(reader) })
+    try {
+      expect(Object.keys(await again.getAll())).toHaveLength(4_096)
+    } finally {
+      await again.close()
+    }
+  }, 120_000)
 })
