@@ -141,7 +141,9 @@ describe('a real hub under attack', () => {
     // Every walk hits the link cap: a 413, never a 500, and never a long freeze.
     expect(statuses.every(s => s === 413), String(statuses)).toBe(true)
     expect(latencies.length).toBeGreaterThan(0)
-    expect(p99(latencies)).toBeLessThan(250)
+    // Generous for a loaded 2-core machine running other suites (the bench reports the real figure):
+    // the quadratic walk this guards against froze the hub for 17 s with these 8 blocks.
+    expect(p99(latencies)).toBeLessThan(1_000)
   }, 120_000)
 
   it('streams concurrent CARs with bounded memory and refuses more than the cap with 503', async () => {
