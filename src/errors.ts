@@ -106,6 +106,18 @@ export class RateLimitError extends UserSpaceError {
   override name = 'RateLimitError'
 }
 
+/** The hub is out of a shared resource (connections, streams, file descriptors) for now; retry later. */
+export class UnavailableError extends UserSpaceError {
+  static override readonly code: string = 'UnavailableError'
+  override name = 'UnavailableError'
+}
+
+/** The hub's storage budget is spent: it stores nothing more until garbage collection frees some. */
+export class InsufficientStorageError extends UserSpaceError {
+  static override readonly code: string = 'InsufficientStorageError'
+  override name = 'InsufficientStorageError'
+}
+
 /** The space was closed; no more reads or writes. */
 export class ClosedError extends UserSpaceError {
   static override readonly code: string = 'ClosedError'
@@ -138,6 +150,8 @@ export const HTTP_STATUS: Readonly<Record<string, number>> = {
   InvalidInputError: 400,
   InvalidSignatureError: 400,
   SignerMismatchError: 400,
+  SignerError: 400,
+  NonDeterministicSignerError: 400,
   InvalidRecordError: 400,
   IntegrityError: 400,
   FormatError: 400,
@@ -148,7 +162,11 @@ export const HTTP_STATUS: Readonly<Record<string, number>> = {
   RateLimitError: 429,
   StoreError: 502,
   UntrustedHubError: 502,
-  AbortedError: 504
+  UnpublishedWritesError: 502,
+  UnavailableError: 503,
+  ClosedError: 503,
+  AbortedError: 504,
+  InsufficientStorageError: 507
 }
 
 /** Process exit code per error name, used by the CLI. 1 is anything unexpected. */
@@ -168,8 +186,11 @@ export const EXIT_CODE: Readonly<Record<string, number>> = {
   StoreError: 8,
   RateLimitError: 8,
   UnpublishedWritesError: 8,
+  UnavailableError: 8,
+  InsufficientStorageError: 8,
   AbortedError: 9,
-  UntrustedHubError: 10
+  UntrustedHubError: 10,
+  ClosedError: 11
 }
 
 /** Rebuilds a named error from its name and message (as carried in a hub's JSON error body). */
@@ -194,6 +215,8 @@ const ERRORS: Record<string, new (message: string) => UserSpaceError> = {
   StoreError,
   UntrustedHubError,
   RateLimitError,
+  UnavailableError,
+  InsufficientStorageError,
   ClosedError,
   AbortedError,
   UnpublishedWritesError
