@@ -14,7 +14,9 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest'
 import { fileState, memoryState, memoryStore, openSpace, StoreError } from '../src/index.js'
 import type { Json, MemoryStore, Space, SpaceOptions, SpaceStateStore, Store } from '../src/index.js'
 import { readRecord } from '../src/store/record.js'
-import { account, KEY_A } from './helpers/signers.js'
+import { account, KEY_A, nonDeterministicSigner } from './helpers/signers.js'
+import { makeHub, storeFor } from './helpers/hub-app.js'
+import { decodeRoot } from '../src/space/root.js'
 
 const dirs: string[] = []
 function tempDir (): string {
@@ -388,5 +390,28 @@ describe('property: every acknowledged write reaches both devices', () => {
       for (const space of spaces) expect(await space.getAll()).toEqual(expected)
       for (const space of spaces) await space.close()
     }), { numRuns: 30 })
+  })
+})
+
+describe('taking an address back (rebind)', () => {
+  it('a wallet bound elsewhere re-binds its address to its real space on the hub, with a dated binding', async () => {
+    const hub = makeHub()
+    const victim = account(KEY_A)
+    // A binding signed elsewhere: the same wallet, through a signature that derives another space.
+    const elsewhere = await openSpace({ signer: nonDeterministicSigner(KEY_A), store: storeFor(hub), state: memoryState() })
+    await elsewhere.set('bait', 1); await elsewhere.flush(); await elsewhere.close()
+    expect(await storeFor(hub).lookupAddress?.(victim.address)).toBe(elsewhere.name)
+
+    await expect(openSpace({ signer: victim, store: storeFor(hub), state: memoryState() })).rejects.toMatchObject({ name: 'NonDeterministicSignerError' })
+    const real = await openSpace({ signer: victim, store: storeFor(hub), state: memoryState(), rebind: true })
+    open.push(real)
+    await real.flush()
+    expect(await storeFor(hub).lookupAddress?.(victim.address)).toBe(real.name)
+    const root = decodeRoot(await storeFor(hub).getBlock(real.root!))
+    expect(root.owner.issuedAt).toBeGreaterThan(0)
+    // and from now on it opens without the option
+    const again = await openSpace({ signer: victim, store: storeFor(hub), state: memoryState() })
+    open.push(again)
+    expect(again.name).toBe(real.name)
   })
 })

@@ -126,11 +126,13 @@ export class DefaultSpace implements Space {
           throw new NonDeterministicSignerError(`the wallet ${this.address} signed the same message twice with different results (${this.name} ≠ ${other}): it does not sign deterministically, so it cannot keep a UserSpace`)
         }
       }
-      options.onProgress?.({ type: 'space:open:owner-binding' })
-      const statement = ownerStatement(this.address, this.name)
-      const signature = normalizeSignature(statement, await this.wallet.signMessage(statement), this.address)
-      this.owner = { address: this.address, signature: signature.bytes }
+      await this.signBinding(options)
+    } else if (options.rebind === true) {
+      await this.signBinding(options)
     }
+    // Take the address back: a binding dated now replaces any older one on every hub, and a version
+    // published at once (even of an empty space) carries it.
+    if (options.rebind === true) this.mustRenew = true
     // Writes this device made before a crash, a reload or an offline close go out now.
     if (seen !== undefined && seen.pending.length > 0) this.restorePending(seen.pending)
     if (this.privateSection.dirty || this.publicSection.dirty || this.mustRenew) {
@@ -138,6 +140,18 @@ export class DefaultSpace implements Space {
     } else {
       await this.renewIfAging(options)
     }
+  }
+
+  /**
+   * Asks the wallet to sign a dated (version 2) owner binding: what hubs list as the address's space,
+   * newest binding first.
+   */
+  private async signBinding (options: SpaceOptions): Promise<void> {
+    options.onProgress?.({ type: 'space:open:owner-binding' })
+    const issuedAt = Math.floor(this.now())
+    const statement = ownerStatement(this.address, this.name, issuedAt)
+    const signature = normalizeSignature(statement, await this.wallet.signMessage(statement), this.address)
+    this.owner = { address: this.address, signature: signature.bytes, issuedAt }
   }
 
   /** Re-applies writes kept in the state: each goes out again unless a newer entry replaced it. */
@@ -505,7 +519,8 @@ export class DefaultSpace implements Space {
     this.heads = ahead && !builtOnOurs ? [cid, ...this.heads.filter(h => !h.equals(cid))] : [cid]
     this.seq = Math.max(this.seq, sequence)
     this.rootCid = cid
-    this.owner ??= root.owner
+    // The newest binding a version carries is the one to carry on (a re-binding from another device).
+    if (this.owner === undefined || (root.owner.issuedAt ?? -1) > (this.owner.issuedAt ?? -1)) this.owner = root.owner
     await this.state.put(this.name, { sequence: this.seq, root: cid.toString() })
     this.pruneSuperseded()
     if (priv.changed.length > 0) this.emit('change', { section: 'private', keys: priv.changed, sequence })

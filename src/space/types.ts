@@ -49,6 +49,14 @@ export interface SpaceOptions extends AbortOptions {
    */
   checkDeterministic?: boolean
   /**
+   * Sign a new, dated owner binding for this space and publish it, so that every hub lists this
+   * space as the wallet address's space again, replacing a binding signed before (say one the user
+   * was tricked into signing for another space). Also opens a space the hub's address index binds
+   * elsewhere, which otherwise fails with NonDeterministicSignerError: use it only when this is the
+   * user's real space. One more signature prompt. @default false
+   */
+  rebind?: boolean
+  /**
    * Where this device keeps the newest version it has seen (rollback protection) and its unpublished
    * writes, across restarts. @default `idbState` in browsers, `fileState()` (the user's state
    * directory) in Node, memory for a `memoryStore()` and where neither exists

@@ -7,7 +7,7 @@
  * to the local record, so a space opens and edits offline; the Space retries publishing until the
  * remote takes it.
  */
-import { NotFoundError, StoreError } from '../errors.js'
+import { NotFoundError, StoreError, UntrustedHubError } from '../errors.js'
 import { readRecord } from './record.js'
 import type { AbortOptions, Block, GetRecordOptions, RecordListener, Store } from './interface.js'
 import type { CID } from 'multiformats/cid'
@@ -43,7 +43,8 @@ export function layeredStore (local: Store, remote: Store): Store {
       try {
         theirs = await remote.getRecord(name, options)
       } catch (err) {
-        if (err instanceof StoreError && mine !== undefined) return mine // offline: what this device has
+        // offline: what this device has; a hub that lies is not offline, and is said to be lying
+        if (err instanceof StoreError && !(err instanceof UntrustedHubError) && mine !== undefined) return mine
         throw err
       }
       if (theirs === undefined) return mine
@@ -59,7 +60,7 @@ export function layeredStore (local: Store, remote: Store): Store {
       try {
         return await lookup(address, options)
       } catch (err) {
-        if (err instanceof StoreError) return undefined
+        if (err instanceof StoreError && !(err instanceof UntrustedHubError)) return undefined
         throw err
       }
     }
