@@ -247,6 +247,7 @@ class HubStore implements Store {
         const stop = (): void => { attempt.abort() }
         controller.signal.addEventListener('abort', stop, { once: true })
         const headersTimer = setTimeout(stop, this.timeoutMs)
+        ;(headersTimer as { unref?: () => void }).unref?.()
         try {
           const res = await this.fetch(this.base + path, {
             headers: { accept: 'text/event-stream' },
@@ -512,6 +513,8 @@ async function readWithin (reader: ReadableStreamDefaultReader<Uint8Array>, idle
   let timer: ReturnType<typeof setTimeout> | undefined
   const silent = new Promise<never>((resolve, reject) => {
     timer = setTimeout(() => { reject(new StoreError(`the event stream was silent for ${idleMs} ms`)) }, idleMs)
+    // The open stream keeps a process alive if anything does; its watchdog should not.
+    ;(timer as { unref?: () => void }).unref?.()
   })
   try {
     return await Promise.race([reader.read(), silent])
