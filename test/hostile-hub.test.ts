@@ -379,6 +379,25 @@ describe('a hub that lies about the address index', () => {
     await expect(hubStore(hub.url).lookupAddress(alice.address)).rejects.toMatchObject({ name: 'UntrustedHubError' })
   })
 
+  it('checks a binding signature sent with the answer, and needs no further request when it holds', async () => {
+    const hub = await lyingHub()
+    const alice = account(KEY_A)
+    const bob = account(KEY_B)
+    const other = nameOfKey(await generateKeyPair('Ed25519'))
+    const sign = async (who: typeof alice, name: string): Promise<string> => await who.signMessage({ message: ownerStatement(who.address, name) })
+    // Bob's genuine binding of his own name, offered as proof that Alice owns it.
+    hub.lies.set(alice.address.toLowerCase(), { address: alice.address, name: other, signature: await sign(bob, other) })
+    await expect(hubStore(hub.url).lookupAddress(alice.address)).rejects.toMatchObject({ name: 'UntrustedHubError' })
+    hub.lies.set(alice.address.toLowerCase(), { address: alice.address, name: other, signature: 'zz' })
+    await expect(hubStore(hub.url).lookupAddress(alice.address)).rejects.toMatchObject({ name: 'UntrustedHubError' })
+    // Alice's genuine binding of a name the hub holds no record of: the signature alone is the proof.
+    hub.lies.set(alice.address.toLowerCase(), { address: alice.address, name: other, signature: await sign(alice, other) })
+    let requests = 0
+    const store = hubStore(hub.url, { fetch: async (input, init) => { requests++; return await globalThis.fetch(input, init) } })
+    expect(await store.lookupAddress(alice.address)).toBe(other)
+    expect(requests).toBe(1)
+  })
+
   it('still blames a wallet that really signs two ways: an index entry the owner binding confirms', async () => {
     const hub = await lyingHub()
     // Another space, really bound by the same wallet: what a non-deterministic wallet leaves behind.

@@ -12,7 +12,7 @@
  * come back as the named errors of errors.ts; an unreachable or silent hub is a StoreError, a hub
  * that sends what no honest hub sends is an UntrustedHubError naming it.
  */
-import { fromBase64 } from '../crypto/bytes.js'
+import { fromBase64, hexToBytes } from '../crypto/bytes.js'
 import {
   AbortedError, errorFromName, IntegrityError, InvalidInputError, StoreError, TooLargeError, UntrustedHubError, UserSpaceError,
   throwIfAborted
@@ -191,7 +191,8 @@ class HubStore implements Store {
 
   /**
    * The name the hub's address index gives for `address`, believed only once the named space's
-   * owner binding (read through this hub, checked here) names that address. A hub whose index
+   * owner binding names that address: the binding's `signature` when the answer carries it, else
+   * the binding in the space's current root (two more requests: record and root). A hub whose index
    * contradicts the binding is lying or broken: UntrustedHubError, never a verdict on the wallet.
    */
   async lookupAddress (address: string, options: AbortOptions = {}): Promise<string | undefined> {
@@ -209,7 +210,18 @@ class HubStore implements Store {
     } catch (err) {
       throw new UntrustedHubError(`hub ${this.base} answered the address lookup of ${address} without a valid IPNS name`, { cause: err })
     }
-    await this.checkBinding(address, name, options)
+    const signature = (body as { signature?: unknown }).signature
+    if (signature === undefined) {
+      await this.checkBinding(address, name, options)
+      return name
+    }
+    // The hub sent the binding's signature with its answer: checked here, with no further request.
+    try {
+      if (typeof signature !== 'string') throw new InvalidInputError('"signature" expected hex')
+      verifyOwner({ address, signature: hexToBytes(signature, 'signature') }, name)
+    } catch (err) {
+      throw new UntrustedHubError(`hub ${this.base} says ${address} owns ${name}, but sent a signature that does not bind them: ${(err as Error).message}`, { cause: err })
+    }
     return name
   }
 
