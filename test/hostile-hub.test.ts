@@ -309,6 +309,26 @@ describe('event streams', () => {
     for (const s of sent.slice(0, 2)) expect(s()).toBeLessThan(32 * 1024 * 1024)
   })
 
+  it('backs off ever longer from a hub that answers and then sends only garbage', async () => {
+    const times: number[] = []
+    let sixth = (): void => {}
+    const sixRequests = new Promise<void>(resolve => { sixth = resolve })
+    const hub = await listen((_req, res) => {
+      if (times.push(Date.now()) === 6) sixth()
+      res.writeHead(200, { 'content-type': 'text/event-stream' })
+      pump(res, 1024 * 1024)
+    })
+    const stop = hubStore(hub.url, { reconnectMinMs: 100, reconnectMaxMs: 10_000 }).subscribe(NAME, () => {})
+    try {
+      await sixRequests
+    } finally {
+      stop()
+    }
+    // Delays double from 100 ms with jitter of half: at least 50 + 100 + 200 + 400 + 800 ms in all
+    // (restarting the backoff on every answer would take five times 50–100 ms).
+    expect((times[5] as number) - (times[0] as number)).toBeGreaterThanOrEqual(1400)
+  })
+
   it('reconnects a subscription whose hub never sends headers, or falls silent', async () => {
     const silentHeaders = await listen(() => {})
     const stopA = hubStore(silentHeaders.url, { timeoutMs: 100, reconnectMinMs: 10, reconnectMaxMs: 20 }).subscribe(NAME, () => {})

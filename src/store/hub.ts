@@ -268,8 +268,10 @@ class HubStore implements Store {
           })
           clearTimeout(headersTimer)
           if (res.ok && res.body !== null) {
-            delay = min
             for await (const event of readEvents(res.body, { idleMs })) {
+              // Backoff restarts only once the stream has delivered a whole event (hubs send `ready`
+              // at once): a hub that answers and then sends garbage is retried ever more slowly.
+              delay = min
               if (event.retry !== undefined) delay = Math.min(Math.max(event.retry, min), max)
               if (event.event !== 'record') continue
               let record: Uint8Array
