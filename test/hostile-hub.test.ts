@@ -4,7 +4,10 @@
  * about the address index, and the hub store answers each with a bounded read, a timeout, or an
  * error that names the hub. The last part runs the `userspace` command against a silent hub.
  */
+import { mkdtemp, rm, stat } from 'node:fs/promises'
 import { createServer } from 'node:http'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { gzipSync } from 'node:zlib'
 import { serve } from '@hono/node-server'
 import { MemoryBlockstore } from 'blockstore-core'
@@ -458,6 +461,24 @@ describe('userspace on a hub that never answers', () => {
     expect(ls.lines.join('\n')).toMatch(/did not answer within 300 ms \(StoreError\)/)
     expect(await main(['inspect', account(KEY_A).address, '--hub', hub.url], io(env))).toBe(8)
     expect(await main(['ls', '--hub', hub.url], io({ ...env, USERSPACE_TIMEOUT_MS: 'soon' }))).toBe(2)
+  })
+
+  it('export --avatar stops at USERSPACE_MAX_CAR_BYTES (exit 10) and at the timeout (exit 8), writing no file', async () => {
+    const big = await listen((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/vnd.ipld.car' })
+      pump(res, 64 * 1024 * 1024)
+    })
+    const silent = await listen(() => {})
+    const dir = await mkdtemp(join(tmpdir(), 'userspace-hostile-'))
+    try {
+      const out = join(dir, 'avatar.car')
+      const args = (hub: string): string[] => ['export', '--avatar', '0x02d7', '-o', out, '--hub', hub]
+      expect(await main(args(big.url), io({ USERSPACE_MAX_CAR_BYTES: '65536' }))).toBe(EXIT_CODE.UntrustedHubError)
+      expect(await main(args(silent.url), io({ USERSPACE_TIMEOUT_MS: '300' }))).toBe(8)
+      expect(await stat(out).then(() => true, () => false)).toBe(false)
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
   })
 
   it('exits 8 within a minute with the default timeout, as a real process', async () => {
