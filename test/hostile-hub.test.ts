@@ -4,7 +4,10 @@
  * about the address index, and the hub store answers each with a bounded read, a timeout, or an
  * error that names the hub. The last part runs the `userspace` command against a silent hub.
  */
+import { mkdtemp, rm, stat } from 'node:fs/promises'
 import { createServer } from 'node:http'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { gzipSync } from 'node:zlib'
 import { serve } from '@hono/node-server'
 import { MemoryBlockstore } from 'blockstore-core'
@@ -309,6 +312,26 @@ describe('event streams', () => {
     for (const s of sent.slice(0, 2)) expect(s()).toBeLessThan(32 * 1024 * 1024)
   })
 
+  it('backs off ever longer from a hub that answers and then sends only garbage', async () => {
+    const times: number[] = []
+    let sixth = (): void => {}
+    const sixRequests = new Promise<void>(resolve => { sixth = resolve })
+    const hub = await listen((_req, res) => {
+      if (times.push(Date.now()) === 6) sixth()
+      res.writeHead(200, { 'content-type': 'text/event-stream' })
+      pump(res, 1024 * 1024)
+    })
+    const stop = hubStore(hub.url, { reconnectMinMs: 100, reconnectMaxMs: 10_000 }).subscribe(NAME, () => {})
+    try {
+      await sixRequests
+    } finally {
+      stop()
+    }
+    // Delays double from 100 ms with jitter of half: at least 50 + 100 + 200 + 400 + 800 ms in all
+    // (restarting the backoff on every answer would take five times 50–100 ms).
+    expect((times[5] as number) - (times[0] as number)).toBeGreaterThanOrEqual(1400)
+  })
+
   it('reconnects a subscription whose hub never sends headers, or falls silent', async () => {
     const silentHeaders = await listen(() => {})
     const stopA = hubStore(silentHeaders.url, { timeoutMs: 100, reconnectMinMs: 10, reconnectMaxMs: 20 }).subscribe(NAME, () => {})
@@ -380,6 +403,25 @@ describe('a hub that lies about the address index', () => {
     await expect(hubStore(hub.url).lookupAddress(alice.address)).rejects.toMatchObject({ name: 'UntrustedHubError' })
   })
 
+  it('checks a binding signature sent with the answer, and needs no further request when it holds', async () => {
+    const hub = await lyingHub()
+    const alice = account(KEY_A)
+    const bob = account(KEY_B)
+    const other = nameOfKey(await generateKeyPair('Ed25519'))
+    const sign = async (who: typeof alice, name: string): Promise<string> => await who.signMessage({ message: ownerStatement(who.address, name) })
+    // Bob's genuine binding of his own name, offered as proof that Alice owns it.
+    hub.lies.set(alice.address.toLowerCase(), { address: alice.address, name: other, signature: await sign(bob, other) })
+    await expect(hubStore(hub.url).lookupAddress(alice.address)).rejects.toMatchObject({ name: 'UntrustedHubError' })
+    hub.lies.set(alice.address.toLowerCase(), { address: alice.address, name: other, signature: 'zz' })
+    await expect(hubStore(hub.url).lookupAddress(alice.address)).rejects.toMatchObject({ name: 'UntrustedHubError' })
+    // Alice's genuine binding of a name the hub holds no record of: the signature alone is the proof.
+    hub.lies.set(alice.address.toLowerCase(), { address: alice.address, name: other, signature: await sign(alice, other) })
+    let requests = 0
+    const store = hubStore(hub.url, { fetch: async (input, init) => { requests++; return await globalThis.fetch(input, init) } })
+    expect(await store.lookupAddress(alice.address)).toBe(other)
+    expect(requests).toBe(1)
+  })
+
   it('still blames a wallet that really signs two ways: an index entry the owner binding confirms', async () => {
     const hub = await lyingHub()
     // Another space, really bound by the same wallet: what a non-deterministic wallet leaves behind.
@@ -420,6 +462,24 @@ describe('userspace on a hub that never answers', () => {
     expect(ls.lines.join('\n')).toMatch(/did not answer within 300 ms \(StoreError\)/)
     expect(await main(['inspect', account(KEY_A).address, '--hub', hub.url], io(env))).toBe(8)
     expect(await main(['ls', '--hub', hub.url], io({ ...env, USERSPACE_TIMEOUT_MS: 'soon' }))).toBe(2)
+  })
+
+  it('export --avatar stops at USERSPACE_MAX_CAR_BYTES (exit 10) and at the timeout (exit 8), writing no file', async () => {
+    const big = await listen((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/vnd.ipld.car' })
+      pump(res, 64 * 1024 * 1024)
+    })
+    const silent = await listen(() => {})
+    const dir = await mkdtemp(join(tmpdir(), 'userspace-hostile-'))
+    try {
+      const out = join(dir, 'avatar.car')
+      const args = (hub: string): string[] => ['export', '--avatar', '0x02d7', '-o', out, '--hub', hub]
+      expect(await main(args(big.url), io({ USERSPACE_MAX_CAR_BYTES: '65536' }))).toBe(EXIT_CODE.UntrustedHubError)
+      expect(await main(args(silent.url), io({ USERSPACE_TIMEOUT_MS: '300' }))).toBe(8)
+      expect(await stat(out).then(() => true, () => false)).toBe(false)
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
   })
 
   it('exits 8 within a minute with the default timeout, as a real process', async () => {

@@ -50,19 +50,24 @@ function parse (args: string[], options: Record<string, { type: 'string' | 'bool
   return { flags: parsed.values as Flags, positionals: parsed.positionals }
 }
 
-/** Largest CAR the CLI reads from a hub (an avatar chain export). @default 256 MiB */
+/** Largest CAR the CLI reads from a hub (an avatar chain export); env `USERSPACE_MAX_CAR_BYTES`. @default 256 MiB */
 export const DEFAULT_MAX_CAR_BYTES = 256 * 1024 * 1024
+
+/** A positive whole number from the environment, or undefined when unset. */
+function envNumber (io: CliIO, name: string, unit: string): number | undefined {
+  const text = io.env[name]
+  if (text === undefined || text === '') return undefined
+  const n = Number(text)
+  if (!Number.isSafeInteger(n) || n <= 0) throw new UsageError(`${name} expected a positive whole number of ${unit}, got "${text.slice(0, 40)}"`)
+  return n
+}
 
 /**
  * Milliseconds one call to the hub may take: `USERSPACE_TIMEOUT_MS`, or the library's 30 s default,
  * so that a hub that accepts the connection and never answers ends the command with exit code 8.
  */
 function timeoutOf (io: CliIO): number | undefined {
-  const text = io.env.USERSPACE_TIMEOUT_MS
-  if (text === undefined || text === '') return undefined
-  const ms = Number(text)
-  if (!Number.isSafeInteger(ms) || ms <= 0) throw new UsageError(`USERSPACE_TIMEOUT_MS expected a positive whole number of milliseconds, got "${text.slice(0, 40)}"`)
-  return ms
+  return envNumber(io, 'USERSPACE_TIMEOUT_MS', 'milliseconds')
 }
 
 /** The hub as a Store, with the request timeout. */
@@ -296,7 +301,7 @@ export const SPACE_COMMANDS: Record<string, Command> = {
       const hub = hubOf(flags, io)
       if (typeof flags.avatar === 'string') {
         if (positionals.length > 0) throw new UsageError('give either <name|address> or --avatar, not both')
-        const car = await hubFetch(`${hub}/api/v1/nextid/export?avatar=${encodeURIComponent(flags.avatar)}`, io, DEFAULT_MAX_CAR_BYTES)
+        const car = await hubFetch(`${hub}/api/v1/nextid/export?avatar=${encodeURIComponent(flags.avatar)}`, io, envNumber(io, 'USERSPACE_MAX_CAR_BYTES', 'bytes') ?? DEFAULT_MAX_CAR_BYTES)
         await writeFile(out, car)
         io.out(`exported the chain of avatar ${flags.avatar} (${car.length} bytes) to ${out}`)
         return 0

@@ -12,7 +12,7 @@
  * come back as the named errors of errors.ts; an unreachable or silent hub is a StoreError, a hub
  * that sends what no honest hub sends is an UntrustedHubError naming it.
  */
-import { fromBase64 } from '../crypto/bytes.js'
+import { fromBase64, hexToBytes } from '../crypto/bytes.js'
 import {
   AbortedError, errorFromName, IntegrityError, InvalidInputError, StoreError, TooLargeError, UntrustedHubError, UserSpaceError,
   throwIfAborted
@@ -193,7 +193,8 @@ class HubStore implements Store {
 
   /**
    * The name the hub's address index gives for `address`, believed only once the named space's
-   * owner binding (read through this hub, checked here) names that address. A hub whose index
+   * owner binding names that address: the binding's `signature` when the answer carries it, else
+   * the binding in the space's current root (two more requests: record and root). A hub whose index
    * contradicts the binding is lying or broken: UntrustedHubError, never a verdict on the wallet.
    */
   async lookupAddress (address: string, options: AbortOptions = {}): Promise<string | undefined> {
@@ -211,7 +212,18 @@ class HubStore implements Store {
     } catch (err) {
       throw new UntrustedHubError(`hub ${this.base} answered the address lookup of ${address} without a valid IPNS name`, { cause: err })
     }
-    await this.checkBinding(address, name, options)
+    const signature = (body as { signature?: unknown }).signature
+    if (signature === undefined) {
+      await this.checkBinding(address, name, options)
+      return name
+    }
+    // The hub sent the binding's signature with its answer: checked here, with no further request.
+    try {
+      if (typeof signature !== 'string') throw new InvalidInputError('"signature" expected hex')
+      verifyOwner({ address, signature: hexToBytes(signature, 'signature') }, name)
+    } catch (err) {
+      throw new UntrustedHubError(`hub ${this.base} says ${address} owns ${name}, but sent a signature that does not bind them: ${(err as Error).message}`, { cause: err })
+    }
     return name
   }
 
@@ -249,6 +261,7 @@ class HubStore implements Store {
         const stop = (): void => { attempt.abort() }
         controller.signal.addEventListener('abort', stop, { once: true })
         const headersTimer = setTimeout(stop, this.timeoutMs)
+        ;(headersTimer as { unref?: () => void }).unref?.()
         try {
           const res = await this.fetch(this.base + path, {
             headers: { accept: 'text/event-stream' },
@@ -257,8 +270,10 @@ class HubStore implements Store {
           })
           clearTimeout(headersTimer)
           if (res.ok && res.body !== null) {
-            delay = min
             for await (const event of readEvents(res.body, { idleMs })) {
+              // Backoff restarts only once the stream has delivered a whole event (hubs send `ready`
+              // at once): a hub that answers and then sends garbage is retried ever more slowly.
+              delay = min
               if (event.retry !== undefined) delay = Math.min(Math.max(event.retry, min), max)
               if (event.event !== 'record') continue
               let record: Uint8Array
@@ -514,6 +529,8 @@ async function readWithin (reader: ReadableStreamDefaultReader<Uint8Array>, idle
   let timer: ReturnType<typeof setTimeout> | undefined
   const silent = new Promise<never>((resolve, reject) => {
     timer = setTimeout(() => { reject(new StoreError(`the event stream was silent for ${idleMs} ms`)) }, idleMs)
+    // The open stream keeps a process alive if anything does; its watchdog should not.
+    ;(timer as { unref?: () => void }).unref?.()
   })
   try {
     return await Promise.race([reader.read(), silent])
