@@ -17,8 +17,8 @@ import type { HubAppOptions } from './options.js'
 import type { HubRecordStore } from './record-store.js'
 import type { HubStorage, Landed } from './storage.js'
 
-/** Block files unlinked at once. */
-const DELETE_CONCURRENCY = 16
+/** Blocks deleted per blockstore call. */
+const DELETE_BATCH = 256
 
 export interface GcReport {
   /** Names whose record was looked at. */
@@ -71,21 +71,31 @@ export async function collectGarbage ({ records, blocks, storage, options }: GcD
       else waiting.push(entry)
     }
     const deleted: Landed[] = []
-    const remove = async (entry: Landed): Promise<void> => {
-      // A record accepted since the sweep began may reference it now.
-      if (protect.has(entry.cid)) { waiting.push(entry); return }
-      try {
-        const cid = CID.parse(entry.cid)
-        await blocks.blockstore.delete(cid)
-        blocks.forget(cid)
-      } catch {
-        // Gone already, or not a CID we can parse: forget the entry either way.
+    for (let i = 0; i < doomed.length; i += DELETE_BATCH) {
+      // A record accepted since the sweep began may reference one of them now.
+      const batch = doomed.slice(i, i + DELETE_BATCH).filter(entry => {
+        if (!protect.has(entry.cid)) return true
+        waiting.push(entry)
+        return false
+      })
+      const cids: CID[] = []
+      for (const entry of batch) {
+        try { cids.push(CID.parse(entry.cid)) } catch { /* not a CID: only its entry goes */ }
       }
-      deleted.push(entry)
-      report.deletedBytes += entry.costBytes
-    }
-    for (let i = 0; i < doomed.length; i += DELETE_CONCURRENCY) {
-      await Promise.all(doomed.slice(i, i + DELETE_CONCURRENCY).map(remove))
+      // One call per batch: helia's blockstore takes its write lock once per call.
+      try {
+        for await (const cid of blocks.blockstore.deleteMany(cids)) blocks.forget(cid)
+      } catch {
+        // Some were gone already: delete the rest one by one.
+        for (const cid of cids) {
+          try { await blocks.blockstore.delete(cid) } catch { /* gone already */ }
+          blocks.forget(cid)
+        }
+      }
+      for (const entry of batch) {
+        deleted.push(entry)
+        report.deletedBytes += entry.costBytes
+      }
     }
     await storage.forget(deleted)
     storage.resetPending(waiting)
