@@ -413,5 +413,22 @@ describe('taking an address back (rebind)', () => {
     const again = await openSpace({ signer: victim, store: storeFor(hub), state: memoryState() })
     open.push(again)
     expect(again.name).toBe(real.name)
+    // a wallet that signs differently each time can never take the address with rebind
+    await expect(openSpace({ signer: nonDeterministicSigner(KEY_A), store: storeFor(hub), state: memoryState(), rebind: true }))
+      .rejects.toMatchObject({ name: 'NonDeterministicSignerError' })
+    expect(await storeFor(hub).lookupAddress?.(victim.address)).toBe(real.name)
+  })
+})
+
+describe('history after retention', () => {
+  it('lists what is stored and marks the version whose parent was dropped as truncated', async () => {
+    const network = memoryStore()
+    const space = await device(network, memoryState())
+    for (let i = 0; i < 4; i++) { await space.set('v', i); await space.flush() }
+    const full = await space.history()
+    expect(full.map(v => v.sequence)).toEqual([4, 3, 2, 1])
+    network.blocks.delete(full[2]!.root.toString())           // sequence 2 dropped, as a hub's retention would
+    const trimmed = await space.history()
+    expect(trimmed.map(v => [v.sequence, v.truncated === true])).toEqual([[4, false], [3, true]])
   })
 })

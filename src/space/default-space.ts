@@ -119,15 +119,11 @@ export class DefaultSpace implements Space {
         // This device has seen the space before, but the store does not have it now.
         this.emit('error', new Error(`the store has no record of ${this.name}, though sequence ${seen.sequence} was seen before`))
       }
-      if (options.checkDeterministic === true) {
-        const again = await keysFromWallet(this.wallet, this.address)
-        const other = nameOfKey(again.ipnsKey)
-        if (other !== this.name) {
-          throw new NonDeterministicSignerError(`the wallet ${this.address} signed the same message twice with different results (${this.name} ≠ ${other}): it does not sign deterministically, so it cannot keep a UserSpace`)
-        }
-      }
+      // Taking an address back must never bind it to a space the wallet cannot open again.
+      if (options.checkDeterministic === true || options.rebind === true) await this.checkDeterministic()
       await this.signBinding(options)
     } else if (options.rebind === true) {
+      await this.checkDeterministic()
       await this.signBinding(options)
     }
     // Take the address back: a binding dated now replaces any older one on every hub, and a version
@@ -139,6 +135,15 @@ export class DefaultSpace implements Space {
       this.flush().catch(() => {})
     } else {
       await this.renewIfAging(options)
+    }
+  }
+
+  /** Asks the wallet for the open signature once more: a wallet that signs differently derives another space. */
+  private async checkDeterministic (): Promise<void> {
+    const again = await keysFromWallet(this.wallet, this.address)
+    const other = nameOfKey(again.ipnsKey)
+    if (other !== this.name) {
+      throw new NonDeterministicSignerError(`the wallet ${this.address} signed the same message twice with different results (${this.name} ≠ ${other}): it does not sign deterministically, so it cannot keep a UserSpace`)
     }
   }
 
