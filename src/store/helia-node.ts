@@ -11,8 +11,6 @@ import type { FloodSub } from '@libp2p/floodsub'
 import { join } from 'node:path'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
-import { withBitswap } from '@helia/bitswap'
-import { withLibp2pLight } from '@helia/libp2p'
 import { identify } from '@libp2p/identify'
 import { KEEP_ALIVE } from '@libp2p/interface'
 import { kadDHT, passthroughMapper } from '@libp2p/kad-dht'
@@ -24,12 +22,13 @@ import { FsBlockstore } from 'blockstore-fs'
 import { MemoryBlockstore } from 'blockstore-core'
 import { MemoryDatastore } from 'datastore-core'
 import { LevelDatastore } from 'datastore-level'
-import { createHeliaLight } from 'helia'
 import { ipnsSelector } from 'ipns/selector'
 import { ipnsValidator } from 'ipns/validator'
 import { WebSocket as NodeWebSocket } from 'ws'
 import { InvalidInputError, StoreError } from '../errors.js'
-import type { HeliaWithLibp2p } from '@helia/libp2p'
+import { createHeliaLight, withBitswap } from './helia-core.js'
+import { withLibp2p } from './helia-libp2p.js'
+import type { HeliaWithLibp2p } from './helia-libp2p.js'
 import type { Identify } from '@libp2p/identify'
 import type { IdentifyResult } from '@libp2p/interface'
 import type { SingleKadDHT } from '@libp2p/kad-dht'
@@ -157,9 +156,7 @@ export async function createHeliaNode (options: HeliaNodeOptions = {}): Promise<
     datastore = new MemoryDatastore()
   }
 
-  const helia = withBitswap(withLibp2pLight(createHeliaLight({ blockstore, datastore }), {
-    // The peer key is loaded from (or created in) the datastore's keychain by @helia/libp2p, so a
-    // node on a directory keeps its peer id across restarts.
+  const helia = withBitswap(withLibp2p(createHeliaLight({ blockstore, datastore }), {
     addresses: { listen },
     connectionManager: {
       // libp2p refuses a host's inbound connections past 5 a second. Loopback peers are this
@@ -174,6 +171,8 @@ export async function createHeliaNode (options: HeliaNodeOptions = {}): Promise<
       identify: identify(),
       ping: ping(),
       pubsub: floodsub(),
+      // libp2p is held at 3.2.0 (later 3.x depend on p-retry 8, which declares Node >= 22), whose
+      // components are typed against interface-datastore 9 and kad-dht against 10: the same shape.
       dht: kadDHT({
         protocol: DHT_PROTOCOL,
         clientMode: options.dhtServer !== true,
@@ -186,7 +185,7 @@ export async function createHeliaNode (options: HeliaNodeOptions = {}): Promise<
         // Accept IPNS records even on nodes that never create `ipns(helia)` (a hub that only relays).
         validators: { ipns: async (key, value) => { await ipnsValidator(key, value) } },
         selectors: { ipns: (key, records) => ipnsSelector(key, records) }
-      })
+      }) as unknown as (components: unknown) => SingleKadDHT
     }
   }))
 

@@ -26,7 +26,7 @@ import { MAX_BLOCK_BYTES, verifyBlock } from './blocks.js'
 import { nameToMultihash, validateRecord } from './record.js'
 import type { AbortOptions, Block, GetRecordOptions, RecordListener, Store } from './interface.js'
 import type { IPNS, IPNSRouting } from '@helia/ipns'
-import type { Helia } from 'helia'
+import type { Helia } from '@helia/interface'
 import type { MultihashDigest } from 'multiformats/hashes/interface'
 
 /** How long `getBlock` may look for a missing block on the network when the caller gives no signal. */
