@@ -90,6 +90,12 @@ export class StoreError extends UserSpaceError {
   override name = 'StoreError'
 }
 
+/** Another process (a hub) holds the data directory. */
+export class DataDirectoryLockedError extends StoreError {
+  static override readonly code: string = 'DataDirectoryLockedError'
+  override name = 'DataDirectoryLockedError'
+}
+
 /** Too many requests from one client. */
 export class RateLimitError extends UserSpaceError {
   static override readonly code: string = 'RateLimitError'
@@ -141,7 +147,8 @@ export const EXIT_CODE: Readonly<Record<string, number>> = {
   TooLargeError: 7,
   StoreError: 8,
   RateLimitError: 8,
-  AbortedError: 9
+  AbortedError: 9,
+  DataDirectoryLockedError: 10
 }
 
 /** Rebuilds a named error from its name and message (as carried in a hub's JSON error body). */
@@ -164,6 +171,7 @@ const ERRORS: Record<string, new (message: string) => UserSpaceError> = {
   EquivocationError,
   FormatError,
   StoreError,
+  DataDirectoryLockedError,
   RateLimitError,
   ClosedError,
   AbortedError

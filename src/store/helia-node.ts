@@ -6,6 +6,7 @@
  * own peer key) in LevelDB, so a restarted hub keeps its peer id and its data. Node-only: the
  * browser builds its own helia with IndexedDB stores.
  */
+import '../polyfill.js'
 import { floodsub } from '@libp2p/floodsub'
 import type { FloodSub } from '@libp2p/floodsub'
 import { join } from 'node:path'
@@ -17,6 +18,7 @@ import { kadDHT, passthroughMapper } from '@libp2p/kad-dht'
 import { ping } from '@libp2p/ping'
 import { tcp } from '@libp2p/tcp'
 import { webSockets } from '@libp2p/websockets'
+import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { FsBlockstore } from 'blockstore-fs'
 import { MemoryBlockstore } from 'blockstore-core'
@@ -235,11 +237,7 @@ async function connectPeers (node: HeliaNode, peers: Multiaddr[], timeoutMs: num
     const connected = new Set<string>()
     await Promise.all(peers.map(async (address) => {
       try {
-        const connection = await libp2p.dial(address, { signal: AbortSignal.timeout(timeoutMs) })
-        connected.add(connection.remotePeer.toString())
-        if (address.getComponents().some(c => c.name === 'p2p')) {
-          await libp2p.peerStore.merge(connection.remotePeer, { tags: { [KEEP_ALIVE]: { value: 1 } } })
-        }
+        connected.add(await dialPeer(node, address, timeoutMs))
       } catch (err) {
         errors.push(`${address.toString()}: ${(err as Error).message}`)
       }
@@ -260,6 +258,34 @@ async function connectPeers (node: HeliaNode, peers: Multiaddr[], timeoutMs: num
   } finally {
     libp2p.removeEventListener('peer:identify', onIdentify)
   }
+}
+
+/**
+ * Dials one peer and resolves with its peer id. An address that ends in `/p2p/<peer id>` is also
+ * tagged keep-alive, so libp2p re-dials it when the connection drops.
+ */
+export async function dialPeer (node: HeliaNode, address: Multiaddr | string, timeoutMs: number = DEFAULT_PEER_DIAL_TIMEOUT_MS): Promise<string> {
+  const target = typeof address === 'string' ? parseMultiaddrs([address], 'peers')[0] as Multiaddr : address
+  const connection = await node.libp2p.dial(target, { signal: AbortSignal.timeout(timeoutMs) })
+  if (target.getComponents().some(c => c.name === 'p2p')) {
+    await node.libp2p.peerStore.merge(connection.remotePeer, { tags: { [KEEP_ALIVE]: { value: 1 } } })
+  }
+  return connection.remotePeer.toString()
+}
+
+/**
+ * Waits (at most `timeoutMs`) until a connected peer has identified itself as a DHT server and this
+ * node's routing table holds a peer, so that a DHT query made next has somewhere to go.
+ */
+export async function waitForDhtPeer (node: HeliaNode, peerId: string, timeoutMs: number = ROUTING_TABLE_WAIT_MS): Promise<boolean> {
+  const id = peerIdFromString(peerId)
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline) {
+    const peer = await node.libp2p.peerStore.get(id).catch(() => undefined)
+    if (peer?.protocols.includes(DHT_PROTOCOL) === true && node.libp2p.services.dht.routingTable.size > 0) return true
+    await new Promise(resolve => setTimeout(resolve, 10))
+  }
+  return false
 }
 
 /** Upper bound on the wait for dialled peers to be identified and join the DHT routing table. */
@@ -287,7 +313,8 @@ class QuietWebSocket extends NodeWebSocket {
   }
 }
 
-function parseMultiaddrs (values: unknown, option: string): Multiaddr[] {
+/** Parses multiaddr strings, or throws InvalidInputError naming the option and the bad value. */
+export function parseMultiaddrs (values: unknown, option: string): Multiaddr[] {
   if (!Array.isArray(values)) throw new InvalidInputError(`"${option}" expected an array of multiaddrs`)
   return values.map((value) => {
     if (typeof value !== 'string') throw new InvalidInputError(`"${option}" expected multiaddr strings, got ${typeof value}`)

@@ -16,6 +16,7 @@
  * `putRecord` the same bytes again more often than that: the DHT put refreshes the time of receipt,
  * here and on the peers it reaches.
  */
+import '../polyfill.js'
 import { base64url } from 'multiformats/bases/base64'
 import { ipns } from '@helia/ipns'
 import { multihashToIPNSRoutingKey } from 'ipns'
