@@ -96,6 +96,18 @@ export class DataDirectoryLockedError extends StoreError {
   override name = 'DataDirectoryLockedError'
 }
 
+/** A request body of a media type the route does not take (HTTP 415). */
+export class UnsupportedMediaTypeError extends InvalidInputError {
+  static override readonly code: string = 'UnsupportedMediaTypeError'
+  override name = 'UnsupportedMediaTypeError'
+}
+
+/** A response format the route cannot give (HTTP 406). */
+export class NotAcceptableError extends InvalidInputError {
+  static override readonly code: string = 'NotAcceptableError'
+  override name = 'NotAcceptableError'
+}
+
 /** Too many requests from one client. */
 export class RateLimitError extends UserSpaceError {
   static override readonly code: string = 'RateLimitError'
@@ -126,6 +138,8 @@ export const HTTP_STATUS: Readonly<Record<string, number>> = {
   ConflictError: 409,
   EquivocationError: 409,
   TooLargeError: 413,
+  UnsupportedMediaTypeError: 415,
+  NotAcceptableError: 406,
   RateLimitError: 429,
   StoreError: 502,
   AbortedError: 504
@@ -148,7 +162,9 @@ export const EXIT_CODE: Readonly<Record<string, number>> = {
   StoreError: 8,
   RateLimitError: 8,
   AbortedError: 9,
-  DataDirectoryLockedError: 10
+  DataDirectoryLockedError: 10,
+  UnsupportedMediaTypeError: 2,
+  NotAcceptableError: 2
 }
 
 /** Rebuilds a named error from its name and message (as carried in a hub's JSON error body). */
@@ -172,6 +188,8 @@ const ERRORS: Record<string, new (message: string) => UserSpaceError> = {
   FormatError,
   StoreError,
   DataDirectoryLockedError,
+  UnsupportedMediaTypeError,
+  NotAcceptableError,
   RateLimitError,
   ClosedError,
   AbortedError

@@ -13,6 +13,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { main } from '../src/cli/main.js'
 import { EXIT_CODE } from '../src/errors.js'
 import { startHub } from '../src/hub/server.js'
+import { createHubApp } from '../src/hub/app.js'
+import { createNextIdApp } from '../src/hub/nextid.js'
+import { MemoryBlockstore } from 'blockstore-core'
+import { MemoryDatastore } from 'datastore-core'
 import { openSpace, privateKeySigner } from '../src/index.js'
 import { hubStore } from '../src/store/hub.js'
 import { ROOT } from './helpers/hub-process.js'
@@ -181,5 +185,28 @@ describe('CLI errors and --json', () => {
     expect(code).toBe(1)
     expect(stderr).toMatch(/^userspace: .*dist\/src\/cli\/main\.js is missing: run `npm run build` in /)
     expect(stderr).not.toMatch(/\n\s+at /)
+  })
+})
+
+describe('error bodies', () => {
+  it('carry a name for refusals raised as HTTP statuses: 415, 406 and the Next.ID routes', async () => {
+    const datastore = new MemoryDatastore()
+    const blockstore = new MemoryBlockstore()
+    const app = createHubApp({ datastore, blockstore, routes: [createNextIdApp({ datastore, blockstore })] }, { rateLimit: 0 })
+    const name = 'k51qzi5uqu5dlvj2baxnqndepeb86cbk3ng7n3i46uzyxzyqj2xjonzllnv0v8'
+    const cases: Array<[string, RequestInit, number, string]> = [
+      [`/routing/v1/ipns/${name}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: '{}' }, 415, 'UnsupportedMediaTypeError'],
+      ['/api/v1/blocks', { method: 'POST', body: 'x' }, 415, 'UnsupportedMediaTypeError'],
+      ['/ipfs/bafkqaaa', {}, 406, 'NotAcceptableError'],
+      ['/v1/kv/payload', { method: 'POST', headers: { 'content-type': 'text/plain' }, body: '{}' }, 415, 'UnsupportedMediaTypeError'],
+      ['/api/v1/nextid/import', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' }, 415, 'UnsupportedMediaTypeError']
+    ]
+    for (const [path, init, status, errorName] of cases) {
+      const res = await app.request(path, init)
+      expect(res.status, path).toBe(status)
+      const body = await res.json() as { message?: unknown, name?: unknown }
+      expect(body.name, path).toBe(errorName)
+      expect(typeof body.message, path).toBe('string')
+    }
   })
 })

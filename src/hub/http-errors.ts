@@ -1,5 +1,5 @@
 /**
- * The hub's single error handler: every refusal is JSON `{ "message": … }` with the status that
+ * The hub's single error handler: every refusal is JSON `{ "message", "name" }` with the status that
  * `HTTP_STATUS` gives its error name; anything unexpected is a 500 with a generic message (and is
  * logged), so internals never leak and a client's mistake is never a 500.
  */
@@ -14,8 +14,14 @@ export function httpErrorHandler (err: Error, c: Context): Response {
     return c.json({ message: err.message, name: err.name }, status)
   }
   if (err instanceof HTTPException) {
-    return c.json({ message: err.message !== '' ? err.message : 'request refused' }, err.status)
+    return c.json({ message: err.message !== '' ? err.message : 'request refused', name: nameOfStatus(err.status) }, err.status)
   }
   console.error('userspace hub: unexpected error', err)
   return c.json({ message: 'internal error' }, 500)
+}
+
+/** The error name for a status raised as an HTTPException (hono's own 4xx included): the first name mapped to it. */
+function nameOfStatus (status: number): string {
+  for (const [name, s] of Object.entries(HTTP_STATUS)) if (s === status) return name
+  return status >= 500 ? 'StoreError' : 'InvalidInputError'
 }
