@@ -100,6 +100,24 @@ export class UntrustedHubError extends StoreError {
   override name = 'UntrustedHubError'
 }
 
+/** Another process (a hub) holds the data directory. */
+export class DataDirectoryLockedError extends StoreError {
+  static override readonly code: string = 'DataDirectoryLockedError'
+  override name = 'DataDirectoryLockedError'
+}
+
+/** A request body of a media type the route does not take (HTTP 415). */
+export class UnsupportedMediaTypeError extends InvalidInputError {
+  static override readonly code: string = 'UnsupportedMediaTypeError'
+  override name = 'UnsupportedMediaTypeError'
+}
+
+/** A response format the route cannot give (HTTP 406). */
+export class NotAcceptableError extends InvalidInputError {
+  static override readonly code: string = 'NotAcceptableError'
+  override name = 'NotAcceptableError'
+}
+
 /** Too many requests from one client. */
 export class RateLimitError extends UserSpaceError {
   static override readonly code: string = 'RateLimitError'
@@ -159,12 +177,15 @@ export const HTTP_STATUS: Readonly<Record<string, number>> = {
   ConflictError: 409,
   EquivocationError: 409,
   TooLargeError: 413,
+  UnsupportedMediaTypeError: 415,
+  NotAcceptableError: 406,
   RateLimitError: 429,
   StoreError: 502,
   UntrustedHubError: 502,
   UnpublishedWritesError: 502,
   UnavailableError: 503,
   ClosedError: 503,
+  DataDirectoryLockedError: 503,
   AbortedError: 504,
   InsufficientStorageError: 507
 }
@@ -190,7 +211,10 @@ export const EXIT_CODE: Readonly<Record<string, number>> = {
   InsufficientStorageError: 8,
   AbortedError: 9,
   UntrustedHubError: 10,
-  ClosedError: 11
+  ClosedError: 11,
+  DataDirectoryLockedError: 12,
+  UnsupportedMediaTypeError: 2,
+  NotAcceptableError: 2
 }
 
 /** Rebuilds a named error from its name and message (as carried in a hub's JSON error body). */
@@ -214,6 +238,9 @@ const ERRORS: Record<string, new (message: string) => UserSpaceError> = {
   FormatError,
   StoreError,
   UntrustedHubError,
+  DataDirectoryLockedError,
+  UnsupportedMediaTypeError,
+  NotAcceptableError,
   RateLimitError,
   UnavailableError,
   InsufficientStorageError,

@@ -6,6 +6,7 @@
  * update. Any IPFS node, gateway or UserSpace hub can carry it; none of them can read it.
  *
  * This is the browser-safe entry: it never loads Node-only code. The hub lives in `userspace/hub`.
+ * On Node 20 it installs a `Promise.withResolvers` polyfill (./polyfill.ts); elsewhere that is a no-op.
  *
  * @example Open a space through a hub and use it
  *
@@ -47,6 +48,8 @@
  * Apps keep their data under their own top-level key (their package or domain name), so that apps
  * sharing a space never overwrite each other.
  */
+import './polyfill.js'
+
 export { openSpace, DEFAULT_MAX_PUBLIC_BYTES, DEFAULT_MAX_SPACE_BYTES, DEFAULT_MAX_VALUE_BYTES } from './space/space.js'
 export type {
   Space, SpaceOptions, SectionApi, SpaceEvents, ChangeEvent, RollbackEvent, ConflictEvent, PendingEvent, ExpiredEvent,

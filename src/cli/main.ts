@@ -45,9 +45,11 @@ export const COMMANDS: Record<string, Command> = {
       '--host <ip>            HTTP interface (env USERSPACE_HOST)                 default 127.0.0.1',
       '--port <n>             HTTP port, 0 picks a free one (env USERSPACE_PORT)  default 8787',
       '--data <dir>           blocks, records and the peer key (env USERSPACE_DATA) default ./data',
-      '--peer <multiaddr>     another hub to dial; repeatable (env USERSPACE_PEERS, comma-separated)',
+      '--peer <multiaddr>     another hub to dial in the background, retried until it answers; repeatable',
+      '                       (env USERSPACE_PEERS, comma-separated)',
       '--listen <multiaddr>   libp2p listen address; repeatable (env USERSPACE_LISTEN, comma-separated)',
-      '                       default /ip4/127.0.0.1/tcp/0 and /ip4/127.0.0.1/tcp/0/ws',
+      '                       default: the ports of the last start (<data>/listen.json), first time free',
+      '                       ports on /ip4/127.0.0.1/tcp/0 and /ip4/127.0.0.1/tcp/0/ws',
       '--demo <dir>           the built demo page                                 default dist/demo',
       '--rate-limit <n>       requests per second per client address, 0 = off      default 50 (bursts of 200)',
       '--verify-threads <n>   worker threads checking record signatures, 0 = main thread  default cores − 1 (≤ 4)'
@@ -102,8 +104,31 @@ function report (err: unknown, io: CliIO): number {
     io.err(`userspace: ${err.message} (${err.name})`)
     return EXIT_CODE[err.name] ?? 1
   }
+  const fsError = describeFsError(err)
+  if (fsError !== undefined) {
+    io.err(`userspace: ${fsError}`)
+    return USAGE_ERROR
+  }
   io.err(`userspace: ${(err as Error)?.stack ?? String(err)}`)
   return 1
+}
+
+/** Node's file errors (a missing folder, a path that is a directory, no permission) say what and where. */
+function describeFsError (err: unknown): string | undefined {
+  const e = err as NodeJS.ErrnoException | undefined
+  const reasons: Record<string, string> = {
+    ENOENT: 'no such file or directory',
+    EACCES: 'permission denied',
+    EPERM: 'operation not permitted',
+    EISDIR: 'is a directory',
+    ENOTDIR: 'a part of the path is not a directory',
+    EEXIST: 'already exists',
+    EROFS: 'read-only file system',
+    ENOSPC: 'no space left on the device'
+  }
+  if (typeof e?.code !== 'string' || typeof e.path !== 'string' || reasons[e.code] === undefined) return undefined
+  const action = e.syscall === 'open' || e.syscall === undefined ? 'cannot open' : `cannot ${e.syscall}`
+  return `${action} ${e.path}: ${reasons[e.code]}`
 }
 
 
@@ -203,7 +228,8 @@ async function serve (args: string[], io: CliIO): Promise<number> {
     listen: listenAddrs.length > 0 ? listenAddrs : undefined,
     demoDir,
     verifyThreads,
-    rateLimit: rate === undefined ? undefined : rate === 0 ? 0 : { requestsPerSecond: rate, burst: rate * 4 }
+    rateLimit: rate === undefined ? undefined : rate === 0 ? 0 : { requestsPerSecond: rate, burst: rate * 4 },
+    log: io.out
   })
   io.out(`UserSpace hub listening on ${hub.url}`)
   io.out(`peer id: ${hub.peerId}`)
@@ -232,6 +258,19 @@ function processIO (): CliIO {
       }
       process.once('SIGINT', stop)
       process.once('SIGTERM', stop)
+      // npm (`npm start`, `npx userspace serve`) does not pass a supervisor's SIGTERM on: it exits
+      // and leaves this process to init, still holding the data directory. Started by npm, stop
+      // when orphaned that way; started directly (systemd, Docker, nohup), the parent is not watched.
+      if (process.env.npm_lifecycle_event !== undefined || process.env.npm_command !== undefined) {
+        const parent = process.ppid
+        const watch = setInterval(() => {
+          if (process.ppid !== parent) { clearInterval(watch); stop('parent npm exited') }
+        }, ORPHAN_CHECK_MS)
+        watch.unref()
+      }
     })
   }
 }
+
+/** How often a hub started through npm checks that npm is still its parent. */
+const ORPHAN_CHECK_MS = 500

@@ -4,7 +4,8 @@
  * avatar chain between hubs). The key comes from `USERSPACE_PRIVATE_KEY` or `--key-file`, never
  * from an argument, so it stays out of shell history and process lists.
  */
-import { readFile, writeFile } from 'node:fs/promises'
+import { readFile, stat, writeFile } from 'node:fs/promises'
+import { dirname, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { CarReader } from '@ipld/car'
 import * as dagCbor from '@ipld/dag-cbor'
@@ -286,24 +287,28 @@ export const SPACE_COMMANDS: Record<string, Command> = {
   },
   export: {
     summary: 'write a space (all versions, ciphertext stays ciphertext, plus its signed record) or a Next.ID avatar chain to a CAR file',
-    usage: 'userspace export <name|address> -o <file.car> [--hub <url>] [--progress]   |   userspace export --avatar <public key> -o <file.car>',
+    usage: 'userspace export <name|address> -o <file.car> [--hub <url>] [--progress] [--json]   |   userspace export --avatar <public key> -o <file.car>',
     options: [
       '-o, --out <file>       the CAR file to write',
+      '--json                 machine-readable output',
       '--avatar <key>         export a Next.ID avatar\'s signed patch chain instead of a space',
       '--progress             show a progress bar on standard error (always on a terminal)',
       HUB_OPTION
     ],
     examples: ['userspace export 0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266 -o space.car', 'userspace export --avatar 0x02d7… -o avatar.car --hub http://127.0.0.1:8787'],
     async run (args, io) {
-      const { flags, positionals } = parse(args, { out: { type: 'string', short: 'o' }, avatar: { type: 'string' }, progress: { type: 'boolean' }, hub: { type: 'string' } }, { min: 0, max: 1, names: '<name|address> or --avatar <key>' })
+      const { flags, positionals } = parse(args, { out: { type: 'string', short: 'o' }, avatar: { type: 'string' }, progress: { type: 'boolean' }, hub: { type: 'string' }, json: { type: 'boolean' } }, { min: 0, max: 1, names: '<name|address> or --avatar <key>' })
       const out = flags.out as string | undefined
       if (out === undefined) throw new UsageError('-o <file.car> is required')
+      await checkOutputFolder(out)
       const hub = hubOf(flags, io)
       if (typeof flags.avatar === 'string') {
         if (positionals.length > 0) throw new UsageError('give either <name|address> or --avatar, not both')
         const car = await hubFetch(`${hub}/api/v1/nextid/export?avatar=${encodeURIComponent(flags.avatar)}`, io, envNumber(io, 'USERSPACE_MAX_CAR_BYTES', 'bytes') ?? DEFAULT_MAX_CAR_BYTES)
         await writeFile(out, car)
-        io.out(`exported the chain of avatar ${flags.avatar} (${car.length} bytes) to ${out}`)
+        io.out(flags.json === true
+          ? JSON.stringify({ avatar: flags.avatar, bytes: car.length, file: out })
+          : `exported the chain of avatar ${flags.avatar} (${car.length} bytes) to ${out}`)
         return 0
       }
       if (positionals.length === 0) throw new UsageError('expected <name|address> or --avatar <key>')
@@ -311,17 +316,19 @@ export const SPACE_COMMANDS: Record<string, Command> = {
       const name = await nameOf(positionals[0] as string, store)
       const result = await exportSpace(store, name, { onProgress: progressBar(io, 'export', flags.progress === true || process.stderr.isTTY) })
       await writeFile(out, result.car)
-      io.out(`exported ${result.name} at sequence ${result.sequence}: ${result.blocks} blocks, ${result.car.length} bytes, to ${out}`)
+      io.out(flags.json === true
+        ? JSON.stringify({ name: result.name, sequence: result.sequence, blocks: result.blocks, bytes: result.car.length, file: out })
+        : `exported ${result.name} at sequence ${result.sequence}: ${result.blocks} blocks, ${result.car.length} bytes, to ${out}`)
       return 0
     }
   },
   import: {
     summary: 'verify a CAR made by export, every block and signature, then load it into a hub',
-    usage: 'userspace import <file.car> [--hub <url>] [--progress]',
-    options: ['--progress             show a progress bar on standard error (always on a terminal)', HUB_OPTION],
+    usage: 'userspace import <file.car> [--hub <url>] [--progress] [--json]',
+    options: ['--progress             show a progress bar on standard error (always on a terminal)', '--json                 machine-readable output', HUB_OPTION],
     examples: ['userspace import space.car --hub http://127.0.0.1:8788', 'userspace import avatar.car --hub http://127.0.0.1:8788'],
     async run (args, io) {
-      const { flags, positionals } = parse(args, { progress: { type: 'boolean' }, hub: { type: 'string' } }, { min: 1, max: 1, names: '<file.car>' })
+      const { flags, positionals } = parse(args, { progress: { type: 'boolean' }, hub: { type: 'string' }, json: { type: 'boolean' } }, { min: 1, max: 1, names: '<file.car>' })
       const file = positionals[0] as string
       let car: Uint8Array
       try {
@@ -338,14 +345,25 @@ export const SPACE_COMMANDS: Record<string, Command> = {
         } catch (err) {
           throw new UntrustedHubError(`the hub at ${hub} answered the import with something that is not JSON`, { cause: err })
         }
-        io.out(`imported an avatar chain of ${body.blocks} signed patches (head ${body.head}) into ${hub}`)
+        io.out(flags.json === true
+          ? JSON.stringify({ head: body.head, blocks: body.blocks, hub })
+          : `imported an avatar chain of ${body.blocks} signed patches (head ${body.head}) into ${hub}`)
         return 0
       }
       const result = await importSpace(storeOf(flags, io), car, { onProgress: progressBar(io, 'import', flags.progress === true || process.stderr.isTTY) })
-      io.out(`imported ${result.name} at sequence ${result.sequence}: ${result.blocks} blocks verified and loaded into ${hub}`)
+      io.out(flags.json === true
+        ? JSON.stringify({ name: result.name, sequence: result.sequence, blocks: result.blocks, hub })
+        : `imported ${result.name} at sequence ${result.sequence}: ${result.blocks} blocks verified and loaded into ${hub}`)
       return 0
     }
   }
+}
+
+/** Refuses an output path whose folder does not exist before any network work is done. */
+async function checkOutputFolder (file: string): Promise<void> {
+  const folder = dirname(resolve(file))
+  const info = await stat(folder).catch(() => undefined)
+  if (info?.isDirectory() !== true) throw new UsageError(`cannot write ${file}: the folder ${folder} does not exist`)
 }
 
 async function isSpaceExport (car: Uint8Array): Promise<boolean> {

@@ -22,14 +22,14 @@ export function httpErrorHandler (err: Error, c: Context): Response {
     return c.json({ message: err.message, name: err.name }, status)
   }
   if (err instanceof HTTPException) {
-    return c.json({ message: err.message !== '' ? err.message : 'request refused' }, err.status)
+    return c.json({ message: err.message !== '' ? err.message : 'request refused', name: nameOfStatus(err.status) }, err.status)
   }
   if (isExhausted(err)) {
     c.header('Retry-After', String(RETRY_AFTER_SECONDS))
     return c.json({ message: 'the hub is out of file descriptors or memory for now; retry shortly', name: 'UnavailableError' }, 503)
   }
   console.error('userspace hub: unexpected error', err)
-  return c.json({ message: 'internal error' }, 500)
+  return c.json({ message: 'internal error', name: 'StoreError' }, 500)
 }
 
 /** True for an error (or one of its causes) that says the process ran out of descriptors or memory. */
@@ -41,4 +41,10 @@ function isExhausted (err: unknown): boolean {
     if (e instanceof Error && /\b(EMFILE|ENFILE)\b/.test(e.message)) return true
   }
   return false
+}
+
+/** The error name for a status raised as an HTTPException (hono's own 4xx included): the first name mapped to it. */
+function nameOfStatus (status: number): string {
+  for (const [name, s] of Object.entries(HTTP_STATUS)) if (s === status) return name
+  return status >= 500 ? 'StoreError' : 'InvalidInputError'
 }

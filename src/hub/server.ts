@@ -5,13 +5,14 @@
  * re-announces the signed records it was given, exactly as they are, so they stay findable for as
  * long as their validity (months) lasts.
  */
+import { mkdir, open, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { availableParallelism } from 'node:os'
-import { join } from 'node:path'
+import { join, resolve as resolvePath } from 'node:path'
 import { Worker } from 'node:worker_threads'
 import { serve } from '@hono/node-server'
 import { multihashToIPNSRoutingKey } from 'ipns'
-import { errorFromName, InvalidInputError, StoreError, UserSpaceError } from '../errors.js'
-import { createHeliaNode, stopHeliaNode } from '../store/helia-node.js'
+import { DataDirectoryLockedError, errorFromName, InvalidInputError, StoreError, UserSpaceError } from '../errors.js'
+import { createHeliaNode, DEFAULT_LISTEN, dialPeer, parseMultiaddrs, stopHeliaNode, waitForDhtPeer } from '../store/helia-node.js'
 import { heliaStore } from '../store/helia.js'
 import { nameToMultihash, readRecord, validateRecord } from '../store/record.js'
 import { createHub, datastoreRecords } from './app.js'
@@ -44,6 +45,14 @@ export const DEFAULT_REPUBLISH_INTERVAL_MS = 60 * 60 * 1000
 export const DEFAULT_GC_INTERVAL_MS = 10 * 60 * 1000
 /** Upper bound of one record's DHT put, in announcements and re-announcements. @default 10 s */
 export const DEFAULT_ROUTING_TIMEOUT_MS = 10_000
+/** First wait before dialling an unreachable `peers` entry again; it doubles up to the maximum. @default 1 s */
+export const DEFAULT_PEER_RETRY_MIN_MS = 1_000
+/** Longest wait between dials of an unreachable `peers` entry. @default 5 minutes */
+export const DEFAULT_PEER_RETRY_MAX_MS = 5 * 60_000
+/** The file in the data directory naming the process that runs a hub on it. */
+export const LOCK_FILE = 'hub.pid'
+/** The file in the data directory that keeps the libp2p listen addresses across restarts. */
+export const LISTEN_FILE = 'listen.json'
 
 export interface HubOptions extends HubAppOptions, HubConnectionOptions {
   /** @default DEFAULT_HOST ('127.0.0.1') */
@@ -57,10 +66,28 @@ export interface HubOptions extends HubAppOptions, HubConnectionOptions {
    * @default DEFAULT_DIRECTORY ('./data')
    */
   directory?: string | false
-  /** Multiaddrs of other hubs to dial at start (ending in `/p2p/<peer id>` keeps them connected). @default [] */
+  /**
+   * Multiaddrs of other hubs to dial (ending in `/p2p/<peer id>` keeps them connected). Dialled in
+   * the background: start-up never waits for them; an unreachable one is retried with backoff
+   * (`peerRetryMinMs` doubling to `peerRetryMaxMs`) until it answers, and each outcome is logged.
+   *
+   * @default []
+   */
   peers?: string[]
-  /** libp2p listen multiaddrs. @default ['/ip4/127.0.0.1/tcp/0', '/ip4/127.0.0.1/tcp/0/ws'] */
+  /** @default DEFAULT_PEER_RETRY_MIN_MS (1 s) */
+  peerRetryMinMs?: number
+  /** @default DEFAULT_PEER_RETRY_MAX_MS (5 minutes) */
+  peerRetryMaxMs?: number
+  /**
+   * libp2p listen multiaddrs. When omitted, a hub on a directory listens on the ports it used last
+   * time (kept in `<directory>/listen.json`), so its printed multiaddrs stay valid across restarts;
+   * the first start (or one whose old ports are taken) picks free loopback ports.
+   *
+   * @default the ports of the last start, else ['/ip4/127.0.0.1/tcp/0', '/ip4/127.0.0.1/tcp/0/ws']
+   */
   listen?: string[]
+  /** Where the hub reports what happens in the background (peer dials, changed ports). @default nothing */
+  log?: (line: string) => void
   /** @default DEFAULT_REPUBLISH_INTERVAL_MS (1 hour); 0 turns re-announcing off */
   republishIntervalMs?: number
   /** @default DEFAULT_ROUTING_TIMEOUT_MS (10 s) */
@@ -122,7 +149,17 @@ export async function startHub (options: HubOptions = {}): Promise<RunningHub> {
   const directory = options.directory === false ? undefined : options.directory ?? DEFAULT_DIRECTORY
   const routingTimeoutMs = options.routingTimeoutMs ?? DEFAULT_ROUTING_TIMEOUT_MS
 
-  const node = await createHeliaNode({ directory, listen: options.listen, peers: options.peers, dhtServer: true })
+  const log = options.log ?? (() => {})
+  parseMultiaddrs(options.peers ?? [], 'peers')
+  const releaseLock = directory === undefined ? async () => {} : await lockDirectory(directory)
+  let node: HeliaNode
+  try {
+    node = await startNode(directory, options.listen, log)
+  } catch (err) {
+    await releaseLock()
+    throw err
+  }
+  const dialer = dialInBackground(node, options.peers ?? [], options.peerRetryMinMs ?? DEFAULT_PEER_RETRY_MIN_MS, options.peerRetryMaxMs ?? DEFAULT_PEER_RETRY_MAX_MS, log)
   const connected = (): boolean => node.libp2p.getConnections().length > 0
   // Used for its verified, bounded bitswap fetch.
   const store = heliaStore(node, { routingTimeoutMs, fetchTimeoutMs: routingTimeoutMs, provide: false })
@@ -168,8 +205,10 @@ export async function startHub (options: HubOptions = {}): Promise<RunningHub> {
   try {
     ({ server, address } = await listen(app.fetch, host, port, options))
   } catch (err) {
+    dialer.stop()
     await stopHeliaNode(node).catch(() => {})
     await verifiers.stop()
+    await releaseLock()
     throw err
   }
 
@@ -229,6 +268,7 @@ export async function startHub (options: HubOptions = {}): Promise<RunningHub> {
         clearInterval(timer)
         clearInterval(gcTimer)
         clearTimeout(debounce)
+        dialer.stop()
         node.libp2p.removeEventListener('peer:connect', onPeer)
         await new Promise<void>((resolve) => {
           server.close(() => { resolve() })
@@ -239,8 +279,116 @@ export async function startHub (options: HubOptions = {}): Promise<RunningHub> {
         await gcRunning
         await stopHeliaNode(node)
         await verifiers.stop()
+        await releaseLock()
       })()
       await stopped
+    }
+  }
+}
+
+/**
+ * Takes the data directory for this process: creates `<directory>/hub.pid` holding its pid, or, when
+ * that file names a process that is still running, refuses with DataDirectoryLockedError naming it
+ * (LevelDB would otherwise fail later with a bare "Database failed to open"). A file left by a
+ * process that has died is taken over. Resolves with the function that releases the directory.
+ */
+async function lockDirectory (directory: string): Promise<() => Promise<void>> {
+  await mkdir(directory, { recursive: true })
+  const file = join(directory, LOCK_FILE)
+  const key = resolvePath(file)
+  // A file naming this very pid is stale (a container's hub is pid 1 on every start) unless a hub in
+  // this process holds it.
+  if (lockedHere.has(key)) throw new DataDirectoryLockedError(`${directory} is in use by another hub in this process (${process.pid})`)
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const handle = await open(file, 'wx')
+      await handle.writeFile(`${process.pid}\n`)
+      await handle.close()
+      lockedHere.add(key)
+      return async () => {
+        lockedHere.delete(key)
+        await rm(file, { force: true })
+      }
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new StoreError(`cannot lock ${directory}: ${(err as Error).message}`, { cause: err })
+    }
+    const pid = Number.parseInt(await readFile(file, 'utf8').catch(() => ''), 10)
+    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && isRunning(pid)) {
+      throw new DataDirectoryLockedError(`${directory} is in use by another hub (process ${pid}); stop it, or pass another --data directory`)
+    }
+    // Stale: its process is gone.
+    await rm(file, { force: true })
+  }
+  throw new DataDirectoryLockedError(`${directory} is being locked by another process at the same time`)
+}
+
+/** Lock files held by hubs in this process. */
+const lockedHere = new Set<string>()
+
+function isRunning (pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    // EPERM: it exists but belongs to another user.
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+/**
+ * Starts the node. Without explicit `listen` addresses, a node on a directory listens where it did
+ * last time (if those ports are free), and the bound addresses are saved for next time.
+ */
+async function startNode (directory: string | undefined, listen: string[] | undefined, log: (line: string) => void): Promise<HeliaNode> {
+  if (listen !== undefined || directory === undefined) return createHeliaNode({ directory, listen, dhtServer: true })
+  const file = join(directory, LISTEN_FILE)
+  const saved = await readFile(file, 'utf8').then(text => JSON.parse(text) as unknown, () => undefined)
+  let node: HeliaNode | undefined
+  if (Array.isArray(saved) && saved.length > 0 && saved.every(a => typeof a === 'string')) {
+    try {
+      node = await createHeliaNode({ directory, listen: saved, dhtServer: true })
+    } catch (err) {
+      log(`libp2p: cannot listen on the previous addresses (${(err as Error).message}); picking new ports, so the multiaddrs change`)
+    }
+  }
+  node ??= await createHeliaNode({ directory, listen: [...DEFAULT_LISTEN], dhtServer: true })
+  // The bound addresses without the /p2p/<id> suffix, e.g. /ip4/127.0.0.1/tcp/40123/ws.
+  const bound = node.libp2p.getMultiaddrs().map(a => a.decapsulateCode(P2P_CODE).toString())
+  await writeFile(`${file}.tmp`, JSON.stringify(bound) + '\n')
+  await rename(`${file}.tmp`, file)
+  return node
+}
+
+const P2P_CODE = 0x01a5
+
+/**
+ * Dials every peer in the background; one that does not answer is dialled again after a wait that
+ * doubles from `minMs` to `maxMs`, until it answers or `stop()`. Once connected, libp2p keeps the
+ * connection (see dialPeer).
+ */
+function dialInBackground (node: HeliaNode, peers: string[], minMs: number, maxMs: number, log: (line: string) => void): { stop: () => void } {
+  let stopped = false
+  const timers = new Set<ReturnType<typeof setTimeout>>()
+  const attempt = (address: string, waitMs: number): void => {
+    if (stopped) return
+    dialPeer(node, address).then(async (peerId) => {
+      // Logged once the peer is in the DHT routing table, so that what follows the line can use it.
+      await waitForDhtPeer(node, peerId)
+      if (!stopped) log(`peer: connected to ${address} (${peerId})`)
+    }, (err: Error) => {
+      if (stopped) return
+      log(`peer: cannot reach ${address} (${err.message}); retrying in ${Math.round(waitMs / 1000)} s`)
+      const timer = setTimeout(() => { timers.delete(timer); attempt(address, Math.min(waitMs * 2, maxMs)) }, waitMs)
+      timer.unref()
+      timers.add(timer)
+    })
+  }
+  for (const address of peers) attempt(address, minMs)
+  return {
+    stop: () => {
+      stopped = true
+      for (const timer of timers) clearTimeout(timer)
+      timers.clear()
     }
   }
 }

@@ -6,30 +6,31 @@
  * own peer key) in LevelDB, so a restarted hub keeps its peer id and its data. Node-only: the
  * browser builds its own helia with IndexedDB stores.
  */
+import '../polyfill.js'
 import { floodsub } from '@libp2p/floodsub'
 import type { FloodSub } from '@libp2p/floodsub'
 import { join } from 'node:path'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
-import { withBitswap } from '@helia/bitswap'
-import { withLibp2pLight } from '@helia/libp2p'
 import { identify } from '@libp2p/identify'
 import { KEEP_ALIVE } from '@libp2p/interface'
 import { kadDHT, passthroughMapper } from '@libp2p/kad-dht'
 import { ping } from '@libp2p/ping'
 import { tcp } from '@libp2p/tcp'
 import { webSockets } from '@libp2p/websockets'
+import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { FsBlockstore } from 'blockstore-fs'
 import { MemoryBlockstore } from 'blockstore-core'
 import { MemoryDatastore } from 'datastore-core'
 import { LevelDatastore } from 'datastore-level'
-import { createHeliaLight } from 'helia'
 import { ipnsSelector } from 'ipns/selector'
 import { ipnsValidator } from 'ipns/validator'
 import { WebSocket as NodeWebSocket } from 'ws'
 import { InvalidInputError, StoreError } from '../errors.js'
-import type { HeliaWithLibp2p } from '@helia/libp2p'
+import { createHeliaLight, withBitswap } from './helia-core.js'
+import { withLibp2p } from './helia-libp2p.js'
+import type { HeliaWithLibp2p } from './helia-libp2p.js'
 import type { Identify } from '@libp2p/identify'
 import type { IdentifyResult } from '@libp2p/interface'
 import type { SingleKadDHT } from '@libp2p/kad-dht'
@@ -157,9 +158,7 @@ export async function createHeliaNode (options: HeliaNodeOptions = {}): Promise<
     datastore = new MemoryDatastore()
   }
 
-  const helia = withBitswap(withLibp2pLight(createHeliaLight({ blockstore, datastore }), {
-    // The peer key is loaded from (or created in) the datastore's keychain by @helia/libp2p, so a
-    // node on a directory keeps its peer id across restarts.
+  const helia = withBitswap(withLibp2p(createHeliaLight({ blockstore, datastore }), {
     addresses: { listen },
     connectionManager: {
       // libp2p refuses a host's inbound connections past 5 a second. Loopback peers are this
@@ -174,6 +173,8 @@ export async function createHeliaNode (options: HeliaNodeOptions = {}): Promise<
       identify: identify(),
       ping: ping(),
       pubsub: floodsub(),
+      // libp2p is held at 3.2.0 (later 3.x depend on p-retry 8, which declares Node >= 22), whose
+      // components are typed against interface-datastore 9 and kad-dht against 10: the same shape.
       dht: kadDHT({
         protocol: DHT_PROTOCOL,
         clientMode: options.dhtServer !== true,
@@ -186,7 +187,7 @@ export async function createHeliaNode (options: HeliaNodeOptions = {}): Promise<
         // Accept IPNS records even on nodes that never create `ipns(helia)` (a hub that only relays).
         validators: { ipns: async (key, value) => { await ipnsValidator(key, value) } },
         selectors: { ipns: (key, records) => ipnsSelector(key, records) }
-      })
+      }) as unknown as (components: unknown) => SingleKadDHT
     }
   }))
 
@@ -236,11 +237,7 @@ async function connectPeers (node: HeliaNode, peers: Multiaddr[], timeoutMs: num
     const connected = new Set<string>()
     await Promise.all(peers.map(async (address) => {
       try {
-        const connection = await libp2p.dial(address, { signal: AbortSignal.timeout(timeoutMs) })
-        connected.add(connection.remotePeer.toString())
-        if (address.getComponents().some(c => c.name === 'p2p')) {
-          await libp2p.peerStore.merge(connection.remotePeer, { tags: { [KEEP_ALIVE]: { value: 1 } } })
-        }
+        connected.add(await dialPeer(node, address, timeoutMs))
       } catch (err) {
         errors.push(`${address.toString()}: ${(err as Error).message}`)
       }
@@ -261,6 +258,34 @@ async function connectPeers (node: HeliaNode, peers: Multiaddr[], timeoutMs: num
   } finally {
     libp2p.removeEventListener('peer:identify', onIdentify)
   }
+}
+
+/**
+ * Dials one peer and resolves with its peer id. An address that ends in `/p2p/<peer id>` is also
+ * tagged keep-alive, so libp2p re-dials it when the connection drops.
+ */
+export async function dialPeer (node: HeliaNode, address: Multiaddr | string, timeoutMs: number = DEFAULT_PEER_DIAL_TIMEOUT_MS): Promise<string> {
+  const target = typeof address === 'string' ? parseMultiaddrs([address], 'peers')[0] as Multiaddr : address
+  const connection = await node.libp2p.dial(target, { signal: AbortSignal.timeout(timeoutMs) })
+  if (target.getComponents().some(c => c.name === 'p2p')) {
+    await node.libp2p.peerStore.merge(connection.remotePeer, { tags: { [KEEP_ALIVE]: { value: 1 } } })
+  }
+  return connection.remotePeer.toString()
+}
+
+/**
+ * Waits (at most `timeoutMs`) until a connected peer has identified itself as a DHT server and this
+ * node's routing table holds a peer, so that a DHT query made next has somewhere to go.
+ */
+export async function waitForDhtPeer (node: HeliaNode, peerId: string, timeoutMs: number = ROUTING_TABLE_WAIT_MS): Promise<boolean> {
+  const id = peerIdFromString(peerId)
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline) {
+    const peer = await node.libp2p.peerStore.get(id).catch(() => undefined)
+    if (peer?.protocols.includes(DHT_PROTOCOL) === true && node.libp2p.services.dht.routingTable.size > 0) return true
+    await new Promise(resolve => setTimeout(resolve, 10))
+  }
+  return false
 }
 
 /** Upper bound on the wait for dialled peers to be identified and join the DHT routing table. */
@@ -288,7 +313,8 @@ class QuietWebSocket extends NodeWebSocket {
   }
 }
 
-function parseMultiaddrs (values: unknown, option: string): Multiaddr[] {
+/** Parses multiaddr strings, or throws InvalidInputError naming the option and the bad value. */
+export function parseMultiaddrs (values: unknown, option: string): Multiaddr[] {
   if (!Array.isArray(values)) throw new InvalidInputError(`"${option}" expected an array of multiaddrs`)
   return values.map((value) => {
     if (typeof value !== 'string') throw new InvalidInputError(`"${option}" expected multiaddr strings, got ${typeof value}`)

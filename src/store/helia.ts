@@ -16,6 +16,7 @@
  * `putRecord` the same bytes again more often than that: the DHT put refreshes the time of receipt,
  * here and on the peers it reaches.
  */
+import '../polyfill.js'
 import { base64url } from 'multiformats/bases/base64'
 import { ipns } from '@helia/ipns'
 import { multihashToIPNSRoutingKey } from 'ipns'
@@ -26,7 +27,7 @@ import { MAX_BLOCK_BYTES, verifyBlock } from './blocks.js'
 import { nameToMultihash, validateRecord } from './record.js'
 import type { AbortOptions, Block, GetRecordOptions, RecordListener, Store } from './interface.js'
 import type { IPNS, IPNSRouting } from '@helia/ipns'
-import type { Helia } from 'helia'
+import type { Helia } from '@helia/interface'
 import type { MultihashDigest } from 'multiformats/hashes/interface'
 
 /** How long `getBlock` may look for a missing block on the network when the caller gives no signal. */

@@ -32,7 +32,10 @@ export async function startHubProcess (dataDir: string, extra: string[] = []): P
   child.stdout?.setEncoding('utf8').on('data', (chunk: string) => { out += chunk })
   child.stderr?.setEncoding('utf8').on('data', (chunk: string) => { err += chunk })
   const deadline = Date.now() + 30_000
-  while (!/^data: /m.test(out)) {
+  // `--peer` is dialled in the background; a caller that passes one wants it connected.
+  const peers = extra.filter((arg, i) => extra[i - 1] === '--peer').length
+  const ready = (): boolean => /^data: /m.test(out) && (out.match(/^peer: connected to /gm)?.length ?? 0) >= peers
+  while (!ready()) {
     if (child.exitCode !== null) throw new Error(`hub exited with ${child.exitCode}: ${err}${out}`)
     if (Date.now() > deadline) { child.kill('SIGKILL'); throw new Error(`hub did not start within 30 s: ${err}${out}`) }
     await sleep(25)
