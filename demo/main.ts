@@ -104,6 +104,8 @@ function explain (err: unknown, context?: string): Explained {
             // It stays while the page is offline (cleared when the hub answers again).
             timeoutMs: 0
           }
+    case 'UntrustedHubError':
+      return { kind: 'error', title: 'Integrity check failed: the hub is not trustworthy', detail: `The hub at ${hubUrl} answered with data that does not check out (a block that is not what its address says, or an answer no honest hub sends). It was refused and nothing was changed. (${message})` }
     case 'IntegrityError':
       return { kind: 'error', title: 'Integrity check failed', detail: `Data did not match its content address or could not be decrypted with your key, so it was refused and nothing was changed. (${message})` }
     case 'InvalidRecordError':

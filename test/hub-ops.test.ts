@@ -161,6 +161,7 @@ describe('CLI errors and --json', () => {
     const hub = await hubOn(join(tmp, 'json'))
     const space = await openSpace({ signer: privateKeySigner(new Uint8Array(32).fill(7)), store: hubStore(hub.url) })
     await space.set('io.example.app', { theme: 'dark' })
+    await space.flush()
     const file = join(tmp, 'space.car')
     const out = captureIO()
     expect(await main(['export', space.address, '-o', file, '--json', '--hub', hub.url], out)).toBe(0)
