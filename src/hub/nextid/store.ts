@@ -271,7 +271,7 @@ export type Put = [Key, Uint8Array]
  */
 export async function commitBatch (datastore: Datastore, puts: Put[], sync: boolean, maxStoredBytes = DEFAULT_MAX_STORED_BYTES): Promise<void> {
   const writer = writerFor(datastore)
-  const storedBytes = await writer.storedBytes()
+  await writer.storedBytes()
   const byKey = new Map<string, Uint8Array>()
   for (const [key, value] of puts) byKey.set(key.toString(), value)
   const names = [...byKey.keys()]
@@ -285,7 +285,7 @@ export async function commitBatch (datastore: Datastore, puts: Put[], sync: bool
   const growth = Math.max(0, deltaBytes)
   // Writes already queued count as stored: they may land first.
   if (growth > 0 && writer.committedBytes + writer.reservedBytes + growth > maxStoredBytes) {
-    throw new InsufficientStorageError(`this hub keeps at most ${maxStoredBytes} bytes of Next.ID data, all avatars together, and holds ${storedBytes}; this write needs ${growth} more`)
+    throw new InsufficientStorageError(`this hub keeps at most ${maxStoredBytes} bytes of Next.ID data, all avatars together, and holds ${writer.committedBytes}; this write needs ${growth} more`)
   }
   try {
     await writer.write(names.map((name): LevelPut => ({ type: 'put', key: name, value: byKey.get(name) as Uint8Array })), deltaBytes, growth, sync)
