@@ -13,7 +13,9 @@ import { MemoryBlockstore } from 'blockstore-core/memory'
 import { apply as jsonMergeApply } from 'json-merge-patch'
 import { privateKeyToAccount } from 'viem/accounts'
 import { CID } from 'multiformats/cid'
-import { MAX_STALE_CANDIDATES, buildSignPayload, createNextIdApp, exportAvatarChain, importAvatarChain, type NextIdOptions } from '../src/hub/nextid.js'
+import {
+  MAX_STALE_CANDIDATES, buildSignPayload, createNextIdApp, exportAvatarChain, importAvatarChain, nextIdStoredBytes, type NextIdOptions
+} from '../src/hub/nextid.js'
 import { parsePublicKey, recoveryCount, signedBy } from '../src/hub/nextid/chain.js'
 import { canonicalJson, compareCodePoints, formatNumber, mergePatch, parseJson, toJsonValue, type JsonValue } from '../src/hub/nextid/json.js'
 import { bytesToHex, concatBytes, fromBase64, hexToBytes, toBase64, utf8 } from '../src/crypto/bytes.js'
@@ -125,6 +127,19 @@ async function nextidKeys (datastore: MemoryDatastore): Promise<string[]> {
   const out: string[] = []
   for await (const { key, value } of datastore.query({ prefix: '/nextid' })) out.push(`${key.toString()}=${bytesToHex(value)}`)
   return out.sort()
+}
+
+/** What the hub-wide total must equal: every key and value under /nextid/ but the total itself. */
+async function countedBytes (datastore: MemoryDatastore): Promise<number> {
+  let n = 0
+  for await (const { key, value } of datastore.query({ prefix: '/nextid/' })) {
+    if (key.toString() !== '/nextid/total') n += utf8(key.toString()).length + value.length
+  }
+  return n
+}
+
+async function storedTotal (datastore: MemoryDatastore): Promise<number> {
+  return Number(new TextDecoder().decode(await datastore.get(new DatastoreKey('/nextid/total'))))
 }
 
 async function blockCount (blockstore: MemoryBlockstore): Promise<number> {
@@ -1135,6 +1150,84 @@ describe('bounds on what a request can cost', () => {
   })
 })
 
+/** What writing `patch` as bob's first link costs: the same for any avatar (keys and blocks have fixed-width fields). */
+async function firstWriteCost (patch: unknown): Promise<number> {
+  const scratch = makeHub()
+  await write(scratch.app, bob, 'twitter', 'bob', patch)
+  return nextIdStoredBytes(scratch.stores.datastore)
+}
+
+describe('hub-wide storage budget', () => {
+  it('counts every key and value it writes, and refuses a POST past maxStoredBytes with 507, changing nothing', async () => {
+    const patch = { bio: 'x'.repeat(300) }
+    const cost = await firstWriteCost(patch)
+    const hub = makeHub()
+    await write(hub.app, alice, 'twitter', 'alice', { a: 1 })
+    await write(hub.app, alice, 'twitter', 'alice', { b: 2 })
+    const total = await nextIdStoredBytes(hub.stores.datastore)
+    expect(total).toBe(await countedBytes(hub.stores.datastore))
+    expect(await storedTotal(hub.stores.datastore)).toBe(total)
+
+    // One byte short of what bob's write adds: refused, and nothing moves (the total included).
+    const tight = makeHub({ maxStoredBytes: total + cost - 1 }, hub.stores)
+    const before = await snapshot(hub)
+    const over = await prepare(tight.app, bob, 'twitter', 'bob', patch)
+    const res = await post(tight.app, '/v1/kv', over.body)
+    expect(res.status).toBe(507)
+    expect(await res.json()).toMatchObject({ name: 'InsufficientStorageError', message: expect.stringMatching(/Next\.ID/) })
+    expect(await snapshot(hub)).toEqual(before)
+    expect(await nextIdStoredBytes(hub.stores.datastore)).toBe(total)
+    expect(await getText(tight.app, `/v1/kv?avatar=${bob.avatar}`)).toContain('"proofs":[]')
+
+    // Exactly the budget fits; then even a known avatar's next patch is refused.
+    const exact = makeHub({ maxStoredBytes: total + cost }, hub.stores)
+    await write(exact.app, bob, 'twitter', 'bob', patch)
+    expect(await nextIdStoredBytes(hub.stores.datastore)).toBe(total + cost)
+    await expectError(await post(exact.app, '/v1/kv', (await prepare(exact.app, alice, 'twitter', 'alice', { c: 3 })).body), 507)
+    expect(await nextIdStoredBytes(hub.stores.datastore)).toBe(await countedBytes(hub.stores.datastore))
+    expect(await storedTotal(hub.stores.datastore)).toBe(await countedBytes(hub.stores.datastore))
+  })
+
+  it('fresh avatars cannot get around it: of concurrent first writes, only those that fit are stored', async () => {
+    const patch = { s: 'y'.repeat(200) }
+    const cost = await firstWriteCost(patch)
+    const hub = makeHub({ maxStoredBytes: 2 * cost })
+    const writers = Array.from({ length: 5 }, (_, i) => makeKey(`budget ${i}`))
+    const bodies = await Promise.all(writers.map(async key => (await prepare(hub.app, key, 'twitter', 'bob', patch)).body))
+    const statuses = (await Promise.all(bodies.map(async body => post(hub.app, '/v1/kv', body)))).map(r => r.status)
+    expect(statuses.filter(s => s === 201)).toHaveLength(2)
+    expect(statuses.filter(s => s === 507)).toHaveLength(3)
+    expect(await nextIdStoredBytes(hub.stores.datastore)).toBe(2 * cost)
+    expect(await countedBytes(hub.stores.datastore)).toBe(2 * cost)
+  })
+
+  it('refuses an import past maxStoredBytes with 507 (over HTTP and through importAvatarChain), importing nothing', async () => {
+    const source = makeHub()
+    for (let i = 0; i < 3; i++) await write(source.app, alice, 'twitter', 'alice', { i })
+    const chain = await exportAvatarChain(source.stores, alice.avatar)
+    const car = new Uint8Array(await (await source.app.request(`/api/v1/nextid/export?avatar=${alice.avatar}`)).arrayBuffer())
+    // An import keeps no acceptance times: it costs less than the writes did. Measure it once.
+    const scratch = makeHub()
+    await importAvatarChain(scratch.stores, chain.blocks, chain.head)
+    const needed = await nextIdStoredBytes(scratch.stores.datastore)
+    expect(needed).toBe(await countedBytes(scratch.stores.datastore))
+
+    const target = makeHub({ maxStoredBytes: needed - 1 })
+    const res = await post(target.app, '/api/v1/nextid/import', car, { 'content-type': 'application/vnd.ipld.car' })
+    expect(res.status).toBe(507)
+    expect(await res.json()).toMatchObject({ name: 'InsufficientStorageError' })
+    await rejectsWith(importAvatarChain({ ...target.stores, maxStoredBytes: needed - 1 }, chain.blocks, chain.head), 'InsufficientStorageError')
+    expect(await nextidKeys(target.stores.datastore)).toEqual([])
+    expect(await nextIdStoredBytes(target.stores.datastore)).toBe(0)
+    expect(await getText(target.app, `/v1/kv?avatar=${alice.avatar}`)).toContain('"proofs":[]')
+
+    // The same chain within the budget: the importing hub then holds what the writing hub did.
+    await importAvatarChain({ ...target.stores, maxStoredBytes: needed }, chain.blocks, chain.head)
+    expect(await nextIdStoredBytes(target.stores.datastore)).toBe(needed)
+    expect(await storedTotal(target.stores.datastore)).toBe(await countedBytes(target.stores.datastore))
+  })
+})
+
 describe('durability', () => {
   async function levelHub (options: Partial<NextIdOptions> = {}): Promise<{ hub: Hub, datastore: LevelDatastore, blockstore: FsBlockstore, batches: Array<{ keys: string[], sync: boolean }>, done: () => Promise<void> }> {
     const dir = await mkdtemp(join(tmpdir(), 'nextid-durable-'))
@@ -1202,6 +1295,8 @@ describe('durability', () => {
 
       // A group whose write fails: every writer in it gets 502, and none of them wrote anything.
       const before = await nextidKeys(datastore as unknown as MemoryDatastore)
+      // The group's total is the sum of what each of its writes added.
+      expect(await storedTotal(datastore as unknown as MemoryDatastore)).toBe(await countedBytes(datastore as unknown as MemoryDatastore))
       db.batch = async () => { throw new Error('disk on fire') }
       const failing = await Promise.all(writers.slice(0, 3).map(async key => post(hub.app, '/v1/kv', (await prepare(hub.app, key, 'twitter', 'group', { g: 2 })).body)))
       for (const res of failing) expect(await res.json()).toMatchObject({ name: 'StoreError' })
@@ -1209,6 +1304,7 @@ describe('durability', () => {
       expect(await nextidKeys(datastore as unknown as MemoryDatastore)).toEqual(before)
       db.batch = recording
       await write(hub.app, writers[0] as Key, 'twitter', 'group', { g: 3 })
+      expect(await storedTotal(datastore as unknown as MemoryDatastore)).toBe(await countedBytes(datastore as unknown as MemoryDatastore))
     } finally {
       await done()
     }
@@ -1222,6 +1318,53 @@ describe('durability', () => {
       expect(batches.some(b => b.sync)).toBe(false)
     } finally {
       await done()
+    }
+  })
+
+  it('the Next.ID total survives a restart on the same datastore, and a hub without one counts it once', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'nextid-total-'))
+    const open = async (): Promise<{ datastore: LevelDatastore, blockstore: FsBlockstore }> => {
+      const datastore = new LevelDatastore(join(dir, 'datastore'))
+      const blockstore = new FsBlockstore(join(dir, 'blocks'))
+      await datastore.open()
+      await blockstore.open()
+      return { datastore, blockstore }
+    }
+    const patch = { s: 'z'.repeat(300) }
+    const cost = await firstWriteCost(patch)
+    try {
+      let stores = await open()
+      const first = makeHub({}, stores as unknown as Hub['stores'])
+      await write(first.app, alice, 'twitter', 'alice', { a: 1 })
+      await write(first.app, alice, 'github', 'alice', { b: 2 })
+      const total = await nextIdStoredBytes(stores.datastore)
+      await stores.datastore.close()
+      await stores.blockstore.close()
+
+      // A new process on the same directory reads the total, and the budget holds against it.
+      stores = await open()
+      const ds = stores.datastore as unknown as MemoryDatastore
+      expect(await storedTotal(ds)).toBe(total)
+      expect(await nextIdStoredBytes(stores.datastore)).toBe(total)
+      const restarted = makeHub({ maxStoredBytes: total + cost - 1 }, stores as unknown as Hub['stores'])
+      await expectError(await post(restarted.app, '/v1/kv', (await prepare(restarted.app, bob, 'twitter', 'bob', patch)).body), 507)
+      expect(await storedTotal(ds)).toBe(total)
+
+      // A hub written before the total was kept: counted from its data at the first write, then kept.
+      await stores.datastore.delete(new DatastoreKey('/nextid/total'))
+      await stores.datastore.close()
+      await stores.blockstore.close()
+      stores = await open()
+      const legacy = stores.datastore as unknown as MemoryDatastore
+      expect(await nextIdStoredBytes(stores.datastore)).toBe(total)
+      const counted = makeHub({ maxStoredBytes: total + cost }, stores as unknown as Hub['stores'])
+      await write(counted.app, bob, 'twitter', 'bob', patch)
+      expect(await storedTotal(legacy)).toBe(total + cost)
+      expect(await countedBytes(legacy)).toBe(total + cost)
+      await stores.datastore.close()
+      await stores.blockstore.close()
+    } finally {
+      await rm(dir, { recursive: true, force: true })
     }
   })
 

@@ -42,7 +42,7 @@ import {
   parseSignature, parseUuid
 } from './nextid/chain.js'
 import { canonicalJson, isJsonObject, parseJson, type JsonObject, type JsonValue } from './nextid/json.js'
-import { getCid, getEntry, listAvatars, listEntries, keys, loadLink, type NextIdStores } from './nextid/store.js'
+import { DEFAULT_MAX_STORED_BYTES, getCid, getEntry, listAvatars, listEntries, keys, loadLink, type NextIdStores } from './nextid/store.js'
 import { DEFAULT_MAX_CHAIN_BYTES, DEFAULT_MAX_CHAIN_LINKS, importAvatarChain, sameKey, streamAvatarChain } from './nextid/transfer.js'
 import { acceptLink, type WriteConfig } from './nextid/write.js'
 import type { Block, AbortOptions } from '../store/interface.js'
@@ -51,6 +51,7 @@ import type { Datastore } from 'interface-datastore'
 
 export { buildSignPayload, type SignPayloadFields, type KvLink } from './nextid/chain.js'
 export type { NextIdStores } from './nextid/store.js'
+export { DEFAULT_MAX_STORED_BYTES, nextIdStoredBytes } from './nextid/store.js'
 export {
   DEFAULT_MAX_CHAIN_BYTES, DEFAULT_MAX_CHAIN_LINKS, exportAvatarChain, importAvatarChain, streamAvatarChain, type AvatarChain, type ImportLimits
 } from './nextid/transfer.js'
@@ -129,6 +130,13 @@ export interface NextIdOptions {
    * checked out get that far); one more is refused with 429. @default DEFAULT_MAX_QUEUED_WRITES_PER_AVATAR (8)
    */
   maxQueuedWritesPerAvatar?: number
+  /**
+   * Most bytes of Next.ID data (chain blocks, content and indexes, keys included) this hub keeps,
+   * all avatars together: a write or import that would grow it past this is refused (507). Keys
+   * are free, so without it fresh avatars could fill the disk past every per-avatar cap.
+   * @default DEFAULT_MAX_STORED_BYTES (1 GiB)
+   */
+  maxStoredBytes?: number
   /** Most avatars listed by one `GET /v1/kv/by_identity`. @default DEFAULT_MAX_IDENTITY_RESULTS (100) */
   maxIdentityResults?: number
   /** Largest `GET /v1/kv/by_identity` body: values past it are left out. @default DEFAULT_MAX_IDENTITY_RESPONSE_BYTES (4 MiB) */
@@ -185,6 +193,7 @@ function configure (options: NextIdOptions): Config {
     maxChainLinks: positive(options.maxChainLinks, DEFAULT_MAX_CHAIN_LINKS, 'maxChainLinks'),
     maxChainBytes: positive(options.maxChainBytes, DEFAULT_MAX_CHAIN_BYTES, 'maxChainBytes'),
     maxQueuedWritesPerAvatar: positive(options.maxQueuedWritesPerAvatar, DEFAULT_MAX_QUEUED_WRITES_PER_AVATAR, 'maxQueuedWritesPerAvatar'),
+    maxStoredBytes: positive(options.maxStoredBytes, DEFAULT_MAX_STORED_BYTES, 'maxStoredBytes', true),
     maxIdentityResults: positive(options.maxIdentityResults, DEFAULT_MAX_IDENTITY_RESULTS, 'maxIdentityResults'),
     maxIdentityResponseBytes: positive(options.maxIdentityResponseBytes, DEFAULT_MAX_IDENTITY_RESPONSE_BYTES, 'maxIdentityResponseBytes'),
     syncWrites: options.syncWrites ?? true,

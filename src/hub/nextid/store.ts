@@ -16,6 +16,9 @@
  * - `/nextid/kv/<avatar>/<platform>/<identity>` → canonical JSON `{platform, identity, content}`,
  *   the merged content
  * - `/nextid/identity/<platform>/<identity>/<avatar>` → empty, the by_identity index
+ * - `/nextid/total` → decimal: the bytes of every other key and value under `/nextid/`, written in
+ *   the batch of every write, so it never drifts from the data; checked against the hub-wide
+ *   budget (`maxStoredBytes`), which fresh avatars (free to make) cannot get around
  *
  * `<avatar>` is the uncompressed key in hex; platform and identity are hex of their UTF-8 bytes so
  * any string is a single key segment. Hubs written before blocks moved here have them in the
@@ -25,7 +28,7 @@ import { Key, type Datastore } from 'interface-datastore'
 import { LevelDatastore } from 'datastore-level'
 import { CID } from 'multiformats/cid'
 import { bytesToHex, fromUtf8, utf8 } from '../../crypto/bytes.js'
-import { RateLimitError, StoreError } from '../../errors.js'
+import { InsufficientStorageError, RateLimitError, StoreError } from '../../errors.js'
 import { verifyBlock } from '../../store/blocks.js'
 import { decodeLink, type KvLink } from './chain.js'
 import { canonicalJson, compareCodePoints, isJsonObject, parseJson, type JsonValue } from './json.js'
@@ -52,8 +55,12 @@ export const keys = {
   kv: (avatar: string, platform: string, identity: string) => new Key(`${PREFIX}/kv/${avatar}/${segment(platform)}/${segment(identity)}`),
   kvPrefix: (avatar: string) => `${PREFIX}/kv/${avatar}/`,
   identity: (platform: string, identity: string, avatar: string) => new Key(`${PREFIX}/identity/${segment(platform)}/${segment(identity)}/${avatar}`),
-  identityPrefix: (platform: string, identity: string) => `${PREFIX}/identity/${segment(platform)}/${segment(identity)}/`
+  identityPrefix: (platform: string, identity: string) => `${PREFIX}/identity/${segment(platform)}/${segment(identity)}/`,
+  total: new Key(`${PREFIX}/total`)
 }
+
+/** @default for `maxStoredBytes`: Next.ID bytes (chains, content, indexes) kept by one hub, all avatars together. */
+export const DEFAULT_MAX_STORED_BYTES = 1024 * 1024 * 1024
 
 function isNotFound (err: unknown): boolean {
   return err instanceof Error && (err.name === 'NotFoundError' || (err as { code?: string }).code === 'ERR_NOT_FOUND')
@@ -253,45 +260,121 @@ export async function getAcceptedAtMs (datastore: Datastore, cid: CID, options?:
 export type Put = [Key, Uint8Array]
 
 /**
- * Writes `puts` as one atomic batch. On LevelDB with `sync` the batch is fsynced before this
- * resolves (datastore-level's own batch never asks for it: classic-level then only hands the write
- * to the OS, which survives a crash of the process but not of the machine). Other datastores are
- * written with their own batch and their own durability.
+ * Writes `puts` as one atomic batch, with the hub-wide total they leave, or refuses them with
+ * InsufficientStorageError (writing nothing) when they would grow that total past `maxStoredBytes`.
+ * What they add is counted exactly: a new key costs its key and value, an overwritten one the
+ * difference of the values; the caller holds the lock of every key it writes (they are all its
+ * avatar's), so the values read here are still there when the batch lands. On LevelDB with `sync`
+ * the batch is fsynced before this resolves (datastore-level's own batch never asks for it:
+ * classic-level then only hands the write to the OS, which survives a crash of the process but not
+ * of the machine). Other datastores are written with their own batch and their own durability.
  */
-export async function commitBatch (datastore: Datastore, puts: Put[], sync: boolean): Promise<void> {
+export async function commitBatch (datastore: Datastore, puts: Put[], sync: boolean, maxStoredBytes = DEFAULT_MAX_STORED_BYTES): Promise<void> {
+  const writer = writerFor(datastore)
+  await writer.storedBytes()
+  const byKey = new Map<string, Uint8Array>()
+  for (const [key, value] of puts) byKey.set(key.toString(), value)
+  const names = [...byKey.keys()]
+  const before = await getValues(datastore, names.map(name => new Key(name)))
+  let deltaBytes = 0
+  names.forEach((name, i) => {
+    const old = before[i]
+    const value = byKey.get(name) as Uint8Array
+    deltaBytes += old === undefined ? utf8(name).length + value.length : value.length - old.length
+  })
+  const growth = Math.max(0, deltaBytes)
+  // Writes already queued count as stored: they may land first.
+  if (growth > 0 && writer.committedBytes + writer.reservedBytes + growth > maxStoredBytes) {
+    throw new InsufficientStorageError(`this hub keeps at most ${maxStoredBytes} bytes of Next.ID data, all avatars together, and holds ${writer.committedBytes}; this write needs ${growth} more`)
+  }
   try {
-    if (sync && datastore instanceof LevelDatastore) {
-      await groupCommitter(datastore).write(puts.map(([key, value]) => ({ type: 'put' as const, key: key.toString(), value })))
-      return
-    }
-    const batch = datastore.batch()
-    for (const [key, value] of puts) batch.put(key, value)
-    await batch.commit()
+    await writer.write(names.map((name): LevelPut => ({ type: 'put', key: name, value: byKey.get(name) as Uint8Array })), deltaBytes, growth, sync)
   } catch (err) {
     throw new StoreError(`datastore write failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err })
   }
 }
 
+/**
+ * The bytes of Next.ID data the hub holds (every key and value under `/nextid/` but the total),
+ * as of the last completed write.
+ */
+export async function nextIdStoredBytes (datastore: Datastore): Promise<number> {
+  return writerFor(datastore).storedBytes()
+}
+
 interface LevelPut { type: 'put', key: string, value: Uint8Array }
 
 /**
- * Group commit: batches that arrive while an fsync is under way are written together by the next
- * one, as one LevelDB batch with one fsync, and each caller resolves when the batch holding its
- * puts is on disk. An fsync costs milliseconds whatever it carries, so writes of different
- * avatars stop queueing behind each other's. Each caller's puts stay atomic (they are never split
- * between two batches); callers never share keys (each holds its avatar's lock). A failed write
- * fails every caller of its group, and none of their puts is written.
+ * The one way Next.ID writes reach the datastore, so that each batch carries the total it
+ * leaves. Group commit: batches that arrive while a write is under way are written together by
+ * the next one, as one batch (one fsync on LevelDB), and each caller resolves when the batch
+ * holding its puts is on disk. An fsync costs milliseconds whatever it carries, so writes of
+ * different avatars stop queueing behind each other's. Each caller's puts stay atomic (they are
+ * never split between two batches); callers never share keys (each holds its avatar's lock). A
+ * failed write fails every caller of its group, and none of their puts (nor the total) is written.
  */
-class GroupCommitter {
-  #queue: Array<{ ops: LevelPut[], resolve: () => void, reject: (err: unknown) => void }> = []
+class NextIdWriter {
+  #queue: Array<{ ops: LevelPut[], deltaBytes: number, sync: boolean, resolve: () => void, reject: (err: unknown) => void }> = []
   #writing = false
-  constructor (private readonly datastore: LevelDatastore) {}
+  #loading: Promise<number> | undefined
+  /** the total on disk; undefined until read (or counted) */
+  #committed: number | undefined
+  /** growth of the writes queued or under way */
+  reservedBytes = 0
+  constructor (private readonly datastore: Datastore) {}
 
-  async write (ops: LevelPut[]): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.#queue.push({ ops, resolve, reject })
-      if (!this.#writing) void this.#drain()
-    })
+  get committedBytes (): number {
+    return this.#committed ?? 0
+  }
+
+  /**
+   * The total on disk, read once. A hub whose Next.ID data predates the total has none: it is
+   * counted once, by one pass over `/nextid/` (its data, read once per start until a write
+   * persists the total).
+   */
+  async storedBytes (): Promise<number> {
+    if (this.#committed !== undefined) return this.#committed
+    this.#loading ??= this.#load()
+    try {
+      const total = await this.#loading
+      this.#committed ??= total
+      return this.#committed
+    } catch (err) {
+      this.#loading = undefined
+      throw err
+    }
+  }
+
+  async #load (): Promise<number> {
+    const stored = await getOptional(this.datastore, keys.total)
+    if (stored !== undefined) {
+      const total = Number(fromUtf8(stored))
+      if (!/^[0-9]+$/.test(fromUtf8(stored)) || !Number.isSafeInteger(total)) throw new StoreError(`datastore value of ${keys.total.toString()} is damaged`)
+      return total
+    }
+    let total = 0
+    const totalKey = keys.total.toString()
+    try {
+      for await (const { key, value } of this.datastore.query({ prefix: `${PREFIX}/` })) {
+        const name = key.toString()
+        if (name !== totalKey) total += utf8(name).length + value.length
+      }
+    } catch (err) {
+      throw new StoreError(`datastore query failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err })
+    }
+    return total
+  }
+
+  async write (ops: LevelPut[], deltaBytes: number, growthBytes: number, sync: boolean): Promise<void> {
+    this.reservedBytes += growthBytes
+    try {
+      await new Promise<void>((resolve, reject) => {
+        this.#queue.push({ ops, deltaBytes, sync, resolve, reject })
+        if (!this.#writing) void this.#drain()
+      })
+    } finally {
+      this.reservedBytes -= growthBytes
+    }
   }
 
   async #drain (): Promise<void> {
@@ -300,7 +383,16 @@ class GroupCommitter {
       const group = this.#queue
       this.#queue = []
       try {
-        await this.datastore.db.batch(group.flatMap(item => item.ops), { sync: true })
+        const total = (this.#committed ?? 0) + group.reduce((n, item) => n + item.deltaBytes, 0)
+        const ops = [...group.flatMap(item => item.ops), { type: 'put' as const, key: keys.total.toString(), value: utf8(String(total)) }]
+        if (this.datastore instanceof LevelDatastore) {
+          await this.datastore.db.batch(ops, { sync: group.some(item => item.sync) })
+        } else {
+          const batch = this.datastore.batch()
+          for (const op of ops) batch.put(new Key(op.key), op.value)
+          await batch.commit()
+        }
+        this.#committed = total
         for (const item of group) item.resolve()
       } catch (err) {
         for (const item of group) item.reject(err)
@@ -310,15 +402,15 @@ class GroupCommitter {
   }
 }
 
-const committers = new WeakMap<LevelDatastore, GroupCommitter>()
+const writers = new WeakMap<Datastore, NextIdWriter>()
 
-function groupCommitter (datastore: LevelDatastore): GroupCommitter {
-  let committer = committers.get(datastore)
-  if (committer === undefined) {
-    committer = new GroupCommitter(datastore)
-    committers.set(datastore, committer)
+function writerFor (datastore: Datastore): NextIdWriter {
+  let writer = writers.get(datastore)
+  if (writer === undefined) {
+    writer = new NextIdWriter(datastore)
+    writers.set(datastore, writer)
   }
-  return committer
+  return writer
 }
 
 /**

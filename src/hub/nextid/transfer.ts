@@ -117,6 +117,8 @@ export interface ImportLimits {
   maxChainLinks?: number
   /** @default DEFAULT_MAX_CHAIN_BYTES */
   maxChainBytes?: number
+  /** Next.ID bytes the hub keeps, all avatars together (507 beyond). @default DEFAULT_MAX_STORED_BYTES (1 GiB) */
+  maxStoredBytes?: number
   /** fsync the import's batch on LevelDB before resolving. @default true */
   syncWrites?: boolean
 }
@@ -130,7 +132,8 @@ export interface ImportLimits {
  * Nothing is written until all of it has been checked. History is taken as it was accepted:
  * `created_at` is not compared with the clock, ProofService bindings and content caps are not
  * re-checked (the "nextid" identity rule and the chain caps are). One import runs at a time per
- * datastore: another gets RateLimitError at once.
+ * datastore: another gets RateLimitError at once. An import that would take the hub's Next.ID data
+ * past `maxStoredBytes` is refused with InsufficientStorageError.
  */
 export async function importAvatarChain (options: NextIdStores & AbortOptions & ImportLimits, blocks: Block[], head: CID | null): Promise<void> {
   if (!Array.isArray(blocks)) throw new InvalidInputError('"blocks" expected an array')
@@ -217,7 +220,7 @@ export async function importAvatarChain (options: NextIdStores & AbortOptions & 
       for (const { block, link } of chain) puts.push([keys.uuid(avatar, link.uuid), block.cid.bytes])
       puts.push([keys.stat(avatar), encodeStat({ links: chain.length, chainBytes: chain.reduce((n, { block }) => n + block.bytes.length, 0), contentBytes })])
       puts.push([keys.head(avatar), headCid.bytes])
-      await commitBatch(options.datastore, puts, options.syncWrites ?? true)
+      await commitBatch(options.datastore, puts, options.syncWrites ?? true, options.maxStoredBytes)
     })
   }, 1)
 }

@@ -34,6 +34,7 @@ export interface WriteConfig extends NextIdStores {
   maxChainBytes: number
   maxChainLinks: number
   maxQueuedWritesPerAvatar: number
+  maxStoredBytes: number
   syncWrites: boolean
 }
 
@@ -48,8 +49,8 @@ export interface AcceptOptions extends AbortOptions {
 /**
  * Verifies `draft` (every field but `previous`) over the avatar's head and appends it. Throws
  * ConflictError (uuid used by this avatar, or signed over an older head), SignerMismatchError,
- * InvalidSignatureError, TooLargeError, RateLimitError (the avatar's write queue is full) or
- * StoreError; on any of them nothing is written.
+ * InvalidSignatureError, TooLargeError, RateLimitError (the avatar's write queue is full),
+ * InsufficientStorageError (the hub's Next.ID budget is spent) or StoreError; on any of them nothing is written.
  */
 export async function acceptLink (config: WriteConfig, draft: Omit<KvLink, 'previous'>, publicKey: Uint8Array, options: AcceptOptions = {}): Promise<void> {
   const { datastore } = config
@@ -94,7 +95,7 @@ export async function acceptLink (config: WriteConfig, draft: Omit<KvLink, 'prev
       [keys.uuid(avatar, link.uuid), counted.block.cid.bytes],
       [keys.stat(avatar), encodeStat(counted.stat as AvatarStat)],
       [keys.head(avatar), counted.block.cid.bytes]
-    ] satisfies Put[], config.syncWrites)
+    ] satisfies Put[], config.syncWrites, config.maxStoredBytes)
   }, config.maxQueuedWritesPerAvatar)
 }
 
