@@ -30,7 +30,10 @@
  */
 import '../polyfill.js'
 
-export { startHub, DEFAULT_HOST, DEFAULT_PORT, DEFAULT_DIRECTORY, DEFAULT_REPUBLISH_INTERVAL_MS, DEFAULT_ROUTING_TIMEOUT_MS } from './server.js'
+export {
+  startHub, DEFAULT_HOST, DEFAULT_PORT, DEFAULT_DIRECTORY, DEFAULT_REPUBLISH_INTERVAL_MS, DEFAULT_ROUTING_TIMEOUT_MS,
+  DEFAULT_PEER_RETRY_MIN_MS, DEFAULT_PEER_RETRY_MAX_MS, LOCK_FILE, LISTEN_FILE
+} from './server.js'
 export type { HubOptions, RunningHub } from './server.js'
 export {
   createHubApp, datastoreRecords, IPNS_RECORD_TYPE, RAW_TYPE, CAR_TYPE,
