@@ -1,19 +1,24 @@
 /**
  * The demo page: a dapp and a wallet in one. It opens the user's space through the hub that serves
  * the page (or `?hub=<url>`), with IndexedDB in front of it, so a reload shows the data before the
- * hub answers and edits made while the hub is away are published when it comes back. It uses the
+ * hub answers and edits made while the hub is away are published when it comes back. A service
+ * worker (sw.ts) keeps the page itself, so it also loads while the hub is down. It uses the
  * library's browser entry only.
  *
+ * Nothing here destroys silently: Remove, a restored version and "New key" each offer an undo.
  * Everything user data touches is written with textContent: values come from other devices.
  */
 import './style.css'
-import { hubStore, idbStore, layeredStore, openSpace } from '../src/index.js'
+import { hubStore, idbState, idbStore, layeredStore, openSpace } from '../src/index.js'
+import { readRecord } from '../src/store/record.js'
 import type { Eip1193Provider, IdbStore, Json, ProgressEvent, SectionApi, Signer, Space, Store, VersionInfo } from '../src/index.js'
-import { newKey, saveKey, storedKey, walletFromKey } from './wallet.js'
+import { newKey, oldKeys, saveKey, storedKey, walletFromKey } from './wallet.js'
 
 const PREFIX = 'userspace-demo:'
 const hubUrl = hubFromLocation()
 const ethereum = (window as { ethereum?: Eip1193Provider }).ethereum
+/** How long an undo stays offered. */
+const UNDO_MS = 30_000
 
 // --- small DOM helpers ------------------------------------------------------------------------
 
@@ -44,13 +49,11 @@ let local: IdbStore | undefined
 let walletKind: 'demo' | 'injected' | undefined
 let online: boolean | undefined
 let publishing = false
-/** Local edits not yet known to be published, by id; publish:start remembers the newest id it carries. */
-const unpublished = new Set<number>()
-let editCounter = 0
-let carriedByPublish = 0
 let probeTimer: ReturnType<typeof setTimeout> | undefined
 let renderQueued = false
 let historyTimer: ReturnType<typeof setTimeout> | undefined
+/** The past version shown in the history card. */
+let viewedRoot: string | undefined
 
 function hubFromLocation (): string {
   const param = new URLSearchParams(location.search).get('hub')
@@ -68,7 +71,15 @@ function deviceId (): string {
 
 // --- messages ---------------------------------------------------------------------------------
 
-interface Explained { title: string, detail: string, kind: 'error' | 'info' }
+interface Explained {
+  title: string
+  detail: string
+  kind: 'error' | 'info'
+  /** A button in the message, such as Undo; the message goes once it is clicked. */
+  action?: { label: string, run: () => void }
+  /** How long an info message stays; 0 keeps it until dismissed or cleared. @default 12 s */
+  timeoutMs?: number
+}
 
 /** Turns a library error into words for people; tests match on the error's name, people read this. */
 function explain (err: unknown, context?: string): Explained {
@@ -86,7 +97,13 @@ function explain (err: unknown, context?: string): Explained {
     case 'StoreError':
       return context === 'open'
         ? { kind: 'error', title: 'The hub cannot be reached', detail: `${hubUrl} does not answer, and this browser has no copy of this space yet. Try again when the hub is up.` }
-        : { kind: 'info', title: 'Working offline', detail: `The hub at ${hubUrl} cannot be reached. Your changes are kept in this browser and published when it is back.` }
+        : {
+            kind: 'info',
+            title: 'Working offline',
+            detail: `The hub at ${hubUrl} cannot be reached. Your changes are saved in this browser, also across reloads, and published when it is back.`,
+            // It stays while the page is offline (cleared when the hub answers again).
+            timeoutMs: 0
+          }
     case 'IntegrityError':
       return { kind: 'error', title: 'Integrity check failed', detail: `Data did not match its content address or could not be decrypted with your key, so it was refused and nothing was changed. (${message})` }
     case 'InvalidRecordError':
@@ -105,7 +122,7 @@ function explain (err: unknown, context?: string): Explained {
   }
 }
 
-function showMessage ({ title, detail, kind }: Explained): void {
+function showMessage ({ title, detail, kind, action, timeoutMs }: Explained): void {
   const box = $('#messages')
   // The same message twice in a row is shown once.
   for (const existing of Array.from(box.children)) {
@@ -114,10 +131,11 @@ function showMessage ({ title, detail, kind }: Explained): void {
   const item = el('div', `message ${kind}`)
   item.dataset.title = title
   item.append(el('strong', undefined, title), el('span', undefined, ' ' + detail))
+  if (action !== undefined) item.append(button(action.label, () => { item.remove(); action.run() }, 'action'))
   item.append(button('×', () => { item.remove() }, 'close'))
   ;(item.lastChild as HTMLButtonElement).setAttribute('aria-label', 'Dismiss')
   box.append(item)
-  if (kind === 'info') setTimeout(() => { item.remove() }, 12_000)
+  if (kind === 'info' && timeoutMs !== 0) setTimeout(() => { item.remove() }, timeoutMs ?? 12_000)
 }
 
 function showError (err: unknown, context?: string): void {
@@ -163,7 +181,8 @@ function renderStatus (): void {
   conn.textContent = online === false ? 'Offline' : online === true ? 'Connected' : 'Connecting…'
   conn.dataset.state = online === false ? 'offline' : online === true ? 'online' : 'idle'
   conn.title = online === false ? `${hubUrl} cannot be reached` : hubUrl
-  const pending = unpublished.size
+  // The Space's own count: durable writes it has not published yet, also those from before a reload.
+  const pending = space.pending
   // A publish that fails says nothing (the Space retries quietly): offline, it is pending.
   if (publishing && online !== false) {
     sync.textContent = pending > 0 ? `Publishing ${pending} change${pending === 1 ? '' : 's'}…` : 'Publishing…'
@@ -201,17 +220,23 @@ async function probe (): Promise<void> {
   if (current !== space) return
   setOnline(reachable)
   // Still something waiting although the hub answers (a retry is not due yet): push it now.
-  if (reachable && unpublished.size > 0 && !publishing) void space.flush().catch((err: Error) => { handleWriteError(err) })
+  if (reachable && space.pending > 0 && !publishing) void space.flush().catch((err: Error) => { handleWriteError(err) })
   scheduleProbe()
 }
 
 function onProgress (event: ProgressEvent): void {
   if (event.type === 'space:publish:start') {
     publishing = true
-    carriedByPublish = editCounter
+  } else if (event.type === 'space:publish:error') {
+    // Whoever started the publish (a write, a retry, a live update), it is over; the Space retries.
+    publishing = false
+    const err = event.detail.error
+    if (err.name === 'StoreError' || err.name === 'AbortedError') setOnline(false)
+    // Another device publishing first is ordinary: the Space merges and publishes again by itself,
+    // and keeps the writes pending meanwhile. Anything else is worth saying.
+    else if (err.name !== 'ConflictError' && err.name !== 'EquivocationError') showError(err)
   } else if (event.type === 'space:publish:end') {
     publishing = false
-    for (const id of unpublished) if (id <= carriedByPublish) unpublished.delete(id)
     setOnline(true)
     queueHistory()
   }
@@ -254,8 +279,10 @@ async function connect (signer: Signer, kind: 'demo' | 'injected'): Promise<void
   clearMessages()
   try {
     local ??= idbStore('userspace-demo')
-    const store = withRememberedBinding(layeredStore(local, hubStore(hubUrl)))
-    const opened = await openSpace({ signer, store, state: local.state, offlineFirst: true, deviceId: deviceId(), onProgress })
+    const remote = hubStore(hubUrl)
+    const store = withRememberedBinding(layeredStore(local, remote))
+    // The rollback state and the writes not yet published live in the same database.
+    const opened = await openSpace({ signer, store, state: idbState(local), offlineFirst: true, deviceId: deviceId(), onProgress })
     localStorage.setItem(PREFIX + 'name:' + opened.address.toLowerCase(), opened.name)
     localStorage.setItem(PREFIX + 'wallet', kind)
     space = opened
@@ -264,8 +291,23 @@ async function connect (signer: Signer, kind: 'demo' | 'injected'): Promise<void
       if (err.name === 'StoreError') setOnline(false)
       else showError(err)
     })
-    opened.on('rollback', ({ sequence, seen }) => {
-      showMessage({ kind: 'info', title: 'Old version ignored', detail: `The hub offered version ${sequence}, older than version ${seen} this browser has already seen; it was ignored.` })
+    opened.on('pending', () => { renderStatus() })
+    // A live update that arrives late (a stream that connects hears the hub's record of that moment)
+    // can be older than what this device has by then, and is harmless. Ask the hub itself: only a
+    // hub that still offers a version older than one this browser has seen is worth a word.
+    let checkingRollback = false
+    opened.on('rollback', () => {
+      if (checkingRollback) return
+      checkingRollback = true
+      void remote.getRecord(opened.name, { nocache: true }).then((bytes) => {
+        const offered = bytes === undefined ? undefined : Number(readRecord(bytes).sequence)
+        if (opened !== space || (offered !== undefined && offered >= opened.sequence)) return
+        showMessage({
+          kind: 'info',
+          title: 'Old version ignored',
+          detail: `The hub offers ${offered === undefined ? 'no version' : `version ${offered}`} of this space, older than version ${opened.sequence} this browser has already seen; this browser keeps the newer one.`
+        })
+      }, () => {}).finally(() => { checkingRollback = false })
     })
     opened.on('conflict', ({ sequence }) => {
       showMessage({ kind: 'info', title: 'Concurrent versions', detail: `Two devices published version ${sequence}; their entries were merged.` })
@@ -287,11 +329,13 @@ async function disconnect (): Promise<void> {
   walletKind = undefined
   online = undefined
   publishing = false
-  unpublished.clear()
+  viewedRoot = undefined
   clearTimeout(probeTimer)
   localStorage.removeItem(PREFIX + 'wallet')
   $('#key-box').hidden = true
   $('#version-view').hidden = true
+  // Undo offers and notices belong to the space that is closing.
+  clearMessages()
   showConnect()
   await current?.close().catch(() => {})
 }
@@ -309,7 +353,20 @@ function showConnect (): void {
   const key = storedKey()
   $('#demo-address').textContent = key === undefined ? 'none yet' : walletFromKey(key).address
   $('#use-demo').textContent = key === undefined ? 'Make a demo wallet' : 'Use demo wallet'
+  renderOldKeys()
   renderStatus()
+}
+
+/** The keys this browser used before, each one a click away from being the demo key again. */
+function renderOldKeys (): void {
+  const keys = oldKeys()
+  $('#old-keys').hidden = keys.length === 0
+  $('#old-key-count').textContent = String(keys.length)
+  $('#old-keys ul').replaceChildren(...keys.reverse().map((key) => {
+    const li = el('li')
+    li.append(el('code', undefined, walletFromKey(key).address), button('Use this key', () => { saveKey(key); showConnect() }, 'small'))
+    return li
+  }))
 }
 
 function showSpace (): void {
@@ -358,7 +415,7 @@ function renderEntries (section: HTMLElement, entries: Record<string, Json>, api
     const actions = el('div', 'entry-actions')
     actions.append(
       button('Edit', () => { editEntry(section, key, value) }, 'small'),
-      button('Remove', () => { void write(section, async () => api.remove(key)) }, 'small danger')
+      button('Remove', () => { void removeWithUndo(section, api, key, value) }, 'small danger')
     )
     head.append(actions)
     li.append(head, el('pre', 'entry-value', JSON.stringify(value, null, 2)))
@@ -366,6 +423,19 @@ function renderEntries (section: HTMLElement, entries: Record<string, Json>, api
   }
   if (items.length === 0) items.push(el('li', 'empty', section.dataset.section === 'public' ? 'No public fields yet.' : 'No entries yet.'))
   list.replaceChildren(...items)
+}
+
+/** Removes at once and offers to put the entry back as it was. */
+async function removeWithUndo (section: HTMLElement, api: SectionApi, key: string, value: Json): Promise<void> {
+  if (!await write(section, async () => api.remove(key))) return
+  const where = section.dataset.section === 'public' ? 'the public profile' : 'your private entries'
+  showMessage({
+    kind: 'info',
+    title: `Removed “${key}”`,
+    detail: `It is gone from ${where}.`,
+    action: { label: 'Undo', run: () => { void write(section, async () => api.set(key, value)) } },
+    timeoutMs: UNDO_MS
+  })
 }
 
 function editEntry (section: HTMLElement, key: string, value: Json): void {
@@ -390,36 +460,25 @@ function parseJson (text: string, what: string): Json {
 }
 
 /**
- * Applies a local edit and resolves as soon as it is applied (true) or refused (false); its publish
- * goes on in the background and shows in the sync state. A hub that cannot be reached leaves the
- * edit pending; the Space publishes it later.
+ * Applies a local edit; resolves true once the Space has it saved on this device (its publish goes
+ * on in the background and shows in the sync state), false when it was refused or could not be
+ * saved, with the reason in the section's form or a message.
  */
 async function write (section: HTMLElement, op: () => Promise<void>): Promise<boolean> {
-  const id = ++editCounter
-  unpublished.add(id)
-  const published = (async () => { await op() })()
+  const done = op()
   queueRender()
-  const refusal = published.then(() => {
-    unpublished.delete(id)
-    setOnline(true)
-    return undefined
-  }, (err: Error) => {
-    if (err.name === 'InvalidInputError' || err.name === 'TooLargeError' || err.name === 'ClosedError') {
-      // Refused before anything changed.
-      unpublished.delete(id)
-      return err
-    }
-    handleWriteError(err)
-    return undefined
-  }).finally(queueRender)
-  // A refusal comes back within the same task (the checks run before anything is applied);
-  // anything later is the publish.
-  const early = await Promise.race([refusal, new Promise<undefined>(resolve => setTimeout(resolve, 0))])
-  if (early === undefined) return true
-  const box = section.querySelector<HTMLElement>('.form-error')
-  if (box !== null) box.textContent = explain(early).detail
-  else showError(early)
-  return false
+  try {
+    await done
+    return true
+  } catch (err) {
+    const e = err as Error
+    const box = section.querySelector<HTMLElement>('.form-error')
+    if (box !== null && (e.name === 'InvalidInputError' || e.name === 'TooLargeError' || e.name === 'ClosedError')) box.textContent = explain(e).detail
+    else showError(e)
+    return false
+  } finally {
+    queueRender()
+  }
 }
 
 function handleWriteError (err: Error): void {
@@ -531,6 +590,8 @@ async function viewVersion (root: string): Promise<void> {
   if (current === undefined) return
   try {
     const version = await current.at(root)
+    if (current !== space) return
+    viewedRoot = root
     $('#version-title').textContent = `Version ${version.sequence} · ${new Date(version.updatedAt).toLocaleString()}`
     $('#version-private').textContent = JSON.stringify(version.getAll(), null, 2)
     $('#version-public').textContent = JSON.stringify(version.public.getAll(), null, 2)
@@ -539,6 +600,78 @@ async function viewVersion (root: string): Promise<void> {
   } catch (err) {
     showError(err)
   }
+}
+
+/**
+ * Makes the space hold what version `root` held: entries it lacks are removed, the others set to
+ * their old values, all in one go (so they publish together, as one new version). The versions in
+ * between stay in the history, and the message offers to undo the restore.
+ */
+async function restoreVersion (root: string): Promise<void> {
+  const current = space
+  if (current === undefined) return
+  let target: { priv: Record<string, Json>, pub: Record<string, Json>, sequence: number }
+  let before: { priv: Record<string, Json>, pub: Record<string, Json> }
+  try {
+    const version = await current.at(root)
+    target = { priv: version.getAll(), pub: version.public.getAll(), sequence: version.sequence }
+    before = { priv: await current.getAll(), pub: await current.public.getAll() }
+  } catch (err) {
+    showError(err)
+    return
+  }
+  if (current !== space) return
+  const changes = reshape(current, before.priv, target.priv).length + reshape(current.public, before.pub, target.pub).length
+  if (changes === 0) {
+    showMessage({ kind: 'info', title: 'Nothing to restore', detail: `Your entries are the same as in version ${target.sequence}.` })
+    return
+  }
+  const card = $('#history')
+  const applied = await write(card, async () => { await applyAll([...reshape(current, before.priv, target.priv), ...reshape(current.public, before.pub, target.pub)]) })
+  if (!applied) return
+  $('#version-view').hidden = true
+  viewedRoot = undefined
+  showMessage({
+    kind: 'info',
+    title: `Restored version ${target.sequence}`,
+    detail: `${changes} entr${changes === 1 ? 'y' : 'ies'} changed back; the versions in between stay in the history.`,
+    action: {
+      label: 'Undo',
+      run: () => {
+        if (current !== space) return
+        void (async () => {
+          const now = { priv: await current.getAll(), pub: await current.public.getAll() }
+          await write(card, async () => { await applyAll([...reshape(current, now.priv, before.priv), ...reshape(current.public, now.pub, before.pub)]) })
+        })()
+      }
+    },
+    timeoutMs: UNDO_MS
+  })
+}
+
+/** The writes that turn `now` into `target` in `api`, one per key that differs. */
+function reshape (api: SectionApi, now: Record<string, Json>, target: Record<string, Json>): Array<() => Promise<void>> {
+  const ops: Array<() => Promise<void>> = []
+  for (const key of Object.keys(now)) {
+    if (!Object.hasOwn(target, key)) ops.push(async () => api.remove(key))
+  }
+  for (const [key, value] of Object.entries(target)) {
+    if (!Object.hasOwn(now, key) || canonical(now[key] as Json) !== canonical(value)) ops.push(async () => api.set(key, value))
+  }
+  return ops
+}
+
+/** Starts every write before awaiting any, so the Space publishes them together. */
+async function applyAll (ops: Array<() => Promise<void>>): Promise<void> {
+  await Promise.all(ops.map(async op => op()))
+}
+
+/** JSON with object keys sorted, to compare values whatever order their keys were written in. */
+function canonical (value: Json): string {
+  return JSON.stringify(value, (_key, v: unknown) => {
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) return v
+    return Object.fromEntries(Object.keys(v).sort().map(k => [k, (v as Record<string, unknown>)[k]]))
+  })
 }
 
 function timeAgo (ms: number): string {
@@ -565,8 +698,17 @@ function setup (): void {
 
   $('#use-demo').addEventListener('click', () => { openDemo(storedKey() ?? newKey()) })
   $('#new-key').addEventListener('click', () => {
+    const previous = storedKey()
     newKey()
     showConnect()
+    if (previous === undefined) return
+    showMessage({
+      kind: 'info',
+      title: 'New demo key',
+      detail: `The previous key (${walletFromKey(previous).address}) stays in this browser under “Previous keys”.`,
+      action: { label: 'Undo', run: () => { saveKey(previous); showConnect() } },
+      timeoutMs: UNDO_MS
+    })
   })
   $('#show-paste').addEventListener('click', () => {
     const form = $('#paste-form')
@@ -609,22 +751,33 @@ function setup (): void {
   })
   $('#disconnect').addEventListener('click', () => { void disconnect() })
   $('#reload-history').addEventListener('click', () => { void renderHistory() })
-  $('#close-version').addEventListener('click', () => { $('#version-view').hidden = true })
+  $('#close-version').addEventListener('click', () => { $('#version-view').hidden = true; viewedRoot = undefined })
+  $('#restore-version').addEventListener('click', () => { if (viewedRoot !== undefined) void restoreVersion(viewedRoot) })
 
   setupEditor($('#private'), () => space)
   setupEditor($('#public'), () => space?.public)
   setupPatch()
 
   window.addEventListener('online', () => { void probe() })
-  window.addEventListener('beforeunload', (event) => {
-    // Unpublished edits live in this tab's memory until the hub takes them.
-    if (unpublished.size > 0) event.preventDefault()
-  })
   setInterval(() => { if (space !== undefined) queueHistory() }, 60_000)
 
+  registerShell()
   showConnect()
   const key = storedKey()
   if (localStorage.getItem(PREFIX + 'wallet') === 'demo' && key !== undefined) openDemo(key)
+}
+
+/**
+ * The service worker that keeps the page for when the hub is down (sw.ts). Built pages only: the
+ * dev server has no sw.js. Browsers allow service workers on https and on localhost/127.0.0.1; on
+ * plain http elsewhere the page works as before, online only. `updateViaCache: 'none'` makes every
+ * navigation check for a new build past the HTTP cache.
+ */
+function registerShell (): void {
+  if (!import.meta.env.PROD || !('serviceWorker' in navigator)) return
+  navigator.serviceWorker.register('./sw.js', { updateViaCache: 'none' }).catch((err: Error) => {
+    console.warn('the page will not load while the hub is down:', err)
+  })
 }
 
 setup()

@@ -2,16 +2,46 @@
  * Builds the demo page into dist/demo, where `userspace serve` finds it. Relative asset paths, so
  * the page works wherever a hub mounts it. `npm run build:demo`; `npx vite -c demo/vite.config.ts`
  * serves it live (point it at a running hub with `?hub=http://127.0.0.1:8787`).
+ *
+ * The build also writes `sw.js`, the page's service worker (demo/sw.ts, types stripped), with the
+ * list of files it emitted and a hash of their contents, so every build that changes the page is a
+ * new service worker that caches exactly that build.
  */
+import { createHash } from 'node:crypto'
+import { readFile, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { defineConfig } from 'vite'
+import { defineConfig, transformWithOxc } from 'vite'
+import type { Plugin } from 'vite'
 
 const here = fileURLToPath(new URL('.', import.meta.url))
+
+function serviceWorker (): Plugin {
+  return {
+    name: 'userspace-demo-service-worker',
+    apply: 'build',
+    async writeBundle (options, bundle) {
+      const files = Object.keys(bundle).filter(name => !name.endsWith('.map')).sort()
+      const hash = createHash('sha256')
+      for (const name of files) {
+        const item = bundle[name]
+        hash.update(name).update('\0')
+        if (item?.type === 'chunk') hash.update(item.code)
+        else if (item !== undefined) hash.update(item.source)
+      }
+      const source = await readFile(join(here, 'sw.ts'), 'utf8')
+      const { code } = await transformWithOxc(source, 'sw.ts', { lang: 'ts' })
+      const constants = `const SHELL_FILES = ${JSON.stringify(files)};\nconst SHELL_VERSION = ${JSON.stringify(hash.digest('hex').slice(0, 16))};\n`
+      await writeFile(join(options.dir ?? join(here, '../dist/demo'), 'sw.js'), constants + code)
+    }
+  }
+}
 
 export default defineConfig({
   root: here,
   base: './',
   publicDir: false,
+  plugins: [serviceWorker()],
   build: {
     outDir: fileURLToPath(new URL('../dist/demo', import.meta.url)),
     emptyOutDir: true,

@@ -39,16 +39,33 @@ export function storedKey (): string | undefined {
   }
 }
 
-/** Saves `hex` as the demo key; a replaced key is kept in a list, so "new key" never loses data for good. */
+/**
+ * Saves `hex` as the demo key. The replaced key joins the list of previous keys (`oldKeys()`), which
+ * is never trimmed: a key is the only way into its space, so "New key" must never lose one.
+ */
 export function saveKey (hex: string): string {
   const normalized = '0x' + toHex(parseKey(hex))
   const previous = storedKey()
-  if (previous !== undefined && previous !== normalized) {
-    const old = JSON.parse(localStorage.getItem(OLD_KEYS) ?? '[]') as string[]
-    localStorage.setItem(OLD_KEYS, JSON.stringify([...old.filter(k => k !== previous), previous].slice(-20)))
-  }
+  const old = oldKeys().filter(k => k !== normalized && k !== previous)
+  if (previous !== undefined && previous !== normalized) old.push(previous)
+  localStorage.setItem(OLD_KEYS, JSON.stringify(old))
   localStorage.setItem(KEY, normalized)
   return normalized
+}
+
+/** Keys this browser used before the current one, oldest first (valid ones only). */
+export function oldKeys (): string[] {
+  let list: unknown
+  try {
+    list = JSON.parse(localStorage.getItem(OLD_KEYS) ?? '[]')
+  } catch {
+    return []
+  }
+  if (!Array.isArray(list)) return []
+  return list.filter((k): k is string => {
+    if (typeof k !== 'string') return false
+    try { parseKey(k); return true } catch { return false }
+  })
 }
 
 export function newKey (): string {

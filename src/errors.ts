@@ -108,10 +108,32 @@ export class NotAcceptableError extends InvalidInputError {
   override name = 'NotAcceptableError'
 }
 
+/**
+ * A hub answered something no honest hub sends: a body over the limit for its kind, an address
+ * index entry that the named space's owner binding contradicts, a malformed answer. The message
+ * names the hub, so that the user blames it rather than their wallet or their data.
+ */
+export class UntrustedHubError extends StoreError {
+  static override readonly code: string = 'UntrustedHubError'
+  override name = 'UntrustedHubError'
+}
+
 /** Too many requests from one client. */
 export class RateLimitError extends UserSpaceError {
   static override readonly code: string = 'RateLimitError'
   override name = 'RateLimitError'
+}
+
+/** The hub is out of a shared resource (connections, streams, file descriptors) for now; retry later. */
+export class UnavailableError extends UserSpaceError {
+  static override readonly code: string = 'UnavailableError'
+  override name = 'UnavailableError'
+}
+
+/** The hub's storage budget is spent: it stores nothing more until garbage collection frees some. */
+export class InsufficientStorageError extends UserSpaceError {
+  static override readonly code: string = 'InsufficientStorageError'
+  override name = 'InsufficientStorageError'
 }
 
 /** The space was closed; no more reads or writes. */
@@ -126,11 +148,28 @@ export class AbortedError extends UserSpaceError {
   override name = 'AbortedError'
 }
 
+/**
+ * A space was closed (or could not publish) while writes were not yet taken by any store, and this
+ * device keeps no durable state to publish them from later. `keys` lists them (`public:` before the
+ * public section's keys).
+ */
+export class UnpublishedWritesError extends UserSpaceError {
+  static override readonly code: string = 'UnpublishedWritesError'
+  override name = 'UnpublishedWritesError'
+  readonly keys: string[]
+  constructor (message: string, options: { keys?: string[], cause?: unknown } = {}) {
+    super(message, { cause: options.cause })
+    this.keys = options.keys ?? []
+  }
+}
+
 /** HTTP status per error name, used by the hub's single error handler. */
 export const HTTP_STATUS: Readonly<Record<string, number>> = {
   InvalidInputError: 400,
   InvalidSignatureError: 400,
   SignerMismatchError: 400,
+  SignerError: 400,
+  NonDeterministicSignerError: 400,
   InvalidRecordError: 400,
   IntegrityError: 400,
   FormatError: 400,
@@ -142,7 +181,12 @@ export const HTTP_STATUS: Readonly<Record<string, number>> = {
   NotAcceptableError: 406,
   RateLimitError: 429,
   StoreError: 502,
-  AbortedError: 504
+  UntrustedHubError: 502,
+  UnpublishedWritesError: 502,
+  UnavailableError: 503,
+  ClosedError: 503,
+  AbortedError: 504,
+  InsufficientStorageError: 507
 }
 
 /** Process exit code per error name, used by the CLI. 1 is anything unexpected. */
@@ -161,8 +205,13 @@ export const EXIT_CODE: Readonly<Record<string, number>> = {
   TooLargeError: 7,
   StoreError: 8,
   RateLimitError: 8,
+  UnpublishedWritesError: 8,
+  UnavailableError: 8,
+  InsufficientStorageError: 8,
   AbortedError: 9,
-  DataDirectoryLockedError: 10,
+  UntrustedHubError: 10,
+  ClosedError: 11,
+  DataDirectoryLockedError: 12,
   UnsupportedMediaTypeError: 2,
   NotAcceptableError: 2
 }
@@ -187,12 +236,16 @@ const ERRORS: Record<string, new (message: string) => UserSpaceError> = {
   EquivocationError,
   FormatError,
   StoreError,
+  UntrustedHubError,
   DataDirectoryLockedError,
   UnsupportedMediaTypeError,
   NotAcceptableError,
   RateLimitError,
+  UnavailableError,
+  InsufficientStorageError,
   ClosedError,
-  AbortedError
+  AbortedError,
+  UnpublishedWritesError
 }
 
 /** Throws AbortedError if the signal has fired. */

@@ -52,9 +52,11 @@ import './polyfill.js'
 
 export { openSpace, DEFAULT_MAX_PUBLIC_BYTES, DEFAULT_MAX_SPACE_BYTES, DEFAULT_MAX_VALUE_BYTES } from './space/space.js'
 export type {
-  Space, SpaceOptions, SectionApi, SpaceEvents, ChangeEvent, RollbackEvent, ConflictEvent, SpaceVersion, VersionInfo,
-  SpaceStateStore, SeenVersion, ProgressEvent
+  Space, SpaceOptions, SectionApi, SpaceEvents, ChangeEvent, RollbackEvent, ConflictEvent, PendingEvent, ExpiredEvent,
+  SpaceVersion, VersionInfo, CloseResult, ProgressEvent
 } from './space/space.js'
+export { memoryState, fileState, idbState } from './space/state.js'
+export type { SpaceStateStore, SeenVersion, SpaceState, PendingEntry } from './space/state.js'
 export { readPublic } from './space/read-public.js'
 export { privateKeySigner } from './space/local-signer.js'
 export type { LocalSigner } from './space/local-signer.js'
@@ -65,7 +67,7 @@ export { memoryStore } from './store/memory.js'
 export { hubStore } from './store/hub.js'
 export type { HubStoreOptions } from './store/hub.js'
 export { layeredStore } from './store/layered.js'
-export { idbStore, type IdbStore, type IdbStateStore, type IdbStoreOptions } from './store/idb.js'
+export { idbStore, type IdbStore, type IdbStoreOptions } from './store/idb.js'
 export type { MemoryStore } from './store/memory.js'
 export type { Store, Block, AbortOptions, GetRecordOptions, RecordListener } from './store/interface.js'
 export { OPEN_MESSAGE, FORMAT_VERSION } from './crypto/keys.js'

@@ -44,7 +44,7 @@ describe('userspace get / set / remove / ls / patch', () => {
     expect(await space.getAll()).toEqual({ 'io.example.app': { theme: 'dark' } })
     expect(await space.public.get('name')).toBe('Alice')
     await space.close()
-  })
+  }, 90_000) // eight processes, one after another
 
   it('reads the key from a key file, and never from an argument', async () => {
     const keyFile = join(tmp, 'wallet.key')

@@ -1,174 +1,60 @@
 /**
- * The demo page in real Chromium (Debian's /usr/bin/chromium through playwright-core), served by a
- * real hub process (`node bin/userspace.js serve`, which finds the built page in dist/demo):
- * two browser contexts sharing one demo-wallet key see each other's edits live, a reload shows the
- * data before the hub answers, the public profile, merge-patch box, history and past versions work,
- * bad JSON changes nothing, a rejected signature and a tampered block read as plain words, and an
- * edit made while the hub is down is kept (shown pending) and published once it is back on the same
- * data and port. Screenshots go to test-results/demo.png and test-results/demo-phone.png.
- *
- * Everything listens on 127.0.0.1; the hub and the browser started here are killed by pid in
- * afterAll. Without chromium the suite fails and says how to install it; it never skips.
+ * The demo page in real Chromium, served by a real hub process (test/helpers/demo-browser.ts).
+ * Each test opens its own demo wallet (its own space) in fresh browser contexts, so any one of them
+ * runs alone (`-t`) or in any order: two devices see each other's edits live, a reload shows the
+ * data before the hub answers, the public profile, merge patches, history, restore and every undo
+ * work, bad JSON changes nothing, two devices saving at once see no error, a rejected signature and
+ * a tampered block read as plain words, and the footer says what the hub really sees. Tests that
+ * stop the hub are in demo-offline.test.ts. Screenshots go to test-results/.
  */
-import { spawn } from 'node:child_process'
-import { existsSync } from 'node:fs'
-import { mkdir, mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
-import { chromium } from 'playwright-core'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { decode as decodeCbor } from '@ipld/dag-cbor'
+import { CID } from 'multiformats/cid'
 import { readPublic } from '../src/index.js'
-import type { ChildProcess } from 'node:child_process'
-import type { Browser, BrowserContext, BrowserServer, Page } from 'playwright-core'
+import { readRecord } from '../src/store/record.js'
+import { decodeRoot } from '../src/space/root.js'
+import {
+  DemoHarness, RESULTS, demoKey, entries, entry, fillEntry, messages, openDemo, openWithKey, setEntry, sleep, syncState, waitSynced
+} from './helpers/demo-browser.js'
+import type { DemoHub } from './helpers/demo-browser.js'
+import type { Page, Route } from 'playwright-core'
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url))
-const BIN = join(ROOT, 'bin', 'userspace.js')
-const RESULTS = join(ROOT, 'test-results')
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
-const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic']
+const h = new DemoHarness()
+let hub: DemoHub
 
-interface Hub { child: ChildProcess, url: string, port: number, output: () => string }
+beforeAll(async () => {
+  await h.start()
+  hub = await h.startHub()
+}, 120_000)
 
-let tmp: string
-let hub: Hub
-let server: BrowserServer | undefined
-let browser: Browser
-const children = new Set<ChildProcess>()
-const contexts = new Set<BrowserContext>()
-/** Uncaught page errors: none are expected. */
-const pageErrors: string[] = []
+afterAll(async () => { await h.close() })
 
-async function sleep (ms: number): Promise<void> {
-  await new Promise(resolve => setTimeout(resolve, ms))
+afterEach(() => {
+  // Uncaught errors in any page fail the test that caused them.
+  const errors = h.pageErrors.splice(0)
+  expect(errors).toEqual([])
+})
+
+/** A new device with a new demo wallet, its space opened; returns the page and the wallet's key. */
+async function newSpace (options: { serviceWorkers?: 'allow' | 'block' } = {}): Promise<{ page: Page, key: string }> {
+  const page = await h.newPage(options)
+  await openDemo(page, hub.url)
+  return { page, key: await demoKey(page) }
 }
 
-async function startHub (dataDir: string, port = 0): Promise<Hub> {
-  const child = spawn(process.execPath, [BIN, 'serve', '--host', '127.0.0.1', '--port', String(port), '--data', dataDir, '--rate-limit', '0'], {
-    cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'pipe']
-  })
-  children.add(child)
-  let out = ''
-  child.stdout?.setEncoding('utf8').on('data', (chunk: string) => { out += chunk })
-  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => { out += chunk })
-  const deadline = Date.now() + 30_000
-  while (!/^demo: /m.test(out)) {
-    if (child.exitCode !== null) throw new Error(`hub exited with ${child.exitCode}: ${out}`)
-    if (Date.now() > deadline) throw new Error(`hub did not start within 30 s: ${out}`)
-    await sleep(25)
-  }
-  const url = /listening on (http:\/\/127\.0\.0\.1:(\d+))/.exec(out)
-  if (url === null) throw new Error(`unexpected hub output: ${out}`)
-  return { child, url: url[1] as string, port: Number(url[2]), output: () => out }
-}
-
-async function stopHub (h: Hub): Promise<void> {
-  const { child } = h
-  if (child.exitCode !== null || child.signalCode !== null) return
-  const exited = new Promise(resolve => child.once('exit', resolve))
-  child.kill('SIGTERM')
-  await exited
-}
-
-async function newPage (options: { phone?: boolean } = {}): Promise<Page> {
-  const context = await browser.newContext(options.phone === true
-    ? { viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true }
-    : { viewport: { width: 1280, height: 900 } })
-  contexts.add(context)
-  const page = await context.newPage()
-  page.on('pageerror', (err) => { pageErrors.push(err.message) })
+async function secondDevice (key: string, options: { serviceWorkers?: 'allow' | 'block' } = {}): Promise<Page> {
+  const page = await h.newPage(options)
+  await openWithKey(page, key, hub.url)
   return page
 }
 
-async function openDemo (page: Page): Promise<void> {
-  await page.goto(hub.url)
-  await page.locator('#use-demo').click()
-  await page.locator('#account').waitFor({ state: 'visible', timeout: 15_000 })
+async function version (page: Page): Promise<number> {
+  return Number(/^\d+/.exec((await page.locator('#version').textContent()) ?? '')?.[0] ?? 0)
 }
-
-async function openWithKey (page: Page, key: string, url = hub.url): Promise<void> {
-  await page.goto(url)
-  await page.locator('#show-paste').click()
-  await page.locator('#paste-key').fill(key)
-  await page.locator('#paste-form button[type=submit]').click()
-  await page.locator('#account').waitFor({ state: 'visible', timeout: 15_000 })
-}
-
-async function demoKey (page: Page): Promise<string> {
-  await page.locator('#show-key').click()
-  const key = (await page.locator('#private-key').textContent()) ?? ''
-  await page.locator('#show-key').click()
-  expect(key).toMatch(/^0x[0-9a-f]{64}$/)
-  return key
-}
-
-async function setEntry (page: Page, section: 'private' | 'public', key: string, json: string): Promise<void> {
-  const form = page.locator(`#${section} form.editor`)
-  await form.locator('input[name=key]').fill(key)
-  await form.locator('textarea[name=value]').fill(json)
-  await form.locator('button[type=submit]').click()
-}
-
-function entry (page: Page, section: 'private' | 'public', key: string): ReturnType<Page['locator']> {
-  return page.locator(`#${section} li[data-key="${key}"] .entry-value`)
-}
-
-async function entries (page: Page, section: 'private' | 'public'): Promise<Record<string, unknown>> {
-  return page.$$eval(`#${section} li.entry`, items => Object.fromEntries(items.map(li => [
-    (li as HTMLElement).dataset.key, JSON.parse(li.querySelector('.entry-value')?.textContent ?? 'null')
-  ])))
-}
-
-async function waitSynced (page: Page, timeout = 10_000): Promise<void> {
-  await page.waitForFunction(() => document.querySelector<HTMLElement>('#sync')?.dataset.state === 'synced', undefined, { timeout })
-}
-
-async function syncState (page: Page): Promise<{ conn: string, sync: string, pending: string, text: string }> {
-  return page.evaluate(() => {
-    const conn = document.querySelector<HTMLElement>('#conn')
-    const sync = document.querySelector<HTMLElement>('#sync')
-    return { conn: conn?.dataset.state ?? '', sync: sync?.dataset.state ?? '', pending: sync?.dataset.pending ?? '', text: `${conn?.textContent ?? ''} / ${sync?.textContent ?? ''}` }
-  })
-}
-
-beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) {
-    throw new Error(`Chromium is not installed at ${CHROMIUM}. The demo test drives a real browser: install it with \`apt-get install chromium\` (Debian/Ubuntu; .ci/run does), or point CHROMIUM_PATH at a Chromium or Chrome binary.`)
-  }
-  if (!existsSync(join(ROOT, 'dist', 'demo', 'index.html')) || !existsSync(join(ROOT, 'dist', 'src', 'cli', 'main.js'))) {
-    throw new Error('dist/ or dist/demo is missing: run `npm run build` (npm test does) before this test')
-  }
-  tmp = await mkdtemp(join(tmpdir(), 'userspace-demo-'))
-  await mkdir(RESULTS, { recursive: true })
-  hub = await startHub(join(tmp, 'hub'))
-  expect(hub.output()).toMatch(/^demo: .*dist[/\\]demo$/m)
-  server = await chromium.launchServer({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS })
-  browser = await chromium.connect(server.wsEndpoint())
-}, 60_000)
-
-afterAll(async () => {
-  for (const context of contexts) await context.close().catch(() => {})
-  await browser?.close().catch(() => {})
-  const pid = server?.process().pid
-  await server?.close().catch(() => {})
-  if (pid !== undefined) { try { process.kill(pid, 'SIGKILL') } catch {} }
-  for (const child of children) {
-    if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
-      try { process.kill(child.pid, 'SIGKILL') } catch {}
-    }
-  }
-  if (tmp !== undefined) await rm(tmp, { recursive: true, force: true })
-})
 
 describe('demo page in Chromium', () => {
-  let a: Page
-  let b: Page
-  let key: string
-  /** the version that first held "theme" */
-  let themeVersion: number
-
-  it('the hub serves the built page', async () => {
+  it('the hub serves the built page and its service worker, which lists exactly the built files', async () => {
     const res = await fetch(hub.url + '/')
     expect(res.status).toBe(200)
     const html = await res.text()
@@ -178,26 +64,33 @@ describe('demo page in Chromium', () => {
     const js = await fetch(`${hub.url}/${script as string}`)
     expect(js.status).toBe(200)
     expect(js.headers.get('content-type')).toMatch(/javascript/)
+
+    const sw = await fetch(`${hub.url}/sw.js`)
+    expect(sw.status).toBe(200)
+    expect(sw.headers.get('content-type')).toMatch(/javascript/)
+    const code = await sw.text()
+    const files = JSON.parse(/^const SHELL_FILES = (\[.*\]);$/m.exec(code)?.[1] ?? 'null') as string[]
+    expect(files).toContain('index.html')
+    expect(files).toContain(script)
+    expect(code).toMatch(/^const SHELL_VERSION = "[0-9a-f]{16}";$/m)
+    // Every listed file is served (an install that cannot fetch one fails as a whole).
+    for (const file of files) expect((await fetch(`${hub.url}/${file}`)).status).toBe(200)
   })
 
   it('a demo wallet writes entries; a second browser with the pasted key sees and changes them live', async () => {
-    a = await newPage()
-    await openDemo(a)
+    const { page: a, key } = await newSpace()
     expect(await a.locator('#wallet-kind').textContent()).toBe('demo wallet')
     expect(await a.locator('#ipns-name').textContent()).toMatch(/^k51/)
-    key = await demoKey(a)
 
     await setEntry(a, 'private', 'theme', '"dark"')
     await expect.poll(async () => entry(a, 'private', 'theme').textContent()).toBe('"dark"')
     await waitSynced(a)
-    themeVersion = Number(/^\d+/.exec((await a.locator('#version').textContent()) ?? '')?.[0])
-    expect(themeVersion).toBeGreaterThan(0)
+    expect(await version(a)).toBeGreaterThan(0)
     await setEntry(a, 'private', 'io.example.app', '{"volume": 3, "tags": ["a", "b"]}')
     await waitSynced(a)
     expect(await entries(a, 'private')).toEqual({ theme: 'dark', 'io.example.app': { volume: 3, tags: ['a', 'b'] } })
 
-    b = await newPage()
-    await openWithKey(b, key)
+    const b = await secondDevice(key)
     expect(await b.locator('#address').textContent()).toBe(await a.locator('#address').textContent())
     expect(await b.locator('#ipns-name').textContent()).toBe(await a.locator('#ipns-name').textContent())
     await expect.poll(async () => entries(b, 'private')).toEqual({ theme: 'dark', 'io.example.app': { volume: 3, tags: ['a', 'b'] } })
@@ -217,9 +110,12 @@ describe('demo page in Chromium', () => {
     await a.locator('#private li[data-key="theme"]').waitFor({ state: 'detached', timeout: 2_000 })
     expect(Date.now() - removed).toBeLessThan(2_000)
     expect(await entries(a, 'private')).toEqual({ 'io.example.app': { volume: 3, tags: ['a', 'b'] }, color: 'teal' })
-  }, 60_000)
+  }, 120_000)
 
   it('edits an entry in place', async () => {
+    const { page: a } = await newSpace()
+    await setEntry(a, 'private', 'color', '"teal"')
+    await waitSynced(a)
     await a.locator('#private li[data-key="color"] button', { hasText: 'Edit' }).click()
     const form = a.locator('#private form.editor')
     expect(await form.locator('input[name=key]').inputValue()).toBe('color')
@@ -227,20 +123,22 @@ describe('demo page in Chromium', () => {
     await form.locator('textarea[name=value]').fill('{"r": 0, "g": 128, "b": 128}')
     await form.locator('button[type=submit]').click()
     await waitSynced(a)
-    expect(await entries(a, 'private')).toMatchObject({ color: { r: 0, g: 128, b: 128 } })
-    await expect.poll(async () => entries(b, 'private'), { timeout: 2_000 }).toMatchObject({ color: { r: 0, g: 128, b: 128 } })
-  }, 30_000)
+    expect(await entries(a, 'private')).toEqual({ color: { r: 0, g: 128, b: 128 } })
+  }, 60_000)
 
   it('bad JSON shows an error and changes nothing', async () => {
+    const { page: a } = await newSpace()
+    await setEntry(a, 'private', 'lang', '"en"')
+    await waitSynced(a)
     const before = await entries(a, 'private')
-    const version = await a.locator('#version').textContent()
+    const published = await a.locator('#version').textContent()
     await setEntry(a, 'private', 'theme', '{bad json')
     const error = a.locator('#private .form-error')
     await expect.poll(async () => error.textContent()).toMatch(/not valid JSON/)
     await setEntry(a, 'private', 'theme', 'light')
     await expect.poll(async () => error.textContent()).toMatch(/double quotes/)
     expect(await entries(a, 'private')).toEqual(before)
-    expect(await a.locator('#version').textContent()).toBe(version)
+    expect(await a.locator('#version').textContent()).toBe(published)
 
     const patchError = a.locator('#patch .form-error')
     await a.locator('#patch textarea[name=patch]').fill('{"theme": ')
@@ -251,15 +149,19 @@ describe('demo page in Chromium', () => {
     await expect.poll(async () => patchError.textContent()).toMatch(/JSON object/)
     await sleep(300)
     expect(await entries(a, 'private')).toEqual(before)
-    expect(await a.locator('#version').textContent()).toBe(version)
+    expect(await a.locator('#version').textContent()).toBe(published)
     expect((await syncState(a)).pending).toBe('0')
-  }, 30_000)
+  }, 60_000)
 
   it('the public profile is readable by anyone and the merge-patch box patches either section', async () => {
+    const { page: a, key } = await newSpace()
+    await setEntry(a, 'private', 'io.example.app', '{"volume": 3, "tags": ["a", "b"]}')
+    await setEntry(a, 'private', 'color', '"teal"')
     await setEntry(a, 'public', 'name', '"Alice"')
     await setEntry(a, 'public', 'bio', '"Writes things down."')
     await waitSynced(a)
-    await expect.poll(async () => entries(b, 'public'), { timeout: 2_000 }).toEqual({ name: 'Alice', bio: 'Writes things down.' })
+    const b = await secondDevice(key)
+    await expect.poll(async () => entries(b, 'public')).toEqual({ name: 'Alice', bio: 'Writes things down.' })
 
     await a.locator('#patch textarea[name=patch]').fill('{"io.example.app": {"volume": null, "muted": true}, "color": null, "lang": "en"}')
     await a.locator('#patch button[type=submit]').click()
@@ -279,66 +181,323 @@ describe('demo page in Chromium', () => {
     const profile = await readPublic({ address, hub: hub.url })
     expect(profile.data).toEqual({ name: 'Alice', links: { site: 'https://example.org' } })
     expect(profile.name).toBe(await a.locator('#ipns-name').textContent())
-  }, 30_000)
+  }, 90_000)
 
-  it('lists the history and shows a past version', async () => {
+  it('lists the history, shows a past version, restores it as a new version, and undoes the restore', async () => {
+    const { page: a, key } = await newSpace()
+    await setEntry(a, 'private', 'theme', '"dark"')
+    await setEntry(a, 'public', 'name', '"Alice"')
+    await waitSynced(a)
+    const themeVersion = await version(a)
+    await setEntry(a, 'private', 'theme', '"light"')
+    await waitSynced(a)
+    await setEntry(a, 'private', 'lang', '"en"')
+    await waitSynced(a)
+    await a.locator('#public li[data-key="name"] button.danger').click()
+    await waitSynced(a)
+    const latest = await version(a)
+    const now = { theme: 'light', lang: 'en' }
+    expect(await entries(a, 'private')).toEqual(now)
+
     await a.locator('#reload-history').click()
     const versions = a.locator('#history li.version')
-    await expect.poll(async () => versions.count()).toBeGreaterThanOrEqual(6)
+    await expect.poll(async () => versions.count()).toBe(latest)
     const sequences = await versions.evaluateAll(items => items.map(li => Number((li as HTMLElement).dataset.sequence)))
     expect(sequences).toEqual([...sequences].sort((x, y) => y - x))
-    // That version held only "theme".
     await a.locator(`#history li.version[data-sequence="${themeVersion}"] button`).click()
     await a.locator('#version-view').waitFor({ state: 'visible' })
     expect(JSON.parse((await a.locator('#version-private').textContent()) ?? '')).toEqual({ theme: 'dark' })
-    expect(JSON.parse((await a.locator('#version-public').textContent()) ?? '')).toEqual({})
+    expect(JSON.parse((await a.locator('#version-public').textContent()) ?? '')).toEqual({ name: 'Alice' })
     expect(await a.locator('#version-title').textContent()).toMatch(new RegExp(`^Version ${themeVersion} `))
-    // The current entries are untouched by viewing.
-    expect(await entries(a, 'private')).toEqual({ 'io.example.app': { tags: ['a', 'b'], muted: true }, lang: 'en' })
-    await a.locator('#close-version').click()
-    await a.locator('#version-view').waitFor({ state: 'hidden' })
-  }, 30_000)
+    // Viewing changes nothing.
+    expect(await entries(a, 'private')).toEqual(now)
+
+    // Restore: the space holds that version's entries again, published as a new version that a
+    // second device sees; the versions in between are still in the history.
+    await a.locator('#restore-version').click()
+    await expect.poll(async () => entries(a, 'private')).toEqual({ theme: 'dark' })
+    expect(await entries(a, 'public')).toEqual({ name: 'Alice' })
+    await waitSynced(a)
+    const restored = await version(a)
+    expect(restored).toBeGreaterThan(latest)
+    expect(await a.locator('#version-view').isHidden()).toBe(true)
+    const b = await secondDevice(key)
+    await expect.poll(async () => entries(b, 'private')).toEqual({ theme: 'dark' })
+    expect(await entries(b, 'public')).toEqual({ name: 'Alice' })
+    await a.locator('#reload-history').click()
+    await expect.poll(async () => versions.count()).toBe(restored)
+
+    // Undo the restore: back to what was there before it.
+    const notice = a.locator('#messages .message', { hasText: `Restored version ${themeVersion}` })
+    await notice.locator('button.action', { hasText: 'Undo' }).click()
+    await expect.poll(async () => entries(a, 'private')).toEqual(now)
+    expect(await entries(a, 'public')).toEqual({})
+    await waitSynced(a)
+    await expect.poll(async () => entries(b, 'private'), { timeout: 5_000 }).toEqual(now)
+    expect(await notice.count()).toBe(0)
+    expect((await messages(a)).filter(m => m.kind === 'error')).toEqual([])
+  }, 120_000)
+
+  it('Remove takes effect at once and offers an undo that puts the entry back everywhere', async () => {
+    const { page: a, key } = await newSpace()
+    await setEntry(a, 'private', 'io.example.app', '{"volume": 3, "tags": ["a", "b"]}')
+    await setEntry(a, 'public', 'name', '"Alice"')
+    await waitSynced(a)
+    const b = await secondDevice(key)
+    await expect.poll(async () => entries(b, 'private')).toEqual({ 'io.example.app': { volume: 3, tags: ['a', 'b'] } })
+
+    await a.locator('#private li[data-key="io.example.app"] button.danger').click()
+    await a.locator('#private li[data-key="io.example.app"]').waitFor({ state: 'detached' })
+    const notice = a.locator('#messages .message', { hasText: 'Removed “io.example.app”' })
+    await notice.waitFor({ state: 'visible' })
+    await waitSynced(a)
+    await b.locator('#private li[data-key="io.example.app"]').waitFor({ state: 'detached', timeout: 5_000 })
+
+    await notice.locator('button.action', { hasText: 'Undo' }).click()
+    await expect.poll(async () => entries(a, 'private')).toEqual({ 'io.example.app': { volume: 3, tags: ['a', 'b'] } })
+    await waitSynced(a)
+    await expect.poll(async () => entries(b, 'private'), { timeout: 5_000 }).toEqual({ 'io.example.app': { volume: 3, tags: ['a', 'b'] } })
+    expect(await notice.count()).toBe(0)
+
+    // The public profile too.
+    await a.locator('#public li[data-key="name"] button.danger').click()
+    const publicNotice = a.locator('#messages .message', { hasText: 'Removed “name”' })
+    await publicNotice.locator('button.action').click()
+    await expect.poll(async () => entries(a, 'public')).toEqual({ name: 'Alice' })
+    await waitSynced(a)
+    expect(await entries(a, 'private')).toEqual({ 'io.example.app': { volume: 3, tags: ['a', 'b'] } })
+  }, 90_000)
+
+  it('"New key" keeps the replaced key: Undo brings it back, and every previous key stays one click away', async () => {
+    const { page: a } = await newSpace()
+    const firstAddress = (await a.locator('#address').textContent()) ?? ''
+    const firstName = (await a.locator('#ipns-name').textContent()) ?? ''
+    await setEntry(a, 'private', 'kept', '"still here"')
+    await waitSynced(a)
+    await a.locator('#disconnect').click()
+    await a.locator('#connect').waitFor({ state: 'visible' })
+    expect(await a.locator('#demo-address').textContent()).toBe(firstAddress)
+    expect(await a.locator('#old-keys').isHidden()).toBe(true)
+
+    await a.locator('#new-key').click()
+    const secondAddress = (await a.locator('#demo-address').textContent()) ?? ''
+    expect(secondAddress).toMatch(/^0x[0-9a-fA-F]{40}$/)
+    expect(secondAddress).not.toBe(firstAddress)
+    expect(await a.locator('#old-keys').isVisible()).toBe(true)
+    expect(await a.locator('#old-keys li code').allTextContents()).toEqual([firstAddress])
+    const notice = a.locator('#messages .message', { hasText: 'New demo key' })
+    expect(await notice.textContent()).toContain(firstAddress)
+    await notice.locator('button.action', { hasText: 'Undo' }).click()
+    expect(await a.locator('#demo-address').textContent()).toBe(firstAddress)
+    expect(await a.locator('#old-keys li code').allTextContents()).toEqual([secondAddress])
+
+    // Many new keys later, the first one is still listed (nothing is trimmed) and opens its space.
+    for (let i = 0; i < 22; i++) await a.locator('#new-key').click()
+    expect(await a.locator('#old-key-count').textContent()).toBe('23')
+    const listed = await a.locator('#old-keys li code').allTextContents()
+    expect(listed).toContain(firstAddress)
+    expect(listed).toContain(secondAddress)
+    expect(new Set(listed).size).toBe(23)
+    await a.locator('#old-keys summary').click()
+    await a.locator('#old-keys li', { hasText: firstAddress }).locator('button').click()
+    expect(await a.locator('#demo-address').textContent()).toBe(firstAddress)
+    await a.locator('#use-demo').click()
+    await a.locator('#account').waitFor({ state: 'visible', timeout: 15_000 })
+    expect(await a.locator('#ipns-name').textContent()).toBe(firstName)
+    await expect.poll(async () => entries(a, 'private')).toEqual({ kept: 'still here' })
+  }, 90_000)
 
   it('a reload shows everything from IndexedDB before the hub answers', async () => {
-    const expected = await entries(a, 'private')
-    // The hub answers nothing about records or addresses for 5 s: the page must not wait for it.
+    // No service worker here: playwright's routing does not see requests a service worker answers.
+    const { page: a } = await newSpace({ serviceWorkers: 'block' })
+    await setEntry(a, 'private', 'theme', '"dark"')
+    await setEntry(a, 'public', 'name', '"Alice"')
+    await waitSynced(a)
+    // The hub answers nothing about records, addresses or blocks for 20 s: the page must show the
+    // data before any of those answers comes back.
     let held = 0
-    await a.route(/\/(routing\/v1\/ipns|api\/v1\/address|ipfs)\//, async (route) => {
+    let answered = 0
+    const slow = /\/(routing\/v1\/ipns|api\/v1\/address|ipfs)\//
+    await a.route(slow, async (route) => {
       held++
-      await sleep(5_000)
+      await sleep(20_000)
+      answered++
       await route.continue().catch(() => {})
     })
-    const start = Date.now()
     await a.reload()
-    await a.locator('#account').waitFor({ state: 'visible', timeout: 4_000 })
-    await expect.poll(async () => entries(a, 'private'), { timeout: 4_000 }).toEqual(expected)
-    expect(Date.now() - start).toBeLessThan(4_500)
-    expect(await entries(a, 'public')).toEqual({ name: 'Alice', links: { site: 'https://example.org' } })
+    await a.locator('#account').waitFor({ state: 'visible', timeout: 15_000 })
+    await expect.poll(async () => entries(a, 'private'), { timeout: 15_000 }).toEqual({ theme: 'dark' })
+    expect(answered).toBe(0)
+    expect(await entries(a, 'public')).toEqual({ name: 'Alice' })
     expect(held).toBeGreaterThan(0)
-    await a.unroute(/\/(routing\/v1\/ipns|api\/v1\/address|ipfs)\//)
-    await waitSynced(a, 15_000)
-  }, 30_000)
+    await a.unroute(slow)
+    await waitSynced(a, 40_000)
+  }, 90_000)
+
+  it('two devices saving at the same moment see no error, and both writes end up on both', async () => {
+    for (const sameKey of [false, true]) {
+      const { page: a, key } = await newSpace({ serviceWorkers: 'block' })
+      await setEntry(a, 'private', 'base', '1')
+      await waitSynced(a)
+      const b = await secondDevice(key, { serviceWorkers: 'block' })
+      await expect.poll(async () => entries(b, 'private')).toEqual({ base: 1 })
+      await waitSynced(b)
+
+      // Hold both devices' record uploads until both have built on the same version, then let them
+      // go together: the hub takes one and refuses the other, as when two devices save at once.
+      const statuses: number[] = []
+      let release!: () => void
+      const bothHeld = new Promise<void>(resolve => { release = resolve })
+      let heldCount = 0
+      const hold = async (route: Route): Promise<void> => {
+        if (route.request().method() !== 'PUT') { await route.continue(); return }
+        if (++heldCount === 2) release()
+        await bothHeld
+        await route.continue()
+      }
+      for (const page of [a, b]) {
+        await page.route(/\/routing\/v1\/ipns\//, hold)
+        page.on('response', (res) => { if (res.request().method() === 'PUT' && /\/routing\/v1\/ipns\//.test(res.url())) statuses.push(res.status()) })
+      }
+      await fillEntry(a, 'private', sameKey ? 'shared' : 'from-a', '"a"')
+      await fillEntry(b, 'private', sameKey ? 'shared' : 'from-b', '"b"')
+      await Promise.all([a, b].map(async page => page.locator('#private form.editor button[type=submit]').click()))
+      await bothHeld
+
+      // The race happened: the hub refused one of the two uploads.
+      await expect.poll(() => statuses.length >= 2).toBe(true)
+      expect(statuses).toContain(409)
+      expect(statuses.some(status => status >= 200 && status < 300)).toBe(true)
+      // Both settle within seconds, with nothing pending and nothing shown as an error.
+      await Promise.all([waitSynced(a, 30_000), waitSynced(b, 30_000)]).catch(async (err: Error) => { throw new Error(`${err.message}: ${JSON.stringify([await syncState(a), await syncState(b), await messages(a), await messages(b), statuses])}`) })
+      const expected = sameKey ? undefined : { base: 1, 'from-a': 'a', 'from-b': 'b' }
+      if (expected !== undefined) {
+        await expect.poll(async () => entries(a, 'private'), { timeout: 5_000 }).toEqual(expected)
+        await expect.poll(async () => entries(b, 'private'), { timeout: 5_000 }).toEqual(expected)
+      } else {
+        // The same key converges to one value on both devices.
+        await expect.poll(async () => JSON.stringify(await entries(a, 'private')) === JSON.stringify(await entries(b, 'private')), { timeout: 5_000 }).toBe(true)
+        expect(['a', 'b']).toContain((await entries(a, 'private')).shared)
+      }
+      for (const page of [a, b]) {
+        expect((await syncState(page)).pending).toBe('0')
+        // Not an error, not a notice: an ordinary race is none of the user's business.
+        expect(await messages(page)).toEqual([])
+      }
+      await a.context().close()
+      await b.context().close()
+    }
+  }, 150_000)
+
+  it('an older version from the hub is ignored; it is reported only when the hub still offers it when asked again', async () => {
+    const { page: a } = await newSpace({ serviceWorkers: 'block' })
+    const name = (await a.locator('#ipns-name').textContent()) ?? ''
+    await setEntry(a, 'private', 'theme', '"dark"')
+    await waitSynced(a)
+    const old = Buffer.from(await (await fetch(`${hub.url}/routing/v1/ipns/${name}`, { headers: { accept: 'application/vnd.ipfs.ipns-record' } })).arrayBuffer())
+    expect(readRecord(old).sequence).toBe(BigInt(await version(a)))
+    await setEntry(a, 'private', 'theme', '"light"')
+    await waitSynced(a)
+    await setEntry(a, 'private', 'lang', '"en"')
+    await waitSynced(a)
+    const latest = await version(a)
+    const now = { theme: 'light', lang: 'en' }
+
+    // A live update arrives late, with the old version (as when a stream connects just before a
+    // publish): ignored without a word, since the hub itself has the newest.
+    const stale = `event: ready\ndata: ${name}\n\nevent: record\ndata: ${old.toString('base64')}\n\n`
+    const events = /\/api\/v1\/events\//
+    const records = /\/routing\/v1\/ipns\//
+    let staleSent = 0
+    let askedAfter = 0
+    await a.route(events, async (route) => {
+      if (staleSent++ > 0) { await route.continue(); return }
+      await route.fulfill({ status: 200, body: stale, headers: { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' } })
+    })
+    a.on('request', (req) => { if (staleSent > 0 && req.method() === 'GET' && records.test(req.url())) askedAfter++ })
+    await a.reload()
+    await a.locator('#account').waitFor({ state: 'visible', timeout: 15_000 })
+    await expect.poll(() => staleSent, { timeout: 10_000 }).toBeGreaterThanOrEqual(1)
+    await expect.poll(() => askedAfter, { timeout: 10_000 }).toBeGreaterThanOrEqual(1)
+    await waitSynced(a)
+    await sleep(500)
+    expect(await messages(a)).toEqual([])
+    expect(await entries(a, 'private')).toEqual(now)
+
+    // The hub keeps offering the old version: the page says so, and keeps the newer one.
+    staleSent = 0
+    await a.route(records, async (route) => {
+      if (route.request().method() !== 'GET') { await route.continue(); return }
+      await route.fulfill({ status: 200, body: old, headers: { 'content-type': 'application/vnd.ipfs.ipns-record' } })
+    })
+    await a.reload()
+    const notice = a.locator('#messages .message', { hasText: 'Old version ignored' })
+    await notice.waitFor({ state: 'visible', timeout: 15_000 })
+    expect(await notice.textContent()).toContain(`older than version ${latest}`)
+    expect(await entries(a, 'private')).toEqual(now)
+    expect(await version(a)).toBe(latest)
+    await a.unroute(records)
+    await a.unroute(events)
+  }, 90_000)
+
+  it('the footer says what the hub can see, and the hub\'s copy shows exactly that and no more', async () => {
+    const { page: a } = await newSpace()
+    const footer = (await a.locator('#privacy').textContent()) ?? ''
+    for (const claim of [/wallet address/, /when each version was saved/, /ids of the devices/, /sizes/, /public profile/]) expect(footer).toMatch(claim)
+    expect(footer).not.toMatch(/only sizes/)
+
+    await setEntry(a, 'private', 'secret-key-name', '"a secret value"')
+    await waitSynced(a)
+    const name = (await a.locator('#ipns-name').textContent()) ?? ''
+    const address = (await a.locator('#address').textContent()) ?? ''
+    const device = (await a.locator('#device-id').textContent()) ?? ''
+    // What the hub holds, read the way anyone can: the record, the root block and every private bucket.
+    const record = new Uint8Array(await (await fetch(`${hub.url}/routing/v1/ipns/${name}`, { headers: { accept: 'application/vnd.ipfs.ipns-record' } })).arrayBuffer())
+    const rootCid = readRecord(record).cid as CID
+    const rootBytes = new Uint8Array(await (await fetch(`${hub.url}/ipfs/${rootCid.toString()}?format=raw`)).arrayBuffer())
+    const root = decodeRoot(rootBytes)
+    expect(root.owner.address.toLowerCase()).toBe(address.toLowerCase())
+    expect(root.device).toBe(device)
+    expect(Math.abs(root.updatedAt - Date.now())).toBeLessThan(60_000)
+    expect(root.private.length).toBeGreaterThan(0)
+    const seen = [rootBytes]
+    for (const cid of root.private) {
+      const bytes = new Uint8Array(await (await fetch(`${hub.url}/ipfs/${cid.toString()}?format=raw`)).arrayBuffer())
+      expect(bytes.length).toBeGreaterThan(0)
+      seen.push(bytes)
+    }
+    const text = seen.map(b => Buffer.from(b).toString('latin1')).join('\n')
+    expect(text).not.toContain('secret-key-name')
+    expect(text).not.toContain('a secret value')
+    // The root is plain dag-cbor: nothing in it names the key.
+    expect(JSON.stringify(decodeCbor(rootBytes), (_k, v: unknown) => v instanceof Uint8Array ? '' : v instanceof CID ? v.toString() : v)).not.toContain('secret')
+  }, 60_000)
 
   it('takes screenshots (desktop and phone width)', async () => {
+    const { page: a, key } = await newSpace()
+    await setEntry(a, 'private', 'io.example.app', '{"volume": 3, "tags": ["a", "b"]}')
+    await setEntry(a, 'public', 'name', '"Alice"')
+    await waitSynced(a)
+    await setEntry(a, 'private', 'lang', '"en"')
+    await waitSynced(a)
     await a.screenshot({ path: join(RESULTS, 'demo.png'), fullPage: true })
-    const phone = await newPage({ phone: true })
-    await openWithKey(phone, key)
-    await expect.poll(async () => entries(phone, 'public')).toEqual({ name: 'Alice', links: { site: 'https://example.org' } })
+    const phone = await h.newPage({ phone: true })
+    await openWithKey(phone, key, hub.url)
+    await expect.poll(async () => entries(phone, 'public')).toEqual({ name: 'Alice' })
     await waitSynced(phone)
-    // every version so far is listed (the page shows up to 30), the newest first
-    const sequence = Number((await phone.locator('#version').textContent())?.split(' ')[0])
-    expect(sequence).toBeGreaterThanOrEqual(5)
-    await expect.poll(async () => phone.locator('#history li.version').count()).toBeGreaterThanOrEqual(Math.min(30, sequence))
+    // every version so far is listed, the newest first
+    const sequence = await version(phone)
+    expect(sequence).toBeGreaterThanOrEqual(2)
+    await expect.poll(async () => phone.locator('#history li.version').count()).toBe(sequence)
     expect(await phone.locator('#history li.version').first().getAttribute('data-sequence')).toBe(String(sequence))
     // Nothing may stick out sideways on a phone.
     const overflow = await phone.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth)
     expect(overflow).toBeLessThanOrEqual(0)
     await phone.screenshot({ path: join(RESULTS, 'demo-phone.png'), fullPage: true })
-    await phone.context().close()
-  }, 30_000)
+  }, 90_000)
 
   it('a rejected signature reads as plain words', async () => {
-    const page = await newPage()
+    const page = await h.newPage()
     await page.addInitScript(() => {
       (window as unknown as { ethereum: unknown }).ethereum = {
         async request ({ method }: { method: string }) {
@@ -354,11 +513,13 @@ describe('demo page in Chromium', () => {
     expect(await message.textContent()).toMatch(/Signature rejected/)
     expect(await page.locator('#account').isHidden()).toBe(true)
     expect(await page.locator('#connect').isVisible()).toBe(true)
-    await page.context().close()
-  }, 30_000)
+  }, 60_000)
 
   it('a tampered block from the hub is refused with an integrity message', async () => {
-    const page = await newPage()
+    const { page: owner, key } = await newSpace()
+    await setEntry(owner, 'private', 'theme', '"dark"')
+    await waitSynced(owner)
+    const page = await h.newPage({ serviceWorkers: 'block' })
     await page.route(/\/ipfs\//, async (route) => {
       const res = await route.fetch()
       const body = Buffer.from(await res.body())
@@ -373,11 +534,10 @@ describe('demo page in Chromium', () => {
     await message.waitFor({ state: 'visible', timeout: 15_000 })
     expect(await message.textContent()).toMatch(/Integrity check failed/)
     expect(await page.locator('#account').isHidden()).toBe(true)
-    await page.context().close()
-  }, 30_000)
+  }, 60_000)
 
   it('a hub that cannot be reached, with nothing in this browser yet, reads as plain words', async () => {
-    const page = await newPage()
+    const page = await h.newPage()
     // The page from this hub, talking to a port where nothing listens.
     await page.goto(`${hub.url}/?hub=http://127.0.0.1:9`)
     expect(await page.locator('#hub-url').textContent()).toBe('http://127.0.0.1:9')
@@ -386,33 +546,5 @@ describe('demo page in Chromium', () => {
     await message.waitFor({ state: 'visible', timeout: 15_000 })
     expect(await message.textContent()).toMatch(/The hub cannot be reached/)
     expect(await page.locator('#account').isHidden()).toBe(true)
-    await page.context().close()
-  }, 30_000)
-
-  it('keeps an edit made while the hub is down and publishes it when the hub is back', async () => {
-    await waitSynced(a)
-    await stopHub(hub)
-    await setEntry(a, 'private', 'offline-note', '"written while the hub was down"')
-    await expect.poll(async () => entry(a, 'private', 'offline-note').textContent()).toBe('"written while the hub was down"')
-    await a.waitForFunction(() => document.querySelector<HTMLElement>('#sync')?.dataset.state === 'pending', undefined, { timeout: 10_000 })
-    await a.waitForFunction(() => document.querySelector<HTMLElement>('#conn')?.dataset.state === 'offline', undefined, { timeout: 10_000 })
-    const state = await syncState(a)
-    expect(state.pending).toBe('1')
-    expect(state.text).toMatch(/Offline/)
-    expect(await a.locator('#messages').textContent()).toMatch(/Working offline/)
-    await a.screenshot({ path: join(RESULTS, 'demo-offline.png') })
-
-    hub = await startHub(join(tmp, 'hub'), hub.port)
-    await waitSynced(a, 20_000)
-    expect((await syncState(a)).conn).toBe('online')
-
-    const fresh = await newPage()
-    await openWithKey(fresh, key)
-    await expect.poll(async () => entries(fresh, 'private'), { timeout: 5_000 }).toMatchObject({ 'offline-note': 'written while the hub was down', lang: 'en' })
-    await fresh.context().close()
   }, 60_000)
-
-  it('had no uncaught errors in any page', () => {
-    expect(pageErrors).toEqual([])
-  })
 })

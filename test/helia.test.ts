@@ -431,6 +431,7 @@ describe('a space on three nodes in a line', () => {
     }
     for (const [key, value] of Object.entries(values)) await a.set(key, value)
     await a.public.set('name', 'Alice')
+    await a.flush()
 
     const b = await device(node3, KEY_A)
     expect(b.name).toBe(a.name)
@@ -440,8 +441,11 @@ describe('a space on three nodes in a line', () => {
     expect(await b.public.get('name')).toBe('Alice')
 
     await b.set('theme', 'light')
+    await b.flush()
     await b.set('from-b', true)
+    await b.flush()
     await b.remove('count')
+    await b.flush()
     await a.refresh()
     expect(await a.get('theme')).toBe('light')
     expect(await a.get('from-b')).toBe(true)
@@ -453,11 +457,15 @@ describe('a space on three nodes in a line', () => {
   it('keeps both devices\' writes to different keys when neither refreshed first', async () => {
     const a = await device(node1, KEY_C)
     await a.set('shared', 'from a')
+    await a.flush()
     const b = await device(node3, KEY_C)
     // Each publish resolves the newest record past caches and merges it before writing.
     await a.set('only-a', 1)
+    await a.flush()
     await b.set('only-b', 2)
+    await b.flush()
     await a.set('shared', 'a again')
+    await a.flush()
     await b.refresh()
     await a.refresh()
     const expected = { shared: 'a again', 'only-a': 1, 'only-b': 2 }
@@ -481,6 +489,7 @@ describe('a space across a node restart', () => {
     try {
       const space = await openSpace({ signer, store: heliaStore(before) })
       for (const [key, value] of Object.entries(values)) await space.set(key, value)
+      await space.flush()
       sequence = space.sequence
       await space.close()
     } finally {
@@ -493,6 +502,7 @@ describe('a space across a node restart', () => {
       expect(space.sequence).toBe(sequence)
       expect(await space.getAll()).toEqual(values)
       await space.set('after-restart', true)
+      await space.flush()
       expect(space.sequence).toBe(sequence + 1)
       await space.close()
     } finally {
@@ -518,6 +528,7 @@ describe('live updates over libp2p pubsub between Node peers', () => {
     const signer = privateKeyToAccount(KEY_C as `0x${string}`)
     const a = await openSpace({ signer, store: heliaStore(node1), signal: AbortSignal.timeout(10_000) })
     await a.set('volume', 1)
+    await a.flush()
     const b = await openSpace({ signer, store: heliaStore(node2), signal: AbortSignal.timeout(10_000) })
     expect(await b.get('volume')).toBe(1)
     const heard: Array<Json | undefined> = []
@@ -525,10 +536,12 @@ describe('live updates over libp2p pubsub between Node peers', () => {
     // floodsub learns the other node's subscription asynchronously
     await expect.poll(() => node1.libp2p.services.pubsub.getSubscribers(`/record/${recordTopicOf(a.name)}`).length, { timeout: 5000 }).toBe(1)
     await a.set('volume', 2)
+    await a.flush()
     await expect.poll(() => heard, { timeout: 2000, interval: 10 }).toContain(2)
     // a forged message on the topic is ignored: only records signed by the space's key count
     await node1.libp2p.services.pubsub.publish(`/record/${recordTopicOf(a.name)}`, utf8('not a record'))
     await a.set('volume', 3)
+    await a.flush()
     await expect.poll(() => heard, { timeout: 2000, interval: 10 }).toContain(3)
     expect(heard.every(v => v === 2 || v === 3)).toBe(true)
     await a.close(); await b.close()

@@ -9,125 +9,21 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { CarBufferReader } from '@ipld/car/buffer-reader'
 import { generateKeyPair } from '@libp2p/crypto/keys'
-import { MemoryBlockstore } from 'blockstore-core'
-import { MemoryDatastore } from 'datastore-core'
 import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import { identity } from 'multiformats/hashes/identity'
 import { sha512 } from 'multiformats/hashes/sha2'
-import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
+import { generatePrivateKey } from 'viem/accounts'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { fromBase64, hexToBytes } from '../src/crypto/bytes.js'
-import { ownerStatement } from '../src/crypto/keys.js'
-import { createHubApp, IPNS_RECORD_TYPE } from '../src/hub/app.js'
-import { encodeRoot } from '../src/space/root.js'
-import { cborBlock, encodeCar, rawBlock } from '../src/store/blocks.js'
+import { fromBase64 } from '../src/crypto/bytes.js'
+import { IPNS_RECORD_TYPE } from '../src/hub/app.js'
+import { rawBlock } from '../src/store/blocks.js'
 import { hubStore, readEvents } from '../src/store/hub.js'
 import { createRecord, nameOfKey } from '../src/store/record.js'
-import type { HubAppOptions, HubComponents } from '../src/hub/app.js'
-import type { Block } from '../src/store/interface.js'
-import type { PrivateKey } from '@libp2p/interface'
-import type { Hono } from 'hono'
-
-// --- fixtures -------------------------------------------------------------------------------
-
-interface Hub {
-  app: Hono
-  blockstore: MemoryBlockstore
-  datastore: MemoryDatastore
-}
-
-function makeHub (options: HubAppOptions = {}, components: Partial<HubComponents> = {}): Hub {
-  const blockstore = new MemoryBlockstore()
-  const datastore = new MemoryDatastore()
-  const app = createHubApp({ blockstore, datastore, ...components }, { rateLimit: 0, ...options })
-  return { app, blockstore, datastore }
-}
-
-interface Space {
-  key: PrivateKey
-  name: string
-  address: string
-  ownerSignature: Uint8Array
-  /** root, public section, private bucket */
-  blocks: Block[]
-  root: Block
-}
-
-/** A space version: a v1 root with a public section, one private block and a real owner binding. */
-async function makeSpace (init: { key?: PrivateKey, walletKey?: `0x${string}`, sequence?: number, privateBytes?: number, name?: string } = {}): Promise<Space> {
-  const key = init.key ?? await generateKeyPair('Ed25519')
-  const name = nameOfKey(key)
-  const account = privateKeyToAccount(init.walletKey ?? generatePrivateKey())
-  const ownerSignature = hexToBytes(await account.signMessage({ message: ownerStatement(account.address, init.name ?? name) }))
-  const pub = await cborBlock({ profile: { nick: `n${Math.random()}` } })
-  const priv = await rawBlock(crypto.getRandomValues(new Uint8Array(init.privateBytes ?? 100)))
-  const root = await encodeRoot({
-    version: 1,
-    sequence: init.sequence ?? 1,
-    parents: [],
-    updatedAt: Date.now(),
-    device: 'test-device',
-    public: pub.cid,
-    private: [priv.cid],
-    owner: { address: account.address, signature: ownerSignature }
-  })
-  return { key, name, address: account.address, ownerSignature, blocks: [root, pub, priv], root }
-}
-
-function car (blocks: Array<{ cid: CID, bytes: Uint8Array }>): Uint8Array {
-  return encodeCar(blocks)
-}
-
-async function upload (hub: Hub, blocks: Array<{ cid: CID, bytes: Uint8Array }>): Promise<Response> {
-  return hub.app.request('/api/v1/blocks', { method: 'POST', headers: { 'content-type': 'application/vnd.ipld.car' }, body: car(blocks) as Uint8Array<ArrayBuffer> })
-}
-
-async function putRecord (hub: Hub, name: string, record: Uint8Array): Promise<Response> {
-  return hub.app.request(`/routing/v1/ipns/${name}`, { method: 'PUT', headers: { 'content-type': IPNS_RECORD_TYPE }, body: record as Uint8Array<ArrayBuffer> })
-}
-
-async function getRecord (hub: Hub, name: string): Promise<Response> {
-  return hub.app.request(`/routing/v1/ipns/${name}`, { headers: { accept: IPNS_RECORD_TYPE } })
-}
-
-/** Uploads a space's blocks and PUTs a record for it; returns the record. */
-async function publish (hub: Hub, space: Space, sequence = 1): Promise<Uint8Array> {
-  expect((await upload(hub, space.blocks)).status).toBe(200)
-  const record = await createRecord(space.key, space.root.cid, sequence)
-  const res = await putRecord(hub, space.name, record)
-  expect(res.status, await res.clone().text()).toBe(200)
-  return record
-}
-
-async function bytesOf (res: Response): Promise<Uint8Array> {
-  return new Uint8Array(await res.arrayBuffer())
-}
-
-async function countKeys (datastore: MemoryDatastore): Promise<number> {
-  let n = 0
-  for await (const _ of datastore.queryKeys({})) n++
-  return n
-}
-
-async function countBlocks (blockstore: MemoryBlockstore): Promise<number> {
-  let n = 0
-  for await (const _ of blockstore.getAll()) n++
-  return n
-}
-
-function storeFor (hub: Hub): ReturnType<typeof hubStore> {
-  return hubStore('http://hub.test', { fetch: async (input, init) => hub.app.request(String(input), init) })
-}
-
-async function expectRefusal (res: Response, status: number, name?: string): Promise<void> {
-  const text = await res.text()
-  expect(res.status, text).toBe(status)
-  expect(res.headers.get('content-type') ?? '').toMatch(/application\/json/)
-  const body = JSON.parse(text) as { message: unknown, name?: unknown }
-  expect(typeof body.message).toBe('string')
-  if (name !== undefined) expect(body.name).toBe(name)
-}
+import {
+  bytesOf, car, countBlocks, countKeys, expectRefusal, getRecord, makeHub, makeSpace, publish, putRecord, storeFor, upload
+} from './helpers/hub-app.js'
+import type { Hub, Space } from './helpers/hub-app.js'
 
 // --- records ----------------------------------------------------------------------------------
 

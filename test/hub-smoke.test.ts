@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { openSpace } from '../src/index.js'
+import { memoryState, openSpace } from '../src/index.js'
 import { hubStore } from '../src/store/hub.js'
 import type { Space, ChangeEvent } from '../src/index.js'
 import type { ChildProcess } from 'node:child_process'
@@ -105,10 +105,12 @@ describe('userspace serve', () => {
     const changes: ChangeEvent[] = []
     a.subscribe((event) => { changes.push(event) })
     await a.set('from-a', { n: 1 })
+    await a.flush()
 
     const out = await runDevice(hub.url, walletKey, `
       console.log('read ' + JSON.stringify(await space.get('from-a')))
       await space.set('from-b', 'hello')
+      await space.flush()
       console.log('wrote')
     `)
     expect(out).toContain('read {"n":1}')
@@ -128,7 +130,9 @@ describe('userspace serve', () => {
 
     const writer = await open(walletKey, first.url)
     await writer.set('greeting', 'written at hub 1')
+    await writer.flush()
     await writer.public.set('nick', 'alice')
+    await writer.flush()
 
     // Hub 2 joins after the writes, knowing nothing but hub 1's address
     const second = await startHubProcess(join(tmp, 'h2'), ['--peer', first.multiaddrs[0] as string])
@@ -139,6 +143,7 @@ describe('userspace serve', () => {
 
     // And back: a write through hub 2 is read through hub 1
     await reader.set('reply', 'written at hub 2')
+    await reader.flush()
     const third = await open(walletKey, first.url)
     expect(await third.get('reply')).toBe('written at hub 2')
     expect(await third.get('greeting')).toBe('written at hub 1')
@@ -152,6 +157,7 @@ describe('userspace serve', () => {
     const written: Record<string, number> = {}
     for (let i = 0; i < 8; i++) {
       await space.set(`k${i}`, i)
+      await space.flush()
       written[`k${i}`] = i
     }
     const record = await hubStore(hub.url).getRecord(space.name)
@@ -166,10 +172,35 @@ describe('userspace serve', () => {
     expect(await hubStore(again.url).lookupAddress?.(reopened.address)).toBe(reopened.name)
   }, 60_000)
 
+  it('a write made while the hub is down is kept through close() and published when the hub is back', async () => {
+    const dir = join(tmp, 'down')
+    const first = await startHubProcess(dir)
+    const port = new URL(first.url).port
+    const walletKey = generatePrivateKey()
+    const signer = privateKeyToAccount(walletKey)
+    const a = await openSpace({ signer, hub: first.url }) // the default state: a file, per device
+    await a.set('before', 1)
+    await a.flush()
+    expect(await stopProcess(first.child)).toBe(0)
+    await a.set('queued', 2)
+    expect(await a.get('queued')).toBe(2)
+    expect(await a.close()).toEqual({ unpublished: ['queued'] })
+
+    const back = await startHubProcess(dir, ['--port', port])
+    const again = await open(walletKey, back.url)  // the same device opens again: it publishes
+    await again.flush()
+    expect(again.pending).toBe(0)
+    const other = await openSpace({ signer, hub: back.url, state: memoryState() }) // another device
+    spaces.add(other)
+    expect(await other.getAll()).toEqual({ before: 1, queued: 2 })
+    expect(await stopProcess(back.child)).toBe(0)
+  })
+
   it('refuses oversized and malformed bodies over a real socket, and keeps serving', async () => {
     const hub = await startHubProcess(join(tmp, 'bodies'))
     const space = await open(generatePrivateKey(), hub.url)
     await space.set('kept', true)
+    await space.flush()
     const base = new URL(hub.url)
     // A body sent in chunks with no Content-Length, larger than a record may be
     const chunked = await new Promise<{ status: number, body: string }>((resolve, reject) => {
@@ -191,6 +222,7 @@ describe('userspace serve', () => {
     expect(await space.get('kept')).toBe(true)
     const reader = await open(generatePrivateKey(), hub.url)
     await reader.set('still', 'serving')
+    await reader.flush()
     expect(await stopProcess(hub.child)).toBe(0)
   })
 

@@ -9,7 +9,7 @@ import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
 import { describe, expect, it } from 'vitest'
 import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
 import { idbStore } from '../src/store/idb.js'
-import { layeredStore, memoryStore, openSpace, StoreError } from '../src/index.js'
+import { idbState, layeredStore, memoryStore, openSpace, StoreError } from '../src/index.js'
 import { rawBlock } from '../src/store/blocks.js'
 import { createRecord, nameOfKey } from '../src/store/record.js'
 import type { Store } from '../src/index.js'
@@ -90,15 +90,15 @@ describe('idbStore', () => {
   it('keeps rollback state that never goes down, across reopening', async () => {
     const factory = new IDBFactory()
     const store = idbStore('t5', { indexedDB: factory })
-    expect(await store.state.get('k51x')).toBeUndefined()
-    await store.state.put('k51x', { sequence: 4, root: 'bafy4' })
-    await store.state.put('k51x', { sequence: 2, root: 'bafy2' })
-    expect(await store.state.get('k51x')).toEqual({ sequence: 4, root: 'bafy4' })
-    await store.state.put('k51x', { sequence: 6, root: 'bafy6' })
+    expect(await idbState(store).get('k51x')).toBeUndefined()
+    await idbState(store).put('k51x', { sequence: 4, root: 'bafy4' })
+    await idbState(store).put('k51x', { sequence: 2, root: 'bafy2' })
+    expect(await idbState(store).get('k51x')).toEqual({ sequence: 4, root: 'bafy4', pending: [] })
+    await idbState(store).put('k51x', { sequence: 6, root: 'bafy6' })
     store.close()
     const again = idbStore('t5', { indexedDB: factory })
-    expect(await again.state.get('k51x')).toEqual({ sequence: 6, root: 'bafy6' })
-    await expect(again.state.put('k51x', { sequence: 1.5, root: 'x' })).rejects.toMatchObject({ name: 'InvalidInputError' })
+    expect(await idbState(again).get('k51x')).toEqual({ sequence: 6, root: 'bafy6', pending: [] })
+    await expect(idbState(again).put('k51x', { sequence: 1.5, root: 'x' })).rejects.toMatchObject({ name: 'InvalidInputError' })
   })
 
   it('honours an aborted signal', async () => {
@@ -120,9 +120,11 @@ describe('idbStore', () => {
     const signer = privateKeyToAccount(generatePrivateKey())
     const hub = memoryStore()
     const local = idbStore('space', { indexedDB: factory })
-    const first = await openSpace({ signer, store: layeredStore(local, hub), state: local.state, offlineFirst: true, retryDelayMs: 0 })
+    const first = await openSpace({ signer, store: layeredStore(local, hub), state: idbState(local), offlineFirst: true, retryDelayMs: 0 })
     await first.set('theme', 'dark')
+    await first.flush()
     await first.public.set('name', 'Alice')
+    await first.flush()
     await first.close()
     local.close()
 
@@ -136,11 +138,12 @@ describe('idbStore', () => {
       getRecord: async (n, o) => { if (down) throw new StoreError('cannot reach hub'); return hub.getRecord(n, o) }
     }
     const local2 = idbStore('space', { indexedDB: factory })
-    const second = await openSpace({ signer, store: layeredStore(local2, switchable), state: local2.state, offlineFirst: true, retryDelayMs: 0 })
+    const second = await openSpace({ signer, store: layeredStore(local2, switchable), state: idbState(local2), offlineFirst: true, retryDelayMs: 0 })
     second.on('error', () => {})
     expect(await second.get('theme')).toBe('dark')
     expect(await second.public.get('name')).toBe('Alice')
-    await expect(second.set('volume', 3)).rejects.toMatchObject({ name: 'StoreError' })
+    await second.set('volume', 3)
+    await expect(second.flush()).rejects.toMatchObject({ name: 'StoreError' })
     expect(await second.get('volume')).toBe(3)
     down = false
     await second.flush()

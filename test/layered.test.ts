@@ -25,6 +25,7 @@ describe('layeredStore', () => {
     const local = memoryStore()
     const first = await openSpace({ signer: account(KEY_B), store: layeredStore(local, hub), retryDelayMs: 0 })
     await first.set('theme', 'dark')
+    await first.flush()
     hub.index.set(first.address, first.name)
     await first.close()
 
@@ -35,7 +36,8 @@ describe('layeredStore', () => {
       onProgress: (e) => { events.push(e.type) }
     })
     expect(await offline.get('theme')).toBe('dark')
-    await expect(offline.set('theme', 'light')).rejects.toMatchObject({ name: 'StoreError' })
+    await offline.set('theme', 'light')
+    await expect(offline.flush()).rejects.toMatchObject({ name: 'StoreError' })
     expect(events).toContain('space:publish:error')
     hub.up = true
     await expect.poll(async () => (await openSpace({ signer: account(KEY_B), store: hub })).get('theme'), { timeout: 3000, interval: 50 }).toBe('light')
@@ -46,6 +48,7 @@ describe('layeredStore', () => {
     const hub = remote()
     const writer = await openSpace({ signer: account(KEY_B), store: hub })
     await writer.set('k', 1)
+    await writer.flush()
     const local = memoryStore()
     const reader = await openSpace({ signer: account(KEY_B), store: layeredStore(local, hub) })
     expect(await reader.get('k')).toBe(1)

@@ -28,12 +28,14 @@ afterAll(async () => {
 it("device B's subscriber hears device A's set through a hub within 1 s, already merged", async () => {
   const a = await openSpace({ signer: account(KEY_C), hub: hub.url })
   await a.set('volume', 0)
+  await a.flush()
   const b = await openSpace({ signer: account(KEY_C), hub: hub.url })
   const heard: Array<{ value: Json | undefined, keys: string[] }> = []
   b.subscribe((event) => { void b.get('volume').then(value => heard.push({ value, keys: event.keys })) })
   await new Promise(resolve => setTimeout(resolve, 200)) // the event stream connects
   for (let i = 1; i <= 3; i++) {
     await a.set('volume', i)
+    await a.flush()
     await expect.poll(() => heard.find(h => h.value === i), { timeout: 1000, interval: 5 }).toBeDefined()
     const event = heard.find(h => h.value === i)!
     expect(event.keys).toEqual(['volume'])

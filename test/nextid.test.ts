@@ -13,14 +13,24 @@ import { MemoryBlockstore } from 'blockstore-core/memory'
 import { apply as jsonMergeApply } from 'json-merge-patch'
 import { privateKeyToAccount } from 'viem/accounts'
 import { CID } from 'multiformats/cid'
-import { buildSignPayload, createNextIdApp, exportAvatarChain, importAvatarChain, type NextIdOptions } from '../src/hub/nextid.js'
-import { parsePublicKey, signedBy } from '../src/hub/nextid/chain.js'
+import { MAX_STALE_CANDIDATES, buildSignPayload, createNextIdApp, exportAvatarChain, importAvatarChain, type NextIdOptions } from '../src/hub/nextid.js'
+import { parsePublicKey, recoveryCount, signedBy } from '../src/hub/nextid/chain.js'
 import { canonicalJson, compareCodePoints, formatNumber, mergePatch, parseJson, toJsonValue, type JsonValue } from '../src/hub/nextid/json.js'
 import { bytesToHex, concatBytes, fromBase64, hexToBytes, toBase64, utf8 } from '../src/crypto/bytes.js'
 import { hashPersonalMessage, recoverPersonalSigner } from '../src/crypto/eip191.js'
-import { cborBlock } from '../src/store/blocks.js'
+import { cborBlock, encodeCar } from '../src/store/blocks.js'
+import { CarReader } from '@ipld/car'
+import { Key as DatastoreKey } from 'interface-datastore'
 import type { Block } from '../src/store/interface.js'
 import { Hono } from 'hono'
+import { randomUUID } from 'node:crypto'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { serve, type ServerType } from '@hono/node-server'
+import { LevelDatastore } from 'datastore-level'
+import { FsBlockstore } from 'blockstore-fs'
+import type { AddressInfo } from 'node:net'
 import vectors from './fixtures/nextid-vectors.json' with { type: 'json' }
 
 // ---------------------------------------------------------------------------------------------
@@ -62,7 +72,7 @@ interface Hub {
   clock: { now: number }
 }
 
-function makeHub (options: Partial<NextIdOptions> = {}, stores = { datastore: new MemoryDatastore(), blockstore: new MemoryBlockstore() }): Hub {
+function makeHub (options: Partial<NextIdOptions> = {}, stores: Hub['stores'] = { datastore: new MemoryDatastore(), blockstore: new MemoryBlockstore() }): Hub {
   const clock = { now: NOW_MS }
   const app = createNextIdApp({ ...stores, nowMs: () => clock.now, ...options })
   return { app, stores, clock }
@@ -431,17 +441,23 @@ describe('HTTP routes', () => {
     }
   })
 
-  it('a replayed uuid is 409 and changes nothing', async () => {
+  it('a replayed uuid is 409 and changes nothing; another avatar may use the same uuid', async () => {
     const hub = makeHub()
     const signed = await write(hub.app, alice, 'twitter', 'alice', { a: 1 })
     const before = await snapshot(hub)
     await expectError(await post(hub.app, '/v1/kv', signed.body), 409)
-    // The same uuid under another avatar, correctly signed by that avatar, is a replay too.
+    expect(await snapshot(hub)).toEqual(before)
+    // uuids are unique per avatar, not per hub: bob's use of alice's uuid takes nothing from her.
     const bobPayload = await requestPayload(hub.app, bob, 'twitter', 'bob', { b: 1 })
     const text = bobPayload.sign_payload.replace(bobPayload.uuid, signed.payload.uuid)
     const bobSig = await personalSign(bob, text)
-    await expectError(await post(hub.app, '/v1/kv', { avatar: bob.avatar, platform: 'twitter', identity: 'bob', uuid: signed.payload.uuid.toUpperCase(), created_at: bobPayload.created_at, signature: toBase64(bobSig), patch: { b: 1 } }), 409)
-    expect(await snapshot(hub)).toEqual(before)
+    const res = await post(hub.app, '/v1/kv', { avatar: bob.avatar, platform: 'twitter', identity: 'bob', uuid: signed.payload.uuid.toUpperCase(), created_at: bobPayload.created_at, signature: toBase64(bobSig), patch: { b: 1 } })
+    expect(res.status, await res.clone().text()).toBe(201)
+    // A uuid alice used once stays refused for her, whatever the payload.
+    const again = await requestPayload(hub.app, alice, 'twitter', 'alice', { a: 2 })
+    const reused = again.sign_payload.replace(again.uuid, signed.payload.uuid)
+    const body = { avatar: alice.avatar, platform: 'twitter', identity: 'alice', uuid: signed.payload.uuid, created_at: again.created_at, signature: toBase64(await personalSign(alice, reused)), patch: { a: 2 } }
+    expect(await expectError(await post(hub.app, '/v1/kv', body), 409)).toMatch(/uuid/)
   })
 
   it('a payload signed over a stale head is 409 and changes nothing', async () => {
@@ -720,7 +736,8 @@ describe('export and import', () => {
       const at = offset % target.bytes.length
       target.bytes[at] = (target.bytes[at] as number) ^ mask
       const fresh = { datastore: new MemoryDatastore(), blockstore: new MemoryBlockstore() }
-      await expect(importAvatarChain(fresh, blocks, chain.head)).rejects.toBeDefined()
+      const error = await importAvatarChain(fresh, blocks, chain.head).then(() => undefined, (err: unknown) => err)
+      expect(['IntegrityError', 'SignerMismatchError', 'InvalidSignatureError', 'InvalidInputError']).toContain((error as Error | undefined)?.name)
       expect(await nextidKeys(fresh.datastore)).toEqual([])
     }), { numRuns: 40 })
   })
@@ -759,4 +776,474 @@ describe('moving a chain between hubs over HTTP', () => {
     await expectError(await two.app.request(`/api/v1/nextid/export?avatar=${bob.compressed}`), 404)
     await expectError(await two.app.request('/api/v1/nextid/export'), 400)
   })
+})
+
+// ---------------------------------------------------------------------------------------------
+// Under attack: what a stranger's requests cost, and what they can never block.
+
+/** A body whose signature has the right form but was not made by the avatar: a stranger's POST. */
+function strangerBody (target: Key, createdAt: number, patch: unknown = { stranger: true }): Record<string, unknown> {
+  const signature = crypto.getRandomValues(new Uint8Array(65))
+  signature[0] = 1 // r in range
+  signature[32] = 1 // s in range
+  signature[64] = 27
+  return { avatar: target.compressed, platform: 'twitter', identity: 'alice', uuid: randomUUID(), created_at: createdAt, signature: toBase64(signature), patch }
+}
+
+/** A datastore whose batch commits wait for `open()`: holds an avatar's lock for as long as a test wants. */
+class GatedDatastore extends MemoryDatastore {
+  #gate: Promise<void> = Promise.resolve()
+  #open: () => void = () => {}
+  commits = 0
+  close (): void { this.#gate = new Promise(resolve => { this.#open = resolve }) }
+  open (): void { this.#open() }
+  override batch (): ReturnType<MemoryDatastore['batch']> {
+    const inner = super.batch()
+    const gate = (): Promise<void> => this.#gate
+    return {
+      put: (key, value) => { inner.put(key, value) },
+      delete: (key) => { inner.delete(key) },
+      commit: async (options) => { this.commits++; await gate(); await inner.commit(options) }
+    }
+  }
+}
+
+describe('under attack', () => {
+  it('checks that need no curve arithmetic run before any signature recovery', async () => {
+    const hub = makeHub()
+    const first = await write(hub.app, alice, 'twitter', 'alice', { a: 1 })
+    const good = await prepare(hub.app, alice, 'twitter', 'alice', { next: 1 })
+    const sig = good.signature
+    const with_ = (changes: Record<string, unknown>): Record<string, unknown> => ({ ...good.body, ...changes })
+    const cheap: Array<[string, number, Record<string, unknown>]> = [
+      ['replayed uuid', 409, first.body],
+      ['v = 5', 400, with_({ signature: toBase64(concatBytes(sig.subarray(0, 64), Uint8Array.of(5))) })],
+      ['r = 0', 400, with_({ signature: toBase64(concatBytes(new Uint8Array(32), sig.subarray(32))) })],
+      ['s = n', 400, with_({ signature: toBase64(concatBytes(sig.subarray(0, 32), hexToBytes('fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141'), Uint8Array.of(27))) })],
+      ['64-byte signature', 400, with_({ signature: toBase64(sig.subarray(0, 64)) })],
+      ['created_at outside the window', 400, with_({ created_at: (good.body.created_at as number) - WINDOW_MS / 1000 - 60 })],
+      ['nextid identity of another key', 400, with_({ platform: 'nextid', identity: bob.compressed })],
+      ['lone surrogate in platform', 400, with_({ platform: '\ud800' })]
+    ]
+    for (const [name, status, body] of cheap) {
+      const before = recoveryCount.value
+      await expectError(await post(hub.app, '/v1/kv', body), status)
+      expect(recoveryCount.value - before, name).toBe(0)
+    }
+    const before = recoveryCount.value
+    expect((await post(hub.app, '/v1/kv', good.body)).status).toBe(201)
+    expect(recoveryCount.value - before).toBe(1)
+  })
+
+  it(`the stale-head diagnosis costs at most ${MAX_STALE_CANDIDATES} more recoveries, and none for a payload issued after the head`, async () => {
+    const hub = makeHub()
+    for (let i = 0; i < 20; i++) await write(hub.app, alice, 'twitter', 'alice', { i })
+    // Issued "before" all 20 links were accepted: the worst case a stranger can pick.
+    let before = recoveryCount.value
+    await expectError(await post(hub.app, '/v1/kv', strangerBody(alice, NOW_MS / 1000 - 60)), 400)
+    expect(recoveryCount.value - before).toBeLessThanOrEqual(1 + MAX_STALE_CANDIDATES)
+    // Issued after the head was accepted: its `previous` can only be the head, one recovery.
+    hub.clock.now = NOW_MS + 5000
+    before = recoveryCount.value
+    await expectError(await post(hub.app, '/v1/kv', strangerBody(alice, NOW_MS / 1000 + 2)), 400)
+    expect(recoveryCount.value - before).toBe(1)
+  })
+
+  it('a payload outpaced by more writes than the diagnosis tries is a 400 that says to ask again', async () => {
+    const hub = makeHub()
+    await write(hub.app, alice, 'twitter', 'alice', { a: 0 })
+    const old = await prepare(hub.app, alice, 'twitter', 'alice', { old: true })
+    for (let i = 0; i <= MAX_STALE_CANDIDATES; i++) await write(hub.app, alice, 'twitter', 'alice', { i })
+    const before = await snapshot(hub)
+    expect(await expectError(await post(hub.app, '/v1/kv', old.body), 400)).toMatch(/request.*again|issued before/)
+    expect(await snapshot(hub)).toEqual(before)
+  })
+
+  it('refused signatures neither wait on nor hold the avatar\'s lock; its queue is capped with 429', async () => {
+    const datastore = new GatedDatastore()
+    const hub = makeHub({ maxQueuedWritesPerAvatar: 2 }, { datastore, blockstore: new MemoryBlockstore() })
+    await write(hub.app, alice, 'twitter', 'alice', { a: 0 })
+    const contenders = await Promise.all([1, 2, 3].map(async n => prepare(hub.app, alice, 'twitter', 'alice', { n })))
+    datastore.close()
+    const commitsBefore = datastore.commits
+    const holder = post(hub.app, '/v1/kv', contenders[0]?.body)
+    while (datastore.commits === commitsBefore) await new Promise(resolve => setImmediate(resolve))
+    // The lock is held (its write is waiting): a stranger is answered at once, without queueing.
+    await expectError(await post(hub.app, '/v1/kv', strangerBody(alice, NOW_MS / 1000)), 400)
+    const waiter = post(hub.app, '/v1/kv', contenders[1]?.body)
+    // Let the waiter reach the queue before the third arrives.
+    for (let i = 0; i < 20; i++) await new Promise(resolve => setImmediate(resolve))
+    const refused = await post(hub.app, '/v1/kv', contenders[2]?.body)
+    expect(refused.headers.get('retry-after')).toBe('1')
+    expect(refused.status).toBe(429)
+    expect(await refused.json()).toMatchObject({ name: 'RateLimitError' })
+    datastore.open()
+    expect((await holder).status).toBe(201)
+    // Signed over the head the holder replaced.
+    await expectError(await waiter, 409)
+  })
+
+  it('a stranger cannot take an avatar\'s uuids: its chain still imports on a hub where they were used', async () => {
+    const home = makeHub()
+    const signed = await write(home.app, alice, 'twitter', 'alice', { a: 1 })
+    await write(home.app, alice, 'twitter', 'alice', { b: 2 })
+    const chain = await exportAvatarChain(home.stores, alice.avatar)
+
+    const other = makeHub()
+    const bobPayload = await requestPayload(other.app, bob, 'twitter', 'bob', { squat: true })
+    const text = bobPayload.sign_payload.replace(bobPayload.uuid, signed.payload.uuid)
+    const squat = await post(other.app, '/v1/kv', { avatar: bob.avatar, platform: 'twitter', identity: 'bob', uuid: signed.payload.uuid, created_at: bobPayload.created_at, signature: toBase64(await personalSign(bob, text)), patch: { squat: true } })
+    expect(squat.status).toBe(201)
+    await importAvatarChain(other.stores, chain.blocks, chain.head)
+    expect(await getText(other.app, `/v1/kv?avatar=${alice.avatar}`)).toBe(await getText(home.app, `/v1/kv?avatar=${alice.avatar}`))
+    // and alice writes on from there
+    await write(other.app, alice, 'twitter', 'alice', { c: 3 })
+  })
+
+  it('the avatar\'s own POST completes within 1 s while a stranger sends ~40 refused POSTs/s at its 20-link chain (real HTTP server)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'nextid-attack-'))
+    const datastore = new LevelDatastore(join(dir, 'datastore'))
+    const blockstore = new FsBlockstore(join(dir, 'blocks'))
+    await datastore.open()
+    await blockstore.open()
+    const app = createNextIdApp({ datastore, blockstore })
+    const server = await new Promise<ServerType>(resolve => { const s = serve({ fetch: app.fetch, hostname: '127.0.0.1', port: 0 }, () => { resolve(s) }) })
+    const { port } = server.address() as AddressInfo
+    const base = `http://127.0.0.1:${port}`
+    const send = async (path: string, body: unknown): Promise<Response> =>
+      fetch(base + path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
+    /** The avatar's write; resolves with how long its POST /v1/kv took (the payload and signing are the client's). */
+    const ownWrite = async (patch: unknown): Promise<number> => {
+      const payloadRes = await send('/v1/kv/payload', { avatar: alice.compressed, platform: 'twitter', identity: 'alice', patch })
+      const payload = await payloadRes.json() as PayloadResponse
+      const signature = toBase64(await personalSign(alice, payload.sign_payload))
+      const started = performance.now()
+      const res = await send('/v1/kv', { avatar: alice.compressed, platform: 'twitter', identity: 'alice', uuid: payload.uuid, created_at: payload.created_at, signature, patch })
+      expect(res.status, await res.clone().text()).toBe(201)
+      await res.arrayBuffer()
+      return performance.now() - started
+    }
+    try {
+      for (let i = 0; i < 20; i++) await ownWrite({ i })
+      const statuses: number[] = []
+      const inFlight: Array<Promise<void>> = []
+      let attacking = true
+      // The stranger picks the worst created_at it may (the far end of the window).
+      const attacker = (async () => {
+        const end = Date.now() + 10_000
+        while (attacking && Date.now() < end) {
+          inFlight.push(send('/v1/kv', strangerBody(alice, Math.floor(Date.now() / 1000) - 9 * 60)).then(async r => { statuses.push(r.status); await r.arrayBuffer() }))
+          await new Promise(resolve => setTimeout(resolve, 25))
+        }
+      })()
+      await new Promise(resolve => setTimeout(resolve, 500))
+      // For at least 2 s (and 5 writes), so the stranger keeps sending throughout.
+      const latenciesMs: number[] = []
+      const until = performance.now() + 2000
+      while (latenciesMs.length < 5 || (performance.now() < until && latenciesMs.length < 100)) latenciesMs.push(await ownWrite({ during: latenciesMs.length }))
+      attacking = false
+      await attacker
+      await Promise.all(inFlight)
+      expect(statuses.length).toBeGreaterThanOrEqual(40)
+      expect(new Set(statuses)).toEqual(new Set([400]))
+      expect(Math.max(...latenciesMs), latenciesMs.map(ms => ms.toFixed(0)).join(', ')).toBeLessThan(1000)
+      expect((await exportAvatarChain({ datastore, blockstore }, alice.avatar)).blocks).toHaveLength(20 + latenciesMs.length)
+    } finally {
+      await new Promise(resolve => server.close(resolve))
+      await datastore.close()
+      await blockstore.close()
+      await rm(dir, { recursive: true, force: true })
+    }
+  }, 30_000)
+})
+
+describe('guards', () => {
+  it('refuses a lone surrogate in platform or identity with a clear 400, on both POST routes, and in buildSignPayload', async () => {
+    const hub = makeHub()
+    const good = await prepare(hub.app, alice, 'twitter', 'alice', { a: 1 })
+    const before = await snapshot(hub)
+    for (const field of ['platform', 'identity']) {
+      for (const lone of ['\\ud800', '\\udfff', 'x\\ud83dy']) {
+        const text = JSON.stringify({ ...good.body, [field]: 'PLACEHOLDER' }).replace('PLACEHOLDER', lone)
+        const res = await post(hub.app, '/v1/kv', text)
+        expect(await expectError(res.clone(), 400), `${field} ${lone}`).toMatch(/surrogate/)
+        expect(await res.json()).toMatchObject({ name: 'InvalidInputError' })
+        const payloadText = JSON.stringify({ avatar: alice.compressed, platform: 'twitter', identity: 'alice', patch: {}, [field]: 'PLACEHOLDER' }).replace('PLACEHOLDER', lone)
+        expect(await expectError(await post(hub.app, '/v1/kv/payload', payloadText), 400)).toMatch(/surrogate/)
+      }
+    }
+    expect(await snapshot(hub)).toEqual(before)
+    // The same guard for callers of the module, whose strings never went through the JSON parser.
+    const fields = { uuid: randomUUID(), avatar: alice.avatar, platform: 'twitter', identity: 'alice', patch: {}, createdAtSeconds: 1, previous: null }
+    for (const field of ['platform', 'identity'] as const) {
+      expect(() => buildSignPayload({ ...fields, [field]: 'a\ud800' }), field).toThrow(expect.objectContaining({ name: 'InvalidInputError', message: expect.stringMatching(/surrogate/) }))
+    }
+    expect(buildSignPayload({ ...fields, identity: 'a\ud83d\ude00' })).toContain('"identity":"a\ud83d\ude00"')
+  })
+
+  it('refuses an imported chain that uses a uuid twice, correctly signed, and changes nothing', async () => {
+    const hub = makeHub()
+    const first = await write(hub.app, alice, 'twitter', 'alice', { a: 1 })
+    const chain = await exportAvatarChain(hub.stores, alice.avatar)
+    const [b0] = chain.blocks as [Block]
+    // A second link re-using the first link's uuid, signed by alice over the right previous.
+    const createdAt = first.payload.created_at
+    const patch = { a: 2 }
+    const text = buildSignPayload({ uuid: first.payload.uuid, avatar: alice.avatar, platform: 'twitter', identity: 'alice', patch, createdAtSeconds: createdAt, previous: first.signature })
+    const signature = await personalSign(alice, text)
+    const b1 = await cborBlock({ version: '1', avatar: alice.avatar.slice(2), platform: 'twitter', identity: 'alice', uuid: first.payload.uuid, created_at: createdAt, patch, signature, previous: b0.cid })
+    const target = makeHub()
+    const before = await snapshot(target)
+    await rejectsWith(importAvatarChain(target.stores, [b0, b1], b1.cid), 'IntegrityError')
+    expect(await snapshot(target)).toEqual(before)
+    // Over HTTP, as a CAR: 400 and nothing imported.
+    const car = encodeCar([b1, b0], [b1.cid])
+    expect(await expectError(await post(target.app, '/api/v1/nextid/import', car, { 'content-type': 'application/vnd.ipld.car' }), 400)).toMatch(/uuid .* twice/)
+    expect(await snapshot(target)).toEqual(before)
+    // The same chain with a fresh uuid in the second link imports.
+    const uuid = randomUUID()
+    const text2 = buildSignPayload({ uuid, avatar: alice.avatar, platform: 'twitter', identity: 'alice', patch, createdAtSeconds: createdAt, previous: first.signature })
+    const b1ok = await cborBlock({ version: '1', avatar: alice.avatar.slice(2), platform: 'twitter', identity: 'alice', uuid, created_at: createdAt, patch, signature: await personalSign(alice, text2), previous: b0.cid })
+    await importAvatarChain(target.stores, [b0, b1ok], b1ok.cid)
+    expect(JSON.parse(await getText(target.app, `/v1/kv?avatar=${alice.avatar}`)).proofs[0].content).toEqual({ a: 2 })
+  })
+
+  it('signature recovery agrees with the EIP-191 recovery for v 0/1/27/28 and high s', async () => {
+    const N = BigInt('0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141')
+    await fc.assert(fc.asyncProperty(fc.string({ minLength: 1, maxLength: 80 }), fc.boolean(), fc.boolean(), async (message, eth, high) => {
+      const sig = await personalSign(alice, message, eth ? 'eth' : 'raw')
+      let bytes = sig
+      if (high) {
+        const s = BigInt('0x' + bytesToHex(sig.subarray(32, 64)))
+        const v = sig[64] as number
+        bytes = concatBytes(sig.subarray(0, 32), hexToBytes((N - s).toString(16).padStart(64, '0')), Uint8Array.of(v >= 27 ? 55 - v : v ^ 1))
+      }
+      expect(bytesToHex(recoverPersonalSigner(message, bytes).publicKey)).toBe(bytesToHex(alice.publicKey))
+      expect(signedBy(message, bytes, alice.publicKey)).toBe(true)
+      expect(signedBy(message, bytes, bob.publicKey)).toBe(false)
+      expect(signedBy(message + '.', bytes, alice.publicKey)).toBe(false)
+    }), { numRuns: 30 })
+  })
+})
+
+describe('bounds on what a request can cost', () => {
+  it('caps the links, block bytes and content kept per avatar (413), and lets a write shrink content that is over', async () => {
+    const hub = makeHub({ maxChainLinks: 3 })
+    for (let i = 0; i < 3; i++) await write(hub.app, alice, 'twitter', 'alice', { i })
+    const before = await snapshot(hub)
+    const fourth = await prepare(hub.app, alice, 'twitter', 'alice', { i: 3 })
+    expect(await expectError(await post(hub.app, '/v1/kv', fourth.body), 413)).toMatch(/3/)
+    expect(await snapshot(hub)).toEqual(before)
+    await write(hub.app, bob, 'twitter', 'alice', { other: 'avatar, own cap' })
+
+    const bytes = makeHub({ maxChainBytes: 1500 })
+    await write(bytes.app, alice, 'twitter', 'alice', { s: 'x'.repeat(400) })
+    const big = await prepare(bytes.app, alice, 'twitter', 'alice', { s: 'y'.repeat(900) })
+    expect(await expectError(await post(bytes.app, '/v1/kv', big.body), 413)).toMatch(/chain/)
+
+    const content = makeHub({ maxAvatarContentBytes: 700 })
+    await write(content.app, alice, 'twitter', 'alice', { s: 'x'.repeat(250) })
+    await write(content.app, alice, 'github', 'alice', { s: 'x'.repeat(250) })
+    const third = await prepare(content.app, alice, 'mastodon', 'alice', { s: 'x'.repeat(250) })
+    expect(await expectError(await post(content.app, '/v1/kv', third.body), 413)).toMatch(/content/)
+    // Over the cap after a lowered limit (a restart with other options): removing is still allowed.
+    const lowered = makeHub({ maxAvatarContentBytes: 100 }, content.stores)
+    await write(lowered.app, alice, 'github', 'alice', { s: null })
+  })
+
+  it('refuses an import over the chain caps before checking any signature (413)', async () => {
+    const hub = makeHub()
+    for (let i = 0; i < 4; i++) await write(hub.app, alice, 'twitter', 'alice', { i })
+    const chain = await exportAvatarChain(hub.stores, alice.avatar)
+    const target = makeHub({ maxChainLinks: 3 })
+    const before = recoveryCount.value
+    await rejectsWith(importAvatarChain({ ...target.stores, maxChainLinks: 3 }, chain.blocks, chain.head), 'TooLargeError')
+    await rejectsWith(importAvatarChain({ ...target.stores, maxChainBytes: 100 }, chain.blocks, chain.head), 'TooLargeError')
+    const car = new Uint8Array(await (await hub.app.request(`/api/v1/nextid/export?avatar=${alice.avatar}`)).arrayBuffer())
+    await expectError(await post(target.app, '/api/v1/nextid/import', car, { 'content-type': 'application/vnd.ipld.car' }), 413)
+    expect(recoveryCount.value).toBe(before)
+    expect(await nextidKeys(target.stores.datastore)).toEqual([])
+  })
+
+  it('runs one import at a time per hub: another is refused at once with RateLimitError', async () => {
+    const hub = makeHub()
+    for (let i = 0; i < 3; i++) await write(hub.app, alice, 'twitter', 'alice', { i })
+    const chain = await exportAvatarChain(hub.stores, alice.avatar)
+    const target = makeHub()
+    const first = importAvatarChain(target.stores, chain.blocks, chain.head)
+    await rejectsWith(importAvatarChain(target.stores, chain.blocks, chain.head), 'RateLimitError')
+    await first
+    await importAvatarChain(target.stores, chain.blocks, chain.head)
+    // Re-importing what the hub holds verifies nothing again.
+    const before = recoveryCount.value
+    await importAvatarChain(target.stores, chain.blocks, chain.head)
+    expect(recoveryCount.value).toBe(before)
+  })
+
+  it('takes one import at a time over HTTP, refusing another before reading its body (429)', async () => {
+    const one = makeHub()
+    await write(one.app, alice, 'twitter', 'alice', { a: 1 })
+    const car = new Uint8Array(await (await one.app.request(`/api/v1/nextid/export?avatar=${alice.avatar}`)).arrayBuffer())
+    const target = makeHub()
+    let finish: () => void = () => {}
+    const slow = new ReadableStream<Uint8Array>({
+      start (controller) {
+        controller.enqueue(car.subarray(0, 10))
+        finish = () => { controller.enqueue(car.subarray(10)); controller.close() }
+      }
+    })
+    let pulled = false
+    const watched = new ReadableStream<Uint8Array>({ pull (controller) { pulled = true; controller.enqueue(car); controller.close() } }, { highWaterMark: 0 })
+    const upload = async (body: ReadableStream<Uint8Array>): Promise<Response> =>
+      target.app.request('/api/v1/nextid/import', { method: 'POST', headers: { 'content-type': 'application/vnd.ipld.car' }, body, duplex: 'half' } as RequestInit)
+    const first = upload(slow)
+    await new Promise(resolve => setImmediate(resolve))
+    const second = await upload(watched)
+    expect(second.status).toBe(429)
+    expect(second.headers.get('retry-after')).toBe('1')
+    expect(await second.json()).toMatchObject({ name: 'RateLimitError' })
+    expect(pulled).toBe(false)
+    finish()
+    expect((await first).status).toBe(201)
+    expect((await upload(new ReadableStream({ start (c) { c.enqueue(car); c.close() } }))).status).toBe(201)
+  })
+
+  it('by_identity lists at most maxIdentityResults avatars and stays under maxIdentityResponseBytes', async () => {
+    const keys = Array.from({ length: 5 }, (_, i) => makeKey(`claimant ${i}`))
+    const hub = makeHub({ maxIdentityResults: 3 })
+    for (const key of keys) await write(hub.app, key, 'twitter', 'alice', { note: 'x'.repeat(100) })
+    const listed = JSON.parse(await getText(hub.app, '/v1/kv/by_identity?platform=twitter&identity=alice')) as { values: Array<{ avatar: string }> }
+    expect(listed.values).toHaveLength(3)
+    expect(listed.values.map(v => v.avatar)).toEqual([...listed.values.map(v => v.avatar)].sort())
+    const small = makeHub({ maxIdentityResponseBytes: 600 }, hub.stores)
+    const text = await getText(small.app, '/v1/kv/by_identity?platform=twitter&identity=alice')
+    expect(text.length).toBeLessThanOrEqual(600 + 20)
+    expect((JSON.parse(text) as { values: unknown[] }).values.length).toBe(2)
+    expect(JSON.parse(await getText(makeHub({}, hub.stores).app, '/v1/kv/by_identity?platform=twitter&identity=alice')).values).toHaveLength(5)
+  })
+
+  it('streams an export block by block, newest first, and re-imports it', async () => {
+    const hub = makeHub()
+    for (let i = 0; i < 5; i++) await write(hub.app, alice, 'twitter', 'alice', { i })
+    const chain = await exportAvatarChain(hub.stores, alice.avatar)
+    const res = await hub.app.request(`/api/v1/nextid/export?avatar=${alice.avatar}`)
+    const reader = await CarReader.fromBytes(new Uint8Array(await res.arrayBuffer()))
+    expect((await reader.getRoots()).map(String)).toEqual([String(chain.head)])
+    const order: string[] = []
+    for await (const block of reader.blocks()) order.push(block.cid.toString())
+    expect(order).toEqual(chain.blocks.map(b => b.cid.toString()).reverse())
+  })
+})
+
+describe('durability', () => {
+  async function levelHub (options: Partial<NextIdOptions> = {}): Promise<{ hub: Hub, datastore: LevelDatastore, blockstore: FsBlockstore, batches: Array<{ keys: string[], sync: boolean }>, done: () => Promise<void> }> {
+    const dir = await mkdtemp(join(tmpdir(), 'nextid-durable-'))
+    const datastore = new LevelDatastore(join(dir, 'datastore'))
+    const blockstore = new FsBlockstore(join(dir, 'blocks'))
+    await datastore.open()
+    await blockstore.open()
+    const batches: Array<{ keys: string[], sync: boolean }> = []
+    const db = datastore.db as unknown as { batch: (ops: Array<{ key: string }>, options?: { sync?: boolean }) => Promise<void> }
+    const original = db.batch.bind(db)
+    db.batch = async (ops, opts) => {
+      batches.push({ keys: ops.map(op => op.key), sync: opts?.sync === true })
+      return original(ops, opts)
+    }
+    const hub = makeHub(options, { datastore, blockstore } as unknown as Hub['stores'])
+    return { hub, datastore, blockstore, batches, done: async () => { await datastore.close(); await blockstore.close(); await rm(dir, { recursive: true, force: true }) } }
+  }
+
+  it('writes the block, head, entry and uuid of an accepted patch in one fsynced LevelDB batch before the 201', async () => {
+    const { hub, datastore, blockstore, batches, done } = await levelHub()
+    try {
+      const first = await write(hub.app, alice, 'twitter', 'alice', { a: 1 })
+      // The uuid, head, totals and entry are read from LevelDB together: a replay is still caught.
+      await expectError(await post(hub.app, '/v1/kv', first.body), 409)
+      await write(hub.app, alice, 'twitter', 'alice', { b: 2 })
+      expect(JSON.parse(await getText(hub.app, `/v1/kv?avatar=${alice.avatar}`)).proofs[0].content).toEqual({ a: 1, b: 2 })
+      const avatar = alice.avatar.slice(2)
+      const head = (await exportAvatarChain({ datastore, blockstore }, alice.avatar)).head
+      const batch = batches.filter(b => b.keys.includes(`/nextid/head/${avatar}`)).at(-1)
+      expect(batch?.sync).toBe(true)
+      expect(batch?.keys).toEqual(expect.arrayContaining([`/nextid/block/${String(head)}`, `/nextid/stat/${avatar}`, expect.stringMatching(`^/nextid/uuid/${avatar}/`), expect.stringMatching(`^/nextid/kv/${avatar}/`)]))
+      // Imports too.
+      const other = await levelHub()
+      try {
+        const chain = await exportAvatarChain({ datastore, blockstore }, alice.avatar)
+        await importAvatarChain({ datastore: other.datastore, blockstore: other.blockstore }, chain.blocks, chain.head)
+        expect(other.batches.find(b => b.keys.includes(`/nextid/head/${avatar}`))?.sync).toBe(true)
+      } finally {
+        await other.done()
+      }
+    } finally {
+      await done()
+    }
+  })
+
+  it('writes of different avatars that arrive during an fsync share the next one (group commit); a failed group writes nothing', async () => {
+    const { hub, datastore, batches, done } = await levelHub()
+    try {
+      const db = datastore.db as unknown as { batch: (ops: unknown[], options?: { sync?: boolean }) => Promise<void> }
+      const recording = db.batch
+      let release: () => void = () => {}
+      const gate = new Promise<void>(resolve => { release = resolve })
+      let calls = 0
+      db.batch = async (ops, opts) => { if (calls++ === 0) await gate; return recording(ops, opts) }
+      const writers = Array.from({ length: 5 }, (_, i) => makeKey(`group ${i}`))
+      const bodies = await Promise.all(writers.map(async key => (await prepare(hub.app, key, 'twitter', 'group', { g: 1 })).body))
+      const responses = bodies.map(async body => post(hub.app, '/v1/kv', body))
+      while (calls < 1) await new Promise(resolve => setImmediate(resolve))
+      // The first write's fsync is under way: the other four join the queue behind it.
+      for (let i = 0; i < 50; i++) await new Promise(resolve => setImmediate(resolve))
+      release()
+      expect((await Promise.all(responses)).map(r => r.status)).toEqual([201, 201, 201, 201, 201])
+      const heads = batches.filter(b => b.sync && b.keys.some(k => k.startsWith('/nextid/head/')))
+      expect(heads.map(b => b.keys.filter(k => k.startsWith('/nextid/head/')).length)).toEqual([1, 4])
+
+      // A group whose write fails: every writer in it gets 502, and none of them wrote anything.
+      const before = await nextidKeys(datastore as unknown as MemoryDatastore)
+      db.batch = async () => { throw new Error('disk on fire') }
+      const failing = await Promise.all(writers.slice(0, 3).map(async key => post(hub.app, '/v1/kv', (await prepare(hub.app, key, 'twitter', 'group', { g: 2 })).body)))
+      for (const res of failing) expect(await res.json()).toMatchObject({ name: 'StoreError' })
+      expect(failing.map(r => r.status)).toEqual([502, 502, 502])
+      expect(await nextidKeys(datastore as unknown as MemoryDatastore)).toEqual(before)
+      db.batch = recording
+      await write(hub.app, writers[0] as Key, 'twitter', 'group', { g: 3 })
+    } finally {
+      await done()
+    }
+  })
+
+  it('syncWrites: false writes the same batch without fsync', async () => {
+    const { hub, batches, done } = await levelHub({ syncWrites: false })
+    try {
+      await write(hub.app, alice, 'twitter', 'alice', { a: 1 })
+      expect(batches.some(b => b.keys.includes(`/nextid/head/${alice.avatar.slice(2)}`))).toBe(true)
+      expect(batches.some(b => b.sync)).toBe(false)
+    } finally {
+      await done()
+    }
+  })
+
+  it('a chain whose blocks are only in the blockstore (written before they moved to the datastore) still reads, exports, and is copied over by its next write', async () => {
+    const hub = makeHub()
+    for (let i = 0; i < 3; i++) await write(hub.app, alice, 'twitter', 'alice', { i })
+    // Next.ID keeps nothing in the blockstore, whose garbage collection only spares what IPNS records reference.
+    expect(await blockCount(hub.stores.blockstore)).toBe(0)
+    const expected = await exportAvatarChain(hub.stores, alice.avatar)
+    // Make it look like a chain written before: blocks in the blockstore, no totals, no acceptance times.
+    for await (const { key, value } of hub.stores.datastore.query({ prefix: '/nextid/' })) {
+      const match = /^\/nextid\/block\/(.+)$/.exec(key.toString())
+      if (match !== null) await hub.stores.blockstore.put(CID.parse(match[1] as string), value)
+      if (/^\/nextid\/(block|stat|at)\//.test(key.toString())) await hub.stores.datastore.delete(key)
+    }
+    expect((await exportAvatarChain(hub.stores, alice.avatar)).blocks.map(String)).toEqual(expected.blocks.map(String))
+    await write(hub.app, alice, 'twitter', 'alice', { i: 3 })
+    const stat = JSON.parse(new TextDecoder().decode(await hub.stores.datastore.get(new DatastoreKey(`/nextid/stat/${alice.avatar.slice(2)}`)))) as Record<string, number>
+    expect(stat.links).toBe(4)
+    // Its blocks were copied: the chain no longer needs the blockstore.
+    for await (const { cid } of hub.stores.blockstore.getAll()) await hub.stores.blockstore.delete(cid)
+    expect((await exportAvatarChain(hub.stores, alice.avatar)).blocks).toHaveLength(4)
+  })
+
 })

@@ -38,6 +38,7 @@ describe('openSpace', () => {
     const store = memoryStore()
     const first = await open(store)
     await first.set('theme', 'dark')
+    await first.flush()
     const signers = [
       provider(KEY_A),
       rewritingSigner(KEY_A, vZeroOne),
@@ -57,6 +58,7 @@ describe('openSpace', () => {
     const space = await openSpace({ signer: creator, store })
     expect(creator.count).toBe(2)
     await space.set('a', 1)
+    await space.flush()
     const opener = rewritingSigner(KEY_A, s => s)
     await openSpace({ signer: opener, store })
     expect(opener.count).toBe(1)
@@ -91,6 +93,7 @@ describe('get / set / remove / getAll / patch', () => {
     for (const [k, v] of Object.entries(values)) await space.set(k, v)
     expect(await space.getAll()).toEqual(values)
     await space.remove('n')
+    await space.flush()
     expect(await space.get('n')).toBeUndefined()
     const again = await open(store)
     expect(await again.getAll()).toEqual({ ...values, n: undefined })
@@ -100,6 +103,7 @@ describe('get / set / remove / getAll / patch', () => {
   it('returns copies: changing a returned object does not change the space', async () => {
     const space = await open()
     await space.set('o', { a: 1 })
+    await space.flush()
     const got = await space.get('o') as { a: number }
     got.a = 2
     expect(await space.get('o')).toEqual({ a: 1 })
@@ -109,8 +113,10 @@ describe('get / set / remove / getAll / patch', () => {
     const store = memoryStore()
     const space = await open(store)
     await space.set('a', 1)
+    await space.flush()
     const first = readRecord(store.records.get(space.name)!)
     await space.set('b', 2)
+    await space.flush()
     const second = readRecord(store.records.get(space.name)!)
     expect(second.sequence).toBe(first.sequence + 1n)
     expect(second.validUntilMs - Date.now()).toBeGreaterThan(300 * 24 * 3600 * 1000)
@@ -125,7 +131,9 @@ describe('get / set / remove / getAll / patch', () => {
       it(`example ${i + 1} under one key`, async () => {
         const space = await open()
         await space.set('doc', c.target as Json)
+        await space.flush()
         await space.patch({ doc: c.patch as Json })
+        await space.flush()
         expect(await space.get('doc')).toEqual(c.result === null ? undefined : c.result)
       })
       const isObject = (x: unknown): boolean => typeof x === 'object' && x !== null && !Array.isArray(x)
@@ -134,6 +142,7 @@ describe('get / set / remove / getAll / patch', () => {
           const space = await open()
           for (const [k, v] of Object.entries(c.target)) await space.set(k, v as Json)
           await space.patch(c.patch as unknown as Record<string, Json>)
+          await space.flush()
           expect(await space.getAll()).toEqual(c.result)
         })
       }
@@ -168,7 +177,9 @@ describe('get / set / remove / getAll / patch', () => {
       const store = memoryStore()
       const space = await open(store)
       await space.set('keep', { me: true })
+      await space.flush()
       await space.public.set('profile', 'p')
+      await space.flush()
       const before = snapshot(store)
       await expect(write(space)).rejects.toMatchObject({ name })
       expect(snapshot(store)).toBe(before)
@@ -182,6 +193,7 @@ describe('get / set / remove / getAll / patch', () => {
     const store = memoryStore()
     const space = await open(store, KEY_A, { maxSpaceBytes: 2000 })
     await space.set('a', 'x'.repeat(1500))
+    await space.flush()
     const before = snapshot(store)
     await expect(space.patch({ b: 'y'.repeat(400), c: 'z'.repeat(400) })).rejects.toMatchObject({ name: 'TooLargeError' })
     expect(snapshot(store)).toBe(before)
@@ -201,8 +213,11 @@ describe('public section', () => {
     const store = memoryStore()
     const space = await open(store)
     await space.public.set('name', 'Alice')
+    await space.flush()
     await space.public.set('avatar', { url: 'ipfs://bafy' })
+    await space.flush()
     await space.set('secret', 'hidden')
+    await space.flush()
     const profile = await readPublic({ name: space.name, store })
     expect(profile.data).toEqual({ name: 'Alice', avatar: { url: 'ipfs://bafy' } })
     expect(profile.address).toBe(space.address)
@@ -231,14 +246,17 @@ describe('model-based: any sequence of operations equals a plain Map', () => {
         if (step.op === 'remove') { await space.remove(step.key); model.delete(step.key) }
         if (step.op === 'patch') {
           await space.patch(step.patch)
+          await space.flush()
           for (const [k, v] of Object.entries(step.patch)) {
             if (v === null) model.delete(k)
             else model.set(k, mergePatch(model.get(k) ?? null, v))
           }
         }
-        if (step.op === 'reopen') space = await open(store)
+        // another device: what this one wrote is published when it closes
+        if (step.op === 'reopen') { await space.close(); space = await open(store) }
         expect(await space.getAll()).toEqual(Object.fromEntries(model))
       }
+      await space.close()
       const fresh = await open(store)
       expect(await fresh.getAll()).toEqual(Object.fromEntries(model))
     }), { numRuns: 40 })
@@ -251,7 +269,9 @@ describe('integrity and secrecy', () => {
     const store = memoryStore()
     const space = await open(store)
     await space.patch({ 'wallet.seedHint': 'PLAINTEXT-VALUE-ONE', 'PLAINTEXT-KEY-TWO': { nested: 'PLAINTEXT-VALUE-THREE' } })
+    await space.flush()
     await space.set('bulk', 'PLAINTEXT-VALUE-FOUR '.repeat(50))
+    await space.flush()
     return { store, space }
   }
 
@@ -322,11 +342,13 @@ describe('buckets', () => {
     const patch: Record<string, Json> = {}
     for (let i = 0; i < 3000; i++) patch[`key-${i}`] = { i, text: 'v'.repeat(80) }
     await space.patch(patch)
+    await space.flush()
     const rootOf = (): ReturnType<typeof decodeRoot> => decodeRoot(store.blocks.get(readRecord(store.records.get(space.name)!).cid!.toString())!)
     const before = rootOf()
     expect(before.private.length).toBeGreaterThan(8)
     const blocksBefore = new Set(store.blocks.keys())
     await space.set('key-7', 'changed')
+    await space.flush()
     const added = [...store.blocks.keys()].filter(k => !blocksBefore.has(k)).map(k => CID.parse(k))
     expect(added.filter(c => c.code === raw.code)).toHaveLength(1) // one bucket
     expect(added.filter(c => c.code === dagCbor.code)).toHaveLength(1) // the root
@@ -344,6 +366,7 @@ describe('buckets', () => {
     const patch: Record<string, Json> = {}
     for (let i = 0; i < 60; i++) patch[`big-${i}`] = 'b'.repeat(60 * 1024)
     await space.patch(patch)
+    await space.flush()
     for (const bytes of store.blocks.values()) expect(bytes.length).toBeLessThanOrEqual(MAX_BLOCK_BYTES)
     const fresh = await open(store)
     expect((await fresh.get('big-59') as string).length).toBe(60 * 1024)
@@ -354,9 +377,12 @@ describe('history', () => {
   it('lists past versions and reads one', async () => {
     const space = await open()
     await space.set('v', 1)
+    await space.flush()
     const first = space.root!
     await space.set('v', 2)
+    await space.flush()
     await space.public.set('p', 'x')
+    await space.flush()
     const history = await space.history()
     expect(history.map(h => h.sequence)).toEqual([3, 2, 1])
     expect(history.every(h => h.device === space.deviceId)).toBe(true)

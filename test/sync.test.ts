@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import fc from 'fast-check'
-import { openSpace, memoryStore, StoreError } from '../src/index.js'
+import { openSpace, memoryState, memoryStore, StoreError } from '../src/index.js'
 import type { Json, MemoryStore, Space, SpaceOptions, Store } from '../src/index.js'
 import { readRecord } from '../src/store/record.js'
 import { decodeRoot } from '../src/space/root.js'
@@ -29,8 +29,9 @@ function fakeClock (): () => number {
   return () => ++t
 }
 
+/** A device: its own state (the devices share a network, never a state). */
 async function device (store: Store, extra: Partial<SpaceOptions> = {}): Promise<Space> {
-  return openSpace({ signer: account(KEY_A), store, retryDelayMs: 0, ...extra })
+  return openSpace({ signer: account(KEY_A), store, retryDelayMs: 0, state: memoryState(), ...extra })
 }
 
 describe('two devices', () => {
@@ -41,11 +42,14 @@ describe('two devices', () => {
     const lb = link(network)
     const a = await device(la, { now })
     await a.set('shared', 'before')
+    await a.flush()
     const b = await device(lb, { now })
     la.online = false
     lb.online = false
-    await expect(a.set('from-a', 1)).rejects.toMatchObject({ name: 'StoreError' })
-    await expect(b.set('from-b', 2)).rejects.toMatchObject({ name: 'StoreError' })
+    await a.set('from-a', 1)
+    await expect(a.flush()).rejects.toMatchObject({ name: 'StoreError' })
+    await b.set('from-b', 2)
+    await expect(b.flush()).rejects.toMatchObject({ name: 'StoreError' })
     // the writes are kept locally while offline
     expect(await a.get('from-a')).toBe(1)
     la.online = true
@@ -78,7 +82,7 @@ describe('two devices', () => {
       const network = memoryStore()
       const now = fakeClock()
       const la = link(network); const lb = link(network)
-      const a = await device(la, { now }); await a.set('k', 'original')
+      const a = await device(la, { now }); await a.set('k', 'original'); await a.flush()
       const b = await device(lb, { now })
       la.online = false; lb.online = false
       if (removeFirst) {
@@ -99,9 +103,10 @@ describe('two devices', () => {
   it('an offline write goes out on top of the newer version', async () => {
     const network = memoryStore()
     const la = link(network); const lb = link(network)
-    const a = await device(la); await a.set('base', 0)
+    const a = await device(la); await a.set('base', 0); await a.flush()
     const b = await device(lb)
     await a.set('a', 1)
+    await a.flush()
     lb.online = false
     await b.set('b', 1).catch(() => {})
     lb.online = true
@@ -172,8 +177,11 @@ describe('three devices, random interleavings (property)', () => {
         const write = step.op === 'set'
           ? space.set(step.key, step.value)
           : step.op === 'remove' ? space.remove(step.key) : space.patch({ [step.key]: step.value })
-        await write.catch((err: Error) => { if (err.name !== 'StoreError') throw err })
-        if (step.op === 'patch' && step.value === null && current === undefined) { publish(step.d); continue }
+        await write
+        await space.flush().catch((err: Error) => { if (err.name !== 'StoreError') throw err })
+        // A write that leaves the value as this device sees it is no write at all: no new stamp, so
+        // it cannot override a concurrent change made elsewhere.
+        if (JSON.stringify(next) === JSON.stringify(current)) continue
         replica.set(step.key, { t: ++t, v: next })
         publish(step.d)
       }
@@ -193,6 +201,7 @@ describe('one process', () => {
     const network = memoryStore()
     const space = await device(network)
     await Promise.all(Array.from({ length: 100 }, async (_, i) => space.set(`k${i}`, i)))
+    await space.flush()
     const all = await space.getAll()
     expect(Object.keys(all)).toHaveLength(100)
     for (let i = 0; i < 100; i++) expect(all[`k${i}`]).toBe(i)
@@ -205,7 +214,8 @@ describe('one process', () => {
     const l = link(network)
     const space = await device(l, { retryDelayMs: 20 })
     l.online = false
-    await expect(space.set('offline-edit', true)).rejects.toBeInstanceOf(StoreError)
+    await space.set('offline-edit', true)
+    await expect(space.flush()).rejects.toBeInstanceOf(StoreError)
     l.online = true
     await expect.poll(async () => (await device(network)).get('offline-edit'), { timeout: 2000, interval: 50 }).toBe(true)
   })
@@ -228,8 +238,10 @@ describe('rollback protection', () => {
     const store = replaying(network)
     const space = await device(store)
     await space.set('v', 1)
+    await space.flush()
     const old = network.records.get(space.name)!
     await space.set('v', 2)
+    await space.flush()
     const events: unknown[] = []
     space.on('rollback', e => events.push(e))
     store.replay = old
@@ -241,13 +253,14 @@ describe('rollback protection', () => {
 
   it('remembers the highest sequence across re-opens through its state store', async () => {
     const network = memoryStore()
-    const saved = new Map<string, { sequence: number, root: string }>()
-    const state = { get: async (n: string) => saved.get(n), put: async (n: string, v: { sequence: number, root: string }) => { saved.set(n, v) } }
+    const state = memoryState()
     const store = replaying(network)
     const first = await device(store, { state })
     await first.set('v', 1)
+    await first.flush()
     const old = network.records.get(first.name)!
     await first.set('v', 2)
+    await first.flush()
     await first.close()
     store.replay = old
     const events: unknown[] = []
@@ -262,14 +275,16 @@ describe('rollback protection', () => {
   it('reports a record with the same sequence and another value, and merges it', async () => {
     const network = memoryStore()
     const la = link(network); const lb = link(network)
-    const a = await device(la); await a.set('base', 0)
+    const a = await device(la); await a.set('base', 0); await a.flush()
     const b = await device(lb)
     // both publish sequence 2 from the same base, without seeing each other
     const bRecordBefore = network.records.get(a.name)!
     await a.set('a', 1)
+    await a.flush()
     const aRecord = network.records.get(a.name)!
     network.records.set(a.name, bRecordBefore)
     await b.set('b', 1)
+    await b.flush()
     expect(readRecord(network.records.get(a.name)!).sequence).toBe(readRecord(aRecord).sequence)
     const conflicts: unknown[] = []
     a.on('conflict', e => conflicts.push(e))
@@ -290,6 +305,7 @@ describe('wallets that do not sign deterministically', () => {
     const network = memoryStore()
     const first = await openSpace({ signer: account(KEY_A), store: network })
     await first.set('precious', 'data')
+    await first.flush()
     // a store with an address index (as a hub keeps) that knows the first name
     const indexed: Store = { ...bind(network), lookupAddress: async () => first.name }
     await expect(openSpace({ signer: nonDeterministicSigner(KEY_A), store: indexed }))
@@ -313,11 +329,13 @@ describe('live updates', () => {
     const network = memoryStore()
     const a = await device(network)
     await a.set('x', 0)
+    await a.flush()
     const b = await device(network)
     const heard = new Promise<{ keys: string[], value: Json | undefined }>((resolve) => {
       b.subscribe((event) => { void b.get('x').then(value => resolve({ keys: event.keys, value })) })
     })
     await a.set('x', 42)
+    await a.flush()
     expect(await heard).toEqual({ keys: ['x'], value: 42 })
   })
 })
@@ -327,6 +345,7 @@ describe('record upkeep', () => {
     const network = memoryStore()
     const a = await device(network, { recordLifetimeMs: 1000 })
     await a.set('k', 1)
+    await a.flush()
     const before = readRecord(network.records.get(a.name)!)
     await new Promise(resolve => setTimeout(resolve, 600))
     const again = await device(network, { recordLifetimeMs: 1000 })

@@ -10,9 +10,13 @@ async function filled (): Promise<{ store: MemoryStore, name: string }> {
   const store = memoryStore()
   const space = await openSpace({ signer: account(KEY_A), store })
   await space.set('a', 1)
+  await space.flush()
   await space.public.set('name', 'Alice')
+  await space.flush()
   await space.patch({ b: { deep: [1, 2] }, c: 'three' })
+  await space.flush()
   await space.remove('a')
+  await space.flush()
   return { store, name: space.name }
 }
 
@@ -64,6 +68,7 @@ describe('export and import', () => {
     const other = memoryStore()
     const b = await openSpace({ signer: account(KEY_B), store: other })
     await b.set('x', 1)
+    await b.flush()
     const mine = await exportSpace(store, name)
     const theirs = await exportSpace(other, b.name)
     // put B's signed record into A's manifest

@@ -9,14 +9,15 @@ import { dirname, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { CarReader } from '@ipld/car'
 import * as dagCbor from '@ipld/dag-cbor'
-import { InvalidInputError, NotFoundError, errorFromName } from '../errors.js'
+import { InvalidInputError, NotFoundError, StoreError, TooLargeError, UntrustedHubError, UserSpaceError, errorFromName } from '../errors.js'
 import { openSpace } from '../space/space.js'
 import { readPublic } from '../space/read-public.js'
 import { listVersions } from '../space/history.js'
 import { privateKeySigner } from '../space/local-signer.js'
 import { exportSpace, importSpace, EXPORT_TYPE } from '../space/transfer.js'
 import type { TransferProgress } from '../space/transfer.js'
-import { hubStore } from '../store/hub.js'
+import { DEFAULT_REQUEST_TIMEOUT_MS, MAX_JSON_RESPONSE_BYTES, hubStore, readCapped } from '../store/hub.js'
+import type { Store } from '../store/interface.js'
 import { canonicalName } from '../store/record.js'
 import { checksumAddress } from '../crypto/eip191.js'
 import { UsageError } from './usage.js'
@@ -50,6 +51,31 @@ function parse (args: string[], options: Record<string, { type: 'string' | 'bool
   return { flags: parsed.values as Flags, positionals: parsed.positionals }
 }
 
+/** Largest CAR the CLI reads from a hub (an avatar chain export); env `USERSPACE_MAX_CAR_BYTES`. @default 256 MiB */
+export const DEFAULT_MAX_CAR_BYTES = 256 * 1024 * 1024
+
+/** A positive whole number from the environment, or undefined when unset. */
+function envNumber (io: CliIO, name: string, unit: string): number | undefined {
+  const text = io.env[name]
+  if (text === undefined || text === '') return undefined
+  const n = Number(text)
+  if (!Number.isSafeInteger(n) || n <= 0) throw new UsageError(`${name} expected a positive whole number of ${unit}, got "${text.slice(0, 40)}"`)
+  return n
+}
+
+/**
+ * Milliseconds one call to the hub may take: `USERSPACE_TIMEOUT_MS`, or the library's 30 s default,
+ * so that a hub that accepts the connection and never answers ends the command with exit code 8.
+ */
+function timeoutOf (io: CliIO): number | undefined {
+  return envNumber(io, 'USERSPACE_TIMEOUT_MS', 'milliseconds')
+}
+
+/** The hub as a Store, with the request timeout. */
+function storeOf (flags: Flags, io: CliIO): ReturnType<typeof hubStore> {
+  return hubStore(hubOf(flags, io), { timeoutMs: timeoutOf(io) })
+}
+
 function hubOf (flags: Flags, io: CliIO): string {
   const hub = (flags.hub as string | undefined) ?? io.env.USERSPACE_HUB ?? DEFAULT_HUB
   try {
@@ -77,7 +103,7 @@ async function signerOf (flags: Flags, io: CliIO): Promise<ReturnType<typeof pri
 }
 
 async function withSpace<T> (flags: Flags, io: CliIO, fn: (section: SectionApi, space: Space) => Promise<T>): Promise<T> {
-  const space = await openSpace({ signer: await signerOf(flags, io), hub: hubOf(flags, io), retryDelayMs: 0 })
+  const space = await openSpace({ signer: await signerOf(flags, io), store: storeOf(flags, io), retryDelayMs: 0 })
   try {
     return await fn(flags.public === true ? space.public : space, space)
   } finally {
@@ -102,6 +128,21 @@ async function readStdin (): Promise<string> {
 }
 
 const common = { 'key-file': { type: 'string' as const }, public: { type: 'boolean' as const }, json: { type: 'boolean' as const }, hub: { type: 'string' as const } }
+
+/**
+ * Waits for a write to reach the hub, then reports it. The write is already durable in this
+ * device's state (a file under the state directory) before that: when the hub cannot take it now,
+ * the command fails, and the write goes out with the next command that reaches the hub.
+ */
+async function published (io: CliIO, flags: Flags, space: Space, what: Record<string, unknown>): Promise<number> {
+  try {
+    await space.flush()
+  } catch (err) {
+    io.err(`the write is kept on this device and goes out with the next userspace command that reaches the hub (${space.pending} pending)`)
+    throw err
+  }
+  return done(io, flags, space, what)
+}
 
 function done (io: CliIO, flags: Flags, space: Space, what: Record<string, unknown>): number {
   if (flags.json === true) io.out(JSON.stringify({ ...what, name: space.name, sequence: space.sequence }))
@@ -128,9 +169,9 @@ function progressBar (io: CliIO, label: string, show: boolean): (p: TransferProg
 }
 
 /** A name as given, or the name a hub's address index holds for a wallet address. */
-async function nameOf (target: string, hub: string): Promise<string> {
+async function nameOf (target: string, store: Store): Promise<string> {
   if (/^0x[0-9a-fA-F]{40}$/.test(target)) {
-    const name = await hubStore(hub).lookupAddress?.(checksumAddress(target))
+    const name = await store.lookupAddress?.(checksumAddress(target))
     if (name === undefined) throw new NotFoundError(`the hub knows no space of ${target}`)
     return name
   }
@@ -164,7 +205,7 @@ export const SPACE_COMMANDS: Record<string, Command> = {
       const { flags, positionals } = parse(args, common, { min: 2, max: 2, names: '<key> <json>' })
       const [key, text] = positionals as [string, string]
       const value = await jsonArg(text, 'the value', io)
-      return withSpace(flags, io, async (section, space) => { await section.set(key, value); return done(io, flags, space, { set: key }) })
+      return withSpace(flags, io, async (section, space) => { await section.set(key, value); return published(io, flags, space, { set: key }) })
     }
   },
   remove: {
@@ -175,7 +216,7 @@ export const SPACE_COMMANDS: Record<string, Command> = {
     async run (args, io) {
       const { flags, positionals } = parse(args, common, { min: 1, max: 1, names: '<key>' })
       const key = positionals[0] as string
-      return withSpace(flags, io, async (section, space) => { await section.remove(key); return done(io, flags, space, { removed: key }) })
+      return withSpace(flags, io, async (section, space) => { await section.remove(key); return published(io, flags, space, { removed: key }) })
     }
   },
   ls: {
@@ -201,7 +242,7 @@ export const SPACE_COMMANDS: Record<string, Command> = {
       const { flags, positionals } = parse(args, common, { min: 1, max: 1, names: '<json>' })
       const patch = await jsonArg(positionals[0] as string, 'the patch', io)
       if (typeof patch !== 'object' || patch === null || Array.isArray(patch)) throw new UsageError('the patch must be a JSON object')
-      return withSpace(flags, io, async (section, space) => { await section.patch(patch); return done(io, flags, space, { patched: Object.keys(patch) }) })
+      return withSpace(flags, io, async (section, space) => { await section.patch(patch); return published(io, flags, space, { patched: Object.keys(patch) }) })
     }
   },
   inspect: {
@@ -211,9 +252,8 @@ export const SPACE_COMMANDS: Record<string, Command> = {
     examples: ['userspace inspect 0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266', 'userspace inspect k51qzi5uqu5dj… --json'],
     async run (args, io) {
       const { flags, positionals } = parse(args, { json: { type: 'boolean' }, hub: { type: 'string' } }, { min: 1, max: 1, names: '<name|address>' })
-      const hub = hubOf(flags, io)
-      const store = hubStore(hub)
-      const name = await nameOf(positionals[0] as string, hub)
+      const store = storeOf(flags, io)
+      const name = await nameOf(positionals[0] as string, store)
       const profile = await readPublic({ name, store })
       const history = (await listVersions(store, profile.root, 50)).map(h => ({ sequence: h.sequence, updatedAt: new Date(h.updatedAt).toISOString(), device: h.device, root: h.root.toString() }))
       const info = {
@@ -223,6 +263,8 @@ export const SPACE_COMMANDS: Record<string, Command> = {
         sequence: profile.sequence,
         updatedAt: new Date(profile.updatedAt).toISOString(),
         root: profile.root.toString(),
+        expired: profile.expired,
+        validUntil: new Date(profile.validUntilMs).toISOString(),
         public: profile.data,
         history
       }
@@ -233,6 +275,9 @@ export const SPACE_COMMANDS: Record<string, Command> = {
         io.out(`owner:    ${info.owner} (owner binding verified)`)
         io.out(`sequence: ${info.sequence}, updated ${info.updatedAt}`)
         io.out(`root:     ${info.root}`)
+        io.out(info.expired
+          ? `record:   EXPIRED on ${info.validUntil}: this is the last version its owner signed; opening the space renews it`
+          : `record:   valid until ${info.validUntil}`)
         io.out(`public:   ${JSON.stringify(info.public)}`)
         io.out('history:')
         for (const h of history) io.out(`  ${String(h.sequence).padStart(5)}  ${h.updatedAt}  device ${h.device}  ${h.root}`)
@@ -259,8 +304,7 @@ export const SPACE_COMMANDS: Record<string, Command> = {
       const hub = hubOf(flags, io)
       if (typeof flags.avatar === 'string') {
         if (positionals.length > 0) throw new UsageError('give either <name|address> or --avatar, not both')
-        const res = await hubFetch(`${hub}/api/v1/nextid/export?avatar=${encodeURIComponent(flags.avatar)}`)
-        const car = new Uint8Array(await res.arrayBuffer())
+        const car = await hubFetch(`${hub}/api/v1/nextid/export?avatar=${encodeURIComponent(flags.avatar)}`, io, envNumber(io, 'USERSPACE_MAX_CAR_BYTES', 'bytes') ?? DEFAULT_MAX_CAR_BYTES)
         await writeFile(out, car)
         io.out(flags.json === true
           ? JSON.stringify({ avatar: flags.avatar, bytes: car.length, file: out })
@@ -268,8 +312,9 @@ export const SPACE_COMMANDS: Record<string, Command> = {
         return 0
       }
       if (positionals.length === 0) throw new UsageError('expected <name|address> or --avatar <key>')
-      const name = await nameOf(positionals[0] as string, hub)
-      const result = await exportSpace(hubStore(hub), name, { onProgress: progressBar(io, 'export', flags.progress === true || process.stderr.isTTY) })
+      const store = storeOf(flags, io)
+      const name = await nameOf(positionals[0] as string, store)
+      const result = await exportSpace(store, name, { onProgress: progressBar(io, 'export', flags.progress === true || process.stderr.isTTY) })
       await writeFile(out, result.car)
       io.out(flags.json === true
         ? JSON.stringify({ name: result.name, sequence: result.sequence, blocks: result.blocks, bytes: result.car.length, file: out })
@@ -293,14 +338,19 @@ export const SPACE_COMMANDS: Record<string, Command> = {
       }
       const hub = hubOf(flags, io)
       if (!(await isSpaceExport(car))) {
-        const res = await hubFetch(`${hub}/api/v1/nextid/import`, { method: 'POST', headers: { 'content-type': 'application/vnd.ipld.car' }, body: car as Uint8Array<ArrayBuffer> })
-        const body = await res.json() as { head: string, blocks: number }
+        const answer = await hubFetch(`${hub}/api/v1/nextid/import`, io, MAX_JSON_RESPONSE_BYTES, { method: 'POST', headers: { 'content-type': 'application/vnd.ipld.car' }, body: car as Uint8Array<ArrayBuffer> })
+        let body: { head: string, blocks: number }
+        try {
+          body = JSON.parse(new TextDecoder().decode(answer)) as { head: string, blocks: number }
+        } catch (err) {
+          throw new UntrustedHubError(`the hub at ${hub} answered the import with something that is not JSON`, { cause: err })
+        }
         io.out(flags.json === true
           ? JSON.stringify({ head: body.head, blocks: body.blocks, hub })
           : `imported an avatar chain of ${body.blocks} signed patches (head ${body.head}) into ${hub}`)
         return 0
       }
-      const result = await importSpace(hubStore(hub), car, { onProgress: progressBar(io, 'import', flags.progress === true || process.stderr.isTTY) })
+      const result = await importSpace(storeOf(flags, io), car, { onProgress: progressBar(io, 'import', flags.progress === true || process.stderr.isTTY) })
       io.out(flags.json === true
         ? JSON.stringify({ name: result.name, sequence: result.sequence, blocks: result.blocks, hub })
         : `imported ${result.name} at sequence ${result.sequence}: ${result.blocks} blocks verified and loaded into ${hub}`)
@@ -327,16 +377,32 @@ async function isSpaceExport (car: Uint8Array): Promise<boolean> {
   }
 }
 
-async function hubFetch (url: string, init?: RequestInit): Promise<Response> {
-  let res: Response
+/**
+ * A call to a hub route the Store does not cover (Next.ID chains), bounded like the Store's: the
+ * request timeout over the whole exchange and at most `maxBytes` of answer.
+ */
+async function hubFetch (url: string, io: CliIO, maxBytes: number, init: RequestInit = {}): Promise<Uint8Array> {
+  const origin = new URL(url).origin
+  const timeoutMs = timeoutOf(io) ?? DEFAULT_REQUEST_TIMEOUT_MS
+  const signal = AbortSignal.timeout(timeoutMs)
   try {
-    res = await fetch(url, init)
+    const res = await fetch(url, { ...init, signal })
+    if (!res.ok) {
+      let body: { message?: unknown, name?: unknown } = {}
+      try { body = JSON.parse(new TextDecoder().decode(await readCapped(res, MAX_JSON_RESPONSE_BYTES))) } catch {}
+      const name = typeof body.name === 'string' && body.name !== 'NonDeterministicSignerError' && body.name !== 'SignerError' ? body.name : undefined
+      throw errorFromName(name ?? (res.status === 404 ? 'NotFoundError' : res.status === 409 ? 'ConflictError' : res.status < 500 ? 'InvalidInputError' : 'StoreError'),
+        typeof body.message === 'string' ? body.message.slice(0, 500) : `the hub answered ${res.status}`)
+    }
+    try {
+      return await readCapped(res, maxBytes)
+    } catch (err) {
+      if (err instanceof TooLargeError) throw new UntrustedHubError(`the hub at ${origin} sent an answer over the ${maxBytes}-byte limit`, { cause: err })
+      throw err
+    }
   } catch (err) {
-    throw errorFromName('StoreError', `cannot reach the hub at ${new URL(url).origin}: ${(err as Error).message}`)
+    if (signal.aborted) throw new StoreError(`the hub at ${origin} did not answer within ${timeoutMs} ms`, { cause: err })
+    if (err instanceof UserSpaceError) throw err
+    throw new StoreError(`cannot reach the hub at ${origin}: ${(err as Error).message}`, { cause: err })
   }
-  if (!res.ok) {
-    const body = await res.json().catch(() => ({})) as { message?: string, name?: string }
-    throw errorFromName(body.name ?? (res.status === 404 ? 'NotFoundError' : res.status === 409 ? 'ConflictError' : res.status < 500 ? 'InvalidInputError' : 'StoreError'), body.message ?? `the hub answered ${res.status}`)
-  }
-  return res
 }

@@ -54,15 +54,33 @@ export function deriveKeys (signature: NormalizedSignature): SpaceKeys {
 }
 
 /**
- * The statement a wallet signs once, when a space is created, binding its address to the space's
- * IPNS name. Anyone can check it; it reveals no secret.
+ * The statement a wallet signs to bind its address to a space's IPNS name. Anyone can check it; it
+ * reveals no secret.
+ *
+ * Without `issuedAtMs` it is the version 1 statement (first binding wins on a hub, for ever); roots
+ * signed with it stay valid. With `issuedAtMs` (milliseconds since the epoch) it is the version 2
+ * statement: dated, so that a later binding replaces an earlier one on every hub, which lets a wallet
+ * take its address back from a space it was tricked into binding. Hubs refuse dates in the future.
  */
-export function ownerStatement (address: string, name: string): string {
+export function ownerStatement (address: string, name: string, issuedAtMs?: number): string {
+  if (issuedAtMs === undefined) {
+    return [
+      'UserSpace owner binding',
+      '',
+      `I, ${address}, own the UserSpace published under the IPNS name ${name}.`,
+      '',
+      'Version: 1'
+    ].join('\n')
+  }
+  if (!Number.isSafeInteger(issuedAtMs) || issuedAtMs < 0) throw new RangeError(`"issuedAtMs" expected a non-negative integer, got ${String(issuedAtMs)}`)
   return [
     'UserSpace owner binding',
     '',
     `I, ${address}, own the UserSpace published under the IPNS name ${name}.`,
     '',
-    'Version: 1'
+    `Signing this makes every UserSpace hub list ${name} as the space of ${address}, replacing any binding signed before the date below. Sign it only for your own space, on a site you trust.`,
+    '',
+    `Issued at: ${new Date(issuedAtMs).toISOString()}`,
+    'Version: 2'
   ].join('\n')
 }

@@ -5,10 +5,14 @@
  * signed dag-cbor block linked to the avatar's previous one, a chain anyone can verify and that
  * `exportAvatarChain` / `importAvatarChain` move between hubs.
  *
- * Unlike the original it refuses a replayed uuid with 409 (not a 500), bounds `created_at` to a
+ * Unlike the original it refuses a replayed uuid with 409 (not a 500), keeps uuids unique per
+ * avatar (not per server, so nobody can take another avatar's uuids), bounds `created_at` to a
  * window around the hub's clock, signs over the true chain head (a payload signed over an older
- * head gets 409), serialises verify-then-merge per avatar so two concurrent writes cannot both
- * build on one head, answers CORS preflight on every route, and never answers bad input with 500.
+ * head gets 409), serialises the write per avatar so two concurrent writes cannot both build on one
+ * head, answers CORS preflight on every route, and never answers bad input with 500. Every cost a
+ * stranger can cause is bounded: bodies, per-avatar chains and content, by_identity results, one
+ * import at a time; refused signatures never wait on (or hold up) the avatar's own writes
+ * (see `nextid/write.ts`).
  *
  * @example
  * ```ts
@@ -25,34 +29,36 @@ import { randomUUID } from 'node:crypto'
 import { Hono, type Context } from 'hono'
 import { cors } from 'hono/cors'
 import { HTTPException } from 'hono/http-exception'
-import { CID } from 'multiformats/cid'
-import { bytesToHex, fromBase64, fromUtf8, hexToBytes } from '../crypto/bytes.js'
-import {
-  ConflictError, IntegrityError, InvalidInputError, InvalidSignatureError, NotFoundError, SignerMismatchError, StoreError,
-  TooLargeError, UserSpaceError, throwIfAborted
-} from '../errors.js'
-import { MAX_BLOCK_BYTES, encodeCar, verifyBlock } from '../store/blocks.js'
 import { CarReader } from '@ipld/car'
+import { CID } from 'multiformats/cid'
+import { fromBase64, fromUtf8 } from '../crypto/bytes.js'
+import {
+  IntegrityError, InvalidInputError, InvalidSignatureError, NotFoundError, RateLimitError, StoreError, TooLargeError, UserSpaceError
+} from '../errors.js'
+import { verifyBlock } from '../store/blocks.js'
 import { httpErrorHandler } from './http-errors.js'
 import {
-  SIGNATURE_BYTES, SIGN_PAYLOAD_VERSION, avatarHex, buildSignPayload, checkSeconds, checkText, compressedHex, decodeLink,
-  encodeLink, linkSignPayload, parsePublicKey, parseUuid, signedBy, verifyLinkSignature, type KvLink
+  SIGNATURE_BYTES, SIGN_PAYLOAD_VERSION, avatarHex, buildSignPayload, checkSeconds, checkText, compressedHex, parsePublicKey,
+  parseSignature, parseUuid
 } from './nextid/chain.js'
-import { canonicalJson, isJsonObject, mergePatch, parseJson, type JsonObject, type JsonValue } from './nextid/json.js'
-import {
-  encodeEntry, getCid, getEntry, keys, listAvatars, listEntries, mutexFor, readBlock, type KvEntry, type NextIdStores
-} from './nextid/store.js'
+import { canonicalJson, isJsonObject, parseJson, type JsonObject, type JsonValue } from './nextid/json.js'
+import { getCid, getEntry, listAvatars, listEntries, keys, loadLink, type NextIdStores } from './nextid/store.js'
+import { DEFAULT_MAX_CHAIN_BYTES, DEFAULT_MAX_CHAIN_LINKS, importAvatarChain, sameKey, streamAvatarChain } from './nextid/transfer.js'
+import { acceptLink, type WriteConfig } from './nextid/write.js'
 import type { Block, AbortOptions } from '../store/interface.js'
 import type { Blockstore } from 'interface-blockstore'
 import type { Datastore } from 'interface-datastore'
 
 export { buildSignPayload, type SignPayloadFields, type KvLink } from './nextid/chain.js'
 export type { NextIdStores } from './nextid/store.js'
+export {
+  DEFAULT_MAX_CHAIN_BYTES, DEFAULT_MAX_CHAIN_LINKS, exportAvatarChain, importAvatarChain, streamAvatarChain, type AvatarChain, type ImportLimits
+} from './nextid/transfer.js'
 
 /** @default for `createdAtWindowMs`: a wallet prompt may take a while; a replay a day later may not. */
 export const DEFAULT_CREATED_AT_WINDOW_MS = 10 * 60 * 1000
 
-/** @default for `maxImportBytes`: a whole avatar chain, moved between hubs. */
+/** @default for `maxImportBytes`: a whole avatar chain (DEFAULT_MAX_CHAIN_BYTES) with its CAR framing. */
 export const DEFAULT_MAX_IMPORT_BYTES = 16 * 1024 * 1024
 
 /** @default for `maxBodyBytes`: Next.ID patches are small profile documents. */
@@ -61,11 +67,19 @@ export const DEFAULT_MAX_BODY_BYTES = 64 * 1024
 /** @default for `maxContentBytes`. */
 export const DEFAULT_MAX_CONTENT_BYTES = 1024 * 1024
 
-/**
- * How many older links a refused signature is tried against, to tell "signed over a stale head"
- * (409) from "not signed by the avatar" (400).
- */
-const STALE_LOOKBACK = 16
+/** @default for `maxAvatarContentBytes`: what one GET /v1/kv answers, roughly. */
+export const DEFAULT_MAX_AVATAR_CONTENT_BYTES = 2 * 1024 * 1024
+
+/** @default for `maxQueuedWritesPerAvatar`. */
+export const DEFAULT_MAX_QUEUED_WRITES_PER_AVATAR = 8
+
+/** @default for `maxIdentityResults`. */
+export const DEFAULT_MAX_IDENTITY_RESULTS = 100
+
+/** @default for `maxIdentityResponseBytes`. */
+export const DEFAULT_MAX_IDENTITY_RESPONSE_BYTES = 4 * 1024 * 1024
+
+export { MAX_STALE_CANDIDATES } from './nextid/write.js'
 
 /** The headers kv_server allows in CORS. */
 const ALLOW_HEADERS = ['Content-Type', 'Authorization', 'X-Amz-Date', 'X-Api-Key', 'X-Amz-Security-Token']
@@ -97,10 +111,33 @@ export interface NextIdOptions {
   createdAtWindowMs?: number
   /** Largest request body. @default DEFAULT_MAX_BODY_BYTES (64 KiB) */
   maxBodyBytes?: number
-  /** Largest CAR accepted by `POST /api/v1/nextid/import`. @default 16 MiB */
+  /** Largest CAR accepted by `POST /api/v1/nextid/import`. @default DEFAULT_MAX_IMPORT_BYTES (16 MiB) */
   maxImportBytes?: number
   /** Largest merged content of one (avatar, platform, identity), as canonical JSON. @default DEFAULT_MAX_CONTENT_BYTES (1 MiB) */
   maxContentBytes?: number
+  /**
+   * Largest merged content of all of one avatar's entries together; a write that would grow it
+   * past this is refused (413), one that shrinks it is not. @default DEFAULT_MAX_AVATAR_CONTENT_BYTES (2 MiB)
+   */
+  maxAvatarContentBytes?: number
+  /** Most patches kept per avatar (and accepted in one import). @default DEFAULT_MAX_CHAIN_LINKS (10 000) */
+  maxChainLinks?: number
+  /** Most block bytes kept per avatar (and accepted in one import). @default DEFAULT_MAX_CHAIN_BYTES (8 MiB) */
+  maxChainBytes?: number
+  /**
+   * Writes of one avatar that may hold or wait for its lock at once (only writes whose signature
+   * checked out get that far); one more is refused with 429. @default DEFAULT_MAX_QUEUED_WRITES_PER_AVATAR (8)
+   */
+  maxQueuedWritesPerAvatar?: number
+  /** Most avatars listed by one `GET /v1/kv/by_identity`. @default DEFAULT_MAX_IDENTITY_RESULTS (100) */
+  maxIdentityResults?: number
+  /** Largest `GET /v1/kv/by_identity` body: values past it are left out. @default DEFAULT_MAX_IDENTITY_RESPONSE_BYTES (4 MiB) */
+  maxIdentityResponseBytes?: number
+  /**
+   * fsync each accepted write (on a LevelDB datastore) before answering 201, so an acknowledged
+   * patch survives a power loss; `false` trades that for throughput. @default true
+   */
+  syncWrites?: boolean
   /**
    * Checks that a non-"nextid" platform identity is bound to the avatar. When absent (the default,
    * for a self-hosted hub) such platforms are accepted without a binding check: anyone holding the
@@ -115,12 +152,12 @@ export interface NextIdOptions {
   commitVersion?: string
 }
 
-interface Config extends NextIdStores {
-  nowMs: () => number
+interface Config extends WriteConfig {
   createdAtWindowMs: number
   maxBodyBytes: number
   maxImportBytes: number
-  maxContentBytes: number
+  maxIdentityResults: number
+  maxIdentityResponseBytes: number
   proofService?: ProofServiceCheck
   buildAt: string
   commitVersion: string
@@ -144,6 +181,13 @@ function configure (options: NextIdOptions): Config {
     maxBodyBytes: positive(options.maxBodyBytes, DEFAULT_MAX_BODY_BYTES, 'maxBodyBytes'),
     maxImportBytes: positive(options.maxImportBytes, DEFAULT_MAX_IMPORT_BYTES, 'maxImportBytes'),
     maxContentBytes: positive(options.maxContentBytes, DEFAULT_MAX_CONTENT_BYTES, 'maxContentBytes'),
+    maxAvatarContentBytes: positive(options.maxAvatarContentBytes, DEFAULT_MAX_AVATAR_CONTENT_BYTES, 'maxAvatarContentBytes'),
+    maxChainLinks: positive(options.maxChainLinks, DEFAULT_MAX_CHAIN_LINKS, 'maxChainLinks'),
+    maxChainBytes: positive(options.maxChainBytes, DEFAULT_MAX_CHAIN_BYTES, 'maxChainBytes'),
+    maxQueuedWritesPerAvatar: positive(options.maxQueuedWritesPerAvatar, DEFAULT_MAX_QUEUED_WRITES_PER_AVATAR, 'maxQueuedWritesPerAvatar'),
+    maxIdentityResults: positive(options.maxIdentityResults, DEFAULT_MAX_IDENTITY_RESULTS, 'maxIdentityResults'),
+    maxIdentityResponseBytes: positive(options.maxIdentityResponseBytes, DEFAULT_MAX_IDENTITY_RESPONSE_BYTES, 'maxIdentityResponseBytes'),
+    syncWrites: options.syncWrites ?? true,
     proofService: options.proofService,
     buildAt: options.buildAt ?? 'UNKNOWN',
     commitVersion: options.commitVersion ?? 'UNKNOWN'
@@ -174,10 +218,19 @@ export function createNextIdApp (options: NextIdOptions): Hono {
     const identity = c.req.query('identity')
     if (platform === undefined) throw new InvalidInputError('Param missing: platform')
     if (identity === undefined) throw new InvalidInputError('Param missing: identity')
+    checkText(platform, 'platform')
+    checkText(identity, 'identity')
     const values: string[] = []
-    for (const avatar of await listAvatars(config.datastore, platform, identity, { signal: c.req.raw.signal })) {
-      const entry = await getEntry(config.datastore, avatar, platform, identity)
-      if (entry !== undefined) values.push('{"avatar":"0x' + avatar + '","content":' + canonicalJson(entry.content) + '}')
+    let bytes = 0
+    // At most maxIdentityResults avatars, in key order, and values only while the body stays under
+    // maxIdentityResponseBytes: anyone can claim any identity on a hub without a ProofService.
+    for (const avatar of await listAvatars(config.datastore, platform, identity, config.maxIdentityResults, { signal: c.req.raw.signal })) {
+      const entry = await getEntry(config.datastore, avatar, platform, identity, { signal: c.req.raw.signal })
+      if (entry === undefined) continue
+      const value = '{"avatar":"0x' + avatar + '","content":' + canonicalJson(entry.content) + '}'
+      bytes += value.length + 1
+      if (bytes > config.maxIdentityResponseBytes) break
+      values.push(value)
     }
     return jsonText(c, 200, '{"values":[' + values.join(',') + ']}')
   })
@@ -189,7 +242,8 @@ export function createNextIdApp (options: NextIdOptions): Hono {
     const platform = checkText(body.platform, 'platform')
     const identity = checkText(body.identity, 'identity')
     const patch = bodyPatch(body)
-    await checkBinding(config, publicKey, platform, identity, signal)
+    checkNextIdIdentity(publicKey, platform, identity)
+    await checkProof(config, publicKey, platform, identity, signal)
     const avatar = avatarHex(publicKey)
     const headCid = await getCid(config.datastore, keys.head(avatar), { signal })
     const head = headCid === null ? null : await loadLink(config, headCid, { signal })
@@ -201,6 +255,7 @@ export function createNextIdApp (options: NextIdOptions): Hono {
 
   app.post('/v1/kv', async c => {
     const signal = c.req.raw.signal
+    // Everything up to acceptLink is parsing: no store access, no curve arithmetic.
     const body = await readJsonObject(c, config.maxBodyBytes)
     const publicKey = bodyAvatar(body)
     const platform = checkText(body.platform, 'platform')
@@ -212,16 +267,23 @@ export function createNextIdApp (options: NextIdOptions): Hono {
     if (signature.length !== SIGNATURE_BYTES) {
       throw new InvalidSignatureError(`"signature" expected ${SIGNATURE_BYTES} bytes (r‖s‖v), got length=${signature.length}`)
     }
+    parseSignature(signature)
     const patch = bodyPatch(body)
     const skewMs = Math.abs(createdAt * 1000 - config.nowMs())
     if (skewMs > config.createdAtWindowMs) {
       throw new InvalidInputError(`"created_at" ${createdAt} is ${Math.round(skewMs / 1000)} s from the hub's clock; it must be within ${Math.floor(config.createdAtWindowMs / 1000)} s: request a new payload`)
     }
-    await checkBinding(config, publicKey, platform, identity, signal)
+    checkNextIdIdentity(publicKey, platform, identity)
     const avatar = avatarHex(publicKey)
-    await mutexFor(config.datastore).run([`avatar:${avatar}`, `uuid:${uuid}`], async () => {
-      await appendLink(config, { version: SIGN_PAYLOAD_VERSION, avatar, platform, identity, uuid, created_at: createdAt, patch, signature, previous: null }, publicKey, { signal })
-    })
+    try {
+      await acceptLink(config, { version: SIGN_PAYLOAD_VERSION, avatar, platform, identity, uuid, created_at: createdAt, patch, signature }, publicKey, {
+        signal,
+        afterSignature: async () => { await checkProof(config, publicKey, platform, identity, signal) }
+      })
+    } catch (err) {
+      if (err instanceof RateLimitError) c.header('Retry-After', '1')
+      throw err
+    }
     return jsonText(c, 201, await avatarResponse(config, avatar))
   })
 
@@ -230,32 +292,54 @@ export function createNextIdApp (options: NextIdOptions): Hono {
   app.get('/api/v1/nextid/export', async c => {
     const param = c.req.query('avatar')
     if (param === undefined) throw new InvalidInputError('Param missing: avatar')
-    const chain = await exportAvatarChain({ ...config, signal: c.req.raw.signal }, param)
-    if (chain.head === null) throw new NotFoundError(`this hub has no chain for avatar ${param.slice(0, 140)}`)
-    return c.body(encodeCar(chain.blocks, [chain.head]), 200, { 'Content-Type': 'application/vnd.ipld.car; version=1' })
+    const stream = await streamAvatarChain({ ...config, signal: c.req.raw.signal }, param)
+    if (stream === null) throw new NotFoundError(`this hub has no chain for avatar ${param.slice(0, 140)}`)
+    return c.body(stream, 200, { 'Content-Type': 'application/vnd.ipld.car; version=1' })
   })
+  let importing = false
   app.post('/api/v1/nextid/import', async c => {
     const type = (c.req.header('content-type') ?? '').split(';')[0]?.trim().toLowerCase()
     if (type !== 'application/vnd.ipld.car') {
       throw new HTTPException(415, { message: `Content-Type must be application/vnd.ipld.car, got ${JSON.stringify((c.req.header('content-type') ?? 'none').slice(0, 80))}` })
     }
+    // One import at a time, counted before its body is read: n concurrent uploads would otherwise
+    // hold n × maxImportBytes before the import itself refused all but one.
+    if (importing) {
+      c.header('Retry-After', '1')
+      throw new RateLimitError('another chain import is running on this hub; retry shortly')
+    }
+    importing = true
+    try {
+      return await importCar(c)
+    } finally {
+      importing = false
+    }
+  })
+
+  const importCar = async (c: Context): Promise<Response> => {
     const bytes = await readLimited(c.req.raw.body, config.maxImportBytes)
     let reader: CarReader
     try {
       reader = await CarReader.fromBytes(bytes)
     } catch (err) {
-      throw new InvalidInputError(`body is not a CAR: ${(err as Error).message}`)
+      throw new InvalidInputError(`body is not a CAR: ${(err as Error).message}`, { cause: err })
     }
     const roots = await reader.getRoots()
     if (roots.length !== 1) throw new InvalidInputError(`an avatar chain CAR has one root (its head), this one has ${roots.length}`)
     const blocks: Block[] = []
     for await (const block of reader.blocks()) {
+      if (blocks.length >= config.maxChainLinks) throw new TooLargeError(`the CAR has more than ${config.maxChainLinks} blocks, the most this hub keeps per avatar`)
       if (!(await verifyBlock(block.cid, block.bytes))) throw new IntegrityError(`block ${block.cid.toString()} does not match its CID`)
       blocks.push({ cid: block.cid, bytes: block.bytes })
     }
-    await importAvatarChain({ ...config, signal: c.req.raw.signal }, blocks, roots[0] as CID)
+    try {
+      await importAvatarChain({ ...config, signal: c.req.raw.signal }, blocks, roots[0] as CID)
+    } catch (err) {
+      if (err instanceof RateLimitError) c.header('Retry-After', '1')
+      throw err
+    }
     return c.json({ head: (roots[0] as CID).toString(), blocks: blocks.length }, 201)
-  })
+  }
 
   return app
 }
@@ -362,220 +446,23 @@ function bodyPatch (body: JsonObject): JsonValue {
   return patch
 }
 
-async function checkBinding (config: Config, publicKey: Uint8Array, platform: string, identity: string, signal?: AbortSignal): Promise<void> {
-  if (platform === 'nextid') {
-    if (!sameKey(identity, publicKey)) throw new InvalidInputError('"identity" must be the avatar\'s own public key when "platform" is "nextid"')
-    return
+/** For platform "nextid" the identity is the avatar's own key (checked locally, before any signature). */
+function checkNextIdIdentity (publicKey: Uint8Array, platform: string, identity: string): void {
+  if (platform === 'nextid' && !sameKey(identity, publicKey)) {
+    throw new InvalidInputError('"identity" must be the avatar\'s own public key when "platform" is "nextid"')
   }
-  if (config.proofService === undefined) return
+}
+
+/** Other platforms ask the ProofService, when one is configured. */
+async function checkProof (config: Config, publicKey: Uint8Array, platform: string, identity: string, signal?: AbortSignal): Promise<void> {
+  if (platform === 'nextid' || config.proofService === undefined) return
   const avatar = compressedHex(publicKey)
   let bound: boolean
   try {
     bound = await config.proofService({ platform, identity, avatar }, { signal })
   } catch (err) {
     if (err instanceof UserSpaceError) throw err
-    throw new StoreError(`ProofService check failed: ${err instanceof Error ? err.message : String(err)}`)
+    throw new StoreError(`ProofService check failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err })
   }
   if (bound !== true) throw new InvalidInputError(`Proof not found under this persona: ProofService binds no ${platform} identity ${JSON.stringify(identity)} to ${avatar}`)
-}
-
-async function loadLink (stores: NextIdStores, cid: CID, options?: AbortOptions): Promise<KvLink> {
-  const bytes = await readBlock(stores.blockstore, cid, options)
-  try {
-    return await decodeLink({ cid, bytes })
-  } catch (err) {
-    throw new StoreError(`stored block ${cid.toString()} is damaged: ${err instanceof Error ? err.message : String(err)}`)
-  }
-}
-
-async function putBlock (blockstore: Blockstore, block: Block, options?: AbortOptions): Promise<void> {
-  try {
-    await blockstore.put(block.cid, block.bytes, options)
-  } catch (err) {
-    throw new StoreError(`block ${block.cid.toString()} could not be stored: ${err instanceof Error ? err.message : String(err)}`)
-  }
-}
-
-async function commit (datastore: Datastore, puts: Array<[ReturnType<typeof keys.head>, Uint8Array]>, options?: AbortOptions): Promise<void> {
-  try {
-    const batch = datastore.batch()
-    for (const [key, value] of puts) batch.put(key, value)
-    await batch.commit(options)
-  } catch (err) {
-    throw new StoreError(`datastore write failed: ${err instanceof Error ? err.message : String(err)}`)
-  }
-}
-
-/**
- * Verifies a new link over the avatar's true head and appends it: block first, then one datastore
- * batch (merged content, index, uuid, head), so a reader never sees a head without its block.
- * Runs under the avatar's and the uuid's locks.
- */
-async function appendLink (config: Config, draft: KvLink, publicKey: Uint8Array, options: AbortOptions): Promise<void> {
-  const { datastore, blockstore } = config
-  if (await getCid(datastore, keys.uuid(draft.uuid), options) !== null) {
-    throw new ConflictError(`uuid ${draft.uuid} was already used; request a new payload`)
-  }
-  const headCid = await getCid(datastore, keys.head(draft.avatar), options)
-  const head = headCid === null ? null : await loadLink(config, headCid, options)
-  const link: KvLink = { ...draft, previous: headCid }
-  if (!signedBy(linkSignPayload(link, head?.signature ?? null), link.signature, publicKey)) {
-    if (head !== null && await signedOverOlderHead(config, link, head, publicKey, options)) {
-      throw new ConflictError('the payload was signed over an older head of this avatar\'s chain (another patch was accepted since); request a new payload and sign it again')
-    }
-    throw new SignerMismatchError('"signature" was not made by the avatar over the sign_payload of this request')
-  }
-  const entry = await getEntry(datastore, link.avatar, link.platform, link.identity, options)
-  const merged: KvEntry = { platform: link.platform, identity: link.identity, content: mergePatch(entry?.content, link.patch) }
-  const entryBytes = encodeEntry(merged)
-  if (entryBytes.length > config.maxContentBytes) {
-    throw new TooLargeError(`the merged content would be ${entryBytes.length} bytes, larger than the limit of ${config.maxContentBytes}`)
-  }
-  const block = await encodeLink(link)
-  if (block.bytes.length > MAX_BLOCK_BYTES) throw new TooLargeError(`the patch block would be ${block.bytes.length} bytes, larger than ${MAX_BLOCK_BYTES}`)
-  throwIfAborted(options.signal)
-  await putBlock(blockstore, block)
-  // From here on the request is not abortable: the write completes or fails as a whole.
-  await commit(datastore, [
-    [keys.kv(link.avatar, link.platform, link.identity), entryBytes],
-    [keys.identity(link.platform, link.identity, link.avatar), new Uint8Array(0)],
-    [keys.uuid(link.uuid), block.cid.bytes],
-    [keys.head(link.avatar), block.cid.bytes]
-  ])
-}
-
-/** Whether the signature verifies over an older `previous` (null, or an ancestor of the head). */
-async function signedOverOlderHead (stores: NextIdStores, link: KvLink, head: KvLink, publicKey: Uint8Array, options: AbortOptions): Promise<boolean> {
-  const over = (previous: Uint8Array | null): boolean => {
-    try {
-      return signedBy(linkSignPayload(link, previous), link.signature, publicKey)
-    } catch {
-      return false
-    }
-  }
-  if (over(null)) return true
-  let cid = head.previous
-  for (let i = 0; cid !== null && i < STALE_LOOKBACK; i++) {
-    const older = await loadLink(stores, cid, options)
-    if (over(older.signature)) return true
-    cid = older.previous
-  }
-  return false
-}
-
-export interface AvatarChain {
-  /** the newest block, or null when the hub holds nothing for the avatar */
-  head: CID | null
-  /** every block of the chain, oldest first */
-  blocks: Block[]
-}
-
-/**
- * Reads an avatar's whole chain (for `userspace export --avatar`). Each block is checked against
- * its CID as it is read.
- */
-export async function exportAvatarChain (options: NextIdStores & AbortOptions, avatar: string | Uint8Array): Promise<AvatarChain> {
-  const hex = avatarHex(parsePublicKey(avatar))
-  const head = await getCid(options.datastore, keys.head(hex), options)
-  const blocks: Block[] = []
-  const seen = new Set<string>()
-  for (let cid = head; cid !== null;) {
-    throwIfAborted(options.signal)
-    if (seen.has(cid.toString())) throw new StoreError(`the chain of 0x${hex} loops at ${cid.toString()}`)
-    seen.add(cid.toString())
-    const bytes = await readBlock(options.blockstore, cid, options)
-    const link = await decodeLink({ cid, bytes })
-    blocks.push({ cid, bytes })
-    cid = link.previous
-  }
-  return { head, blocks: blocks.reverse() }
-}
-
-/**
- * Imports a chain exported by `exportAvatarChain`, all or nothing. Every block must hash to its CID,
- * decode to a link of one avatar, and carry a signature by that avatar over its sign_payload given
- * the previous link (checked one by one from the first); every block must be on the chain from
- * `head`, and uuids must be unused elsewhere on this hub. The hub's existing chain for the avatar,
- * if any, must be a prefix of the imported one (ConflictError otherwise). Nothing is written until
- * all of it has been checked. History is taken as it was accepted: `created_at` is not compared
- * with the clock, ProofService bindings and `maxContentBytes` are not re-checked (the "nextid"
- * identity rule is).
- */
-export async function importAvatarChain (options: NextIdStores & AbortOptions, blocks: Block[], head: CID | null): Promise<void> {
-  if (!Array.isArray(blocks)) throw new InvalidInputError('"blocks" expected an array')
-  if (head === null) {
-    if (blocks.length > 0) throw new InvalidInputError('"head" is null but blocks were given')
-    return
-  }
-  const headCid = CID.asCID(head)
-  if (headCid === null) throw new InvalidInputError('"head" expected a CID')
-
-  const byCid = new Map<string, { block: Block, link: KvLink }>()
-  for (const given of blocks) {
-    const cid = CID.asCID(given?.cid)
-    if (cid === null || !(given.bytes instanceof Uint8Array)) throw new InvalidInputError('"blocks" expected { cid, bytes } items')
-    const block = { cid, bytes: given.bytes }
-    byCid.set(cid.toString(), { block, link: await decodeLink(block) })
-  }
-
-  const chain: Array<{ block: Block, link: KvLink }> = []
-  for (let cid: CID | null = headCid; cid !== null;) {
-    const item = byCid.get(cid.toString())
-    if (item === undefined) throw new InvalidInputError(`block ${cid.toString()} of the chain is missing`)
-    if (chain.length >= byCid.size) throw new IntegrityError('the chain loops')
-    chain.push(item)
-    cid = item.link.previous
-  }
-  if (chain.length !== byCid.size) throw new InvalidInputError(`${byCid.size - chain.length} of the blocks are not on the chain from the head`)
-  chain.reverse()
-
-  const first = chain[0] as { block: Block, link: KvLink }
-  const avatar = first.link.avatar
-  const publicKey = hexToBytes(avatar)
-  const uuids = new Set<string>()
-  const entries = new Map<string, KvEntry>()
-  let previous: Uint8Array | null = null
-  for (const { block, link } of chain) {
-    if (link.avatar !== avatar) throw new IntegrityError(`block ${block.cid.toString()} belongs to another avatar than the chain`)
-    if (uuids.has(link.uuid)) throw new IntegrityError(`uuid ${link.uuid} is used twice in the chain`)
-    uuids.add(link.uuid)
-    if (link.platform === 'nextid' && !sameKey(link.identity, publicKey)) {
-      throw new IntegrityError(`block ${block.cid.toString()} has platform "nextid" with another identity than its avatar`)
-    }
-    verifyLinkSignature(link, previous, block.cid)
-    previous = link.signature
-    const slot = JSON.stringify([link.platform, link.identity])
-    const merged: KvEntry = { platform: link.platform, identity: link.identity, content: mergePatch(entries.get(slot)?.content, link.patch) }
-    entries.set(slot, merged)
-  }
-
-  const inChain = new Set(chain.map(({ block }) => block.cid.toString()))
-  await mutexFor(options.datastore).run([`avatar:${avatar}`, ...[...uuids].map(uuid => `uuid:${uuid}`)], async () => {
-    throwIfAborted(options.signal)
-    const local = await getCid(options.datastore, keys.head(avatar), options)
-    if (local !== null && !inChain.has(local.toString())) {
-      throw new ConflictError(`avatar 0x${avatar} already has a chain on this hub (head ${local.toString()}) that the imported chain does not extend`)
-    }
-    for (const { block, link } of chain) {
-      const used = await getCid(options.datastore, keys.uuid(link.uuid), options)
-      if (used !== null && !used.equals(block.cid)) throw new ConflictError(`uuid ${link.uuid} is already used on this hub by block ${used.toString()}`)
-    }
-    for (const { block } of chain) await putBlock(options.blockstore, block, options)
-    const puts: Array<[ReturnType<typeof keys.head>, Uint8Array]> = []
-    for (const entry of entries.values()) {
-      puts.push([keys.kv(avatar, entry.platform, entry.identity), encodeEntry(entry)])
-      puts.push([keys.identity(entry.platform, entry.identity, avatar), new Uint8Array(0)])
-    }
-    for (const { block, link } of chain) puts.push([keys.uuid(link.uuid), block.cid.bytes])
-    puts.push([keys.head(avatar), headCid.bytes])
-    await commit(options.datastore, puts)
-  })
-}
-
-function sameKey (identity: string, publicKey: Uint8Array): boolean {
-  try {
-    return bytesToHex(parsePublicKey(identity, 'identity')) === bytesToHex(publicKey)
-  } catch {
-    return false
-  }
 }

@@ -15,9 +15,12 @@ import { DataDirectoryLockedError, errorFromName, InvalidInputError, StoreError,
 import { createHeliaNode, DEFAULT_LISTEN, dialPeer, parseMultiaddrs, stopHeliaNode, waitForDhtPeer } from '../store/helia-node.js'
 import { heliaStore } from '../store/helia.js'
 import { nameToMultihash, readRecord, validateRecord } from '../store/record.js'
-import { createHubApp, datastoreRecords } from './app.js'
+import { createHub, datastoreRecords } from './app.js'
+import { fsBlockSyncer } from './durable.js'
+import { guardConnections, raiseFileLimit, serverOptions } from './connections.js'
 import { createNextIdApp } from './nextid.js'
-import type { HubAppOptions, HubComponents } from './app.js'
+import type { HubConnectionOptions } from './connections.js'
+import type { GcReport, HubAppOptions, HubComponents } from './app.js'
 import type { NextIdOptions } from './nextid.js'
 import type { RecordInfo } from '../store/record.js'
 import type { HeliaNode } from '../store/helia-node.js'
@@ -38,6 +41,8 @@ export const DEFAULT_DIRECTORY = './data'
  * @default 1 hour
  */
 export const DEFAULT_REPUBLISH_INTERVAL_MS = 60 * 60 * 1000
+/** How often garbage collection runs (unreferenced blocks past their grace period, retention). @default 10 minutes */
+export const DEFAULT_GC_INTERVAL_MS = 10 * 60 * 1000
 /** Upper bound of one record's DHT put, in announcements and re-announcements. @default 10 s */
 export const DEFAULT_ROUTING_TIMEOUT_MS = 10_000
 /** First wait before dialling an unreachable `peers` entry again; it doubles up to the maximum. @default 1 s */
@@ -49,7 +54,7 @@ export const LOCK_FILE = 'hub.pid'
 /** The file in the data directory that keeps the libp2p listen addresses across restarts. */
 export const LISTEN_FILE = 'listen.json'
 
-export interface HubOptions extends HubAppOptions {
+export interface HubOptions extends HubAppOptions, HubConnectionOptions {
   /** @default DEFAULT_HOST ('127.0.0.1') */
   host?: string
   /** HTTP port; 0 picks a free one (read it from the returned `url`). @default DEFAULT_PORT (8787) */
@@ -88,6 +93,16 @@ export interface HubOptions extends HubAppOptions {
   /** @default DEFAULT_ROUTING_TIMEOUT_MS (10 s) */
   routingTimeoutMs?: number
   /**
+   * fsync records, address bindings and uploaded blocks before acknowledging them. `false` keeps
+   * them safe from a crash of the process but not of the machine (for disks with their own
+   * power-loss protection, or benchmarks).
+   *
+   * @default true
+   */
+  fsync?: boolean
+  /** @default DEFAULT_GC_INTERVAL_MS (10 minutes); 0 turns the timer off (`collectGarbage()` still works) */
+  gcIntervalMs?: number
+  /**
    * Worker threads that check IPNS record signatures, so record PUTs use more than one core.
    * 0 checks on the main thread.
    *
@@ -109,6 +124,8 @@ export interface RunningHub {
   helia: HeliaNode
   /** Re-announces every stored record now; resolves with how many were put. */
   republish(): Promise<number>
+  /** Runs one garbage-collection pass now. */
+  collectGarbage(): Promise<GcReport>
   /** Stops the HTTP server (closing event streams), the timer and the node; closes the stores. */
   stop(): Promise<void>
 }
@@ -146,13 +163,16 @@ export async function startHub (options: HubOptions = {}): Promise<RunningHub> {
   const connected = (): boolean => node.libp2p.getConnections().length > 0
   // Used for its verified, bounded bitswap fetch.
   const store = heliaStore(node, { routingTimeoutMs, fetchTimeoutMs: routingTimeoutMs, provide: false })
-  const records = datastoreRecords(node.datastore)
+  const fsync = options.fsync ?? true
+  const records = datastoreRecords(node.datastore, { fsync })
   const verifiers = new VerifierPool(options.verifyThreads ?? Math.min(4, Math.max(0, availableParallelism() - 1)))
 
   const components: HubComponents = {
     // helia's blockstore: local reads, and puts are offered to bitswap peers that want them.
     blockstore: node.blockstore,
     datastore: node.datastore,
+    // blockstore-fs renames without fsync: uploads are fsynced before they are acknowledged.
+    syncBlocks: directory === undefined || !fsync ? undefined : fsBlockSyncer(join(directory, 'blocks')),
     records,
     validate: verifiers.validate,
     // The app has validated the record: put it to the DHT as it is. kad-dht keeps a local copy that
@@ -178,12 +198,12 @@ export async function startHub (options: HubOptions = {}): Promise<RunningHub> {
       ? []
       : [createNextIdApp({ ...options.nextId, datastore: node.datastore, blockstore: node.blockstore })]
   }
-  const app = createHubApp(components, options)
+  const { app, collectGarbage } = createHub(components, options)
 
   let server: Server
   let address: AddressInfo
   try {
-    ({ server, address } = await listen(app.fetch, host, port))
+    ({ server, address } = await listen(app.fetch, host, port, options))
   } catch (err) {
     dialer.stop()
     await stopHeliaNode(node).catch(() => {})
@@ -227,6 +247,13 @@ export async function startHub (options: HubOptions = {}): Promise<RunningHub> {
     onPeer()
   }
 
+  const gcInterval = options.gcIntervalMs ?? DEFAULT_GC_INTERVAL_MS
+  let gcRunning: Promise<unknown> = Promise.resolve()
+  const gcTimer = gcInterval > 0
+    ? setInterval(() => { gcRunning = gcRunning.then(async () => collectGarbage()).catch((err: Error) => { console.error('userspace hub: garbage collection failed', err) }) }, gcInterval)
+    : undefined
+  gcTimer?.unref()
+
   const hostForUrl = address.family === 'IPv6' ? `[${address.address}]` : address.address
   let stopped: Promise<void> | undefined
   return {
@@ -235,9 +262,11 @@ export async function startHub (options: HubOptions = {}): Promise<RunningHub> {
     multiaddrs: node.libp2p.getMultiaddrs().map(String),
     helia: node,
     republish,
+    collectGarbage: async () => collectGarbage(),
     stop: async () => {
       stopped ??= (async () => {
         clearInterval(timer)
+        clearInterval(gcTimer)
         clearTimeout(debounce)
         dialer.stop()
         node.libp2p.removeEventListener('peer:connect', onPeer)
@@ -247,6 +276,7 @@ export async function startHub (options: HubOptions = {}): Promise<RunningHub> {
           server.closeAllConnections()
         })
         await running
+        await gcRunning
         await stopHeliaNode(node)
         await verifiers.stop()
         await releaseLock()
@@ -364,9 +394,12 @@ function dialInBackground (node: HeliaNode, peers: string[], minMs: number, maxM
 }
 
 /** Starts the HTTP server and resolves once it listens (rejects on EADDRINUSE and the like). */
-async function listen (fetch: (request: Request, env: unknown) => Response | Promise<Response>, host: string, port: number): Promise<{ server: Server, address: AddressInfo }> {
+async function listen (fetch: (request: Request, env: unknown) => Response | Promise<Response>, host: string, port: number, limits: HubConnectionOptions): Promise<{ server: Server, address: AddressInfo }> {
+  // Sockets count against the descriptor limit: raise it, then size the connection caps from it.
+  const fdSoftLimit = raiseFileLimit()
   return new Promise((resolve, reject) => {
-    const server = serve({ fetch, hostname: host, port }) as Server
+    const server = serve({ fetch, hostname: host, port, serverOptions: serverOptions(limits) }) as Server
+    guardConnections(server, limits, fdSoftLimit)
     const onError = (err: NodeJS.ErrnoException): void => {
       server.close()
       reject(err.code === 'EADDRINUSE'

@@ -5,7 +5,15 @@
  * text, so every device picks the same winner and all of them converge. Removes follow the same rule
  * as sets: the later of a concurrent remove and set wins.
  */
-import { FormatError } from '../errors.js'
+import { FormatError, InvalidInputError } from '../errors.js'
+
+/**
+ * Writes are refused while the device clock reads past this (2100-01-01): stamps then stay below
+ * half the safe-integer range, so a logical counter can move past any stamp ever written without
+ * leaving the range every reader accepts. A device clock years ahead still cannot hide later writes:
+ * the clock of every device that sees its stamps moves past them.
+ */
+export const MAX_CLOCK_MS = Date.UTC(2100, 0, 1)
 
 export interface Entry {
   /** HLC stamp: milliseconds × 1000 + a logical counter */
@@ -37,8 +45,12 @@ export class HybridClock {
   constructor (private readonly now: () => number = Date.now) {}
 
   next (): number {
-    this.last = Math.max(this.now() * 1000, this.last + 1)
-    return this.last
+    const now = this.now()
+    if (!(now <= MAX_CLOCK_MS)) throw new InvalidInputError(`the device clock reads ${String(now)} ms since 1970, past ${MAX_CLOCK_MS} (2100-01-01): fix the clock to write`)
+    const stamp = Math.max(Math.floor(now) * 1000, this.last + 1)
+    if (!Number.isSafeInteger(stamp)) throw new InvalidInputError('the space\'s stamps have reached the safe-integer limit')
+    this.last = stamp
+    return stamp
   }
 
   observe (stamp: number): void {

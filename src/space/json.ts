@@ -2,7 +2,9 @@
  * What a space accepts as a key and a value, checked before anything changes: keys are non-empty
  * strings; values are JSON (null, booleans, finite numbers, strings, arrays, plain objects). Anything
  * JSON.stringify would silently drop or mangle — undefined, functions, symbols, BigInt, NaN, Dates,
- * class instances, cycles — is refused with a named error instead of being lost.
+ * class instances, cycles — is refused with a named error instead of being lost. Keys and strings
+ * must be well-formed Unicode: a lone surrogate (half of an emoji cut in two) has no UTF-8 form, so
+ * encoders replace it with U+FFFD and two different keys would collide in every reader.
  */
 import { InvalidInputError, TooLargeError } from '../errors.js'
 
@@ -15,6 +17,7 @@ export function checkKey (key: unknown): string {
   if (typeof key !== 'string') throw new InvalidInputError(`"key" expected string, got ${typeName(key)}`)
   if (key.length === 0) throw new InvalidInputError('"key" expected a non-empty string')
   if (key.length > MAX_KEY_LENGTH) throw new InvalidInputError(`"key" expected at most ${MAX_KEY_LENGTH} characters, got length=${key.length}`)
+  checkUnicode(key, 'key')
   return key
 }
 
@@ -33,6 +36,8 @@ export function checkValue (value: unknown, maxBytes: number, path = 'value'): s
 function checkJson (value: unknown, path: string, ancestors: Set<object>): void {
   switch (typeof value) {
     case 'string':
+      checkUnicode(value, path)
+      return
     case 'boolean':
       return
     case 'number':
@@ -52,13 +57,22 @@ function checkJson (value: unknown, path: string, ancestors: Set<object>): void 
         if (proto !== Object.prototype && proto !== null) {
           throw new InvalidInputError(`"${path}" is a ${(value as object).constructor?.name ?? 'non-plain object'}, not a plain JSON object`)
         }
-        for (const k of Object.keys(value)) checkJson((value as Record<string, unknown>)[k], `${path}.${k}`, ancestors)
+        for (const k of Object.keys(value)) {
+          checkUnicode(k, `${path}.${k}`, 'has a key with')
+          checkJson((value as Record<string, unknown>)[k], `${path}.${k}`, ancestors)
+        }
       }
       ancestors.delete(value)
       return
     }
     default:
       throw new InvalidInputError(`"${path}" is ${typeName(value)}, which JSON cannot represent`)
+  }
+}
+
+function checkUnicode (text: string, path: string, what = 'contains'): void {
+  if (!text.isWellFormed()) {
+    throw new InvalidInputError(`"${path.slice(0, 200).toWellFormed()}" ${what} a lone surrogate (a broken UTF-16 pair), which has no UTF-8 form`)
   }
 }
 

@@ -1,9 +1,10 @@
 /**
  * Reading anyone's public section without a signature: resolve the name (or look the address up in
  * a hub's index), check the record's signature and the owner binding, and decode the plaintext
- * public block. Nothing private is touched; no key is needed.
+ * public block. Nothing private is touched; no key is needed. An expired record is still the last
+ * version its owner signed: it is read and reported as expired, not refused.
  */
-import { InvalidInputError, NotFoundError, SignerMismatchError } from '../errors.js'
+import { InvalidInputError, NotFoundError, SignerMismatchError, UntrustedHubError } from '../errors.js'
 import { checksumAddress } from '../crypto/eip191.js'
 import { canonicalName, validateRecord } from '../store/record.js'
 import { getVerifiedBlock } from '../store/blocks.js'
@@ -31,6 +32,13 @@ export interface PublicProfile {
   updatedAt: number
   root: CID
   data: Record<string, Json>
+  /**
+   * True when the record's validity has passed (its owner has not opened the space for the record's
+   * lifetime): this is the last version they signed, and stores may stop carrying it.
+   */
+  expired: boolean
+  /** When the record's validity ends (or ended), in ms since the epoch. */
+  validUntilMs: number
 }
 
 export async function readPublic (options: ReadPublicOptions): Promise<PublicProfile> {
@@ -41,6 +49,7 @@ export async function readPublic (options: ReadPublicOptions): Promise<PublicPro
   }
   if (store === undefined) throw new InvalidInputError('readPublic expected "store" or "hub"')
   let name = options.name
+  const fromIndex = name === undefined
   if (name === undefined) {
     if (options.address === undefined) throw new InvalidInputError('readPublic expected "address" or "name"')
     const address = checksumAddress(options.address)
@@ -50,14 +59,26 @@ export async function readPublic (options: ReadPublicOptions): Promise<PublicPro
   name = canonicalName(name)
   const record = await store.getRecord(name, { ...options, nocache: true })
   if (record === undefined) throw new NotFoundError(`no record for ${name}`)
-  const info = await validateRecord(name, record)
+  const info = await validateRecord(name, record, { allowExpired: true })
   if (info.cid === undefined) throw new NotFoundError(`the record of ${name} does not point at an /ipfs/ root`)
   const root = decodeRoot(await getVerifiedBlock(store, info.cid, options))
+  // The owner is what the binding's signature proves, never what the root claims.
   const address = verifyOwner(root.owner, name)
   if (options.address !== undefined && address !== checksumAddress(options.address)) {
-    throw new SignerMismatchError(`the space ${name} is bound to ${address}, not to ${options.address}`)
+    const message = `the space ${name} is bound to ${address}, not to ${options.address}`
+    // A name the caller gave is the caller's mistake; a name the store's index gave is the store's lie.
+    throw fromIndex ? new UntrustedHubError(`the store's address index named ${name} for ${options.address}, but ${message}`) : new SignerMismatchError(message)
   }
   const section = new PublicSection()
   if (root.public !== null) section.absorb(PublicSection.decode(await getVerifiedBlock(store, root.public, options)))
-  return { name, address, sequence: root.sequence, updatedAt: root.updatedAt, root: info.cid, data: section.getAll() }
+  return {
+    name,
+    address,
+    sequence: root.sequence,
+    updatedAt: root.updatedAt,
+    root: info.cid,
+    data: section.getAll(),
+    expired: info.expired,
+    validUntilMs: info.validUntilMs
+  }
 }

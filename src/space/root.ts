@@ -15,8 +15,13 @@ import type { Block } from '../store/interface.js'
 export interface OwnerBinding {
   /** EIP-55 wallet address */
   address: string
-  /** 65-byte personal_sign signature over `ownerStatement(address, name)` */
+  /** 65-byte personal_sign signature over `ownerStatement(address, name, issuedAt)` */
   signature: Uint8Array
+  /**
+   * When the binding was signed (ms since the epoch): a version 2 binding, which replaces older ones
+   * on hubs. Absent in version 1 bindings (first binding wins).
+   */
+  issuedAt?: number
 }
 
 export interface Root {
@@ -45,7 +50,10 @@ export async function encodeRoot (root: Root): Promise<Block> {
     device: root.device,
     public: root.public,
     private: root.private,
-    owner: { address: root.owner.address, signature: root.owner.signature }
+    // A version 1 binding encodes exactly as before (no `issuedAt` key), so its root CID is unchanged.
+    owner: root.owner.issuedAt === undefined
+      ? { address: root.owner.address, signature: root.owner.signature }
+      : { address: root.owner.address, signature: root.owner.signature, issuedAt: root.owner.issuedAt }
   })
 }
 
@@ -70,9 +78,16 @@ export function decodeRoot (bytes: Uint8Array): Root {
     !(r.public === null || isCid(r.public)) ||
     !Array.isArray(r.private) || !r.private.every(isCid) ||
     typeof owner !== 'object' || owner === null ||
-    typeof owner.address !== 'string' || !(owner.signature instanceof Uint8Array)
+    typeof owner.address !== 'string' || !(owner.signature instanceof Uint8Array) ||
+    !(owner.issuedAt === undefined || (Number.isSafeInteger(owner.issuedAt) && (owner.issuedAt as number) >= 0))
   ) {
     throw new FormatError('root block does not have the shape of a version 1 root')
+  }
+  // Keys are placed in bucket `hash & (count - 1)`: any other count than 0 or a power of two would
+  // put keys in buckets the writer never sealed them in.
+  const buckets = r.private.length
+  if ((buckets & (buckets - 1)) !== 0) {
+    throw new FormatError(`root block has ${buckets} private buckets; a version 1 root has 0 or a power of two`)
   }
   return {
     version: r.version,
@@ -82,7 +97,9 @@ export function decodeRoot (bytes: Uint8Array): Root {
     device: r.device,
     public: r.public === null ? null : CID.asCID(r.public),
     private: r.private.map(c => CID.asCID(c) as CID),
-    owner: { address: owner.address, signature: owner.signature }
+    owner: owner.issuedAt === undefined
+      ? { address: owner.address, signature: owner.signature }
+      : { address: owner.address, signature: owner.signature, issuedAt: owner.issuedAt as number }
   }
 }
 
@@ -98,7 +115,7 @@ export function verifyOwner (owner: OwnerBinding, name: string): string {
   } catch {
     throw new FormatError('owner binding has a malformed address')
   }
-  const signer = recoverPersonalSigner(ownerStatement(address, name), owner.signature)
+  const signer = recoverPersonalSigner(ownerStatement(address, name, owner.issuedAt), owner.signature)
   if (signer.address !== address) {
     throw new SignerMismatchError(`owner binding of ${name} is signed by ${signer.address}, not by ${address}`)
   }

@@ -9,7 +9,7 @@
 import { CarReader } from '@ipld/car'
 import * as dagCbor from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
-import { FormatError, IntegrityError, InvalidInputError, NotFoundError } from '../errors.js'
+import { FormatError, IntegrityError, InvalidInputError, InvalidRecordError, NotFoundError } from '../errors.js'
 import { cborBlock, encodeCar, getVerifiedBlock, verifyBlock } from '../store/blocks.js'
 import { canonicalName, validateRecord } from '../store/record.js'
 import { decodeRoot, verifyOwner } from './root.js'
@@ -35,6 +35,8 @@ export interface ExportResult {
   name: string
   root: CID
   sequence: number
+  /** True when the exported record has expired (see `readPublic`). */
+  expired: boolean
   blocks: number
   car: Uint8Array
 }
@@ -78,12 +80,13 @@ export async function exportSpace (store: Store, name: string, options: Transfer
   name = canonicalName(name)
   const record = await store.getRecord(name, { nocache: true, signal: options.signal })
   if (record === undefined) throw new NotFoundError(`no record for ${name}`)
-  const info = await validateRecord(name, record)
+  // An expired record is still the last version its owner signed: worth a backup.
+  const info = await validateRecord(name, record, { allowExpired: true })
   if (info.cid === undefined) throw new FormatError(`the record of ${name} does not point at an /ipfs/ root`)
   const blocks = await walk(info.cid, async cid => getVerifiedBlock(store, cid, options), (done, total) => options.onProgress?.({ done, total, phase: 'read' }))
   const manifest = await cborBlock({ type: EXPORT_TYPE, version: 1, name, record, root: info.cid })
   const all = [manifest, ...blocks]
-  return { name, root: info.cid, sequence: Number(info.sequence), blocks: blocks.length, car: encodeCar(all) }
+  return { name, root: info.cid, sequence: Number(info.sequence), expired: info.expired, blocks: blocks.length, car: encodeCar(all) }
 }
 
 /** Checks a CAR made by `exportSpace` completely, then loads it into `store`. All checks come first. */
@@ -109,7 +112,11 @@ export async function importSpace (store: Store, car: Uint8Array, options: Trans
     return bytes
   }
   const manifest = readManifest(await get(roots[0] as CID))
-  const info = await validateRecord(manifest.name, manifest.record)
+  const info = await validateRecord(manifest.name, manifest.record, { allowExpired: true })
+  if (info.expired) {
+    // Stores refuse expired records: say so now rather than after uploading every block.
+    throw new InvalidRecordError(`the record in the file expired on ${new Date(info.validUntilMs).toISOString()}: its owner must open the space once (which renews it) and export it again`)
+  }
   if (info.cid === undefined || !info.cid.equals(manifest.root)) {
     throw new IntegrityError(`the record in the file points at ${info.value}, not at the exported root ${manifest.root.toString()}`)
   }

@@ -161,6 +161,8 @@ class HeliaStore implements Store {
     try {
       bytes = await concat(this.helia.blockstore.get(cid, { signal }))
     } catch (err) {
+      // UserSpace never writes a block over the bitswap limit: a bigger one is not one of ours.
+      if (err instanceof TooLargeError) throw new TooLargeError(`block ${cid.toString()} is over the ${MAX_BLOCK_BYTES}-byte limit`, { cause: err })
       if (signal.aborted || isNotFound(err)) {
         throw new NotFoundError(`block ${cid.toString()} not found${signal.aborted ? ' before the signal fired' : ''}`)
       }
@@ -327,12 +329,14 @@ async function aborted (signal: AbortSignal): Promise<void> {
   await new Promise<void>(resolve => { signal.addEventListener('abort', () => { resolve() }, { once: true }) })
 }
 
-async function concat (chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): Promise<Uint8Array> {
+/** The chunks of one block, joined; more than `maxBytes` of them is a TooLargeError, read no further. */
+async function concat (chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, maxBytes = MAX_BLOCK_BYTES): Promise<Uint8Array> {
   const parts: Uint8Array[] = []
   let length = 0
   for await (const chunk of chunks) {
-    parts.push(chunk)
     length += chunk.byteLength
+    if (length > maxBytes) throw new TooLargeError(`block is over the ${maxBytes}-byte limit`)
+    parts.push(chunk)
   }
   if (parts.length === 1 && parts[0] !== undefined) return parts[0]
   const bytes = new Uint8Array(length)

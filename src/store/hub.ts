@@ -4,17 +4,25 @@
  * go through Delegated Routing V1; live records arrive over the hub's server-sent-events stream,
  * read with fetch streaming (Node 20 has no EventSource) and reconnected with backoff.
  *
- * The hub is not trusted with integrity: every block is verified here, and the Space validates every
- * record it is handed. Hub refusals come back as the named errors of errors.ts; an unreachable hub
- * is a StoreError.
+ * The hub is not trusted, with integrity or with resources: every block is verified here, the Space
+ * validates every record it is handed, and every body is read through a reader capped for its kind
+ * (a block, a record, a JSON answer, an event line) and counted after any content decoding, so a
+ * huge or compressed body costs at most the cap. Every call ends after `timeoutMs`. An address-index
+ * answer is checked against the named space's owner binding before it is believed. Hub refusals
+ * come back as the named errors of errors.ts; an unreachable or silent hub is a StoreError, a hub
+ * that sends what no honest hub sends is an UntrustedHubError naming it.
  */
-import { fromBase64 } from '../crypto/bytes.js'
+import { fromBase64, hexToBytes } from '../crypto/bytes.js'
 import {
-  AbortedError, errorFromName, IntegrityError, InvalidInputError, StoreError, UserSpaceError, throwIfAborted
+  AbortedError, errorFromName, IntegrityError, InvalidInputError, StoreError, TooLargeError, UntrustedHubError, UserSpaceError,
+  throwIfAborted
 } from '../errors.js'
 import { blockLength } from '@ipld/car/buffer-writer'
 import { MAX_BLOCK_BYTES, encodeCar, verifyBlock } from './blocks.js'
-import { canonicalName, MAX_RECORD_BYTES } from './record.js'
+import { canonicalName, MAX_RECORD_BYTES, validateRecord } from './record.js'
+// The root codec lives with the space; the hub store needs it for one check: that the space an
+// address-index answer names is bound to that address (an index is a claim, a binding is a proof).
+import { decodeRoot, verifyOwner } from '../space/root.js'
 import type { AbortOptions, Block, GetRecordOptions, RecordListener, Store } from './interface.js'
 import type { CID } from 'multiformats/cid'
 
@@ -24,6 +32,24 @@ export const DEFAULT_MAX_UPLOAD_BYTES = 8 * 1024 * 1024
 export const DEFAULT_RECONNECT_MIN_MS = 250
 /** Longest delay between reconnection attempts. @default 30 s */
 export const DEFAULT_RECONNECT_MAX_MS = 30_000
+/**
+ * How long one call to a hub may take, from sending the request to the last byte of the answer.
+ * A hub that accepts the connection and never answers fails the call with StoreError after this.
+ * @default 30 s
+ */
+export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000
+/**
+ * How long an event stream may stay silent before it is dropped and reconnected. Hubs send a
+ * keepalive comment every 15 s, so only a stalled or hostile hub stays silent longer. @default 45 s
+ */
+export const DEFAULT_EVENTS_IDLE_MS = 45_000
+/** Largest JSON answer (address lookups, error bodies) read from a hub. @default 8 KiB */
+export const MAX_JSON_RESPONSE_BYTES = 8 * 1024
+/**
+ * Longest line, and longest event, read from an event stream. A record event is the base64 of a
+ * record of at most 10 KiB (13 656 characters) plus its field name. @default 16 KiB
+ */
+export const MAX_EVENT_LINE_CHARS = 16 * 1024
 
 export interface HubStoreOptions {
   /**
@@ -38,6 +64,14 @@ export interface HubStoreOptions {
   reconnectMinMs?: number
   /** @default DEFAULT_RECONNECT_MAX_MS (30 s) */
   reconnectMaxMs?: number
+  /**
+   * Upper bound for each call, body included; the caller's `signal` can end it sooner.
+   *
+   * @default DEFAULT_REQUEST_TIMEOUT_MS (30 s)
+   */
+  timeoutMs?: number
+  /** @default DEFAULT_EVENTS_IDLE_MS (45 s) */
+  eventsIdleMs?: number
 }
 
 /** Status → error name, for refusals that carry no `name` (proxies, 406/415 from the framework). */
@@ -71,10 +105,18 @@ export function hubStore (url: string, options: HubStoreOptions = {}): Store {
   if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
     throw new InvalidInputError(`"url" expected an http(s) URL, got "${url.slice(0, 100)}"`)
   }
+  for (const key of ['maxUploadBytes', 'reconnectMinMs', 'reconnectMaxMs', 'timeoutMs', 'eventsIdleMs'] as const) {
+    const value = options[key]
+    if (value !== undefined && !(typeof value === 'number' && Number.isFinite(value) && value > 0)) {
+      throw new InvalidInputError(`"${key}" expected a positive number, got ${String(value)}`)
+    }
+  }
   return new HubStore(parsed.href.replace(/\/+$/, ''), options)
 }
 
 class HubStore implements Store {
+  /** A hub refuses (409) a record whose sequence is not above the one it holds, or equal with another value. */
+  readonly conditional = true
   private readonly base: string
   private readonly fetch: typeof globalThis.fetch
   private readonly options: HubStoreOptions
@@ -115,20 +157,17 @@ class HubStore implements Store {
 
   private async upload (blocks: Block[], options: AbortOptions): Promise<void> {
     const car = encodeCar(blocks)
-    await this.request('/api/v1/blocks', {
+    await this.call('/api/v1/blocks', {
       method: 'POST',
       headers: { 'content-type': 'application/vnd.ipld.car', accept: 'application/json' },
-      body: car as Uint8Array<ArrayBuffer>,
-      signal: options.signal
-    })
+      body: car as Uint8Array<ArrayBuffer>
+    }, options, async () => undefined)
   }
 
   async getBlock (cid: CID, options: AbortOptions = {}): Promise<Uint8Array> {
-    const res = await this.request(`/ipfs/${cid.toString()}?format=raw`, {
-      headers: { accept: 'application/vnd.ipld.raw' },
-      signal: options.signal
-    })
-    const bytes = await this.bytes(res, options)
+    const bytes = await this.call(`/ipfs/${cid.toString()}?format=raw`, {
+      headers: { accept: 'application/vnd.ipld.raw' }
+    }, options, async (res, signal) => await this.read(res, MAX_BLOCK_BYTES, `block ${cid.toString()}`, signal))
     if (!(await verifyBlock(cid, bytes))) {
       throw new IntegrityError(`block ${cid.toString()} from ${this.base} does not match its CID`)
     }
@@ -136,45 +175,75 @@ class HubStore implements Store {
   }
 
   async putRecord (name: string, record: Uint8Array, options: AbortOptions = {}): Promise<void> {
-    await this.request(`/routing/v1/ipns/${this.name(name)}`, {
+    await this.call(`/routing/v1/ipns/${this.name(name)}`, {
       method: 'PUT',
       headers: { 'content-type': 'application/vnd.ipfs.ipns-record' },
-      body: record as Uint8Array<ArrayBuffer>,
-      signal: options.signal
-    })
+      body: record as Uint8Array<ArrayBuffer>
+    }, options, async () => undefined)
   }
 
   async getRecord (name: string, options: GetRecordOptions = {}): Promise<Uint8Array | undefined> {
-    const res = await this.request(`/routing/v1/ipns/${this.name(name)}`, {
+    return await this.call(`/routing/v1/ipns/${this.name(name)}`, {
       headers: { accept: 'application/vnd.ipfs.ipns-record' },
       // `no-store` makes browsers and Node send `Cache-Control: no-cache`, which also tells the hub
       // to ask the network for a newer record; it adds no header of ours, so no CORS preflight.
-      cache: options.nocache === true ? 'no-store' : 'default',
-      signal: options.signal
-    }, true)
-    if (res === undefined) return undefined
-    const bytes = await this.bytes(res, options)
-    if (bytes.byteLength > MAX_RECORD_BYTES) {
-      throw new IntegrityError(`record for ${name} from ${this.base} is over the ${MAX_RECORD_BYTES}-byte limit`)
-    }
-    return bytes
+      cache: options.nocache === true ? 'no-store' : 'default'
+    }, options, async (res, signal) => await this.read(res, MAX_RECORD_BYTES, `the record of ${name}`, signal), true)
   }
 
+  /**
+   * The name the hub's address index gives for `address`, believed only once the named space's
+   * owner binding names that address: the binding's `signature` when the answer carries it, else
+   * the binding in the space's current root (two more requests: record and root). A hub whose index
+   * contradicts the binding is lying or broken: UntrustedHubError, never a verdict on the wallet.
+   */
   async lookupAddress (address: string, options: AbortOptions = {}): Promise<string | undefined> {
     if (typeof address !== 'string' || !/^0x[0-9a-fA-F]{40}$/.test(address)) {
       throw new InvalidInputError(`"address" expected 0x-prefixed 20-byte hex, got ${typeof address === 'string' ? `"${address.slice(0, 50)}"` : typeof address}`)
     }
-    const res = await this.request(`/api/v1/address/${address}`, { headers: { accept: 'application/json' }, signal: options.signal }, true)
-    if (res === undefined) return undefined
-    let body: unknown
+    const body = await this.call(`/api/v1/address/${address}`, { headers: { accept: 'application/json' } }, options,
+      async (res, signal) => await this.readJson(res, 'the address lookup', signal), true)
+    if (body === undefined) return undefined
+    const claimed = (body as { name?: unknown } | null)?.name
+    let name: string
     try {
-      body = await res.json()
-    } catch {
-      throw new StoreError(`hub ${this.base} answered the address lookup with something that is not JSON`)
+      if (typeof claimed !== 'string') throw new InvalidInputError('no name')
+      name = canonicalName(claimed)
+    } catch (err) {
+      throw new UntrustedHubError(`hub ${this.base} answered the address lookup of ${address} without a valid IPNS name`, { cause: err })
     }
-    const name = (body as { name?: unknown } | null)?.name
-    if (typeof name !== 'string') throw new StoreError(`hub ${this.base} answered the address lookup without a name`)
-    return canonicalName(name)
+    const signature = (body as { signature?: unknown }).signature
+    if (signature === undefined) {
+      await this.checkBinding(address, name, options)
+      return name
+    }
+    // The hub sent the binding's signature with its answer: checked here, with no further request.
+    try {
+      if (typeof signature !== 'string') throw new InvalidInputError('"signature" expected hex')
+      verifyOwner({ address, signature: hexToBytes(signature, 'signature') }, name)
+    } catch (err) {
+      throw new UntrustedHubError(`hub ${this.base} says ${address} owns ${name}, but sent a signature that does not bind them: ${(err as Error).message}`, { cause: err })
+    }
+    return name
+  }
+
+  /** Throws UntrustedHubError unless the space `name`, as this hub serves it, is bound to `address`. */
+  private async checkBinding (address: string, name: string, options: AbortOptions): Promise<void> {
+    const claim = `hub ${this.base} says ${address} owns ${name}`
+    const record = await this.getRecord(name, options)
+    if (record === undefined) throw new UntrustedHubError(`${claim}, but has no record of ${name}`)
+    let owner: string
+    try {
+      const info = await validateRecord(name, record, { allowExpired: true })
+      if (info.cid === undefined) throw new InvalidInputError(`the record points at ${info.value.slice(0, 100)}`)
+      owner = verifyOwner(decodeRoot(await this.getBlock(info.cid, options)).owner, name)
+    } catch (err) {
+      if (err instanceof StoreError || (err as Error).name === 'AbortedError') throw err
+      throw new UntrustedHubError(`${claim}, but serves no valid owner binding for it: ${(err as Error).message}`, { cause: err })
+    }
+    if (owner.toLowerCase() !== address.toLowerCase()) {
+      throw new UntrustedHubError(`${claim}, but the owner binding of ${name} names ${owner}`)
+    }
   }
 
   subscribe (name: string, listener: RecordListener): () => void {
@@ -182,18 +251,29 @@ class HubStore implements Store {
     const controller = new AbortController()
     const min = this.options.reconnectMinMs ?? DEFAULT_RECONNECT_MIN_MS
     const max = this.options.reconnectMaxMs ?? DEFAULT_RECONNECT_MAX_MS
+    const idleMs = this.options.eventsIdleMs ?? DEFAULT_EVENTS_IDLE_MS
     const run = async (): Promise<void> => {
       let delay = min
       while (!controller.signal.aborted) {
+        // One attempt: the headers must come within the request timeout, then bytes at least
+        // every `idleMs`; anything else drops the connection and retries with backoff.
+        const attempt = new AbortController()
+        const stop = (): void => { attempt.abort() }
+        controller.signal.addEventListener('abort', stop, { once: true })
+        const headersTimer = setTimeout(stop, this.timeoutMs)
+        ;(headersTimer as { unref?: () => void }).unref?.()
         try {
           const res = await this.fetch(this.base + path, {
             headers: { accept: 'text/event-stream' },
             cache: 'no-store',
-            signal: controller.signal
+            signal: attempt.signal
           })
+          clearTimeout(headersTimer)
           if (res.ok && res.body !== null) {
-            delay = min
-            for await (const event of readEvents(res.body)) {
+            for await (const event of readEvents(res.body, { idleMs })) {
+              // Backoff restarts only once the stream has delivered a whole event (hubs send `ready`
+              // at once): a hub that answers and then sends garbage is retried ever more slowly.
+              delay = min
               if (event.retry !== undefined) delay = Math.min(Math.max(event.retry, min), max)
               if (event.event !== 'record') continue
               let record: Uint8Array
@@ -214,7 +294,11 @@ class HubStore implements Store {
             if (res.status >= 400 && res.status < 500 && res.status !== 429 && res.status !== 408) return
           }
         } catch {
-          // Dropped or unreachable: retry below.
+          // Dropped, unreachable, silent or over a limit: retry below.
+        } finally {
+          clearTimeout(headersTimer)
+          controller.signal.removeEventListener('abort', stop)
+          attempt.abort()
         }
         if (controller.signal.aborted) return
         await sleep(delay * (0.5 + Math.random() / 2), controller.signal)
@@ -229,51 +313,132 @@ class HubStore implements Store {
     return encodeURIComponent(canonicalName(name))
   }
 
-  /**
-   * Sends a request and returns the response when it is a 2xx. With `notFoundIsUndefined`, a 404
-   * resolves to undefined. Any other status becomes the named error the hub sent.
-   */
-  private async request (path: string, init: RequestInit, notFoundIsUndefined: true): Promise<Response | undefined>
-  private async request (path: string, init: RequestInit): Promise<Response>
-  private async request (path: string, init: RequestInit, notFoundIsUndefined = false): Promise<Response | undefined> {
-    throwIfAborted(init.signal ?? undefined)
-    let res: Response
-    try {
-      res = await this.fetch(this.base + path, init)
-    } catch (err) {
-      if (init.signal?.aborted === true) throw new AbortedError(`request to ${this.base} was aborted`)
-      throw new StoreError(`cannot reach hub ${this.base}: ${(err as Error).message}`)
-    }
-    if (res.ok) return res
-    if (res.status === 404 && notFoundIsUndefined) {
-      await res.body?.cancel().catch(() => {})
-      return undefined
-    }
-    throw await failure(res, this.base)
+  private get timeoutMs (): number {
+    return this.options.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS
   }
 
-  private async bytes (res: Response, options: AbortOptions): Promise<Uint8Array> {
+  /**
+   * One call to the hub, bounded by the caller's signal and the request timeout from the first byte
+   * sent to the last byte read: sends the request, hands a 2xx response to `read`, and turns
+   * anything else into the named error the hub sent. With `notFoundIsUndefined`, a 404 resolves to
+   * undefined.
+   */
+  private async call<T> (path: string, init: RequestInit, options: AbortOptions, read: (res: Response, signal: AbortSignal) => Promise<T>, notFoundIsUndefined: true): Promise<T | undefined>
+  private async call<T> (path: string, init: RequestInit, options: AbortOptions, read: (res: Response, signal: AbortSignal) => Promise<T>): Promise<T>
+  private async call<T> (path: string, init: RequestInit, options: AbortOptions, read: (res: Response, signal: AbortSignal) => Promise<T>, notFoundIsUndefined = false): Promise<T | undefined> {
+    throwIfAborted(options.signal)
+    const timeout = AbortSignal.timeout(this.timeoutMs)
+    const signal = options.signal === undefined ? timeout : AbortSignal.any([options.signal, timeout])
     try {
-      return new Uint8Array(await res.arrayBuffer())
+      let res: Response
+      try {
+        res = await this.fetch(this.base + path, { ...init, signal })
+      } catch (err) {
+        throw new StoreError(`cannot reach hub ${this.base}: ${(err as Error).message}`, { cause: err })
+      }
+      if (res.ok) {
+        try {
+          return await read(res, signal)
+        } finally {
+          // Whatever `read` left unread (an upload's receipt) is not wanted: free the connection.
+          await res.body?.cancel().catch(() => {})
+        }
+      }
+      if (res.status === 404 && notFoundIsUndefined) {
+        await res.body?.cancel().catch(() => {})
+        return undefined
+      }
+      throw await this.failure(res, signal)
     } catch (err) {
-      if (options.signal?.aborted === true) throw new AbortedError(`request to ${this.base} was aborted`)
-      throw new StoreError(`hub ${this.base} dropped the response: ${(err as Error).message}`)
+      // The signal decides what an interrupted call was, whatever the fetch threw.
+      if (options.signal?.aborted === true) throw new AbortedError(`request to ${this.base} was aborted`, { cause: err })
+      if (timeout.aborted) throw new StoreError(`hub ${this.base} did not answer within ${this.timeoutMs} ms`, { cause: err })
+      throw err
     }
+  }
+
+  /** A body read whole, but never more than `maxBytes` of it (after any content decoding). */
+  private async read (res: Response, maxBytes: number, what: string, signal: AbortSignal): Promise<Uint8Array> {
+    try {
+      return await readCapped(res, maxBytes)
+    } catch (err) {
+      if (err instanceof TooLargeError) {
+        throw new UntrustedHubError(`hub ${this.base} sent ${what} over the ${maxBytes}-byte limit`, { cause: err })
+      }
+      if (signal.aborted) throw err
+      throw new StoreError(`hub ${this.base} dropped the response: ${(err as Error).message}`, { cause: err })
+    }
+  }
+
+  private async readJson (res: Response, what: string, signal: AbortSignal): Promise<unknown> {
+    const bytes = await this.read(res, MAX_JSON_RESPONSE_BYTES, what, signal)
+    try {
+      return JSON.parse(new TextDecoder().decode(bytes))
+    } catch (err) {
+      throw new UntrustedHubError(`hub ${this.base} answered ${what} with something that is not JSON`, { cause: err })
+    }
+  }
+
+  /** The named error a hub's refusal describes, read from at most MAX_JSON_RESPONSE_BYTES of body. */
+  private async failure (res: Response, signal: AbortSignal): Promise<UserSpaceError> {
+    let body: unknown
+    try {
+      body = JSON.parse(new TextDecoder().decode(await readCapped(res, MAX_JSON_RESPONSE_BYTES)))
+    } catch {
+      if (signal.aborted) throw new AbortedError(`request to ${this.base} was aborted`)
+      body = undefined
+    }
+    const fields = (typeof body === 'object' && body !== null ? body : {}) as { message?: unknown, name?: unknown }
+    const message = typeof fields.message === 'string'
+      ? fields.message.slice(0, 500)
+      : `hub ${this.base} answered ${res.status} ${res.statusText.slice(0, 100)}`
+    // A hub may only report the failures a hub can have: never a verdict on the user's wallet.
+    const name = typeof fields.name === 'string' && HUB_ERROR_NAMES.has(fields.name) ? fields.name : NAME_BY_STATUS[res.status]
+    return errorFromName(name, message)
   }
 }
 
-/** The named error a hub's JSON refusal describes. */
-async function failure (res: Response, base: string): Promise<UserSpaceError> {
-  let body: unknown
-  try {
-    body = await res.json()
-  } catch {
-    body = undefined
+/** The error names a hub's refusal may carry; any other name falls back to the status's. */
+const HUB_ERROR_NAMES = new Set([
+  'InvalidInputError', 'TooLargeError', 'InvalidSignatureError', 'SignerMismatchError', 'IntegrityError',
+  'NotFoundError', 'InvalidRecordError', 'ConflictError', 'EquivocationError', 'FormatError', 'StoreError',
+  'RateLimitError'
+])
+
+/**
+ * Reads a response body whole, refusing (TooLargeError) as soon as it passes `maxBytes`: a declared
+ * Content-Length over the cap is refused before reading, and the bytes are counted as they arrive,
+ * after fetch's content decoding, so a gzip bomb stops at the cap too. The body is cancelled on
+ * refusal. Exported for the other hub answers read elsewhere (the CLI's CARs).
+ */
+export async function readCapped (res: Response, maxBytes: number): Promise<Uint8Array> {
+  const declared = Number(res.headers.get('content-length') ?? Number.NaN)
+  // A declared length describes the encoded bytes; it can only refuse early, never admit.
+  if (res.headers.get('content-encoding') === null && declared > maxBytes) {
+    await res.body?.cancel().catch(() => {})
+    throw new TooLargeError(`the response declares ${declared} bytes, over the ${maxBytes}-byte limit`)
   }
-  const fields = (typeof body === 'object' && body !== null ? body : {}) as { message?: unknown, name?: unknown }
-  const message = typeof fields.message === 'string' ? fields.message : `hub ${base} answered ${res.status} ${res.statusText}`
-  const name = typeof fields.name === 'string' ? fields.name : NAME_BY_STATUS[res.status]
-  return errorFromName(name, message)
+  if (res.body === null) return new Uint8Array(0)
+  const reader = res.body.getReader()
+  const chunks: Uint8Array[] = []
+  let length = 0
+  try {
+    for (;;) {
+      const { done, value } = await reader.read()
+      if (done) break
+      length += value.byteLength
+      if (length > maxBytes) throw new TooLargeError(`the response is over the ${maxBytes}-byte limit`)
+      chunks.push(value)
+    }
+  } catch (err) {
+    await reader.cancel().catch(() => {})
+    throw err
+  }
+  if (chunks.length === 1) return chunks[0] as Uint8Array
+  const out = new Uint8Array(length)
+  let offset = 0
+  for (const chunk of chunks) { out.set(chunk, offset); offset += chunk.byteLength }
+  return out
 }
 
 export interface ServerSentEvent {
@@ -283,30 +448,57 @@ export interface ServerSentEvent {
   retry?: number
 }
 
-/** Parses a `text/event-stream` body (HTML Living Standard, "Interpreting an event stream"). */
-export async function * readEvents (body: ReadableStream<Uint8Array>): AsyncGenerator<ServerSentEvent> {
+export interface ReadEventsOptions {
+  /** @default MAX_EVENT_LINE_CHARS */
+  maxLineChars?: number
+  /** Longest data of one event (its `data` lines joined). @default MAX_EVENT_LINE_CHARS */
+  maxEventChars?: number
+  /** Ends the stream with StoreError when no bytes arrive for this long. @default no limit */
+  idleMs?: number
+}
+
+/**
+ * Parses a `text/event-stream` body (HTML Living Standard, "Interpreting an event stream"). Bounded:
+ * a line or an event over its cap ends the stream with TooLargeError (a line without end would
+ * otherwise grow without limit), and so does silence longer than `idleMs`.
+ */
+export async function * readEvents (body: ReadableStream<Uint8Array>, options: ReadEventsOptions = {}): AsyncGenerator<ServerSentEvent> {
+  const maxLine = options.maxLineChars ?? MAX_EVENT_LINE_CHARS
+  const maxEvent = options.maxEventChars ?? MAX_EVENT_LINE_CHARS
   const decoder = new TextDecoder()
   const reader = body.getReader()
   let buffer = ''
   let event = ''
   let data: string[] = []
+  let dataChars = 0
   let id: string | undefined
   let retry: number | undefined
   try {
     for (;;) {
-      const { done, value } = await reader.read()
+      const { done, value } = await readWithin(reader, options.idleMs)
       if (done) return
       buffer += decoder.decode(value, { stream: true })
-      let match: RegExpExecArray | null
-      while ((match = /\r\n|\r|\n/.exec(buffer)) !== null) {
+      // Scan by index and keep only the unfinished tail: no copying of the buffer per line.
+      // The next \n and \r are each searched again only once passed, so a chunk of many short lines
+      // costs one pass, not one pass per line.
+      let start = 0
+      let lf = -2
+      let cr = -2
+      for (;;) {
+        if (lf !== -1 && lf < start) lf = buffer.indexOf('\n', start)
+        if (cr !== -1 && cr < start) cr = buffer.indexOf('\r', start)
+        const end = lf === -1 ? cr : cr === -1 ? lf : Math.min(lf, cr)
+        if (end === -1) break
         // A lone \r at the end may be the first half of \r\n: wait for more.
-        if (match[0] === '\r' && match.index === buffer.length - 1) break
-        const line = buffer.slice(0, match.index)
-        buffer = buffer.slice(match.index + match[0].length)
+        if (end === cr && end === buffer.length - 1) break
+        const line = buffer.slice(start, end)
+        start = end + (end === cr && buffer[end + 1] === '\n' ? 2 : 1)
+        if (line.length > maxLine) throw new TooLargeError(`an event-stream line is over ${maxLine} characters`)
         if (line === '') {
           if (data.length > 0) yield { event: event === '' ? 'message' : event, data: data.join('\n'), id, retry }
           event = ''
           data = []
+          dataChars = 0
           retry = undefined
           continue
         }
@@ -316,13 +508,34 @@ export async function * readEvents (body: ReadableStream<Uint8Array>): AsyncGene
         let value = colon === -1 ? '' : line.slice(colon + 1)
         if (value.startsWith(' ')) value = value.slice(1)
         if (field === 'event') event = value
-        else if (field === 'data') data.push(value)
-        else if (field === 'id') id = value
-        else if (field === 'retry' && /^\d+$/.test(value)) retry = Number(value)
+        else if (field === 'data') {
+          dataChars += value.length + 1
+          if (dataChars > maxEvent) throw new TooLargeError(`an event is over ${maxEvent} characters`)
+          data.push(value)
+        } else if (field === 'id') id = value
+        else if (field === 'retry' && /^\d{1,9}$/.test(value)) retry = Number(value)
       }
+      buffer = buffer.slice(start)
+      if (buffer.length > maxLine) throw new TooLargeError(`an event-stream line is over ${maxLine} characters`)
     }
   } finally {
     await reader.cancel().catch(() => {})
+  }
+}
+
+/** One read, or StoreError when nothing arrives within `idleMs`. */
+async function readWithin (reader: ReadableStreamDefaultReader<Uint8Array>, idleMs: number | undefined): Promise<ReadableStreamReadResult<Uint8Array>> {
+  if (idleMs === undefined) return await reader.read()
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const silent = new Promise<never>((resolve, reject) => {
+    timer = setTimeout(() => { reject(new StoreError(`the event stream was silent for ${idleMs} ms`)) }, idleMs)
+    // The open stream keeps a process alive if anything does; its watchdog should not.
+    ;(timer as { unref?: () => void }).unref?.()
+  })
+  try {
+    return await Promise.race([reader.read(), silent])
+  } finally {
+    clearTimeout(timer)
   }
 }
 

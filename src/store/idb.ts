@@ -6,8 +6,8 @@
  * One database holds three object stores: `blocks` (bytes by CID string, each checked against its
  * CID on the way in and on the way out), `records` (the marshalled IPNS record with the highest
  * sequence seen per name, like a DHT peer keeps) and `state` (the newest version this device has
- * seen of each space, for the Space's rollback protection: pass `store.state` as `openSpace`'s
- * `state` option). Plain IndexedDB, no wrapper library: the whole API is a few requests.
+ * seen of each space and the writes not yet published, for the Space: `idbState(store)` is its view,
+ * and `openSpace` uses it by default in browsers). Plain IndexedDB, no wrapper library: the whole API is a few requests.
  */
 import { AbortedError, InvalidInputError, NotFoundError, StoreError, IntegrityError, throwIfAborted } from '../errors.js'
 import { verifyBlock } from './blocks.js'
@@ -15,24 +15,16 @@ import { readRecord } from './record.js'
 import type { AbortOptions, Block, GetRecordOptions, Store } from './interface.js'
 import type { CID } from 'multiformats/cid'
 
-/** The newest version of a space a device has seen (the shape of the Space's `SeenVersion`). */
-export interface IdbSeenVersion {
-  sequence: number
-  root: string
-}
-
-/** Remembers the newest version seen per space name; assignable to the Space's `state` option. */
-export interface IdbStateStore {
-  get(name: string): Promise<IdbSeenVersion | undefined>
-  /** Keeps the higher of the stored and the given sequence (a lower one never replaces a higher). */
-  put(name: string, seen: IdbSeenVersion): Promise<void>
-}
-
 export interface IdbStore extends Store {
   /** The database's name. */
   readonly dbName: string
-  /** Rollback state in the same database, for `openSpace({ state })`. */
-  readonly state: IdbStateStore
+  /**
+   * Reads one value of the `state` object store (a Space's rollback state and unpublished writes;
+   * `idbState(store)` gives the Space its view of it).
+   */
+  readState(name: string): Promise<unknown>
+  /** Replaces one value of the `state` object store by `fn(current)`, in one transaction (atomic across tabs). */
+  updateState(name: string, fn: (current: unknown) => unknown): Promise<void>
   /** Closes the database connection; a later call opens it again. */
   close(): void
 }
@@ -112,36 +104,35 @@ export function idbStore (dbName = 'userspace', options: IdbStoreOptions = {}): 
     })
   }
 
-  const state: IdbStateStore = {
-    async get (name) {
-      return run([STATE], 'readonly', (tx) => {
-        const req = tx.objectStore(STATE).get(name)
-        return () => {
-          const v = req.result as IdbSeenVersion | undefined
-          return v !== undefined && typeof v.sequence === 'number' && typeof v.root === 'string' ? { sequence: v.sequence, root: v.root } : undefined
+  const updateState = async (name: string, fn: (current: unknown) => unknown): Promise<void> => {
+    let failure: Error | undefined
+    await run([STATE], 'readwrite', (tx) => {
+      const os = tx.objectStore(STATE)
+      const req = os.get(name)
+      // Read and write in one transaction, from the request callback so it stays active.
+      req.onsuccess = () => {
+        try {
+          os.put(fn(req.result), name)
+        } catch (err) {
+          failure = err as Error
+          tx.abort()
         }
-      })
-    },
-    async put (name, seen) {
-      if (!Number.isSafeInteger(seen?.sequence) || typeof seen.root !== 'string') {
-        throw new InvalidInputError('"seen" expected { sequence: integer, root: string }')
       }
-      await run([STATE], 'readwrite', (tx) => {
-        const os = tx.objectStore(STATE)
-        const req = os.get(name)
-        // Read and write in one transaction, from the request callback so it stays active.
-        req.onsuccess = () => {
-          const current = req.result as IdbSeenVersion | undefined
-          if (current === undefined || !(current.sequence > seen.sequence)) os.put({ sequence: seen.sequence, root: seen.root }, name)
-        }
-        return () => undefined
-      })
-    }
+      return () => undefined
+    }).catch((err: Error) => { throw failure ?? err })
+  }
+
+  const readState = async (name: string): Promise<unknown> => {
+    return run([STATE], 'readonly', (tx) => {
+      const req = tx.objectStore(STATE).get(name)
+      return () => req.result as unknown
+    })
   }
 
   return {
     dbName,
-    state,
+    readState,
+    updateState,
 
     close () {
       const pending = opening

@@ -51,4 +51,15 @@ export interface Store {
 
   /** Listens for new records of `name`; returns a function that stops listening. */
   subscribe?(name: string, listener: RecordListener): () => void
+
+  /**
+   * True when `putRecord` is a conditional write: it throws ConflictError (and stores nothing) for
+   * a record whose sequence is lower than the stored one, or equal with another value. Spaces then
+   * publish without resolving first, and merge and retry on a conflict. Stores that cannot promise
+   * this (a DHT) leave it unset, and spaces resolve before every publish.
+   */
+  readonly conditional?: boolean
+
+  /** True for a store that lives only in this process (`memoryStore`); a space on it keeps its state in memory too. */
+  readonly ephemeral?: boolean
 }

@@ -1,17 +1,20 @@
 /**
  * A local store in front of a remote one: the device's own copy (IndexedDB in a browser, a
- * directory in Node) and the network (a hub). Everything written goes to both; reads are served
- * locally when possible and cached when not. When the remote cannot be reached, resolving falls back
+ * directory in Node) and the network (a hub). Everything written goes to both — a record to the
+ * remote first, so the local copy never claims a version the network has not taken (the writes
+ * behind it stay pending in the Space's state until it has); reads are served locally when
+ * possible and cached when not. When the remote cannot be reached, resolving falls back
  * to the local record, so a space opens and edits offline; the Space retries publishing until the
  * remote takes it.
  */
-import { NotFoundError, StoreError } from '../errors.js'
+import { NotFoundError, StoreError, UntrustedHubError } from '../errors.js'
 import { readRecord } from './record.js'
 import type { AbortOptions, Block, GetRecordOptions, RecordListener, Store } from './interface.js'
 import type { CID } from 'multiformats/cid'
 
 export function layeredStore (local: Store, remote: Store): Store {
-  const store: Store = {
+  const store: { -readonly [K in keyof Store]: Store[K] } = {
+    conditional: remote.conditional,
     async putBlocks (blocks: Block[], options?: AbortOptions): Promise<void> {
       await local.putBlocks(blocks, options)
       await remote.putBlocks(blocks, options)
@@ -29,8 +32,8 @@ export function layeredStore (local: Store, remote: Store): Store {
     },
 
     async putRecord (name: string, record: Uint8Array, options?: AbortOptions): Promise<void> {
-      await local.putRecord(name, record, options)
       await remote.putRecord(name, record, options)
+      await local.putRecord(name, record, options)
     },
 
     async getRecord (name: string, options?: GetRecordOptions): Promise<Uint8Array | undefined> {
@@ -40,7 +43,8 @@ export function layeredStore (local: Store, remote: Store): Store {
       try {
         theirs = await remote.getRecord(name, options)
       } catch (err) {
-        if (err instanceof StoreError && mine !== undefined) return mine // offline: what this device has
+        // offline: what this device has; a hub that lies is not offline, and is said to be lying
+        if (err instanceof StoreError && !(err instanceof UntrustedHubError) && mine !== undefined) return mine
         throw err
       }
       if (theirs === undefined) return mine
@@ -56,7 +60,7 @@ export function layeredStore (local: Store, remote: Store): Store {
       try {
         return await lookup(address, options)
       } catch (err) {
-        if (err instanceof StoreError) return undefined
+        if (err instanceof StoreError && !(err instanceof UntrustedHubError)) return undefined
         throw err
       }
     }

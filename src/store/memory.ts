@@ -2,9 +2,9 @@
  * A Store in memory: blocks in a Map keyed by CID, records by name. For tests, benchmarks and
  * short-lived spaces. Two Spaces given the same MemoryStore behave like two devices on one network.
  */
-import { IntegrityError, NotFoundError, throwIfAborted } from '../errors.js'
+import { ConflictError, EquivocationError, IntegrityError, NotFoundError, throwIfAborted } from '../errors.js'
 import { verifyBlock } from './blocks.js'
-import { recordSequence } from './record.js'
+import { readRecord } from './record.js'
 import type { AbortOptions, Block, Store, RecordListener } from './interface.js'
 import type { CID } from 'multiformats/cid'
 
@@ -22,6 +22,8 @@ export function memoryStore (): MemoryStore {
 class DefaultMemoryStore implements MemoryStore {
   readonly blocks = new Map<string, Uint8Array>()
   readonly records = new Map<string, Uint8Array>()
+  readonly conditional = true
+  readonly ephemeral = true
   private readonly listeners = new Map<string, Set<RecordListener>>()
 
   async putBlocks (blocks: Block[], options?: AbortOptions): Promise<void> {
@@ -43,10 +45,16 @@ class DefaultMemoryStore implements MemoryStore {
 
   async putRecord (name: string, record: Uint8Array, options?: AbortOptions): Promise<void> {
     throwIfAborted(options?.signal)
-    // Like a DHT peer, a memory store keeps the record with the highest sequence. It trusts the
-    // Space to have signed it; the hub and helia stores validate what strangers send.
+    // A conditional write, as a hub does: a lower sequence, or the same one with another value, is
+    // a lost race. It trusts the Space to have signed the record; the hub and helia stores validate
+    // what strangers send.
     const current = this.records.get(name)
-    if (current !== undefined && recordSequence(current) > recordSequence(record)) return
+    if (current !== undefined) {
+      const stored = readRecord(current)
+      const offered = readRecord(record)
+      if (offered.sequence < stored.sequence) throw new ConflictError(`record sequence ${offered.sequence} is lower than the stored ${stored.sequence} for ${name}`)
+      if (offered.sequence === stored.sequence && offered.value !== stored.value) throw new EquivocationError(`record sequence ${offered.sequence} for ${name} already points at ${stored.value}`)
+    }
     this.records.set(name, record)
     for (const listener of this.listeners.get(name) ?? []) listener(record)
   }

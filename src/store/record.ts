@@ -40,6 +40,20 @@ export interface RecordInfo {
   /** Expiry as milliseconds since the epoch. */
   validUntilMs: number
   ttlMs: number
+  /**
+   * True when the validity has passed. Only `validateRecord(…, { allowExpired: true })` returns an
+   * expired record; `readRecord` reports what the bytes say without judging.
+   */
+  expired: boolean
+}
+
+export interface ValidateRecordOptions {
+  /**
+   * Accept a record whose validity has passed, if everything else holds (size, name, V2 signature,
+   * V1/V2 agreement), and report `expired: true`. An expired record is the last version its owner
+   * signed: readers show it as such and the owner renews it. @default false
+   */
+  allowExpired?: boolean
 }
 
 /** Decodes any IPNS name form (`k51…`/`bafz…` CIDs, `12D3Koo…`/`Qm…` peer ids) to its multihash. */
@@ -92,8 +106,9 @@ export async function createRecord (key: PrivateKey, root: CID, sequence: number
 /**
  * Checks a marshalled record for `name` as the spec says (size, V2 signature by the name's key,
  * V1/V2 consistency, not expired) and returns what it says. Throws InvalidRecordError or TooLargeError.
+ * With `allowExpired`, an expired but otherwise valid record is returned with `expired: true`.
  */
-export async function validateRecord (name: string, bytes: Uint8Array): Promise<RecordInfo> {
+export async function validateRecord (name: string, bytes: Uint8Array, options: ValidateRecordOptions = {}): Promise<RecordInfo> {
   if (!(bytes instanceof Uint8Array)) throw new InvalidRecordError('"record" expected Uint8Array')
   if (bytes.byteLength > MAX_RECORD_BYTES) {
     throw new TooLargeError(`IPNS record is ${bytes.byteLength} bytes, over the ${MAX_RECORD_BYTES}-byte limit`)
@@ -102,9 +117,19 @@ export async function validateRecord (name: string, bytes: Uint8Array): Promise<
   try {
     await ipnsValidator(routingKey, bytes)
   } catch (err) {
-    throw new InvalidRecordError(`invalid IPNS record for ${name}: ${(err as Error).message}`)
+    // ipns 10's `validate` checks the V2 signature before the validity, so a RecordExpiredError
+    // means the signature held: the record is authentic, only old.
+    if (options.allowExpired !== true || (err as Error).name !== 'RecordExpiredError') {
+      throw new InvalidRecordError(`invalid IPNS record for ${name}: ${(err as Error).message}`, { cause: err })
+    }
   }
-  return readRecord(bytes)
+  const info = readRecord(bytes)
+  // The same clock the validator used (Date.now); an unparsable validity counts as expired.
+  info.expired = !(info.validUntilMs >= Date.now())
+  if (info.expired && options.allowExpired !== true) {
+    throw new InvalidRecordError(`invalid IPNS record for ${name}: record has expired`)
+  }
+  return info
 }
 
 /** Reads a record's fields without checking its signature (use validateRecord for untrusted bytes). */
@@ -125,7 +150,8 @@ export function readRecord (bytes: Uint8Array): RecordInfo {
     cid,
     sequence: record.sequence,
     validUntilMs: Date.parse(record.validity),
-    ttlMs: Number((record.ttl ?? 0n) / 1_000_000n)
+    ttlMs: Number((record.ttl ?? 0n) / 1_000_000n),
+    expired: false
   }
 }
 

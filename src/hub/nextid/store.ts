@@ -1,23 +1,33 @@
 /**
- * Where the Next.ID KV Service keeps its state. Blocks (one per accepted patch) go to the
- * blockstore; the datastore holds, under `/nextid/`, what makes reads and checks cheap:
+ * Where the Next.ID KV Service keeps its state: all of it in the datastore, under `/nextid/`, so
+ * that one (fsynced) batch makes an accepted patch durable as a whole:
  *
+ * - `/nextid/block/<cid>` → the dag-cbor block of one accepted patch. Kept here rather than in
+ *   the blockstore: written in the same fsynced batch as the head that names it (one fsync, no
+ *   head without its block), and out of reach of the blockstore's garbage collection, which keeps
+ *   only what IPNS records reference.
  * - `/nextid/head/<avatar>` → CID bytes of the avatar's newest block
- * - `/nextid/uuid/<uuid>` → CID bytes of the block that used the uuid (uuids are global, as
- *   kv_server's unique index on `kv_chains.uuid`)
+ * - `/nextid/at/<cid>` → when this hub accepted the link (ms since the epoch, decimal): bounds the
+ *   stale-head diagnosis to links accepted after a payload was issued
+ * - `/nextid/stat/<avatar>` → JSON `{links, chainBytes, contentBytes}`: the avatar's totals,
+ *   checked against the per-avatar caps without reading the chain
+ * - `/nextid/uuid/<avatar>/<uuid>` → CID bytes of the block that used the uuid. Unique per avatar,
+ *   not per hub (kv_server's index is global), so no stranger can take an avatar's uuids.
  * - `/nextid/kv/<avatar>/<platform>/<identity>` → canonical JSON `{platform, identity, content}`,
  *   the merged content
  * - `/nextid/identity/<platform>/<identity>/<avatar>` → empty, the by_identity index
  *
  * `<avatar>` is the uncompressed key in hex; platform and identity are hex of their UTF-8 bytes so
- * any string is a single key segment. Every change to the datastore is one batch, written after
- * the blocks it refers to are stored.
+ * any string is a single key segment. Hubs written before blocks moved here have them in the
+ * blockstore: reads fall back to it, and the avatar's next write copies its chain here.
  */
 import { Key, type Datastore } from 'interface-datastore'
+import { LevelDatastore } from 'datastore-level'
 import { CID } from 'multiformats/cid'
 import { bytesToHex, fromUtf8, utf8 } from '../../crypto/bytes.js'
-import { StoreError } from '../../errors.js'
+import { RateLimitError, StoreError } from '../../errors.js'
 import { verifyBlock } from '../../store/blocks.js'
+import { decodeLink, type KvLink } from './chain.js'
 import { canonicalJson, compareCodePoints, isJsonObject, parseJson, type JsonValue } from './json.js'
 import type { Blockstore } from 'interface-blockstore'
 import type { AbortOptions } from '../../store/interface.js'
@@ -34,8 +44,11 @@ function segment (text: string): string {
 }
 
 export const keys = {
+  block: (cid: CID) => new Key(`${PREFIX}/block/${cid.toString()}`),
   head: (avatar: string) => new Key(`${PREFIX}/head/${avatar}`),
-  uuid: (uuid: string) => new Key(`${PREFIX}/uuid/${uuid}`),
+  acceptedAt: (cid: CID) => new Key(`${PREFIX}/at/${cid.toString()}`),
+  stat: (avatar: string) => new Key(`${PREFIX}/stat/${avatar}`),
+  uuid: (avatar: string, uuid: string) => new Key(`${PREFIX}/uuid/${avatar}/${uuid}`),
   kv: (avatar: string, platform: string, identity: string) => new Key(`${PREFIX}/kv/${avatar}/${segment(platform)}/${segment(identity)}`),
   kvPrefix: (avatar: string) => `${PREFIX}/kv/${avatar}/`,
   identity: (platform: string, identity: string, avatar: string) => new Key(`${PREFIX}/identity/${segment(platform)}/${segment(identity)}/${avatar}`),
@@ -52,12 +65,29 @@ export async function getOptional (datastore: Datastore, key: Key, options?: Abo
     return await datastore.get(key, options)
   } catch (err) {
     if (isNotFound(err)) return undefined
-    throw new StoreError(`datastore read of ${key.toString()} failed: ${err instanceof Error ? err.message : String(err)}`)
+    throw new StoreError(`datastore read of ${key.toString()} failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err })
+  }
+}
+
+/**
+ * The values under `keys` (undefined where there is none), read together: on LevelDB in one
+ * `getMany` call, which costs about what one `get` does and throws nothing for a missing key.
+ */
+export async function getValues (datastore: Datastore, keys: Key[], options?: AbortOptions): Promise<Array<Uint8Array | undefined>> {
+  if (!(datastore instanceof LevelDatastore)) return Promise.all(keys.map(async key => getOptional(datastore, key, options)))
+  try {
+    options?.signal?.throwIfAborted()
+    return (await datastore.db.getMany(keys.map(key => key.toString()))).map(value => value ?? undefined)
+  } catch (err) {
+    throw new StoreError(`datastore read failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err })
   }
 }
 
 export async function getCid (datastore: Datastore, key: Key, options?: AbortOptions): Promise<CID | null> {
-  const bytes = await getOptional(datastore, key, options)
+  return decodeCid(await getOptional(datastore, key, options), key)
+}
+
+export function decodeCid (bytes: Uint8Array | undefined, key: Key): CID | null {
   if (bytes === undefined) return null
   try {
     return CID.decode(bytes)
@@ -67,10 +97,20 @@ export async function getCid (datastore: Datastore, key: Key, options?: AbortOpt
 }
 
 /**
- * A block's bytes, checked against its CID. interface-blockstore 7 returns a (sync or async)
- * generator of chunks from `get`; older blockstores return the bytes, possibly in a promise.
+ * A chain block's bytes, checked against its CID: the datastore copy, or (for chains written before
+ * it existed) the blockstore's.
  */
-export async function readBlock (blockstore: Blockstore, cid: CID, options?: AbortOptions): Promise<Uint8Array> {
+export async function readBlock (stores: NextIdStores, cid: CID, options?: AbortOptions): Promise<Uint8Array> {
+  const bytes = await getOptional(stores.datastore, keys.block(cid), options) ?? await readBlockstore(stores.blockstore, cid, options)
+  if (!await verifyBlock(cid, bytes)) throw new StoreError(`block ${cid.toString()} in the store does not hash to its CID`)
+  return bytes
+}
+
+/**
+ * interface-blockstore 7 returns a (sync or async) generator of chunks from `get`; older
+ * blockstores return the bytes, possibly in a promise.
+ */
+async function readBlockstore (blockstore: Blockstore, cid: CID, options?: AbortOptions): Promise<Uint8Array> {
   let bytes: Uint8Array
   try {
     const result = await (blockstore.get(cid, options) as unknown as Promise<unknown>)
@@ -90,10 +130,18 @@ export async function readBlock (blockstore: Blockstore, cid: CID, options?: Abo
       throw new Error('unexpected value from blockstore.get')
     }
   } catch (err) {
-    throw new StoreError(`block ${cid.toString()} could not be read: ${err instanceof Error ? err.message : String(err)}`)
+    throw new StoreError(`block ${cid.toString()} could not be read: ${err instanceof Error ? err.message : String(err)}`, { cause: err })
   }
-  if (!await verifyBlock(cid, bytes)) throw new StoreError(`block ${cid.toString()} in the blockstore does not hash to its CID`)
   return bytes
+}
+
+export async function loadLink (stores: NextIdStores, cid: CID, options?: AbortOptions): Promise<KvLink> {
+  const bytes = await readBlock(stores, cid, options)
+  try {
+    return await decodeLink({ cid, bytes })
+  } catch (err) {
+    throw new StoreError(`stored block ${cid.toString()} is damaged: ${err instanceof Error ? err.message : String(err)}`, { cause: err })
+  }
 }
 
 export interface KvEntry {
@@ -114,7 +162,7 @@ export function decodeEntry (bytes: Uint8Array, key: string): KvEntry {
     }
     return { platform: value.platform, identity: value.identity, content: value.content }
   } catch (err) {
-    throw new StoreError(`datastore value of ${key} is damaged: ${err instanceof Error ? err.message : String(err)}`)
+    throw new StoreError(`datastore value of ${key} is damaged: ${err instanceof Error ? err.message : String(err)}`, { cause: err })
   }
 }
 
@@ -133,40 +181,178 @@ export async function listEntries (datastore: Datastore, avatar: string, options
     }
   } catch (err) {
     if (err instanceof StoreError) throw err
-    throw new StoreError(`datastore query failed: ${err instanceof Error ? err.message : String(err)}`)
+    throw new StoreError(`datastore query failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err })
   }
   return out.sort((a, b) => compareCodePoints(a.platform, b.platform) || compareCodePoints(a.identity, b.identity))
 }
 
-/** The avatars (uncompressed hex) holding an entry for (platform, identity), in key order. */
-export async function listAvatars (datastore: Datastore, platform: string, identity: string, options?: AbortOptions): Promise<string[]> {
+/**
+ * The avatars (uncompressed hex) holding an entry for (platform, identity), at most `limit` of them,
+ * sorted. LevelDB yields keys in order, so these are the first `limit` avatars by key; the query
+ * stops there, whatever the number of avatars claiming the identity.
+ */
+export async function listAvatars (datastore: Datastore, platform: string, identity: string, limit: number, options?: AbortOptions): Promise<string[]> {
   const prefix = keys.identityPrefix(platform, identity)
   const out: string[] = []
   try {
-    for await (const key of datastore.queryKeys({ prefix }, options)) {
+    for await (const key of datastore.queryKeys({ prefix, limit }, options)) {
       out.push(key.toString().slice(prefix.length))
+      if (out.length >= limit) break
     }
   } catch (err) {
-    throw new StoreError(`datastore query failed: ${err instanceof Error ? err.message : String(err)}`)
+    throw new StoreError(`datastore query failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err })
   }
   return out.sort()
+}
+
+/** An avatar's totals, kept beside its head so that the per-avatar caps cost one read. */
+export interface AvatarStat {
+  /** blocks in the chain */
+  links: number
+  /** bytes of every block of the chain (what an export carries, without CAR framing) */
+  chainBytes: number
+  /** bytes of every merged entry, as stored (what GET /v1/kv returns, roughly) */
+  contentBytes: number
+}
+
+export const EMPTY_STAT: AvatarStat = Object.freeze({ links: 0, chainBytes: 0, contentBytes: 0 })
+
+export function encodeStat (stat: AvatarStat): Uint8Array {
+  return utf8(JSON.stringify({ links: stat.links, chainBytes: stat.chainBytes, contentBytes: stat.contentBytes }))
+}
+
+/**
+ * The avatar's totals, or undefined when none are stored (no chain, or a chain written before they
+ * were kept: the caller then counts them once).
+ */
+export async function getStat (datastore: Datastore, avatar: string, options?: AbortOptions): Promise<AvatarStat | undefined> {
+  return decodeStat(await getOptional(datastore, keys.stat(avatar), options), avatar)
+}
+
+export function decodeStat (bytes: Uint8Array | undefined, avatar: string): AvatarStat | undefined {
+  const key = keys.stat(avatar)
+  if (bytes === undefined) return undefined
+  try {
+    const value = JSON.parse(fromUtf8(bytes)) as Record<string, unknown>
+    const stat = { links: value.links, chainBytes: value.chainBytes, contentBytes: value.contentBytes }
+    if (!Object.values(stat).every(n => Number.isSafeInteger(n) && (n as number) >= 0)) throw new Error('unexpected shape')
+    return stat as AvatarStat
+  } catch (err) {
+    throw new StoreError(`datastore value of ${key.toString()} is damaged: ${err instanceof Error ? err.message : String(err)}`, { cause: err })
+  }
+}
+
+/** When this hub accepted the link `cid` (ms), or undefined (imported, or accepted before this was kept). */
+export async function getAcceptedAtMs (datastore: Datastore, cid: CID, options?: AbortOptions): Promise<number | undefined> {
+  const bytes = await getOptional(datastore, keys.acceptedAt(cid), options)
+  if (bytes === undefined) return undefined
+  const ms = Number(fromUtf8(bytes))
+  return Number.isSafeInteger(ms) ? ms : undefined
+}
+
+export type Put = [Key, Uint8Array]
+
+/**
+ * Writes `puts` as one atomic batch. On LevelDB with `sync` the batch is fsynced before this
+ * resolves (datastore-level's own batch never asks for it: classic-level then only hands the write
+ * to the OS, which survives a crash of the process but not of the machine). Other datastores are
+ * written with their own batch and their own durability.
+ */
+export async function commitBatch (datastore: Datastore, puts: Put[], sync: boolean): Promise<void> {
+  try {
+    if (sync && datastore instanceof LevelDatastore) {
+      await groupCommitter(datastore).write(puts.map(([key, value]) => ({ type: 'put' as const, key: key.toString(), value })))
+      return
+    }
+    const batch = datastore.batch()
+    for (const [key, value] of puts) batch.put(key, value)
+    await batch.commit()
+  } catch (err) {
+    throw new StoreError(`datastore write failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err })
+  }
+}
+
+interface LevelPut { type: 'put', key: string, value: Uint8Array }
+
+/**
+ * Group commit: batches that arrive while an fsync is under way are written together by the next
+ * one, as one LevelDB batch with one fsync, and each caller resolves when the batch holding its
+ * puts is on disk. An fsync costs milliseconds whatever it carries, so writes of different
+ * avatars stop queueing behind each other's. Each caller's puts stay atomic (they are never split
+ * between two batches); callers never share keys (each holds its avatar's lock). A failed write
+ * fails every caller of its group, and none of their puts is written.
+ */
+class GroupCommitter {
+  #queue: Array<{ ops: LevelPut[], resolve: () => void, reject: (err: unknown) => void }> = []
+  #writing = false
+  constructor (private readonly datastore: LevelDatastore) {}
+
+  async write (ops: LevelPut[]): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.#queue.push({ ops, resolve, reject })
+      if (!this.#writing) void this.#drain()
+    })
+  }
+
+  async #drain (): Promise<void> {
+    this.#writing = true
+    while (this.#queue.length > 0) {
+      const group = this.#queue
+      this.#queue = []
+      try {
+        await this.datastore.db.batch(group.flatMap(item => item.ops), { sync: true })
+        for (const item of group) item.resolve()
+      } catch (err) {
+        for (const item of group) item.reject(err)
+      }
+    }
+    this.#writing = false
+  }
+}
+
+const committers = new WeakMap<LevelDatastore, GroupCommitter>()
+
+function groupCommitter (datastore: LevelDatastore): GroupCommitter {
+  let committer = committers.get(datastore)
+  if (committer === undefined) {
+    committer = new GroupCommitter(datastore)
+    committers.set(datastore, committer)
+  }
+  return committer
 }
 
 /**
  * Serialises work per key: `run(keys, fn)` waits for every earlier holder of any of `keys`. Keys
  * are taken in sorted order, so two callers cannot deadlock. One instance per datastore, so the
- * HTTP app and `importAvatarChain` exclude each other.
+ * HTTP app and `importAvatarChain` exclude each other. With `maxDepth`, a caller that would find
+ * that many holders and waiters on one of its keys is refused at once (RateLimitError) instead of
+ * joining the queue: no key's queue grows without bound.
  */
 export class KeyedMutex {
   readonly #tails = new Map<string, Promise<void>>()
+  readonly #depth = new Map<string, number>()
 
-  async run<T> (lockKeys: string[], fn: () => Promise<T>): Promise<T> {
+  /** Holders plus waiters on `key` right now. */
+  depth (key: string): number {
+    return this.#depth.get(key) ?? 0
+  }
+
+  async run<T> (lockKeys: string[], fn: () => Promise<T>, maxDepth = Infinity): Promise<T> {
+    const sorted = [...new Set(lockKeys)].sort()
+    const full = sorted.find(key => this.depth(key) >= maxDepth)
+    if (full !== undefined) throw new RateLimitError(`${maxDepth} writes are already queued for ${full.slice(0, 40)}…; retry shortly`)
+    for (const key of sorted) this.#depth.set(key, this.depth(key) + 1)
     const releases: Array<() => void> = []
     try {
-      for (const key of [...new Set(lockKeys)].sort()) releases.push(await this.#acquire(key))
+      for (const key of sorted) releases.push(await this.#acquire(key))
       return await fn()
     } finally {
       for (const release of releases.reverse()) release()
+      for (const key of sorted) {
+        const left = this.depth(key) - 1
+        if (left > 0) this.#depth.set(key, left)
+        else this.#depth.delete(key)
+      }
     }
   }
 

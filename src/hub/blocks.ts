@@ -1,0 +1,278 @@
+/**
+ * The hub's blocks: local reads through a small in-memory cache, network fetches (verified and
+ * kept), the trustless gateway's CAR builder, and CAR uploads (every block verified before any is
+ * stored).
+ */
+import { CarBufferReader } from '@ipld/car/buffer-reader'
+import * as dagCbor from '@ipld/dag-cbor'
+import { CID } from 'multiformats/cid'
+import { varint } from 'multiformats'
+import { sha256 } from 'multiformats/hashes/sha2'
+import { IntegrityError, InvalidInputError, NotFoundError, TooLargeError } from '../errors.js'
+import { MAX_BLOCK_BYTES, encodeCar, verifyBlock } from '../store/blocks.js'
+import { collect } from './bytes.js'
+import {
+  DEFAULT_FETCH_TIMEOUT_MS, DEFAULT_MAX_CAR_BYTES, DEFAULT_MAX_CAR_STREAMS, DEFAULT_MAX_CAR_STREAMS_PER_CLIENT,
+  DEFAULT_MAX_DAG_BLOCKS, DEFAULT_MAX_DAG_LINKS, DEFAULT_MAX_UPLOAD_BLOCKS
+} from './options.js'
+import { Slots } from './slots.js'
+import { costOf } from './storage.js'
+import type { HubStorage } from './storage.js'
+import { walkDagOrRefuse } from './walk.js'
+import type { WalkCaps } from './walk.js'
+import type { HubAppOptions, HubComponents } from './options.js'
+import type { Blockstore } from 'interface-blockstore'
+
+/** Who blocks fetched from the network for a reader are charged to. */
+const NETWORK_CLIENT = 'network'
+/** Blocks up to this size are kept in the in-memory block cache. */
+const SMALL_BLOCK_BYTES = 64 * 1024
+/** Total size of the in-memory block cache. */
+const SMALL_BLOCK_CACHE_BYTES = 16 * 1024 * 1024
+
+/** Local and network blocks, with the caches that keep record PUTs from re-reading them. */
+export class HubBlocks {
+  readonly blockstore: Blockstore
+  private readonly fetchBlock: HubComponents['fetchBlock']
+  private readonly syncBlocks: HubComponents['syncBlocks']
+  private readonly options: HubAppOptions
+  /** Block sizes by CID (blocks never change), so quota checks do not re-read big blocks. */
+  private readonly sizes = new Map<string, number>()
+  /** Recently used small blocks, newest last, at most SMALL_BLOCK_CACHE_BYTES in all. */
+  private readonly smallBlocks = new Map<string, Uint8Array>()
+  private smallBlockBytes = 0
+  private readonly carSlots: Slots
+
+  constructor (components: Pick<HubComponents, 'blockstore' | 'fetchBlock' | 'syncBlocks'>, options: HubAppOptions, readonly storage: HubStorage) {
+    this.blockstore = components.blockstore
+    this.fetchBlock = components.fetchBlock
+    this.syncBlocks = components.syncBlocks
+    this.options = options
+    this.carSlots = new Slots('CAR responses', options.maxCarStreams ?? DEFAULT_MAX_CAR_STREAMS, options.maxCarStreamsPerClient ?? DEFAULT_MAX_CAR_STREAMS_PER_CLIENT)
+  }
+
+  async getBlock (cid: CID): Promise<Uint8Array> {
+    const bytes = await this.readBlock(cid, this.options.fetchTimeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS)
+    if (bytes === undefined) throw new NotFoundError(`block ${cid.toString()} not found`)
+    return bytes
+  }
+
+  /** The caps of one DAG walk, from the options. */
+  walkCaps (maxBytes: number): WalkCaps {
+    return {
+      maxLinks: this.options.maxDagLinks ?? DEFAULT_MAX_DAG_LINKS,
+      maxBlocks: this.options.maxDagBlocks ?? DEFAULT_MAX_DAG_BLOCKS,
+      maxBytes
+    }
+  }
+
+  /**
+   * A CARv1 of `cid` and, for `all`, the dag-cbor DAG below it (blocks the hub can get), streamed
+   * block by block. The walk runs first (reading dag-cbor blocks for their links, sizing the leaves)
+   * so that a DAG over a cap is a 413 before any byte is sent; the body then reads one block at a
+   * time as the client takes them, and holds a CAR slot until it ends.
+   */
+  async getCar (cid: CID, scope: 'block' | 'entity' | 'all', client: string): Promise<{ body: ReadableStream<Uint8Array>, bytes: number }> {
+    const release = this.carSlots.acquire(client)
+    try {
+      const max = this.options.maxCarBytes ?? DEFAULT_MAX_CAR_BYTES
+      const deadline = Date.now() + (this.options.fetchTimeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS)
+      await this.getBlock(cid)
+      const remaining = (): number => Math.max(0, deadline - Date.now())
+      const walked = await walkDagOrRefuse([cid], {
+        read: async (c) => this.readBlock(c, remaining()),
+        size: async (c) => this.sizes.get(c.toString()) ?? (await this.readBlock(c, remaining()))?.byteLength
+      }, this.walkCaps(max), `the CAR for ${cid.toString()} (ask for dag-scope=block)`, scope === 'all')
+      const header = encodeCar([], [cid])
+      let bytes = header.byteLength
+      walked.cids.forEach((c, i) => { bytes += blockFrameLength(c, walked.sizes[i] as number) })
+      let index = -1
+      const body = new ReadableStream<Uint8Array>({
+        pull: async (controller) => {
+          try {
+            if (index === -1) { index = 0; controller.enqueue(header); return }
+            const next = walked.cids[index]
+            if (next === undefined) { release(); controller.close(); return }
+            index++
+            // A block collected since the walk ends the CAR early; the client, verifying, sees it.
+            const block = await this.localBlock(next)
+            if (block === undefined) throw new NotFoundError(`block ${next.toString()} is gone`)
+            controller.enqueue(blockFrame(next, block))
+          } catch (err) {
+            release()
+            controller.error(err)
+          }
+        },
+        cancel: () => { release() }
+      }, { highWaterMark: 0 })
+      return { body, bytes }
+    } catch (err) {
+      release()
+      throw err
+    }
+  }
+
+  /** Verifies every block of a CAR, then stores them all; nothing is stored when one fails. */
+  async putCar (body: Uint8Array, client: string): Promise<CID[]> {
+    // Counted before parsing: the parser decodes every block's CID, and a 16 MiB body of 1-byte
+    // blocks holds ~440 000 of them.
+    const maxBlocks = this.options.maxUploadBlocks ?? DEFAULT_MAX_UPLOAD_BLOCKS
+    const count = countCarFrames(body, maxBlocks + 1)
+    if (count > maxBlocks) throw new TooLargeError(`the CAR holds over ${maxBlocks} blocks, the limit per upload; send it in parts`)
+    let reader
+    try {
+      reader = CarBufferReader.fromBytes(body)
+    } catch (err) {
+      throw new InvalidInputError(`body is not a CAR: ${(err as Error).message}`)
+    }
+    const maxBlockBytes = Math.min(this.options.maxBlockBytes ?? MAX_BLOCK_BYTES, MAX_BLOCK_BYTES)
+    const blocks = reader.blocks()
+    const unique = new Map<string, { cid: CID, bytes: Uint8Array }>()
+    let checked = 0
+    for (const block of blocks) {
+      // Hashing 16 MiB takes a while on a busy core: let other requests in now and then.
+      if (++checked % 64 === 0) await new Promise<void>((resolve) => { setImmediate(resolve) })
+      const cid = CID.asCID(block.cid) as CID
+      if (block.bytes.byteLength > maxBlockBytes) {
+        throw new TooLargeError(`block ${cid.toString()} is ${block.bytes.byteLength} bytes, over the ${maxBlockBytes}-byte limit`)
+      }
+      if (cid.multihash.code !== sha256.code) {
+        throw new InvalidInputError(`block ${cid.toString()} is not hashed with sha2-256`)
+      }
+      if (!(await verifyBlock(cid, block.bytes))) {
+        throw new IntegrityError(`block ${cid.toString()} does not match its CID`)
+      }
+      unique.set(cid.toString(), { cid, bytes: block.bytes })
+    }
+    // Only blocks the hub does not have yet cost disk, and they are charged to the uploader.
+    const fresh: Array<{ cid: CID, bytes: Uint8Array }> = []
+    for (const block of unique.values()) if (!(await this.blockstore.has(block.cid))) fresh.push(block)
+    await this.storage.admit(client, fresh.reduce((n, b) => n + costOf(b.bytes.byteLength), 0))
+    for (const { cid, bytes } of fresh) {
+      await this.blockstore.put(cid, bytes)
+    }
+    // Acknowledged means on disk: the record PUT that follows may point at these.
+    await this.syncBlocks?.(fresh.map(b => b.cid))
+    await this.storage.landed(client, fresh.map(b => ({ cid: b.cid, size: b.bytes.byteLength })), Date.now())
+    for (const { cid, bytes } of unique.values()) {
+      // The record PUT that follows an upload reads its root and public section: keep them at hand.
+      if (cid.code === dagCbor.code) this.keepSmall(cid.toString(), bytes)
+      this.noteSize(cid.toString(), bytes.byteLength)
+    }
+    return [...unique.values()].map(b => b.cid)
+  }
+
+  /** A local block, or undefined. */
+  async localBlock (cid: CID): Promise<Uint8Array | undefined> {
+    const key = cid.toString()
+    const cached = this.smallBlocks.get(key)
+    if (cached !== undefined) return cached
+    if (!(await this.blockstore.has(cid))) return undefined
+    let bytes: Uint8Array
+    try {
+      bytes = await collect(this.blockstore.get(cid))
+    } catch (err) {
+      if ((err as Error).name === 'NotFoundError') return undefined
+      throw err
+    }
+    this.keepSmall(key, bytes)
+    return bytes
+  }
+
+  /**
+   * Keeps a small block in memory (roots and public sections: what every record PUT and most
+   * gateway reads touch). Blocks are content-addressed, so a cached block is never stale.
+   */
+  private keepSmall (key: string, bytes: Uint8Array): void {
+    if (bytes.byteLength > SMALL_BLOCK_BYTES) return
+    if (this.smallBlocks.has(key)) this.smallBlocks.delete(key)
+    else this.smallBlockBytes += bytes.byteLength
+    this.smallBlocks.set(key, bytes)
+    while (this.smallBlockBytes > SMALL_BLOCK_CACHE_BYTES) {
+      const [oldest, value] = this.smallBlocks.entries().next().value as [string, Uint8Array]
+      this.smallBlocks.delete(oldest)
+      this.smallBlockBytes -= value.byteLength
+    }
+  }
+
+  /** A local block, else one fetched from the network within `timeoutMs`, verified and kept. */
+  async readBlock (cid: CID, timeoutMs: number): Promise<Uint8Array | undefined> {
+    const local = await this.localBlock(cid)
+    if (local !== undefined || this.fetchBlock === undefined || timeoutMs <= 0) return local
+    let bytes: Uint8Array
+    try {
+      bytes = await this.fetchBlock(cid, { signal: AbortSignal.timeout(timeoutMs) })
+    } catch {
+      return undefined
+    }
+    const max = Math.min(this.options.maxBlockBytes ?? MAX_BLOCK_BYTES, MAX_BLOCK_BYTES)
+    if (bytes.byteLength > max || !(await verifyBlock(cid, bytes))) return undefined
+    // Kept (and collected like an upload when nothing references it) while the budget has room.
+    if (!(await this.blockstore.has(cid)) && this.storage.hasRoomFor(costOf(bytes.byteLength))) {
+      await this.blockstore.put(cid, bytes)
+      await this.storage.landed(NETWORK_CLIENT, [{ cid, size: bytes.byteLength }], Date.now())
+    }
+    this.keepSmall(cid.toString(), bytes)
+    return bytes
+  }
+
+  /** Drops a deleted block from the caches. */
+  forget (cid: CID): void {
+    const key = cid.toString()
+    const cached = this.smallBlocks.get(key)
+    if (cached !== undefined) { this.smallBlocks.delete(key); this.smallBlockBytes -= cached.byteLength }
+    this.sizes.delete(key)
+  }
+
+  async blockSize (cid: CID): Promise<number> {
+    const key = cid.toString()
+    const known = this.sizes.get(key)
+    if (known !== undefined) return known
+    const bytes = await this.localBlock(cid)
+    if (bytes === undefined) return 0
+    this.noteSize(key, bytes.byteLength)
+    return bytes.byteLength
+  }
+
+  private noteSize (key: string, size: number): void {
+    if (this.sizes.size > 100_000) this.sizes.clear()
+    this.sizes.set(key, size)
+  }
+}
+
+/**
+ * Block sections in a CARv1 body, counting up to `stop` (reads only the length prefixes). Malformed
+ * bodies are left to the CAR parser to refuse.
+ */
+function countCarFrames (body: Uint8Array, stop: number): number {
+  let pos = 0
+  let frames = -1 // the header comes first
+  while (pos < body.byteLength && frames < stop) {
+    let length: number
+    let read: number
+    try {
+      [length, read] = varint.decode(body, pos)
+    } catch {
+      return Math.max(0, frames)
+    }
+    pos += read + length
+    frames++
+  }
+  return Math.max(0, frames)
+}
+
+/** Bytes of one CARv1 block section: varint(length) ‖ CID ‖ block. */
+function blockFrameLength (cid: CID, size: number): number {
+  const length = cid.bytes.byteLength + size
+  return varint.encodingLength(length) + length
+}
+
+function blockFrame (cid: CID, bytes: Uint8Array): Uint8Array {
+  const length = cid.bytes.byteLength + bytes.byteLength
+  const prefix = varint.encodingLength(length)
+  const out = new Uint8Array(prefix + length)
+  varint.encodeTo(length, out, 0)
+  out.set(cid.bytes, prefix)
+  out.set(bytes, prefix + cid.bytes.byteLength)
+  return out
+}

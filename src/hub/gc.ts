@@ -1,0 +1,157 @@
+/**
+ * Garbage collection and retention. Mark: for every stored record, the blocks of its current
+ * version (within the per-name quota and the walk caps), then older versions through the roots'
+ * `parents`, newest first, while the current one and they fit in the quota together (blocks shared
+ * between versions count once); the first version that does not fit is dropped with everything
+ * older. Sweep: every block the API landed (storage.ts) that no kept version references and whose
+ * grace period is over is deleted; the rest of the unreferenced ones are charged to their uploaders
+ * again. Blocks the API did not land (the Next.ID chains, blocks bitswap peers pushed) are never
+ * touched. Records accepted during a pass protect the blocks they reference.
+ */
+import { CID } from 'multiformats/cid'
+import { readRecord } from '../store/record.js'
+import { DEFAULT_GC_GRACE_MS, DEFAULT_MAX_RETAINED_VERSIONS, DEFAULT_MAX_SPACE_BYTES } from './options.js'
+import { rootOf, versionBlocks } from './quota.js'
+import type { HubBlocks } from './blocks.js'
+import type { HubAppOptions } from './options.js'
+import type { HubRecordStore } from './record-store.js'
+import type { HubStorage, Landed } from './storage.js'
+
+/** Blocks deleted per blockstore call. */
+const DELETE_BATCH = 256
+
+export interface GcReport {
+  /** Names whose record was looked at. */
+  names: number
+  /** Versions kept and versions dropped by retention, all names together. */
+  versionsKept: number
+  versionsDropped: number
+  /** Distinct blocks referenced by kept versions. */
+  liveBlocks: number
+  /** Landed blocks deleted, and their disk cost. */
+  deletedBlocks: number
+  deletedBytes: number
+  /** Unreferenced landed blocks still in their grace period. */
+  pendingBlocks: number
+  durationMs: number
+}
+
+export interface GcDeps {
+  records: HubRecordStore
+  blocks: HubBlocks
+  storage: HubStorage
+  options: HubAppOptions
+}
+
+/** One collection pass; `nowMs` decides which grace periods are over. */
+export async function collectGarbage ({ records, blocks, storage, options }: GcDeps, nowMs: number): Promise<GcReport> {
+  const started = performance.now()
+  const report: GcReport = { names: 0, versionsKept: 0, versionsDropped: 0, liveBlocks: 0, deletedBlocks: 0, deletedBytes: 0, pendingBlocks: 0, durationMs: 0 }
+  const protect = storage.startCollection()
+  try {
+    const live = new Set<string>()
+    for await (const { record } of records.all()) {
+      report.names++
+      let cid: CID | undefined
+      try {
+        cid = readRecord(record).cid
+      } catch {
+        continue
+      }
+      if (cid !== undefined) await markName(cid, live, blocks, options, report)
+    }
+    report.liveBlocks = live.size
+
+    const grace = options.gcGraceMs ?? DEFAULT_GC_GRACE_MS
+    const doomed: Landed[] = []
+    const waiting: Landed[] = []
+    for await (const entry of storage.entries()) {
+      if (live.has(entry.cid) || protect.has(entry.cid)) continue
+      if (nowMs - entry.atMs >= grace) doomed.push(entry)
+      else waiting.push(entry)
+    }
+    const deleted: Landed[] = []
+    for (let i = 0; i < doomed.length; i += DELETE_BATCH) {
+      // A record accepted since the sweep began may reference one of them now.
+      const batch = doomed.slice(i, i + DELETE_BATCH).filter(entry => {
+        if (!protect.has(entry.cid)) return true
+        waiting.push(entry)
+        return false
+      })
+      const cids: CID[] = []
+      for (const entry of batch) {
+        try { cids.push(CID.parse(entry.cid)) } catch { /* not a CID: only its entry goes */ }
+      }
+      // One call per batch: helia's blockstore takes its write lock once per call.
+      try {
+        for await (const cid of blocks.blockstore.deleteMany(cids)) blocks.forget(cid)
+      } catch {
+        // Some were gone already: delete the rest one by one.
+        for (const cid of cids) {
+          try { await blocks.blockstore.delete(cid) } catch { /* gone already */ }
+          blocks.forget(cid)
+        }
+      }
+      for (const entry of batch) {
+        deleted.push(entry)
+        report.deletedBytes += entry.costBytes
+      }
+    }
+    await storage.forget(deleted)
+    storage.resetPending(waiting)
+    report.deletedBlocks = deleted.length
+    report.pendingBlocks = waiting.length
+  } finally {
+    storage.endCollection()
+  }
+  report.durationMs = performance.now() - started
+  return report
+}
+
+/** Marks the blocks of a name's kept versions in `live`. */
+async function markName (current: CID, live: Set<string>, blocks: HubBlocks, options: HubAppOptions, report: GcReport): Promise<void> {
+  const max = options.maxSpaceBytes ?? DEFAULT_MAX_SPACE_BYTES
+  const maxVersions = options.maxRetainedVersions ?? DEFAULT_MAX_RETAINED_VERSIONS
+  const counted = new Set<string>()
+  let total = 0
+  const queue: CID[] = [current]
+  const queued = new Set<string>([current.toString()])
+  for (let i = 0; i < queue.length; i++) {
+    const cid = queue[i] as CID
+    const isCurrent = i === 0
+    if (!isCurrent && i >= maxVersions) { report.versionsDropped += queue.length - i; return }
+    const bytes = await blocks.localBlock(cid)
+    if (bytes === undefined) continue
+    const root = rootOf(bytes)
+    if (root === undefined) {
+      // Not a UserSpace root: its DAG, within the quota, is all there is.
+      if (isCurrent) {
+        const walked = await versionBlocks(blocks, cid, bytes, undefined, max)
+        for (const c of walked.cids) live.add(c.toString())
+        report.versionsKept++
+      }
+      return
+    }
+    const walked = await versionBlocks(blocks, cid, bytes, root, max)
+    let added = 0
+    const fresh: string[] = []
+    walked.cids.forEach((c, n) => {
+      const key = c.toString()
+      if (counted.has(key)) return
+      fresh.push(key)
+      added += walked.sizes[n] as number
+    })
+    if (!isCurrent && (walked.over !== undefined || total + added > max)) {
+      // Retention: this version and everything older go.
+      report.versionsDropped += queue.length - i
+      return
+    }
+    for (const key of fresh) { counted.add(key); live.add(key) }
+    total += added
+    report.versionsKept++
+    for (const parent of root.parents) {
+      const key = parent.toString()
+      if (!queued.has(key)) { queued.add(key); queue.push(parent) }
+    }
+  }
+}

@@ -1,0 +1,230 @@
+/**
+ * IPNS records: validation, the conditional write (a lower sequence is a conflict, the same sequence
+ * with another value an equivocation), the owner binding and quota of the root a record points at,
+ * the address index, DHT announcements and network look-ups of names the hub does not hold.
+ */
+import { equals } from 'multiformats/bytes'
+import { toBase64 } from '../crypto/bytes.js'
+import { ConflictError, EquivocationError, InvalidInputError, TooLargeError } from '../errors.js'
+import { verifyOwner } from '../space/root.js'
+import { readRecord, validateRecord } from '../store/record.js'
+import {
+  DEFAULT_ANNOUNCE_TIMEOUT_MS, DEFAULT_ANNOUNCE_WAIT_MS, DEFAULT_FETCH_TIMEOUT_MS, DEFAULT_MAX_SPACE_BYTES,
+  DEFAULT_RESOLVE_TIMEOUT_MS
+} from './options.js'
+import { checkSpaceQuota, rootOf } from './quota.js'
+import { datastoreRecords } from './record-store.js'
+import type { HubBlocks } from './blocks.js'
+import type { HubEvents } from './events.js'
+import type { HubAppOptions, HubComponents } from './options.js'
+import type { HubRecordStore } from './record-store.js'
+import type { RecordInfo } from '../store/record.js'
+import type { CID } from 'multiformats/cid'
+
+/** How many names' newest records (and index state) the hub keeps in memory. */
+const RECENT_RECORDS = 10_000
+/** How far in the future a dated owner binding may be (clocks differ). */
+const MAX_BINDING_CLOCK_SKEW_MS = 10 * 60 * 1000
+
+/** Stored records with their caches and per-name write locks. */
+export class HubRecords {
+  readonly records: HubRecordStore
+  private readonly blocks: HubBlocks
+  private readonly events: HubEvents
+  private readonly components: HubComponents
+  private readonly options: HubAppOptions
+  private readonly locks = new Map<string, Promise<void>>()
+  private readonly resolving = new Map<string, Promise<Uint8Array | undefined>>()
+  /** `name owner-signature` pairs already verified, so a space's later versions skip the secp256k1 recovery. */
+  private readonly verifiedOwners = new Map<string, string>()
+  /** The newest stored record per name, for names seen lately (the datastore stays the truth). */
+  private readonly recent = new Map<string, { bytes: Uint8Array, info: RecordInfo }>()
+  /** The binding (`address issuedAt`) each name last wrote to the index, so unchanged ones are not re-read. */
+  private readonly indexed = new Map<string, string>()
+
+  private readonly validate: (name: string, bytes: Uint8Array) => Promise<RecordInfo>
+
+  constructor (components: HubComponents, options: HubAppOptions, blocks: HubBlocks, events: HubEvents) {
+    this.components = components
+    this.validate = components.validate ?? validateRecord
+    this.records = components.records ?? datastoreRecords(components.datastore)
+    this.options = options
+    this.blocks = blocks
+    this.events = events
+  }
+
+
+  /** The stored record of a name (through a small cache: only this process writes the datastore). */
+  async stored (name: string): Promise<Uint8Array | undefined> {
+    return (await this.storedWithInfo(name))?.bytes
+  }
+
+  /** What a record says, from the cache when it is the stored one. */
+  infoOf (name: string, bytes: Uint8Array): RecordInfo {
+    const cached = this.recent.get(name)
+    return cached !== undefined && cached.bytes === bytes ? cached.info : readRecord(bytes)
+  }
+
+  private async storedWithInfo (name: string): Promise<{ bytes: Uint8Array, info: RecordInfo } | undefined> {
+    const cached = this.recent.get(name)
+    if (cached !== undefined) return cached
+    const bytes = await this.records.get(name)
+    if (bytes === undefined) return undefined
+    const entry = { bytes, info: readRecord(bytes) }
+    this.remember(name, entry)
+    return entry
+  }
+
+  private remember (name: string, entry: { bytes: Uint8Array, info: RecordInfo }): void {
+    this.recent.delete(name)
+    this.recent.set(name, entry)
+    if (this.recent.size > RECENT_RECORDS) this.recent.delete(this.recent.keys().next().value as string)
+  }
+
+
+  /** Validates, checks against what is stored, stores durably, notifies and announces. */
+  async putRecord (name: string, bytes: Uint8Array): Promise<void> {
+    const info = await this.validate(name, bytes)
+    const changed = await this.accept(name, bytes, info)
+    if (changed) await this.announce(name, bytes)
+  }
+
+  /**
+   * The checks-then-write part of a PUT, under the name's lock. Returns false when the record is
+   * the one already stored (an idempotent retry).
+   */
+  private async accept (name: string, bytes: Uint8Array, info: RecordInfo): Promise<boolean> {
+    return this.withLock(name, async () => {
+      const current = await this.storedWithInfo(name)
+      if (current !== undefined) {
+        if (equals(current.bytes, bytes)) return false
+        const stored = current.info
+        if (info.sequence < stored.sequence) {
+          throw new ConflictError(`record sequence ${info.sequence} is lower than the stored ${stored.sequence} for ${name}`)
+        }
+        if (info.sequence === stored.sequence) {
+          if (info.value !== stored.value) {
+            throw new EquivocationError(`record sequence ${info.sequence} for ${name} already points at ${stored.value}`)
+          }
+          // Same version re-signed: the IPNS rule keeps the one valid longer.
+          if (info.validUntilMs <= stored.validUntilMs) return false
+        }
+      }
+      const owner = info.cid === undefined ? undefined : await this.checkRoot(name, info.cid)
+      const binding = owner === undefined ? undefined : `${owner.address} ${owner.issuedAt ?? 0}`
+      const fresh = binding !== undefined && this.indexed.get(name) !== binding
+      await this.records.put(name, bytes, fresh ? owner?.address : undefined, fresh ? owner?.issuedAt : undefined)
+      if (binding !== undefined) {
+        if (this.indexed.size > RECENT_RECORDS) this.indexed.clear()
+        this.indexed.set(name, binding)
+      }
+      this.remember(name, { bytes, info })
+      this.events.notify(name, bytes)
+      return true
+    })
+  }
+
+  /**
+   * Reads the root a record points at (when the hub has it or can fetch it), enforces the per-name
+   * quota and verifies the owner binding. Returns the owner's binding for the index, or undefined
+   * when the root is not a UserSpace root (any IPNS record is welcome; only spaces are indexed).
+   */
+  private async checkRoot (name: string, cid: CID): Promise<{ address: string, issuedAt?: number } | undefined> {
+    const bytes = await this.blocks.readBlock(cid, this.options.fetchTimeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS)
+    if (bytes === undefined) return undefined
+    const root = rootOf(bytes)
+    if (root === undefined) {
+      const walked = await checkSpaceQuota(this.blocks, name, cid, bytes, undefined, this.options.maxSpaceBytes ?? DEFAULT_MAX_SPACE_BYTES)
+      this.blocks.storage.claim(walked.cids)
+      return undefined
+    }
+    const walked = await checkSpaceQuota(this.blocks, name, cid, bytes, root, this.options.maxSpaceBytes ?? DEFAULT_MAX_SPACE_BYTES)
+
+    const { issuedAt } = root.owner
+    // A date in the future would outrank every later binding until that date: refused.
+    if (issuedAt !== undefined && issuedAt > Date.now() + MAX_BINDING_CLOCK_SKEW_MS) {
+      throw new InvalidInputError(`the owner binding of ${name} is dated ${new Date(issuedAt).toISOString()}, in the future`)
+    }
+    const signature = toBase64(root.owner.signature)
+    const known = this.verifiedOwners.get(name)
+    let address: string
+    if (known !== undefined && known === `${root.owner.address} ${signature}`) {
+      address = root.owner.address
+    } else {
+      // A root that claims an owner it cannot prove is refused: clients would refuse to open it.
+      address = verifyOwner(root.owner, name)
+      if (this.verifiedOwners.size > 10_000) this.verifiedOwners.clear()
+      this.verifiedOwners.set(name, `${root.owner.address} ${signature}`)
+    }
+    // Accepted: its blocks now count against the name, no longer against their uploaders.
+    this.blocks.storage.claim(walked.cids)
+    return { address, issuedAt }
+  }
+
+  private async announce (name: string, bytes: Uint8Array): Promise<void> {
+    const announce = this.components.announce
+    if (announce === undefined) return
+    // A timer cleared as soon as the announcement ends (AbortSignal.timeout would keep one alive
+    // per PUT for the whole timeout).
+    const controller = new AbortController()
+    const deadline = setTimeout(() => { controller.abort(new Error('announcement timed out')) }, this.options.announceTimeoutMs ?? DEFAULT_ANNOUNCE_TIMEOUT_MS)
+    let finished = false
+    const done = announce(name, bytes, { signal: controller.signal }).catch(() => {
+      // The periodic re-announcement retries; the record is stored either way.
+    }).finally(() => { finished = true; clearTimeout(deadline) })
+    // Wait briefly so that a reader on another hub finds the record at once; never for long.
+    await Promise.resolve()
+    if (finished) return
+    let timer: ReturnType<typeof setTimeout> | undefined
+    await Promise.race([done, new Promise<void>((resolve) => { timer = setTimeout(resolve, this.options.announceWaitMs ?? DEFAULT_ANNOUNCE_WAIT_MS) })])
+    clearTimeout(timer)
+  }
+
+  /** The stored record, refreshed from the network when the hub has none or the client asks. */
+  async getRecord (name: string, nocache: boolean): Promise<Uint8Array | undefined> {
+    const local = await this.stored(name)
+    if (this.components.resolveRemote === undefined || (local !== undefined && !nocache)) return local
+    let pending = this.resolving.get(name)
+    if (pending === undefined) {
+      pending = this.resolveRemote(name).finally(() => this.resolving.delete(name))
+      this.resolving.set(name, pending)
+    }
+    return (await pending) ?? local
+  }
+
+  private async resolveRemote (name: string): Promise<Uint8Array | undefined> {
+    let remote: Uint8Array | undefined
+    let info: RecordInfo
+    try {
+      remote = await this.components.resolveRemote?.(name, { signal: AbortSignal.timeout(this.options.resolveTimeoutMs ?? DEFAULT_RESOLVE_TIMEOUT_MS) })
+      if (remote === undefined) return await this.stored(name)
+      info = await this.validate(name, remote)
+    } catch {
+      return this.stored(name)
+    }
+    try {
+      await this.accept(name, remote, info)
+    } catch (err) {
+      // Older than ours, or over this hub's quota: serve what we have.
+      const local = await this.stored(name)
+      if (local !== undefined || !(err instanceof TooLargeError)) return local
+      return remote
+    }
+    return this.stored(name)
+  }
+
+  private async withLock<T> (key: string, fn: () => Promise<T>): Promise<T> {
+    const previous = this.locks.get(key) ?? Promise.resolve()
+    let release!: () => void
+    const mine = new Promise<void>((resolve) => { release = resolve })
+    const tail = previous.then(() => mine)
+    this.locks.set(key, tail)
+    await previous
+    try {
+      return await fn()
+    } finally {
+      release()
+      if (this.locks.get(key) === tail) this.locks.delete(key)
+    }
+  }
+}

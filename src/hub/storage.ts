@@ -1,0 +1,166 @@
+/**
+ * What the hub's API has written to disk and who it is charged to. Every block the API stores (an
+ * upload, or a block fetched from the network for a reader) gets a "landed" entry in the datastore
+ * with its time, its size on disk and its uploader. Until an accepted record references it, an
+ * uploaded block counts against its uploader (`maxPendingBytesPerClient`) and against the hub's
+ * pending total; all landed blocks count against the hub's storage budget. Garbage collection
+ * (gc.ts) deletes landed blocks that no retained version references once their grace period is
+ * over, and recomputes these counts.
+ */
+import { InsufficientStorageError, TooLargeError } from '../errors.js'
+import { putDurably } from './durable.js'
+import {
+  DEFAULT_MAX_PENDING_BYTES, DEFAULT_MAX_PENDING_BYTES_PER_CLIENT, DEFAULT_MAX_STORAGE_BYTES
+} from './options.js'
+import { Key } from 'interface-datastore'
+import type { HubAppOptions } from './options.js'
+import type { Datastore } from 'interface-datastore'
+import type { CID } from 'multiformats/cid'
+
+export const LANDED_PREFIX = '/userspace/hub/landed/'
+/** A block costs at least this much disk (blockstore-fs keeps one file per block). */
+export const MIN_BLOCK_COST_BYTES = 4096
+/** Uploads remembered as unclaimed between two collections (beyond, GC's recount is the truth). */
+const MAX_TRACKED_UPLOADS = 262_144
+
+const encoder = new TextEncoder()
+const decoder = new TextDecoder()
+
+export interface Landed {
+  cid: string
+  atMs: number
+  costBytes: number
+  client: string
+}
+
+/** The disk cost of a block of `size` bytes. */
+export function costOf (size: number): number {
+  return Math.max(MIN_BLOCK_COST_BYTES, size)
+}
+
+export class HubStorage {
+  private readonly datastore: Datastore
+  private readonly options: HubAppOptions
+  /** Bytes uploaded per client that no accepted record references yet. */
+  private pending = new Map<string, number>()
+  private pendingTotal = 0
+  /** Unclaimed uploads since the last collection, by CID string. */
+  private uploads = new Map<string, { client: string, cost: number }>()
+  /** Bytes of every landed block. */
+  landedBytes = 0
+  /** During a collection: blocks accepted records reference, which the sweep must keep. */
+  private collecting: Set<string> | undefined
+  readonly ready: Promise<void>
+
+  constructor (datastore: Datastore, options: HubAppOptions) {
+    this.datastore = datastore
+    this.options = options
+    this.ready = this.recount()
+  }
+
+  private async recount (): Promise<void> {
+    let total = 0
+    for await (const entry of this.entries()) total += entry.costBytes
+    this.landedBytes = total
+  }
+
+  /** Every landed entry. */
+  async * entries (): AsyncIterable<Landed> {
+    for await (const { key, value } of this.datastore.query({ prefix: LANDED_PREFIX.slice(0, -1) })) {
+      const [at = '0', cost = '0', client = ''] = decoder.decode(value).split(' ')
+      yield { cid: key.toString().slice(LANDED_PREFIX.length), atMs: Number(at), costBytes: Number(cost), client }
+    }
+  }
+
+  /**
+   * Refuses an upload of `newBytes` (disk cost of the blocks not yet stored) from `client` when it
+   * would pass the client's pending share (413), the hub's pending total or its budget (507).
+   */
+  async admit (client: string, newBytes: number): Promise<void> {
+    await this.ready
+    const perClient = this.options.maxPendingBytesPerClient ?? DEFAULT_MAX_PENDING_BYTES_PER_CLIENT
+    const mine = this.pending.get(client) ?? 0
+    if (mine + newBytes > perClient) {
+      throw new TooLargeError(`${client} has ${mine} bytes of uploads that no record references yet; ${newBytes} more would pass the ${perClient}-byte limit per client (publish a record that references them, or wait for unreferenced uploads to be collected)`)
+    }
+    const budget = this.options.maxStorageBytes ?? DEFAULT_MAX_STORAGE_BYTES
+    if (this.landedBytes + newBytes > budget) {
+      throw new InsufficientStorageError(`this hub's storage budget (${budget} bytes) is spent; it stores nothing more until unreferenced blocks are collected`)
+    }
+    const maxPending = this.options.maxPendingBytes ?? DEFAULT_MAX_PENDING_BYTES
+    if (this.pendingTotal + newBytes > maxPending) {
+      throw new InsufficientStorageError(`this hub holds ${maxPending} bytes of uploads that no record references yet; try again after they are referenced or collected`)
+    }
+  }
+
+  /** Records newly stored blocks durably and charges them to `client`. */
+  async landed (client: string, blocks: Array<{ cid: CID, size: number }>, nowMs: number): Promise<void> {
+    if (blocks.length === 0) return
+    await putDurably(this.datastore, blocks.map(({ cid, size }) => [LANDED_PREFIX + cid.toString(), encoder.encode(`${nowMs} ${costOf(size)} ${client}`)]))
+    for (const { cid, size } of blocks) {
+      const cost = costOf(size)
+      this.landedBytes += cost
+      this.charge(client, cost)
+      if (this.uploads.size < MAX_TRACKED_UPLOADS) this.uploads.set(cid.toString(), { client, cost })
+    }
+  }
+
+  /** Blocks an accepted record references: no longer charged to their uploaders. */
+  claim (cids: Iterable<CID>): void {
+    if (this.uploads.size === 0 && this.collecting === undefined) return
+    for (const cid of cids) {
+      const key = cid.toString()
+      this.collecting?.add(key)
+      const upload = this.uploads.get(key)
+      if (upload === undefined) continue
+      this.uploads.delete(key)
+      this.charge(upload.client, -upload.cost)
+    }
+  }
+
+  /** Forgets deleted blocks. */
+  async forget (entries: Landed[]): Promise<void> {
+    if (entries.length === 0) return
+    const batch = this.datastore.batch()
+    for (const entry of entries) batch.delete(new Key(LANDED_PREFIX + entry.cid))
+    await batch.commit()
+    for (const entry of entries) this.landedBytes -= entry.costBytes
+  }
+
+  /** After a collection: the unreferenced uploads still in their grace period are the pending ones. */
+  resetPending (unreferenced: Landed[]): void {
+    this.pending = new Map()
+    this.pendingTotal = 0
+    this.uploads = new Map()
+    for (const entry of unreferenced) {
+      this.charge(entry.client, entry.costBytes)
+      if (this.uploads.size < MAX_TRACKED_UPLOADS) this.uploads.set(entry.cid, { client: entry.client, cost: entry.costBytes })
+    }
+  }
+
+  /** Starts protecting claimed blocks from the sweep; returns the set that grows as records arrive. */
+  startCollection (): Set<string> {
+    this.collecting = new Set()
+    return this.collecting
+  }
+
+  endCollection (): void {
+    this.collecting = undefined
+  }
+
+  /** True when `cost` more bytes fit in the storage budget (for blocks fetched for readers). */
+  hasRoomFor (cost: number): boolean {
+    return this.landedBytes + cost <= (this.options.maxStorageBytes ?? DEFAULT_MAX_STORAGE_BYTES)
+  }
+
+  pendingOf (client: string): number {
+    return this.pending.get(client) ?? 0
+  }
+
+  private charge (client: string, bytes: number): void {
+    const next = (this.pending.get(client) ?? 0) + bytes
+    this.pendingTotal = Math.max(0, this.pendingTotal + bytes)
+    if (next <= 0) this.pending.delete(client)
+    else this.pending.set(client, next)
+  }
+}

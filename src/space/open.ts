@@ -1,0 +1,52 @@
+/**
+ * Opening a space: pick the store, ask the wallet for the open signature, derive the keys, refuse a
+ * wallet that does not sign deterministically, then load the newest version and this device's state.
+ */
+import { InvalidInputError, NonDeterministicSignerError, throwIfAborted } from '../errors.js'
+import { nameOfKey, validateRecord } from '../store/record.js'
+import { DefaultSpace } from './default-space.js'
+import { toWallet } from './signer.js'
+import { defaultState, memoryState } from './state.js'
+import { keysFromWallet } from './wallet-keys.js'
+import type { Space, SpaceOptions } from './types.js'
+import type { Store } from '../store/interface.js'
+
+/**
+ * Opens the space of the wallet behind `signer`: one signature prompt, plus one more the first time
+ * the space is created (the owner binding).
+ */
+export async function openSpace (options: SpaceOptions): Promise<Space> {
+  const store = await resolveStore(options)
+  const wallet = toWallet(options.signer)
+  const address = await wallet.getAddress()
+  throwIfAborted(options.signal)
+  options.onProgress?.({ type: 'space:open:signature' })
+  const keys = await keysFromWallet(wallet, address)
+  const name = nameOfKey(keys.ipnsKey)
+
+  const bound = await store.lookupAddress?.(address, { signal: options.signal })
+  if (bound !== undefined && bound !== name && options.rebind !== true) {
+    throw new NonDeterministicSignerError(`the wallet ${address} already owns the space ${bound}, but this signature derives ${name}: either the wallet does not sign deterministically (some hardware, MPC and smart-contract wallets), so it cannot open its UserSpace, or the address was bound to ${bound} by a binding signed elsewhere (open with \`rebind: true\` to bind it to ${name} again)`)
+  }
+
+  const state = options.state ?? (store.ephemeral === true ? memoryState() : await defaultState())
+  const space = new DefaultSpace(store, wallet, address, name, keys, state, options)
+  const record = await store.getRecord(name, { nocache: options.offlineFirst !== true, signal: options.signal })
+  options.onProgress?.({ type: 'space:open:resolved', detail: { name, sequence: record === undefined ? null : Number((await validateRecord(name, record, { allowExpired: true })).sequence) } })
+  await space.init(record, options)
+  if (options.offlineFirst === true) space.refresh().catch((err: Error) => { space.emit('error', err) })
+  return space
+}
+
+async function resolveStore (options: SpaceOptions): Promise<Store> {
+  if (options.store !== undefined) return options.store
+  if (typeof options.hub === 'string') {
+    const { hubStore } = await import('../store/hub.js')
+    return hubStore(options.hub)
+  }
+  if (options.helia !== undefined) {
+    const { heliaStore } = await import('../store/helia.js')
+    return heliaStore(options.helia as Parameters<typeof heliaStore>[0])
+  }
+  throw new InvalidInputError('openSpace expected one of "store", "hub" or "helia"')
+}

@@ -1,0 +1,311 @@
+/**
+ * What a device remembers of each space between runs: the newest version it has seen (rollback
+ * protection) and the writes it made that no store has taken yet (pending writes). A Space writes a
+ * pending entry here before `set` resolves and removes it once a store has accepted a version that
+ * holds it, so a write survives a crash, a reload or a closed tab and goes out on the next open.
+ *
+ * Three implementations: `memoryState()` (this process only), `idbState()` (IndexedDB, the browser
+ * default; see store/idb.ts) and `fileState(dir)` (one JSON file per space, fsynced, the Node default).
+ * Every operation is a merge, never a blind overwrite, so several tabs or processes sharing one state
+ * cannot erase each other's pending writes: `put` keeps the higher sequence, `addPending` keeps the
+ * winning entry per key, `removePending` removes only the exact entries given.
+ */
+import { InvalidInputError, StoreError } from '../errors.js'
+import { sameEntry, wins } from './entries.js'
+import type { Entry } from './entries.js'
+import type { IdbStore } from '../store/idb.js'
+
+/** A write made on this device that no store has accepted yet. */
+export interface PendingEntry extends Entry {
+  section: 'private' | 'public'
+  key: string
+}
+
+/** The newest version of a space a device has seen. */
+export interface SeenVersion {
+  sequence: number
+  root: string
+}
+
+export interface SpaceState extends SeenVersion {
+  /** unpublished writes, at most one per section and key */
+  pending: PendingEntry[]
+}
+
+/** Where a device keeps, per space name, the newest version it has seen and its unpublished writes. */
+export interface SpaceStateStore {
+  /**
+   * True when what this store keeps survives the process (a file, IndexedDB). `close()` on a space
+   * whose writes could not be published resolves when they are kept durably, and rejects otherwise.
+   */
+  readonly durable: boolean
+  get(name: string): Promise<SpaceState | undefined>
+  /** Records a version seen; a lower sequence never replaces a higher one. */
+  put(name: string, seen: SeenVersion): Promise<void>
+  /** Adds unpublished writes (per section and key, the winning entry is kept). */
+  addPending(name: string, entries: PendingEntry[]): Promise<void>
+  /** Removes exactly these entries (an entry written since is kept). */
+  removePending(name: string, entries: PendingEntry[]): Promise<void>
+}
+
+/** The merge rules every state store applies, on plain data. */
+export function mergeSeen (current: SpaceState | undefined, seen: SeenVersion): SpaceState {
+  checkSeen(seen)
+  if (current !== undefined && current.sequence > seen.sequence) return current
+  return { sequence: seen.sequence, root: seen.root, pending: current?.pending ?? [] }
+}
+
+export function mergePending (current: SpaceState | undefined, add: PendingEntry[], remove: PendingEntry[]): SpaceState {
+  const pending = new Map<string, PendingEntry>()
+  for (const e of current?.pending ?? []) pending.set(slotOf(e), e)
+  for (const e of add) {
+    checkPending(e)
+    const old = pending.get(slotOf(e))
+    if (old === undefined || wins(e, old)) pending.set(slotOf(e), copyPending(e))
+  }
+  for (const e of remove) {
+    const old = pending.get(slotOf(e))
+    if (old !== undefined && sameEntry(old, e)) pending.delete(slotOf(e))
+  }
+  return { sequence: current?.sequence ?? 0, root: current?.root ?? '', pending: [...pending.values()] }
+}
+
+/** Reads a stored state back, dropping anything malformed (a damaged file is not trusted blindly). */
+export function readState (value: unknown): SpaceState | undefined {
+  if (typeof value !== 'object' || value === null) return undefined
+  const v = value as Partial<SpaceState>
+  if (!Number.isSafeInteger(v.sequence) || typeof v.root !== 'string') return undefined
+  const pending = Array.isArray(v.pending) ? v.pending.filter(isPending).map(copyPending) : []
+  return { sequence: v.sequence as number, root: v.root, pending }
+}
+
+function slotOf (e: PendingEntry): string {
+  return `${e.section}\u0000${e.key}`
+}
+
+function copyPending (e: PendingEntry): PendingEntry {
+  const out: PendingEntry = { section: e.section, key: e.key, stamp: e.stamp, device: e.device }
+  if (e.json !== undefined) out.json = e.json
+  return out
+}
+
+function isPending (e: unknown): e is PendingEntry {
+  const p = e as PendingEntry
+  return typeof p === 'object' && p !== null && (p.section === 'private' || p.section === 'public') &&
+    typeof p.key === 'string' && Number.isSafeInteger(p.stamp) && typeof p.device === 'string' &&
+    (p.json === undefined || typeof p.json === 'string')
+}
+
+function checkSeen (seen: SeenVersion): void {
+  if (!Number.isSafeInteger(seen?.sequence) || seen.sequence < 0 || typeof seen.root !== 'string') {
+    throw new InvalidInputError('"seen" expected { sequence: non-negative integer, root: string }')
+  }
+}
+
+function checkPending (e: PendingEntry): void {
+  if (!isPending(e)) throw new InvalidInputError('"pending" expected entries { section, key, stamp, device, json? }')
+}
+
+/** State kept in this process only: rollback protection while it runs, nothing after. */
+export function memoryState (): SpaceStateStore {
+  const states = new Map<string, SpaceState>()
+  return {
+    durable: false,
+    async get (name) {
+      const s = states.get(name)
+      return s === undefined ? undefined : { ...s, pending: s.pending.map(copyPending) }
+    },
+    async put (name, seen) { states.set(name, mergeSeen(states.get(name), seen)) },
+    async addPending (name, entries) { states.set(name, mergePending(states.get(name), entries, [])) },
+    async removePending (name, entries) { states.set(name, mergePending(states.get(name), [], entries)) }
+  }
+}
+
+/**
+ * The directory Node processes keep state in when none is given: `$USERSPACE_STATE_DIR`, else
+ * `$XDG_STATE_HOME/userspace`, else `~/.local/state/userspace` (XDG's place for state that should
+ * survive restarts but is not configuration); on Windows `%LOCALAPPDATA%\userspace`.
+ */
+export function defaultStateDir (env: Record<string, string | undefined>, home: string, platform: string): string {
+  if (env.USERSPACE_STATE_DIR !== undefined && env.USERSPACE_STATE_DIR !== '') return env.USERSPACE_STATE_DIR
+  if (platform === 'win32' && env.LOCALAPPDATA !== undefined) return `${env.LOCALAPPDATA}\\userspace`
+  const base = env.XDG_STATE_HOME !== undefined && env.XDG_STATE_HOME !== '' ? env.XDG_STATE_HOME : `${home}/.local/state`
+  return `${base}/userspace`
+}
+
+interface NodeFs {
+  mkdir(path: string, options: { recursive: true }): Promise<unknown>
+  readFile(path: string, encoding: 'utf8'): Promise<string>
+  open(path: string, flags: string): Promise<{ writeFile(data: string): Promise<void>, sync(): Promise<void>, close(): Promise<void> }>
+  rename(from: string, to: string): Promise<void>
+  unlink(path: string): Promise<void>
+  stat(path: string): Promise<{ mtimeMs: number }>
+}
+
+/** Loaded lazily and by a computed name, so browser bundles never see `node:` modules. */
+async function nodeFs (): Promise<NodeFs> {
+  const name = 'node:fs/promises'
+  try {
+    return await import(/* @vite-ignore */ /* webpackIgnore: true */ name) as NodeFs
+  } catch (err) {
+    throw new StoreError('fileState needs Node.js (node:fs)', { cause: err })
+  }
+}
+
+/** How long a lock file may live before it is taken to belong to a crashed process. */
+const STALE_LOCK_MS = 10_000
+const LOCK_WAIT_MS = 5_000
+
+/**
+ * State in `dir`, one `<name>.json` per space. Each change is a read-modify-write under a lock file
+ * (`<name>.lock`, created exclusively) and lands by write-to-temp, fsync, rename, so a crash leaves
+ * either the old or the new file, and two processes never erase each other's pending writes.
+ */
+export function fileState (dir?: string): SpaceStateStore {
+  let resolvedDir: Promise<string> | undefined
+  const directory = async (): Promise<string> => {
+    resolvedDir ??= (async () => {
+      let d = dir
+      if (d === undefined) {
+        const osName = 'node:os'
+        const os = await import(/* @vite-ignore */ /* webpackIgnore: true */ osName) as { homedir(): string }
+        d = defaultStateDir(process.env, os.homedir(), process.platform)
+      }
+      await (await nodeFs()).mkdir(d, { recursive: true })
+      return d
+    })()
+    return resolvedDir
+  }
+  // Changes from this process are group-committed: those queued while a write is under way go into
+  // the next write together (one read, one fsync); the lock file orders writes with other processes.
+  interface Queued { fn: (current: SpaceState | undefined) => SpaceState, resolve: () => void, reject: (err: unknown) => void }
+  const queues = new Map<string, Queued[]>()
+
+  const fileOf = async (name: string): Promise<string> => {
+    if (!/^[a-z0-9]{1,200}$/i.test(name)) throw new InvalidInputError(`"name" expected an IPNS name (letters and digits), got "${name.slice(0, 80)}"`)
+    return `${await directory()}/${name}`
+  }
+
+  const read = async (path: string): Promise<SpaceState | undefined> => {
+    const fs = await nodeFs()
+    let text: string
+    try {
+      text = await fs.readFile(`${path}.json`, 'utf8')
+    } catch (err) {
+      if ((err as { code?: string }).code === 'ENOENT') return undefined
+      throw new StoreError(`cannot read ${path}.json`, { cause: err })
+    }
+    try { return readState(JSON.parse(text)) } catch { return undefined }
+  }
+
+  const change = async (name: string, fn: (current: SpaceState | undefined) => SpaceState): Promise<void> => {
+    const path = await fileOf(name)
+    return new Promise<void>((resolve, reject) => {
+      let queue = queues.get(name)
+      if (queue !== undefined) { queue.push({ fn, resolve, reject }); return }
+      queue = [{ fn, resolve, reject }]
+      queues.set(name, queue)
+      void drain(name, path, queue)
+    })
+  }
+
+  const drain = async (name: string, path: string, queue: Queued[]): Promise<void> => {
+    while (queue.length > 0) {
+      const batch = queue.splice(0)
+      const applied: Queued[] = []
+      try {
+        const fs = await nodeFs()
+        await lock(fs, `${path}.lock`)
+        try {
+          let next = await read(path)
+          for (const q of batch) {
+            // A change with bad input is refused alone; the others in the batch still land.
+            try { next = q.fn(next); applied.push(q) } catch (err) { q.reject(err) }
+          }
+          if (applied.length > 0 && next !== undefined) {
+            const tmp = `${path}.${process.pid}.tmp`
+            const handle = await fs.open(tmp, 'w')
+            try {
+              await handle.writeFile(JSON.stringify(next))
+              await handle.sync()
+            } finally {
+              await handle.close()
+            }
+            await fs.rename(tmp, `${path}.json`)
+          }
+        } finally {
+          await fs.unlink(`${path}.lock`).catch(() => {})
+        }
+        for (const q of applied) q.resolve()
+      } catch (err) {
+        const failure = new StoreError(`cannot write the state of ${name} in ${await directory().catch(() => '?')}`, { cause: err })
+        for (const q of applied.length > 0 ? applied : batch) q.reject(failure)
+      }
+    }
+    queues.delete(name)
+  }
+
+  return {
+    durable: true,
+    async get (name) { return read(await fileOf(name)) },
+    async put (name, seen) { await change(name, current => mergeSeen(current, seen)) },
+    async addPending (name, entries) { await change(name, current => mergePending(current, entries, [])) },
+    async removePending (name, entries) { await change(name, current => mergePending(current, [], entries)) }
+  }
+}
+
+async function lock (fs: NodeFs, path: string): Promise<void> {
+  const deadline = Date.now() + LOCK_WAIT_MS
+  for (let wait = 2; ; wait = Math.min(wait * 2, 100)) {
+    try {
+      const handle = await fs.open(path, 'wx')
+      try { await handle.writeFile(String(process.pid)) } finally { await handle.close() }
+      return
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'EEXIST') throw err
+    }
+    // A lock whose process is gone (killed mid-write), or that is very old, is taken over.
+    try {
+      const owner = Number.parseInt(await fs.readFile(path, 'utf8'), 10)
+      if ((Number.isSafeInteger(owner) && owner > 0 && !alive(owner)) || Date.now() - (await fs.stat(path)).mtimeMs > STALE_LOCK_MS) {
+        await fs.unlink(path).catch(() => {})
+        continue
+      }
+    } catch {}
+    if (Date.now() > deadline) throw new StoreError(`the state lock ${path} is held by another process`)
+    await new Promise(resolve => setTimeout(resolve, wait))
+  }
+}
+
+function alive (pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return (err as { code?: string }).code === 'EPERM'
+  }
+}
+
+/**
+ * The state a space uses when none is given: IndexedDB where there is one (browsers), a file in
+ * the user's state directory in Node, memory elsewhere.
+ */
+export async function defaultState (): Promise<SpaceStateStore> {
+  if (typeof globalThis.indexedDB !== 'undefined') {
+    const { idbStore } = await import('../store/idb.js')
+    return idbState(idbStore('userspace'))
+  }
+  if (typeof process !== 'undefined' && typeof process.versions?.node === 'string') return fileState()
+  return memoryState()
+}
+
+/** The state kept in an `idbStore`'s database (each change one IndexedDB transaction, atomic across tabs). */
+export function idbState (store: Pick<IdbStore, 'readState' | 'updateState'>): SpaceStateStore {
+  return {
+    durable: true,
+    async get (name) { return readState(await store.readState(name)) },
+    async put (name, seen) { await store.updateState(name, current => mergeSeen(readState(current), seen)) },
+    async addPending (name, entries) { await store.updateState(name, current => mergePending(readState(current), entries, [])) },
+    async removePending (name, entries) { await store.updateState(name, current => mergePending(readState(current), [], entries)) }
+  }
+}

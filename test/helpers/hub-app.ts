@@ -1,0 +1,133 @@
+/**
+ * Fixtures for hub tests through `app.request()`: a hub on memory stores, spaces with real owner
+ * bindings (version 1, or dated version 2), and the requests every test makes.
+ */
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { MemoryBlockstore } from 'blockstore-core'
+import { MemoryDatastore } from 'datastore-core'
+import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
+import { expect } from 'vitest'
+import { hexToBytes } from '../../src/crypto/bytes.js'
+import { ownerStatement } from '../../src/crypto/keys.js'
+import { createHub, IPNS_RECORD_TYPE } from '../../src/hub/app.js'
+import { encodeRoot } from '../../src/space/root.js'
+import { cborBlock, encodeCar, rawBlock } from '../../src/store/blocks.js'
+import { hubStore } from '../../src/store/hub.js'
+import { createRecord, nameOfKey } from '../../src/store/record.js'
+import type { GcReport, HubAppOptions, HubComponents } from '../../src/hub/app.js'
+import type { Block } from '../../src/store/interface.js'
+import type { PrivateKey } from '@libp2p/interface'
+import type { Hono } from 'hono'
+import type { CID } from 'multiformats/cid'
+
+export interface Hub {
+  app: Hono
+  blockstore: MemoryBlockstore
+  datastore: MemoryDatastore
+  collectGarbage: (nowMs?: number) => Promise<GcReport>
+}
+
+/** A hub app on memory stores, rate limit off unless asked for. */
+export function makeHub (options: HubAppOptions = {}, components: Partial<HubComponents> = {}): Hub {
+  const blockstore = new MemoryBlockstore()
+  const datastore = new MemoryDatastore()
+  const { app, collectGarbage } = createHub({ blockstore, datastore, ...components }, { rateLimit: 0, ...options })
+  return { app, blockstore, datastore, collectGarbage }
+}
+
+export interface Space {
+  key: PrivateKey
+  name: string
+  address: string
+  ownerSignature: Uint8Array
+  /** root, public section, private bucket */
+  blocks: Block[]
+  root: Block
+}
+
+export interface SpaceInit {
+  key?: PrivateKey
+  walletKey?: `0x${string}`
+  sequence?: number
+  privateBytes?: number
+  /** The name the owner statement names (default: the space's own). */
+  name?: string
+  /** A dated (version 2) owner binding. */
+  issuedAt?: number
+  parents?: CID[]
+}
+
+/** A space version: a v1 root with a public section, one private block and a real owner binding. */
+export async function makeSpace (init: SpaceInit = {}): Promise<Space> {
+  const key = init.key ?? await generateKeyPair('Ed25519')
+  const name = nameOfKey(key)
+  const account = privateKeyToAccount(init.walletKey ?? generatePrivateKey())
+  const ownerSignature = hexToBytes(await account.signMessage({ message: ownerStatement(account.address, init.name ?? name, init.issuedAt) }))
+  const pub = await cborBlock({ profile: { nick: `n${Math.random()}` } })
+  const priv = await rawBlock(crypto.getRandomValues(new Uint8Array(init.privateBytes ?? 100)))
+  const root = await encodeRoot({
+    version: 1,
+    sequence: init.sequence ?? 1,
+    parents: init.parents ?? [],
+    updatedAt: Date.now(),
+    device: 'test-device',
+    public: pub.cid,
+    private: [priv.cid],
+    owner: init.issuedAt === undefined ? { address: account.address, signature: ownerSignature } : { address: account.address, signature: ownerSignature, issuedAt: init.issuedAt }
+  })
+  return { key, name, address: account.address, ownerSignature, blocks: [root, pub, priv], root }
+}
+
+export function car (blocks: Array<{ cid: CID, bytes: Uint8Array }>): Uint8Array {
+  return encodeCar(blocks)
+}
+
+export async function upload (hub: Hub, blocks: Array<{ cid: CID, bytes: Uint8Array }>): Promise<Response> {
+  return hub.app.request('/api/v1/blocks', { method: 'POST', headers: { 'content-type': 'application/vnd.ipld.car' }, body: car(blocks) as Uint8Array<ArrayBuffer> })
+}
+
+export async function putRecord (hub: Hub, name: string, record: Uint8Array): Promise<Response> {
+  return hub.app.request(`/routing/v1/ipns/${name}`, { method: 'PUT', headers: { 'content-type': IPNS_RECORD_TYPE }, body: record as Uint8Array<ArrayBuffer> })
+}
+
+export async function getRecord (hub: Hub, name: string): Promise<Response> {
+  return hub.app.request(`/routing/v1/ipns/${name}`, { headers: { accept: IPNS_RECORD_TYPE } })
+}
+
+/** Uploads a space's blocks and PUTs a record for it; returns the record. */
+export async function publish (hub: Hub, space: Space, sequence = 1): Promise<Uint8Array> {
+  expect((await upload(hub, space.blocks)).status).toBe(200)
+  const record = await createRecord(space.key, space.root.cid, sequence)
+  const res = await putRecord(hub, space.name, record)
+  expect(res.status, await res.clone().text()).toBe(200)
+  return record
+}
+
+export async function bytesOf (res: Response): Promise<Uint8Array> {
+  return new Uint8Array(await res.arrayBuffer())
+}
+
+export async function countKeys (datastore: MemoryDatastore): Promise<number> {
+  let n = 0
+  for await (const _ of datastore.queryKeys({})) n++
+  return n
+}
+
+export async function countBlocks (blockstore: MemoryBlockstore): Promise<number> {
+  let n = 0
+  for await (const _ of blockstore.getAll()) n++
+  return n
+}
+
+export function storeFor (hub: Hub): ReturnType<typeof hubStore> {
+  return hubStore('http://hub.test', { fetch: async (input, init) => hub.app.request(String(input), init) })
+}
+
+export async function expectRefusal (res: Response, status: number, name?: string): Promise<void> {
+  const text = await res.text()
+  expect(res.status, text).toBe(status)
+  expect(res.headers.get('content-type') ?? '').toMatch(/application\/json/)
+  const body = JSON.parse(text) as { message: unknown, name?: unknown }
+  expect(typeof body.message).toBe('string')
+  if (name !== undefined) expect(body.name).toBe(name)
+}

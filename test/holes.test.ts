@@ -1,0 +1,215 @@
+/**
+ * One test per single-line check that guards a space's integrity: each builds the forgery that the
+ * check stops (a root bound to another wallet, a record and root that disagree on the sequence, a
+ * block that is not what its CID says, an export whose record or owner binding is wrong, a bucket
+ * count no writer makes) and asserts the named error and that nothing was written or believed.
+ * Deleting the check makes its test fail.
+ */
+import { generateKeyPair, generateKeyPairFromSeed } from '@libp2p/crypto/keys'
+import { CID } from 'multiformats/cid'
+import { describe, expect, it } from 'vitest'
+import { hexToBytes } from '../src/crypto/bytes.js'
+import { normalizeSignature } from '../src/crypto/eip191.js'
+import { deriveKeys, OPEN_MESSAGE, ownerStatement } from '../src/crypto/keys.js'
+import { openSpace } from '../src/space/space.js'
+import { readPublic } from '../src/space/read-public.js'
+import { decodeRoot, encodeRoot } from '../src/space/root.js'
+import { PrivateSection } from '../src/space/section.js'
+import { EXPORT_TYPE, importSpace } from '../src/space/transfer.js'
+import { cborBlock, encodeCar, getVerifiedBlock, rawBlock } from '../src/store/blocks.js'
+import { memoryStore } from '../src/store/memory.js'
+import { createRecord, nameOfKey } from '../src/store/record.js'
+import { account, KEY_A, KEY_B } from './helpers/signers.js'
+import type { OwnerBinding, Root } from '../src/space/root.js'
+import type { Block, Store } from '../src/store/interface.js'
+import type { PrivateKey } from '@libp2p/interface'
+
+/** The IPNS key a wallet's open signature derives, as openSpace derives it. */
+async function ipnsKeyOf (walletKey: string): Promise<PrivateKey> {
+  const wallet = account(walletKey)
+  const signature = normalizeSignature(OPEN_MESSAGE, await wallet.signMessage({ message: OPEN_MESSAGE }), wallet.address)
+  return await generateKeyPairFromSeed('Ed25519', deriveKeys(signature).ipnsSeed)
+}
+
+/** An owner binding of `name` to `claimed`, signed by the wallet `signerKey` (forged when they differ). */
+async function binding (name: string, claimed: string, signerKey: string): Promise<OwnerBinding> {
+  const signature = await account(signerKey).signMessage({ message: ownerStatement(claimed, name) })
+  return { address: claimed, signature: hexToBytes(signature) }
+}
+
+async function root (fields: Partial<Root> & { owner: OwnerBinding }): Promise<Block> {
+  return await encodeRoot({ version: 1, sequence: 1, parents: [], updatedAt: Date.now(), device: 'test', public: null, private: [], ...fields })
+}
+
+/** Publishes `blocks` and a record of `sequence` pointing at `target`, signed with `key`. */
+async function publish (store: Store, key: PrivateKey, target: CID, sequence: number, blocks: Block[]): Promise<void> {
+  await store.putBlocks(blocks)
+  await store.putRecord(nameOfKey(key), await createRecord(key, target, sequence))
+}
+
+/** Wallet A's real space with one private and one public entry, at sequence 1. */
+async function spaceOfA (store: Store): Promise<{ name: string, key: PrivateKey, root: Root, rootCid: CID }> {
+  const space = await openSpace({ signer: account(KEY_A), store })
+  await space.set('k', 'v')
+  await space.public.set('nick', 'alice')
+  await space.flush()
+  const name = space.name
+  const rootCid = space.root as CID
+  await space.close()
+  return { name, key: await ipnsKeyOf(KEY_A), root: decodeRoot(await store.getBlock(rootCid)), rootCid }
+}
+
+describe('opening a space refuses a version its owner did not make', () => {
+  it('refuses a root bound to another wallet, though that binding is validly signed (checkOwner)', async () => {
+    const store = memoryStore()
+    const a = await spaceOfA(store)
+    const b = account(KEY_B).address
+    // Wallet B's genuine binding of A's name: valid on its own, wrong for this space.
+    const forged = await root({ ...a.root, sequence: 2, parents: [a.rootCid], owner: await binding(a.name, b, KEY_B) })
+    await publish(store, a.key, forged.cid, 2, [forged])
+    const err = await openSpace({ signer: account(KEY_A), store }).catch((e: Error) => e)
+    expect(err).toMatchObject({ name: 'SignerMismatchError' })
+    expect((err as Error).message).toContain(b)
+  })
+
+  it('refuses a record whose sequence is not its root\'s (a replayed old root under a new sequence)', async () => {
+    const store = memoryStore()
+    const a = await spaceOfA(store)
+    await store.putRecord(a.name, await createRecord(a.key, a.rootCid, 5))
+    await expect(openSpace({ signer: account(KEY_A), store })).rejects.toMatchObject({ name: 'IntegrityError' })
+  })
+
+  it('refuses a root whose private bucket count is not a power of two (FormatError)', async () => {
+    const store = memoryStore()
+    const a = await spaceOfA(store)
+    const bucket = a.root.private[0] as CID
+    const odd = await root({ ...a.root, sequence: 2, parents: [a.rootCid], private: [bucket, bucket, bucket] })
+    await publish(store, a.key, odd.cid, 2, [odd])
+    await expect(openSpace({ signer: account(KEY_A), store })).rejects.toMatchObject({ name: 'FormatError' })
+  })
+})
+
+describe('bucket counts', () => {
+  it('decodeRoot accepts 0, 1, 2 and 4 private buckets and refuses 3, 5 and 6', async () => {
+    const owner = await binding('k51', account(KEY_A).address, KEY_A)
+    const cid = (await rawBlock(new Uint8Array([1]))).cid
+    for (const n of [0, 1, 2, 4]) {
+      expect(decodeRoot((await root({ owner, private: Array(n).fill(cid) })).bytes).private).toHaveLength(n)
+    }
+    for (const n of [3, 5, 6]) {
+      const bytes = (await root({ owner, private: Array(n).fill(cid) })).bytes
+      expect(() => decodeRoot(bytes)).toThrow(expect.objectContaining({ name: 'FormatError' }))
+    }
+  })
+
+  it('PrivateSection.absorb merges nothing from a bucket list of 3 (keys would land in unsealed buckets)', async () => {
+    const section = new PrivateSection(new Uint8Array(32), new Uint8Array(32).fill(1), 'k51test')
+    const cid = (await rawBlock(new Uint8Array([1]))).cid
+    const load = async (): Promise<Array<[string, { stamp: number, device: string, json: string }]>> => [['k', { stamp: 1, device: 'd', json: '"v"' }]]
+    const result = await section.absorb([cid, cid, cid], load)
+    expect(result.changed).toEqual([])
+    expect(section.getAll()).toEqual({})
+    // The same entries under a valid count are merged: the refusal is about the count alone.
+    expect((await section.absorb([cid, cid], load)).changed).toEqual(['k'])
+  })
+})
+
+/** A store that answers `cid` with other bytes, whatever it holds. */
+function swapping (store: Store, cid: CID, bytes: Uint8Array): Store {
+  return {
+    putBlocks: store.putBlocks.bind(store),
+    putRecord: store.putRecord.bind(store),
+    getRecord: store.getRecord.bind(store),
+    getBlock: async (c, o) => c.equals(cid) ? bytes : await store.getBlock(c, o)
+  }
+}
+
+describe('blocks are checked against their CIDs, whatever the store does', () => {
+  it('getVerifiedBlock refuses bytes that do not hash to the CID', async () => {
+    const store = memoryStore()
+    const block = await rawBlock(new Uint8Array([1, 2, 3]))
+    await store.putBlocks([block])
+    expect(await getVerifiedBlock(store, block.cid)).toEqual(block.bytes)
+    const lying = swapping(store, block.cid, new Uint8Array([9, 9, 9]))
+    await expect(getVerifiedBlock(lying, block.cid)).rejects.toMatchObject({ name: 'IntegrityError' })
+  })
+
+  it('readPublic refuses a public section a store swapped for another valid one', async () => {
+    const store = memoryStore()
+    const a = await spaceOfA(store)
+    // A real public section of another space, valid in every way but its CID.
+    const elsewhere = memoryStore()
+    const mallory = await openSpace({ signer: account(KEY_B), store: elsewhere })
+    await mallory.public.set('nick', 'mallory')
+    await mallory.flush()
+    await mallory.close()
+    const other = await elsewhere.getBlock(decodeRoot(await elsewhere.getBlock(mallory.root as CID)).public as CID)
+    const lying = swapping(store, a.root.public as CID, other)
+    await expect(readPublic({ name: a.name, store: lying })).rejects.toMatchObject({ name: 'IntegrityError' })
+    expect((await readPublic({ name: a.name, store })).data).toEqual({ nick: 'alice' })
+  })
+})
+
+describe('readPublic proves the owner, it does not take the root\'s word', () => {
+  it('refuses a root that claims wallet A with a signature by wallet B', async () => {
+    const store = memoryStore()
+    const key = await generateKeyPair('Ed25519')
+    const name = nameOfKey(key)
+    const alice = account(KEY_A).address
+    const forged = await root({ owner: await binding(name, alice, KEY_B) })
+    await publish(store, key, forged.cid, 1, [forged])
+    await expect(readPublic({ name, store })).rejects.toMatchObject({ name: 'SignerMismatchError' })
+  })
+
+  it('refuses wallet A\'s genuine binding of another space, replayed here', async () => {
+    const store = memoryStore()
+    const key = await generateKeyPair('Ed25519')
+    const name = nameOfKey(key)
+    const alice = account(KEY_A).address
+    const replayed = await root({ owner: await binding('k51qzi5uqu5dlkw8pxuw9qmqayfdeh4kfebhmreauqdc6a7c3y7d5i9fi8mk9w', alice, KEY_A) })
+    await publish(store, key, replayed.cid, 1, [replayed])
+    await expect(readPublic({ name, store })).rejects.toMatchObject({ name: 'SignerMismatchError' })
+  })
+})
+
+/** A space export CAR: manifest first, then `blocks`. */
+async function exportCar (name: string, record: Uint8Array, manifestRoot: CID, blocks: Block[]): Promise<Uint8Array> {
+  const manifest = await cborBlock({ type: EXPORT_TYPE, version: 1, name, record, root: manifestRoot })
+  return encodeCar([manifest, ...blocks])
+}
+
+async function isEmpty (store: Store, name: string, blocks: Block[]): Promise<boolean> {
+  if (await store.getRecord(name) !== undefined) return false
+  for (const block of blocks) {
+    if (await store.getBlock(block.cid).then(() => true, () => false)) return false
+  }
+  return true
+}
+
+describe('importSpace checks before it writes', () => {
+  it('refuses an export whose owner binding is forged, and stores nothing', async () => {
+    const key = await generateKeyPair('Ed25519')
+    const name = nameOfKey(key)
+    const forged = await root({ owner: await binding(name, account(KEY_A).address, KEY_B) })
+    const car = await exportCar(name, await createRecord(key, forged.cid, 1), forged.cid, [forged])
+    const target = memoryStore()
+    await expect(importSpace(target, car)).rejects.toMatchObject({ name: 'SignerMismatchError' })
+    expect(await isEmpty(target, name, [forged])).toBe(true)
+  })
+
+  it('refuses an export whose record points at another root than the exported one, and stores nothing', async () => {
+    const key = await generateKeyPair('Ed25519')
+    const name = nameOfKey(key)
+    const owner = await binding(name, account(KEY_A).address, KEY_A)
+    const first = await root({ owner })
+    const second = await root({ owner, sequence: 2, parents: [first.cid] })
+    // The manifest says `second`, the signed record says `first`.
+    const car = await exportCar(name, await createRecord(key, first.cid, 1), second.cid, [second, first])
+    const target = memoryStore()
+    await expect(importSpace(target, car)).rejects.toMatchObject({ name: 'IntegrityError' })
+    expect(await isEmpty(target, name, [first, second])).toBe(true)
+    // The honest file imports.
+    const honest = await exportCar(name, await createRecord(key, second.cid, 2), second.cid, [second, first])
+    expect(await importSpace(target, honest)).toMatchObject({ name, sequence: 2, blocks: 2 })
+  })
+})

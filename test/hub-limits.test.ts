@@ -1,0 +1,437 @@
+/**
+ * The hub's resource limits through `app.request()` (memory stores, no socket): bounded DAG walks,
+ * streamed and capped CARs, per-client stream slots, uploads charged until referenced, garbage
+ * collection and retention, the storage budget, dated address bindings, the static-file
+ * containment check, the rate limiter's client key, and fsync before acknowledgement. Each test
+ * names the check it guards; removing that check fails it.
+ */
+import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { CarBufferReader } from '@ipld/car/buffer-reader'
+import * as dagCbor from '@ipld/dag-cbor'
+import { MemoryBlockstore } from 'blockstore-core'
+import { FsBlockstore } from 'blockstore-fs'
+import { LevelDatastore } from 'datastore-level'
+import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
+import { describe, expect, it } from 'vitest'
+import { ownerStatement } from '../src/crypto/keys.js'
+import { createHubApp } from '../src/hub/app.js'
+import { groupAddress } from '../src/hub/client.js'
+import { forEachLink } from '../src/hub/walk.js'
+import { fsBlockSyncer, putDurably } from '../src/hub/durable.js'
+import { decodeRoot, encodeRoot, verifyOwner } from '../src/space/root.js'
+import { cborBlock, encodeCar, rawBlock } from '../src/store/blocks.js'
+import { hubStore } from '../src/store/hub.js'
+import { createRecord } from '../src/store/record.js'
+import { openSpace } from '../src/index.js'
+import { expectRefusal, makeHub, makeSpace, publish, putRecord, upload } from './helpers/hub-app.js'
+import type { Hub } from './helpers/hub-app.js'
+import { CID } from 'multiformats/cid'
+
+const GRACE_MS = 60_000
+
+async function carOf (hub: Hub, cid: CID, env?: object): Promise<Response> {
+  return hub.app.request(`/ipfs/${cid.toString()}?format=car`, {}, env)
+}
+
+async function has (hub: Hub, cid: CID): Promise<boolean> {
+  return hub.blockstore.has(cid)
+}
+
+const envOf = (ip: string): object => ({ incoming: { socket: { remoteAddress: ip } } })
+
+describe('DAG walks are linear and capped', () => {
+  it('finds exactly the links dag-cbor decoding finds, without decoding', async () => {
+    const a = await rawBlock(new Uint8Array([1]))
+    const b = await cborBlock({ x: 1 })
+    const values: unknown[] = [
+      { a: a.cid, list: [b.cid, { deep: [[[a.cid]]] }], n: -5, f: 1.5, big: 2 ** 40, s: 'text', bytes: new Uint8Array([0, 1]), t: true, z: null },
+      [a.cid, a.cid, b.cid],
+      'no links',
+      { nested: { map: { with: { cid: b.cid, more: new Array(300).fill(a.cid) } } } }
+    ]
+    for (const value of values) {
+      const block = await cborBlock(value)
+      const scanned: string[] = []
+      expect(forEachLink(block.bytes, (start, end) => { scanned.push(CID.decode(block.bytes.subarray(start, end)).toString()); return true })).toBe(true)
+      const decoded: string[] = []
+      const visit = (node: unknown): void => {
+        const cid = CID.asCID(node)
+        if (cid !== null) { decoded.push(cid.toString()); return }
+        if (node !== null && typeof node === 'object' && !(node instanceof Uint8Array)) for (const child of Object.values(node)) visit(child)
+      }
+      visit(dagCbor.decode(block.bytes))
+      expect(scanned.sort()).toEqual(decoded.sort())
+    }
+    expect(forEachLink(new Uint8Array([0x82, 0x01]), () => true)).toBe(true) // truncated: no links
+  })
+
+  it('serves a CAR of a block that repeats one link 24 000 times (a 1 MiB block) with each block once', async () => {
+    const hub = makeHub()
+    const leaf = await rawBlock(new Uint8Array([1, 2, 3]))
+    const fat = await cborBlock({ links: new Array(24_000).fill(leaf.cid) })
+    expect((await upload(hub, [fat, leaf])).status).toBe(200)
+    const res = await carOf(hub, fat.cid)
+    expect(res.status).toBe(200)
+    const bytes = new Uint8Array(await res.arrayBuffer())
+    expect(Number(res.headers.get('content-length'))).toBe(bytes.byteLength)
+    const blocks = [...CarBufferReader.fromBytes(bytes).blocks()].map(b => b.cid.toString())
+    expect(blocks).toEqual([fat.cid.toString(), leaf.cid.toString()])
+  })
+
+  it('refuses a CAR over the link cap (413) before sending any of it', async () => {
+    const hub = makeHub({ maxDagLinks: 1_000 })
+    const leaf = await rawBlock(new Uint8Array([9]))
+    const fat = await cborBlock({ links: new Array(1_001).fill(leaf.cid) })
+    expect((await upload(hub, [fat, leaf])).status).toBe(200)
+    await expectRefusal(await carOf(hub, fat.cid), 413, 'TooLargeError')
+  })
+
+  it('refuses a CAR over the block cap (413)', async () => {
+    const hub = makeHub({ maxDagBlocks: 3 })
+    const leaves = await Promise.all([1, 2, 3].map(async n => rawBlock(new Uint8Array([n]))))
+    const node = await cborBlock({ links: leaves.map(l => l.cid) })
+    expect((await upload(hub, [node, ...leaves])).status).toBe(200)
+    await expectRefusal(await carOf(hub, node.cid), 413, 'TooLargeError')
+    expect((await carOf(hub, leaves[0]!.cid)).status).toBe(200)
+  })
+
+  it('refuses a record whose space has more links than one walk may examine (413), storing nothing', async () => {
+    const hub = makeHub({ maxDagLinks: 500 })
+    const space = await makeSpace()
+    const leaf = await rawBlock(new Uint8Array([7]))
+    const fat = await cborBlock({ links: new Array(600).fill(leaf.cid) })
+    // A root whose public section is the fat block.
+    const root = await encodeRoot({ ...decodeRoot(space.root.bytes), public: fat.cid })
+    expect((await upload(hub, [root, fat, leaf, ...space.blocks.slice(2)])).status).toBe(200)
+    const res = await putRecord(hub, space.name, await createRecord(space.key, root.cid, 1))
+    await expectRefusal(res, 413, 'TooLargeError')
+    expect((await hub.app.request(`/routing/v1/ipns/${space.name}`, { headers: { accept: 'application/vnd.ipfs.ipns-record' } })).status).toBe(404)
+  })
+})
+
+describe('uploads', () => {
+  it('refuses a CAR with more blocks than one upload may hold (413), storing none of them', async () => {
+    const hub = makeHub({ maxUploadBlocks: 3 })
+    const blocks = await Promise.all([1, 2, 3, 4].map(async n => rawBlock(new Uint8Array([n]))))
+    await expectRefusal(await upload(hub, blocks), 413, 'TooLargeError')
+    for (const block of blocks) expect(await has(hub, block.cid)).toBe(false)
+    expect((await upload(hub, blocks.slice(0, 3))).status).toBe(200)
+  })
+})
+
+describe('CAR responses are streamed and their concurrency capped', () => {
+  it('holds a CAR slot while a body is unread: the hub-wide cap is a 503 with Retry-After, freed on cancel', async () => {
+    const hub = makeHub({ maxCarStreams: 1, maxCarStreamsPerClient: 5 })
+    const block = await rawBlock(new Uint8Array(1000))
+    expect((await upload(hub, [block])).status).toBe(200)
+    const first = await carOf(hub, block.cid, envOf('10.0.0.1'))
+    expect(first.status).toBe(200)
+    const busy = await carOf(hub, block.cid, envOf('10.0.0.2'))
+    expect(busy.headers.get('retry-after')).toBe('1')
+    await expectRefusal(busy, 503, 'UnavailableError')
+    await first.body?.cancel()
+    expect((await carOf(hub, block.cid, envOf('10.0.0.2'))).status).toBe(200)
+  })
+
+  it('caps CAR streams per client (429) without touching other clients', async () => {
+    const hub = makeHub({ maxCarStreams: 10, maxCarStreamsPerClient: 1 })
+    const block = await rawBlock(new Uint8Array(10))
+    expect((await upload(hub, [block])).status).toBe(200)
+    const first = await carOf(hub, block.cid, envOf('10.0.0.1'))
+    expect(first.status).toBe(200)
+    await expectRefusal(await carOf(hub, block.cid, envOf('10.0.0.1')), 429, 'RateLimitError')
+    const other = await carOf(hub, block.cid, envOf('10.0.0.2'))
+    expect(other.status).toBe(200)
+    // Reading a body to its end frees the slot too.
+    await first.arrayBuffer()
+    await other.arrayBuffer()
+    expect((await carOf(hub, block.cid, envOf('10.0.0.1'))).status).toBe(200)
+  })
+})
+
+describe('event streams per client', () => {
+  it('refuses a client its 3rd stream (429) while another client still gets one', async () => {
+    const hub = makeHub({ maxEventStreamsPerClient: 2 })
+    const space = await makeSpace()
+    const open = async (ip: string): Promise<Response> => hub.app.request(`/api/v1/events/${space.name}`, {}, envOf(ip))
+    const a = await open('2001:db8:1:2::1')
+    const b = await open('2001:db8:1:2:ffff::9') // same /64
+    expect([a.status, b.status]).toEqual([200, 200])
+    await expectRefusal(await open('2001:db8:1:2::77'), 429, 'RateLimitError')
+    const c = await open('2001:db8:1:3::1')
+    expect(c.status).toBe(200)
+    await Promise.all([a.body?.cancel(), b.body?.cancel(), c.body?.cancel()])
+  })
+
+  it('groups IPv6 clients by /64 and writes IPv4-mapped addresses as IPv4', () => {
+    expect(groupAddress('2001:db8:0:1::5')).toBe(groupAddress('2001:0db8:0000:0001:ffff:1:2:3'))
+    expect(groupAddress('2001:db8:0:1::5')).not.toBe(groupAddress('2001:db8:0:2::5'))
+    expect(groupAddress('::ffff:10.1.2.3')).toBe('10.1.2.3')
+    expect(groupAddress('10.1.2.3')).toBe('10.1.2.3')
+  })
+})
+
+describe('uploads are charged to their uploader until a record references them', () => {
+  it('refuses an upload over the per-client pending share (413), and a referencing record frees the share', async () => {
+    // Each block costs at least 4 KiB; 3 blocks fit, 4 do not.
+    const hub = makeHub({ maxPendingBytesPerClient: 3 * 4096 })
+    const space = await makeSpace()
+    expect((await upload(hub, space.blocks)).status).toBe(200)
+    const extra = await rawBlock(new Uint8Array([42]))
+    await expectRefusal(await upload(hub, [extra]), 413, 'TooLargeError')
+    expect(await has(hub, extra.cid)).toBe(false)
+    expect((await putRecord(hub, space.name, await createRecord(space.key, space.root.cid, 1))).status).toBe(200)
+    expect((await upload(hub, [extra])).status).toBe(200)
+  })
+
+  it('charges each client separately', async () => {
+    const hub = makeHub({ maxPendingBytesPerClient: 4096 })
+    const one = await rawBlock(new Uint8Array([1]))
+    const two = await rawBlock(new Uint8Array([2]))
+    const post = async (block: { cid: CID, bytes: Uint8Array }, ip: string): Promise<Response> => hub.app.request('/api/v1/blocks', {
+      method: 'POST', headers: { 'content-type': 'application/vnd.ipld.car' }, body: encodeCar([block]) as Uint8Array<ArrayBuffer>
+    }, envOf(ip))
+    expect((await post(one, '10.0.0.1')).status).toBe(200)
+    await expectRefusal(await post(two, '10.0.0.1'), 413, 'TooLargeError')
+    expect((await post(two, '10.0.0.2')).status).toBe(200)
+  })
+
+  it('refuses uploads over the hub storage budget with 507 and a JSON reason', async () => {
+    const hub = makeHub({ maxStorageBytes: 2 * 4096 })
+    const blocks = await Promise.all([1, 2, 3].map(async n => rawBlock(new Uint8Array([n]))))
+    expect((await upload(hub, blocks.slice(0, 2))).status).toBe(200)
+    const res = await upload(hub, [blocks[2]!])
+    expect(res.headers.get('retry-after')).toBe('1')
+    await expectRefusal(res, 507, 'InsufficientStorageError')
+    expect(await has(hub, blocks[2]!.cid)).toBe(false)
+  })
+
+  it('does not charge blocks the hub already has', async () => {
+    const hub = makeHub({ maxPendingBytesPerClient: 4096 })
+    const block = await rawBlock(new Uint8Array([5]))
+    expect((await upload(hub, [block])).status).toBe(200)
+    expect((await upload(hub, [block])).status).toBe(200)
+  })
+})
+
+describe('garbage collection and retention', () => {
+  it('keeps an unreferenced upload through its grace period, then deletes it; referenced blocks stay', async () => {
+    const hub = makeHub({ gcGraceMs: GRACE_MS })
+    const space = await makeSpace()
+    await publish(hub, space)
+    const stray = await rawBlock(new Uint8Array([1, 1, 1]))
+    expect((await upload(hub, [stray])).status).toBe(200)
+    const early = await hub.collectGarbage(Date.now())
+    expect(early.deletedBlocks).toBe(0)
+    expect(early.pendingBlocks).toBe(1)
+    expect(await has(hub, stray.cid)).toBe(true)
+    const late = await hub.collectGarbage(Date.now() + GRACE_MS + 1)
+    expect(late.deletedBlocks).toBe(1)
+    expect(await has(hub, stray.cid)).toBe(false)
+    expect((await hub.app.request(`/ipfs/${stray.cid.toString()}?format=raw`)).status).toBe(404)
+    for (const block of space.blocks) expect(await has(hub, block.cid)).toBe(true)
+  })
+
+  it('collects the blocks a refused PUT left behind, and frees the uploader share', async () => {
+    const hub = makeHub({ gcGraceMs: GRACE_MS, maxSpaceBytes: 4_000, maxPendingBytesPerClient: 8 * 4096 })
+    const big = await makeSpace({ privateBytes: 5_000 })
+    expect((await upload(hub, big.blocks)).status).toBe(200)
+    await expectRefusal(await putRecord(hub, big.name, await createRecord(big.key, big.root.cid, 1)), 413, 'TooLargeError')
+    const report = await hub.collectGarbage(Date.now() + GRACE_MS + 1)
+    expect(report.deletedBlocks).toBe(3)
+    for (const block of big.blocks) expect(await has(hub, block.cid)).toBe(false)
+  })
+
+  it('never keeps a space over its quota when the record comes before its blocks', async () => {
+    const hub = makeHub({ gcGraceMs: GRACE_MS, maxSpaceBytes: 4_000 })
+    const big = await makeSpace({ privateBytes: 5_000 })
+    // The hub has no root yet: the record is accepted (any IPNS record is welcome).
+    expect((await putRecord(hub, big.name, await createRecord(big.key, big.root.cid, 1))).status).toBe(200)
+    expect((await upload(hub, big.blocks)).status).toBe(200)
+    await hub.collectGarbage(Date.now() + GRACE_MS + 1)
+    // The mark stopped at the quota: the 5 000-byte bucket is not kept.
+    expect(await has(hub, big.blocks[2]!.cid)).toBe(false)
+  })
+
+  it('keeps the newest versions that fit in the quota together and drops older ones, never the current one', async () => {
+    const hub = makeHub({ gcGraceMs: GRACE_MS, maxSpaceBytes: 7_000 })
+    const walletKey = generatePrivateKey()
+    const v1 = await makeSpace({ walletKey, privateBytes: 3_000, sequence: 1 })
+    await publish(hub, v1, 1)
+    const v2 = await makeSpace({ key: v1.key, walletKey, privateBytes: 3_000, sequence: 2, parents: [v1.root.cid] })
+    await publish(hub, v2, 2)
+    const v3 = await makeSpace({ key: v1.key, walletKey, privateBytes: 3_000, sequence: 3, parents: [v2.root.cid] })
+    await publish(hub, v3, 3)
+    const report = await hub.collectGarbage(Date.now() + GRACE_MS + 1)
+    expect(report.versionsKept).toBe(2)
+    expect(report.versionsDropped).toBe(1)
+    for (const block of [...v3.blocks, ...v2.blocks]) expect(await has(hub, block.cid)).toBe(true)
+    expect(await has(hub, v1.root.cid)).toBe(false)
+    expect(await has(hub, v1.blocks[2]!.cid)).toBe(false)
+  })
+
+  it('never deletes blocks the API did not land (another app on the same blockstore)', async () => {
+    const hub = makeHub({ gcGraceMs: 0 })
+    const foreign = await rawBlock(new Uint8Array([8, 8]))
+    await hub.blockstore.put(foreign.cid, foreign.bytes)
+    await hub.collectGarbage(Date.now() + 1)
+    expect(await has(hub, foreign.cid)).toBe(true)
+  })
+})
+
+describe('dated address bindings', () => {
+  it('keeps the version 1 statement byte for byte and dates version 2', () => {
+    const address = '0x' + 'ab'.repeat(20)
+    expect(ownerStatement(address, 'k51x')).toBe(`UserSpace owner binding\n\nI, ${address}, own the UserSpace published under the IPNS name k51x.\n\nVersion: 1`)
+    const v2 = ownerStatement(address, 'k51x', Date.UTC(2026, 0, 2))
+    expect(v2).toMatch(/replacing any binding signed before the date below/)
+    expect(v2).toMatch(/Issued at: 2026-01-02T00:00:00.000Z\nVersion: 2$/)
+  })
+
+  it('lets a later dated binding take an address back from a space it was tricked into binding; an earlier one cannot', async () => {
+    const hub = makeHub()
+    const walletKey = generatePrivateKey()
+    const lookup = async (address: string): Promise<unknown> => (await (await hub.app.request(`/api/v1/address/${address}`)).json() as { name: unknown }).name
+    // The attacker's space carries the victim's (phished) version 1 binding.
+    const attacker = await makeSpace({ walletKey })
+    await publish(hub, attacker)
+    expect(await lookup(attacker.address)).toBe(attacker.name)
+    const real = await makeSpace({ walletKey, issuedAt: Date.now() - 1_000 })
+    await publish(hub, real)
+    expect(await lookup(real.address)).toBe(real.name)
+    // A phished binding dated before the real one does not win it back.
+    const phished = await makeSpace({ key: attacker.key, walletKey, issuedAt: Date.now() - 60_000, sequence: 2 })
+    await publish(hub, phished, 2)
+    expect(await lookup(real.address)).toBe(real.name)
+    // An undated (version 1) binding never replaces a dated one.
+    const undated = await makeSpace({ walletKey })
+    await publish(hub, undated)
+    expect(await lookup(real.address)).toBe(real.name)
+  })
+
+  it('refuses a binding dated in the future (400), which would outrank every later one', async () => {
+    const hub = makeHub()
+    const space = await makeSpace({ issuedAt: Date.now() + 24 * 3600_000 })
+    expect((await upload(hub, space.blocks)).status).toBe(200)
+    await expectRefusal(await putRecord(hub, space.name, await createRecord(space.key, space.root.cid, 1)), 400, 'InvalidInputError')
+  })
+
+  it('refuses a dated binding whose date was changed after signing', async () => {
+    const space = await makeSpace({ issuedAt: 1_700_000_000_000 })
+    const owner = decodeRoot(space.root.bytes).owner
+    expect(verifyOwner(owner, space.name)).toBe(space.address)
+    expect(() => verifyOwner({ ...owner, issuedAt: 1_700_000_000_001 }, space.name)).toThrow(expect.objectContaining({ name: 'SignerMismatchError' }))
+  })
+})
+
+describe('guards that a single deleted line would open', () => {
+  it('never serves a file outside demoDir, however the path is encoded', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'userspace-static-'))
+    try {
+      await mkdir(join(dir, 'demo'))
+      await writeFile(join(dir, 'demo', 'index.html'), '<!doctype html><title>demo</title>')
+      await writeFile(join(dir, 'secret.txt'), 'TOP SECRET')
+      const hub = makeHub({ demoDir: join(dir, 'demo') })
+      for (const path of ['/..%2fsecret.txt', '/..%2F..%2F' + dir.slice(1).replaceAll('/', '%2F') + '%2Fsecret.txt', '/%2e%2e%2fsecret.txt', '/..%5csecret.txt']) {
+        const res = await hub.app.request(path)
+        expect(res.status, path).toBe(404)
+        expect(await res.text()).not.toMatch(/TOP SECRET/)
+      }
+      expect(await (await hub.app.request('/')).text()).toMatch(/<title>demo/)
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('rate-limits by socket address, never by a forged X-Forwarded-For', async () => {
+    const hub = makeHub({ rateLimit: { requestsPerSecond: 0.001, burst: 2 } })
+    const path = `/api/v1/address/0x${'33'.repeat(20)}`
+    const ask = async (forwarded: string): Promise<Response> => hub.app.request(path, { headers: { 'x-forwarded-for': forwarded, 'x-real-ip': forwarded } }, envOf('10.9.9.9'))
+    expect((await ask('1.1.1.1')).status).toBe(404)
+    expect((await ask('2.2.2.2')).status).toBe(404)
+    await expectRefusal(await ask('3.3.3.3'), 429, 'RateLimitError')
+  })
+
+  it('turns running out of file descriptors into a 503 with Retry-After, not a 500', async () => {
+    const hub = makeHub({}, {
+      blockstore: Object.assign(new MemoryBlockstore(), {
+        put: async () => { throw Object.assign(new Error('EMFILE: too many open files, open \'/x\''), { code: 'EMFILE' }) }
+      })
+    })
+    const res = await upload(hub, [await rawBlock(new Uint8Array([1]))])
+    expect(res.headers.get('retry-after')).toBe('1')
+    await expectRefusal(res, 503, 'UnavailableError')
+  })
+})
+
+describe('durable writes', () => {
+  it('fsyncs uploaded blocks before the 200', async () => {
+    const synced: string[] = []
+    const hub = makeHub({}, { syncBlocks: async (cids) => { synced.push(...cids.map(String)) } })
+    const block = await rawBlock(new Uint8Array([4, 4]))
+    expect((await upload(hub, [block])).status).toBe(200)
+    expect(synced).toEqual([block.cid.toString()])
+  })
+
+  it('fsyncs the files blockstore-fs wrote, by their real paths', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'userspace-fsync-'))
+    const store = new FsBlockstore(join(dir, 'blocks'))
+    try {
+      await store.open()
+      const block = await rawBlock(new Uint8Array([6]))
+      await store.put(block.cid, block.bytes)
+      await fsBlockSyncer(join(dir, 'blocks'))([block.cid])
+      const missing = await rawBlock(new Uint8Array([7]))
+      await expect(fsBlockSyncer(join(dir, 'blocks'))([missing.cid])).rejects.toMatchObject({ code: 'ENOENT' })
+    } finally {
+      await store.close()
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('writes records and bindings to LevelDB with sync: true', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'userspace-level-'))
+    const datastore = new LevelDatastore(join(dir, 'ds'))
+    try {
+      await datastore.open()
+      const calls: unknown[] = []
+      const batch = datastore.db.batch.bind(datastore.db)
+      ;(datastore.db as unknown as { batch: unknown }).batch = async (ops: unknown, options: unknown) => { calls.push(options); return batch(ops as never, options as never) }
+      await putDurably(datastore, [['/a', new Uint8Array([1])]])
+      expect(calls).toEqual([{ sync: true }])
+      const app = createHubApp({ blockstore: new MemoryBlockstore(), datastore }, { rateLimit: 0 })
+      const space = await makeSpace()
+      await publish({ app } as unknown as Hub, space)
+      expect(calls.length).toBeGreaterThan(1)
+      expect(calls.every(c => (c as { sync?: boolean }).sync === true)).toBe(true)
+    } finally {
+      await datastore.close()
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+})
+
+describe('the default rate limit and honest use', () => {
+  it('lets a cold open of a space of 4 096 keys in 256 buckets through a hub with default settings', async () => {
+    const blockstore = new MemoryBlockstore()
+    const datastore = new (await import('datastore-core')).MemoryDatastore()
+    const writer = createHubApp({ blockstore, datastore }, { rateLimit: 0 })
+    // The same stores behind the default limits, reached from one client address.
+    const reader = createHubApp({ blockstore, datastore })
+    const storeOf = (app: typeof writer): ReturnType<typeof hubStore> => hubStore('http://hub.test', { fetch: async (input, init) => app.request(String(input), init, envOf('10.1.1.1')) })
+    const signer = privateKeyToAccount(generatePrivateKey())
+    const entries: Record<string, string> = {}
+    for (let i = 0; i < 4_096; i++) entries[`key-${i}`] = 'v'.repeat(1_000)
+    const space = await openSpace({ signer, store: storeOf(writer) })
+    await space.patch(entries)
+    await space.close()
+    const again = await openSpace({ signer, store: storeOf(reader) })
+    try {
+      expect(Object.keys(await again.getAll())).toHaveLength(4_096)
+    } finally {
+      await again.close()
+    }
+  }, 120_000)
+})
