@@ -164,7 +164,8 @@ describe('CLI errors and --json', () => {
     await space.flush()
     const file = join(tmp, 'space.car')
     const out = captureIO()
-    expect(await main(['export', space.address, '-o', file, '--json', '--hub', hub.url], out)).toBe(0)
+    const exportCode = await main(['export', space.name, '-o', file, '--json', '--hub', hub.url], out)
+    expect(exportCode, out.stderr.join('\n')).toBe(0)
     const exported = JSON.parse(out.stdout.join('\n')) as Record<string, unknown>
     expect(exported).toMatchObject({ name: space.name, sequence: space.sequence, file })
     expect(exported.bytes).toBe((await readFile(file)).length)

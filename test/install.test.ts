@@ -116,9 +116,10 @@ describe('installed from the packed tarball into a fresh project with default np
     hub.stdout.setEncoding('utf8').on('data', (chunk: string) => { out += chunk })
     hub.stderr.setEncoding('utf8').on('data', (chunk: string) => { out += chunk })
     const url = await new Promise<string>((resolve, reject) => {
+      // The demo line is the last one printed at start.
       const check = (): void => {
         const found = /listening on (http:\/\/\S+)/.exec(out)?.[1]
-        if (found !== undefined) resolve(found)
+        if (found !== undefined && /^demo: .*\n/m.test(out)) resolve(found)
       }
       hub.stdout.on('data', check)
       hub.once('exit', (code) => { reject(new Error(`hub exited with ${String(code)}: ${out}`)) })

@@ -4,7 +4,7 @@
  * public bootstrappers or delegated routers — the peers it knows are the ones it is given. With a
  * `directory` it keeps blocks on disk and its datastore (IPNS records, DHT records, peer store, its
  * own peer key) in LevelDB, so a restarted hub keeps its peer id and its data. Node-only: the
- * browser builds its own helia with IndexedDB stores.
+ * browser builds its own helia with IndexedDB stores. This module is the `userspace/helia/node` entry.
  */
 import '../polyfill.js'
 import { floodsub } from '@libp2p/floodsub'
