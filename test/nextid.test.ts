@@ -17,7 +17,7 @@ import {
   MAX_STALE_CANDIDATES, buildSignPayload, createNextIdApp, exportAvatarChain, importAvatarChain, nextIdStoredBytes, type NextIdOptions
 } from '../src/hub/nextid.js'
 import { parsePublicKey, recoveryCount, signedBy } from '../src/hub/nextid/chain.js'
-import { canonicalJson, compareCodePoints, formatNumber, mergePatch, parseJson, toJsonValue, type JsonValue } from '../src/hub/nextid/json.js'
+import { canonicalJson, compareCodePoints, formatNumber, mergePatch, parseJson, toJsonValue } from '../src/hub/nextid/json.js'
 import { bytesToHex, concatBytes, fromBase64, hexToBytes, toBase64, utf8 } from '../src/crypto/bytes.js'
 import { hashPersonalMessage, recoverPersonalSigner } from '../src/crypto/eip191.js'
 import { cborBlock, encodeCar } from '../src/store/blocks.js'

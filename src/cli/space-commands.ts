@@ -112,7 +112,7 @@ async function withSpace<T> (flags: Flags, io: CliIO, fn: (section: SectionApi, 
 }
 
 /** A JSON argument, or `-` for standard input. */
-async function jsonArg (text: string, what: string, io: CliIO): Promise<Json> {
+async function jsonArg (text: string, what: string): Promise<Json> {
   const source = text === '-' ? await readStdin() : text
   try {
     return JSON.parse(source) as Json
@@ -204,7 +204,7 @@ export const SPACE_COMMANDS: Record<string, Command> = {
     async run (args, io) {
       const { flags, positionals } = parse(args, common, { min: 2, max: 2, names: '<key> <json>' })
       const [key, text] = positionals as [string, string]
-      const value = await jsonArg(text, 'the value', io)
+      const value = await jsonArg(text, 'the value')
       return withSpace(flags, io, async (section, space) => { await section.set(key, value); return published(io, flags, space, { set: key }) })
     }
   },
@@ -240,7 +240,7 @@ export const SPACE_COMMANDS: Record<string, Command> = {
     examples: [`USERSPACE_PRIVATE_KEY=0x… userspace patch '{"io.example.app":{"volume":3,"muted":null}}'`],
     async run (args, io) {
       const { flags, positionals } = parse(args, common, { min: 1, max: 1, names: '<json>' })
-      const patch = await jsonArg(positionals[0] as string, 'the patch', io)
+      const patch = await jsonArg(positionals[0] as string, 'the patch')
       if (typeof patch !== 'object' || patch === null || Array.isArray(patch)) throw new UsageError('the patch must be a JSON object')
       return withSpace(flags, io, async (section, space) => { await section.patch(patch); return published(io, flags, space, { patched: Object.keys(patch) }) })
     }

@@ -42,7 +42,7 @@ import {
   parseSignature, parseUuid
 } from './nextid/chain.js'
 import { canonicalJson, isJsonObject, parseJson, type JsonObject, type JsonValue } from './nextid/json.js'
-import { DEFAULT_MAX_STORED_BYTES, getCid, getEntry, listAvatars, listEntries, keys, loadLink, type NextIdStores } from './nextid/store.js'
+import { DEFAULT_MAX_STORED_BYTES, getCid, getEntry, listAvatars, listEntries, keys, loadLink } from './nextid/store.js'
 import { DEFAULT_MAX_CHAIN_BYTES, DEFAULT_MAX_CHAIN_LINKS, importAvatarChain, sameKey, streamAvatarChain } from './nextid/transfer.js'
 import { acceptLink, type WriteConfig } from './nextid/write.js'
 import type { Block, AbortOptions } from '../store/interface.js'

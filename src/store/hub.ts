@@ -527,7 +527,7 @@ export async function * readEvents (body: ReadableStream<Uint8Array>, options: R
 async function readWithin (reader: ReadableStreamDefaultReader<Uint8Array>, idleMs: number | undefined): Promise<ReadableStreamReadResult<Uint8Array>> {
   if (idleMs === undefined) return await reader.read()
   let timer: ReturnType<typeof setTimeout> | undefined
-  const silent = new Promise<never>((resolve, reject) => {
+  const silent = new Promise<never>((_resolve, reject) => {
     timer = setTimeout(() => { reject(new StoreError(`the event stream was silent for ${idleMs} ms`)) }, idleMs)
     // The open stream keeps a process alive if anything does; its watchdog should not.
     ;(timer as { unref?: () => void }).unref?.()

@@ -33,7 +33,7 @@ export async function startHubProcess (dataDir: string, extra: string[] = []): P
   child.stderr?.setEncoding('utf8').on('data', (chunk: string) => { err += chunk })
   const deadline = Date.now() + 30_000
   // `--peer` is dialled in the background; a caller that passes one wants it connected.
-  const peers = extra.filter((arg, i) => extra[i - 1] === '--peer').length
+  const peers = extra.filter((_, i) => extra[i - 1] === '--peer').length
   const ready = (): boolean => /^data: /m.test(out) && (out.match(/^peer: connected to /gm)?.length ?? 0) >= peers
   while (!ready()) {
     if (child.exitCode !== null) throw new Error(`hub exited with ${child.exitCode}: ${err}${out}`)

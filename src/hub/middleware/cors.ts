@@ -24,6 +24,7 @@ export function corsHeaders (): MiddlewareHandler<Env> {
     c.header('Access-Control-Allow-Origin', '*')
     c.header('Access-Control-Expose-Headers', expose)
     await next()
+    return undefined
   }
 }
 
