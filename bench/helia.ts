@@ -181,6 +181,7 @@ async function main (): Promise<void> {
       const value = { changed: r, at: Date.now() }
       const t0 = performance.now()
       await a.set(key, value)
+      await a.flush()
       const t1 = performance.now()
       await b.refresh()
       const t2 = performance.now()

@@ -61,6 +61,7 @@ async function main (): Promise<void> {
     const patch: Record<string, Json> = {}
     for (let i = 0; i < size; i++) patch[`key-${i}`] = { i, label: `value number ${i}`, on: i % 2 === 0 }
     await space.patch(patch)
+    await space.flush()
 
     const setTimes: number[] = []
     const floorTimes: number[] = []
@@ -69,7 +70,9 @@ async function main (): Promise<void> {
       const key = `key-${(r * 7919) % size}`
       const before = new Set(decodeRoot(store.blocks.get(readRecord(store.records.get(space.name)!).cid!.toString())!).private.map(String))
       const t0 = performance.now()
+      // set resolves once durable on the device; flush is the publish this compares with the floor
       await space.set(key, { i: r, label: `changed ${r}`, on: true })
+      await space.flush()
       const t1 = performance.now()
       bucketBytes = changedBucketBytes(store, space.name, before)
       // the floor for this very set, measured right after it: 1 signature + seal + hash of those bytes
