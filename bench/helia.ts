@@ -9,7 +9,7 @@
  *   (`openSpace` + `getAll`: wallet signature, DHT record lookup, provider lookup, bitswap fetches,
  *   decryption); once given node 2 only, once given node 1 (which holds the space, as a hub
  *   would); the node's own start is reported apart;
- * - set → visible: `await a.set(k, v)` on node 1 until `await b.refresh()` on node 3 shows it.
+ * - set → visible: `await a.set(k, v)` and `flush()` on node 1 until `await b.refresh()` on node 3 shows it.
  *
  * Medians of RUNS runs after WARMUP unrecorded ones. Run: `npx tsc -p . ; node dist/bench/helia.js`
  */
@@ -135,6 +135,7 @@ async function main (): Promise<void> {
     const patch: Record<string, Json> = {}
     for (let i = 0; i < KEYS; i++) patch[`key-${i}`] = { i, label: `value number ${i}`, on: i % 2 === 0 }
     await a.patch(patch)
+    await a.flush()
 
     // Cold open, twice: through a node that never held the space (DHT to find node 1, then a new
     // connection to it), and connected straight to the node that holds it, as a device to its hub.
