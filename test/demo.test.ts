@@ -419,7 +419,7 @@ describe('demo page in Chromium', () => {
     await a.locator('#account').waitFor({ state: 'visible', timeout: 15_000 })
     await expect.poll(() => staleSent, { timeout: 10_000 }).toBeGreaterThanOrEqual(1)
     await expect.poll(() => askedAfter, { timeout: 10_000 }).toBeGreaterThanOrEqual(1)
-    await waitSynced(a)
+    await waitSynced(a, 30_000)
     await sleep(500)
     expect(await messages(a)).toEqual([])
     expect(await entries(a, 'private')).toEqual(now)

@@ -144,9 +144,21 @@ export async function fillEntry (page: Page, section: Section, key: string, json
   await form.locator('textarea[name=value]').fill(json)
 }
 
+/**
+ * Sets an entry through the page's editor and waits until the page shows it: the write is then
+ * durable in the browser and counted as pending, so a `waitSynced` after it waits for its publish
+ * (the sync state may still read "synced" from before while the click is being handled).
+ */
 export async function setEntry (page: Page, section: Section, key: string, json: string): Promise<void> {
   await fillEntry(page, section, key, json)
   await page.locator(`#${section} form.editor button[type=submit]`).click()
+  let want: string
+  try { want = JSON.stringify(JSON.parse(json)) } catch { return } // the page refuses it: nothing to wait for
+  const deadline = Date.now() + 15_000
+  while (JSON.stringify((await entries(page, section))[key]) !== want) {
+    if (Date.now() > deadline) throw new Error(`the page did not show ${section} "${key}" = ${json} within 15 s`)
+    await new Promise(resolve => setTimeout(resolve, 50))
+  }
 }
 
 export function entry (page: Page, section: Section, key: string): Locator {
