@@ -162,6 +162,23 @@ describe('memoryStore is a conditional store', () => {
   })
 })
 
+describe('fileState locks', () => {
+  it('takes over a lock left by a process that died, and waits for (then names) a live holder', async () => {
+    const { writeFileSync } = await import('node:fs')
+    const { spawnSync } = await import('node:child_process')
+    const dir = tempDir()
+    const state = fileState(dir)
+    await state.put('k51x', { sequence: 1, root: 'r1' })
+    const dead = spawnSync(process.execPath, ['-e', '0']).pid as number // exited: its pid names no process
+    writeFileSync(join(dir, 'k51x.lock'), String(dead))
+    await state.put('k51x', { sequence: 2, root: 'r2' })
+    expect(await state.get('k51x')).toMatchObject({ sequence: 2 })
+    writeFileSync(join(dir, 'k51x.lock'), String(process.pid)) // alive: a real holder
+    await expect(state.put('k51x', { sequence: 3, root: 'r3' })).rejects.toMatchObject({ name: 'StoreError' })
+    expect(await state.get('k51x')).toMatchObject({ sequence: 2 })
+  }, 20_000)
+})
+
 describe('close()', () => {
   it('rejects with UnpublishedWritesError naming the keys when nothing durable keeps them', async () => {
     const l = link(memoryStore())
