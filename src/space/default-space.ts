@@ -72,6 +72,8 @@ export class DefaultSpace implements Space {
   private readonly unpublished = new Map<string, PendingEntry>()
   /** writes being made durable, applied once the state has them (group commit) */
   private batch: { items: PendingEntry[], done: Promise<void> } | undefined
+  /** the newest entry per section and key of every batch not applied yet (queued or being written) */
+  private readonly unapplied = new Map<string, PendingEntry>()
   private persistTail: Promise<void> = Promise.resolve()
   /** state updates made in the background (settling published writes); `close()` waits for them */
   private stateWrites: Promise<void> = Promise.resolve()
@@ -225,8 +227,9 @@ export class DefaultSpace implements Space {
       throw new InvalidInputError('"patch" expected a JSON object (an RFC 7396 merge patch of the whole map)')
     }
     checkValue(patch, Number.MAX_SAFE_INTEGER, 'patch')
-    // A patch applies to the map as it will be once earlier writes are durable.
-    await this.batch?.done.catch(() => {})
+    // A patch applies to the map as it will be once earlier writes are durable, including a batch
+    // whose state write is already under way (no longer `this.batch`).
+    await this.persistTail
     const writes: Array<[string, string | undefined]> = []
     for (const key of Object.keys(patch)) {
       checkKey(key)
@@ -271,13 +274,7 @@ export class DefaultSpace implements Space {
 
   /** The entry a key will hold once the writes being made durable are applied. */
   private latestEntry (section: 'private' | 'public', sectionMap: Section, key: string): Entry | undefined {
-    if (this.batch !== undefined) {
-      for (let i = this.batch.items.length - 1; i >= 0; i--) {
-        const e = this.batch.items[i] as PendingEntry
-        if (e.section === section && e.key === key) return e
-      }
-    }
-    return sectionMap.entry(key)
+    return this.unapplied.get(slotOf(section, key)) ?? sectionMap.entry(key)
   }
 
   /**
@@ -289,7 +286,15 @@ export class DefaultSpace implements Space {
       const batch: { items: PendingEntry[], done: Promise<void> } = { items: [], done: Promise.resolve() }
       batch.done = this.persistTail.then(async () => {
         if (this.batch === batch) this.batch = undefined
-        await this.state.addPending(this.name, batch.items)
+        try {
+          await this.state.addPending(this.name, batch.items)
+        } finally {
+          // Applied below, or refused: either way later writes compare against the map again.
+          for (const e of batch.items) {
+            const slot = slotOf(e.section, e.key)
+            if (this.unapplied.get(slot) === e) this.unapplied.delete(slot)
+          }
+        }
         const superseded: PendingEntry[] = []
         for (const e of batch.items) {
           const section = e.section === 'public' ? this.publicSection : this.privateSection
@@ -306,6 +311,7 @@ export class DefaultSpace implements Space {
       this.batch = batch
     }
     this.batch.items.push(...items)
+    for (const e of items) this.unapplied.set(slotOf(e.section, e.key), e)
     return this.batch.done
   }
 

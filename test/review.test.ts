@@ -1,0 +1,77 @@
+/**
+ * Adversarial checks of the write path: an acknowledged write must never be lost or left behind,
+ * whatever interleaves with it (a state write in flight, a publish whose answer was lost).
+ */
+import { afterEach, describe, expect, it } from 'vitest'
+import { memoryState, memoryStore, openSpace } from '../src/index.js'
+import type { Space, SpaceOptions, SpaceStateStore, Store } from '../src/index.js'
+import { account, KEY_A } from './helpers/signers.js'
+
+const open: Space[] = []
+afterEach(async () => { for (const s of open.splice(0)) await s.close().catch(() => {}) })
+
+async function device (store: Store, state: SpaceStateStore, extra: Partial<SpaceOptions> = {}): Promise<Space> {
+  const space = await openSpace({ signer: account(KEY_A), store, state, retryDelayMs: 0, ...extra })
+  open.push(space)
+  return space
+}
+
+/** A state whose `addPending` waits until `release()`: a slow disk, made deterministic. */
+function gatedState (inner: SpaceStateStore): SpaceStateStore & { gate: () => void, release: () => void, started: Promise<void> } {
+  let gated = false
+  let open: () => void = () => {}
+  let opened = Promise.resolve()
+  let markStarted: () => void = () => {}
+  const out = {
+    durable: inner.durable,
+    get: inner.get.bind(inner),
+    put: inner.put.bind(inner),
+    removePending: inner.removePending.bind(inner),
+    started: Promise.resolve(),
+    gate () {
+      gated = true
+      opened = new Promise<void>(resolve => { open = resolve })
+      out.started = new Promise<void>(resolve => { markStarted = resolve })
+    },
+    release () { gated = false; open() },
+    async addPending (name: string, entries: Parameters<SpaceStateStore['addPending']>[1]) {
+      if (gated) { markStarted(); await opened }
+      return inner.addPending(name, entries)
+    }
+  }
+  return out
+}
+
+describe('writes made while the state is being written', () => {
+  it('a write back to the current value, made while an earlier write is being made durable, is kept', async () => {
+    const store = memoryStore()
+    const state = gatedState(memoryState())
+    const a = await device(store, state)
+    await a.set('k', 1)
+    await a.flush()
+    state.gate()
+    const first = a.set('k', 2)
+    await state.started // the first write's state write is under way
+    const second = a.set('k', 1)
+    state.release()
+    await Promise.all([first, second])
+    expect(await a.get('k')).toBe(1)
+    await a.flush()
+    const b = await device(store, memoryState(), { deviceId: 'reader' })
+    expect(await b.get('k')).toBe(1)
+  })
+
+  it('a patch made while an earlier write is being made durable applies on top of it', async () => {
+    const store = memoryStore()
+    const state = gatedState(memoryState())
+    const a = await device(store, state)
+    await a.set('o', { x: 1 })
+    state.gate()
+    const first = a.set('o', { x: 1, y: 2 })
+    await state.started
+    const second = a.patch({ o: { z: 3 } })
+    state.release()
+    await Promise.all([first, second])
+    expect(await a.get('o')).toEqual({ x: 1, y: 2, z: 3 })
+  })
+})
