@@ -3,7 +3,7 @@
  * whatever interleaves with it (a state write in flight, a publish whose answer was lost).
  */
 import { afterEach, describe, expect, it } from 'vitest'
-import { memoryState, memoryStore, openSpace } from '../src/index.js'
+import { memoryState, memoryStore, openSpace, StoreError } from '../src/index.js'
 import type { Space, SpaceOptions, SpaceStateStore, Store } from '../src/index.js'
 import { account, KEY_A } from './helpers/signers.js'
 
@@ -73,5 +73,36 @@ describe('writes made while the state is being written', () => {
     state.release()
     await Promise.all([first, second])
     expect(await a.get('o')).toEqual({ x: 1, y: 2, z: 3 })
+  })
+})
+
+describe('a publish whose answer was lost', () => {
+  it('settles its writes once the store is seen to hold them', async () => {
+    const network = memoryStore()
+    let loseAnswer = false
+    const store: Store = {
+      conditional: true,
+      putBlocks: async (blocks, o) => network.putBlocks(blocks, o),
+      getBlock: async (cid, o) => network.getBlock(cid, o),
+      getRecord: async (name, o) => network.getRecord(name, o),
+      async putRecord (name, record, o) {
+        await network.putRecord(name, record, o)
+        // the hub took it, but the answer never came back (a timeout, a dropped connection)
+        if (loseAnswer) { loseAnswer = false; throw new StoreError('connection reset') }
+      }
+    }
+    const state = memoryState()
+    const a = await device(store, state)
+    await a.flush()
+    loseAnswer = true
+    await a.set('k', 'v')
+    await a.flush().catch(() => {})
+    expect(loseAnswer).toBe(false) // the store took the version and the answer was lost
+    await a.flush()
+    expect(a.pending).toBe(0)
+    expect((await state.get(a.name))?.pending).toEqual([])
+    const closing = a.close()
+    open.splice(open.indexOf(a), 1)
+    await expect(closing).resolves.toEqual({ unpublished: [] })
   })
 })

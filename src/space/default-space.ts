@@ -448,13 +448,17 @@ export class DefaultSpace implements Space {
     this.stateWrites = this.stateWrites.then(async () => this.state.removePending(this.name, entries)).catch((err: Error) => { this.emit('error', err) })
   }
 
-  /** After merging another version: pending entries that lost to a newer write elsewhere are settled. */
+  /**
+   * After merging another version: pending entries that lost to a newer write elsewhere, or that the
+   * merged version already holds (a publish whose answer was lost, another process sharing the
+   * state), are settled.
+   */
   private pruneSuperseded (): void {
     const done: PendingEntry[] = []
     for (const e of this.unpublished.values()) {
       const section = e.section === 'public' ? this.publicSection : this.privateSection
       const current = section.entry(e.key)
-      if (current !== undefined && !sameEntry(current, e)) done.push(e)
+      if (current !== undefined && (!sameEntry(current, e) || section.holds(e.key))) done.push(e)
     }
     if (done.length > 0) this.published(done)
   }
