@@ -106,3 +106,33 @@ describe('a publish whose answer was lost', () => {
     await expect(closing).resolves.toEqual({ unpublished: [] })
   })
 })
+
+describe('a state that fails after the store took a version', () => {
+  it('settles the writes the store took even when recording the version seen fails', async () => {
+    const store = memoryStore()
+    const inner = memoryState()
+    let failPut = false
+    const state: SpaceStateStore = {
+      durable: true,
+      get: async (n) => inner.get(n),
+      addPending: async (n, e) => inner.addPending(n, e),
+      removePending: async (n, e) => inner.removePending(n, e),
+      async put (n, seen) {
+        if (failPut) { failPut = false; throw new StoreError('disk full') }
+        return inner.put(n, seen)
+      }
+    }
+    const a = await device(store, state)
+    await a.flush()
+    failPut = true
+    await a.set('k', 'v')
+    await a.flush().catch(() => {})
+    expect(failPut).toBe(false) // the store took the version, then the state refused to record it
+    const reader = await device(store, memoryState(), { deviceId: 'reader' })
+    expect(await reader.get('k')).toBe('v')
+    expect(a.pending).toBe(0)
+    await a.close()
+    open.splice(open.indexOf(a), 1)
+    expect((await inner.get(a.name))?.pending).toEqual([])
+  })
+})

@@ -425,8 +425,9 @@ export class DefaultSpace implements Space {
     this.rootCid = rootBlock.cid
     this.heads = [rootBlock.cid]
     this.mustRenew = false
-    await this.state.put(this.name, { sequence, root: rootBlock.cid.toString() })
+    // The store holds these writes now, whatever happens to the state write below.
     this.published(included)
+    await this.state.put(this.name, { sequence, root: rootBlock.cid.toString() })
     this.options.onProgress?.({ type: 'space:publish:end', detail: { sequence, root: rootBlock.cid } })
   }
 
