@@ -136,3 +136,25 @@ describe('a state that fails after the store took a version', () => {
     expect((await inner.get(a.name))?.pending).toEqual([])
   })
 })
+
+describe('close() while a write is being made durable', () => {
+  it('reports a write that became durable during close() instead of dropping it silently', async () => {
+    const store = memoryStore()
+    const state = gatedState(memoryState())
+    const a = await device(store, state)
+    await a.set('before', 1)
+    state.gate()
+    const closing = a.close()
+    open.splice(open.indexOf(a), 1)
+    await Promise.resolve() // close() is past its first wait for the state
+    const write = a.set('k', 'v')
+    await state.started
+    const outcome = closing.then(() => 'resolved', (err: Error) => err)
+    await new Promise(resolve => setTimeout(resolve, 20))
+    state.release()
+    await write
+    const result = await outcome
+    // The write resolved, the state is memory only and nothing published it: close() must say so.
+    expect(result).toMatchObject({ name: 'UnpublishedWritesError', keys: ['k'] })
+  })
+})

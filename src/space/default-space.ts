@@ -645,6 +645,8 @@ export class DefaultSpace implements Space {
       clearTimeout(this.retryTimer)
       this.unsubscribe?.()
     }
+    // A write that started before `closed` was set lands in the state and is counted below.
+    await this.persistTail
     await this.stateWrites
     const unpublished = [...this.unpublished.values()].map(e => e.section === 'public' ? `public:${e.key}` : e.key)
     this.listeners.clear()
