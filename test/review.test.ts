@@ -158,3 +158,34 @@ describe('close() while a write is being made durable', () => {
     expect(result).toMatchObject({ name: 'UnpublishedWritesError', keys: ['k'] })
   })
 })
+
+describe('a flush aborted by its caller', () => {
+  it('does not strand the writes of other callers that joined it', async () => {
+    const network = memoryStore()
+    let hold: (() => void) | undefined
+    const store: Store = {
+      conditional: true,
+      putBlocks: async (blocks, o) => network.putBlocks(blocks, o),
+      getBlock: async (cid, o) => network.getBlock(cid, o),
+      getRecord: async (name, o) => network.getRecord(name, o),
+      async putRecord (name, record, o) {
+        if (hold === undefined) await new Promise<void>(resolve => { hold = resolve })
+        return network.putRecord(name, record, o)
+      }
+    }
+    const a = await device(store, memoryState(), { retryDelayMs: 20 })
+    await a.set('x', 1) // its publish waits in putRecord
+    while (hold === undefined) await new Promise(resolve => setTimeout(resolve, 1))
+    const controller = new AbortController()
+    const y = a.set('y', 2)
+    const mine = a.flush({ signal: controller.signal }) // queues the next publish, with the caller's signal
+    await y // its background publish joins that one
+    controller.abort()
+    ;(hold as () => void)()
+    await expect(mine).rejects.toMatchObject({ name: 'AbortedError' })
+    const published = new Promise<void>(resolve => { a.on('pending', e => { if (e.count === 0) resolve() }) })
+    if (a.pending > 0) await published
+    const reader = await device(network, memoryState(), { deviceId: 'reader' })
+    expect(await reader.get('y')).toBe(2)
+  }, 10_000)
+})

@@ -339,7 +339,8 @@ export class DefaultSpace implements Space {
   private scheduleRetry (err: Error): void {
     const base = this.options.retryDelayMs ?? 2000
     if (this.retryTimer !== undefined) return
-    if (this.closed || base <= 0 || err.name === 'AbortedError') {
+    // An abort cancels one caller's wait, not the writes of others that joined the same publish.
+    if (this.closed || base <= 0) {
       this.options.onProgress?.({ type: 'space:publish:error', detail: { error: err, retryInMs: null } })
       return
     }
