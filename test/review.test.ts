@@ -2,10 +2,17 @@
  * Adversarial checks of the write path: an acknowledged write must never be lost or left behind,
  * whatever interleaves with it (a state write in flight, a publish whose answer was lost).
  */
-import { afterEach, describe, expect, it } from 'vitest'
-import { memoryState, memoryStore, openSpace, StoreError } from '../src/index.js'
+import { spawnSync } from 'node:child_process'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, afterEach, describe, expect, it } from 'vitest'
+import { fileState, memoryState, memoryStore, openSpace, StoreError } from '../src/index.js'
 import type { Space, SpaceOptions, SpaceStateStore, Store } from '../src/index.js'
 import { account, KEY_A } from './helpers/signers.js'
+
+const dirs: string[] = []
+afterAll(() => { for (const d of dirs) rmSync(d, { recursive: true, force: true, maxRetries: 5 }) })
 
 const open: Space[] = []
 afterEach(async () => { for (const s of open.splice(0)) await s.close().catch(() => {}) })
@@ -188,4 +195,21 @@ describe('a flush aborted by its caller', () => {
     const reader = await device(network, memoryState(), { deviceId: 'reader' })
     expect(await reader.get('y')).toBe(2)
   }, 10_000)
+})
+
+describe('fileState lock files', () => {
+  it('lets one writer at a time take over a lock left by a crashed process', async () => {
+    // A pid that has exited: its lock is stale, and every waiting writer judges it so at once.
+    const deadPid = spawnSync(process.execPath, ['-e', '0']).pid as number
+    for (let round = 0; round < 20; round++) {
+      const dir = mkdtempSync(join(tmpdir(), 'userspace-review-'))
+      dirs.push(dir)
+      const name = 'k51review'
+      writeFileSync(join(dir, `${name}.lock`), String(deadPid))
+      const writers = [...Array(6).keys()].map(async i => fileState(dir).addPending(name, [{ section: 'private', key: `k${i}`, stamp: 1, device: 'd', json: '1' }]))
+      await Promise.all(writers)
+      const keys = (await fileState(dir).get(name))?.pending.map(e => e.key).sort()
+      expect(keys).toEqual(['k0', 'k1', 'k2', 'k3', 'k4', 'k5'])
+    }
+  })
 })
