@@ -232,6 +232,9 @@ export function fileState (dir?: string): SpaceStateStore {
               await handle.close()
             }
             await fs.rename(tmp, `${path}.json`)
+            // The rename is durable only once the directory is: without this a power cut after
+            // `set` resolved can bring the old file back, and the write with it is gone.
+            await syncDirectory(fs, await directory())
           }
         } finally {
           await fs.unlink(`${path}.lock`).catch(() => {})
@@ -303,6 +306,18 @@ async function removeStaleLock (fs: NodeFs, path: string): Promise<boolean> {
   } finally {
     await fs.unlink(guard).catch(() => {})
   }
+}
+
+async function syncDirectory (fs: NodeFs, dir: string): Promise<void> {
+  let handle
+  try {
+    handle = await fs.open(dir, 'r')
+  } catch (err) {
+    // Windows cannot open a directory for fsync (and makes renames durable itself).
+    if (['EISDIR', 'EPERM', 'EACCES'].includes((err as { code?: string }).code ?? '')) return
+    throw err
+  }
+  try { await handle.sync() } finally { await handle.close() }
 }
 
 function alive (pid: number): boolean {
