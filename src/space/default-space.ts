@@ -72,6 +72,8 @@ export class DefaultSpace implements Space {
   private readonly unpublished = new Map<string, PendingEntry>()
   /** writes being made durable, applied once the state has them (group commit) */
   private batch: { items: PendingEntry[], done: Promise<void> } | undefined
+  /** the newest entry per section and key of every batch not applied yet (queued or being written) */
+  private readonly unapplied = new Map<string, PendingEntry>()
   private persistTail: Promise<void> = Promise.resolve()
   /** state updates made in the background (settling published writes); `close()` waits for them */
   private stateWrites: Promise<void> = Promise.resolve()
@@ -225,8 +227,9 @@ export class DefaultSpace implements Space {
       throw new InvalidInputError('"patch" expected a JSON object (an RFC 7396 merge patch of the whole map)')
     }
     checkValue(patch, Number.MAX_SAFE_INTEGER, 'patch')
-    // A patch applies to the map as it will be once earlier writes are durable.
-    await this.batch?.done.catch(() => {})
+    // A patch applies to the map as it will be once earlier writes are durable, including a batch
+    // whose state write is already under way (no longer `this.batch`).
+    await this.persistTail
     const writes: Array<[string, string | undefined]> = []
     for (const key of Object.keys(patch)) {
       checkKey(key)
@@ -271,13 +274,7 @@ export class DefaultSpace implements Space {
 
   /** The entry a key will hold once the writes being made durable are applied. */
   private latestEntry (section: 'private' | 'public', sectionMap: Section, key: string): Entry | undefined {
-    if (this.batch !== undefined) {
-      for (let i = this.batch.items.length - 1; i >= 0; i--) {
-        const e = this.batch.items[i] as PendingEntry
-        if (e.section === section && e.key === key) return e
-      }
-    }
-    return sectionMap.entry(key)
+    return this.unapplied.get(slotOf(section, key)) ?? sectionMap.entry(key)
   }
 
   /**
@@ -289,7 +286,15 @@ export class DefaultSpace implements Space {
       const batch: { items: PendingEntry[], done: Promise<void> } = { items: [], done: Promise.resolve() }
       batch.done = this.persistTail.then(async () => {
         if (this.batch === batch) this.batch = undefined
-        await this.state.addPending(this.name, batch.items)
+        try {
+          await this.state.addPending(this.name, batch.items)
+        } finally {
+          // Applied below, or refused: either way later writes compare against the map again.
+          for (const e of batch.items) {
+            const slot = slotOf(e.section, e.key)
+            if (this.unapplied.get(slot) === e) this.unapplied.delete(slot)
+          }
+        }
         const superseded: PendingEntry[] = []
         for (const e of batch.items) {
           const section = e.section === 'public' ? this.publicSection : this.privateSection
@@ -306,6 +311,7 @@ export class DefaultSpace implements Space {
       this.batch = batch
     }
     this.batch.items.push(...items)
+    for (const e of items) this.unapplied.set(slotOf(e.section, e.key), e)
     return this.batch.done
   }
 
@@ -333,7 +339,8 @@ export class DefaultSpace implements Space {
   private scheduleRetry (err: Error): void {
     const base = this.options.retryDelayMs ?? 2000
     if (this.retryTimer !== undefined) return
-    if (this.closed || base <= 0 || err.name === 'AbortedError') {
+    // An abort cancels one caller's wait, not the writes of others that joined the same publish.
+    if (this.closed || base <= 0) {
       this.options.onProgress?.({ type: 'space:publish:error', detail: { error: err, retryInMs: null } })
       return
     }
@@ -419,8 +426,9 @@ export class DefaultSpace implements Space {
     this.rootCid = rootBlock.cid
     this.heads = [rootBlock.cid]
     this.mustRenew = false
-    await this.state.put(this.name, { sequence, root: rootBlock.cid.toString() })
+    // The store holds these writes now, whatever happens to the state write below.
     this.published(included)
+    await this.state.put(this.name, { sequence, root: rootBlock.cid.toString() })
     this.options.onProgress?.({ type: 'space:publish:end', detail: { sequence, root: rootBlock.cid } })
   }
 
@@ -442,13 +450,17 @@ export class DefaultSpace implements Space {
     this.stateWrites = this.stateWrites.then(async () => this.state.removePending(this.name, entries)).catch((err: Error) => { this.emit('error', err) })
   }
 
-  /** After merging another version: pending entries that lost to a newer write elsewhere are settled. */
+  /**
+   * After merging another version: pending entries that lost to a newer write elsewhere, or that the
+   * merged version already holds (a publish whose answer was lost, another process sharing the
+   * state), are settled.
+   */
   private pruneSuperseded (): void {
     const done: PendingEntry[] = []
     for (const e of this.unpublished.values()) {
       const section = e.section === 'public' ? this.publicSection : this.privateSection
       const current = section.entry(e.key)
-      if (current !== undefined && !sameEntry(current, e)) done.push(e)
+      if (current !== undefined && (!sameEntry(current, e) || section.holds(e.key))) done.push(e)
     }
     if (done.length > 0) this.published(done)
   }
@@ -634,6 +646,8 @@ export class DefaultSpace implements Space {
       clearTimeout(this.retryTimer)
       this.unsubscribe?.()
     }
+    // A write that started before `closed` was set lands in the state and is counted below.
+    await this.persistTail
     await this.stateWrites
     const unpublished = [...this.unpublished.values()].map(e => e.section === 'public' ? `public:${e.key}` : e.key)
     this.listeners.clear()

@@ -104,6 +104,8 @@ export abstract class Section {
   protected added (_key: string, _slot: Slot): void {}
   protected abstract markDirty (slot: Slot): void
   abstract get dirty (): boolean
+  /** True when the stored form this section last took or merged holds the entry now at `key`. */
+  abstract holds (key: string): boolean
 }
 
 /** The plaintext public section: one dag-cbor block `{ version: 1, entries: { key: [stamp, device, value?] } }`. */
@@ -115,6 +117,7 @@ export class PublicSection extends Section {
   private encodedAt = 0
 
   get dirty (): boolean { return this.changed }
+  holds (key: string): boolean { return this.entries.has(key) && !this.changed }
   protected markDirty (): void { this.changed = true; this.writes++ }
   markChanged (): void { this.changed = true; this.writes++ }
 
@@ -183,6 +186,10 @@ export class PrivateSection extends Section {
 
   /** True when a bucket holds writes not yet sealed. A new, empty space has nothing to publish. */
   get dirty (): boolean { return this.dirtyBuckets.size > 0 }
+  holds (key: string): boolean {
+    const slot = this.entries.get(key)
+    return slot !== undefined && this.cids.length === this.count && !this.dirtyBuckets.has(slot.hash & (this.count - 1))
+  }
   get bucketCount (): number { return this.count }
 
   protected override hashOf (key: string): number {

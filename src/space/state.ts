@@ -232,6 +232,9 @@ export function fileState (dir?: string): SpaceStateStore {
               await handle.close()
             }
             await fs.rename(tmp, `${path}.json`)
+            // The rename is durable only once the directory is: without this a power cut after
+            // `set` resolved can bring the old file back, and the write with it is gone.
+            await syncDirectory(fs, await directory())
           }
         } finally {
           await fs.unlink(`${path}.lock`).catch(() => {})
@@ -264,17 +267,57 @@ async function lock (fs: NodeFs, path: string): Promise<void> {
     } catch (err) {
       if ((err as { code?: string }).code !== 'EEXIST') throw err
     }
-    // A lock whose process is gone (killed mid-write), or that is very old, is taken over.
-    try {
-      const owner = Number.parseInt(await fs.readFile(path, 'utf8'), 10)
-      if ((Number.isSafeInteger(owner) && owner > 0 && !alive(owner)) || Date.now() - (await fs.stat(path)).mtimeMs > STALE_LOCK_MS) {
-        await fs.unlink(path).catch(() => {})
-        continue
-      }
-    } catch {}
+    if (await removeStaleLock(fs, path)) continue
     if (Date.now() > deadline) throw new StoreError(`the state lock ${path} is held by another process`)
     await new Promise(resolve => setTimeout(resolve, wait))
   }
+}
+
+/**
+ * Removes the lock at `path` when its process is gone (killed mid-write) or it is very old. Judging
+ * and removing happen under a second lock file: two processes that both judged the same lock stale
+ * could otherwise both remove "it", the second removing the lock the first just took, and both
+ * would write. Returns true when the lock is gone.
+ */
+async function removeStaleLock (fs: NodeFs, path: string): Promise<boolean> {
+  const guard = `${path}.takeover`
+  try {
+    await (await fs.open(guard, 'wx')).close()
+  } catch (err) {
+    if ((err as { code?: string }).code !== 'EEXIST') return false
+    // A guard is held for a moment; one this old was left by a process that died holding it.
+    try { if (Date.now() - (await fs.stat(guard)).mtimeMs > STALE_LOCK_MS) await fs.unlink(guard) } catch {}
+    return false
+  }
+  try {
+    let text: string
+    try {
+      text = await fs.readFile(path, 'utf8')
+    } catch (err) {
+      return (err as { code?: string }).code === 'ENOENT'
+    }
+    const owner = Number.parseInt(text, 10)
+    const ownerGone = Number.isSafeInteger(owner) && owner > 0 && !alive(owner)
+    if (!ownerGone && Date.now() - (await fs.stat(path)).mtimeMs <= STALE_LOCK_MS) return false
+    await fs.unlink(path)
+    return true
+  } catch {
+    return false
+  } finally {
+    await fs.unlink(guard).catch(() => {})
+  }
+}
+
+async function syncDirectory (fs: NodeFs, dir: string): Promise<void> {
+  let handle
+  try {
+    handle = await fs.open(dir, 'r')
+  } catch (err) {
+    // Windows cannot open a directory for fsync (and makes renames durable itself).
+    if (['EISDIR', 'EPERM', 'EACCES'].includes((err as { code?: string }).code ?? '')) return
+    throw err
+  }
+  try { await handle.sync() } finally { await handle.close() }
 }
 
 function alive (pid: number): boolean {
