@@ -449,3 +449,20 @@ describe('history after retention', () => {
     expect(trimmed.map(v => [v.sequence, v.truncated === true])).toEqual([[4, false], [3, true]])
   })
 })
+
+describe('fileState never takes a lock from a live holder', () => {
+  it('an old lock whose process is alive is waited for, not taken over', async () => {
+    const { writeFileSync, utimesSync } = await import('node:fs')
+    const dir = tempDir()
+    const state = fileState(dir)
+    await state.put('k51y', { sequence: 1, root: 'r1' })
+    const lockPath = join(dir, 'k51y.lock')
+    writeFileSync(lockPath, String(process.pid))                 // a live holder, paused for 30 s
+    const past = new Date(Date.now() - 30_000)
+    utimesSync(lockPath, past, past)
+    await expect(state.put('k51y', { sequence: 2, root: 'r2' })).rejects.toMatchObject({ name: 'StoreError' })
+    expect(await state.get('k51y')).toMatchObject({ sequence: 1 })
+    const { readFileSync } = await import('node:fs')
+    expect(readFileSync(lockPath, 'utf8')).toBe(String(process.pid)) // still the holder's
+  }, 20_000)
+})

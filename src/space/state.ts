@@ -154,6 +154,8 @@ async function nodeFs (): Promise<NodeFs> {
 
 /** How long a lock file may live before it is taken to belong to a crashed process. */
 const STALE_LOCK_MS = 10_000
+/** A lock naming a live process is taken over only past this age: that pid must be someone else's now. */
+const REUSED_PID_LOCK_MS = 10 * 60_000
 const LOCK_WAIT_MS = 5_000
 
 /**
@@ -237,7 +239,8 @@ export function fileState (dir?: string): SpaceStateStore {
             await syncDirectory(fs, await directory())
           }
         } finally {
-          await fs.unlink(`${path}.lock`).catch(() => {})
+          // Only our own lock: one taken over from us (we were presumed dead) belongs to another now.
+          if ((await fs.readFile(`${path}.lock`, 'utf8').catch(() => '')) === String(process.pid)) await fs.unlink(`${path}.lock`).catch(() => {})
         }
         for (const q of applied) q.resolve()
       } catch (err) {
@@ -297,8 +300,13 @@ async function removeStaleLock (fs: NodeFs, path: string): Promise<boolean> {
       return (err as { code?: string }).code === 'ENOENT'
     }
     const owner = Number.parseInt(text, 10)
-    const ownerGone = Number.isSafeInteger(owner) && owner > 0 && !alive(owner)
-    if (!ownerGone && Date.now() - (await fs.stat(path)).mtimeMs <= STALE_LOCK_MS) return false
+    const named = Number.isSafeInteger(owner) && owner > 0
+    const age = Date.now() - (await fs.stat(path)).mtimeMs
+    // A live holder keeps its lock however slow its write (a paused laptop, a slow fsync); only a
+    // lock far older than any write (its pid reused by another process) is taken from a live pid.
+    if (named && alive(owner) && age <= REUSED_PID_LOCK_MS) return false
+    // A lock without a pid is being written right now, or was left empty by a crash.
+    if (!named && age <= STALE_LOCK_MS) return false
     await fs.unlink(path)
     return true
   } catch {
