@@ -466,3 +466,26 @@ describe('fileState never takes a lock from a live holder', () => {
     expect(readFileSync(lockPath, 'utf8')).toBe(String(process.pid)) // still the holder's
   }, 20_000)
 })
+
+describe('a publish that loses a race to a version holding everything', () => {
+  it('ends with space:publish:end (the winner is the published version), not silence', async () => {
+    const network = memoryStore()
+    const a = await device(network, memoryState())
+    await a.set('base', 0); await a.flush()
+    let release!: () => void
+    const gate = new Promise<void>((resolve) => { release = resolve })
+    let uploading!: () => void
+    const started = new Promise<void>((resolve) => { uploading = resolve })
+    const slow: Store = { ...link(network), putBlocks: async (blocks, o) => { uploading(); await gate; return network.putBlocks(blocks, o) } }
+    const events: string[] = []
+    const b = await device(slow, memoryState(), { onProgress: e => { events.push(e.type) } })
+    await b.set('k', 'from b, earlier')            // its publish waits at the upload
+    await started
+    await a.set('k', 'from a, later'); await a.flush() // a later write to the same key wins the sequence
+    release()
+    await b.flush()
+    expect(await b.get('k')).toBe('from a, later')
+    expect(b.pending).toBe(0)
+    expect(events.slice(events.indexOf('space:publish:race'))).toEqual(['space:publish:race', 'space:publish:end'])
+  })
+})

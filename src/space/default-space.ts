@@ -369,7 +369,12 @@ export class DefaultSpace implements Space {
           await this.absorb(latest, { signal })
         }
       }
-      if (!this.needsPublish()) return
+      if (!this.needsPublish()) {
+        // A lost race whose winner already holds everything: the newest version is published, so
+        // this publish ends there (whoever showed "publishing" hears that it ended).
+        if (attempt > 1 && this.rootCid !== null) this.options.onProgress?.({ type: 'space:publish:end', detail: { sequence: this.seq, root: this.rootCid } })
+        return
+      }
       try {
         await this.publishOnce(signal)
         return
