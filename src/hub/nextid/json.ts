@@ -53,6 +53,7 @@ export function parseJson (text: string, what = 'body'): JsonValue {
 }
 
 const NUMBER = /-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?/y
+// eslint-disable-next-line no-control-regex -- JSON forbids raw control characters in strings: this is the check
 const PLAIN = /[^"\\\u0000-\u001f]*/y
 
 class Parser {
