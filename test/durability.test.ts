@@ -11,7 +11,7 @@ import { join } from 'node:path'
 import fc from 'fast-check'
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
-import { fileState, memoryState, memoryStore, openSpace, StoreError } from '../src/index.js'
+import { ConflictError, fileState, layeredStore, memoryState, memoryStore, openSpace, StoreError, UntrustedHubError } from '../src/index.js'
 import type { Json, MemoryStore, Space, SpaceOptions, SpaceStateStore, Store } from '../src/index.js'
 import { readRecord } from '../src/store/record.js'
 import { account, KEY_A, nonDeterministicSigner } from './helpers/signers.js'
@@ -487,5 +487,42 @@ describe('a publish that loses a race to a version holding everything', () => {
     expect(await b.get('k')).toBe('from a, later')
     expect(b.pending).toBe(0)
     expect(events.slice(events.indexOf('space:publish:race'))).toEqual(['space:publish:race', 'space:publish:end'])
+  })
+})
+
+describe('bounded retries and honest failures', () => {
+  it('a store that refuses every record as a conflict stops the publish after 8 attempts, writes kept', async () => {
+    const network = memoryStore()
+    let puts = 0
+    const refusing: Store = {
+      ...link(network),
+      putRecord: async () => { puts++; throw new ConflictError('always behind') }
+    }
+    let failed!: () => void
+    const backgroundFailed = new Promise<void>((resolve) => { failed = resolve })
+    const space = await device(refusing, memoryState(), { onProgress: e => { if (e.type === 'space:publish:error') failed() } })
+    await space.set('k', 1)
+    await backgroundFailed                          // the publish the write started gave up
+    expect(puts).toBe(8)
+    await expect(space.flush()).rejects.toMatchObject({ name: 'ConflictError' })
+    expect(puts).toBe(16)                           // and so does each later one
+    expect(space.pending).toBe(1)
+    expect(await space.get('k')).toBe(1)
+  })
+
+  it('layeredStore falls back to the local record when the hub is unreachable, never when it lies', async () => {
+    const local = memoryStore()
+    const space = await device(local, memoryState())
+    await space.set('k', 1); await space.flush()
+    const failing = (err: Error): Store => ({
+      putBlocks: async () => { throw err },
+      getBlock: async () => { throw err },
+      putRecord: async () => { throw err },
+      getRecord: async () => { throw err }
+    })
+    const offline = layeredStore(local, failing(new StoreError('unreachable')))
+    expect(await offline.getRecord(space.name, { nocache: true })).toBe(local.records.get(space.name))
+    const lying = layeredStore(local, failing(new UntrustedHubError('hub sent a 300 MiB record')))
+    await expect(lying.getRecord(space.name, { nocache: true })).rejects.toMatchObject({ name: 'UntrustedHubError' })
   })
 })
