@@ -13,6 +13,7 @@ import { hubStore, idbState, idbStore, layeredStore, openSpace } from '../src/in
 import { readRecord } from '../src/store/record.js'
 import type { Eip1193Provider, IdbStore, Json, ProgressEvent, SectionApi, Signer, Space, Store, VersionInfo } from '../src/index.js'
 import { newKey, oldKeys, saveKey, storedKey, walletFromKey } from './wallet.js'
+import { addressPath } from '../src/protocol.js'
 
 const PREFIX = 'userspace-demo:'
 const hubUrl = hubFromLocation()
@@ -214,7 +215,7 @@ async function probe (): Promise<void> {
   if (current === undefined) return
   let reachable = false
   try {
-    const res = await fetch(`${hubUrl}/api/v1/address/${current.address}`, { cache: 'no-store', signal: AbortSignal.timeout(5_000) })
+    const res = await fetch(`${hubUrl}${addressPath(current.address)}`, { cache: 'no-store', signal: AbortSignal.timeout(5_000) })
     reachable = res.status < 500
   } catch {
     reachable = false

@@ -4,6 +4,7 @@
  * avatar chain between hubs). The key comes from `USERSPACE_PRIVATE_KEY` or `--key-file`, never
  * from an argument, so it stays out of shell history and process lists.
  */
+import { CAR_TYPE, NEXTID_EXPORT_PATH, NEXTID_IMPORT_PATH } from '../protocol.js'
 import { readFile, stat, writeFile } from 'node:fs/promises'
 import { dirname, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
@@ -304,7 +305,7 @@ export const SPACE_COMMANDS: Record<string, Command> = {
       const hub = hubOf(flags, io)
       if (typeof flags.avatar === 'string') {
         if (positionals.length > 0) throw new UsageError('give either <name|address> or --avatar, not both')
-        const car = await hubFetch(`${hub}/api/v1/nextid/export?avatar=${encodeURIComponent(flags.avatar)}`, io, envNumber(io, 'USERSPACE_MAX_CAR_BYTES', 'bytes') ?? DEFAULT_MAX_CAR_BYTES)
+        const car = await hubFetch(`${hub}${NEXTID_EXPORT_PATH}?avatar=${encodeURIComponent(flags.avatar)}`, io, envNumber(io, 'USERSPACE_MAX_CAR_BYTES', 'bytes') ?? DEFAULT_MAX_CAR_BYTES)
         await writeFile(out, car)
         io.out(flags.json === true
           ? JSON.stringify({ avatar: flags.avatar, bytes: car.length, file: out })
@@ -338,7 +339,7 @@ export const SPACE_COMMANDS: Record<string, Command> = {
       }
       const hub = hubOf(flags, io)
       if (!(await isSpaceExport(car))) {
-        const answer = await hubFetch(`${hub}/api/v1/nextid/import`, io, MAX_JSON_RESPONSE_BYTES, { method: 'POST', headers: { 'content-type': 'application/vnd.ipld.car' }, body: car as Uint8Array<ArrayBuffer> })
+        const answer = await hubFetch(`${hub}${NEXTID_IMPORT_PATH}`, io, MAX_JSON_RESPONSE_BYTES, { method: 'POST', headers: { 'content-type': CAR_TYPE }, body: car as Uint8Array<ArrayBuffer> })
         let body: { head: string, blocks: number }
         try {
           body = JSON.parse(new TextDecoder().decode(answer)) as { head: string, blocks: number }

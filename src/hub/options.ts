@@ -11,11 +11,7 @@ import type { Blockstore } from 'interface-blockstore'
 import type { Datastore } from 'interface-datastore'
 import type { CID } from 'multiformats/cid'
 
-/** The IPNS record media type (Delegated Routing V1, IPNS record spec). */
-export const IPNS_RECORD_TYPE = 'application/vnd.ipfs.ipns-record'
-/** Trustless gateway media types. */
-export const RAW_TYPE = 'application/vnd.ipld.raw'
-export const CAR_TYPE = 'application/vnd.ipld.car'
+export { IPNS_RECORD_TYPE, RAW_TYPE, CAR_TYPE } from '../protocol.js'
 
 /** @default 16 MiB */
 export const DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024

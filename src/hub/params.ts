@@ -6,7 +6,7 @@ import { HTTPException } from 'hono/http-exception'
 import { CID } from 'multiformats/cid'
 import { InvalidInputError, UserSpaceError } from '../errors.js'
 import { canonicalName } from '../store/record.js'
-import { CAR_TYPE, RAW_TYPE } from './options.js'
+import { CAR_TYPE, RAW_TYPE } from '../protocol.js'
 import type { Context } from 'hono'
 
 /** How many spellings of names the parser remembers. */

@@ -12,6 +12,7 @@
  * come back as the named errors of errors.ts; an unreachable or silent hub is a StoreError, a hub
  * that sends what no honest hub sends is an UntrustedHubError naming it.
  */
+import { BLOCKS_PATH, CAR_TYPE, IPNS_RECORD_TYPE, JSON_TYPE, RAW_TYPE, addressPath, eventsPath, ipfsPath, ipnsRecordPath } from '../protocol.js'
 import { fromBase64, hexToBytes } from '../crypto/bytes.js'
 import {
   AbortedError, errorFromName, IntegrityError, InvalidInputError, StoreError, TooLargeError, UntrustedHubError, UserSpaceError,
@@ -157,16 +158,16 @@ class HubStore implements Store {
 
   private async upload (blocks: Block[], options: AbortOptions): Promise<void> {
     const car = encodeCar(blocks)
-    await this.call('/api/v1/blocks', {
+    await this.call(BLOCKS_PATH, {
       method: 'POST',
-      headers: { 'content-type': 'application/vnd.ipld.car', accept: 'application/json' },
+      headers: { 'content-type': CAR_TYPE, accept: JSON_TYPE },
       body: car as Uint8Array<ArrayBuffer>
     }, options, async () => undefined)
   }
 
   async getBlock (cid: CID, options: AbortOptions = {}): Promise<Uint8Array> {
-    const bytes = await this.call(`/ipfs/${cid.toString()}?format=raw`, {
-      headers: { accept: 'application/vnd.ipld.raw' }
+    const bytes = await this.call(`${ipfsPath(cid.toString())}?format=raw`, {
+      headers: { accept: RAW_TYPE }
     }, options, async (res, signal) => await this.read(res, MAX_BLOCK_BYTES, `block ${cid.toString()}`, signal))
     if (!(await verifyBlock(cid, bytes))) {
       throw new IntegrityError(`block ${cid.toString()} from ${this.base} does not match its CID`)
@@ -175,16 +176,16 @@ class HubStore implements Store {
   }
 
   async putRecord (name: string, record: Uint8Array, options: AbortOptions = {}): Promise<void> {
-    await this.call(`/routing/v1/ipns/${this.name(name)}`, {
+    await this.call(ipnsRecordPath(this.name(name)), {
       method: 'PUT',
-      headers: { 'content-type': 'application/vnd.ipfs.ipns-record' },
+      headers: { 'content-type': IPNS_RECORD_TYPE },
       body: record as Uint8Array<ArrayBuffer>
     }, options, async () => undefined)
   }
 
   async getRecord (name: string, options: GetRecordOptions = {}): Promise<Uint8Array | undefined> {
-    return await this.call(`/routing/v1/ipns/${this.name(name)}`, {
-      headers: { accept: 'application/vnd.ipfs.ipns-record' },
+    return await this.call(ipnsRecordPath(this.name(name)), {
+      headers: { accept: IPNS_RECORD_TYPE },
       // `no-store` makes browsers and Node send `Cache-Control: no-cache`, which also tells the hub
       // to ask the network for a newer record; it adds no header of ours, so no CORS preflight.
       cache: options.nocache === true ? 'no-store' : 'default'
@@ -201,7 +202,7 @@ class HubStore implements Store {
     if (typeof address !== 'string' || !/^0x[0-9a-fA-F]{40}$/.test(address)) {
       throw new InvalidInputError(`"address" expected 0x-prefixed 20-byte hex, got ${typeof address === 'string' ? `"${address.slice(0, 50)}"` : typeof address}`)
     }
-    const body = await this.call(`/api/v1/address/${address}`, { headers: { accept: 'application/json' } }, options,
+    const body = await this.call(addressPath(address), { headers: { accept: JSON_TYPE } }, options,
       async (res, signal) => await this.readJson(res, 'the address lookup', signal), true)
     if (body === undefined) return undefined
     const claimed = (body as { name?: unknown } | null)?.name
@@ -247,7 +248,7 @@ class HubStore implements Store {
   }
 
   subscribe (name: string, listener: RecordListener): () => void {
-    const path = `/api/v1/events/${this.name(name)}`
+    const path = eventsPath(this.name(name))
     const controller = new AbortController()
     const min = this.options.reconnectMinMs ?? DEFAULT_RECONNECT_MIN_MS
     const max = this.options.reconnectMaxMs ?? DEFAULT_RECONNECT_MAX_MS

@@ -1,0 +1,29 @@
+/**
+ * The wire protocol a hub and its clients share: media types and HTTP paths. Browser-safe (no
+ * `node:*`), so the hub, the client stores, the CLI and the demo import one spelling of each. Paths
+ * that take a parameter are functions; route patterns for the hub's router sit beside them.
+ */
+
+/** The IPNS record media type (Delegated Routing V1, IPNS record spec). */
+export const IPNS_RECORD_TYPE = 'application/vnd.ipfs.ipns-record'
+/** Trustless gateway: one raw block. */
+export const RAW_TYPE = 'application/vnd.ipld.raw'
+/** Trustless gateway and uploads: a CAR (CARv1) stream of blocks. */
+export const CAR_TYPE = 'application/vnd.ipld.car'
+/** Live events. */
+export const EVENT_STREAM_TYPE = 'text/event-stream'
+export const JSON_TYPE = 'application/json'
+
+/** Delegated Routing V1: an IPNS record by name. */
+export const ipnsRecordPath = (name: string): string => `/routing/v1/ipns/${name}`
+/** Trustless gateway: a block or a DAG by CID. */
+export const ipfsPath = (cid: string): string => `/ipfs/${cid}`
+/** Upload a CAR of blocks. */
+export const BLOCKS_PATH = '/api/v1/blocks'
+/** Server-sent events of a name's accepted records. */
+export const eventsPath = (name: string): string => `/api/v1/events/${name}`
+/** The address index: a wallet address's IPNS name. */
+export const addressPath = (address: string): string => `/api/v1/address/${address}`
+/** Next.ID chains as CARs. */
+export const NEXTID_EXPORT_PATH = '/api/v1/nextid/export'
+export const NEXTID_IMPORT_PATH = '/api/v1/nextid/import'
