@@ -6,7 +6,7 @@
 import { fromUtf8 } from '../../crypto/bytes.js'
 import { InvalidInputError } from '../../errors.js'
 import { readBody, requireContentType } from '../middleware/body.js'
-import { parsePublicKey } from './chain.js'
+import { checkText, parsePublicKey } from './chain.js'
 import { isJsonObject, parseJson, type JsonObject, type JsonValue } from './json.js'
 import type { Context } from 'hono'
 
@@ -29,6 +29,15 @@ export async function readJsonObject (c: Context, maxBytes: number): Promise<Jso
   const value = parseJson(text, 'body')
   if (!isJsonObject(value)) throw new InvalidInputError(`"body" expected a JSON object, got ${describe(value)}`)
   return value
+}
+
+/** The JSON body of a payload request or a write, with the fields both name: who writes, and where. */
+export async function readKvBody (c: Context, maxBytes: number): Promise<{ body: JsonObject, publicKey: Uint8Array, platform: string, identity: string }> {
+  const body = await readJsonObject(c, maxBytes)
+  const publicKey = bodyAvatar(body)
+  const platform = checkText(body.platform, 'platform')
+  const identity = checkText(body.identity, 'identity')
+  return { body, publicKey, platform, identity }
 }
 
 /** `avatar`, or kv_server's older name `persona` (avatar wins when both are given). */

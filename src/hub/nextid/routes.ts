@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto'
 import { fromBase64 } from '../../crypto/bytes.js'
 import { InvalidInputError, InvalidSignatureError, RateLimitError } from '../../errors.js'
-import { bodyAvatar, bodyPatch, describe, readJsonObject } from './body.js'
+import { bodyPatch, describe, readKvBody } from './body.js'
 import {
   SIGNATURE_BYTES, SIGN_PAYLOAD_VERSION, avatarHex, buildSignPayload, checkSeconds, checkText, parsePublicKey, parseSignature, parseUuid
 } from './chain.js'
@@ -53,10 +53,7 @@ export function addKvRoutes (app: Hono, config: NextIdConfig): void {
 
   app.post('/v1/kv/payload', async c => {
     const signal = c.req.raw.signal
-    const body = await readJsonObject(c, config.maxBodyBytes)
-    const publicKey = bodyAvatar(body)
-    const platform = checkText(body.platform, 'platform')
-    const identity = checkText(body.identity, 'identity')
+    const { body, publicKey, platform, identity } = await readKvBody(c, config.maxBodyBytes)
     const patch = bodyPatch(body)
     checkNextIdIdentity(publicKey, platform, identity)
     await checkProof(config.proofService, publicKey, platform, identity, signal)
@@ -72,10 +69,7 @@ export function addKvRoutes (app: Hono, config: NextIdConfig): void {
   app.post('/v1/kv', async c => {
     const signal = c.req.raw.signal
     // Everything up to acceptLink is parsing: no store access, no curve arithmetic.
-    const body = await readJsonObject(c, config.maxBodyBytes)
-    const publicKey = bodyAvatar(body)
-    const platform = checkText(body.platform, 'platform')
-    const identity = checkText(body.identity, 'identity')
+    const { body, publicKey, platform, identity } = await readKvBody(c, config.maxBodyBytes)
     const uuid = parseUuid(body.uuid)
     const createdAt = checkSeconds(body.created_at)
     if (typeof body.signature !== 'string') throw new InvalidInputError(`"signature" expected base64 string, got ${describe(body.signature)}`)
