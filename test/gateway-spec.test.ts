@@ -14,7 +14,7 @@ import { readFileSync } from 'node:fs'
 import { CarBlockIterator } from '@ipld/car/iterator'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { base32 } from 'multiformats/bases/base32'
-import type { CID } from 'multiformats/cid'
+import { CID } from 'multiformats/cid'
 import { identity } from 'multiformats/hashes/identity'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { beforeAll, describe, expect, it } from 'vitest'
@@ -359,6 +359,15 @@ const cases: Case[] = [
   { name: 'a CAR of version 2 in Accept is a 406', source: 'trustless-gateway.md CAR format signaling', path: `/ipfs/${ASCII}`, headers: car(`${CAR_TYPE}; version=2`), status: 406, errorName: 'NotAcceptableError' },
   { name: 'no Accept and no ?format is a 400 (strict trustless gateway)', source: 'trustless-gateway.md Accept', path: `/ipfs/${ASCII}`, status: 400, errorName: 'InvalidInputError' },
   { name: 'a range outside a raw block is a 416', source: 'path-gateway.md Range; RFC 9110', path: `/ipfs/${ASCII}?format=raw`, headers: { range: 'bytes=31-' }, status: 416, expectHeaders: { 'content-range': 'bytes */31' } },
+  {
+    name: '/ipns/{name} as a raw block serves what the record points at, cached for the TTL, not as immutable',
+    source: 'trustless-gateway.md GET /ipns/{key}; path-gateway.md Cache-Control for /ipns/',
+    path: `/ipns/${V1V2_NAME}?format=raw`,
+    status: 200,
+    expectHeaders: { 'cache-control': /^public, max-age=1800, stale-while-revalidate=\d+/, 'x-ipfs-path': `/ipns/${V1V2_NAME}` },
+    // The record points at an identity CID: its block is the CID's own digest.
+    body: CID.parse('bafkqaddwgevxmmraojswg33smq').multihash.digest
+  },
   { name: 'an IPNS record with a path is a 400', source: 'path-gateway.md Accept: ipns-record with a path', path: `/ipns/${V1V2_NAME}/x?format=ipns-record`, status: 400, errorName: 'InvalidInputError' },
   { name: 'a path with an empty segment is a 400', source: 'trustless-gateway.md Path Validation', path: `/ipfs/${DOCUMENT}/files//single?format=car`, status: 400, errorName: 'InvalidInputError' }
 ]
