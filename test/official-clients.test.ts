@@ -104,13 +104,23 @@ describe('@helia/verified-fetch with gateways: [hub], routers: [hub]', () => {
       expect(res.status).toBe(200)
       const bytes = new Uint8Array(await res.arrayBuffer())
       expect((await sha256.digest(bytes)).bytes).toEqual(root.multihash.bytes)
-      // The public section, one path segment further. While the section is dag-cbor entries it is
-      // read as dag-cbor; once it is a plain JSON document, the same path answers JSON.
-      const pub = await verifiedFetch(`ipns://${name}/public`, { signal: AbortSignal.timeout(30_000), headers: { accept: 'application/vnd.ipld.dag-cbor, application/json;q=0.9' } })
-      expect(pub.status).toBe(200)
-      const body = new Uint8Array(await pub.arrayBuffer())
-      const text = pub.headers.get('content-type')?.includes('json') === true ? new TextDecoder().decode(body) : JSON.stringify(dagCbor.decode(body))
-      expect(text).toContain('bob')
+      // The public section, one path segment further, as JSON: the README's recipe. NOTE: while the
+      // section is dag-cbor, verified-fetch 8 does no cross-codec conversion (IPIP-0524) and answers
+      // 406 to application/json; the section is then read as dag-cbor. Once the section is written
+      // with the JSON codec, the first request answers and the fallback is never taken.
+      const url = `ipns://${name}/public`
+      let pub = await verifiedFetch(url, { signal: AbortSignal.timeout(30_000), headers: { accept: 'application/json' } })
+      let profile: unknown
+      if (pub.status === 406) {
+        pub = await verifiedFetch(url, { signal: AbortSignal.timeout(30_000), headers: { accept: 'application/vnd.ipld.dag-cbor' } })
+        expect(pub.status).toBe(200)
+        profile = dagCbor.decode(new Uint8Array(await pub.arrayBuffer()))
+      } else {
+        expect(pub.status).toBe(200)
+        expect(pub.headers.get('content-type')).toMatch(/^application\/json/)
+        profile = await pub.json()
+      }
+      expect(JSON.stringify(profile)).toContain('bob')
       // The CAR of the same, through the hub, verifies block by block.
       const car = await fetch(`${hub.url}/ipfs/${root.toString()}/public?format=car`)
       expect(car.status).toBe(200)
