@@ -17,6 +17,7 @@ import { base32 } from 'multiformats/bases/base32'
 import { CID } from 'multiformats/cid'
 import { identity } from 'multiformats/hashes/identity'
 import { sha256 } from 'multiformats/hashes/sha2'
+import { encode as dagCborEncode } from '@ipld/dag-cbor'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { CAR_TYPE, IPNS_RECORD_TYPE, RAW_TYPE } from '../src/protocol.js'
 import { cborBlock, rawBlock } from '../src/store/blocks.js'
@@ -369,6 +370,9 @@ const cases: Case[] = [
     body: CID.parse('bafkqaddwgevxmmraojswg33smq').multihash.digest
   },
   { name: 'an IPNS record with a path is a 400', source: 'path-gateway.md Accept: ipns-record with a path', path: `/ipns/${V1V2_NAME}/x?format=ipns-record`, status: 400, errorName: 'InvalidInputError' },
+  { name: 'a path of over 32 segments is a 400', source: 'trustless-gateway.md Path Validation (deeply nested paths)', path: `/ipfs/${DOCUMENT}/${Array.from({ length: 33 }, () => 'a').join('/')}?format=car`, status: 400, errorName: 'InvalidInputError' },
+  { name: 'a path segment of over 256 characters is a 400', source: 'trustless-gateway.md Path Validation', path: `/ipfs/${DOCUMENT}/${'a'.repeat(257)}?format=car`, status: 400, errorName: 'InvalidInputError' },
+  { name: 'a providers filter of over 32 names is a 400', source: 'http-routing-v1.md filter-protocols (names are bounded)', path: `/routing/v1/providers/${ASCII}?filter-protocols=${Array.from({ length: 33 }, (_, i) => `p${i}`).join(',')}`, status: 400, errorName: 'InvalidInputError' },
   { name: 'a path with an empty segment is a 400', source: 'trustless-gateway.md Path Validation', path: `/ipfs/${DOCUMENT}/files//single?format=car`, status: 400, errorName: 'InvalidInputError' }
 ]
 
@@ -462,6 +466,26 @@ describe('trustless gateway caching', () => {
     const get = await slotted.app.request(`/ipfs/${block.cid.toString()}?format=car`)
     expect(get.status).toBe(200)
     expect(await carBlocks(get)).toEqual([block.cid.toString()])
+  })
+
+  it('never sends an identity CID linked inside a DAG, but walks what it links to', async () => {
+    const local = makeHub()
+    const leaf = await rawBlock(new Uint8Array([12]))
+    const inline = CID.createV1(0x71, identity.digest(dagCborEncode({ leaf: leaf.cid })))
+    const top = await cborBlock({ inline })
+    expect((await upload(local, [leaf, top])).status).toBe(200)
+    const res = await local.app.request(`/ipfs/${top.cid.toString()}?format=car&car-dups=y`)
+    expect(await carBlocks(res)).toEqual([top.cid.toString(), leaf.cid.toString()])
+  })
+
+  it('keeps the byte cap (maxCarBytes) on paths: over it is a 413 before any byte', async () => {
+    const capped = makeHub({ maxCarBytes: 1000 })
+    const big = await rawBlock(new Uint8Array(900).fill(1))
+    const big2 = await rawBlock(new Uint8Array(900).fill(2))
+    const top = await cborBlock({ x: { a: big.cid, b: big2.cid } })
+    expect((await upload(capped, [big, big2, top])).status).toBe(200)
+    expect(await carBlocks(await capped.app.request(`/ipfs/${top.cid.toString()}/x/a?format=car`))).toEqual([top.cid.toString(), big.cid.toString()])
+    await expectRefusal(await capped.app.request(`/ipfs/${top.cid.toString()}/x?format=car`), 413, 'TooLargeError')
   })
 
   it('keeps the CAR caps on paths and dups=y: a DAG that repeats a child is refused (413) once dups would pass the cap', async () => {
@@ -573,7 +597,7 @@ describe('gateway paths over dag-cbor', () => {
   it('walks list indexes and nested maps, and 404s a missing key or an index past the end', async () => {
     const a = await rawBlock(new Uint8Array([10]))
     const b = await rawBlock(new Uint8Array([11]))
-    const inner = await cborBlock({ list: [a.cid, { deep: b.cid }] })
+    const inner = await cborBlock({ list: [a.cid, { deep: b.cid }], 'a b%/c': a.cid })
     const outer = await cborBlock({ inner: inner.cid, n: 5 })
     const local = makeHub()
     expect((await upload(local, [a, b, inner, outer])).status).toBe(200)
@@ -582,6 +606,8 @@ describe('gateway paths over dag-cbor', () => {
     expect(await blocks('inner/list/1/deep')).toEqual([outer.cid, inner.cid, b.cid].map(String))
     expect(await blocks('inner')).toEqual([outer.cid, inner.cid, a.cid, b.cid].map(String))
     expect(await blocks('n')).toEqual([outer.cid.toString()])
+    // Segments are percent-decoded once: a key with a space, a percent sign and a slash.
+    expect(await blocks(`inner/${encodeURIComponent('a b%/c')}`)).toEqual([outer.cid, inner.cid, a.cid].map(String))
     for (const missing of ['nope', 'inner/list/2', 'inner/list/01', 'n/x', 'inner/list/0/beyond-a-raw-block']) {
       await expectRefusal(await local.app.request(`/ipfs/${outer.cid.toString()}/${missing}?format=car`), 404, 'NotFoundError')
     }

@@ -39,14 +39,17 @@ interface Served {
 /** Mounts the gateway routes on `app`. */
 export function mountGateway (app: Hono, blocks: HubBlocks, records: HubRecords, options: HubAppOptions): void {
   app.on(['GET', 'HEAD'], '/ipfs/*', async (c) => {
-    const { id, segments } = parseContentPath(c.req.path, '/ipfs/')
+    // The path as sent (still percent-encoded): each segment is decoded exactly once.
+    const raw = new URL(c.req.url).pathname
+    const { id, segments } = parseContentPath(raw, '/ipfs/')
     const cid = parseCid(id)
     const negotiated = negotiate(c, ['raw', 'car'])
-    return serve(c, negotiated, { cid, segments, path: c.req.path, cacheControl: IMMUTABLE }, blocks, options)
+    return serve(c, negotiated, { cid, segments, path: raw, cacheControl: IMMUTABLE }, blocks, options)
   })
 
   app.on(['GET', 'HEAD'], '/ipns/*', async (c) => {
-    const { id, segments } = parseContentPath(c.req.path, '/ipns/')
+    const raw = new URL(c.req.url).pathname
+    const { id, segments } = parseContentPath(raw, '/ipns/')
     const name = parseName(id)
     const negotiated = negotiate(c, ['ipns-record', 'raw', 'car'])
     const cached = onlyIfCached(c)
@@ -72,7 +75,7 @@ export function mountGateway (app: Hono, blocks: HubBlocks, records: HubRecords,
     if (value === undefined || info.cid === undefined) throw new NotFoundError(`the record of ${name} points at ${info.value.slice(0, 100)}, not at /ipfs/`)
     // Mutable: cached for the record's TTL, never as immutable.
     const cacheControl = headers['Cache-Control']
-    return serve(c, negotiated, { cid: info.cid, segments: [...value.segments, ...segments], path: c.req.path, cacheControl }, blocks, options)
+    return serve(c, negotiated, { cid: info.cid, segments: [...value.segments, ...segments], path: raw, cacheControl }, blocks, options)
   })
 }
 
