@@ -102,9 +102,9 @@ describe('DAG walks are linear and capped', () => {
     const space = await makeSpace()
     const leaf = await rawBlock(new Uint8Array([7]))
     const fat = await cborBlock({ links: new Array(600).fill(leaf.cid) })
-    // A root whose public section is the fat block.
-    const root = await encodeRoot({ ...decodeRoot(space.root.bytes), public: fat.cid })
-    expect((await upload(hub, [root, fat, leaf, ...space.blocks.slice(2)])).status).toBe(200)
+    // A root whose state is the fat block.
+    const root = await encodeRoot({ ...decodeRoot(space.root.bytes), current: fat.cid })
+    expect((await upload(hub, [root, fat, leaf, ...space.blocks.slice(1)])).status).toBe(200)
     const res = await putRecord(hub, space.name, await createRecord(space.key, root.cid, 1))
     await expectRefusal(res, 413, 'TooLargeError')
     expect((await hub.app.request(`/routing/v1/ipns/${space.name}`, { headers: { accept: 'application/vnd.ipfs.ipns-record' } })).status).toBe(404)
