@@ -93,29 +93,33 @@ export function bucketText (entries: Array<[string, Entry]>): string {
  * when read).
  */
 export function readBucket (text: string, each: (key: string, stamp: number, device: string, json: string | undefined, size: number) => void): void {
-  const lines = text.split('\n')
+  // Walks the text with indexOf rather than split: no array of line strings for a large bucket.
+  let end = text.indexOf('\n')
+  if (end < 0) end = text.length
   let devices: unknown
   try {
-    devices = JSON.parse(lines[0] as string)
+    devices = JSON.parse(text.slice(0, end))
   } catch {
     throw new FormatError('private bucket has no device table')
   }
   if (!Array.isArray(devices) || !devices.every(d => typeof d === 'string')) throw new FormatError('private bucket has a malformed device table')
-  for (let n = 1; n < lines.length; n++) {
-    const line = lines[n] as string
-    const t1 = line.indexOf('\t')
-    const t2 = t1 < 0 ? -1 : line.indexOf('\t', t1 + 1)
-    if (t2 < 0) throw new FormatError('private bucket has a malformed entry')
-    const t3 = line.indexOf('\t', t2 + 1)
-    const keyJson = line.slice(0, t1)
+  while (end < text.length) {
+    const start = end + 1
+    end = text.indexOf('\n', start)
+    if (end < 0) end = text.length
+    const t1 = text.indexOf('\t', start)
+    const t2 = t1 < 0 || t1 >= end ? -1 : text.indexOf('\t', t1 + 1)
+    if (t2 < 0 || t2 >= end) throw new FormatError('private bucket has a malformed entry')
+    let t3 = text.indexOf('\t', t2 + 1)
+    if (t3 >= end) t3 = -1
+    const keyJson = text.slice(start, t1)
     const key = readKey(keyJson)
-    const stampText = line.slice(t1 + 1, t2)
-    const stamp = Number(stampText)
-    const device = devices[Number(t3 < 0 ? line.slice(t2 + 1) : line.slice(t2 + 1, t3))] as string | undefined
-    if (!Number.isSafeInteger(stamp) || stamp < 0 || stampText.length === 0 || device === undefined) throw new FormatError('private bucket has a malformed entry')
-    const json = t3 < 0 ? undefined : line.slice(t3 + 1)
+    const stamp = t2 > t1 + 1 ? Number(text.slice(t1 + 1, t2)) : NaN
+    const device = devices[Number(text.slice(t2 + 1, t3 < 0 ? end : t3))] as string | undefined
+    if (!Number.isSafeInteger(stamp) || stamp < 0 || device === undefined) throw new FormatError('private bucket has a malformed entry')
+    const json = t3 < 0 ? undefined : text.slice(t3 + 1, end)
     if (json?.length === 0) throw new FormatError('private bucket has a malformed entry')
-    each(key, stamp, device, json, keyJson.length + stampText.length + device.length + (json === undefined ? 0 : json.length + 1) + 7)
+    each(key, stamp, device, json, keyJson.length + (t2 - t1 - 1) + device.length + (json === undefined ? 0 : json.length + 1) + 7)
   }
 }
 

@@ -38,8 +38,6 @@ export const TARGET_BUCKET_BYTES = 2 * 1024
 export const MIN_BUCKET_PADDED_BYTES = 512
 
 interface Slot extends Entry {
-  /** the entry's size as counted in `bytes` */
-  size: number
   /** private section: the bucket holding the key under the current count; -1 before it is placed */
   bucket: number
   /** private section: the keyed hash of the key, -1 until a split needs it */
@@ -60,10 +58,10 @@ function define (target: Record<string, unknown>, key: string, value: unknown): 
 }
 
 export abstract class Section {
-  protected readonly entries = new Map<string, Slot>()
+  protected entries = new Map<string, Slot>()
   /** sum of entry sizes: the section's size, about its JSON length */
   bytes = 0
-  private highest = 0
+  protected highest = 0
 
   get size (): number { return this.entries.size }
 
@@ -98,7 +96,8 @@ export abstract class Section {
   /** Size in bytes the section would have after writing `entry` at `key`. */
   sizeWith (key: string, entry: Entry): number {
     const old = this.entries.get(key)
-    return this.bytes - (old?.size ?? 0) + entrySize(JSON.stringify(key), entry)
+    const keyJson = JSON.stringify(key)
+    return this.bytes - (old === undefined ? 0 : entrySize(keyJson, old)) + entrySize(keyJson, entry)
   }
 
   /** Writes an entry unconditionally (a local write) and marks its stored part dirty. */
@@ -115,8 +114,7 @@ export abstract class Section {
   }
 
   protected put (key: string, entry: Entry, old: Slot | undefined): Slot {
-    const slot: Slot = { stamp: entry.stamp, device: entry.device, size: entrySize(JSON.stringify(key), entry), bucket: old?.bucket ?? -1, hash: old?.hash ?? -1 }
-    if (entry.json !== undefined) slot.json = entry.json
+    const slot: Slot = { stamp: entry.stamp, device: entry.device, json: entry.json, bucket: old?.bucket ?? -1, hash: old?.hash ?? -1 }
     this.store(key, slot, old)
     if (old === undefined) this.added(key, slot)
     return slot
@@ -124,8 +122,9 @@ export abstract class Section {
 
   /** Puts a slot in the map and keeps the size and the highest stamp. */
   protected store (key: string, slot: Slot, old: Slot | undefined): void {
-    if (old !== undefined) this.bytes -= old.size
-    this.bytes += slot.size
+    const keyJson = JSON.stringify(key)
+    if (old !== undefined) this.bytes -= entrySize(keyJson, old)
+    this.bytes += entrySize(keyJson, slot)
     if (slot.stamp > this.highest) this.highest = slot.stamp
     this.entries.set(key, slot)
   }
@@ -385,16 +384,15 @@ export class PrivateSection extends Section {
         throw new FormatError('private bucket is not UTF-8', { cause: err })
       }
     }))
+    if (this.entries.size === 0) return this.load(count, levels, fetch, texts)
     // Read and check everything first: a bad block changes nothing.
     const incoming = new Map<string, Slot>()
     fetch.forEach((i, n) => {
-      readBucket(texts[n] as string, (key, stamp, device, json, size) => {
+      readBucket(texts[n] as string, (key, stamp, device, json) => {
         if (incoming.has(key)) throw new FormatError('a key appears twice in the private buckets')
         const local = this.entries.get(key)
         if (sameLayout && local !== undefined && local.bucket !== i) throw new FormatError(`private bucket ${i} holds a key that belongs in bucket ${local.bucket}`)
-        const slot: Slot = { stamp, device, size, bucket: i, hash: local?.hash ?? -1 }
-        if (json !== undefined) slot.json = json
-        incoming.set(key, slot)
+        incoming.set(key, { stamp, device, json, bucket: i, hash: local?.hash ?? -1 })
       })
     })
     const hadEntries = this.entries.size > 0
@@ -425,5 +423,36 @@ export class PrivateSection extends Section {
     this.levels = levels
     this.dirtyBuckets = dirty
     return { changed, ahead: dirty.size > 0 }
+  }
+
+  /**
+   * `absorb` into an empty section (opening a space): entries go straight into a new map, placed by
+   * the bucket they were read from — no keyed hash, no merge — and replace the empty one only once
+   * every bucket has been read.
+   */
+  private load (count: number, levels: TreeLevels, fetch: number[], texts: string[]): { changed: string[], ahead: boolean } {
+    const entries = new Map<string, Slot>()
+    const members: string[][] = Array.from({ length: count }, () => [])
+    let bytes = 0
+    let highest = 0
+    fetch.forEach((i, n) => {
+      const keys = members[i] as string[]
+      readBucket(texts[n] as string, (key, stamp, device, json, size) => {
+        const before = entries.size
+        entries.set(key, { stamp, device, json, bucket: i, hash: -1 })
+        if (entries.size === before) throw new FormatError('a key appears twice in the private buckets')
+        keys.push(key)
+        bytes += size
+        if (stamp > highest) highest = stamp
+      })
+    })
+    this.entries = entries
+    this.members = members
+    this.count = count
+    this.bytes = bytes
+    this.highest = highest
+    this.levels = levels
+    this.dirtyBuckets = new Set()
+    return { changed: [...entries.keys()], ahead: false }
   }
 }
