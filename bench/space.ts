@@ -61,7 +61,7 @@ async function main (): Promise<void> {
   console.log(`machine: ${os.cpus()[0]?.model ?? 'unknown cpu'}, ${os.cpus().length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB, node ${process.version}, ${os.platform()} ${os.arch()}, load ${os.loadavg().map(l => l.toFixed(1)).join(' ')}`)
   console.log(`set: median of ${SET_RUNS}; get: median of ${GET_RUNS} batches of ${GET_BATCH}; open: median of ${OPEN_RUNS}`)
   console.log('')
-  console.log('keys    | set + flush  | crypto floor | set / floor | new blocks per update (bytes: median / max) | sealed | get      | open')
+  console.log('keys    | set + flush  | crypto floor | set / floor | new blocks per update (bytes: median / max) | sealed | get      | open (wall, CPU of the process)')
   console.log('--------|--------------|--------------|-------------|---------------------------------------------|--------|----------|---------')
   const setMedians = new Map<number, number>()
   for (const size of SIZES) {
@@ -106,10 +106,14 @@ async function main (): Promise<void> {
 
     // Open: a new device (no state) opening the space from the store, signature to map in memory.
     const openTimes: number[] = []
+    const openCpu: number[] = []
     for (let r = 0; r < OPEN_RUNS; r++) {
+      const c0 = process.cpuUsage()
       const t0 = performance.now()
       const fresh = await openSpace({ signer, store })
       openTimes.push(performance.now() - t0)
+      const c = process.cpuUsage(c0)
+      openCpu.push((c.user + c.system) / 1000)
       if ((await fresh.keys()).length !== size) throw new Error(`opened ${(await fresh.keys()).length} keys, expected ${size}`)
       await fresh.close()
     }
@@ -117,8 +121,8 @@ async function main (): Promise<void> {
     const set = median(setTimes)
     const floor = median(floorTimes)
     setMedians.set(size, set)
-    const perUpdate = `${median(added)} / ${Math.max(...added)}`
-    console.log(`${String(size).padEnd(7)} | ${fmt(set).padEnd(12)} | ${fmt(floor).padEnd(12)} | ${(set / floor).toFixed(2).padEnd(11)} | ${perUpdate.padEnd(43)} | ${String(median(sealed)).padEnd(6)} | ${fmt(median(getTimes)).padEnd(8)} | ${fmt(median(openTimes))}`)
+    const perUpdate = `${median(added)} / ${Math.max(...added)} (mean ${Math.round(added.reduce((n, b) => n + b, 0) / added.length)})`
+    console.log(`${String(size).padEnd(7)} | ${fmt(set).padEnd(12)} | ${fmt(floor).padEnd(12)} | ${(set / floor).toFixed(2).padEnd(11)} | ${perUpdate.padEnd(43)} | ${String(median(sealed)).padEnd(6)} | ${fmt(median(getTimes)).padEnd(8)} | ${fmt(median(openTimes))} (CPU ${fmt(median(openCpu))})`)
   }
   console.log('')
   if (setMedians.has(10) && setMedians.has(10_000)) console.log(`set on 10 000 keys / set on 10 keys: ${(setMedians.get(10_000)! / setMedians.get(10)!).toFixed(2)}`)

@@ -26,10 +26,12 @@ import type { Block } from '../store/interface.js'
 
 /**
  * The bucket count doubles while the private map's average bucket would hold more than this many
- * bytes of entries (up to MAX_BUCKETS), so buckets hold between half of it and all of it on average.
- * @default 2 KiB
+ * bytes of entries (up to MAX_BUCKETS), so buckets hold between half of it and all of it on average:
+ * with the index path and the root, a single-key update stays under 4 KiB (more past ~6 MiB of
+ * entries, where the count stops at MAX_BUCKETS and buckets grow instead).
+ * @default 1.5 KiB
  */
-export const TARGET_BUCKET_BYTES = 2 * 1024
+export const TARGET_BUCKET_BYTES = 1536
 /**
  * A bucket's plaintext (with its 4-byte length prefix) is padded to at least this, then by Padmé
  * (steps of 32 bytes up to 1 KiB, 64 up to 2 KiB, 128 up to 4 KiB…), so a bucket's stored size
