@@ -114,13 +114,63 @@ export function readBucket (text: string, each: (key: string, stamp: number, dev
     if (t3 >= end) t3 = -1
     const keyJson = text.slice(start, t1)
     const key = readKey(keyJson)
-    const stamp = t2 > t1 + 1 ? Number(text.slice(t1 + 1, t2)) : NaN
-    const device = devices[Number(text.slice(t2 + 1, t3 < 0 ? end : t3))] as string | undefined
-    if (!Number.isSafeInteger(stamp) || stamp < 0 || device === undefined) throw new FormatError('private bucket has a malformed entry')
+    const stamp = digits(text, t1 + 1, t2)
+    const device = devices[digits(text, t2 + 1, t3 < 0 ? end : t3)] as string | undefined
+    if (!Number.isSafeInteger(stamp) || device === undefined) throw new FormatError('private bucket has a malformed entry')
     const json = t3 < 0 ? undefined : text.slice(t3 + 1, end)
     if (json?.length === 0) throw new FormatError('private bucket has a malformed entry')
     each(key, stamp, device, json, keyJson.length + (t2 - t1 - 1) + device.length + (json === undefined ? 0 : json.length + 1) + 7)
   }
+}
+
+/**
+ * Reads a bucket's keys only, calling `each(key)` per entry, and checks every line as `readBucket`
+ * does (keys, stamps, device indexes) without building entries. Returns the entry count, the
+ * entries' total size (as `entrySize` counts it) and the highest stamp.
+ */
+export function scanBucket (text: string, each: (key: string) => void): { entries: number, bytes: number, highest: number } {
+  let end = text.indexOf('\n')
+  if (end < 0) end = text.length
+  let devices: unknown
+  try {
+    devices = JSON.parse(text.slice(0, end))
+  } catch {
+    throw new FormatError('private bucket has no device table')
+  }
+  if (!Array.isArray(devices) || !devices.every(d => typeof d === 'string')) throw new FormatError('private bucket has a malformed device table')
+  let entries = 0
+  let bytes = 0
+  let highest = 0
+  while (end < text.length) {
+    const start = end + 1
+    end = text.indexOf('\n', start)
+    if (end < 0) end = text.length
+    const t1 = text.indexOf('\t', start)
+    const t2 = t1 < 0 || t1 >= end ? -1 : text.indexOf('\t', t1 + 1)
+    if (t2 < 0 || t2 >= end) throw new FormatError('private bucket has a malformed entry')
+    let t3 = text.indexOf('\t', t2 + 1)
+    if (t3 >= end) t3 = -1
+    const stamp = digits(text, t1 + 1, t2)
+    const device = devices[digits(text, t2 + 1, t3 < 0 ? end : t3)] as string | undefined
+    if (!Number.isSafeInteger(stamp) || device === undefined || t3 + 1 === end) throw new FormatError('private bucket has a malformed entry')
+    each(readKey(text.slice(start, t1)))
+    entries++
+    if (stamp > highest) highest = stamp
+    bytes += (t1 - start) + (t2 - t1 - 1) + device.length + (t3 < 0 ? 0 : end - t3) + 7
+  }
+  return { entries, bytes, highest }
+}
+
+/** The non-negative integer written in decimal (no leading zero) in text[from, to), NaN when it is not one. */
+function digits (text: string, from: number, to: number): number {
+  if (to <= from || to - from > 16 || (to - from > 1 && text.charCodeAt(from) === 48)) return NaN
+  let n = 0
+  for (let i = from; i < to; i++) {
+    const c = text.charCodeAt(i) - 48
+    if (c < 0 || c > 9) return NaN
+    n = n * 10 + c
+  }
+  return n
 }
 
 /** A key from its JSON string text: most keys need no escapes and are sliced, not parsed. */

@@ -17,7 +17,7 @@ import { FORMAT_VERSION } from '../crypto/keys.js'
 import { fromUtf8, utf8 } from '../crypto/bytes.js'
 import { FormatError, TooLargeError } from '../errors.js'
 import { MAX_BLOCK_BYTES, cborBlock, rawBlock } from '../store/blocks.js'
-import { bucketText, entrySize, readBucket, readPublicBlocks, sameEntry, wins } from './entries.js'
+import { bucketText, entrySize, readBucket, readPublicBlocks, sameEntry, scanBucket, wins } from './entries.js'
 import { MAX_BUCKETS, encodeTree, readTree } from './tree.js'
 import type { TreeLevels } from './tree.js'
 import type { Entry } from './entries.js'
@@ -67,49 +67,54 @@ export abstract class Section {
 
   get size (): number { return this.entries.size }
 
+  /** The slot at `key` (subclasses that load lazily make it present first). */
+  protected slot (key: string): Slot | undefined { return this.entries.get(key) }
+  /** Every slot (subclasses that load lazily load everything first). */
+  protected all (): Map<string, Slot> { return this.entries }
+
   /** The highest stamp held, so the clock can move past it. */
   get maxStamp (): number { return this.highest }
 
   get (key: string): Json | undefined {
-    const json = this.entries.get(key)?.json
+    const json = this.slot(key)?.json
     return json === undefined ? undefined : parseValue(json)
   }
 
   has (key: string): boolean {
-    return this.entries.get(key)?.json !== undefined
+    return this.slot(key)?.json !== undefined
   }
 
   getAll (): Record<string, Json> {
     const out: Record<string, Json> = {}
-    for (const [key, slot] of this.entries) if (slot.json !== undefined) define(out, key, parseValue(slot.json))
+    for (const [key, slot] of this.all()) if (slot.json !== undefined) define(out, key, parseValue(slot.json))
     return out
   }
 
   keys (): string[] {
     const out: string[] = []
-    for (const [key, slot] of this.entries) if (slot.json !== undefined) out.push(key)
+    for (const [key, slot] of this.all()) if (slot.json !== undefined) out.push(key)
     return out
   }
 
   entry (key: string): Entry | undefined {
-    return this.entries.get(key)
+    return this.slot(key)
   }
 
   /** Size in bytes the section would have after writing `entry` at `key`. */
   sizeWith (key: string, entry: Entry): number {
-    const old = this.entries.get(key)
+    const old = this.slot(key)
     const keyJson = JSON.stringify(key)
     return this.bytes - (old === undefined ? 0 : entrySize(keyJson, old)) + entrySize(keyJson, entry)
   }
 
   /** Writes an entry unconditionally (a local write) and marks its stored part dirty. */
   write (key: string, entry: Entry): void {
-    this.markDirty(this.put(key, entry, this.entries.get(key)))
+    this.markDirty(this.put(key, entry, this.slot(key)))
   }
 
   /** Merges a remote entry; returns true when it replaced the local one. */
   merge (key: string, entry: Entry): boolean {
-    const old = this.entries.get(key)
+    const old = this.slot(key)
     if (old !== undefined && !wins(entry, old)) return false
     this.put(key, entry, old)
     return true
@@ -257,6 +262,12 @@ export class PrivateSection extends Section {
   private dirtyBuckets = new Set<number>()
   /** Buckets written to since the last `encode` began: `commit` leaves them dirty. */
   private touched = new Set<number>()
+  /**
+   * Opening reads only each entry's key (and the highest stamp): keys of buckets not read further
+   * yet map to their bucket, whose text waits in `unread` until an entry of it is needed.
+   */
+  private lazy = new Map<string, number>()
+  private unread = new Map<number, string>()
 
   constructor (private readonly dataKey: Uint8Array, private readonly bucketKey: Uint8Array, private readonly name: string) {
     super()
@@ -265,11 +276,39 @@ export class PrivateSection extends Section {
   /** True when a bucket holds writes not yet sealed. A new, empty space has nothing to publish. */
   get dirty (): boolean { return this.dirtyBuckets.size > 0 }
   holds (key: string): boolean {
-    const slot = this.entries.get(key)
+    const slot = this.slot(key)
     return slot !== undefined && this.levels !== undefined && !this.dirtyBuckets.has(slot.bucket)
   }
 
-  get bucketCount (): number { return this.entries.size === 0 ? 0 : this.count }
+  override get size (): number { return this.entries.size + this.lazy.size }
+  get bucketCount (): number { return this.size === 0 ? 0 : this.count }
+
+  protected override slot (key: string): Slot | undefined {
+    const slot = this.entries.get(key)
+    if (slot !== undefined || this.lazy.size === 0) return slot
+    const bucket = this.lazy.get(key)
+    if (bucket === undefined) return undefined
+    this.read(bucket)
+    return this.entries.get(key)
+  }
+
+  protected override all (): Map<string, Slot> {
+    for (const bucket of [...this.unread.keys()]) this.read(bucket)
+    return this.entries
+  }
+
+  /** Reads the entries of a bucket whose keys only were read on open. */
+  private read (bucket: number): void {
+    const text = this.unread.get(bucket)
+    if (text === undefined) return
+    this.unread.delete(bucket)
+    const keys = this.members[bucket] as string[]
+    readBucket(text, (key, stamp, device, json) => {
+      this.entries.set(key, { stamp, device, json, bucket, hash: -1 })
+      this.lazy.delete(key)
+      keys.push(key)
+    })
+  }
 
   /** The CIDs of the stored buckets, in bucket order ([] when this layout was never stored). */
   get cids (): CID[] { return this.levels?.[this.levels.length - 1] ?? [] }
@@ -282,6 +321,8 @@ export class PrivateSection extends Section {
   protected override added (key: string, slot: Slot): void {
     if (slot.hash < 0) slot.hash = this.hashOf(key)
     slot.bucket = slot.hash & (this.count - 1)
+    // Its bucket's other entries are read first, so that the bucket is sealed with all of them.
+    this.read(slot.bucket)
     ;(this.members[slot.bucket] as string[]).push(key)
   }
 
@@ -304,7 +345,7 @@ export class PrivateSection extends Section {
    */
   private relayout (count: number, placed?: Map<string, Slot>): void {
     const members: string[][] = Array.from({ length: count }, () => [])
-    for (const [key, slot] of this.entries) {
+    for (const [key, slot] of this.all()) {
       const remote = placed?.get(key)
       if (remote !== undefined) slot.bucket = remote.bucket
       else if (count <= this.count && slot.bucket >= 0) slot.bucket &= count - 1
@@ -317,7 +358,7 @@ export class PrivateSection extends Section {
     this.count = count
     this.members = members
     this.levels = undefined
-    this.dirtyBuckets = new Set(this.entries.size === 0 ? [] : members.keys())
+    this.dirtyBuckets = new Set(this.size === 0 ? [] : members.keys())
   }
 
   private ad (index: number, count: number): Uint8Array {
@@ -330,12 +371,13 @@ export class PrivateSection extends Section {
    */
   async encode (): Promise<SealedPrivate> {
     this.touched.clear()
-    if (this.entries.size === 0) return { blocks: [], top: null, count: 0, commit: () => {} }
+    if (this.size === 0) return { blocks: [], top: null, count: 0, commit: () => {} }
     const want = Math.max(this.count, PrivateSection.bucketCountFor(this.bytes))
     if (want !== this.count) this.relayout(want)
     const count = this.count
     const previous = this.levels
     const indexes = previous === undefined ? [...Array(count).keys()] : [...this.dirtyBuckets]
+    for (const i of indexes) this.read(i)
     const texts = indexes.map(i => bucketText((this.members[i] as string[]).map(key => [key, this.entries.get(key) as Slot])))
     const pad = (n: number): number => Math.max(MIN_BUCKET_PADDED_BYTES, padmeLength(n))
     const sealed = await Promise.all(texts.map(async (t, n) => rawBlock(seal(this.dataKey, this.ad(indexes[n] as number, count), utf8(t), undefined, pad))))
@@ -369,8 +411,8 @@ export class PrivateSection extends Section {
   async absorb (count: number, top: CID | null, get: (cid: CID) => Promise<Uint8Array>): Promise<{ changed: string[], ahead: boolean }> {
     if (count === 0 || top === null) {
       // The remote version has no private data: everything held here is ahead of it.
-      if (this.entries.size > 0) this.relayout(this.count)
-      return { changed: [], ahead: this.entries.size > 0 }
+      if (this.size > 0) this.relayout(this.count)
+      return { changed: [], ahead: this.size > 0 }
     }
     const sameLayout = count === this.count && this.levels !== undefined
     const levels = await readTree(top, count, get, sameLayout ? this.levels : undefined)
@@ -386,18 +428,21 @@ export class PrivateSection extends Section {
         throw new FormatError('private bucket is not UTF-8', { cause: err })
       }
     }))
-    if (this.entries.size === 0) return this.load(count, levels, fetch, texts)
+    if (this.size === 0) return this.load(count, levels, fetch, texts)
+    // Merging into what is held: the buckets it touches are read in full first.
+    if (sameLayout) for (const i of fetch) this.read(i)
+    else this.all()
     // Read and check everything first: a bad block changes nothing.
     const incoming = new Map<string, Slot>()
     fetch.forEach((i, n) => {
       readBucket(texts[n] as string, (key, stamp, device, json) => {
         if (incoming.has(key)) throw new FormatError('a key appears twice in the private buckets')
-        const local = this.entries.get(key)
+        const local = this.slot(key)
         if (sameLayout && local !== undefined && local.bucket !== i) throw new FormatError(`private bucket ${i} holds a key that belongs in bucket ${local.bucket}`)
         incoming.set(key, { stamp, device, json, bucket: i, hash: local?.hash ?? -1 })
       })
     })
-    const hadEntries = this.entries.size > 0
+    const hadEntries = this.size > 0
     const dirty = sameLayout ? new Set([...this.dirtyBuckets].filter(i => known?.[i]?.equals(buckets[i] as CID) === true)) : new Set<number>()
     if (!sameLayout) this.relayout(count, incoming)
     const changed: string[] = []
@@ -428,33 +473,36 @@ export class PrivateSection extends Section {
   }
 
   /**
-   * `absorb` into an empty section (opening a space): entries go straight into a new map, placed by
-   * the bucket they were read from — no keyed hash, no merge — and replace the empty one only once
-   * every bucket has been read.
+   * `absorb` into an empty section (opening a space): only each entry's key and stamp are read
+   * (checked, and placed by the bucket they were read from — no keyed hash, no merge); the rest of a
+   * bucket waits until one of its entries is needed. Nothing changes here until every bucket has
+   * been read.
    */
   private load (count: number, levels: TreeLevels, fetch: number[], texts: string[]): { changed: string[], ahead: boolean } {
-    const entries = new Map<string, Slot>()
-    const members: string[][] = Array.from({ length: count }, () => [])
+    const lazy = new Map<string, number>()
+    const unread = new Map<number, string>()
     let bytes = 0
     let highest = 0
     fetch.forEach((i, n) => {
-      const keys = members[i] as string[]
-      readBucket(texts[n] as string, (key, stamp, device, json, size) => {
-        const before = entries.size
-        entries.set(key, { stamp, device, json, bucket: i, hash: -1 })
-        if (entries.size === before) throw new FormatError('a key appears twice in the private buckets')
-        keys.push(key)
-        bytes += size
-        if (stamp > highest) highest = stamp
+      const text = texts[n] as string
+      const scan = scanBucket(text, (key) => {
+        const before = lazy.size
+        lazy.set(key, i)
+        if (lazy.size === before) throw new FormatError('a key appears twice in the private buckets')
       })
+      bytes += scan.bytes
+      if (scan.highest > highest) highest = scan.highest
+      if (scan.entries > 0) unread.set(i, text)
     })
-    this.entries = entries
-    this.members = members
+    this.entries = new Map()
+    this.lazy = lazy
+    this.unread = unread
+    this.members = Array.from({ length: count }, () => [])
     this.count = count
     this.bytes = bytes
     this.highest = highest
     this.levels = levels
     this.dirtyBuckets = new Set()
-    return { changed: [...entries.keys()], ahead: false }
+    return { changed: [...lazy.keys()], ahead: false }
   }
 }
