@@ -11,7 +11,13 @@ import { sha256 } from '@noble/hashes/sha2.js'
 import { concatBytes, utf8 } from './bytes.js'
 import type { NormalizedSignature } from './eip191.js'
 
-export const FORMAT_VERSION = 1
+/**
+ * The storage format this library writes and reads (root, bucket index tree, buckets, public JSON).
+ * Key derivation did not change with format 2: the salt and labels below still say `v1`, so every
+ * wallet keeps its IPNS name; the format version is bound into the root and into every bucket's
+ * associated data instead.
+ */
+export const FORMAT_VERSION = 2
 
 /** The message a wallet signs to open its space (version 1). Never edit: it is part of the format. */
 export const OPEN_MESSAGE = [
@@ -24,7 +30,10 @@ export const OPEN_MESSAGE = [
   'Version: 1'
 ].join('\n')
 
-/** HKDF salt: names the format, so keys from another format version never collide with these. */
+/**
+ * HKDF salt: names the key-derivation version (1, unchanged in storage format 2), so keys from
+ * another derivation never collide with these.
+ */
 const SALT = utf8('userspace/v1')
 
 /** One HKDF `info` label per purpose. */
