@@ -27,3 +27,7 @@ export const addressPath = (address: string): string => `/api/v1/address/${addre
 /** Next.ID chains as CARs. */
 export const NEXTID_EXPORT_PATH = '/api/v1/nextid/export'
 export const NEXTID_IMPORT_PATH = '/api/v1/nextid/import'
+
+// Scoped app access: the connect page every hub serves.
+/** The connect page: a dapp opens it in a popup to ask the user for a grant. */
+export const CONNECT_PATH = '/connect'
