@@ -56,7 +56,9 @@ export async function connect (options: ConnectOptions): Promise<Grant> {
       clearInterval(watch)
       clearTimeout(timer)
       options.signal?.removeEventListener('abort', onAbort)
-      if (err !== undefined) { try { popup.close() } catch {} reject(err) } else resolve(grant as Grant)
+      // A refusal stays on screen in the popup, saying why; a grant or an abort closes it.
+      if (err === undefined || err.name === 'AbortedError') { try { popup.close() } catch {} }
+      if (err !== undefined) reject(err); else resolve(grant as Grant)
     }
     const onMessage = (event: MessageEvent): void => {
       // Only the popup we opened, on the origin we opened it at.
