@@ -403,6 +403,12 @@ async function render (): Promise<void> {
   renderEntries($('#private'), priv, current)
   renderEntries($('#public'), pub, current.public)
   renderStatus()
+  // Scoped app access: the grants in this space's directory.
+  const apps = await current.apps()
+  if (current !== space) return
+  $('#granted-list').replaceChildren(...(apps.length === 0 ? [Object.assign(document.createElement('li'), { textContent: 'No app has access.' })] : apps.map(a => Object.assign(document.createElement('li'), {
+    textContent: `${a.app} on ${a.origin ?? 'a native app'}${a.read.length > 0 ? ` (reads ${a.read.join(', ')})` : ''}${a.current ? '' : ' — must connect again'}`
+  }))))
 }
 
 function renderEntries (section: HTMLElement, entries: Record<string, Json>, api: SectionApi): void {

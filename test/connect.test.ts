@@ -53,6 +53,7 @@ let evilOrigin: string
 let context: BrowserContext
 let key: string
 let owner: Space
+let hubPage: Page
 /** Every secret the master signature gives, as the dapp's origin could see it (hex and base64). */
 let secrets: string[]
 
@@ -61,7 +62,7 @@ beforeAll(async () => {
   hub = await h.startHub()
   dappOrigin = await staticOrigin()
   evilOrigin = await staticOrigin()
-  const hubPage = await h.newPage({ serviceWorkers: 'block' })
+  hubPage = await h.newPage({ serviceWorkers: 'block' })
   context = hubPage.context()
   // Record every message any page on the dapp's or the third origin receives, before its scripts run.
   await context.addInitScript((origins: string[]) => {
@@ -164,6 +165,9 @@ describe('connecting a dapp on another origin', () => {
     const own = await openSpace({ grant: grant as Grant, hub: hub.url, state: memoryState() })
     expect(await own.get('note')).toBe('hello from the dapp')
     await own.close()
+
+    // The main page on the hub shows the granted app (live, from the connect page's publish).
+    await hubPage.waitForFunction((app) => (document.querySelector('#granted-list')?.textContent ?? '').includes(app), APP, { timeout: 15_000 })
 
     // No secret of the master signature in anything the dapp's origin received or stored...
     const dump = await originDump(page)
