@@ -208,6 +208,18 @@ describe('revocation', () => {
     expect((await caught(space.revoke('io.unknown.app'))).name).toBe('NotFoundError')
   })
 
+  it('a device that missed a revocation never grants the old epoch again', async () => {
+    const store = memoryStore()
+    const stale = await master(store) // opened before, hears nothing of what follows
+    const current = await master(store)
+    await current.grant('io.example.app', { origin: ORIGIN, read: ['profile'] })
+    await current.revoke('io.example.app')
+    const grant = await stale.grant('io.reader.app', { origin: 'https://reader.example', read: ['profile'] })
+    expect(grant.namespaces.find(n => n.namespace === 'profile')?.epoch).toBe(1)
+    await current.refresh()
+    expect(await current.get('userspace:namespace:profile')).toMatchObject({ epoch: 1 })
+  })
+
   it('another device of the owner sees the grants and can revoke', async () => {
     const store = memoryStore()
     const first = await master(store)

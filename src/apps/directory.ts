@@ -117,6 +117,9 @@ export async function grantApp (ctx: MasterContext, app: string, options: GrantO
   if (scope.write.length > 0 && options.approveForeignWrite !== true) {
     throw new ApprovalRequiredError(`${app} asks to write other apps' namespaces (${scope.write.join(', ')}): the user must approve that explicitly (approveForeignWrite)`)
   }
+  // Start from the newest directory: a device that missed a revocation must never write an older
+  // epoch back over it (the revoked app holds that epoch's keys).
+  await ctx.space.refresh(options)
   const existing = await appEntry(ctx, app)
   if (existing !== undefined && existing.origin !== origin) {
     throw new OriginMismatchError(`${app} was granted to ${existing.origin ?? 'a native app'}, not to ${origin ?? 'a native app'}: revoke it first to grant it elsewhere`)
@@ -178,6 +181,7 @@ export async function listApps (ctx: MasterContext): Promise<AppInfo[]> {
  */
 export async function revokeApp (ctx: MasterContext, app: string, options?: AbortOptions): Promise<Array<{ namespace: string, epoch: number, name: string }>> {
   checkNamespace(app, 'app')
+  await ctx.space.refresh(options)
   const info = await appEntry(ctx, app)
   if (info === undefined) throw new NotFoundError(`${app} holds no grant`)
   const moved: Array<{ namespace: string, epoch: number, name: string }> = []
