@@ -2,15 +2,14 @@
  * An example dapp, meant to run on another origin than the hub: it calls `connect()` (the library's
  * browser entry), which opens the hub's connect page in a popup; with the grant it receives it opens
  * its own namespace (read and write) and the shared `profile` namespace (read only). It keeps the
- * grant in this origin's localStorage, the way a real dapp would keep a session; it never sees the
- * user's wallet signature. `?connect=<url of the connect page>` names the hub (default: this origin).
+ * grant with `keepGrant` (IndexedDB, its signing key non-extractable), the way a real dapp would keep
+ * a session; it never sees the user's wallet signature. `?connect=<url of the connect page>` names the hub (default: this origin).
  */
 import './style.css'
-import { connect, openSpace, parseGrant } from '../src/index.js'
-import type { Grant, Space } from '../src/index.js'
+import { connect, forgetGrant, keepGrant, loadGrant, openSpace } from '../src/index.js'
+import type { KeptGrant, Space } from '../src/index.js'
 
 const APP = 'io.example.dapp'
-const GRANT_KEY = 'example-dapp:grant'
 const $ = <T extends HTMLElement = HTMLElement>(selector: string): T => document.querySelector(selector) as T
 const connectUrl = new URLSearchParams(location.search).get('connect') ?? new URL('/connect', location.href).href
 $('#connect-url').textContent = connectUrl
@@ -26,13 +25,14 @@ function message (text: string, kind: 'error' | 'info' = 'error', name?: string)
   $('#messages').append(div)
 }
 
-async function open (grant: Grant): Promise<void> {
+async function open (grant: KeptGrant): Promise<void> {
   await own?.close().catch(() => {})
   await profile?.close().catch(() => {})
   own = await openSpace({ grant })
   $('#own').hidden = false
   $('#own-name').textContent = own.name
-  $('#state').textContent = `Connected as ${grant.app}`
+  $('#state').textContent = `Connected as ${grant.grant.app}`
+  $('#state').dataset.nonExtractable = String(grant.nonExtractable)
   $('#state').dataset.state = 'connected'
   $('#forget').hidden = false
   own.subscribe(() => { void render() })
@@ -53,13 +53,11 @@ async function render (): Promise<void> {
 $('#connect').addEventListener('click', () => {
   // connect() opens the popup synchronously, inside this click.
   connect({ app: APP, read: ['profile'], connectUrl }).then(async (grant) => {
-    localStorage.setItem(GRANT_KEY, JSON.stringify(grant))
-    await open(grant)
+    await open(await keepGrant(grant))
   }).catch((err: Error) => { message(`${err.name}: ${err.message}`, 'error', err.name) })
 })
 $('#forget').addEventListener('click', () => {
-  localStorage.removeItem(GRANT_KEY)
-  location.reload()
+  void forgetGrant(APP).then(() => { location.reload() })
 })
 $('#note-form').addEventListener('submit', (event) => {
   event.preventDefault()
@@ -72,11 +70,5 @@ $('#refresh').addEventListener('click', () => {
     .catch((err: Error) => { message(`${err.name}: ${err.message}`, 'error', err.name) })
 })
 
-const saved = localStorage.getItem(GRANT_KEY)
-if (saved !== null) {
-  try {
-    void open(parseGrant(saved)).catch((err: Error) => { message(`${err.name}: ${err.message}`, 'error', err.name) })
-  } catch (err) {
-    message(`the saved grant is unusable: ${(err as Error).message}`)
-  }
-}
+loadGrant(APP).then(async (kept) => { if (kept !== undefined) await open(kept) })
+  .catch((err: Error) => { message(`${err.name}: ${err.message}`, 'error', err.name) })

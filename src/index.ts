@@ -81,3 +81,5 @@ export { checkNamespace, checkScope, MAX_NAMESPACE_LENGTH, MAX_GRANT_NAMESPACES 
 export type { AppScope } from './apps/scope.js'
 export { connect, DEFAULT_CONNECT_TIMEOUT_MS } from './connect/client.js'
 export type { ConnectOptions } from './connect/client.js'
+export { keepGrant, loadGrant, forgetGrant, DEFAULT_GRANT_DATABASE } from './connect/keep.js'
+export type { KeptGrant, KeepOptions } from './connect/keep.js'

@@ -5,7 +5,8 @@
  */
 import { describe, expect, it } from 'vitest'
 import vectors from './fixtures/app-keys.json' with { type: 'json' }
-import { openSpace, memoryStore, verifyGrant } from '../src/index.js'
+import { IDBFactory } from 'fake-indexeddb'
+import { openSpace, memoryStore, verifyGrant, keepGrant, loadGrant, forgetGrant } from '../src/index.js'
 import type { Grant, MemoryStore, Space, Store } from '../src/index.js'
 import { bytesToHex } from '../src/crypto/bytes.js'
 import { normalizeSignature } from '../src/crypto/eip191.js'
@@ -166,6 +167,33 @@ describe('grants', () => {
     // a granted namespace cannot grant
     const app = await openSpace({ grant: await space.grant('io.example.app', { origin: ORIGIN }), store })
     expect((await caught(app.grant('io.x.y', { origin: ORIGIN }))).name).toBe('InvalidInputError')
+  })
+})
+
+describe('kept grants', () => {
+  it('keep the IPNS key non-extractable, still publish with it, and refuse a key that is not the name\'s', async () => {
+    const store = memoryStore()
+    const space = await master(store)
+    const grant = await space.grant('io.example.app', { origin: ORIGIN, read: ['profile'] })
+    const indexedDB = new IDBFactory()
+    const kept = await keepGrant(grant, { indexedDB })
+    expect(kept.nonExtractable).toBe(true)
+    const loaded = await loadGrant('io.example.app', { indexedDB })
+    const key = loaded?.signingKeys['io.example.app']
+    expect(key?.extractable).toBe(false)
+    // browsers say InvalidAccessError, Node InvalidAccessException
+    expect((await caught(crypto.subtle.exportKey('pkcs8', key as CryptoKey))).name).toMatch(/^InvalidAccess(Error|Exception)$/)
+    expect(JSON.stringify(loaded?.grant)).not.toContain(grant.namespaces[0]?.ipnsSeed as string)
+    const app = await openSpace({ grant: loaded as NonNullable<typeof loaded>, store })
+    await app.set('kept', true)
+    await app.flush()
+    expect(await (await openSpace({ grant, store })).get('kept')).toBe(true)
+    // Another namespace's key in its place is found out before anything is signed.
+    const other = await keepGrant(await space.grant('io.other.app', { origin: 'https://other.example' }), { indexedDB })
+    const swapped = { ...kept, signingKeys: { 'io.example.app': other.signingKeys['io.other.app'] as CryptoKey } }
+    expect((await caught(openSpace({ grant: swapped, store }))).name).toBe('IntegrityError')
+    await forgetGrant('io.example.app', { indexedDB })
+    expect(await loadGrant('io.example.app', { indexedDB })).toBeUndefined()
   })
 })
 

@@ -54,6 +54,8 @@ let context: BrowserContext
 let key: string
 let owner: Space
 let hubPage: Page
+/** The grant the dapp received in the first test. */
+let dappGrant: Grant
 /** Every secret the master signature gives, as the dapp's origin could see it (hex and base64). */
 let secrets: string[]
 
@@ -118,9 +120,26 @@ async function connectPopup (page: Page): Promise<Page> {
   return popup
 }
 
-async function storedGrant (page: Page): Promise<Grant | undefined> {
-  const text = await page.evaluate(() => localStorage.getItem('example-dapp:grant'))
-  return text === null ? undefined : parseGrant(text)
+/** The grant the dapp's origin received from the connect page (the messages it saw). */
+async function receivedGrant (page: Page): Promise<Grant | undefined> {
+  const seen = await page.evaluate(() => (window as unknown as { seenMessages: string[] }).seenMessages)
+  const answer = seen.map(m => JSON.parse(m) as { type?: string, grant?: unknown }).find(m => m?.type === 'userspace:connect:grant')
+  return answer === undefined ? undefined : parseGrant(answer.grant)
+}
+
+/** What the dapp kept (keepGrant): the grant without its IPNS seed, and whether its key can be exported. */
+async function keptGrant (page: Page): Promise<{ grant: Grant, extractable: boolean, exported: string } | undefined> {
+  return page.evaluate(async (app) => {
+    const db = await new Promise<IDBDatabase>((resolve, reject) => { const r = indexedDB.open('userspace-grants'); r.onsuccess = () => resolve(r.result); r.onerror = () => reject(r.error) })
+    const kept = await new Promise<{ grant: Grant, signingKeys: Record<string, CryptoKey> } | undefined>((resolve, reject) => {
+      const r = db.transaction('grants').objectStore('grants').get(app); r.onsuccess = () => resolve(r.result); r.onerror = () => reject(r.error)
+    })
+    db.close()
+    if (kept === undefined) return undefined
+    const key = kept.signingKeys[app] as CryptoKey
+    const exported = await crypto.subtle.exportKey('pkcs8', key).then(() => 'exported', (err: Error) => err.name)
+    return { grant: kept.grant, extractable: key.extractable, exported }
+  }, APP)
 }
 
 /** Everything the page's origin holds: messages it received, localStorage, sessionStorage, IndexedDB. */
@@ -158,8 +177,14 @@ describe('connecting a dapp on another origin', () => {
     await page.waitForFunction(() => document.querySelector<HTMLElement>('#own')?.dataset.saved === 'hello from the dapp')
     await page.waitForFunction(() => (document.querySelector('#profile')?.textContent ?? '').includes('Alice'))
 
-    const grant = await storedGrant(page)
+    const grant = await receivedGrant(page)
     expect(grant?.origin).toBe(dappOrigin)
+    dappGrant = grant as Grant
+    // Kept with its IPNS signing key non-extractable, and without the seed.
+    const kept = await keptGrant(page)
+    expect(kept).toMatchObject({ extractable: false, exported: 'InvalidAccessError' })
+    expect(JSON.stringify(kept?.grant)).not.toContain(grant?.namespaces[0]?.ipnsSeed as string)
+    expect(await page.locator('#state').getAttribute('data-non-extractable')).toBe('true')
     expect(grant?.namespaces.map(n => [n.namespace, n.access])).toEqual([[APP, 'write'], ['profile', 'read']])
     // The owner sees the dapp's write in its namespace.
     const own = await openSpace({ grant: grant as Grant, hub: hub.url, state: memoryState() })
@@ -190,7 +215,8 @@ describe('connecting a dapp on another origin', () => {
     await popup.locator('#refused').waitFor({ state: 'visible' })
     expect(await popup.locator('#refused').getAttribute('data-error')).toBe('OriginMismatchError')
     await page.locator('#messages [data-error=OriginMismatchError]').waitFor()
-    expect(await storedGrant(page)).toBeUndefined()
+    expect(await receivedGrant(page)).toBeUndefined()
+    expect(await keptGrant(page)).toBeUndefined()
     expect(await originDump(page)).not.toContain('userspace:connect:grant')
     await owner.refresh()
     expect((await owner.apps()).find(a => a.app === APP)?.origin).toBe(dappOrigin)
@@ -252,7 +278,14 @@ describe('connecting a dapp on another origin', () => {
   it('after revocation on the connect page, the dapp cannot read what is written afterwards', async () => {
     const page = await dappPage(dappOrigin) // reopens with the grant it kept
     await page.waitForFunction(() => (document.querySelector('#profile')?.textContent ?? '').includes('Alice'))
-    const grant = await storedGrant(page) as Grant
+    const grant = (await keptGrant(page))?.grant as Grant
+    // The kept, non-extractable key still publishes the dapp's namespace.
+    await page.locator('#note').fill('written with the kept key')
+    await page.locator('#note-form button').click()
+    await page.waitForFunction(() => document.querySelector<HTMLElement>('#own')?.dataset.saved === 'written with the kept key')
+    const own = await openSpace({ grant: dappGrant, hub: hub.url, state: memoryState() })
+    expect(await own.get('note')).toBe('written with the kept key')
+    await own.close()
 
     const lobby = await context.newPage()
     await lobby.goto(hub.url + '/connect')

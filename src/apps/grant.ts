@@ -82,7 +82,8 @@ export function encodeKeys (keys: NamespaceKeys, access: 'read' | 'write'): Pick
   return out
 }
 
-export function decodeKeys (n: NamespaceGrant): NamespaceKeys {
+/** The keys of one namespace in a grant; `signingKey` stands in for an IPNS seed kept non-extractable. */
+export function decodeKeys (n: NamespaceGrant, signingKey?: CryptoKey): NamespaceKeys {
   const key = (value: unknown, what: string): Uint8Array => {
     const bytes = fromBase64(value as string, what)
     if (bytes.length !== 32) throw new InvalidInputError(`"${what}" expected 32 bytes, got ${bytes.length}`)
@@ -90,7 +91,8 @@ export function decodeKeys (n: NamespaceGrant): NamespaceKeys {
   }
   const keys: NamespaceKeys = { dataKey: key(n.dataKey, `${n.namespace}.dataKey`), bucketKey: key(n.bucketKey, `${n.namespace}.bucketKey`) }
   if (n.access === 'write') {
-    keys.ipnsSeed = key(n.ipnsSeed, `${n.namespace}.ipnsSeed`)
+    if (signingKey !== undefined && n.ipnsSeed === undefined) keys.ipnsSigningKey = signingKey
+    else keys.ipnsSeed = key(n.ipnsSeed, `${n.namespace}.ipnsSeed`)
     keys.ownerKey = key(n.ownerKey, `${n.namespace}.ownerKey`)
   }
   return keys
@@ -100,7 +102,7 @@ export function decodeKeys (n: NamespaceGrant): NamespaceKeys {
  * Checks a grant's shape (a grant may arrive from another window or from storage) and returns it as a
  * typed Grant, or throws InvalidInputError naming the first wrong field. A JSON string is parsed first.
  */
-export function parseGrant (value: unknown): Grant {
+export function parseGrant (value: unknown, signingKeys: Record<string, CryptoKey> = {}): Grant {
   if (typeof value === 'string') {
     try { value = JSON.parse(value) } catch { throw new InvalidInputError('"grant" expected a grant object or its JSON') }
   }
@@ -131,7 +133,7 @@ export function parseGrant (value: unknown): Grant {
     if (typeof n.address !== 'string') throw new InvalidInputError(`"${ns}.address" expected an address`)
     checksumAddress(n.address)
     if (n.access !== 'read' && n.access !== 'write') throw new InvalidInputError(`"${ns}.access" expected "read" or "write"`)
-    decodeKeys(n as unknown as NamespaceGrant)
+    decodeKeys(n as unknown as NamespaceGrant, Object.hasOwn(signingKeys, ns) ? signingKeys[ns] : undefined)
   }
   if (!seen.has(app)) throw new InvalidInputError(`the grant for ${app} holds no keys for its own namespace`)
   return g as unknown as Grant
@@ -142,8 +144,8 @@ export function parseGrant (value: unknown): Grant {
  * derive the names and addresses it states. Returns the grant. An app calls this on what it received;
  * `openSpace({ grant })` does too.
  */
-export async function verifyGrant (value: unknown): Promise<Grant> {
-  const grant = parseGrant(value)
+export async function verifyGrant (value: unknown, signingKeys: Record<string, CryptoKey> = {}): Promise<Grant> {
+  const grant = parseGrant(value, signingKeys)
   const publicKey = publicKeyFromMultihash(nameToMultihash(grant.master) as Parameters<typeof publicKeyFromMultihash>[0])
   const { signature, ...body } = grant
   let valid = false
@@ -154,8 +156,9 @@ export async function verifyGrant (value: unknown): Promise<Grant> {
   }
   if (!valid) throw new IntegrityError(`the grant for ${grant.app} is not signed by the key of ${grant.master}`)
   for (const n of grant.namespaces) {
-    if (n.access !== 'write') continue
-    const id = await namespaceIdentity(decodeKeys(n) as Required<NamespaceKeys>)
+    // A key kept non-extractable is checked when the namespace opens (it signs, the name verifies).
+    if (n.access !== 'write' || n.ipnsSeed === undefined) continue
+    const id = await namespaceIdentity(decodeKeys(n) as Required<Pick<NamespaceKeys, 'ipnsSeed' | 'ownerKey'>>)
     if (id.name !== canonicalName(n.name) || id.address !== checksumAddress(n.address)) {
       throw new IntegrityError(`the grant's keys for ${n.namespace} derive ${id.name} owned by ${id.address}, not ${n.name} owned by ${n.address}`)
     }

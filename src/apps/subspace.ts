@@ -25,13 +25,15 @@ export interface NamespaceKeys {
   dataKey: Uint8Array
   bucketKey: Uint8Array
   ipnsSeed?: Uint8Array
+  /** The IPNS signing key as a non-extractable WebCrypto key, instead of `ipnsSeed`. */
+  ipnsSigningKey?: CryptoKey
   ownerKey?: Uint8Array
 }
 
 export type NamespaceOpenOptions = Omit<SpaceOptions, 'signer' | 'store' | 'hub' | 'helia' | 'checkDeterministic'>
 
 /** The IPNS name and owner address that write keys derive (what a directory records). */
-export async function namespaceIdentity (keys: Required<NamespaceKeys>): Promise<{ name: string, address: string }> {
+export async function namespaceIdentity (keys: Required<Pick<NamespaceKeys, 'ipnsSeed' | 'ownerKey'>>): Promise<{ name: string, address: string }> {
   const ipnsKey = await generateKeyPairFromSeed('Ed25519', keys.ipnsSeed)
   return { name: nameOfKey(ipnsKey), address: privateKeySigner(keys.ownerKey).address }
 }
@@ -43,13 +45,15 @@ export async function namespaceIdentity (keys: Required<NamespaceKeys>): Promise
  */
 export async function openNamespace (store: Store, keys: NamespaceKeys, expected: { name: string, address: string }, options: NamespaceOpenOptions): Promise<Space> {
   const name = canonicalName(expected.name)
-  const writable = keys.ipnsSeed !== undefined && keys.ownerKey !== undefined
+  const writable = (keys.ipnsSeed !== undefined || keys.ipnsSigningKey !== undefined) && keys.ownerKey !== undefined
   let ipnsKey: PrivateKey
   let wallet: WalletAdapter
   let address: string
   if (writable) {
-    const seed = keys.ipnsSeed as Uint8Array
-    ipnsKey = await withFastSigning(await generateKeyPairFromSeed('Ed25519', seed), seed)
+    const seed = keys.ipnsSeed
+    ipnsKey = seed !== undefined
+      ? await withFastSigning(await generateKeyPairFromSeed('Ed25519', seed), seed)
+      : await cryptoKeyIpnsKey(name, keys.ipnsSigningKey as CryptoKey)
     const signer = privateKeySigner(keys.ownerKey as Uint8Array)
     wallet = toWallet(signer)
     address = signer.address
@@ -73,6 +77,29 @@ export async function openNamespace (store: Store, keys: NamespaceKeys, expected
   await space.init(record, spaceOptions)
   if (options.offlineFirst === true) space.refresh().catch((err: Error) => { space.emit('error', err) })
   return writable ? space : readOnly(space)
+}
+
+/**
+ * The IPNS key of `name` held as a non-extractable WebCrypto key. It cannot be compared with the
+ * name directly, so it signs a random challenge that the name's public key must verify.
+ */
+async function cryptoKeyIpnsKey (name: string, key: CryptoKey): Promise<PrivateKey> {
+  const publicKey = publicKeyFromMultihash(nameToMultihash(name) as Parameters<typeof publicKeyFromMultihash>[0])
+  const sign = async (data: Uint8Array | { subarray: () => Uint8Array }): Promise<Uint8Array> => {
+    const bytes = data instanceof Uint8Array ? data : data.subarray()
+    return new Uint8Array(await crypto.subtle.sign('Ed25519', key, bytes as Uint8Array<ArrayBuffer>))
+  }
+  const challenge = crypto.getRandomValues(new Uint8Array(32))
+  let valid = false
+  try { valid = await publicKey.verify(challenge, await sign(challenge)) } catch { valid = false }
+  if (!valid) throw new IntegrityError(`the signing key kept for ${name} is not that name's key`)
+  return {
+    type: 'Ed25519',
+    publicKey,
+    get raw (): Uint8Array { throw new IntegrityError('the key is non-extractable') },
+    equals: () => false,
+    sign
+  } as unknown as PrivateKey
 }
 
 /** A stand-in for the IPNS key of a namespace open read-only: it names the space and cannot sign. */

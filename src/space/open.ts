@@ -21,7 +21,8 @@ export async function openSpace (options: SpaceOptions | GrantedSpaceOptions): P
   // Scoped app access: an app opens its namespace with a grant, never with the master signature.
   if ('grant' in options && options.grant !== undefined) {
     const { openGranted } = await import('../apps/open-granted.js')
-    const hub = options.hub ?? (typeof options.grant === 'object' ? options.grant.hub : parseGrant(options.grant).hub)
+    const given = options.grant
+    const hub = options.hub ?? (typeof given === 'string' ? parseGrant(given).hub : 'signingKeys' in given ? given.grant.hub : given.hub)
     return openGranted(options, await resolveStore({ store: options.store, hub, helia: options.helia }))
   }
   options = options as SpaceOptions
