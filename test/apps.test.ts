@@ -107,6 +107,11 @@ describe('grants', () => {
     expect((await caught(verifyGrant(swapped))).name).toBe('IntegrityError')
     expect((await caught(verifyGrant({ ...grant, signature: other.signature }))).name).toBe('IntegrityError')
     expect((await caught(verifyGrant({ ...grant, namespaces: [] }))).name).toBe('InvalidInputError')
+    // Keys are not signed (they must not be): write keys that do not derive the stated name are found out.
+    const wrongKeys: Grant = { ...grant, namespaces: [{ ...grant.namespaces[0]!, ipnsSeed: other.namespaces[0]!.ipnsSeed }] }
+    expect((await caught(verifyGrant(wrongKeys))).name).toBe('IntegrityError')
+    const wrongOwner: Grant = { ...grant, namespaces: [{ ...grant.namespaces[0]!, ownerKey: other.namespaces[0]!.ownerKey }] }
+    expect((await caught(verifyGrant(wrongOwner))).name).toBe('IntegrityError')
   })
 
   it("cannot decrypt another namespace's data with any key it holds", async () => {
