@@ -47,6 +47,28 @@
  *
  * Apps keep their data under their own top-level key (their package or domain name), so that apps
  * sharing a space never overwrite each other.
+ *
+ * @example Scoped access: a dapp gets a grant for its own namespace, never the master signature
+ *
+ * ```ts
+ * import { connect, keepGrant, loadGrant, openSpace } from 'userspace'
+ *
+ * button.onclick = async () => {             // popups open only from a user gesture
+ *   const grant = await connect({ app: 'io.example.app', read: ['profile'], connectUrl: 'https://hub.example/connect' })
+ *   const kept = await keepGrant(grant)       // IndexedDB, the IPNS signing key non-extractable
+ *   const mine = await openSpace({ grant: kept })                     // read and write
+ *   const profile = await openSpace({ grant: kept, namespace: 'profile' }) // read only
+ * }
+ * const again = await loadGrant('io.example.app') // on the next visit
+ * ```
+ *
+ * @example A wallet grants, lists and revokes itself
+ *
+ * ```ts
+ * const grant = await space.grant('io.example.app', { origin: 'https://app.example', read: ['profile'] })
+ * await space.apps()                   // [{ app, origin, read, write, issuedAt, epochs, current }]
+ * await space.revoke('io.example.app') // new keys for its namespaces; it reads nothing written afterwards
+ * ```
  */
 import './polyfill.js'
 
