@@ -136,6 +136,21 @@ export class InsufficientStorageError extends UserSpaceError {
   override name = 'InsufficientStorageError'
 }
 
+/**
+ * A condition the request set cannot be met: `Cache-Control: only-if-cached` for data the hub does
+ * not hold (HTTP 412, as the path gateway spec says).
+ */
+export class PreconditionFailedError extends UserSpaceError {
+  static override readonly code: string = 'PreconditionFailedError'
+  override name = 'PreconditionFailedError'
+}
+
+/** A route the hub knows of but does not implement (HTTP 501, as the delegated routing spec says). */
+export class NotImplementedError extends UserSpaceError {
+  static override readonly code: string = 'NotImplementedError'
+  override name = 'NotImplementedError'
+}
+
 /** The space was closed; no more reads or writes. */
 export class ClosedError extends UserSpaceError {
   static override readonly code: string = 'ClosedError'
@@ -205,6 +220,8 @@ export const HTTP_STATUS: Readonly<Record<string, number>> = {
   UnsupportedMediaTypeError: 415,
   NotAcceptableError: 406,
   RateLimitError: 429,
+  PreconditionFailedError: 412,
+  NotImplementedError: 501,
   StoreError: 502,
   UntrustedHubError: 502,
   UnpublishedWritesError: 502,
@@ -244,6 +261,8 @@ export const EXIT_CODE: Readonly<Record<string, number>> = {
   DataDirectoryLockedError: 12,
   UnsupportedMediaTypeError: 2,
   NotAcceptableError: 2,
+  PreconditionFailedError: 4,
+  NotImplementedError: 8,
   InvalidScopeError: 2,
   ReadOnlyGrantError: 13,
   ApprovalRequiredError: 13,
@@ -280,6 +299,8 @@ const ERRORS: Record<string, new (message: string) => UserSpaceError> = {
   ClosedError,
   AbortedError,
   UnpublishedWritesError,
+  PreconditionFailedError,
+  NotImplementedError,
   InvalidScopeError,
   ReadOnlyGrantError,
   ApprovalRequiredError,

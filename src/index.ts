@@ -93,7 +93,13 @@ export { idbStore, type IdbStore, type IdbStoreOptions } from './store/idb.js'
 export type { MemoryStore } from './store/memory.js'
 export type { Store, Block, AbortOptions, GetRecordOptions, RecordListener } from './store/interface.js'
 export { OPEN_MESSAGE, FORMAT_VERSION } from './crypto/keys.js'
-export * from './errors.js'
+export {
+  UserSpaceError, InvalidInputError, TooLargeError, InvalidSignatureError, SignerMismatchError, SignerError,
+  NonDeterministicSignerError, IntegrityError, NotFoundError, InvalidRecordError, ConflictError, EquivocationError,
+  FormatError, StoreError, UntrustedHubError, DataDirectoryLockedError, UnsupportedMediaTypeError, NotAcceptableError,
+  RateLimitError, UnavailableError, InsufficientStorageError, ClosedError, AbortedError, UnpublishedWritesError,
+  InvalidScopeError, ReadOnlyGrantError, ApprovalRequiredError, OriginMismatchError
+} from './errors.js'
 // Scoped app access: grants, the connect page's client, namespace rules.
 export { verifyGrant, parseGrant } from './apps/grant.js'
 export type { Grant, NamespaceGrant } from './apps/grant.js'
