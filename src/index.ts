@@ -98,6 +98,7 @@ export {
   NonDeterministicSignerError, IntegrityError, NotFoundError, InvalidRecordError, ConflictError, EquivocationError,
   FormatError, StoreError, UntrustedHubError, DataDirectoryLockedError, UnsupportedMediaTypeError, NotAcceptableError,
   RateLimitError, UnavailableError, InsufficientStorageError, ClosedError, AbortedError, UnpublishedWritesError,
+  PreconditionFailedError, NotImplementedError,
   InvalidScopeError, ReadOnlyGrantError, ApprovalRequiredError, OriginMismatchError
 } from './errors.js'
 // Scoped app access: grants, the connect page's client, namespace rules.
