@@ -35,3 +35,7 @@ export const CURRENT_VERSION_FIELD = 'current'
 export const PUBLIC_PROFILE_PATH = `${CURRENT_VERSION_FIELD}/public`
 /** The CAR of a version's root and its whole current state, without the history behind `parents`. */
 export const currentVersionPath = (root: string): string => `/ipfs/${root}/${CURRENT_VERSION_FIELD}?format=car&dag-scope=all`
+
+// Scoped app access: the connect page every hub serves.
+/** The connect page: a dapp opens it in a popup to ask the user for a grant. */
+export const CONNECT_PATH = '/connect'

@@ -38,6 +38,8 @@ import type { PendingEntry, SpaceStateStore } from './state.js'
 import type { ChangeEvent, CloseResult, SectionApi, Space, SpaceEvents, SpaceOptions, SpaceVersion } from './types.js'
 import type { DerivedKeys } from './wallet-keys.js'
 import type { AbortOptions, Block, Store } from '../store/interface.js'
+import type { AppInfo, GrantOptions, MasterContext } from '../apps/directory.js'
+import type { Grant } from '../apps/grant.js'
 
 /** How many times a publish that lost a race merges and tries again before it waits for the retry timer. */
 const MAX_RACE_ATTEMPTS = 8
@@ -681,6 +683,29 @@ export class DefaultSpace implements Space {
       throw new UnpublishedWritesError(`${unpublished.length} write(s) to ${this.name} were not published and this device keeps no durable state, so they are lost: ${unpublished.slice(0, 20).join(', ')}${unpublished.length > 20 ? ', …' : ''}`, { keys: unpublished, cause: failure })
     }
     return { unpublished }
+  }
+
+  // --- scoped app access (src/apps/) ------------------------------------------------------
+
+  async grant (app: string, options: GrantOptions): Promise<Grant> {
+    const { grantApp } = await import('../apps/directory.js')
+    return grantApp(this.appsContext(), app, options)
+  }
+
+  async apps (): Promise<AppInfo[]> {
+    const { listApps } = await import('../apps/directory.js')
+    return listApps(this.appsContext())
+  }
+
+  async revoke (app: string, options?: AbortOptions): Promise<Array<{ namespace: string, epoch: number, name: string }>> {
+    const { revokeApp } = await import('../apps/directory.js')
+    return revokeApp(this.appsContext(), app, options)
+  }
+
+  private appsContext (): MasterContext {
+    this.assertOpen()
+    if (this.derived.appsRoot === undefined) throw new InvalidInputError(`${this.name} is an app namespace: only the owner's space, opened with the wallet, grants and revokes`)
+    return { space: this, store: this.store, ipnsKey: this.derived.ipnsKey, appsRoot: this.derived.appsRoot, state: this.state, options: this.options }
   }
 
   private assertOpen (): void {
