@@ -74,4 +74,9 @@ export { OPEN_MESSAGE, FORMAT_VERSION } from './crypto/keys.js'
 /** Storage format 2: the one Trustless Gateway request for a version's current state, and where a profile sits under a name. */
 export { currentVersionRequest } from './space/root.js'
 export { CURRENT_VERSION_FIELD, PUBLIC_PROFILE_PATH } from './protocol.js'
-export * from './errors.js'
+export {
+  UserSpaceError, InvalidInputError, TooLargeError, InvalidSignatureError, SignerMismatchError, SignerError,
+  NonDeterministicSignerError, IntegrityError, NotFoundError, InvalidRecordError, ConflictError, EquivocationError,
+  FormatError, StoreError, UntrustedHubError, DataDirectoryLockedError, UnsupportedMediaTypeError, NotAcceptableError,
+  RateLimitError, UnavailableError, InsufficientStorageError, ClosedError, AbortedError, UnpublishedWritesError
+} from './errors.js'
