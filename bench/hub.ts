@@ -159,7 +159,7 @@ async function main (): Promise<void> {
       const signature = hexToBytes(await owner.signMessage({ message: ownerStatement(owner.address, name) }))
       const priv = await rawBlock(crypto.getRandomValues(new Uint8Array(4096)))
       const pub = await encodeCurrent({ buckets: 1, private: priv.cid, public: null, clock: null })
-      const root = await encodeRoot({ version: 2, sequence: 1, parents: [], updatedAt: Date.now(), device: 'bench', current: pub.cid, owner: { address: owner.address, signature } })
+      const root = await encodeRoot({ version: 2, sequence: 1, parents: [], updatedAt: Date.now(), device: 'bench', public: null, current: pub.cid, owner: { address: owner.address, signature } })
       await store.putBlocks([root, pub, priv])
       const records: Uint8Array[] = []
       for (let s = 1; s <= perName; s++) records.push(await createRecord(ipnsKey, root.cid, s))

@@ -31,8 +31,8 @@ export const NEXTID_IMPORT_PATH = '/api/v1/nextid/import'
 // Storage format 2: a version's current state under its root, one Trustless Gateway request away
 /** The root field linking a version's state (profile, clock, bucket index tree): no history below it. */
 export const CURRENT_VERSION_FIELD = 'current'
-/** The path of a space's public profile (plain JSON) under its IPNS name: `ipns://<name>/current/public`. */
-export const PUBLIC_PROFILE_PATH = `${CURRENT_VERSION_FIELD}/public`
+/** The path of a space's public profile (plain JSON) under its IPNS name: `ipns://<name>/public`. */
+export const PUBLIC_PROFILE_PATH = 'public'
 /** The CAR of a version's root and its whole current state, without the history behind `parents`. */
 export const currentVersionPath = (root: string): string => `/ipfs/${root}/${CURRENT_VERSION_FIELD}?format=car&dag-scope=all`
 

@@ -24,6 +24,8 @@ import { INDEX_FANOUT, MAX_BUCKETS, treeWidths } from '../src/space/tree.js'
 import { cborBlock, rawBlock } from '../src/store/blocks.js'
 import { memoryStore } from '../src/store/memory.js'
 import { createRecord, readRecord } from '../src/store/record.js'
+import { CarBufferReader } from '@ipld/car/buffer-reader'
+import { bytesOf, makeHub, putRecord, upload } from './helpers/hub-app.js'
 import { account, KEY_A, KEY_B } from './helpers/signers.js'
 import type { Entry } from '../src/space/entries.js'
 import type { Current, Root } from '../src/space/root.js'
@@ -180,7 +182,7 @@ async function published (keys: number): Promise<Published> {
 /** Publishes the next version of `p` with the state `current` (plus `extra` blocks). */
 async function forge (p: Published, current: Current, extra: Block[] = []): Promise<void> {
   const node = await encodeCurrent(current)
-  const root = await encodeRoot({ ...p.root, sequence: p.root.sequence + 1, parents: [p.space.root!], current: node.cid })
+  const root = await encodeRoot({ ...p.root, sequence: p.root.sequence + 1, parents: [p.space.root!], public: current.public, current: node.cid })
   await p.store.putBlocks([...extra, node, root])
   await p.store.putRecord(p.space.name, await createRecord(p.key, root.cid, p.root.sequence + 1))
 }
@@ -245,6 +247,16 @@ describe('a forged or malformed version is refused and changes nothing', () => {
     const p = await published(3)
     const bad = await jsonBlock(new TextEncoder().encode('{"nick": "alice",'))
     await forge(p, { ...p.current, public: bad.cid }, [bad])
+    await expectRefused(p, 'FormatError')
+    await expect(readPublic({ name: p.space.name, store: p.store })).rejects.toMatchObject({ name: 'FormatError' })
+  })
+
+  it('a root whose public link is not its current node\'s: FormatError', async () => {
+    const p = await published(3)
+    const other = await jsonBlock(json.encode({ nick: 'mallory' }))
+    const root = await encodeRoot({ ...p.root, sequence: p.root.sequence + 1, parents: [p.space.root!], public: other.cid })
+    await p.store.putBlocks([other, root])
+    await p.store.putRecord(p.space.name, await createRecord(p.key, root.cid, p.root.sequence + 1))
     await expectRefused(p, 'FormatError')
     await expect(readPublic({ name: p.space.name, store: p.store })).rejects.toMatchObject({ name: 'FormatError' })
   })
@@ -342,8 +354,35 @@ describe('the current version, one request away', () => {
     expect(await fresh.getAll()).toEqual(await space.getAll())
     expect(await fresh.public.get('nick')).toBe('alice 2')
     expect(currentVersionRequest(rootCid)).toBe(`/ipfs/${rootCid.toString()}/current?format=car&dag-scope=all`)
-    expect(PUBLIC_PROFILE_PATH).toBe('current/public')
+    expect(PUBLIC_PROFILE_PATH).toBe('public')
+    // the root links the profile too, for ipns://<name>/public
+    expect(root.public?.equals(decodeCurrent(store.blocks.get(root.current.toString())!).public)).toBe(true)
     await space.close()
     await fresh.close()
+  })
+})
+
+describe('through a hub', () => {
+  it('GET <root>/current?format=car&dag-scope=all returns the root and the whole current state, and no history', async () => {
+    const store = memoryStore()
+    const space = await openSpace({ signer: account(KEY_A), store })
+    for (let v = 0; v < 3; v++) {
+      const patch: Record<string, string> = {}
+      for (let i = 0; i < 80; i++) patch[`v${v}-key-${i}`] = 'x'.repeat(40)
+      await space.patch(patch)
+      await space.public.set('nick', `alice ${v}`)
+      await space.flush()
+    }
+    const hub = makeHub()
+    const all = [...store.blocks].map(([c, bytes]) => ({ cid: CID.parse(c), bytes }))
+    for (let i = 0; i < all.length; i += 200) expect((await upload(hub, all.slice(i, i + 200))).status).toBe(200)
+    expect((await putRecord(hub, space.name, store.records.get(space.name)!)).status).toBe(200)
+    const rootCid = space.root!
+    const res = await hub.app.request(currentVersionRequest(rootCid), { headers: { accept: 'application/vnd.ipld.car' } })
+    expect(res.status).toBe(200)
+    const got = CarBufferReader.fromBytes(await bytesOf(res)).blocks().map(b => b.cid.toString()).sort()
+    const state = await currentBlocks(decodeRoot(store.blocks.get(rootCid.toString())!).current, async c => store.getBlock(c))
+    expect(got).toEqual([rootCid.toString(), ...state.map(b => b.cid.toString())].sort())
+    await space.close()
   })
 })

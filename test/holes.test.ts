@@ -39,7 +39,7 @@ async function binding (name: string, claimed: string, signerKey: string): Promi
 const EMPTY = await encodeCurrent({ buckets: 0, private: null, public: null, clock: null })
 
 async function root (fields: Partial<Root> & { owner: OwnerBinding }): Promise<Block> {
-  return await encodeRoot({ version: 2, sequence: 1, parents: [], updatedAt: Date.now(), device: 'test', current: EMPTY.cid, ...fields })
+  return await encodeRoot({ version: 2, sequence: 1, parents: [], updatedAt: Date.now(), device: 'test', public: null, current: EMPTY.cid, ...fields })
 }
 
 /** Publishes `blocks` and a record of `sequence` pointing at `target`, signed with `key`. */

@@ -436,6 +436,7 @@ describe('a hub that lies about the address index', () => {
       parents: [],
       updatedAt: Date.now(),
       device: 'other',
+      public: null,
       current: pub.cid,
       owner: { address: alice.address, signature: hexToBytes(await alice.signMessage({ message: ownerStatement(alice.address, name) })) }
     })

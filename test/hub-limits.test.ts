@@ -256,7 +256,8 @@ describe('garbage collection and retention', () => {
   })
 
   it('keeps the newest versions that fit in the quota together and drops older ones, never the current one', async () => {
-    const hub = makeHub({ gcGraceMs: GRACE_MS, maxSpaceBytes: 7_000 })
+    // Each version is ~3.6 KB (a 3 000-byte bucket, root, current node, profile and clock): two fit, three do not.
+    const hub = makeHub({ gcGraceMs: GRACE_MS, maxSpaceBytes: 8_000 })
     const walletKey = generatePrivateKey()
     const v1 = await makeSpace({ walletKey, privateBytes: 3_000, sequence: 1 })
     await publish(hub, v1, 1)

@@ -20,8 +20,9 @@ import type { CID } from 'multiformats/cid'
 export async function versionBlocks (blocks: HubBlocks, cid: CID, rootBytes: Uint8Array, root: Root | undefined, max: number): Promise<Walked> {
   const io = { read: async (c: CID) => blocks.localBlock(c), size: async (c: CID) => blocks.blockSize(c) }
   if (root === undefined) return walkDag([cid], io, blocks.walkCaps(max))
-  // The state only: `parents` (history) is retention's business (gc.ts).
-  const below = [root.current]
+  // The state only: `parents` (history) is retention's business (gc.ts). `public` is the state's
+  // own profile (counted once), unless a root links another.
+  const below = root.public === null ? [root.current] : [root.current, root.public]
   const walked = await walkDag(below, io, blocks.walkCaps(Math.max(0, max - rootBytes.byteLength)))
   return { ...walked, cids: [cid, ...walked.cids], sizes: [rootBytes.byteLength, ...walked.sizes], bytes: walked.bytes + rootBytes.byteLength }
 }

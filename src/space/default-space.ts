@@ -24,7 +24,7 @@ import { HybridClock, readPublicBlocks, sameEntry, wins as winsOver } from './en
 import { listVersions } from './history.js'
 import { checkKey, checkValue } from './json.js'
 import { bytesToHex, randomBytes } from './random.js'
-import { decodeCurrent, decodeRoot, encodeCurrent, encodeRoot, verifyOwner } from './root.js'
+import { checkCurrent, decodeCurrent, decodeRoot, encodeCurrent, encodeRoot, verifyOwner } from './root.js'
 import { PrivateSection, PublicSection } from './section.js'
 import { DEFAULT_MAX_PUBLIC_BYTES, DEFAULT_MAX_SPACE_BYTES, DEFAULT_MAX_VALUE_BYTES } from './types.js'
 import { keysFromWallet } from './wallet-keys.js'
@@ -424,10 +424,11 @@ export class DefaultSpace implements Space {
     const pubDirty = this.publicSection.dirty
     if (pubDirty) publicIncluded()
     const pub = pubDirty ? await this.publicSection.encode() : undefined
+    const profile = pub === undefined ? this.publicSection.cid : pub?.profile.cid ?? null
     const current = await encodeCurrent({
       buckets: priv.count,
       private: priv.top,
-      public: pub === undefined ? this.publicSection.cid : pub?.profile.cid ?? null,
+      public: profile,
       clock: pub === undefined ? this.publicSection.clockCid : pub?.clock.cid ?? null
     })
     const root = await encodeRoot({
@@ -436,6 +437,7 @@ export class DefaultSpace implements Space {
       parents: this.heads,
       updatedAt: this.now(),
       device: this.deviceId,
+      public: profile,
       current: current.cid,
       owner: this.owner as OwnerBinding
     })
@@ -537,6 +539,7 @@ export class DefaultSpace implements Space {
     if (root.sequence !== sequence) throw new IntegrityError(`root ${cid.toString()} says sequence ${root.sequence} but its record says ${sequence}`)
     this.checkOwner(root.owner)
     const current = decodeCurrent(await this.fetchBlock(root.current, options))
+    checkCurrent(root, current)
     // Both sections are read and checked before either changes.
     const pubBlocks = current.public === null || this.publicSection.isStoredAs(current.public, current.clock)
       ? undefined
@@ -638,6 +641,7 @@ export class DefaultSpace implements Space {
     const root = decodeRoot(await this.fetchBlock(cid, options))
     this.checkOwner(root.owner)
     const current = decodeCurrent(await this.fetchBlock(root.current, options))
+    checkCurrent(root, current)
     const priv = new PrivateSection(this.derived.dataKey, this.derived.bucketKey, this.name)
     await priv.absorb(current.buckets, current.private, async c => this.fetchBlock(c, options))
     const pub = new PublicSection()

@@ -1,14 +1,14 @@
 /**
  * Reading anyone's public section without a signature: resolve the name (or look the address up in
  * a hub's index), check the record's signature and the owner binding, and read the plaintext
- * public profile (plain JSON at `<root>/current/public`) with its clock. Nothing private is touched; no key is needed. An expired record is still the last
+ * public profile (plain JSON at `<root>/public`) with its clock. Nothing private is touched; no key is needed. An expired record is still the last
  * version its owner signed: it is read and reported as expired, not refused.
  */
 import { InvalidInputError, NotFoundError, SignerMismatchError, UntrustedHubError } from '../errors.js'
 import { checksumAddress } from '../crypto/eip191.js'
 import { canonicalName, validateRecord } from '../store/record.js'
 import { getVerifiedBlock } from '../store/blocks.js'
-import { decodeCurrent, decodeRoot, verifyOwner } from './root.js'
+import { checkCurrent, decodeCurrent, decodeRoot, verifyOwner } from './root.js'
 import { PublicSection } from './section.js'
 import type { Json } from './json.js'
 import type { AbortOptions, Block, Store } from '../store/interface.js'
@@ -70,6 +70,7 @@ export async function readPublic (options: ReadPublicOptions): Promise<PublicPro
     throw fromIndex ? new UntrustedHubError(`the store's address index named ${name} for ${options.address}, but ${message}`) : new SignerMismatchError(message)
   }
   const current = decodeCurrent(await getVerifiedBlock(store, root.current, options))
+  checkCurrent(root, current)
   const section = new PublicSection()
   if (current.public !== null && current.clock !== null) {
     // The profile is plain JSON any IPFS tool reads; its clock is checked against it all the same.

@@ -51,6 +51,11 @@ export interface Root {
   updatedAt: number
   /** the id of the device that wrote this version */
   device: string
+  /**
+   * the public profile (plain JSON), the same link as `current.public`: here so that any IPFS tool
+   * reads it at `ipns://<name>/public`
+   */
+  public: CID | null
   /** the version's state (a `Current` node, dag-cbor) */
   current: CID
   owner: OwnerBinding
@@ -132,6 +137,13 @@ export async function currentBlocks (current: CID, get: (cid: CID) => Promise<Ui
   return out
 }
 
+/** Throws FormatError unless the root's `public` link is its current node's. */
+export function checkCurrent (root: Root, current: Current): void {
+  if ((root.public === null) !== (current.public === null) || (root.public !== null && !root.public.equals(current.public))) {
+    throw new FormatError('the root and its current node link different public profiles')
+  }
+}
+
 export async function encodeRoot (root: Root): Promise<Block> {
   return cborBlock({
     version: root.version,
@@ -139,6 +151,7 @@ export async function encodeRoot (root: Root): Promise<Block> {
     parents: root.parents,
     updatedAt: root.updatedAt,
     device: root.device,
+    public: root.public,
     current: root.current,
     // A version 1 binding encodes exactly as before (no `issuedAt` key), so its root CID is unchanged.
     owner: root.owner.issuedAt === undefined
@@ -167,6 +180,7 @@ export function decodeRoot (bytes: Uint8Array): Root {
     !Number.isSafeInteger(r.updatedAt) ||
     typeof r.device !== 'string' ||
     !isCid(r.current) || CID.asCID(r.current)?.code !== dagCbor.code ||
+    !(r.public === null || (isCid(r.public) && CID.asCID(r.public)?.code === json.code)) ||
     typeof owner !== 'object' || owner === null ||
     typeof owner.address !== 'string' || !(owner.signature instanceof Uint8Array) ||
     !(owner.issuedAt === undefined || (Number.isSafeInteger(owner.issuedAt) && (owner.issuedAt as number) >= 0))
@@ -179,6 +193,7 @@ export function decodeRoot (bytes: Uint8Array): Root {
     parents: r.parents.map(c => CID.asCID(c) as CID),
     updatedAt: r.updatedAt as number,
     device: r.device,
+    public: r.public === null ? null : CID.asCID(r.public),
     current: CID.asCID(r.current) as CID,
     owner: owner.issuedAt === undefined
       ? { address: owner.address, signature: owner.signature }

@@ -76,6 +76,7 @@ export async function makeSpace (init: SpaceInit = {}): Promise<Space> {
     parents: init.parents ?? [],
     updatedAt: Date.now(),
     device: 'test-device',
+    public: pub.cid,
     current: current.cid,
     owner: init.issuedAt === undefined ? { address: account.address, signature: ownerSignature } : { address: account.address, signature: ownerSignature, issuedAt: init.issuedAt }
   })
