@@ -27,3 +27,11 @@ export const addressPath = (address: string): string => `/api/v1/address/${addre
 /** Next.ID chains as CARs. */
 export const NEXTID_EXPORT_PATH = '/api/v1/nextid/export'
 export const NEXTID_IMPORT_PATH = '/api/v1/nextid/import'
+
+// Trustless gateway and delegated routing: providers, IPNS names on the gateway, streamed answers.
+/** Delegated Routing V1: who provides a CID (this hub, for blocks it holds). */
+export const providersPath = (cid: string): string => `/routing/v1/providers/${cid}`
+/** Trustless gateway: an IPNS name's record (`?format=ipns-record`) or what it points at. */
+export const ipnsPath = (name: string): string => `/ipns/${name}`
+/** Delegated Routing V1: newline-delimited JSON, asked for with Accept. */
+export const NDJSON_TYPE = 'application/x-ndjson'
