@@ -39,3 +39,11 @@ export const currentVersionPath = (root: string): string => `/ipfs/${root}/${CUR
 // Scoped app access: the connect page every hub serves.
 /** The connect page: a dapp opens it in a popup to ask the user for a grant. */
 export const CONNECT_PATH = '/connect'
+
+// Trustless gateway and delegated routing: providers, IPNS names on the gateway, streamed answers.
+/** Delegated Routing V1: who provides a CID (this hub, for blocks it holds). */
+export const providersPath = (cid: string): string => `/routing/v1/providers/${cid}`
+/** Trustless gateway: an IPNS name's record (`?format=ipns-record`) or what it points at. */
+export const ipnsPath = (name: string): string => `/ipns/${name}`
+/** Delegated Routing V1: newline-delimited JSON, asked for with Accept. */
+export const NDJSON_TYPE = 'application/x-ndjson'

@@ -24,6 +24,8 @@ const RAW_CODE = 0x55
 
 /** Blocks planned between two turns of the event loop. */
 const YIELD_EVERY_BLOCKS = 16
+/** A linking block larger than this is followed by a turn of the event loop. */
+const YIELD_AFTER_BYTES = 64 * 1024
 
 export interface PlanIo {
   /** A block's bytes, or undefined when the hub cannot get it. */
@@ -102,18 +104,24 @@ export async function planCar (root: CID, segments: string[], options: CarOption
   }
   const start = linksIn(at, countLinks)
 
-  // Depth first, children in link order: a stack with each block's links pushed in reverse.
-  const stack: CID[] = [...start].reverse()
+  // Depth first, children in link order: a stack of CID bytes with each block's links pushed in
+  // reverse. A CID is decoded only when popped and not yet sent: a block repeating one link 24 000
+  // times then costs one decode, not 24 000 (which held the event loop for a tenth of a second).
+  const stack: Uint8Array[] = [...start].reverse()
   let visited = 0
   while (stack.length > 0) {
-    const cid = stack.pop() as CID
-    if (options.dups === 'n' && seen.has(keyOf(cid.bytes))) continue
+    const cidBytes = stack.pop() as Uint8Array
+    if (options.dups === 'n' && seen.has(keyOf(cidBytes))) continue
+    let cid: CID
+    try { cid = CID.decode(cidBytes) } catch { continue }
     if (++visited % YIELD_EVERY_BLOCKS === 0) await new Promise<void>((resolve) => { setImmediate(resolve) })
     if (hasLinks(cid.code)) {
       const bytes = await load(cid, `block ${cid.toString()}`)
       emit(cid, bytes.byteLength)
       const children = linksIn(await whole(cid, bytes), countLinks)
-      for (let i = children.length - 1; i >= 0; i--) stack.push(children[i] as CID)
+      for (let i = children.length - 1; i >= 0; i--) stack.push(children[i] as Uint8Array)
+      // A big block's scan was one slice of CPU: let other requests in before the next.
+      if (bytes.byteLength > YIELD_AFTER_BYTES) await new Promise<void>((resolve) => { setImmediate(resolve) })
     } else {
       const size = cid.multihash.code === identity.code ? 0 : await io.size(cid)
       if (size === undefined) throw io.missing(cid, `block ${cid.toString()}`)
@@ -185,26 +193,26 @@ function step (at: Position, segment: string): Position | CID | undefined {
   return undefined
 }
 
-/** The links inside the value at `at` (the whole block, or one value in it), counted against the cap. */
-function linksIn (at: Position, count: (n: number) => void): CID[] {
+/**
+ * The links inside the value at `at` (the whole block, or one value in it), as CID bytes (decoded
+ * later, once), counted against the cap.
+ */
+function linksIn (at: Position, count: (n: number) => void): Uint8Array[] {
   const code = at.cid.code
-  const out: CID[] = []
+  const out: Uint8Array[] = []
   if (code === dagCbor.code) {
     const bytes = at.start === 0 && at.end === at.bytes.byteLength ? at.bytes : at.bytes.subarray(at.start, at.end)
-    const ranges: number[] = []
-    forEachLink(bytes, (s, e) => { ranges.push(s, e); return true })
-    count(ranges.length / 2)
-    for (let i = 0; i < ranges.length; i += 2) {
-      try { out.push(CID.decode(bytes.subarray(ranges[i] as number, ranges[i + 1] as number))) } catch { /* not a CID: no link */ }
-    }
+    forEachLink(bytes, (s, e) => { count(1); out.push(bytes.subarray(s, e)); return true })
   } else if (code === dagPb.code) {
     if (at.start !== 0) return out
     let node
     try { node = dagPb.decode(at.bytes) } catch { return out }
     count(node.Links.length)
-    for (const l of node.Links) { const c = CID.asCID(l.Hash); if (c !== null) out.push(c) }
+    for (const l of node.Links) { const c = CID.asCID(l.Hash); if (c !== null) out.push(c.bytes) }
   } else if (code === DAG_JSON) {
-    collectJsonLinks(at.json, out, count, 0)
+    const links: CID[] = []
+    collectJsonLinks(at.json, links, count, 0)
+    for (const c of links) out.push(c.bytes)
   }
   return out
 }

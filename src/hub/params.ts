@@ -172,10 +172,9 @@ const ENTITY_BYTES = /^(-?(?:0|[1-9][0-9]{0,15})):(\*|-?(?:0|[1-9][0-9]{0,15}))$
 
 /** The CAR options of a request: query parameters first, then the `Accept` entry's, then defaults. */
 export function carOptions (c: Context, negotiated: Negotiated): CarOptions {
-  const version = choice(c, 'car-version', ['1'] as const)
-  void version
-  const order = choice(c, 'car-order', ['dfs', 'unk'] as const)
-  void order
+  // Checked, not needed: the only version is 1, and dfs serves both orders.
+  choice(c, 'car-version', ['1'] as const)
+  choice(c, 'car-order', ['dfs', 'unk'] as const)
   const dups = choice(c, 'car-dups', ['y', 'n'] as const) ?? (negotiated.acceptDups as 'y' | 'n' | undefined) ?? 'n'
   let scope = choice(c, 'dag-scope', ['block', 'entity', 'all'] as const) ?? 'all'
   const rawBytes = c.req.query('entity-bytes')

@@ -13,7 +13,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { base32 } from 'multiformats/bases/base32'
 import { identity } from 'multiformats/hashes/identity'
 import { InvalidInputError, InvalidRecordError, NotAcceptableError, NotFoundError, NotImplementedError, TooLargeError } from '../errors.js'
-import { IPNS_RECORD_TYPE, JSON_TYPE } from '../protocol.js'
+import { IPNS_RECORD_TYPE, JSON_TYPE, NDJSON_TYPE } from '../protocol.js'
 import { MAX_RECORD_BYTES } from '../store/record.js'
 import { readBody } from './middleware/body.js'
 import { DEFAULT_MAX_RECORD_CACHE_SECONDS } from './options.js'
@@ -27,7 +27,6 @@ import type { Context, Hono } from 'hono'
 /** The transfer protocol names of the routing spec's `peer` schema. */
 export const GATEWAY_PROTOCOL = 'transport-ipfs-gateway-http'
 export const BITSWAP_PROTOCOL = 'transport-bitswap'
-const NDJSON_TYPE = 'application/x-ndjson'
 /** max-age of a providers answer naming the hub, and of one naming nobody (the spec's examples). */
 const PROVIDERS_MAX_AGE_SECONDS = 300
 const NO_PROVIDERS_MAX_AGE_SECONDS = 15

@@ -1,13 +1,13 @@
 /**
- * The one DAG walk every hub feature uses (gateway CARs, the per-name quota, garbage collection):
- * breadth first over an array with a read index (no `shift()`), each link marked when it is queued
+ * The DAG walk of the per-name quota and garbage collection (gateway CARs walk depth first, in
+ * car-plan.ts, with the link scanner below): breadth first over an array with a read index (no
+ * `shift()`), each link marked when it is queued
  * (so a block that repeats one link 24 000 times queues it once), and stopped at per-walk caps on
  * links examined, blocks visited and bytes summed. Only dag-cbor blocks are read for their links;
  * other blocks are leaves whose size is asked for.
  */
 import * as dagCbor from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
-import { TooLargeError } from '../errors.js'
 
 /** Caps of one walk. */
 export interface WalkCaps {
@@ -94,15 +94,6 @@ export async function walkDag (roots: CID[], io: WalkIo, caps: WalkCaps, follow 
     }
   }
   return out
-}
-
-/** Like walkDag, but a cap is a TooLargeError (413) naming it. */
-export async function walkDagOrRefuse (roots: CID[], io: WalkIo, caps: WalkCaps, what: string, follow = true): Promise<Walked> {
-  const walked = await walkDag(roots, io, caps, follow)
-  if (walked.over === 'links') throw new TooLargeError(`${what} has over ${caps.maxLinks} links; the hub walks no more per request`)
-  if (walked.over === 'blocks') throw new TooLargeError(`${what} has over ${caps.maxBlocks} blocks; the hub walks no more per request`)
-  if (walked.over === 'bytes') throw new TooLargeError(`${what} is over the ${caps.maxBytes}-byte limit`)
-  return walked
 }
 
 /**
