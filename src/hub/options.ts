@@ -248,6 +248,11 @@ export interface HubComponents {
   syncBlocks?(cids: CID[]): Promise<void>
   /** More apps mounted at `/` before the static files (the Next.ID KV API). */
   routes?: Hono[]
+  /**
+   * Peered hubs (pubsub.ts): `publish` tells them of an accepted record (with its root block when
+   * the hub has it) and resolves once enough of them hold the version, or after a bounded wait.
+   */
+  cluster?: { publish(name: string, record: Uint8Array, rootBytes?: Uint8Array): Promise<void> }
 }
 
 /** What @hono/node-server passes as `c.env`; absent under `app.request()`. */

@@ -19,6 +19,8 @@ import { createHub, datastoreRecords } from './app.js'
 import { fsBlockSyncer } from './durable.js'
 import { guardConnections, raiseFileLimit, serverOptions } from './connections.js'
 import { createNextIdApp } from './nextid.js'
+import { HubCluster } from './pubsub.js'
+import type { ClusterOptions } from './pubsub.js'
 import type { HubConnectionOptions } from './connections.js'
 import type { GcReport, HubAppOptions, HubComponents } from './app.js'
 import type { NextIdOptions } from './nextid.js'
@@ -27,6 +29,7 @@ import type { HeliaNode } from '../store/helia-node.js'
 import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { MultihashDigest } from 'multiformats/hashes/interface'
+import type { GossipSub } from '@libp2p/gossipsub'
 
 /** @default '127.0.0.1' — loopback only; pass '0.0.0.0' (or '::') to serve other machines. */
 export const DEFAULT_HOST = '127.0.0.1'
@@ -111,6 +114,13 @@ export interface HubOptions extends HubAppOptions, HubConnectionOptions {
   verifyThreads?: number
   /** Options of the Next.ID KV API, or `false` to leave it out. @default {} */
   nextId?: Omit<NextIdOptions, 'datastore' | 'blockstore'> | false
+  /**
+   * Peered hubs: how many hold each space's current version (`replicas`, the accepting hub
+   * included), how long a PUT waits for them, and the bounds on what peers may send. See pubsub.ts.
+   *
+   * @default { replicas: DEFAULT_REPLICAS (2), replicaWaitMs: DEFAULT_REPLICA_WAIT_MS (5 s) }
+   */
+  cluster?: Omit<ClusterOptions, 'log' | 'maxSpaceBytes' | 'fetchTimeoutMs'>
 }
 
 export interface RunningHub {
@@ -196,9 +206,18 @@ export async function startHub (options: HubOptions = {}): Promise<RunningHub> {
     },
     routes: options.nextId === false
       ? []
-      : [createNextIdApp({ ...options.nextId, datastore: node.datastore, blockstore: node.blockstore })]
+      : [createNextIdApp({ ...options.nextId, datastore: node.datastore, blockstore: node.blockstore })],
+    // Bound below, once the hub's state exists.
+    cluster: { publish: async (name, record, rootBytes) => cluster?.publish(name, record, rootBytes) }
   }
-  const { app, collectGarbage } = createHub(components, options)
+  let cluster: HubCluster | undefined
+  const { app, collectGarbage, records: hubRecords, blocks: hubBlocks } = createHub(components, options)
+  cluster = new HubCluster({ pubsub: node.libp2p.services.pubsub as GossipSub, records: hubRecords, blocks: hubBlocks }, node.libp2p.peerId.toString(), {
+    ...options.cluster,
+    fetchTimeoutMs: options.fetchTimeoutMs,
+    maxSpaceBytes: options.maxSpaceBytes,
+    log
+  })
 
   let server: Server
   let address: AddressInfo
@@ -206,6 +225,7 @@ export async function startHub (options: HubOptions = {}): Promise<RunningHub> {
     ({ server, address } = await listen(app.fetch, host, port, options))
   } catch (err) {
     dialer.stop()
+    cluster.stop()
     await stopHeliaNode(node).catch(() => {})
     await verifiers.stop()
     await releaseLock()
@@ -269,6 +289,7 @@ export async function startHub (options: HubOptions = {}): Promise<RunningHub> {
         clearInterval(gcTimer)
         clearTimeout(debounce)
         dialer.stop()
+        cluster?.stop()
         node.libp2p.removeEventListener('peer:connect', onPeer)
         await new Promise<void>((resolve) => {
           server.close(() => { resolve() })
@@ -340,18 +361,18 @@ function isRunning (pid: number): boolean {
  * last time (if those ports are free), and the bound addresses are saved for next time.
  */
 async function startNode (directory: string | undefined, listen: string[] | undefined, log: (line: string) => void): Promise<HeliaNode> {
-  if (listen !== undefined || directory === undefined) return createHeliaNode({ directory, listen, dhtServer: true })
+  if (listen !== undefined || directory === undefined) return createHeliaNode({ directory, listen, dhtServer: true, pubsub: 'gossipsub' })
   const file = join(directory, LISTEN_FILE)
   const saved = await readFile(file, 'utf8').then(text => JSON.parse(text) as unknown, () => undefined)
   let node: HeliaNode | undefined
   if (Array.isArray(saved) && saved.length > 0 && saved.every(a => typeof a === 'string')) {
     try {
-      node = await createHeliaNode({ directory, listen: saved, dhtServer: true })
+      node = await createHeliaNode({ directory, listen: saved, dhtServer: true, pubsub: 'gossipsub' })
     } catch (err) {
       log(`libp2p: cannot listen on the previous addresses (${(err as Error).message}); picking new ports, so the multiaddrs change`)
     }
   }
-  node ??= await createHeliaNode({ directory, listen: [...DEFAULT_LISTEN], dhtServer: true })
+  node ??= await createHeliaNode({ directory, listen: [...DEFAULT_LISTEN], dhtServer: true, pubsub: 'gossipsub' })
   // The bound addresses without the /p2p/<id> suffix, e.g. /ip4/127.0.0.1/tcp/40123/ws.
   const bound = node.libp2p.getMultiaddrs().map(a => a.decapsulateCode(P2P_CODE).toString())
   await writeFile(`${file}.tmp`, JSON.stringify(bound) + '\n')
