@@ -3,6 +3,9 @@
  * (gossipsub). Live events, address bindings and replicas cross hubs; records a peer sends are
  * checked exactly like a PUT, and a bad one changes nothing. Each test stops what it starts.
  */
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { encode } from 'cborg'
 import { generateKeyPair } from '@libp2p/crypto/keys'
@@ -17,6 +20,7 @@ import type { RunningHub } from '../src/hub/server.js'
 import type { GossipSub } from '@libp2p/gossipsub'
 
 const hubs: RunningHub[] = []
+const dirs: string[] = []
 
 async function hub (peers: string[] = []): Promise<RunningHub> {
   const started = await startHub({ port: 0, directory: false, rateLimit: 0, verifyThreads: 0, republishIntervalMs: 0, nextId: false, peers })
@@ -51,6 +55,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await Promise.all(hubs.map(async h => h.stop()))
+  await Promise.all(dirs.map(async d => rm(d, { recursive: true, force: true })))
 })
 
 describe('live across hubs', () => {
@@ -149,6 +154,32 @@ describe('replication', () => {
     const res = await fetch(holder.url + ipfsPath(space.root.cid.toString()) + '?format=raw')
     expect(res.status).toBe(200)
   })
+})
+
+describe('cluster configuration', () => {
+  it('a listed peer that restarts is dialled again, and a peers list naming the hub itself is fine', async () => {
+    const tmp = await mkdtemp(join(tmpdir(), 'userspace-redial-'))
+    dirs.push(tmp)
+    const directory = join(tmp, 'b')
+    const options = { port: 0, rateLimit: 0 as const, verifyThreads: 0, republishIntervalMs: 0, nextId: false as const }
+    let b = await startHub({ ...options, directory })
+    const id = b.peerId
+    const lines: string[] = []
+    const a = await startHub({ ...options, directory: false, peerRetryMinMs: 100, peerRetryMaxMs: 400, peers: [b.multiaddrs[0] as string], log: (line) => { lines.push(line) } })
+    hubs.push(a)
+    const connections = (): number => lines.filter(l => l.startsWith('peer: connected to ')).length
+    await expect.poll(connections, { timeout: 10_000, interval: 20 }).toBe(1)
+    await b.stop()
+    await expect.poll(() => lines.some(l => l.startsWith('peer: lost ')), { timeout: 10_000, interval: 20 }).toBe(true)
+    // Same directory: same peer id and ports. The other hub finds it again on its own.
+    b = await startHub({ ...options, directory, peers: [b.multiaddrs[0] as string] })
+    hubs.push(b)
+    await expect.poll(connections, { timeout: 15_000, interval: 20 }).toBe(2)
+    expect(b.peerId).toBe(id)
+    const before = b.peerId
+    expect(a.helia.libp2p.getConnections().map(c => c.remotePeer.toString())).toContain(before)
+    await expect.poll(() => b.helia.libp2p.getConnections().map(c => c.remotePeer.toString()), { timeout: 5_000, interval: 20 }).toContain(a.peerId)
+  }, 40_000)
 })
 
 async function uploadAndPut (h: RunningHub, space: Awaited<ReturnType<typeof makeSpace>>, record: Uint8Array): Promise<void> {

@@ -22,7 +22,7 @@ import { MAX_ROOT_BYTES, rootOf } from './quota.js'
 import { walkDag } from './walk.js'
 import type { HubBlocks } from './blocks.js'
 import type { HubRecords } from './records.js'
-import type { GossipSub, Message } from '@libp2p/gossipsub'
+import type { GossipSub, Message, SubscriptionChangeData } from '@libp2p/gossipsub'
 import type { CID } from 'multiformats/cid'
 import type { MultihashDigest } from 'multiformats/hashes/interface'
 
@@ -122,6 +122,11 @@ export class HubCluster {
   private readonly replicaWaitMs: number
   private readonly log: (line: string) => void
   private readonly onMessage = (event: CustomEvent<Message>): void => { this.heard(event.detail) }
+  private readonly onSubscription = (event: CustomEvent<SubscriptionChangeData>): void => {
+    for (const { topic, subscribe } of event.detail.subscriptions) {
+      if (topic === CLUSTER_RECORDS_TOPIC) this.log(`cluster: ${subscribe ? 'joined by' : 'left by'} ${event.detail.peerId.toString()} (${this.hubs().length} other hubs)`)
+    }
+  }
 
   constructor (components: ClusterComponents, selfId: string, private readonly options: ClusterOptions = {}) {
     this.components = components
@@ -135,6 +140,7 @@ export class HubCluster {
     this.pubsub.topicValidators.set(CLUSTER_RECORDS_TOPIC, async (peer, message) => this.validateRecord(peer.toString(), message))
     this.pubsub.topicValidators.set(CLUSTER_HELD_TOPIC, (peer, message) => this.validateHeld(peer.toString(), message))
     this.pubsub.addEventListener('message', this.onMessage)
+    this.pubsub.addEventListener('subscription-change', this.onSubscription)
     this.pubsub.subscribe(CLUSTER_RECORDS_TOPIC)
     this.pubsub.subscribe(CLUSTER_HELD_TOPIC)
   }
@@ -281,6 +287,7 @@ export class HubCluster {
     this.stopped = true
     this.queue.clear()
     this.pubsub.removeEventListener('message', this.onMessage)
+    this.pubsub.removeEventListener('subscription-change', this.onSubscription)
     this.pubsub.topicValidators.delete(CLUSTER_RECORDS_TOPIC)
     this.pubsub.topicValidators.delete(CLUSTER_HELD_TOPIC)
     try {

@@ -390,11 +390,17 @@ const P2P_CODE = 0x01a5
 function dialInBackground (node: HeliaNode, peers: string[], minMs: number, maxMs: number, log: (line: string) => void): { stop: () => void } {
   let stopped = false
   const timers = new Set<ReturnType<typeof setTimeout>>()
+  /** Configured addresses by the peer id they reached, to dial again when that peer goes away. */
+  const reached = new Map<string, string>()
+  const dialling = new Set<string>()
   const attempt = (address: string, waitMs: number): void => {
     if (stopped) return
+    dialling.add(address)
     dialPeer(node, address).then(async (peerId) => {
+      reached.set(peerId, address)
       // Logged once the peer is in the DHT routing table, so that what follows the line can use it.
       await waitForDhtPeer(node, peerId)
+      dialling.delete(address)
       if (!stopped) log(`peer: connected to ${address} (${peerId})`)
     }, (err: Error) => {
       if (stopped) return
@@ -404,10 +410,27 @@ function dialInBackground (node: HeliaNode, peers: string[], minMs: number, maxM
       timers.add(timer)
     })
   }
-  for (const address of peers) attempt(address, minMs)
+  // libp2p re-dials keep-alive peers only a few times (about half a minute); a hub that is down
+  // longer (a restart, a crash) is dialled again here, with backoff, for as long as it is listed.
+  const onDisconnect = (event: CustomEvent<{ toString: () => string }>): void => {
+    const address = reached.get(event.detail.toString())
+    if (address === undefined || stopped || dialling.has(address)) return
+    log(`peer: lost ${address}; dialling it again`)
+    const timer = setTimeout(() => { timers.delete(timer); attempt(address, minMs) }, minMs)
+    timer.unref()
+    timers.add(timer)
+  }
+  node.libp2p.addEventListener('peer:disconnect', onDisconnect as EventListener)
+  // One peers list can serve every hub of a cluster: each skips its own entry.
+  const self = node.libp2p.peerId.toString()
+  for (const address of peers) {
+    if (address.endsWith(`/p2p/${self}`)) continue
+    attempt(address, minMs)
+  }
   return {
     stop: () => {
       stopped = true
+      node.libp2p.removeEventListener('peer:disconnect', onDisconnect as EventListener)
       for (const timer of timers) clearTimeout(timer)
       timers.clear()
     }
