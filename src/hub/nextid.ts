@@ -158,6 +158,8 @@ export interface NextIdOptions {
   buildAt?: string
   /** `commit_version` reported by /healthz. @default 'UNKNOWN' */
   commitVersion?: string
+  /** Told the avatar (uncompressed hex) of every accepted patch, e.g. to tell peered hubs. @default nothing */
+  onAccepted?: (avatar: string) => void
 }
 
 interface Config extends WriteConfig {
@@ -293,6 +295,7 @@ export function createNextIdApp (options: NextIdOptions): Hono {
       if (err instanceof RateLimitError) c.header('Retry-After', '1')
       throw err
     }
+    options.onAccepted?.(avatar)
     return jsonText(c, 201, await avatarResponse(config, avatar))
   })
 

@@ -14,7 +14,13 @@ import { decode, encode } from 'cborg'
 import { base64url } from 'multiformats/bases/base64'
 import { sha256 } from '@noble/hashes/sha2.js'
 import { multihashToIPNSRoutingKey } from 'ipns'
-import { CLUSTER_HELD_TOPIC, CLUSTER_RECORDS_TOPIC } from '../protocol.js'
+import * as dagCbor from '@ipld/dag-cbor'
+import { CID } from 'multiformats/cid'
+import { sha256 as sha256Hasher } from 'multiformats/hashes/sha2'
+import { CLUSTER_HELD_TOPIC, CLUSTER_NEXTID_TOPIC, CLUSTER_RECORDS_TOPIC } from '../protocol.js'
+import { decodeLink } from './nextid/chain.js'
+import { adoptChain } from './nextid/replicate.js'
+import { exportAvatarChain } from './nextid/transfer.js'
 import { MAX_RECORD_BYTES, nameToMultihash, readRecord } from '../store/record.js'
 import { DEFAULT_FETCH_TIMEOUT_MS, DEFAULT_MAX_SPACE_BYTES } from './options.js'
 import { parseName } from './params.js'
@@ -22,8 +28,10 @@ import { MAX_ROOT_BYTES, rootOf } from './quota.js'
 import { walkDag } from './walk.js'
 import type { HubBlocks } from './blocks.js'
 import type { HubRecords } from './records.js'
+import type { NextIdStores } from './nextid/store.js'
+import type { ImportLimits } from './nextid/transfer.js'
+import type { Block } from '../store/interface.js'
 import type { GossipSub, Message, SubscriptionChangeData } from '@libp2p/gossipsub'
-import type { CID } from 'multiformats/cid'
 import type { MultihashDigest } from 'multiformats/hashes/interface'
 
 /** Hubs holding each space's current version, the accepting hub included. @default 2 */
@@ -42,6 +50,8 @@ export const DEFAULT_REPLICATION_CONCURRENCY = 2
 const MAX_INLINE_ROOT_BYTES = 32 * 1024
 /** Largest cluster message decoded: a record, an inline root and the replica list. */
 const MAX_CLUSTER_MESSAGE_BYTES = MAX_RECORD_BYTES + MAX_INLINE_ROOT_BYTES + 4 * 1024
+/** Largest Next.ID chain gossiped whole (bigger ones move with export/import). */
+export const MAX_GOSSIP_CHAIN_BYTES = 48 * 1024
 /** Replica peer ids named in one message. */
 const MAX_NAMED_REPLICAS = 16
 
@@ -70,6 +80,8 @@ export interface ClusterComponents {
   pubsub: GossipSub
   records: Pick<HubRecords, 'acceptFromPeer'>
   blocks: HubBlocks
+  /** The Next.ID KV store, when the hub runs it: avatars' chains are gossiped too. */
+  nextId?: NextIdStores & ImportLimits
 }
 
 /** What a hub sends on CLUSTER_RECORDS_TOPIC. */
@@ -139,6 +151,10 @@ export class HubCluster {
     this.log = options.log ?? (() => {})
     this.pubsub.topicValidators.set(CLUSTER_RECORDS_TOPIC, async (peer, message) => this.validateRecord(peer.toString(), message))
     this.pubsub.topicValidators.set(CLUSTER_HELD_TOPIC, (peer, message) => this.validateHeld(peer.toString(), message))
+    if (components.nextId !== undefined) {
+      this.pubsub.topicValidators.set(CLUSTER_NEXTID_TOPIC, async (peer, message) => this.validateChain(peer.toString(), message))
+      this.pubsub.subscribe(CLUSTER_NEXTID_TOPIC)
+    }
     this.pubsub.addEventListener('message', this.onMessage)
     this.pubsub.addEventListener('subscription-change', this.onSubscription)
     this.pubsub.subscribe(CLUSTER_RECORDS_TOPIC)
@@ -215,6 +231,56 @@ export class HubCluster {
     return TopicValidatorResult.Accept
   }
 
+  /** Gossips an avatar's chain after this hub accepted a patch (or kept its chain over a losing one). */
+  async publishChain (avatar: string): Promise<void> {
+    const stores = this.components.nextId
+    if (stores === undefined || this.stopped) return
+    const { blocks } = await exportAvatarChain(stores, avatar)
+    const bytes = blocks.reduce((n, b) => n + b.bytes.length, 0)
+    if (blocks.length === 0) return
+    if (bytes > MAX_GOSSIP_CHAIN_BYTES) {
+      this.log(`cluster: the Next.ID chain of 0x${avatar.slice(0, 16)}… is ${bytes} bytes, over ${MAX_GOSSIP_CHAIN_BYTES}; move it with export/import`)
+      return
+    }
+    await this.pubsub.publish(CLUSTER_NEXTID_TOPIC, encode({ blocks: blocks.map(b => b.bytes) }))
+  }
+
+  private async validateChain (peer: string, message: Message): Promise<TopicValidatorResult> {
+    const stores = this.components.nextId
+    if (stores === undefined || message.type !== 'signed') return TopicValidatorResult.Reject
+    if (!this.limiter.take(peer)) return TopicValidatorResult.Ignore
+    const blocks = await decodeChain(message.data)
+    if (blocks === undefined) return TopicValidatorResult.Reject
+    if (this.checks >= (this.options.maxPeerChecks ?? DEFAULT_MAX_PEER_CHECKS)) return TopicValidatorResult.Ignore
+    this.checks++
+    let adopted
+    try {
+      adopted = await adoptChain(stores, blocks)
+    } catch (err) {
+      const name = (err as Error).name
+      if (name === 'InsufficientStorageError' || name === 'StoreError' || name === 'RateLimitError') return TopicValidatorResult.Ignore
+      this.log(`cluster: refused a Next.ID chain from ${peer}: ${(err as Error).message}`)
+      return TopicValidatorResult.Reject
+    } finally {
+      this.checks--
+    }
+    if (adopted === 'kept') {
+      // Ours wins: say so, at most once a second per avatar, so the sender converges on it.
+      const link = await decodeLink(blocks[0] as Block)
+      const now = Date.now()
+      if ((this.chainSentAt.get(link.avatar) ?? 0) + 1000 <= now) {
+        if (this.chainSentAt.size > 10_000) this.chainSentAt.clear()
+        this.chainSentAt.set(link.avatar, now)
+        this.publishChain(link.avatar).catch(() => {})
+      }
+      // Not forwarded: the mesh hears the winner instead.
+      return TopicValidatorResult.Ignore
+    }
+    return TopicValidatorResult.Accept
+  }
+
+  private readonly chainSentAt = new Map<string, number>()
+
   private validateHeld (peer: string, message: Message): TopicValidatorResult {
     if (message.type !== 'signed') return TopicValidatorResult.Reject
     if (!this.limiter.take(peer)) return TopicValidatorResult.Ignore
@@ -290,9 +356,11 @@ export class HubCluster {
     this.pubsub.removeEventListener('subscription-change', this.onSubscription)
     this.pubsub.topicValidators.delete(CLUSTER_RECORDS_TOPIC)
     this.pubsub.topicValidators.delete(CLUSTER_HELD_TOPIC)
+    this.pubsub.topicValidators.delete(CLUSTER_NEXTID_TOPIC)
     try {
       this.pubsub.unsubscribe(CLUSTER_RECORDS_TOPIC)
       this.pubsub.unsubscribe(CLUSTER_HELD_TOPIC)
+      if (this.components.nextId !== undefined) this.pubsub.unsubscribe(CLUSTER_NEXTID_TOPIC)
     } catch {
       // Already stopped with the node.
     }
@@ -342,4 +410,18 @@ function decodeHeld (data: Uint8Array): { name: string, sequence: bigint } | und
   } catch {
     return undefined
   }
+}
+
+/** A gossiped chain: `{ blocks: [dag-cbor bytes, oldest first] }`, each block's CID computed here. */
+async function decodeChain (data: Uint8Array): Promise<Block[] | undefined> {
+  if (data.byteLength > MAX_GOSSIP_CHAIN_BYTES + 4 * 1024) return undefined
+  let value: unknown
+  try {
+    value = decode(data, { strict: true, rejectDuplicateMapKeys: true })
+  } catch {
+    return undefined
+  }
+  const list = (value as { blocks?: unknown } | null)?.blocks
+  if (!Array.isArray(list) || list.length === 0 || !list.every(b => b instanceof Uint8Array)) return undefined
+  return Promise.all((list as Uint8Array[]).map(async bytes => ({ cid: CID.createV1(dagCbor.code, await sha256Hasher.digest(bytes)), bytes })))
 }

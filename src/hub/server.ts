@@ -206,13 +206,24 @@ export async function startHub (options: HubOptions = {}): Promise<RunningHub> {
     },
     routes: options.nextId === false
       ? []
-      : [createNextIdApp({ ...options.nextId, datastore: node.datastore, blockstore: node.blockstore })],
+      : [createNextIdApp({
+          ...options.nextId,
+          datastore: node.datastore,
+          blockstore: node.blockstore,
+          onAccepted: (avatar) => {
+            if (options.nextId !== false) options.nextId?.onAccepted?.(avatar)
+            cluster?.publishChain(avatar).catch((err: Error) => { log(`cluster: cannot gossip a Next.ID chain: ${err.message}`) })
+          }
+        })],
     // Bound below, once the hub's state exists.
     cluster: { publish: async (name, record, rootBytes) => cluster?.publish(name, record, rootBytes) }
   }
   let cluster: HubCluster | undefined
   const { app, collectGarbage, records: hubRecords, blocks: hubBlocks } = createHub(components, options)
-  cluster = new HubCluster({ pubsub: node.libp2p.services.pubsub as GossipSub, records: hubRecords, blocks: hubBlocks }, node.libp2p.peerId.toString(), {
+  const nextId = options.nextId === false
+    ? undefined
+    : { datastore: node.datastore, blockstore: node.blockstore, maxChainLinks: options.nextId?.maxChainLinks, maxChainBytes: options.nextId?.maxChainBytes, maxStoredBytes: options.nextId?.maxStoredBytes, syncWrites: options.nextId?.syncWrites }
+  cluster = new HubCluster({ pubsub: node.libp2p.services.pubsub as GossipSub, records: hubRecords, blocks: hubBlocks, nextId }, node.libp2p.peerId.toString(), {
     ...options.cluster,
     fetchTimeoutMs: options.fetchTimeoutMs,
     maxSpaceBytes: options.maxSpaceBytes,
