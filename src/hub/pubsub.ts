@@ -26,6 +26,8 @@ import { DEFAULT_FETCH_TIMEOUT_MS, DEFAULT_MAX_SPACE_BYTES } from './options.js'
 import { parseName } from './params.js'
 import { MAX_ROOT_BYTES, rootOf } from './quota.js'
 import { walkDag } from './walk.js'
+import { costOf } from './storage.js'
+import { verifyBlock } from '../store/blocks.js'
 import type { HubBlocks } from './blocks.js'
 import type { HubRecords } from './records.js'
 import type { NextIdStores } from './nextid/store.js'
@@ -48,8 +50,15 @@ export const DEFAULT_MAX_REPLICATION_QUEUE = 1_024
 export const DEFAULT_REPLICATION_CONCURRENCY = 2
 /** Root blocks up to this size travel with the record, so peers check the owner binding without a fetch. */
 const MAX_INLINE_ROOT_BYTES = 32 * 1024
-/** Largest cluster message decoded: a record, an inline root and the replica list. */
-const MAX_CLUSTER_MESSAGE_BYTES = MAX_RECORD_BYTES + MAX_INLINE_ROOT_BYTES + 4 * 1024
+/**
+ * A version whose blocks below the root total at most this travels whole, so replicas need no
+ * bitswap round trips (each costs tens of ms on loopback, seconds on a loaded machine).
+ */
+const MAX_INLINE_BLOCKS_BYTES = 40 * 1024
+/** Largest cluster message decoded: a record, an inline root, inline blocks and the replica list. */
+const MAX_CLUSTER_MESSAGE_BYTES = MAX_RECORD_BYTES + MAX_INLINE_ROOT_BYTES + MAX_INLINE_BLOCKS_BYTES + 4 * 1024
+/** Who blocks carried by peers are charged to, as blocks fetched by bitswap are. */
+const NETWORK_CLIENT = 'network'
 /** Largest Next.ID chain gossiped whole (bigger ones move with export/import). */
 export const MAX_GOSSIP_CHAIN_BYTES = 48 * 1024
 /** Replica peer ids named in one message. */
@@ -89,6 +98,8 @@ interface RecordMessage {
   name: string
   record: Uint8Array
   root?: Uint8Array
+  /** The version's blocks below the root, when small (see MAX_INLINE_BLOCKS_BYTES). */
+  blocks?: Uint8Array[]
   replicas: string[]
 }
 
@@ -117,7 +128,7 @@ class PeerLimiter {
 }
 
 interface Waiter { missing: Set<string>, resolve: () => void }
-interface Job { name: string, cid: CID, sequence: bigint }
+interface Job { name: string, cid: CID, sequence: bigint, inline: Uint8Array[] }
 
 /** One hub's membership of the cluster. `stop()` leaves the topics. */
 export class HubCluster {
@@ -175,11 +186,36 @@ export class HubCluster {
     this.pubsub.publish(ipnsTopic(name), record).catch(() => {})
     const chosen = rankHubs(name, this.hubs()).slice(0, this.replicas - 1)
     const message: RecordMessage = { name, record, replicas: chosen }
-    if (rootBytes !== undefined && rootBytes.byteLength <= MAX_INLINE_ROOT_BYTES) message.root = rootBytes
+    if (rootBytes !== undefined && rootBytes.byteLength <= MAX_INLINE_ROOT_BYTES) {
+      message.root = rootBytes
+      if (chosen.length > 0) {
+        const inline = await this.smallVersion(rootBytes)
+        if (inline !== undefined) message.blocks = inline
+      }
+    }
     const { sequence } = readRecord(record)
     const held = chosen.length === 0 ? Promise.resolve() : this.waitHeld(name, sequence, chosen)
     await this.pubsub.publish(CLUSTER_RECORDS_TOPIC, encode(message))
     await held
+  }
+
+  /** The blocks below a root, when this hub has all of them and they are small enough to send along. */
+  private async smallVersion (rootBytes: Uint8Array): Promise<Uint8Array[] | undefined> {
+    const root = rootOf(rootBytes)
+    if (root === undefined) return undefined
+    const { blocks } = this.components
+    const io = { read: async (c: CID) => blocks.localBlock(c), size: async (c: CID) => (await blocks.localBlock(c))?.byteLength }
+    const below = [...(root.public === null ? [] : [root.public]), ...root.private]
+    const walked = await walkDag(below, io, { maxLinks: 1024, maxBlocks: 64, maxBytes: MAX_INLINE_BLOCKS_BYTES })
+    if (walked.over !== undefined) return undefined
+    const out: Uint8Array[] = []
+    for (const cid of walked.cids) {
+      const bytes = await blocks.localBlock(cid)
+      if (bytes === undefined) return undefined
+      out.push(bytes)
+    }
+    // Incomplete (a block missing here): replicas fetch instead.
+    return out.length === walked.cids.length ? out : undefined
   }
 
   private async waitHeld (name: string, sequence: bigint, replicas: string[]): Promise<void> {
@@ -226,7 +262,7 @@ export class HubCluster {
     }
     if (decoded.replicas.includes(this.self)) {
       const { cid, sequence } = readRecord(decoded.record)
-      if (cid !== undefined) this.enqueue({ name: decoded.name, cid, sequence })
+      if (cid !== undefined) this.enqueue({ name: decoded.name, cid, sequence, inline: [...(decoded.root === undefined ? [] : [decoded.root]), ...(decoded.blocks ?? [])] })
     }
     return TopicValidatorResult.Accept
   }
@@ -330,7 +366,22 @@ export class HubCluster {
     const timeoutMs = this.options.fetchTimeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS
     const max = this.options.maxSpaceBytes ?? DEFAULT_MAX_SPACE_BYTES
     let missing = 0
+    // Blocks the sender carried, by CID once they hash right; the rest come by bitswap.
+    const carried = new Map<string, Uint8Array>()
+    for (const bytes of job.inline) {
+      const digest = await sha256Hasher.digest(bytes)
+      // dag-cbor (roots, public sections) and raw (private buckets): the codecs a space writes.
+      for (const code of [dagCbor.code, 0x55]) carried.set(CID.createV1(code, digest).toString(), bytes)
+    }
     const read = async (c: CID): Promise<Uint8Array | undefined> => {
+      const given = carried.get(c.toString())
+      if (given !== undefined && await verifyBlock(c, given)) {
+        if (!(await blocks.blockstore.has(c)) && blocks.storage.hasRoomFor(costOf(given.byteLength))) {
+          await blocks.blockstore.put(c, given)
+          await blocks.storage.landed(NETWORK_CLIENT, [{ cid: c, size: given.byteLength }], Date.now())
+        }
+        return given
+      }
       const bytes = await blocks.readBlock(c, timeoutMs)
       if (bytes === undefined) missing++
       return bytes
@@ -391,6 +442,9 @@ function decodeRecordMessage (data: Uint8Array): RecordMessage | undefined {
   const { name, record, root, replicas } = value as Record<string, unknown>
   if (typeof name !== 'string' || !(record instanceof Uint8Array) || record.byteLength > MAX_RECORD_BYTES) return undefined
   if (root !== undefined && (!(root instanceof Uint8Array) || root.byteLength > MAX_INLINE_ROOT_BYTES)) return undefined
+  const { blocks } = value as Record<string, unknown>
+  if (blocks !== undefined && (!Array.isArray(blocks) || blocks.length > 64 || !blocks.every(b => b instanceof Uint8Array) ||
+    (blocks as Uint8Array[]).reduce((n, b) => n + b.byteLength, 0) > MAX_INLINE_BLOCKS_BYTES)) return undefined
   if (!Array.isArray(replicas) || replicas.length > MAX_NAMED_REPLICAS || !replicas.every(r => typeof r === 'string' && r.length < 128)) return undefined
   let canonical: string
   try {
@@ -398,7 +452,7 @@ function decodeRecordMessage (data: Uint8Array): RecordMessage | undefined {
   } catch {
     return undefined
   }
-  return { name: canonical, record, root: root as Uint8Array | undefined, replicas: replicas as string[] }
+  return { name: canonical, record, root: root as Uint8Array | undefined, blocks: blocks as Uint8Array[] | undefined, replicas: replicas as string[] }
 }
 
 function decodeHeld (data: Uint8Array): { name: string, sequence: bigint } | undefined {
