@@ -434,8 +434,9 @@ function dialInBackground (node: HeliaNode, peers: string[], minMs: number, maxM
   node.libp2p.addEventListener('peer:disconnect', onDisconnect as EventListener)
   // One peers list can serve every hub of a cluster: each skips its own entry.
   const self = node.libp2p.peerId.toString()
+  const own = new Set(node.libp2p.getMultiaddrs().map(a => a.decapsulateCode(P2P_CODE).toString()))
   for (const address of peers) {
-    if (address.endsWith(`/p2p/${self}`)) continue
+    if (address.endsWith(`/p2p/${self}`) || own.has(address)) continue
     attempt(address, minMs)
   }
   return {
