@@ -72,7 +72,7 @@ beforeAll(async () => {
       await new Promise(resolve => pubsub.addEventListener('subscription-change', resolve, { once: true }))
     }
   }
-}, 30_000)
+}, 60_000)
 
 afterAll(async () => { await Promise.all(hubs.map(async h => h.stop())) })
 

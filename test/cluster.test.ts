@@ -51,7 +51,7 @@ beforeAll(async () => {
   h2 = await hub(h1.multiaddrs)
   h3 = await hub([...h1.multiaddrs, ...h2.multiaddrs])
   await meshed([h1, h2, h3])
-}, 30_000)
+}, 60_000)
 
 afterAll(async () => {
   await Promise.all(hubs.map(async h => h.stop()))
