@@ -47,3 +47,10 @@ export const providersPath = (cid: string): string => `/routing/v1/providers/${c
 export const ipnsPath = (name: string): string => `/ipns/${name}`
 /** Delegated Routing V1: newline-delimited JSON, asked for with Accept. */
 export const NDJSON_TYPE = 'application/x-ndjson'
+// Hub clusters: libp2p pubsub topics between peered hubs (names of spaces travel on their IPNS-over-PubSub topics too).
+/** Every record a hub accepts, as a dag-cbor `{ name, record, root?, replicas }` message. */
+export const CLUSTER_RECORDS_TOPIC = '/userspace/hub/records/1.0.0'
+/** "I hold this version": dag-cbor `{ name, sequence }`, published by a replica once it has every block. */
+export const CLUSTER_HELD_TOPIC = '/userspace/hub/held/1.0.0'
+/** Next.ID chain heads: dag-cbor `{ avatar, car }` with the avatar's chain, published after each accepted patch. */
+export const CLUSTER_NEXTID_TOPIC = '/userspace/hub/nextid/1.0.0'

@@ -45,13 +45,16 @@ const USAGE_ERROR = 2
 export const COMMANDS: Record<string, Command> = {
   serve: {
     summary: 'run a hub: an IPFS node with the UserSpace HTTP API, the Next.ID KV API and the demo page',
-    usage: 'userspace serve [--host <ip>] [--port <n>] [--data <dir>] [--peer <multiaddr>]… [--listen <multiaddr>]… [--demo <dir>] [--rate-limit <n>] [--verify-threads <n>] [--public-url <url>]',
+    usage: 'userspace serve [--host <ip>] [--port <n>] [--data <dir>] [--peer <multiaddr>]… [--peers-file <file>] [--replicas <n>] [--listen <multiaddr>]… [--demo <dir>] [--rate-limit <n>] [--verify-threads <n>] [--public-url <url>]',
     options: [
       '--host <ip>            HTTP interface (env USERSPACE_HOST)                 default 127.0.0.1',
       '--port <n>             HTTP port, 0 picks a free one (env USERSPACE_PORT)  default 8787',
       '--data <dir>           blocks, records and the peer key (env USERSPACE_DATA) default ./data',
       '--peer <multiaddr>     another hub to dial in the background, retried until it answers; repeatable',
       '                       (env USERSPACE_PEERS, comma-separated)',
+      '--peers-file <file>    more hubs to dial: one multiaddr a line, # comments (env USERSPACE_PEERS_FILE)',
+      '--replicas <n>         hubs that hold each space\'s current version, this one included (env',
+      '                       USERSPACE_REPLICAS); a PUT waits (≤ 5 s) for the others   default 2',
       '--listen <multiaddr>   libp2p listen address; repeatable (env USERSPACE_LISTEN, comma-separated)',
       '                       default: the ports of the last start (<data>/listen.json), first time free',
       '                       ports on /ip4/127.0.0.1/tcp/0 and /ip4/127.0.0.1/tcp/0/ws',
@@ -65,6 +68,7 @@ export const COMMANDS: Record<string, Command> = {
       'userspace serve',
       'userspace serve --port 8787 --data ./data',
       'userspace serve --port 0 --data ./data2 --peer /ip4/127.0.0.1/tcp/4001/p2p/12D3KooW…',
+      'userspace serve --port 8788 --data ./hub2 --peers-file ./peers.txt --replicas 2',
       'USERSPACE_HOST=0.0.0.0 USERSPACE_PORT=80 userspace serve --listen /ip4/0.0.0.0/tcp/4001'
     ],
     run: serve
@@ -187,6 +191,18 @@ function parse<T extends NonNullable<ParseArgsConfig['options']>> (args: string[
   }
 }
 
+/** A peers file: one multiaddr a line; blank lines and `#` comments are skipped. */
+async function readPeersFile (path: string): Promise<string[]> {
+  const { readFile } = await import('node:fs/promises')
+  let text: string
+  try {
+    text = await readFile(path, 'utf8')
+  } catch (err) {
+    throw new UsageError(`cannot read the peers file ${path}: ${(err as Error).message}`)
+  }
+  return text.split('\n').map(line => line.replace(/#.*/, '').trim()).filter(line => line !== '')
+}
+
 function listFrom (value: string | undefined): string[] {
   return (value ?? '').split(/[\s,]+/).filter(s => s !== '')
 }
@@ -211,6 +227,8 @@ async function serve (args: string[], io: CliIO): Promise<number> {
     port: { type: 'string' },
     data: { type: 'string' },
     peer: { type: 'string', multiple: true },
+    'peers-file': { type: 'string' },
+    replicas: { type: 'string' },
     listen: { type: 'string', multiple: true },
     demo: { type: 'string' },
     'rate-limit': { type: 'string' },
@@ -221,7 +239,10 @@ async function serve (args: string[], io: CliIO): Promise<number> {
   const portText = flags.port ?? io.env.USERSPACE_PORT
   const port = portText === undefined || portText === '' ? undefined : integer(portText, flags.port === undefined ? 'USERSPACE_PORT' : '--port', 0, 65535)
   const directory = resolve(flags.data ?? io.env.USERSPACE_DATA ?? './data')
-  const peers = flags.peer ?? listFrom(io.env.USERSPACE_PEERS)
+  const peersFile = flags['peers-file'] ?? io.env.USERSPACE_PEERS_FILE
+  const peers = [...(flags.peer ?? listFrom(io.env.USERSPACE_PEERS)), ...(peersFile === undefined || peersFile === '' ? [] : await readPeersFile(peersFile))]
+  const replicasText = flags.replicas ?? io.env.USERSPACE_REPLICAS
+  const replicas = replicasText === undefined || replicasText === '' ? undefined : integer(replicasText, flags.replicas === undefined ? 'USERSPACE_REPLICAS' : '--replicas', 1, 16)
   const listenAddrs = flags.listen ?? listFrom(io.env.USERSPACE_LISTEN)
   const rate = flags['rate-limit'] === undefined ? undefined : integer(flags['rate-limit'], '--rate-limit', 0, 1_000_000)
   const demoDir = flags.demo === undefined ? defaultDemoDir() : resolve(flags.demo)
@@ -238,6 +259,7 @@ async function serve (args: string[], io: CliIO): Promise<number> {
     demoDir,
     verifyThreads,
     publicUrl: flags['public-url'] ?? (io.env.USERSPACE_PUBLIC_URL === '' ? undefined : io.env.USERSPACE_PUBLIC_URL),
+    cluster: { replicas },
     rateLimit: rate === undefined ? undefined : rate === 0 ? 0 : { requestsPerSecond: rate, burst: rate * 4 },
     log: io.out
   })

@@ -72,6 +72,9 @@ export interface Hub {
   app: Hono
   /** One garbage-collection pass (see gc.ts); `nowMs` decides which grace periods are over. */
   collectGarbage(nowMs?: number): Promise<GcReport>
+  /** The record and block state, for a server that peers hubs (pubsub.ts). */
+  records: HubRecords
+  blocks: HubBlocks
 }
 
 /** Like createHubApp, and also returns the garbage collector of the same state. */
@@ -125,5 +128,5 @@ export function createHub (components: HubComponents, options: HubAppOptions = {
   for (const routes of components.routes ?? []) app.route('/', routes as unknown as Hono<Env>)
 
   app.get('*', staticFiles(options.demoDir))
-  return { app: app as unknown as Hono, collectGarbage: collect }
+  return { app: app as unknown as Hono, collectGarbage: collect, records, blocks }
 }

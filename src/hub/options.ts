@@ -268,6 +268,11 @@ export interface HubComponents {
   peerId?: string
   /** The hub's libp2p multiaddrs, sent beside its gateway in provider records (bitswap). @default none */
   libp2pAddrs?(): string[]
+  /**
+   * Peered hubs (pubsub.ts): `publish` tells them of an accepted record (with its root block when
+   * the hub has it) and resolves once enough of them hold the version, or after a bounded wait.
+   */
+  cluster?: { publish(name: string, record: Uint8Array, rootBytes?: Uint8Array): Promise<void> }
 }
 
 /** What @hono/node-server passes as `c.env`; absent under `app.request()`. */

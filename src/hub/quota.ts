@@ -20,11 +20,18 @@ import type { CID } from 'multiformats/cid'
 export async function versionBlocks (blocks: HubBlocks, cid: CID, rootBytes: Uint8Array, root: Root | undefined, max: number): Promise<Walked> {
   const io = { read: async (c: CID) => blocks.localBlock(c), size: async (c: CID) => blocks.blockSize(c) }
   if (root === undefined) return walkDag([cid], io, blocks.walkCaps(max))
-  // The state only: `parents` (history) is retention's business (gc.ts). `public` is the state's
-  // own profile (counted once), unless a root links another.
-  const below = root.public === null ? [root.current] : [root.current, root.public]
+  const below = stateLinks(root)
   const walked = await walkDag(below, io, blocks.walkCaps(Math.max(0, max - rootBytes.byteLength)))
   return { ...walked, cids: [cid, ...walked.cids], sizes: [rootBytes.byteLength, ...walked.sizes], bytes: walked.bytes + rootBytes.byteLength }
+}
+
+/**
+ * The links below a root that hold its version's state. `parents` (history) is left out: that is
+ * retention's business (gc.ts). `public` is the state's own profile (counted once), unless a root
+ * links another.
+ */
+export function stateLinks (root: Root): CID[] {
+  return root.public === null ? [root.current] : [root.current, root.public]
 }
 
 /** Throws TooLargeError when the version under `cid` is over `max` bytes or a walk cap. */

@@ -7,6 +7,7 @@ import { equals } from 'multiformats/bytes'
 import { toBase64 } from '../crypto/bytes.js'
 import { ConflictError, EquivocationError, InvalidInputError, TooLargeError } from '../errors.js'
 import { verifyOwner } from '../space/root.js'
+import { verifyBlock } from '../store/blocks.js'
 import { readRecord, validateRecord } from '../store/record.js'
 import {
   DEFAULT_ANNOUNCE_TIMEOUT_MS, DEFAULT_ANNOUNCE_WAIT_MS, DEFAULT_FETCH_TIMEOUT_MS, DEFAULT_MAX_SPACE_BYTES,
@@ -82,18 +83,42 @@ export class HubRecords {
   }
 
 
-  /** Validates, checks against what is stored, stores durably, notifies and announces. */
+  /**
+   * Validates, checks against what is stored, stores durably, notifies, announces and (on a hub
+   * with peers) waits, bounded, until the version is held by enough other hubs.
+   */
   async putRecord (name: string, bytes: Uint8Array): Promise<void> {
     const info = await this.validate(name, bytes)
     const changed = await this.accept(name, bytes, info)
-    if (changed) await this.announce(name, bytes)
+    if (changed) await Promise.all([this.announce(name, bytes), this.replicate(name, bytes, info)])
+  }
+
+  /**
+   * A record heard from a peered hub: the same checks as a PUT (signature, size, sequence, owner
+   * binding, quota), then stored, indexed and told to subscribers; never announced again (the
+   * sender did). `rootBytes`, when the sender sent the root block along, is used only if it hashes
+   * to the record's CID. Resolves true when stored, false when already held; throws the PUT's errors.
+   */
+  async acceptFromPeer (name: string, bytes: Uint8Array, rootBytes?: Uint8Array): Promise<boolean> {
+    const info = await this.validate(name, bytes)
+    const root = rootBytes !== undefined && info.cid !== undefined && await verifyBlock(info.cid, rootBytes) ? rootBytes : undefined
+    return this.accept(name, bytes, info, root)
+  }
+
+  private async replicate (name: string, bytes: Uint8Array, info: RecordInfo): Promise<void> {
+    const cluster = this.components.cluster
+    if (cluster === undefined) return
+    const root = info.cid === undefined ? undefined : await this.blocks.localBlock(info.cid)
+    // Best effort: a PUT is acknowledged once stored here; the wait only narrows the window in
+    // which losing this hub loses the version.
+    await cluster.publish(name, bytes, root).catch(() => {})
   }
 
   /**
    * The checks-then-write part of a PUT, under the name's lock. Returns false when the record is
    * the one already stored (an idempotent retry).
    */
-  private async accept (name: string, bytes: Uint8Array, info: RecordInfo): Promise<boolean> {
+  private async accept (name: string, bytes: Uint8Array, info: RecordInfo, rootBytes?: Uint8Array): Promise<boolean> {
     return this.withLock(name, async () => {
       const current = await this.storedWithInfo(name)
       if (current !== undefined) {
@@ -110,7 +135,7 @@ export class HubRecords {
           if (info.validUntilMs <= stored.validUntilMs) return false
         }
       }
-      const owner = info.cid === undefined ? undefined : await this.checkRoot(name, info.cid)
+      const owner = info.cid === undefined ? undefined : await this.checkRoot(name, info.cid, rootBytes)
       const binding = owner === undefined ? undefined : `${owner.address} ${owner.issuedAt ?? 0}`
       const fresh = binding !== undefined && this.indexed.get(name) !== binding
       await this.records.put(name, bytes, fresh ? owner?.address : undefined, fresh ? owner?.issuedAt : undefined)
@@ -129,8 +154,8 @@ export class HubRecords {
    * quota and verifies the owner binding. Returns the owner's binding for the index, or undefined
    * when the root is not a UserSpace root (any IPNS record is welcome; only spaces are indexed).
    */
-  private async checkRoot (name: string, cid: CID): Promise<{ address: string, issuedAt?: number } | undefined> {
-    const bytes = await this.blocks.readBlock(cid, this.options.fetchTimeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS)
+  private async checkRoot (name: string, cid: CID, rootBytes?: Uint8Array): Promise<{ address: string, issuedAt?: number } | undefined> {
+    const bytes = rootBytes ?? await this.blocks.readBlock(cid, this.options.fetchTimeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS)
     if (bytes === undefined) return undefined
     const root = rootOf(bytes)
     if (root === undefined) {

@@ -20,6 +20,8 @@ import { fsBlockSyncer } from './durable.js'
 import { guardConnections, raiseFileLimit, serverOptions } from './connections.js'
 import { createNextIdApp } from './nextid.js'
 import { urlToMultiaddr } from './routing.js'
+import { HubCluster } from './pubsub.js'
+import type { ClusterOptions } from './pubsub.js'
 import type { HubConnectionOptions } from './connections.js'
 import type { GcReport, HubAppOptions, HubComponents } from './app.js'
 import type { NextIdOptions } from './nextid.js'
@@ -28,6 +30,7 @@ import type { HeliaNode } from '../store/helia-node.js'
 import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { MultihashDigest } from 'multiformats/hashes/interface'
+import type { GossipSub } from '@libp2p/gossipsub'
 
 /** @default '127.0.0.1' — loopback only; pass '0.0.0.0' (or '::') to serve other machines. */
 export const DEFAULT_HOST = '127.0.0.1'
@@ -112,6 +115,13 @@ export interface HubOptions extends HubAppOptions, HubConnectionOptions {
   verifyThreads?: number
   /** Options of the Next.ID KV API, or `false` to leave it out. @default {} */
   nextId?: Omit<NextIdOptions, 'datastore' | 'blockstore'> | false
+  /**
+   * Peered hubs: how many hold each space's current version (`replicas`, the accepting hub
+   * included), how long a PUT waits for them, and the bounds on what peers may send. See pubsub.ts.
+   *
+   * @default { replicas: DEFAULT_REPLICAS (2), replicaWaitMs: DEFAULT_REPLICA_WAIT_MS (5 s) }
+   */
+  cluster?: Omit<ClusterOptions, 'log' | 'maxSpaceBytes' | 'fetchTimeoutMs'>
 }
 
 export interface RunningHub {
@@ -201,11 +211,31 @@ export async function startHub (options: HubOptions = {}): Promise<RunningHub> {
     libp2pAddrs: () => node.libp2p.getMultiaddrs().map(String),
     routes: options.nextId === false
       ? []
-      : [createNextIdApp({ ...options.nextId, datastore: node.datastore, blockstore: node.blockstore })]
+      : [createNextIdApp({
+          ...options.nextId,
+          datastore: node.datastore,
+          blockstore: node.blockstore,
+          onAccepted: (avatar) => {
+            if (options.nextId !== false) options.nextId?.onAccepted?.(avatar)
+            cluster?.publishChain(avatar).catch((err: Error) => { log(`cluster: cannot gossip a Next.ID chain: ${err.message}`) })
+          }
+        })],
+    // Bound below, once the hub's state exists.
+    cluster: { publish: async (name, record, rootBytes) => cluster?.publish(name, record, rootBytes) }
   }
   // publicUrl defaults to the address the server ends up listening on (port 0 picks one below).
   const appOptions: HubAppOptions = { ...options }
-  const { app, collectGarbage } = createHub(components, appOptions)
+  let cluster: HubCluster | undefined
+  const { app, collectGarbage, records: hubRecords, blocks: hubBlocks } = createHub(components, appOptions)
+  const nextId = options.nextId === false
+    ? undefined
+    : { datastore: node.datastore, blockstore: node.blockstore, maxChainLinks: options.nextId?.maxChainLinks, maxChainBytes: options.nextId?.maxChainBytes, maxStoredBytes: options.nextId?.maxStoredBytes, syncWrites: options.nextId?.syncWrites }
+  cluster = new HubCluster({ pubsub: node.libp2p.services.pubsub as GossipSub, records: hubRecords, blocks: hubBlocks, nextId }, node.libp2p.peerId.toString(), {
+    ...options.cluster,
+    fetchTimeoutMs: options.fetchTimeoutMs,
+    maxSpaceBytes: options.maxSpaceBytes,
+    log
+  })
 
   let server: Server
   let address: AddressInfo
@@ -213,6 +243,7 @@ export async function startHub (options: HubOptions = {}): Promise<RunningHub> {
     ({ server, address } = await listen(app.fetch, host, port, options))
   } catch (err) {
     dialer.stop()
+    cluster.stop()
     await stopHeliaNode(node).catch(() => {})
     await verifiers.stop()
     await releaseLock()
@@ -279,6 +310,7 @@ export async function startHub (options: HubOptions = {}): Promise<RunningHub> {
         clearInterval(gcTimer)
         clearTimeout(debounce)
         dialer.stop()
+        cluster?.stop()
         node.libp2p.removeEventListener('peer:connect', onPeer)
         await new Promise<void>((resolve) => {
           server.close(() => { resolve() })
@@ -350,18 +382,18 @@ function isRunning (pid: number): boolean {
  * last time (if those ports are free), and the bound addresses are saved for next time.
  */
 async function startNode (directory: string | undefined, listen: string[] | undefined, log: (line: string) => void): Promise<HeliaNode> {
-  if (listen !== undefined || directory === undefined) return createHeliaNode({ directory, listen, dhtServer: true })
+  if (listen !== undefined || directory === undefined) return createHeliaNode({ directory, listen, dhtServer: true, pubsub: 'gossipsub' })
   const file = join(directory, LISTEN_FILE)
   const saved = await readFile(file, 'utf8').then(text => JSON.parse(text) as unknown, () => undefined)
   let node: HeliaNode | undefined
   if (Array.isArray(saved) && saved.length > 0 && saved.every(a => typeof a === 'string')) {
     try {
-      node = await createHeliaNode({ directory, listen: saved, dhtServer: true })
+      node = await createHeliaNode({ directory, listen: saved, dhtServer: true, pubsub: 'gossipsub' })
     } catch (err) {
       log(`libp2p: cannot listen on the previous addresses (${(err as Error).message}); picking new ports, so the multiaddrs change`)
     }
   }
-  node ??= await createHeliaNode({ directory, listen: [...DEFAULT_LISTEN], dhtServer: true })
+  node ??= await createHeliaNode({ directory, listen: [...DEFAULT_LISTEN], dhtServer: true, pubsub: 'gossipsub' })
   // The bound addresses without the /p2p/<id> suffix, e.g. /ip4/127.0.0.1/tcp/40123/ws.
   const bound = node.libp2p.getMultiaddrs().map(a => a.decapsulateCode(P2P_CODE).toString())
   await writeFile(`${file}.tmp`, JSON.stringify(bound) + '\n')
@@ -379,11 +411,17 @@ const P2P_CODE = 0x01a5
 function dialInBackground (node: HeliaNode, peers: string[], minMs: number, maxMs: number, log: (line: string) => void): { stop: () => void } {
   let stopped = false
   const timers = new Set<ReturnType<typeof setTimeout>>()
+  /** Configured addresses by the peer id they reached, to dial again when that peer goes away. */
+  const reached = new Map<string, string>()
+  const dialling = new Set<string>()
   const attempt = (address: string, waitMs: number): void => {
     if (stopped) return
+    dialling.add(address)
     dialPeer(node, address).then(async (peerId) => {
+      reached.set(peerId, address)
       // Logged once the peer is in the DHT routing table, so that what follows the line can use it.
       await waitForDhtPeer(node, peerId)
+      dialling.delete(address)
       if (!stopped) log(`peer: connected to ${address} (${peerId})`)
     }, (err: Error) => {
       if (stopped) return
@@ -393,10 +431,28 @@ function dialInBackground (node: HeliaNode, peers: string[], minMs: number, maxM
       timers.add(timer)
     })
   }
-  for (const address of peers) attempt(address, minMs)
+  // libp2p re-dials keep-alive peers only a few times (about half a minute); a hub that is down
+  // longer (a restart, a crash) is dialled again here, with backoff, for as long as it is listed.
+  const onDisconnect = (event: CustomEvent<{ toString: () => string }>): void => {
+    const address = reached.get(event.detail.toString())
+    if (address === undefined || stopped || dialling.has(address)) return
+    log(`peer: lost ${address}; dialling it again`)
+    const timer = setTimeout(() => { timers.delete(timer); attempt(address, minMs) }, minMs)
+    timer.unref()
+    timers.add(timer)
+  }
+  node.libp2p.addEventListener('peer:disconnect', onDisconnect as EventListener)
+  // One peers list can serve every hub of a cluster: each skips its own entry.
+  const self = node.libp2p.peerId.toString()
+  const own = new Set(node.libp2p.getMultiaddrs().map(a => a.decapsulateCode(P2P_CODE).toString()))
+  for (const address of peers) {
+    if (address.endsWith(`/p2p/${self}`) || own.has(address)) continue
+    attempt(address, minMs)
+  }
   return {
     stop: () => {
       stopped = true
+      node.libp2p.removeEventListener('peer:disconnect', onDisconnect as EventListener)
       for (const timer of timers) clearTimeout(timer)
       timers.clear()
     }

@@ -9,6 +9,8 @@
 import '../polyfill.js'
 import { floodsub } from '@libp2p/floodsub'
 import type { FloodSub } from '@libp2p/floodsub'
+import { gossipsub } from '@libp2p/gossipsub'
+import type { GossipSub } from '@libp2p/gossipsub'
 import { join } from 'node:path'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
@@ -95,15 +97,33 @@ export interface HeliaNodeOptions {
    * @default DEFAULT_PEER_DIAL_TIMEOUT_MS (10 s)
    */
   peerDialTimeoutMs?: number
+
+  /**
+   * The pubsub router. Hubs run gossipsub (a mesh that scales past a handful of peers, with peer
+   * scoring); it also speaks floodsub, so devices on the default keep hearing hubs and each other.
+   *
+   * @default 'floodsub'
+   */
+  pubsub?: 'floodsub' | 'gossipsub'
+
+  /**
+   * Largest pubsub RPC accepted from a peer, in bytes (gossipsub only; an IPNS record is ≤ 10 KiB).
+   *
+   * @default DEFAULT_MAX_PUBSUB_MESSAGE_BYTES (64 KiB)
+   */
+  maxPubsubMessageBytes?: number
 }
+
+/** @default 64 KiB — room for one IPNS record and the small block that may ride with it. */
+export const DEFAULT_MAX_PUBSUB_MESSAGE_BYTES = 64 * 1024
 
 // A type alias, not an interface: libp2p's ServiceMap constraint needs an index signature.
 export type HeliaNodeServices = {
   identify: Identify
   ping: Ping
   dht: SingleKadDHT
-  /** floodsub: spaces announce new records on it, so devices on connected nodes hear them at once */
-  pubsub: FloodSub
+  /** floodsub (or gossipsub on hubs): spaces announce new records on it, so devices on connected nodes hear them at once */
+  pubsub: FloodSub | GossipSub
 }
 
 /** A started helia node with the libp2p services above; `node.libp2p` is its libp2p instance. */
@@ -172,7 +192,14 @@ export async function createHeliaNode (options: HeliaNodeOptions = {}): Promise<
     services: {
       identify: identify(),
       ping: ping(),
-      pubsub: floodsub(),
+      pubsub: options.pubsub === 'gossipsub'
+        ? gossipsub({
+          // A hub with no peer on a topic yet (a name nobody listens to) publishes into nothing.
+          allowPublishToZeroTopicPeers: true,
+          fallbackToFloodsub: true,
+          maxInboundDataLength: options.maxPubsubMessageBytes ?? DEFAULT_MAX_PUBSUB_MESSAGE_BYTES
+        }) as unknown as (components: unknown) => GossipSub
+        : floodsub(),
       // libp2p is held at 3.2.0 (later 3.x depend on p-retry 8, which declares Node >= 22), whose
       // components are typed against interface-datastore 9 and kad-dht against 10: the same shape.
       dht: kadDHT({

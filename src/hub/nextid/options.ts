@@ -94,6 +94,8 @@ export interface NextIdOptions {
   buildAt?: string
   /** `commit_version` reported by /healthz. @default 'UNKNOWN' */
   commitVersion?: string
+  /** Told the avatar (uncompressed hex) of every accepted patch, e.g. to tell peered hubs. @default nothing */
+  onAccepted?: (avatar: string) => void
 }
 
 /** The options with every default filled in, as the routes use them. */
@@ -106,6 +108,7 @@ export interface NextIdConfig extends WriteConfig {
   proofService?: ProofServiceCheck
   buildAt: string
   commitVersion: string
+  onAccepted?: (avatar: string) => void
 }
 
 function positive (value: number | undefined, fallback: number, what: string, allowZero = false): number {
@@ -136,6 +139,7 @@ export function configure (options: NextIdOptions): NextIdConfig {
     syncWrites: options.syncWrites ?? true,
     proofService: options.proofService,
     buildAt: options.buildAt ?? 'UNKNOWN',
-    commitVersion: options.commitVersion ?? 'UNKNOWN'
+    commitVersion: options.commitVersion ?? 'UNKNOWN',
+    onAccepted: options.onAccepted
   }
 }

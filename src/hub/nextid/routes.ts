@@ -94,6 +94,7 @@ export function addKvRoutes (app: Hono, config: NextIdConfig): void {
       if (err instanceof RateLimitError) c.header('Retry-After', '1')
       throw err
     }
+    config.onAccepted?.(avatar)
     return jsonText(c, 201, await avatarResponse(config, avatar))
   })
 }

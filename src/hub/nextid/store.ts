@@ -269,18 +269,21 @@ export type Put = [Key, Uint8Array]
  * classic-level then only hands the write to the OS, which survives a crash of the process but not
  * of the machine). Other datastores are written with their own batch and their own durability.
  */
-export async function commitBatch (datastore: Datastore, puts: Put[], sync: boolean, maxStoredBytes = DEFAULT_MAX_STORED_BYTES): Promise<void> {
+export async function commitBatch (datastore: Datastore, puts: Put[], sync: boolean, maxStoredBytes = DEFAULT_MAX_STORED_BYTES, deletes: Key[] = []): Promise<void> {
   const writer = writerFor(datastore)
   await writer.storedBytes()
-  const byKey = new Map<string, Uint8Array>()
+  const byKey = new Map<string, Uint8Array | undefined>()
+  // Deletes first: a key both deleted and put is put (a chain replaced by one sharing blocks).
+  for (const key of deletes) byKey.set(key.toString(), undefined)
   for (const [key, value] of puts) byKey.set(key.toString(), value)
   const names = [...byKey.keys()]
   const before = await getValues(datastore, names.map(name => new Key(name)))
   let deltaBytes = 0
   names.forEach((name, i) => {
     const old = before[i]
-    const value = byKey.get(name) as Uint8Array
-    deltaBytes += old === undefined ? utf8(name).length + value.length : value.length - old.length
+    const value = byKey.get(name)
+    if (value === undefined) deltaBytes -= old === undefined ? 0 : utf8(name).length + old.length
+    else deltaBytes += old === undefined ? utf8(name).length + value.length : value.length - old.length
   })
   const growth = Math.max(0, deltaBytes)
   // Writes already queued count as stored: they may land first.
@@ -288,7 +291,10 @@ export async function commitBatch (datastore: Datastore, puts: Put[], sync: bool
     throw new InsufficientStorageError(`this hub keeps at most ${maxStoredBytes} bytes of Next.ID data, all avatars together, and holds ${writer.committedBytes}; this write needs ${growth} more`)
   }
   try {
-    await writer.write(names.map((name): LevelPut => ({ type: 'put', key: name, value: byKey.get(name) as Uint8Array })), deltaBytes, growth, sync)
+    await writer.write(names.map((name): LevelPut => {
+      const value = byKey.get(name)
+      return value === undefined ? { type: 'del', key: name } : { type: 'put', key: name, value }
+    }), deltaBytes, growth, sync)
   } catch (err) {
     throw new StoreError(`datastore write failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err })
   }
@@ -302,7 +308,7 @@ export async function nextIdStoredBytes (datastore: Datastore): Promise<number> 
   return writerFor(datastore).storedBytes()
 }
 
-interface LevelPut { type: 'put', key: string, value: Uint8Array }
+type LevelPut = { type: 'put', key: string, value: Uint8Array } | { type: 'del', key: string }
 
 /**
  * The one way Next.ID writes reach the datastore, so that each batch carries the total it
@@ -389,7 +395,10 @@ class NextIdWriter {
           await this.datastore.db.batch(ops, { sync: group.some(item => item.sync) })
         } else {
           const batch = this.datastore.batch()
-          for (const op of ops) batch.put(new Key(op.key), op.value)
+          for (const op of ops) {
+            if (op.type === 'put') batch.put(new Key(op.key), op.value)
+            else batch.delete(new Key(op.key))
+          }
           await batch.commit()
         }
         this.#committed = total

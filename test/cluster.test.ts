@@ -1,0 +1,191 @@
+/**
+ * Hubs as one network, in this process: three `startHub` hubs on 127.0.0.1 peered over libp2p
+ * (gossipsub). Live events, address bindings and replicas cross hubs; records a peer sends are
+ * checked exactly like a PUT, and a bad one changes nothing. Each test stops what it starts.
+ */
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { encode } from 'cborg'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { openSpace } from '../src/index.js'
+import { startHub } from '../src/hub/server.js'
+import { CLUSTER_RECORDS_TOPIC, addressPath, ipfsPath } from '../src/protocol.js'
+import { createRecord } from '../src/store/record.js'
+import { ipnsTopic, rankHubs } from '../src/hub/pubsub.js'
+import { account, KEY_A, KEY_B } from './helpers/signers.js'
+import { makeSpace } from './helpers/hub-app.js'
+import type { RunningHub } from '../src/hub/server.js'
+import type { GossipSub } from '@libp2p/gossipsub'
+
+const hubs: RunningHub[] = []
+const dirs: string[] = []
+
+async function hub (peers: string[] = []): Promise<RunningHub> {
+  const started = await startHub({ port: 0, directory: false, rateLimit: 0, verifyThreads: 0, republishIntervalMs: 0, nextId: false, peers })
+  hubs.push(started)
+  return started
+}
+
+function pubsubOf (h: RunningHub): GossipSub {
+  return h.helia.libp2p.services.pubsub as GossipSub
+}
+
+/** Waits until every hub hears the others on the cluster topic (gossipsub learns subscriptions asynchronously). */
+async function meshed (all: RunningHub[]): Promise<void> {
+  for (const h of all) {
+    const pubsub = pubsubOf(h)
+    while (pubsub.getSubscribers(CLUSTER_RECORDS_TOPIC).length < all.length - 1) {
+      await new Promise(resolve => pubsub.addEventListener('subscription-change', resolve, { once: true }))
+    }
+  }
+}
+
+let h1: RunningHub
+let h2: RunningHub
+let h3: RunningHub
+
+beforeAll(async () => {
+  h1 = await hub()
+  h2 = await hub(h1.multiaddrs)
+  h3 = await hub([...h1.multiaddrs, ...h2.multiaddrs])
+  await meshed([h1, h2, h3])
+}, 60_000)
+
+afterAll(async () => {
+  await Promise.all(hubs.map(async h => h.stop()))
+  await Promise.all(dirs.map(async d => rm(d, { recursive: true, force: true })))
+})
+
+describe('live across hubs', () => {
+  it("a subscriber on hub 2 hears a device's writes through hub 1 within 1 s, merged", async () => {
+    const a = await openSpace({ signer: account(KEY_A), hub: h1.url })
+    await a.set('volume', 0)
+    await a.flush()
+    const b = await openSpace({ signer: account(KEY_A), hub: h2.url })
+    const heard: unknown[] = []
+    b.subscribe(() => { void b.get('volume').then(value => heard.push(value)) })
+    await new Promise(resolve => setTimeout(resolve, 200)) // the event stream connects
+    for (let i = 1; i <= 3; i++) {
+      await a.set('volume', i)
+      await a.flush()
+      await expect.poll(() => heard.includes(i), { timeout: 1000, interval: 5 }).toBe(true)
+    }
+    await a.close()
+    await b.close()
+  })
+
+  it('publishes each accepted record on its IPNS-over-PubSub topic, as the record itself', async () => {
+    const space = await makeSpace()
+    const topic = ipnsTopic(space.name)
+    pubsubOf(h3).subscribe(topic)
+    const received = new Promise<Uint8Array>((resolve) => {
+      pubsubOf(h3).addEventListener('message', (event) => { if (event.detail.topic === topic) resolve(event.detail.data) })
+    })
+    await expect.poll(() => pubsubOf(h1).getSubscribers(topic).length, { timeout: 5000, interval: 20 }).toBe(1)
+    const record = await createRecord(space.key, space.root.cid, 1)
+    await uploadAndPut(h1, space, record)
+    expect(new Uint8Array(await received)).toEqual(record)
+    pubsubOf(h3).unsubscribe(topic)
+  })
+})
+
+describe('address bindings everywhere', () => {
+  it('hub 3, which never saw the space, answers its address within 1 s of the write at hub 1', async () => {
+    const a = await openSpace({ signer: account(KEY_B), hub: h1.url })
+    await a.set('theme', 'dark')
+    await a.flush()
+    const address = account(KEY_B).address
+    const started = Date.now()
+    await expect.poll(async () => (await fetch(h3.url + addressPath(address))).status, { timeout: 1000, interval: 10 }).toBe(200)
+    const body = await (await fetch(h3.url + addressPath(address))).json() as { name: string }
+    expect(body.name).toBe(a.name)
+    expect(Date.now() - started).toBeLessThan(1000)
+    await a.close()
+  })
+})
+
+describe('records from peers are checked like a PUT', () => {
+  it('a record signed by another key, garbage, and a record for a name it does not sign change nothing on the other hubs', async () => {
+    const space = await makeSpace()
+    const otherKey = await generateKeyPair('Ed25519')
+    const forged = await createRecord(otherKey, space.root.cid, 5)
+    const pubsub = pubsubOf(h1)
+    await pubsub.publish(CLUSTER_RECORDS_TOPIC, encode({ name: space.name, record: forged, replicas: [] }))
+    await pubsub.publish(CLUSTER_RECORDS_TOPIC, new TextEncoder().encode('not cbor at all'))
+    await pubsub.publish(CLUSTER_RECORDS_TOPIC, encode({ name: 'not-a-name', record: forged, replicas: [] }))
+    // Then a good record for a fresh name, sent the same way: once it arrives, the bad ones were handled.
+    const good = await makeSpace()
+    const record = await createRecord(good.key, good.root.cid, 1)
+    await pubsub.publish(CLUSTER_RECORDS_TOPIC, encode({ name: good.name, record, root: good.root.bytes, replicas: [] }))
+    for (const h of [h2, h3]) {
+      await expect.poll(async () => (await fetch(`${h.url}/routing/v1/ipns/${good.name}`)).status, { timeout: 2000, interval: 10 }).toBe(200)
+      expect((await fetch(`${h.url}/routing/v1/ipns/${space.name}`)).status).toBe(404)
+    }
+  })
+
+  it('a lower sequence from a peer does not replace a newer record', async () => {
+    const space = await makeSpace()
+    const newer = await createRecord(space.key, space.root.cid, 7)
+    await uploadAndPut(h2, space, newer)
+    await expect.poll(async () => (await fetch(`${h3.url}/routing/v1/ipns/${space.name}`)).status, { timeout: 2000, interval: 10 }).toBe(200)
+    const older = await createRecord(space.key, space.root.cid, 3)
+    await pubsubOf(h1).publish(CLUSTER_RECORDS_TOPIC, encode({ name: space.name, record: older, replicas: [] }))
+    await new Promise(resolve => setTimeout(resolve, 300))
+    for (const h of [h2, h3]) {
+      const bytes = new Uint8Array(await (await fetch(`${h.url}/routing/v1/ipns/${space.name}`)).arrayBuffer())
+      expect(bytes).toEqual(newer)
+    }
+  })
+})
+
+describe('replication', () => {
+  it('the replica chosen for a name holds every block of the version when the PUT is answered', async () => {
+    const space = await makeSpace()
+    const record = await createRecord(space.key, space.root.cid, 1)
+    await uploadAndPut(h1, space, record)
+    const [replica] = rankHubs(space.name, [h2.peerId, h3.peerId])
+    const holder = replica === h2.peerId ? h2 : h3
+    for (const block of space.blocks) {
+      expect(await holder.helia.blockstore.has(block.cid)).toBe(true)
+    }
+    // And serves them over the gateway.
+    const res = await fetch(holder.url + ipfsPath(space.root.cid.toString()) + '?format=raw')
+    expect(res.status).toBe(200)
+  })
+})
+
+describe('cluster configuration', () => {
+  it('a listed peer that restarts is dialled again, and a peers list naming the hub itself is fine', async () => {
+    const tmp = await mkdtemp(join(tmpdir(), 'userspace-redial-'))
+    dirs.push(tmp)
+    const directory = join(tmp, 'b')
+    const options = { port: 0, rateLimit: 0 as const, verifyThreads: 0, republishIntervalMs: 0, nextId: false as const }
+    let b = await startHub({ ...options, directory })
+    const id = b.peerId
+    const lines: string[] = []
+    const a = await startHub({ ...options, directory: false, peerRetryMinMs: 100, peerRetryMaxMs: 400, peers: [b.multiaddrs[0] as string], log: (line) => { lines.push(line) } })
+    hubs.push(a)
+    const connections = (): number => lines.filter(l => l.startsWith('peer: connected to ')).length
+    await expect.poll(connections, { timeout: 10_000, interval: 20 }).toBe(1)
+    await b.stop()
+    await expect.poll(() => lines.some(l => l.startsWith('peer: lost ')), { timeout: 10_000, interval: 20 }).toBe(true)
+    // Same directory: same peer id and ports. The other hub finds it again on its own.
+    b = await startHub({ ...options, directory, peers: [b.multiaddrs[0] as string] })
+    hubs.push(b)
+    await expect.poll(connections, { timeout: 15_000, interval: 20 }).toBe(2)
+    expect(b.peerId).toBe(id)
+    const before = b.peerId
+    expect(a.helia.libp2p.getConnections().map(c => c.remotePeer.toString())).toContain(before)
+    await expect.poll(() => b.helia.libp2p.getConnections().map(c => c.remotePeer.toString()), { timeout: 5_000, interval: 20 }).toContain(a.peerId)
+  }, 40_000)
+})
+
+async function uploadAndPut (h: RunningHub, space: Awaited<ReturnType<typeof makeSpace>>, record: Uint8Array): Promise<void> {
+  const { encodeCar } = await import('../src/store/blocks.js')
+  const up = await fetch(h.url + '/api/v1/blocks', { method: 'POST', headers: { 'content-type': 'application/vnd.ipld.car' }, body: encodeCar(space.blocks) })
+  expect(up.status).toBe(200)
+  const put = await fetch(`${h.url}/routing/v1/ipns/${space.name}`, { method: 'PUT', headers: { 'content-type': 'application/vnd.ipfs.ipns-record' }, body: record as Uint8Array<ArrayBuffer> })
+  expect(put.status).toBe(200)
+}
