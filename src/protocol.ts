@@ -27,3 +27,9 @@ export const addressPath = (address: string): string => `/api/v1/address/${addre
 /** Next.ID chains as CARs. */
 export const NEXTID_EXPORT_PATH = '/api/v1/nextid/export'
 export const NEXTID_IMPORT_PATH = '/api/v1/nextid/import'
+
+// One-request publish: a CAR of blocks plus the signed IPNS record as a block of the `ipns-record` codec.
+/** The `ipns-record` multicodec (0x0300): a publish CAR carries the marshalled record as a block of this codec. */
+export const IPNS_RECORD_CODEC = 0x0300
+/** Publish blocks and a record in one request (POST a CAR whose single root is the record block). */
+export const publishPath = (name: string): string => `/api/v1/publish/${name}`

@@ -8,6 +8,7 @@
  * - `GET /ipfs/{cid}` — trustless gateway: `application/vnd.ipld.raw` (`?format=raw`) or
  *   `application/vnd.ipld.car` (`?format=car`, `dag-scope=block|entity|all`)
  * - `POST /api/v1/blocks` — upload a CAR of blocks, each verified against its CID, all or nothing
+ * - `POST /api/v1/publish/{name}` — blocks and the signed record in one CAR, all or nothing (publish.ts)
  * - `GET /api/v1/events/{name}` — server-sent events, `event: record` with the base64 record
  * - `GET /api/v1/address/{address}` — the IPNS name bound to a wallet address
  * - `GET /` and files below it — the demo page from `demoDir`
@@ -34,6 +35,8 @@ import {
 } from './options.js'
 import { parseCid, parseName, responseFormat } from './params.js'
 import { HubRecords } from './records.js'
+import { publishHandler } from './publish.js'
+import { publishPath } from '../protocol.js'
 import { HubStorage } from './storage.js'
 import type { GcReport } from './gc.js'
 import type { Env, HubAppOptions, HubComponents } from './options.js'
@@ -154,6 +157,8 @@ export function createHub (components: HubComponents, options: HubAppOptions = {
     const cids = await blocks.putCar(body, clientKey(c, options))
     return c.json({ cids: cids.map(String) })
   })
+
+  app.post(publishPath(':name'), publishHandler({ records, blocks }, options))
 
   app.get('/api/v1/events/:name', eventStream(events, async (name) => records.stored(name), options))
 

@@ -414,9 +414,14 @@ export class DefaultSpace implements Space {
     blocks.push(rootBlock)
     const lifetimeMs = this.options.recordLifetimeMs ?? DEFAULT_RECORD_LIFETIME_MS
     try {
-      await this.store.putBlocks(blocks, { signal })
       const record = await createRecord(this.derived.ipnsKey, rootBlock.cid, sequence, { lifetimeMs })
-      await this.store.putRecord(this.name, record, { signal })
+      if (this.store.publish !== undefined) {
+        // One step (one request to a hub): a stale sequence leaves nothing behind.
+        await this.store.publish(this.name, record, blocks, { signal })
+      } else {
+        await this.store.putBlocks(blocks, { signal })
+        await this.store.putRecord(this.name, record, { signal })
+      }
       this.lastRecord = record
       this.validUntilMs = this.now() + lifetimeMs
     } catch (err) {

@@ -12,7 +12,9 @@
  * come back as the named errors of errors.ts; an unreachable or silent hub is a StoreError, a hub
  * that sends what no honest hub sends is an UntrustedHubError naming it.
  */
-import { BLOCKS_PATH, CAR_TYPE, IPNS_RECORD_TYPE, JSON_TYPE, RAW_TYPE, addressPath, eventsPath, ipfsPath, ipnsRecordPath } from '../protocol.js'
+import {
+  BLOCKS_PATH, CAR_TYPE, IPNS_RECORD_CODEC, IPNS_RECORD_TYPE, JSON_TYPE, RAW_TYPE, addressPath, eventsPath, ipfsPath, ipnsRecordPath, publishPath
+} from '../protocol.js'
 import { fromBase64, hexToBytes } from '../crypto/bytes.js'
 import {
   AbortedError, errorFromName, IntegrityError, InvalidInputError, StoreError, TooLargeError, UntrustedHubError, UserSpaceError,
@@ -25,7 +27,8 @@ import { canonicalName, MAX_RECORD_BYTES, validateRecord } from './record.js'
 // address-index answer names is bound to that address (an index is a claim, a binding is a proof).
 import { decodeRoot, verifyOwner } from '../space/root.js'
 import type { AbortOptions, Block, GetRecordOptions, RecordListener, Store } from './interface.js'
-import type { CID } from 'multiformats/cid'
+import { CID } from 'multiformats/cid'
+import { sha256 } from 'multiformats/hashes/sha2'
 
 /** Largest CAR sent in one upload; more blocks go in several uploads. @default 8 MiB */
 export const DEFAULT_MAX_UPLOAD_BYTES = 8 * 1024 * 1024
@@ -130,6 +133,11 @@ class HubStore implements Store {
 
   async putBlocks (blocks: Block[], options: AbortOptions = {}): Promise<void> {
     throwIfAborted(options.signal)
+    await this.checkBlocks(blocks)
+    await this.uploadInParts(blocks, options)
+  }
+
+  private async checkBlocks (blocks: Block[]): Promise<void> {
     for (const block of blocks) {
       if (block.bytes.byteLength > MAX_BLOCK_BYTES) {
         throw new InvalidInputError(`block ${block.cid.toString()} is ${block.bytes.byteLength} bytes, over the ${MAX_BLOCK_BYTES}-byte limit`)
@@ -138,6 +146,9 @@ class HubStore implements Store {
         throw new IntegrityError(`block ${block.cid.toString()} does not match its CID`)
       }
     }
+  }
+
+  private async uploadInParts (blocks: Block[], options: AbortOptions): Promise<void> {
     // Usually one CAR. Several when the blocks are many: each upload is all-or-nothing, and a
     // later failure leaves only unreferenced blocks behind (nothing points at them until a record does).
     const max = this.options.maxUploadBytes ?? DEFAULT_MAX_UPLOAD_BYTES
@@ -154,6 +165,31 @@ class HubStore implements Store {
       size += length
     }
     if (batch.length > 0) await this.upload(batch, options)
+  }
+
+  /**
+   * Blocks and record in one request (`POST /api/v1/publish/{name}`, a CAR whose root is the record
+   * as an `ipns-record` block). Blocks beyond `maxUploadBytes` go first in plain uploads; the last
+   * part travels with the record, so the hub checks the record with every block in view.
+   */
+  async publish (name: string, record: Uint8Array, blocks: Block[], options: AbortOptions = {}): Promise<void> {
+    throwIfAborted(options.signal)
+    if (!(record instanceof Uint8Array) || record.byteLength > MAX_RECORD_BYTES) {
+      throw new InvalidInputError(`"record" expected a Uint8Array of at most ${MAX_RECORD_BYTES} bytes`)
+    }
+    await this.checkBlocks(blocks)
+    const recordBlock: Block = { cid: CID.createV1(IPNS_RECORD_CODEC, await sha256.digest(record)), bytes: record }
+    const max = this.options.maxUploadBytes ?? DEFAULT_MAX_UPLOAD_BYTES
+    let size = blockLength(recordBlock)
+    let split = blocks.length
+    while (split > 0 && size + blockLength(blocks[split - 1] as Block) <= max) size += blockLength(blocks[--split] as Block)
+    await this.uploadInParts(blocks.slice(0, split), options)
+    const car = encodeCar([recordBlock, ...blocks.slice(split)], [recordBlock.cid])
+    await this.call(publishPath(this.name(name)), {
+      method: 'POST',
+      headers: { 'content-type': CAR_TYPE, accept: JSON_TYPE },
+      body: car
+    }, options, async () => undefined)
   }
 
   private async upload (blocks: Block[], options: AbortOptions): Promise<void> {

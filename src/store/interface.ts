@@ -40,6 +40,14 @@ export interface Store {
   /** Stores and announces a marshalled IPNS record for `name` (a `k51…` string). */
   putRecord(name: string, record: Uint8Array, options?: AbortOptions): Promise<void>
 
+  /**
+   * Stores `blocks` and the record of `name` that points into them as one step, all or nothing: a
+   * record the store refuses (ConflictError for a stale sequence on a conditional store) leaves no
+   * block behind. A hub does it in one request. Optional: for stores without it, spaces call
+   * `putBlocks` then `putRecord`.
+   */
+  publish?(name: string, record: Uint8Array, blocks: Block[], options?: AbortOptions): Promise<void>
+
   /** The newest marshalled record known for `name`, or undefined when there is none. */
   getRecord(name: string, options?: GetRecordOptions): Promise<Uint8Array | undefined>
 

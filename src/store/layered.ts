@@ -65,6 +65,15 @@ export function layeredStore (local: Store, remote: Store): Store {
       }
     }
   }
+  if (remote.publish !== undefined) {
+    const publish = remote.publish.bind(remote)
+    // The same order as putBlocks then putRecord: blocks here first, the record here only once the remote took it.
+    store.publish = async (name, record, blocks, options) => {
+      await local.putBlocks(blocks, options)
+      await publish(name, record, blocks, options)
+      await local.putRecord(name, record, options)
+    }
+  }
   if (remote.subscribe !== undefined) {
     store.subscribe = (name: string, listener: RecordListener) => (remote.subscribe as NonNullable<Store['subscribe']>)(name, listener)
   }
