@@ -250,6 +250,28 @@ describe('hubStore.publish and the Space', () => {
     expect(await bytesOf(await getRecord(hub, space.name))).toEqual(record)
   })
 
+  it('falls back to upload + PUT with a hub that predates the route, and remembers', async () => {
+    const hub = makeHub()
+    const requests: string[] = []
+    const store = hubStore('http://hub.test', {
+      fetch: async (input, init) => {
+        const url = new URL(String(input))
+        requests.push(`${init?.method ?? 'GET'} ${url.pathname}`)
+        // An older hub: no such route.
+        if (url.pathname.startsWith('/api/v1/publish/')) return Response.json({ message: 'no route', name: 'NotFoundError' }, { status: 404 })
+        return hub.app.request(url.pathname + url.search, init)
+      }
+    })
+    const space = await makeSpace()
+    const r1 = await createRecord(space.key, space.root.cid, 1)
+    await store.publish?.(space.name, r1, space.blocks)
+    expect(requests).toEqual([`POST ${publishPath(space.name)}`, 'POST /api/v1/blocks', `PUT /routing/v1/ipns/${space.name}`])
+    expect(await bytesOf(await getRecord(hub, space.name))).toEqual(r1)
+    requests.length = 0
+    await store.publish?.(space.name, await createRecord(space.key, space.root.cid, 2), space.blocks)
+    expect(requests).toEqual(['POST /api/v1/blocks', `PUT /routing/v1/ipns/${space.name}`])
+  })
+
   it('a Space publishes each version with one request and no resolve', async () => {
     const hub = makeHub()
     const { store, requests } = countingStore(hub)

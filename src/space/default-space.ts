@@ -19,7 +19,7 @@ import {
   UnpublishedWritesError, throwIfAborted
 } from '../errors.js'
 import { createRecord, DEFAULT_RECORD_LIFETIME_MS, nameOfKey, validateRecord } from '../store/record.js'
-import { getVerifiedBlock } from '../store/blocks.js'
+import { getVerifiedBlock, verifyBlock } from '../store/blocks.js'
 import { HybridClock, sameEntry, wins as winsOver } from './entries.js'
 import { listVersions } from './history.js'
 import { checkKey, checkValue } from './json.js'
@@ -41,6 +41,11 @@ import type { AbortOptions, Block, Store } from '../store/interface.js'
 
 /** How many times a publish that lost a race merges and tries again before it waits for the retry timer. */
 const MAX_RACE_ATTEMPTS = 8
+/**
+ * The path below a root whose DAG a cold open asks a store for in one request (`Store.getDag`): the
+ * blocks the version is read from.
+ */
+const VERSION_DAG_PATH = 'private'
 
 type Listener = (event: any) => void
 
@@ -79,6 +84,8 @@ export class DefaultSpace implements Space {
   private stateWrites: Promise<void> = Promise.resolve()
   private closed = false
   private unsubscribe: (() => void) | undefined
+  /** Blocks a DAG request brought in ahead of a cold merge, taken by fetchBlock as they are read. */
+  private readonly prefetched = new Map<string, Uint8Array>()
 
   constructor (
     private readonly store: Store,
@@ -111,7 +118,7 @@ export class DefaultSpace implements Space {
       // The store offers nothing newer than what this device saw last time (an old record, or
       // none): start from the version this device remembers, never from an older one.
       try {
-        await this.absorbRoot(CID.parse(seen.root), seen.sequence, options)
+        await this.absorbVersion(CID.parse(seen.root), seen.sequence, options)
       } catch (err) {
         this.emit('error', err as Error)
       }
@@ -515,9 +522,42 @@ export class DefaultSpace implements Space {
       this.validUntilMs = Math.max(this.validUntilMs, info.validUntilMs)
       return
     }
-    await this.absorbRoot(info.cid, sequence, options)
+    await this.absorbVersion(info.cid, sequence, options)
     this.lastRecord = recordBytes
     this.validUntilMs = info.validUntilMs
+  }
+
+  /**
+   * Merges a version, and on a cold open (nothing merged yet) first asks the store for its blocks in
+   * one request where it can (`getDag`), rather than one request per block.
+   */
+  private async absorbVersion (cid: CID, sequence: number, options?: AbortOptions): Promise<void> {
+    if (this.rootCid === null && this.store.getDag !== undefined) await this.prefetch(cid, options)
+    try {
+      await this.absorbRoot(cid, sequence, options)
+    } finally {
+      this.prefetched.clear()
+    }
+  }
+
+  /**
+   * Fills `prefetched` with the version's DAG: the path below the root, or, from a store that does
+   * not serve paths (InvalidInputError), the root's whole DAG. Any other failure leaves reading to
+   * fetchBlock, block by block; an abort ends the open.
+   */
+  private async prefetch (cid: CID, options?: AbortOptions): Promise<void> {
+    const getDag = (this.store.getDag as NonNullable<Store['getDag']>).bind(this.store)
+    let blocks: Block[] = []
+    try {
+      blocks = await getDag(cid, { path: VERSION_DAG_PATH, signal: options?.signal })
+    } catch (err) {
+      throwIfAborted(options?.signal)
+      if (err instanceof InvalidInputError) {
+        blocks = await getDag(cid, { signal: options?.signal }).catch(() => { throwIfAborted(options?.signal); return [] })
+      }
+    }
+    // Checked here too, whatever the store did (as fetchBlock does).
+    for (const block of blocks) if (await verifyBlock(block.cid, block.bytes)) this.prefetched.set(block.cid.toString(), block.bytes)
   }
 
   /** Merges the version at `cid` (whose record said `sequence`) into the local map. */
@@ -641,6 +681,8 @@ export class DefaultSpace implements Space {
 
   /** Fetches a block and checks it against its CID, whatever the store did. */
   private async fetchBlock (cid: CID, options?: AbortOptions): Promise<Uint8Array> {
+    const prefetched = this.prefetched.get(cid.toString())
+    if (prefetched !== undefined) return prefetched
     return getVerifiedBlock(this.store, cid, options)
   }
 
