@@ -71,4 +71,9 @@ export { idbStore, type IdbStore, type IdbStoreOptions } from './store/idb.js'
 export type { MemoryStore } from './store/memory.js'
 export type { Store, Block, AbortOptions, GetRecordOptions, RecordListener } from './store/interface.js'
 export { OPEN_MESSAGE, FORMAT_VERSION } from './crypto/keys.js'
-export * from './errors.js'
+export {
+  UserSpaceError, InvalidInputError, TooLargeError, InvalidSignatureError, SignerMismatchError, SignerError,
+  NonDeterministicSignerError, IntegrityError, NotFoundError, InvalidRecordError, ConflictError, EquivocationError,
+  FormatError, StoreError, UntrustedHubError, DataDirectoryLockedError, UnsupportedMediaTypeError, NotAcceptableError,
+  RateLimitError, UnavailableError, InsufficientStorageError, ClosedError, AbortedError, UnpublishedWritesError
+} from './errors.js'

@@ -5,6 +5,7 @@
  */
 import { describe, expect, it } from 'vitest'
 import * as errors from '../src/errors.js'
+import * as entry from '../src/index.js'
 
 const classes = Object.entries(errors).filter(([, value]) =>
   typeof value === 'function' && value.prototype instanceof errors.UserSpaceError) as Array<[string, new (message: string) => errors.UserSpaceError]>
@@ -24,4 +25,10 @@ describe('error tables', () => {
       expect(rebuilt.name).toBe(exported)
     })
   }
+
+  it('the browser entry exports every error class, and neither the HTTP nor the exit-code table', () => {
+    for (const [exported, Ctor] of classes) expect((entry as Record<string, unknown>)[exported], exported).toBe(Ctor)
+    expect(entry).not.toHaveProperty('HTTP_STATUS')
+    expect(entry).not.toHaveProperty('EXIT_CODE')
+  })
 })

@@ -21,6 +21,10 @@ export interface CliIO {
   env: Record<string, string | undefined>
   /** Resolves when the process is asked to stop (SIGINT, SIGTERM). */
   stopSignal: () => Promise<string>
+  /** Standard input as text, read when an argument is `-`. @default the process's stdin */
+  readStdin?: () => Promise<string>
+  /** True when `err` goes to a terminal, so progress can redraw one line. @default false */
+  errIsTTY?: boolean
 }
 
 export interface Command {
@@ -248,6 +252,12 @@ function processIO (): CliIO {
     out: (line) => { process.stdout.write(line + '\n') },
     err: (line) => { process.stderr.write(line + '\n') },
     env: process.env,
+    errIsTTY: process.stderr.isTTY,
+    readStdin: async () => {
+      const chunks: Buffer[] = []
+      for await (const chunk of process.stdin) chunks.push(chunk as Buffer)
+      return Buffer.concat(chunks).toString('utf8')
+    },
     stopSignal: async () => new Promise<string>((resolve) => {
       const stop = (signal: string): void => {
         process.off('SIGINT', stop)

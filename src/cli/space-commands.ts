@@ -113,8 +113,8 @@ async function withSpace<T> (flags: Flags, io: CliIO, fn: (section: SectionApi, 
 }
 
 /** A JSON argument, or `-` for standard input. */
-async function jsonArg (text: string, what: string): Promise<Json> {
-  const source = text === '-' ? await readStdin() : text
+async function jsonArg (text: string, what: string, io: CliIO): Promise<Json> {
+  const source = text === '-' ? await (io.readStdin ?? noStdin)() : text
   try {
     return JSON.parse(source) as Json
   } catch {
@@ -122,10 +122,8 @@ async function jsonArg (text: string, what: string): Promise<Json> {
   }
 }
 
-async function readStdin (): Promise<string> {
-  const chunks: Buffer[] = []
-  for await (const chunk of process.stdin) chunks.push(chunk as Buffer)
-  return Buffer.concat(chunks).toString('utf8')
+async function noStdin (): Promise<string> {
+  throw new UsageError('"-" reads standard input, and this caller gave none')
 }
 
 const common = { 'key-file': { type: 'string' as const }, public: { type: 'boolean' as const }, json: { type: 'boolean' as const }, hub: { type: 'string' as const } }
@@ -164,7 +162,7 @@ function progressBar (io: CliIO, label: string, show: boolean): (p: TransferProg
     const width = 24
     const filled = total === 0 ? 0 : Math.round(width * p.done / total)
     const bar = `${label} ${p.phase.padEnd(6)} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${p.done}/${total} blocks`
-    if (process.stderr.isTTY) process.stderr.write(`\r${bar}${finished ? '\n' : ''}`)
+    if (io.errIsTTY === true) process.stderr.write(`\r${bar}${finished ? '\n' : ''}`)
     else io.err(bar)
   }
 }
@@ -205,7 +203,7 @@ export const SPACE_COMMANDS: Record<string, Command> = {
     async run (args, io) {
       const { flags, positionals } = parse(args, common, { min: 2, max: 2, names: '<key> <json>' })
       const [key, text] = positionals as [string, string]
-      const value = await jsonArg(text, 'the value')
+      const value = await jsonArg(text, 'the value', io)
       return withSpace(flags, io, async (section, space) => { await section.set(key, value); return published(io, flags, space, { set: key }) })
     }
   },
@@ -241,7 +239,7 @@ export const SPACE_COMMANDS: Record<string, Command> = {
     examples: [`USERSPACE_PRIVATE_KEY=0x… userspace patch '{"io.example.app":{"volume":3,"muted":null}}'`],
     async run (args, io) {
       const { flags, positionals } = parse(args, common, { min: 1, max: 1, names: '<json>' })
-      const patch = await jsonArg(positionals[0] as string, 'the patch')
+      const patch = await jsonArg(positionals[0] as string, 'the patch', io)
       if (typeof patch !== 'object' || patch === null || Array.isArray(patch)) throw new UsageError('the patch must be a JSON object')
       return withSpace(flags, io, async (section, space) => { await section.patch(patch); return published(io, flags, space, { patched: Object.keys(patch) }) })
     }
@@ -315,7 +313,7 @@ export const SPACE_COMMANDS: Record<string, Command> = {
       if (positionals.length === 0) throw new UsageError('expected <name|address> or --avatar <key>')
       const store = storeOf(flags, io)
       const name = await nameOf(positionals[0] as string, store)
-      const result = await exportSpace(store, name, { onProgress: progressBar(io, 'export', flags.progress === true || process.stderr.isTTY) })
+      const result = await exportSpace(store, name, { onProgress: progressBar(io, 'export', flags.progress === true || io.errIsTTY === true) })
       await writeFile(out, result.car)
       io.out(flags.json === true
         ? JSON.stringify({ name: result.name, sequence: result.sequence, blocks: result.blocks, bytes: result.car.length, file: out })
@@ -351,7 +349,7 @@ export const SPACE_COMMANDS: Record<string, Command> = {
           : `imported an avatar chain of ${body.blocks} signed patches (head ${body.head}) into ${hub}`)
         return 0
       }
-      const result = await importSpace(storeOf(flags, io), car, { onProgress: progressBar(io, 'import', flags.progress === true || process.stderr.isTTY) })
+      const result = await importSpace(storeOf(flags, io), car, { onProgress: progressBar(io, 'import', flags.progress === true || io.errIsTTY === true) })
       io.out(flags.json === true
         ? JSON.stringify({ name: result.name, sequence: result.sequence, blocks: result.blocks, hub })
         : `imported ${result.name} at sequence ${result.sequence}: ${result.blocks} blocks verified and loaded into ${hub}`)

@@ -18,6 +18,8 @@ import type { Browser, BrowserContext, BrowserContextOptions, BrowserServer, Loc
 
 export const RESULTS = join(ROOT, 'test-results')
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
+/** How long a hub process may take to print that it serves the page. */
+const HUB_START_MS = 60_000
 const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic']
 
 export type Section = 'private' | 'public'
@@ -77,14 +79,24 @@ export class DemoHarness {
     })
     this.children.add(child)
     let out = ''
-    child.stdout?.setEncoding('utf8').on('data', (chunk: string) => { out += chunk })
-    child.stderr?.setEncoding('utf8').on('data', (chunk: string) => { out += chunk })
-    const deadline = Date.now() + 30_000
-    while (!/^demo: /m.test(out)) {
-      if (child.exitCode !== null) throw new Error(`hub exited with ${child.exitCode}: ${out}`)
-      if (Date.now() > deadline) throw new Error(`hub did not start within 30 s: ${out}`)
-      await sleep(25)
-    }
+    // Started once it prints where its page is (after "listening on"); generous, for a loaded machine.
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => { done(new Error(`hub did not start within ${HUB_START_MS / 1000} s: ${out}`)) }, HUB_START_MS)
+      const onData = (chunk: string): void => {
+        out += chunk
+        if (/^demo: /m.test(out)) done()
+      }
+      const onExit = (code: number | null): void => { done(new Error(`hub exited with ${String(code)}: ${out}`)) }
+      const done = (err?: Error): void => {
+        clearTimeout(timer)
+        child.off('exit', onExit)
+        if (err === undefined) resolve()
+        else reject(err)
+      }
+      child.stdout?.setEncoding('utf8').on('data', onData)
+      child.stderr?.setEncoding('utf8').on('data', onData)
+      child.once('exit', onExit)
+    })
     const url = /listening on (http:\/\/127\.0\.0\.1:(\d+))/.exec(out)
     if (url === null) throw new Error(`unexpected hub output: ${out}`)
     if (options.demoDir === undefined) expect(out).toMatch(/^demo: .*dist[/\\]demo$/m)
@@ -154,11 +166,13 @@ export async function setEntry (page: Page, section: Section, key: string, json:
   await page.locator(`#${section} form.editor button[type=submit]`).click()
   let want: string
   try { want = JSON.stringify(JSON.parse(json)) } catch { return } // the page refuses it: nothing to wait for
-  const deadline = Date.now() + 15_000
-  while (JSON.stringify((await entries(page, section))[key]) !== want) {
-    if (Date.now() > deadline) throw new Error(`the page did not show ${section} "${key}" = ${json} within 15 s`)
-    await new Promise(resolve => setTimeout(resolve, 50))
-  }
+  await page.waitForFunction(([s, k, w]) => {
+    const shown = Array.from(document.querySelectorAll<HTMLElement>(`#${s as string} li.entry`)).find(li => li.dataset.key === k)
+    const text = shown?.querySelector('.entry-value')?.textContent
+    return text != null && JSON.stringify(JSON.parse(text)) === w
+  }, [section, key, want], { timeout: 15_000 }).catch((err: Error) => {
+    throw new Error(`the page did not show ${section} "${key}" = ${json} within 15 s`, { cause: err })
+  })
 }
 
 export function entry (page: Page, section: Section, key: string): Locator {

@@ -9,10 +9,23 @@ import type { Env } from '../options.js'
 import type { Context } from 'hono'
 import type { IncomingMessage } from 'node:http'
 
-export function requireContentType (c: Context, type: string): void {
-  const given = (c.req.header('content-type') ?? '').split(';')[0]?.trim().toLowerCase()
+/**
+ * Refuses (415) a request whose media type is not `type`; with `charset`, also one that names
+ * another charset (none named is taken as `charset`).
+ */
+export function requireContentType (c: Context, type: string, charset?: string): void {
+  const [media, ...params] = (c.req.header('content-type') ?? '').split(';')
+  const given = media?.trim().toLowerCase()
   if (given !== type) {
     throw new HTTPException(415, { message: `Content-Type expected ${type}, got ${given === '' || given === undefined ? 'none' : `"${given.slice(0, 80)}"`}` })
+  }
+  if (charset === undefined) return
+  for (const param of params) {
+    const [name = '', value = ''] = param.split('=')
+    const named = value.trim().replace(/^"(.*)"$/, '$1')
+    if (name.trim().toLowerCase() === 'charset' && named.toLowerCase() !== charset) {
+      throw new HTTPException(415, { message: `Content-Type charset expected ${charset}, got "${named.slice(0, 40)}"` })
+    }
   }
 }
 
