@@ -105,6 +105,44 @@ describe('hubStore.getDag', () => {
   })
 })
 
+describe('hubStore.getBlock', () => {
+  it('keeps at most fetchConcurrency block requests in flight, and a waiter whose signal fires leaves the line', async () => {
+    const blocks = await Promise.all(Array.from({ length: 100 }, async (_, i) => rawBlock(new Uint8Array([i, 1, 2]))))
+    let inFlight = 0
+    let most = 0
+    const store = hubStore('http://hub.test', {
+      fetchConcurrency: 8,
+      fetch: async (input) => {
+        inFlight++
+        most = Math.max(most, inFlight)
+        await new Promise(resolve => setTimeout(resolve, 5))
+        inFlight--
+        const cid = String(input).split('/ipfs/')[1]?.split('?')[0]
+        const block = blocks.find(b => b.cid.toString() === cid) as Block
+        return new Response(block.bytes as Uint8Array<ArrayBuffer>, { status: 200 })
+      }
+    })
+    const read = await Promise.all(blocks.map(async b => store.getBlock(b.cid)))
+    expect(read.map(r => r[0])).toEqual(blocks.map((_, i) => i))
+    expect(most).toBe(8)
+    // Eight slow requests hold every slot; a ninth caller gives up while waiting.
+    const gate = Promise.withResolvers<void>()
+    const slow = hubStore('http://hub.test', {
+      fetchConcurrency: 8,
+      fetch: async () => { await gate.promise; return new Response((blocks[0] as Block).bytes as Uint8Array<ArrayBuffer>, { status: 200 }) }
+    })
+    const holding = Array.from({ length: 8 }, async () => slow.getBlock((blocks[0] as Block).cid))
+    const controller = new AbortController()
+    const waiting = slow.getBlock((blocks[0] as Block).cid, { signal: controller.signal })
+    controller.abort()
+    await expect(waiting).rejects.toMatchObject({ name: 'AbortedError' })
+    gate.resolve()
+    await Promise.all(holding)
+    // Its slot was passed on: the store still serves.
+    expect(await slow.getBlock((blocks[0] as Block).cid)).toEqual((blocks[0] as Block).bytes)
+  })
+})
+
 describe('a cold open through a hub', () => {
   it('opens a space of over 1 024 private blocks in at most 4 requests', async () => {
     const hub = makeHub()

@@ -25,6 +25,7 @@ import * as dagCbor from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
 import { IntegrityError, InvalidInputError, NotFoundError, StoreError, TooLargeError, throwIfAborted } from '../errors.js'
 import { MAX_BLOCK_BYTES, verifyBlock } from './blocks.js'
+import { Limiter } from './limiter.js'
 import { nameToMultihash, validateRecord } from './record.js'
 import type { AbortOptions, Block, GetDagOptions, GetRecordOptions, RecordListener, Store } from './interface.js'
 import type { IPNS, IPNSRouting } from '@helia/ipns'
@@ -197,7 +198,7 @@ class HeliaStore implements Store {
     const signal = options.signal ?? AbortSignal.timeout(this.options.fetchTimeoutMs)
     // Local reads go straight through; network fetches wait for one of `fetchConcurrency` slots.
     const local = await Promise.resolve(this.helia.blockstore.has(cid)).catch(() => false)
-    return await (local ? this.readBlock(cid, this.helia.blockstore, signal) : this.fetchSlots.run(signal, async () => this.readBlock(cid, this.helia.blockstore, signal)))
+    return await (local ? this.readBlock(cid, this.helia.blockstore, signal) : this.fetchSlots.run(signal, async () => this.readBlock(cid, this.helia.blockstore, signal), () => new NotFoundError(`block ${cid.toString()} not found before the signal fired`)))
   }
 
   /**
@@ -421,41 +422,6 @@ class HeliaStore implements Store {
     }
     this.routers = { local, network }
     return this.routers
-  }
-}
-
-/** At most `limit` tasks at a time; the others wait in order (a waiter whose signal fires leaves the line). */
-class Limiter {
-  private active = 0
-  private readonly waiting: Array<() => void> = []
-  private head = 0
-
-  constructor (private readonly limit: number) {}
-
-  async run<T> (signal: AbortSignal, task: () => Promise<T>): Promise<T> {
-    if (this.active >= this.limit) {
-      await new Promise<void>((resolve, reject) => {
-        const onAbort = (): void => { reject(new NotFoundError('gave up waiting for a fetch slot before the signal fired')) }
-        signal.addEventListener('abort', onAbort, { once: true })
-        this.waiting.push(() => { signal.removeEventListener('abort', onAbort); resolve() })
-      })
-    } else {
-      this.active++
-    }
-    try {
-      return await task()
-    } finally {
-      this.release()
-    }
-  }
-
-  /** Hands the slot to the next waiter (an index, not shift(): the line can be long). */
-  private release (): void {
-    const next = this.waiting[this.head]
-    if (next === undefined) { this.active--; return }
-    this.waiting[this.head++] = undefined as unknown as () => void
-    if (this.head === this.waiting.length) { this.waiting.length = 0; this.head = 0 }
-    next()
   }
 }
 

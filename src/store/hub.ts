@@ -23,6 +23,7 @@ import {
 import { blockLength } from '@ipld/car/buffer-writer'
 import { CarBlockIterator } from '@ipld/car/iterator'
 import { MAX_BLOCK_BYTES, encodeCar, verifyBlock } from './blocks.js'
+import { Limiter } from './limiter.js'
 import { canonicalName, MAX_RECORD_BYTES, validateRecord } from './record.js'
 // The root codec lives with the space; the hub store needs it for one check: that the space an
 // address-index answer names is bound to that address (an index is a claim, a binding is a proof).
@@ -53,6 +54,8 @@ export const DEFAULT_EVENTS_IDLE_MS = 45_000
  * a CAR and on a space. @default 64 MiB
  */
 export const DEFAULT_MAX_DAG_BYTES = 64 * 1024 * 1024
+/** Block requests (`getBlock`) in flight at once; more wait their turn. @default 32 */
+export const DEFAULT_FETCH_CONCURRENCY = 32
 /** Most blocks read in one CAR (`getDag`). @default 65 536 */
 export const DEFAULT_MAX_DAG_BLOCKS = 65_536
 /** Largest JSON answer (address lookups, error bodies) read from a hub. @default 8 KiB */
@@ -84,6 +87,8 @@ export interface HubStoreOptions {
   timeoutMs?: number
   /** @default DEFAULT_EVENTS_IDLE_MS (45 s) */
   eventsIdleMs?: number
+  /** Block requests in flight at once. @default DEFAULT_FETCH_CONCURRENCY (32) */
+  fetchConcurrency?: number
   /** @default DEFAULT_MAX_DAG_BYTES (64 MiB) */
   maxDagBytes?: number
   /** @default DEFAULT_MAX_DAG_BLOCKS (65 536) */
@@ -121,7 +126,7 @@ export function hubStore (url: string, options: HubStoreOptions = {}): Store {
   if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
     throw new InvalidInputError(`"url" expected an http(s) URL, got "${url.slice(0, 100)}"`)
   }
-  for (const key of ['maxUploadBytes', 'reconnectMinMs', 'reconnectMaxMs', 'timeoutMs', 'eventsIdleMs', 'maxDagBytes', 'maxDagBlocks'] as const) {
+  for (const key of ['maxUploadBytes', 'reconnectMinMs', 'reconnectMaxMs', 'timeoutMs', 'eventsIdleMs', 'maxDagBytes', 'maxDagBlocks', 'fetchConcurrency'] as const) {
     const value = options[key]
     if (value !== undefined && !(typeof value === 'number' && Number.isFinite(value) && value > 0)) {
       throw new InvalidInputError(`"${key}" expected a positive number, got ${String(value)}`)
@@ -136,6 +141,7 @@ class HubStore implements Store {
   private readonly base: string
   private readonly fetch: typeof globalThis.fetch
   private readonly options: HubStoreOptions
+  private readonly fetchSlots: Limiter
   /** Set once the hub answered the one-request publish route with 404 (a hub that predates it). */
   private publishUnsupported = false
 
@@ -143,6 +149,7 @@ class HubStore implements Store {
     this.base = base
     this.fetch = options.fetch ?? ((input, init) => globalThis.fetch(input, init))
     this.options = options
+    this.fetchSlots = new Limiter(options.fetchConcurrency ?? DEFAULT_FETCH_CONCURRENCY)
   }
 
   async putBlocks (blocks: Block[], options: AbortOptions = {}): Promise<void> {
@@ -230,9 +237,11 @@ class HubStore implements Store {
   }
 
   async getBlock (cid: CID, options: AbortOptions = {}): Promise<Uint8Array> {
-    const bytes = await this.call(`${ipfsPath(cid.toString())}?format=raw`, {
+    // A space read block by block asks for every bucket at once: at most `fetchConcurrency` go out together.
+    const bytes = await this.fetchSlots.run(options.signal, async () => await this.call(`${ipfsPath(cid.toString())}?format=raw`, {
       headers: { accept: RAW_TYPE }
-    }, options, async (res, signal) => await this.read(res, MAX_BLOCK_BYTES, `block ${cid.toString()}`, signal))
+    }, options, async (res, signal) => await this.read(res, MAX_BLOCK_BYTES, `block ${cid.toString()}`, signal)),
+    () => new AbortedError(`request to ${this.base} was aborted`))
     if (!(await verifyBlock(cid, bytes))) {
       throw new IntegrityError(`block ${cid.toString()} from ${this.base} does not match its CID`)
     }
