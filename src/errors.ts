@@ -136,6 +136,21 @@ export class InsufficientStorageError extends UserSpaceError {
   override name = 'InsufficientStorageError'
 }
 
+/**
+ * A condition the request set cannot be met: `Cache-Control: only-if-cached` for data the hub does
+ * not hold (HTTP 412, as the path gateway spec says).
+ */
+export class PreconditionFailedError extends UserSpaceError {
+  static override readonly code: string = 'PreconditionFailedError'
+  override name = 'PreconditionFailedError'
+}
+
+/** A route the hub knows of but does not implement (HTTP 501, as the delegated routing spec says). */
+export class NotImplementedError extends UserSpaceError {
+  static override readonly code: string = 'NotImplementedError'
+  override name = 'NotImplementedError'
+}
+
 /** The space was closed; no more reads or writes. */
 export class ClosedError extends UserSpaceError {
   static override readonly code: string = 'ClosedError'
@@ -180,6 +195,8 @@ export const HTTP_STATUS: Readonly<Record<string, number>> = {
   UnsupportedMediaTypeError: 415,
   NotAcceptableError: 406,
   RateLimitError: 429,
+  PreconditionFailedError: 412,
+  NotImplementedError: 501,
   StoreError: 502,
   UntrustedHubError: 502,
   UnpublishedWritesError: 502,
@@ -214,7 +231,9 @@ export const EXIT_CODE: Readonly<Record<string, number>> = {
   ClosedError: 11,
   DataDirectoryLockedError: 12,
   UnsupportedMediaTypeError: 2,
-  NotAcceptableError: 2
+  NotAcceptableError: 2,
+  PreconditionFailedError: 4,
+  NotImplementedError: 8
 }
 
 /** Rebuilds a named error from its name and message (as carried in a hub's JSON error body). */
@@ -246,7 +265,9 @@ const ERRORS: Record<string, new (message: string) => UserSpaceError> = {
   InsufficientStorageError,
   ClosedError,
   AbortedError,
-  UnpublishedWritesError
+  UnpublishedWritesError,
+  PreconditionFailedError,
+  NotImplementedError
 }
 
 /** Throws AbortedError if the signal has fired. */

@@ -36,8 +36,9 @@ describe('Delegated Routing V1 IPNS', () => {
     expect(res.status).toBe(200)
     expect(res.headers.get('content-type')).toBe(IPNS_RECORD_TYPE)
     expect(await bytesOf(res)).toEqual(record)
-    // Without an Accept header too
-    expect(await bytesOf(await hub.app.request(`/routing/v1/ipns/${space.name}`))).toEqual(record)
+    // A wildcard Accept takes it too; no Accept at all is the routing spec's 406.
+    expect(await bytesOf(await hub.app.request(`/routing/v1/ipns/${space.name}`, { headers: { accept: '*/*' } }))).toEqual(record)
+    await expectRefusal(await hub.app.request(`/routing/v1/ipns/${space.name}`), 406, 'NotAcceptableError')
   })
 
   it('answers 404 JSON for an unknown name', async () => {
@@ -101,17 +102,17 @@ describe('Delegated Routing V1 IPNS', () => {
     await expectRefusal(await getRecord(hub, stranger.name), 404)
   })
 
-  it('refuses an oversized record with 413', async () => {
+  it('refuses a record over the IPNS spec\'s 10 KiB as invalid (400, as the routing spec lists)', async () => {
     const hub = makeHub()
     const space = await makeSpace()
     const big = crypto.getRandomValues(new Uint8Array(10 * 1024 + 1))
-    await expectRefusal(await putRecord(hub, space.name, big), 413, 'TooLargeError')
+    await expectRefusal(await putRecord(hub, space.name, big), 400, 'InvalidRecordError')
     // Also when the client hides the size (a stream with no Content-Length)
     const stream = new ReadableStream<Uint8Array>({ start (c) { c.enqueue(big); c.close() } })
     const res = await hub.app.request(`/routing/v1/ipns/${space.name}`, {
       method: 'PUT', headers: { 'content-type': IPNS_RECORD_TYPE }, body: stream, duplex: 'half'
     } as RequestInit)
-    await expectRefusal(res, 413, 'TooLargeError')
+    await expectRefusal(res, 400, 'InvalidRecordError')
   })
 
   it('refuses a space over the per-name byte limit with 413 and stores nothing', async () => {
@@ -512,16 +513,17 @@ describe('malformed requests', () => {
     { what: 'GET record for bad percent-encoding', status: 400, request: async () => ['/routing/v1/ipns/%E0%A4%A', {}] },
     { what: 'GET record for a CID that is not a key', status: 400, request: async () => [`/routing/v1/ipns/${space.root.cid.toString()}`, {}] },
     { what: 'GET record for a 2 KB name', status: 400, request: async () => [`/routing/v1/ipns/k51${'a'.repeat(2000)}`, {}] },
-    { what: 'PUT record without Content-Type', status: 415, request: async () => ipns({ body: record as Uint8Array<ArrayBuffer> }, space.name) },
-    { what: 'PUT record as JSON', status: 415, request: async () => ipns({ headers: { 'content-type': 'application/json' }, body: '{}' }, space.name) },
+    { what: 'PUT record without Content-Type', status: 406, request: async () => ipns({ body: record as Uint8Array<ArrayBuffer> }, space.name) },
+    { what: 'PUT record as JSON', status: 406, request: async () => ipns({ headers: { 'content-type': 'application/json' }, body: '{}' }, space.name) },
     { what: 'PUT empty record', status: 400, request: async () => ipns({ headers: { 'content-type': IPNS_RECORD_TYPE } }, space.name) },
     { what: 'PUT garbage record', status: 400, request: async () => ipns({ headers: { 'content-type': IPNS_RECORD_TYPE }, body: 'garbage' }, space.name) },
     { what: 'PUT truncated record', status: 400, request: async () => ipns({ headers: { 'content-type': IPNS_RECORD_TYPE }, body: record.slice(0, record.length - 10) as Uint8Array<ArrayBuffer> }, space.name) },
     { what: 'PUT record with a bit flipped', status: 400, request: async () => { const r = record.slice(); r[r.length - 5] = (r[r.length - 5] as number) ^ 1; return ipns({ headers: { 'content-type': IPNS_RECORD_TYPE }, body: r as Uint8Array<ArrayBuffer> }, space.name) } },
     { what: 'PUT record under a non-name', status: 400, request: async () => ipns({ headers: { 'content-type': IPNS_RECORD_TYPE }, body: record as Uint8Array<ArrayBuffer> }, 'nope') },
-    { what: 'PUT record with a lying Content-Length', status: 413, request: async () => ipns({ headers: { 'content-type': IPNS_RECORD_TYPE, 'content-length': '999999' }, body: record as Uint8Array<ArrayBuffer> }, space.name) },
+    { what: 'PUT record with a lying Content-Length', status: 400, request: async () => ipns({ headers: { 'content-type': IPNS_RECORD_TYPE, 'content-length': '999999' }, body: record as Uint8Array<ArrayBuffer> }, space.name) },
     { what: 'GET block with a non-CID', status: 400, request: async () => ['/ipfs/not-a-cid?format=raw', {}] },
-    { what: 'GET block without a trustless format', status: 406, request: async () => [`/ipfs/${space.root.cid.toString()}`, {}] },
+    { what: 'GET block without a trustless format', status: 400, request: async () => [`/ipfs/${space.root.cid.toString()}`, {}] },
+    { what: 'GET block as HTML', status: 406, request: async () => [`/ipfs/${space.root.cid.toString()}`, { headers: { accept: 'text/html' } }] },
     { what: 'GET block in an unknown format', status: 400, request: async () => [`/ipfs/${space.root.cid.toString()}?format=xml`, {}] },
     { what: 'GET CAR with an unknown dag-scope', status: 400, request: async () => [`/ipfs/${space.root.cid.toString()}?format=car&dag-scope=wat`, {}] },
     { what: 'GET a path below a CID', status: 400, request: async () => [`/ipfs/${space.root.cid.toString()}/a/b?format=raw`, {}] },
@@ -536,7 +538,7 @@ describe('malformed requests', () => {
     { what: 'GET address that is not hex', status: 400, request: async () => ['/api/v1/address/0xnothex', {}] },
     { what: 'GET events for a non-name', status: 400, request: async () => ['/api/v1/events/nope', {}] },
     { what: 'GET an unknown API route', status: 404, request: async () => ['/api/v1/nothing', {}] },
-    { what: 'DELETE a record', status: 404, request: async () => [`/routing/v1/ipns/${space.name}`, { method: 'DELETE' }] }
+    { what: 'DELETE a record', status: 501, request: async () => [`/routing/v1/ipns/${space.name}`, { method: 'DELETE' }] }
   ]
 
   for (const c of cases) {

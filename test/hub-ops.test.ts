@@ -191,15 +191,16 @@ describe('CLI errors and --json', () => {
 })
 
 describe('error bodies', () => {
-  it('carry a name for refusals raised as HTTP statuses: 415, 406 and the Next.ID routes', async () => {
+  it('carry a name for refusals raised as HTTP statuses: 415, 406, 400 and the Next.ID routes', async () => {
     const datastore = new MemoryDatastore()
     const blockstore = new MemoryBlockstore()
     const app = createHubApp({ datastore, blockstore, routes: [createNextIdApp({ datastore, blockstore })] }, { rateLimit: 0 })
     const name = 'k51qzi5uqu5dlvj2baxnqndepeb86cbk3ng7n3i46uzyxzyqj2xjonzllnv0v8'
     const cases: Array<[string, RequestInit, number, string]> = [
-      [`/routing/v1/ipns/${name}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: '{}' }, 415, 'UnsupportedMediaTypeError'],
+      [`/routing/v1/ipns/${name}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: '{}' }, 406, 'NotAcceptableError'],
       ['/api/v1/blocks', { method: 'POST', body: 'x' }, 415, 'UnsupportedMediaTypeError'],
-      ['/ipfs/bafkqaaa', {}, 406, 'NotAcceptableError'],
+      ['/ipfs/bafkqaaa', {}, 400, 'InvalidInputError'],
+      ['/ipfs/bafkqaaa', { headers: { accept: 'text/html' } }, 406, 'NotAcceptableError'],
       ['/v1/kv/payload', { method: 'POST', headers: { 'content-type': 'text/plain' }, body: '{}' }, 415, 'UnsupportedMediaTypeError'],
       ['/api/v1/nextid/import', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' }, 415, 'UnsupportedMediaTypeError']
     ]

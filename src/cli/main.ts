@@ -44,7 +44,7 @@ const USAGE_ERROR = 2
 export const COMMANDS: Record<string, Command> = {
   serve: {
     summary: 'run a hub: an IPFS node with the UserSpace HTTP API, the Next.ID KV API and the demo page',
-    usage: 'userspace serve [--host <ip>] [--port <n>] [--data <dir>] [--peer <multiaddr>]… [--listen <multiaddr>]… [--demo <dir>] [--rate-limit <n>] [--verify-threads <n>]',
+    usage: 'userspace serve [--host <ip>] [--port <n>] [--data <dir>] [--peer <multiaddr>]… [--listen <multiaddr>]… [--demo <dir>] [--rate-limit <n>] [--verify-threads <n>] [--public-url <url>]',
     options: [
       '--host <ip>            HTTP interface (env USERSPACE_HOST)                 default 127.0.0.1',
       '--port <n>             HTTP port, 0 picks a free one (env USERSPACE_PORT)  default 8787',
@@ -56,7 +56,9 @@ export const COMMANDS: Record<string, Command> = {
       '                       ports on /ip4/127.0.0.1/tcp/0 and /ip4/127.0.0.1/tcp/0/ws',
       '--demo <dir>           the built demo page                                 default dist/demo',
       '--rate-limit <n>       requests per second per client address, 0 = off      default 50 (bursts of 200)',
-      '--verify-threads <n>   worker threads checking record signatures, 0 = main thread  default cores − 1 (≤ 4)'
+      '--verify-threads <n>   worker threads checking record signatures, 0 = main thread  default cores − 1 (≤ 4)',
+      '--public-url <url>     origin clients reach the HTTP API at, named as the gateway in provider records',
+      '                       (env USERSPACE_PUBLIC_URL)                          default the listening address'
     ],
     examples: [
       'userspace serve',
@@ -210,7 +212,8 @@ async function serve (args: string[], io: CliIO): Promise<number> {
     listen: { type: 'string', multiple: true },
     demo: { type: 'string' },
     'rate-limit': { type: 'string' },
-    'verify-threads': { type: 'string' }
+    'verify-threads': { type: 'string' },
+    'public-url': { type: 'string' }
   })
   const host = flags.host ?? io.env.USERSPACE_HOST ?? undefined
   const portText = flags.port ?? io.env.USERSPACE_PORT
@@ -232,6 +235,7 @@ async function serve (args: string[], io: CliIO): Promise<number> {
     listen: listenAddrs.length > 0 ? listenAddrs : undefined,
     demoDir,
     verifyThreads,
+    publicUrl: flags['public-url'] ?? (io.env.USERSPACE_PUBLIC_URL === '' ? undefined : io.env.USERSPACE_PUBLIC_URL),
     rateLimit: rate === undefined ? undefined : rate === 0 ? 0 : { requestsPerSecond: rate, burst: rate * 4 },
     log: io.out
   })

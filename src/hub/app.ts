@@ -4,23 +4,26 @@
  * handler runs in tests through `app.request()` with memory stores and no socket.
  *
  * Routes (standards first):
- * - `GET`/`PUT /routing/v1/ipns/{name}` — Delegated Routing V1 IPNS (`application/vnd.ipfs.ipns-record`)
- * - `GET /ipfs/{cid}` — trustless gateway: `application/vnd.ipld.raw` (`?format=raw`) or
- *   `application/vnd.ipld.car` (`?format=car`, `dag-scope=block|entity|all`)
+ * - `/routing/v1/…` — Delegated Routing V1: providers (this hub, for blocks it holds) and IPNS
+ *   records (`application/vnd.ipfs.ipns-record`); see routing.ts
+ * - `GET /ipfs/{cid}[/{path}]`, `GET /ipns/{name}[/{path}]` — trustless gateway: raw blocks, CARs
+ *   and IPNS records; see gateway.ts
  * - `POST /api/v1/blocks` — upload a CAR of blocks, each verified against its CID, all or nothing
  * - `POST /api/v1/publish/{name}` — blocks and the signed record in one CAR, all or nothing (publish.ts)
  * - `GET /api/v1/events/{name}` — server-sent events, `event: record` with the base64 record
  * - `GET /api/v1/address/{address}` — the IPNS name bound to a wallet address
  * - `GET /` and files below it — the demo page from `demoDir`
  *
- * This file wires the routes; each concern has its own file (records.ts, blocks.ts, quota.ts,
+ * This file wires the routes; each concern has its own file (routing.ts, gateway.ts, records.ts, blocks.ts, quota.ts,
  * events.ts, record-store.ts, params.ts, middleware/). Every refusal is JSON `{ "message", "name" }`
  * with a 4xx status and changes nothing (see http-errors.ts); checks all run before the first write.
  */
+import { publicKeyFromRaw } from '@libp2p/crypto/keys'
+import { peerIdFromPublicKey } from '@libp2p/peer-id'
+import { ed25519 } from '@noble/curves/ed25519.js'
 import { Hono } from 'hono'
 import { checksumAddress } from '../crypto/eip191.js'
 import { InvalidInputError, NotFoundError } from '../errors.js'
-import { MAX_RECORD_BYTES } from '../store/record.js'
 import { HubBlocks } from './blocks.js'
 import { clientKey } from './client.js'
 import { eventStream, HubEvents } from './events.js'
@@ -30,10 +33,9 @@ import { readBody, requireContentType } from './middleware/body.js'
 import { corsHeaders } from './middleware/cors.js'
 import { rateLimiter } from './middleware/rate-limit.js'
 import { staticFiles } from './middleware/static.js'
-import {
-  CAR_TYPE, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_RECORD_CACHE_SECONDS, IPNS_RECORD_TYPE, RAW_TYPE
-} from './options.js'
-import { parseCid, parseName, responseFormat } from './params.js'
+import { CAR_TYPE, DEFAULT_MAX_BODY_BYTES } from './options.js'
+import { mountGateway } from './gateway.js'
+import { mountRouting, urlToMultiaddr } from './routing.js'
 import { HubRecords } from './records.js'
 import { publishHandler } from './publish.js'
 import { publishPath } from '../protocol.js'
@@ -77,6 +79,9 @@ export interface Hub {
 
 /** Like createHubApp, and also returns the garbage collector of the same state. */
 export function createHub (components: HubComponents, options: HubAppOptions = {}): Hub {
+  if (options.publicUrl !== undefined) urlToMultiaddr(options.publicUrl)
+  // Only an identifier here (nothing is signed with it): a random Ed25519 public key.
+  const peerId = components.peerId ?? peerIdFromPublicKey(publicKeyFromRaw(ed25519.getPublicKey(ed25519.utils.randomSecretKey()))).toString()
   const storage = new HubStorage(components.datastore, options)
   const blocks = new HubBlocks(components, options, storage)
   const events = new HubEvents(options)
@@ -95,61 +100,8 @@ export function createHub (components: HubComponents, options: HubAppOptions = {
   app.use('*', corsHeaders())
   app.use('*', rateLimiter(options))
 
-  app.get('/routing/v1/ipns/:name', async (c) => {
-    const name = parseName(c.req.param('name'))
-    const cacheControl = c.req.header('cache-control') ?? ''
-    const nocache = /no-cache|no-store|max-age=0/i.test(cacheControl) || c.req.header('pragma') === 'no-cache'
-    const record = await records.getRecord(name, nocache)
-    if (record === undefined) throw new NotFoundError(`no IPNS record for ${name}`)
-    const { ttlMs } = records.infoOf(name, record)
-    const maxAge = Math.max(0, Math.min(Math.floor(ttlMs / 1000), options.maxRecordCacheSeconds ?? DEFAULT_MAX_RECORD_CACHE_SECONDS))
-    return c.body(record as Uint8Array<ArrayBuffer>, 200, {
-      'Content-Type': IPNS_RECORD_TYPE,
-      'Cache-Control': `public, max-age=${maxAge}`,
-      Vary: 'Accept'
-    })
-  })
-
-  app.put('/routing/v1/ipns/:name', async (c) => {
-    const name = parseName(c.req.param('name'))
-    requireContentType(c, IPNS_RECORD_TYPE)
-    const maxRecordBytes = Math.min(options.maxRecordBytes ?? MAX_RECORD_BYTES, MAX_RECORD_BYTES)
-    const bytes = await readBody(c, maxRecordBytes, 'IPNS record')
-    await records.putRecord(name, bytes)
-    return c.body(null, 200)
-  })
-
-  app.get('/ipfs/:cid', async (c) => {
-    const cid = parseCid(c.req.param('cid'))
-    const format = responseFormat(c)
-    if (format === 'raw') {
-      const bytes = await blocks.getBlock(cid)
-      return c.body(bytes as Uint8Array<ArrayBuffer>, 200, {
-        'Content-Type': RAW_TYPE,
-        'Cache-Control': 'public, max-age=29030400, immutable',
-        ETag: `"${cid.toString()}.raw"`,
-        'X-Content-Type-Options': 'nosniff',
-        'Content-Disposition': `attachment; filename="${cid.toString()}.bin"`
-      })
-    }
-    const scope = c.req.query('dag-scope') ?? 'all'
-    if (scope !== 'all' && scope !== 'block' && scope !== 'entity') {
-      throw new InvalidInputError(`"dag-scope" expected block, entity or all, got "${scope.slice(0, 40)}"`)
-    }
-    const car = await blocks.getCar(cid, scope, clientKey(c, options))
-    return c.body(car.body as ReadableStream<Uint8Array<ArrayBuffer>>, 200, {
-      'Content-Type': `${CAR_TYPE}; version=1; order=unk; dups=n`,
-      'Content-Length': String(car.bytes),
-      'Cache-Control': 'public, max-age=29030400, immutable',
-      ETag: `"${cid.toString()}.car.${scope}"`,
-      'X-Content-Type-Options': 'nosniff',
-      'X-Ipfs-Roots': cid.toString(),
-      'Content-Disposition': `attachment; filename="${cid.toString()}.car"`
-    })
-  })
-  app.get('/ipfs/:cid/*', () => {
-    throw new InvalidInputError('paths below a CID are not supported; ask for the CID itself')
-  })
+  mountRouting(app as unknown as Hono, blocks, records, components, options, peerId)
+  mountGateway(app as unknown as Hono, blocks, records, options)
 
   app.post('/api/v1/blocks', async (c) => {
     requireContentType(c, CAR_TYPE)

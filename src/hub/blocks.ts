@@ -7,8 +7,9 @@ import { CarBufferReader } from '@ipld/car/buffer-reader'
 import * as dagCbor from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
 import { varint } from 'multiformats'
+import { identity } from 'multiformats/hashes/identity'
 import { sha256 } from 'multiformats/hashes/sha2'
-import { IntegrityError, InvalidInputError, NotFoundError, TooLargeError } from '../errors.js'
+import { IntegrityError, InvalidInputError, NotFoundError, PreconditionFailedError, TooLargeError } from '../errors.js'
 import { MAX_BLOCK_BYTES, encodeCar, verifyBlock } from '../store/blocks.js'
 import { collect } from './bytes.js'
 import {
@@ -18,9 +19,10 @@ import {
 import { Slots } from './slots.js'
 import { costOf } from './storage.js'
 import type { HubStorage } from './storage.js'
-import { walkDagOrRefuse } from './walk.js'
+import { planCar } from './car-plan.js'
 import type { WalkCaps } from './walk.js'
 import type { HubAppOptions, HubComponents } from './options.js'
+import type { CarOptions } from './params.js'
 import type { Blockstore } from 'interface-blockstore'
 
 /** Who blocks fetched from the network for a reader are charged to. */
@@ -51,9 +53,16 @@ export class HubBlocks {
     this.carSlots = new Slots('CAR responses', options.maxCarStreams ?? DEFAULT_MAX_CAR_STREAMS, options.maxCarStreamsPerClient ?? DEFAULT_MAX_CAR_STREAMS_PER_CLIENT)
   }
 
-  async getBlock (cid: CID): Promise<Uint8Array> {
-    const bytes = await this.readBlock(cid, this.options.fetchTimeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS)
-    if (bytes === undefined) throw new NotFoundError(`block ${cid.toString()} not found`)
+  /**
+   * A block's bytes: an identity CID's digest, a local block, or (unless `localOnly`) one fetched
+   * from the network. Missing: NotFoundError, or PreconditionFailedError when `localOnly`.
+   */
+  async getBlock (cid: CID, options: { localOnly?: boolean } = {}): Promise<Uint8Array> {
+    if (cid.multihash.code === identity.code) return cid.multihash.digest
+    const bytes = options.localOnly === true
+      ? await this.localBlock(cid)
+      : await this.readBlock(cid, this.options.fetchTimeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS)
+    if (bytes === undefined) throw missingBlock(cid, 'block', options.localOnly === true)
     return bytes
   }
 
@@ -67,34 +76,35 @@ export class HubBlocks {
   }
 
   /**
-   * A CARv1 of `cid` and, for `all`, the dag-cbor DAG below it (blocks the hub can get), streamed
-   * block by block. The walk runs first (reading dag-cbor blocks for their links, sizing the leaves)
-   * so that a DAG over a cap is a 413 before any byte is sent; the body then reads one block at a
-   * time as the client takes them, and holds a CAR slot until it ends.
+   * A CARv1 of `cid`, the blocks that resolve `segments` below it and the blocks `options` asks for
+   * at their end (see car-plan.ts), streamed block by block. The plan runs first (reading the blocks
+   * that link, sizing the leaves) so that a DAG over a cap is a 413, and one with a block the hub
+   * cannot get a 404 (412 when `localOnly`), before any byte is sent; the body then reads one block
+   * at a time as the client takes them, and holds a CAR slot until it ends.
    */
-  async getCar (cid: CID, scope: 'block' | 'entity' | 'all', client: string): Promise<{ body: ReadableStream<Uint8Array>, bytes: number }> {
+  async getCar (cid: CID, segments: string[], options: CarOptions, client: string, io: { localOnly?: boolean } = {}): Promise<{ body: ReadableStream<Uint8Array>, bytes: number, roots: CID[], release: () => void }> {
     const release = this.carSlots.acquire(client)
     try {
       const max = this.options.maxCarBytes ?? DEFAULT_MAX_CAR_BYTES
       const deadline = Date.now() + (this.options.fetchTimeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS)
-      await this.getBlock(cid)
-      const remaining = (): number => Math.max(0, deadline - Date.now())
-      const walked = await walkDagOrRefuse([cid], {
+      const remaining = (): number => io.localOnly === true ? 0 : Math.max(0, deadline - Date.now())
+      const plan = await planCar(cid, segments, options, {
         read: async (c) => this.readBlock(c, remaining()),
-        size: async (c) => this.sizes.get(c.toString()) ?? (await this.readBlock(c, remaining()))?.byteLength
-      }, this.walkCaps(max), `the CAR for ${cid.toString()} (ask for dag-scope=block)`, scope === 'all')
+        size: async (c) => this.sizes.get(c.toString()) ?? (await this.readBlock(c, remaining()))?.byteLength,
+        missing: (c, role) => missingBlock(c, role, io.localOnly === true)
+      }, this.walkCaps(max), `the CAR for ${cid.toString()}${segments.length > 0 ? '/' + segments.join('/') : ''}`)
       const header = encodeCar([], [cid])
       let bytes = header.byteLength
-      walked.cids.forEach((c, i) => { bytes += blockFrameLength(c, walked.sizes[i] as number) })
+      plan.cids.forEach((c, i) => { bytes += blockFrameLength(c, plan.sizes[i] as number) })
       let index = -1
       const body = new ReadableStream<Uint8Array>({
         pull: async (controller) => {
           try {
             if (index === -1) { index = 0; controller.enqueue(header); return }
-            const next = walked.cids[index]
+            const next = plan.cids[index]
             if (next === undefined) { release(); controller.close(); return }
             index++
-            // A block collected since the walk ends the CAR early; the client, verifying, sees it.
+            // A block collected since the plan ends the CAR early; the client, verifying, sees it.
             const block = await this.localBlock(next)
             if (block === undefined) throw new NotFoundError(`block ${next.toString()} is gone`)
             controller.enqueue(blockFrame(next, block))
@@ -105,7 +115,7 @@ export class HubBlocks {
         },
         cancel: () => { release() }
       }, { highWaterMark: 0 })
-      return { body, bytes }
+      return { body, bytes, roots: plan.roots, release }
     } catch (err) {
       release()
       throw err
@@ -252,6 +262,13 @@ export class HubBlocks {
     if (this.sizes.size > 100_000) this.sizes.clear()
     this.sizes.set(key, size)
   }
+}
+
+/** The refusal for a block the hub cannot give: 404, or 412 when only local blocks may be used. */
+function missingBlock (cid: CID, role: string, localOnly: boolean): Error {
+  return localOnly
+    ? new PreconditionFailedError(`${role} ${role === 'block' ? cid.toString() + ' ' : ''}is not on this hub (only-if-cached: nothing fetched)`)
+    : new NotFoundError(`${role === 'block' ? `block ${cid.toString()}` : role} not found on this hub`)
 }
 
 /**

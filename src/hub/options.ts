@@ -61,8 +61,11 @@ export const DEFAULT_FETCH_TIMEOUT_MS = 3_000
 export const DEFAULT_HEARTBEAT_MS = 15_000
 /** Open event streams the hub accepts at once. @default 10 000 */
 export const DEFAULT_MAX_EVENT_STREAMS = 10_000
-/** The longest a record GET may be cached by browsers and proxies, whatever its TTL. @default 60 s */
-export const DEFAULT_MAX_RECORD_CACHE_SECONDS = 60
+/**
+ * The longest a record GET may be cached by browsers and proxies, whatever its TTL (the routing
+ * spec asks for max-age = TTL; this bounds a record that asks for days). @default 1 hour
+ */
+export const DEFAULT_MAX_RECORD_CACHE_SECONDS = 3_600
 
 export interface RateLimit {
   /** Tokens added per second. 0 disables rate limiting. */
@@ -211,8 +214,16 @@ export interface HubAppOptions extends HubLimits {
   fetchTimeoutMs?: number
   /** @default DEFAULT_HEARTBEAT_MS (15 s) */
   heartbeatMs?: number
-  /** @default DEFAULT_MAX_RECORD_CACHE_SECONDS (60 s) */
+  /** @default DEFAULT_MAX_RECORD_CACHE_SECONDS (1 hour) */
   maxRecordCacheSeconds?: number
+  /**
+   * The origin clients reach this hub's HTTP API at (`https://hub.example.org`), named as the
+   * trustless gateway in `/routing/v1/providers` answers. `startHub` defaults it to the address it
+   * listens on; without it, an app answers with the origin each request was made to.
+   *
+   * @default the listening address (startHub), else the request's origin
+   */
+  publicUrl?: string
   /**
    * The key a client is rate-limited by. The default is the socket's remote address (never a
    * forwarded-for header, which any client can forge); put the hub behind a proxy that limits
@@ -248,6 +259,15 @@ export interface HubComponents {
   syncBlocks?(cids: CID[]): Promise<void>
   /** More apps mounted at `/` before the static files (the Next.ID KV API). */
   routes?: Hono[]
+  /**
+   * The hub's peer id (`12D3Koo…`), the `ID` of its provider records; a networked hub passes its
+   * libp2p node's, which is kept across restarts.
+   *
+   * @default a fresh Ed25519 peer id per app
+   */
+  peerId?: string
+  /** The hub's libp2p multiaddrs, sent beside its gateway in provider records (bitswap). @default none */
+  libp2pAddrs?(): string[]
 }
 
 /** What @hono/node-server passes as `c.env`; absent under `app.request()`. */

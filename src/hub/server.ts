@@ -19,6 +19,7 @@ import { createHub, datastoreRecords } from './app.js'
 import { fsBlockSyncer } from './durable.js'
 import { guardConnections, raiseFileLimit, serverOptions } from './connections.js'
 import { createNextIdApp } from './nextid.js'
+import { urlToMultiaddr } from './routing.js'
 import type { HubConnectionOptions } from './connections.js'
 import type { GcReport, HubAppOptions, HubComponents } from './app.js'
 import type { NextIdOptions } from './nextid.js'
@@ -151,6 +152,7 @@ export async function startHub (options: HubOptions = {}): Promise<RunningHub> {
 
   const log = options.log ?? (() => {})
   parseMultiaddrs(options.peers ?? [], 'peers')
+  if (options.publicUrl !== undefined) urlToMultiaddr(options.publicUrl)
   const releaseLock = directory === undefined ? async () => {} : await lockDirectory(directory)
   let node: HeliaNode
   try {
@@ -194,11 +196,16 @@ export async function startHub (options: HubOptions = {}): Promise<RunningHub> {
       if (!connected()) throw new StoreError('no peers')
       return store.getBlock(cid, { signal })
     },
+    // Provider records name this node: its peer id (kept across restarts) and libp2p addresses.
+    peerId: node.libp2p.peerId.toString(),
+    libp2pAddrs: () => node.libp2p.getMultiaddrs().map(String),
     routes: options.nextId === false
       ? []
       : [createNextIdApp({ ...options.nextId, datastore: node.datastore, blockstore: node.blockstore })]
   }
-  const { app, collectGarbage } = createHub(components, options)
+  // publicUrl defaults to the address the server ends up listening on (port 0 picks one below).
+  const appOptions: HubAppOptions = { ...options }
+  const { app, collectGarbage } = createHub(components, appOptions)
 
   let server: Server
   let address: AddressInfo
@@ -255,6 +262,9 @@ export async function startHub (options: HubOptions = {}): Promise<RunningHub> {
   gcTimer?.unref()
 
   const hostForUrl = address.family === 'IPv6' ? `[${address.address}]` : address.address
+  // A wildcard address names no host a client can use: then each request's origin is named.
+  const wildcard = address.address === '0.0.0.0' || address.address === '::'
+  if (!wildcard) appOptions.publicUrl ??= `http://${hostForUrl}:${address.port}`
   let stopped: Promise<void> | undefined
   return {
     url: `http://${hostForUrl}:${address.port}`,
