@@ -541,20 +541,16 @@ export class DefaultSpace implements Space {
   }
 
   /**
-   * Fills `prefetched` with the version's DAG: the path below the root, or, from a store that does
-   * not serve paths (InvalidInputError), the root's whole DAG. Any other failure leaves reading to
-   * fetchBlock, block by block; an abort ends the open.
+   * Fills `prefetched` with the version's DAG: the root and the path below it. Not the root's whole
+   * DAG, which holds every earlier version through `parents`. Any failure (a store that serves no
+   * paths, a lying hub) leaves reading to fetchBlock, block by block; an abort ends the open.
    */
   private async prefetch (cid: CID, options?: AbortOptions): Promise<void> {
-    const getDag = (this.store.getDag as NonNullable<Store['getDag']>).bind(this.store)
     let blocks: Block[] = []
     try {
-      blocks = await getDag(cid, { path: VERSION_DAG_PATH, signal: options?.signal })
-    } catch (err) {
+      blocks = await (this.store.getDag as NonNullable<Store['getDag']>)(cid, { path: VERSION_DAG_PATH, signal: options?.signal })
+    } catch {
       throwIfAborted(options?.signal)
-      if (err instanceof InvalidInputError) {
-        blocks = await getDag(cid, { signal: options?.signal }).catch(() => { throwIfAborted(options?.signal); return [] })
-      }
     }
     // Checked here too, whatever the store did (as fetchBlock does).
     for (const block of blocks) if (await verifyBlock(block.cid, block.bytes)) this.prefetched.set(block.cid.toString(), block.bytes)
