@@ -10,6 +10,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { memoryState, openSpace } from '../src/index.js'
 import { createHeliaNode, stopHeliaNode } from '../src/store/helia-node.js'
 import { heliaStore } from '../src/store/helia.js'
+import { rawBlock } from '../src/store/blocks.js'
+import { createRecord, nameOfKey } from '../src/store/record.js'
+import { generateKeyPair } from '@libp2p/crypto/keys'
 import type { Store } from '../src/store/interface.js'
 import type { HeliaNode } from '../src/store/helia-node.js'
 
@@ -65,4 +68,35 @@ describe('a space of over 1 024 buckets between two helia nodes', () => {
       getRecord: store.getRecord.bind(store)
     }))
   }, 120_000)
+})
+
+describe('publishing on helia without waiting for the DHT', () => {
+  it('stores blocks and record locally and returns while the provide and the DHT put still hang', async () => {
+    const node = await createHeliaNode()
+    try {
+      const started: string[] = []
+      // Routers that never answer: only the signal ends them.
+      const hang = async (what: string, options?: { signal?: AbortSignal }): Promise<never> => {
+        started.push(what)
+        return await new Promise<never>((_resolve, reject) => { options?.signal?.addEventListener('abort', () => { reject(new Error('aborted')) }) })
+      }
+      node.routing.put = async (_key, _value, options) => hang('put', options)
+      node.routing.provide = async (_cid, options) => hang('provide', options)
+      const store = heliaStore(node, { routingTimeoutMs: 60_000 })
+      const block = await rawBlock(new Uint8Array([1, 2, 3]))
+      const key = await generateKeyPair('Ed25519')
+      const name = nameOfKey(key)
+      const record = await createRecord(key, block.cid, 1)
+      const t0 = Date.now()
+      await store.putBlocks([block])
+      await store.putRecord(name, record)
+      // Generous for a loaded machine; the hanging routers would hold each call for 60 s.
+      expect(Date.now() - t0).toBeLessThan(10_000)
+      expect(started.sort()).toEqual(['provide', 'put'])
+      expect(await store.getBlock(block.cid)).toEqual(block.bytes)
+      expect(await store.getRecord(name)).toEqual(record)
+    } finally {
+      await stopHeliaNode(node)
+    }
+  }, 60_000)
 })
