@@ -32,7 +32,7 @@ import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
 import { hexToBytes, toBase64 } from '../src/crypto/bytes.js'
 import { recoverPersonalSigner } from '../src/crypto/eip191.js'
 import { ownerStatement } from '../src/crypto/keys.js'
-import { encodeRoot } from '../src/space/root.js'
+import { encodeCurrent, encodeRoot } from '../src/space/root.js'
 import { cborBlock, encodeCar, rawBlock } from '../src/store/blocks.js'
 import { hubStore } from '../src/store/hub.js'
 import { createRecord, nameOfKey, validateRecord } from '../src/store/record.js'
@@ -157,9 +157,9 @@ async function main (): Promise<void> {
       const name = nameOfKey(ipnsKey)
       const owner = privateKeyToAccount(generatePrivateKey())
       const signature = hexToBytes(await owner.signMessage({ message: ownerStatement(owner.address, name) }))
-      const pub = await cborBlock({ nick: `bench-${i}` })
       const priv = await rawBlock(crypto.getRandomValues(new Uint8Array(4096)))
-      const root = await encodeRoot({ version: 1, sequence: 1, parents: [], updatedAt: Date.now(), device: 'bench', public: pub.cid, private: [priv.cid], owner: { address: owner.address, signature } })
+      const pub = await encodeCurrent({ buckets: 1, private: priv.cid, public: null, clock: null })
+      const root = await encodeRoot({ version: 2, sequence: 1, parents: [], updatedAt: Date.now(), device: 'bench', current: pub.cid, owner: { address: owner.address, signature } })
       await store.putBlocks([root, pub, priv])
       const records: Uint8Array[] = []
       for (let s = 1; s <= perName; s++) records.push(await createRecord(ipnsKey, root.cid, s))

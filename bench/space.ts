@@ -1,9 +1,12 @@
 /**
- * Benchmark: `set` and `get` on the memory store for spaces of 10, 1 000 and 10 000 keys, printed
- * beside the crypto floor measured in the same run — one Ed25519 signature, plus encrypting and
- * hashing the bytes that this `set` had to encrypt (the bucket it changed).
+ * Benchmark of the storage format on the memory store: `set` (+ `flush`, the publish) and `get` for
+ * spaces of 10 to 100 000 keys, printed beside the crypto floor measured in the same run (one
+ * Ed25519 signature, plus encrypting and hashing the bytes this `set` sealed); the bytes of new
+ * blocks each single-key update adds to the store (what a hub or a helia blockstore keeps per
+ * update); and the time to open a space (from the wallet signature to the map in memory).
  *
  * Run: npm run bench:space   (builds, then runs node dist/bench/space.js)
+ *      BENCH_SIZES=10,10000 BENCH_SET_RUNS=50 for a quick run
  */
 import '../src/polyfill.js'
 import * as os from 'node:os'
@@ -13,14 +16,15 @@ import { withFastSigning } from '../src/crypto/ed25519.js'
 import { xchacha20poly1305 } from '@noble/ciphers/chacha.js'
 import { randomBytes } from '@noble/ciphers/utils.js'
 import { sha256 } from 'multiformats/hashes/sha2'
+import * as raw from 'multiformats/codecs/raw'
 import { privateKeyToAccount } from 'viem/accounts'
 import { openSpace, memoryStore } from '../src/index.js'
 import type { Json, MemoryStore } from '../src/index.js'
-import { readRecord } from '../src/store/record.js'
-import { decodeRoot } from '../src/space/root.js'
+import type { Block } from '../src/store/interface.js'
 
-const SIZES = [10, 1_000, 10_000]
-const SET_RUNS = 200
+const SIZES = (process.env.BENCH_SIZES ?? '10,1000,10000,100000').split(',').map(Number)
+const SET_RUNS = Number(process.env.BENCH_SET_RUNS ?? 200)
+const OPEN_RUNS = Number(process.env.BENCH_OPEN_RUNS ?? 7)
 const GET_BATCH = 10_000
 const GET_RUNS = 15
 
@@ -34,11 +38,16 @@ function fmt (ms: number): string {
   return ms >= 1 ? `${ms.toFixed(2)} ms` : `${(ms * 1000).toFixed(1)} µs`
 }
 
-/** The size of the private block the latest `set` wrote (the one bucket that changed). */
-function changedBucketBytes (store: MemoryStore, name: string, previous: Set<string>): number {
-  const root = decodeRoot(store.blocks.get(readRecord(store.records.get(name)!).cid!.toString())!)
-  const fresh = root.private.map(String).filter(c => !previous.has(c))
-  return fresh.reduce((n, c) => n + store.blocks.get(c)!.length, 0)
+/** A memory store that records the blocks each publish adds (blocks it already holds add nothing). */
+function countingStore (): MemoryStore & { added: Block[] } {
+  const store = memoryStore() as MemoryStore & { added: Block[] }
+  const put = store.putBlocks.bind(store)
+  store.added = []
+  store.putBlocks = async (blocks, options) => {
+    for (const b of blocks) if (!store.blocks.has(b.cid.toString())) store.added.push(b)
+    await put(blocks, options)
+  }
+  return store
 }
 
 async function main (): Promise<void> {
@@ -49,14 +58,14 @@ async function main (): Promise<void> {
   const recordData = randomBytes(180) // about what an IPNS V2 signature covers
   const aeadKey = randomBytes(32)
 
-  console.log(`machine: ${os.cpus()[0]?.model ?? 'unknown cpu'}, ${os.cpus().length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB, node ${process.version}, ${os.platform()} ${os.arch()}`)
-  console.log(`set: median of ${SET_RUNS}; get: median of ${GET_RUNS} batches of ${GET_BATCH}`)
+  console.log(`machine: ${os.cpus()[0]?.model ?? 'unknown cpu'}, ${os.cpus().length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB, node ${process.version}, ${os.platform()} ${os.arch()}, load ${os.loadavg().map(l => l.toFixed(1)).join(' ')}`)
+  console.log(`set: median of ${SET_RUNS}; get: median of ${GET_RUNS} batches of ${GET_BATCH}; open: median of ${OPEN_RUNS}`)
   console.log('')
-  console.log('keys    | set (median) | crypto floor | set / floor | bucket bytes | get (median)')
-  console.log('--------|--------------|--------------|-------------|--------------|-------------')
+  console.log('keys    | set + flush  | crypto floor | set / floor | new blocks per update (bytes: median / max) | sealed | get      | open (wall, CPU of the process)')
+  console.log('--------|--------------|--------------|-------------|---------------------------------------------|--------|----------|---------')
   const setMedians = new Map<number, number>()
   for (const size of SIZES) {
-    const store = memoryStore()
+    const store = countingStore()
     const space = await openSpace({ signer, store })
     const patch: Record<string, Json> = {}
     for (let i = 0; i < size; i++) patch[`key-${i}`] = { i, label: `value number ${i}`, on: i % 2 === 0 }
@@ -65,24 +74,26 @@ async function main (): Promise<void> {
 
     const setTimes: number[] = []
     const floorTimes: number[] = []
-    let bucketBytes = 0
+    const added: number[] = []
+    const sealed: number[] = []
     for (let r = 0; r < SET_RUNS + 20; r++) {
       const key = `key-${(r * 7919) % size}`
-      const before = new Set(decodeRoot(store.blocks.get(readRecord(store.records.get(space.name)!).cid!.toString())!).private.map(String))
+      store.added = []
       const t0 = performance.now()
       // set resolves once durable on the device; flush is the publish this compares with the floor
       await space.set(key, { i: r, label: `changed ${r}`, on: true })
       await space.flush()
       const t1 = performance.now()
-      bucketBytes = changedBucketBytes(store, space.name, before)
+      const bytes = store.added.reduce((n, b) => n + b.bytes.length, 0)
+      const sealedBytes = store.added.filter(b => b.cid.code === raw.code).reduce((n, b) => n + b.bytes.length, 0)
       // the floor for this very set, measured right after it: 1 signature + seal + hash of those bytes
-      const plaintext = new Uint8Array(Math.max(0, bucketBytes - 41)).fill(r)
+      const plaintext = new Uint8Array(Math.max(0, sealedBytes - 41)).fill(r)
       const f0 = performance.now()
       await edKey.sign(recordData)
-      const sealed = xchacha20poly1305(aeadKey, randomBytes(24)).encrypt(plaintext)
-      await sha256.digest(sealed)
+      const sealedNow = xchacha20poly1305(aeadKey, randomBytes(24)).encrypt(plaintext)
+      await sha256.digest(sealedNow)
       const f1 = performance.now()
-      if (r >= 20) { setTimes.push(t1 - t0); floorTimes.push(f1 - f0) }
+      if (r >= 20) { setTimes.push(t1 - t0); floorTimes.push(f1 - f0); added.push(bytes); sealed.push(sealedBytes) }
     }
 
     const getTimes: number[] = []
@@ -91,14 +102,30 @@ async function main (): Promise<void> {
       for (let i = 0; i < GET_BATCH; i++) await space.get(`key-${i % size}`)
       getTimes.push((performance.now() - t0) / GET_BATCH)
     }
+    await space.close()
+
+    // Open: a new device (no state) opening the space from the store, signature to map in memory.
+    const openTimes: number[] = []
+    const openCpu: number[] = []
+    for (let r = 0; r < OPEN_RUNS; r++) {
+      const c0 = process.cpuUsage()
+      const t0 = performance.now()
+      const fresh = await openSpace({ signer, store })
+      openTimes.push(performance.now() - t0)
+      const c = process.cpuUsage(c0)
+      openCpu.push((c.user + c.system) / 1000)
+      if ((await fresh.keys()).length !== size) throw new Error(`opened ${(await fresh.keys()).length} keys, expected ${size}`)
+      await fresh.close()
+    }
+
     const set = median(setTimes)
     const floor = median(floorTimes)
     setMedians.set(size, set)
-    console.log(`${String(size).padEnd(7)} | ${fmt(set).padEnd(12)} | ${fmt(floor).padEnd(12)} | ${(set / floor).toFixed(2).padEnd(11)} | ${String(bucketBytes).padEnd(12)} | ${fmt(median(getTimes))}`)
-    await space.close()
+    const perUpdate = `${median(added)} / ${Math.max(...added)} (mean ${Math.round(added.reduce((n, b) => n + b, 0) / added.length)})`
+    console.log(`${String(size).padEnd(7)} | ${fmt(set).padEnd(12)} | ${fmt(floor).padEnd(12)} | ${(set / floor).toFixed(2).padEnd(11)} | ${perUpdate.padEnd(43)} | ${String(median(sealed)).padEnd(6)} | ${fmt(median(getTimes)).padEnd(8)} | ${fmt(median(openTimes))} (CPU ${fmt(median(openCpu))})`)
   }
   console.log('')
-  console.log(`set on 10 000 keys / set on 10 keys: ${(setMedians.get(10_000)! / setMedians.get(10)!).toFixed(2)}`)
+  if (setMedians.has(10) && setMedians.has(10_000)) console.log(`set on 10 000 keys / set on 10 keys: ${(setMedians.get(10_000)! / setMedians.get(10)!).toFixed(2)}`)
 }
 
 main().catch((err) => { console.error(err); process.exitCode = 1 })

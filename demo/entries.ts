@@ -23,6 +23,11 @@ async function render (): Promise<void> {
   renderEntries($('#private'), priv, current)
   renderEntries($('#public'), pub, current.public)
   renderStatus()
+  // Scoped app access: the grants in this space's directory.
+  const apps = await current.apps()
+  if (current !== state.space) return
+  $('#granted-list').replaceChildren(...(apps.length === 0 ? [el('li', undefined, 'No app has access.')] : apps.map(a =>
+    el('li', undefined, `${a.app} on ${a.origin ?? 'a native app'}${a.read.length > 0 ? ` (reads ${a.read.join(', ')})` : ''}${a.current ? '' : ' — must connect again'}`))))
 }
 
 function renderEntries (section: HTMLElement, entries: Record<string, Json>, api: SectionApi): void {

@@ -50,6 +50,8 @@ export default defineConfig({
     // The library is small; one chunk for the page is fine.
     chunkSizeWarningLimit: 600,
     rolldownOptions: {
+      // The main page, the connect page hubs serve at /connect, and the example dapp.
+      input: { main: join(here, 'index.html'), connect: join(here, 'connect.html'), dapp: join(here, 'dapp.html') },
       onLog (level, log, handler) {
         // The library imports hubStore both ways on purpose (the dynamic import keeps it out of
         // bundles that never name a hub); here it is in the page anyway.

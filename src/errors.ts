@@ -178,6 +178,31 @@ export class UnpublishedWritesError extends UserSpaceError {
   }
 }
 
+// Scoped app access
+/** An app id, a namespace or a scope is malformed or names something unknown. */
+export class InvalidScopeError extends InvalidInputError {
+  static override readonly code: string = 'InvalidScopeError'
+  override name = 'InvalidScopeError'
+}
+
+/** A write through a grant that may only read that namespace. */
+export class ReadOnlyGrantError extends UserSpaceError {
+  static override readonly code: string = 'ReadOnlyGrantError'
+  override name = 'ReadOnlyGrantError'
+}
+
+/** A write grant to another app's namespace was asked for without the user's explicit approval. */
+export class ApprovalRequiredError extends UserSpaceError {
+  static override readonly code: string = 'ApprovalRequiredError'
+  override name = 'ApprovalRequiredError'
+}
+
+/** An app id already granted to one origin was asked for by another (a replayed or phished request). */
+export class OriginMismatchError extends UserSpaceError {
+  static override readonly code: string = 'OriginMismatchError'
+  override name = 'OriginMismatchError'
+}
+
 /** HTTP status per error name, used by the hub's single error handler. */
 export const HTTP_STATUS: Readonly<Record<string, number>> = {
   InvalidInputError: 400,
@@ -204,7 +229,11 @@ export const HTTP_STATUS: Readonly<Record<string, number>> = {
   ClosedError: 503,
   DataDirectoryLockedError: 503,
   AbortedError: 504,
-  InsufficientStorageError: 507
+  InsufficientStorageError: 507,
+  InvalidScopeError: 400,
+  ReadOnlyGrantError: 403,
+  ApprovalRequiredError: 403,
+  OriginMismatchError: 403
 }
 
 /** Process exit code per error name, used by the CLI. 1 is anything unexpected. */
@@ -233,7 +262,11 @@ export const EXIT_CODE: Readonly<Record<string, number>> = {
   UnsupportedMediaTypeError: 2,
   NotAcceptableError: 2,
   PreconditionFailedError: 4,
-  NotImplementedError: 8
+  NotImplementedError: 8,
+  InvalidScopeError: 2,
+  ReadOnlyGrantError: 13,
+  ApprovalRequiredError: 13,
+  OriginMismatchError: 13
 }
 
 /** Rebuilds a named error from its name and message (as carried in a hub's JSON error body). */
@@ -267,7 +300,11 @@ const ERRORS: Record<string, new (message: string) => UserSpaceError> = {
   AbortedError,
   UnpublishedWritesError,
   PreconditionFailedError,
-  NotImplementedError
+  NotImplementedError,
+  InvalidScopeError,
+  ReadOnlyGrantError,
+  ApprovalRequiredError,
+  OriginMismatchError
 }
 
 /** Throws AbortedError if the signal has fired. */

@@ -47,6 +47,28 @@
  *
  * Apps keep their data under their own top-level key (their package or domain name), so that apps
  * sharing a space never overwrite each other.
+ *
+ * @example Scoped access: a dapp gets a grant for its own namespace, never the master signature
+ *
+ * ```ts
+ * import { connect, keepGrant, loadGrant, openSpace } from 'userspace'
+ *
+ * button.onclick = async () => {             // popups open only from a user gesture
+ *   const grant = await connect({ app: 'io.example.app', read: ['profile'], connectUrl: 'https://hub.example/connect' })
+ *   const kept = await keepGrant(grant)       // IndexedDB, the IPNS signing key non-extractable
+ *   const mine = await openSpace({ grant: kept })                     // read and write
+ *   const profile = await openSpace({ grant: kept, namespace: 'profile' }) // read only
+ * }
+ * const again = await loadGrant('io.example.app') // on the next visit
+ * ```
+ *
+ * @example A wallet grants, lists and revokes itself
+ *
+ * ```ts
+ * const grant = await space.grant('io.example.app', { origin: 'https://app.example', read: ['profile'] })
+ * await space.apps()                   // [{ app, origin, read, write, issuedAt, epochs, current }]
+ * await space.revoke('io.example.app') // new keys for its namespaces; it reads nothing written afterwards
+ * ```
  */
 import './polyfill.js'
 
@@ -71,9 +93,25 @@ export { idbStore, type IdbStore, type IdbStoreOptions } from './store/idb.js'
 export type { MemoryStore } from './store/memory.js'
 export type { Store, Block, AbortOptions, GetRecordOptions, RecordListener } from './store/interface.js'
 export { OPEN_MESSAGE, FORMAT_VERSION } from './crypto/keys.js'
+/** Storage format 2: the one Trustless Gateway request for a version's current state, and where a profile sits under a name. */
+export { currentVersionRequest } from './space/root.js'
+export { CURRENT_VERSION_FIELD, PUBLIC_PROFILE_PATH } from './protocol.js'
 export {
   UserSpaceError, InvalidInputError, TooLargeError, InvalidSignatureError, SignerMismatchError, SignerError,
   NonDeterministicSignerError, IntegrityError, NotFoundError, InvalidRecordError, ConflictError, EquivocationError,
   FormatError, StoreError, UntrustedHubError, DataDirectoryLockedError, UnsupportedMediaTypeError, NotAcceptableError,
-  RateLimitError, UnavailableError, InsufficientStorageError, ClosedError, AbortedError, UnpublishedWritesError
+  RateLimitError, UnavailableError, InsufficientStorageError, ClosedError, AbortedError, UnpublishedWritesError,
+  PreconditionFailedError, NotImplementedError,
+  InvalidScopeError, ReadOnlyGrantError, ApprovalRequiredError, OriginMismatchError
 } from './errors.js'
+// Scoped app access: grants, the connect page's client, namespace rules.
+export { verifyGrant, parseGrant } from './apps/grant.js'
+export type { Grant, NamespaceGrant } from './apps/grant.js'
+export type { GrantOptions, AppInfo } from './apps/directory.js'
+export type { GrantedSpaceOptions } from './apps/open-granted.js'
+export { checkNamespace, checkScope, MAX_NAMESPACE_LENGTH, MAX_GRANT_NAMESPACES } from './apps/scope.js'
+export type { AppScope } from './apps/scope.js'
+export { connect, DEFAULT_CONNECT_TIMEOUT_MS } from './connect/client.js'
+export type { ConnectOptions } from './connect/client.js'
+export { keepGrant, loadGrant, forgetGrant, DEFAULT_GRANT_DATABASE } from './connect/keep.js'
+export type { KeptGrant, KeepOptions } from './connect/keep.js'

@@ -33,3 +33,15 @@ export const NEXTID_IMPORT_PATH = '/api/v1/nextid/import'
 export const IPNS_RECORD_CODEC = 0x0300
 /** Publish blocks and a record in one request (POST a CAR whose single root is the record block). */
 export const publishPath = (name: string): string => `/api/v1/publish/${name}`
+
+// Storage format 2: a version's current state under its root, one Trustless Gateway request away
+/** The root field linking a version's state (profile, clock, bucket index tree): no history below it. */
+export const CURRENT_VERSION_FIELD = 'current'
+/** The path of a space's public profile (plain JSON) under its IPNS name: `ipns://<name>/current/public`. */
+export const PUBLIC_PROFILE_PATH = `${CURRENT_VERSION_FIELD}/public`
+/** The CAR of a version's root and its whole current state, without the history behind `parents`. */
+export const currentVersionPath = (root: string): string => `/ipfs/${root}/${CURRENT_VERSION_FIELD}?format=car&dag-scope=all`
+
+// Scoped app access: the connect page every hub serves.
+/** The connect page: a dapp opens it in a popup to ask the user for a grant. */
+export const CONNECT_PATH = '/connect'

@@ -95,35 +95,46 @@ describe('the open message', () => {
 describe('envelope', () => {
   const key = new Uint8Array(32).fill(7)
   const name = 'k51qzi5uqu5djtge0ytuuxft6nytrerco6wntnw00rdwln2gfimils7jf1wmmb'
+  const ad = associatedData(2, name, 'bucket 0/1')
   it('round-trips and pads (Padmé)', () => {
     fc.assert(fc.property(fc.uint8Array({ maxLength: 5000 }), (plaintext) => {
-      const sealed = seal(key, name, plaintext)
+      const sealed = seal(key, ad, plaintext)
       expect(sealed[0]).toBe(1)
       expect(sealed.length).toBe(1 + 24 + padmeLength(4 + plaintext.length) + 16)
-      expect(bytesToHex(open(key, name, sealed))).toBe(bytesToHex(plaintext))
+      expect(bytesToHex(open(key, ad, sealed))).toBe(bytesToHex(plaintext))
     }), { numRuns: 200 })
   })
   it('fails with IntegrityError when any byte is flipped', () => {
     fc.assert(fc.property(fc.uint8Array({ minLength: 1, maxLength: 300 }), fc.nat(), fc.integer({ min: 1, max: 255 }), (plaintext, at, bit) => {
-      const sealed = seal(key, name, plaintext)
+      const sealed = seal(key, ad, plaintext)
       sealed[at % sealed.length]! ^= bit
-      expect(() => open(key, name, sealed)).toThrow(expect.objectContaining({ name: 'IntegrityError' }))
+      expect(() => open(key, ad, sealed)).toThrow(expect.objectContaining({ name: 'IntegrityError' }))
     }), { numRuns: 300 })
   })
-  it('binds the ciphertext to the space name and the format version', () => {
-    const sealed = seal(key, name, utf8('secret'))
-    expect(() => open(key, name.replace('k51', 'k52'), sealed)).toThrow(expect.objectContaining({ name: 'IntegrityError' }))
-    expect(() => open(new Uint8Array(32).fill(8), name, sealed)).toThrow(expect.objectContaining({ name: 'IntegrityError' }))
+  it('binds the ciphertext to the space name, the format version and the place (associated data)', () => {
+    const sealed = seal(key, ad, utf8('secret'))
+    expect(() => open(key, associatedData(2, name.replace('k51', 'k52'), 'bucket 0/1'), sealed)).toThrow(expect.objectContaining({ name: 'IntegrityError' }))
+    expect(() => open(key, associatedData(1, name, 'bucket 0/1'), sealed)).toThrow(expect.objectContaining({ name: 'IntegrityError' }))
+    expect(() => open(key, associatedData(2, name, 'bucket 1/2'), sealed)).toThrow(expect.objectContaining({ name: 'IntegrityError' }))
+    expect(() => open(key, associatedData(2, name), sealed)).toThrow(expect.objectContaining({ name: 'IntegrityError' }))
+    expect(() => open(new Uint8Array(32).fill(8), ad, sealed)).toThrow(expect.objectContaining({ name: 'IntegrityError' }))
     expect(bytesToHex(associatedData(1, name))).not.toBe(bytesToHex(associatedData(2, name)))
+    expect(new TextDecoder().decode(ad)).toBe(`userspace/v2\u0000${name}\u0000bucket 0/1`)
+  })
+  it('pads to what padTo says, never below the plaintext', () => {
+    const sealed = seal(key, ad, utf8('x'), undefined, n => Math.max(512, padmeLength(n)))
+    expect(sealed.length).toBe(1 + 24 + 512 + 16)
+    expect(new TextDecoder().decode(open(key, ad, sealed))).toBe('x')
+    expect(() => seal(key, ad, utf8('xyz'), undefined, () => 2)).toThrow(RangeError)
   })
   it('uses a fresh random nonce each time', () => {
-    const a = seal(key, name, utf8('same'))
-    const b = seal(key, name, utf8('same'))
+    const a = seal(key, ad, utf8('same'))
+    const b = seal(key, ad, utf8('same'))
     expect(bytesToHex(a.subarray(1, 25))).not.toBe(bytesToHex(b.subarray(1, 25)))
   })
   it('checks its arguments', () => {
-    expect(() => seal(new Uint8Array(16), name, utf8('x'))).toThrow('"key" expected Uint8Array of length 32, got length=16')
-    expect(() => seal(key, name, utf8('x'), new Uint8Array(12))).toThrow('"nonce" expected Uint8Array of length 24, got length=12')
+    expect(() => seal(new Uint8Array(16), ad, utf8('x'))).toThrow('"key" expected Uint8Array of length 32, got length=16')
+    expect(() => seal(key, ad, utf8('x'), new Uint8Array(12))).toThrow('"nonce" expected Uint8Array of length 24, got length=12')
   })
 })
 

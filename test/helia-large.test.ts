@@ -31,7 +31,7 @@ describe('a space of over 1 024 buckets between two helia nodes', () => {
     for (let i = 0; i < KEYS; i++) patch[`key${i}`] = value(i)
     await writer.patch(patch)
     await writer.flush()
-    blocks = writer.root === null ? 0 : (await heliaStore(writerNode).getDag?.(writer.root, { path: 'private' }))?.length ?? 0
+    blocks = writer.root === null ? 0 : (await heliaStore(writerNode).getDag?.(writer.root, { path: 'current' }))?.length ?? 0
     await writer.close()
   }, 120_000)
 

@@ -1,8 +1,7 @@
 /**
  * One test per single-line check that guards a space's integrity: each builds the forgery that the
  * check stops (a root bound to another wallet, a record and root that disagree on the sequence, a
- * block that is not what its CID says, an export whose record or owner binding is wrong, a bucket
- * count no writer makes) and asserts the named error and that nothing was written or believed.
+ * block that is not what its CID says, an export whose record or owner binding is wrong) and asserts the named error and that nothing was written or believed.
  * Deleting the check makes its test fail.
  */
 import { generateKeyPair, generateKeyPairFromSeed } from '@libp2p/crypto/keys'
@@ -13,8 +12,7 @@ import { normalizeSignature } from '../src/crypto/eip191.js'
 import { deriveKeys, OPEN_MESSAGE, ownerStatement } from '../src/crypto/keys.js'
 import { openSpace } from '../src/space/space.js'
 import { readPublic } from '../src/space/read-public.js'
-import { decodeRoot, encodeRoot } from '../src/space/root.js'
-import { PrivateSection } from '../src/space/section.js'
+import { decodeCurrent, decodeRoot, encodeCurrent, encodeRoot } from '../src/space/root.js'
 import { EXPORT_TYPE, importSpace } from '../src/space/transfer.js'
 import { cborBlock, encodeCar, getVerifiedBlock, rawBlock } from '../src/store/blocks.js'
 import { memoryStore } from '../src/store/memory.js'
@@ -37,8 +35,11 @@ async function binding (name: string, claimed: string, signerKey: string): Promi
   return { address: claimed, signature: hexToBytes(signature) }
 }
 
+/** The state of an empty version: no buckets, no public section. */
+const EMPTY = await encodeCurrent({ buckets: 0, private: null, public: null, clock: null })
+
 async function root (fields: Partial<Root> & { owner: OwnerBinding }): Promise<Block> {
-  return await encodeRoot({ version: 1, sequence: 1, parents: [], updatedAt: Date.now(), device: 'test', public: null, private: [], ...fields })
+  return await encodeRoot({ version: 2, sequence: 1, parents: [], updatedAt: Date.now(), device: 'test', current: EMPTY.cid, ...fields })
 }
 
 /** Publishes `blocks` and a record of `sequence` pointing at `target`, signed with `key`. */
@@ -79,38 +80,14 @@ describe('opening a space refuses a version its owner did not make', () => {
     await expect(openSpace({ signer: account(KEY_A), store })).rejects.toMatchObject({ name: 'IntegrityError' })
   })
 
-  it('refuses a root whose private bucket count is not a power of two (FormatError)', async () => {
+  it('refuses a root of storage format 1 (FormatError), naming the format', async () => {
     const store = memoryStore()
     const a = await spaceOfA(store)
-    const bucket = a.root.private[0] as CID
-    const odd = await root({ ...a.root, sequence: 2, parents: [a.rootCid], private: [bucket, bucket, bucket] })
-    await publish(store, a.key, odd.cid, 2, [odd])
-    await expect(openSpace({ signer: account(KEY_A), store })).rejects.toMatchObject({ name: 'FormatError' })
-  })
-})
-
-describe('bucket counts', () => {
-  it('decodeRoot accepts 0, 1, 2 and 4 private buckets and refuses 3, 5 and 6', async () => {
-    const owner = await binding('k51', account(KEY_A).address, KEY_A)
-    const cid = (await rawBlock(new Uint8Array([1]))).cid
-    for (const n of [0, 1, 2, 4]) {
-      expect(decodeRoot((await root({ owner, private: Array(n).fill(cid) })).bytes).private).toHaveLength(n)
-    }
-    for (const n of [3, 5, 6]) {
-      const bytes = (await root({ owner, private: Array(n).fill(cid) })).bytes
-      expect(() => decodeRoot(bytes)).toThrow(expect.objectContaining({ name: 'FormatError' }))
-    }
-  })
-
-  it('PrivateSection.absorb merges nothing from a bucket list of 3 (keys would land in unsealed buckets)', async () => {
-    const section = new PrivateSection(new Uint8Array(32), new Uint8Array(32).fill(1), 'k51test')
-    const cid = (await rawBlock(new Uint8Array([1]))).cid
-    const load = async (): Promise<Array<[string, { stamp: number, device: string, json: string }]>> => [['k', { stamp: 1, device: 'd', json: '"v"' }]]
-    const result = await section.absorb([cid, cid, cid], load)
-    expect(result.changed).toEqual([])
-    expect(section.getAll()).toEqual({})
-    // The same entries under a valid count are merged: the refusal is about the count alone.
-    expect((await section.absorb([cid, cid], load)).changed).toEqual(['k'])
+    const old = await cborBlock({ version: 1, sequence: 2, parents: [a.rootCid], updatedAt: Date.now(), device: 'test', public: null, private: [], owner: a.root.owner })
+    await publish(store, a.key, old.cid, 2, [old])
+    const err = await openSpace({ signer: account(KEY_A), store }).catch((e: Error) => e)
+    expect(err).toMatchObject({ name: 'FormatError' })
+    expect((err as Error).message).toContain('format 1')
   })
 })
 
@@ -143,8 +120,9 @@ describe('blocks are checked against their CIDs, whatever the store does', () =>
     await mallory.public.set('nick', 'mallory')
     await mallory.flush()
     await mallory.close()
-    const other = await elsewhere.getBlock(decodeRoot(await elsewhere.getBlock(mallory.root as CID)).public as CID)
-    const lying = swapping(store, a.root.public as CID, other)
+    const profileOf = async (st: Store, rootCid: CID): Promise<CID> => decodeCurrent(await st.getBlock(decodeRoot(await st.getBlock(rootCid)).current)).public as CID
+    const other = await elsewhere.getBlock(await profileOf(elsewhere, mallory.root as CID))
+    const lying = swapping(store, await profileOf(store, a.rootCid), other)
     await expect(readPublic({ name: a.name, store: lying })).rejects.toMatchObject({ name: 'IntegrityError' })
     expect((await readPublic({ name: a.name, store })).data).toEqual({ nick: 'alice' })
   })
@@ -191,7 +169,7 @@ describe('importSpace checks before it writes', () => {
     const key = await generateKeyPair('Ed25519')
     const name = nameOfKey(key)
     const forged = await root({ owner: await binding(name, account(KEY_A).address, KEY_B) })
-    const car = await exportCar(name, await createRecord(key, forged.cid, 1), forged.cid, [forged])
+    const car = await exportCar(name, await createRecord(key, forged.cid, 1), forged.cid, [forged, EMPTY])
     const target = memoryStore()
     await expect(importSpace(target, car)).rejects.toMatchObject({ name: 'SignerMismatchError' })
     expect(await isEmpty(target, name, [forged])).toBe(true)
@@ -204,12 +182,12 @@ describe('importSpace checks before it writes', () => {
     const first = await root({ owner })
     const second = await root({ owner, sequence: 2, parents: [first.cid] })
     // The manifest says `second`, the signed record says `first`.
-    const car = await exportCar(name, await createRecord(key, first.cid, 1), second.cid, [second, first])
+    const car = await exportCar(name, await createRecord(key, first.cid, 1), second.cid, [second, first, EMPTY])
     const target = memoryStore()
     await expect(importSpace(target, car)).rejects.toMatchObject({ name: 'IntegrityError' })
     expect(await isEmpty(target, name, [first, second])).toBe(true)
     // The honest file imports.
-    const honest = await exportCar(name, await createRecord(key, second.cid, 2), second.cid, [second, first])
-    expect(await importSpace(target, honest)).toMatchObject({ name, sequence: 2, blocks: 2 })
+    const honest = await exportCar(name, await createRecord(key, second.cid, 2), second.cid, [second, first, EMPTY])
+    expect(await importSpace(target, honest)).toMatchObject({ name, sequence: 2, blocks: 3 })
   })
 })

@@ -22,8 +22,8 @@ import { createHubApp } from '../src/hub/app.js'
 import { main } from '../src/cli/main.js'
 import { openSpace } from '../src/space/space.js'
 import { readPublic } from '../src/space/read-public.js'
-import { encodeRoot } from '../src/space/root.js'
-import { cborBlock, rawBlock } from '../src/store/blocks.js'
+import { encodeCurrent, encodeRoot } from '../src/space/root.js'
+import { rawBlock } from '../src/store/blocks.js'
 import { DEFAULT_REQUEST_TIMEOUT_MS, MAX_EVENT_LINE_CHARS, MAX_JSON_RESPONSE_BYTES, hubStore as makeHubStore, readEvents } from '../src/store/hub.js'
 import { MAX_BLOCK_BYTES } from '../src/store/blocks.js'
 import { createRecord, MAX_RECORD_BYTES, nameOfKey } from '../src/store/record.js'
@@ -428,16 +428,15 @@ describe('a hub that lies about the address index', () => {
     const alice = account(KEY_A)
     const key = await generateKeyPair('Ed25519')
     const name = nameOfKey(key)
-    const pub = await cborBlock({})
     const priv = await rawBlock(new Uint8Array(32))
+    const pub = await encodeCurrent({ buckets: 1, private: priv.cid, public: null, clock: null })
     const root = await encodeRoot({
-      version: 1,
+      version: 2,
       sequence: 1,
       parents: [],
       updatedAt: Date.now(),
       device: 'other',
-      public: pub.cid,
-      private: [priv.cid],
+      current: pub.cid,
       owner: { address: alice.address, signature: hexToBytes(await alice.signMessage({ message: ownerStatement(alice.address, name) })) }
     })
     const store = hubStore(hub.url)

@@ -160,8 +160,8 @@ describe('a cold open through a hub', () => {
     const { store, requests } = countingStore(hub)
     const reader = await openSpace({ signer, store })
     expect(requests.length, requests.join('\n')).toBeLessThanOrEqual(4)
-    // Every block came in the one CAR of the private path: none was read on its own.
-    expect(requests.filter(r => r.includes('format=car')), requests.join('\n')).toEqual([expect.stringMatching(/^GET \/ipfs\/[a-z0-9]+\/private\?format=car&dag-scope=all$/)])
+    // Every block came in the one CAR of the current version: none was read on its own.
+    expect(requests.filter(r => r.includes('format=car')), requests.join('\n')).toEqual([expect.stringMatching(/^GET \/ipfs\/[a-z0-9]+\/current\?format=car&dag-scope=all$/)])
     expect(requests.filter(r => r.includes('format=raw')), requests.join('\n')).toEqual([])
     expect((await reader.keys()).length).toBe(1100)
     expect(await reader.get('key1099')).toBe(`1099${value}`)

@@ -7,8 +7,8 @@ import vectors from './fixtures/vectors.json' with { type: 'json' }
 import { openSpace, memoryStore, readPublic } from '../src/index.js'
 import type { Json, MemoryStore, Space, Store } from '../src/index.js'
 import { utf8 } from '../src/crypto/bytes.js'
-import { open as openEnvelope } from '../src/crypto/envelope.js'
-import { decodeRoot } from '../src/space/root.js'
+import { associatedData, open as openEnvelope } from '../src/crypto/envelope.js'
+import { currentBlocks, decodeCurrent, decodeRoot } from '../src/space/root.js'
 import { readRecord } from '../src/store/record.js'
 import { MAX_BLOCK_BYTES } from '../src/store/blocks.js'
 import { mergePatch } from './helpers/merge-patch.js'
@@ -19,6 +19,12 @@ const NAME_A = 'k51qzi5uqu5djtge0ytuuxft6nytrerco6wntnw00rdwln2gfimils7jf1wmmb'
 
 async function open (store: Store = memoryStore(), key = KEY_A, extra: Record<string, unknown> = {}): Promise<Space> {
   return openSpace({ signer: account(key), store, ...extra })
+}
+
+/** The bucket CIDs of the version under `root`, in bucket order. */
+async function bucketsOf (store: Store, root: CID): Promise<CID[]> {
+  const state = await currentBlocks(decodeRoot(await store.getBlock(root)).current, async c => store.getBlock(c))
+  return state.filter(b => b.cid.code === raw.code).map(b => b.cid)
 }
 
 /** A snapshot of everything a store holds, to prove a refused write changed nothing. */
@@ -222,8 +228,12 @@ describe('public section', () => {
     expect(profile.data).toEqual({ name: 'Alice', avatar: { url: 'ipfs://bafy' } })
     expect(profile.address).toBe(space.address)
     const root = decodeRoot(store.blocks.get(profile.root.toString())!)
-    const block = dagCbor.decode(store.blocks.get(root.public!.toString())!) as { entries: Record<string, unknown[]> }
-    expect(block.entries.name?.[2]).toBe('Alice')
+    const current = decodeCurrent(store.blocks.get(root.current.toString())!)
+    // the profile is plain JSON (codec 0x0200) that any IPFS tool reads; the stamps sit beside it
+    expect(current.public!.code).toBe(0x0200)
+    expect(JSON.parse(new TextDecoder().decode(store.blocks.get(current.public!.toString())!))).toEqual({ name: 'Alice', avatar: { url: 'ipfs://bafy' } })
+    const clock = dagCbor.decode(store.blocks.get(current.clock!.toString())!) as { entries: Record<string, unknown[]> }
+    expect(clock.entries.name?.slice(1)).toEqual([space.deviceId, true])
   })
 })
 
@@ -278,8 +288,7 @@ describe('integrity and secrecy', () => {
   it('flipping any byte of any private block fails reading with IntegrityError, never wrong data', async () => {
     const { store } = await filledStore()
     const record = readRecord(store.records.values().next().value!)
-    const root = decodeRoot(store.blocks.get(record.cid!.toString())!)
-    const privateCids = root.private.map(String)
+    const privateCids = (await bucketsOf(store, record.cid!)).map(String)
     await fc.assert(fc.asyncProperty(fc.nat(privateCids.length - 1), fc.nat(), fc.integer({ min: 1, max: 255 }), async (which, at, bit) => {
       const cid = privateCids[which]!
       const original = store.blocks.get(cid)!
@@ -297,27 +306,27 @@ describe('integrity and secrecy', () => {
   it('a store that recomputes the CID of a tampered block is caught by the AEAD', async () => {
     const { store, space } = await filledStore()
     const record = readRecord(store.records.get(space.name)!)
-    const root = decodeRoot(store.blocks.get(record.cid!.toString())!)
-    const bucket = store.blocks.get(root.private[0]!.toString())!
+    const bucket = store.blocks.get((await bucketsOf(store, record.cid!))[0]!.toString())!
     const tampered = bucket.slice()
     tampered[40]! ^= 1
     // decrypting the tampered bucket directly: authentication fails
     const keyless = (await import('../src/crypto/envelope.js'))
-    expect(() => keyless.open(new Uint8Array(32), space.name, tampered)).toThrow(expect.objectContaining({ name: 'IntegrityError' }))
+    expect(() => keyless.open(new Uint8Array(32), associatedData(2, space.name, 'bucket 0/1'), tampered)).toThrow(expect.objectContaining({ name: 'IntegrityError' }))
   })
 
   it("another user's keys cannot read the private blocks", async () => {
     const { store, space } = await filledStore()
     const other = await open(memoryStore(), KEY_B)
     const record = readRecord(store.records.get(space.name)!)
-    const root = decodeRoot(store.blocks.get(record.cid!.toString())!)
-    const bucket = store.blocks.get(root.private[0]!.toString())!
+    const buckets = await bucketsOf(store, record.cid!)
+    const bucket = store.blocks.get(buckets[0]!.toString())!
+    const place = `bucket 0/${buckets.length}`
     // B's keys are derived from B's signature; try them on A's block, under both names
     const { deriveKeys, OPEN_MESSAGE } = await import('../src/crypto/keys.js')
     const { normalizeSignature } = await import('../src/crypto/eip191.js')
     const bKeys = deriveKeys(normalizeSignature(OPEN_MESSAGE, await account(KEY_B).signMessage({ message: OPEN_MESSAGE }), account(KEY_B).address))
-    expect(() => openEnvelope(bKeys.dataKey, space.name, bucket)).toThrow(expect.objectContaining({ name: 'IntegrityError' }))
-    expect(() => openEnvelope(bKeys.dataKey, other.name, bucket)).toThrow(expect.objectContaining({ name: 'IntegrityError' }))
+    expect(() => openEnvelope(bKeys.dataKey, associatedData(2, space.name, place), bucket)).toThrow(expect.objectContaining({ name: 'IntegrityError' }))
+    expect(() => openEnvelope(bKeys.dataKey, associatedData(2, other.name, place), bucket)).toThrow(expect.objectContaining({ name: 'IntegrityError' }))
   })
 
   it('no plaintext private key or value reaches the store', async () => {
@@ -343,17 +352,19 @@ describe('buckets', () => {
     for (let i = 0; i < 3000; i++) patch[`key-${i}`] = { i, text: 'v'.repeat(80) }
     await space.patch(patch)
     await space.flush()
-    const rootOf = (): ReturnType<typeof decodeRoot> => decodeRoot(store.blocks.get(readRecord(store.records.get(space.name)!).cid!.toString())!)
-    const before = rootOf()
-    expect(before.private.length).toBeGreaterThan(8)
+    const current = (): CID => readRecord(store.records.get(space.name)!).cid!
+    const before = await bucketsOf(store, current())
+    expect(before.length).toBeGreaterThan(8)
     const blocksBefore = new Set(store.blocks.keys())
     await space.set('key-7', 'changed')
     await space.flush()
     const added = [...store.blocks.keys()].filter(k => !blocksBefore.has(k)).map(k => CID.parse(k))
     expect(added.filter(c => c.code === raw.code)).toHaveLength(1) // one bucket
-    expect(added.filter(c => c.code === dagCbor.code)).toHaveLength(1) // the root
-    const after = rootOf()
-    expect(after.private.filter((c, i) => !c.equals(before.private[i]))).toHaveLength(1)
+    // the root, the current node and one index node per level of the tree above the bucket
+    const depth = Math.ceil(Math.log2(before.length) / 2)
+    expect(added.filter(c => c.code === dagCbor.code)).toHaveLength(2 + depth)
+    const after = await bucketsOf(store, current())
+    expect(after.filter((c, i) => !c.equals(before[i]!))).toHaveLength(1)
     for (const bytes of store.blocks.values()) expect(bytes.length).toBeLessThanOrEqual(MAX_BLOCK_BYTES)
     const fresh = await open(store)
     expect(Object.keys(await fresh.getAll())).toHaveLength(3000)

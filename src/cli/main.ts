@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { EXIT_CODE, UserSpaceError } from '../errors.js'
 import { SPACE_COMMANDS } from './space-commands.js'
+import { APP_COMMANDS } from './app-commands.js'
 import { UsageError } from './usage.js'
 import type { ParseArgsConfig } from 'node:util'
 
@@ -68,7 +69,8 @@ export const COMMANDS: Record<string, Command> = {
     ],
     run: serve
   },
-  ...SPACE_COMMANDS
+  ...SPACE_COMMANDS,
+  ...APP_COMMANDS
 }
 
 export async function main (argv: string[], io: CliIO = processIO()): Promise<number> {

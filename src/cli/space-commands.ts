@@ -29,7 +29,7 @@ import type { CliIO, Command } from './main.js'
 /** @default hub for every command: the one `userspace serve` starts. */
 export const DEFAULT_HUB = 'http://127.0.0.1:8787'
 
-const HUB_OPTION = `--hub <url>            the hub (env USERSPACE_HUB)                       default ${DEFAULT_HUB}`
+export const HUB_OPTION = `--hub <url>            the hub (env USERSPACE_HUB)                       default ${DEFAULT_HUB}`
 const KEY_OPTIONS = [
   '--key-file <path>      file holding the wallet private key (hex); or set USERSPACE_PRIVATE_KEY',
   '--public               work on the public section (plaintext, readable by anyone)',
@@ -37,9 +37,9 @@ const KEY_OPTIONS = [
   HUB_OPTION
 ]
 
-type Flags = Record<string, string | boolean | undefined>
+export type Flags = Record<string, string | boolean | undefined>
 
-function parse (args: string[], options: Record<string, { type: 'string' | 'boolean', short?: string }>, positionals: { min: number, max: number, names: string }): { flags: Flags, positionals: string[] } {
+export function parse (args: string[], options: Record<string, { type: 'string' | 'boolean', short?: string }>, positionals: { min: number, max: number, names: string }): { flags: Flags, positionals: string[] } {
   let parsed
   try {
     parsed = parseArgs({ args, options, strict: true, allowPositionals: true })
@@ -103,7 +103,7 @@ async function signerOf (flags: Flags, io: CliIO): Promise<ReturnType<typeof pri
   return privateKeySigner(key)
 }
 
-async function withSpace<T> (flags: Flags, io: CliIO, fn: (section: SectionApi, space: Space) => Promise<T>): Promise<T> {
+export async function withSpace<T> (flags: Flags, io: CliIO, fn: (section: SectionApi, space: Space) => Promise<T>): Promise<T> {
   const space = await openSpace({ signer: await signerOf(flags, io), store: storeOf(flags, io), retryDelayMs: 0 })
   try {
     return await fn(flags.public === true ? space.public : space, space)

@@ -2,8 +2,8 @@
  * The envelope around every private block: version byte ‖ 24-byte random nonce ‖ XChaCha20-Poly1305
  * ciphertext (draft-irtf-cfrg-xchacha-03). Random 24-byte nonces are safe to draw for the life of a
  * key (the reason to use XChaCha over ChaCha). The associated data binds the ciphertext to the format
- * version and the space's IPNS name, so a block cannot be moved into another space or replayed as
- * another version. The plaintext is length-prefixed and padded (Padmé) so that stored sizes leak
+ * version, the space's IPNS name and the block's place, so a block cannot be moved into another
+ * space, another place or another format version. The plaintext is length-prefixed and padded (Padmé) so that stored sizes leak
  * little about what is inside.
  */
 import { xchacha20poly1305 } from '@noble/ciphers/chacha.js'
@@ -16,9 +16,13 @@ const NONCE_BYTES = 24
 const TAG_BYTES = 16
 const LENGTH_BYTES = 4
 
-/** Associated data: "userspace/v1" ‖ 0x00 ‖ name. */
-export function associatedData (version: number, name: string): Uint8Array {
-  return utf8(`userspace/v${version}\u0000${name}`)
+/**
+ * Associated data: "userspace/v<format version>" ‖ 0x00 ‖ name, then ‖ 0x00 ‖ context when given
+ * (format 2 puts the bucket's place there, "bucket <index>/<count>", so a bucket cannot be moved to
+ * another place in the index either).
+ */
+export function associatedData (version: number, name: string, context?: string): Uint8Array {
+  return utf8(context === undefined ? `userspace/v${version}\u0000${name}` : `userspace/v${version}\u0000${name}\u0000${context}`)
 }
 
 /**
@@ -34,26 +38,33 @@ export function padmeLength (length: number): number {
   return Math.ceil(length / (mask + 1)) * (mask + 1)
 }
 
-/** Encrypts `plaintext` for the space `name` and returns the envelope bytes. */
-export function seal (key: Uint8Array, name: string, plaintext: Uint8Array, nonce: Uint8Array = randomBytes(NONCE_BYTES)): Uint8Array {
+/**
+ * Encrypts `plaintext` under the associated data `ad` (see `associatedData`) and returns the
+ * envelope bytes. The padded length is `padTo(4 + plaintext length)` (Padmé by default).
+ */
+export function seal (key: Uint8Array, ad: Uint8Array, plaintext: Uint8Array, nonce: Uint8Array = randomBytes(NONCE_BYTES), padTo: (length: number) => number = padmeLength): Uint8Array {
   abytes(key, 32, 'key')
+  abytes(ad, undefined, 'ad')
   abytes(nonce, NONCE_BYTES, 'nonce')
-  const padded = new Uint8Array(padmeLength(LENGTH_BYTES + plaintext.length))
+  const length = padTo(LENGTH_BYTES + plaintext.length)
+  if (!Number.isSafeInteger(length) || length < LENGTH_BYTES + plaintext.length) throw new RangeError(`padding must not shrink the plaintext: ${length} < ${LENGTH_BYTES + plaintext.length}`)
+  const padded = new Uint8Array(length)
   new DataView(padded.buffer).setUint32(0, plaintext.length)
   padded.set(plaintext, LENGTH_BYTES)
-  const ciphertext = xchacha20poly1305(key, nonce, associatedData(ENVELOPE_VERSION, name)).encrypt(padded)
+  const ciphertext = xchacha20poly1305(key, nonce, ad).encrypt(padded)
   return concatBytes(new Uint8Array([ENVELOPE_VERSION]), nonce, ciphertext)
 }
 
-/** Decrypts an envelope for `name`; any change to any byte throws IntegrityError. */
-export function open (key: Uint8Array, name: string, envelope: Uint8Array): Uint8Array {
+/** Decrypts an envelope sealed under the associated data `ad`; any change to any byte throws IntegrityError. */
+export function open (key: Uint8Array, ad: Uint8Array, envelope: Uint8Array): Uint8Array {
   abytes(key, 32, 'key')
+  abytes(ad, undefined, 'ad')
   if (envelope.length < 1 + NONCE_BYTES + TAG_BYTES + LENGTH_BYTES) throw new IntegrityError('envelope is too short')
   if (envelope[0] !== ENVELOPE_VERSION) throw new IntegrityError(`unknown envelope version ${envelope[0] as number}`)
   const nonce = envelope.subarray(1, 1 + NONCE_BYTES)
   let padded: Uint8Array
   try {
-    padded = xchacha20poly1305(key, nonce, associatedData(ENVELOPE_VERSION, name)).decrypt(envelope.subarray(1 + NONCE_BYTES))
+    padded = xchacha20poly1305(key, nonce, ad).decrypt(envelope.subarray(1 + NONCE_BYTES))
   } catch {
     throw new IntegrityError('private block failed authentication: it was changed, or belongs to another space or key')
   }

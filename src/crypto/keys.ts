@@ -9,9 +9,16 @@
 import { hkdf } from '@noble/hashes/hkdf.js'
 import { sha256 } from '@noble/hashes/sha2.js'
 import { concatBytes, utf8 } from './bytes.js'
+import * as secp from '@noble/secp256k1'
 import type { NormalizedSignature } from './eip191.js'
 
-export const FORMAT_VERSION = 1
+/**
+ * The storage format this library writes and reads (root, bucket index tree, buckets, public JSON).
+ * Key derivation did not change with format 2: the salt and labels below still say `v1`, so every
+ * wallet keeps its IPNS name; the format version is bound into the root and into every bucket's
+ * associated data instead.
+ */
+export const FORMAT_VERSION = 2
 
 /** The message a wallet signs to open its space (version 1). Never edit: it is part of the format. */
 export const OPEN_MESSAGE = [
@@ -24,7 +31,10 @@ export const OPEN_MESSAGE = [
   'Version: 1'
 ].join('\n')
 
-/** HKDF salt: names the format, so keys from another format version never collide with these. */
+/**
+ * HKDF salt: names the key-derivation version (1, unchanged in storage format 2), so keys from
+ * another derivation never collide with these.
+ */
 const SALT = utf8('userspace/v1')
 
 /** One HKDF `info` label per purpose. */
@@ -83,4 +93,59 @@ export function ownerStatement (address: string, name: string, issuedAtMs?: numb
     `Issued at: ${new Date(issuedAtMs).toISOString()}`,
     'Version: 2'
   ].join('\n')
+}
+
+// --- Scoped app access: per-namespace keys ---------------------------------------------------
+
+/**
+ * HKDF `info` label of the apps root: a secret derived from the open signature that every app
+ * namespace key is derived from, so a space can issue grants without keeping the signature itself.
+ */
+export const APPS_ROOT_LABEL = 'userspace/v1/apps-root'
+
+/** The purposes of a namespace's keys; one label each, per namespace and epoch. */
+export const APP_KEY_PURPOSES = {
+  ipnsSeed: 'ipns-ed25519-seed',
+  dataKey: 'xchacha20poly1305-data',
+  bucketKey: 'hmac-sha256-bucket',
+  ownerKey: 'secp256k1-owner'
+} as const
+
+export interface AppKeys {
+  /** 32-byte Ed25519 seed of the namespace's IPNS key: whoever holds it can publish. */
+  ipnsSeed: Uint8Array
+  /** 32-byte XChaCha20-Poly1305 key of the namespace's private section: whoever holds it can read. */
+  dataKey: Uint8Array
+  /** 32-byte HMAC-SHA256 key placing the namespace's keys in buckets (needed to read and to write). */
+  bucketKey: Uint8Array
+  /** 32-byte secp256k1 key that signs the namespace's owner binding, so no wallet prompt is needed per app. */
+  ownerKey: Uint8Array
+}
+
+/** The apps root of a normalised open signature. */
+export function deriveAppsRoot (signature: NormalizedSignature): Uint8Array {
+  return hkdf(sha256, concatBytes(signature.r, signature.s), SALT, utf8(APPS_ROOT_LABEL), 32)
+}
+
+/**
+ * `userspace/v1/app/<namespace>/<epoch>/<purpose>`. Unambiguous although a namespace may hold a `/`
+ * (`@scope/name`): the epoch and the purpose are the last two segments and hold no `/`.
+ */
+export function appKeyLabel (namespace: string, epoch: number, purpose: string): string {
+  if (typeof namespace !== 'string' || namespace.length === 0 || /[\s\0]/.test(namespace)) throw new RangeError(`"namespace" expected a non-empty name without spaces, got ${JSON.stringify(namespace)}`)
+  if (!Number.isSafeInteger(epoch) || epoch < 0) throw new RangeError(`"epoch" expected a non-negative integer, got ${String(epoch)}`)
+  return `userspace/v1/app/${namespace}/${epoch}/${purpose}`
+}
+
+/** The keys of one namespace at one epoch, from the apps root. A new epoch shares no key with the old. */
+export function deriveAppKeys (appsRoot: Uint8Array, namespace: string, epoch: number): AppKeys {
+  if (!(appsRoot instanceof Uint8Array) || appsRoot.length !== 32) throw new RangeError('"appsRoot" expected Uint8Array of length 32')
+  const key = (purpose: string, length = 32): Uint8Array => hkdf(sha256, appsRoot, SALT, utf8(appKeyLabel(namespace, epoch, purpose)), length)
+  return {
+    ipnsSeed: key(APP_KEY_PURPOSES.ipnsSeed),
+    dataKey: key(APP_KEY_PURPOSES.dataKey),
+    bucketKey: key(APP_KEY_PURPOSES.bucketKey),
+    // 48 bytes reduced mod n − 1, plus 1 (FIPS 186-5 A.2.1): always a valid secp256k1 key.
+    ownerKey: secp.utils.randomSecretKey(key(APP_KEY_PURPOSES.ownerKey, 48))
+  }
 }

@@ -1,6 +1,6 @@
 /**
- * The per-name quota: the bytes the current version of a record makes the hub keep (its root, the
- * public DAG below it and its private buckets), summed with one bounded walk when the record is PUT
+ * The per-name quota: the bytes the current version of a record makes the hub keep (its root and
+ * the state under its `current` link: public profile and clock, index nodes, private buckets), summed with one bounded walk when the record is PUT
  * and refused (413) over the limit. Older versions are not refused here: retention (gc.ts) keeps as
  * many as fit in the same quota.
  */
@@ -23,7 +23,8 @@ export type BlockSource = Pick<HubBlocks, 'localBlock' | 'blockSize' | 'walkCaps
 export async function versionBlocks (blocks: BlockSource, cid: CID, rootBytes: Uint8Array, root: Root | undefined, max: number): Promise<Walked> {
   const io = { read: async (c: CID) => blocks.localBlock(c), size: async (c: CID) => blocks.blockSize(c) }
   if (root === undefined) return walkDag([cid], io, blocks.walkCaps(max))
-  const below = [...(root.public === null ? [] : [root.public]), ...root.private]
+  // The state only: `parents` (history) is retention's business (gc.ts).
+  const below = [root.current]
   const walked = await walkDag(below, io, blocks.walkCaps(Math.max(0, max - rootBytes.byteLength)))
   return { ...walked, cids: [cid, ...walked.cids], sizes: [rootBytes.byteLength, ...walked.sizes], bytes: walked.bytes + rootBytes.byteLength }
 }
@@ -37,10 +38,11 @@ export async function checkSpaceQuota (blocks: BlockSource, name: string, cid: C
 }
 
 /**
- * Largest block the hub decodes as a UserSpace root. A root of 1 024 buckets is ~40 KiB; decoding
- * builds a CID object per link, so a 1 MiB "root" of 24 000 links would hold the event loop.
+ * Largest block the hub decodes as a UserSpace root. A format 2 root does not grow with the space
+ * (~300 bytes, plus 41 per parent after a merge); decoding builds a CID object per link, so a 1 MiB
+ * "root" of 24 000 links would hold the event loop.
  */
-export const MAX_ROOT_BYTES = 128 * 1024
+export const MAX_ROOT_BYTES = 16 * 1024
 
 /** The UserSpace root in `bytes`, or undefined when it is not one (or too large to be one). */
 export function rootOf (bytes: Uint8Array): Root | undefined {

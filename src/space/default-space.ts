@@ -19,33 +19,31 @@ import {
   UnpublishedWritesError, throwIfAborted
 } from '../errors.js'
 import { createRecord, DEFAULT_RECORD_LIFETIME_MS, nameOfKey, validateRecord } from '../store/record.js'
+import { CURRENT_VERSION_FIELD } from '../protocol.js'
 import { getVerifiedBlock, verifyBlock } from '../store/blocks.js'
-import { HybridClock, sameEntry, wins as winsOver } from './entries.js'
+import { HybridClock, readPublicBlocks, sameEntry, wins as winsOver } from './entries.js'
 import { listVersions } from './history.js'
 import { checkKey, checkValue } from './json.js'
 import { bytesToHex, randomBytes } from './random.js'
-import { decodeRoot, encodeRoot, verifyOwner } from './root.js'
+import { decodeCurrent, decodeRoot, encodeCurrent, encodeRoot, verifyOwner } from './root.js'
 import { PrivateSection, PublicSection } from './section.js'
 import { DEFAULT_MAX_PUBLIC_BYTES, DEFAULT_MAX_SPACE_BYTES, DEFAULT_MAX_VALUE_BYTES } from './types.js'
 import { keysFromWallet } from './wallet-keys.js'
 import type { Entry } from './entries.js'
 import type { VersionInfo } from './history.js'
 import type { Json } from './json.js'
-import type { OwnerBinding, Root } from './root.js'
+import type { OwnerBinding } from './root.js'
 import type { Section } from './section.js'
 import type { WalletAdapter } from './signer.js'
 import type { PendingEntry, SpaceStateStore } from './state.js'
 import type { ChangeEvent, CloseResult, SectionApi, Space, SpaceEvents, SpaceOptions, SpaceVersion } from './types.js'
 import type { DerivedKeys } from './wallet-keys.js'
 import type { AbortOptions, Block, Store } from '../store/interface.js'
+import type { AppInfo, GrantOptions, MasterContext } from '../apps/directory.js'
+import type { Grant } from '../apps/grant.js'
 
 /** How many times a publish that lost a race merges and tries again before it waits for the retry timer. */
 const MAX_RACE_ATTEMPTS = 8
-/**
- * The path below a root whose DAG a cold open asks a store for in one request (`Store.getDag`): the
- * blocks the version is read from.
- */
-const VERSION_DAG_PATH = 'private'
 
 type Listener = (event: any) => void
 
@@ -398,47 +396,21 @@ export class DefaultSpace implements Space {
     // What each section's blocks hold is fixed when its encoding starts (synchronously): the writes
     // applied by then are the ones this version publishes.
     const included = [...this.unpublished.values()].filter(e => e.section === 'private')
-    const privateBlocks = await this.privateSection.encode()
-    if (this.publicSection.dirty) included.push(...[...this.unpublished.values()].filter(e => e.section === 'public'))
-    const publicBlock = this.publicSection.dirty ? await this.publicSection.encode() : undefined
-    const root: Root = {
-      version: FORMAT_VERSION,
-      sequence,
-      parents: this.heads,
-      updatedAt: this.now(),
-      device: this.deviceId,
-      public: publicBlock === undefined ? this.publicSection.cid : publicBlock?.cid ?? null,
-      private: [],
-      owner: this.owner as OwnerBinding
-    }
-    // The root names every bucket: the ones sealed now and the unchanged ones.
-    const previousCids = this.privateSection.cids
-    privateBlocks.commit()
-    root.private = this.privateSection.cids
-    const rootBlock = await encodeRoot(root)
-    const blocks: Block[] = [...privateBlocks.blocks]
-    if (publicBlock != null) blocks.push(publicBlock)
-    blocks.push(rootBlock)
+    const version = await this.sealVersion(sequence, () => included.push(...[...this.unpublished.values()].filter(e => e.section === 'public')))
+    const rootBlock = version.root
     const lifetimeMs = this.options.recordLifetimeMs ?? DEFAULT_RECORD_LIFETIME_MS
-    try {
-      const record = await createRecord(this.derived.ipnsKey, rootBlock.cid, sequence, { lifetimeMs })
-      if (this.store.publish !== undefined) {
-        // One step (one request to a hub): a stale sequence leaves nothing behind.
-        await this.store.publish(this.name, record, blocks, { signal })
-      } else {
-        await this.store.putBlocks(blocks, { signal })
-        await this.store.putRecord(this.name, record, { signal })
-      }
-      this.lastRecord = record
-      this.validUntilMs = this.now() + lifetimeMs
-    } catch (err) {
-      // Keep the writes: they stay in the map, marked dirty, and go out with the next publish.
-      this.privateSection.cids = previousCids
-      this.privateSection.markAllDirty()
-      if (publicBlock !== undefined) this.publicSection.markChanged()
-      throw err
+    // On failure nothing is recorded as stored: the writes stay in the map, dirty, for the next publish.
+    const record = await createRecord(this.derived.ipnsKey, rootBlock.cid, sequence, { lifetimeMs })
+    if (this.store.publish !== undefined) {
+      // One step (one request to a hub): a stale sequence leaves nothing behind.
+      await this.store.publish(this.name, record, version.blocks, { signal })
+    } else {
+      await this.store.putBlocks(version.blocks, { signal })
+      await this.store.putRecord(this.name, record, { signal })
     }
-    if (publicBlock !== undefined) this.publicSection.stored(publicBlock?.cid ?? null)
+    this.lastRecord = record
+    this.validUntilMs = this.now() + lifetimeMs
+    version.commit()
     this.seq = sequence
     this.rootCid = rootBlock.cid
     this.heads = [rootBlock.cid]
@@ -447,6 +419,43 @@ export class DefaultSpace implements Space {
     this.published(included)
     await this.state.put(this.name, { sequence, root: rootBlock.cid.toString() })
     this.options.onProgress?.({ type: 'space:publish:end', detail: { sequence, root: rootBlock.cid } })
+  }
+
+  /**
+   * Seals the next version (format 2): the dirty buckets and the index nodes on their paths, the
+   * public profile and clock when they changed, the current node and the root. `blocks` ends with
+   * the root; `commit` records the sections' stored form once the version is published.
+   * `publicIncluded` is called when the public section's content is fixed.
+   */
+  private async sealVersion (sequence: number, publicIncluded: () => void): Promise<{ blocks: Block[], root: Block, commit: () => void }> {
+    const priv = await this.privateSection.encode()
+    const pubDirty = this.publicSection.dirty
+    if (pubDirty) publicIncluded()
+    const pub = pubDirty ? await this.publicSection.encode() : undefined
+    const current = await encodeCurrent({
+      buckets: priv.count,
+      private: priv.top,
+      public: pub === undefined ? this.publicSection.cid : pub?.profile.cid ?? null,
+      clock: pub === undefined ? this.publicSection.clockCid : pub?.clock.cid ?? null
+    })
+    const root = await encodeRoot({
+      version: FORMAT_VERSION,
+      sequence,
+      parents: this.heads,
+      updatedAt: this.now(),
+      device: this.deviceId,
+      current: current.cid,
+      owner: this.owner as OwnerBinding
+    })
+    const blocks = [...priv.blocks, ...(pub == null ? [] : [pub.profile, pub.clock]), current, root]
+    return {
+      blocks,
+      root,
+      commit: () => {
+        priv.commit()
+        if (pub !== undefined) this.publicSection.stored(pub)
+      }
+    }
   }
 
   /** Drops from the pending set the entries a store has now taken (or a newer entry replaced). */
@@ -541,14 +550,14 @@ export class DefaultSpace implements Space {
   }
 
   /**
-   * Fills `prefetched` with the version's DAG: the root and the path below it. Not the root's whole
+   * Fills `prefetched` with the version's DAG: the root and its current state (`current`). Not the root's whole
    * DAG, which holds every earlier version through `parents`. Any failure (a store that serves no
    * paths, a lying hub) leaves reading to fetchBlock, block by block; an abort ends the open.
    */
   private async prefetch (cid: CID, options?: AbortOptions): Promise<void> {
     let blocks: Block[] = []
     try {
-      blocks = await (this.store.getDag as NonNullable<Store['getDag']>)(cid, { path: VERSION_DAG_PATH, signal: options?.signal })
+      blocks = await (this.store.getDag as NonNullable<Store['getDag']>)(cid, { path: CURRENT_VERSION_FIELD, signal: options?.signal })
     } catch {
       throwIfAborted(options?.signal)
     }
@@ -564,15 +573,21 @@ export class DefaultSpace implements Space {
     const root = decodeRoot(await this.fetchBlock(cid, options))
     if (root.sequence !== sequence) throw new IntegrityError(`root ${cid.toString()} says sequence ${root.sequence} but its record says ${sequence}`)
     this.checkOwner(root.owner)
-    const priv = await this.privateSection.absorb(root.private, async cid => this.privateSection.decrypt(await this.fetchBlock(cid, options)))
+    const current = decodeCurrent(await this.fetchBlock(root.current, options))
+    // Both sections are read and checked before either changes.
+    const pubBlocks = current.public === null || this.publicSection.isStoredAs(current.public, current.clock)
+      ? undefined
+      : await Promise.all([current.public, current.clock as CID].map(async c => ({ cid: c, bytes: await this.fetchBlock(c, options) })))
+    if (pubBlocks !== undefined) {
+      const [profile, clock] = pubBlocks as [Block, Block]
+      readPublicBlocks(PublicSection.decodeProfile(profile.bytes), PublicSection.decodeClock(clock.bytes))
+    }
+    const priv = await this.privateSection.absorb(current.buckets, current.private, async c => this.fetchBlock(c, options))
     let pubChanged: string[] = []
-    if (root.public === null) {
-      this.publicSection.cid = null
-      if (this.publicSection.size > 0) this.publicSection.markChanged()
-    } else if (this.publicSection.cid?.equals(root.public) !== true) {
-      const pub = this.publicSection.absorb(PublicSection.decode(await this.fetchBlock(root.public, options)))
-      this.publicSection.cid = root.public
-      pubChanged = pub.changed
+    if (current.public === null) {
+      this.publicSection.absorbNone()
+    } else if (pubBlocks !== undefined) {
+      pubChanged = this.publicSection.absorb(pubBlocks[0] as Block, pubBlocks[1] as Block).changed
     }
     this.clock.observe(Math.max(this.privateSection.maxStamp, this.publicSection.maxStamp))
     // History: when this device holds entries the remote version lacks and that version does not
@@ -659,10 +674,14 @@ export class DefaultSpace implements Space {
     try { cid = typeof rootRef === 'string' ? CID.parse(rootRef) : rootRef } catch { throw new InvalidInputError(`"root" expected a CID, got "${String(rootRef).slice(0, 80)}"`) }
     const root = decodeRoot(await this.fetchBlock(cid, options))
     this.checkOwner(root.owner)
+    const current = decodeCurrent(await this.fetchBlock(root.current, options))
     const priv = new PrivateSection(this.derived.dataKey, this.derived.bucketKey, this.name)
-    await priv.absorb(root.private, async c => priv.decrypt(await this.fetchBlock(c, options)))
+    await priv.absorb(current.buckets, current.private, async c => this.fetchBlock(c, options))
     const pub = new PublicSection()
-    if (root.public !== null) pub.absorb(PublicSection.decode(await this.fetchBlock(root.public, options)))
+    if (current.public !== null && current.clock !== null) {
+      const [profile, clock] = await Promise.all([current.public, current.clock].map(async c => ({ cid: c, bytes: await this.fetchBlock(c, options) })))
+      pub.absorb(profile as Block, clock as Block)
+    }
     return {
       root: cid,
       sequence: root.sequence,
@@ -703,6 +722,29 @@ export class DefaultSpace implements Space {
       throw new UnpublishedWritesError(`${unpublished.length} write(s) to ${this.name} were not published and this device keeps no durable state, so they are lost: ${unpublished.slice(0, 20).join(', ')}${unpublished.length > 20 ? ', …' : ''}`, { keys: unpublished, cause: failure })
     }
     return { unpublished }
+  }
+
+  // --- scoped app access (src/apps/) ------------------------------------------------------
+
+  async grant (app: string, options: GrantOptions): Promise<Grant> {
+    const { grantApp } = await import('../apps/directory.js')
+    return grantApp(this.appsContext(), app, options)
+  }
+
+  async apps (): Promise<AppInfo[]> {
+    const { listApps } = await import('../apps/directory.js')
+    return listApps(this.appsContext())
+  }
+
+  async revoke (app: string, options?: AbortOptions): Promise<Array<{ namespace: string, epoch: number, name: string }>> {
+    const { revokeApp } = await import('../apps/directory.js')
+    return revokeApp(this.appsContext(), app, options)
+  }
+
+  private appsContext (): MasterContext {
+    this.assertOpen()
+    if (this.derived.appsRoot === undefined) throw new InvalidInputError(`${this.name} is an app namespace: only the owner's space, opened with the wallet, grants and revokes`)
+    return { space: this, store: this.store, ipnsKey: this.derived.ipnsKey, appsRoot: this.derived.appsRoot, state: this.state, options: this.options }
   }
 
   private assertOpen (): void {

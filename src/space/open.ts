@@ -8,14 +8,24 @@ import { DefaultSpace } from './default-space.js'
 import { toWallet } from './signer.js'
 import { defaultState, memoryState } from './state.js'
 import { keysFromWallet } from './wallet-keys.js'
+import { parseGrant } from '../apps/grant.js'
 import type { Space, SpaceOptions } from './types.js'
 import type { Store } from '../store/interface.js'
+import type { GrantedSpaceOptions } from '../apps/open-granted.js'
 
 /**
  * Opens the space of the wallet behind `signer`: one signature prompt, plus one more the first time
  * the space is created (the owner binding).
  */
-export async function openSpace (options: SpaceOptions): Promise<Space> {
+export async function openSpace (options: SpaceOptions | GrantedSpaceOptions): Promise<Space> {
+  // Scoped app access: an app opens its namespace with a grant, never with the master signature.
+  if ('grant' in options && options.grant !== undefined) {
+    const { openGranted } = await import('../apps/open-granted.js')
+    const given = options.grant
+    const hub = options.hub ?? (typeof given === 'string' ? parseGrant(given).hub : 'signingKeys' in given ? given.grant.hub : given.hub)
+    return openGranted(options, await resolveStore({ store: options.store, hub, helia: options.helia }))
+  }
+  options = options as SpaceOptions
   const store = await resolveStore(options)
   const wallet = toWallet(options.signer)
   const address = await wallet.getAddress()
@@ -38,7 +48,7 @@ export async function openSpace (options: SpaceOptions): Promise<Space> {
   return space
 }
 
-async function resolveStore (options: SpaceOptions): Promise<Store> {
+async function resolveStore (options: Pick<SpaceOptions, 'store' | 'hub' | 'helia'>): Promise<Store> {
   if (options.store !== undefined) return options.store
   if (typeof options.hub === 'string') {
     const { hubStore } = await import('../store/hub.js')

@@ -1,17 +1,17 @@
 /**
  * Reading anyone's public section without a signature: resolve the name (or look the address up in
- * a hub's index), check the record's signature and the owner binding, and decode the plaintext
- * public block. Nothing private is touched; no key is needed. An expired record is still the last
+ * a hub's index), check the record's signature and the owner binding, and read the plaintext
+ * public profile (plain JSON at `<root>/current/public`) with its clock. Nothing private is touched; no key is needed. An expired record is still the last
  * version its owner signed: it is read and reported as expired, not refused.
  */
 import { InvalidInputError, NotFoundError, SignerMismatchError, UntrustedHubError } from '../errors.js'
 import { checksumAddress } from '../crypto/eip191.js'
 import { canonicalName, validateRecord } from '../store/record.js'
 import { getVerifiedBlock } from '../store/blocks.js'
-import { decodeRoot, verifyOwner } from './root.js'
+import { decodeCurrent, decodeRoot, verifyOwner } from './root.js'
 import { PublicSection } from './section.js'
 import type { Json } from './json.js'
-import type { AbortOptions, Store } from '../store/interface.js'
+import type { AbortOptions, Block, Store } from '../store/interface.js'
 import type { CID } from 'multiformats/cid'
 
 export interface ReadPublicOptions extends AbortOptions {
@@ -69,8 +69,13 @@ export async function readPublic (options: ReadPublicOptions): Promise<PublicPro
     // A name the caller gave is the caller's mistake; a name the store's index gave is the store's lie.
     throw fromIndex ? new UntrustedHubError(`the store's address index named ${name} for ${options.address}, but ${message}`) : new SignerMismatchError(message)
   }
+  const current = decodeCurrent(await getVerifiedBlock(store, root.current, options))
   const section = new PublicSection()
-  if (root.public !== null) section.absorb(PublicSection.decode(await getVerifiedBlock(store, root.public, options)))
+  if (current.public !== null && current.clock !== null) {
+    // The profile is plain JSON any IPFS tool reads; its clock is checked against it all the same.
+    const [profile, clock] = await Promise.all([current.public, current.clock].map(async cid => ({ cid, bytes: await getVerifiedBlock(store, cid, options) })))
+    section.absorb(profile as Block, clock as Block)
+  }
   return {
     name,
     address,

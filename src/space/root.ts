@@ -1,16 +1,33 @@
 /**
- * The root block of a space version (dag-cbor, plaintext) and the owner binding it carries. The
- * root is what an IPNS record points at; from it anyone can walk history (`parents`), read the public
- * section, see how many private buckets there are (not what is in them) and check which wallet
- * address owns the space — without learning any secret.
+ * The root block of a space version (dag-cbor, plaintext), the owner binding it carries, and the
+ * "current" node under it. The root is what an IPNS record points at; from it anyone can walk
+ * history (`parents`) and check which wallet address owns the space — without learning any secret.
+ * Everything the version holds (public profile, its clock, the bucket index tree) sits under one
+ * link, `current`, so that one Trustless Gateway request for the path `<root>/current` returns
+ * exactly the current version and no history.
  */
 import * as dagCbor from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
+import * as json from 'multiformats/codecs/json'
+import * as raw from 'multiformats/codecs/raw'
 import { FormatError, SignerMismatchError } from '../errors.js'
 import { recoverPersonalSigner, checksumAddress } from '../crypto/eip191.js'
 import { FORMAT_VERSION, ownerStatement } from '../crypto/keys.js'
+import { CURRENT_VERSION_FIELD, currentVersionPath } from '../protocol.js'
 import { cborBlock } from '../store/blocks.js'
+import { decodeIndexNode, isBucketCount, treeWidths } from './tree.js'
 import type { Block } from '../store/interface.js'
+
+/**
+ * The path of a version's current state under its root, and the Trustless Gateway request (path,
+ * `format=car`, `dag-scope=all`) that returns the root and every block of that state — public
+ * profile, clock, index nodes, buckets — and nothing of the history. Stores fetch a version with it.
+ */
+export function currentVersionRequest (root: CID): string {
+  return currentVersionPath(root.toString())
+}
+
+export { CURRENT_VERSION_FIELD }
 
 export interface OwnerBinding {
   /** EIP-55 wallet address */
@@ -34,11 +51,85 @@ export interface Root {
   updatedAt: number
   /** the id of the device that wrote this version */
   device: string
-  /** the plaintext public section (dag-cbor), or null when empty */
-  public: CID | null
-  /** the encrypted private buckets (raw blocks), in bucket order */
-  private: CID[]
+  /** the version's state (a `Current` node, dag-cbor) */
+  current: CID
   owner: OwnerBinding
+}
+
+/** A version's state: `{ buckets, private, public, clock }`, the node under `root.current`. */
+export interface Current {
+  /** the private bucket count: 0 or a power of two up to MAX_BUCKETS */
+  buckets: number
+  /** the top of the bucket index tree (the bucket itself when there is one), null when there are none */
+  private: CID | null
+  /** the public profile, a plain JSON document (codec json), null when the public section is empty */
+  public: CID | null
+  /** what merging the profile needs (dag-cbor stamps, tombstones included); null exactly when `public` is */
+  clock: CID | null
+}
+
+export async function encodeCurrent (current: Current): Promise<Block> {
+  return cborBlock({ buckets: current.buckets, private: current.private, public: current.public, clock: current.clock })
+}
+
+/** Decodes and checks a current node: link codecs, bucket count, and links present exactly when they must be. */
+export function decodeCurrent (bytes: Uint8Array): Current {
+  let value: unknown
+  try {
+    value = dagCbor.decode(bytes)
+  } catch (err) {
+    throw new FormatError('current node is not dag-cbor', { cause: err })
+  }
+  const c = value as Record<string, unknown> | null
+  const link = (x: unknown, code: number): CID | null | undefined => {
+    if (x === null) return null
+    const cid = CID.asCID(x)
+    return cid !== null && cid.version === 1 && cid.code === code ? cid : undefined
+  }
+  if (typeof c !== 'object' || c === null || !isBucketCount(c.buckets)) throw new FormatError('current node does not have the shape of a version 2 state')
+  const buckets = c.buckets
+  const priv = link(c.private, buckets === 1 ? raw.code : dagCbor.code)
+  const pub = link(c.public, json.code)
+  const clock = link(c.clock, dagCbor.code)
+  if (priv === undefined || pub === undefined || clock === undefined || (priv === null) !== (buckets === 0) || (pub === null) !== (clock === null)) {
+    throw new FormatError('current node does not have the shape of a version 2 state')
+  }
+  return { buckets, private: priv, public: pub, clock }
+}
+
+/**
+ * Every block of the state under `current` (the current node, profile, clock, index nodes and
+ * buckets), read through `get` and shape-checked on the way. A CID in `seen` is skipped with its
+ * whole subtree (a walk of an older version that shares it took it already); taken CIDs are added.
+ */
+export async function currentBlocks (current: CID, get: (cid: CID) => Promise<Uint8Array>, seen = new Set<string>()): Promise<Block[]> {
+  const out: Block[] = []
+  const take = async (cid: CID): Promise<Uint8Array | undefined> => {
+    const key = cid.toString()
+    if (seen.has(key)) return undefined
+    seen.add(key)
+    const bytes = await get(cid)
+    out.push({ cid, bytes })
+    return bytes
+  }
+  const node = await take(current)
+  if (node === undefined) return out
+  const state = decodeCurrent(node)
+  for (const cid of [state.public, state.clock]) if (cid !== null) await take(cid)
+  if (state.private === null) return out
+  const widths = treeWidths(state.buckets)
+  let level: CID[] = [state.private]
+  for (let d = 0; d < widths.length - 1; d++) {
+    const per = (widths[d + 1] as number) / (widths[d] as number)
+    const next: CID[] = []
+    for (const cid of level) {
+      const bytes = await take(cid)
+      if (bytes !== undefined) next.push(...decodeIndexNode(bytes, per, d + 2 === widths.length))
+    }
+    level = next
+  }
+  for (const cid of level) await take(cid)
+  return out
 }
 
 export async function encodeRoot (root: Root): Promise<Block> {
@@ -48,8 +139,7 @@ export async function encodeRoot (root: Root): Promise<Block> {
     parents: root.parents,
     updatedAt: root.updatedAt,
     device: root.device,
-    public: root.public,
-    private: root.private,
+    current: root.current,
     // A version 1 binding encodes exactly as before (no `issuedAt` key), so its root CID is unchanged.
     owner: root.owner.issuedAt === undefined
       ? { address: root.owner.address, signature: root.owner.signature }
@@ -67,6 +157,7 @@ export function decodeRoot (bytes: Uint8Array): Root {
   }
   if (typeof value !== 'object' || value === null) throw new FormatError('root block is not a map')
   const r = value as Record<string, unknown>
+  if (r.version === 1) throw new FormatError('root block is in storage format 1, which this version no longer reads (format 2 replaced it before any release)')
   if (r.version !== FORMAT_VERSION) throw new FormatError(`root block has unknown format version ${String(r.version)}`)
   const isCid = (x: unknown): x is CID => CID.asCID(x) !== null
   const owner = r.owner as Record<string, unknown> | undefined
@@ -75,19 +166,12 @@ export function decodeRoot (bytes: Uint8Array): Root {
     !Array.isArray(r.parents) || !r.parents.every(isCid) ||
     !Number.isSafeInteger(r.updatedAt) ||
     typeof r.device !== 'string' ||
-    !(r.public === null || isCid(r.public)) ||
-    !Array.isArray(r.private) || !r.private.every(isCid) ||
+    !isCid(r.current) || CID.asCID(r.current)?.code !== dagCbor.code ||
     typeof owner !== 'object' || owner === null ||
     typeof owner.address !== 'string' || !(owner.signature instanceof Uint8Array) ||
     !(owner.issuedAt === undefined || (Number.isSafeInteger(owner.issuedAt) && (owner.issuedAt as number) >= 0))
   ) {
-    throw new FormatError('root block does not have the shape of a version 1 root')
-  }
-  // Keys are placed in bucket `hash & (count - 1)`: any other count than 0 or a power of two would
-  // put keys in buckets the writer never sealed them in.
-  const buckets = r.private.length
-  if ((buckets & (buckets - 1)) !== 0) {
-    throw new FormatError(`root block has ${buckets} private buckets; a version 1 root has 0 or a power of two`)
+    throw new FormatError('root block does not have the shape of a version 2 root')
   }
   return {
     version: r.version,
@@ -95,8 +179,7 @@ export function decodeRoot (bytes: Uint8Array): Root {
     parents: r.parents.map(c => CID.asCID(c) as CID),
     updatedAt: r.updatedAt as number,
     device: r.device,
-    public: r.public === null ? null : CID.asCID(r.public),
-    private: r.private.map(c => CID.asCID(c) as CID),
+    current: CID.asCID(r.current) as CID,
     owner: owner.issuedAt === undefined
       ? { address: owner.address, signature: owner.signature }
       : { address: owner.address, signature: owner.signature, issuedAt: owner.issuedAt as number }

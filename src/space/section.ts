@@ -1,106 +1,142 @@
 /**
- * A section is a key → entry map with its stored form: the public section is one plaintext
- * dag-cbor block; the private section is split into encrypted buckets by a keyed hash of the key, so
- * that one `set` re-encrypts one bucket, not the whole space. Both merge remote entries by the rule
- * in entries.ts and remember which stored parts are out of date ("dirty").
+ * A section is a key → entry map with its stored form (format 2). The public section is two
+ * plaintext blocks: a plain JSON profile `{ key: value }` and a dag-cbor clock with what merging
+ * needs. The private section is split by a keyed hash of the key into 2^k small encrypted buckets
+ * under a tree of index nodes (tree.ts), so that one `set` re-seals one bucket and the index nodes
+ * on its path. Both merge remote entries by the rule in entries.ts and remember which stored parts
+ * are out of date ("dirty").
  */
 import { hmac } from '@noble/hashes/hmac.js'
 import { sha256 } from '@noble/hashes/sha2.js'
 import * as dagCbor from '@ipld/dag-cbor'
-import { seal, open } from '../crypto/envelope.js'
+import { CID } from 'multiformats/cid'
+import * as json from 'multiformats/codecs/json'
+import { sha256 as sha256Hash } from 'multiformats/hashes/sha2'
+import { associatedData, open, padmeLength, seal } from '../crypto/envelope.js'
+import { FORMAT_VERSION } from '../crypto/keys.js'
 import { fromUtf8, utf8 } from '../crypto/bytes.js'
 import { FormatError, TooLargeError } from '../errors.js'
 import { MAX_BLOCK_BYTES, cborBlock, rawBlock } from '../store/blocks.js'
-import { bucketText, entryLine, parseBucket, readPublicEntries, sameEntry, wins } from './entries.js'
+import { bucketText, entrySize, readBucket, readPublicBlocks, sameEntry, scanBucket, wins } from './entries.js'
+import { MAX_BUCKETS, encodeTree, readTree } from './tree.js'
+import type { TreeLevels } from './tree.js'
 import type { Entry } from './entries.js'
 import type { Json } from './json.js'
 import type { Block } from '../store/interface.js'
-import type { CID } from 'multiformats/cid'
 
-/** A private map up to this size is one bucket. @default 256 KiB */
-export const SINGLE_BUCKET_BYTES = 256 * 1024
-/** Above SINGLE_BUCKET_BYTES, buckets are made this small on average, so a `set` stays cheap. @default 16 KiB */
-export const TARGET_BUCKET_BYTES = 16 * 1024
-/** Envelope and padding overhead allowance when checking the block limit. */
-const BLOCK_HEADROOM = 64 * 1024
+/**
+ * The bucket count doubles while the private map's average bucket would hold more than this many
+ * bytes of entries (up to MAX_BUCKETS), so buckets hold between half of it and all of it on average:
+ * with the index path and the root, a single-key update stays under 4 KiB (more past ~6 MiB of
+ * entries, where the count stops at MAX_BUCKETS and buckets grow instead).
+ * @default 1.5 KiB
+ */
+export const TARGET_BUCKET_BYTES = 1536
+/**
+ * A bucket's plaintext (with its 4-byte length prefix) is padded to at least this, then by Padmé
+ * (steps of 32 bytes up to 1 KiB, 64 up to 2 KiB, 128 up to 4 KiB…), so a bucket's stored size
+ * says little about how many entries it holds. @default 512 bytes
+ */
+export const MIN_BUCKET_PADDED_BYTES = 512
 
 interface Slot extends Entry {
-  /** the entry's line in its bucket, cached */
-  line: string
-  /** keyed hash of the key (private section only) */
+  /** private section: the bucket holding the key under the current count; -1 before it is placed */
+  bucket: number
+  /** private section: the keyed hash of the key, -1 until a split needs it */
   hash: number
 }
 
+function parseValue (text: string): Json {
+  try {
+    return JSON.parse(text)
+  } catch (err) {
+    throw new FormatError('a stored value is not JSON', { cause: err })
+  }
+}
+
+/** An own, enumerable property, even for keys such as `__proto__`. */
+function define (target: Record<string, unknown>, key: string, value: unknown): void {
+  Object.defineProperty(target, key, { value, enumerable: true, writable: true, configurable: true })
+}
+
 export abstract class Section {
-  protected readonly entries = new Map<string, Slot>()
-  /** sum of line lengths: the section's size in JSON */
+  protected entries = new Map<string, Slot>()
+  /** sum of entry sizes: the section's size, about its JSON length */
   bytes = 0
+  protected highest = 0
 
   get size (): number { return this.entries.size }
 
+  /** The slot at `key` (subclasses that load lazily make it present first). */
+  protected slot (key: string): Slot | undefined { return this.entries.get(key) }
+  /** Every slot (subclasses that load lazily load everything first). */
+  protected all (): Map<string, Slot> { return this.entries }
+
   /** The highest stamp held, so the clock can move past it. */
-  get maxStamp (): number {
-    let max = 0
-    for (const slot of this.entries.values()) if (slot.stamp > max) max = slot.stamp
-    return max
-  }
+  get maxStamp (): number { return this.highest }
 
   get (key: string): Json | undefined {
-    const json = this.entries.get(key)?.json
-    return json === undefined ? undefined : JSON.parse(json)
+    const json = this.slot(key)?.json
+    return json === undefined ? undefined : parseValue(json)
   }
 
   has (key: string): boolean {
-    return this.entries.get(key)?.json !== undefined
+    return this.slot(key)?.json !== undefined
   }
 
   getAll (): Record<string, Json> {
-    const out: Array<[string, Json]> = []
-    for (const [key, slot] of this.entries) if (slot.json !== undefined) out.push([key, JSON.parse(slot.json)])
-    return Object.fromEntries(out)
+    const out: Record<string, Json> = {}
+    for (const [key, slot] of this.all()) if (slot.json !== undefined) define(out, key, parseValue(slot.json))
+    return out
   }
 
   keys (): string[] {
     const out: string[] = []
-    for (const [key, slot] of this.entries) if (slot.json !== undefined) out.push(key)
+    for (const [key, slot] of this.all()) if (slot.json !== undefined) out.push(key)
     return out
   }
 
   entry (key: string): Entry | undefined {
-    return this.entries.get(key)
+    return this.slot(key)
   }
 
   /** Size in bytes the section would have after writing `entry` at `key`. */
   sizeWith (key: string, entry: Entry): number {
-    const old = this.entries.get(key)
-    return this.bytes - (old === undefined ? 0 : old.line.length + 1) + entryLine(key, entry).length + 1
+    const old = this.slot(key)
+    const keyJson = JSON.stringify(key)
+    return this.bytes - (old === undefined ? 0 : entrySize(keyJson, old)) + entrySize(keyJson, entry)
   }
 
   /** Writes an entry unconditionally (a local write) and marks its stored part dirty. */
   write (key: string, entry: Entry): void {
-    this.markDirty(this.put(key, entry, this.entries.get(key)))
+    this.markDirty(this.put(key, entry, this.slot(key)))
   }
 
   /** Merges a remote entry; returns true when it replaced the local one. */
   merge (key: string, entry: Entry): boolean {
-    const old = this.entries.get(key)
+    const old = this.slot(key)
     if (old !== undefined && !wins(entry, old)) return false
     this.put(key, entry, old)
     return true
   }
 
-  private put (key: string, entry: Entry, old: Slot | undefined): Slot {
-    const line = entryLine(key, entry)
-    if (old !== undefined) this.bytes -= old.line.length + 1
-    this.bytes += line.length + 1
-    const slot: Slot = { ...entry, line, hash: old?.hash ?? this.hashOf(key) }
-    this.entries.set(key, slot)
+  protected put (key: string, entry: Entry, old: Slot | undefined): Slot {
+    const slot: Slot = { stamp: entry.stamp, device: entry.device, json: entry.json, bucket: old?.bucket ?? -1, hash: old?.hash ?? -1 }
+    this.store(key, slot, old)
     if (old === undefined) this.added(key, slot)
     return slot
   }
 
-  protected hashOf (_key: string): number { return 0 }
-  /** Called once per key, when it first appears (keys are never deleted: removals are tombstones). */
+  /** Puts a slot in the map and keeps the size and the highest stamp. */
+  protected store (key: string, slot: Slot, old: Slot | undefined): void {
+    const keyJson = JSON.stringify(key)
+    if (old !== undefined) this.bytes -= entrySize(keyJson, old)
+    this.bytes += entrySize(keyJson, slot)
+    if (slot.stamp > this.highest) this.highest = slot.stamp
+    this.entries.set(key, slot)
+  }
+
+  /** Called once per key, when a write or a merge first brings it (keys are never deleted: removals are tombstones). */
   protected added (_key: string, _slot: Slot): void {}
   protected abstract markDirty (slot: Slot): void
   abstract get dirty (): boolean
@@ -108,11 +144,20 @@ export abstract class Section {
   abstract holds (key: string): boolean
 }
 
-/** The plaintext public section: one dag-cbor block `{ version: 1, entries: { key: [stamp, device, value?] } }`. */
+/** The public section's stored form: the JSON profile and its clock. */
+export interface PublicBlocks {
+  profile: Block
+  clock: Block
+}
+
+/** The plaintext public section: a JSON profile `{ key: value }` plus a clock block (see entries.ts). */
 export class PublicSection extends Section {
+  /** the stored profile (codec json) */
   cid: CID | null = null
+  /** the stored clock (dag-cbor) */
+  clockCid: CID | null = null
   private changed = false
-  /** Counts writes, so that `stored` keeps a write made while the block was being published. */
+  /** Counts writes, so that `stored` keeps a write made while the blocks were being published. */
   private writes = 0
   private encodedAt = 0
 
@@ -121,32 +166,49 @@ export class PublicSection extends Section {
   protected markDirty (): void { this.changed = true; this.writes++ }
   markChanged (): void { this.changed = true; this.writes++ }
 
-  async encode (): Promise<Block | null> {
-    this.encodedAt = this.writes
-    if (this.entries.size === 0) return null
-    const entries: Record<string, unknown[]> = {}
-    for (const [key, slot] of this.entries) {
-      Object.defineProperty(entries, key, {
-        value: slot.json === undefined ? [slot.stamp, slot.device] : [slot.stamp, slot.device, JSON.parse(slot.json)],
-        enumerable: true
-      })
-    }
-    const block = await cborBlock({ version: 1, entries })
-    if (block.bytes.length > MAX_BLOCK_BYTES) throw new TooLargeError(`public section is ${block.bytes.length} bytes, over the ${MAX_BLOCK_BYTES}-byte block limit`)
-    return block
+  /** True when the stored blocks are exactly these. */
+  isStoredAs (profile: CID | null, clock: CID | null): boolean {
+    return profile === null ? this.cid === null && clock === null : this.cid?.equals(profile) === true && clock !== null && this.clockCid?.equals(clock) === true
   }
 
-  stored (cid: CID | null): void {
-    this.cid = cid
+  async encode (): Promise<PublicBlocks | null> {
+    this.encodedAt = this.writes
+    if (this.entries.size === 0) return null
+    const profile: Record<string, unknown> = {}
+    const stamps: Record<string, unknown> = {}
+    for (const [key, slot] of this.entries) {
+      define(stamps, key, [slot.stamp, slot.device, slot.json !== undefined])
+      if (slot.json !== undefined) define(profile, key, JSON.parse(slot.json))
+    }
+    // json.encode is what @helia/json writes: the same object gives the same CID through either.
+    const bytes = json.encode(profile)
+    const blocks = { profile: { cid: CID.createV1(json.code, await sha256Hash.digest(bytes)), bytes }, clock: await cborBlock({ version: 2, entries: stamps }) }
+    for (const block of [blocks.profile, blocks.clock]) {
+      if (block.bytes.length > MAX_BLOCK_BYTES) throw new TooLargeError(`public section block is ${block.bytes.length} bytes, over the ${MAX_BLOCK_BYTES}-byte block limit`)
+    }
+    return blocks
+  }
+
+  stored (blocks: PublicBlocks | null): void {
+    this.cid = blocks?.profile.cid ?? null
+    this.clockCid = blocks?.clock.cid ?? null
     if (this.writes === this.encodedAt) this.changed = false
   }
 
+  /** The remote version has no public section: ours is ahead when it holds anything. */
+  absorbNone (): void {
+    this.cid = null
+    this.clockCid = null
+    if (this.size > 0) this.markChanged()
+  }
+
   /**
-   * Merges a decoded remote public block. Returns the keys whose value changed here, and whether
-   * the local section now holds something the remote one lacks.
+   * Merges a remote public section given as its stored blocks. All checks come before any change.
+   * Returns the keys whose value changed here, and whether the local section now holds something
+   * the remote one lacks.
    */
-  absorb (value: unknown): { changed: string[], ahead: boolean } {
-    const remote = readPublicEntries(value)
+  absorb (profile: Block, clock: Block): { changed: string[], ahead: boolean } {
+    const remote = readPublicBlocks(PublicSection.decodeProfile(profile.bytes), PublicSection.decodeClock(clock.bytes))
     const changed: string[] = []
     const remoteKeys = new Map(remote)
     for (const [key, entry] of remote) if (this.merge(key, entry)) changed.push(key)
@@ -155,30 +217,57 @@ export class PublicSection extends Section {
       const r = remoteKeys.get(key)
       if (r === undefined || !sameEntry(r, slot)) { ahead = true; break }
     }
+    this.cid = profile.cid
+    this.clockCid = clock.cid
     this.changed = ahead
     return { changed, ahead }
   }
 
-  static decode (bytes: Uint8Array): unknown {
+  static decodeProfile (bytes: Uint8Array): unknown {
+    try {
+      return JSON.parse(fromUtf8(bytes))
+    } catch (err) {
+      throw new FormatError('public profile is not JSON', { cause: err })
+    }
+  }
+
+  static decodeClock (bytes: Uint8Array): unknown {
     try {
       return dagCbor.decode(bytes)
     } catch (err) {
-      throw new FormatError(`public section is not dag-cbor: ${(err as Error).message}`)
+      throw new FormatError('public clock block is not dag-cbor', { cause: err })
     }
   }
 }
 
-/** The encrypted private section, split into 2^k buckets by HMAC-SHA256(bucketKey, key). */
+/** The private section's stored form after `encode`: new blocks, the tree top, and `commit` once stored. */
+export interface SealedPrivate {
+  /** new buckets and index nodes (unchanged ones are not repeated) */
+  blocks: Block[]
+  /** what the current node links as `private` */
+  top: CID | null
+  /** the bucket count (0 when the section is empty) */
+  count: number
+  /** Records the stored form once the version is published. */
+  commit: () => void
+}
+
+/** The encrypted private section: 2^k buckets by HMAC-SHA256(bucketKey, key), under an index tree. */
 export class PrivateSection extends Section {
-  /** CIDs of the stored buckets, in bucket order (length = bucket count) */
-  cids: CID[] = []
   private count = 1
+  /** bucket → its keys */
+  private members: string[][] = [[]]
+  /** the stored tree of the layout held, undefined when this layout was never stored */
+  private levels: TreeLevels | undefined
   private dirtyBuckets = new Set<number>()
-  /** bucket → keys, for `indexCount` buckets (0: not built yet) */
-  private readonly index = new Map<number, string[]>()
-  private indexCount = 0
   /** Buckets written to since the last `encode` began: `commit` leaves them dirty. */
   private touched = new Set<number>()
+  /**
+   * Opening reads only each entry's key (and the highest stamp): keys of buckets not read further
+   * yet map to their bucket, whose text waits in `unread` until an entry of it is needed.
+   */
+  private lazy = new Map<string, number>()
+  private unread = new Map<number, string>()
 
   constructor (private readonly dataKey: Uint8Array, private readonly bucketKey: Uint8Array, private readonly name: string) {
     super()
@@ -187,130 +276,233 @@ export class PrivateSection extends Section {
   /** True when a bucket holds writes not yet sealed. A new, empty space has nothing to publish. */
   get dirty (): boolean { return this.dirtyBuckets.size > 0 }
   holds (key: string): boolean {
-    const slot = this.entries.get(key)
-    return slot !== undefined && this.cids.length === this.count && !this.dirtyBuckets.has(slot.hash & (this.count - 1))
+    const slot = this.slot(key)
+    return slot !== undefined && this.levels !== undefined && !this.dirtyBuckets.has(slot.bucket)
   }
-  get bucketCount (): number { return this.count }
 
-  protected override hashOf (key: string): number {
+  override get size (): number { return this.entries.size + this.lazy.size }
+  get bucketCount (): number { return this.size === 0 ? 0 : this.count }
+
+  protected override slot (key: string): Slot | undefined {
+    const slot = this.entries.get(key)
+    if (slot !== undefined || this.lazy.size === 0) return slot
+    const bucket = this.lazy.get(key)
+    if (bucket === undefined) return undefined
+    this.read(bucket)
+    return this.entries.get(key)
+  }
+
+  protected override all (): Map<string, Slot> {
+    for (const bucket of [...this.unread.keys()]) this.read(bucket)
+    return this.entries
+  }
+
+  /** Reads the entries of a bucket whose keys only were read on open. */
+  private read (bucket: number): void {
+    const text = this.unread.get(bucket)
+    if (text === undefined) return
+    this.unread.delete(bucket)
+    const keys = this.members[bucket] as string[]
+    readBucket(text, (key, stamp, device, json) => {
+      this.entries.set(key, { stamp, device, json, bucket, hash: -1 })
+      this.lazy.delete(key)
+      keys.push(key)
+    })
+  }
+
+  /** The CIDs of the stored buckets, in bucket order ([] when this layout was never stored). */
+  get cids (): CID[] { return this.levels?.[this.levels.length - 1] ?? [] }
+
+  private hashOf (key: string): number {
     const mac = hmac(sha256, this.bucketKey, utf8(key))
     return ((mac[0] as number) << 24 | (mac[1] as number) << 16 | (mac[2] as number) << 8 | (mac[3] as number)) >>> 0
   }
 
-  protected markDirty (slot: Slot): void {
-    this.dirtyBuckets.add(slot.hash & (this.count - 1))
-    this.touched.add(slot.hash & (this.count - 1))
-  }
-
-  /** The keys in bucket `i` of `count`, from an index rebuilt only when the bucket count changes. */
-  private keysIn (i: number, count: number): string[] {
-    if (this.indexCount !== count) {
-      this.index.clear()
-      for (const [key, slot] of this.entries) this.indexKey(key, slot, count)
-      this.indexCount = count
-    }
-    return this.index.get(i) ?? []
-  }
-
-  private indexKey (key: string, slot: Slot, count: number): void {
-    const i = slot.hash & (count - 1)
-    let keys = this.index.get(i)
-    if (keys === undefined) this.index.set(i, keys = [])
-    keys.push(key)
-  }
-
   protected override added (key: string, slot: Slot): void {
-    if (this.indexCount > 0) this.indexKey(key, slot, this.indexCount)
+    if (slot.hash < 0) slot.hash = this.hashOf(key)
+    slot.bucket = slot.hash & (this.count - 1)
+    // Its bucket's other entries are read first, so that the bucket is sealed with all of them.
+    this.read(slot.bucket)
+    ;(this.members[slot.bucket] as string[]).push(key)
   }
 
-  /** Marks every bucket for re-sealing (after a failed publish). */
-  markAllDirty (): void {
-    for (let i = 0; i < this.count; i++) this.dirtyBuckets.add(i)
+  protected markDirty (slot: Slot): void {
+    this.dirtyBuckets.add(slot.bucket)
+    this.touched.add(slot.bucket)
   }
 
-  /** The bucket count the current size calls for: 1 up to SINGLE_BUCKET_BYTES, then ~TARGET_BUCKET_BYTES each. */
+  /** The bucket count a private map of `bytes` calls for. */
   static bucketCountFor (bytes: number): number {
-    if (bytes <= SINGLE_BUCKET_BYTES) return 1
     let n = 1
-    while (bytes / n > TARGET_BUCKET_BYTES) n *= 2
+    while (bytes / n > TARGET_BUCKET_BYTES && n < MAX_BUCKETS) n *= 2
     return n
   }
 
   /**
-   * Seals the dirty buckets (all of them when the bucket count changes) and returns the new blocks;
-   * `commit` then records their CIDs. Nothing changes here until `commit`.
+   * Places every key under `count` buckets. A bucket index already holds the low bits of the key's
+   * hash, so fewer buckets need no hashing; more buckets need the keyed hash, computed once per key
+   * and kept. Keys placed by `placed` (read from a remote layout) go where it says.
    */
-  async encode (): Promise<{ blocks: Block[], commit: () => void }> {
-    this.touched.clear()
-    let count = PrivateSection.bucketCountFor(this.bytes)
-    for (;;) {
-      const rebucket = count !== this.count || this.cids.length !== count
-      const indexes = rebucket ? [...Array(count).keys()] : [...this.dirtyBuckets]
-      const texts = indexes.map(i => bucketText(this.keysIn(i, count).map(key => (this.entries.get(key) as Slot).line)))
-      const limit = MAX_BLOCK_BYTES - BLOCK_HEADROOM
-      if (texts.some(t => t.length * 3 > limit && utf8(t).length > limit)) {
-        if (count >= 1 << 16) throw new TooLargeError('private section cannot be split into blocks under the 1 MiB limit')
-        count *= 2
-        continue
+  private relayout (count: number, placed?: Map<string, Slot>): void {
+    const members: string[][] = Array.from({ length: count }, () => [])
+    for (const [key, slot] of this.all()) {
+      const remote = placed?.get(key)
+      if (remote !== undefined) slot.bucket = remote.bucket
+      else if (count <= this.count && slot.bucket >= 0) slot.bucket &= count - 1
+      else {
+        if (slot.hash < 0) slot.hash = this.hashOf(key)
+        slot.bucket = slot.hash & (count - 1)
       }
-      const blocks = await Promise.all(texts.map(async t => rawBlock(seal(this.dataKey, this.name, utf8(t)))))
-      return {
-        blocks,
-        commit: () => {
-          const cids = rebucket ? new Array<CID>(count) : [...this.cids]
-          indexes.forEach((i, n) => { cids[i] = (blocks[n] as Block).cid })
-          // A write that landed while the buckets were being sealed is not in these blocks.
-          const rewritten = rebucket && this.touched.size > 0 ? [...Array(count).keys()] : [...this.touched]
-          this.cids = cids
-          this.count = count
-          this.dirtyBuckets = new Set(rewritten)
-        }
-      }
+      ;(members[slot.bucket] as string[]).push(key)
     }
+    this.count = count
+    this.members = members
+    this.levels = undefined
+    this.dirtyBuckets = new Set(this.size === 0 ? [] : members.keys())
   }
 
-  /** Decrypts a bucket block (IntegrityError on any tampering) into entries. */
-  decrypt (bytes: Uint8Array): Array<[string, Entry]> {
-    return parseBucket(fromUtf8(open(this.dataKey, this.name, bytes)))
+  private ad (index: number, count: number): Uint8Array {
+    return associatedData(FORMAT_VERSION, this.name, `bucket ${index}/${count}`)
   }
 
   /**
-   * Merges a remote private section given as its bucket CIDs and a loader for their decrypted
-   * entries. Buckets whose CID we already hold at the same place are skipped. Returns the keys whose
-   * value changed here and whether the local section now holds something the remote one lacks.
+   * Seals the dirty buckets (all of them when the bucket count grows) and the index nodes above
+   * them. Nothing is recorded as stored until `commit`.
    */
-  async absorb (remoteCids: CID[], load: (cid: CID) => Promise<Array<[string, Entry]>>): Promise<{ changed: string[], ahead: boolean }> {
-    const n = remoteCids.length
-    if (n === 0 || (n & (n - 1)) !== 0) {
-      // an empty or odd bucket list only comes from a malformed root; treat as nothing to merge
-      return { changed: [], ahead: this.entries.size > 0 }
+  async encode (): Promise<SealedPrivate> {
+    this.touched.clear()
+    if (this.size === 0) return { blocks: [], top: null, count: 0, commit: () => {} }
+    const want = Math.max(this.count, PrivateSection.bucketCountFor(this.bytes))
+    if (want !== this.count) this.relayout(want)
+    const count = this.count
+    const previous = this.levels
+    const indexes = previous === undefined ? [...Array(count).keys()] : [...this.dirtyBuckets]
+    for (const i of indexes) this.read(i)
+    const texts = indexes.map(i => bucketText((this.members[i] as string[]).map(key => [key, this.entries.get(key) as Slot])))
+    const pad = (n: number): number => Math.max(MIN_BUCKET_PADDED_BYTES, padmeLength(n))
+    const sealed = await Promise.all(texts.map(async (t, n) => rawBlock(seal(this.dataKey, this.ad(indexes[n] as number, count), utf8(t), undefined, pad))))
+    for (const block of sealed) {
+      if (block.bytes.length > MAX_BLOCK_BYTES) throw new TooLargeError(`a private bucket would be ${block.bytes.length} bytes, over the ${MAX_BLOCK_BYTES}-byte block limit`)
     }
-    const sameLayout = n === this.count && this.cids.length === n
-    const fetch = remoteCids.map((cid, i) => (sameLayout && this.cids[i]?.equals(cid) === true) ? null : cid)
-    const loaded = await Promise.all(fetch.map(async cid => cid === null ? null : load(cid)))
+    const buckets = previous === undefined ? new Array<CID>(count) : [...(previous[previous.length - 1] as CID[])]
+    indexes.forEach((i, n) => { buckets[i] = (sealed[n] as Block).cid })
+    const tree = await encodeTree(buckets, indexes, previous)
+    return {
+      blocks: [...sealed, ...tree.blocks],
+      top: (tree.levels[0] as CID[])[0] as CID,
+      count,
+      commit: () => {
+        // A merge that changed the layout since then has made this stored form someone else's past.
+        if (this.count !== count || this.levels !== previous) return
+        this.levels = tree.levels
+        // A write that landed while the buckets were being sealed is not in these blocks.
+        this.dirtyBuckets = new Set(this.touched)
+      }
+    }
+  }
+
+  /**
+   * Merges a remote private section given as its bucket count and tree top, fetching through `get`
+   * (blocks verified against their CIDs) only the index nodes and buckets whose CID differs from the
+   * ones held at the same place. Every block is read and checked before anything changes here.
+   * Returns the keys whose value changed here and whether the local section now holds something
+   * the remote one lacks.
+   */
+  async absorb (count: number, top: CID | null, get: (cid: CID) => Promise<Uint8Array>): Promise<{ changed: string[], ahead: boolean }> {
+    if (count === 0 || top === null) {
+      // The remote version has no private data: everything held here is ahead of it.
+      if (this.size > 0) this.relayout(this.count)
+      return { changed: [], ahead: this.size > 0 }
+    }
+    const sameLayout = count === this.count && this.levels !== undefined
+    const levels = await readTree(top, count, get, sameLayout ? this.levels : undefined)
+    const buckets = levels[levels.length - 1] as CID[]
+    const known = sameLayout ? this.cids : undefined
+    const fetch: number[] = []
+    buckets.forEach((cid, i) => { if (known?.[i]?.equals(cid) !== true) fetch.push(i) })
+    const texts = await Promise.all(fetch.map(async i => {
+      const plaintext = open(this.dataKey, this.ad(i, count), await get(buckets[i] as CID))
+      try {
+        return fromUtf8(plaintext)
+      } catch (err) {
+        throw new FormatError('private bucket is not UTF-8', { cause: err })
+      }
+    }))
+    if (this.size === 0) return this.load(count, levels, fetch, texts)
+    // Merging into what is held: the buckets it touches are read in full first.
+    if (sameLayout) for (const i of fetch) this.read(i)
+    else this.all()
+    // Read and check everything first: a bad block changes nothing.
+    const incoming = new Map<string, Slot>()
+    fetch.forEach((i, n) => {
+      readBucket(texts[n] as string, (key, stamp, device, json) => {
+        if (incoming.has(key)) throw new FormatError('a key appears twice in the private buckets')
+        const local = this.slot(key)
+        if (sameLayout && local !== undefined && local.bucket !== i) throw new FormatError(`private bucket ${i} holds a key that belongs in bucket ${local.bucket}`)
+        incoming.set(key, { stamp, device, json, bucket: i, hash: local?.hash ?? -1 })
+      })
+    })
+    const hadEntries = this.size > 0
+    const dirty = sameLayout ? new Set([...this.dirtyBuckets].filter(i => known?.[i]?.equals(buckets[i] as CID) === true)) : new Set<number>()
+    if (!sameLayout) this.relayout(count, incoming)
     const changed: string[] = []
-    const remoteEntries = new Map<string, Entry>()
-    for (const bucket of loaded) {
-      if (bucket === null) continue
-      for (const [key, entry] of bucket) {
-        remoteEntries.set(key, entry)
-        if (this.merge(key, entry)) changed.push(key)
+    for (const [key, remote] of incoming) {
+      const local = this.entries.get(key)
+      if (local === undefined) {
+        this.store(key, remote, undefined)
+        ;(this.members[remote.bucket] as string[]).push(key)
+        changed.push(key)
+      } else if (wins(remote, local)) {
+        remote.hash = local.hash
+        this.store(key, remote, local)
+        changed.push(key)
+      } else if (!sameEntry(remote, local)) {
+        dirty.add(remote.bucket)
       }
     }
-    // Adopt the remote layout; a bucket is dirty when we hold an entry its remote copy lacks.
-    const wasDirty = sameLayout ? new Set(this.dirtyBuckets) : null
-    this.count = n
-    this.cids = [...remoteCids]
+    if (hadEntries) {
+      // A key held here that the remote bucket lacks makes that bucket ahead.
+      for (const i of fetch) {
+        if (dirty.has(i)) continue
+        if ((this.members[i] as string[]).some(key => !incoming.has(key))) dirty.add(i)
+      }
+    }
+    this.levels = levels
+    this.dirtyBuckets = dirty
+    return { changed, ahead: dirty.size > 0 }
+  }
+
+  /**
+   * `absorb` into an empty section (opening a space): only each entry's key and stamp are read
+   * (checked, and placed by the bucket they were read from — no keyed hash, no merge); the rest of a
+   * bucket waits until one of its entries is needed. Nothing changes here until every bucket has
+   * been read.
+   */
+  private load (count: number, levels: TreeLevels, fetch: number[], texts: string[]): { changed: string[], ahead: boolean } {
+    const lazy = new Map<string, number>()
+    const unread = new Map<number, string>()
+    let bytes = 0
+    let highest = 0
+    fetch.forEach((i, n) => {
+      const text = texts[n] as string
+      const scan = scanBucket(text, (key) => {
+        const before = lazy.size
+        lazy.set(key, i)
+        if (lazy.size === before) throw new FormatError('a key appears twice in the private buckets')
+      })
+      bytes += scan.bytes
+      if (scan.highest > highest) highest = scan.highest
+      if (scan.entries > 0) unread.set(i, text)
+    })
+    this.entries = new Map()
+    this.lazy = lazy
+    this.unread = unread
+    this.members = Array.from({ length: count }, () => [])
+    this.count = count
+    this.bytes = bytes
+    this.highest = highest
+    this.levels = levels
     this.dirtyBuckets = new Set()
-    for (const [key, slot] of this.entries) {
-      const i = slot.hash & (n - 1)
-      if (fetch[i] === null) {
-        if (wasDirty?.has(i) === true) this.dirtyBuckets.add(i)
-        continue
-      }
-      const r = remoteEntries.get(key)
-      if (r === undefined || !sameEntry(r, slot)) this.dirtyBuckets.add(i)
-    }
-    return { changed, ahead: this.dirtyBuckets.size > 0 }
+    return { changed: [...lazy.keys()], ahead: false }
   }
 }

@@ -2,7 +2,8 @@
  * Moving a space between stores (hubs, nodes) as one CAR file. The CAR's single root is a small
  * dag-cbor manifest `{ type: 'userspace/export', version: 1, name, record, root }` carrying the space's
  * IPNS name and its signed record; the CAR then holds every block of every version reachable from
- * `root` through `parents` (ciphertext stays ciphertext). Import checks everything — each block against
+ * `root` through `parents` — each root and the state under its `current` link, ciphertext staying
+ * ciphertext. Import checks everything — each block against
  * its CID, the record's signature against the name, that the record points at `root`, that no block is
  * missing, the owner binding — before it writes anything, then uploads the blocks and, last, the record.
  */
@@ -12,7 +13,7 @@ import { CID } from 'multiformats/cid'
 import { FormatError, IntegrityError, InvalidInputError, InvalidRecordError, NotFoundError } from '../errors.js'
 import { cborBlock, encodeCar, getVerifiedBlock, verifyBlock } from '../store/blocks.js'
 import { canonicalName, validateRecord } from '../store/record.js'
-import { decodeRoot, verifyOwner } from './root.js'
+import { currentBlocks, decodeRoot, verifyOwner } from './root.js'
 import type { AbortOptions, Block, Store } from '../store/interface.js'
 
 export const EXPORT_TYPE = 'userspace/export'
@@ -60,11 +61,8 @@ async function walk (root: CID, get: (cid: CID) => Promise<Uint8Array>, progress
       const bytes = await get(cid)
       out.push({ cid, bytes })
       const version = decodeRoot(bytes)
-      for (const child of [...(version.public === null ? [] : [version.public]), ...version.private]) {
-        if (seen.has(child.toString())) continue
-        seen.add(child.toString())
-        out.push({ cid: child, bytes: await get(child) })
-      }
+      // A version's state shares most blocks with its parent's: a subtree seen before is skipped.
+      out.push(...await currentBlocks(version.current, get, seen))
       for (const parent of version.parents) {
         if (!seen.has(parent.toString())) { seen.add(parent.toString()); next.push(parent) }
       }

@@ -8,6 +8,8 @@ import type { Json } from './json.js'
 import type { Signer } from './signer.js'
 import type { AbortOptions, Store } from '../store/interface.js'
 import type { CID } from 'multiformats/cid'
+import type { AppInfo, GrantOptions } from '../apps/directory.js'
+import type { Grant } from '../apps/grant.js'
 
 /** Largest JSON text of one value. @default 64 KiB */
 export const DEFAULT_MAX_VALUE_BYTES = 64 * 1024
@@ -183,4 +185,13 @@ export interface Space extends SectionApi {
    * with UnpublishedWritesError naming them.
    */
   close(options?: AbortOptions): Promise<CloseResult>
+  /**
+   * Scoped app access: issues `app` a grant for its own namespace plus `read` (and, approved, `write`)
+   * namespaces, recorded in this space's directory. Only the owner's space (opened with the wallet).
+   */
+  grant(app: string, options: GrantOptions): Promise<Grant>
+  /** The apps holding grants, from this space's directory. */
+  apps(): Promise<AppInfo[]>
+  /** Moves every namespace `app` held keys for to a new epoch (data re-encrypted) and drops its grant. */
+  revoke(app: string, options?: AbortOptions): Promise<Array<{ namespace: string, epoch: number, name: string }>>
 }

@@ -34,6 +34,8 @@ import { sha256 } from 'multiformats/hashes/sha2'
 
 /** Largest CAR sent in one upload; more blocks go in several uploads. @default 8 MiB */
 export const DEFAULT_MAX_UPLOAD_BYTES = 8 * 1024 * 1024
+/** Most blocks sent in one upload or publish (the hub's default per-request limit). @default 4 096 */
+export const DEFAULT_MAX_UPLOAD_BLOCKS = 4_096
 /** First delay before reconnecting a dropped event stream. @default 250 ms */
 export const DEFAULT_RECONNECT_MIN_MS = 250
 /** Longest delay between reconnection attempts. @default 30 s */
@@ -75,6 +77,8 @@ export interface HubStoreOptions {
   fetch?: typeof globalThis.fetch
   /** @default DEFAULT_MAX_UPLOAD_BYTES (8 MiB; the hub's default body limit is 16 MiB) */
   maxUploadBytes?: number
+  /** @default DEFAULT_MAX_UPLOAD_BLOCKS (4 096, the hub's default) */
+  maxUploadBlocks?: number
   /** @default DEFAULT_RECONNECT_MIN_MS (250 ms) */
   reconnectMinMs?: number
   /** @default DEFAULT_RECONNECT_MAX_MS (30 s) */
@@ -126,7 +130,7 @@ export function hubStore (url: string, options: HubStoreOptions = {}): Store {
   if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
     throw new InvalidInputError(`"url" expected an http(s) URL, got "${url.slice(0, 100)}"`)
   }
-  for (const key of ['maxUploadBytes', 'reconnectMinMs', 'reconnectMaxMs', 'timeoutMs', 'eventsIdleMs', 'maxDagBytes', 'maxDagBlocks', 'fetchConcurrency'] as const) {
+  for (const key of ['maxUploadBytes', 'reconnectMinMs', 'reconnectMaxMs', 'timeoutMs', 'eventsIdleMs', 'maxDagBytes', 'maxDagBlocks', 'fetchConcurrency', 'maxUploadBlocks'] as const) {
     const value = options[key]
     if (value !== undefined && !(typeof value === 'number' && Number.isFinite(value) && value > 0)) {
       throw new InvalidInputError(`"${key}" expected a positive number, got ${String(value)}`)
@@ -177,7 +181,7 @@ class HubStore implements Store {
     let size = 0
     for (const block of blocks) {
       const length = blockLength(block)
-      if (batch.length > 0 && size + length > max) {
+      if (batch.length > 0 && (size + length > max || batch.length >= (this.options.maxUploadBlocks ?? DEFAULT_MAX_UPLOAD_BLOCKS))) {
         await this.upload(batch, options)
         batch = []
         size = 0
@@ -208,7 +212,9 @@ class HubStore implements Store {
     const max = this.options.maxUploadBytes ?? DEFAULT_MAX_UPLOAD_BYTES
     let size = blockLength(recordBlock)
     let split = blocks.length
-    while (split > 0 && size + blockLength(blocks[split - 1] as Block) <= max) size += blockLength(blocks[--split] as Block)
+    const maxBlocks = this.options.maxUploadBlocks ?? DEFAULT_MAX_UPLOAD_BLOCKS
+    // The record counts as one of the request's blocks.
+    while (split > 0 && blocks.length - split + 2 <= maxBlocks && size + blockLength(blocks[split - 1] as Block) <= max) size += blockLength(blocks[--split] as Block)
     await this.uploadInParts(blocks.slice(0, split), options)
     const car = encodeCar([recordBlock, ...blocks.slice(split)], [recordBlock.cid])
     try {

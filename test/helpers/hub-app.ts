@@ -1,16 +1,19 @@
 /**
- * Fixtures for hub tests through `app.request()`: a hub on memory stores, spaces with real owner
- * bindings (version 1, or dated version 2), and the requests every test makes.
+ * Fixtures for hub tests through `app.request()`: a hub on memory stores, spaces in storage format 2
+ * with real owner bindings (version 1, or dated version 2), and the requests every test makes.
  */
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { MemoryBlockstore } from 'blockstore-core'
 import { MemoryDatastore } from 'datastore-core'
+import { CID } from 'multiformats/cid'
+import * as json from 'multiformats/codecs/json'
+import { sha256 } from 'multiformats/hashes/sha2'
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
 import { expect } from 'vitest'
 import { hexToBytes } from '../../src/crypto/bytes.js'
 import { ownerStatement } from '../../src/crypto/keys.js'
 import { createHub, IPNS_RECORD_TYPE } from '../../src/hub/app.js'
-import { encodeRoot } from '../../src/space/root.js'
+import { encodeCurrent, encodeRoot } from '../../src/space/root.js'
 import { cborBlock, encodeCar, rawBlock } from '../../src/store/blocks.js'
 import { hubStore } from '../../src/store/hub.js'
 import { createRecord, nameOfKey } from '../../src/store/record.js'
@@ -18,7 +21,7 @@ import type { GcReport, HubAppOptions, HubComponents } from '../../src/hub/app.j
 import type { Block } from '../../src/store/interface.js'
 import type { PrivateKey } from '@libp2p/interface'
 import type { Hono } from 'hono'
-import type { CID } from 'multiformats/cid'
+
 
 export interface Hub {
   app: Hono
@@ -40,7 +43,7 @@ export interface Space {
   name: string
   address: string
   ownerSignature: Uint8Array
-  /** root, public section, private bucket */
+  /** root, current node, public profile (JSON), its clock, private bucket */
   blocks: Block[]
   root: Block
 }
@@ -57,25 +60,35 @@ export interface SpaceInit {
   parents?: CID[]
 }
 
-/** A space version: a v1 root with a public section, one private block and a real owner binding. */
+/** A space version: a format 2 root with a public profile and its clock, one private bucket and a real owner binding. */
 export async function makeSpace (init: SpaceInit = {}): Promise<Space> {
   const key = init.key ?? await generateKeyPair('Ed25519')
   const name = nameOfKey(key)
   const account = privateKeyToAccount(init.walletKey ?? generatePrivateKey())
   const ownerSignature = hexToBytes(await account.signMessage({ message: ownerStatement(account.address, init.name ?? name, init.issuedAt) }))
-  const pub = await cborBlock({ profile: { nick: `n${Math.random()}` } })
+  const pub = await jsonBlock({ nick: `n${Math.random()}` })
+  const clock = await cborBlock({ version: 2, entries: { nick: [1, 'test-device', true] } })
   const priv = await rawBlock(crypto.getRandomValues(new Uint8Array(init.privateBytes ?? 100)))
+  const current = await encodeCurrent({ buckets: 1, private: priv.cid, public: pub.cid, clock: clock.cid })
   const root = await encodeRoot({
-    version: 1,
+    version: 2,
     sequence: init.sequence ?? 1,
     parents: init.parents ?? [],
     updatedAt: Date.now(),
     device: 'test-device',
-    public: pub.cid,
-    private: [priv.cid],
+    current: current.cid,
     owner: init.issuedAt === undefined ? { address: account.address, signature: ownerSignature } : { address: account.address, signature: ownerSignature, issuedAt: init.issuedAt }
   })
-  return { key, name, address: account.address, ownerSignature, blocks: [root, pub, priv], root }
+  // dag-cbor may hand back a Buffer for a small block; tests compare with what the hub serves
+  const plain = (b: Block): Block => ({ cid: b.cid, bytes: new Uint8Array(b.bytes) })
+  const blocks = [root, current, pub, clock, priv].map(plain)
+  return { key, name, address: account.address, ownerSignature, blocks, root: blocks[0] as Block }
+}
+
+/** A block of the JSON codec (0x0200), as `@helia/json` writes it. */
+export async function jsonBlock (value: unknown): Promise<Block> {
+  const bytes = json.encode(value)
+  return { cid: CID.createV1(json.code, await sha256.digest(bytes)), bytes }
 }
 
 export function car (blocks: Array<{ cid: CID, bytes: Uint8Array }>): Uint8Array {

@@ -6,8 +6,12 @@ import { readFile, stat } from 'node:fs/promises'
 import { resolve, sep } from 'node:path'
 import { getMimeType } from 'hono/utils/mime'
 import { InvalidInputError } from '../../errors.js'
+import { CONNECT_PATH } from '../../protocol.js'
 import type { Env } from '../options.js'
 import type { MiddlewareHandler } from 'hono'
+
+/** The connect page's file in the built demo, served at CONNECT_PATH. */
+const CONNECT_PAGE = '/connect.html'
 
 const NOT_BUILT = `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>UserSpace hub</title></head>
@@ -30,7 +34,7 @@ export function staticFiles (dir: string | undefined): MiddlewareHandler<Env> {
     }
     let relative: string
     try {
-      relative = decodeURIComponent(path === '/' ? '/index.html' : path)
+      relative = decodeURIComponent(path === '/' ? '/index.html' : path === CONNECT_PATH ? CONNECT_PAGE : path)
     } catch {
       throw new InvalidInputError('malformed path')
     }
@@ -44,10 +48,13 @@ export function staticFiles (dir: string | undefined): MiddlewareHandler<Env> {
       await next(); return
     }
     const bytes = await readFile(file)
-    return c.body(bytes as Uint8Array<ArrayBuffer>, 200, {
+    const headers: Record<string, string> = {
       'Content-Type': getMimeType(file) ?? 'application/octet-stream',
-      'Cache-Control': relative === '/index.html' ? 'no-cache' : 'public, max-age=3600',
+      'Cache-Control': relative.endsWith('.html') ? 'no-cache' : 'public, max-age=3600',
       'X-Content-Type-Options': 'nosniff'
-    })
+    }
+    // The consent screen must never be framed (a framing page could dress it up: clickjacking).
+    if (relative === CONNECT_PAGE) Object.assign(headers, { 'X-Frame-Options': 'DENY', 'Content-Security-Policy': "frame-ancestors 'none'" })
+    return c.body(bytes as Uint8Array<ArrayBuffer>, 200, headers)
   }
 }

@@ -1,0 +1,349 @@
+/**
+ * Storage format 2: the sections' stored form round-trips and merges (property tests on the
+ * sections themselves), every forged or malformed part of a version is refused with a named error
+ * and changes nothing on a device that has the space open, a single-key update adds a few KB of
+ * blocks whatever the space size, the profile is plain JSON, and the state under `current` holds
+ * the version and none of its history.
+ */
+import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
+import * as dagCbor from '@ipld/dag-cbor'
+import fc from 'fast-check'
+import { CID } from 'multiformats/cid'
+import * as json from 'multiformats/codecs/json'
+import * as raw from 'multiformats/codecs/raw'
+import { sha256 } from 'multiformats/hashes/sha2'
+import { describe, expect, it } from 'vitest'
+import { normalizeSignature } from '../src/crypto/eip191.js'
+import { deriveKeys, OPEN_MESSAGE } from '../src/crypto/keys.js'
+import { PUBLIC_PROFILE_PATH } from '../src/protocol.js'
+import { openSpace } from '../src/space/space.js'
+import { readPublic } from '../src/space/read-public.js'
+import { currentBlocks, currentVersionRequest, decodeCurrent, decodeRoot, encodeCurrent, encodeRoot } from '../src/space/root.js'
+import { PrivateSection, PublicSection } from '../src/space/section.js'
+import { INDEX_FANOUT, MAX_BUCKETS, treeWidths } from '../src/space/tree.js'
+import { cborBlock, rawBlock } from '../src/store/blocks.js'
+import { memoryStore } from '../src/store/memory.js'
+import { createRecord, readRecord } from '../src/store/record.js'
+import { account, KEY_A, KEY_B } from './helpers/signers.js'
+import type { Entry } from '../src/space/entries.js'
+import type { Current, Root } from '../src/space/root.js'
+import type { Space } from '../src/space/types.js'
+import type { Block } from '../src/store/interface.js'
+import type { MemoryStore } from '../src/store/memory.js'
+import type { PrivateKey } from '@libp2p/interface'
+
+const NAME = 'k51qzi5uqu5djtge0ytuuxft6nytrerco6wntnw00rdwln2gfimils7jf1wmmb'
+const DATA_KEY = new Uint8Array(32).fill(3)
+const BUCKET_KEY = new Uint8Array(32).fill(4)
+
+/** Seals a section into a block map and returns what a current node would say of it. */
+async function stored (section: PrivateSection, blocks: Map<string, Uint8Array>): Promise<{ count: number, top: CID | null }> {
+  const sealed = await section.encode()
+  for (const b of sealed.blocks) blocks.set(b.cid.toString(), b.bytes)
+  sealed.commit()
+  return { count: sealed.count, top: sealed.top }
+}
+
+function getter (blocks: Map<string, Uint8Array>): (cid: CID) => Promise<Uint8Array> {
+  return async (cid) => {
+    const bytes = blocks.get(cid.toString())
+    if (bytes === undefined) throw new Error(`missing ${cid.toString()}`)
+    return bytes
+  }
+}
+
+const keyArb = fc.oneof(fc.constantFrom('a', 'b', 'k e y', 'ключ', '"quoted"', 'tab\there', 'new\nline', 'back\\slash', '__proto__', '🔑'), fc.string({ minLength: 1, maxLength: 12 }).filter(k => k.isWellFormed()))
+const entryArb: fc.Arbitrary<Entry> = fc.record({
+  stamp: fc.integer({ min: 1, max: 2 ** 52 }),
+  device: fc.constantFrom('d1', 'd2', 'device-three'),
+  json: fc.option(fc.jsonValue({ maxDepth: 2 }).map(v => JSON.stringify(v)), { nil: undefined })
+}).map(e => e.json === undefined ? { stamp: e.stamp, device: e.device } : e)
+
+describe('private section: stored form', () => {
+  it('round-trips any entries, tombstones and awkward keys included, through buckets and the index tree', async () => {
+    await fc.assert(fc.asyncProperty(fc.array(fc.tuple(keyArb, entryArb), { maxLength: 60 }), fc.integer({ min: 0, max: 3000 }), async (writes, pad) => {
+      const a = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
+      for (const [k, e] of writes) a.write(k, e)
+      // Filler entries grow the bucket count past one, so the tree has levels.
+      for (let i = 0; i < pad; i += 40) a.write(`filler-${i}`, { stamp: 1, device: 'd1', json: JSON.stringify('x'.repeat(100)) })
+      const blocks = new Map<string, Uint8Array>()
+      const { count, top } = await stored(a, blocks)
+      const b = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
+      await b.absorb(count, top, getter(blocks))
+      expect(b.getAll()).toEqual(a.getAll())
+      const plain = (e: Entry | undefined): unknown => e === undefined ? e : { stamp: e.stamp, device: e.device, json: e.json }
+      for (const [k] of writes) expect(plain(b.entry(k))).toEqual(plain(a.entry(k)))
+      expect(b.bytes).toBe(a.bytes)
+      expect(b.dirty).toBe(false)
+    }), { numRuns: 40 })
+  })
+
+  it('merges to the same map both ways, per key by the higher stamp, whatever the two layouts', async () => {
+    const side = fc.array(fc.tuple(keyArb, entryArb), { maxLength: 40 })
+    await fc.assert(fc.asyncProperty(side, side, fc.boolean(), async (left, right, grow) => {
+      const a = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
+      const b = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
+      for (const [k, e] of left) a.write(k, e)
+      for (const [k, e] of right) b.write(k, e)
+      // One side large enough for several buckets: the merge crosses layouts.
+      if (grow) for (let i = 0; i < 200; i++) a.write(`grow-${i}`, { stamp: 5, device: 'd1', json: JSON.stringify('y'.repeat(60)) })
+      const blocks = new Map<string, Uint8Array>()
+      const sa = await stored(a, blocks)
+      const sb = await stored(b, blocks)
+      const ab = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
+      for (const [k, e] of left) ab.write(k, e)
+      if (grow) for (let i = 0; i < 200; i++) ab.write(`grow-${i}`, { stamp: 5, device: 'd1', json: JSON.stringify('y'.repeat(60)) })
+      await stored(ab, blocks)
+      await ab.absorb(sb.count, sb.top, getter(blocks))
+      const ba = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
+      for (const [k, e] of right) ba.write(k, e)
+      await stored(ba, blocks)
+      await ba.absorb(sa.count, sa.top, getter(blocks))
+      expect(ab.getAll()).toEqual(ba.getAll())
+      // and each merged side re-seals what it holds that the other lacked; a third reads it all
+      const merged = await stored(ab, blocks)
+      const third = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
+      await third.absorb(merged.count, merged.top, getter(blocks))
+      expect(third.getAll()).toEqual(ba.getAll())
+    }), { numRuns: 30 })
+  })
+
+  it('re-seals only the touched bucket and the index nodes on its path', async () => {
+    const a = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
+    for (let i = 0; i < 3000; i++) a.write(`key-${i}`, { stamp: 1, device: 'd1', json: JSON.stringify({ i, label: `value number ${i}` }) })
+    const blocks = new Map<string, Uint8Array>()
+    const first = await stored(a, blocks)
+    expect(first.count).toBeGreaterThan(16)
+    a.write('key-7', { stamp: 2, device: 'd1', json: '"changed"' })
+    const sealed = await a.encode()
+    expect(sealed.blocks.filter(b => b.cid.code === raw.code)).toHaveLength(1)
+    expect(sealed.blocks.filter(b => b.cid.code === dagCbor.code)).toHaveLength(treeWidths(first.count).length - 1)
+  })
+
+  it('lays out 1 to MAX_BUCKETS buckets under index nodes of INDEX_FANOUT links', () => {
+    expect(treeWidths(1)).toEqual([1])
+    expect(treeWidths(2)).toEqual([1, 2])
+    expect(treeWidths(INDEX_FANOUT * 2)).toEqual([1, 2, INDEX_FANOUT * 2])
+    expect(treeWidths(MAX_BUCKETS).at(-1)).toBe(MAX_BUCKETS)
+    for (const bad of [0, 3, 6, MAX_BUCKETS * 2]) expect(() => treeWidths(bad)).toThrow(RangeError)
+  })
+})
+
+describe('public section: stored form', () => {
+  it('round-trips through a plain JSON profile and its clock, and merges by stamp', async () => {
+    await fc.assert(fc.asyncProperty(fc.array(fc.tuple(keyArb, entryArb), { maxLength: 30 }), fc.array(fc.tuple(keyArb, entryArb), { maxLength: 30 }), async (left, right) => {
+      const encodeNow = (writes: Array<[string, Entry]>): PublicSection => {
+        const s = new PublicSection()
+        for (const [k, e] of writes) s.write(k, e)
+        return s
+      }
+      const a = encodeNow(left)
+      const b = encodeNow(right)
+      await Promise.all([a.encode(), b.encode()]).then(([ea, eb]) => {
+        const ab = encodeNow(left)
+        const ba = encodeNow(right)
+        if (eb !== null) ab.absorb(eb.profile, eb.clock)
+        if (ea !== null) ba.absorb(ea.profile, ea.clock)
+        expect(ab.getAll()).toEqual(ba.getAll())
+        if (ea !== null) {
+          // the profile is exactly what json.encode (and so @helia/json) writes for the live keys
+          expect(json.encode(json.decode(ea.profile.bytes))).toEqual(ea.profile.bytes)
+          expect(json.decode(ea.profile.bytes)).toEqual(a.getAll())
+        }
+      })
+    }), { numRuns: 60 })
+  })
+})
+
+/** The IPNS key a wallet's open signature derives, as openSpace derives it. */
+async function ipnsKeyOf (walletKey: string): Promise<PrivateKey> {
+  const wallet = account(walletKey)
+  const signature = normalizeSignature(OPEN_MESSAGE, await wallet.signMessage({ message: OPEN_MESSAGE }), wallet.address)
+  return await generateKeyPairFromSeed('Ed25519', deriveKeys(signature).ipnsSeed)
+}
+
+interface Published { store: MemoryStore, space: Space, key: PrivateKey, root: Root, current: Current }
+
+/** Wallet A's space with `keys` private keys and a public profile, published; the space stays open. */
+async function published (keys: number): Promise<Published> {
+  const store = memoryStore()
+  const space = await openSpace({ signer: account(KEY_A), store })
+  const patch: Record<string, string> = {}
+  for (let i = 0; i < keys; i++) patch[`key-${i}`] = `value ${i} `.repeat(8)
+  await space.patch(patch)
+  await space.public.set('nick', 'alice')
+  await space.flush()
+  const root = decodeRoot(store.blocks.get(space.root!.toString())!)
+  return { store, space, key: await ipnsKeyOf(KEY_A), root, current: decodeCurrent(store.blocks.get(root.current.toString())!) }
+}
+
+/** Publishes the next version of `p` with the state `current` (plus `extra` blocks). */
+async function forge (p: Published, current: Current, extra: Block[] = []): Promise<void> {
+  const node = await encodeCurrent(current)
+  const root = await encodeRoot({ ...p.root, sequence: p.root.sequence + 1, parents: [p.space.root!], current: node.cid })
+  await p.store.putBlocks([...extra, node, root])
+  await p.store.putRecord(p.space.name, await createRecord(p.key, root.cid, p.root.sequence + 1))
+}
+
+/** The forged version is refused with `name` by the open device (which keeps its map) and by a new one. */
+async function expectRefused (p: Published, name: string): Promise<void> {
+  const before = await p.space.getAll()
+  const sequence = p.space.sequence
+  await expect(p.space.refresh()).rejects.toMatchObject({ name })
+  expect(await p.space.getAll()).toEqual(before)
+  expect(p.space.sequence).toBe(sequence)
+  await expect(openSpace({ signer: account(KEY_A), store: p.store })).rejects.toMatchObject({ name })
+}
+
+async function jsonBlock (bytes: Uint8Array): Promise<Block> {
+  return { cid: CID.createV1(json.code, await sha256.digest(bytes)), bytes }
+}
+
+describe('a forged or malformed version is refused and changes nothing', () => {
+  it('a bucket of another space linked into the index: IntegrityError (associated data names the space)', async () => {
+    const p = await published(5)
+    const other = await openSpace({ signer: account(KEY_B), store: p.store })
+    await other.set('k', 'theirs')
+    await other.flush()
+    const theirs = decodeCurrent(p.store.blocks.get(decodeRoot(p.store.blocks.get(other.root!.toString())!).current.toString())!)
+    await forge(p, { ...p.current, buckets: 1, private: theirs.private })
+    await expectRefused(p, 'IntegrityError')
+  })
+
+  it('two buckets of this space swapped in an index node: IntegrityError (associated data names the place)', async () => {
+    const p = await published(50)
+    expect(p.current.buckets).toBe(INDEX_FANOUT)
+    const links = dagCbor.decode(p.store.blocks.get(p.current.private!.toString())!) as CID[]
+    const swapped = await cborBlock([links[1], links[0], ...links.slice(2)])
+    await forge(p, { ...p.current, private: swapped.cid }, [swapped])
+    await expectRefused(p, 'IntegrityError')
+  })
+
+  it('an index node with a link too few: FormatError', async () => {
+    const p = await published(50)
+    const links = dagCbor.decode(p.store.blocks.get(p.current.private!.toString())!) as CID[]
+    const short = await cborBlock(links.slice(1))
+    await forge(p, { ...p.current, private: short.cid }, [short])
+    await expectRefused(p, 'FormatError')
+  })
+
+  it('a tree one level deeper or shallower than its bucket count: FormatError', async () => {
+    const p = await published(50)
+    expect(p.current.buckets).toBe(INDEX_FANOUT)
+    const links = dagCbor.decode(p.store.blocks.get(p.current.private!.toString())!) as CID[]
+    // an index node where a bucket belongs
+    const deeper = await cborBlock([p.current.private, ...links.slice(1)])
+    await forge(p, { ...p.current, private: deeper.cid }, [deeper])
+    await expectRefused(p, 'FormatError')
+    // the same tree announced with more buckets than it has
+    const q = await published(50)
+    await forge(q, { ...q.current, buckets: INDEX_FANOUT * INDEX_FANOUT })
+    await expectRefused(q, 'FormatError')
+  })
+
+  it('a public profile that is not JSON: FormatError', async () => {
+    const p = await published(3)
+    const bad = await jsonBlock(new TextEncoder().encode('{"nick": "alice",'))
+    await forge(p, { ...p.current, public: bad.cid }, [bad])
+    await expectRefused(p, 'FormatError')
+    await expect(readPublic({ name: p.space.name, store: p.store })).rejects.toMatchObject({ name: 'FormatError' })
+  })
+
+  it('a public profile that is JSON but not an object: FormatError', async () => {
+    const p = await published(3)
+    const bad = await jsonBlock(json.encode(['alice']))
+    await forge(p, { ...p.current, public: bad.cid }, [bad])
+    await expectRefused(p, 'FormatError')
+  })
+
+  it('a clock block that disagrees with the profile: FormatError, either way round', async () => {
+    const p = await published(3)
+    const clock = dagCbor.decode(p.store.blocks.get(p.current.clock!.toString())!) as { version: number, entries: Record<string, unknown[]> }
+    // the profile gains a key its clock does not stamp
+    const more = await jsonBlock(json.encode({ nick: 'alice', extra: 1 }))
+    await forge(p, { ...p.current, public: more.cid }, [more])
+    await expectRefused(p, 'FormatError')
+    // the clock says a key is live that the profile lacks
+    const q = await published(3)
+    const lying = await cborBlock({ version: 2, entries: { ...clock.entries, ghost: [1, 'd', true] } })
+    await forge(q, { ...q.current, clock: lying.cid }, [lying])
+    await expectRefused(q, 'FormatError')
+    await expect(readPublic({ name: q.space.name, store: q.store })).rejects.toMatchObject({ name: 'FormatError' })
+  })
+
+  it('a current node whose links have the wrong codecs, or a profile without its clock: FormatError', async () => {
+    const bucket = (await rawBlock(new Uint8Array(8))).cid
+    const profile = (await jsonBlock(json.encode({}))).cid
+    const clock = (await cborBlock({ version: 2, entries: {} })).cid
+    const ok: Current = { buckets: 1, private: bucket, public: profile, clock }
+    expect(decodeCurrent((await encodeCurrent(ok)).bytes)).toEqual(ok)
+    for (const bad of [
+      { ...ok, private: clock },
+      { ...ok, buckets: 2 },
+      { ...ok, buckets: 3 },
+      { ...ok, buckets: 0 },
+      { ...ok, public: clock },
+      { ...ok, clock: null },
+      { ...ok, public: null }
+    ]) {
+      expect(() => decodeCurrent(dagCbor.encode(bad))).toThrow(expect.objectContaining({ name: 'FormatError' }))
+    }
+  })
+})
+
+/** Bytes of the blocks a store did not hold before `run`. */
+async function addedBytes (store: MemoryStore, run: () => Promise<void>): Promise<number> {
+  const before = new Set(store.blocks.keys())
+  await run()
+  let bytes = 0
+  for (const [cid, b] of store.blocks) if (!before.has(cid)) bytes += b.length
+  return bytes
+}
+
+describe('bytes proportional to the change', () => {
+  it('a single-key update of a 10 000-key space adds at most 4 KiB of blocks', async () => {
+    const store = memoryStore()
+    const space = await openSpace({ signer: account(KEY_A), store })
+    const patch: Record<string, unknown> = {}
+    for (let i = 0; i < 10_000; i++) patch[`key-${i}`] = { i, label: `value number ${i}`, on: i % 2 === 0 }
+    await space.patch(patch as Record<string, never>)
+    await space.flush()
+    for (const key of ['key-1', 'key-5000', 'key-9999', 'key-42']) {
+      const bytes = await addedBytes(store, async () => { await space.set(key, { changed: true }); await space.flush() })
+      expect(bytes).toBeGreaterThan(0)
+      expect(bytes).toBeLessThanOrEqual(4096)
+    }
+    await space.close()
+  })
+})
+
+describe('the current version, one request away', () => {
+  it('the state under `current` holds every block of the version and none of its history', async () => {
+    const store = memoryStore()
+    const space = await openSpace({ signer: account(KEY_A), store })
+    for (let v = 0; v < 3; v++) {
+      const patch: Record<string, string> = {}
+      for (let i = 0; i < 100; i++) patch[`v${v}-key-${i}`] = 'x'.repeat(40)
+      await space.patch(patch)
+      await space.public.set('nick', `alice ${v}`)
+      await space.flush()
+    }
+    const rootCid = readRecord(store.records.get(space.name)!).cid!
+    const root = decodeRoot(store.blocks.get(rootCid.toString())!)
+    expect(root.parents).toHaveLength(1)
+    const state = await currentBlocks(root.current, async c => store.getBlock(c))
+    // no root block (of this version or an older one) below `current`
+    expect(state.some(b => b.cid.code === dagCbor.code && 'parents' in (dagCbor.decode(b.bytes) as object))).toBe(false)
+    // and what it holds is enough to open the space on a store holding nothing else
+    const alone = memoryStore()
+    await alone.putBlocks([{ cid: rootCid, bytes: store.blocks.get(rootCid.toString())! }, ...state])
+    await alone.putRecord(space.name, store.records.get(space.name)!)
+    const fresh = await openSpace({ signer: account(KEY_A), store: alone })
+    expect(await fresh.getAll()).toEqual(await space.getAll())
+    expect(await fresh.public.get('nick')).toBe('alice 2')
+    expect(currentVersionRequest(rootCid)).toBe(`/ipfs/${rootCid.toString()}/current?format=car&dag-scope=all`)
+    expect(PUBLIC_PROFILE_PATH).toBe('current/public')
+    await space.close()
+    await fresh.close()
+  })
+})
