@@ -28,6 +28,12 @@ export const addressPath = (address: string): string => `/api/v1/address/${addre
 export const NEXTID_EXPORT_PATH = '/api/v1/nextid/export'
 export const NEXTID_IMPORT_PATH = '/api/v1/nextid/import'
 
+// One-request publish: a CAR of blocks plus the signed IPNS record as a block of the `ipns-record` codec.
+/** The `ipns-record` multicodec (0x0300): a publish CAR carries the marshalled record as a block of this codec. */
+export const IPNS_RECORD_CODEC = 0x0300
+/** Publish blocks and a record in one request (POST a CAR whose single root is the record block). */
+export const publishPath = (name: string): string => `/api/v1/publish/${name}`
+
 // Storage format 2: a version's current state under its root, one Trustless Gateway request away
 /** The root field linking a version's state (profile, clock, bucket index tree): no history below it. */
 export const CURRENT_VERSION_FIELD = 'current'

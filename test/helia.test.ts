@@ -148,13 +148,14 @@ describe('heliaStore on three nodes in a line', () => {
         const bytes = await store4.getRecord(name, options)
         return bytes === undefined ? undefined : readRecord(bytes).sequence
       }
+      // putRecord stores locally and puts to the DHT in the background: wait until the DHT has it.
       await store1.putRecord(name, await createRecord(key, first.cid, 1))
-      expect(await sequence()).toBe(1n)
+      await expect.poll(async () => sequence({ nocache: true }), { timeout: 5000, interval: 50 }).toBe(1n)
 
       await store1.putRecord(name, await createRecord(key, second.cid, 2))
       // Cached (TTL 5 min): the plain read does not go to the network…
       expect(await sequence()).toBe(1n)
-      expect(await sequence({ nocache: true })).toBe(2n)
+      await expect.poll(async () => sequence({ nocache: true }), { timeout: 5000, interval: 50 }).toBe(2n)
       // …and the newer record is now the cached one.
       expect(await sequence()).toBe(2n)
     } finally {

@@ -9,6 +9,7 @@
  * - `GET /ipfs/{cid}[/{path}]`, `GET /ipns/{name}[/{path}]` — trustless gateway: raw blocks, CARs
  *   and IPNS records; see gateway.ts
  * - `POST /api/v1/blocks` — upload a CAR of blocks, each verified against its CID, all or nothing
+ * - `POST /api/v1/publish/{name}` — blocks and the signed record in one CAR, all or nothing (publish.ts)
  * - `GET /api/v1/events/{name}` — server-sent events, `event: record` with the base64 record
  * - `GET /api/v1/address/{address}` — the IPNS name bound to a wallet address
  * - `GET /` and files below it — the demo page from `demoDir`
@@ -36,6 +37,8 @@ import { CAR_TYPE, DEFAULT_MAX_BODY_BYTES } from './options.js'
 import { mountGateway } from './gateway.js'
 import { mountRouting, urlToMultiaddr } from './routing.js'
 import { HubRecords } from './records.js'
+import { publishHandler } from './publish.js'
+import { publishPath } from '../protocol.js'
 import { HubStorage } from './storage.js'
 import type { GcReport } from './gc.js'
 import type { Env, HubAppOptions, HubComponents } from './options.js'
@@ -109,6 +112,8 @@ export function createHub (components: HubComponents, options: HubAppOptions = {
     const cids = await blocks.putCar(body, clientKey(c, options))
     return c.json({ cids: cids.map(String) })
   })
+
+  app.post(publishPath(':name'), publishHandler({ records, blocks }, options))
 
   app.get('/api/v1/events/:name', eventStream(events, async (name) => records.stored(name), options))
 

@@ -124,6 +124,16 @@ export class HubBlocks {
 
   /** Verifies every block of a CAR, then stores them all; nothing is stored when one fails. */
   async putCar (body: Uint8Array, client: string): Promise<CID[]> {
+    const { blocks } = await this.verifyCar(body)
+    await this.storeVerified(blocks, client)
+    return blocks.map(b => b.cid)
+  }
+
+  /**
+   * Parses a CAR body and checks every block as an upload is checked (count, size, sha2-256, bytes
+   * against CID), storing nothing. Returns the header's roots and the distinct blocks, in order.
+   */
+  async verifyCar (body: Uint8Array): Promise<{ roots: CID[], blocks: Array<{ cid: CID, bytes: Uint8Array }> }> {
     // Counted before parsing: the parser decodes every block's CID, and a 16 MiB body of 1-byte
     // blocks holds ~440 000 of them.
     const maxBlocks = this.options.maxUploadBlocks ?? DEFAULT_MAX_UPLOAD_BLOCKS
@@ -154,9 +164,14 @@ export class HubBlocks {
       }
       unique.set(cid.toString(), { cid, bytes: block.bytes })
     }
+    return { roots: reader.getRoots().map(r => CID.asCID(r) as CID), blocks: [...unique.values()] }
+  }
+
+  /** Stores verified blocks, charging the ones the hub did not have to `client` (refused over a quota before any is stored). */
+  async storeVerified (unique: Array<{ cid: CID, bytes: Uint8Array }>, client: string): Promise<void> {
     // Only blocks the hub does not have yet cost disk, and they are charged to the uploader.
     const fresh: Array<{ cid: CID, bytes: Uint8Array }> = []
-    for (const block of unique.values()) if (!(await this.blockstore.has(block.cid))) fresh.push(block)
+    for (const block of unique) if (!(await this.blockstore.has(block.cid))) fresh.push(block)
     await this.storage.admit(client, fresh.reduce((n, b) => n + costOf(b.bytes.byteLength), 0))
     for (const { cid, bytes } of fresh) {
       await this.blockstore.put(cid, bytes)
@@ -164,12 +179,11 @@ export class HubBlocks {
     // Acknowledged means on disk: the record PUT that follows may point at these.
     await this.syncBlocks?.(fresh.map(b => b.cid))
     await this.storage.landed(client, fresh.map(b => ({ cid: b.cid, size: b.bytes.byteLength })), Date.now())
-    for (const { cid, bytes } of unique.values()) {
+    for (const { cid, bytes } of unique) {
       // The record PUT that follows an upload reads its root and public section: keep them at hand.
       if (cid.code === dagCbor.code) this.keepSmall(cid.toString(), bytes)
       this.noteSize(cid.toString(), bytes.byteLength)
     }
-    return [...unique.values()].map(b => b.cid)
   }
 
   /** A local block, or undefined. */

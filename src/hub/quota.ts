@@ -12,12 +12,15 @@ import type { Walked } from './walk.js'
 import type { Root } from '../space/root.js'
 import type { CID } from 'multiformats/cid'
 
+/** What a quota walk reads: the hub's blocks, or those plus the blocks of a publish not stored yet. */
+export type BlockSource = Pick<HubBlocks, 'localBlock' | 'blockSize' | 'walkCaps'>
+
 /**
  * The blocks of the version under `cid` that the hub has, within the walk caps. `root` is the
  * decoded root block, or undefined when `rootBytes` is not a UserSpace root (then the whole dag-cbor
  * DAG below it counts, as for any IPNS record).
  */
-export async function versionBlocks (blocks: HubBlocks, cid: CID, rootBytes: Uint8Array, root: Root | undefined, max: number): Promise<Walked> {
+export async function versionBlocks (blocks: BlockSource, cid: CID, rootBytes: Uint8Array, root: Root | undefined, max: number): Promise<Walked> {
   const io = { read: async (c: CID) => blocks.localBlock(c), size: async (c: CID) => blocks.blockSize(c) }
   if (root === undefined) return walkDag([cid], io, blocks.walkCaps(max))
   const below = stateLinks(root)
@@ -35,7 +38,7 @@ export function stateLinks (root: Root): CID[] {
 }
 
 /** Throws TooLargeError when the version under `cid` is over `max` bytes or a walk cap. */
-export async function checkSpaceQuota (blocks: HubBlocks, name: string, cid: CID, rootBytes: Uint8Array, root: Root | undefined, max: number): Promise<Walked> {
+export async function checkSpaceQuota (blocks: BlockSource, name: string, cid: CID, rootBytes: Uint8Array, root: Root | undefined, max: number): Promise<Walked> {
   const walked = await versionBlocks(blocks, cid, rootBytes, root, max)
   if (walked.over === 'bytes') throw new TooLargeError(`${name} would store over ${max} bytes, the limit per name`)
   if (walked.over !== undefined) throw new TooLargeError(`${name} has over ${walked.over === 'links' ? blocks.walkCaps(max).maxLinks : blocks.walkCaps(max).maxBlocks} ${walked.over}, the limit of one walk`)

@@ -18,7 +18,9 @@ import { datastoreRecords } from './record-store.js'
 import type { HubBlocks } from './blocks.js'
 import type { HubEvents } from './events.js'
 import type { HubAppOptions, HubComponents } from './options.js'
+import type { BlockSource } from './quota.js'
 import type { HubRecordStore } from './record-store.js'
+import type { Walked } from './walk.js'
 import type { RecordInfo } from '../store/record.js'
 import type { CID } from 'multiformats/cid'
 
@@ -102,7 +104,9 @@ export class HubRecords {
   async acceptFromPeer (name: string, bytes: Uint8Array, rootBytes?: Uint8Array): Promise<boolean> {
     const info = await this.validate(name, bytes)
     const root = rootBytes !== undefined && info.cid !== undefined && await verifyBlock(info.cid, rootBytes) ? rootBytes : undefined
-    return this.accept(name, bytes, info, root)
+    // The root is read from the message for the checks; blocks reach this hub by replication.
+    const staged = root === undefined || info.cid === undefined ? undefined : { blocks: new Map([[info.cid.toString(), root]]), store: async () => {} }
+    return this.accept(name, bytes, info, staged)
   }
 
   private async replicate (name: string, bytes: Uint8Array, info: RecordInfo): Promise<void> {
@@ -115,10 +119,27 @@ export class HubRecords {
   }
 
   /**
-   * The checks-then-write part of a PUT, under the name's lock. Returns false when the record is
-   * the one already stored (an idempotent retry).
+   * A record and the blocks it needs, in one step: the record is validated and checked exactly as a
+   * PUT is, with the blocks visible to the root and quota checks before any of them is stored; the
+   * blocks are stored (and charged to `client`, then claimed by the record) only once every check
+   * has passed. A stale record (409) or any other refusal stores nothing.
    */
-  private async accept (name: string, bytes: Uint8Array, info: RecordInfo, rootBytes?: Uint8Array): Promise<boolean> {
+  async publish (name: string, bytes: Uint8Array, blocks: Array<{ cid: CID, bytes: Uint8Array }>, client: string): Promise<void> {
+    const info = await this.validate(name, bytes)
+    const staged = new Map(blocks.map(b => [b.cid.toString(), b.bytes]))
+    const changed = await this.accept(name, bytes, info, {
+      blocks: staged,
+      store: async () => { await this.blocks.storeVerified(blocks, client) }
+    })
+    if (changed) await Promise.all([this.announce(name, bytes), this.replicate(name, bytes, info)])
+  }
+
+  /**
+   * The checks-then-write part of a PUT, under the name's lock. Returns false when the record is
+   * the one already stored (an idempotent retry). `staged` blocks are read by the checks and stored
+   * after them, just before the record.
+   */
+  private async accept (name: string, bytes: Uint8Array, info: RecordInfo, staged?: Staged): Promise<boolean> {
     return this.withLock(name, async () => {
       const current = await this.storedWithInfo(name)
       if (current !== undefined) {
@@ -135,7 +156,11 @@ export class HubRecords {
           if (info.validUntilMs <= stored.validUntilMs) return false
         }
       }
-      const owner = info.cid === undefined ? undefined : await this.checkRoot(name, info.cid, rootBytes)
+      const checked = info.cid === undefined ? undefined : await this.checkRoot(name, info.cid, staged?.blocks)
+      await staged?.store()
+      // Accepted: its blocks now count against the name, no longer against their uploaders.
+      if (checked !== undefined) this.blocks.storage.claim(checked.walked.cids)
+      const owner = checked?.owner
       const binding = owner === undefined ? undefined : `${owner.address} ${owner.issuedAt ?? 0}`
       const fresh = binding !== undefined && this.indexed.get(name) !== binding
       await this.records.put(name, bytes, fresh ? owner?.address : undefined, fresh ? owner?.issuedAt : undefined)
@@ -150,20 +175,20 @@ export class HubRecords {
   }
 
   /**
-   * Reads the root a record points at (when the hub has it or can fetch it), enforces the per-name
-   * quota and verifies the owner binding. Returns the owner's binding for the index, or undefined
-   * when the root is not a UserSpace root (any IPNS record is welcome; only spaces are indexed).
+   * Reads the root a record points at (when the hub has it, can fetch it, or it is among `staged`),
+   * enforces the per-name quota and verifies the owner binding. Returns the blocks of the version
+   * and the owner's binding for the index (undefined when the root is not a UserSpace root: any
+   * IPNS record is welcome; only spaces are indexed), or undefined when the root cannot be had.
    */
-  private async checkRoot (name: string, cid: CID, rootBytes?: Uint8Array): Promise<{ address: string, issuedAt?: number } | undefined> {
-    const bytes = rootBytes ?? await this.blocks.readBlock(cid, this.options.fetchTimeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS)
+  private async checkRoot (name: string, cid: CID, staged?: Map<string, Uint8Array>): Promise<{ walked: Walked, owner?: { address: string, issuedAt?: number } } | undefined> {
+    const source = staged === undefined ? this.blocks : withStaged(this.blocks, staged)
+    const bytes = staged?.get(cid.toString()) ?? await this.blocks.readBlock(cid, this.options.fetchTimeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS)
     if (bytes === undefined) return undefined
     const root = rootOf(bytes)
     if (root === undefined) {
-      const walked = await checkSpaceQuota(this.blocks, name, cid, bytes, undefined, this.options.maxSpaceBytes ?? DEFAULT_MAX_SPACE_BYTES)
-      this.blocks.storage.claim(walked.cids)
-      return undefined
+      return { walked: await checkSpaceQuota(source, name, cid, bytes, undefined, this.options.maxSpaceBytes ?? DEFAULT_MAX_SPACE_BYTES) }
     }
-    const walked = await checkSpaceQuota(this.blocks, name, cid, bytes, root, this.options.maxSpaceBytes ?? DEFAULT_MAX_SPACE_BYTES)
+    const walked = await checkSpaceQuota(source, name, cid, bytes, root, this.options.maxSpaceBytes ?? DEFAULT_MAX_SPACE_BYTES)
 
     const { issuedAt } = root.owner
     // A date in the future would outrank every later binding until that date: refused.
@@ -181,9 +206,7 @@ export class HubRecords {
       if (this.verifiedOwners.size > 10_000) this.verifiedOwners.clear()
       this.verifiedOwners.set(name, `${root.owner.address} ${signature}`)
     }
-    // Accepted: its blocks now count against the name, no longer against their uploaders.
-    this.blocks.storage.claim(walked.cids)
-    return { address, issuedAt }
+    return { walked, owner: { address, issuedAt } }
   }
 
   private async announce (name: string, bytes: Uint8Array): Promise<void> {
@@ -251,5 +274,20 @@ export class HubRecords {
       release()
       if (this.locks.get(key) === tail) this.locks.delete(key)
     }
+  }
+}
+
+/** Blocks of a publish, readable by the checks before they are stored, and the step that stores them. */
+interface Staged {
+  blocks: Map<string, Uint8Array>
+  store: () => Promise<void>
+}
+
+/** The hub's blocks with `staged` ones in front, for the checks of a publish. */
+function withStaged (blocks: HubBlocks, staged: Map<string, Uint8Array>): BlockSource {
+  return {
+    localBlock: async (cid) => staged.get(cid.toString()) ?? await blocks.localBlock(cid),
+    blockSize: async (cid) => staged.get(cid.toString())?.byteLength ?? await blocks.blockSize(cid),
+    walkCaps: (max) => blocks.walkCaps(max)
   }
 }

@@ -19,7 +19,8 @@ import {
   UnpublishedWritesError, throwIfAborted
 } from '../errors.js'
 import { createRecord, DEFAULT_RECORD_LIFETIME_MS, nameOfKey, validateRecord } from '../store/record.js'
-import { getVerifiedBlock } from '../store/blocks.js'
+import { CURRENT_VERSION_FIELD } from '../protocol.js'
+import { getVerifiedBlock, verifyBlock } from '../store/blocks.js'
 import { HybridClock, readPublicBlocks, sameEntry, wins as winsOver } from './entries.js'
 import { listVersions } from './history.js'
 import { checkKey, checkValue } from './json.js'
@@ -81,6 +82,8 @@ export class DefaultSpace implements Space {
   private stateWrites: Promise<void> = Promise.resolve()
   private closed = false
   private unsubscribe: (() => void) | undefined
+  /** Blocks a DAG request brought in ahead of a cold merge, taken by fetchBlock as they are read. */
+  private readonly prefetched = new Map<string, Uint8Array>()
 
   constructor (
     private readonly store: Store,
@@ -113,7 +116,7 @@ export class DefaultSpace implements Space {
       // The store offers nothing newer than what this device saw last time (an old record, or
       // none): start from the version this device remembers, never from an older one.
       try {
-        await this.absorbRoot(CID.parse(seen.root), seen.sequence, options)
+        await this.absorbVersion(CID.parse(seen.root), seen.sequence, options)
       } catch (err) {
         this.emit('error', err as Error)
       }
@@ -397,9 +400,14 @@ export class DefaultSpace implements Space {
     const rootBlock = version.root
     const lifetimeMs = this.options.recordLifetimeMs ?? DEFAULT_RECORD_LIFETIME_MS
     // On failure nothing is recorded as stored: the writes stay in the map, dirty, for the next publish.
-    await this.store.putBlocks(version.blocks, { signal })
     const record = await createRecord(this.derived.ipnsKey, rootBlock.cid, sequence, { lifetimeMs })
-    await this.store.putRecord(this.name, record, { signal })
+    if (this.store.publish !== undefined) {
+      // One step (one request to a hub): a stale sequence leaves nothing behind.
+      await this.store.publish(this.name, record, version.blocks, { signal })
+    } else {
+      await this.store.putBlocks(version.blocks, { signal })
+      await this.store.putRecord(this.name, record, { signal })
+    }
     this.lastRecord = record
     this.validUntilMs = this.now() + lifetimeMs
     version.commit()
@@ -525,9 +533,38 @@ export class DefaultSpace implements Space {
       this.validUntilMs = Math.max(this.validUntilMs, info.validUntilMs)
       return
     }
-    await this.absorbRoot(info.cid, sequence, options)
+    await this.absorbVersion(info.cid, sequence, options)
     this.lastRecord = recordBytes
     this.validUntilMs = info.validUntilMs
+  }
+
+  /**
+   * Merges a version, and on a cold open (nothing merged yet) first asks the store for its blocks in
+   * one request where it can (`getDag`), rather than one request per block.
+   */
+  private async absorbVersion (cid: CID, sequence: number, options?: AbortOptions): Promise<void> {
+    if (this.rootCid === null && this.store.getDag !== undefined) await this.prefetch(cid, options)
+    try {
+      await this.absorbRoot(cid, sequence, options)
+    } finally {
+      this.prefetched.clear()
+    }
+  }
+
+  /**
+   * Fills `prefetched` with the version's DAG: the root and its current state (`current`). Not the root's whole
+   * DAG, which holds every earlier version through `parents`. Any failure (a store that serves no
+   * paths, a lying hub) leaves reading to fetchBlock, block by block; an abort ends the open.
+   */
+  private async prefetch (cid: CID, options?: AbortOptions): Promise<void> {
+    let blocks: Block[] = []
+    try {
+      blocks = await (this.store.getDag as NonNullable<Store['getDag']>)(cid, { path: CURRENT_VERSION_FIELD, signal: options?.signal })
+    } catch {
+      throwIfAborted(options?.signal)
+    }
+    // Checked here too, whatever the store did (as fetchBlock does).
+    for (const block of blocks) if (await verifyBlock(block.cid, block.bytes)) this.prefetched.set(block.cid.toString(), block.bytes)
   }
 
   /** Merges the version at `cid` (whose record said `sequence`) into the local map. */
@@ -663,6 +700,8 @@ export class DefaultSpace implements Space {
 
   /** Fetches a block and checks it against its CID, whatever the store did. */
   private async fetchBlock (cid: CID, options?: AbortOptions): Promise<Uint8Array> {
+    const prefetched = this.prefetched.get(cid.toString())
+    if (prefetched !== undefined) return prefetched
     return getVerifiedBlock(this.store, cid, options)
   }
 

@@ -34,7 +34,7 @@ export async function openSpace (options: SpaceOptions | GrantedSpaceOptions): P
   const keys = await keysFromWallet(wallet, address)
   const name = nameOfKey(keys.ipnsKey)
 
-  const bound = await store.lookupAddress?.(address, { signal: options.signal })
+  const bound = await store.lookupAddress?.(address, { signal: options.signal, expected: name })
   if (bound !== undefined && bound !== name && options.rebind !== true) {
     throw new NonDeterministicSignerError(`the wallet ${address} already owns the space ${bound}, but this signature derives ${name}: either the wallet does not sign deterministically (some hardware, MPC and smart-contract wallets), so it cannot open its UserSpace, or the address was bound to ${bound} by a binding signed elsewhere (open with \`rebind: true\` to bind it to ${name} again)`)
   }

@@ -21,11 +21,13 @@ import { base64url } from 'multiformats/bases/base64'
 import { ipns } from '@helia/ipns'
 import { multihashToIPNSRoutingKey } from 'ipns'
 import { ipnsSelector } from 'ipns/selector'
+import * as dagCbor from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
 import { IntegrityError, InvalidInputError, NotFoundError, StoreError, TooLargeError, throwIfAborted } from '../errors.js'
 import { MAX_BLOCK_BYTES, verifyBlock } from './blocks.js'
+import { Limiter } from './limiter.js'
 import { nameToMultihash, validateRecord } from './record.js'
-import type { AbortOptions, Block, GetRecordOptions, RecordListener, Store } from './interface.js'
+import type { AbortOptions, Block, GetDagOptions, GetRecordOptions, RecordListener, Store } from './interface.js'
 import type { IPNS, IPNSRouting } from '@helia/ipns'
 import type { Helia } from '@helia/interface'
 import type { MultihashDigest } from 'multiformats/hashes/interface'
@@ -43,6 +45,23 @@ export const DEFAULT_ROUTING_TIMEOUT_MS = 5_000
 /** How many blocks are announced to the routers at once. */
 const PROVIDE_CONCURRENCY = 8
 
+/**
+ * How many blocks are fetched from the network at once. Each fetch opens streams (bitswap, and a
+ * provider lookup outside a session); ~1 000 at once exhaust a yamux connection's stream limit
+ * (1 000 by default) and the block requests are then never sent.
+ */
+export const DEFAULT_FETCH_CONCURRENCY = 32
+/**
+ * How many blocks one `getDag` asks its session for at once. A session sends no provider lookups
+ * (its bitswap messages to a peer are merged), so it can keep many more requests in flight than
+ * plain fetches; on a loaded 2-core machine 256 opened 1 024 blocks in 12 s where 32 took 28 s.
+ */
+export const DEFAULT_SESSION_CONCURRENCY = 256
+/** Most blocks one `getDag` reads. @default 65 536 */
+export const DEFAULT_MAX_DAG_BLOCKS = 65_536
+/** Most bytes one `getDag` reads. @default 64 MiB */
+export const DEFAULT_MAX_DAG_BYTES = 64 * 1024 * 1024
+
 export interface HeliaStoreOptions {
   /**
    * Upper bound for fetching a block that is not stored locally, when the call has no `signal`.
@@ -58,6 +77,21 @@ export interface HeliaStoreOptions {
    * @default DEFAULT_ROUTING_TIMEOUT_MS (5 s)
    */
   routingTimeoutMs?: number
+
+  /**
+   * How many blocks may be fetched from the network at once (by `getBlock` calls together, and within
+   * one `getDag`).
+   *
+   * @default DEFAULT_FETCH_CONCURRENCY (32)
+   */
+  fetchConcurrency?: number
+
+  /**
+   * How many blocks one `getDag` requests from its session at a time.
+   *
+   * @default DEFAULT_SESSION_CONCURRENCY (256)
+   */
+  sessionConcurrency?: number
 
   /**
    * Announce new blocks as provided by this node (a DHT provider record per block), so that peers
@@ -83,6 +117,8 @@ export function heliaStore (helia: Helia, options: HeliaStoreOptions = {}): Stor
   return new HeliaStore(helia, {
     fetchTimeoutMs: positive(options.fetchTimeoutMs, 'fetchTimeoutMs') ?? DEFAULT_FETCH_TIMEOUT_MS,
     routingTimeoutMs: positive(options.routingTimeoutMs, 'routingTimeoutMs') ?? DEFAULT_ROUTING_TIMEOUT_MS,
+    fetchConcurrency: Math.max(1, Math.floor(positive(options.fetchConcurrency, 'fetchConcurrency', '') ?? DEFAULT_FETCH_CONCURRENCY)),
+    sessionConcurrency: Math.max(1, Math.floor(positive(options.sessionConcurrency, 'sessionConcurrency', '') ?? DEFAULT_SESSION_CONCURRENCY)),
     provide: options.provide ?? true
   })
 }
@@ -113,10 +149,13 @@ interface Routers {
 
 class HeliaStore implements Store {
   private routers?: Routers
+  private readonly fetchSlots: Limiter
   /** Per routing key: until when the local record counts as fresh (its TTL, from when it was last confirmed). */
   private readonly freshUntil = new Map<string, number>()
 
-  constructor (private readonly helia: Helia, private readonly options: Required<HeliaStoreOptions>) {}
+  constructor (private readonly helia: Helia, private readonly options: Required<HeliaStoreOptions>) {
+    this.fetchSlots = new Limiter(options.fetchConcurrency)
+  }
 
   async putBlocks (blocks: Block[], options: AbortOptions = {}): Promise<void> {
     throwIfAborted(options.signal)
@@ -143,10 +182,10 @@ class HeliaStore implements Store {
       throw new StoreError(`cannot store blocks: ${(err as Error).message}`)
     }
     if (this.options.provide && added.length > 0) {
-      await this.network(options.signal, async (signal) => {
+      // In the background, bounded by the routing timeout: the blocks are stored, and peers connected
+      // to this node fetch them by bitswap without any provider record; the DHT only helps others find them.
+      this.background(async (signal) => {
         await eachLimited(added, PROVIDE_CONCURRENCY, async (cid) => {
-          // Best effort: the blocks are stored and peers connected to this node can fetch them
-          // by bitswap anyway; a router that fails only makes them harder to find.
           await this.helia.routing.provide(cid, { signal }).catch(() => {})
         })
       })
@@ -157,9 +196,65 @@ class HeliaStore implements Store {
     throwIfAborted(options.signal)
     cid = asCID(cid)
     const signal = options.signal ?? AbortSignal.timeout(this.options.fetchTimeoutMs)
+    // Local reads go straight through; network fetches wait for one of `fetchConcurrency` slots.
+    const local = await Promise.resolve(this.helia.blockstore.has(cid)).catch(() => false)
+    return await (local ? this.readBlock(cid, this.helia.blockstore, signal) : this.fetchSlots.run(signal, async () => this.readBlock(cid, this.helia.blockstore, signal), () => new NotFoundError(`block ${cid.toString()} not found before the signal fired`)))
+  }
+
+  /**
+   * The blocks of the DAG under `cid` (and `path`), fetched through one helia session: providers are
+   * looked up once, for the root (or the peer that sent the root is asked), never once per block,
+   * and at most `sessionConcurrency` blocks are requested at a time. Follows dag-cbor links (raw blocks
+   * are leaves), within DEFAULT_MAX_DAG_BLOCKS and DEFAULT_MAX_DAG_BYTES. Each block is verified and
+   * kept locally; a block that cannot be had fails the call (NotFoundError) after `fetchTimeoutMs`.
+   */
+  async getDag (cid: CID, options: GetDagOptions = {}): Promise<Block[]> {
+    throwIfAborted(options.signal)
+    cid = asCID(cid)
+    const perBlock = (): AbortSignal => options.signal === undefined
+      ? AbortSignal.timeout(this.options.fetchTimeoutMs)
+      : AbortSignal.any([options.signal, AbortSignal.timeout(this.options.fetchTimeoutMs)])
+    // The root first, noting which peer sent it: that peer is the session's first provider.
+    let provider: CID | undefined
+    const onProgress = (event: { type: string, detail?: unknown }): void => {
+      if (event.type === 'helia:block-broker:receive-block') provider ??= (event.detail as { provider?: CID }).provider
+    }
+    const rootBytes = await this.readBlock(cid, this.helia.blockstore, perBlock(), onProgress)
+    const session = this.helia.blockstore.createSession(cid, { providers: provider === undefined ? undefined : [provider], signal: options.signal })
+    try {
+      const out: Block[] = [{ cid, bytes: rootBytes }]
+      let bytes = rootBytes.byteLength
+      const seen = new Set<string>([cid.toString()])
+      let frontier = linksAt(cid, rootBytes, options.path)
+      while (frontier.length > 0) {
+        const next: CID[] = []
+        const wanted = frontier.filter(c => {
+          const key = c.toString()
+          if (seen.has(key)) return false
+          seen.add(key)
+          return true
+        })
+        if (out.length + wanted.length > DEFAULT_MAX_DAG_BLOCKS) throw new TooLargeError(`the DAG under ${cid.toString()} has over ${DEFAULT_MAX_DAG_BLOCKS} blocks`)
+        await eachLimited(wanted, this.options.sessionConcurrency, async (child) => {
+          const block = await this.readBlock(child, session, perBlock())
+          bytes += block.byteLength
+          if (bytes > DEFAULT_MAX_DAG_BYTES) throw new TooLargeError(`the DAG under ${cid.toString()} is over ${DEFAULT_MAX_DAG_BYTES} bytes`)
+          out.push({ cid: child, bytes: block })
+          if (child.code === dagCbor.code) next.push(...linksAt(child, block, undefined))
+        })
+        frontier = next
+      }
+      return out
+    } finally {
+      session.close()
+    }
+  }
+
+  /** One block from `blockstore` (helia's, or a session), bounded by `signal` and the block limit, verified. */
+  private async readBlock (cid: CID, blockstore: Pick<Helia['blockstore'], 'get'>, signal: AbortSignal, onProgress?: (event: any) => void): Promise<Uint8Array> {
     let bytes: Uint8Array
     try {
-      bytes = await concat(this.helia.blockstore.get(cid, { signal }))
+      bytes = await concat(blockstore.get(cid, { signal, onProgress }))
     } catch (err) {
       // UserSpace never writes a block over the bitswap limit: a bigger one is not one of ours.
       if (err instanceof TooLargeError) throw new TooLargeError(`block ${cid.toString()} is over the ${MAX_BLOCK_BYTES}-byte limit`, { cause: err })
@@ -194,10 +289,17 @@ class HeliaStore implements Store {
     this.markFresh(routingKey, info.ttlMs)
     // Devices listening on connected nodes hear of the record at once (IPNS over PubSub topic).
     this.pubsub()?.publish(recordTopic(routingKey), record).catch(() => {})
-    await this.network(options.signal, async (signal) => {
-      // Best effort, like provide: the record is stored locally and served to DHT peers from there.
+    // The DHT put runs in the background, bounded by the routing timeout: the record is stored here,
+    // where DHT peers asking this node find it at once; the put only copies it to the closest peers.
+    this.background(async (signal) => {
       await Promise.all(routers.network.map(async router => router.put(routingKey, record, { signal }).catch(() => {})))
     })
+  }
+
+  /** Runs best-effort network work without waiting for it, ended by the routing timeout. */
+  private background (step: (signal: AbortSignal) => Promise<void>): void {
+    const signal = AbortSignal.timeout(this.options.routingTimeoutMs)
+    step(signal).catch(() => {})
   }
 
   /**
@@ -323,6 +425,31 @@ class HeliaStore implements Store {
   }
 }
 
+/** The CIDs in the dag-cbor block at `cid`, all of them or those below `path` (a path reaching a CID continues in no further block: its links are what is wanted). */
+function linksAt (cid: CID, bytes: Uint8Array, path: string | undefined): CID[] {
+  if (cid.code !== dagCbor.code) return []
+  let value: unknown
+  try {
+    value = dagCbor.decode(bytes)
+  } catch {
+    return []
+  }
+  for (const segment of (path ?? '').split('/').filter(s => s !== '')) {
+    if (typeof value !== 'object' || value === null || CID.asCID(value) !== null) throw new NotFoundError(`no "${segment}" in ${cid.toString()}`)
+    value = (value as Record<string, unknown>)[segment]
+    if (value === undefined) throw new NotFoundError(`no "${segment}" in ${cid.toString()}`)
+  }
+  const links: CID[] = []
+  const visit = (v: unknown): void => {
+    const link = CID.asCID(v)
+    if (link !== null) { links.push(link); return }
+    if (Array.isArray(v)) { for (const item of v) visit(item); return }
+    if (typeof v === 'object' && v !== null && !(v instanceof Uint8Array)) for (const item of Object.values(v)) visit(item)
+  }
+  visit(value)
+  return links
+}
+
 /** Resolves when the signal fires (never rejects), so a step can be raced against it. */
 async function aborted (signal: AbortSignal): Promise<void> {
   if (signal.aborted) return
@@ -393,10 +520,10 @@ function keyString (routingKey: Uint8Array): string {
   return s
 }
 
-function positive (value: number | undefined, option: string): number | undefined {
+function positive (value: number | undefined, option: string, unit = ' of milliseconds'): number | undefined {
   if (value === undefined) return undefined
   if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
-    throw new InvalidInputError(`"${option}" expected a positive number of milliseconds, got ${String(value)}`)
+    throw new InvalidInputError(`"${option}" expected a positive number${unit}, got ${String(value)}`)
   }
   return value
 }

@@ -12,23 +12,30 @@
  * come back as the named errors of errors.ts; an unreachable or silent hub is a StoreError, a hub
  * that sends what no honest hub sends is an UntrustedHubError naming it.
  */
-import { BLOCKS_PATH, CAR_TYPE, IPNS_RECORD_TYPE, JSON_TYPE, RAW_TYPE, addressPath, eventsPath, ipfsPath, ipnsRecordPath } from '../protocol.js'
+import {
+  BLOCKS_PATH, CAR_TYPE, IPNS_RECORD_CODEC, IPNS_RECORD_TYPE, JSON_TYPE, RAW_TYPE, addressPath, eventsPath, ipfsPath, ipnsRecordPath, publishPath
+} from '../protocol.js'
 import { fromBase64, hexToBytes } from '../crypto/bytes.js'
 import {
-  AbortedError, errorFromName, IntegrityError, InvalidInputError, StoreError, TooLargeError, UntrustedHubError, UserSpaceError,
+  AbortedError, errorFromName, IntegrityError, InvalidInputError, NotFoundError, StoreError, TooLargeError, UntrustedHubError, UserSpaceError,
   throwIfAborted
 } from '../errors.js'
 import { blockLength } from '@ipld/car/buffer-writer'
+import { CarBlockIterator } from '@ipld/car/iterator'
 import { MAX_BLOCK_BYTES, encodeCar, verifyBlock } from './blocks.js'
+import { Limiter } from './limiter.js'
 import { canonicalName, MAX_RECORD_BYTES, validateRecord } from './record.js'
 // The root codec lives with the space; the hub store needs it for one check: that the space an
 // address-index answer names is bound to that address (an index is a claim, a binding is a proof).
 import { decodeRoot, verifyOwner } from '../space/root.js'
-import type { AbortOptions, Block, GetRecordOptions, RecordListener, Store } from './interface.js'
-import type { CID } from 'multiformats/cid'
+import type { AbortOptions, Block, GetDagOptions, GetRecordOptions, LookupAddressOptions, RecordListener, Store } from './interface.js'
+import { CID } from 'multiformats/cid'
+import { sha256 } from 'multiformats/hashes/sha2'
 
 /** Largest CAR sent in one upload; more blocks go in several uploads. @default 8 MiB */
 export const DEFAULT_MAX_UPLOAD_BYTES = 8 * 1024 * 1024
+/** Most blocks sent in one upload or publish (the hub's default per-request limit). @default 4 096 */
+export const DEFAULT_MAX_UPLOAD_BLOCKS = 4_096
 /** First delay before reconnecting a dropped event stream. @default 250 ms */
 export const DEFAULT_RECONNECT_MIN_MS = 250
 /** Longest delay between reconnection attempts. @default 30 s */
@@ -44,6 +51,15 @@ export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000
  * keepalive comment every 15 s, so only a stalled or hostile hub stays silent longer. @default 45 s
  */
 export const DEFAULT_EVENTS_IDLE_MS = 45_000
+/**
+ * Largest DAG read in one CAR (`getDag`), after any content decoding: the hub's own default cap on
+ * a CAR and on a space. @default 64 MiB
+ */
+export const DEFAULT_MAX_DAG_BYTES = 64 * 1024 * 1024
+/** Block requests (`getBlock`) in flight at once; more wait their turn. @default 32 */
+export const DEFAULT_FETCH_CONCURRENCY = 32
+/** Most blocks read in one CAR (`getDag`). @default 65 536 */
+export const DEFAULT_MAX_DAG_BLOCKS = 65_536
 /** Largest JSON answer (address lookups, error bodies) read from a hub. @default 8 KiB */
 export const MAX_JSON_RESPONSE_BYTES = 8 * 1024
 /**
@@ -61,6 +77,8 @@ export interface HubStoreOptions {
   fetch?: typeof globalThis.fetch
   /** @default DEFAULT_MAX_UPLOAD_BYTES (8 MiB; the hub's default body limit is 16 MiB) */
   maxUploadBytes?: number
+  /** @default DEFAULT_MAX_UPLOAD_BLOCKS (4 096, the hub's default) */
+  maxUploadBlocks?: number
   /** @default DEFAULT_RECONNECT_MIN_MS (250 ms) */
   reconnectMinMs?: number
   /** @default DEFAULT_RECONNECT_MAX_MS (30 s) */
@@ -73,6 +91,12 @@ export interface HubStoreOptions {
   timeoutMs?: number
   /** @default DEFAULT_EVENTS_IDLE_MS (45 s) */
   eventsIdleMs?: number
+  /** Block requests in flight at once. @default DEFAULT_FETCH_CONCURRENCY (32) */
+  fetchConcurrency?: number
+  /** @default DEFAULT_MAX_DAG_BYTES (64 MiB) */
+  maxDagBytes?: number
+  /** @default DEFAULT_MAX_DAG_BLOCKS (65 536) */
+  maxDagBlocks?: number
 }
 
 /** Status → error name, for refusals that carry no `name` (proxies, 406/415 from the framework). */
@@ -106,7 +130,7 @@ export function hubStore (url: string, options: HubStoreOptions = {}): Store {
   if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
     throw new InvalidInputError(`"url" expected an http(s) URL, got "${url.slice(0, 100)}"`)
   }
-  for (const key of ['maxUploadBytes', 'reconnectMinMs', 'reconnectMaxMs', 'timeoutMs', 'eventsIdleMs'] as const) {
+  for (const key of ['maxUploadBytes', 'reconnectMinMs', 'reconnectMaxMs', 'timeoutMs', 'eventsIdleMs', 'maxDagBytes', 'maxDagBlocks', 'fetchConcurrency', 'maxUploadBlocks'] as const) {
     const value = options[key]
     if (value !== undefined && !(typeof value === 'number' && Number.isFinite(value) && value > 0)) {
       throw new InvalidInputError(`"${key}" expected a positive number, got ${String(value)}`)
@@ -121,15 +145,24 @@ class HubStore implements Store {
   private readonly base: string
   private readonly fetch: typeof globalThis.fetch
   private readonly options: HubStoreOptions
+  private readonly fetchSlots: Limiter
+  /** Set once the hub answered the one-request publish route with 404 (a hub that predates it). */
+  private publishUnsupported = false
 
   constructor (base: string, options: HubStoreOptions) {
     this.base = base
     this.fetch = options.fetch ?? ((input, init) => globalThis.fetch(input, init))
     this.options = options
+    this.fetchSlots = new Limiter(options.fetchConcurrency ?? DEFAULT_FETCH_CONCURRENCY)
   }
 
   async putBlocks (blocks: Block[], options: AbortOptions = {}): Promise<void> {
     throwIfAborted(options.signal)
+    await this.checkBlocks(blocks)
+    await this.uploadInParts(blocks, options)
+  }
+
+  private async checkBlocks (blocks: Block[]): Promise<void> {
     for (const block of blocks) {
       if (block.bytes.byteLength > MAX_BLOCK_BYTES) {
         throw new InvalidInputError(`block ${block.cid.toString()} is ${block.bytes.byteLength} bytes, over the ${MAX_BLOCK_BYTES}-byte limit`)
@@ -138,6 +171,9 @@ class HubStore implements Store {
         throw new IntegrityError(`block ${block.cid.toString()} does not match its CID`)
       }
     }
+  }
+
+  private async uploadInParts (blocks: Block[], options: AbortOptions): Promise<void> {
     // Usually one CAR. Several when the blocks are many: each upload is all-or-nothing, and a
     // later failure leaves only unreferenced blocks behind (nothing points at them until a record does).
     const max = this.options.maxUploadBytes ?? DEFAULT_MAX_UPLOAD_BYTES
@@ -145,7 +181,7 @@ class HubStore implements Store {
     let size = 0
     for (const block of blocks) {
       const length = blockLength(block)
-      if (batch.length > 0 && size + length > max) {
+      if (batch.length > 0 && (size + length > max || batch.length >= (this.options.maxUploadBlocks ?? DEFAULT_MAX_UPLOAD_BLOCKS))) {
         await this.upload(batch, options)
         batch = []
         size = 0
@@ -154,6 +190,47 @@ class HubStore implements Store {
       size += length
     }
     if (batch.length > 0) await this.upload(batch, options)
+  }
+
+  /**
+   * Blocks and record in one request (`POST /api/v1/publish/{name}`, a CAR whose root is the record
+   * as an `ipns-record` block). Blocks beyond `maxUploadBytes` go first in plain uploads; the last
+   * part travels with the record, so the hub checks the record with every block in view.
+   */
+  async publish (name: string, record: Uint8Array, blocks: Block[], options: AbortOptions = {}): Promise<void> {
+    throwIfAborted(options.signal)
+    if (!(record instanceof Uint8Array) || record.byteLength > MAX_RECORD_BYTES) {
+      throw new InvalidInputError(`"record" expected a Uint8Array of at most ${MAX_RECORD_BYTES} bytes`)
+    }
+    await this.checkBlocks(blocks)
+    if (this.publishUnsupported) {
+      await this.uploadInParts(blocks, options)
+      await this.putRecord(name, record, options)
+      return
+    }
+    const recordBlock: Block = { cid: CID.createV1(IPNS_RECORD_CODEC, await sha256.digest(record)), bytes: record }
+    const max = this.options.maxUploadBytes ?? DEFAULT_MAX_UPLOAD_BYTES
+    let size = blockLength(recordBlock)
+    let split = blocks.length
+    const maxBlocks = this.options.maxUploadBlocks ?? DEFAULT_MAX_UPLOAD_BLOCKS
+    // The record counts as one of the request's blocks.
+    while (split > 0 && blocks.length - split + 2 <= maxBlocks && size + blockLength(blocks[split - 1] as Block) <= max) size += blockLength(blocks[--split] as Block)
+    await this.uploadInParts(blocks.slice(0, split), options)
+    const car = encodeCar([recordBlock, ...blocks.slice(split)], [recordBlock.cid])
+    try {
+      await this.call(publishPath(this.name(name)), {
+        method: 'POST',
+        headers: { 'content-type': CAR_TYPE, accept: JSON_TYPE },
+        body: car
+      }, options, async () => undefined)
+    } catch (err) {
+      // The route never answers 404 for a name: a hub that predates it does. Use the two standard
+      // routes with it from now on.
+      if (!(err instanceof NotFoundError)) throw err
+      this.publishUnsupported = true
+      await this.uploadInParts(blocks.slice(split), options)
+      await this.putRecord(name, record, options)
+    }
   }
 
   private async upload (blocks: Block[], options: AbortOptions): Promise<void> {
@@ -166,13 +243,57 @@ class HubStore implements Store {
   }
 
   async getBlock (cid: CID, options: AbortOptions = {}): Promise<Uint8Array> {
-    const bytes = await this.call(`${ipfsPath(cid.toString())}?format=raw`, {
+    // A space read block by block asks for every bucket at once: at most `fetchConcurrency` go out together.
+    const bytes = await this.fetchSlots.run(options.signal, async () => await this.call(`${ipfsPath(cid.toString())}?format=raw`, {
       headers: { accept: RAW_TYPE }
-    }, options, async (res, signal) => await this.read(res, MAX_BLOCK_BYTES, `block ${cid.toString()}`, signal))
+    }, options, async (res, signal) => await this.read(res, MAX_BLOCK_BYTES, `block ${cid.toString()}`, signal)),
+    () => new AbortedError(`request to ${this.base} was aborted`))
     if (!(await verifyBlock(cid, bytes))) {
       throw new IntegrityError(`block ${cid.toString()} from ${this.base} does not match its CID`)
     }
     return bytes
+  }
+
+  /**
+   * One trustless-gateway CAR (`GET /ipfs/{cid}[/{path}]?format=car&dag-scope=all`), read as a stream
+   * and held to the caps: at most `maxDagBytes` (counted after content decoding) and `maxDagBlocks`,
+   * each block at most MAX_BLOCK_BYTES, hashed with sha2-256 and matching its CID, all within the
+   * request timeout. A hub that sends more, or a block that does not match, is an UntrustedHubError;
+   * nothing it sent is returned then.
+   */
+  async getDag (cid: CID, options: GetDagOptions = {}): Promise<Block[]> {
+    const path = options.path === undefined || options.path === '' ? '' : '/' + options.path.split('/').map(encodeURIComponent).join('/')
+    const maxBytes = this.options.maxDagBytes ?? DEFAULT_MAX_DAG_BYTES
+    const maxBlocks = this.options.maxDagBlocks ?? DEFAULT_MAX_DAG_BLOCKS
+    return await this.call(`${ipfsPath(cid.toString())}${path}?format=car&dag-scope=all`, {
+      headers: { accept: CAR_TYPE }
+    }, options, async (res, signal) => {
+      const declared = Number(res.headers.get('content-length') ?? Number.NaN)
+      if (res.headers.get('content-encoding') === null && declared > maxBytes) {
+        throw new UntrustedHubError(`hub ${this.base} offers a CAR of ${declared} bytes for ${cid.toString()}, over the ${maxBytes}-byte limit`)
+      }
+      if (res.body === null) throw new UntrustedHubError(`hub ${this.base} answered the CAR of ${cid.toString()} with no body`)
+      const blocks: Block[] = []
+      const chunks = cappedChunks(res.body, maxBytes, signal)
+      try {
+        const iterator = await CarBlockIterator.fromIterable(chunks)
+        for await (const block of iterator) {
+          if (blocks.length >= maxBlocks) throw new TooLargeError(`the CAR holds over ${maxBlocks} blocks`)
+          const blockCid = CID.asCID(block.cid) as CID
+          if (block.bytes.byteLength > MAX_BLOCK_BYTES) throw new TooLargeError(`block ${blockCid.toString()} is over the ${MAX_BLOCK_BYTES}-byte limit`)
+          if (!(await verifyBlock(blockCid, block.bytes))) throw new IntegrityError(`block ${blockCid.toString()} does not match its CID`)
+          blocks.push({ cid: blockCid, bytes: block.bytes })
+        }
+      } catch (err) {
+        if (signal.aborted) throw err
+        if (err instanceof StoreError) throw err
+        throw new UntrustedHubError(`hub ${this.base} sent a bad CAR for ${cid.toString()}: ${(err as Error).message}`, { cause: err })
+      } finally {
+        // The parser may stop with the body half read: release it.
+        await chunks.return(undefined)
+      }
+      return blocks
+    })
   }
 
   async putRecord (name: string, record: Uint8Array, options: AbortOptions = {}): Promise<void> {
@@ -198,7 +319,7 @@ class HubStore implements Store {
    * the binding in the space's current root (two more requests: record and root). A hub whose index
    * contradicts the binding is lying or broken: UntrustedHubError, never a verdict on the wallet.
    */
-  async lookupAddress (address: string, options: AbortOptions = {}): Promise<string | undefined> {
+  async lookupAddress (address: string, options: LookupAddressOptions = {}): Promise<string | undefined> {
     if (typeof address !== 'string' || !/^0x[0-9a-fA-F]{40}$/.test(address)) {
       throw new InvalidInputError(`"address" expected 0x-prefixed 20-byte hex, got ${typeof address === 'string' ? `"${address.slice(0, 50)}"` : typeof address}`)
     }
@@ -213,6 +334,8 @@ class HubStore implements Store {
     } catch (err) {
       throw new UntrustedHubError(`hub ${this.base} answered the address lookup of ${address} without a valid IPNS name`, { cause: err })
     }
+    // The expected name needs no proof here: whoever reads that space checks its binding anyway.
+    if (name === options.expected) return name
     const signature = (body as { signature?: unknown }).signature
     if (signature === undefined) {
       await this.checkBinding(address, name, options)
@@ -520,6 +643,33 @@ export async function * readEvents (body: ReadableStream<Uint8Array>, options: R
       if (buffer.length > maxLine) throw new TooLargeError(`an event-stream line is over ${maxLine} characters`)
     }
   } finally {
+    await reader.cancel().catch(() => {})
+  }
+}
+
+/** The chunks of a body, ending with TooLargeError (and cancelling the body) once they pass `maxBytes`. */
+async function * cappedChunks (body: ReadableStream<Uint8Array>, maxBytes: number, signal: AbortSignal): AsyncGenerator<Uint8Array> {
+  const reader = body.getReader()
+  // A fetch that ignores the signal (a wrapper, a test double) must not outlive the call's deadline.
+  const stop = (): void => { reader.cancel().catch(() => {}) }
+  signal.addEventListener('abort', stop, { once: true })
+  let length = 0
+  try {
+    for (;;) {
+      let chunk: ReadableStreamReadResult<Uint8Array>
+      try {
+        chunk = await reader.read()
+      } catch (err) {
+        throw new StoreError(`the hub dropped the CAR: ${(err as Error).message}`, { cause: err })
+      }
+      const { done, value } = chunk
+      if (done) return
+      length += value.byteLength
+      if (length > maxBytes) throw new TooLargeError(`the CAR is over the ${maxBytes}-byte limit`)
+      yield value
+    }
+  } finally {
+    signal.removeEventListener('abort', stop)
     await reader.cancel().catch(() => {})
   }
 }

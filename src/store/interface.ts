@@ -24,6 +24,22 @@ export interface GetRecordOptions extends AbortOptions {
   nocache?: boolean
 }
 
+export interface GetDagOptions extends AbortOptions {
+  /**
+   * A path below `cid` (`private`, `a/b`): the blocks on the way there and the DAG below it, as a
+   * trustless gateway serves `/ipfs/{cid}/{path}`.
+   */
+  path?: string
+}
+
+export interface LookupAddressOptions extends AbortOptions {
+  /**
+   * The name the caller expects. An answer that names it needs no proof (the caller checks the
+   * binding when it reads the space), so a store may skip verifying it; any other answer is verified.
+   */
+  expected?: string
+}
+
 /** Called with the marshalled bytes of each new record heard for a name. */
 export type RecordListener = (record: Uint8Array) => void
 
@@ -37,8 +53,24 @@ export interface Store {
   /** Returns a block's bytes, verified against its CID; throws NotFoundError when it cannot be had. */
   getBlock(cid: CID, options?: AbortOptions): Promise<Uint8Array>
 
+  /**
+   * The blocks of the DAG under `cid` (and `path`) that the store can hand over in one go, each
+   * verified against its CID, in no promised order and not necessarily all of them: callers read what
+   * is missing with `getBlock`. A hub answers with one trustless-gateway CAR. Optional: stores
+   * without it are read block by block.
+   */
+  getDag?(cid: CID, options?: GetDagOptions): Promise<Block[]>
+
   /** Stores and announces a marshalled IPNS record for `name` (a `k51…` string). */
   putRecord(name: string, record: Uint8Array, options?: AbortOptions): Promise<void>
+
+  /**
+   * Stores `blocks` and the record of `name` that points into them as one step, all or nothing: a
+   * record the store refuses (ConflictError for a stale sequence on a conditional store) leaves no
+   * block behind. A hub does it in one request. Optional: for stores without it, spaces call
+   * `putBlocks` then `putRecord`.
+   */
+  publish?(name: string, record: Uint8Array, blocks: Block[], options?: AbortOptions): Promise<void>
 
   /** The newest marshalled record known for `name`, or undefined when there is none. */
   getRecord(name: string, options?: GetRecordOptions): Promise<Uint8Array | undefined>
@@ -47,7 +79,7 @@ export interface Store {
    * The IPNS name bound to a wallet address, where the store keeps an address index (hubs do).
    * Undefined when unknown or unsupported.
    */
-  lookupAddress?(address: string, options?: AbortOptions): Promise<string | undefined>
+  lookupAddress?(address: string, options?: LookupAddressOptions): Promise<string | undefined>
 
   /** Listens for new records of `name`; returns a function that stops listening. */
   subscribe?(name: string, listener: RecordListener): () => void

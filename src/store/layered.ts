@@ -65,6 +65,31 @@ export function layeredStore (local: Store, remote: Store): Store {
       }
     }
   }
+  if (remote.getDag !== undefined) {
+    const getDag = remote.getDag.bind(remote)
+    // A DAG this device already holds the top of is read locally, block by block (only what changed
+    // goes to the remote); a new one comes in one remote request and is kept.
+    store.getDag = async (cid, options) => {
+      try {
+        await local.getBlock(cid, options)
+        return []
+      } catch (err) {
+        if (!(err instanceof NotFoundError)) throw err
+      }
+      const blocks = await getDag(cid, options)
+      await local.putBlocks(blocks, options)
+      return blocks
+    }
+  }
+  if (remote.publish !== undefined) {
+    const publish = remote.publish.bind(remote)
+    // The same order as putBlocks then putRecord: blocks here first, the record here only once the remote took it.
+    store.publish = async (name, record, blocks, options) => {
+      await local.putBlocks(blocks, options)
+      await publish(name, record, blocks, options)
+      await local.putRecord(name, record, options)
+    }
+  }
   if (remote.subscribe !== undefined) {
     store.subscribe = (name: string, listener: RecordListener) => (remote.subscribe as NonNullable<Store['subscribe']>)(name, listener)
   }
