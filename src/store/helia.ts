@@ -42,6 +42,13 @@ export const DEFAULT_FETCH_TIMEOUT_MS = 10_000
  */
 export const DEFAULT_ROUTING_TIMEOUT_MS = 5_000
 
+/**
+ * How long `putRecord` waits for the DHT put before returning with the put still running: long
+ * enough that a reader elsewhere finds the record at once on a healthy network (a loopback put
+ * takes ~40 ms), short enough that a DHT with no reachable peers never holds a publish for long.
+ */
+export const DEFAULT_RECORD_PUT_WAIT_MS = 1_000
+
 /** How many blocks are announced to the routers at once. */
 const PROVIDE_CONCURRENCY = 8
 
@@ -77,6 +84,14 @@ export interface HeliaStoreOptions {
    * @default DEFAULT_ROUTING_TIMEOUT_MS (5 s)
    */
   routingTimeoutMs?: number
+
+  /**
+   * How long `putRecord` waits for the DHT put; past it the put goes on in the background (bounded
+   * by `routingTimeoutMs`) and the record is already stored and served by this node.
+   *
+   * @default DEFAULT_RECORD_PUT_WAIT_MS (1 s)
+   */
+  recordPutWaitMs?: number
 
   /**
    * How many blocks may be fetched from the network at once (by `getBlock` calls together, and within
@@ -117,6 +132,7 @@ export function heliaStore (helia: Helia, options: HeliaStoreOptions = {}): Stor
   return new HeliaStore(helia, {
     fetchTimeoutMs: positive(options.fetchTimeoutMs, 'fetchTimeoutMs') ?? DEFAULT_FETCH_TIMEOUT_MS,
     routingTimeoutMs: positive(options.routingTimeoutMs, 'routingTimeoutMs') ?? DEFAULT_ROUTING_TIMEOUT_MS,
+    recordPutWaitMs: positive(options.recordPutWaitMs, 'recordPutWaitMs', '') ?? DEFAULT_RECORD_PUT_WAIT_MS,
     fetchConcurrency: Math.max(1, Math.floor(positive(options.fetchConcurrency, 'fetchConcurrency', '') ?? DEFAULT_FETCH_CONCURRENCY)),
     sessionConcurrency: Math.max(1, Math.floor(positive(options.sessionConcurrency, 'sessionConcurrency', '') ?? DEFAULT_SESSION_CONCURRENCY)),
     provide: options.provide ?? true
@@ -184,7 +200,7 @@ class HeliaStore implements Store {
     if (this.options.provide && added.length > 0) {
       // In the background, bounded by the routing timeout: the blocks are stored, and peers connected
       // to this node fetch them by bitswap without any provider record; the DHT only helps others find them.
-      this.background(async (signal) => {
+      void this.background(async (signal) => {
         await eachLimited(added, PROVIDE_CONCURRENCY, async (cid) => {
           await this.helia.routing.provide(cid, { signal }).catch(() => {})
         })
@@ -289,17 +305,21 @@ class HeliaStore implements Store {
     this.markFresh(routingKey, info.ttlMs)
     // Devices listening on connected nodes hear of the record at once (IPNS over PubSub topic).
     this.pubsub()?.publish(recordTopic(routingKey), record).catch(() => {})
-    // The DHT put runs in the background, bounded by the routing timeout: the record is stored here,
-    // where DHT peers asking this node find it at once; the put only copies it to the closest peers.
-    this.background(async (signal) => {
+    // The DHT put copies the record to the closest peers, bounded by the routing timeout. It is waited
+    // for only briefly, so that a reader elsewhere finds the record once `flush()` resolves on a
+    // healthy network, and a DHT without reachable peers never holds a publish for long.
+    const put = this.background(async (signal) => {
       await Promise.all(routers.network.map(async router => router.put(routingKey, record, { signal }).catch(() => {})))
     })
+    let timer: ReturnType<typeof setTimeout> | undefined
+    await Promise.race([put, new Promise<void>(resolve => { timer = setTimeout(resolve, this.options.recordPutWaitMs) })])
+    clearTimeout(timer)
   }
 
-  /** Runs best-effort network work without waiting for it, ended by the routing timeout. */
-  private background (step: (signal: AbortSignal) => Promise<void>): void {
+  /** Runs best-effort network work, ended by the routing timeout; callers may leave it running. */
+  private async background (step: (signal: AbortSignal) => Promise<void>): Promise<void> {
     const signal = AbortSignal.timeout(this.options.routingTimeoutMs)
-    step(signal).catch(() => {})
+    await step(signal).catch(() => {})
   }
 
   /**
