@@ -21,8 +21,8 @@ const running = new Set<HubProcess>()
 async function start (dir: string, extra: string[] = [], hubs = 0): Promise<HubProcess> {
   const hub = await startHubProcess(join(tmp, dir), extra)
   running.add(hub)
-  // Joined: it hears the other hubs on the cluster topic.
-  const deadline = Date.now() + 15_000
+  // Joined: it hears the other hubs on the cluster topic (seconds alone; far longer beside a full test run).
+  const deadline = Date.now() + 45_000
   while (otherHubs(hub) < hubs) {
     if (Date.now() > deadline) throw new Error(`hub did not join ${hubs} hubs: ${hub.output()}`)
     await new Promise(resolve => setTimeout(resolve, 25))
