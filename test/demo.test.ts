@@ -352,15 +352,18 @@ describe('demo page in Chromium', () => {
       let release!: () => void
       const bothHeld = new Promise<void>(resolve => { release = resolve })
       let heldCount = 0
+      // A version goes up in one request (POST /api/v1/publish/{name}), or as blocks + a record PUT.
+      const isPublish = (method: string, url: string): boolean =>
+        (method === 'POST' && /\/api\/v1\/publish\//.test(url)) || (method === 'PUT' && /\/routing\/v1\/ipns\//.test(url))
       const hold = async (route: Route): Promise<void> => {
-        if (route.request().method() !== 'PUT') { await route.continue(); return }
+        if (!isPublish(route.request().method(), route.request().url())) { await route.continue(); return }
         if (++heldCount === 2) release()
         await bothHeld
         await route.continue()
       }
       for (const page of [a, b]) {
-        await page.route(/\/routing\/v1\/ipns\//, hold)
-        page.on('response', (res) => { if (res.request().method() === 'PUT' && /\/routing\/v1\/ipns\//.test(res.url())) statuses.push(res.status()) })
+        await page.route(/\/api\/v1\/publish\/|\/routing\/v1\/ipns\//, hold)
+        page.on('response', (res) => { if (isPublish(res.request().method(), res.url())) statuses.push(res.status()) })
       }
       await fillEntry(a, 'private', sameKey ? 'shared' : 'from-a', '"a"')
       await fillEntry(b, 'private', sameKey ? 'shared' : 'from-b', '"b"')
