@@ -310,6 +310,6 @@ const ERRORS: Record<string, new (message: string) => UserSpaceError> = {
 /** Throws AbortedError if the signal has fired. */
 export function throwIfAborted (signal?: AbortSignal): void {
   if (signal?.aborted === true) {
-    throw new AbortedError(signal.reason instanceof Error ? signal.reason.message : 'The operation was aborted')
+    throw new AbortedError(signal.reason instanceof Error ? signal.reason.message : 'The operation was aborted', { cause: signal.reason })
   }
 }

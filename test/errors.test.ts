@@ -6,6 +6,8 @@
 import { describe, expect, it } from 'vitest'
 import * as errors from '../src/errors.js'
 import * as entry from '../src/index.js'
+import { readRecord } from '../src/store/record.js'
+import { decodeRoot } from '../src/space/root.js'
 
 const classes = Object.entries(errors).filter(([, value]) =>
   typeof value === 'function' && value.prototype instanceof errors.UserSpaceError) as Array<[string, new (message: string) => errors.UserSpaceError]>
@@ -30,5 +32,14 @@ describe('error tables', () => {
     for (const [exported, Ctor] of classes) expect((entry as Record<string, unknown>)[exported], exported).toBe(Ctor)
     expect(entry).not.toHaveProperty('HTTP_STATUS')
     expect(entry).not.toHaveProperty('EXIT_CODE')
+  })
+
+  it('a wrapped failure keeps what went wrong underneath as its cause', () => {
+    for (const fail of [() => readRecord(new Uint8Array([0xff, 0x01])), () => decodeRoot(new Uint8Array([0xff]))]) {
+      let caught: unknown
+      try { fail() } catch (err) { caught = err }
+      expect(caught).toBeInstanceOf(errors.UserSpaceError)
+      expect((caught as Error).cause).toBeInstanceOf(Error)
+    }
   })
 })

@@ -187,7 +187,7 @@ function parse<T extends NonNullable<ParseArgsConfig['options']>> (args: string[
   try {
     return parseArgs({ args, options, strict: true, allowPositionals: false }).values
   } catch (err) {
-    throw new UsageError(`${(err as Error).message.split('\n')[0] ?? 'bad arguments'} (see --help)`)
+    throw new UsageError(`${(err as Error).message.split('\n')[0] ?? 'bad arguments'} (see --help)`, { cause: err })
   }
 }
 
@@ -198,7 +198,7 @@ async function readPeersFile (path: string): Promise<string[]> {
   try {
     text = await readFile(path, 'utf8')
   } catch (err) {
-    throw new UsageError(`cannot read the peers file ${path}: ${(err as Error).message}`)
+    throw new UsageError(`cannot read the peers file ${path}: ${(err as Error).message}`, { cause: err })
   }
   return text.split('\n').map(line => line.replace(/#.*/, '').trim()).filter(line => line !== '')
 }

@@ -44,7 +44,7 @@ export function parse (args: string[], options: Record<string, { type: 'string' 
   try {
     parsed = parseArgs({ args, options, strict: true, allowPositionals: true })
   } catch (err) {
-    throw new UsageError(`${(err as Error).message.split('\n')[0] ?? 'bad arguments'} (see --help)`)
+    throw new UsageError(`${(err as Error).message.split('\n')[0] ?? 'bad arguments'} (see --help)`, { cause: err })
   }
   if (parsed.positionals.length < positionals.min || parsed.positionals.length > positionals.max) {
     throw new UsageError(`expected ${positionals.names} (see --help)`)
@@ -94,7 +94,7 @@ async function signerOf (flags: Flags, io: CliIO): Promise<ReturnType<typeof pri
     try {
       key = (await readFile(flags['key-file'], 'utf8')).trim()
     } catch (err) {
-      throw new UsageError(`cannot read --key-file ${flags['key-file']}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+      throw new UsageError(`cannot read --key-file ${flags['key-file']}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err })
     }
   }
   if (key === undefined || key === '') {
@@ -333,7 +333,7 @@ export const SPACE_COMMANDS: Record<string, Command> = {
       try {
         car = new Uint8Array(await readFile(file))
       } catch (err) {
-        throw new UsageError(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+        throw new UsageError(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err })
       }
       const hub = hubOf(flags, io)
       if (!(await isSpaceExport(car))) {

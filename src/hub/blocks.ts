@@ -143,7 +143,7 @@ export class HubBlocks {
     try {
       reader = CarBufferReader.fromBytes(body)
     } catch (err) {
-      throw new InvalidInputError(`body is not a CAR: ${(err as Error).message}`)
+      throw new InvalidInputError(`body is not a CAR: ${(err as Error).message}`, { cause: err })
     }
     const maxBlockBytes = Math.min(this.options.maxBlockBytes ?? MAX_BLOCK_BYTES, MAX_BLOCK_BYTES)
     const blocks = reader.blocks()

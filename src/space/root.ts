@@ -166,7 +166,7 @@ export function decodeRoot (bytes: Uint8Array): Root {
   try {
     value = dagCbor.decode(bytes)
   } catch (err) {
-    throw new FormatError(`root block is not dag-cbor: ${(err as Error).message}`)
+    throw new FormatError(`root block is not dag-cbor: ${(err as Error).message}`, { cause: err })
   }
   if (typeof value !== 'object' || value === null) throw new FormatError('root block is not a map')
   const r = value as Record<string, unknown>

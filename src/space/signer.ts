@@ -83,7 +83,7 @@ function fromMessageSigner (signer: MessageSigner): WalletAdapter {
         return signature
       } catch (err) {
         if (err instanceof SignerError) throw err
-        throw new SignerError(`the wallet did not sign: ${(err as Error).message}`)
+        throw new SignerError(`the wallet did not sign: ${(err as Error).message}`, { cause: err })
       }
     }
   }
@@ -94,6 +94,6 @@ async function call (provider: Eip1193Provider, method: string, params?: unknown
     return await provider.request(params === undefined ? { method } : { method, params })
   } catch (err) {
     const code = (err as { code?: unknown }).code
-    throw new SignerError(code === 4001 ? 'the user rejected the signature request' : `the wallet did not sign: ${(err as Error).message}`)
+    throw new SignerError(code === 4001 ? 'the user rejected the signature request' : `the wallet did not sign: ${(err as Error).message}`, { cause: err })
   }
 }

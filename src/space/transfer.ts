@@ -93,7 +93,7 @@ export async function importSpace (store: Store, car: Uint8Array, options: Trans
   try {
     reader = await CarReader.fromBytes(car)
   } catch (err) {
-    throw new InvalidInputError(`not a CAR file: ${(err as Error).message}`)
+    throw new InvalidInputError(`not a CAR file: ${(err as Error).message}`, { cause: err })
   }
   const roots = await reader.getRoots()
   if (roots.length !== 1) throw new FormatError(`a space export has one root (its manifest), this CAR has ${roots.length}`)

@@ -165,7 +165,7 @@ export async function createHeliaNode (options: HeliaNodeOptions = {}): Promise<
       await levelDatastore.open()
     } catch (err) {
       await levelDatastore.close().catch(() => {})
-      throw new StoreError(`cannot open storage in ${options.directory}: ${(err as Error).message}`)
+      throw new StoreError(`cannot open storage in ${options.directory}: ${(err as Error).message}`, { cause: err })
     }
     blockstore = fsBlockstore
     datastore = levelDatastore
@@ -224,7 +224,7 @@ export async function createHeliaNode (options: HeliaNodeOptions = {}): Promise<
     // Undo whatever did start (a listener that bound before another failed, the stores).
     await helia.stop().catch(() => {})
     await close().catch(() => {})
-    throw new StoreError(`cannot start helia: ${(err as Error).message}`)
+    throw new StoreError(`cannot start helia: ${(err as Error).message}`, { cause: err })
   }
   const node = helia as HeliaNode
   closers.set(node, once(close))

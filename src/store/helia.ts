@@ -195,7 +195,7 @@ class HeliaStore implements Store {
         added.push(block.cid)
       }
     } catch (err) {
-      throw new StoreError(`cannot store blocks: ${(err as Error).message}`)
+      throw new StoreError(`cannot store blocks: ${(err as Error).message}`, { cause: err })
     }
     if (this.options.provide && added.length > 0) {
       // In the background, bounded by the routing timeout: the blocks are stored, and peers connected
@@ -277,7 +277,7 @@ class HeliaStore implements Store {
       if (signal.aborted || isNotFound(err)) {
         throw new NotFoundError(`block ${cid.toString()} not found${signal.aborted ? ' before the signal fired' : ''}`)
       }
-      throw new StoreError(`cannot read block ${cid.toString()}: ${(err as Error).message}`)
+      throw new StoreError(`cannot read block ${cid.toString()}: ${(err as Error).message}`, { cause: err })
     }
     if (!(await verifyBlock(cid, bytes))) {
       throw new IntegrityError(`block ${cid.toString()} does not match its CID`)
@@ -300,7 +300,7 @@ class HeliaStore implements Store {
     try {
       await routers.local.put(routingKey, record)
     } catch (err) {
-      throw new StoreError(`cannot store the record for ${name}: ${(err as Error).message}`)
+      throw new StoreError(`cannot store the record for ${name}: ${(err as Error).message}`, { cause: err })
     }
     this.markFresh(routingKey, info.ttlMs)
     // Devices listening on connected nodes hear of the record at once (IPNS over PubSub topic).

@@ -138,7 +138,7 @@ export function readRecord (bytes: Uint8Array): RecordInfo {
   try {
     record = unmarshalIPNSRecord(bytes)
   } catch (err) {
-    throw new InvalidRecordError(`malformed IPNS record: ${(err as Error).message}`)
+    throw new InvalidRecordError(`malformed IPNS record: ${(err as Error).message}`, { cause: err })
   }
   const value = record.value
   let cid: CID | undefined

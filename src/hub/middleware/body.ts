@@ -64,7 +64,7 @@ export async function readBody (c: Context, max: number, what: string): Promise<
     }
   } catch (err) {
     if (err instanceof UserSpaceError) throw err
-    throw new InvalidInputError(`${what} could not be read: ${(err as Error).message}`)
+    throw new InvalidInputError(`${what} could not be read: ${(err as Error).message}`, { cause: err })
   }
   if (length === 0) throw new InvalidInputError(`${what} expected, got an empty body`)
   return collect(parts)

@@ -171,7 +171,7 @@ export async function decodeLink (block: Block): Promise<KvLink> {
   try {
     value = dagCbor.decode(block.bytes)
   } catch (err) {
-    throw new IntegrityError(`block ${where} is not valid dag-cbor: ${err instanceof Error ? err.message : String(err)}`)
+    throw new IntegrityError(`block ${where} is not valid dag-cbor: ${err instanceof Error ? err.message : String(err)}`, { cause: err })
   }
   try {
     if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new InvalidInputError('expected a map')
@@ -198,7 +198,7 @@ export async function decodeLink (block: Block): Promise<KvLink> {
       previous
     }
   } catch (err) {
-    throw new IntegrityError(`block ${where} is not a Next.ID KV link: ${err instanceof Error ? err.message : String(err)}`)
+    throw new IntegrityError(`block ${where} is not a Next.ID KV link: ${err instanceof Error ? err.message : String(err)}`, { cause: err })
   }
 }
 
