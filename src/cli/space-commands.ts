@@ -53,7 +53,7 @@ export function parse (args: string[], options: Record<string, { type: 'string' 
 }
 
 /** Largest CAR the CLI reads from a hub (an avatar chain export); env `USERSPACE_MAX_CAR_BYTES`. @default 256 MiB */
-export const DEFAULT_MAX_CAR_BYTES = 256 * 1024 * 1024
+export const DEFAULT_CLI_MAX_CAR_BYTES = 256 * 1024 * 1024
 
 /** A positive whole number from the environment, or undefined when unset. */
 function envNumber (io: CliIO, name: string, unit: string): number | undefined {
@@ -303,7 +303,7 @@ export const SPACE_COMMANDS: Record<string, Command> = {
       const hub = hubOf(flags, io)
       if (typeof flags.avatar === 'string') {
         if (positionals.length > 0) throw new UsageError('give either <name|address> or --avatar, not both')
-        const car = await hubFetch(`${hub}${NEXTID_EXPORT_PATH}?avatar=${encodeURIComponent(flags.avatar)}`, io, envNumber(io, 'USERSPACE_MAX_CAR_BYTES', 'bytes') ?? DEFAULT_MAX_CAR_BYTES)
+        const car = await hubFetch(`${hub}${NEXTID_EXPORT_PATH}?avatar=${encodeURIComponent(flags.avatar)}`, io, envNumber(io, 'USERSPACE_MAX_CAR_BYTES', 'bytes') ?? DEFAULT_CLI_MAX_CAR_BYTES)
         await writeFile(out, car)
         io.out(flags.json === true
           ? JSON.stringify({ avatar: flags.avatar, bytes: car.length, file: out })

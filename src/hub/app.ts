@@ -33,7 +33,7 @@ import { readBody, requireContentType } from './middleware/body.js'
 import { corsHeaders } from './middleware/cors.js'
 import { rateLimiter } from './middleware/rate-limit.js'
 import { staticFiles } from './middleware/static.js'
-import { CAR_TYPE, DEFAULT_MAX_BODY_BYTES } from './options.js'
+import { CAR_TYPE, DEFAULT_HUB_MAX_BODY_BYTES } from './options.js'
 import { mountGateway } from './gateway.js'
 import { mountRouting, urlToMultiaddr } from './routing.js'
 import { HubRecords } from './records.js'
@@ -44,12 +44,12 @@ import type { GcReport } from './gc.js'
 import type { Env, HubAppOptions, HubComponents } from './options.js'
 
 export {
-  IPNS_RECORD_TYPE, RAW_TYPE, CAR_TYPE, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_SPACE_BYTES, DEFAULT_MAX_CAR_BYTES,
+  IPNS_RECORD_TYPE, RAW_TYPE, CAR_TYPE, DEFAULT_HUB_MAX_BODY_BYTES, DEFAULT_HUB_MAX_SPACE_BYTES, DEFAULT_HUB_MAX_CAR_BYTES,
   DEFAULT_RATE_LIMIT, DEFAULT_ANNOUNCE_WAIT_MS, DEFAULT_ANNOUNCE_TIMEOUT_MS, DEFAULT_RESOLVE_TIMEOUT_MS,
-  DEFAULT_FETCH_TIMEOUT_MS, DEFAULT_HEARTBEAT_MS, DEFAULT_MAX_EVENT_STREAMS, DEFAULT_MAX_RECORD_CACHE_SECONDS,
-  DEFAULT_MAX_EVENT_STREAMS_PER_CLIENT, DEFAULT_MAX_DAG_LINKS, DEFAULT_MAX_DAG_BLOCKS, DEFAULT_MAX_CAR_STREAMS,
+  DEFAULT_HUB_FETCH_TIMEOUT_MS, DEFAULT_HEARTBEAT_MS, DEFAULT_MAX_EVENT_STREAMS, DEFAULT_MAX_RECORD_CACHE_SECONDS,
+  DEFAULT_MAX_EVENT_STREAMS_PER_CLIENT, DEFAULT_MAX_DAG_LINKS, DEFAULT_HUB_MAX_DAG_BLOCKS, DEFAULT_MAX_CAR_STREAMS,
   DEFAULT_MAX_CAR_STREAMS_PER_CLIENT, DEFAULT_MAX_PENDING_BYTES_PER_CLIENT, DEFAULT_MAX_PENDING_BYTES,
-  DEFAULT_MAX_STORAGE_BYTES, DEFAULT_GC_GRACE_MS, DEFAULT_MAX_RETAINED_VERSIONS, DEFAULT_MAX_UPLOAD_BLOCKS
+  DEFAULT_MAX_STORAGE_BYTES, DEFAULT_GC_GRACE_MS, DEFAULT_MAX_RETAINED_VERSIONS, DEFAULT_HUB_MAX_UPLOAD_BLOCKS
 } from './options.js'
 export type { GcReport } from './gc.js'
 export type { HubAppOptions, HubComponents, HubLimits, RateLimit } from './options.js'
@@ -108,7 +108,7 @@ export function createHub (components: HubComponents, options: HubAppOptions = {
 
   app.post('/api/v1/blocks', async (c) => {
     requireContentType(c, CAR_TYPE)
-    const body = await readBody(c, options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES, 'request body')
+    const body = await readBody(c, options.maxBodyBytes ?? DEFAULT_HUB_MAX_BODY_BYTES, 'request body')
     const cids = await blocks.putCar(body, clientKey(c, options))
     return c.json({ cids: cids.map(String) })
   })

@@ -13,8 +13,8 @@ import { IntegrityError, InvalidInputError, NotFoundError, PreconditionFailedErr
 import { MAX_BLOCK_BYTES, encodeCar, verifyBlock } from '../store/blocks.js'
 import { collect } from './bytes.js'
 import {
-  DEFAULT_FETCH_TIMEOUT_MS, DEFAULT_MAX_CAR_BYTES, DEFAULT_MAX_CAR_STREAMS, DEFAULT_MAX_CAR_STREAMS_PER_CLIENT,
-  DEFAULT_MAX_DAG_BLOCKS, DEFAULT_MAX_DAG_LINKS, DEFAULT_MAX_UPLOAD_BLOCKS
+  DEFAULT_HUB_FETCH_TIMEOUT_MS, DEFAULT_HUB_MAX_CAR_BYTES, DEFAULT_MAX_CAR_STREAMS, DEFAULT_MAX_CAR_STREAMS_PER_CLIENT,
+  DEFAULT_HUB_MAX_DAG_BLOCKS, DEFAULT_MAX_DAG_LINKS, DEFAULT_HUB_MAX_UPLOAD_BLOCKS
 } from './options.js'
 import { Slots } from './slots.js'
 import { costOf } from './storage.js'
@@ -61,7 +61,7 @@ export class HubBlocks {
     if (cid.multihash.code === identity.code) return cid.multihash.digest
     const bytes = options.localOnly === true
       ? await this.localBlock(cid)
-      : await this.readBlock(cid, this.options.fetchTimeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS)
+      : await this.readBlock(cid, this.options.fetchTimeoutMs ?? DEFAULT_HUB_FETCH_TIMEOUT_MS)
     if (bytes === undefined) throw missingBlock(cid, 'block', options.localOnly === true)
     return bytes
   }
@@ -70,7 +70,7 @@ export class HubBlocks {
   walkCaps (maxBytes: number): WalkCaps {
     return {
       maxLinks: this.options.maxDagLinks ?? DEFAULT_MAX_DAG_LINKS,
-      maxBlocks: this.options.maxDagBlocks ?? DEFAULT_MAX_DAG_BLOCKS,
+      maxBlocks: this.options.maxDagBlocks ?? DEFAULT_HUB_MAX_DAG_BLOCKS,
       maxBytes
     }
   }
@@ -85,8 +85,8 @@ export class HubBlocks {
   async getCar (cid: CID, segments: string[], options: CarOptions, client: string, io: { localOnly?: boolean } = {}): Promise<{ body: ReadableStream<Uint8Array>, bytes: number, roots: CID[], release: () => void }> {
     const release = this.carSlots.acquire(client)
     try {
-      const max = this.options.maxCarBytes ?? DEFAULT_MAX_CAR_BYTES
-      const deadline = Date.now() + (this.options.fetchTimeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS)
+      const max = this.options.maxCarBytes ?? DEFAULT_HUB_MAX_CAR_BYTES
+      const deadline = Date.now() + (this.options.fetchTimeoutMs ?? DEFAULT_HUB_FETCH_TIMEOUT_MS)
       const remaining = (): number => io.localOnly === true ? 0 : Math.max(0, deadline - Date.now())
       const plan = await planCar(cid, segments, options, {
         read: async (c) => this.readBlock(c, remaining()),
@@ -136,7 +136,7 @@ export class HubBlocks {
   async verifyCar (body: Uint8Array): Promise<{ roots: CID[], blocks: Array<{ cid: CID, bytes: Uint8Array }> }> {
     // Counted before parsing: the parser decodes every block's CID, and a 16 MiB body of 1-byte
     // blocks holds ~440 000 of them.
-    const maxBlocks = this.options.maxUploadBlocks ?? DEFAULT_MAX_UPLOAD_BLOCKS
+    const maxBlocks = this.options.maxUploadBlocks ?? DEFAULT_HUB_MAX_UPLOAD_BLOCKS
     const count = countCarFrames(body, maxBlocks + 1)
     if (count > maxBlocks) throw new TooLargeError(`the CAR holds over ${maxBlocks} blocks, the limit per upload; send it in parts`)
     let reader

@@ -14,7 +14,7 @@ import type { Socket } from 'node:net'
 /** Time a client has to send its request headers. @default 10 s */
 export const DEFAULT_HEADERS_TIMEOUT_MS = 10_000
 /** Time a client has to send its whole request, body included (a 16 MiB upload at ~2 Mbit/s). @default 60 s */
-export const DEFAULT_REQUEST_TIMEOUT_MS = 60_000
+export const DEFAULT_HUB_REQUEST_TIMEOUT_MS = 60_000
 /** Idle time after a response before a kept-alive socket is closed. @default 5 s */
 export const DEFAULT_KEEP_ALIVE_TIMEOUT_MS = 5_000
 /** Open sockets per client address (IPv6: per /64). @default 128 */
@@ -25,7 +25,7 @@ const SOCKET_SHARE_OF_FDS = 0.5
 export interface HubConnectionOptions {
   /** @default DEFAULT_HEADERS_TIMEOUT_MS (10 s) */
   headersTimeoutMs?: number
-  /** @default DEFAULT_REQUEST_TIMEOUT_MS (60 s) */
+  /** @default DEFAULT_HUB_REQUEST_TIMEOUT_MS (60 s) */
   requestTimeoutMs?: number
   /** @default DEFAULT_KEEP_ALIVE_TIMEOUT_MS (5 s) */
   keepAliveTimeoutMs?: number
@@ -44,7 +44,7 @@ export function serverOptions (options: HubConnectionOptions): ServerOptions {
   const headersTimeout = options.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS
   return {
     headersTimeout,
-    requestTimeout: Math.max(headersTimeout, options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS),
+    requestTimeout: Math.max(headersTimeout, options.requestTimeoutMs ?? DEFAULT_HUB_REQUEST_TIMEOUT_MS),
     keepAliveTimeout: options.keepAliveTimeoutMs ?? DEFAULT_KEEP_ALIVE_TIMEOUT_MS,
     // Node checks the two timeouts above on this interval (30 s by default, which would let a
     // silent socket live 40 s).

@@ -10,7 +10,7 @@
  */
 import { CID } from 'multiformats/cid'
 import { readRecord } from '../store/record.js'
-import { DEFAULT_GC_GRACE_MS, DEFAULT_MAX_RETAINED_VERSIONS, DEFAULT_MAX_SPACE_BYTES } from './options.js'
+import { DEFAULT_GC_GRACE_MS, DEFAULT_MAX_RETAINED_VERSIONS, DEFAULT_HUB_MAX_SPACE_BYTES } from './options.js'
 import { rootOf, versionBlocks } from './quota.js'
 import type { HubBlocks } from './blocks.js'
 import type { HubAppOptions } from './options.js'
@@ -110,7 +110,7 @@ export async function collectGarbage ({ records, blocks, storage, options }: GcD
 
 /** Marks the blocks of a name's kept versions in `live`. */
 async function markName (current: CID, live: Set<string>, blocks: HubBlocks, options: HubAppOptions, report: GcReport): Promise<void> {
-  const max = options.maxSpaceBytes ?? DEFAULT_MAX_SPACE_BYTES
+  const max = options.maxSpaceBytes ?? DEFAULT_HUB_MAX_SPACE_BYTES
   const maxVersions = options.maxRetainedVersions ?? DEFAULT_MAX_RETAINED_VERSIONS
   const counted = new Set<string>()
   let total = 0

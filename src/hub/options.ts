@@ -14,11 +14,11 @@ import type { CID } from 'multiformats/cid'
 export { IPNS_RECORD_TYPE, RAW_TYPE, CAR_TYPE } from '../protocol.js'
 
 /** @default 16 MiB */
-export const DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+export const DEFAULT_HUB_MAX_BODY_BYTES = 16 * 1024 * 1024
 /** @default 64 MiB */
-export const DEFAULT_MAX_SPACE_BYTES = 64 * 1024 * 1024
+export const DEFAULT_HUB_MAX_SPACE_BYTES = 64 * 1024 * 1024
 /** @default 64 MiB */
-export const DEFAULT_MAX_CAR_BYTES = 64 * 1024 * 1024
+export const DEFAULT_HUB_MAX_CAR_BYTES = 64 * 1024 * 1024
 /**
  * Per client address (IPv6: per /64). The burst lets one cold open of the largest space the library
  * writes (a 16 MiB private section: 1 024 buckets, one GET each, plus the record, the root and, for
@@ -30,9 +30,9 @@ export const DEFAULT_RATE_LIMIT: Readonly<RateLimit> = Object.freeze({ requestsP
 /** Links one DAG walk (a CAR, a quota check, a GC mark) examines, repeated links included. @default 65 536 */
 export const DEFAULT_MAX_DAG_LINKS = 65_536
 /** Distinct blocks one DAG walk visits. @default 8 192 */
-export const DEFAULT_MAX_DAG_BLOCKS = 8_192
+export const DEFAULT_HUB_MAX_DAG_BLOCKS = 8_192
 /** Blocks in one upload (a 16 MiB private section is ~1 030 blocks). @default 4 096 */
-export const DEFAULT_MAX_UPLOAD_BLOCKS = 4_096
+export const DEFAULT_HUB_MAX_UPLOAD_BLOCKS = 4_096
 /** CAR responses streaming at once, hub-wide (503 with Retry-After beyond). @default 8 */
 export const DEFAULT_MAX_CAR_STREAMS = 8
 /** CAR responses streaming at once to one client (429 beyond). @default 2 */
@@ -56,7 +56,7 @@ export const DEFAULT_ANNOUNCE_TIMEOUT_MS = 30_000
 /** How long a GET may ask the network for a record. @default 3 s */
 export const DEFAULT_RESOLVE_TIMEOUT_MS = 3_000
 /** How long a GET may ask the network for a missing block. @default 3 s */
-export const DEFAULT_FETCH_TIMEOUT_MS = 3_000
+export const DEFAULT_HUB_FETCH_TIMEOUT_MS = 3_000
 /** Interval of the comment lines that keep event streams open through proxies. @default 15 s */
 export const DEFAULT_HEARTBEAT_MS = 15_000
 /** Open event streams the hub accepts at once. @default 10 000 */
@@ -79,7 +79,7 @@ export interface HubLimits {
   /**
    * Largest request body (CAR uploads). Checked against Content-Length and while reading.
    *
-   * @default DEFAULT_MAX_BODY_BYTES (16 MiB)
+   * @default DEFAULT_HUB_MAX_BODY_BYTES (16 MiB)
    */
   maxBodyBytes?: number
   /**
@@ -99,13 +99,13 @@ export interface HubLimits {
    * record is PUT (over it, the PUT is a 413). Older versions are kept only while the current one
    * and they fit in it together (retention, applied by garbage collection).
    *
-   * @default DEFAULT_MAX_SPACE_BYTES (64 MiB)
+   * @default DEFAULT_HUB_MAX_SPACE_BYTES (64 MiB)
    */
   maxSpaceBytes?: number
   /**
    * Largest CAR the gateway builds for one `GET /ipfs/{cid}?format=car`.
    *
-   * @default DEFAULT_MAX_CAR_BYTES (64 MiB)
+   * @default DEFAULT_HUB_MAX_CAR_BYTES (64 MiB)
    */
   maxCarBytes?: number
   /**
@@ -137,13 +137,13 @@ export interface HubLimits {
   /**
    * Blocks in one upload; more are a 413 (counted from the CAR's length prefixes, before parsing).
    *
-   * @default DEFAULT_MAX_UPLOAD_BLOCKS (4 096)
+   * @default DEFAULT_HUB_MAX_UPLOAD_BLOCKS (4 096)
    */
   maxUploadBlocks?: number
   /**
    * Distinct blocks one DAG walk visits. Over it, the request is a 413.
    *
-   * @default DEFAULT_MAX_DAG_BLOCKS (8 192)
+   * @default DEFAULT_HUB_MAX_DAG_BLOCKS (8 192)
    */
   maxDagBlocks?: number
   /**
@@ -210,7 +210,7 @@ export interface HubAppOptions extends HubLimits {
   announceTimeoutMs?: number
   /** @default DEFAULT_RESOLVE_TIMEOUT_MS (3 s) */
   resolveTimeoutMs?: number
-  /** @default DEFAULT_FETCH_TIMEOUT_MS (3 s) */
+  /** @default DEFAULT_HUB_FETCH_TIMEOUT_MS (3 s) */
   fetchTimeoutMs?: number
   /** @default DEFAULT_HEARTBEAT_MS (15 s) */
   heartbeatMs?: number

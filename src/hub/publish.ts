@@ -13,7 +13,7 @@ import { CAR_TYPE, IPNS_RECORD_CODEC } from '../protocol.js'
 import { MAX_RECORD_BYTES } from '../store/record.js'
 import { clientKey } from './client.js'
 import { readBody, requireContentType } from './middleware/body.js'
-import { DEFAULT_MAX_BODY_BYTES } from './options.js'
+import { DEFAULT_HUB_MAX_BODY_BYTES } from './options.js'
 import { parseName } from './params.js'
 import type { HubBlocks } from './blocks.js'
 import type { Env, HubAppOptions } from './options.js'
@@ -25,7 +25,7 @@ export function publishHandler (parts: { records: HubRecords, blocks: HubBlocks 
   return async (c) => {
     const name = parseName(c.req.param('name') ?? '')
     requireContentType(c, CAR_TYPE)
-    const body = await readBody(c, options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES, 'request body')
+    const body = await readBody(c, options.maxBodyBytes ?? DEFAULT_HUB_MAX_BODY_BYTES, 'request body')
     const { roots, blocks } = await parts.blocks.verifyCar(body)
     const root = roots.length === 1 ? roots[0] : undefined
     if (root?.code !== IPNS_RECORD_CODEC) {

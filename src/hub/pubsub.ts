@@ -22,7 +22,7 @@ import { decodeLink } from './nextid/chain.js'
 import { adoptChain } from './nextid/replicate.js'
 import { exportAvatarChain } from './nextid/transfer.js'
 import { MAX_RECORD_BYTES, nameToMultihash, readRecord } from '../store/record.js'
-import { DEFAULT_FETCH_TIMEOUT_MS, DEFAULT_MAX_SPACE_BYTES } from './options.js'
+import { DEFAULT_HUB_FETCH_TIMEOUT_MS, DEFAULT_HUB_MAX_SPACE_BYTES } from './options.js'
 import { parseName } from './params.js'
 import { MAX_ROOT_BYTES, rootOf, stateLinks } from './quota.js'
 import { walkDag } from './walk.js'
@@ -77,9 +77,9 @@ export interface ClusterOptions {
   maxReplicationQueue?: number
   /** @default DEFAULT_REPLICATION_CONCURRENCY (2) */
   replicationConcurrency?: number
-  /** Per block fetched while replicating. @default DEFAULT_FETCH_TIMEOUT_MS (3 s) */
+  /** Per block fetched while replicating. @default DEFAULT_HUB_FETCH_TIMEOUT_MS (3 s) */
   fetchTimeoutMs?: number
-  /** The per-name quota, which also bounds what one replication fetches. @default DEFAULT_MAX_SPACE_BYTES */
+  /** The per-name quota, which also bounds what one replication fetches. @default DEFAULT_HUB_MAX_SPACE_BYTES */
   maxSpaceBytes?: number
   log?: (line: string) => void
 }
@@ -363,8 +363,8 @@ export class HubCluster {
   /** Fetches every block of one version (bounded by the per-name quota and walk caps), then says so. */
   private async replicate (job: Job): Promise<void> {
     const { blocks } = this.components
-    const timeoutMs = this.options.fetchTimeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS
-    const max = this.options.maxSpaceBytes ?? DEFAULT_MAX_SPACE_BYTES
+    const timeoutMs = this.options.fetchTimeoutMs ?? DEFAULT_HUB_FETCH_TIMEOUT_MS
+    const max = this.options.maxSpaceBytes ?? DEFAULT_HUB_MAX_SPACE_BYTES
     let missing = 0
     // Blocks the sender carried, by CID once they hash right; the rest come by bitswap.
     const carried = new Map<string, Uint8Array>()

@@ -10,7 +10,7 @@ import { verifyOwner } from '../space/root.js'
 import { verifyBlock } from '../store/blocks.js'
 import { readRecord, validateRecord } from '../store/record.js'
 import {
-  DEFAULT_ANNOUNCE_TIMEOUT_MS, DEFAULT_ANNOUNCE_WAIT_MS, DEFAULT_FETCH_TIMEOUT_MS, DEFAULT_MAX_SPACE_BYTES,
+  DEFAULT_ANNOUNCE_TIMEOUT_MS, DEFAULT_ANNOUNCE_WAIT_MS, DEFAULT_HUB_FETCH_TIMEOUT_MS, DEFAULT_HUB_MAX_SPACE_BYTES,
   DEFAULT_RESOLVE_TIMEOUT_MS
 } from './options.js'
 import { checkSpaceQuota, rootOf } from './quota.js'
@@ -182,13 +182,13 @@ export class HubRecords {
    */
   private async checkRoot (name: string, cid: CID, staged?: Map<string, Uint8Array>): Promise<{ walked: Walked, owner?: { address: string, issuedAt?: number } } | undefined> {
     const source = staged === undefined ? this.blocks : withStaged(this.blocks, staged)
-    const bytes = staged?.get(cid.toString()) ?? await this.blocks.readBlock(cid, this.options.fetchTimeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS)
+    const bytes = staged?.get(cid.toString()) ?? await this.blocks.readBlock(cid, this.options.fetchTimeoutMs ?? DEFAULT_HUB_FETCH_TIMEOUT_MS)
     if (bytes === undefined) return undefined
     const root = rootOf(bytes)
     if (root === undefined) {
-      return { walked: await checkSpaceQuota(source, name, cid, bytes, undefined, this.options.maxSpaceBytes ?? DEFAULT_MAX_SPACE_BYTES) }
+      return { walked: await checkSpaceQuota(source, name, cid, bytes, undefined, this.options.maxSpaceBytes ?? DEFAULT_HUB_MAX_SPACE_BYTES) }
     }
-    const walked = await checkSpaceQuota(source, name, cid, bytes, root, this.options.maxSpaceBytes ?? DEFAULT_MAX_SPACE_BYTES)
+    const walked = await checkSpaceQuota(source, name, cid, bytes, root, this.options.maxSpaceBytes ?? DEFAULT_HUB_MAX_SPACE_BYTES)
 
     const { issuedAt } = root.owner
     // A date in the future would outrank every later binding until that date: refused.

@@ -48,7 +48,7 @@ export const DEFAULT_REPUBLISH_INTERVAL_MS = 60 * 60 * 1000
 /** How often garbage collection runs (unreferenced blocks past their grace period, retention). @default 10 minutes */
 export const DEFAULT_GC_INTERVAL_MS = 10 * 60 * 1000
 /** Upper bound of one record's DHT put, in announcements and re-announcements. @default 10 s */
-export const DEFAULT_ROUTING_TIMEOUT_MS = 10_000
+export const DEFAULT_HUB_ROUTING_TIMEOUT_MS = 10_000
 /** First wait before dialling an unreachable `peers` entry again; it doubles up to the maximum. @default 1 s */
 export const DEFAULT_PEER_RETRY_MIN_MS = 1_000
 /** Longest wait between dials of an unreachable `peers` entry. @default 5 minutes */
@@ -94,7 +94,7 @@ export interface HubOptions extends HubAppOptions, HubConnectionOptions {
   log?: (line: string) => void
   /** @default DEFAULT_REPUBLISH_INTERVAL_MS (1 hour); 0 turns re-announcing off */
   republishIntervalMs?: number
-  /** @default DEFAULT_ROUTING_TIMEOUT_MS (10 s) */
+  /** @default DEFAULT_HUB_ROUTING_TIMEOUT_MS (10 s) */
   routingTimeoutMs?: number
   /**
    * fsync records, address bindings and uploaded blocks before acknowledging them. `false` keeps
@@ -158,7 +158,7 @@ export async function startHub (options: HubOptions = {}): Promise<RunningHub> {
   const port = options.port ?? DEFAULT_PORT
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new InvalidInputError(`"port" expected 0–65535, got ${String(port)}`)
   const directory = options.directory === false ? undefined : options.directory ?? DEFAULT_DIRECTORY
-  const routingTimeoutMs = options.routingTimeoutMs ?? DEFAULT_ROUTING_TIMEOUT_MS
+  const routingTimeoutMs = options.routingTimeoutMs ?? DEFAULT_HUB_ROUTING_TIMEOUT_MS
 
   const log = options.log ?? (() => {})
   parseMultiaddrs(options.peers ?? [], 'peers')

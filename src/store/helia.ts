@@ -16,6 +16,8 @@
  * `putRecord` the same bytes again more often than that: the DHT put refreshes the time of receipt,
  * here and on the peers it reaches.
  */
+import { DEFAULT_FETCH_CONCURRENCY, DEFAULT_MAX_DAG_BLOCKS, DEFAULT_MAX_DAG_BYTES } from './limits.js'
+export { DEFAULT_FETCH_CONCURRENCY, DEFAULT_MAX_DAG_BLOCKS, DEFAULT_MAX_DAG_BYTES }
 import '../polyfill.js'
 import { base64url } from 'multiformats/bases/base64'
 import { ipns } from '@helia/ipns'
@@ -53,21 +55,11 @@ export const DEFAULT_RECORD_PUT_WAIT_MS = 1_000
 const PROVIDE_CONCURRENCY = 8
 
 /**
- * How many blocks are fetched from the network at once. Each fetch opens streams (bitswap, and a
- * provider lookup outside a session); ~1 000 at once exhaust a yamux connection's stream limit
- * (1 000 by default) and the block requests are then never sent.
- */
-export const DEFAULT_FETCH_CONCURRENCY = 32
-/**
  * How many blocks one `getDag` asks its session for at once. A session sends no provider lookups
  * (its bitswap messages to a peer are merged), so it can keep many more requests in flight than
  * plain fetches; on a loaded 2-core machine 256 opened 1 024 blocks in 12 s where 32 took 28 s.
  */
 export const DEFAULT_SESSION_CONCURRENCY = 256
-/** Most blocks one `getDag` reads. @default 65 536 */
-export const DEFAULT_MAX_DAG_BLOCKS = 65_536
-/** Most bytes one `getDag` reads. @default 64 MiB */
-export const DEFAULT_MAX_DAG_BYTES = 64 * 1024 * 1024
 
 export interface HeliaStoreOptions {
   /**

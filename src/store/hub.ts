@@ -12,6 +12,8 @@
  * come back as the named errors of errors.ts; an unreachable or silent hub is a StoreError, a hub
  * that sends what no honest hub sends is an UntrustedHubError naming it.
  */
+import { DEFAULT_FETCH_CONCURRENCY, DEFAULT_MAX_DAG_BLOCKS, DEFAULT_MAX_DAG_BYTES } from './limits.js'
+export { DEFAULT_FETCH_CONCURRENCY, DEFAULT_MAX_DAG_BLOCKS, DEFAULT_MAX_DAG_BYTES }
 import {
   BLOCKS_PATH, CAR_TYPE, IPNS_RECORD_CODEC, IPNS_RECORD_TYPE, JSON_TYPE, RAW_TYPE, addressPath, eventsPath, ipfsPath, ipnsRecordPath, publishPath
 } from '../protocol.js'
@@ -51,15 +53,6 @@ export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000
  * keepalive comment every 15 s, so only a stalled or hostile hub stays silent longer. @default 45 s
  */
 export const DEFAULT_EVENTS_IDLE_MS = 45_000
-/**
- * Largest DAG read in one CAR (`getDag`), after any content decoding: the hub's own default cap on
- * a CAR and on a space. @default 64 MiB
- */
-export const DEFAULT_MAX_DAG_BYTES = 64 * 1024 * 1024
-/** Block requests (`getBlock`) in flight at once; more wait their turn. @default 32 */
-export const DEFAULT_FETCH_CONCURRENCY = 32
-/** Most blocks read in one CAR (`getDag`). @default 65 536 */
-export const DEFAULT_MAX_DAG_BLOCKS = 65_536
 /** Largest JSON answer (address lookups, error bodies) read from a hub. @default 8 KiB */
 export const MAX_JSON_RESPONSE_BYTES = 8 * 1024
 /**

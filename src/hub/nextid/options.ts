@@ -17,7 +17,7 @@ export const DEFAULT_CREATED_AT_WINDOW_MS = 10 * 60 * 1000
 export const DEFAULT_MAX_IMPORT_BYTES = 16 * 1024 * 1024
 
 /** @default for `maxBodyBytes`: Next.ID patches are small profile documents. */
-export const DEFAULT_MAX_BODY_BYTES = 64 * 1024
+export const DEFAULT_NEXTID_MAX_BODY_BYTES = 64 * 1024
 
 /** @default for `maxContentBytes`. */
 export const DEFAULT_MAX_CONTENT_BYTES = 1024 * 1024
@@ -46,7 +46,7 @@ export interface NextIdOptions {
    * within this time. @default DEFAULT_CREATED_AT_WINDOW_MS (10 minutes)
    */
   createdAtWindowMs?: number
-  /** Largest request body. @default DEFAULT_MAX_BODY_BYTES (64 KiB) */
+  /** Largest request body. @default DEFAULT_NEXTID_MAX_BODY_BYTES (64 KiB) */
   maxBodyBytes?: number
   /** Largest CAR accepted by `POST /api/v1/nextid/import`. @default DEFAULT_MAX_IMPORT_BYTES (16 MiB) */
   maxImportBytes?: number
@@ -126,7 +126,7 @@ export function configure (options: NextIdOptions): NextIdConfig {
     blockstore: options.blockstore,
     nowMs: options.nowMs ?? Date.now,
     createdAtWindowMs: positive(options.createdAtWindowMs, DEFAULT_CREATED_AT_WINDOW_MS, 'createdAtWindowMs', true),
-    maxBodyBytes: positive(options.maxBodyBytes, DEFAULT_MAX_BODY_BYTES, 'maxBodyBytes'),
+    maxBodyBytes: positive(options.maxBodyBytes, DEFAULT_NEXTID_MAX_BODY_BYTES, 'maxBodyBytes'),
     maxImportBytes: positive(options.maxImportBytes, DEFAULT_MAX_IMPORT_BYTES, 'maxImportBytes'),
     maxContentBytes: positive(options.maxContentBytes, DEFAULT_MAX_CONTENT_BYTES, 'maxContentBytes'),
     maxAvatarContentBytes: positive(options.maxAvatarContentBytes, DEFAULT_MAX_AVATAR_CONTENT_BYTES, 'maxAvatarContentBytes'),
