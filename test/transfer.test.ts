@@ -37,9 +37,9 @@ describe('export and import', () => {
     expect(exported.sequence).toBe(4)
     const target = memoryStore()
     const progress: string[] = []
-    const result = await importSpace(target, exported.car, { onProgress: p => progress.push(p.phase) })
+    const result = await importSpace(target, exported.car, { onProgress: p => progress.push(p.type) })
     expect(result.name).toBe(name)
-    expect(progress).toContain('upload')
+    expect(progress).toContain('transfer:upload')
     const there = await openSpace({ signer: account(KEY_A), store: target })
     const here = await openSpace({ signer: account(KEY_A), store })
     expect(await there.getAll()).toEqual(await here.getAll())

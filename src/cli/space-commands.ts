@@ -152,16 +152,17 @@ function done (io: CliIO, flags: Flags, space: Space, what: Record<string, unkno
 /** A progress bar on standard error, redrawn in place on a terminal, one line per step otherwise. */
 function progressBar (io: CliIO, label: string, show: boolean): (p: TransferProgress) => void {
   let last = 0
-  return (p) => {
+  return ({ type, detail: p }) => {
     if (!show) return
+    const phase = type.slice('transfer:'.length)
     const now = Date.now()
     const total = Math.max(p.total, p.done)
-    const finished = p.phase === 'upload' && p.done === p.total
+    const finished = phase === 'upload' && p.done === p.total
     if (!finished && now - last < 100) return
     last = now
     const width = 24
     const filled = total === 0 ? 0 : Math.round(width * p.done / total)
-    const bar = `${label} ${p.phase.padEnd(6)} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${p.done}/${total} blocks`
+    const bar = `${label} ${phase.padEnd(6)} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${p.done}/${total} blocks`
     if (io.errIsTTY === true) process.stderr.write(`\r${bar}${finished ? '\n' : ''}`)
     else io.err(bar)
   }

@@ -18,12 +18,18 @@ import type { AbortOptions, Block, Store } from '../store/interface.js'
 
 export const EXPORT_TYPE = 'userspace/export'
 
+/**
+ * Progress of an export or import, in the shape of every progress event here (helia's
+ * `{ type, detail }`): `transfer:read` (export), `transfer:verify` and `transfer:upload` (import).
+ */
 export interface TransferProgress {
-  /** blocks handled so far */
-  done: number
-  /** blocks known so far (grows while history is walked) */
-  total: number
-  phase: 'read' | 'verify' | 'upload'
+  type: 'transfer:read' | 'transfer:verify' | 'transfer:upload'
+  detail: {
+    /** blocks handled so far */
+    done: number
+    /** blocks known so far (grows while history is walked) */
+    total: number
+  }
 }
 
 export interface TransferOptions extends AbortOptions {
@@ -81,7 +87,7 @@ export async function exportSpace (store: Store, name: string, options: Transfer
   // An expired record is still the last version its owner signed: worth a backup.
   const info = await validateRecord(name, record, { allowExpired: true })
   if (info.cid === undefined) throw new FormatError(`the record of ${name} does not point at an /ipfs/ root`)
-  const blocks = await walk(info.cid, async cid => getVerifiedBlock(store, cid, options), (done, total) => options.onProgress?.({ done, total, phase: 'read' }))
+  const blocks = await walk(info.cid, async cid => getVerifiedBlock(store, cid, options), (done, total) => options.onProgress?.({ type: 'transfer:read', detail: { done, total } }))
   const manifest = await cborBlock({ type: EXPORT_TYPE, version: 1, name, record, root: info.cid })
   const all = [manifest, ...blocks]
   return { name, root: info.cid, sequence: Number(info.sequence), expired: info.expired, blocks: blocks.length, car: encodeCar(all) }
@@ -102,7 +108,7 @@ export async function importSpace (store: Store, car: Uint8Array, options: Trans
   for await (const block of reader.blocks()) {
     if (!(await verifyBlock(block.cid, block.bytes))) throw new IntegrityError(`block ${block.cid.toString()} does not match its CID: the file was changed`)
     byCid.set(block.cid.toString(), block.bytes)
-    options.onProgress?.({ done: ++checked, total: 0, phase: 'verify' })
+    options.onProgress?.({ type: 'transfer:verify', detail: { done: ++checked, total: 0 } })
   }
   const get = async (cid: CID): Promise<Uint8Array> => {
     const bytes = byCid.get(cid.toString())
@@ -118,7 +124,7 @@ export async function importSpace (store: Store, car: Uint8Array, options: Trans
   if (info.cid === undefined || !info.cid.equals(manifest.root)) {
     throw new IntegrityError(`the record in the file points at ${info.value}, not at the exported root ${manifest.root.toString()}`)
   }
-  const blocks = await walk(manifest.root, get, (done, total) => options.onProgress?.({ done, total, phase: 'verify' }))
+  const blocks = await walk(manifest.root, get, (done, total) => options.onProgress?.({ type: 'transfer:verify', detail: { done, total } }))
   verifyOwner(decodeRoot(blocks[0]?.bytes as Uint8Array).owner, manifest.name)
 
   const batchBytes = options.batchBytes ?? 4 * 1024 * 1024
@@ -129,7 +135,7 @@ export async function importSpace (store: Store, car: Uint8Array, options: Trans
     if (batch.length === 0) return
     await store.putBlocks(batch, options)
     uploaded += batch.length
-    options.onProgress?.({ done: uploaded, total: blocks.length, phase: 'upload' })
+    options.onProgress?.({ type: 'transfer:upload', detail: { done: uploaded, total: blocks.length } })
     batch = []
     batchSize = 0
   }
