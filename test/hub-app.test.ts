@@ -291,6 +291,26 @@ describe('block upload and trustless gateway', () => {
     expect(await countBlocks(liar.blockstore)).toBe(0)
   })
 
+  it('stops fetching a block from the network when the request that wanted it goes away', async () => {
+    const space = await makeSpace()
+    let aborted = (): void => {}
+    const hub = makeHub({ fetchTimeoutMs: 60_000 }, {
+      // A network that never answers: only the signal ends the fetch.
+      fetchBlock: async (_cid, options) => await new Promise<never>((_resolve, reject) => {
+        options?.signal?.addEventListener('abort', () => { aborted(); reject(new Error('aborted')) })
+      })
+    })
+    for (const format of ['raw', 'car']) {
+      const fetchAborted = new Promise<void>(resolve => { aborted = resolve })
+      const controller = new AbortController()
+      const res = hub.app.request(`/ipfs/${space.root.cid.toString()}?format=${format}`, { signal: controller.signal })
+      setTimeout(() => { controller.abort() }, 50)
+      await fetchAborted // long before the 60 s fetch timeout
+      await Promise.resolve(res).catch(() => undefined)
+    }
+    expect(await countBlocks(hub.blockstore)).toBe(0)
+  })
+
   it('resolves a record it does not have from the network, validates and keeps it', async () => {
     const source = makeHub()
     const space = await makeSpace()

@@ -57,11 +57,11 @@ export class HubBlocks {
    * A block's bytes: an identity CID's digest, a local block, or (unless `localOnly`) one fetched
    * from the network. Missing: NotFoundError, or PreconditionFailedError when `localOnly`.
    */
-  async getBlock (cid: CID, options: { localOnly?: boolean } = {}): Promise<Uint8Array> {
+  async getBlock (cid: CID, options: { localOnly?: boolean, signal?: AbortSignal } = {}): Promise<Uint8Array> {
     if (cid.multihash.code === identity.code) return cid.multihash.digest
     const bytes = options.localOnly === true
       ? await this.localBlock(cid)
-      : await this.readBlock(cid, this.options.fetchTimeoutMs ?? DEFAULT_HUB_FETCH_TIMEOUT_MS)
+      : await this.readBlock(cid, this.options.fetchTimeoutMs ?? DEFAULT_HUB_FETCH_TIMEOUT_MS, options.signal)
     if (bytes === undefined) throw missingBlock(cid, 'block', options.localOnly === true)
     return bytes
   }
@@ -82,15 +82,15 @@ export class HubBlocks {
    * cannot get a 404 (412 when `localOnly`), before any byte is sent; the body then reads one block
    * at a time as the client takes them, and holds a CAR slot until it ends.
    */
-  async getCar (cid: CID, segments: string[], options: CarOptions, client: string, io: { localOnly?: boolean } = {}): Promise<{ body: ReadableStream<Uint8Array>, bytes: number, roots: CID[], release: () => void }> {
+  async getCar (cid: CID, segments: string[], options: CarOptions, client: string, io: { localOnly?: boolean, signal?: AbortSignal } = {}): Promise<{ body: ReadableStream<Uint8Array>, bytes: number, roots: CID[], release: () => void }> {
     const release = this.carSlots.acquire(client)
     try {
       const max = this.options.maxCarBytes ?? DEFAULT_HUB_MAX_CAR_BYTES
       const deadline = Date.now() + (this.options.fetchTimeoutMs ?? DEFAULT_HUB_FETCH_TIMEOUT_MS)
       const remaining = (): number => io.localOnly === true ? 0 : Math.max(0, deadline - Date.now())
       const plan = await planCar(cid, segments, options, {
-        read: async (c) => this.readBlock(c, remaining()),
-        size: async (c) => this.sizes.get(c.toString()) ?? (await this.readBlock(c, remaining()))?.byteLength,
+        read: async (c) => this.readBlock(c, remaining(), io.signal),
+        size: async (c) => this.sizes.get(c.toString()) ?? (await this.readBlock(c, remaining(), io.signal))?.byteLength,
         missing: (c, role) => missingBlock(c, role, io.localOnly === true)
       }, this.walkCaps(max), `the CAR for ${cid.toString()}${segments.length > 0 ? '/' + segments.join('/') : ''}`)
       const header = encodeCar([], [cid])
@@ -219,13 +219,17 @@ export class HubBlocks {
     }
   }
 
-  /** A local block, else one fetched from the network within `timeoutMs`, verified and kept. */
-  async readBlock (cid: CID, timeoutMs: number): Promise<Uint8Array | undefined> {
+  /**
+   * A local block, else one fetched from the network within `timeoutMs` (sooner when `signal`
+   * fires: the request that wanted it went away), verified and kept.
+   */
+  async readBlock (cid: CID, timeoutMs: number, signal?: AbortSignal): Promise<Uint8Array | undefined> {
     const local = await this.localBlock(cid)
-    if (local !== undefined || this.fetchBlock === undefined || timeoutMs <= 0) return local
+    if (local !== undefined || this.fetchBlock === undefined || timeoutMs <= 0 || signal?.aborted === true) return local
     let bytes: Uint8Array
     try {
-      bytes = await this.fetchBlock(cid, { signal: AbortSignal.timeout(timeoutMs) })
+      const timeout = AbortSignal.timeout(timeoutMs)
+      bytes = await this.fetchBlock(cid, { signal: signal === undefined ? timeout : AbortSignal.any([timeout, signal]) })
     } catch {
       return undefined
     }

@@ -102,7 +102,7 @@ async function serve (c: Context, negotiated: Negotiated, target: Served, blocks
       ...(negotiated.fromAccept ? { 'Content-Location': withFormat(c, 'raw') } : {})
     }
     if (ifNoneMatch(c, etag) && await holds(blocks, cid)) return c.body(null, 304, headers)
-    const bytes = await blocks.getBlock(cid, { localOnly })
+    const bytes = await blocks.getBlock(cid, { localOnly, signal: c.req.raw.signal })
     const range = parseRange(c.req.header('range'), bytes.byteLength)
     if (range === 'unsatisfiable') {
       return c.body(null, 416, { ...headers, 'Content-Range': `bytes */${bytes.byteLength}` })
@@ -136,7 +136,7 @@ async function serve (c: Context, negotiated: Negotiated, target: Served, blocks
   // The same request always gets the same complete bytes (blocks are content-addressed), so a match
   // needs no walk; only the root is checked, as the spec's rule of thumb for only-if-cached says.
   if (ifNoneMatch(c, etag) && await holds(blocks, cid)) return c.body(null, 304, { ...headers, 'X-Ipfs-Roots': cid.toString() })
-  const built = await blocks.getCar(cid, segments, car, clientKey(c, options), { localOnly })
+  const built = await blocks.getCar(cid, segments, car, clientKey(c, options), { localOnly, signal: c.req.raw.signal })
   const all = { ...headers, 'Content-Length': String(built.bytes), 'X-Ipfs-Roots': built.roots.map(String).join(',') }
   if (c.req.method === 'HEAD') {
     // No body will be read: give the CAR slot back now.
