@@ -18,8 +18,8 @@ import { hexToBytes } from '../../crypto/bytes.js'
 import { IntegrityError, InvalidInputError, TooLargeError } from '../../errors.js'
 import { decodeLink, verifyLinkSignature, type KvLink } from './chain.js'
 import { mergePatch } from './json.js'
-import { commitBatch, encodeEntry, encodeStat, getCid, keys, mutexFor, type KvEntry, type NextIdStores, type Put } from './store.js'
-import { DEFAULT_MAX_CHAIN_BYTES, DEFAULT_MAX_CHAIN_LINKS, exportAvatarChain, sameKey, type ImportLimits } from './transfer.js'
+import { commitBatch, getCid, keys, mutexFor, type KvEntry, type NextIdStores } from './store.js'
+import { DEFAULT_MAX_CHAIN_BYTES, DEFAULT_MAX_CHAIN_LINKS, chainPuts, exportAvatarChain, sameKey, type ImportLimits } from './transfer.js'
 import type { Block } from '../../store/interface.js'
 import type { Key } from 'interface-datastore'
 
@@ -94,19 +94,7 @@ export async function adoptChain (options: NextIdStores & ImportLimits, blocks: 
       const slot = JSON.stringify([link.platform, link.identity])
       entries.set(slot, { platform: link.platform, identity: link.identity, content: mergePatch(entries.get(slot)?.content, link.patch) })
     }
-    const puts: Put[] = []
-    for (const { block } of remote.slice(shared)) puts.push([keys.block(block.cid), block.bytes])
-    let contentBytes = 0
-    for (const entry of entries.values()) {
-      const bytes = encodeEntry(entry)
-      contentBytes += bytes.length
-      puts.push([keys.kv(avatar, entry.platform, entry.identity), bytes])
-      puts.push([keys.identity(entry.platform, entry.identity, avatar), new Uint8Array(0)])
-    }
-    for (const { block, link } of remote) puts.push([keys.uuid(avatar, link.uuid), block.cid.bytes])
-    puts.push([keys.stat(avatar), encodeStat({ links: remote.length, chainBytes: remote.reduce((n, { block }) => n + block.bytes.length, 0), contentBytes })])
-    puts.push([keys.head(avatar), head.bytes])
-    await commitBatch(options.datastore, puts, options.syncWrites ?? true, options.maxStoredBytes, deletes)
+    await commitBatch(options.datastore, chainPuts(avatar, remote, shared, entries, head), options.syncWrites ?? true, options.maxStoredBytes, deletes)
     return shared === local.length ? 'extended' : 'replaced'
   })
 }

@@ -208,21 +208,30 @@ export async function importAvatarChain (options: NextIdStores & AbortOptions & 
       if (!(local === null ? localHead === null : localHead !== null && local.equals(localHead))) {
         throw new ConflictError(`avatar 0x${avatar}'s chain on this hub changed during the import; import again`)
       }
-      const puts: Put[] = []
-      for (const { block } of chain.slice(known)) puts.push([keys.block(block.cid), block.bytes])
-      let contentBytes = 0
-      for (const entry of entries.values()) {
-        const bytes = encodeEntry(entry)
-        contentBytes += bytes.length
-        puts.push([keys.kv(avatar, entry.platform, entry.identity), bytes])
-        puts.push([keys.identity(entry.platform, entry.identity, avatar), new Uint8Array(0)])
-      }
-      for (const { block, link } of chain) puts.push([keys.uuid(avatar, link.uuid), block.cid.bytes])
-      puts.push([keys.stat(avatar), encodeStat({ links: chain.length, chainBytes: chain.reduce((n, { block }) => n + block.bytes.length, 0), contentBytes })])
-      puts.push([keys.head(avatar), headCid.bytes])
-      await commitBatch(options.datastore, puts, options.syncWrites ?? true, options.maxStoredBytes)
+      await commitBatch(options.datastore, chainPuts(avatar, chain, known, entries, headCid), options.syncWrites ?? true, options.maxStoredBytes)
     })
   }, 1)
+}
+
+/**
+ * The datastore writes that make `chain` (its links from index `known` on new here) an avatar's
+ * chain: new blocks, the merged entries and their identity index, every uuid, the stat and the head.
+ * Import and replication both commit these in one batch.
+ */
+export function chainPuts (avatar: string, chain: Array<{ block: Block, link: KvLink }>, known: number, entries: Map<string, KvEntry>, head: CID): Put[] {
+  const puts: Put[] = []
+  for (const { block } of chain.slice(known)) puts.push([keys.block(block.cid), block.bytes])
+  let contentBytes = 0
+  for (const entry of entries.values()) {
+    const bytes = encodeEntry(entry)
+    contentBytes += bytes.length
+    puts.push([keys.kv(avatar, entry.platform, entry.identity), bytes])
+    puts.push([keys.identity(entry.platform, entry.identity, avatar), new Uint8Array(0)])
+  }
+  for (const { block, link } of chain) puts.push([keys.uuid(avatar, link.uuid), block.cid.bytes])
+  puts.push([keys.stat(avatar), encodeStat({ links: chain.length, chainBytes: chain.reduce((n, { block }) => n + block.bytes.length, 0), contentBytes })])
+  puts.push([keys.head(avatar), head.bytes])
+  return puts
 }
 
 export function sameKey (identity: string, publicKey: Uint8Array): boolean {
