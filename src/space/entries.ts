@@ -87,13 +87,8 @@ export function bucketText (entries: Array<[string, Entry]>): string {
   return lines.join('\n')
 }
 
-/**
- * Reads a bucket's plaintext, calling `each` per entry (`json` undefined: a tombstone). Keys, stamps
- * and device indexes are checked; value texts are kept unparsed (a malformed one is a FormatError
- * when read).
- */
-export function readBucket (text: string, each: (key: string, stamp: number, device: string, json: string | undefined, size: number) => void): void {
-  // Walks the text with indexOf rather than split: no array of line strings for a large bucket.
+/** A bucket's first line: the JSON array of the device ids its entries name, and where it ends. */
+function deviceTable (text: string): string[] & { end: number } {
   let end = text.indexOf('\n')
   if (end < 0) end = text.length
   let devices: unknown
@@ -103,6 +98,18 @@ export function readBucket (text: string, each: (key: string, stamp: number, dev
     throw new FormatError('private bucket has no device table')
   }
   if (!Array.isArray(devices) || !devices.every(d => typeof d === 'string')) throw new FormatError('private bucket has a malformed device table')
+  return Object.assign(devices as string[], { end })
+}
+
+/**
+ * Reads a bucket's plaintext, calling `each` per entry (`json` undefined: a tombstone). Keys, stamps
+ * and device indexes are checked; value texts are kept unparsed (a malformed one is a FormatError
+ * when read).
+ */
+export function readBucket (text: string, each: (key: string, stamp: number, device: string, json: string | undefined, size: number) => void): void {
+  // Walks the text with indexOf rather than split: no array of line strings for a large bucket.
+  const devices = deviceTable(text)
+  let end = devices.end
   while (end < text.length) {
     const start = end + 1
     end = text.indexOf('\n', start)
@@ -129,15 +136,8 @@ export function readBucket (text: string, each: (key: string, stamp: number, dev
  * entries' total size (as `entrySize` counts it) and the highest stamp.
  */
 export function scanBucket (text: string, each: (key: string) => void): { entries: number, bytes: number, highest: number } {
-  let end = text.indexOf('\n')
-  if (end < 0) end = text.length
-  let devices: unknown
-  try {
-    devices = JSON.parse(text.slice(0, end))
-  } catch {
-    throw new FormatError('private bucket has no device table')
-  }
-  if (!Array.isArray(devices) || !devices.every(d => typeof d === 'string')) throw new FormatError('private bucket has a malformed device table')
+  const devices = deviceTable(text)
+  let end = devices.end
   let entries = 0
   let bytes = 0
   let highest = 0
