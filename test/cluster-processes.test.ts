@@ -88,6 +88,8 @@ it('three hubs: acknowledged writes survive SIGKILL of the hub taking them, writ
   // Restarted on its directory with the cluster's peers file, as the README runs every hub: same peer
   // id and ports, and it dials the others at once (the others' redial of it is covered in cluster.test.ts,
   // whose backoff may by now be tens of seconds long).
+  // The operator's file lists every hub of the cluster by now, as the README writes it.
+  await writeFile(peersFile, `# the cluster\n${h1.multiaddrs[0] as string}\n${h2.multiaddrs[0] as string}\n${h3.multiaddrs[0] as string}\n`)
   const again = await start('h1', ['--peers-file', peersFile], 2)
   expect(again.peerId).toBe(h1.peerId)
   const onRestarted = await openSpace({ signer, store: hubStore(again.url), state: memoryState() })
