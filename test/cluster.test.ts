@@ -11,6 +11,7 @@ import { encode } from 'cborg'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { openSpace } from '../src/index.js'
 import { startHub } from '../src/hub/server.js'
+import { lineLogger } from '../src/logger.js'
 import { CLUSTER_RECORDS_TOPIC, addressPath, ipfsPath } from '../src/protocol.js'
 import { createRecord } from '../src/store/record.js'
 import { ipnsTopic, rankHubs } from '../src/hub/pubsub.js'
@@ -165,7 +166,7 @@ describe('cluster configuration', () => {
     let b = await startHub({ ...options, directory })
     const id = b.peerId
     const lines: string[] = []
-    const a = await startHub({ ...options, directory: false, peerRetryMinMs: 100, peerRetryMaxMs: 400, peers: [b.multiaddrs[0] as string], log: (line) => { lines.push(line) } })
+    const a = await startHub({ ...options, directory: false, peerRetryMinMs: 100, peerRetryMaxMs: 400, peers: [b.multiaddrs[0] as string], logger: lineLogger((line) => { lines.push(line) }) })
     hubs.push(a)
     const connections = (): number => lines.filter(l => l.startsWith('peer: connected to ')).length
     await expect.poll(connections, { timeout: 10_000, interval: 20 }).toBe(1)

@@ -12,6 +12,7 @@ import { Worker } from 'node:worker_threads'
 import { serve } from '@hono/node-server'
 import { multihashToIPNSRoutingKey } from 'ipns'
 import { DataDirectoryLockedError, errorFromName, InvalidInputError, StoreError, UserSpaceError } from '../errors.js'
+import { noopLogger } from '../logger.js'
 import { createHeliaNode, DEFAULT_LISTEN, dialPeer, parseMultiaddrs, stopHeliaNode, waitForDhtPeer } from '../store/helia-node.js'
 import { heliaStore } from '../store/helia.js'
 import { nameToMultihash, readRecord, validateRecord } from '../store/record.js'
@@ -27,6 +28,7 @@ import type { GcReport, HubAppOptions, HubComponents } from './app.js'
 import type { NextIdOptions } from './nextid.js'
 import type { RecordInfo } from '../store/record.js'
 import type { HeliaNode } from '../store/helia-node.js'
+import type { ComponentLogger, Logger } from '../logger.js'
 import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { MultihashDigest } from 'multiformats/hashes/interface'
@@ -90,8 +92,12 @@ export interface HubOptions extends HubAppOptions, HubConnectionOptions {
    * @default the ports of the last start, else ['/ip4/127.0.0.1/tcp/0', '/ip4/127.0.0.1/tcp/0/ws']
    */
   listen?: string[]
-  /** Where the hub reports what happens in the background (peer dials, changed ports). @default nothing */
-  log?: (line: string) => void
+  /**
+   * Where the hub reports what happens in the background (peer dials, changed ports, the cluster),
+   * as the `userspace:hub` component. `lineLogger(line => { console.log(line) })` prints plain lines.
+   * @default noopLogger() (nothing)
+   */
+  logger?: ComponentLogger
   /** @default DEFAULT_REPUBLISH_INTERVAL_MS (1 hour); 0 turns re-announcing off */
   republishIntervalMs?: number
   /** @default DEFAULT_HUB_ROUTING_TIMEOUT_MS (10 s) */
@@ -160,7 +166,7 @@ export async function startHub (options: HubOptions = {}): Promise<RunningHub> {
   const directory = options.directory === false ? undefined : options.directory ?? DEFAULT_DIRECTORY
   const routingTimeoutMs = options.routingTimeoutMs ?? DEFAULT_HUB_ROUTING_TIMEOUT_MS
 
-  const log = options.log ?? (() => {})
+  const log = (options.logger ?? noopLogger()).forComponent('userspace:hub')
   parseMultiaddrs(options.peers ?? [], 'peers')
   if (options.publicUrl !== undefined) urlToMultiaddr(options.publicUrl)
   const releaseLock = directory === undefined ? async () => {} : await lockDirectory(directory)
@@ -217,7 +223,7 @@ export async function startHub (options: HubOptions = {}): Promise<RunningHub> {
           blockstore: node.blockstore,
           onAccepted: (avatar) => {
             if (options.nextId !== false) options.nextId?.onAccepted?.(avatar)
-            cluster?.publishChain(avatar).catch((err: Error) => { log(`cluster: cannot gossip a Next.ID chain: ${err.message}`) })
+            cluster?.publishChain(avatar).catch((err: Error) => { log.error('cluster: cannot gossip a Next.ID chain: %s', err.message) })
           }
         })],
     // Bound below, once the hub's state exists.
@@ -234,7 +240,7 @@ export async function startHub (options: HubOptions = {}): Promise<RunningHub> {
     ...options.cluster,
     fetchTimeoutMs: options.fetchTimeoutMs,
     maxSpaceBytes: options.maxSpaceBytes,
-    log
+    log: (line) => { log('%s', line) }
   })
 
   let server: Server
@@ -381,7 +387,7 @@ function isRunning (pid: number): boolean {
  * Starts the node. Without explicit `listen` addresses, a node on a directory listens where it did
  * last time (if those ports are free), and the bound addresses are saved for next time.
  */
-async function startNode (directory: string | undefined, listen: string[] | undefined, log: (line: string) => void): Promise<HeliaNode> {
+async function startNode (directory: string | undefined, listen: string[] | undefined, log: Logger): Promise<HeliaNode> {
   if (listen !== undefined || directory === undefined) return createHeliaNode({ directory, listen, dhtServer: true, pubsub: 'gossipsub' })
   const file = join(directory, LISTEN_FILE)
   const saved = await readFile(file, 'utf8').then(text => JSON.parse(text) as unknown, () => undefined)
@@ -390,7 +396,7 @@ async function startNode (directory: string | undefined, listen: string[] | unde
     try {
       node = await createHeliaNode({ directory, listen: saved, dhtServer: true, pubsub: 'gossipsub' })
     } catch (err) {
-      log(`libp2p: cannot listen on the previous addresses (${(err as Error).message}); picking new ports, so the multiaddrs change`)
+      log('libp2p: cannot listen on the previous addresses (%s); picking new ports, so the multiaddrs change', (err as Error).message)
     }
   }
   node ??= await createHeliaNode({ directory, listen: [...DEFAULT_LISTEN], dhtServer: true, pubsub: 'gossipsub' })
@@ -408,7 +414,7 @@ const P2P_CODE = 0x01a5
  * doubles from `minMs` to `maxMs`, until it answers or `stop()`. Once connected, libp2p keeps the
  * connection (see dialPeer).
  */
-function dialInBackground (node: HeliaNode, peers: string[], minMs: number, maxMs: number, log: (line: string) => void): { stop: () => void } {
+function dialInBackground (node: HeliaNode, peers: string[], minMs: number, maxMs: number, log: Logger): { stop: () => void } {
   let stopped = false
   const timers = new Set<ReturnType<typeof setTimeout>>()
   /** Configured addresses by the peer id they reached, to dial again when that peer goes away. */
@@ -422,10 +428,10 @@ function dialInBackground (node: HeliaNode, peers: string[], minMs: number, maxM
       // Logged once the peer is in the DHT routing table, so that what follows the line can use it.
       await waitForDhtPeer(node, peerId)
       dialling.delete(address)
-      if (!stopped) log(`peer: connected to ${address} (${peerId})`)
+      if (!stopped) log('peer: connected to %s (%s)', address, peerId)
     }, (err: Error) => {
       if (stopped) return
-      log(`peer: cannot reach ${address} (${err.message}); retrying in ${Math.round(waitMs / 1000)} s`)
+      log.error('peer: cannot reach %s (%s); retrying in %d s', address, err.message, Math.round(waitMs / 1000))
       const timer = setTimeout(() => { timers.delete(timer); attempt(address, Math.min(waitMs * 2, maxMs)) }, waitMs)
       timer.unref()
       timers.add(timer)
@@ -436,7 +442,7 @@ function dialInBackground (node: HeliaNode, peers: string[], minMs: number, maxM
   const onDisconnect = (event: CustomEvent<{ toString: () => string }>): void => {
     const address = reached.get(event.detail.toString())
     if (address === undefined || stopped || dialling.has(address)) return
-    log(`peer: lost ${address}; dialling it again`)
+    log('peer: lost %s; dialling it again', address)
     const timer = setTimeout(() => { timers.delete(timer); attempt(address, minMs) }, minMs)
     timer.unref()
     timers.add(timer)

@@ -14,6 +14,7 @@ import type { WalletAdapter } from './signer.js'
 import type { PendingEntry, SpaceStateStore } from './state.js'
 import type { SpaceOptions } from './types.js'
 import type { DerivedKeys } from './wallet-keys.js'
+import type { Logger } from '../logger.js'
 import type { Store } from '../store/interface.js'
 import type { CID } from 'multiformats/cid'
 
@@ -45,6 +46,8 @@ export interface SpaceContext {
   readonly privateSection: PrivateSection
   readonly publicSection: PublicSection
   readonly events: SpaceEmitter
+  /** the `userspace:space` component's log */
+  readonly log: Logger
   readonly head: SpaceHead
 }
 

@@ -15,6 +15,7 @@
 import { equals } from 'multiformats/bytes'
 import { CID } from 'multiformats/cid'
 import { InvalidInputError, UnpublishedWritesError } from '../errors.js'
+import { noopLogger } from '../logger.js'
 import { checkDeterministic, signBinding } from './binding.js'
 import { assertOpen, needsPublish } from './context.js'
 import { SpaceEmitter } from './emitter.js'
@@ -74,6 +75,7 @@ export class DefaultSpace implements Space {
       privateSection: new PrivateSection(derived.dataKey, derived.bucketKey, name),
       publicSection: new PublicSection(),
       events: new SpaceEmitter(),
+      log: (options.logger ?? noopLogger()).forComponent('userspace:space'),
       head: { owner: undefined, seq: 0, rootCid: null, heads: [], lastRecord: undefined, validUntilMs: 0, mustRenew: false, closed: false }
     }
     this.writer = new Writer(this.ctx, () => { this.flush().catch(() => {}) })

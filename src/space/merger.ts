@@ -31,12 +31,14 @@ export class Merger {
     const sequence = Number(info.sequence)
     if (info.cid === undefined) return
     if (sequence < head.seq) {
+      this.ctx.log.error('ignored a record of %s at #%d: this device has seen #%d', this.ctx.name, sequence, head.seq)
       this.ctx.events.emit('rollback', { sequence, seen: head.seq })
       return
     }
     if (info.expired) {
       // The last version its owner published: read it, and renew it with the next publish.
       head.mustRenew = true
+      this.ctx.log('the record of %s #%d has expired: the next publish renews it', this.ctx.name, sequence)
       this.ctx.events.emit('expired', { validUntilMs: info.validUntilMs, sequence })
     }
     if (head.rootCid?.equals(info.cid) === true) {
@@ -82,6 +84,7 @@ export class Merger {
   private async absorbRoot (cid: CID, sequence: number, options?: AbortOptions): Promise<void> {
     const { head, privateSection, publicSection, events } = this.ctx
     if (sequence === head.seq && head.rootCid !== null) {
+      this.ctx.log.error('two versions of %s claim #%d: %s and %s', this.ctx.name, sequence, head.rootCid.toString(), cid.toString())
       events.emit('conflict', { sequence, roots: [head.rootCid.toString(), cid.toString()] })
     }
     const root = decodeRoot(await this.fetchBlock(cid, options))
@@ -116,6 +119,7 @@ export class Merger {
     if (head.owner === undefined || (root.owner.issuedAt ?? -1) > (head.owner.issuedAt ?? -1)) head.owner = root.owner
     await this.ctx.state.put(this.ctx.name, { sequence: head.seq, root: cid.toString() })
     this.writer.pruneSuperseded()
+    this.ctx.log.trace('merged %s #%d (%s): %d private and %d public key(s) changed', this.ctx.name, sequence, cid.toString(), priv.changed.length, pubChanged.length)
     if (priv.changed.length > 0) events.emit('change', { section: 'private', keys: priv.changed, sequence })
     if (pubChanged.length > 0) events.emit('change', { section: 'public', keys: pubChanged, sequence })
   }

@@ -70,10 +70,12 @@ export class Publisher {
     if (this.retryTimer !== undefined) return
     // An abort cancels one caller's wait, not the writes of others that joined the same publish.
     if (this.ctx.head.closed || base <= 0) {
+      this.ctx.log.error('publish of %s failed, not retried: %s', this.ctx.name, err.message)
       options.onProgress?.({ type: 'space:publish:error', detail: { error: err, retryInMs: null } })
       return
     }
     this.retryDelay = Math.min(this.retryDelay === 0 ? base : this.retryDelay * 2, MAX_RETRY_DELAY_MS)
+    this.ctx.log.error('publish of %s failed, retrying in %d ms: %s', this.ctx.name, this.retryDelay, err.message)
     options.onProgress?.({ type: 'space:publish:error', detail: { error: err, retryInMs: this.retryDelay } })
     this.retryTimer = setTimeout(() => {
       this.retryTimer = undefined
@@ -110,6 +112,7 @@ export class Publisher {
         return
       } catch (err) {
         if (!(err instanceof ConflictError) || attempt >= MAX_RACE_ATTEMPTS) throw err
+        this.ctx.log.trace('publish of %s #%d lost a race (attempt %d): merging and trying again', this.ctx.name, head.seq + 1, attempt)
         this.ctx.options.onProgress?.({ type: 'space:publish:race', detail: { sequence: head.seq + 1, attempt } })
       }
     }
@@ -145,6 +148,7 @@ export class Publisher {
     // The store holds these writes now, whatever happens to the state write below.
     this.writer.published(included)
     await this.ctx.state.put(this.ctx.name, { sequence, root: rootBlock.cid.toString() })
+    this.ctx.log.trace('published %s #%d (%s), %d write(s)', this.ctx.name, sequence, rootBlock.cid.toString(), included.length)
     options.onProgress?.({ type: 'space:publish:end', detail: { sequence, root: rootBlock.cid } })
   }
 

@@ -18,7 +18,9 @@ export async function renewIfAging (ctx: SpaceContext, options?: AbortOptions): 
     await ctx.store.putRecord(ctx.name, record, options)
     head.lastRecord = record
     head.validUntilMs = ctx.now() + lifetime
+    ctx.log('renewed the record of %s #%d', ctx.name, head.seq)
   } catch (err) {
+    ctx.log.error('cannot renew the record of %s #%d: %s', ctx.name, head.seq, (err as Error).message)
     ctx.events.emit('error', err as Error)
   }
 }

@@ -43,6 +43,7 @@ export function subscribeRecords (transport: HubTransport, name: string, listene
   const min = options.reconnectMinMs ?? DEFAULT_RECONNECT_MIN_MS
   const max = options.reconnectMaxMs ?? DEFAULT_RECONNECT_MAX_MS
   const idleMs = options.eventsIdleMs ?? DEFAULT_EVENTS_IDLE_MS
+  const log = transport.log
   const run = async (): Promise<void> => {
     let delay = min
     while (!controller.signal.aborted) {
@@ -71,27 +72,35 @@ export function subscribeRecords (transport: HubTransport, name: string, listene
             try {
               record = fromBase64(event.data, 'record')
             } catch {
+              log.error('the event stream of %s at %s sent a record that is not base64', name, transport.base)
               continue
             }
             try {
               listener(record)
-            } catch {
+            } catch (err) {
               // A listener's failure is its own; the stream goes on.
+              log.error('a record listener of %s failed: %s', name, err)
             }
           }
         } else {
           await res.body?.cancel().catch(() => {})
           // A refusal that retrying cannot fix (a malformed name) ends the subscription.
-          if (res.status >= 400 && res.status < 500 && res.status !== 429 && res.status !== 408) return
+          if (res.status >= 400 && res.status < 500 && res.status !== 429 && res.status !== 408) {
+            log.error('the event stream of %s at %s was refused (%d): not retried', name, transport.base, res.status)
+            return
+          }
+          log.trace('the event stream of %s at %s answered %d', name, transport.base, res.status)
         }
-      } catch {
+      } catch (err) {
         // Dropped, unreachable, silent or over a limit: retry below.
+        if (!controller.signal.aborted) log.trace('the event stream of %s at %s ended: %s', name, transport.base, err)
       } finally {
         clearTimeout(headersTimer)
         controller.signal.removeEventListener('abort', stop)
         attempt.abort()
       }
       if (controller.signal.aborted) return
+      log.trace('reconnecting the event stream of %s at %s in about %d ms', name, transport.base, delay)
       await sleep(delay * (0.5 + Math.random() / 2), controller.signal)
       delay = Math.min(delay * 2, max)
     }

@@ -9,6 +9,7 @@ import { readCapped } from './hub-body.js'
 import { canonicalName } from './record.js'
 import type { UserSpaceError } from '../errors.js'
 import type { AbortOptions } from './interface.js'
+import type { Logger } from '../logger.js'
 
 /**
  * How long one call to a hub may take, from sending the request to the last byte of the answer.
@@ -45,7 +46,8 @@ export class HubTransport {
     /** The hub's URL, without a trailing slash. */
     readonly base: string,
     readonly fetch: typeof globalThis.fetch,
-    readonly timeoutMs: number
+    readonly timeoutMs: number,
+    readonly log: Logger
   ) {}
 
   /** An IPNS name as it goes in a hub path: canonical, then URL-encoded. */

@@ -80,6 +80,7 @@ export class HubWriter {
       // The route never answers 404 for a name: a hub that predates it does. Use the two standard
       // routes with it from now on.
       if (!(err instanceof NotFoundError)) throw err
+      this.transport.log('hub %s has no one-request publish route: publishing with an upload and a record PUT from now on', this.transport.base)
       this.publishUnsupported = true
       await this.uploadInParts(blocks.slice(split), options)
       await this.putRecord(name, record, options)

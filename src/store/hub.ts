@@ -18,6 +18,7 @@
  * `hub-address.ts` (the address index, checked against the owner binding).
  */
 import { InvalidInputError } from '../errors.js'
+import { noopLogger } from '../logger.js'
 import { lookupAddress } from './hub-address.js'
 import { subscribeRecords } from './hub-events.js'
 import { HubReader } from './hub-reads.js'
@@ -28,6 +29,7 @@ import type { HubReaderOptions } from './hub-reads.js'
 import type { HubWriterOptions } from './hub-writes.js'
 import type { AbortOptions, Block, GetDagOptions, GetRecordOptions, LookupAddressOptions, RecordListener, Store } from './interface.js'
 import type { CID } from 'multiformats/cid'
+import type { ComponentLogger } from '../logger.js'
 
 export { DEFAULT_FETCH_CONCURRENCY, DEFAULT_MAX_DAG_BLOCKS, DEFAULT_MAX_DAG_BYTES } from './limits.js'
 export { readCapped } from './hub-body.js'
@@ -49,6 +51,8 @@ export interface HubStoreOptions extends HubWriterOptions, HubReaderOptions, Sub
    * @default DEFAULT_REQUEST_TIMEOUT_MS (30 s)
    */
   timeoutMs?: number
+  /** Logs event-stream reconnects and route fallbacks as the `userspace:store:hub` component. @default noopLogger() */
+  logger?: ComponentLogger
 }
 
 /**
@@ -89,7 +93,8 @@ class HubStore implements Store {
 
   constructor (base: string, private readonly options: HubStoreOptions) {
     const fetch = options.fetch ?? ((input, init) => globalThis.fetch(input, init))
-    this.transport = new HubTransport(base, fetch, options.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS)
+    const log = (options.logger ?? noopLogger()).forComponent('userspace:store:hub')
+    this.transport = new HubTransport(base, fetch, options.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS, log)
     this.reader = new HubReader(this.transport, options)
     this.writer = new HubWriter(this.transport, options)
   }
