@@ -20,7 +20,10 @@ import { openSpace } from '../src/space/space.js'
 import { readPublic } from '../src/space/read-public.js'
 import { currentBlocks, currentVersionRequest, decodeCurrent, decodeRoot, encodeCurrent, encodeRoot } from '../src/space/root.js'
 import { PrivateSection, PublicSection } from '../src/space/section.js'
-import { INDEX_FANOUT, MAX_BUCKETS, treeWidths } from '../src/space/tree.js'
+import { encodeTree, INDEX_FANOUT, MAX_BUCKETS, treeWidths } from '../src/space/tree.js'
+import { associatedData, seal } from '../src/crypto/envelope.js'
+import { FORMAT_VERSION } from '../src/crypto/keys.js'
+import { utf8 } from '../src/crypto/bytes.js'
 import { cborBlock, rawBlock } from '../src/store/blocks.js'
 import { memoryStore } from '../src/store/memory.js'
 import { createRecord, readRecord } from '../src/store/record.js'
@@ -128,6 +131,71 @@ describe('private section: stored form', () => {
     expect(treeWidths(INDEX_FANOUT * 2)).toEqual([1, 2, INDEX_FANOUT * 2])
     expect(treeWidths(MAX_BUCKETS).at(-1)).toBe(MAX_BUCKETS)
     for (const bad of [0, 3, 6, MAX_BUCKETS * 2]) expect(() => treeWidths(bad)).toThrow(RangeError)
+  })
+})
+
+/** Seals hand-written bucket texts as this space's buckets 0…n-1 (n a power of two) under their index tree. */
+async function sealTexts (texts: string[], blocks: Map<string, Uint8Array>): Promise<{ count: number, top: CID }> {
+  const count = texts.length
+  const buckets = await Promise.all(texts.map(async (t, i) => rawBlock(seal(DATA_KEY, associatedData(FORMAT_VERSION, NAME, `bucket ${i}/${count}`), utf8(t)))))
+  for (const b of buckets) blocks.set(b.cid.toString(), b.bytes)
+  const tree = await encodeTree(buckets.map(b => b.cid), [], undefined)
+  for (const b of tree.blocks) blocks.set(b.cid.toString(), b.bytes)
+  return { count, top: (tree.levels[0] as CID[])[0] as CID }
+}
+
+describe('private bucket text: every line is checked', () => {
+  const good = '["d1","d2"]\n"a"\t5\t0\t1\n"b"\t6\t1'
+  it('reads a well-formed bucket: values, a tombstone, two devices', async () => {
+    const blocks = new Map<string, Uint8Array>()
+    const { count, top } = await sealTexts([good], blocks)
+    const s = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
+    await s.absorb(count, top, getter(blocks))
+    expect(s.getAll()).toEqual({ a: 1 })
+    expect(s.entry('b')).toMatchObject({ stamp: 6, device: 'd2', json: undefined })
+    expect(s.size).toBe(2)
+    expect(s.maxStamp).toBe(6)
+  })
+
+  it.each([
+    ['no device table', '"a"\t5\t0\t1'],
+    ['a device table that is not an array of strings', '[1]\n"a"\t5\t0\t1'],
+    ['a line without tabs', '["d1"]\n"a"'],
+    ['a line with one tab', '["d1"]\n"a"\t5'],
+    ['a stamp with a leading zero', '["d1"]\n"a"\t05\t0\t1'],
+    ['a stamp that is not digits', '["d1"]\n"a"\t5x\t0\t1'],
+    ['a stamp past the safe integers', '["d1"]\n"a"\t99999999999999999\t0\t1'],
+    ['an empty stamp', '["d1"]\n"a"\t\t0\t1'],
+    ['a device index past the table', '["d1"]\n"a"\t5\t1\t1'],
+    ['an empty value (neither a value nor a tombstone)', '["d1"]\n"a"\t5\t0\t'],
+    ['a key that is not a JSON string', '["d1"]\na\t5\t0\t1'],
+    ['an empty key', '["d1"]\n""\t5\t0\t1'],
+    ['a key with an unescaped quote', '["d1"]\n"a"b"\t5\t0\t1'],
+    ['an empty line', '["d1"]\n"a"\t5\t0\t1\n\n"b"\t5\t0\t1']
+  ])('refuses a bucket with %s: FormatError, on open and on merge, and changes nothing', async (_what, text) => {
+    const blocks = new Map<string, Uint8Array>()
+    const { count, top } = await sealTexts([text], blocks)
+    const empty = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
+    await expect(empty.absorb(count, top, getter(blocks))).rejects.toMatchObject({ name: 'FormatError' })
+    expect(empty.size).toBe(0)
+    const held = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
+    held.write('mine', { stamp: 1, device: 'd9', json: '"kept"' })
+    await expect(held.absorb(count, top, getter(blocks))).rejects.toMatchObject({ name: 'FormatError' })
+    expect(held.getAll()).toEqual({ mine: 'kept' })
+    expect(held.dirty).toBe(true)
+  })
+
+  it('counts an entry\'s size the same whether the bucket was read in full or only scanned on open', async () => {
+    const a = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
+    a.write('a', { stamp: 1234, device: 'dev', json: '{"x":[1,2]}' })
+    a.write('b"q', { stamp: 7, device: 'other', json: undefined })
+    const blocks = new Map<string, Uint8Array>()
+    const { count, top } = await stored(a, blocks)
+    const b = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
+    await b.absorb(count, top, getter(blocks))
+    expect(b.bytes).toBe(a.bytes)
+    b.getAll()
+    expect(b.bytes).toBe(a.bytes)
   })
 })
 

@@ -102,62 +102,58 @@ function deviceTable (text: string): string[] & { end: number } {
 }
 
 /**
+ * The one walker over a bucket's entry lines: checks each line's shape, stamp and device index and
+ * calls `line` with the line's bounds as offsets into `text` (`valueAt` -1: a tombstone) and its size
+ * as `entrySize` counts it. Walks with
+ * indexOf rather than split, so a large bucket makes no array of line strings.
+ */
+function eachLine (text: string, line: (start: number, keyEnd: number, stamp: number, device: string, valueAt: number, end: number, size: number) => void): void {
+  const devices = deviceTable(text)
+  let end = devices.end
+  while (end < text.length) {
+    const start = end + 1
+    end = text.indexOf('\n', start)
+    if (end < 0) end = text.length
+    const t1 = text.indexOf('\t', start)
+    const t2 = t1 < 0 || t1 >= end ? -1 : text.indexOf('\t', t1 + 1)
+    if (t2 < 0 || t2 >= end) throw new FormatError('private bucket has a malformed entry')
+    let t3 = text.indexOf('\t', t2 + 1)
+    if (t3 >= end) t3 = -1
+    const stamp = digits(text, t1 + 1, t2)
+    const device = devices[digits(text, t2 + 1, t3 < 0 ? end : t3)] as string | undefined
+    // An empty value (a TAB ending the line) is neither a value nor a tombstone.
+    if (!Number.isSafeInteger(stamp) || device === undefined || t3 + 1 === end) throw new FormatError('private bucket has a malformed entry')
+    line(start, t1, stamp, device, t3 < 0 ? -1 : t3 + 1, end, (t1 - start) + (t2 - t1 - 1) + device.length + (t3 < 0 ? 0 : end - t3) + 7)
+  }
+}
+
+/**
  * Reads a bucket's plaintext, calling `each` per entry (`json` undefined: a tombstone). Keys, stamps
  * and device indexes are checked; value texts are kept unparsed (a malformed one is a FormatError
  * when read).
  */
 export function readBucket (text: string, each: (key: string, stamp: number, device: string, json: string | undefined, size: number) => void): void {
-  // Walks the text with indexOf rather than split: no array of line strings for a large bucket.
-  const devices = deviceTable(text)
-  let end = devices.end
-  while (end < text.length) {
-    const start = end + 1
-    end = text.indexOf('\n', start)
-    if (end < 0) end = text.length
-    const t1 = text.indexOf('\t', start)
-    const t2 = t1 < 0 || t1 >= end ? -1 : text.indexOf('\t', t1 + 1)
-    if (t2 < 0 || t2 >= end) throw new FormatError('private bucket has a malformed entry')
-    let t3 = text.indexOf('\t', t2 + 1)
-    if (t3 >= end) t3 = -1
-    const keyJson = text.slice(start, t1)
-    const key = readKey(keyJson)
-    const stamp = digits(text, t1 + 1, t2)
-    const device = devices[digits(text, t2 + 1, t3 < 0 ? end : t3)] as string | undefined
-    if (!Number.isSafeInteger(stamp) || device === undefined) throw new FormatError('private bucket has a malformed entry')
-    const json = t3 < 0 ? undefined : text.slice(t3 + 1, end)
-    if (json?.length === 0) throw new FormatError('private bucket has a malformed entry')
-    each(key, stamp, device, json, keyJson.length + (t2 - t1 - 1) + device.length + (json === undefined ? 0 : json.length + 1) + 7)
-  }
+  eachLine(text, (start, keyEnd, stamp, device, valueAt, end, size) => {
+    each(readKey(text.slice(start, keyEnd)), stamp, device, valueAt < 0 ? undefined : text.slice(valueAt, end), size)
+  })
 }
 
 /**
- * Reads a bucket's keys only, calling `each(key)` per entry, and checks every line as `readBucket`
- * does (keys, stamps, device indexes) without building entries. Returns the entry count, the
- * entries' total size (as `entrySize` counts it) and the highest stamp.
+ * Checks every line of a bucket as `readBucket` does (keys, stamps, device indexes) without
+ * building entries, calling `each(key)` per entry when given. Returns the entry count, the entries'
+ * total size (as `entrySize` counts it) and the highest stamp.
  */
-export function scanBucket (text: string, each: (key: string) => void): { entries: number, bytes: number, highest: number } {
-  const devices = deviceTable(text)
-  let end = devices.end
+export function scanBucket (text: string, each?: (key: string) => void): { entries: number, bytes: number, highest: number } {
   let entries = 0
   let bytes = 0
   let highest = 0
-  while (end < text.length) {
-    const start = end + 1
-    end = text.indexOf('\n', start)
-    if (end < 0) end = text.length
-    const t1 = text.indexOf('\t', start)
-    const t2 = t1 < 0 || t1 >= end ? -1 : text.indexOf('\t', t1 + 1)
-    if (t2 < 0 || t2 >= end) throw new FormatError('private bucket has a malformed entry')
-    let t3 = text.indexOf('\t', t2 + 1)
-    if (t3 >= end) t3 = -1
-    const stamp = digits(text, t1 + 1, t2)
-    const device = devices[digits(text, t2 + 1, t3 < 0 ? end : t3)] as string | undefined
-    if (!Number.isSafeInteger(stamp) || device === undefined || t3 + 1 === end) throw new FormatError('private bucket has a malformed entry')
-    each(readKey(text.slice(start, t1)))
+  eachLine(text, (start, keyEnd, stamp, _device, _valueAt, _end, size) => {
+    const key = readKey(text.slice(start, keyEnd))
+    if (each !== undefined) each(key)
     entries++
     if (stamp > highest) highest = stamp
-    bytes += (t1 - start) + (t2 - t1 - 1) + device.length + (t3 < 0 ? 0 : end - t3) + 7
-  }
+    bytes += size
+  })
   return { entries, bytes, highest }
 }
 
@@ -173,17 +169,17 @@ function digits (text: string, from: number, to: number): number {
   return n
 }
 
-/** A key from its JSON string text: most keys need no escapes and are sliced, not parsed. */
+/** A key (never empty, as `checkKey` requires) from its JSON string text: most keys need no escapes and are sliced, not parsed. */
 function readKey (keyJson: string): string {
   const last = keyJson.length - 1
-  if (last < 1 || keyJson.charCodeAt(0) !== 34 || keyJson.charCodeAt(last) !== 34) throw new FormatError('private bucket has a malformed key')
+  if (last < 2 || keyJson.charCodeAt(0) !== 34 || keyJson.charCodeAt(last) !== 34) throw new FormatError('private bucket has a malformed key')
   if (keyJson.indexOf('\\') < 0) {
     if (keyJson.indexOf('"', 1) !== last) throw new FormatError('private bucket has a malformed key')
     return keyJson.slice(1, last)
   }
   let key: unknown
   try { key = JSON.parse(keyJson) } catch { throw new FormatError('private bucket has a malformed key') }
-  if (typeof key !== 'string') throw new FormatError('private bucket has a malformed key')
+  if (typeof key !== 'string' || key.length === 0) throw new FormatError('private bucket has a malformed key')
   return key
 }
 
