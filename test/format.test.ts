@@ -185,6 +185,44 @@ describe('private bucket text: every line is checked', () => {
     expect(held.dirty).toBe(true)
   })
 
+  it('a key written in two buckets (a faulty writer holding the keys) is a FormatError once both are read, and changes nothing', async () => {
+    const blocks = new Map<string, Uint8Array>()
+    const { count, top } = await sealTexts(['["d1"]\n"a"\t5\t0\t1', '["d1"]\n"a"\t6\t0\t2'], blocks)
+    // An open checks every line but keeps no per-key map: the repeat shows when the buckets are read.
+    const opened = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
+    await opened.absorb(count, top, getter(blocks))
+    expect(() => opened.getAll()).toThrow(expect.objectContaining({ name: 'FormatError' }))
+    expect(() => opened.keys()).toThrow(expect.objectContaining({ name: 'FormatError' }))
+    // A merge reads every bucket it takes before it changes anything.
+    const held = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
+    held.write('mine', { stamp: 1, device: 'd9', json: '"kept"' })
+    await expect(held.absorb(count, top, getter(blocks))).rejects.toMatchObject({ name: 'FormatError' })
+    expect(held.getAll()).toEqual({ mine: 'kept' })
+  })
+
+  it('an opened section finds a key by its hash, reads only that bucket, and lists keys for a listener', async () => {
+    const a = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
+    for (let i = 0; i < 2000; i++) a.write(`key-${i}`, { stamp: i + 1, device: 'd1', json: String(i) })
+    const blocks = new Map<string, Uint8Array>()
+    const { count, top } = await stored(a, blocks)
+    expect(count).toBeGreaterThan(4)
+    const b = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
+    const result = await b.absorb(count, top, getter(blocks))
+    expect(b.size).toBe(2000)
+    expect(b.maxStamp).toBe(2000)
+    expect(b.get('key-1234')).toBe(1234)
+    expect(b.get('absent')).toBeUndefined()
+    expect(b.has('key-7')).toBe(true)
+    // a write to a key of an unread bucket keeps that bucket's other entries
+    b.write('key-9', { stamp: 5000, device: 'd2', json: '"new"' })
+    b.write('brand-new', { stamp: 5001, device: 'd2', json: '1' })
+    expect(b.size).toBe(2001)
+    expect([...result.changed].sort()).toEqual([...a.keys()].sort())
+    const c = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
+    await c.absorb(...Object.values(await stored(b, blocks)) as [number, CID], getter(blocks))
+    expect(c.getAll()).toEqual({ ...a.getAll(), 'key-9': 'new', 'brand-new': 1 })
+  })
+
   it('counts an entry\'s size the same whether the bucket was read in full or only scanned on open', async () => {
     const a = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
     a.write('a', { stamp: 1234, device: 'dev', json: '{"x":[1,2]}' })

@@ -604,7 +604,8 @@ export class DefaultSpace implements Space {
     if (this.owner === undefined || (root.owner.issuedAt ?? -1) > (this.owner.issuedAt ?? -1)) this.owner = root.owner
     await this.state.put(this.name, { sequence: this.seq, root: cid.toString() })
     this.pruneSuperseded()
-    if (priv.changed.length > 0) this.emit('change', { section: 'private', keys: priv.changed, sequence })
+    // Keys are listed only for a listener: an open has none yet, and would pay a walk of every bucket.
+    if ((this.listeners.get('change')?.size ?? 0) > 0 && priv.changed.length > 0) this.emit('change', { section: 'private', keys: priv.changed, sequence })
     if (pubChanged.length > 0) this.emit('change', { section: 'public', keys: pubChanged, sequence })
   }
 
