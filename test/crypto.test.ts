@@ -183,4 +183,17 @@ describe('fast Ed25519 signing', () => {
     expect(bytesToHex(await fast.sign(message))).toBe(bytesToHex(await key.sign(message)))
     expect(fast.publicKey.equals(key.publicKey)).toBe(true)
   })
+
+  it('the native (Node) signer signs exactly as @libp2p/crypto does, and its signatures verify', async () => {
+    const { generateKeyPairFromSeed } = await import('@libp2p/crypto/keys')
+    const { nativeSigner } = await import('../src/crypto/ed25519.js')
+    await fc.assert(fc.asyncProperty(fc.uint8Array({ minLength: 32, maxLength: 32 }), fc.uint8Array({ maxLength: 400 }), async (seed, message) => {
+      const key = await generateKeyPairFromSeed('Ed25519', seed)
+      const sign = nativeSigner(seed)
+      expect(sign).toBeDefined()
+      const signature = await sign!(message)
+      expect(bytesToHex(signature)).toBe(bytesToHex(await key.sign(message)))
+      expect(await key.publicKey.verify(message, signature)).toBe(true)
+    }), { numRuns: 40 })
+  })
 })
