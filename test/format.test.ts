@@ -145,33 +145,60 @@ async function sealTexts (texts: string[], blocks: Map<string, Uint8Array>): Pro
 }
 
 describe('private bucket text: every line is checked', () => {
-  const good = '["d1","d2"]\n"a"\t5\t0\t1\n"b"\t6\t1'
-  it('reads a well-formed bucket: values, a tombstone, two devices', async () => {
+  // base stamp 1 000 000; entries at base + 5 and base + 36 ("10" in base 36)
+  const good = '[1000000,"d1","d2"]\na\t5\t0\t1\n"\\"quoted\\tkey"\t10\t1'
+  it('reads a well-formed bucket: raw and quoted keys, stamps from the base in base 36, a tombstone, two devices', async () => {
     const blocks = new Map<string, Uint8Array>()
     const { count, top } = await sealTexts([good], blocks)
     const s = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
     await s.absorb(count, top, getter(blocks))
     expect(s.getAll()).toEqual({ a: 1 })
-    expect(s.entry('b')).toMatchObject({ stamp: 6, device: 'd2', json: undefined })
+    expect(s.entry('a')).toMatchObject({ stamp: 1_000_005, device: 'd1', json: '1' })
+    expect(s.entry('"quoted\tkey')).toMatchObject({ stamp: 1_000_036, device: 'd2', json: undefined })
     expect(s.size).toBe(2)
-    expect(s.maxStamp).toBe(6)
+    expect(s.maxStamp).toBe(1_000_036)
+  })
+
+  it('writes keys raw unless they start with a quote or hold a TAB or LF, and stamps from the lowest one', async () => {
+    const a = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
+    const keys = ['plain', 'with "inner" quotes', '"leading', 'tab\there', 'line\nbreak', 'back\\slash', 'ключ 🔑']
+    keys.forEach((k, i) => a.write(k, { stamp: 1_764_000_000_000_000 + i * 1000, device: 'd1', json: String(i) }))
+    const blocks = new Map<string, Uint8Array>()
+    const { count, top } = await stored(a, blocks)
+    expect(count).toBe(1)
+    const { open: openEnvelope } = await import('../src/crypto/envelope.js')
+    const text = new TextDecoder().decode(openEnvelope(DATA_KEY, associatedData(FORMAT_VERSION, NAME, 'bucket 0/1'), blocks.get(top!.toString())!))
+    const lines = text.split('\n')
+    expect(JSON.parse(lines[0]!)).toEqual([1_764_000_000_000_000, 'd1'])
+    expect(lines.slice(1).map(l => l.split('\t')[0]).sort()).toEqual(['"\\"leading"', '"line\\nbreak"', '"tab\\there"', 'back\\slash', 'plain', 'with "inner" quotes', 'ключ 🔑'].sort())
+    expect(lines.slice(1).map(l => l.split('\t')[1]).sort()).toEqual(['0', 'rs', '1jk', '2bc', '334', '3uw', '4mo'].sort())
+    const b = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
+    await b.absorb(count, top, getter(blocks))
+    expect(b.getAll()).toEqual(a.getAll())
   })
 
   it.each([
-    ['no device table', '"a"\t5\t0\t1'],
-    ['a device table that is not an array of strings', '[1]\n"a"\t5\t0\t1'],
-    ['a line without tabs', '["d1"]\n"a"'],
-    ['a line with one tab', '["d1"]\n"a"\t5'],
-    ['a stamp with a leading zero', '["d1"]\n"a"\t05\t0\t1'],
-    ['a stamp that is not digits', '["d1"]\n"a"\t5x\t0\t1'],
-    ['a stamp past the safe integers', '["d1"]\n"a"\t99999999999999999\t0\t1'],
-    ['an empty stamp', '["d1"]\n"a"\t\t0\t1'],
-    ['a device index past the table', '["d1"]\n"a"\t5\t1\t1'],
-    ['an empty value (neither a value nor a tombstone)', '["d1"]\n"a"\t5\t0\t'],
-    ['a key that is not a JSON string', '["d1"]\na\t5\t0\t1'],
-    ['an empty key', '["d1"]\n""\t5\t0\t1'],
-    ['a key with an unescaped quote', '["d1"]\n"a"b"\t5\t0\t1'],
-    ['an empty line', '["d1"]\n"a"\t5\t0\t1\n\n"b"\t5\t0\t1']
+    ['no device table', 'a\t5\t0\t1'],
+    ['a device table that is not an array of strings after the base', '[0,1]\na\t5\t0\t1'],
+    ['a device table without a base stamp', '["d1"]\na\t5\t0\t1'],
+    ['a negative base stamp', '[-1,"d1"]\na\t5\t0\t1'],
+    ['a base stamp that is not an integer', '[1.5,"d1"]\na\t5\t0\t1'],
+    ['a line without tabs', '[0,"d1"]\na'],
+    ['a line with one tab', '[0,"d1"]\na\t5'],
+    ['a stamp with a leading zero', '[0,"d1"]\na\t05\t0\t1'],
+    ['a stamp with a capital letter (not base 36 as written)', '[0,"d1"]\na\t5Z\t0\t1'],
+    ['a stamp with a sign', '[0,"d1"]\na\t-5\t0\t1'],
+    ['a stamp of twelve base-36 digits', '[0,"d1"]\na\t100000000000\t0\t1'],
+    ['a stamp past the safe integers (base + delta)', '[9007199254740991,"d1"]\na\t1\t0\t1'],
+    ['an empty stamp', '[0,"d1"]\na\t\t0\t1'],
+    ['a device index past the table', '[0,"d1"]\na\t5\t1\t1'],
+    ['a device index with a leading zero', '[0,"d1"]\na\t5\t00\t1'],
+    ['an empty value (neither a value nor a tombstone)', '[0,"d1"]\na\t5\t0\t'],
+    ['a quoted key that is not a JSON string', '[0,"d1"]\n"a\t5\t0\t1'],
+    ['an empty key', '[0,"d1"]\n\t5\t0\t1'],
+    ['an empty quoted key', '[0,"d1"]\n""\t5\t0\t1'],
+    ['a quoted key with an unescaped quote', '[0,"d1"]\n"a"b"\t5\t0\t1'],
+    ['an empty line', '[0,"d1"]\na\t5\t0\t1\n\nb\t5\t0\t1']
   ])('refuses a bucket with %s: FormatError, on open and on merge, and changes nothing', async (_what, text) => {
     const blocks = new Map<string, Uint8Array>()
     const { count, top } = await sealTexts([text], blocks)
@@ -187,7 +214,7 @@ describe('private bucket text: every line is checked', () => {
 
   it('a key written in two buckets (a faulty writer holding the keys) is a FormatError once both are read, and changes nothing', async () => {
     const blocks = new Map<string, Uint8Array>()
-    const { count, top } = await sealTexts(['["d1"]\n"a"\t5\t0\t1', '["d1"]\n"a"\t6\t0\t2'], blocks)
+    const { count, top } = await sealTexts(['[0,"d1"]\na\t5\t0\t1', '[0,"d1"]\na\t6\t0\t2'], blocks)
     // An open checks every line but keeps no per-key map: the repeat shows when the buckets are read.
     const opened = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
     await opened.absorb(count, top, getter(blocks))

@@ -17,7 +17,7 @@ import { FORMAT_VERSION } from '../crypto/keys.js'
 import { fromUtf8, utf8 } from '../crypto/bytes.js'
 import { FormatError, TooLargeError } from '../errors.js'
 import { MAX_BLOCK_BYTES, cborBlock, rawBlock } from '../store/blocks.js'
-import { bucketText, entrySize, readBucket, readPublicBlocks, sameEntry, scanBucket, wins } from './entries.js'
+import { bucketText, entrySize, keyText, readBucket, readPublicBlocks, sameEntry, scanBucket, wins } from './entries.js'
 import { MAX_BUCKETS, encodeTree, readTree } from './tree.js'
 import type { TreeLevels } from './tree.js'
 import type { Entry } from './entries.js'
@@ -103,8 +103,8 @@ export abstract class Section {
   /** Size in bytes the section would have after writing `entry` at `key`. */
   sizeWith (key: string, entry: Entry): number {
     const old = this.slot(key)
-    const keyJson = JSON.stringify(key)
-    return this.bytes - (old === undefined ? 0 : entrySize(keyJson, old)) + entrySize(keyJson, entry)
+    const text = keyText(key)
+    return this.bytes - (old === undefined ? 0 : entrySize(text, old)) + entrySize(text, entry)
   }
 
   /** Writes an entry unconditionally (a local write) and marks its stored part dirty. */
@@ -129,9 +129,9 @@ export abstract class Section {
 
   /** Puts a slot in the map and keeps the size and the highest stamp. */
   protected store (key: string, slot: Slot, old: Slot | undefined): void {
-    const keyJson = JSON.stringify(key)
-    if (old !== undefined) this.bytes -= entrySize(keyJson, old)
-    this.bytes += entrySize(keyJson, slot)
+    const text = keyText(key)
+    if (old !== undefined) this.bytes -= entrySize(text, old)
+    this.bytes += entrySize(text, slot)
     if (slot.stamp > this.highest) this.highest = slot.stamp
     this.entries.set(key, slot)
   }
