@@ -145,8 +145,8 @@ async function sealTexts (texts: string[], blocks: Map<string, Uint8Array>): Pro
 }
 
 describe('private bucket text: every line is checked', () => {
-  // base stamp 1 000 000; entries at base + 5 and base + 36 ("10" in base 36)
-  const good = '[1000000,"d1","d2"]\na\t5\t0\t1\n"\\"quoted\\tkey"\t10\t1'
+  // base stamp 1 000 000; entries at base + 5 (device 0, index left out) and base + 36 ("10" in base 36, device 1)
+  const good = '[1000000,"d1","d2"]\na\t5\t1\n"\\"quoted\\tkey"\t10:1'
   it('reads a well-formed bucket: raw and quoted keys, stamps from the base in base 36, a tombstone, two devices', async () => {
     const blocks = new Map<string, Uint8Array>()
     const { count, top } = await sealTexts([good], blocks)
@@ -178,27 +178,30 @@ describe('private bucket text: every line is checked', () => {
   })
 
   it.each([
-    ['no device table', 'a\t5\t0\t1'],
-    ['a device table that is not an array of strings after the base', '[0,1]\na\t5\t0\t1'],
-    ['a device table without a base stamp', '["d1"]\na\t5\t0\t1'],
-    ['a negative base stamp', '[-1,"d1"]\na\t5\t0\t1'],
-    ['a base stamp that is not an integer', '[1.5,"d1"]\na\t5\t0\t1'],
+    ['no device table', 'a\t5\t1'],
+    ['a device table that is not an array of strings after the base', '[0,1]\na\t5\t1'],
+    ['a device table without a base stamp', '["d1"]\na\t5\t1'],
+    ['a negative base stamp', '[-1,"d1"]\na\t5\t1'],
+    ['a base stamp that is not an integer', '[1.5,"d1"]\na\t5\t1'],
     ['a line without tabs', '[0,"d1"]\na'],
-    ['a line with one tab', '[0,"d1"]\na\t5'],
-    ['a stamp with a leading zero', '[0,"d1"]\na\t05\t0\t1'],
-    ['a stamp with a capital letter (not base 36 as written)', '[0,"d1"]\na\t5Z\t0\t1'],
-    ['a stamp with a sign', '[0,"d1"]\na\t-5\t0\t1'],
-    ['a stamp of twelve base-36 digits', '[0,"d1"]\na\t100000000000\t0\t1'],
-    ['a stamp past the safe integers (base + delta)', '[9007199254740991,"d1"]\na\t1\t0\t1'],
-    ['an empty stamp', '[0,"d1"]\na\t\t0\t1'],
-    ['a device index past the table', '[0,"d1"]\na\t5\t1\t1'],
-    ['a device index with a leading zero', '[0,"d1"]\na\t5\t00\t1'],
-    ['an empty value (neither a value nor a tombstone)', '[0,"d1"]\na\t5\t0\t'],
-    ['a quoted key that is not a JSON string', '[0,"d1"]\n"a\t5\t0\t1'],
-    ['an empty key', '[0,"d1"]\n\t5\t0\t1'],
-    ['an empty quoted key', '[0,"d1"]\n""\t5\t0\t1'],
-    ['a quoted key with an unescaped quote', '[0,"d1"]\n"a"b"\t5\t0\t1'],
-    ['an empty line', '[0,"d1"]\na\t5\t0\t1\n\nb\t5\t0\t1']
+    ['a line that is a key and a TAB', '[0,"d1"]\na\t'],
+    ['a stamp with a leading zero', '[0,"d1"]\na\t05\t1'],
+    ['a stamp with a capital letter (not base 36 as written)', '[0,"d1"]\na\t5Z\t1'],
+    ['a stamp with a sign', '[0,"d1"]\na\t-5\t1'],
+    ['a stamp of twelve base-36 digits', '[0,"d1"]\na\t100000000000\t1'],
+    ['a stamp past the safe integers (base + delta)', '[9007199254740991,"d1"]\na\t1\t1'],
+    ['an empty stamp', '[0,"d1"]\na\t\t1'],
+    ['an empty stamp before a device index', '[0,"d1","d2"]\na\t:1\t1'],
+    ['a device index past the table', '[0,"d1"]\na\t5:1\t1'],
+    ['a device index with a leading zero', '[0,"d1","d2"]\na\t5:01\t1'],
+    ['device 0 written out (a writer leaves it out)', '[0,"d1"]\na\t5:0\t1'],
+    ['an empty device index', '[0,"d1"]\na\t5:\t1'],
+    ['an empty value (neither a value nor a tombstone)', '[0,"d1"]\na\t5\t'],
+    ['a quoted key that is not a JSON string', '[0,"d1"]\n"a\t5\t1'],
+    ['an empty key', '[0,"d1"]\n\t5\t1'],
+    ['an empty quoted key', '[0,"d1"]\n""\t5\t1'],
+    ['a quoted key with an unescaped quote', '[0,"d1"]\n"a"b"\t5\t1'],
+    ['an empty line', '[0,"d1"]\na\t5\t1\n\nb\t5\t1']
   ])('refuses a bucket with %s: FormatError, on open and on merge, and changes nothing', async (_what, text) => {
     const blocks = new Map<string, Uint8Array>()
     const { count, top } = await sealTexts([text], blocks)
@@ -214,7 +217,7 @@ describe('private bucket text: every line is checked', () => {
 
   it('a key written in two buckets (a faulty writer holding the keys) is a FormatError once both are read, and changes nothing', async () => {
     const blocks = new Map<string, Uint8Array>()
-    const { count, top } = await sealTexts(['[0,"d1"]\na\t5\t0\t1', '[0,"d1"]\na\t6\t0\t2'], blocks)
+    const { count, top } = await sealTexts(['[0,"d1"]\na\t5\t1', '[0,"d1"]\na\t6\t2'], blocks)
     // An open checks every line but keeps no per-key map: the repeat shows when the buckets are read.
     const opened = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
     await opened.absorb(count, top, getter(blocks))

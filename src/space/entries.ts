@@ -86,9 +86,10 @@ function decimalLength (n: number): number {
 /**
  * A private bucket's plaintext (format 2): line 0 is a JSON array, the bucket's base stamp (the
  * lowest stamp of its entries, 0 when it has none) followed by the device ids its entries name;
- * every further line is one entry, `<key> TAB <stamp − base, in base 36> TAB <device index> [TAB
- * <value JSON>]` (no value: a tombstone), lines separated by LF. The key is written as `keyText`
- * says. Stamps are 16 decimal digits; written from the base in base 36 they take 4 to 10 characters.
+ * every further line is one entry, `<key> TAB <stamp − base, in base 36>[:<device index>] [TAB
+ * <value JSON>]` (no value: a tombstone; no device index: device 0, the usual case of a bucket one
+ * device wrote), lines separated by LF. The key is written as `keyText` says. Stamps are 16 decimal
+ * digits; written from the base in base 36 they take 4 to 10 characters.
  * JSON text never holds a raw TAB or LF, so a line splits without a JSON parser, and a value's text
  * is kept as it is (parsed only when read).
  */
@@ -101,7 +102,7 @@ export function bucketText (entries: Array<[string, Entry]>): string {
   for (const [key, entry] of entries) {
     let d = deviceIndex.get(entry.device)
     if (d === undefined) { d = devices.length; devices.push(entry.device); deviceIndex.set(entry.device, d) }
-    const head = `${keyText(key)}\t${(entry.stamp - base).toString(36)}\t${d}`
+    const head = d === 0 ? `${keyText(key)}\t${(entry.stamp - base).toString(36)}` : `${keyText(key)}\t${(entry.stamp - base).toString(36)}:${d}`
     lines.push(entry.json === undefined ? head : `${head}\t${entry.json}`)
   }
   lines[0] = JSON.stringify([base, ...devices])
@@ -138,15 +139,21 @@ function eachLine (text: string, line: (start: number, keyEnd: number, stamp: nu
     end = text.indexOf('\n', start)
     if (end < 0) end = text.length
     const t1 = text.indexOf('\t', start)
-    const t2 = t1 <= start || t1 >= end ? -1 : text.indexOf('\t', t1 + 1)
-    if (t2 < 0 || t2 >= end) throw new FormatError('private bucket has a malformed entry')
-    let t3 = text.indexOf('\t', t2 + 1)
-    if (t3 >= end) t3 = -1
-    const stamp = base + base36(text, t1 + 1, t2)
-    const device = devices[digits(text, t2 + 1, t3 < 0 ? end : t3)]
+    if (t1 <= start || t1 >= end) throw new FormatError('private bucket has a malformed entry')
+    let t2 = text.indexOf('\t', t1 + 1)
+    if (t2 >= end) t2 = -1
+    const fieldEnd = t2 < 0 ? end : t2
+    // The stamp field is short: walked by hand to its ':' rather than searched with indexOf, which
+    // could run on into later lines.
+    let colon = t1 + 1
+    while (colon < fieldEnd && text.charCodeAt(colon) !== 58) colon++
+    const stamp = base + base36(text, t1 + 1, colon)
+    // Device 0 is written by leaving the index out, so ":0" is not a form a writer makes.
+    const index = colon === fieldEnd ? 0 : digits(text, colon + 1, fieldEnd)
+    const device = index === 0 && colon !== fieldEnd ? undefined : devices[index]
     // An empty value (a TAB ending the line) is neither a value nor a tombstone.
-    if (!Number.isSafeInteger(stamp) || device === undefined || t3 + 1 === end) throw new FormatError('private bucket has a malformed entry')
-    line(start, t1, stamp, device, t3 < 0 ? -1 : t3 + 1, end, (t1 - start) + decimalLength(stamp) + device.length + (t3 < 0 ? 0 : end - t3) + 7)
+    if (!Number.isSafeInteger(stamp) || device === undefined || t2 + 1 === end) throw new FormatError('private bucket has a malformed entry')
+    line(start, t1, stamp, device, t2 < 0 ? -1 : t2 + 1, end, (t1 - start) + decimalLength(stamp) + device.length + (t2 < 0 ? 0 : end - t2) + 7)
   }
 }
 
