@@ -16,6 +16,11 @@ export class SpaceEmitter {
     return () => { set.delete(listener) }
   }
 
+  /** True when `event` has a listener (so that an event costly to build is built only for one). */
+  listening (event: keyof SpaceEvents): boolean {
+    return (this.listeners.get(event)?.size ?? 0) > 0
+  }
+
   emit<E extends keyof SpaceEvents>(event: E, detail: SpaceEvents[E]): void {
     for (const listener of this.listeners.get(event) ?? []) {
       try { listener(detail) } catch (err) { if (event !== 'error') this.emit('error', err as Error) }

@@ -119,8 +119,10 @@ export class Merger {
     if (head.owner === undefined || (root.owner.issuedAt ?? -1) > (head.owner.issuedAt ?? -1)) head.owner = root.owner
     await this.ctx.state.put(this.ctx.name, { sequence: head.seq, root: cid.toString() })
     this.writer.pruneSuperseded()
-    this.ctx.log.trace('merged %s #%d (%s): %d private and %d public key(s) changed', this.ctx.name, sequence, cid.toString(), priv.changed.length, pubChanged.length)
-    if (priv.changed.length > 0) events.emit('change', { section: 'private', keys: priv.changed, sequence })
+    // No count of private keys here: on an open, listing them is the walk of every bucket skipped below.
+    this.ctx.log.trace('merged %s #%d (%s): %d public key(s) changed', this.ctx.name, sequence, cid.toString(), pubChanged.length)
+    // Keys are listed only for a listener: an open has none yet, and would pay a walk of every bucket.
+    if (events.listening('change') && priv.changed.length > 0) events.emit('change', { section: 'private', keys: priv.changed, sequence })
     if (pubChanged.length > 0) events.emit('change', { section: 'public', keys: pubChanged, sequence })
   }
 
