@@ -10,9 +10,12 @@ import { createIPNSRecord, marshalIPNSRecord, multihashToIPNSRoutingKey, unmarsh
 import { ipnsValidator } from 'ipns/validator'
 import { CID } from 'multiformats/cid'
 import { sha256 } from 'multiformats/hashes/sha2'
+import * as Digest from 'multiformats/hashes/digest'
+import { base36 } from 'multiformats/bases/base36'
+import fc from 'fast-check'
 import { MemoryBlockstore } from 'blockstore-core'
 import { MemoryDatastore } from 'datastore-core'
-import { beforeAll, describe, expect, it } from 'vitest'
+import { beforeAll, describe, expect, it, vi } from 'vitest'
 import { createHub } from '../src/hub/app.js'
 import { CAR_TYPE, IPNS_RECORD_CODEC, publishPath } from '../src/protocol.js'
 import { openSpace } from '../src/space/space.js'
@@ -68,6 +71,32 @@ describe('createRecord signs V2-only records', () => {
     const info = await validateRecord(space.name, good)
     expect(info.sequence).toBe(1n)
     expect(info.cid?.equals(space.root.cid)).toBe(true)
+  })
+
+  it('writes exactly the bytes the ipns package builds for the same key, value, sequence, validity and TTL', async () => {
+    const key = await generateKeyPair('Ed25519')
+    // `createIPNSRecord` reads the clock itself: fake only Date, so both builders count from one instant
+    vi.useFakeTimers({ toFake: ['Date'] })
+    try {
+      await fc.assert(fc.asyncProperty(
+        fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }),
+        fc.integer({ min: 0, max: 4_000_000_000_000 }),
+        fc.integer({ min: 0, max: 100 * DEFAULT_RECORD_LIFETIME_MS }),
+        fc.integer({ min: 0, max: 2 ** 40 }),
+        fc.uint8Array({ minLength: 32, maxLength: 32 }),
+        async (sequence, nowMs, lifetimeMs, ttlMs, digest) => {
+          vi.setSystemTime(nowMs)
+          const root = CID.createV1(0x71, Digest.create(sha256.code, digest))
+          const ours = await createRecord(key, root, sequence, { lifetimeMs, ttlMs, nowMs })
+          const theirs = marshalIPNSRecord(await createIPNSRecord(key, `/ipfs/${root.toString()}`, sequence, lifetimeMs, { v1Compatible: false, ttlNs: BigInt(ttlMs) * 1_000_000n }))
+          expect(ours).toEqual(theirs)
+        }), { numRuns: 300 })
+    } finally {
+      vi.useRealTimers()
+    }
+    // and what it signs now is a valid record for its name
+    const now = await createRecord(key, space.root.cid, 7)
+    await expect(ipnsValidator(routingKey(key.publicKey.toCID().toString(base36)), now)).resolves.toBeUndefined()
   })
 
   it('the plain ipns validator (@helia/ipns, the DHT) accepts it', async () => {
