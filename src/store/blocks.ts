@@ -10,6 +10,7 @@ import * as raw from 'multiformats/codecs/raw'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { equals } from 'multiformats/bytes'
 import { IntegrityError } from '../errors.js'
+import { encodeDagCbor } from './cbor.js'
 import type { AbortOptions, Block, Store } from './interface.js'
 
 /** The bitswap limit: no block UserSpace writes or accepts is larger. */
@@ -20,7 +21,8 @@ export async function rawBlock (bytes: Uint8Array): Promise<Block> {
 }
 
 export async function cborBlock (value: unknown): Promise<Block> {
-  const bytes = dagCbor.encode(value)
+  // the direct encoder writes the same bytes for the format's own shapes, at a fraction of the cost
+  const bytes = encodeDagCbor(value) ?? dagCbor.encode(value)
   return { cid: CID.createV1(dagCbor.code, await sha256.digest(bytes)), bytes }
 }
 

@@ -1,0 +1,137 @@
+/**
+ * A direct DAG-CBOR encoder for the shapes the space format writes on every publish (maps with
+ * string keys, safe integers, strings, bytes, CIDs, null, booleans, arrays): the root, the current
+ * node, index nodes and owner bindings. It writes the same bytes as `@ipld/dag-cbor`'s `encode`
+ * (a property test holds them equal) without building a token list first, which costs more than the
+ * hashing of the block. Anything else (floats, bigints, undefined, cycles…) returns undefined and
+ * the caller falls back to `@ipld/dag-cbor`.
+ */
+import { CID } from 'multiformats/cid'
+
+const utf8 = new TextEncoder()
+/** Nesting beyond this goes to the full encoder, which has its own limits. */
+const MAX_DEPTH = 64
+
+class Unsupported extends Error {}
+
+/** The DAG-CBOR bytes of `value`, or undefined when its shape is not one this encoder handles. */
+export function encodeDagCbor (value: unknown): Uint8Array | undefined {
+  const out = new Output()
+  try {
+    write(out, value, 0)
+  } catch (err) {
+    if (err instanceof Unsupported) return undefined
+    throw err
+  }
+  return out.bytes()
+}
+
+class Output {
+  private buf = new Uint8Array(256)
+  private at = 0
+
+  private room (n: number): void {
+    if (this.at + n <= this.buf.length) return
+    const next = new Uint8Array(Math.max(this.buf.length * 2, this.at + n))
+    next.set(this.buf.subarray(0, this.at))
+    this.buf = next
+  }
+
+  byte (b: number): void {
+    this.room(1)
+    this.buf[this.at++] = b
+  }
+
+  raw (bytes: Uint8Array): void {
+    this.room(bytes.length)
+    this.buf.set(bytes, this.at)
+    this.at += bytes.length
+  }
+
+  /** A head: major type and argument in the shortest form (RFC 8949 §3.1, DAG-CBOR's rule). */
+  head (major: number, n: number): void {
+    const m = major << 5
+    this.room(9)
+    const b = this.buf
+    if (n < 24) {
+      b[this.at++] = m | n
+    } else if (n < 0x100) {
+      b[this.at++] = m | 24; b[this.at++] = n
+    } else if (n < 0x10000) {
+      b[this.at++] = m | 25; b[this.at++] = n >>> 8; b[this.at++] = n & 0xff
+    } else if (n < 0x100000000) {
+      b[this.at++] = m | 26
+      b[this.at++] = n >>> 24; b[this.at++] = (n >>> 16) & 0xff; b[this.at++] = (n >>> 8) & 0xff; b[this.at++] = n & 0xff
+    } else {
+      const hi = Math.floor(n / 0x100000000)
+      const lo = n >>> 0
+      b[this.at++] = m | 27
+      b[this.at++] = hi >>> 24; b[this.at++] = (hi >>> 16) & 0xff; b[this.at++] = (hi >>> 8) & 0xff; b[this.at++] = hi & 0xff
+      b[this.at++] = lo >>> 24; b[this.at++] = (lo >>> 16) & 0xff; b[this.at++] = (lo >>> 8) & 0xff; b[this.at++] = lo & 0xff
+    }
+  }
+
+  bytes (): Uint8Array {
+    return this.buf.slice(0, this.at)
+  }
+}
+
+function write (out: Output, value: unknown, depth: number): void {
+  if (depth > MAX_DEPTH) throw new Unsupported()
+  if (value === null) return out.byte(0xf6)
+  if (value === true) return out.byte(0xf5)
+  if (value === false) return out.byte(0xf4)
+  if (typeof value === 'number') {
+    // integers only; DAG-CBOR writes every other number as a float64
+    if (!Number.isSafeInteger(value)) throw new Unsupported()
+    return value >= 0 ? out.head(0, value) : out.head(1, -1 - value)
+  }
+  if (typeof value === 'string') {
+    // a lone surrogate has no UTF-8 form; leave its handling to the full encoder
+    if (!value.isWellFormed()) throw new Unsupported()
+    const bytes = utf8.encode(value)
+    out.head(3, bytes.length)
+    return out.raw(bytes)
+  }
+  if (value instanceof Uint8Array) {
+    out.head(2, value.length)
+    return out.raw(value)
+  }
+  if (Array.isArray(value)) {
+    out.head(4, value.length)
+    for (const item of value) write(out, item, depth + 1)
+    return
+  }
+  if (typeof value !== 'object') throw new Unsupported()
+  const cid = CID.asCID(value)
+  if (cid !== null) {
+    // DAG-CBOR links: tag 42 over the CID's bytes behind a 0x00 (identity multibase) prefix
+    out.byte(0xd8); out.byte(42)
+    out.head(2, cid.bytes.length + 1)
+    out.byte(0)
+    return out.raw(cid.bytes)
+  }
+  const proto = Object.getPrototypeOf(value)
+  if (proto !== Object.prototype && proto !== null) throw new Unsupported()
+  const entries: Array<[Uint8Array, unknown]> = []
+  for (const key of Object.keys(value)) {
+    if (!key.isWellFormed()) throw new Unsupported()
+    const v = (value as Record<string, unknown>)[key]
+    // dag-cbor refuses undefined; let it say so
+    if (v === undefined) throw new Unsupported()
+    entries.push([utf8.encode(key), v])
+  }
+  // DAG-CBOR map order: shorter keys first, then bytewise (RFC 7049 canonical)
+  entries.sort(([a], [b]) => a.length - b.length || compareBytes(a, b))
+  out.head(5, entries.length)
+  for (const [key, v] of entries) {
+    out.head(3, key.length)
+    out.raw(key)
+    write(out, v, depth + 1)
+  }
+}
+
+function compareBytes (a: Uint8Array, b: Uint8Array): number {
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return (a[i] as number) - (b[i] as number)
+  return 0
+}
