@@ -198,6 +198,11 @@ export interface HubLimits {
 
 export interface HubAppOptions extends HubLimits {
   /**
+   * The wall clock, in ms since 1970: record freshness headers, owner-binding dates, rate limits,
+   * when blocks landed (garbage-collection grace). @default systemClock (Date.now)
+   */
+  nowMs?: () => number
+  /**
    * Directory of the built demo page (`index.html` and its assets), served at `/`. When absent or
    * missing, `/` is a short page saying the demo is not built.
    *
