@@ -179,11 +179,13 @@ export class HubCluster {
 
   /**
    * Tells devices and peered hubs of a record this hub accepted, and resolves once the chosen
-   * replicas hold the version (or after `replicaWaitMs`).
+   * replicas hold the version (or after `replicaWaitMs`), with the number of hubs it was sent to.
    */
-  async publish (name: string, record: Uint8Array, rootBytes?: Uint8Array): Promise<void> {
-    if (this.stopped) return
-    this.pubsub.publish(ipnsTopic(name), record).catch(() => {})
+  async publish (name: string, record: Uint8Array, rootBytes?: Uint8Array): Promise<number> {
+    if (this.stopped) return 0
+    const topic = ipnsTopic(name)
+    // Signing a message nobody listens to costs as much as one that is heard.
+    if (this.pubsub.getSubscribers(topic).length > 0) this.pubsub.publish(topic, record).catch(() => {})
     const chosen = rankHubs(name, this.hubs()).slice(0, this.replicas - 1)
     const message: RecordMessage = { name, record, replicas: chosen }
     if (rootBytes !== undefined && rootBytes.byteLength <= MAX_INLINE_ROOT_BYTES) {
@@ -195,8 +197,9 @@ export class HubCluster {
     }
     const { sequence } = readRecord(record)
     const held = chosen.length === 0 ? Promise.resolve() : this.waitHeld(name, sequence, chosen)
-    await this.pubsub.publish(CLUSTER_RECORDS_TOPIC, encode(message))
+    const { recipients } = await this.pubsub.publish(CLUSTER_RECORDS_TOPIC, encode(message))
     await held
+    return recipients.length
   }
 
   /** The blocks below a root, when this hub has all of them and they are small enough to send along. */

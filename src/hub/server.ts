@@ -311,6 +311,7 @@ export async function startHub (options: HubOptions = {}): Promise<RunningHub> {
         clearTimeout(debounce)
         dialer.stop()
         cluster?.stop()
+        hubRecords.stop()
         node.libp2p.removeEventListener('peer:connect', onPeer)
         await new Promise<void>((resolve) => {
           server.close(() => { resolve() })
