@@ -157,6 +157,14 @@ describe('replication', () => {
 })
 
 describe('cluster configuration', () => {
+  it('two pings of one peer at once both succeed: a refused ping makes libp2p abort the connection', async () => {
+    const { ping } = h1.helia.libp2p.services
+    const peer = h1.helia.libp2p.getConnections().find(c => c.remotePeer.toString() === h2.peerId)?.remotePeer
+    if (peer === undefined) throw new Error('hubs 1 and 2 are not connected')
+    const rtts = await Promise.all([ping.ping(peer), ping.ping(peer)])
+    expect(rtts.every(ms => ms >= 0)).toBe(true)
+  })
+
   it('a listed peer that restarts is dialled again, and a peers list naming the hub itself is fine', async () => {
     const tmp = await mkdtemp(join(tmpdir(), 'userspace-redial-'))
     dirs.push(tmp)

@@ -191,7 +191,11 @@ export async function createHeliaNode (options: HeliaNodeOptions = {}): Promise<
     streamMuxers: [yamux()],
     services: {
       identify: identify(),
-      ping: ping(),
+      // libp2p's connection monitor pings every connection each 10 s and aborts the connection when
+      // that ping fails, also when kad-dht's own ping of the peer holds the one outbound ping stream
+      // @libp2p/ping allows: under load that dropped peered hubs every few seconds (and the gossip
+      // in flight with them). Two outbound streams fit the two inbound ones a peer accepts.
+      ping: ping({ maxOutboundStreams: 2 }),
       pubsub: options.pubsub === 'gossipsub'
         ? gossipsub({
           // A hub with no peer on a topic yet (a name nobody listens to) publishes into nothing.
