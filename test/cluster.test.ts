@@ -7,17 +7,19 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { encode } from 'cborg'
+import { decode, encode } from 'cborg'
+import { TopicValidatorResult } from '@libp2p/gossipsub'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { openSpace } from '../src/index.js'
 import { startHub } from '../src/hub/server.js'
-import { CLUSTER_RECORDS_TOPIC, addressPath, ipfsPath } from '../src/protocol.js'
+import { CLUSTER_HELD_TOPIC, CLUSTER_RECORDS_TOPIC, addressPath, ipfsPath } from '../src/protocol.js'
 import { createRecord } from '../src/store/record.js'
 import { ipnsTopic, rankHubs } from '../src/hub/pubsub.js'
 import { account, KEY_A, KEY_B } from './helpers/signers.js'
 import { makeSpace } from './helpers/hub-app.js'
 import type { RunningHub } from '../src/hub/server.js'
-import type { GossipSub } from '@libp2p/gossipsub'
+import type { GossipSub, Message } from '@libp2p/gossipsub'
+import type { CID } from 'multiformats/cid'
 
 const hubs: RunningHub[] = []
 const dirs: string[] = []
@@ -153,6 +155,65 @@ describe('replication', () => {
     // And serves them over the gateway.
     const res = await fetch(holder.url + ipfsPath(space.root.cid.toString()) + '?format=raw')
     expect(res.status).toBe(200)
+  })
+})
+
+describe('replication when messages go wrong', () => {
+  /** The replica of a fresh space's name among hubs 2 and 3, as hub 1 ranks them. */
+  async function spaceReplicatedBy (): Promise<{ space: Awaited<ReturnType<typeof makeSpace>>, holder: RunningHub }> {
+    const space = await makeSpace()
+    const [replica] = rankHubs(space.name, [h2.peerId, h3.peerId])
+    return { space, holder: replica === h2.peerId ? h2 : h3 }
+  }
+
+  it('a replica that missed the record message is sent it again, and holds the version when the PUT is answered', async () => {
+    const { space, holder } = await spaceReplicatedBy()
+    const validators = pubsubOf(holder).topicValidators
+    const validate = validators.get(CLUSTER_RECORDS_TOPIC)
+    if (validate === undefined) throw new Error('no validator')
+    let heard = 0
+    // The first record message for this name is lost on the way (as on a gossip stream not open yet).
+    validators.set(CLUSTER_RECORDS_TOPIC, async (peer, message) => {
+      const decoded = decode(message.data) as { name?: string }
+      if (decoded.name === space.name && heard++ === 0) return TopicValidatorResult.Ignore
+      return validate(peer, message)
+    })
+    try {
+      const started = Date.now()
+      await uploadAndPut(h1, space, await createRecord(space.key, space.root.cid, 1))
+      // Sent again after a quarter of the 5 s wait, not given up on after all of it.
+      expect(Date.now() - started).toBeLessThan(4_000)
+      expect(heard).toBeGreaterThanOrEqual(2)
+      for (const block of space.blocks) expect(await holder.helia.blockstore.has(block.cid)).toBe(true)
+    } finally {
+      validators.set(CLUSTER_RECORDS_TOPIC, validate)
+    }
+  })
+
+  it('a replica keeps only carried blocks that hash to the CIDs the version links, and fetches the rest', async () => {
+    const { space, holder } = await spaceReplicatedBy()
+    const { encodeCar } = await import('../src/store/blocks.js')
+    // Hub 1 has the real blocks (bitswap serves them); the message carries one of them altered.
+    const up = await fetch(h1.url + '/api/v1/blocks', { method: 'POST', headers: { 'content-type': 'application/vnd.ipld.car' }, body: encodeCar(space.blocks) })
+    expect(up.status).toBe(200)
+    const [root, ...below] = space.blocks
+    const altered = below.map((b, i) => i === below.length - 1 ? Uint8Array.from(b.bytes, (x, j) => j === 0 ? x ^ 1 : x) : b.bytes)
+    const record = await createRecord(space.key, space.root.cid, 1)
+    const held = new Promise<void>((resolve) => {
+      const onMessage = (event: CustomEvent<Message>): void => {
+        if (event.detail.topic !== CLUSTER_HELD_TOPIC) return
+        if ((decode(event.detail.data) as { name?: string }).name !== space.name) return
+        pubsubOf(h1).removeEventListener('message', onMessage)
+        resolve()
+      }
+      pubsubOf(h1).addEventListener('message', onMessage)
+    })
+    await pubsubOf(h1).publish(CLUSTER_RECORDS_TOPIC, encode({ name: space.name, record, root: root?.bytes, blocks: altered, replicas: [holder.peerId] }))
+    await held
+    const last = below[below.length - 1] as { cid: CID, bytes: Uint8Array }
+    const chunks: Uint8Array[] = []
+    for await (const chunk of holder.helia.blockstore.get(last.cid)) chunks.push(chunk)
+    expect(Buffer.concat(chunks)).toEqual(Buffer.from(last.bytes))
   })
 })
 

@@ -27,7 +27,6 @@ import { parseName } from './params.js'
 import { MAX_ROOT_BYTES, rootOf, stateLinks } from './quota.js'
 import { walkDag } from './walk.js'
 import { costOf } from './storage.js'
-import { verifyBlock } from '../store/blocks.js'
 import type { HubBlocks } from './blocks.js'
 import type { HubRecords } from './records.js'
 import type { NextIdStores } from './nextid/store.js'
@@ -61,6 +60,8 @@ const MAX_CLUSTER_MESSAGE_BYTES = MAX_RECORD_BYTES + MAX_INLINE_ROOT_BYTES + MAX
 const NETWORK_CLIENT = 'network'
 /** Largest Next.ID chain gossiped whole (bigger ones move with export/import). */
 export const MAX_GOSSIP_CHAIN_BYTES = 48 * 1024
+/** Times a PUT sends its record again to a replica that has not said it holds the version (within `replicaWaitMs`). */
+const REPLICA_RESENDS = 3
 /** Replica peer ids named in one message. */
 const MAX_NAMED_REPLICAS = 16
 
@@ -196,7 +197,10 @@ export class HubCluster {
       }
     }
     const { sequence } = readRecord(record)
-    const held = chosen.length === 0 ? Promise.resolve() : this.waitHeld(name, sequence, chosen)
+    const resend = async (missing: string[]): Promise<void> => {
+      await this.pubsub.publish(CLUSTER_RECORDS_TOPIC, encode({ ...message, replicas: missing }))
+    }
+    const held = chosen.length === 0 ? Promise.resolve() : this.waitHeld(name, sequence, chosen, resend)
     const { recipients } = await this.pubsub.publish(CLUSTER_RECORDS_TOPIC, encode(message))
     await held
     return recipients.length
@@ -221,22 +225,31 @@ export class HubCluster {
     return out.length === walked.cids.length ? out : undefined
   }
 
-  private async waitHeld (name: string, sequence: bigint, replicas: string[]): Promise<void> {
+  /**
+   * Resolves once every replica said it holds the version, or after `replicaWaitMs`. A message
+   * can be lost (a peer's gossip stream not open yet, a connection replaced): a replica still
+   * silent after each quarter of the wait is sent the record again.
+   */
+  private async waitHeld (name: string, sequence: bigint, replicas: string[], resend: (missing: string[]) => Promise<void>): Promise<void> {
     const key = `${name} ${sequence}`
     let waiter!: Waiter
     const done = new Promise<void>((resolve) => { waiter = { missing: new Set(replicas), resolve } })
     let set = this.waiters.get(key)
     if (set === undefined) this.waiters.set(key, set = new Set())
     set.add(waiter)
+    const sliceMs = this.replicaWaitMs / (REPLICA_RESENDS + 1)
     let timer: ReturnType<typeof setTimeout> | undefined
-    const timeout = new Promise<void>((resolve) => {
-      timer = setTimeout(() => {
-        this.log(`cluster: ${name} #${sequence} not yet held by ${[...waiter.missing].join(', ')} after ${this.replicaWaitMs} ms`)
-        resolve()
-      }, this.replicaWaitMs)
-    })
     try {
-      await Promise.race([done, timeout])
+      for (let attempt = 0; ; attempt++) {
+        const late = await Promise.race([done.then(() => false), new Promise<boolean>((resolve) => { timer = setTimeout(() => { resolve(true) }, sliceMs) })])
+        clearTimeout(timer)
+        if (!late || this.stopped) return
+        if (attempt === REPLICA_RESENDS) {
+          this.log(`cluster: ${name} #${sequence} not yet held by ${[...waiter.missing].join(', ')} after ${this.replicaWaitMs} ms`)
+          return
+        }
+        await resend([...waiter.missing]).catch(() => {})
+      }
     } finally {
       clearTimeout(timer)
       set.delete(waiter)
@@ -265,7 +278,17 @@ export class HubCluster {
     }
     if (decoded.replicas.includes(this.self)) {
       const { cid, sequence } = readRecord(decoded.record)
-      if (cid !== undefined) this.enqueue({ name: decoded.name, cid, sequence, inline: [...(decoded.root === undefined ? [] : [decoded.root]), ...(decoded.blocks ?? [])] })
+      const job = cid === undefined ? undefined : { name: decoded.name, cid, sequence, inline: [...(decoded.root === undefined ? [] : [decoded.root]), ...(decoded.blocks ?? [])] }
+      if (job !== undefined && decoded.root !== undefined && decoded.blocks !== undefined) {
+        // The whole version came along: nothing to fetch, so no queue to wait in (a slot of the
+        // checks cap bounds these instead).
+        this.checks++
+        this.replicate(job).catch((err: Error) => {
+          this.log(`cluster: cannot replicate ${job.name}: ${err.message}`)
+        }).finally(() => { this.checks-- })
+      } else if (job !== undefined) {
+        this.enqueue(job)
+      }
     }
     return TopicValidatorResult.Accept
   }
@@ -369,16 +392,19 @@ export class HubCluster {
     const timeoutMs = this.options.fetchTimeoutMs ?? DEFAULT_HUB_FETCH_TIMEOUT_MS
     const max = this.options.maxSpaceBytes ?? DEFAULT_HUB_MAX_SPACE_BYTES
     let missing = 0
-    // Blocks the sender carried, by CID once they hash right; the rest come by bitswap.
+    // Blocks the sender carried, by the CID their bytes hash to (so a CID found here is verified);
+    // the rest come by bitswap.
     const carried = new Map<string, Uint8Array>()
     for (const bytes of job.inline) {
       const digest = await sha256Hasher.digest(bytes)
       // dag-cbor (roots, public sections) and raw (private buckets): the codecs a space writes.
       for (const code of [dagCbor.code, 0x55]) carried.set(CID.createV1(code, digest).toString(), bytes)
     }
-    const read = async (c: CID): Promise<Uint8Array | undefined> => {
+    // The walk asks for a block's size and then its bytes: each is read (and stored) once.
+    const seen = new Map<string, Promise<Uint8Array | undefined>>()
+    const load = async (c: CID): Promise<Uint8Array | undefined> => {
       const given = carried.get(c.toString())
-      if (given !== undefined && await verifyBlock(c, given)) {
+      if (given !== undefined) {
         if (!(await blocks.blockstore.has(c)) && blocks.storage.hasRoomFor(costOf(given.byteLength))) {
           await blocks.blockstore.put(c, given)
           await blocks.storage.landed(NETWORK_CLIENT, [{ cid: c, size: given.byteLength }], Date.now())
@@ -388,6 +414,12 @@ export class HubCluster {
       const bytes = await blocks.readBlock(c, timeoutMs)
       if (bytes === undefined) missing++
       return bytes
+    }
+    const read = async (c: CID): Promise<Uint8Array | undefined> => {
+      const key = c.toString()
+      let pending = seen.get(key)
+      if (pending === undefined) seen.set(key, pending = load(c))
+      return pending
     }
     const io = { read, size: async (c: CID) => (await read(c))?.byteLength }
     const rootBytes = await read(job.cid)
