@@ -251,6 +251,28 @@ describe('cluster configuration', () => {
   }, 40_000)
 })
 
+describe('listed hubs coming back', () => {
+  it("a listed hub that restarts and dials this hub first is dialled back at once, not after this hub's backoff", async () => {
+    const tmp = await mkdtemp(join(tmpdir(), 'userspace-back-'))
+    dirs.push(tmp)
+    const directory = join(tmp, 'b')
+    const options = { port: 0, rateLimit: 0 as const, verifyThreads: 0, republishIntervalMs: 0, nextId: false as const }
+    let b = await startHub({ ...options, directory })
+    const lines: string[] = []
+    // A minute between dials: without the hub coming back on its own, the test would time out.
+    const a = await startHub({ ...options, directory: false, peerRetryMinMs: 60_000, peerRetryMaxMs: 60_000, peers: [b.multiaddrs[0] as string], log: (line) => { lines.push(line) } })
+    hubs.push(a)
+    const connections = (): number => lines.filter(l => l.startsWith('peer: connected to ')).length
+    await expect.poll(connections, { timeout: 10_000, interval: 20 }).toBe(1)
+    await b.stop()
+    await expect.poll(() => lines.some(l => l.startsWith('peer: lost ')), { timeout: 10_000, interval: 20 }).toBe(true)
+    // Back on the same directory (same peer id and ports), listing the other hub.
+    b = await startHub({ ...options, directory, peers: a.multiaddrs })
+    hubs.push(b)
+    await expect.poll(connections, { timeout: 15_000, interval: 20 }).toBe(2)
+  }, 40_000)
+})
+
 async function uploadAndPut (h: RunningHub, space: Awaited<ReturnType<typeof makeSpace>>, record: Uint8Array): Promise<void> {
   const { encodeCar } = await import('../src/store/blocks.js')
   const up = await fetch(h.url + '/api/v1/blocks', { method: 'POST', headers: { 'content-type': 'application/vnd.ipld.car' }, body: encodeCar(space.blocks) })
