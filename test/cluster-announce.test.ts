@@ -104,6 +104,32 @@ describe('Announcer', () => {
     expect(dht.calls.map(c => c.name)).toEqual(['running'])
   })
 
+  it('starts a spaced record no sooner than `spacingMs` after the name\'s last announcement, unless a record that must not wait replaces it', async () => {
+    const dht = heldDht()
+    const announcer = new Announcer(dht.announce, { concurrency: 4, maxPending: 10, timeoutMs: 60_000 })
+    const first = announcer.add('a', bytes(1), 300)
+    ;(dht.calls[0] as Call).release()
+    await first
+    const started = Date.now()
+    const next = dht.next()
+    const second = announcer.add('a', bytes(2), 300)
+    void announcer.add('a', bytes(3), 300)
+    expect(dht.calls).toHaveLength(1)
+    const call = await next
+    expect(Date.now() - started).toBeGreaterThanOrEqual(250)
+    expect(call.record).toEqual(bytes(3))
+    call.release()
+    await second
+    // Spaced again, until a record that must not wait joins it.
+    const urgent = dht.next()
+    void announcer.add('a', bytes(4), 60_000)
+    expect(dht.calls).toHaveLength(2)
+    void announcer.add('a', bytes(5))
+    expect((await urgent).record).toEqual(bytes(5))
+    ;(dht.calls[2] as Call).release()
+    announcer.stop()
+  })
+
   it('aborts an announcement that runs past `timeoutMs` and moves on', async () => {
     const dht = heldDht()
     const announcer = new Announcer(dht.announce, { concurrency: 1, maxPending: 10, timeoutMs: 20 })
@@ -135,6 +161,25 @@ describe('a PUT and the DHT', () => {
     expect(dht.running()).toBe(1)
     expect(published).toEqual([space.name])
     ;(dht.calls[0] as Call).release()
+  })
+
+  it('announces a name that peered hubs hear at most once per `announceSpacingMs`, with its newest record', async () => {
+    const dht = heldDht()
+    const hub = makeHub({ announceSpacingMs: 300 }, {
+      announce: dht.announce,
+      cluster: { publish: async () => 1 }
+    })
+    const space = await makeSpace()
+    expect((await upload(hub, space.blocks)).status).toBe(200)
+    const records = await Promise.all([1, 2, 3].map(async seq => createRecord(space.key, space.root.cid, seq)))
+    expect((await putRecord(hub, space.name, records[0] as Uint8Array)).status).toBe(200)
+    ;(dht.calls[0] as Call).release()
+    const next = dht.next()
+    expect((await putRecord(hub, space.name, records[1] as Uint8Array)).status).toBe(200)
+    expect((await putRecord(hub, space.name, records[2] as Uint8Array)).status).toBe(200)
+    expect(dht.calls).toHaveLength(1)
+    expect((await next).record).toEqual(records[2])
+    ;(dht.calls[1] as Call).release()
   })
 
   it('waits for the DHT announcement when no peered hub heard the record', async () => {

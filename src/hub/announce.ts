@@ -2,7 +2,8 @@
  * DHT announcements of accepted records, in the background and bounded: only the newest record of a
  * name is worth announcing, so a name waiting for its turn keeps one entry that later records
  * replace; a fixed number run at once, each under its own timeout; names beyond the pending cap are
- * left to the hub's periodic re-announcement. A kad-dht put opens several libp2p streams (a
+ * left to the hub's periodic re-announcement; a name whose records other hubs already serve is
+ * announced at most once per spacing interval. A kad-dht put opens several libp2p streams (a
  * closest-peers query, then one PUT_VALUE per peer), each costing a peer-store read and write on
  * both ends: one announcement per PUT, unbounded, cost peered hubs more CPU than the PUTs themselves.
  */
@@ -19,12 +20,15 @@ export interface AnnouncerOptions {
   timeoutMs: number
 }
 
-interface Entry { record: Uint8Array, settled: Array<() => void> }
+interface Entry { record: Uint8Array, settled: Array<() => void>, notBeforeMs: number }
 
 /** The newest record per name, announced `concurrency` at a time. */
 export class Announcer {
   private readonly pending = new Map<string, Entry>()
   private readonly running = new Set<string>()
+  /** When each name's last announcement started, for `spacingMs`. */
+  private readonly startedAt = new Map<string, number>()
+  private wake: ReturnType<typeof setTimeout> | undefined
   private stopped = false
 
   constructor (private readonly announce: AnnounceFn, private readonly options: AnnouncerOptions) {}
@@ -35,20 +39,25 @@ export class Announcer {
   }
 
   /**
-   * Queues `record` for `name`, replacing a record of that name still waiting. Resolves (never
-   * rejects) once a record of the name queued at or after this one has been announced, or failed,
-   * or was not queued (pending cap, stopped).
+   * Queues `record` for `name`, replacing a record of that name still waiting. With `spacingMs`,
+   * the announcement starts no sooner than that long after the name's previous one started (for
+   * records other hubs already serve: a name written many times a second is announced once per
+   * `spacingMs`, its newest record). Resolves (never rejects) once a record of the name queued at
+   * or after this one has been announced, or failed, or was not queued (pending cap, stopped).
    */
-  add (name: string, record: Uint8Array): Promise<void> {
+  add (name: string, record: Uint8Array, spacingMs = 0): Promise<void> {
     if (this.stopped) return Promise.resolve()
     const waiting = this.pending.get(name)
     if (waiting === undefined && this.pending.size >= this.options.maxPending) return Promise.resolve()
+    const notBeforeMs = spacingMs > 0 ? (this.startedAt.get(name) ?? -Infinity) + spacingMs : -Infinity
     return new Promise<void>((resolve) => {
       if (waiting !== undefined) {
         waiting.record = record
         waiting.settled.push(resolve)
+        // The sooner of the two: a record that must not wait makes the entry not wait.
+        waiting.notBeforeMs = Math.min(waiting.notBeforeMs, notBeforeMs)
       } else {
-        this.pending.set(name, { record, settled: [resolve] })
+        this.pending.set(name, { record, settled: [resolve], notBeforeMs })
       }
       this.drain()
     })
@@ -56,17 +65,33 @@ export class Announcer {
 
   private drain (): void {
     if (this.stopped || this.running.size >= this.options.concurrency) return
-    // The oldest waiting name that is not being announced already (one announcement per name at once).
+    const now = Date.now()
+    let soonest = Infinity
+    // The oldest waiting name that is due and not being announced already (one announcement per name at once).
     for (const [name, entry] of this.pending) {
       if (this.running.size >= this.options.concurrency) return
       if (this.running.has(name)) continue
+      if (entry.notBeforeMs > now) { soonest = Math.min(soonest, entry.notBeforeMs); continue }
       this.pending.delete(name)
       this.running.add(name)
+      this.noteStart(name, now)
       void this.run(name, entry).finally(() => {
         this.running.delete(name)
         this.drain()
       })
     }
+    if (soonest < Infinity) {
+      clearTimeout(this.wake)
+      this.wake = setTimeout(() => { this.drain() }, soonest - now)
+      this.wake.unref()
+    }
+  }
+
+  private noteStart (name: string, now: number): void {
+    this.startedAt.delete(name)
+    this.startedAt.set(name, now)
+    // Oldest first: beyond the cap, the names announced longest ago are forgotten (they wait no more).
+    if (this.startedAt.size > this.options.maxPending) this.startedAt.delete(this.startedAt.keys().next().value as string)
   }
 
   private async run (name: string, entry: Entry): Promise<void> {
@@ -87,6 +112,7 @@ export class Announcer {
   /** Drops what waits (its waiters resolve); announcements running finish under their timeout. */
   stop (): void {
     this.stopped = true
+    clearTimeout(this.wake)
     for (const entry of this.pending.values()) for (const settle of entry.settled) settle()
     this.pending.clear()
   }

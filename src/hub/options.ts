@@ -60,6 +60,11 @@ export const DEFAULT_ANNOUNCE_TIMEOUT_MS = 30_000
 export const DEFAULT_ANNOUNCE_CONCURRENCY = 4
 /** Names waiting to be announced; more are left to the periodic re-announcement. @default 10 000 */
 export const DEFAULT_MAX_PENDING_ANNOUNCEMENTS = 10_000
+/**
+ * Least time between two DHT announcements of a name whose records peered hubs hear (they serve
+ * it meanwhile); the newest record waiting is the one announced. @default 10 s
+ */
+export const DEFAULT_ANNOUNCE_SPACING_MS = 10_000
 /** How long a GET may ask the network for a record. @default 3 s */
 export const DEFAULT_RESOLVE_TIMEOUT_MS = 3_000
 /** How long a GET may ask the network for a missing block. @default 3 s */
@@ -219,6 +224,8 @@ export interface HubAppOptions extends HubLimits {
   announceConcurrency?: number
   /** @default DEFAULT_MAX_PENDING_ANNOUNCEMENTS (10 000) */
   maxPendingAnnouncements?: number
+  /** @default DEFAULT_ANNOUNCE_SPACING_MS (10 s) */
+  announceSpacingMs?: number
   /** @default DEFAULT_RESOLVE_TIMEOUT_MS (3 s) */
   resolveTimeoutMs?: number
   /** @default DEFAULT_HUB_FETCH_TIMEOUT_MS (3 s) */

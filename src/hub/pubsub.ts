@@ -60,8 +60,6 @@ const MAX_CLUSTER_MESSAGE_BYTES = MAX_RECORD_BYTES + MAX_INLINE_ROOT_BYTES + MAX
 const NETWORK_CLIENT = 'network'
 /** Largest Next.ID chain gossiped whole (bigger ones move with export/import). */
 export const MAX_GOSSIP_CHAIN_BYTES = 48 * 1024
-/** Times a PUT sends its record again to a replica that has not said it holds the version (within `replicaWaitMs`). */
-const REPLICA_RESENDS = 3
 /** Replica peer ids named in one message. */
 const MAX_NAMED_REPLICAS = 16
 
@@ -128,7 +126,7 @@ class PeerLimiter {
   }
 }
 
-interface Waiter { missing: Set<string>, resolve: () => void }
+interface Waiter { missing: Set<string>, resolve: () => void, resend: (missing: string[]) => Promise<void> }
 interface Job { name: string, cid: CID, sequence: bigint, inline: Uint8Array[] }
 
 /** One hub's membership of the cluster. `stop()` leaves the topics. */
@@ -148,7 +146,11 @@ export class HubCluster {
   private readonly onMessage = (event: CustomEvent<Message>): void => { this.heard(event.detail) }
   private readonly onSubscription = (event: CustomEvent<SubscriptionChangeData>): void => {
     for (const { topic, subscribe } of event.detail.subscriptions) {
-      if (topic === CLUSTER_RECORDS_TOPIC) this.log(`cluster: ${subscribe ? 'joined by' : 'left by'} ${event.detail.peerId.toString()} (${this.hubs().length} other hubs)`)
+      if (topic !== CLUSTER_RECORDS_TOPIC) continue
+      const peer = event.detail.peerId.toString()
+      this.log(`cluster: ${subscribe ? 'joined by' : 'left by'} ${peer} (${this.hubs().length} other hubs)`)
+      // A replica (re)joining while a PUT waits for it may have missed the record.
+      if (subscribe) for (const set of this.waiters.values()) for (const waiter of set) if (waiter.missing.has(peer)) waiter.resend([peer]).catch(() => {})
     }
   }
 
@@ -227,29 +229,29 @@ export class HubCluster {
 
   /**
    * Resolves once every replica said it holds the version, or after `replicaWaitMs`. A message
-   * can be lost (a peer's gossip stream not open yet, a connection replaced): a replica still
-   * silent after each quarter of the wait is sent the record again.
+   * can be lost (a peer's gossip stream not open yet, a connection replaced): a silent replica is
+   * sent the record again when it joins the cluster topic (again) meanwhile, and once, after half
+   * the wait, whatever happened; never more, so that a slow cluster is not made slower by resends.
    */
   private async waitHeld (name: string, sequence: bigint, replicas: string[], resend: (missing: string[]) => Promise<void>): Promise<void> {
     const key = `${name} ${sequence}`
     let waiter!: Waiter
-    const done = new Promise<void>((resolve) => { waiter = { missing: new Set(replicas), resolve } })
+    const done = new Promise<void>((resolve) => { waiter = { missing: new Set(replicas), resolve, resend } })
     let set = this.waiters.get(key)
     if (set === undefined) this.waiters.set(key, set = new Set())
     set.add(waiter)
-    const sliceMs = this.replicaWaitMs / (REPLICA_RESENDS + 1)
     let timer: ReturnType<typeof setTimeout> | undefined
+    const within = async (ms: number): Promise<boolean> => {
+      const late = await Promise.race([done.then(() => false), new Promise<boolean>((resolve) => { timer = setTimeout(() => { resolve(true) }, ms) })])
+      clearTimeout(timer)
+      return !late
+    }
     try {
-      for (let attempt = 0; ; attempt++) {
-        const late = await Promise.race([done.then(() => false), new Promise<boolean>((resolve) => { timer = setTimeout(() => { resolve(true) }, sliceMs) })])
-        clearTimeout(timer)
-        if (!late || this.stopped) return
-        if (attempt === REPLICA_RESENDS) {
-          this.log(`cluster: ${name} #${sequence} not yet held by ${[...waiter.missing].join(', ')} after ${this.replicaWaitMs} ms`)
-          return
-        }
-        await resend([...waiter.missing]).catch(() => {})
-      }
+      const halfMs = this.replicaWaitMs / 2
+      if (await within(halfMs) || this.stopped) return
+      await resend([...waiter.missing]).catch(() => {})
+      if (await within(this.replicaWaitMs - halfMs) || this.stopped) return
+      this.log(`cluster: ${name} #${sequence} not yet held by ${[...waiter.missing].join(', ')} after ${this.replicaWaitMs} ms`)
     } finally {
       clearTimeout(timer)
       set.delete(waiter)

@@ -11,7 +11,7 @@ import { verifyBlock } from '../store/blocks.js'
 import { readRecord, validateRecord } from '../store/record.js'
 import { Announcer } from './announce.js'
 import {
-  DEFAULT_ANNOUNCE_CONCURRENCY, DEFAULT_ANNOUNCE_TIMEOUT_MS, DEFAULT_ANNOUNCE_WAIT_MS, DEFAULT_HUB_FETCH_TIMEOUT_MS,
+  DEFAULT_ANNOUNCE_CONCURRENCY, DEFAULT_ANNOUNCE_SPACING_MS, DEFAULT_ANNOUNCE_TIMEOUT_MS, DEFAULT_ANNOUNCE_WAIT_MS, DEFAULT_HUB_FETCH_TIMEOUT_MS,
   DEFAULT_HUB_MAX_SPACE_BYTES, DEFAULT_MAX_PENDING_ANNOUNCEMENTS, DEFAULT_RESOLVE_TIMEOUT_MS
 } from './options.js'
 import { checkSpaceQuota, rootOf } from './quota.js'
@@ -63,6 +63,15 @@ export class HubRecords {
         maxPending: options.maxPendingAnnouncements ?? DEFAULT_MAX_PENDING_ANNOUNCEMENTS,
         timeoutMs: options.announceTimeoutMs ?? DEFAULT_ANNOUNCE_TIMEOUT_MS
       })
+  }
+
+  /** Whether the last record of a name reached peered hubs (names written lately only). */
+  private readonly gossipedLately = new Map<string, boolean>()
+
+  private noteGossiped (name: string, heard: boolean): void {
+    this.gossipedLately.delete(name)
+    this.gossipedLately.set(name, heard)
+    if (this.gossipedLately.size > RECENT_RECORDS) this.gossipedLately.delete(this.gossipedLately.keys().next().value as string)
   }
 
   /** Stops announcing: records still waiting for their DHT announcement are left to the next start's re-announcement. */
@@ -117,8 +126,12 @@ export class HubRecords {
    * record at once.
    */
   private async spread (name: string, bytes: Uint8Array, info: RecordInfo): Promise<void> {
-    const announced = this.announcer?.add(name, bytes)
+    // Before the gossip, so the DHT's copy is not held up by it; spaced once peered hubs are known
+    // to serve the name (they heard its records), at once otherwise.
+    const spacingMs = this.components.cluster === undefined || this.gossipedLately.get(name) !== true ? 0 : this.options.announceSpacingMs ?? DEFAULT_ANNOUNCE_SPACING_MS
+    const announced = this.announcer?.add(name, bytes, spacingMs)
     const hubs = await this.replicate(name, bytes, info)
+    this.noteGossiped(name, hubs > 0)
     if (announced === undefined || hubs > 0) return
     let timer: ReturnType<typeof setTimeout> | undefined
     await Promise.race([announced, new Promise<void>((resolve) => { timer = setTimeout(resolve, this.options.announceWaitMs ?? DEFAULT_ANNOUNCE_WAIT_MS) })])
@@ -132,6 +145,9 @@ export class HubRecords {
    * to the record's CID. Resolves true when stored, false when already held; throws the PUT's errors.
    */
   async acceptFromPeer (name: string, bytes: Uint8Array, rootBytes?: Uint8Array): Promise<boolean> {
+    // The record already stored, byte for byte (a copy, a resend): checked when it was stored.
+    const current = await this.storedWithInfo(name)
+    if (current !== undefined && equals(current.bytes, bytes)) return false
     const info = await this.validate(name, bytes)
     const root = rootBytes !== undefined && info.cid !== undefined && await verifyBlock(info.cid, rootBytes) ? rootBytes : undefined
     // The root is read from the message for the checks; blocks reach this hub by replication.
