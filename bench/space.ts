@@ -3,22 +3,31 @@
  * spaces of 10 to 100 000 keys, printed beside the crypto floor measured in the same run (one
  * Ed25519 signature, plus encrypting and hashing the bytes this `set` sealed); the bytes of new
  * blocks each single-key update adds to the store (what a hub or a helia blockstore keeps per
- * update); and the time to open a space (from the wallet signature to the map in memory).
+ * update); and the time to open a space (from the wallet signature to the map in memory), from the
+ * memory store and through a real `userspace serve` process on loopback. The floor is measured
+ * twice: with the paths the space takes in Node (native Ed25519 and ChaCha20-Poly1305), and with
+ * the JavaScript ones a browser takes (WebCrypto signature, @noble/ciphers).
  *
  * Run: npm run bench:space   (builds, then runs node dist/bench/space.js)
- *      BENCH_SIZES=10,10000 BENCH_SET_RUNS=50 for a quick run
+ *      BENCH_SIZES=10,10000 BENCH_SET_RUNS=50 for a quick run; BENCH_HUB_SIZES=10000,100000 (the
+ *      default) are opened through a hub process, BENCH_HUB_SIZES= skips that
  */
 import '../src/polyfill.js'
+import { spawn } from 'node:child_process'
+import { mkdtemp, rm } from 'node:fs/promises'
 import * as os from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { xchacha20poly1305 } from '@noble/ciphers/chacha.js'
 import { performance } from 'node:perf_hooks'
 import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
 import { withFastSigning } from '../src/crypto/ed25519.js'
-import { xchacha20poly1305 } from '@noble/ciphers/chacha.js'
 import { randomBytes } from '@noble/ciphers/utils.js'
+import { associatedData, seal } from '../src/crypto/envelope.js'
 import { sha256 } from 'multiformats/hashes/sha2'
 import * as raw from 'multiformats/codecs/raw'
 import { privateKeyToAccount } from 'viem/accounts'
-import { openSpace, memoryStore } from '../src/index.js'
+import { memoryState, openSpace, memoryStore } from '../src/index.js'
 import type { Json, MemoryStore } from '../src/index.js'
 import type { Block } from '../src/store/interface.js'
 
@@ -27,6 +36,8 @@ const SET_RUNS = Number(process.env.BENCH_SET_RUNS ?? 200)
 const OPEN_RUNS = Number(process.env.BENCH_OPEN_RUNS ?? 7)
 const GET_BATCH = 10_000
 const GET_RUNS = 15
+const HUB_SIZES = (process.env.BENCH_HUB_SIZES ?? '10000,100000').split(',').filter(s => s !== '').map(Number)
+const BIN = fileURLToPath(new URL('../../bin/userspace.js', import.meta.url))
 
 function median (xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b)
@@ -52,17 +63,23 @@ function countingStore (): MemoryStore & { added: Block[] } {
 
 async function main (): Promise<void> {
   const signer = privateKeyToAccount('0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80')
-  // the same Ed25519 signing path the space uses (WebCrypto, key imported once)
+  // the same Ed25519 signing and sealing paths the space uses (native in Node, key imported once)
   const seed = randomBytes(32)
   const edKey = await withFastSigning(await generateKeyPairFromSeed('Ed25519', seed), seed)
   const recordData = randomBytes(180) // about what an IPNS V2 signature covers
   const aeadKey = randomBytes(32)
+  const ad = associatedData(2, 'k51qzi5uqu5djtge0ytuuxft6nytrerco6wntnw00rdwln2gfimils7jf1wmmb', 'bucket 0/1')
 
   console.log(`machine: ${os.cpus()[0]?.model ?? 'unknown cpu'}, ${os.cpus().length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB, node ${process.version}, ${os.platform()} ${os.arch()}, load ${os.loadavg().map(l => l.toFixed(1)).join(' ')}`)
   console.log(`set: median of ${SET_RUNS}; get: median of ${GET_RUNS} batches of ${GET_BATCH}; open: median of ${OPEN_RUNS}`)
   console.log('')
-  console.log('keys    | set + flush  | crypto floor | set / floor | new blocks per update (bytes: median / max) | sealed | get      | open (wall, CPU of the process)')
-  console.log('--------|--------------|--------------|-------------|---------------------------------------------|--------|----------|---------')
+  console.log('keys    | set + flush  | crypto floor | set / floor | JS floor | set / JS floor | new blocks per update (bytes: median / max) | sealed | get      | open (wall, CPU of the process)')
+  console.log('--------|--------------|--------------|-------------|----------|----------------|---------------------------------------------|--------|----------|---------')
+  const jsKey = await generateKeyPairFromSeed('Ed25519', seed)
+  const subtle = globalThis.crypto.subtle
+  const pkcs8 = new Uint8Array([0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20, ...seed])
+  const webKey = await subtle.importKey('pkcs8', pkcs8, { name: 'Ed25519' }, false, ['sign']).catch(() => undefined)
+  const jsSign = async (data: Uint8Array): Promise<unknown> => webKey === undefined ? jsKey.sign(data) : subtle.sign('Ed25519', webKey, data as Uint8Array<ArrayBuffer>)
   const setMedians = new Map<number, number>()
   for (const size of SIZES) {
     const store = countingStore()
@@ -74,6 +91,7 @@ async function main (): Promise<void> {
 
     const setTimes: number[] = []
     const floorTimes: number[] = []
+    const jsFloorTimes: number[] = []
     const added: number[] = []
     const sealed: number[] = []
     for (let r = 0; r < SET_RUNS + 20; r++) {
@@ -87,13 +105,19 @@ async function main (): Promise<void> {
       const bytes = store.added.reduce((n, b) => n + b.bytes.length, 0)
       const sealedBytes = store.added.filter(b => b.cid.code === raw.code).reduce((n, b) => n + b.bytes.length, 0)
       // the floor for this very set, measured right after it: 1 signature + seal + hash of those bytes
-      const plaintext = new Uint8Array(Math.max(0, sealedBytes - 41)).fill(r)
+      // an envelope is 1 version byte + 24 nonce + 4 length + the text + 16 tag; sealed without padding
+      const plaintext = new Uint8Array(Math.max(0, sealedBytes - 45)).fill(r)
       const f0 = performance.now()
       await edKey.sign(recordData)
-      const sealedNow = xchacha20poly1305(aeadKey, randomBytes(24)).encrypt(plaintext)
+      const sealedNow = seal(aeadKey, ad, plaintext, undefined, n => n)
       await sha256.digest(sealedNow)
       const f1 = performance.now()
-      if (r >= 20) { setTimes.push(t1 - t0); floorTimes.push(f1 - f0); added.push(bytes); sealed.push(sealedBytes) }
+      // what a browser pays for the same: WebCrypto's signature, @noble/ciphers' seal
+      const j0 = performance.now()
+      await jsSign(recordData)
+      await sha256.digest(xchacha20poly1305(aeadKey, randomBytes(24), ad).encrypt(plaintext))
+      const j1 = performance.now()
+      if (r >= 20) { setTimes.push(t1 - t0); floorTimes.push(f1 - f0); jsFloorTimes.push(j1 - j0); added.push(bytes); sealed.push(sealedBytes) }
     }
 
     const getTimes: number[] = []
@@ -120,12 +144,58 @@ async function main (): Promise<void> {
 
     const set = median(setTimes)
     const floor = median(floorTimes)
+    const jsFloor = median(jsFloorTimes)
     setMedians.set(size, set)
     const perUpdate = `${median(added)} / ${Math.max(...added)} (mean ${Math.round(added.reduce((n, b) => n + b, 0) / added.length)})`
-    console.log(`${String(size).padEnd(7)} | ${fmt(set).padEnd(12)} | ${fmt(floor).padEnd(12)} | ${(set / floor).toFixed(2).padEnd(11)} | ${perUpdate.padEnd(43)} | ${String(median(sealed)).padEnd(6)} | ${fmt(median(getTimes)).padEnd(8)} | ${fmt(median(openTimes))} (CPU ${fmt(median(openCpu))})`)
+    console.log(`${String(size).padEnd(7)} | ${fmt(set).padEnd(12)} | ${fmt(floor).padEnd(12)} | ${(set / floor).toFixed(2).padEnd(11)} | ${fmt(jsFloor).padEnd(8)} | ${(set / jsFloor).toFixed(2).padEnd(14)} | ${perUpdate.padEnd(43)} | ${String(median(sealed)).padEnd(6)} | ${fmt(median(getTimes)).padEnd(8)} | ${fmt(median(openTimes))} (CPU ${fmt(median(openCpu))})`)
   }
   console.log('')
+  for (const size of HUB_SIZES) await openThroughHub(signer, size)
   if (setMedians.has(10) && setMedians.has(10_000)) console.log(`set on 10 000 keys / set on 10 keys: ${(setMedians.get(10_000)! / setMedians.get(10)!).toFixed(2)}`)
+}
+
+/**
+ * Opens a space of `size` keys through a real `userspace serve` process on loopback (its own data
+ * directory, removed after): wall time and this process's CPU, signature to map in memory.
+ */
+async function openThroughHub (signer: ReturnType<typeof privateKeyToAccount>, size: number): Promise<void> {
+  const dir = await mkdtemp(join(os.tmpdir(), 'userspace-bench-space-'))
+  const child = spawn(process.execPath, [BIN, 'serve', '--host', '127.0.0.1', '--port', '0', '--data', dir, '--rate-limit', '0'], { stdio: ['ignore', 'pipe', 'inherit'] })
+  try {
+    let out = ''
+    child.stdout?.setEncoding('utf8').on('data', (chunk: string) => { out += chunk })
+    const deadline = Date.now() + 30_000
+    while (/listening on (\S+)/.exec(out) === null) {
+      if (child.exitCode !== null || Date.now() > deadline) throw new Error(`hub did not start: ${out}`)
+      await new Promise(resolve => setTimeout(resolve, 20))
+    }
+    const hub = (/listening on (\S+)/.exec(out) as RegExpExecArray)[1] as string
+    const state = memoryState()
+    const space = await openSpace({ signer, hub, state })
+    const patch: Record<string, Json> = {}
+    for (let i = 0; i < size; i++) patch[`key-${i}`] = { i, label: `value number ${i}`, on: i % 2 === 0 }
+    await space.patch(patch)
+    await space.flush()
+    await space.close()
+    const wall: number[] = []
+    const cpu: number[] = []
+    for (let r = 0; r < OPEN_RUNS; r++) {
+      const c0 = process.cpuUsage()
+      const t0 = performance.now()
+      // a new device: no state, nothing cached
+      const fresh = await openSpace({ signer, hub, state: memoryState() })
+      wall.push(performance.now() - t0)
+      const c = process.cpuUsage(c0)
+      cpu.push((c.user + c.system) / 1000)
+      if ((await fresh.keys()).length !== size) throw new Error(`opened ${(await fresh.keys()).length} keys through the hub, expected ${size}`)
+      await fresh.close()
+    }
+    console.log(`open ${size} keys through a hub process (loopback): ${fmt(median(wall))} wall, CPU of this process ${fmt(median(cpu))} (median of ${OPEN_RUNS})`)
+  } finally {
+    child.kill('SIGTERM')
+    await new Promise(resolve => child.once('exit', resolve))
+    await rm(dir, { recursive: true, force: true })
+  }
 }
 
 main().catch((err) => { console.error(err); process.exitCode = 1 })

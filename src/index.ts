@@ -94,6 +94,9 @@ export { layeredStore } from './store/layered.js'
 export { idbStore, type IdbStore, type IdbStoreOptions } from './store/idb.js'
 export type { MemoryStore } from './store/memory.js'
 export type { Store, Block, AbortOptions, GetRecordOptions, RecordListener } from './store/interface.js'
+/** The optional logger component (libp2p's shape: `logger.forComponent(name)` → `log`, `log.error`, `log.trace`). */
+export { lineLogger, noopLogger } from './logger.js'
+export type { ComponentLogger, Logger, LineLoggerOptions } from './logger.js'
 export { OPEN_MESSAGE, FORMAT_VERSION } from './crypto/keys.js'
 /** Storage format 2: the one Trustless Gateway request for a version's current state, and where a profile sits under a name. */
 export { currentVersionRequest } from './space/root.js'

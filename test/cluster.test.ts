@@ -12,6 +12,7 @@ import { TopicValidatorResult } from '@libp2p/gossipsub'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { openSpace } from '../src/index.js'
 import { startHub } from '../src/hub/server.js'
+import { lineLogger } from '../src/logger.js'
 import { CLUSTER_HELD_TOPIC, CLUSTER_RECORDS_TOPIC, addressPath, ipfsPath } from '../src/protocol.js'
 import { createRecord } from '../src/store/record.js'
 import { ipnsTopic, rankHubs } from '../src/hub/pubsub.js'
@@ -234,7 +235,7 @@ describe('cluster configuration', () => {
     let b = await startHub({ ...options, directory })
     const id = b.peerId
     const lines: string[] = []
-    const a = await startHub({ ...options, directory: false, peerRetryMinMs: 100, peerRetryMaxMs: 400, peers: [b.multiaddrs[0] as string], log: (line) => { lines.push(line) } })
+    const a = await startHub({ ...options, directory: false, peerRetryMinMs: 100, peerRetryMaxMs: 400, peers: [b.multiaddrs[0] as string], logger: lineLogger((line) => { lines.push(line) }) })
     hubs.push(a)
     const connections = (): number => lines.filter(l => l.startsWith('peer: connected to ')).length
     await expect.poll(connections, { timeout: 10_000, interval: 20 }).toBe(1)
@@ -260,7 +261,7 @@ describe('listed hubs coming back', () => {
     let b = await startHub({ ...options, directory })
     const lines: string[] = []
     // A minute between dials: without the hub coming back on its own, the test would time out.
-    const a = await startHub({ ...options, directory: false, peerRetryMinMs: 60_000, peerRetryMaxMs: 60_000, peers: [b.multiaddrs[0] as string], log: (line) => { lines.push(line) } })
+    const a = await startHub({ ...options, directory: false, peerRetryMinMs: 60_000, peerRetryMaxMs: 60_000, peers: [b.multiaddrs[0] as string], logger: lineLogger((line) => { lines.push(line) }) })
     hubs.push(a)
     const connections = (): number => lines.filter(l => l.startsWith('peer: connected to ')).length
     await expect.poll(connections, { timeout: 10_000, interval: 20 }).toBe(1)

@@ -8,6 +8,8 @@ import vectors from './fixtures/vectors.json' with { type: 'json' }
 import { bytesToHex, fromBase64, hexToBytes, utf8 } from '../src/crypto/bytes.js'
 import { hashPersonalMessage, normalizeSignature, recoverPersonalSigner, addressOfPublicKey } from '../src/crypto/eip191.js'
 import { associatedData, open, padmeLength, seal } from '../src/crypto/envelope.js'
+import { nativeXChaCha, nobleXChaCha, xchacha } from '../src/crypto/xchacha.js'
+import type { XChaCha } from '../src/crypto/xchacha.js'
 import { deriveKeys, KEY_LABELS, OPEN_MESSAGE } from '../src/crypto/keys.js'
 import { account, highS, KEY_A, KEY_B, vZeroOne } from './helpers/signers.js'
 
@@ -28,6 +30,38 @@ describe('XChaCha20-Poly1305 (draft-irtf-cfrg-xchacha-03 A.3.1)', () => {
     expect(bytesToHex(sealed)).toBe(v.ciphertext + v.tag)
     const again = xchacha20poly1305(hexToBytes(v.key), hexToBytes(v.nonce), hexToBytes(v.aad))
     expect(bytesToHex(again.decrypt(sealed))).toBe(v.plaintext)
+  })
+})
+
+describe('the envelope\'s XChaCha20-Poly1305: native (Node) and @noble/ciphers give the same bytes', () => {
+  const v = vectors.xchacha20poly1305
+  const impls: Array<[string, XChaCha]> = [['noble', nobleXChaCha], ['native', nativeXChaCha as XChaCha]]
+  it('Node has the native one, and the envelope uses it', () => {
+    expect(nativeXChaCha).toBeDefined()
+    expect(xchacha).toBe(nativeXChaCha)
+  })
+  it.each(impls)('%s: seals to the draft vector (A.3.1) and opens it', (_name, impl) => {
+    const plaintext = hexToBytes(v.plaintext)
+    const out = new Uint8Array(plaintext.length + 16)
+    impl.sealInto(hexToBytes(v.key), hexToBytes(v.nonce), hexToBytes(v.aad), plaintext, out)
+    expect(bytesToHex(out)).toBe(v.ciphertext + v.tag)
+    expect(bytesToHex(impl.open(hexToBytes(v.key), hexToBytes(v.nonce), hexToBytes(v.aad), out))).toBe(v.plaintext)
+  })
+  it('each opens what the other sealed, byte for byte the same; a flipped bit fails both', () => {
+    const bytes = (n: number): fc.Arbitrary<Uint8Array> => fc.uint8Array({ minLength: n, maxLength: n })
+    fc.assert(fc.property(bytes(32), bytes(24), fc.uint8Array({ maxLength: 40 }), fc.uint8Array({ maxLength: 3000 }), fc.nat(), (key, nonce, ad, plaintext, at) => {
+      const a = new Uint8Array(plaintext.length + 16)
+      const b = new Uint8Array(plaintext.length + 16)
+      nobleXChaCha.sealInto(key, nonce, ad, plaintext, a)
+      ;(nativeXChaCha as XChaCha).sealInto(key, nonce, ad, plaintext, b)
+      expect(bytesToHex(b)).toBe(bytesToHex(a))
+      expect(bytesToHex(nobleXChaCha.open(key, nonce, ad, b))).toBe(bytesToHex(plaintext))
+      expect(bytesToHex((nativeXChaCha as XChaCha).open(key, nonce, ad, a))).toBe(bytesToHex(plaintext))
+      a[at % a.length]! ^= 1
+      for (const [, impl] of impls) expect(() => impl.open(key, nonce, ad, a)).toThrow()
+      const otherAd = Uint8Array.from([...ad, 0])
+      for (const [, impl] of impls) expect(() => impl.open(key, nonce, otherAd, b)).toThrow()
+    }), { numRuns: 150 })
   })
 })
 
@@ -148,5 +182,18 @@ describe('fast Ed25519 signing', () => {
     const message = utf8('ipns-signature:data')
     expect(bytesToHex(await fast.sign(message))).toBe(bytesToHex(await key.sign(message)))
     expect(fast.publicKey.equals(key.publicKey)).toBe(true)
+  })
+
+  it('the native (Node) signer signs exactly as @libp2p/crypto does, and its signatures verify', async () => {
+    const { generateKeyPairFromSeed } = await import('@libp2p/crypto/keys')
+    const { nativeSigner } = await import('../src/crypto/ed25519.js')
+    await fc.assert(fc.asyncProperty(fc.uint8Array({ minLength: 32, maxLength: 32 }), fc.uint8Array({ maxLength: 400 }), async (seed, message) => {
+      const key = await generateKeyPairFromSeed('Ed25519', seed)
+      const sign = nativeSigner(seed)
+      expect(sign).toBeDefined()
+      const signature = await sign!(message)
+      expect(bytesToHex(signature)).toBe(bytesToHex(await key.sign(message)))
+      expect(await key.publicKey.verify(message, signature)).toBe(true)
+    }), { numRuns: 40 })
   })
 })

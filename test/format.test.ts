@@ -20,7 +20,10 @@ import { openSpace } from '../src/space/space.js'
 import { readPublic } from '../src/space/read-public.js'
 import { currentBlocks, currentVersionRequest, decodeCurrent, decodeRoot, encodeCurrent, encodeRoot } from '../src/space/root.js'
 import { PrivateSection, PublicSection } from '../src/space/section.js'
-import { INDEX_FANOUT, MAX_BUCKETS, treeWidths } from '../src/space/tree.js'
+import { encodeTree, INDEX_FANOUT, MAX_BUCKETS, treeWidths } from '../src/space/tree.js'
+import { associatedData, seal } from '../src/crypto/envelope.js'
+import { FORMAT_VERSION } from '../src/crypto/keys.js'
+import { utf8 } from '../src/crypto/bytes.js'
 import { cborBlock, rawBlock } from '../src/store/blocks.js'
 import { memoryStore } from '../src/store/memory.js'
 import { createRecord, readRecord } from '../src/store/record.js'
@@ -128,6 +131,139 @@ describe('private section: stored form', () => {
     expect(treeWidths(INDEX_FANOUT * 2)).toEqual([1, 2, INDEX_FANOUT * 2])
     expect(treeWidths(MAX_BUCKETS).at(-1)).toBe(MAX_BUCKETS)
     for (const bad of [0, 3, 6, MAX_BUCKETS * 2]) expect(() => treeWidths(bad)).toThrow(RangeError)
+  })
+})
+
+/** Seals hand-written bucket texts as this space's buckets 0…n-1 (n a power of two) under their index tree. */
+async function sealTexts (texts: string[], blocks: Map<string, Uint8Array>): Promise<{ count: number, top: CID }> {
+  const count = texts.length
+  const buckets = await Promise.all(texts.map(async (t, i) => rawBlock(seal(DATA_KEY, associatedData(FORMAT_VERSION, NAME, `bucket ${i}/${count}`), utf8(t)))))
+  for (const b of buckets) blocks.set(b.cid.toString(), b.bytes)
+  const tree = await encodeTree(buckets.map(b => b.cid), [], undefined)
+  for (const b of tree.blocks) blocks.set(b.cid.toString(), b.bytes)
+  return { count, top: (tree.levels[0] as CID[])[0] as CID }
+}
+
+describe('private bucket text: every line is checked', () => {
+  // base stamp 1 000 000; entries at base + 5 (device 0, index left out) and base + 36 ("10" in base 36, device 1)
+  const good = '[1000000,"d1","d2"]\na\t5\t1\n"\\"quoted\\tkey"\t10:1'
+  it('reads a well-formed bucket: raw and quoted keys, stamps from the base in base 36, a tombstone, two devices', async () => {
+    const blocks = new Map<string, Uint8Array>()
+    const { count, top } = await sealTexts([good], blocks)
+    const s = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
+    await s.absorb(count, top, getter(blocks))
+    expect(s.getAll()).toEqual({ a: 1 })
+    expect(s.entry('a')).toMatchObject({ stamp: 1_000_005, device: 'd1', json: '1' })
+    expect(s.entry('"quoted\tkey')).toMatchObject({ stamp: 1_000_036, device: 'd2', json: undefined })
+    expect(s.size).toBe(2)
+    expect(s.maxStamp).toBe(1_000_036)
+  })
+
+  it('writes keys raw unless they start with a quote or hold a TAB or LF, and stamps from the lowest one', async () => {
+    const a = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
+    const keys = ['plain', 'with "inner" quotes', '"leading', 'tab\there', 'line\nbreak', 'back\\slash', 'ключ 🔑']
+    keys.forEach((k, i) => a.write(k, { stamp: 1_764_000_000_000_000 + i * 1000, device: 'd1', json: String(i) }))
+    const blocks = new Map<string, Uint8Array>()
+    const { count, top } = await stored(a, blocks)
+    expect(count).toBe(1)
+    const { open: openEnvelope } = await import('../src/crypto/envelope.js')
+    const text = new TextDecoder().decode(openEnvelope(DATA_KEY, associatedData(FORMAT_VERSION, NAME, 'bucket 0/1'), blocks.get(top!.toString())!))
+    const lines = text.split('\n')
+    expect(JSON.parse(lines[0]!)).toEqual([1_764_000_000_000_000, 'd1'])
+    expect(lines.slice(1).map(l => l.split('\t')[0]).sort()).toEqual(['"\\"leading"', '"line\\nbreak"', '"tab\\there"', 'back\\slash', 'plain', 'with "inner" quotes', 'ключ 🔑'].sort())
+    expect(lines.slice(1).map(l => l.split('\t')[1]).sort()).toEqual(['0', 'rs', '1jk', '2bc', '334', '3uw', '4mo'].sort())
+    const b = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
+    await b.absorb(count, top, getter(blocks))
+    expect(b.getAll()).toEqual(a.getAll())
+  })
+
+  it.each([
+    ['no device table', 'a\t5\t1'],
+    ['a device table that is not an array of strings after the base', '[0,1]\na\t5\t1'],
+    ['a device table without a base stamp', '["d1"]\na\t5\t1'],
+    ['a negative base stamp', '[-1,"d1"]\na\t5\t1'],
+    ['a base stamp that is not an integer', '[1.5,"d1"]\na\t5\t1'],
+    ['a line without tabs', '[0,"d1"]\na'],
+    ['a line that is a key and a TAB', '[0,"d1"]\na\t'],
+    ['a stamp with a leading zero', '[0,"d1"]\na\t05\t1'],
+    ['a stamp with a capital letter (not base 36 as written)', '[0,"d1"]\na\t5Z\t1'],
+    ['a stamp with a sign', '[0,"d1"]\na\t-5\t1'],
+    ['a stamp of twelve base-36 digits', '[0,"d1"]\na\t100000000000\t1'],
+    ['a stamp past the safe integers (base + delta)', '[9007199254740991,"d1"]\na\t1\t1'],
+    ['an empty stamp', '[0,"d1"]\na\t\t1'],
+    ['an empty stamp before a device index', '[0,"d1","d2"]\na\t:1\t1'],
+    ['a device index past the table', '[0,"d1"]\na\t5:1\t1'],
+    ['a device index with a leading zero', '[0,"d1","d2"]\na\t5:01\t1'],
+    ['device 0 written out (a writer leaves it out)', '[0,"d1"]\na\t5:0\t1'],
+    ['an empty device index', '[0,"d1"]\na\t5:\t1'],
+    ['an empty value (neither a value nor a tombstone)', '[0,"d1"]\na\t5\t'],
+    ['a quoted key that is not a JSON string', '[0,"d1"]\n"a\t5\t1'],
+    ['an empty key', '[0,"d1"]\n\t5\t1'],
+    ['an empty quoted key', '[0,"d1"]\n""\t5\t1'],
+    ['a quoted key with an unescaped quote', '[0,"d1"]\n"a"b"\t5\t1'],
+    ['an empty line', '[0,"d1"]\na\t5\t1\n\nb\t5\t1']
+  ])('refuses a bucket with %s: FormatError, on open and on merge, and changes nothing', async (_what, text) => {
+    const blocks = new Map<string, Uint8Array>()
+    const { count, top } = await sealTexts([text], blocks)
+    const empty = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
+    await expect(empty.absorb(count, top, getter(blocks))).rejects.toMatchObject({ name: 'FormatError' })
+    expect(empty.size).toBe(0)
+    const held = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
+    held.write('mine', { stamp: 1, device: 'd9', json: '"kept"' })
+    await expect(held.absorb(count, top, getter(blocks))).rejects.toMatchObject({ name: 'FormatError' })
+    expect(held.getAll()).toEqual({ mine: 'kept' })
+    expect(held.dirty).toBe(true)
+  })
+
+  it('a key written in two buckets (a faulty writer holding the keys) is a FormatError once both are read, and changes nothing', async () => {
+    const blocks = new Map<string, Uint8Array>()
+    const { count, top } = await sealTexts(['[0,"d1"]\na\t5\t1', '[0,"d1"]\na\t6\t2'], blocks)
+    // An open checks every line but keeps no per-key map: the repeat shows when the buckets are read.
+    const opened = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
+    await opened.absorb(count, top, getter(blocks))
+    expect(() => opened.getAll()).toThrow(expect.objectContaining({ name: 'FormatError' }))
+    expect(() => opened.keys()).toThrow(expect.objectContaining({ name: 'FormatError' }))
+    // A merge reads every bucket it takes before it changes anything.
+    const held = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
+    held.write('mine', { stamp: 1, device: 'd9', json: '"kept"' })
+    await expect(held.absorb(count, top, getter(blocks))).rejects.toMatchObject({ name: 'FormatError' })
+    expect(held.getAll()).toEqual({ mine: 'kept' })
+  })
+
+  it('an opened section finds a key by its hash, reads only that bucket, and lists keys for a listener', async () => {
+    const a = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
+    for (let i = 0; i < 2000; i++) a.write(`key-${i}`, { stamp: i + 1, device: 'd1', json: String(i) })
+    const blocks = new Map<string, Uint8Array>()
+    const { count, top } = await stored(a, blocks)
+    expect(count).toBeGreaterThan(4)
+    const b = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
+    const result = await b.absorb(count, top, getter(blocks))
+    expect(b.size).toBe(2000)
+    expect(b.maxStamp).toBe(2000)
+    expect(b.get('key-1234')).toBe(1234)
+    expect(b.get('absent')).toBeUndefined()
+    expect(b.has('key-7')).toBe(true)
+    // a write to a key of an unread bucket keeps that bucket's other entries
+    b.write('key-9', { stamp: 5000, device: 'd2', json: '"new"' })
+    b.write('brand-new', { stamp: 5001, device: 'd2', json: '1' })
+    expect(b.size).toBe(2001)
+    expect([...result.changed].sort()).toEqual([...a.keys()].sort())
+    const c = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
+    await c.absorb(...Object.values(await stored(b, blocks)) as [number, CID], getter(blocks))
+    expect(c.getAll()).toEqual({ ...a.getAll(), 'key-9': 'new', 'brand-new': 1 })
+  })
+
+  it('counts an entry\'s size the same whether the bucket was read in full or only scanned on open', async () => {
+    const a = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
+    a.write('a', { stamp: 1234, device: 'dev', json: '{"x":[1,2]}' })
+    a.write('b"q', { stamp: 7, device: 'other', json: undefined })
+    const blocks = new Map<string, Uint8Array>()
+    const { count, top } = await stored(a, blocks)
+    const b = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
+    await b.absorb(count, top, getter(blocks))
+    expect(b.bytes).toBe(a.bytes)
+    b.getAll()
+    expect(b.bytes).toBe(a.bytes)
   })
 })
 

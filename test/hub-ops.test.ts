@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { main } from '../src/cli/main.js'
 import { EXIT_CODE } from '../src/errors.js'
 import { startHub } from '../src/hub/server.js'
+import { lineLogger } from '../src/logger.js'
 import { createHubApp } from '../src/hub/app.js'
 import { createNextIdApp } from '../src/hub/nextid.js'
 import { MemoryBlockstore } from 'blockstore-core'
@@ -113,7 +114,7 @@ describe('libp2p identity and addresses', () => {
     await new Promise<void>(resolve => squatter.listen(port, '127.0.0.1', resolve))
     const lines: string[] = []
     try {
-      const moved = await hubOn(directory, { log: l => { lines.push(l) } })
+      const moved = await hubOn(directory, { logger: lineLogger(l => { lines.push(l) }) })
       expect(moved.peerId).toBe(first.peerId)
       expect(moved.multiaddrs.some(a => a.includes(`/tcp/${port}/`))).toBe(false)
       expect(lines.join('\n')).toMatch(/picking new ports/)
@@ -132,7 +133,7 @@ describe('--peer', () => {
     await stop(peer)
 
     const lines: string[] = []
-    const hub = await hubOn(join(tmp, 'dialer'), { peers: [address], peerRetryMinMs: 100, peerRetryMaxMs: 400, log: l => { lines.push(l) } })
+    const hub = await hubOn(join(tmp, 'dialer'), { peers: [address], peerRetryMinMs: 100, peerRetryMaxMs: 400, logger: lineLogger(l => { lines.push(l) }) })
     await expect.poll(() => lines.join('\n'), { timeout: 10_000 }).toMatch(/cannot reach .*retrying in/)
 
     // Same directory, same ports: the address the dialer was given is valid again.

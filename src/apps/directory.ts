@@ -72,7 +72,7 @@ export interface MasterContext {
 
 function subOptions (ctx: MasterContext, extra: Partial<NamespaceOpenOptions> = {}): NamespaceOpenOptions {
   const o = ctx.options
-  return { state: ctx.state, deviceId: ctx.space.deviceId, recordLifetimeMs: o.recordLifetimeMs, retryDelayMs: o.retryDelayMs, now: o.now, maxValueBytes: o.maxValueBytes, maxSpaceBytes: o.maxSpaceBytes, maxPublicBytes: o.maxPublicBytes, ...extra }
+  return { state: ctx.state, deviceId: ctx.space.deviceId, recordLifetimeMs: o.recordLifetimeMs, retryDelayMs: o.retryDelayMs, now: o.now, logger: o.logger, maxValueBytes: o.maxValueBytes, maxSpaceBytes: o.maxSpaceBytes, maxPublicBytes: o.maxPublicBytes, ...extra }
 }
 
 async function namespaceEntry (ctx: MasterContext, ns: string): Promise<NamespaceEntry | undefined> {

@@ -10,6 +10,7 @@ import { resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { EXIT_CODE, UserSpaceError } from '../errors.js'
+import { lineLogger } from '../logger.js'
 import { SPACE_COMMANDS } from './space-commands.js'
 import { APP_COMMANDS } from './app-commands.js'
 import { UsageError } from './usage.js'
@@ -261,7 +262,7 @@ async function serve (args: string[], io: CliIO): Promise<number> {
     publicUrl: flags['public-url'] ?? (io.env.USERSPACE_PUBLIC_URL === '' ? undefined : io.env.USERSPACE_PUBLIC_URL),
     cluster: { replicas },
     rateLimit: rate === undefined ? undefined : rate === 0 ? 0 : { requestsPerSecond: rate, burst: rate * 4 },
-    log: io.out
+    logger: lineLogger(io.out)
   })
   io.out(`UserSpace hub listening on ${hub.url}`)
   io.out(`peer id: ${hub.peerId}`)

@@ -6,9 +6,9 @@
  * space, another place or another format version. The plaintext is length-prefixed and padded (Padmé) so that stored sizes leak
  * little about what is inside.
  */
-import { xchacha20poly1305 } from '@noble/ciphers/chacha.js'
 import { randomBytes } from '@noble/ciphers/utils.js'
-import { abytes, concatBytes, utf8 } from './bytes.js'
+import { abytes, utf8 } from './bytes.js'
+import { xchacha } from './xchacha.js'
 import { IntegrityError } from '../errors.js'
 
 export const ENVELOPE_VERSION = 1
@@ -51,8 +51,12 @@ export function seal (key: Uint8Array, ad: Uint8Array, plaintext: Uint8Array, no
   const padded = new Uint8Array(length)
   new DataView(padded.buffer).setUint32(0, plaintext.length)
   padded.set(plaintext, LENGTH_BYTES)
-  const ciphertext = xchacha20poly1305(key, nonce, ad).encrypt(padded)
-  return concatBytes(new Uint8Array([ENVELOPE_VERSION]), nonce, ciphertext)
+  // Sealed in place after the version byte and nonce: one output buffer, no concatenation.
+  const envelope = new Uint8Array(1 + NONCE_BYTES + length + TAG_BYTES)
+  envelope[0] = ENVELOPE_VERSION
+  envelope.set(nonce, 1)
+  xchacha.sealInto(key, nonce, ad, padded, envelope.subarray(1 + NONCE_BYTES))
+  return envelope
 }
 
 /** Decrypts an envelope sealed under the associated data `ad`; any change to any byte throws IntegrityError. */
@@ -64,7 +68,7 @@ export function open (key: Uint8Array, ad: Uint8Array, envelope: Uint8Array): Ui
   const nonce = envelope.subarray(1, 1 + NONCE_BYTES)
   let padded: Uint8Array
   try {
-    padded = xchacha20poly1305(key, nonce, ad).decrypt(envelope.subarray(1 + NONCE_BYTES))
+    padded = xchacha.open(key, nonce, ad, envelope.subarray(1 + NONCE_BYTES))
   } catch {
     throw new IntegrityError('private block failed authentication: it was changed, or belongs to another space or key')
   }

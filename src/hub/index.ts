@@ -51,3 +51,5 @@ export {
 export type { HubConnectionOptions } from './connections.js'
 export { createNextIdApp } from './nextid.js'
 export type { NextIdOptions } from './nextid.js'
+export { lineLogger, noopLogger } from '../logger.js'
+export type { ComponentLogger, Logger, LineLoggerOptions } from '../logger.js'

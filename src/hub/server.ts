@@ -13,6 +13,7 @@ import { serve } from '@hono/node-server'
 import { multiaddr } from '@multiformats/multiaddr'
 import { multihashToIPNSRoutingKey } from 'ipns'
 import { DataDirectoryLockedError, errorFromName, InvalidInputError, StoreError, UserSpaceError } from '../errors.js'
+import { noopLogger } from '../logger.js'
 import { createHeliaNode, DEFAULT_LISTEN, dialPeer, parseMultiaddrs, stopHeliaNode, waitForDhtPeer } from '../store/helia-node.js'
 import { heliaStore } from '../store/helia.js'
 import { nameToMultihash, readRecord, validateRecord } from '../store/record.js'
@@ -28,6 +29,7 @@ import type { GcReport, HubAppOptions, HubComponents } from './app.js'
 import type { NextIdOptions } from './nextid.js'
 import type { RecordInfo } from '../store/record.js'
 import type { HeliaNode } from '../store/helia-node.js'
+import type { ComponentLogger, Logger } from '../logger.js'
 import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { MultihashDigest } from 'multiformats/hashes/interface'
@@ -94,8 +96,12 @@ export interface HubOptions extends HubAppOptions, HubConnectionOptions {
    * @default the ports of the last start, else ['/ip4/127.0.0.1/tcp/0', '/ip4/127.0.0.1/tcp/0/ws']
    */
   listen?: string[]
-  /** Where the hub reports what happens in the background (peer dials, changed ports). @default nothing */
-  log?: (line: string) => void
+  /**
+   * Where the hub reports what happens in the background (peer dials, changed ports, the cluster),
+   * as the `userspace:hub` component. `lineLogger(line => { console.log(line) })` prints plain lines.
+   * @default noopLogger() (nothing)
+   */
+  logger?: ComponentLogger
   /** @default DEFAULT_REPUBLISH_INTERVAL_MS (1 hour); 0 turns re-announcing off */
   republishIntervalMs?: number
   /** @default DEFAULT_HUB_ROUTING_TIMEOUT_MS (10 s) */
@@ -164,7 +170,7 @@ export async function startHub (options: HubOptions = {}): Promise<RunningHub> {
   const directory = options.directory === false ? undefined : options.directory ?? DEFAULT_DIRECTORY
   const routingTimeoutMs = options.routingTimeoutMs ?? DEFAULT_HUB_ROUTING_TIMEOUT_MS
 
-  const log = options.log ?? (() => {})
+  const log = (options.logger ?? noopLogger()).forComponent('userspace:hub')
   parseMultiaddrs(options.peers ?? [], 'peers')
   if (options.publicUrl !== undefined) urlToMultiaddr(options.publicUrl)
   const releaseLock = directory === undefined ? async () => {} : await lockDirectory(directory)
@@ -221,7 +227,7 @@ export async function startHub (options: HubOptions = {}): Promise<RunningHub> {
           blockstore: node.blockstore,
           onAccepted: (avatar) => {
             if (options.nextId !== false) options.nextId?.onAccepted?.(avatar)
-            cluster?.publishChain(avatar).catch((err: Error) => { log(`cluster: cannot gossip a Next.ID chain: ${err.message}`) })
+            cluster?.publishChain(avatar).catch((err: Error) => { log.error('cluster: cannot gossip a Next.ID chain: %s', err.message) })
           }
         })],
     // Bound below, once the hub's state exists.
@@ -238,7 +244,7 @@ export async function startHub (options: HubOptions = {}): Promise<RunningHub> {
     ...options.cluster,
     fetchTimeoutMs: options.fetchTimeoutMs,
     maxSpaceBytes: options.maxSpaceBytes,
-    log
+    log: (line) => { log('%s', line) }
   })
 
   let server: Server
@@ -386,7 +392,7 @@ function isRunning (pid: number): boolean {
  * Starts the node. Without explicit `listen` addresses, a node on a directory listens where it did
  * last time (if those ports are free), and the bound addresses are saved for next time.
  */
-async function startNode (directory: string | undefined, listen: string[] | undefined, log: (line: string) => void): Promise<HeliaNode> {
+async function startNode (directory: string | undefined, listen: string[] | undefined, log: Logger): Promise<HeliaNode> {
   if (listen !== undefined || directory === undefined) return createHeliaNode({ directory, listen, dhtServer: true, pubsub: 'gossipsub' })
   const file = join(directory, LISTEN_FILE)
   const saved = await readFile(file, 'utf8').then(text => JSON.parse(text) as unknown, () => undefined)
@@ -395,7 +401,7 @@ async function startNode (directory: string | undefined, listen: string[] | unde
     try {
       node = await createHeliaNode({ directory, listen: saved, dhtServer: true, pubsub: 'gossipsub' })
     } catch (err) {
-      log(`libp2p: cannot listen on the previous addresses (${(err as Error).message}); picking new ports, so the multiaddrs change`)
+      log('libp2p: cannot listen on the previous addresses (%s); picking new ports, so the multiaddrs change', (err as Error).message)
     }
   }
   node ??= await createHeliaNode({ directory, listen: [...DEFAULT_LISTEN], dhtServer: true, pubsub: 'gossipsub' })
@@ -414,7 +420,7 @@ const P2P_CODE = 0x01a5
  * hub on its own while it waits (a restarted hub dialling its own peers list, or found through the
  * DHT) is dialled at once. Once connected, libp2p keeps the connection (see dialPeer).
  */
-function dialInBackground (node: HeliaNode, peers: string[], minMs: number, maxMs: number, log: (line: string) => void): { stop: () => void } {
+function dialInBackground (node: HeliaNode, peers: string[], minMs: number, maxMs: number, log: Logger): { stop: () => void } {
   let stopped = false
   /** The pending retry of each address that waits for one. */
   const waiting = new Map<string, ReturnType<typeof setTimeout>>()
@@ -435,10 +441,10 @@ function dialInBackground (node: HeliaNode, peers: string[], minMs: number, maxM
       // Logged once the peer is in the DHT routing table, so that what follows the line can use it.
       await waitForDhtPeer(node, peerId)
       dialling.delete(address)
-      if (!stopped) log(`peer: connected to ${address} (${peerId})`)
+      if (!stopped) log('peer: connected to %s (%s)', address, peerId)
     }, (err: Error) => {
       if (stopped) return
-      log(`peer: cannot reach ${address} (${err.message}); retrying in ${Math.round(waitMs / 1000)} s`)
+      log.error('peer: cannot reach %s (%s); retrying in %d s', address, err.message, Math.round(waitMs / 1000))
       retry(address, waitMs, Math.min(waitMs * 2, maxMs))
     })
   }
@@ -447,7 +453,7 @@ function dialInBackground (node: HeliaNode, peers: string[], minMs: number, maxM
   const onDisconnect = (event: CustomEvent<{ toString: () => string }>): void => {
     const address = reached.get(event.detail.toString())
     if (address === undefined || stopped || dialling.has(address)) return
-    log(`peer: lost ${address}; dialling it again`)
+    log('peer: lost %s; dialling it again', address)
     retry(address, minMs, minMs)
   }
   // A listed hub that is back need not wait out this side's backoff.

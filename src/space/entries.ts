@@ -59,46 +59,102 @@ export class HybridClock {
 }
 
 /**
- * An entry's size as the sections count it (limits and bucket sizing): the length of its line
- * `[key, stamp, device, value]`. Counted, not stored; it only has to be the same for the same entry.
+ * A key as a bucket line writes it: as it is, unless it starts with a double quote or holds a TAB or
+ * an LF, which a line cannot carry raw; those are written as a JSON string (which starts with a
+ * double quote, so a reader tells the two apart by the first character).
  */
-export function entrySize (keyJson: string, entry: Entry): number {
-  return keyJson.length + String(entry.stamp).length + entry.device.length + (entry.json === undefined ? 0 : entry.json.length + 1) + 7
+export function keyText (key: string): string {
+  return key.charCodeAt(0) === 34 || key.includes('\t') || key.includes('\n') ? JSON.stringify(key) : key
 }
 
 /**
- * A private bucket's plaintext (format 2): line 0 is the JSON array of the device ids the bucket's
- * entries name; every further line is one entry, `<key as a JSON string> TAB <stamp> TAB <device
- * index> [TAB <value JSON>]` (no value: a tombstone), lines separated by LF. JSON text never holds a
- * raw TAB or LF, so a line splits without a JSON parser, and a value's text is kept as it is (parsed
- * only when read).
+ * An entry's size as the sections count it (limits and bucket sizing): about the length of its
+ * bucket line, with the stamp counted in decimal. Counted, not stored; it only has to be the same
+ * for the same entry, whether written here or read back from a bucket.
+ */
+export function entrySize (keyText: string, entry: Entry): number {
+  return keyText.length + decimalLength(entry.stamp) + entry.device.length + (entry.json === undefined ? 0 : entry.json.length + 1) + 7
+}
+
+/** Digits of a non-negative integer in decimal, without making a string. */
+function decimalLength (n: number): number {
+  let digits = 1
+  for (let p = 10; n >= p && digits < 17; p *= 10) digits++
+  return digits
+}
+
+/**
+ * A private bucket's plaintext (format 2): line 0 is a JSON array, the bucket's base stamp (the
+ * lowest stamp of its entries, 0 when it has none) followed by the device ids its entries name;
+ * every further line is one entry, `<key> TAB <stamp − base, in base 36>[:<device index>] [TAB
+ * <value JSON>]` (no value: a tombstone; no device index: device 0, the usual case of a bucket one
+ * device wrote), lines separated by LF. The key is written as `keyText` says. Stamps are 16 decimal
+ * digits; written from the base in base 36 they take 4 to 10 characters.
+ * JSON text never holds a raw TAB or LF, so a line splits without a JSON parser, and a value's text
+ * is kept as it is (parsed only when read).
  */
 export function bucketText (entries: Array<[string, Entry]>): string {
   const devices: string[] = []
   const deviceIndex = new Map<string, number>()
+  let base = entries.length === 0 ? 0 : Infinity
+  for (const [, entry] of entries) if (entry.stamp < base) base = entry.stamp
   const lines: string[] = ['']
   for (const [key, entry] of entries) {
     let d = deviceIndex.get(entry.device)
     if (d === undefined) { d = devices.length; devices.push(entry.device); deviceIndex.set(entry.device, d) }
-    const head = `${JSON.stringify(key)}\t${entry.stamp}\t${d}`
+    const head = d === 0 ? `${keyText(key)}\t${(entry.stamp - base).toString(36)}` : `${keyText(key)}\t${(entry.stamp - base).toString(36)}:${d}`
     lines.push(entry.json === undefined ? head : `${head}\t${entry.json}`)
   }
-  lines[0] = JSON.stringify(devices)
+  lines[0] = JSON.stringify([base, ...devices])
   return lines.join('\n')
 }
 
-/** A bucket's first line: the JSON array of the device ids its entries name, and where it ends. */
-function deviceTable (text: string): string[] & { end: number } {
+/** A bucket's first line: its base stamp, the device ids its entries name, and where the line ends. */
+function deviceTable (text: string): { base: number, devices: string[], end: number } {
   let end = text.indexOf('\n')
   if (end < 0) end = text.length
-  let devices: unknown
+  let table: unknown
   try {
-    devices = JSON.parse(text.slice(0, end))
+    table = JSON.parse(text.slice(0, end))
   } catch {
     throw new FormatError('private bucket has no device table')
   }
-  if (!Array.isArray(devices) || !devices.every(d => typeof d === 'string')) throw new FormatError('private bucket has a malformed device table')
-  return Object.assign(devices as string[], { end })
+  if (!Array.isArray(table) || !Number.isSafeInteger(table[0]) || (table[0] as number) < 0 || !table.every((d, i) => i === 0 || typeof d === 'string')) {
+    throw new FormatError('private bucket has a malformed device table')
+  }
+  return { base: table[0] as number, devices: table.slice(1) as string[], end }
+}
+
+/**
+ * The one walker over a bucket's entry lines: checks each line's shape, stamp and device index and
+ * calls `line` with the line's bounds as offsets into `text` (`valueAt` -1: a tombstone) and its size
+ * as `entrySize` counts it. Walks with
+ * indexOf rather than split, so a large bucket makes no array of line strings.
+ */
+function eachLine (text: string, line: (start: number, keyEnd: number, stamp: number, device: string, valueAt: number, end: number, size: number) => void): void {
+  const { base, devices, end: tableEnd } = deviceTable(text)
+  let end = tableEnd
+  while (end < text.length) {
+    const start = end + 1
+    end = text.indexOf('\n', start)
+    if (end < 0) end = text.length
+    const t1 = text.indexOf('\t', start)
+    if (t1 <= start || t1 >= end) throw new FormatError('private bucket has a malformed entry')
+    let t2 = text.indexOf('\t', t1 + 1)
+    if (t2 >= end) t2 = -1
+    const fieldEnd = t2 < 0 ? end : t2
+    // The stamp field is short: walked by hand to its ':' rather than searched with indexOf, which
+    // could run on into later lines.
+    let colon = t1 + 1
+    while (colon < fieldEnd && text.charCodeAt(colon) !== 58) colon++
+    const stamp = base + base36(text, t1 + 1, colon)
+    // Device 0 is written by leaving the index out, so ":0" is not a form a writer makes.
+    const index = colon === fieldEnd ? 0 : digits(text, colon + 1, fieldEnd)
+    const device = index === 0 && colon !== fieldEnd ? undefined : devices[index]
+    // An empty value (a TAB ending the line) is neither a value nor a tombstone.
+    if (!Number.isSafeInteger(stamp) || device === undefined || t2 + 1 === end) throw new FormatError('private bucket has a malformed entry')
+    line(start, t1, stamp, device, t2 < 0 ? -1 : t2 + 1, end, (t1 - start) + decimalLength(stamp) + device.length + (t2 < 0 ? 0 : end - t2) + 7)
+  }
 }
 
 /**
@@ -107,57 +163,27 @@ function deviceTable (text: string): string[] & { end: number } {
  * when read).
  */
 export function readBucket (text: string, each: (key: string, stamp: number, device: string, json: string | undefined, size: number) => void): void {
-  // Walks the text with indexOf rather than split: no array of line strings for a large bucket.
-  const devices = deviceTable(text)
-  let end = devices.end
-  while (end < text.length) {
-    const start = end + 1
-    end = text.indexOf('\n', start)
-    if (end < 0) end = text.length
-    const t1 = text.indexOf('\t', start)
-    const t2 = t1 < 0 || t1 >= end ? -1 : text.indexOf('\t', t1 + 1)
-    if (t2 < 0 || t2 >= end) throw new FormatError('private bucket has a malformed entry')
-    let t3 = text.indexOf('\t', t2 + 1)
-    if (t3 >= end) t3 = -1
-    const keyJson = text.slice(start, t1)
-    const key = readKey(keyJson)
-    const stamp = digits(text, t1 + 1, t2)
-    const device = devices[digits(text, t2 + 1, t3 < 0 ? end : t3)] as string | undefined
-    if (!Number.isSafeInteger(stamp) || device === undefined) throw new FormatError('private bucket has a malformed entry')
-    const json = t3 < 0 ? undefined : text.slice(t3 + 1, end)
-    if (json?.length === 0) throw new FormatError('private bucket has a malformed entry')
-    each(key, stamp, device, json, keyJson.length + (t2 - t1 - 1) + device.length + (json === undefined ? 0 : json.length + 1) + 7)
-  }
+  eachLine(text, (start, keyEnd, stamp, device, valueAt, end, size) => {
+    each(readKey(text, start, keyEnd), stamp, device, valueAt < 0 ? undefined : text.slice(valueAt, end), size)
+  })
 }
 
 /**
- * Reads a bucket's keys only, calling `each(key)` per entry, and checks every line as `readBucket`
- * does (keys, stamps, device indexes) without building entries. Returns the entry count, the
- * entries' total size (as `entrySize` counts it) and the highest stamp.
+ * Checks every line of a bucket as `readBucket` does (keys, stamps, device indexes) without
+ * building entries, calling `each(key)` per entry when given. Returns the entry count, the entries'
+ * total size (as `entrySize` counts it) and the highest stamp.
  */
-export function scanBucket (text: string, each: (key: string) => void): { entries: number, bytes: number, highest: number } {
-  const devices = deviceTable(text)
-  let end = devices.end
+export function scanBucket (text: string, each?: (key: string) => void): { entries: number, bytes: number, highest: number } {
   let entries = 0
   let bytes = 0
   let highest = 0
-  while (end < text.length) {
-    const start = end + 1
-    end = text.indexOf('\n', start)
-    if (end < 0) end = text.length
-    const t1 = text.indexOf('\t', start)
-    const t2 = t1 < 0 || t1 >= end ? -1 : text.indexOf('\t', t1 + 1)
-    if (t2 < 0 || t2 >= end) throw new FormatError('private bucket has a malformed entry')
-    let t3 = text.indexOf('\t', t2 + 1)
-    if (t3 >= end) t3 = -1
-    const stamp = digits(text, t1 + 1, t2)
-    const device = devices[digits(text, t2 + 1, t3 < 0 ? end : t3)] as string | undefined
-    if (!Number.isSafeInteger(stamp) || device === undefined || t3 + 1 === end) throw new FormatError('private bucket has a malformed entry')
-    each(readKey(text.slice(start, t1)))
+  eachLine(text, (start, keyEnd, stamp, _device, _valueAt, _end, size) => {
+    const key = readKey(text, start, keyEnd)
+    if (each !== undefined) each(key)
     entries++
     if (stamp > highest) highest = stamp
-    bytes += (t1 - start) + (t2 - t1 - 1) + device.length + (t3 < 0 ? 0 : end - t3) + 7
-  }
+    bytes += size
+  })
   return { entries, bytes, highest }
 }
 
@@ -173,17 +199,26 @@ function digits (text: string, from: number, to: number): number {
   return n
 }
 
-/** A key from its JSON string text: most keys need no escapes and are sliced, not parsed. */
-function readKey (keyJson: string): string {
-  const last = keyJson.length - 1
-  if (last < 1 || keyJson.charCodeAt(0) !== 34 || keyJson.charCodeAt(last) !== 34) throw new FormatError('private bucket has a malformed key')
-  if (keyJson.indexOf('\\') < 0) {
-    if (keyJson.indexOf('"', 1) !== last) throw new FormatError('private bucket has a malformed key')
-    return keyJson.slice(1, last)
+/** The non-negative integer written in base 36 (0-9, a-z; no leading zero, at most 11 digits) in text[from, to), NaN when it is not one. */
+function base36 (text: string, from: number, to: number): number {
+  if (to <= from || to - from > 11 || (to - from > 1 && text.charCodeAt(from) === 48)) return NaN
+  let n = 0
+  for (let i = from; i < to; i++) {
+    const c = text.charCodeAt(i)
+    const d = c >= 48 && c <= 57 ? c - 48 : c >= 97 && c <= 122 ? c - 87 : -1
+    if (d < 0) return NaN
+    n = n * 36 + d
   }
+  return n
+}
+
+/** A key from its text in text[start, end) (`keyText`'s form; never empty, as `checkKey` requires): raw keys are sliced, quoted ones parsed as JSON. */
+function readKey (text: string, start: number, end: number): string {
+  if (end <= start) throw new FormatError('private bucket has a malformed key')
+  if (text.charCodeAt(start) !== 34) return text.slice(start, end)
   let key: unknown
-  try { key = JSON.parse(keyJson) } catch { throw new FormatError('private bucket has a malformed key') }
-  if (typeof key !== 'string') throw new FormatError('private bucket has a malformed key')
+  try { key = JSON.parse(text.slice(start, end)) } catch { throw new FormatError('private bucket has a malformed key') }
+  if (typeof key !== 'string' || key.length === 0) throw new FormatError('private bucket has a malformed key')
   return key
 }
 

@@ -23,7 +23,7 @@ export async function openSpace (options: SpaceOptions | GrantedSpaceOptions): P
     const { openGranted } = await import('../apps/open-granted.js')
     const given = options.grant
     const hub = options.hub ?? (typeof given === 'string' ? parseGrant(given).hub : 'signingKeys' in given ? given.grant.hub : given.hub)
-    return openGranted(options, await resolveStore({ store: options.store, hub, helia: options.helia }))
+    return openGranted(options, await resolveStore({ store: options.store, hub, helia: options.helia, logger: options.logger }))
   }
   options = options as SpaceOptions
   const store = await resolveStore(options)
@@ -48,11 +48,11 @@ export async function openSpace (options: SpaceOptions | GrantedSpaceOptions): P
   return space
 }
 
-async function resolveStore (options: Pick<SpaceOptions, 'store' | 'hub' | 'helia'>): Promise<Store> {
+async function resolveStore (options: Pick<SpaceOptions, 'store' | 'hub' | 'helia' | 'logger'>): Promise<Store> {
   if (options.store !== undefined) return options.store
   if (typeof options.hub === 'string') {
     const { hubStore } = await import('../store/hub.js')
-    return hubStore(options.hub)
+    return hubStore(options.hub, { logger: options.logger })
   }
   if (options.helia !== undefined) {
     const { heliaStore } = await import('../store/helia.js')

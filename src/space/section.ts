@@ -17,7 +17,7 @@ import { FORMAT_VERSION } from '../crypto/keys.js'
 import { fromUtf8, utf8 } from '../crypto/bytes.js'
 import { FormatError, TooLargeError } from '../errors.js'
 import { MAX_BLOCK_BYTES, cborBlock, rawBlock } from '../store/blocks.js'
-import { bucketText, entrySize, readBucket, readPublicBlocks, sameEntry, scanBucket, wins } from './entries.js'
+import { bucketText, entrySize, keyText, readBucket, readPublicBlocks, sameEntry, scanBucket, wins } from './entries.js'
 import { MAX_BUCKETS, encodeTree, readTree } from './tree.js'
 import type { TreeLevels } from './tree.js'
 import type { Entry } from './entries.js'
@@ -103,8 +103,8 @@ export abstract class Section {
   /** Size in bytes the section would have after writing `entry` at `key`. */
   sizeWith (key: string, entry: Entry): number {
     const old = this.slot(key)
-    const keyJson = JSON.stringify(key)
-    return this.bytes - (old === undefined ? 0 : entrySize(keyJson, old)) + entrySize(keyJson, entry)
+    const text = keyText(key)
+    return this.bytes - (old === undefined ? 0 : entrySize(text, old)) + entrySize(text, entry)
   }
 
   /** Writes an entry unconditionally (a local write) and marks its stored part dirty. */
@@ -129,9 +129,9 @@ export abstract class Section {
 
   /** Puts a slot in the map and keeps the size and the highest stamp. */
   protected store (key: string, slot: Slot, old: Slot | undefined): void {
-    const keyJson = JSON.stringify(key)
-    if (old !== undefined) this.bytes -= entrySize(keyJson, old)
-    this.bytes += entrySize(keyJson, slot)
+    const text = keyText(key)
+    if (old !== undefined) this.bytes -= entrySize(text, old)
+    this.bytes += entrySize(text, slot)
     if (slot.stamp > this.highest) this.highest = slot.stamp
     this.entries.set(key, slot)
   }
@@ -263,14 +263,20 @@ export class PrivateSection extends Section {
   /** Buckets written to since the last `encode` began: `commit` leaves them dirty. */
   private touched = new Set<number>()
   /**
-   * Opening reads only each entry's key (and the highest stamp): keys of buckets not read further
-   * yet map to their bucket, whose text waits in `unread` until an entry of it is needed.
+   * Opening checks every line and keeps no per-key structure: a bucket's text waits in `unread`
+   * until an entry of it is needed, and a key is found by hashing it to its bucket.
    */
-  private lazy = new Map<string, number>()
   private unread = new Map<number, string>()
+  /** entries in the buckets of `unread` */
+  private unreadEntries = 0
+  /** the last key hashed and its hash: a write hashes to find the key, then to place it */
+  private lastHashed: { key: string, hash: number } = { key: '', hash: -1 }
+  private readonly mac: ReturnType<typeof hmac.create>
 
-  constructor (private readonly dataKey: Uint8Array, private readonly bucketKey: Uint8Array, private readonly name: string) {
+  constructor (private readonly dataKey: Uint8Array, bucketKey: Uint8Array, private readonly name: string) {
     super()
+    // The keyed hash with its key already absorbed: each key then costs two SHA-256 blocks, not four.
+    this.mac = hmac.create(sha256, bucketKey)
   }
 
   /** True when a bucket holds writes not yet sealed. A new, empty space has nothing to publish. */
@@ -280,14 +286,14 @@ export class PrivateSection extends Section {
     return slot !== undefined && this.levels !== undefined && !this.dirtyBuckets.has(slot.bucket)
   }
 
-  override get size (): number { return this.entries.size + this.lazy.size }
+  override get size (): number { return this.entries.size + this.unreadEntries }
   get bucketCount (): number { return this.size === 0 ? 0 : this.count }
 
   protected override slot (key: string): Slot | undefined {
     const slot = this.entries.get(key)
-    if (slot !== undefined || this.lazy.size === 0) return slot
-    const bucket = this.lazy.get(key)
-    if (bucket === undefined) return undefined
+    if (slot !== undefined || this.unread.size === 0) return slot
+    const bucket = this.hashOf(key) & (this.count - 1)
+    if (!this.unread.has(bucket)) return undefined
     this.read(bucket)
     return this.entries.get(key)
   }
@@ -297,25 +303,35 @@ export class PrivateSection extends Section {
     return this.entries
   }
 
-  /** Reads the entries of a bucket whose keys only were read on open. */
+  /**
+   * Reads the entries of a bucket left unread on open. Its lines were checked then; what only a
+   * full read can see is a key written twice (in this bucket or another one read before), which
+   * only a faulty writer holding the space's keys can produce: FormatError, and nothing changes.
+   */
   private read (bucket: number): void {
     const text = this.unread.get(bucket)
     if (text === undefined) return
-    this.unread.delete(bucket)
-    const keys = this.members[bucket] as string[]
+    const read: Array<[string, Slot]> = []
+    const seen = new Set<string>()
     readBucket(text, (key, stamp, device, json) => {
-      this.entries.set(key, { stamp, device, json, bucket, hash: -1 })
-      this.lazy.delete(key)
-      keys.push(key)
+      if (this.entries.has(key) || seen.size === seen.add(key).size) throw new FormatError('a key appears twice in the private buckets')
+      read.push([key, { stamp, device, json, bucket, hash: -1 }])
     })
+    this.unread.delete(bucket)
+    this.unreadEntries -= read.length
+    const keys = this.members[bucket] as string[]
+    for (const [key, slot] of read) { this.entries.set(key, slot); keys.push(key) }
   }
 
   /** The CIDs of the stored buckets, in bucket order ([] when this layout was never stored). */
   get cids (): CID[] { return this.levels?.[this.levels.length - 1] ?? [] }
 
   private hashOf (key: string): number {
-    const mac = hmac(sha256, this.bucketKey, utf8(key))
-    return ((mac[0] as number) << 24 | (mac[1] as number) << 16 | (mac[2] as number) << 8 | (mac[3] as number)) >>> 0
+    if (this.lastHashed.key === key && this.lastHashed.hash >= 0) return this.lastHashed.hash
+    const mac = this.mac.clone().update(utf8(key)).digest()
+    const hash = ((mac[0] as number) << 24 | (mac[1] as number) << 16 | (mac[2] as number) << 8 | (mac[3] as number)) >>> 0
+    this.lastHashed = { key, hash }
+    return hash
   }
 
   protected override added (key: string, slot: Slot): void {
@@ -437,7 +453,8 @@ export class PrivateSection extends Section {
     fetch.forEach((i, n) => {
       readBucket(texts[n] as string, (key, stamp, device, json) => {
         if (incoming.has(key)) throw new FormatError('a key appears twice in the private buckets')
-        const local = this.slot(key)
+        // Every bucket this key may be in locally has been read above.
+        const local = this.entries.get(key)
         if (sameLayout && local !== undefined && local.bucket !== i) throw new FormatError(`private bucket ${i} holds a key that belongs in bucket ${local.bucket}`)
         incoming.set(key, { stamp, device, json, bucket: i, hash: local?.hash ?? -1 })
       })
@@ -473,36 +490,42 @@ export class PrivateSection extends Section {
   }
 
   /**
-   * `absorb` into an empty section (opening a space): only each entry's key and stamp are read
-   * (checked, and placed by the bucket they were read from — no keyed hash, no merge); the rest of a
-   * bucket waits until one of its entries is needed. Nothing changes here until every bucket has
-   * been read.
+   * `absorb` into an empty section (opening a space): every line of every bucket is checked, and
+   * only the entry count, the entries' size and the highest stamp are kept; no key is placed, hashed
+   * or parsed until it is needed. Nothing changes here until every bucket has been read.
    */
   private load (count: number, levels: TreeLevels, fetch: number[], texts: string[]): { changed: string[], ahead: boolean } {
-    const lazy = new Map<string, number>()
     const unread = new Map<number, string>()
+    let entries = 0
     let bytes = 0
     let highest = 0
     fetch.forEach((i, n) => {
       const text = texts[n] as string
-      const scan = scanBucket(text, (key) => {
-        const before = lazy.size
-        lazy.set(key, i)
-        if (lazy.size === before) throw new FormatError('a key appears twice in the private buckets')
-      })
+      const scan = scanBucket(text)
+      entries += scan.entries
       bytes += scan.bytes
       if (scan.highest > highest) highest = scan.highest
       if (scan.entries > 0) unread.set(i, text)
     })
     this.entries = new Map()
-    this.lazy = lazy
     this.unread = unread
+    this.unreadEntries = entries
     this.members = Array.from({ length: count }, () => [])
     this.count = count
     this.bytes = bytes
     this.highest = highest
     this.levels = levels
     this.dirtyBuckets = new Set()
-    return { changed: [...lazy.keys()], ahead: false }
+    // The keys are listed only when someone asks (a change listener): an open has none yet.
+    let changed: string[] | undefined
+    const loaded = [...unread.values()]
+    const list = (): string[] => {
+      if (changed === undefined) {
+        changed = []
+        for (const text of loaded) scanBucket(text, key => { (changed as string[]).push(key) })
+      }
+      return changed
+    }
+    return { get changed () { return list() }, ahead: false }
   }
 }

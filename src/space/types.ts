@@ -10,6 +10,7 @@ import type { AbortOptions, Store } from '../store/interface.js'
 import type { CID } from 'multiformats/cid'
 import type { AppInfo, GrantOptions } from '../apps/directory.js'
 import type { Grant } from '../apps/grant.js'
+import type { ComponentLogger } from '../logger.js'
 
 /** Largest JSON text of one value. @default 64 KiB */
 export const DEFAULT_MAX_VALUE_BYTES = 64 * 1024
@@ -81,6 +82,11 @@ export interface SpaceOptions extends AbortOptions {
   /** Wall clock for entry stamps, in milliseconds; for simulations and tests. @default Date.now */
   now?: () => number
   onProgress?: (event: ProgressEvent) => void
+  /**
+   * Logs publish failures and retries, races, renewals and merges as the `userspace:space` component
+   * (and the hub store's as `userspace:store:hub`). Helia's `helia.logger` fits. @default noopLogger()
+   */
+  logger?: ComponentLogger
 }
 
 export type { SpaceStateStore, SeenVersion, PendingEntry }

@@ -1,0 +1,105 @@
+/**
+ * XChaCha20-Poly1305 (draft-irtf-cfrg-xchacha-03) for the envelope, in two interchangeable
+ * implementations that give the same bytes. Where the runtime has a native ChaCha20-Poly1305
+ * (Node's OpenSSL, reached through `process.getBuiltinModule`, which no bundler follows, so browser
+ * bundles never see `node:crypto`), a message is sealed there under the HChaCha20 subkey (§2.3:
+ * subkey = HChaCha20(key, nonce[0..16]), nonce' = 0x00000000 ‖ nonce[16..24]). Everywhere else
+ * (browsers: WebCrypto has no ChaCha) @noble/ciphers does the whole construction. Opening a large
+ * space decrypts thousands of buckets: natively that costs several times less than in JavaScript.
+ */
+import { hchacha, xchacha20poly1305 } from '@noble/ciphers/chacha.js'
+
+export interface XChaCha {
+  /** Encrypts `plaintext` into `out` (plaintext length + 16: ciphertext ‖ tag). */
+  sealInto(key: Uint8Array, nonce: Uint8Array, ad: Uint8Array, plaintext: Uint8Array, out: Uint8Array): void
+  /** Decrypts `sealed` (ciphertext ‖ tag); throws when the tag does not authenticate it. */
+  open(key: Uint8Array, nonce: Uint8Array, ad: Uint8Array, sealed: Uint8Array): Uint8Array
+}
+
+const TAG_BYTES = 16
+
+/** @noble/ciphers: pure JavaScript, runs everywhere. */
+export const nobleXChaCha: XChaCha = {
+  sealInto (key, nonce, ad, plaintext, out) {
+    xchacha20poly1305(key, nonce, ad).encrypt(plaintext, out)
+  },
+  open (key, nonce, ad, sealed) {
+    return xchacha20poly1305(key, nonce, ad).decrypt(sealed)
+  }
+}
+
+interface NodeCipher {
+  setAAD(ad: Uint8Array, options: { plaintextLength: number }): void
+  update(data: Uint8Array): Uint8Array
+  final(): Uint8Array
+  getAuthTag(): Uint8Array
+  setAuthTag(tag: Uint8Array): void
+}
+interface NodeCrypto {
+  getCiphers(): string[]
+  createCipheriv(algorithm: 'chacha20-poly1305', key: Uint8Array, iv: Uint8Array, options: { authTagLength: number }): NodeCipher
+  createDecipheriv(algorithm: 'chacha20-poly1305', key: Uint8Array, iv: Uint8Array, options: { authTagLength: number }): NodeCipher
+}
+
+/** "expand 32-byte k" (RFC 8439 §2.3), the ChaCha constants HChaCha20 starts from. */
+const SIGMA = new Uint32Array([0x61707865, 0x3320646e, 0x79622d32, 0x6b206574])
+
+function nodeCrypto (): NodeCrypto | undefined {
+  const proc = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process
+  try {
+    const crypto = proc?.getBuiltinModule?.('node:crypto') as NodeCrypto | undefined
+    return crypto?.getCiphers().includes('chacha20-poly1305') === true ? crypto : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/** HChaCha20 over little-endian words; callers check the platform is little-endian. */
+function subkey (key: Uint8Array, nonce: Uint8Array): Uint8Array {
+  const out = new Uint32Array(8)
+  // slice(): aligned copies, as Uint32Array views need
+  hchacha(SIGMA, new Uint32Array(key.slice().buffer), new Uint32Array(nonce.slice(0, 16).buffer), out)
+  return new Uint8Array(out.buffer)
+}
+
+function iv (nonce: Uint8Array): Uint8Array {
+  const out = new Uint8Array(12)
+  out.set(nonce.subarray(16, 24), 4)
+  return out
+}
+
+function nativeWith (crypto: NodeCrypto): XChaCha {
+  return {
+    sealInto (key, nonce, ad, plaintext, out) {
+      if (key.length !== 32 || nonce.length !== 24 || out.length !== plaintext.length + TAG_BYTES) throw new RangeError('xchacha: key 32, nonce 24 and output plaintext + 16 bytes expected')
+      const cipher = crypto.createCipheriv('chacha20-poly1305', subkey(key, nonce), iv(nonce), { authTagLength: TAG_BYTES })
+      cipher.setAAD(ad, { plaintextLength: plaintext.length })
+      const body = cipher.update(plaintext)
+      const rest = cipher.final()
+      out.set(body, 0)
+      out.set(rest, body.length)
+      out.set(cipher.getAuthTag(), plaintext.length)
+    },
+    open (key, nonce, ad, sealed) {
+      if (key.length !== 32 || nonce.length !== 24) throw new RangeError('xchacha: key 32 and nonce 24 bytes expected')
+      if (sealed.length < TAG_BYTES) throw new Error('xchacha: sealed message shorter than its tag')
+      const length = sealed.length - TAG_BYTES
+      const decipher = crypto.createDecipheriv('chacha20-poly1305', subkey(key, nonce), iv(nonce), { authTagLength: TAG_BYTES })
+      decipher.setAAD(ad, { plaintextLength: length })
+      decipher.setAuthTag(sealed.subarray(length))
+      const body = decipher.update(sealed.subarray(0, length))
+      // final() throws unless the tag authenticates everything: nothing is returned before that.
+      const rest = decipher.final()
+      return rest.length === 0 ? body : Uint8Array.from([...body, ...rest])
+    }
+  }
+}
+
+const littleEndian = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1
+const node = littleEndian ? nodeCrypto() : undefined
+
+/** The native implementation, when this runtime has one. */
+export const nativeXChaCha: XChaCha | undefined = node === undefined ? undefined : nativeWith(node)
+
+/** The implementation the envelope uses: native where available, else @noble/ciphers. */
+export const xchacha: XChaCha = nativeXChaCha ?? nobleXChaCha
