@@ -17,7 +17,8 @@
  * Run: `npm run build && node dist/bench/cluster.js`.
  * Environment: BENCH_SAMPLES (default 40), BENCH_WRITERS (default 24), BENCH_SECONDS (default 5),
  * BENCH_ONLY (default `propagation,load`; `load` is `lone,cluster`), BENCH_HUB_NODE_ARGS (node flags
- * for the hub processes, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`).
+ * for the hub processes, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`), BENCH_HUB_ARGS (more `serve`
+ * flags, e.g. `--verify-threads 0`).
  */
 import '../src/polyfill.js'
 import { spawn } from 'node:child_process'
@@ -43,6 +44,7 @@ const WRITERS = Number(process.env.BENCH_WRITERS ?? 24)
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5)
 const ONLY = new Set((process.env.BENCH_ONLY ?? 'propagation,load').split(',').map(p => p.trim()).flatMap(p => p === 'load' ? ['lone', 'cluster'] : [p]))
 const HUB_NODE_ARGS = (process.env.BENCH_HUB_NODE_ARGS ?? '').split(' ').filter(a => a !== '')
+const HUB_ARGS = (process.env.BENCH_HUB_ARGS ?? '').split(' ').filter(a => a !== '')
 /** Records signed per writer before a load phase: a hard cap on the phase's work. */
 const RECORDS_PER_WRITER = 500
 const BIN = fileURLToPath(new URL('../../bin/userspace.js', import.meta.url))
@@ -51,7 +53,7 @@ const agent = new Agent({ keepAlive: true, maxSockets: 256 })
 interface Hub { child: ChildProcess, url: string, multiaddr: string, output: () => string }
 
 async function startHub (dir: string, peers: string[] = [], joined = 0): Promise<Hub> {
-  const args = [...HUB_NODE_ARGS, BIN, 'serve', '--host', '127.0.0.1', '--port', '0', '--data', dir, '--rate-limit', '0', ...peers.flatMap(p => ['--peer', p])]
+  const args = [...HUB_NODE_ARGS, BIN, 'serve', '--host', '127.0.0.1', '--port', '0', '--data', dir, '--rate-limit', '0', ...HUB_ARGS, ...peers.flatMap(p => ['--peer', p])]
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] })
   let out = ''
   child.stdout?.setEncoding('utf8').on('data', (chunk: string) => { out += chunk })
