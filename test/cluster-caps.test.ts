@@ -75,6 +75,30 @@ describe('cluster bounds', () => {
     expect(dropped).toBe(2)
   })
 
+  it('a replica that joins the cluster topic again while a PUT waits for it is sent the record at once', async () => {
+    const [a, b] = await pair({ cluster: { replicaWaitMs: 20_000 } })
+    const validators = pubsubOf(b).topicValidators
+    const validate = validators.get(CLUSTER_RECORDS_TOPIC)
+    if (validate === undefined) throw new Error('no validator')
+    let heard = 0
+    validators.set(CLUSTER_RECORDS_TOPIC, async (peer, message) => {
+      if (heard++ > 0) return validate(peer, message)
+      // Lost, as with a connection being replaced: the replica then leaves the topic and joins it again.
+      setTimeout(() => { pubsubOf(b).unsubscribe(CLUSTER_RECORDS_TOPIC); pubsubOf(b).subscribe(CLUSTER_RECORDS_TOPIC) }, 0)
+      return TopicValidatorResult.Ignore
+    })
+    const space = await makeSpace()
+    const up = await fetch(a.url + '/api/v1/blocks', { method: 'POST', headers: { 'content-type': 'application/vnd.ipld.car' }, body: encodeCar(space.blocks) })
+    expect(up.status).toBe(200)
+    const started = Date.now()
+    const put = await fetch(`${a.url}/routing/v1/ipns/${space.name}`, { method: 'PUT', headers: { 'content-type': 'application/vnd.ipfs.ipns-record' }, body: await createRecord(space.key, space.root.cid, 1) as Uint8Array<ArrayBuffer> })
+    expect(put.status).toBe(200)
+    // Well before the resend at half the wait (10 s).
+    expect(Date.now() - started).toBeLessThan(8_000)
+    expect(heard).toBe(2)
+    for (const block of space.blocks) expect(await b.helia.blockstore.has(block.cid)).toBe(true)
+  }, 30_000)
+
   it("ignores a peer's record messages beyond its rate (bursts of 20× the rate)", async () => {
     const [a, b] = await pair({}, { cluster: { peerMessagesPerSecond: 1 } })
     const sent = await Promise.all(Array.from({ length: 40 }, async () => recordMessage()))
