@@ -105,7 +105,7 @@ describe('the space logs through its logger', () => {
     const reader = await openSpace({ signer: account(KEY_A), store, state: memoryState(), logger })
     open.push(reader)
     const merge = logger.lines.find(l => l.formatter.startsWith('merged %s #%d'))
-    expect(merge).toMatchObject({ component: 'userspace:space', level: 'trace', args: [reader.name, writer.sequence, String(writer.root), 1, 0] })
+    expect(merge).toMatchObject({ component: 'userspace:space', level: 'trace', args: [reader.name, writer.sequence, String(writer.root), 0] })
   })
 })
 
