@@ -1,13 +1,15 @@
 /**
  * Hub clusters over libp2p pubsub: a hub publishes every record it accepts on the name's
  * IPNS-over-PubSub topic (ipfs/specs `ipns-pubsub-router.md`: `/record/` + base64url of the routing
- * key, message data = the marshalled record) for devices, and on the hubs' own topic with the
- * name, the root block and the peers chosen to replicate it. A hub hearing a record checks it
- * exactly as a PUT (signature, size, sequence, owner binding, quota), stores it, indexes its owner
- * and tells its event-stream subscribers; the chosen replicas then fetch every block of the version
- * by bitswap and say so on the "held" topic, which the accepting hub waits for (bounded) before it
- * acknowledges the PUT. Everything a peer can send is bounded: message size, messages per second
- * per peer, checks in flight, queued replications and their concurrency, the per-name quota.
+ * key, message data = the marshalled record) for devices that subscribe, and on the hubs' own topic
+ * with the name, the root block (and the whole version when small) and the peers chosen to
+ * replicate it. A hub hearing a record checks it exactly as a PUT (signature, size, sequence, owner
+ * binding, quota), stores it, indexes its owner and tells its event-stream subscribers; the chosen
+ * replicas then store the version's blocks (those sent along at once, the rest fetched by bitswap
+ * through a queue) and say so on the "held" topic, which the accepting hub waits for (bounded, with
+ * one resend) before it acknowledges the PUT. Everything a peer can send is bounded: message size,
+ * messages per second per peer, checks in flight, queued replications and their concurrency, the
+ * per-name quota.
  */
 import { TopicValidatorResult } from '@libp2p/gossipsub'
 import { decode, encode } from 'cborg'
