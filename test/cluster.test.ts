@@ -180,10 +180,9 @@ describe('replication when messages go wrong', () => {
       return validate(peer, message)
     })
     try {
-      const started = Date.now()
       await uploadAndPut(h1, space, await createRecord(space.key, space.root.cid, 1))
-      // Sent again after half of the 5 s wait, not given up on after all of it.
-      expect(Date.now() - started).toBeLessThan(4_000)
+      // Sent again after half of the 5 s wait (without that, the PUT would answer after 5 s with the
+      // replica holding nothing).
       expect(heard).toBeGreaterThanOrEqual(2)
       for (const block of space.blocks) expect(await holder.helia.blockstore.has(block.cid)).toBe(true)
     } finally {
