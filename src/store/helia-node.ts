@@ -22,6 +22,7 @@ import { tcp } from '@libp2p/tcp'
 import { webSockets } from '@libp2p/websockets'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
+import { base64 } from 'multiformats/bases/base64'
 import { FsBlockstore } from 'blockstore-fs'
 import { MemoryBlockstore } from 'blockstore-core'
 import { MemoryDatastore } from 'datastore-core'
@@ -191,12 +192,21 @@ export async function createHeliaNode (options: HeliaNodeOptions = {}): Promise<
     streamMuxers: [yamux()],
     services: {
       identify: identify(),
-      ping: ping(),
+      // libp2p's connection monitor pings every connection each 10 s and aborts the connection when
+      // that ping fails, also when kad-dht's own ping of the peer holds the one outbound ping stream
+      // @libp2p/ping allows: under load that dropped peered hubs every few seconds (and the gossip
+      // in flight with them). Two outbound streams fit the two inbound ones a peer accepts.
+      ping: ping({ maxOutboundStreams: 2 }),
       pubsub: options.pubsub === 'gossipsub'
         ? gossipsub({
           // A hub with no peer on a topic yet (a name nobody listens to) publishes into nothing.
           allowPublishToZeroTopicPeers: true,
           fallbackToFloodsub: true,
+          // A message reaches a node once from each mesh peer that has it; by default every copy's
+          // signature is checked before it is known as a duplicate. Sender and sequence number (the
+          // message id of signed messages) name it before that check; an id is only remembered once
+          // its message passed the check, so a forged copy cannot shadow the real one.
+          fastMsgIdFn: (message) => message.from === undefined || message.seqno === undefined ? '' : `${base64.baseEncode(message.from)} ${base64.baseEncode(message.seqno)}`,
           maxInboundDataLength: options.maxPubsubMessageBytes ?? DEFAULT_MAX_PUBSUB_MESSAGE_BYTES
         }) as unknown as (components: unknown) => GossipSub
         : floodsub(),
