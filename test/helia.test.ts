@@ -14,7 +14,7 @@ import { createHeliaLight } from 'helia'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { openSpace } from '../src/index.js'
 import { cborBlock, rawBlock } from '../src/store/blocks.js'
-import { createHeliaNode, stopHeliaNode } from '../src/store/helia-node.js'
+import { createHeliaNode, stopHeliaNode, waitForDhtPeer } from '../src/store/helia-node.js'
 import { heliaStore } from '../src/store/helia.js'
 import { createRecord, nameOfKey, nameToMultihash, readRecord } from '../src/store/record.js'
 import { multihashToIPNSRoutingKey } from 'ipns'
@@ -364,6 +364,24 @@ describe('createHeliaNode', () => {
       expect(new Set(hub.libp2p.getConnections().map(c => c.remotePeer.toString())).size).toBe(12)
     } finally {
       await Promise.all(nodes.map(stopHeliaNode))
+      await stopHeliaNode(hub)
+    }
+  })
+
+  it('returns once a DHT server peer is in the routing table, and waitForDhtPeer tells a DHT server from a client', async () => {
+    const hub = await createHeliaNode({ dhtServer: true })
+    try {
+      const client = await createHeliaNode({ peers: hub.libp2p.getMultiaddrs().map(String) })
+      try {
+        // A query made at once has somewhere to go: the wait ended on identify/routing-table events.
+        expect(client.libp2p.services.dht.routingTable.size).toBeGreaterThanOrEqual(1)
+        expect(await waitForDhtPeer(client, hub.libp2p.peerId.toString(), 5_000)).toBe(true)
+        // The client does not serve the DHT: the hub's wait ends when its signal fires, with false.
+        expect(await waitForDhtPeer(hub, client.libp2p.peerId.toString(), 300)).toBe(false)
+      } finally {
+        await stopHeliaNode(client)
+      }
+    } finally {
       await stopHeliaNode(hub)
     }
   })
