@@ -128,8 +128,9 @@ describe('heliaStore on three nodes in a line', () => {
     await store3.putRecord(name, v2)
     expect(await store1.getRecord(name, { nocache: true })).toEqual(v2)
 
-    // The stale record is dropped: locally on node 1, and node 3 still resolves the newer one.
-    await store1.putRecord(name, v1)
+    // The stale record is refused as a lost race (a conditional write) and changes nothing: node 1
+    // keeps the newer one, and node 3 still resolves it.
+    await expect(store1.putRecord(name, v1)).rejects.toMatchObject({ name: 'ConflictError' })
     expect(await store1.getRecord(name)).toEqual(v2)
     expect(await store3.getRecord(name, { nocache: true })).toEqual(v2)
     expect(readRecord(await store1.getRecord(name, { nocache: true }) ?? new Uint8Array()).sequence).toBe(2n)
@@ -478,7 +479,8 @@ describe('a space on three nodes in a line', () => {
     await a.set('shared', 'from a')
     await a.flush()
     const b = await device(node3, KEY_C)
-    // Each publish resolves the newest record past caches and merges it before writing.
+    // Each publish goes out against the sequence its device knows; the DHT's newer record makes it
+    // a lost race, merged and published again.
     await a.set('only-a', 1)
     await a.flush()
     await b.set('only-b', 2)

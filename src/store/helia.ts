@@ -9,6 +9,15 @@
  * fires or, when there is none, after the timeouts below. Local data always wins over a slow network:
  * writes land locally first and reads fall back to what is stored.
  *
+ * A conditional store: `putRecord` refuses a record older than the one this node holds (ConflictError,
+ * EquivocationError for the same sequence with another value), so spaces publish against the
+ * sequence they know without resolving first. Live updates keep that knowledge fresh: the store
+ * listens on the IPNS-over-PubSub topic (ipfs/specs "IPNS PubSub Router") of every name it publishes,
+ * resolves or is subscribed to, and keeps each record heard there that validates (signature, name)
+ * and beats the one it holds (sequence, then validity); any other is dropped. Before a record goes
+ * to the DHT, the DHT is asked for a better one: a newer record found there is kept instead, and the
+ * publish is refused as a lost race, so a device that missed an update never rolls the DHT back.
+ *
  * Keeping records alive: @helia/ipns's local store and kad-dht share the datastore keys
  * (`/dht/record/…`), so what this store keeps is what the node serves to DHT peers — but when a
  * peer asks for a record this node received more than 48 hours ago, kad-dht deletes it instead
@@ -25,10 +34,11 @@ import { multihashToIPNSRoutingKey } from 'ipns'
 import { ipnsSelector } from 'ipns/selector'
 import * as dagCbor from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
-import { IntegrityError, InvalidInputError, NotFoundError, StoreError, TooLargeError, throwIfAborted } from '../errors.js'
+import { ConflictError, EquivocationError, IntegrityError, InvalidInputError, NotFoundError, StoreError, TooLargeError, throwIfAborted } from '../errors.js'
 import { MAX_BLOCK_BYTES, verifyBlock } from './blocks.js'
 import { Limiter } from './limiter.js'
-import { nameToMultihash, validateRecord } from './record.js'
+import { nameToMultihash, readRecord, validateRecord } from './record.js'
+import { equals } from 'multiformats/bytes'
 import type { AbortOptions, Block, GetDagOptions, GetRecordOptions, RecordListener, Store } from './interface.js'
 import type { IPNS, IPNSRouting } from '@helia/ipns'
 import type { Helia } from '@helia/interface'
@@ -50,6 +60,12 @@ export const DEFAULT_ROUTING_TIMEOUT_MS = 5_000
  * takes ~40 ms), short enough that a DHT with no reachable peers never holds a publish for long.
  */
 export const DEFAULT_RECORD_PUT_WAIT_MS = 1_000
+
+/**
+ * How many names a store keeps listening to on its own (those it published or resolved; names
+ * with a subscriber are kept besides): the oldest is dropped beyond this.
+ */
+export const DEFAULT_MAX_WATCHED_NAMES = 64
 
 /** How many blocks are announced to the routers at once. */
 const PROVIDE_CONCURRENCY = 8
@@ -101,6 +117,13 @@ export interface HeliaStoreOptions {
   sessionConcurrency?: number
 
   /**
+   * How many names the store listens to on its own over pubsub (see the module doc).
+   *
+   * @default DEFAULT_MAX_WATCHED_NAMES (64)
+   */
+  maxWatchedNames?: number
+
+  /**
    * Announce new blocks as provided by this node (a DHT provider record per block), so that peers
    * that are not connected to it can find them. Turn off for a node that only reads.
    *
@@ -127,6 +150,7 @@ export function heliaStore (helia: Helia, options: HeliaStoreOptions = {}): Stor
     recordPutWaitMs: positive(options.recordPutWaitMs, 'recordPutWaitMs', '') ?? DEFAULT_RECORD_PUT_WAIT_MS,
     fetchConcurrency: Math.max(1, Math.floor(positive(options.fetchConcurrency, 'fetchConcurrency', '') ?? DEFAULT_FETCH_CONCURRENCY)),
     sessionConcurrency: Math.max(1, Math.floor(positive(options.sessionConcurrency, 'sessionConcurrency', '') ?? DEFAULT_SESSION_CONCURRENCY)),
+    maxWatchedNames: Math.max(1, Math.floor(positive(options.maxWatchedNames, 'maxWatchedNames', '') ?? DEFAULT_MAX_WATCHED_NAMES)),
     provide: options.provide ?? true
   })
 }
@@ -148,6 +172,36 @@ interface ValidRecord {
   ttlMs: number
 }
 
+/** A name whose pubsub topic this store listens on. */
+interface Watch {
+  name: string
+  routingKey: Uint8Array
+  listeners: Set<RecordListener>
+  /** Listened to on the store's own account (published or resolved here), within maxWatchedNames. */
+  auto: boolean
+}
+
+/**
+ * How a record compares with the one held: `new` replaces it; `same` is the same bytes; `older`
+ * is the same version with an earlier validity; `lower` a lower sequence; `equivocation` the same
+ * sequence with another value.
+ */
+type Verdict = 'new' | 'same' | 'older' | 'lower' | 'equivocation'
+
+/**
+ * Judges `record` against the held one. For a publish an equal record is `new` (stored and
+ * announced again); heard from elsewhere it is `same`.
+ */
+function judge (routingKey: Uint8Array, held: ValidRecord | undefined, record: Uint8Array, mode: 'publish' | 'heard'): Verdict {
+  if (held === undefined) return 'new'
+  if (equals(held.bytes, record)) return mode === 'publish' ? 'new' : 'same'
+  const current = readRecord(held.bytes)
+  const offered = readRecord(record)
+  if (offered.sequence < current.sequence) return 'lower'
+  if (offered.sequence === current.sequence && offered.value !== current.value) return 'equivocation'
+  return ipnsSelector(routingKey, [record, held.bytes]) === 0 ? 'new' : 'older'
+}
+
 interface Routers {
   /** @helia/ipns's local record store (the helia datastore, under the DHT's record keys). */
   local: IPNSRouting
@@ -156,7 +210,13 @@ interface Routers {
 }
 
 class HeliaStore implements Store {
+  readonly conditional = true
   private routers?: Routers
+  /** By topic. */
+  private readonly watches = new Map<string, Watch>()
+  private messageListener: EventListener | undefined
+  /** Per routing key: the tail of the local record updates, so a check and its write are one step. */
+  private readonly recordLocks = new Map<string, Promise<unknown>>()
   private readonly fetchSlots: Limiter
   /** Per routing key: until when the local record counts as fresh (its TTL, from when it was last confirmed). */
   private readonly freshUntil = new Map<string, number>()
@@ -282,30 +342,130 @@ class HeliaStore implements Store {
     const info = await validateRecord(name, record)
     const routingKey = routingKeyOf(name)
     const routers = this.getRouters()
+    const offered: ValidRecord = { bytes: record, ttlMs: info.ttlMs }
 
-    // Like a DHT peer (and the memory store), keep the better record: one with a lower sequence (or,
-    // at the same sequence, an earlier expiry) than the stored one is dropped. On a tie the selector
-    // picks the first, so an equal record is stored and announced again (hubs re-announce this way).
-    const current = await this.readLocal(name, routingKey)
-    if (current !== undefined && ipnsSelector(routingKey, [record, current.bytes]) === 1) return
+    // One step per name, so that no other record of it is stored between the check and the write.
+    let checked!: (verdict: Verdict | Error) => void
+    const verdict = new Promise<Verdict | Error>((resolve) => { checked = resolve })
+    let superseded = false
+    let put: Promise<void> = Promise.resolve()
+    const work = this.exclusive(routingKey, async () => {
+      // A conditional write, checked against what this node holds (kept fresh by pubsub): a lower
+      // sequence, or the same one with another value, is a lost race; the same version with an
+      // earlier validity is dropped (the better one is kept). An equal record is stored and
+      // announced again (hubs re-announce this way).
+      const judged = judge(routingKey, await this.readLocal(name, routingKey), record, 'publish')
+      checked(judged)
+      if (judged !== 'new') return
+      this.watch(name, routingKey)
+      // Devices listening on connected nodes hear of the record at once (IPNS over PubSub topic).
+      this.pubsub()?.publish(recordTopic(routingKey), record).catch(() => {})
+      // Before this node keeps or announces it, the DHT is asked for a record it must not replace
+      // (this node may have missed one). It is asked while the local store still holds the older
+      // record: kad-dht answers with the best of its local and network copies and sends that best
+      // to peers that lack it, so asking with ours stored would spread ours over a better one.
+      const better = await this.bounded(async (signal) => this.betterOnNetwork(name, routingKey, record, signal))
+      if (better !== undefined) {
+        // Ours lost the race there: the network's record stands here too, so that the space's
+        // next resolve merges it, and listeners hear of it.
+        superseded = true
+        await this.keep(name, routingKey, better)
+        this.tell(routingKey, better.bytes)
+        return
+      }
+      await this.keep(name, routingKey, offered)
+      // The DHT put copies the record to the closest peers, in the background, bounded by the
+      // routing timeout.
+      put = this.background(async (signal) => {
+        await Promise.all(routers.network.map(async router => router.put(routingKey, record, { signal }).catch(() => {})))
+      })
+    })
+    // A failure of the local check or store reaches the caller whether or not the wait is over.
+    work.catch((err: unknown) => { checked(err instanceof Error ? err : new StoreError(String(err))) })
+    const judged = await verdict
+    if (judged instanceof Error) throw judged
+    if (judged === 'lower') throw new ConflictError(`record sequence ${info.sequence} for ${name} is lower than the one this node holds`)
+    if (judged === 'equivocation') throw new EquivocationError(`record sequence ${info.sequence} for ${name} already points elsewhere on this node`)
+    if (judged !== 'new') return
+    // Waited for only briefly, so that a reader elsewhere finds the record once `flush()` resolves
+    // on a healthy network, and a DHT without reachable peers never holds a publish for long. Past
+    // the wait the step goes on: a newer record it finds then reaches listeners and the next publish.
+    let timer: ReturnType<typeof setTimeout> | undefined
+    await Promise.race([
+      work.then(async () => put),
+      new Promise<void>(resolve => { timer = setTimeout(resolve, this.options.recordPutWaitMs) })
+    ])
+    clearTimeout(timer)
+    if (superseded) throw new ConflictError(`a newer record for ${name} than sequence ${info.sequence} is on the network`)
+  }
 
+  /**
+   * A valid record on the network that `record` must not replace: a higher sequence, or the same
+   * sequence with another value (a race another device won at the DHT). Undefined when none.
+   */
+  private async betterOnNetwork (name: string, routingKey: Uint8Array, record: Uint8Array, signal: AbortSignal): Promise<ValidRecord | undefined> {
+    const ours = readRecord(record)
+    const found = await Promise.all(this.getRouters().network.map(async (router) => {
+      try {
+        const bytes = plain(await router.get(routingKey, { signal, validate: false }))
+        if (equals(bytes, record)) return undefined
+        const info = await validateRecord(name, bytes)
+        const wins = info.sequence > ours.sequence || (info.sequence === ours.sequence && info.value !== ours.value)
+        return wins ? { bytes, ttlMs: info.ttlMs } : undefined
+      } catch {
+        return undefined // none, unreachable, timed out or invalid: nothing better there
+      }
+    }))
+    return found.find(r => r !== undefined)
+  }
+
+  /** Runs `step` after every earlier step for the same name has ended. */
+  private async exclusive<T> (routingKey: Uint8Array, step: () => Promise<T>): Promise<T> {
+    const key = keyString(routingKey)
+    const run = (this.recordLocks.get(key) ?? Promise.resolve()).catch(() => {}).then(step)
+    this.recordLocks.set(key, run)
     try {
-      await routers.local.put(routingKey, record)
+      return await run
+    } finally {
+      if (this.recordLocks.get(key) === run) this.recordLocks.delete(key)
+    }
+  }
+
+  /** Stores a validated record locally and counts it fresh for its TTL. */
+  private async keep (name: string, routingKey: Uint8Array, record: ValidRecord): Promise<void> {
+    try {
+      await this.getRouters().local.put(routingKey, record.bytes)
     } catch (err) {
       throw new StoreError(`cannot store the record for ${name}: ${(err as Error).message}`, { cause: err })
     }
-    this.markFresh(routingKey, info.ttlMs)
-    // Devices listening on connected nodes hear of the record at once (IPNS over PubSub topic).
-    this.pubsub()?.publish(recordTopic(routingKey), record).catch(() => {})
-    // The DHT put copies the record to the closest peers, bounded by the routing timeout. It is waited
-    // for only briefly, so that a reader elsewhere finds the record once `flush()` resolves on a
-    // healthy network, and a DHT without reachable peers never holds a publish for long.
-    const put = this.background(async (signal) => {
-      await Promise.all(routers.network.map(async router => router.put(routingKey, record, { signal }).catch(() => {})))
+    this.markFresh(routingKey, record.ttlMs)
+  }
+
+  /** Passes a record to the listeners of its name. */
+  private tell (routingKey: Uint8Array, bytes: Uint8Array): void {
+    for (const listener of this.watches.get(recordTopic(routingKey))?.listeners ?? []) {
+      try { listener(bytes) } catch { /* a listener's failure is its own */ }
+    }
+  }
+
+  /**
+   * A record heard from elsewhere (pubsub, the DHT), already validated for `name`. One that beats
+   * the local record replaces it; one with the same sequence and another value (two devices raced)
+   * is not kept, but both reach the name's listeners, whose spaces merge them. Any other is dropped.
+   */
+  private async hear (name: string, routingKey: Uint8Array, record: ValidRecord): Promise<void> {
+    const judged = await this.exclusive(routingKey, async () => {
+      const judged = judge(routingKey, await this.readLocal(name, routingKey), record.bytes, 'heard')
+      if (judged === 'new') await this.keep(name, routingKey, record)
+      return judged
     })
-    let timer: ReturnType<typeof setTimeout> | undefined
-    await Promise.race([put, new Promise<void>(resolve => { timer = setTimeout(resolve, this.options.recordPutWaitMs) })])
-    clearTimeout(timer)
+    if (judged === 'new' || judged === 'equivocation') this.tell(routingKey, record.bytes)
+  }
+
+  /** Runs a network step bounded by the routing timeout; a failure or timeout counts as no answer. */
+  private async bounded<T> (step: (signal: AbortSignal) => Promise<T | undefined>): Promise<T | undefined> {
+    const signal = AbortSignal.timeout(this.options.routingTimeoutMs)
+    return await Promise.race([step(signal).catch(() => undefined), aborted(signal).then(() => undefined)])
   }
 
   /** Runs best-effort network work, ended by the routing timeout; callers may leave it running. */
@@ -316,27 +476,73 @@ class HeliaStore implements Store {
 
   /**
    * Listens for records of `name` published by connected nodes over libp2p pubsub (the node needs a
-   * `pubsub` service, as createHeliaNode gives it); every record is validated before `listener` hears
-   * it. Without pubsub this listens to nothing.
+   * `pubsub` service, as createHeliaNode gives it). `listener` hears a record only once it is
+   * validated (signature, name) and either beats the one this node holds, which it then replaces,
+   * or has its sequence with another value (a race to merge); a forged, stale or repeated record
+   * is dropped. Without pubsub this listens to nothing.
    */
   subscribe (name: string, listener: RecordListener): () => void {
-    const pubsub = this.pubsub()
-    if (pubsub === undefined) return () => {}
-    const topic = recordTopic(routingKeyOf(name))
-    const onMessage = (event: CustomEvent<{ topic: string, data: Uint8Array }>): void => {
-      if (event.detail.topic !== topic) return
-      const bytes = plain(event.detail.data)
-      validateRecord(name, bytes).then(() => { listener(bytes) }, () => {})
-    }
-    pubsub.addEventListener('message', onMessage as EventListener)
-    pubsub.subscribe(topic)
+    const watch = this.watch(name, routingKeyOf(name), listener)
+    if (watch === undefined) return () => {}
     return () => {
-      pubsub.removeEventListener('message', onMessage as EventListener)
-      pubsub.unsubscribe(topic)
+      watch.listeners.delete(listener)
+      if (watch.listeners.size === 0 && !watch.auto) this.unwatch(watch)
     }
   }
 
+  /**
+   * Joins the pubsub topic of `name`: for `listener`, or on the store's own account (then at most
+   * `maxWatchedNames` names are kept, the oldest dropped first).
+   */
+  private watch (name: string, routingKey: Uint8Array, listener?: RecordListener): Watch | undefined {
+    const pubsub = this.pubsub()
+    if (pubsub === undefined) return undefined
+    const topic = recordTopic(routingKey)
+    let watch = this.watches.get(topic)
+    if (watch === undefined) {
+      watch = { name, routingKey, listeners: new Set(), auto: false }
+      this.watches.set(topic, watch)
+      if (this.messageListener === undefined) {
+        this.messageListener = ((event: CustomEvent<{ topic?: string, data?: Uint8Array }>) => { this.onMessage(event.detail) }) as EventListener
+        pubsub.addEventListener('message', this.messageListener)
+      }
+      pubsub.subscribe(topic)
+    }
+    if (listener !== undefined) {
+      watch.listeners.add(listener)
+    } else {
+      // Most recently used last, so the oldest is the first dropped.
+      this.watches.delete(topic)
+      this.watches.set(topic, watch)
+      watch.auto = true
+      const auto = [...this.watches.values()].filter(w => w.auto)
+      for (const old of auto.slice(0, Math.max(0, auto.length - this.options.maxWatchedNames))) {
+        old.auto = false
+        if (old.listeners.size === 0) this.unwatch(old)
+      }
+    }
+    return watch
+  }
+
+  private unwatch (watch: Watch): void {
+    const topic = recordTopic(watch.routingKey)
+    if (this.watches.get(topic) !== watch) return
+    this.watches.delete(topic)
+    this.pubsub()?.unsubscribe(topic)
+  }
+
+  private onMessage (message: { topic?: string, data?: Uint8Array }): void {
+    if (typeof message?.topic !== 'string' || !(message.data instanceof Uint8Array)) return
+    const watch = this.watches.get(message.topic)
+    if (watch === undefined) return
+    const bytes = plain(message.data)
+    validateRecord(watch.name, bytes)
+      .then(async (info) => { await this.hear(watch.name, watch.routingKey, { bytes, ttlMs: info.ttlMs }) })
+      .catch(() => {}) // forged, malformed, expired or unstorable: dropped
+  }
+
   private pubsub (): PubSubLike | undefined {
+    if (this.helia.status !== 'started') return undefined
     const pubsub = (this.helia as { libp2p?: { services?: { pubsub?: PubSubLike } } }).libp2p?.services?.pubsub
     return typeof pubsub?.publish === 'function' ? pubsub : undefined
   }
@@ -378,9 +584,11 @@ class HeliaStore implements Store {
     const best = candidates[ipnsSelector(routingKey, candidates.map(c => c.bytes))]
     if (best === undefined) return undefined
     if (best !== local) {
-      // Keep what the network had: it is then served to DHT peers and survives going offline.
-      await routers.local.put(routingKey, best.bytes).catch(() => {})
+      // Keep what the network had: it is then served to DHT peers and survives going offline, and
+      // this node's listeners hear of it.
+      await this.hear(name, routingKey, best).catch(() => {})
     }
+    this.watch(name, routingKey)
     // Only a record the network confirmed counts as fresh; after a timeout the next read asks again.
     if (answered) this.markFresh(routingKey, best.ttlMs)
     return best.bytes
