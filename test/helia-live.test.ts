@@ -18,7 +18,7 @@ import { base64url } from 'multiformats/bases/base64'
 import { privateKeyToAccount } from 'viem/accounts'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { memoryState, openSpace } from '../src/index.js'
-import { cborBlock } from '../src/store/blocks.js'
+import { cborBlock, rawBlock } from '../src/store/blocks.js'
 import { createHeliaLight, withBitswap } from '../src/store/helia-core.js'
 import { withLibp2p } from '../src/store/helia-libp2p.js'
 import { createHeliaNode, stopHeliaNode } from '../src/store/helia-node.js'
@@ -181,6 +181,31 @@ describe('heliaStore as a conditional store', () => {
     expect(await store.getRecord(name)).toEqual(v3)
   })
 
+  it('publish stores the blocks and the record as one step and announces only the root; a refused record stores no block', async () => {
+    const { key, name } = await ipnsKey()
+    const store = heliaStore(node)
+    const provided: string[] = []
+    const provide = node.routing.provide.bind(node.routing)
+    node.routing.provide = async (cid, options) => { provided.push(cid.toString()); await provide(cid, options) }
+    try {
+      const leaf = await rawBlock(new TextEncoder().encode('bucket'))
+      const root = await cborBlock({ bucket: leaf.cid })
+      await store.publish?.(name, await createRecord(key, root.cid, 3), [leaf, root])
+      expect(await store.getBlock(leaf.cid)).toEqual(leaf.bytes)
+      expect(sequenceOf(await store.getRecord(name))).toBe(3n)
+      await expect.poll(() => provided, { timeout: 5000, interval: 10 }).toEqual([root.cid.toString()])
+
+      const staleLeaf = await rawBlock(new TextEncoder().encode('stale bucket'))
+      const staleRoot = await cborBlock({ bucket: staleLeaf.cid })
+      await expect(store.publish?.(name, await createRecord(key, staleRoot.cid, 2), [staleLeaf, staleRoot])).rejects.toMatchObject({ name: 'ConflictError' })
+      expect(await node.blockstore.has(staleLeaf.cid)).toBe(false)
+      expect(await node.blockstore.has(staleRoot.cid)).toBe(false)
+      expect(sequenceOf(await store.getRecord(name))).toBe(3n)
+    } finally {
+      node.routing.provide = provide
+    }
+  })
+
   it('two spaces sharing a node race without an error: the second merges and publishes next', async () => {
     const signer = privateKeyToAccount(KEY_B)
     const a = await openSpace({ signer, store: heliaStore(node), state: memoryState() })
@@ -225,7 +250,12 @@ describe('heliaStore and the DHT: publish without resolving, never roll the DHT 
       await store1.putRecord(name, newer)
       await expect.poll(async () => sequenceOf(await heliaStore(node2).getRecord(name, { nocache: true })), { timeout: 5000, interval: 50 }).toBe(2n)
 
-      await expect(store3.putRecord(name, await createRecord(key, (await cborBlock({ v: label })).cid, sequence)), label).rejects.toMatchObject({ name: 'ConflictError' })
+      // As a publish: the blocks it added are removed again with the refused record.
+      const leaf = await rawBlock(new TextEncoder().encode(`${label} bucket`))
+      const root = await cborBlock({ v: label, bucket: leaf.cid })
+      await expect(store3.publish?.(name, await createRecord(key, root.cid, sequence), [leaf, root]), label).rejects.toMatchObject({ name: 'ConflictError' })
+      expect(await node3.blockstore.has(leaf.cid), label).toBe(false)
+      expect(await node3.blockstore.has(root.cid), label).toBe(false)
       expect(await store3.getRecord(name), label).toEqual(newer)
       expect(await heliaStore(node2).getRecord(name, { nocache: true }), label).toEqual(newer)
       expect(await store1.getRecord(name, { nocache: true }), label).toEqual(newer)

@@ -227,18 +227,29 @@ class HeliaStore implements Store {
 
   async putBlocks (blocks: Block[], options: AbortOptions = {}): Promise<void> {
     throwIfAborted(options.signal)
-    if (!Array.isArray(blocks)) throw new InvalidInputError('"blocks" expected an array of { cid, bytes }')
-    for (const block of blocks) {
-      const cid = asCID(block?.cid)
-      if (!(block.bytes instanceof Uint8Array)) throw new InvalidInputError('"bytes" expected Uint8Array')
-      if (block.bytes.byteLength > MAX_BLOCK_BYTES) {
-        throw new TooLargeError(`block ${cid.toString()} is ${block.bytes.byteLength} bytes, over the ${MAX_BLOCK_BYTES}-byte limit`)
-      }
-      if (!(await verifyBlock(cid, block.bytes))) {
-        throw new IntegrityError(`block ${cid.toString()} does not match its CID`)
-      }
-    }
+    await checkBlocks(blocks)
     // Verified all before storing any: a bad block leaves the store unchanged.
+    const added = await this.storeBlocks(blocks)
+    // Blocks stored on their own may be anything: each is announced.
+    this.provideAll(added)
+  }
+
+  /**
+   * Stores a version's blocks and the record that points into them as one step: a record refused
+   * by the local check (ConflictError, EquivocationError) stores no block, and one refused because
+   * the DHT holds a newer record (ConflictError, within `recordPutWaitMs`) removes the blocks it
+   * added. Only the version's root is announced to the DHT: a reader that finds this node through
+   * it fetches the rest from here (a session, or bitswap over the connection the root opened), and
+   * a version adds one provider record instead of one per block.
+   */
+  async publish (name: string, record: Uint8Array, blocks: Block[], options: AbortOptions = {}): Promise<void> {
+    throwIfAborted(options.signal)
+    await checkBlocks(blocks)
+    await this.commitRecord(name, record, blocks, options)
+  }
+
+  /** Stores the blocks this node lacks and returns their CIDs. */
+  private async storeBlocks (blocks: Block[]): Promise<CID[]> {
     const added: CID[] = []
     try {
       for (const block of blocks) {
@@ -247,17 +258,29 @@ class HeliaStore implements Store {
         added.push(block.cid)
       }
     } catch (err) {
+      await this.dropBlocks(added)
       throw new StoreError(`cannot store blocks: ${(err as Error).message}`, { cause: err })
     }
-    if (this.options.provide && added.length > 0) {
-      // In the background, bounded by the routing timeout: the blocks are stored, and peers connected
-      // to this node fetch them by bitswap without any provider record; the DHT only helps others find them.
-      void this.background(async (signal) => {
-        await eachLimited(added, PROVIDE_CONCURRENCY, async (cid) => {
-          await this.helia.routing.provide(cid, { signal }).catch(() => {})
-        })
+    return added
+  }
+
+  /** Deletes blocks this store has just added and no record references. */
+  private async dropBlocks (cids: CID[]): Promise<void> {
+    for (const cid of cids) await Promise.resolve(this.helia.blockstore.delete(cid)).catch(() => {})
+  }
+
+  /**
+   * Announces blocks as provided by this node, in the background, bounded by the routing timeout:
+   * the blocks are stored, and peers connected to this node fetch them by bitswap without any
+   * provider record; the DHT only helps others find them.
+   */
+  private provideAll (cids: CID[]): void {
+    if (!this.options.provide || cids.length === 0) return
+    void this.background(async (signal) => {
+      await eachLimited(cids, PROVIDE_CONCURRENCY, async (cid) => {
+        await this.helia.routing.provide(cid, { signal }).catch(() => {})
       })
-    }
+    })
   }
 
   async getBlock (cid: CID, options: AbortOptions = {}): Promise<Uint8Array> {
@@ -339,6 +362,12 @@ class HeliaStore implements Store {
 
   async putRecord (name: string, record: Uint8Array, options: AbortOptions = {}): Promise<void> {
     throwIfAborted(options.signal)
+    await this.commitRecord(name, record, undefined, options)
+  }
+
+  /** putRecord, and publish when `blocks` are given (stored once the local check has passed). */
+  private async commitRecord (name: string, record: Uint8Array, blocks: Block[] | undefined, options: AbortOptions): Promise<void> {
+    throwIfAborted(options.signal)
     const info = await validateRecord(name, record)
     const routingKey = routingKeyOf(name)
     const routers = this.getRouters()
@@ -348,6 +377,7 @@ class HeliaStore implements Store {
     let checked!: (verdict: Verdict | Error) => void
     const verdict = new Promise<Verdict | Error>((resolve) => { checked = resolve })
     let superseded = false
+    let waited = false
     let put: Promise<void> = Promise.resolve()
     const work = this.exclusive(routingKey, async () => {
       // A conditional write, checked against what this node holds (kept fresh by pubsub): a lower
@@ -355,8 +385,9 @@ class HeliaStore implements Store {
       // earlier validity is dropped (the better one is kept). An equal record is stored and
       // announced again (hubs re-announce this way).
       const judged = judge(routingKey, await this.readLocal(name, routingKey), record, 'publish')
+      if (judged !== 'new') { checked(judged); return }
+      const added = blocks === undefined ? [] : await this.storeBlocks(blocks)
       checked(judged)
-      if (judged !== 'new') return
       this.watch(name, routingKey)
       // Devices listening on connected nodes hear of the record at once (IPNS over PubSub topic).
       this.pubsub()?.publish(recordTopic(routingKey), record).catch(() => {})
@@ -371,9 +402,13 @@ class HeliaStore implements Store {
         superseded = true
         await this.keep(name, routingKey, better)
         this.tell(routingKey, better.bytes)
+        // A refusal the caller hears leaves no block behind; past the wait the version counts as
+        // published (its record went out on pubsub) and its blocks stay for whoever heard it.
+        if (!waited) await this.dropBlocks(added)
         return
       }
       await this.keep(name, routingKey, offered)
+      if (blocks !== undefined && info.cid !== undefined) this.provideAll([info.cid])
       // The DHT put copies the record to the closest peers, in the background, bounded by the
       // routing timeout.
       put = this.background(async (signal) => {
@@ -396,6 +431,7 @@ class HeliaStore implements Store {
       new Promise<void>(resolve => { timer = setTimeout(resolve, this.options.recordPutWaitMs) })
     ])
     clearTimeout(timer)
+    waited = !superseded
     if (superseded) throw new ConflictError(`a newer record for ${name} than sequence ${info.sequence} is on the network`)
   }
 
@@ -642,6 +678,21 @@ class HeliaStore implements Store {
     }
     this.routers = { local, network }
     return this.routers
+  }
+}
+
+/** Checks every block (shape, size, CID) before any is stored: a bad one leaves the store unchanged. */
+async function checkBlocks (blocks: Block[]): Promise<void> {
+  if (!Array.isArray(blocks)) throw new InvalidInputError('"blocks" expected an array of { cid, bytes }')
+  for (const block of blocks) {
+    const cid = asCID(block?.cid)
+    if (!(block.bytes instanceof Uint8Array)) throw new InvalidInputError('"bytes" expected Uint8Array')
+    if (block.bytes.byteLength > MAX_BLOCK_BYTES) {
+      throw new TooLargeError(`block ${cid.toString()} is ${block.bytes.byteLength} bytes, over the ${MAX_BLOCK_BYTES}-byte limit`)
+    }
+    if (!(await verifyBlock(cid, block.bytes))) {
+      throw new IntegrityError(`block ${cid.toString()} does not match its CID`)
+    }
   }
 }
 
