@@ -67,6 +67,12 @@ export const DEFAULT_RECORD_PUT_WAIT_MS = 1_000
  */
 export const DEFAULT_MAX_WATCHED_NAMES = 64
 
+/** Versions retention keeps, as a hub does (its DEFAULT_MAX_RETAINED_VERSIONS). */
+export const DEFAULT_MAX_RETAINED_VERSIONS = 1_000
+
+/** Publishes of one name between two retention passes. */
+export const DEFAULT_RETENTION_INTERVAL_VERSIONS = 64
+
 /** How many blocks are announced to the routers at once. */
 const PROVIDE_CONCURRENCY = 8
 
@@ -124,6 +130,30 @@ export interface HeliaStoreOptions {
   maxWatchedNames?: number
 
   /**
+   * Retention for the spaces this store publishes (helia-retention.ts): after every
+   * `retentionIntervalVersions` publishes of a name, the blocks only versions older than the kept
+   * ones reference are deleted from helia's blockstore. Kept, as a hub keeps them: the current
+   * version and as many older ones (up to `maxRetainedVersions`) as fit in 64 MiB together.
+   *
+   * @default true
+   */
+  retention?: boolean
+
+  /**
+   * Versions of a space that retention keeps at most, the current one included (at least 2).
+   *
+   * @default DEFAULT_MAX_RETAINED_VERSIONS (1 000, as a hub)
+   */
+  maxRetainedVersions?: number
+
+  /**
+   * Publishes of one name between two retention passes (a pass walks every kept version's state).
+   *
+   * @default DEFAULT_RETENTION_INTERVAL_VERSIONS (64)
+   */
+  retentionIntervalVersions?: number
+
+  /**
    * Announce new blocks as provided by this node (a DHT provider record per block), so that peers
    * that are not connected to it can find them. Turn off for a node that only reads.
    *
@@ -151,6 +181,9 @@ export function heliaStore (helia: Helia, options: HeliaStoreOptions = {}): Stor
     fetchConcurrency: Math.max(1, Math.floor(positive(options.fetchConcurrency, 'fetchConcurrency', '') ?? DEFAULT_FETCH_CONCURRENCY)),
     sessionConcurrency: Math.max(1, Math.floor(positive(options.sessionConcurrency, 'sessionConcurrency', '') ?? DEFAULT_SESSION_CONCURRENCY)),
     maxWatchedNames: Math.max(1, Math.floor(positive(options.maxWatchedNames, 'maxWatchedNames', '') ?? DEFAULT_MAX_WATCHED_NAMES)),
+    retention: options.retention ?? true,
+    maxRetainedVersions: Math.max(2, Math.floor(positive(options.maxRetainedVersions, 'maxRetainedVersions', '') ?? DEFAULT_MAX_RETAINED_VERSIONS)),
+    retentionIntervalVersions: Math.max(1, Math.floor(positive(options.retentionIntervalVersions, 'retentionIntervalVersions', '') ?? DEFAULT_RETENTION_INTERVAL_VERSIONS)),
     provide: options.provide ?? true
   })
 }
@@ -217,6 +250,8 @@ class HeliaStore implements Store {
   private messageListener: EventListener | undefined
   /** Per routing key: the tail of the local record updates, so a check and its write are one step. */
   private readonly recordLocks = new Map<string, Promise<unknown>>()
+  /** Per routing key: publishes since the last retention pass. */
+  private readonly sinceRetention = new Map<string, number>()
   private readonly fetchSlots: Limiter
   /** Per routing key: until when the local record counts as fresh (its TTL, from when it was last confirmed). */
   private readonly freshUntil = new Map<string, number>()
@@ -408,7 +443,10 @@ class HeliaStore implements Store {
         return
       }
       await this.keep(name, routingKey, offered)
-      if (blocks !== undefined && info.cid !== undefined) this.provideAll([info.cid])
+      if (blocks !== undefined && info.cid !== undefined) {
+        this.provideAll([info.cid])
+        this.scheduleRetention(name, routingKey)
+      }
       // The DHT put copies the record to the closest peers, in the background, bounded by the
       // routing timeout.
       put = this.background(async (signal) => {
@@ -454,6 +492,29 @@ class HeliaStore implements Store {
     }))
     return found.find(r => r !== undefined)
   }
+
+  /**
+   * Every `retentionIntervalVersions` publishes of a name, one retention pass in the background. It
+   * runs as a step of the name (no publish stores blocks meanwhile, so none can lean on a block it
+   * is deleting) against the newest record held then, which may be another device's.
+   */
+  private scheduleRetention (name: string, routingKey: Uint8Array): void {
+    if (!this.options.retention) return
+    const key = keyString(routingKey)
+    const count = (this.sinceRetention.get(key) ?? 0) + 1
+    if (count < this.options.retentionIntervalVersions) { this.sinceRetention.set(key, count); return }
+    this.sinceRetention.set(key, 0)
+    this.retentionRuns = this.retentionRuns.then(async () => this.exclusive(routingKey, async () => {
+      const held = await this.readLocal(name, routingKey)
+      const current = held === undefined ? undefined : readRecord(held.bytes).cid
+      if (current === undefined) return
+      const { retainVersions } = await import('./helia-retention.js')
+      await retainVersions(this.helia.blockstore, current, { maxRetainedVersions: this.options.maxRetainedVersions })
+    })).catch(() => {})
+  }
+
+  /** The retention passes, one after another; resolves when those started so far are done. */
+  retentionRuns: Promise<void> = Promise.resolve()
 
   /** Runs `step` after every earlier step for the same name has ended. */
   private async exclusive<T> (routingKey: Uint8Array, step: () => Promise<T>): Promise<T> {
