@@ -19,6 +19,8 @@ import { privateKeyToAccount } from 'viem/accounts'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { memoryState, openSpace } from '../src/index.js'
 import { cborBlock, rawBlock } from '../src/store/blocks.js'
+import { VERSION_TOPIC_PREFIX } from '../src/protocol.js'
+import * as dagCbor from '@ipld/dag-cbor'
 import { createHeliaLight, withBitswap } from '../src/store/helia-core.js'
 import { withLibp2p } from '../src/store/helia-libp2p.js'
 import { createHeliaNode, stopHeliaNode } from '../src/store/helia-node.js'
@@ -30,6 +32,7 @@ import type { HeliaNode } from '../src/store/helia-node.js'
 import type { Store } from '../src/store/interface.js'
 import type { FloodSub } from '@libp2p/floodsub'
 import type { PrivateKey } from '@libp2p/interface'
+import type { CID } from 'multiformats/cid'
 
 const KEY_A = '0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6'
 const KEY_B = '0x47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a'
@@ -103,6 +106,49 @@ describe('heliaStore live updates over pubsub, on nodes with no DHT', () => {
     expect(sequenceOf(await storeB.getRecord(a.name))).toBe(BigInt(a.sequence))
     await a.close()
     await b.close()
+  })
+
+  it('B reads the new version from the blocks that rode with its record: no bitswap fetch, nothing written to B\'s disk', async () => {
+    const signer = privateKeyToAccount(KEY_B)
+    const a = await openSpace({ signer, store: heliaStore(nodeA), state: memoryState() })
+    await a.set('x', 0)
+    await a.flush()
+    const b = await openSpace({ signer, store: heliaStore(nodeB), state: memoryState() })
+    const values: Json[] = []
+    const seen = async (value: Json): Promise<void> => { await expect.poll(() => values, { timeout: 5000, interval: 10 }).toContain(value) }
+    b.subscribe(() => { void b.get('x').then((v) => { if (v !== undefined) values.push(v) }) })
+    await subscribed(nodeA, VERSION_TOPIC_PREFIX + topicOf(a.name).slice('/record/'.length))
+    // B has no version yet: its first one is a cold open (one bitswap session).
+    await a.set('x', 1)
+    await seen(1)
+    // The next one is an update: read from what rode with the record.
+    await a.set('x', 2)
+    await seen(2)
+    // Bitswap keeps what it fetches in the blockstore; the pushed blocks were read from memory.
+    expect(await nodeB.blockstore.has(a.root as CID)).toBe(false)
+    await a.close()
+    await b.close()
+  })
+
+  it('drops a version message whose blocks do not match their CIDs, record and all', async () => {
+    const { key, name } = await ipnsKey()
+    const storeB = heliaStore(nodeB)
+    const heard: Array<bigint | undefined> = []
+    const unsubscribe = storeB.subscribe?.(name, (bytes) => { heard.push(sequenceOf(bytes)) }) ?? (() => {})
+    try {
+      const topic = VERSION_TOPIC_PREFIX + topicOf(name).slice('/record/'.length)
+      await subscribed(nodeA, topic)
+      const block = await cborBlock({ label: 'pushed' })
+      const tampered = dagCbor.encode({ record: await createRecord(key, block.cid, 1), blocks: [[block.cid.bytes, dagCbor.encode({ label: 'other' })]] })
+      await nodeA.libp2p.services.pubsub.publish(topic, tampered)
+      await nodeA.libp2p.services.pubsub.publish(topic, new TextEncoder().encode('not cbor'))
+      const good = dagCbor.encode({ record: await createRecord(key, block.cid, 2), blocks: [[block.cid.bytes, block.bytes]] })
+      await nodeA.libp2p.services.pubsub.publish(topic, good)
+      await expect.poll(() => heard, { timeout: 5000, interval: 10 }).toEqual([2n])
+      expect(await storeB.getBlock(block.cid, { signal: AbortSignal.timeout(100) })).toEqual(block.bytes)
+    } finally {
+      unsubscribe()
+    }
   })
 
   it('drops a forged, a stale, an equal and a foreign record heard on the topic; only a newer one changes anything', async () => {

@@ -36,8 +36,9 @@ import * as dagCbor from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
 import { ConflictError, EquivocationError, IntegrityError, InvalidInputError, NotFoundError, StoreError, TooLargeError, throwIfAborted } from '../errors.js'
 import { MAX_BLOCK_BYTES, verifyBlock } from './blocks.js'
+import { VERSION_TOPIC_PREFIX } from '../protocol.js'
 import { Limiter } from './limiter.js'
-import { nameToMultihash, readRecord, validateRecord } from './record.js'
+import { MAX_RECORD_BYTES, nameToMultihash, readRecord, validateRecord } from './record.js'
 import { equals } from 'multiformats/bytes'
 import type { AbortOptions, Block, GetDagOptions, GetRecordOptions, RecordListener, Store } from './interface.js'
 import type { IPNS, IPNSRouting } from '@helia/ipns'
@@ -200,6 +201,21 @@ function recordTopic (routingKey: Uint8Array): string {
   return '/record/' + base64url.baseEncode(routingKey)
 }
 
+/** The topic on which a name's new versions travel with their blocks (see VERSION_TOPIC_PREFIX). */
+function versionTopic (routingKey: Uint8Array): string {
+  return VERSION_TOPIC_PREFIX + base64url.baseEncode(routingKey)
+}
+
+/**
+ * Bytes of blocks a version message may carry: a single-key update (a bucket, the index nodes on
+ * its path, the current node, the root) fits; a bigger version goes out as its record alone and
+ * readers fetch its blocks by bitswap. Under gossipsub's 64 KiB message limit on hubs, with the record.
+ */
+export const DEFAULT_MAX_PUSHED_VERSION_BYTES = 32 * 1024
+
+/** Bytes of pushed blocks a store holds in memory for readers, newest kept. */
+const PUSHED_CACHE_BYTES = 512 * 1024
+
 interface ValidRecord {
   bytes: Uint8Array
   ttlMs: number
@@ -250,6 +266,9 @@ class HeliaStore implements Store {
   private messageListener: EventListener | undefined
   /** Per routing key: the tail of the local record updates, so a check and its write are one step. */
   private readonly recordLocks = new Map<string, Promise<unknown>>()
+  /** Verified blocks that rode with versions heard on pubsub, by CID string, oldest first; read before bitswap. */
+  private readonly pushed = new Map<string, Uint8Array>()
+  private pushedBytes = 0
   /** Per routing key: publishes since the last retention pass. */
   private readonly sinceRetention = new Map<string, number>()
   private readonly fetchSlots: Limiter
@@ -321,6 +340,8 @@ class HeliaStore implements Store {
   async getBlock (cid: CID, options: AbortOptions = {}): Promise<Uint8Array> {
     throwIfAborted(options.signal)
     cid = asCID(cid)
+    const pushed = this.pushed.get(cid.toString())
+    if (pushed !== undefined) return pushed
     const signal = options.signal ?? AbortSignal.timeout(this.options.fetchTimeoutMs)
     // Local reads go straight through; network fetches wait for one of `fetchConcurrency` slots.
     const local = await Promise.resolve(this.helia.blockstore.has(cid)).catch(() => false)
@@ -378,6 +399,8 @@ class HeliaStore implements Store {
 
   /** One block from `blockstore` (helia's, or a session), bounded by `signal` and the block limit, verified. */
   private async readBlock (cid: CID, blockstore: Pick<Helia['blockstore'], 'get'>, signal: AbortSignal, onProgress?: (event: any) => void): Promise<Uint8Array> {
+    const pushed = this.pushed.get(cid.toString())
+    if (pushed !== undefined) return pushed
     let bytes: Uint8Array
     try {
       bytes = await concat(blockstore.get(cid, { signal, onProgress }))
@@ -424,8 +447,15 @@ class HeliaStore implements Store {
       const added = blocks === undefined ? [] : await this.storeBlocks(blocks)
       checked(judged)
       this.watch(name, routingKey)
-      // Devices listening on connected nodes hear of the record at once (IPNS over PubSub topic).
-      this.pubsub()?.publish(recordTopic(routingKey), record).catch(() => {})
+      // Devices listening on connected nodes hear of the record at once: first with the version's
+      // blocks, when they are small, for UserSpace devices (no bitswap round trip per level of the
+      // version), then alone on the IPNS-over-PubSub topic, for everyone.
+      const pubsub = this.pubsub()
+      if (pubsub !== undefined && blocks !== undefined) {
+        const message = versionMessage(record, blocks)
+        if (message !== undefined) pubsub.publish(versionTopic(routingKey), message).catch(() => {})
+      }
+      pubsub?.publish(recordTopic(routingKey), record).catch(() => {})
       // Before this node keeps or announces it, the DHT is asked for a record it must not replace
       // (this node may have missed one). It is asked while the local store still holds the older
       // record: kad-dht answers with the best of its local and network copies and sends that best
@@ -604,6 +634,7 @@ class HeliaStore implements Store {
         pubsub.addEventListener('message', this.messageListener)
       }
       pubsub.subscribe(topic)
+      pubsub.subscribe(versionTopic(routingKey))
     }
     if (listener !== undefined) {
       watch.listeners.add(listener)
@@ -626,16 +657,50 @@ class HeliaStore implements Store {
     if (this.watches.get(topic) !== watch) return
     this.watches.delete(topic)
     this.pubsub()?.unsubscribe(topic)
+    this.pubsub()?.unsubscribe(versionTopic(watch.routingKey))
   }
 
   private onMessage (message: { topic?: string, data?: Uint8Array }): void {
     if (typeof message?.topic !== 'string' || !(message.data instanceof Uint8Array)) return
+    if (message.topic.startsWith(VERSION_TOPIC_PREFIX)) {
+      const watch = this.watches.get('/record/' + message.topic.slice(VERSION_TOPIC_PREFIX.length))
+      if (watch !== undefined) this.onVersion(watch, plain(message.data)).catch(() => {})
+      return
+    }
     const watch = this.watches.get(message.topic)
     if (watch === undefined) return
     const bytes = plain(message.data)
     validateRecord(watch.name, bytes)
       .then(async (info) => { await this.hear(watch.name, watch.routingKey, { bytes, ttlMs: info.ttlMs }) })
       .catch(() => {}) // forged, malformed, expired or unstorable: dropped
+  }
+
+  /**
+   * A version message: its record is judged like any heard record, after its blocks are checked
+   * against their CIDs and kept in memory (bounded) for the reads the record's listeners make next.
+   * A message that is malformed, too large, or carries one block that does not match its CID is
+   * dropped whole. The blocks are never written to disk: only the record decides what is kept.
+   */
+  private async onVersion (watch: Watch, data: Uint8Array): Promise<void> {
+    if (data.byteLength > DEFAULT_MAX_PUSHED_VERSION_BYTES + MAX_RECORD_BYTES + 1024) return
+    const decoded = decodeVersionMessage(data)
+    if (decoded === undefined) return
+    const info = await validateRecord(watch.name, decoded.record)
+    for (const block of decoded.blocks) if (!(await verifyBlock(block.cid, block.bytes))) return
+    for (const block of decoded.blocks) this.remember(block)
+    await this.hear(watch.name, watch.routingKey, { bytes: decoded.record, ttlMs: info.ttlMs })
+  }
+
+  private remember (block: Block): void {
+    const key = block.cid.toString()
+    if (this.pushed.has(key)) return
+    this.pushed.set(key, block.bytes)
+    this.pushedBytes += block.bytes.byteLength
+    for (const [old, bytes] of this.pushed) {
+      if (this.pushedBytes <= PUSHED_CACHE_BYTES) break
+      this.pushed.delete(old)
+      this.pushedBytes -= bytes.byteLength
+    }
   }
 
   private pubsub (): PubSubLike | undefined {
@@ -740,6 +805,37 @@ class HeliaStore implements Store {
     this.routers = { local, network }
     return this.routers
   }
+}
+
+/** The version message for `record` and `blocks`, or undefined when the blocks are too big to ride along. */
+function versionMessage (record: Uint8Array, blocks: Block[]): Uint8Array | undefined {
+  let bytes = 0
+  for (const block of blocks) bytes += block.bytes.byteLength
+  if (bytes > DEFAULT_MAX_PUSHED_VERSION_BYTES) return undefined
+  return dagCbor.encode({ record, blocks: blocks.map(b => [b.cid.bytes, b.bytes]) })
+}
+
+/** Reads a version message, or undefined when it is not one. */
+function decodeVersionMessage (data: Uint8Array): { record: Uint8Array, blocks: Block[] } | undefined {
+  let value: unknown
+  try {
+    value = dagCbor.decode(data)
+  } catch {
+    return undefined
+  }
+  const message = value as { record?: unknown, blocks?: unknown }
+  if (typeof message !== 'object' || message === null || !(message.record instanceof Uint8Array) || !Array.isArray(message.blocks)) return undefined
+  const blocks: Block[] = []
+  let bytes = 0
+  for (const item of message.blocks as unknown[]) {
+    if (!Array.isArray(item) || item.length !== 2 || !(item[0] instanceof Uint8Array) || !(item[1] instanceof Uint8Array)) return undefined
+    let cid: CID
+    try { cid = CID.decode(item[0]) } catch { return undefined }
+    bytes += item[1].byteLength
+    if (bytes > DEFAULT_MAX_PUSHED_VERSION_BYTES) return undefined
+    blocks.push({ cid, bytes: item[1] })
+  }
+  return { record: message.record, blocks }
 }
 
 /** Checks every block (shape, size, CID) before any is stored: a bad one leaves the store unchanged. */
