@@ -53,6 +53,14 @@ export const DEFAULT_LISTEN: readonly string[] = Object.freeze(['/ip4/127.0.0.1/
 /** Exempt from libp2p's per-host inbound connection rate limit (see createHeliaNode). */
 const LOOPBACK = ['/ip4/127.0.0.0/ipcidr/8', '/ip6/::1/ipcidr/128']
 
+/**
+ * Bitswap's batching delays, in ms (@helia/bitswap 3 waits 10 ms before it sends a wantlist and
+ * before it sends wanted blocks). Opening a space is a chain of round trips (root, current state,
+ * each level of the bucket index), each paying both; the wants of one level are issued in one
+ * synchronous loop, so 1 ms still sends them as one message.
+ */
+export const BITSWAP_DEBOUNCE_MS = 1
+
 /** How long `createHeliaNode` waits for each of `peers` to be dialled and join the DHT routing table. */
 export const DEFAULT_PEER_DIAL_TIMEOUT_MS = 10_000
 
@@ -216,7 +224,7 @@ export async function createHeliaNode (options: HeliaNodeOptions = {}): Promise<
         selectors: { ipns: (key, records) => ipnsSelector(key, records) }
       }) as unknown as (components: unknown) => SingleKadDHT
     }
-  }))
+  }), { sendWantlistDebounce: BITSWAP_DEBOUNCE_MS, sendBlocksDebounce: BITSWAP_DEBOUNCE_MS })
 
   try {
     await helia.start()

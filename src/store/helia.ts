@@ -367,30 +367,55 @@ class HeliaStore implements Store {
       if (event.type === 'helia:block-broker:receive-block') provider ??= (event.detail as { provider?: CID }).provider
     }
     const rootBytes = await this.readBlock(cid, this.helia.blockstore, perBlock(), onProgress)
-    const session = this.helia.blockstore.createSession(cid, { providers: provider === undefined ? undefined : [provider], signal: options.signal })
+    // A node with no block brokers has no sessions (helia throws InvalidConfigurationError): it reads
+    // what it holds, and a missing block is NotFoundError.
+    let session: Pick<Helia['blockstore'], 'get'> & { close: () => void }
+    try {
+      session = this.helia.blockstore.createSession(cid, { providers: provider === undefined ? undefined : [provider], signal: options.signal })
+    } catch (err) {
+      if ((err as { name?: unknown })?.name !== 'InvalidConfigurationError') throw err
+      session = { get: this.helia.blockstore.get.bind(this.helia.blockstore), close: () => {} }
+    }
     try {
       const out: Block[] = [{ cid, bytes: rootBytes }]
       let bytes = rootBytes.byteLength
       const seen = new Set<string>([cid.toString()])
-      let frontier = linksAt(cid, rootBytes, options.path)
-      while (frontier.length > 0) {
-        const next: CID[] = []
-        const wanted = frontier.filter(c => {
-          const key = c.toString()
-          if (seen.has(key)) return false
+      // No barrier between levels: a block's children are asked for as soon as it arrives, so one
+      // slow block holds up only what lies below it. The queue is read by index (no shift()).
+      const queue: CID[] = []
+      const enqueue = (links: CID[]): void => {
+        for (const link of links) {
+          const key = link.toString()
+          if (seen.has(key)) continue
           seen.add(key)
-          return true
-        })
-        if (out.length + wanted.length > DEFAULT_MAX_DAG_BLOCKS) throw new TooLargeError(`the DAG under ${cid.toString()} has over ${DEFAULT_MAX_DAG_BLOCKS} blocks`)
-        await eachLimited(wanted, this.options.sessionConcurrency, async (child) => {
-          const block = await this.readBlock(child, session, perBlock())
-          bytes += block.byteLength
-          if (bytes > DEFAULT_MAX_DAG_BYTES) throw new TooLargeError(`the DAG under ${cid.toString()} is over ${DEFAULT_MAX_DAG_BYTES} bytes`)
-          out.push({ cid: child, bytes: block })
-          if (child.code === dagCbor.code) next.push(...linksAt(child, block, undefined))
-        })
-        frontier = next
+          queue.push(link)
+        }
+        if (seen.size > DEFAULT_MAX_DAG_BLOCKS) throw new TooLargeError(`the DAG under ${cid.toString()} has over ${DEFAULT_MAX_DAG_BLOCKS} blocks`)
       }
+      enqueue(linksAt(cid, rootBytes, options.path))
+      await new Promise<void>((resolve, reject) => {
+        let next = 0
+        let active = 0
+        let failed = false
+        const fail = (err: unknown): void => { failed = true; reject(err) }
+        const pump = (): void => {
+          while (!failed && active < this.options.sessionConcurrency && next < queue.length) {
+            const child = queue[next++] as CID
+            active++
+            this.readBlock(child, session, perBlock()).then((block) => {
+              active--
+              if (failed) return
+              bytes += block.byteLength
+              if (bytes > DEFAULT_MAX_DAG_BYTES) throw new TooLargeError(`the DAG under ${cid.toString()} is over ${DEFAULT_MAX_DAG_BYTES} bytes`)
+              out.push({ cid: child, bytes: block })
+              if (child.code === dagCbor.code) enqueue(linksAt(child, block, undefined))
+              pump()
+            }).catch(fail)
+          }
+          if (!failed && active === 0 && next >= queue.length) resolve()
+        }
+        pump()
+      })
       return out
     } finally {
       session.close()
