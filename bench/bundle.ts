@@ -59,6 +59,14 @@ function owner (id: string, root: string): string {
   return rel[0] === 'src' ? `userspace (src/${rel[1]?.endsWith('.ts') === true ? rel[1] : `${rel[1] ?? ''}/`})` : rel.join('/')
 }
 
+/** The project's own source files a chunk holds: what a page must use before the chunk loads. */
+function ownFiles (chunk: Chunk, root: string): string[] {
+  return Object.keys(chunk.modules)
+    .map(id => relative(root, id.replace(/\0/g, '').replace(/\?.*$/, '')).split(sep).join('/'))
+    .filter(path => path.startsWith('src/'))
+    .sort()
+}
+
 const kb = (n: number): string => `${(n / 1024).toFixed(1)} KB`
 
 async function main (): Promise<void> {
@@ -119,7 +127,7 @@ async function main (): Promise<void> {
     entry: 'src/index.ts',
     dedupe,
     upFront: { chunks: eager.map(c => c.fileName), ...eagerSize },
-    lazy: lazy.map(c => ({ file: c.fileName, ...sizes(c.code) })),
+    lazy: lazy.map(c => ({ file: c.fileName, holds: ownFiles(c, root), ...sizes(c.code) })),
     heaviest: heaviest.map(([name, bytes]) => ({ name, renderedBytes: bytes })),
     heaviestFiles: files.map(([name, bytes]) => ({ name, renderedBytes: bytes })),
     demo,
@@ -132,7 +140,7 @@ async function main (): Promise<void> {
   }
   console.log(`Browser entry (src/index.ts), Vite library build, minified, all dependencies bundled${dedupe ? `, WHAT-IF deduplicated: ${DUPLICATED.join(', ')}` : ''}`)
   console.log(`  up front: ${kb(eagerSize.minified)} minified, ${kb(eagerSize.gzip)} gzip, ${kb(eagerSize.brotli)} brotli  (target < ${kb(TARGET_GZIP_BYTES)} gzip: ${result.withinTarget ? 'within' : 'OVER'})`)
-  for (const c of result.lazy) console.log(`  lazy ${c.file}: ${kb(c.minified)} minified, ${kb(c.gzip)} gzip (loaded only by openSpace({ helia }))`)
+  for (const c of result.lazy) console.log(`  lazy ${c.file}: ${kb(c.minified)} minified, ${kb(c.gzip)} gzip (${c.holds.length > 0 ? `loaded on first use of ${c.holds.join(', ')}` : 'dependencies of other lazy chunks'})`)
   console.log('  heaviest packages up front (rendered bytes, before minification):')
   for (const [name, bytes] of heaviest) console.log(`    ${kb(bytes).padStart(9)}  ${name}`)
   if (process.argv.includes('--files')) {

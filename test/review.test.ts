@@ -152,6 +152,9 @@ describe('close() while a write is being made durable', () => {
     const state = gatedState(memoryState())
     const a = await device(store, state)
     await a.set('before', 1)
+    // Published first, so close() has nothing to publish and reaches its wait for the state at once;
+    // with a publish still running, the write below could be applied and published before close() ends.
+    await a.flush()
     state.gate()
     const closing = a.close()
     open.splice(open.indexOf(a), 1)
@@ -159,7 +162,8 @@ describe('close() while a write is being made durable', () => {
     const write = a.set('k', 'v')
     await state.started
     const outcome = closing.then(() => 'resolved', (err: Error) => err)
-    await new Promise(resolve => setTimeout(resolve, 20))
+    // Nothing but the gated state is pending: one turn of the event loop lets close() reach its last wait.
+    await new Promise(resolve => setImmediate(resolve))
     state.release()
     await write
     const result = await outcome

@@ -1,0 +1,139 @@
+/**
+ * Merging what other devices published: validate a record, fetch and verify the version it names
+ * (on a cold open, its DAG in one request where the store can), check the owner binding, merge both
+ * sections per key, and advance the head. A lower sequence is a rollback and is refused; a record
+ * that expired is still the last version its owner published, read and marked for renewal.
+ */
+import { equals } from 'multiformats/bytes'
+import { IntegrityError, SignerMismatchError, throwIfAborted } from '../errors.js'
+import { validateRecord } from '../store/record.js'
+import { CURRENT_VERSION_FIELD } from '../protocol.js'
+import { getVerifiedBlock, verifyBlock } from '../store/blocks.js'
+import { readPublicBlocks } from './entries.js'
+import { checkCurrent, decodeCurrent, decodeRoot, verifyOwner } from './root.js'
+import { PublicSection } from './section.js'
+import type { SpaceContext } from './context.js'
+import type { OwnerBinding } from './root.js'
+import type { Writer } from './writer.js'
+import type { AbortOptions, Block, Store } from '../store/interface.js'
+import type { CID } from 'multiformats/cid'
+
+export class Merger {
+  /** Blocks a DAG request brought in ahead of a cold merge, taken by fetchBlock as they are read. */
+  private readonly prefetched = new Map<string, Uint8Array>()
+
+  constructor (private readonly ctx: SpaceContext, private readonly writer: Writer) {}
+
+  /** Validates a record and merges the version it points at. */
+  async absorb (recordBytes: Uint8Array, options?: AbortOptions): Promise<void> {
+    const { head } = this.ctx
+    const info = await validateRecord(this.ctx.name, recordBytes, { allowExpired: true })
+    const sequence = Number(info.sequence)
+    if (info.cid === undefined) return
+    if (sequence < head.seq) {
+      this.ctx.events.emit('rollback', { sequence, seen: head.seq })
+      return
+    }
+    if (info.expired) {
+      // The last version its owner published: read it, and renew it with the next publish.
+      head.mustRenew = true
+      this.ctx.events.emit('expired', { validUntilMs: info.validUntilMs, sequence })
+    }
+    if (head.rootCid?.equals(info.cid) === true) {
+      head.lastRecord = recordBytes
+      head.validUntilMs = Math.max(head.validUntilMs, info.validUntilMs)
+      return
+    }
+    await this.absorbVersion(info.cid, sequence, options)
+    head.lastRecord = recordBytes
+    head.validUntilMs = info.validUntilMs
+  }
+
+  /**
+   * Merges a version, and on a cold open (nothing merged yet) first asks the store for its blocks in
+   * one request where it can (`getDag`), rather than one request per block.
+   */
+  async absorbVersion (cid: CID, sequence: number, options?: AbortOptions): Promise<void> {
+    if (this.ctx.head.rootCid === null && this.ctx.store.getDag !== undefined) await this.prefetch(cid, options)
+    try {
+      await this.absorbRoot(cid, sequence, options)
+    } finally {
+      this.prefetched.clear()
+    }
+  }
+
+  /**
+   * Fills `prefetched` with the version's DAG: the root and its current state (`current`). Not the root's whole
+   * DAG, which holds every earlier version through `parents`. Any failure (a store that serves no
+   * paths, a lying hub) leaves reading to fetchBlock, block by block; an abort ends the open.
+   */
+  private async prefetch (cid: CID, options?: AbortOptions): Promise<void> {
+    let blocks: Block[] = []
+    try {
+      blocks = await (this.ctx.store.getDag as NonNullable<Store['getDag']>)(cid, { path: CURRENT_VERSION_FIELD, signal: options?.signal })
+    } catch {
+      throwIfAborted(options?.signal)
+    }
+    // Checked here too, whatever the store did (as fetchBlock does).
+    for (const block of blocks) if (await verifyBlock(block.cid, block.bytes)) this.prefetched.set(block.cid.toString(), block.bytes)
+  }
+
+  /** Merges the version at `cid` (whose record said `sequence`) into the local map. */
+  private async absorbRoot (cid: CID, sequence: number, options?: AbortOptions): Promise<void> {
+    const { head, privateSection, publicSection, events } = this.ctx
+    if (sequence === head.seq && head.rootCid !== null) {
+      events.emit('conflict', { sequence, roots: [head.rootCid.toString(), cid.toString()] })
+    }
+    const root = decodeRoot(await this.fetchBlock(cid, options))
+    if (root.sequence !== sequence) throw new IntegrityError(`root ${cid.toString()} says sequence ${root.sequence} but its record says ${sequence}`)
+    this.checkOwner(root.owner)
+    const current = decodeCurrent(await this.fetchBlock(root.current, options))
+    checkCurrent(root, current)
+    // Both sections are read and checked before either changes.
+    const pubBlocks = current.public === null || publicSection.isStoredAs(current.public, current.clock)
+      ? undefined
+      : await Promise.all([current.public, current.clock as CID].map(async c => ({ cid: c, bytes: await this.fetchBlock(c, options) })))
+    if (pubBlocks !== undefined) {
+      const [profile, clock] = pubBlocks as [Block, Block]
+      readPublicBlocks(PublicSection.decodeProfile(profile.bytes), PublicSection.decodeClock(clock.bytes))
+    }
+    const priv = await privateSection.absorb(current.buckets, current.private, async c => this.fetchBlock(c, options))
+    let pubChanged: string[] = []
+    if (current.public === null) {
+      publicSection.absorbNone()
+    } else if (pubBlocks !== undefined) {
+      pubChanged = publicSection.absorb(pubBlocks[0] as Block, pubBlocks[1] as Block).changed
+    }
+    this.ctx.clock.observe(Math.max(privateSection.maxStamp, publicSection.maxStamp))
+    // History: when this device holds entries the remote version lacks and that version does not
+    // build on ours, both are heads and the next version names both as parents.
+    const ahead = privateSection.dirty || publicSection.dirty
+    const builtOnOurs = head.rootCid === null || root.parents.some(p => p.equals(head.rootCid as CID))
+    head.heads = ahead && !builtOnOurs ? [cid, ...head.heads.filter(h => !h.equals(cid))] : [cid]
+    head.seq = Math.max(head.seq, sequence)
+    head.rootCid = cid
+    // The newest binding a version carries is the one to carry on (a re-binding from another device).
+    if (head.owner === undefined || (root.owner.issuedAt ?? -1) > (head.owner.issuedAt ?? -1)) head.owner = root.owner
+    await this.ctx.state.put(this.ctx.name, { sequence: head.seq, root: cid.toString() })
+    this.writer.pruneSuperseded()
+    if (priv.changed.length > 0) events.emit('change', { section: 'private', keys: priv.changed, sequence })
+    if (pubChanged.length > 0) events.emit('change', { section: 'public', keys: pubChanged, sequence })
+  }
+
+  /** Refuses a version whose owner binding does not name this space's wallet address. */
+  checkOwner (owner: OwnerBinding): void {
+    const known = this.ctx.head.owner
+    if (known !== undefined && equals(owner.signature, known.signature) && owner.address === known.address) return
+    const address = verifyOwner(owner, this.ctx.name)
+    if (address !== this.ctx.address) {
+      throw new SignerMismatchError(`the space ${this.ctx.name} is bound to ${address}, not to ${this.ctx.address}`)
+    }
+  }
+
+  /** Fetches a block and checks it against its CID, whatever the store did. */
+  async fetchBlock (cid: CID, options?: AbortOptions): Promise<Uint8Array> {
+    const prefetched = this.prefetched.get(cid.toString())
+    if (prefetched !== undefined) return prefetched
+    return getVerifiedBlock(this.ctx.store, cid, options)
+  }
+}

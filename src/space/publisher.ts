@@ -1,0 +1,190 @@
+/**
+ * Publishing: seal the next version from the map (encrypted buckets, public profile, root), sign its
+ * IPNS record, and hand both to the store. Publishes run one at a time in a queue that refreshes and
+ * live merges share; writes made while one is in flight are coalesced into the next. Against a store
+ * that refuses stale records (`conditional`) a publish goes out at once against the newest sequence
+ * this device knows; a refusal because another device published first is a race, not an error: merge
+ * what it published and try again. A failed publish is retried later, the delay doubling.
+ */
+import { equals } from 'multiformats/bytes'
+import { FORMAT_VERSION } from '../crypto/keys.js'
+import { ConflictError } from '../errors.js'
+import { createRecord, DEFAULT_RECORD_LIFETIME_MS } from '../store/record.js'
+import { assertOpen, needsPublish } from './context.js'
+import { encodeCurrent, encodeRoot } from './root.js'
+import type { SpaceContext } from './context.js'
+import type { Merger } from './merger.js'
+import type { OwnerBinding } from './root.js'
+import type { Writer } from './writer.js'
+import type { AbortOptions, Block } from '../store/interface.js'
+
+/** How many times a publish that lost a race merges and tries again before it waits for the retry timer. */
+const MAX_RACE_ATTEMPTS = 8
+/** The first retry delay when `retryDelayMs` is not given. @default 2 s */
+const DEFAULT_RETRY_DELAY_MS = 2000
+/** The retry delay stops doubling here. */
+const MAX_RETRY_DELAY_MS = 60_000
+
+export class Publisher {
+  private tail: Promise<void> = Promise.resolve()
+  private queued: Promise<void> | undefined
+  private retryTimer: ReturnType<typeof setTimeout> | undefined
+  private retryDelay = 0
+
+  constructor (private readonly ctx: SpaceContext, private readonly merger: Merger, private readonly writer: Writer) {}
+
+  /** Publishes what is pending; joins the publish already queued, if any. */
+  async flush (options?: AbortOptions): Promise<void> {
+    assertOpen(this.ctx)
+    await this.writer.durable()
+    if (!needsPublish(this.ctx) && this.queued === undefined) return this.tail
+    if (this.queued !== undefined) return this.queued
+    const run = this.tail.then(async () => {
+      this.queued = undefined
+      if (needsPublish(this.ctx)) await this.publish(options)
+    })
+    this.queued = run
+    this.tail = run.then(() => { this.retryDelay = 0 }, (err: Error) => { this.scheduleRetry(err) })
+    return run
+  }
+
+  /**
+   * Runs `task` in the publish queue, so that a merge never interleaves with a publish. The returned
+   * promise carries the task's failure; the queue goes on either way.
+   */
+  enqueue (task: () => Promise<void>): Promise<void> {
+    const run = this.tail.then(task)
+    this.tail = run.catch(() => {})
+    return run
+  }
+
+  /** Stops retrying (on close). */
+  stop (): void {
+    clearTimeout(this.retryTimer)
+  }
+
+  /** After a failed publish, tries again later so that offline writes go out once the store is back. */
+  private scheduleRetry (err: Error): void {
+    const { options } = this.ctx
+    const base = options.retryDelayMs ?? DEFAULT_RETRY_DELAY_MS
+    if (this.retryTimer !== undefined) return
+    // An abort cancels one caller's wait, not the writes of others that joined the same publish.
+    if (this.ctx.head.closed || base <= 0) {
+      options.onProgress?.({ type: 'space:publish:error', detail: { error: err, retryInMs: null } })
+      return
+    }
+    this.retryDelay = Math.min(this.retryDelay === 0 ? base : this.retryDelay * 2, MAX_RETRY_DELAY_MS)
+    options.onProgress?.({ type: 'space:publish:error', detail: { error: err, retryInMs: this.retryDelay } })
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined
+      if (!this.ctx.head.closed && needsPublish(this.ctx)) this.flush().catch(() => {})
+    }, this.retryDelay)
+    // never keep a Node process alive just to retry
+    ;(this.retryTimer as { unref?: () => void }).unref?.()
+  }
+
+  /**
+   * Publishes one version. Against a store that refuses stale records (`conditional`), it goes out
+   * at once, built on the newest version this device knows; elsewhere it resolves first. A refusal
+   * because another device published first is a race, not an error: merge what it published, try
+   * again with the next sequence.
+   */
+  private async publish (options?: AbortOptions): Promise<void> {
+    const { store, head } = this.ctx
+    const signal = options?.signal
+    for (let attempt = 1; ; attempt++) {
+      if (store.conditional !== true || attempt > 1) {
+        const latest = await store.getRecord(this.ctx.name, { nocache: true, signal })
+        if (latest !== undefined && (head.lastRecord === undefined || !equals(latest, head.lastRecord))) {
+          await this.merger.absorb(latest, { signal })
+        }
+      }
+      if (!needsPublish(this.ctx)) {
+        // A lost race whose winner already holds everything: the newest version is published, so
+        // this publish ends there (whoever showed "publishing" hears that it ended).
+        if (attempt > 1 && head.rootCid !== null) this.ctx.options.onProgress?.({ type: 'space:publish:end', detail: { sequence: head.seq, root: head.rootCid } })
+        return
+      }
+      try {
+        await this.publishOnce(signal)
+        return
+      } catch (err) {
+        if (!(err instanceof ConflictError) || attempt >= MAX_RACE_ATTEMPTS) throw err
+        this.ctx.options.onProgress?.({ type: 'space:publish:race', detail: { sequence: head.seq + 1, attempt } })
+      }
+    }
+  }
+
+  private async publishOnce (signal: AbortSignal | undefined): Promise<void> {
+    const { store, head, options } = this.ctx
+    const sequence = head.seq + 1
+    options.onProgress?.({ type: 'space:publish:start', detail: { sequence } })
+    // What each section's blocks hold is fixed when its encoding starts (synchronously): the writes
+    // applied by then are the ones this version publishes.
+    const unpublished = this.writer.unpublished
+    const included = [...unpublished.values()].filter(e => e.section === 'private')
+    const version = await this.sealVersion(sequence, () => included.push(...[...unpublished.values()].filter(e => e.section === 'public')))
+    const rootBlock = version.root
+    const lifetimeMs = options.recordLifetimeMs ?? DEFAULT_RECORD_LIFETIME_MS
+    // On failure nothing is recorded as stored: the writes stay in the map, dirty, for the next publish.
+    const record = await createRecord(this.ctx.derived.ipnsKey, rootBlock.cid, sequence, { lifetimeMs })
+    if (store.publish !== undefined) {
+      // One step (one request to a hub): a stale sequence leaves nothing behind.
+      await store.publish(this.ctx.name, record, version.blocks, { signal })
+    } else {
+      await store.putBlocks(version.blocks, { signal })
+      await store.putRecord(this.ctx.name, record, { signal })
+    }
+    head.lastRecord = record
+    head.validUntilMs = this.ctx.now() + lifetimeMs
+    version.commit()
+    head.seq = sequence
+    head.rootCid = rootBlock.cid
+    head.heads = [rootBlock.cid]
+    head.mustRenew = false
+    // The store holds these writes now, whatever happens to the state write below.
+    this.writer.published(included)
+    await this.ctx.state.put(this.ctx.name, { sequence, root: rootBlock.cid.toString() })
+    options.onProgress?.({ type: 'space:publish:end', detail: { sequence, root: rootBlock.cid } })
+  }
+
+  /**
+   * Seals the next version (format 2): the dirty buckets and the index nodes on their paths, the
+   * public profile and clock when they changed, the current node and the root. `blocks` ends with
+   * the root; `commit` records the sections' stored form once the version is published.
+   * `publicIncluded` is called when the public section's content is fixed.
+   */
+  private async sealVersion (sequence: number, publicIncluded: () => void): Promise<{ blocks: Block[], root: Block, commit: () => void }> {
+    const { privateSection, publicSection, head } = this.ctx
+    const priv = await privateSection.encode()
+    const pubDirty = publicSection.dirty
+    if (pubDirty) publicIncluded()
+    const pub = pubDirty ? await publicSection.encode() : undefined
+    const profile = pub === undefined ? publicSection.cid : pub?.profile.cid ?? null
+    const current = await encodeCurrent({
+      buckets: priv.count,
+      private: priv.top,
+      public: profile,
+      clock: pub === undefined ? publicSection.clockCid : pub?.clock.cid ?? null
+    })
+    const root = await encodeRoot({
+      version: FORMAT_VERSION,
+      sequence,
+      parents: head.heads,
+      updatedAt: this.ctx.now(),
+      device: this.ctx.deviceId,
+      public: profile,
+      current: current.cid,
+      owner: head.owner as OwnerBinding
+    })
+    const blocks = [...priv.blocks, ...(pub == null ? [] : [pub.profile, pub.clock]), current, root]
+    return {
+      blocks,
+      root,
+      commit: () => {
+        priv.commit()
+        if (pub !== undefined) publicSection.stored(pub)
+      }
+    }
+  }
+}
