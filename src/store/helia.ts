@@ -17,6 +17,10 @@
  * and beats the one it holds (sequence, then validity); any other is dropped. Before a record goes
  * to the DHT, the DHT is asked for a better one: a newer record found there is kept instead, and the
  * publish is refused as a lost race, so a device that missed an update never rolls the DHT back.
+ * A version published with `publish` also goes out with its blocks, when they are small, on the
+ * name's version topic (VERSION_TOPIC_PREFIX): listening devices check them against their CIDs and
+ * read the update from memory instead of one bitswap round trip per level of the version.
+ * Retention (helia-retention.ts) deletes the blocks only versions older than the kept ones reference.
  *
  * Keeping records alive: @helia/ipns's local store and kad-dht share the datastore keys
  * (`/dht/record/…`), so what this store keeps is what the node serves to DHT peers — but when a
@@ -469,17 +473,18 @@ class HeliaStore implements Store {
       // announced again (hubs re-announce this way).
       const judged = judge(routingKey, await this.readLocal(name, routingKey), record, 'publish')
       if (judged !== 'new') { checked(judged); return }
-      const added = blocks === undefined ? [] : await this.storeBlocks(blocks)
-      checked(judged)
       this.watch(name, routingKey)
       // Devices listening on connected nodes hear of the record at once: first with the version's
-      // blocks, when they are small, for UserSpace devices (no bitswap round trip per level of the
-      // version), then alone on the IPNS-over-PubSub topic, for everyone.
+      // blocks, when they are small, for UserSpace devices (they need nothing from this node's disk,
+      // so it goes out before the blocks are written), then alone on the IPNS-over-PubSub topic,
+      // for everyone, once the blocks can be fetched from here.
       const pubsub = this.pubsub()
       if (pubsub !== undefined && blocks !== undefined) {
         const message = versionMessage(record, blocks)
         if (message !== undefined) pubsub.publish(versionTopic(routingKey), message).catch(() => {})
       }
+      const added = blocks === undefined ? [] : await this.storeBlocks(blocks)
+      checked(judged)
       pubsub?.publish(recordTopic(routingKey), record).catch(() => {})
       // Before this node keeps or announces it, the DHT is asked for a record it must not replace
       // (this node may have missed one). It is asked while the local store still holds the older
