@@ -93,6 +93,22 @@ describe('retainVersions on a helia blockstore', () => {
     expect((await retainVersions(n.blockstore, roots.at(-1) as CID, { maxRetainedVersions: 2 })).deletedBlocks).toBe(0)
   })
 
+  it('reads only the roots and deletes nothing while the history is no longer than the count kept', async () => {
+    const n = await node()
+    const { space, roots } = await versions(heliaStore(n, { retention: false }), 100, 4)
+    await space.close()
+    const before = await stored(n)
+    let reads = 0
+    const counting = {
+      has: n.blockstore.has.bind(n.blockstore),
+      get: (cid: CID, options?: Parameters<HeliaNode['blockstore']['get']>[1]) => { reads++; return n.blockstore.get(cid, options) },
+      delete: n.blockstore.delete.bind(n.blockstore)
+    }
+    expect(await retainVersions(counting, roots.at(-1) as CID, { maxRetainedVersions: 4 })).toEqual({ versionsKept: 4, versionsDropped: 0, deletedBlocks: 0 })
+    expect(reads).toBeLessThanOrEqual(4)
+    expect(await stored(n)).toEqual(before)
+  })
+
   it('deletes nothing when the current version is not whole here, and never a block a kept version reaches', async () => {
     const n = await node()
     const { space, roots } = await versions(heliaStore(n, { retention: false }), 50, 3)

@@ -5,6 +5,9 @@
  * from helia's blockstore. It walks with the hub's walk (walk.ts, quota.ts `stateLinks`) over the
  * local blockstore only, never the network.
  *
+ * Until a space has more versions here than the count kept, a pass reads only their roots and
+ * deletes nothing (the byte budget then waits too).
+ *
  * What may go: blocks reachable from a dropped version and from no kept one, and of those only
  * blocks that can belong to no other space on the node: encrypted (raw) blocks, which carry a random
  * nonce, the dropped roots, which name the space, and dag-cbor blocks that link such a block.
@@ -68,6 +71,22 @@ export async function retainVersions (blockstore: Pick<Blockstore, 'has' | 'get'
     blockSize: async (cid: CID) => sizes.get(cid.toString()) ?? (await read(cid))?.byteLength,
     walkCaps: caps
   } as unknown as HubBlocks
+
+  // Nothing goes while the history here is no longer than the count kept: only the roots are read
+  // (a pass over 1 000 kept versions walks each one's state, which is not free). Until then the byte
+  // budget is not applied either: a device keeps its own space's history.
+  const chain: CID[] = [current]
+  const chained = new Set<string>([current.toString()])
+  for (let i = 0; i < chain.length && chain.length <= maxRetainedVersions; i++) {
+    const bytes = await read(chain[i] as CID)
+    const root = bytes === undefined ? undefined : rootOf(bytes)
+    for (const parent of root?.parents ?? []) {
+      if (!chained.has(parent.toString()) && await blockstore.has(parent)) { chained.add(parent.toString()); chain.push(parent) }
+    }
+  }
+  if (chain.length <= maxRetainedVersions) {
+    return { versionsKept: (await blockstore.has(current)) ? chain.length : 0, versionsDropped: 0, deletedBlocks: 0 }
+  }
 
   // A current version this pass cannot walk whole (a block missing here, over a walk cap) would
   // leave kept blocks unmarked: then nothing is deleted.
