@@ -296,7 +296,8 @@ class HeliaStore implements Store {
    * Stores a version's blocks and the record that points into them as one step: a record refused
    * by the local check (ConflictError, EquivocationError) stores no block, and one refused because
    * the DHT holds a newer record (ConflictError, within `recordPutWaitMs`) removes the blocks it
-   * added. Only the version's root is announced to the DHT: a reader that finds this node through
+   * added. Resolves once the version is stored, announced on pubsub and checked against the DHT;
+   * the DHT put follows in the background (bounded by `routingTimeoutMs`). Only the version's root is announced to the DHT: a reader that finds this node through
    * it fetches the rest from here (a session, or bitswap over the connection the root opened), and
    * a version adds one provider record instead of one per block.
    */
@@ -520,12 +521,14 @@ class HeliaStore implements Store {
     if (judged === 'lower') throw new ConflictError(`record sequence ${info.sequence} for ${name} is lower than the one this node holds`)
     if (judged === 'equivocation') throw new EquivocationError(`record sequence ${info.sequence} for ${name} already points elsewhere on this node`)
     if (judged !== 'new') return
-    // Waited for only briefly, so that a reader elsewhere finds the record once `flush()` resolves
-    // on a healthy network, and a DHT without reachable peers never holds a publish for long. Past
-    // the wait the step goes on: a newer record it finds then reaches listeners and the next publish.
+    // Waited for only briefly, so that a DHT without reachable peers never holds a publish for long.
+    // Past the wait the step goes on: a newer record it finds then reaches listeners and the next
+    // publish. A record put on its own also waits for the DHT put, so that a reader elsewhere finds
+    // it at once on a healthy network; a version (`publish`) does not: its listeners heard it on
+    // pubsub, this node serves it, and the next version of the space need not queue behind the put.
     let timer: ReturnType<typeof setTimeout> | undefined
     await Promise.race([
-      work.then(async () => put),
+      blocks === undefined ? work.then(async () => put) : work,
       new Promise<void>(resolve => { timer = setTimeout(resolve, this.options.recordPutWaitMs) })
     ])
     clearTimeout(timer)
