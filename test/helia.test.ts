@@ -4,6 +4,7 @@
  * from hanging a caller. Every node listens on 127.0.0.1 port 0 and is stopped by the test that
  * started it.
  */
+import { startHeliaPair, stopHeliaPair } from './helpers/helia-pair.js'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -516,14 +517,8 @@ describe('live updates over libp2p pubsub between Node peers', () => {
   let node1: HeliaNode
   let node2: HeliaNode
 
-  beforeAll(async () => {
-    node1 = await createHeliaNode({ dhtServer: true })
-    node2 = await createHeliaNode({ dhtServer: true, peers: node1.libp2p.getMultiaddrs().map(String) })
-  })
-
-  afterAll(async () => {
-    await Promise.all([node2, node1].filter(Boolean).map(stopHeliaNode))
-  })
+  beforeAll(async () => { [node1, node2] = await startHeliaPair() })
+  afterAll(async () => { await stopHeliaPair(node2, node1) })
 
   it("device B's subscriber on node 2 hears device A's set on node 1, with the map merged", async () => {
     const signer = privateKeyToAccount(KEY_C as `0x${string}`)

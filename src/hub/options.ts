@@ -210,6 +210,11 @@ export interface HubLimits {
 
 export interface HubAppOptions extends HubLimits {
   /**
+   * The wall clock, in ms since 1970: record freshness headers, owner-binding dates, rate limits,
+   * when blocks landed (garbage-collection grace). @default systemClock (Date.now)
+   */
+  nowMs?: () => number
+  /**
    * Directory of the built demo page (`index.html` and its assets), served at `/`. When absent or
    * missing, `/` is a short page saying the demo is not built.
    *
@@ -296,3 +301,17 @@ export interface HubComponents {
 
 /** What @hono/node-server passes as `c.env`; absent under `app.request()`. */
 export type Env = { Bindings: { incoming?: IncomingMessage } }
+
+// Cluster (pubsub.ts): replication between peered hubs.
+/** Hubs holding each space's current version, the accepting hub included. @default 2 */
+export const DEFAULT_REPLICAS = 2
+/** Longest a PUT waits for the chosen replicas to hold the version before answering anyway. @default 5 s */
+export const DEFAULT_REPLICA_WAIT_MS = 5_000
+/** Pubsub messages a hub takes from one peer per second on the cluster topics (bursts of 20×). @default 200 */
+export const DEFAULT_PEER_MESSAGES_PER_SECOND = 200
+/** Record checks from peers running at once; more are ignored (the sender's DHT put still carries them). @default 64 */
+export const DEFAULT_MAX_PEER_CHECKS = 64
+/** Versions waiting to be replicated; a newer record of a queued name replaces its entry. @default 1 024 */
+export const DEFAULT_MAX_REPLICATION_QUEUE = 1_024
+/** Versions replicated at once. @default 2 */
+export const DEFAULT_REPLICATION_CONCURRENCY = 2

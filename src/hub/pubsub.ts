@@ -24,7 +24,9 @@ import { decodeLink } from './nextid/chain.js'
 import { adoptChain } from './nextid/replicate.js'
 import { exportAvatarChain } from './nextid/transfer.js'
 import { MAX_RECORD_BYTES, nameToMultihash, readRecord } from '../store/record.js'
-import { DEFAULT_HUB_FETCH_TIMEOUT_MS, DEFAULT_HUB_MAX_SPACE_BYTES } from './options.js'
+import { DEFAULT_HUB_FETCH_TIMEOUT_MS, DEFAULT_HUB_MAX_SPACE_BYTES, DEFAULT_MAX_PEER_CHECKS, DEFAULT_MAX_REPLICATION_QUEUE, DEFAULT_PEER_MESSAGES_PER_SECOND, DEFAULT_REPLICAS, DEFAULT_REPLICATION_CONCURRENCY, DEFAULT_REPLICA_WAIT_MS } from './options.js'
+// The cluster's defaults live with the hub's other options; exported here too, where they were first.
+export { DEFAULT_MAX_PEER_CHECKS, DEFAULT_MAX_REPLICATION_QUEUE, DEFAULT_PEER_MESSAGES_PER_SECOND, DEFAULT_REPLICAS, DEFAULT_REPLICATION_CONCURRENCY, DEFAULT_REPLICA_WAIT_MS } from './options.js'
 import { parseName } from './params.js'
 import { MAX_ROOT_BYTES, rootOf, stateLinks } from './quota.js'
 import { walkDag } from './walk.js'
@@ -37,18 +39,6 @@ import type { Block } from '../store/interface.js'
 import type { GossipSub, Message, SubscriptionChangeData } from '@libp2p/gossipsub'
 import type { MultihashDigest } from 'multiformats/hashes/interface'
 
-/** Hubs holding each space's current version, the accepting hub included. @default 2 */
-export const DEFAULT_REPLICAS = 2
-/** Longest a PUT waits for the chosen replicas to hold the version before answering anyway. @default 5 s */
-export const DEFAULT_REPLICA_WAIT_MS = 5_000
-/** Pubsub messages a hub takes from one peer per second on the cluster topics (bursts of 20×). @default 200 */
-export const DEFAULT_PEER_MESSAGES_PER_SECOND = 200
-/** Record checks from peers running at once; more are ignored (the sender's DHT put still carries them). @default 64 */
-export const DEFAULT_MAX_PEER_CHECKS = 64
-/** Versions waiting to be replicated; a newer record of a queued name replaces its entry. @default 1 024 */
-export const DEFAULT_MAX_REPLICATION_QUEUE = 1_024
-/** Versions replicated at once. @default 2 */
-export const DEFAULT_REPLICATION_CONCURRENCY = 2
 /** Root blocks up to this size travel with the record, so peers check the owner binding without a fetch. */
 const MAX_INLINE_ROOT_BYTES = 32 * 1024
 /**

@@ -3,6 +3,7 @@
  * with another value an equivocation), the owner binding and quota of the root a record points at,
  * the address index, DHT announcements (announce.ts) and network look-ups of names the hub does not hold.
  */
+import { systemClock } from '../clock.js'
 import { equals } from 'multiformats/bytes'
 import { toBase64 } from '../crypto/bytes.js'
 import { ConflictError, EquivocationError, InvalidInputError, TooLargeError } from '../errors.js'
@@ -51,7 +52,7 @@ export class HubRecords {
 
   constructor (components: HubComponents, options: HubAppOptions, blocks: HubBlocks, events: HubEvents) {
     this.components = components
-    this.validate = components.validate ?? validateRecord
+    this.validate = components.validate ?? (async (name, bytes) => await validateRecord(name, bytes, { nowMs: options.nowMs }))
     this.records = components.records ?? datastoreRecords(components.datastore)
     this.options = options
     this.blocks = blocks
@@ -239,7 +240,7 @@ export class HubRecords {
 
     const { issuedAt } = root.owner
     // A date in the future would outrank every later binding until that date: refused.
-    if (issuedAt !== undefined && issuedAt > Date.now() + MAX_BINDING_CLOCK_SKEW_MS) {
+    if (issuedAt !== undefined && issuedAt > (this.options.nowMs ?? systemClock)() + MAX_BINDING_CLOCK_SKEW_MS) {
       throw new InvalidInputError(`the owner binding of ${name} is dated ${new Date(issuedAt).toISOString()}, in the future`)
     }
     const signature = toBase64(root.owner.signature)

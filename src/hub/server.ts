@@ -5,6 +5,7 @@
  * re-announces the signed records it was given, exactly as they are, so they stay findable for as
  * long as their validity (months) lasts.
  */
+import { systemClock } from '../clock.js'
 import { mkdir, open, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { availableParallelism } from 'node:os'
 import { join, resolve as resolvePath } from 'node:path'
@@ -171,6 +172,7 @@ export async function startHub (options: HubOptions = {}): Promise<RunningHub> {
   const routingTimeoutMs = options.routingTimeoutMs ?? DEFAULT_HUB_ROUTING_TIMEOUT_MS
 
   const log = (options.logger ?? noopLogger()).forComponent('userspace:hub')
+  const nowMs = options.nowMs ?? systemClock
   parseMultiaddrs(options.peers ?? [], 'peers')
   if (options.publicUrl !== undefined) urlToMultiaddr(options.publicUrl)
   const releaseLock = directory === undefined ? async () => {} : await lockDirectory(directory)
@@ -267,7 +269,7 @@ export async function startHub (options: HubOptions = {}): Promise<RunningHub> {
       try {
         // Expired records are no longer announced (DHT peers would refuse them anyway).
         const { validUntilMs } = readRecord(record)
-        if (!(validUntilMs > Date.now())) continue
+        if (!(validUntilMs > nowMs())) continue
         await node.routing.put(routingKey(name), record, { signal: AbortSignal.timeout(routingTimeoutMs) })
         count++
       } catch {
