@@ -109,9 +109,9 @@ describe('cluster bounds', () => {
     await pubsubOf(a).publish(CLUSTER_RECORDS_TOPIC, last.message)
     await expect.poll(async () => stored(b, last.name), { timeout: 10_000, interval: 20 }).toBe(true)
     const kept = (await Promise.all(sent.map(async ({ name }) => stored(b, name)))).filter(Boolean).length
-    // A burst of 20, plus what a second of refill allows while the 40 arrive.
+    // A burst of 20, plus one a second of refill while the 40 arrive (a few seconds on a loaded machine).
     expect(kept).toBeGreaterThanOrEqual(20)
-    expect(kept).toBeLessThanOrEqual(22)
+    expect(kept).toBeLessThanOrEqual(30)
   })
 
   it('ignores record messages while `maxPeerChecks` checks are running', async () => {
