@@ -87,7 +87,7 @@ describe('createRecord signs V2-only records', () => {
         async (sequence, nowMs, lifetimeMs, ttlMs, digest) => {
           vi.setSystemTime(nowMs)
           const root = CID.createV1(0x71, Digest.create(sha256.code, digest))
-          const ours = await createRecord(key, root, sequence, { lifetimeMs, ttlMs, nowMs })
+          const ours = await createRecord(key, root, sequence, { lifetimeMs, ttlMs, nowMs: () => nowMs })
           const theirs = marshalIPNSRecord(await createIPNSRecord(key, `/ipfs/${root.toString()}`, sequence, lifetimeMs, { v1Compatible: false, ttlNs: BigInt(ttlMs) * 1_000_000n }))
           expect(ours).toEqual(theirs)
         }), { numRuns: 300 })

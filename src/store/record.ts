@@ -6,6 +6,8 @@
  * (ipfs/specs, "Record Verification") through the `ipns` package's validator, which accepts V1+V2
  * records from others as well.
  */
+import { systemClock } from '../clock.js'
+import type { Clock } from '../clock.js'
 import { multihashToIPNSRoutingKey, unmarshalIPNSRecord } from 'ipns'
 import { ipnsValidator } from 'ipns/validator'
 import { CID } from 'multiformats/cid'
@@ -56,6 +58,8 @@ export interface ValidateRecordOptions {
    * signed: readers show it as such and the owner renews it. @default false
    */
   allowExpired?: boolean
+  /** The clock that decides whether the validity has passed. @default systemClock */
+  nowMs?: Clock
 }
 
 /** Decodes any IPNS name form (`k51…`/`bafz…` CIDs, `12D3Koo…`/`Qm…` peer ids) to its multihash. */
@@ -90,8 +94,8 @@ export interface CreateRecordOptions {
   lifetimeMs?: number
   /** @default DEFAULT_RECORD_TTL_MS */
   ttlMs?: number
-  /** The clock the validity counts from, in milliseconds since the epoch. @default Date.now() */
-  nowMs?: number
+  /** The clock the validity counts from. @default systemClock */
+  nowMs?: Clock
 }
 
 /**
@@ -105,7 +109,7 @@ export interface CreateRecordOptions {
  */
 export async function createRecord (key: PrivateKey, root: CID, sequence: number | bigint, options: CreateRecordOptions = {}): Promise<Uint8Array> {
   const lifetimeMs = options.lifetimeMs ?? DEFAULT_RECORD_LIFETIME_MS
-  const validUntilMs = (options.nowMs ?? Date.now()) + lifetimeMs
+  const validUntilMs = (options.nowMs ?? systemClock)() + lifetimeMs
   const ttlNs = BigInt(options.ttlMs ?? DEFAULT_RECORD_TTL_MS) * 1_000_000n
   const data = recordData(`/ipfs/${root.toString()}`, validityString(validUntilMs), BigInt(sequence), ttlNs)
   // IPNS record spec, "Record Creation": the V2 signature covers "ipns-signature:" ‖ data
@@ -202,14 +206,15 @@ export async function validateRecord (name: string, bytes: Uint8Array, options: 
     await ipnsValidator(routingKey, bytes)
   } catch (err) {
     // ipns 10's `validate` checks the V2 signature before the validity, so a RecordExpiredError
-    // means the signature held: the record is authentic, only old.
-    if (options.allowExpired !== true || (err as Error).name !== 'RecordExpiredError') {
+    // means the signature held: the record is authentic, and whether it is too old is decided below,
+    // by the clock given (the validator reads the system time).
+    if ((err as Error).name !== 'RecordExpiredError') {
       throw new InvalidRecordError(`invalid IPNS record for ${name}: ${(err as Error).message}`, { cause: err })
     }
   }
   const info = readRecord(bytes)
-  // The same clock the validator used (Date.now); an unparsable validity counts as expired.
-  info.expired = !(info.validUntilMs >= Date.now())
+  // An unparsable validity counts as expired.
+  info.expired = !(info.validUntilMs >= (options.nowMs ?? systemClock)())
   if (info.expired && options.allowExpired !== true) {
     throw new InvalidRecordError(`invalid IPNS record for ${name}: record has expired`)
   }
