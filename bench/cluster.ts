@@ -11,13 +11,18 @@
  *   second and p50/p99 latency. In the cluster every PUT also waits for its replica (`replicas` 2).
  *
  * Records are signed before the clock starts, so the bench process spends its CPU on HTTP only; it
- * still shares the machine's cores with the hubs. Run: `npm run build && node dist/bench/cluster.js`.
+ * still shares the machine's cores with the hubs, and with whatever else runs on it. Beside the
+ * rates, each load phase reports the CPU time its hub processes used per PUT (from /proc, on
+ * Linux), which depends much less on what else the machine is doing.
+ * Run: `npm run build && node dist/bench/cluster.js`.
  * Environment: BENCH_SAMPLES (default 40), BENCH_WRITERS (default 24), BENCH_SECONDS (default 5),
- * BENCH_ONLY (default `propagation,load`).
+ * BENCH_ONLY (default `propagation,load`; `load` is `lone,cluster`), BENCH_HUB_NODE_ARGS (node flags
+ * for the hub processes, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`), BENCH_HUB_ARGS (more `serve`
+ * flags, e.g. `--verify-threads 0`).
  */
 import '../src/polyfill.js'
 import { spawn } from 'node:child_process'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { Agent, request as httpRequest } from 'node:http'
 import { cpus, loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -37,7 +42,9 @@ import type { CID } from 'multiformats/cid'
 const SAMPLES = Number(process.env.BENCH_SAMPLES ?? 40)
 const WRITERS = Number(process.env.BENCH_WRITERS ?? 24)
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5)
-const ONLY = new Set((process.env.BENCH_ONLY ?? 'propagation,load').split(',').map(p => p.trim()))
+const ONLY = new Set((process.env.BENCH_ONLY ?? 'propagation,load').split(',').map(p => p.trim()).flatMap(p => p === 'load' ? ['lone', 'cluster'] : [p]))
+const HUB_NODE_ARGS = (process.env.BENCH_HUB_NODE_ARGS ?? '').split(' ').filter(a => a !== '')
+const HUB_ARGS = (process.env.BENCH_HUB_ARGS ?? '').split(' ').filter(a => a !== '')
 /** Records signed per writer before a load phase: a hard cap on the phase's work. */
 const RECORDS_PER_WRITER = 500
 const BIN = fileURLToPath(new URL('../../bin/userspace.js', import.meta.url))
@@ -46,7 +53,7 @@ const agent = new Agent({ keepAlive: true, maxSockets: 256 })
 interface Hub { child: ChildProcess, url: string, multiaddr: string, output: () => string }
 
 async function startHub (dir: string, peers: string[] = [], joined = 0): Promise<Hub> {
-  const args = [BIN, 'serve', '--host', '127.0.0.1', '--port', '0', '--data', dir, '--rate-limit', '0', ...peers.flatMap(p => ['--peer', p])]
+  const args = [...HUB_NODE_ARGS, BIN, 'serve', '--host', '127.0.0.1', '--port', '0', '--data', dir, '--rate-limit', '0', ...HUB_ARGS, ...peers.flatMap(p => ['--peer', p])]
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] })
   let out = ''
   child.stdout?.setEncoding('utf8').on('data', (chunk: string) => { out += chunk })
@@ -159,13 +166,33 @@ async function propagation (tmp: string): Promise<void> {
   }
 }
 
-async function load (urls: string[], spaces: Space[], records: Uint8Array[][], label: string): Promise<void> {
+/** CPU time (user + system) a process has used, in ms; undefined where /proc is not there. */
+async function cpuMs (pid: number | undefined): Promise<number | undefined> {
+  try {
+    // Fields 14 and 15 of /proc/<pid>/stat, in clock ticks (100 a second on Linux); the command
+    // name (field 2) is in parentheses and may hold spaces.
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8')
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return (Number(fields[11]) + Number(fields[12])) * 10
+  } catch {
+    return undefined
+  }
+}
+
+async function hubsCpuMs (hubs: Hub[]): Promise<number | undefined> {
+  const each = await Promise.all(hubs.map(async h => cpuMs(h.child.pid)))
+  return each.some(ms => ms === undefined) ? undefined : each.reduce<number>((a, b) => a + (b ?? 0), 0)
+}
+
+async function load (hubs: Hub[], spaces: Space[], records: Uint8Array[][], label: string): Promise<void> {
+  const urls = hubs.map(h => h.url)
   for (const [i, space] of spaces.entries()) {
     const url = urls[i % urls.length] as string
     if (await send(`${url}/api/v1/blocks`, 'POST', 'application/vnd.ipld.car', space.car) !== 200) throw new Error('upload refused')
   }
   const latencies: number[] = []
   let errors = 0
+  const cpuBefore = await hubsCpuMs(hubs)
   const deadline = performance.now() + SECONDS * 1000
   const started = performance.now()
   await Promise.all(spaces.map(async (space, w) => {
@@ -180,7 +207,9 @@ async function load (urls: string[], spaces: Space[], records: Uint8Array[][], l
     }
   }))
   const seconds = (performance.now() - started) / 1000
-  console.log(`${label}: ${(latencies.length / seconds).toFixed(0)} PUT/s, ${summary(latencies)}, ${errors} refused`)
+  const cpuAfter = await hubsCpuMs(hubs)
+  const cpu = cpuBefore === undefined || cpuAfter === undefined || latencies.length === 0 ? '' : `, hubs' CPU ${((cpuAfter - cpuBefore) / latencies.length).toFixed(1)} ms per PUT`
+  console.log(`${label}: ${(latencies.length / seconds).toFixed(0)} PUT/s, ${summary(latencies)}, ${errors} refused${cpu}`)
 }
 
 async function main (): Promise<void> {
@@ -188,21 +217,25 @@ async function main (): Promise<void> {
   const tmp = await mkdtemp(join(tmpdir(), 'userspace-bench-cluster-'))
   try {
     if (ONLY.has('propagation')) await propagation(join(tmp, 'p'))
-    if (ONLY.has('load')) {
+    if (ONLY.has('lone') || ONLY.has('cluster')) {
       const spaces = await Promise.all(Array.from({ length: WRITERS }, makeSpace))
       const sign = async (): Promise<Uint8Array[][]> => Promise.all(spaces.map(async s => Promise.all(Array.from({ length: RECORDS_PER_WRITER }, async (_, i) => createRecord(s.key, s.root, i + 1)))))
-      const lone = [await startHub(join(tmp, 'lone'))]
-      try {
-        await load(lone.map(h => h.url), spaces, await sign(), `${WRITERS} writers, one hub`)
-      } finally {
-        await stop(lone)
+      if (ONLY.has('lone')) {
+        const lone = [await startHub(join(tmp, 'lone'))]
+        try {
+          await load(lone, spaces, await sign(), `${WRITERS} writers, one hub`)
+        } finally {
+          await stop(lone)
+        }
       }
-      const cluster = await startCluster(join(tmp, 'l'))
-      try {
-        // Fresh sequences from 1 again: these hubs have never seen the spaces.
-        await load(cluster.map(h => h.url), spaces, await sign(), `${WRITERS} writers over three peered hubs`)
-      } finally {
-        await stop(cluster)
+      if (ONLY.has('cluster')) {
+        const cluster = await startCluster(join(tmp, 'l'))
+        try {
+          // Fresh sequences from 1 again: these hubs have never seen the spaces.
+          await load(cluster, spaces, await sign(), `${WRITERS} writers over three peered hubs`)
+        } finally {
+          await stop(cluster)
+        }
       }
     }
     console.log(`load after: ${loadavg().map(l => l.toFixed(1)).join(' ')}`)

@@ -18,6 +18,7 @@
  * (extra `serve` flags, e.g. `--verify-threads 0`), BENCH_HUB_NODE_ARGS (extra node flags for the
  * hub process, e.g. `--cpu-prof`).
  */
+import { hubScript } from '../test/helpers/hub-process.js'
 import '../src/polyfill.js'
 import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
@@ -267,12 +268,7 @@ const HUB_ENTRY = new URL('../src/hub/index.js', import.meta.url).href
 /** `startHub(options)` in its own process (so its RSS and event loop are its own). */
 async function startScriptHub (options: Record<string, unknown>): Promise<{ child: ChildProcess, url: URL, dir: string }> {
   const dir = await mkdtemp(join(tmpdir(), 'userspace-bench-attack-'))
-  const script = `
-    const { startHub } = await import(${JSON.stringify(HUB_ENTRY)})
-    const hub = await startHub(JSON.parse(process.env.HUB_OPTIONS))
-    console.log('url ' + hub.url)
-    process.on('SIGTERM', () => { hub.stop().then(() => process.exit(0)) })
-  `
+  const script = hubScript(HUB_ENTRY)
   const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
     env: { ...process.env, HUB_OPTIONS: JSON.stringify({ host: '127.0.0.1', port: 0, directory: dir, republishIntervalMs: 0, gcIntervalMs: 0, rateLimit: 0, ...options }) },
     stdio: ['ignore', 'pipe', 'inherit']

@@ -5,7 +5,8 @@
  *
  * The build also writes `sw.js`, the page's service worker (demo/sw.ts, types stripped), with the
  * list of files it emitted and a hash of their contents, so every build that changes the page is a
- * new service worker that caches exactly that build.
+ * new service worker that caches exactly that build. Every page gets the same head tags (charset,
+ * viewport, color scheme) from one place, `sharedHead`.
  */
 import { createHash } from 'node:crypto'
 import { readFile, writeFile } from 'node:fs/promises'
@@ -37,11 +38,25 @@ function serviceWorker (): Plugin {
   }
 }
 
+/** The head tags every page carries, put first in each page's <head>. */
+function sharedHead (): Plugin {
+  return {
+    name: 'userspace-demo-shared-head',
+    transformIndexHtml () {
+      return [
+        { tag: 'meta', attrs: { charset: 'utf-8' }, injectTo: 'head-prepend' },
+        { tag: 'meta', attrs: { name: 'viewport', content: 'width=device-width, initial-scale=1' }, injectTo: 'head-prepend' },
+        { tag: 'meta', attrs: { name: 'color-scheme', content: 'light dark' }, injectTo: 'head-prepend' }
+      ]
+    }
+  }
+}
+
 export default defineConfig({
   root: here,
   base: './',
   publicDir: false,
-  plugins: [serviceWorker()],
+  plugins: [sharedHead(), serviceWorker()],
   build: {
     outDir: fileURLToPath(new URL('../dist/demo', import.meta.url)),
     emptyOutDir: true,

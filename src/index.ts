@@ -78,7 +78,7 @@ export type {
   SpaceVersion, VersionInfo, CloseResult, ProgressEvent
 } from './space/space.js'
 export { memoryState, fileState, idbState } from './space/state.js'
-export type { SpaceStateStore, SeenVersion, SpaceState, PendingEntry } from './space/state.js'
+export type { SpaceStateStore, SeenVersion, SpaceState, PendingEntry, FileStateOptions } from './space/state.js'
 export { readPublic } from './space/read-public.js'
 export { privateKeySigner } from './space/local-signer.js'
 export type { LocalSigner } from './space/local-signer.js'

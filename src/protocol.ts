@@ -60,3 +60,6 @@ export const CLUSTER_RECORDS_TOPIC = '/userspace/hub/records/1.0.0'
 export const CLUSTER_HELD_TOPIC = '/userspace/hub/held/1.0.0'
 /** Next.ID chain heads: dag-cbor `{ avatar, car }` with the avatar's chain, published after each accepted patch. */
 export const CLUSTER_NEXTID_TOPIC = '/userspace/hub/nextid/1.0.0'
+// Live updates between helia devices: a new version's small blocks ride with its record.
+/** Prefix of a name's version topic (`/userspace/version/1.0.0/` + base64url of the IPNS routing key): dag-cbor `{ record, blocks: [[cid, bytes], …] }`, beside the plain IPNS-over-PubSub record. */
+export const VERSION_TOPIC_PREFIX = '/userspace/version/1.0.0/'

@@ -4,7 +4,7 @@
  */
 import { createHeliaLight } from 'helia'
 import { describe, expect, it } from 'vitest'
-import { MAX_BLOCK_BYTES, rawBlock } from '../src/store/blocks.js'
+import { MAX_BLOCK_BYTES, cborBlock, rawBlock } from '../src/store/blocks.js'
 import { heliaStore } from '../src/store/helia.js'
 
 describe('heliaStore block bound', () => {
@@ -19,6 +19,26 @@ describe('heliaStore block bound', () => {
       await helia.blockstore.put(big.cid, big.bytes)
       expect((await store.getBlock(fits.cid)).byteLength).toBe(MAX_BLOCK_BYTES)
       await expect(store.getBlock(big.cid)).rejects.toMatchObject({ name: 'TooLargeError' })
+    } finally {
+      await helia.stop()
+    }
+  })
+
+  it('getDag returns every block below the root, across levels, and fails with NotFoundError when one cannot be had', async () => {
+    const helia = await createHeliaLight().start()
+    try {
+      const store = heliaStore(helia)
+      const leaves = await Promise.all(Array.from({ length: 40 }, async (_, i) => rawBlock(new Uint8Array([i, 1, 2]))))
+      const middles = await Promise.all(Array.from({ length: 4 }, async (_, m) => cborBlock({ m, leaves: leaves.slice(m * 10, m * 10 + 10).map(l => l.cid) })))
+      const root = await cborBlock({ middles: middles.map(b => b.cid) })
+      await store.putBlocks([...leaves, ...middles, root])
+      const got = await store.getDag?.(root.cid)
+      expect(new Set(got?.map(b => b.cid.toString()))).toEqual(new Set([root, ...middles, ...leaves].map(b => b.cid.toString())))
+
+      const missing = await rawBlock(new Uint8Array([9, 9, 9]))
+      const broken = await cborBlock({ middles: middles.map(b => b.cid), extra: missing.cid })
+      await store.putBlocks([broken])
+      await expect(store.getDag?.(broken.cid)).rejects.toMatchObject({ name: 'NotFoundError' })
     } finally {
       await helia.stop()
     }

@@ -4,6 +4,7 @@
  * from hanging a caller. Every node listens on 127.0.0.1 port 0 and is stopped by the test that
  * started it.
  */
+import { startHeliaPair, stopHeliaPair } from './helpers/helia-pair.js'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -14,7 +15,7 @@ import { createHeliaLight } from 'helia'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { openSpace } from '../src/index.js'
 import { cborBlock, rawBlock } from '../src/store/blocks.js'
-import { createHeliaNode, stopHeliaNode } from '../src/store/helia-node.js'
+import { createHeliaNode, stopHeliaNode, waitForDhtPeer } from '../src/store/helia-node.js'
 import { heliaStore } from '../src/store/helia.js'
 import { createRecord, nameOfKey, nameToMultihash, readRecord } from '../src/store/record.js'
 import { multihashToIPNSRoutingKey } from 'ipns'
@@ -128,8 +129,9 @@ describe('heliaStore on three nodes in a line', () => {
     await store3.putRecord(name, v2)
     expect(await store1.getRecord(name, { nocache: true })).toEqual(v2)
 
-    // The stale record is dropped: locally on node 1, and node 3 still resolves the newer one.
-    await store1.putRecord(name, v1)
+    // The stale record is refused as a lost race (a conditional write) and changes nothing: node 1
+    // keeps the newer one, and node 3 still resolves it.
+    await expect(store1.putRecord(name, v1)).rejects.toMatchObject({ name: 'ConflictError' })
     expect(await store1.getRecord(name)).toEqual(v2)
     expect(await store3.getRecord(name, { nocache: true })).toEqual(v2)
     expect(readRecord(await store1.getRecord(name, { nocache: true }) ?? new Uint8Array()).sequence).toBe(2n)
@@ -368,6 +370,24 @@ describe('createHeliaNode', () => {
     }
   })
 
+  it('returns once a DHT server peer is in the routing table, and waitForDhtPeer tells a DHT server from a client', async () => {
+    const hub = await createHeliaNode({ dhtServer: true })
+    try {
+      const client = await createHeliaNode({ peers: hub.libp2p.getMultiaddrs().map(String) })
+      try {
+        // A query made at once has somewhere to go: the wait ended on identify/routing-table events.
+        expect(client.libp2p.services.dht.routingTable.size).toBeGreaterThanOrEqual(1)
+        expect(await waitForDhtPeer(client, hub.libp2p.peerId.toString(), 5_000)).toBe(true)
+        // The client does not serve the DHT: the hub's wait ends when its signal fires, with false.
+        expect(await waitForDhtPeer(hub, client.libp2p.peerId.toString(), 300)).toBe(false)
+      } finally {
+        await stopHeliaNode(client)
+      }
+    } finally {
+      await stopHeliaNode(hub)
+    }
+  })
+
   it('leaves a global WebSocket that, like a WHATWG one, drops error events nobody listens to', async () => {
     await stopHeliaNode(await createHeliaNode())
     const WebSocketClass = (globalThis as { WebSocket?: new (url: string) => { readyState: number } }).WebSocket
@@ -460,7 +480,8 @@ describe('a space on three nodes in a line', () => {
     await a.set('shared', 'from a')
     await a.flush()
     const b = await device(node3, KEY_C)
-    // Each publish resolves the newest record past caches and merges it before writing.
+    // Each publish goes out against the sequence its device knows; the DHT's newer record makes it
+    // a lost race, merged and published again.
     await a.set('only-a', 1)
     await a.flush()
     await b.set('only-b', 2)
@@ -516,14 +537,8 @@ describe('live updates over libp2p pubsub between Node peers', () => {
   let node1: HeliaNode
   let node2: HeliaNode
 
-  beforeAll(async () => {
-    node1 = await createHeliaNode({ dhtServer: true })
-    node2 = await createHeliaNode({ dhtServer: true, peers: node1.libp2p.getMultiaddrs().map(String) })
-  })
-
-  afterAll(async () => {
-    await Promise.all([node2, node1].filter(Boolean).map(stopHeliaNode))
-  })
+  beforeAll(async () => { [node1, node2] = await startHeliaPair() })
+  afterAll(async () => { await stopHeliaPair(node2, node1) })
 
   it("device B's subscriber on node 2 hears device A's set on node 1, with the map merged", async () => {
     const signer = privateKeyToAccount(KEY_C as `0x${string}`)

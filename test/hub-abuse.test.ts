@@ -16,7 +16,7 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { cborBlock, encodeCar, rawBlock } from '../src/store/blocks.js'
 import { createRecord, nameOfKey } from '../src/store/record.js'
-import { ROOT, stopProcess } from './helpers/hub-process.js'
+import { hubScript, ROOT, stopProcess } from './helpers/hub-process.js'
 import type { HubOptions } from '../src/hub/index.js'
 import type { Block } from '../src/store/interface.js'
 import type { ChildProcess } from 'node:child_process'
@@ -31,12 +31,7 @@ interface RealHub { child: ChildProcess, url: string, pid: number }
 
 /** Runs `startHub(options)` in a new Node process and resolves with its URL once it listens. */
 async function startRealHub (options: HubOptions): Promise<RealHub> {
-  const script = `
-    const { startHub } = await import(${JSON.stringify(HUB_ENTRY)})
-    const hub = await startHub(JSON.parse(process.env.HUB_OPTIONS))
-    console.log('url ' + hub.url)
-    process.on('SIGTERM', () => { hub.stop().then(() => process.exit(0)) })
-  `
+  const script = hubScript(HUB_ENTRY)
   const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
     cwd: ROOT,
     env: { ...process.env, HUB_OPTIONS: JSON.stringify({ host: '127.0.0.1', port: 0, verifyThreads: 0, republishIntervalMs: 0, gcIntervalMs: 0, ...options }) },

@@ -3,6 +3,7 @@
  * IPNS record spec gives it (see test/fixtures/ipns/README.md), and records made by `createRecord`
  * pass the plain `ipns` validator and resolve through a stock @helia/ipns on another node.
  */
+import { startHeliaPair, stopHeliaPair } from './helpers/helia-pair.js'
 import { readdirSync, readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { ipns } from '@helia/ipns'
@@ -11,7 +12,6 @@ import { marshalIPNSRecord, multihashToIPNSRoutingKey, unmarshalIPNSRecord } fro
 import { ipnsValidator } from 'ipns/validator'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { rawBlock } from '../src/store/blocks.js'
-import { createHeliaNode, stopHeliaNode } from '../src/store/helia-node.js'
 import { heliaStore } from '../src/store/helia.js'
 import {
   DEFAULT_RECORD_LIFETIME_MS, MAX_RECORD_BYTES, canonicalName, createRecord, nameOfKey, nameToMultihash, readRecord, validateRecord
@@ -166,14 +166,8 @@ describe('records made by createRecord', () => {
     let node1: HeliaNode
     let node2: HeliaNode
 
-    beforeAll(async () => {
-      node1 = await createHeliaNode({ dhtServer: true })
-      node2 = await createHeliaNode({ dhtServer: true, peers: node1.libp2p.getMultiaddrs().map(String) })
-    })
-
-    afterAll(async () => {
-      await Promise.all([node2, node1].filter(Boolean).map(stopHeliaNode))
-    })
+    beforeAll(async () => { [node1, node2] = await startHeliaPair() })
+    afterAll(async () => { await stopHeliaPair(node2, node1) })
 
     it('resolve through a stock @helia/ipns on the other node', async () => {
       const key = await generateKeyPairFromSeed('Ed25519', seed.map((b, i) => b ^ i))

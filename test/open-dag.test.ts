@@ -9,23 +9,8 @@ import { openSpace } from '../src/index.js'
 import { CAR_TYPE } from '../src/protocol.js'
 import { encodeCar, rawBlock } from '../src/store/blocks.js'
 import { hubStore } from '../src/store/hub.js'
-import { countBlocks, makeHub, makeSpace, publish } from './helpers/hub-app.js'
-import type { Hub } from './helpers/hub-app.js'
+import { countBlocks, countingStore, makeHub, makeSpace, publish } from './helpers/hub-app.js'
 import type { Block } from '../src/store/interface.js'
-
-/** A hubStore on the app whose requests are listed as `METHOD path?query`. */
-function countingStore (hub: Hub, options: Parameters<typeof hubStore>[1] = {}): { store: ReturnType<typeof hubStore>, requests: string[] } {
-  const requests: string[] = []
-  const store = hubStore('http://hub.test', {
-    ...options,
-    fetch: async (input, init) => {
-      const url = new URL(String(input))
-      requests.push(`${init?.method ?? 'GET'} ${url.pathname}${url.search}`)
-      return hub.app.request(url.pathname + url.search, init)
-    }
-  })
-  return { store, requests }
-}
 
 /** A hubStore whose hub answers every request with `respond`. */
 function fakeHub (respond: () => Response | Promise<Response>, options: Parameters<typeof hubStore>[1] = {}): ReturnType<typeof hubStore> {

@@ -14,7 +14,7 @@ import { encodeCar, rawBlock } from '../src/store/blocks.js'
 import { hubStore } from '../src/store/hub.js'
 import { createRecord, nameOfKey } from '../src/store/record.js'
 import {
-  bytesOf, countBlocks, countKeys, expectRefusal, getRecord, makeHub, makeSpace, publish, putRecord, upload
+  bytesOf, countBlocks, countingStore, countKeys, expectRefusal, getRecord, makeHub, makeSpace, publish, putRecord, upload
 } from './helpers/hub-app.js'
 import type { Hub, Space } from './helpers/hub-app.js'
 import type { HubAppOptions } from '../src/hub/app.js'
@@ -209,20 +209,6 @@ describe('POST /api/v1/publish/{name}', () => {
 })
 
 describe('hubStore.publish and the Space', () => {
-  /** A hubStore on the app whose requests are listed as `METHOD path`. */
-  function countingStore (hub: Hub, options: Parameters<typeof hubStore>[1] = {}): { store: ReturnType<typeof hubStore>, requests: string[] } {
-    const requests: string[] = []
-    const store = hubStore('http://hub.test', {
-      ...options,
-      fetch: async (input, init) => {
-        const url = new URL(String(input))
-        requests.push(`${init?.method ?? 'GET'} ${url.pathname}`)
-        return hub.app.request(url.pathname + url.search, init)
-      }
-    })
-    return { store, requests }
-  }
-
   it('publishes in one request and maps a stale sequence to ConflictError', async () => {
     const hub = makeHub()
     const { store, requests } = countingStore(hub)

@@ -49,11 +49,16 @@ function gatedState (inner: SpaceStateStore): SpaceStateStore & { gate: () => vo
   return out
 }
 
+/** A device on a memory store whose state's writes can be held (`state.gate()`). */
+async function gatedDevice (): Promise<{ store: Store, state: ReturnType<typeof gatedState>, a: Space }> {
+  const store = memoryStore()
+  const state = gatedState(memoryState())
+  return { store, state, a: await device(store, state) }
+}
+
 describe('writes made while the state is being written', () => {
   it('a write back to the current value, made while an earlier write is being made durable, is kept', async () => {
-    const store = memoryStore()
-    const state = gatedState(memoryState())
-    const a = await device(store, state)
+    const { store, state, a } = await gatedDevice()
     await a.set('k', 1)
     await a.flush()
     state.gate()
@@ -69,9 +74,7 @@ describe('writes made while the state is being written', () => {
   })
 
   it('a patch made while an earlier write is being made durable applies on top of it', async () => {
-    const store = memoryStore()
-    const state = gatedState(memoryState())
-    const a = await device(store, state)
+    const { state, a } = await gatedDevice()
     await a.set('o', { x: 1 })
     state.gate()
     const first = a.set('o', { x: 1, y: 2 })
@@ -83,21 +86,26 @@ describe('writes made while the state is being written', () => {
   })
 })
 
+/** `network` as a conditional store whose record writes go through `putRecord`. */
+function conditionalStore (network: Store, putRecord: Store['putRecord']): Store {
+  return {
+    conditional: true,
+    putBlocks: async (blocks, o) => network.putBlocks(blocks, o),
+    getBlock: async (cid, o) => network.getBlock(cid, o),
+    getRecord: async (name, o) => network.getRecord(name, o),
+    putRecord
+  }
+}
+
 describe('a publish whose answer was lost', () => {
   it('settles its writes once the store is seen to hold them', async () => {
     const network = memoryStore()
     let loseAnswer = false
-    const store: Store = {
-      conditional: true,
-      putBlocks: async (blocks, o) => network.putBlocks(blocks, o),
-      getBlock: async (cid, o) => network.getBlock(cid, o),
-      getRecord: async (name, o) => network.getRecord(name, o),
-      async putRecord (name, record, o) {
-        await network.putRecord(name, record, o)
-        // the hub took it, but the answer never came back (a timeout, a dropped connection)
-        if (loseAnswer) { loseAnswer = false; throw new StoreError('connection reset') }
-      }
-    }
+    const store = conditionalStore(network, async (name, record, o) => {
+      await network.putRecord(name, record, o)
+      // the hub took it, but the answer never came back (a timeout, a dropped connection)
+      if (loseAnswer) { loseAnswer = false; throw new StoreError('connection reset') }
+    })
     const state = memoryState()
     const a = await device(store, state)
     await a.flush()
@@ -148,9 +156,7 @@ describe('a state that fails after the store took a version', () => {
 
 describe('close() while a write is being made durable', () => {
   it('reports a write that became durable during close() instead of dropping it silently', async () => {
-    const store = memoryStore()
-    const state = gatedState(memoryState())
-    const a = await device(store, state)
+    const { state, a } = await gatedDevice()
     await a.set('before', 1)
     // Published first, so close() has nothing to publish and reaches its wait for the state at once;
     // with a publish still running, the write below could be applied and published before close() ends.
@@ -176,16 +182,10 @@ describe('a flush aborted by its caller', () => {
   it('does not strand the writes of other callers that joined it', async () => {
     const network = memoryStore()
     let hold: (() => void) | undefined
-    const store: Store = {
-      conditional: true,
-      putBlocks: async (blocks, o) => network.putBlocks(blocks, o),
-      getBlock: async (cid, o) => network.getBlock(cid, o),
-      getRecord: async (name, o) => network.getRecord(name, o),
-      async putRecord (name, record, o) {
-        if (hold === undefined) await new Promise<void>(resolve => { hold = resolve })
-        return network.putRecord(name, record, o)
-      }
-    }
+    const store = conditionalStore(network, async (name, record, o) => {
+      if (hold === undefined) await new Promise<void>(resolve => { hold = resolve })
+      return network.putRecord(name, record, o)
+    })
     const a = await device(store, memoryState(), { retryDelayMs: 20 })
     await a.set('x', 1) // its publish waits in putRecord
     while (hold === undefined) await new Promise(resolve => setTimeout(resolve, 1))

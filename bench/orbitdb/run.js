@@ -40,6 +40,7 @@ import { ipnsSelector } from 'ipns/selector'
 import { ipnsValidator } from 'ipns/validator'
 import { fileState, openSpace, privateKeySigner } from '../../dist/src/index.js'
 import { heliaStore } from '../../dist/src/store/helia.js'
+import { BITSWAP_DEBOUNCE_MS } from '../../dist/src/store/helia-node.js'
 
 let createOrbitDB, gossipsub
 try {
@@ -157,8 +158,8 @@ const newDir = () => join(tmp, `d${dirCount++}`)
 const stoppers = []
 
 /**
- * A helia node like OrbitDB's test nodes and UserSpace's own: TCP, noise, yamux, identify, bitswap,
- * gossipsub, stores on disk, and (unless `dht` is false) the LAN DHT that UserSpace needs for IPNS.
+ * A helia node like OrbitDB's test nodes and UserSpace's own: TCP, noise, yamux, identify, bitswap
+ * (batching as createHeliaNode does), gossipsub, stores on disk, and (unless `dht` is false) the LAN DHT that UserSpace needs for IPNS.
  * OrbitDB's own test nodes run no DHT; its cold open runs on such a node, since with a DHT every
  * missing block also starts a provider lookup (on this machine kind, under load, 113 ms a block
  * fetched one by one against 72 ms without).
@@ -182,7 +183,7 @@ async function startNode (dir, peers = [], { dht = true } = {}) {
       pubsub: gossipsub({ allowPublishToZeroTopicPeers: true }),
       ...(dht ? { dht: lanDHT() } : {})
     }
-  }))
+  }), { sendWantlistDebounce: BITSWAP_DEBOUNCE_MS, sendBlocksDebounce: BITSWAP_DEBOUNCE_MS })
   await helia.start()
   for (const p of peers) await helia.libp2p.dial(p, { signal: AbortSignal.timeout(10_000) })
   if (dht && peers.length > 0) {

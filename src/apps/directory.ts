@@ -12,6 +12,7 @@
  * written afterwards. Other apps that held keys for a moved namespace hold stale grants (`current:
  * false` in `apps()`) until they connect again.
  */
+import { systemClock } from '../clock.js'
 import { deriveAppKeys } from '../crypto/keys.js'
 import { toBase64 } from '../crypto/bytes.js'
 import { ApprovalRequiredError, InvalidInputError, InvalidScopeError, NotFoundError, OriginMismatchError } from '../errors.js'
@@ -136,7 +137,7 @@ export async function grantApp (ctx: MasterContext, app: string, options: GrantO
     epochs[ns] = entry.epoch
     namespaces.push({ namespace: ns, epoch: entry.epoch, name: entry.name, address: entry.address, access, ...encodeKeys(deriveAppKeys(ctx.appsRoot, ns, entry.epoch), access) })
   }
-  const issuedAt = Math.floor((ctx.options.now ?? Date.now)())
+  const issuedAt = Math.floor((ctx.options.now ?? systemClock)())
   const body: Omit<Grant, 'signature'> = { type: GRANT_TYPE, version: GRANT_VERSION, app, origin, owner: ctx.space.address, master: ctx.space.name, issuedAt, namespaces }
   if (typeof options.hub === 'string') body.hub = options.hub
   const signature = toBase64(await ctx.ipnsKey.sign(grantStatement(body)))

@@ -155,7 +155,8 @@ function progressBar (io: CliIO, label: string, show: boolean): (p: TransferProg
   return ({ type, detail: p }) => {
     if (!show) return
     const phase = type.slice('transfer:'.length)
-    const now = Date.now()
+    // A throttle, not a date: the monotonic timer.
+    const now = performance.now()
     const total = Math.max(p.total, p.done)
     const finished = phase === 'upload' && p.done === p.total
     if (!finished && now - last < 100) return

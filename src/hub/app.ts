@@ -18,6 +18,7 @@
  * events.ts, record-store.ts, params.ts, middleware/). Every refusal is JSON `{ "message", "name" }`
  * with a 4xx status and changes nothing (see http-errors.ts); checks all run before the first write.
  */
+import { systemClock } from '../clock.js'
 import { publicKeyFromRaw } from '@libp2p/crypto/keys'
 import { peerIdFromPublicKey } from '@libp2p/peer-id'
 import { ed25519 } from '@noble/curves/ed25519.js'
@@ -91,7 +92,7 @@ export function createHub (components: HubComponents, options: HubAppOptions = {
   const records = new HubRecords(components, options, blocks, events)
   // One pass at a time: a second caller waits for the running one.
   let collecting: Promise<GcReport> | undefined
-  const collect = async (nowMs = Date.now()): Promise<GcReport> => {
+  const collect = async (nowMs = (options.nowMs ?? systemClock)()): Promise<GcReport> => {
     while (collecting !== undefined) await collecting.catch(() => {})
     collecting = collectGarbage({ records: records.records, blocks, storage, options }, nowMs)
     try { return await collecting } finally { collecting = undefined }

@@ -3,6 +3,7 @@
  * kept), the trustless gateway's CAR builder, and CAR uploads (every block verified before any is
  * stored).
  */
+import { systemClock } from '../clock.js'
 import { CarBufferReader } from '@ipld/car/buffer-reader'
 import * as dagCbor from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
@@ -44,6 +45,7 @@ export class HubBlocks {
   private readonly fetchBlock: HubComponents['fetchBlock']
   private readonly syncBlocks: HubComponents['syncBlocks']
   private readonly options: HubAppOptions
+  private readonly nowMs: () => number
   /** Block sizes by CID (blocks never change), so quota checks do not re-read big blocks. */
   private readonly sizes = new Map<string, number>()
   /** Recently used small blocks, newest last, at most SMALL_BLOCK_CACHE_BYTES in all. */
@@ -56,6 +58,7 @@ export class HubBlocks {
     this.fetchBlock = components.fetchBlock
     this.syncBlocks = components.syncBlocks
     this.options = options
+    this.nowMs = options.nowMs ?? systemClock
     this.carSlots = new Slots('CAR responses', options.maxCarStreams ?? DEFAULT_MAX_CAR_STREAMS, options.maxCarStreamsPerClient ?? DEFAULT_MAX_CAR_STREAMS_PER_CLIENT)
   }
 
@@ -92,8 +95,9 @@ export class HubBlocks {
     const release = this.carSlots.acquire(client)
     try {
       const max = this.options.maxCarBytes ?? DEFAULT_HUB_MAX_CAR_BYTES
-      const deadline = Date.now() + (this.options.fetchTimeoutMs ?? DEFAULT_HUB_FETCH_TIMEOUT_MS)
-      const remaining = (): number => io.localOnly === true ? 0 : Math.max(0, deadline - Date.now())
+      // A wait, not a date: measured on the monotonic timer (whole ms: AbortSignal.timeout takes integers).
+      const deadline = performance.now() + (this.options.fetchTimeoutMs ?? DEFAULT_HUB_FETCH_TIMEOUT_MS)
+      const remaining = (): number => io.localOnly === true ? 0 : Math.max(0, Math.floor(deadline - performance.now()))
       const plan = await planCar(cid, segments, options, {
         read: async (c) => this.readBlock(c, remaining(), io.signal),
         size: async (c) => this.sizes.get(c.toString()) ?? (await this.readBlock(c, remaining(), io.signal))?.byteLength,
@@ -203,7 +207,7 @@ export class HubBlocks {
     }
     // Acknowledged means on disk: the record PUT that follows may point at these.
     await this.syncBlocks?.(fresh.map(b => b.cid))
-    await this.storage.landed(client, fresh.map(b => ({ cid: b.cid, size: b.bytes.byteLength })), Date.now())
+    await this.storage.landed(client, fresh.map(b => ({ cid: b.cid, size: b.bytes.byteLength })), this.nowMs())
     for (const { cid, bytes } of unique) {
       // The record PUT that follows an upload reads its root and public section: keep them at hand.
       if (cid.code === dagCbor.code) this.keepSmall(cid.toString(), bytes)
@@ -264,7 +268,7 @@ export class HubBlocks {
     // Kept (and collected like an upload when nothing references it) while the budget has room.
     if (!(await this.blockstore.has(cid)) && this.storage.hasRoomFor(costOf(bytes.byteLength))) {
       await this.blockstore.put(cid, bytes)
-      await this.storage.landed(NETWORK_CLIENT, [{ cid, size: bytes.byteLength }], Date.now())
+      await this.storage.landed(NETWORK_CLIENT, [{ cid, size: bytes.byteLength }], this.nowMs())
     }
     this.keepSmall(cid.toString(), bytes)
     return bytes

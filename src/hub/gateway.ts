@@ -7,6 +7,7 @@
  * answers `If-None-Match` with 304, and `Cache-Control: only-if-cached` with local blocks only (412
  * when they are not all here).
  */
+import { systemClock } from '../clock.js'
 import { identity } from 'multiformats/hashes/identity'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { base32 } from 'multiformats/bases/base32'
@@ -56,7 +57,7 @@ export function mountGateway (app: Hono, blocks: HubBlocks, records: HubRecords,
     const record = cached ? await records.stored(name) : await records.getRecord(name, false)
     if (record === undefined) throw new NotFoundError(`no IPNS record for ${name}`)
     const info = records.infoOf(name, record)
-    const headers = recordHeaders(record, info, Date.now(), options)
+    const headers = recordHeaders(record, info, (options.nowMs ?? systemClock)(), options)
     if (negotiated.format === 'ipns-record') {
       if (segments.length > 0) throw new InvalidInputError('an IPNS record is asked for by name alone, without a path')
       const all = {

@@ -49,10 +49,22 @@ export const DEFAULT_GC_GRACE_MS = 60 * 60 * 1000
 export const DEFAULT_MAX_RETAINED_VERSIONS = 1_000
 /** Open event streams per client address (429 beyond). @default 32 */
 export const DEFAULT_MAX_EVENT_STREAMS_PER_CLIENT = 32
-/** How long a record PUT waits for its DHT announcement before answering anyway. @default 1 s */
+/**
+ * How long a record PUT waits for its DHT announcement before answering anyway, when no peered hub
+ * heard the record (with peered hubs, a PUT never waits for the DHT). @default 1 s
+ */
 export const DEFAULT_ANNOUNCE_WAIT_MS = 1_000
 /** How long an announcement may run in the background. @default 30 s */
 export const DEFAULT_ANNOUNCE_TIMEOUT_MS = 30_000
+/** DHT announcements running at once (each name's newest record; see announce.ts). @default 4 */
+export const DEFAULT_ANNOUNCE_CONCURRENCY = 4
+/** Names waiting to be announced; more are left to the periodic re-announcement. @default 10 000 */
+export const DEFAULT_MAX_PENDING_ANNOUNCEMENTS = 10_000
+/**
+ * Least time between two DHT announcements of a name whose records peered hubs hear (they serve
+ * it meanwhile); the newest record waiting is the one announced. @default 10 s
+ */
+export const DEFAULT_ANNOUNCE_SPACING_MS = 10_000
 /** How long a GET may ask the network for a record. @default 3 s */
 export const DEFAULT_RESOLVE_TIMEOUT_MS = 3_000
 /** How long a GET may ask the network for a missing block. @default 3 s */
@@ -198,6 +210,11 @@ export interface HubLimits {
 
 export interface HubAppOptions extends HubLimits {
   /**
+   * The wall clock, in ms since 1970: record freshness headers, owner-binding dates, rate limits,
+   * when blocks landed (garbage-collection grace). @default systemClock (Date.now)
+   */
+  nowMs?: () => number
+  /**
    * Directory of the built demo page (`index.html` and its assets), served at `/`. When absent or
    * missing, `/` is a short page saying the demo is not built.
    *
@@ -208,6 +225,12 @@ export interface HubAppOptions extends HubLimits {
   announceWaitMs?: number
   /** @default DEFAULT_ANNOUNCE_TIMEOUT_MS (30 s) */
   announceTimeoutMs?: number
+  /** @default DEFAULT_ANNOUNCE_CONCURRENCY (4) */
+  announceConcurrency?: number
+  /** @default DEFAULT_MAX_PENDING_ANNOUNCEMENTS (10 000) */
+  maxPendingAnnouncements?: number
+  /** @default DEFAULT_ANNOUNCE_SPACING_MS (10 s) */
+  announceSpacingMs?: number
   /** @default DEFAULT_RESOLVE_TIMEOUT_MS (3 s) */
   resolveTimeoutMs?: number
   /** @default DEFAULT_HUB_FETCH_TIMEOUT_MS (3 s) */
@@ -270,10 +293,25 @@ export interface HubComponents {
   libp2pAddrs?(): string[]
   /**
    * Peered hubs (pubsub.ts): `publish` tells them of an accepted record (with its root block when
-   * the hub has it) and resolves once enough of them hold the version, or after a bounded wait.
+   * the hub has it) and resolves once enough of them hold the version, or after a bounded wait,
+   * with the number of hubs the record was sent to (0 or nothing: none heard it).
    */
-  cluster?: { publish(name: string, record: Uint8Array, rootBytes?: Uint8Array): Promise<void> }
+  cluster?: { publish(name: string, record: Uint8Array, rootBytes?: Uint8Array): Promise<number | undefined> }
 }
 
 /** What @hono/node-server passes as `c.env`; absent under `app.request()`. */
 export type Env = { Bindings: { incoming?: IncomingMessage } }
+
+// Cluster (pubsub.ts): replication between peered hubs.
+/** Hubs holding each space's current version, the accepting hub included. @default 2 */
+export const DEFAULT_REPLICAS = 2
+/** Longest a PUT waits for the chosen replicas to hold the version before answering anyway. @default 5 s */
+export const DEFAULT_REPLICA_WAIT_MS = 5_000
+/** Pubsub messages a hub takes from one peer per second on the cluster topics (bursts of 20×). @default 200 */
+export const DEFAULT_PEER_MESSAGES_PER_SECOND = 200
+/** Record checks from peers running at once; more are ignored (the sender's DHT put still carries them). @default 64 */
+export const DEFAULT_MAX_PEER_CHECKS = 64
+/** Versions waiting to be replicated; a newer record of a queued name replaces its entry. @default 1 024 */
+export const DEFAULT_MAX_REPLICATION_QUEUE = 1_024
+/** Versions replicated at once. @default 2 */
+export const DEFAULT_REPLICATION_CONCURRENCY = 2

@@ -1,13 +1,15 @@
 /**
  * Hub clusters over libp2p pubsub: a hub publishes every record it accepts on the name's
  * IPNS-over-PubSub topic (ipfs/specs `ipns-pubsub-router.md`: `/record/` + base64url of the routing
- * key, message data = the marshalled record) for devices, and on the hubs' own topic with the
- * name, the root block and the peers chosen to replicate it. A hub hearing a record checks it
- * exactly as a PUT (signature, size, sequence, owner binding, quota), stores it, indexes its owner
- * and tells its event-stream subscribers; the chosen replicas then fetch every block of the version
- * by bitswap and say so on the "held" topic, which the accepting hub waits for (bounded) before it
- * acknowledges the PUT. Everything a peer can send is bounded: message size, messages per second
- * per peer, checks in flight, queued replications and their concurrency, the per-name quota.
+ * key, message data = the marshalled record) for devices that subscribe, and on the hubs' own topic
+ * with the name, the root block (and the whole version when small) and the peers chosen to
+ * replicate it. A hub hearing a record checks it exactly as a PUT (signature, size, sequence, owner
+ * binding, quota), stores it, indexes its owner and tells its event-stream subscribers; the chosen
+ * replicas then store the version's blocks (those sent along at once, the rest fetched by bitswap
+ * through a queue) and say so on the "held" topic, which the accepting hub waits for (bounded, with
+ * one resend) before it acknowledges the PUT. Everything a peer can send is bounded: message size,
+ * messages per second per peer, checks in flight, queued replications and their concurrency, the
+ * per-name quota.
  */
 import { TopicValidatorResult } from '@libp2p/gossipsub'
 import { decode, encode } from 'cborg'
@@ -22,12 +24,13 @@ import { decodeLink } from './nextid/chain.js'
 import { adoptChain } from './nextid/replicate.js'
 import { exportAvatarChain } from './nextid/transfer.js'
 import { MAX_RECORD_BYTES, nameToMultihash, readRecord } from '../store/record.js'
-import { DEFAULT_HUB_FETCH_TIMEOUT_MS, DEFAULT_HUB_MAX_SPACE_BYTES } from './options.js'
+import { DEFAULT_HUB_FETCH_TIMEOUT_MS, DEFAULT_HUB_MAX_SPACE_BYTES, DEFAULT_MAX_PEER_CHECKS, DEFAULT_MAX_REPLICATION_QUEUE, DEFAULT_PEER_MESSAGES_PER_SECOND, DEFAULT_REPLICAS, DEFAULT_REPLICATION_CONCURRENCY, DEFAULT_REPLICA_WAIT_MS } from './options.js'
+// The cluster's defaults live with the hub's other options; exported here too, where they were first.
+export { DEFAULT_MAX_PEER_CHECKS, DEFAULT_MAX_REPLICATION_QUEUE, DEFAULT_PEER_MESSAGES_PER_SECOND, DEFAULT_REPLICAS, DEFAULT_REPLICATION_CONCURRENCY, DEFAULT_REPLICA_WAIT_MS } from './options.js'
 import { parseName } from './params.js'
 import { MAX_ROOT_BYTES, rootOf, stateLinks } from './quota.js'
 import { walkDag } from './walk.js'
 import { costOf } from './storage.js'
-import { verifyBlock } from '../store/blocks.js'
 import type { HubBlocks } from './blocks.js'
 import type { HubRecords } from './records.js'
 import type { NextIdStores } from './nextid/store.js'
@@ -36,18 +39,6 @@ import type { Block } from '../store/interface.js'
 import type { GossipSub, Message, SubscriptionChangeData } from '@libp2p/gossipsub'
 import type { MultihashDigest } from 'multiformats/hashes/interface'
 
-/** Hubs holding each space's current version, the accepting hub included. @default 2 */
-export const DEFAULT_REPLICAS = 2
-/** Longest a PUT waits for the chosen replicas to hold the version before answering anyway. @default 5 s */
-export const DEFAULT_REPLICA_WAIT_MS = 5_000
-/** Pubsub messages a hub takes from one peer per second on the cluster topics (bursts of 20×). @default 200 */
-export const DEFAULT_PEER_MESSAGES_PER_SECOND = 200
-/** Record checks from peers running at once; more are ignored (the sender's DHT put still carries them). @default 64 */
-export const DEFAULT_MAX_PEER_CHECKS = 64
-/** Versions waiting to be replicated; a newer record of a queued name replaces its entry. @default 1 024 */
-export const DEFAULT_MAX_REPLICATION_QUEUE = 1_024
-/** Versions replicated at once. @default 2 */
-export const DEFAULT_REPLICATION_CONCURRENCY = 2
 /** Root blocks up to this size travel with the record, so peers check the owner binding without a fetch. */
 const MAX_INLINE_ROOT_BYTES = 32 * 1024
 /**
@@ -127,7 +118,7 @@ class PeerLimiter {
   }
 }
 
-interface Waiter { missing: Set<string>, resolve: () => void }
+interface Waiter { missing: Set<string>, resolve: () => void, resend: (missing: string[]) => Promise<void> }
 interface Job { name: string, cid: CID, sequence: bigint, inline: Uint8Array[] }
 
 /** One hub's membership of the cluster. `stop()` leaves the topics. */
@@ -147,7 +138,11 @@ export class HubCluster {
   private readonly onMessage = (event: CustomEvent<Message>): void => { this.heard(event.detail) }
   private readonly onSubscription = (event: CustomEvent<SubscriptionChangeData>): void => {
     for (const { topic, subscribe } of event.detail.subscriptions) {
-      if (topic === CLUSTER_RECORDS_TOPIC) this.log(`cluster: ${subscribe ? 'joined by' : 'left by'} ${event.detail.peerId.toString()} (${this.hubs().length} other hubs)`)
+      if (topic !== CLUSTER_RECORDS_TOPIC) continue
+      const peer = event.detail.peerId.toString()
+      this.log(`cluster: ${subscribe ? 'joined by' : 'left by'} ${peer} (${this.hubs().length} other hubs)`)
+      // A replica (re)joining while a PUT waits for it may have missed the record.
+      if (subscribe) for (const set of this.waiters.values()) for (const waiter of set) if (waiter.missing.has(peer)) waiter.resend([peer]).catch(() => {})
     }
   }
 
@@ -179,11 +174,13 @@ export class HubCluster {
 
   /**
    * Tells devices and peered hubs of a record this hub accepted, and resolves once the chosen
-   * replicas hold the version (or after `replicaWaitMs`).
+   * replicas hold the version (or after `replicaWaitMs`), with the number of hubs it was sent to.
    */
-  async publish (name: string, record: Uint8Array, rootBytes?: Uint8Array): Promise<void> {
-    if (this.stopped) return
-    this.pubsub.publish(ipnsTopic(name), record).catch(() => {})
+  async publish (name: string, record: Uint8Array, rootBytes?: Uint8Array): Promise<number> {
+    if (this.stopped) return 0
+    const topic = ipnsTopic(name)
+    // Signing a message nobody listens to costs as much as one that is heard.
+    if (this.pubsub.getSubscribers(topic).length > 0) this.pubsub.publish(topic, record).catch(() => {})
     const chosen = rankHubs(name, this.hubs()).slice(0, this.replicas - 1)
     const message: RecordMessage = { name, record, replicas: chosen }
     if (rootBytes !== undefined && rootBytes.byteLength <= MAX_INLINE_ROOT_BYTES) {
@@ -194,9 +191,13 @@ export class HubCluster {
       }
     }
     const { sequence } = readRecord(record)
-    const held = chosen.length === 0 ? Promise.resolve() : this.waitHeld(name, sequence, chosen)
-    await this.pubsub.publish(CLUSTER_RECORDS_TOPIC, encode(message))
+    const resend = async (missing: string[]): Promise<void> => {
+      await this.pubsub.publish(CLUSTER_RECORDS_TOPIC, encode({ ...message, replicas: missing }))
+    }
+    const held = chosen.length === 0 ? Promise.resolve() : this.waitHeld(name, sequence, chosen, resend)
+    const { recipients } = await this.pubsub.publish(CLUSTER_RECORDS_TOPIC, encode(message))
     await held
+    return recipients.length
   }
 
   /** The blocks below a root, when this hub has all of them and they are small enough to send along. */
@@ -218,22 +219,31 @@ export class HubCluster {
     return out.length === walked.cids.length ? out : undefined
   }
 
-  private async waitHeld (name: string, sequence: bigint, replicas: string[]): Promise<void> {
+  /**
+   * Resolves once every replica said it holds the version, or after `replicaWaitMs`. A message
+   * can be lost (a peer's gossip stream not open yet, a connection replaced): a silent replica is
+   * sent the record again when it joins the cluster topic (again) meanwhile, and once, after half
+   * the wait, whatever happened; never more, so that a slow cluster is not made slower by resends.
+   */
+  private async waitHeld (name: string, sequence: bigint, replicas: string[], resend: (missing: string[]) => Promise<void>): Promise<void> {
     const key = `${name} ${sequence}`
     let waiter!: Waiter
-    const done = new Promise<void>((resolve) => { waiter = { missing: new Set(replicas), resolve } })
+    const done = new Promise<void>((resolve) => { waiter = { missing: new Set(replicas), resolve, resend } })
     let set = this.waiters.get(key)
     if (set === undefined) this.waiters.set(key, set = new Set())
     set.add(waiter)
     let timer: ReturnType<typeof setTimeout> | undefined
-    const timeout = new Promise<void>((resolve) => {
-      timer = setTimeout(() => {
-        this.log(`cluster: ${name} #${sequence} not yet held by ${[...waiter.missing].join(', ')} after ${this.replicaWaitMs} ms`)
-        resolve()
-      }, this.replicaWaitMs)
-    })
+    const within = async (ms: number): Promise<boolean> => {
+      const late = await Promise.race([done.then(() => false), new Promise<boolean>((resolve) => { timer = setTimeout(() => { resolve(true) }, ms) })])
+      clearTimeout(timer)
+      return !late
+    }
     try {
-      await Promise.race([done, timeout])
+      const halfMs = this.replicaWaitMs / 2
+      if (await within(halfMs) || this.stopped) return
+      await resend([...waiter.missing]).catch(() => {})
+      if (await within(this.replicaWaitMs - halfMs) || this.stopped) return
+      this.log(`cluster: ${name} #${sequence} not yet held by ${[...waiter.missing].join(', ')} after ${this.replicaWaitMs} ms`)
     } finally {
       clearTimeout(timer)
       set.delete(waiter)
@@ -262,7 +272,17 @@ export class HubCluster {
     }
     if (decoded.replicas.includes(this.self)) {
       const { cid, sequence } = readRecord(decoded.record)
-      if (cid !== undefined) this.enqueue({ name: decoded.name, cid, sequence, inline: [...(decoded.root === undefined ? [] : [decoded.root]), ...(decoded.blocks ?? [])] })
+      const job = cid === undefined ? undefined : { name: decoded.name, cid, sequence, inline: [...(decoded.root === undefined ? [] : [decoded.root]), ...(decoded.blocks ?? [])] }
+      if (job !== undefined && decoded.root !== undefined && decoded.blocks !== undefined) {
+        // The whole version came along: nothing to fetch, so no queue to wait in (a slot of the
+        // checks cap bounds these instead).
+        this.checks++
+        this.replicate(job).catch((err: Error) => {
+          this.log(`cluster: cannot replicate ${job.name}: ${err.message}`)
+        }).finally(() => { this.checks-- })
+      } else if (job !== undefined) {
+        this.enqueue(job)
+      }
     }
     return TopicValidatorResult.Accept
   }
@@ -366,16 +386,19 @@ export class HubCluster {
     const timeoutMs = this.options.fetchTimeoutMs ?? DEFAULT_HUB_FETCH_TIMEOUT_MS
     const max = this.options.maxSpaceBytes ?? DEFAULT_HUB_MAX_SPACE_BYTES
     let missing = 0
-    // Blocks the sender carried, by CID once they hash right; the rest come by bitswap.
+    // Blocks the sender carried, by the CID their bytes hash to (so a CID found here is verified);
+    // the rest come by bitswap.
     const carried = new Map<string, Uint8Array>()
     for (const bytes of job.inline) {
       const digest = await sha256Hasher.digest(bytes)
       // dag-cbor (roots, public sections) and raw (private buckets): the codecs a space writes.
       for (const code of [dagCbor.code, 0x55]) carried.set(CID.createV1(code, digest).toString(), bytes)
     }
-    const read = async (c: CID): Promise<Uint8Array | undefined> => {
+    // The walk asks for a block's size and then its bytes: each is read (and stored) once.
+    const seen = new Map<string, Promise<Uint8Array | undefined>>()
+    const load = async (c: CID): Promise<Uint8Array | undefined> => {
       const given = carried.get(c.toString())
-      if (given !== undefined && await verifyBlock(c, given)) {
+      if (given !== undefined) {
         if (!(await blocks.blockstore.has(c)) && blocks.storage.hasRoomFor(costOf(given.byteLength))) {
           await blocks.blockstore.put(c, given)
           await blocks.storage.landed(NETWORK_CLIENT, [{ cid: c, size: given.byteLength }], Date.now())
@@ -385,6 +408,12 @@ export class HubCluster {
       const bytes = await blocks.readBlock(c, timeoutMs)
       if (bytes === undefined) missing++
       return bytes
+    }
+    const read = async (c: CID): Promise<Uint8Array | undefined> => {
+      const key = c.toString()
+      let pending = seen.get(key)
+      if (pending === undefined) seen.set(key, pending = load(c))
+      return pending
     }
     const io = { read, size: async (c: CID) => (await read(c))?.byteLength }
     const rootBytes = await read(job.cid)

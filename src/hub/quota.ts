@@ -40,7 +40,7 @@ export function stateLinks (root: Root): CID[] {
 /** Throws TooLargeError when the version under `cid` is over `max` bytes or a walk cap. */
 export async function checkSpaceQuota (blocks: BlockSource, name: string, cid: CID, rootBytes: Uint8Array, root: Root | undefined, max: number): Promise<Walked> {
   const walked = await versionBlocks(blocks, cid, rootBytes, root, max)
-  if (walked.over === 'bytes') throw new TooLargeError(`${name} would store over ${max} bytes, the limit per name`)
+  if (walked.over === 'bytes') throw new TooLargeError(`${name} would store over the ${max}-byte limit per name`)
   if (walked.over !== undefined) throw new TooLargeError(`${name} has over ${walked.over === 'links' ? blocks.walkCaps(max).maxLinks : blocks.walkCaps(max).maxBlocks} ${walked.over}, the limit of one walk`)
   return walked
 }

@@ -1,17 +1,19 @@
 /**
  * IPNS records: validation, the conditional write (a lower sequence is a conflict, the same sequence
  * with another value an equivocation), the owner binding and quota of the root a record points at,
- * the address index, DHT announcements and network look-ups of names the hub does not hold.
+ * the address index, DHT announcements (announce.ts) and network look-ups of names the hub does not hold.
  */
+import { systemClock } from '../clock.js'
 import { equals } from 'multiformats/bytes'
 import { toBase64 } from '../crypto/bytes.js'
 import { ConflictError, EquivocationError, InvalidInputError, TooLargeError } from '../errors.js'
 import { verifyOwner } from '../space/root.js'
 import { verifyBlock } from '../store/blocks.js'
 import { readRecord, validateRecord } from '../store/record.js'
+import { Announcer } from './announce.js'
 import {
-  DEFAULT_ANNOUNCE_TIMEOUT_MS, DEFAULT_ANNOUNCE_WAIT_MS, DEFAULT_HUB_FETCH_TIMEOUT_MS, DEFAULT_HUB_MAX_SPACE_BYTES,
-  DEFAULT_RESOLVE_TIMEOUT_MS
+  DEFAULT_ANNOUNCE_CONCURRENCY, DEFAULT_ANNOUNCE_SPACING_MS, DEFAULT_ANNOUNCE_TIMEOUT_MS, DEFAULT_ANNOUNCE_WAIT_MS, DEFAULT_HUB_FETCH_TIMEOUT_MS,
+  DEFAULT_HUB_MAX_SPACE_BYTES, DEFAULT_MAX_PENDING_ANNOUNCEMENTS, DEFAULT_RESOLVE_TIMEOUT_MS
 } from './options.js'
 import { checkSpaceQuota, rootOf } from './quota.js'
 import { datastoreRecords } from './record-store.js'
@@ -46,14 +48,36 @@ export class HubRecords {
   private readonly indexed = new Map<string, string>()
 
   private readonly validate: (name: string, bytes: Uint8Array) => Promise<RecordInfo>
+  private readonly announcer: Announcer | undefined
 
   constructor (components: HubComponents, options: HubAppOptions, blocks: HubBlocks, events: HubEvents) {
     this.components = components
-    this.validate = components.validate ?? validateRecord
+    this.validate = components.validate ?? (async (name, bytes) => await validateRecord(name, bytes, { nowMs: options.nowMs }))
     this.records = components.records ?? datastoreRecords(components.datastore)
     this.options = options
     this.blocks = blocks
     this.events = events
+    this.announcer = components.announce === undefined
+      ? undefined
+      : new Announcer(components.announce, {
+        concurrency: options.announceConcurrency ?? DEFAULT_ANNOUNCE_CONCURRENCY,
+        maxPending: options.maxPendingAnnouncements ?? DEFAULT_MAX_PENDING_ANNOUNCEMENTS,
+        timeoutMs: options.announceTimeoutMs ?? DEFAULT_ANNOUNCE_TIMEOUT_MS
+      })
+  }
+
+  /** Whether the last record of a name reached peered hubs (names written lately only). */
+  private readonly gossipedLately = new Map<string, boolean>()
+
+  private noteGossiped (name: string, heard: boolean): void {
+    this.gossipedLately.delete(name)
+    this.gossipedLately.set(name, heard)
+    if (this.gossipedLately.size > RECENT_RECORDS) this.gossipedLately.delete(this.gossipedLately.keys().next().value as string)
+  }
+
+  /** Stops announcing: records still waiting for their DHT announcement are left to the next start's re-announcement. */
+  stop (): void {
+    this.announcer?.stop()
   }
 
 
@@ -92,7 +116,27 @@ export class HubRecords {
   async putRecord (name: string, bytes: Uint8Array): Promise<void> {
     const info = await this.validate(name, bytes)
     const changed = await this.accept(name, bytes, info)
-    if (changed) await Promise.all([this.announce(name, bytes), this.replicate(name, bytes, info)])
+    if (changed) await this.spread(name, bytes, info)
+  }
+
+  /**
+   * Tells the network of an accepted record: the DHT announcement starts in the background, and
+   * peered hubs hear it by gossip (the PUT waits, bounded, for its replicas). When at least one
+   * peered hub heard it, readers through any hub find it already, so the PUT does not wait for the
+   * DHT; otherwise it waits up to `announceWaitMs`, so that a reader on another node finds the
+   * record at once.
+   */
+  private async spread (name: string, bytes: Uint8Array, info: RecordInfo): Promise<void> {
+    // Before the gossip, so the DHT's copy is not held up by it; spaced once peered hubs are known
+    // to serve the name (they heard its records), at once otherwise.
+    const spacingMs = this.components.cluster === undefined || this.gossipedLately.get(name) !== true ? 0 : this.options.announceSpacingMs ?? DEFAULT_ANNOUNCE_SPACING_MS
+    const announced = this.announcer?.add(name, bytes, spacingMs)
+    const hubs = await this.replicate(name, bytes, info)
+    this.noteGossiped(name, hubs > 0)
+    if (announced === undefined || hubs > 0) return
+    let timer: ReturnType<typeof setTimeout> | undefined
+    await Promise.race([announced, new Promise<void>((resolve) => { timer = setTimeout(resolve, this.options.announceWaitMs ?? DEFAULT_ANNOUNCE_WAIT_MS) })])
+    clearTimeout(timer)
   }
 
   /**
@@ -102,6 +146,9 @@ export class HubRecords {
    * to the record's CID. Resolves true when stored, false when already held; throws the PUT's errors.
    */
   async acceptFromPeer (name: string, bytes: Uint8Array, rootBytes?: Uint8Array): Promise<boolean> {
+    // The record already stored, byte for byte (a copy, a resend): checked when it was stored.
+    const current = await this.storedWithInfo(name)
+    if (current !== undefined && equals(current.bytes, bytes)) return false
     const info = await this.validate(name, bytes)
     const root = rootBytes !== undefined && info.cid !== undefined && await verifyBlock(info.cid, rootBytes) ? rootBytes : undefined
     // The root is read from the message for the checks; blocks reach this hub by replication.
@@ -109,13 +156,14 @@ export class HubRecords {
     return this.accept(name, bytes, info, staged)
   }
 
-  private async replicate (name: string, bytes: Uint8Array, info: RecordInfo): Promise<void> {
+  /** Gossips the record to peered hubs and waits (bounded) for its replicas; resolves with the number of hubs it reached. */
+  private async replicate (name: string, bytes: Uint8Array, info: RecordInfo): Promise<number> {
     const cluster = this.components.cluster
-    if (cluster === undefined) return
+    if (cluster === undefined) return 0
     const root = info.cid === undefined ? undefined : await this.blocks.localBlock(info.cid)
     // Best effort: a PUT is acknowledged once stored here; the wait only narrows the window in
     // which losing this hub loses the version.
-    await cluster.publish(name, bytes, root).catch(() => {})
+    return (await cluster.publish(name, bytes, root).catch(() => 0)) ?? 0
   }
 
   /**
@@ -131,7 +179,7 @@ export class HubRecords {
       blocks: staged,
       store: async () => { await this.blocks.storeVerified(blocks, client) }
     })
-    if (changed) await Promise.all([this.announce(name, bytes), this.replicate(name, bytes, info)])
+    if (changed) await this.spread(name, bytes, info)
   }
 
   /**
@@ -192,7 +240,7 @@ export class HubRecords {
 
     const { issuedAt } = root.owner
     // A date in the future would outrank every later binding until that date: refused.
-    if (issuedAt !== undefined && issuedAt > Date.now() + MAX_BINDING_CLOCK_SKEW_MS) {
+    if (issuedAt !== undefined && issuedAt > (this.options.nowMs ?? systemClock)() + MAX_BINDING_CLOCK_SKEW_MS) {
       throw new InvalidInputError(`the owner binding of ${name} is dated ${new Date(issuedAt).toISOString()}, in the future`)
     }
     const signature = toBase64(root.owner.signature)
@@ -207,25 +255,6 @@ export class HubRecords {
       this.verifiedOwners.set(name, `${root.owner.address} ${signature}`)
     }
     return { walked, owner: { address, issuedAt } }
-  }
-
-  private async announce (name: string, bytes: Uint8Array): Promise<void> {
-    const announce = this.components.announce
-    if (announce === undefined) return
-    // A timer cleared as soon as the announcement ends (AbortSignal.timeout would keep one alive
-    // per PUT for the whole timeout).
-    const controller = new AbortController()
-    const deadline = setTimeout(() => { controller.abort(new Error('announcement timed out')) }, this.options.announceTimeoutMs ?? DEFAULT_ANNOUNCE_TIMEOUT_MS)
-    let finished = false
-    const done = announce(name, bytes, { signal: controller.signal }).catch(() => {
-      // The periodic re-announcement retries; the record is stored either way.
-    }).finally(() => { finished = true; clearTimeout(deadline) })
-    // Wait briefly so that a reader on another hub finds the record at once; never for long.
-    await Promise.resolve()
-    if (finished) return
-    let timer: ReturnType<typeof setTimeout> | undefined
-    await Promise.race([done, new Promise<void>((resolve) => { timer = setTimeout(resolve, this.options.announceWaitMs ?? DEFAULT_ANNOUNCE_WAIT_MS) })])
-    clearTimeout(timer)
   }
 
   /** The stored record, refreshed from the network when the hub has none or the client asks. */

@@ -8,6 +8,7 @@
  * - every other routing route is a 501 (peers, DHT) or a 400 (unknown paths), as the spec says.
  * Answers only from what the hub holds: a providers request never causes network I/O.
  */
+import { systemClock } from '../clock.js'
 import { createHash } from 'node:crypto'
 import { multiaddr } from '@multiformats/multiaddr'
 import { base32 } from 'multiformats/bases/base32'
@@ -41,7 +42,7 @@ export function mountRouting (app: Hono, blocks: HubBlocks, records: HubRecords,
     const providers = held ? filterProviders([selfRecord(c, components, options, peerId)], c) : []
     const headers: Record<string, string> = {
       'Cache-Control': `public, max-age=${providers.length > 0 ? PROVIDERS_MAX_AGE_SECONDS : NO_PROVIDERS_MAX_AGE_SECONDS}`,
-      'Last-Modified': new Date().toUTCString(),
+      'Last-Modified': new Date((options.nowMs ?? systemClock)()).toUTCString(),
       Vary: 'Accept'
     }
     if (wantsNdjson(c)) {
@@ -58,7 +59,7 @@ export function mountRouting (app: Hono, blocks: HubBlocks, records: HubRecords,
     const nocache = /no-cache|no-store|max-age=0/i.test(cacheControl) || c.req.header('pragma') === 'no-cache'
     const record = onlyIfCached(c) ? await records.stored(name) : await records.getRecord(name, nocache)
     if (record === undefined) throw new NotFoundError(`no IPNS record for ${name}`)
-    const headers = { ...recordHeaders(record, records.infoOf(name, record), Date.now(), options), 'Content-Type': IPNS_RECORD_TYPE }
+    const headers = { ...recordHeaders(record, records.infoOf(name, record), (options.nowMs ?? systemClock)(), options), 'Content-Type': IPNS_RECORD_TYPE }
     if (ifNoneMatch(c, headers.ETag)) return c.body(null, 304, headers)
     return c.body(record as Uint8Array<ArrayBuffer>, 200, headers)
   })

@@ -5,11 +5,13 @@
  * re-announces the signed records it was given, exactly as they are, so they stay findable for as
  * long as their validity (months) lasts.
  */
+import { systemClock } from '../clock.js'
 import { mkdir, open, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { availableParallelism } from 'node:os'
 import { join, resolve as resolvePath } from 'node:path'
 import { Worker } from 'node:worker_threads'
 import { serve } from '@hono/node-server'
+import { multiaddr } from '@multiformats/multiaddr'
 import { multihashToIPNSRoutingKey } from 'ipns'
 import { DataDirectoryLockedError, errorFromName, InvalidInputError, StoreError, UserSpaceError } from '../errors.js'
 import { noopLogger } from '../logger.js'
@@ -53,8 +55,11 @@ export const DEFAULT_GC_INTERVAL_MS = 10 * 60 * 1000
 export const DEFAULT_HUB_ROUTING_TIMEOUT_MS = 10_000
 /** First wait before dialling an unreachable `peers` entry again; it doubles up to the maximum. @default 1 s */
 export const DEFAULT_PEER_RETRY_MIN_MS = 1_000
-/** Longest wait between dials of an unreachable `peers` entry. @default 5 minutes */
-export const DEFAULT_PEER_RETRY_MAX_MS = 5 * 60_000
+/**
+ * Longest wait between dials of an unreachable `peers` entry: a listed hub that restarts is heard
+ * again within this (sooner when it dials this hub first). @default 30 s
+ */
+export const DEFAULT_PEER_RETRY_MAX_MS = 30_000
 /** The file in the data directory naming the process that runs a hub on it. */
 export const LOCK_FILE = 'hub.pid'
 /** The file in the data directory that keeps the libp2p listen addresses across restarts. */
@@ -82,7 +87,7 @@ export interface HubOptions extends HubAppOptions, HubConnectionOptions {
   peers?: string[]
   /** @default DEFAULT_PEER_RETRY_MIN_MS (1 s) */
   peerRetryMinMs?: number
-  /** @default DEFAULT_PEER_RETRY_MAX_MS (5 minutes) */
+  /** @default DEFAULT_PEER_RETRY_MAX_MS (30 s) */
   peerRetryMaxMs?: number
   /**
    * libp2p listen multiaddrs. When omitted, a hub on a directory listens on the ports it used last
@@ -167,6 +172,7 @@ export async function startHub (options: HubOptions = {}): Promise<RunningHub> {
   const routingTimeoutMs = options.routingTimeoutMs ?? DEFAULT_HUB_ROUTING_TIMEOUT_MS
 
   const log = (options.logger ?? noopLogger()).forComponent('userspace:hub')
+  const nowMs = options.nowMs ?? systemClock
   parseMultiaddrs(options.peers ?? [], 'peers')
   if (options.publicUrl !== undefined) urlToMultiaddr(options.publicUrl)
   const releaseLock = directory === undefined ? async () => {} : await lockDirectory(directory)
@@ -263,7 +269,7 @@ export async function startHub (options: HubOptions = {}): Promise<RunningHub> {
       try {
         // Expired records are no longer announced (DHT peers would refuse them anyway).
         const { validUntilMs } = readRecord(record)
-        if (!(validUntilMs > Date.now())) continue
+        if (!(validUntilMs > nowMs())) continue
         await node.routing.put(routingKey(name), record, { signal: AbortSignal.timeout(routingTimeoutMs) })
         count++
       } catch {
@@ -317,6 +323,7 @@ export async function startHub (options: HubOptions = {}): Promise<RunningHub> {
         clearTimeout(debounce)
         dialer.stop()
         cluster?.stop()
+        hubRecords.stop()
         node.libp2p.removeEventListener('peer:connect', onPeer)
         await new Promise<void>((resolve) => {
           server.close(() => { resolve() })
@@ -411,15 +418,23 @@ const P2P_CODE = 0x01a5
 
 /**
  * Dials every peer in the background; one that does not answer is dialled again after a wait that
- * doubles from `minMs` to `maxMs`, until it answers or `stop()`. Once connected, libp2p keeps the
- * connection (see dialPeer).
+ * doubles from `minMs` to `maxMs`, until it answers or `stop()`. A listed peer that connects to this
+ * hub on its own while it waits (a restarted hub dialling its own peers list, or found through the
+ * DHT) is dialled at once. Once connected, libp2p keeps the connection (see dialPeer).
  */
 function dialInBackground (node: HeliaNode, peers: string[], minMs: number, maxMs: number, log: Logger): { stop: () => void } {
   let stopped = false
-  const timers = new Set<ReturnType<typeof setTimeout>>()
-  /** Configured addresses by the peer id they reached, to dial again when that peer goes away. */
+  /** The pending retry of each address that waits for one. */
+  const waiting = new Map<string, ReturnType<typeof setTimeout>>()
+  /** Configured addresses by the peer id they name or reached, to dial again when that peer goes away or comes back. */
   const reached = new Map<string, string>()
   const dialling = new Set<string>()
+  const retry = (address: string, waitMs: number, nextMs: number): void => {
+    clearTimeout(waiting.get(address))
+    const timer = setTimeout(() => { waiting.delete(address); attempt(address, nextMs) }, waitMs)
+    timer.unref()
+    waiting.set(address, timer)
+  }
   const attempt = (address: string, waitMs: number): void => {
     if (stopped) return
     dialling.add(address)
@@ -432,9 +447,7 @@ function dialInBackground (node: HeliaNode, peers: string[], minMs: number, maxM
     }, (err: Error) => {
       if (stopped) return
       log.error('peer: cannot reach %s (%s); retrying in %d s', address, err.message, Math.round(waitMs / 1000))
-      const timer = setTimeout(() => { timers.delete(timer); attempt(address, Math.min(waitMs * 2, maxMs)) }, waitMs)
-      timer.unref()
-      timers.add(timer)
+      retry(address, waitMs, Math.min(waitMs * 2, maxMs))
     })
   }
   // libp2p re-dials keep-alive peers only a few times (about half a minute); a hub that is down
@@ -443,24 +456,34 @@ function dialInBackground (node: HeliaNode, peers: string[], minMs: number, maxM
     const address = reached.get(event.detail.toString())
     if (address === undefined || stopped || dialling.has(address)) return
     log('peer: lost %s; dialling it again', address)
-    const timer = setTimeout(() => { timers.delete(timer); attempt(address, minMs) }, minMs)
-    timer.unref()
-    timers.add(timer)
+    retry(address, minMs, minMs)
+  }
+  // A listed hub that is back need not wait out this side's backoff.
+  const onConnect = (event: CustomEvent<{ toString: () => string }>): void => {
+    const address = reached.get(event.detail.toString())
+    if (address === undefined || stopped || !waiting.has(address)) return
+    clearTimeout(waiting.get(address))
+    waiting.delete(address)
+    attempt(address, minMs)
   }
   node.libp2p.addEventListener('peer:disconnect', onDisconnect as EventListener)
+  node.libp2p.addEventListener('peer:connect', onConnect as EventListener)
   // One peers list can serve every hub of a cluster: each skips its own entry.
   const self = node.libp2p.peerId.toString()
   const own = new Set(node.libp2p.getMultiaddrs().map(a => a.decapsulateCode(P2P_CODE).toString()))
   for (const address of peers) {
     if (address.endsWith(`/p2p/${self}`) || own.has(address)) continue
+    const id = multiaddr(address).getComponents().findLast(c => c.code === P2P_CODE)?.value
+    if (id !== undefined) reached.set(id, address)
     attempt(address, minMs)
   }
   return {
     stop: () => {
       stopped = true
       node.libp2p.removeEventListener('peer:disconnect', onDisconnect as EventListener)
-      for (const timer of timers) clearTimeout(timer)
-      timers.clear()
+      node.libp2p.removeEventListener('peer:connect', onConnect as EventListener)
+      for (const timer of waiting.values()) clearTimeout(timer)
+      waiting.clear()
     }
   }
 }

@@ -12,6 +12,7 @@
  * renewal), `binding.ts` (the owner binding), `version.ts` (reading a past version), `emitter.ts`
  * (events); `context.ts` is what they share.
  */
+import { systemClock } from '../clock.js'
 import { equals } from 'multiformats/bytes'
 import { CID } from 'multiformats/cid'
 import { InvalidInputError, UnpublishedWritesError } from '../errors.js'
@@ -60,7 +61,7 @@ export class DefaultSpace implements Space {
     private readonly options: SpaceOptions
   ) {
     this.deviceId = options.deviceId ?? bytesToHex(randomBytes(8))
-    const now = options.now ?? Date.now
+    const now = options.now ?? systemClock
     this.ctx = {
       store,
       wallet,

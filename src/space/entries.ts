@@ -5,6 +5,7 @@
  * text, so every device picks the same winner and all of them converge. Removes follow the same rule
  * as sets: the later of a concurrent remove and set wins.
  */
+import { systemClock } from '../clock.js'
 import { FormatError, InvalidInputError } from '../errors.js'
 
 /**
@@ -42,7 +43,7 @@ export function sameEntry (a: Entry, b: Entry): boolean {
 export class HybridClock {
   private last = 0
 
-  constructor (private readonly now: () => number = Date.now) {}
+  constructor (private readonly now: () => number = systemClock) {}
 
   next (): number {
     const now = this.now()

@@ -27,7 +27,7 @@ export class Merger {
   /** Validates a record and merges the version it points at. */
   async absorb (recordBytes: Uint8Array, options?: AbortOptions): Promise<void> {
     const { head } = this.ctx
-    const info = await validateRecord(this.ctx.name, recordBytes, { allowExpired: true })
+    const info = await validateRecord(this.ctx.name, recordBytes, { allowExpired: true, nowMs: this.ctx.now })
     const sequence = Number(info.sequence)
     if (info.cid === undefined) return
     if (sequence < head.seq) {

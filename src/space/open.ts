@@ -42,7 +42,7 @@ export async function openSpace (options: SpaceOptions | GrantedSpaceOptions): P
   const state = options.state ?? (store.ephemeral === true ? memoryState() : await defaultState())
   const space = new DefaultSpace(store, wallet, address, name, keys, state, options)
   const record = await store.getRecord(name, { nocache: options.offlineFirst !== true, signal: options.signal })
-  options.onProgress?.({ type: 'space:open:resolved', detail: { name, sequence: record === undefined ? null : Number((await validateRecord(name, record, { allowExpired: true })).sequence) } })
+  options.onProgress?.({ type: 'space:open:resolved', detail: { name, sequence: record === undefined ? null : Number((await validateRecord(name, record, { allowExpired: true, nowMs: options.now })).sequence) } })
   await space.init(record, options)
   if (options.offlineFirst === true) space.refresh().catch((err: Error) => { space.emit('error', err) })
   return space

@@ -130,7 +130,7 @@ export class Publisher {
     const rootBlock = version.root
     const lifetimeMs = options.recordLifetimeMs ?? DEFAULT_RECORD_LIFETIME_MS
     // On failure nothing is recorded as stored: the writes stay in the map, dirty, for the next publish.
-    const record = await createRecord(this.ctx.derived.ipnsKey, rootBlock.cid, sequence, { lifetimeMs })
+    const record = await createRecord(this.ctx.derived.ipnsKey, rootBlock.cid, sequence, { lifetimeMs, nowMs: this.ctx.now })
     if (store.publish !== undefined) {
       // One step (one request to a hub): a stale sequence leaves nothing behind.
       await store.publish(this.ctx.name, record, version.blocks, { signal })

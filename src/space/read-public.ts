@@ -22,6 +22,8 @@ export interface ReadPublicOptions extends AbortOptions {
   store?: Store
   /** A hub URL, instead of `store`. */
   hub?: string
+  /** The clock that decides whether the record has expired. @default systemClock */
+  nowMs?: () => number
 }
 
 export interface PublicProfile {
@@ -59,7 +61,7 @@ export async function readPublic (options: ReadPublicOptions): Promise<PublicPro
   name = canonicalName(name)
   const record = await store.getRecord(name, { ...options, nocache: true })
   if (record === undefined) throw new NotFoundError(`no record for ${name}`)
-  const info = await validateRecord(name, record, { allowExpired: true })
+  const info = await validateRecord(name, record, { allowExpired: true, nowMs: options.nowMs })
   if (info.cid === undefined) throw new NotFoundError(`the record of ${name} does not point at an /ipfs/ root`)
   const root = decodeRoot(await getVerifiedBlock(store, info.cid, options))
   // The owner is what the binding's signature proves, never what the root claims.

@@ -14,7 +14,7 @@ export async function renewIfAging (ctx: SpaceContext, options?: AbortOptions): 
   const lifetime = ctx.options.recordLifetimeMs ?? DEFAULT_RECORD_LIFETIME_MS
   if (head.rootCid === null || head.validUntilMs - ctx.now() > lifetime / 2) return
   try {
-    const record = await createRecord(ctx.derived.ipnsKey, head.rootCid, head.seq, { lifetimeMs: lifetime })
+    const record = await createRecord(ctx.derived.ipnsKey, head.rootCid, head.seq, { lifetimeMs: lifetime, nowMs: ctx.now })
     await ctx.store.putRecord(ctx.name, record, options)
     head.lastRecord = record
     head.validUntilMs = ctx.now() + lifetime

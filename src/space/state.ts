@@ -10,6 +10,7 @@
  * cannot erase each other's pending writes: `put` keeps the higher sequence, `addPending` keeps the
  * winning entry per key, `removePending` removes only the exact entries given.
  */
+import { systemClock } from '../clock.js'
 import { InvalidInputError, StoreError } from '../errors.js'
 import { sameEntry, wins } from './entries.js'
 import type { Entry } from './entries.js'
@@ -163,7 +164,13 @@ const LOCK_WAIT_MS = 5_000
  * (`<name>.lock`, created exclusively) and lands by write-to-temp, fsync, rename, so a crash leaves
  * either the old or the new file, and two processes never erase each other's pending writes.
  */
-export function fileState (dir?: string): SpaceStateStore {
+export interface FileStateOptions {
+  /** The clock a lock file's age is judged by (against its modification time). @default systemClock */
+  nowMs?: () => number
+}
+
+export function fileState (dir?: string, options: FileStateOptions = {}): SpaceStateStore {
+  const nowMs = options.nowMs ?? systemClock
   let resolvedDir: Promise<string> | undefined
   const directory = async (): Promise<string> => {
     resolvedDir ??= (async () => {
@@ -217,7 +224,7 @@ export function fileState (dir?: string): SpaceStateStore {
       const applied: Queued[] = []
       try {
         const fs = await nodeFs()
-        await lock(fs, `${path}.lock`)
+        await lock(fs, `${path}.lock`, nowMs)
         try {
           let next = await read(path)
           for (const q of batch) {
@@ -260,8 +267,9 @@ export function fileState (dir?: string): SpaceStateStore {
   }
 }
 
-async function lock (fs: NodeFs, path: string): Promise<void> {
-  const deadline = Date.now() + LOCK_WAIT_MS
+async function lock (fs: NodeFs, path: string, nowMs: () => number): Promise<void> {
+  // A wait, not a date: measured on the monotonic timer, whatever the clock says.
+  const deadline = performance.now() + LOCK_WAIT_MS
   for (let wait = 2; ; wait = Math.min(wait * 2, 100)) {
     try {
       const handle = await fs.open(path, 'wx')
@@ -270,8 +278,8 @@ async function lock (fs: NodeFs, path: string): Promise<void> {
     } catch (err) {
       if ((err as { code?: string }).code !== 'EEXIST') throw err
     }
-    if (await removeStaleLock(fs, path)) continue
-    if (Date.now() > deadline) throw new StoreError(`the state lock ${path} is held by another process`)
+    if (await removeStaleLock(fs, path, nowMs)) continue
+    if (performance.now() > deadline) throw new StoreError(`the state lock ${path} is held by another process`)
     await new Promise(resolve => setTimeout(resolve, wait))
   }
 }
@@ -282,14 +290,14 @@ async function lock (fs: NodeFs, path: string): Promise<void> {
  * could otherwise both remove "it", the second removing the lock the first just took, and both
  * would write. Returns true when the lock is gone.
  */
-async function removeStaleLock (fs: NodeFs, path: string): Promise<boolean> {
+async function removeStaleLock (fs: NodeFs, path: string, nowMs: () => number): Promise<boolean> {
   const guard = `${path}.takeover`
   try {
     await (await fs.open(guard, 'wx')).close()
   } catch (err) {
     if ((err as { code?: string }).code !== 'EEXIST') return false
     // A guard is held for a moment; one this old was left by a process that died holding it.
-    try { if (Date.now() - (await fs.stat(guard)).mtimeMs > STALE_LOCK_MS) await fs.unlink(guard) } catch {}
+    try { if (nowMs() - (await fs.stat(guard)).mtimeMs > STALE_LOCK_MS) await fs.unlink(guard) } catch {}
     return false
   }
   try {
@@ -301,7 +309,7 @@ async function removeStaleLock (fs: NodeFs, path: string): Promise<boolean> {
     }
     const owner = Number.parseInt(text, 10)
     const named = Number.isSafeInteger(owner) && owner > 0
-    const age = Date.now() - (await fs.stat(path)).mtimeMs
+    const age = nowMs() - (await fs.stat(path)).mtimeMs
     // A live holder keeps its lock however slow its write (a paused laptop, a slow fsync); only a
     // lock far older than any write (its pid reused by another process) is taken from a live pid.
     if (named && alive(owner) && age <= REUSED_PID_LOCK_MS) return false

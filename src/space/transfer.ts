@@ -34,6 +34,8 @@ export interface TransferProgress {
 
 export interface TransferOptions extends AbortOptions {
   onProgress?: (progress: TransferProgress) => void
+  /** The clock that decides whether a record has expired. @default systemClock */
+  nowMs?: () => number
   /** Blocks per upload batch on import. @default 4 MiB worth */
   batchBytes?: number
 }
@@ -85,7 +87,7 @@ export async function exportSpace (store: Store, name: string, options: Transfer
   const record = await store.getRecord(name, { nocache: true, signal: options.signal })
   if (record === undefined) throw new NotFoundError(`no record for ${name}`)
   // An expired record is still the last version its owner signed: worth a backup.
-  const info = await validateRecord(name, record, { allowExpired: true })
+  const info = await validateRecord(name, record, { allowExpired: true, nowMs: options.nowMs })
   if (info.cid === undefined) throw new FormatError(`the record of ${name} does not point at an /ipfs/ root`)
   const blocks = await walk(info.cid, async cid => getVerifiedBlock(store, cid, options), (done, total) => options.onProgress?.({ type: 'transfer:read', detail: { done, total } }))
   const manifest = await cborBlock({ type: EXPORT_TYPE, version: 1, name, record, root: info.cid })
@@ -116,7 +118,7 @@ export async function importSpace (store: Store, car: Uint8Array, options: Trans
     return bytes
   }
   const manifest = readManifest(await get(roots[0] as CID))
-  const info = await validateRecord(manifest.name, manifest.record, { allowExpired: true })
+  const info = await validateRecord(manifest.name, manifest.record, { allowExpired: true, nowMs: options.nowMs })
   if (info.expired) {
     // Stores refuse expired records: say so now rather than after uploading every block.
     throw new InvalidRecordError(`the record in the file expired on ${new Date(info.validUntilMs).toISOString()}: its owner must open the space once (which renews it) and export it again`)

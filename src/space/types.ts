@@ -79,7 +79,10 @@ export interface SpaceOptions extends AbortOptions {
    * 'error' event, not a failed open. @default false
    */
   offlineFirst?: boolean
-  /** Wall clock for entry stamps, in milliseconds; for simulations and tests. @default Date.now */
+  /**
+   * The wall clock, in ms since 1970: entry stamps, version dates, the owner binding's date, record
+   * validity and expiry, renewal. For simulations and tests. @default systemClock (Date.now)
+   */
   now?: () => number
   onProgress?: (event: ProgressEvent) => void
   /**

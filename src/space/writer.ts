@@ -61,7 +61,7 @@ export class Writer {
 
   async patch (sectionName: SectionName, patch: Record<string, Json>, options?: AbortOptions): Promise<void> {
     if (typeof patch !== 'object' || patch === null || Array.isArray(patch)) {
-      throw new InvalidInputError('"patch" expected a JSON object (an RFC 7396 merge patch of the whole map)')
+      throw new InvalidInputError(`"patch" expected a JSON object (an RFC 7396 merge patch of the whole map), got ${patch === null ? 'null' : Array.isArray(patch) ? 'an array' : typeof patch}`)
     }
     checkValue(patch, Number.MAX_SAFE_INTEGER, 'patch')
     // A patch applies to the map as it will be once earlier writes are durable, including a batch
@@ -104,7 +104,7 @@ export class Writer {
       items.push(entry)
     }
     if (size > maxBytes) {
-      throw new TooLargeError(`the ${name} section would be ${size} bytes, over its ${maxBytes}-byte limit`)
+      throw new TooLargeError(`the ${name} section would be ${size} bytes, over the ${maxBytes}-byte limit`)
     }
     if (items.length === 0) return
     await this.persist(items)

@@ -42,7 +42,7 @@ function hubFailed (err: unknown): boolean {
  * ```
  */
 export function failoverStore (urls: string[] | Array<{ url: string, store: Store }>, options: FailoverStoreOptions = {}): Store {
-  if (!Array.isArray(urls) || urls.length === 0) throw new InvalidInputError('"urls" expected a non-empty array of hub URLs')
+  if (!Array.isArray(urls) || urls.length === 0) throw new InvalidInputError(`"urls" expected a non-empty array of hub URLs, got ${Array.isArray(urls) ? 'an empty array' : typeof urls}`)
   const hubs = urls.map(entry => typeof entry === 'string'
     ? { url: entry, store: hubStore(entry, { ...options, timeoutMs: options.timeoutMs ?? DEFAULT_FAILOVER_TIMEOUT_MS }) }
     : entry)

@@ -22,6 +22,7 @@ import { tcp } from '@libp2p/tcp'
 import { webSockets } from '@libp2p/websockets'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
+import { base64 } from 'multiformats/bases/base64'
 import { FsBlockstore } from 'blockstore-fs'
 import { MemoryBlockstore } from 'blockstore-core'
 import { MemoryDatastore } from 'datastore-core'
@@ -52,6 +53,14 @@ export const DEFAULT_LISTEN: readonly string[] = Object.freeze(['/ip4/127.0.0.1/
 
 /** Exempt from libp2p's per-host inbound connection rate limit (see createHeliaNode). */
 const LOOPBACK = ['/ip4/127.0.0.0/ipcidr/8', '/ip6/::1/ipcidr/128']
+
+/**
+ * Bitswap's batching delays, in ms (@helia/bitswap 3 waits 10 ms before it sends a wantlist and
+ * before it sends wanted blocks). Opening a space is a chain of round trips (root, current state,
+ * each level of the bucket index), each paying both; the wants of one level are issued in one
+ * synchronous loop, so 1 ms still sends them as one message.
+ */
+export const BITSWAP_DEBOUNCE_MS = 1
 
 /** How long `createHeliaNode` waits for each of `peers` to be dialled and join the DHT routing table. */
 export const DEFAULT_PEER_DIAL_TIMEOUT_MS = 10_000
@@ -191,12 +200,21 @@ export async function createHeliaNode (options: HeliaNodeOptions = {}): Promise<
     streamMuxers: [yamux()],
     services: {
       identify: identify(),
-      ping: ping(),
+      // libp2p's connection monitor pings every connection each 10 s and aborts the connection when
+      // that ping fails, also when kad-dht's own ping of the peer holds the one outbound ping stream
+      // @libp2p/ping allows: under load that dropped peered hubs every few seconds (and the gossip
+      // in flight with them). Two outbound streams fit the two inbound ones a peer accepts.
+      ping: ping({ maxOutboundStreams: 2 }),
       pubsub: options.pubsub === 'gossipsub'
         ? gossipsub({
           // A hub with no peer on a topic yet (a name nobody listens to) publishes into nothing.
           allowPublishToZeroTopicPeers: true,
           fallbackToFloodsub: true,
+          // A message reaches a node once from each mesh peer that has it; by default every copy's
+          // signature is checked before it is known as a duplicate. Sender and sequence number (the
+          // message id of signed messages) name it before that check; an id is only remembered once
+          // its message passed the check, so a forged copy cannot shadow the real one.
+          fastMsgIdFn: (message) => message.from === undefined || message.seqno === undefined ? '' : `${base64.baseEncode(message.from)} ${base64.baseEncode(message.seqno)}`,
           maxInboundDataLength: options.maxPubsubMessageBytes ?? DEFAULT_MAX_PUBSUB_MESSAGE_BYTES
         }) as unknown as (components: unknown) => GossipSub
         : floodsub(),
@@ -216,7 +234,7 @@ export async function createHeliaNode (options: HeliaNodeOptions = {}): Promise<
         selectors: { ipns: (key, records) => ipnsSelector(key, records) }
       }) as unknown as (components: unknown) => SingleKadDHT
     }
-  }))
+  }), { sendWantlistDebounce: BITSWAP_DEBOUNCE_MS, sendBlocksDebounce: BITSWAP_DEBOUNCE_MS })
 
   try {
     await helia.start()
@@ -273,15 +291,12 @@ async function connectPeers (node: HeliaNode, peers: Multiaddr[], timeoutMs: num
       throw new StoreError(`could not reach any peer: ${errors.join('; ')}`)
     }
     // The routing table's only public property is its size: wait until it holds at least as many
-    // peers as identified themselves as DHT servers.
-    const table = libp2p.services.dht.routingTable
-    const deadline = Date.now() + Math.min(timeoutMs, ROUTING_TABLE_WAIT_MS)
-    while (Date.now() < deadline) {
+    // peers as identified themselves as DHT servers, re-checking whenever identify or the table says so.
+    await settled(node, () => {
       const known = [...connected].filter(id => identified.has(id))
       const servers = known.filter(id => identified.get(id) === true).length
-      if (known.length === connected.size && table.size >= servers) return
-      await new Promise(resolve => setTimeout(resolve, 5))
-    }
+      return known.length === connected.size && libp2p.services.dht.routingTable.size >= servers
+    }, AbortSignal.timeout(Math.min(timeoutMs, ROUTING_TABLE_WAIT_MS)))
   } finally {
     libp2p.removeEventListener('peer:identify', onIdentify)
   }
@@ -306,13 +321,53 @@ export async function dialPeer (node: HeliaNode, address: Multiaddr | string, ti
  */
 export async function waitForDhtPeer (node: HeliaNode, peerId: string, timeoutMs: number = ROUTING_TABLE_WAIT_MS): Promise<boolean> {
   const id = peerIdFromString(peerId)
-  const deadline = Date.now() + timeoutMs
-  while (Date.now() < deadline) {
-    const peer = await node.libp2p.peerStore.get(id).catch(() => undefined)
-    if (peer?.protocols.includes(DHT_PROTOCOL) === true && node.libp2p.services.dht.routingTable.size > 0) return true
-    await new Promise(resolve => setTimeout(resolve, 10))
+  let speaksDht = false
+  const check = async (): Promise<boolean> => {
+    speaksDht ||= (await node.libp2p.peerStore.get(id).catch(() => undefined))?.protocols.includes(DHT_PROTOCOL) === true
+    return speaksDht && node.libp2p.services.dht.routingTable.size > 0
   }
-  return false
+  return await settled(node, check, AbortSignal.timeout(timeoutMs))
+}
+
+/**
+ * Resolves true once `check()` holds, re-checking it when the node identifies or updates a peer or
+ * its DHT routing table gains one (the events that can change the answer), or false when `signal` fires
+ * first. No polling and no clock of its own: the caller's signal bounds the wait.
+ */
+export async function settled (node: HeliaNode, check: () => boolean | Promise<boolean>, signal: AbortSignal): Promise<boolean> {
+  if (await check()) return true
+  if (signal.aborted) return false
+  // The table is an event target at run time (kad-dht 16 emits 'peer:add'); its public type is only `size`.
+  const table = node.libp2p.services.dht.routingTable as Partial<EventTarget>
+  return await new Promise<boolean>((resolve) => {
+    let checking = false
+    let again = false
+    const finish = (ok: boolean): void => {
+      node.libp2p.removeEventListener('peer:identify', recheck)
+      node.libp2p.removeEventListener('peer:update', recheck)
+      table.removeEventListener?.('peer:add', recheck)
+      signal.removeEventListener('abort', onAbort)
+      resolve(ok)
+    }
+    const onAbort = (): void => { finish(false) }
+    // One check at a time; an event during a check asks for one more after it.
+    function recheck (): void {
+      if (checking) { again = true; return }
+      checking = true
+      Promise.resolve(check()).then((ok) => {
+        checking = false
+        if (signal.aborted) return
+        if (ok) finish(true)
+        else if (again) { again = false; recheck() }
+      }, () => { checking = false })
+    }
+    node.libp2p.addEventListener('peer:identify', recheck)
+    node.libp2p.addEventListener('peer:update', recheck)
+    table.addEventListener?.('peer:add', recheck)
+    signal.addEventListener('abort', onAbort, { once: true })
+    // An event may have come between the first check and the listeners.
+    recheck()
+  })
 }
 
 /** Upper bound on the wait for dialled peers to be identified and join the DHT routing table. */

@@ -9,6 +9,19 @@
  * fires or, when there is none, after the timeouts below. Local data always wins over a slow network:
  * writes land locally first and reads fall back to what is stored.
  *
+ * A conditional store: `putRecord` refuses a record older than the one this node holds (ConflictError,
+ * EquivocationError for the same sequence with another value), so spaces publish against the
+ * sequence they know without resolving first. Live updates keep that knowledge fresh: the store
+ * listens on the IPNS-over-PubSub topic (ipfs/specs "IPNS PubSub Router") of every name it publishes,
+ * resolves or is subscribed to, and keeps each record heard there that validates (signature, name)
+ * and beats the one it holds (sequence, then validity); any other is dropped. Before a record goes
+ * to the DHT, the DHT is asked for a better one: a newer record found there is kept instead, and the
+ * publish is refused as a lost race, so a device that missed an update never rolls the DHT back.
+ * A version published with `publish` also goes out with its blocks, when they are small, on the
+ * name's version topic (VERSION_TOPIC_PREFIX): listening devices check them against their CIDs and
+ * read the update from memory instead of one bitswap round trip per level of the version.
+ * Retention (helia-retention.ts) deletes the blocks only versions older than the kept ones reference.
+ *
  * Keeping records alive: @helia/ipns's local store and kad-dht share the datastore keys
  * (`/dht/record/…`), so what this store keeps is what the node serves to DHT peers — but when a
  * peer asks for a record this node received more than 48 hours ago, kad-dht deletes it instead
@@ -25,10 +38,12 @@ import { multihashToIPNSRoutingKey } from 'ipns'
 import { ipnsSelector } from 'ipns/selector'
 import * as dagCbor from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
-import { IntegrityError, InvalidInputError, NotFoundError, StoreError, TooLargeError, throwIfAborted } from '../errors.js'
+import { ConflictError, EquivocationError, IntegrityError, InvalidInputError, NotFoundError, StoreError, TooLargeError, throwIfAborted } from '../errors.js'
 import { MAX_BLOCK_BYTES, verifyBlock } from './blocks.js'
+import { VERSION_TOPIC_PREFIX } from '../protocol.js'
 import { Limiter } from './limiter.js'
-import { nameToMultihash, validateRecord } from './record.js'
+import { MAX_RECORD_BYTES, nameToMultihash, readRecord, validateRecord } from './record.js'
+import { equals } from 'multiformats/bytes'
 import type { AbortOptions, Block, GetDagOptions, GetRecordOptions, RecordListener, Store } from './interface.js'
 import type { IPNS, IPNSRouting } from '@helia/ipns'
 import type { Helia } from '@helia/interface'
@@ -50,6 +65,18 @@ export const DEFAULT_ROUTING_TIMEOUT_MS = 5_000
  * takes ~40 ms), short enough that a DHT with no reachable peers never holds a publish for long.
  */
 export const DEFAULT_RECORD_PUT_WAIT_MS = 1_000
+
+/**
+ * How many names a store keeps listening to on its own (those it published or resolved; names
+ * with a subscriber are kept besides): the oldest is dropped beyond this.
+ */
+export const DEFAULT_MAX_WATCHED_NAMES = 64
+
+/** Versions retention keeps, as a hub does (its DEFAULT_MAX_RETAINED_VERSIONS). */
+export const DEFAULT_MAX_RETAINED_VERSIONS = 1_000
+
+/** Publishes of one name between two retention passes. */
+export const DEFAULT_RETENTION_INTERVAL_VERSIONS = 64
 
 /** How many blocks are announced to the routers at once. */
 const PROVIDE_CONCURRENCY = 8
@@ -101,6 +128,37 @@ export interface HeliaStoreOptions {
   sessionConcurrency?: number
 
   /**
+   * How many names the store listens to on its own over pubsub (see the module doc).
+   *
+   * @default DEFAULT_MAX_WATCHED_NAMES (64)
+   */
+  maxWatchedNames?: number
+
+  /**
+   * Retention for the spaces this store publishes (helia-retention.ts): after every
+   * `retentionIntervalVersions` publishes of a name, the blocks only versions older than the kept
+   * ones reference are deleted from helia's blockstore. Kept, as a hub keeps them: the current
+   * version and as many older ones (up to `maxRetainedVersions`) as fit in 64 MiB together.
+   *
+   * @default true
+   */
+  retention?: boolean
+
+  /**
+   * Versions of a space that retention keeps at most, the current one included (at least 2).
+   *
+   * @default DEFAULT_MAX_RETAINED_VERSIONS (1 000, as a hub)
+   */
+  maxRetainedVersions?: number
+
+  /**
+   * Publishes of one name between two retention passes (a pass walks every kept version's state).
+   *
+   * @default DEFAULT_RETENTION_INTERVAL_VERSIONS (64)
+   */
+  retentionIntervalVersions?: number
+
+  /**
    * Announce new blocks as provided by this node (a DHT provider record per block), so that peers
    * that are not connected to it can find them. Turn off for a node that only reads.
    *
@@ -127,6 +185,10 @@ export function heliaStore (helia: Helia, options: HeliaStoreOptions = {}): Stor
     recordPutWaitMs: positive(options.recordPutWaitMs, 'recordPutWaitMs', '') ?? DEFAULT_RECORD_PUT_WAIT_MS,
     fetchConcurrency: Math.max(1, Math.floor(positive(options.fetchConcurrency, 'fetchConcurrency', '') ?? DEFAULT_FETCH_CONCURRENCY)),
     sessionConcurrency: Math.max(1, Math.floor(positive(options.sessionConcurrency, 'sessionConcurrency', '') ?? DEFAULT_SESSION_CONCURRENCY)),
+    maxWatchedNames: Math.max(1, Math.floor(positive(options.maxWatchedNames, 'maxWatchedNames', '') ?? DEFAULT_MAX_WATCHED_NAMES)),
+    retention: options.retention ?? true,
+    maxRetainedVersions: Math.max(2, Math.floor(positive(options.maxRetainedVersions, 'maxRetainedVersions', '') ?? DEFAULT_MAX_RETAINED_VERSIONS)),
+    retentionIntervalVersions: Math.max(1, Math.floor(positive(options.retentionIntervalVersions, 'retentionIntervalVersions', '') ?? DEFAULT_RETENTION_INTERVAL_VERSIONS)),
     provide: options.provide ?? true
   })
 }
@@ -143,9 +205,54 @@ function recordTopic (routingKey: Uint8Array): string {
   return '/record/' + base64url.baseEncode(routingKey)
 }
 
+/** The topic on which a name's new versions travel with their blocks (see VERSION_TOPIC_PREFIX). */
+function versionTopic (routingKey: Uint8Array): string {
+  return VERSION_TOPIC_PREFIX + base64url.baseEncode(routingKey)
+}
+
+/**
+ * Bytes of blocks a version message may carry: a single-key update (a bucket, the index nodes on
+ * its path, the current node, the root) fits; a bigger version goes out as its record alone and
+ * readers fetch its blocks by bitswap. Under gossipsub's 64 KiB message limit on hubs, with the record.
+ */
+export const DEFAULT_MAX_PUSHED_VERSION_BYTES = 32 * 1024
+
+/** Bytes of pushed blocks a store holds in memory for readers, newest kept. */
+const PUSHED_CACHE_BYTES = 512 * 1024
+
 interface ValidRecord {
   bytes: Uint8Array
   ttlMs: number
+}
+
+/** A name whose pubsub topic this store listens on. */
+interface Watch {
+  name: string
+  routingKey: Uint8Array
+  listeners: Set<RecordListener>
+  /** Listened to on the store's own account (published or resolved here), within maxWatchedNames. */
+  auto: boolean
+}
+
+/**
+ * How a record compares with the one held: `new` replaces it; `same` is the same bytes; `older`
+ * is the same version with an earlier validity; `lower` a lower sequence; `equivocation` the same
+ * sequence with another value.
+ */
+type Verdict = 'new' | 'same' | 'older' | 'lower' | 'equivocation'
+
+/**
+ * Judges `record` against the held one. For a publish an equal record is `new` (stored and
+ * announced again); heard from elsewhere it is `same`.
+ */
+function judge (routingKey: Uint8Array, held: ValidRecord | undefined, record: Uint8Array, mode: 'publish' | 'heard'): Verdict {
+  if (held === undefined) return 'new'
+  if (equals(held.bytes, record)) return mode === 'publish' ? 'new' : 'same'
+  const current = readRecord(held.bytes)
+  const offered = readRecord(record)
+  if (offered.sequence < current.sequence) return 'lower'
+  if (offered.sequence === current.sequence && offered.value !== current.value) return 'equivocation'
+  return ipnsSelector(routingKey, [record, held.bytes]) === 0 ? 'new' : 'older'
 }
 
 interface Routers {
@@ -156,7 +263,18 @@ interface Routers {
 }
 
 class HeliaStore implements Store {
+  readonly conditional = true
   private routers?: Routers
+  /** By topic. */
+  private readonly watches = new Map<string, Watch>()
+  private messageListener: EventListener | undefined
+  /** Per routing key: the tail of the local record updates, so a check and its write are one step. */
+  private readonly recordLocks = new Map<string, Promise<unknown>>()
+  /** Verified blocks that rode with versions heard on pubsub, by CID string, oldest first; read before bitswap. */
+  private readonly pushed = new Map<string, Uint8Array>()
+  private pushedBytes = 0
+  /** Per routing key: publishes since the last retention pass. */
+  private readonly sinceRetention = new Map<string, number>()
   private readonly fetchSlots: Limiter
   /** Per routing key: until when the local record counts as fresh (its TTL, from when it was last confirmed). */
   private readonly freshUntil = new Map<string, number>()
@@ -167,18 +285,30 @@ class HeliaStore implements Store {
 
   async putBlocks (blocks: Block[], options: AbortOptions = {}): Promise<void> {
     throwIfAborted(options.signal)
-    if (!Array.isArray(blocks)) throw new InvalidInputError('"blocks" expected an array of { cid, bytes }')
-    for (const block of blocks) {
-      const cid = asCID(block?.cid)
-      if (!(block.bytes instanceof Uint8Array)) throw new InvalidInputError('"bytes" expected Uint8Array')
-      if (block.bytes.byteLength > MAX_BLOCK_BYTES) {
-        throw new TooLargeError(`block ${cid.toString()} is ${block.bytes.byteLength} bytes, over the ${MAX_BLOCK_BYTES}-byte limit`)
-      }
-      if (!(await verifyBlock(cid, block.bytes))) {
-        throw new IntegrityError(`block ${cid.toString()} does not match its CID`)
-      }
-    }
+    await checkBlocks(blocks)
     // Verified all before storing any: a bad block leaves the store unchanged.
+    const added = await this.storeBlocks(blocks)
+    // Blocks stored on their own may be anything: each is announced.
+    this.provideAll(added)
+  }
+
+  /**
+   * Stores a version's blocks and the record that points into them as one step: a record refused
+   * by the local check (ConflictError, EquivocationError) stores no block, and one refused because
+   * the DHT holds a newer record (ConflictError, within `recordPutWaitMs`) removes the blocks it
+   * added. Resolves once the version is stored, announced on pubsub and checked against the DHT;
+   * the DHT put follows in the background (bounded by `routingTimeoutMs`). Only the version's root is announced to the DHT: a reader that finds this node through
+   * it fetches the rest from here (a session, or bitswap over the connection the root opened), and
+   * a version adds one provider record instead of one per block.
+   */
+  async publish (name: string, record: Uint8Array, blocks: Block[], options: AbortOptions = {}): Promise<void> {
+    throwIfAborted(options.signal)
+    await checkBlocks(blocks)
+    await this.commitRecord(name, record, blocks, options)
+  }
+
+  /** Stores the blocks this node lacks and returns their CIDs. */
+  private async storeBlocks (blocks: Block[]): Promise<CID[]> {
     const added: CID[] = []
     try {
       for (const block of blocks) {
@@ -187,22 +317,36 @@ class HeliaStore implements Store {
         added.push(block.cid)
       }
     } catch (err) {
+      await this.dropBlocks(added)
       throw new StoreError(`cannot store blocks: ${(err as Error).message}`, { cause: err })
     }
-    if (this.options.provide && added.length > 0) {
-      // In the background, bounded by the routing timeout: the blocks are stored, and peers connected
-      // to this node fetch them by bitswap without any provider record; the DHT only helps others find them.
-      void this.background(async (signal) => {
-        await eachLimited(added, PROVIDE_CONCURRENCY, async (cid) => {
-          await this.helia.routing.provide(cid, { signal }).catch(() => {})
-        })
+    return added
+  }
+
+  /** Deletes blocks this store has just added and no record references. */
+  private async dropBlocks (cids: CID[]): Promise<void> {
+    for (const cid of cids) await Promise.resolve(this.helia.blockstore.delete(cid)).catch(() => {})
+  }
+
+  /**
+   * Announces blocks as provided by this node, in the background, bounded by the routing timeout:
+   * the blocks are stored, and peers connected to this node fetch them by bitswap without any
+   * provider record; the DHT only helps others find them.
+   */
+  private provideAll (cids: CID[]): void {
+    if (!this.options.provide || cids.length === 0) return
+    void this.background(async (signal) => {
+      await eachLimited(cids, PROVIDE_CONCURRENCY, async (cid) => {
+        await this.helia.routing.provide(cid, { signal }).catch(() => {})
       })
-    }
+    })
   }
 
   async getBlock (cid: CID, options: AbortOptions = {}): Promise<Uint8Array> {
     throwIfAborted(options.signal)
     cid = asCID(cid)
+    const pushed = this.pushed.get(cid.toString())
+    if (pushed !== undefined) return pushed
     const signal = options.signal ?? AbortSignal.timeout(this.options.fetchTimeoutMs)
     // Local reads go straight through; network fetches wait for one of `fetchConcurrency` slots.
     const local = await Promise.resolve(this.helia.blockstore.has(cid)).catch(() => false)
@@ -228,30 +372,55 @@ class HeliaStore implements Store {
       if (event.type === 'helia:block-broker:receive-block') provider ??= (event.detail as { provider?: CID }).provider
     }
     const rootBytes = await this.readBlock(cid, this.helia.blockstore, perBlock(), onProgress)
-    const session = this.helia.blockstore.createSession(cid, { providers: provider === undefined ? undefined : [provider], signal: options.signal })
+    // A node with no block brokers has no sessions (helia throws InvalidConfigurationError): it reads
+    // what it holds, and a missing block is NotFoundError.
+    let session: Pick<Helia['blockstore'], 'get'> & { close: () => void }
+    try {
+      session = this.helia.blockstore.createSession(cid, { providers: provider === undefined ? undefined : [provider], signal: options.signal })
+    } catch (err) {
+      if ((err as { name?: unknown })?.name !== 'InvalidConfigurationError') throw err
+      session = { get: this.helia.blockstore.get.bind(this.helia.blockstore), close: () => {} }
+    }
     try {
       const out: Block[] = [{ cid, bytes: rootBytes }]
       let bytes = rootBytes.byteLength
       const seen = new Set<string>([cid.toString()])
-      let frontier = linksAt(cid, rootBytes, options.path)
-      while (frontier.length > 0) {
-        const next: CID[] = []
-        const wanted = frontier.filter(c => {
-          const key = c.toString()
-          if (seen.has(key)) return false
+      // No barrier between levels: a block's children are asked for as soon as it arrives, so one
+      // slow block holds up only what lies below it. The queue is read by index (no shift()).
+      const queue: CID[] = []
+      const enqueue = (links: CID[]): void => {
+        for (const link of links) {
+          const key = link.toString()
+          if (seen.has(key)) continue
           seen.add(key)
-          return true
-        })
-        if (out.length + wanted.length > DEFAULT_MAX_DAG_BLOCKS) throw new TooLargeError(`the DAG under ${cid.toString()} has over ${DEFAULT_MAX_DAG_BLOCKS} blocks`)
-        await eachLimited(wanted, this.options.sessionConcurrency, async (child) => {
-          const block = await this.readBlock(child, session, perBlock())
-          bytes += block.byteLength
-          if (bytes > DEFAULT_MAX_DAG_BYTES) throw new TooLargeError(`the DAG under ${cid.toString()} is over ${DEFAULT_MAX_DAG_BYTES} bytes`)
-          out.push({ cid: child, bytes: block })
-          if (child.code === dagCbor.code) next.push(...linksAt(child, block, undefined))
-        })
-        frontier = next
+          queue.push(link)
+        }
+        if (seen.size > DEFAULT_MAX_DAG_BLOCKS) throw new TooLargeError(`the DAG under ${cid.toString()} has over ${DEFAULT_MAX_DAG_BLOCKS} blocks`)
       }
+      enqueue(linksAt(cid, rootBytes, options.path))
+      await new Promise<void>((resolve, reject) => {
+        let next = 0
+        let active = 0
+        let failed = false
+        const fail = (err: unknown): void => { failed = true; reject(err) }
+        const pump = (): void => {
+          while (!failed && active < this.options.sessionConcurrency && next < queue.length) {
+            const child = queue[next++] as CID
+            active++
+            this.readBlock(child, session, perBlock()).then((block) => {
+              active--
+              if (failed) return
+              bytes += block.byteLength
+              if (bytes > DEFAULT_MAX_DAG_BYTES) throw new TooLargeError(`the DAG under ${cid.toString()} is over ${DEFAULT_MAX_DAG_BYTES} bytes`)
+              out.push({ cid: child, bytes: block })
+              if (child.code === dagCbor.code) enqueue(linksAt(child, block, undefined))
+              pump()
+            }).catch(fail)
+          }
+          if (!failed && active === 0 && next >= queue.length) resolve()
+        }
+        pump()
+      })
       return out
     } finally {
       session.close()
@@ -260,6 +429,8 @@ class HeliaStore implements Store {
 
   /** One block from `blockstore` (helia's, or a session), bounded by `signal` and the block limit, verified. */
   private async readBlock (cid: CID, blockstore: Pick<Helia['blockstore'], 'get'>, signal: AbortSignal, onProgress?: (event: any) => void): Promise<Uint8Array> {
+    const pushed = this.pushed.get(cid.toString())
+    if (pushed !== undefined) return pushed
     let bytes: Uint8Array
     try {
       bytes = await concat(blockstore.get(cid, { signal, onProgress }))
@@ -279,33 +450,182 @@ class HeliaStore implements Store {
 
   async putRecord (name: string, record: Uint8Array, options: AbortOptions = {}): Promise<void> {
     throwIfAborted(options.signal)
+    await this.commitRecord(name, record, undefined, options)
+  }
+
+  /** putRecord, and publish when `blocks` are given (stored once the local check has passed). */
+  private async commitRecord (name: string, record: Uint8Array, blocks: Block[] | undefined, options: AbortOptions): Promise<void> {
+    throwIfAborted(options.signal)
     const info = await validateRecord(name, record)
     const routingKey = routingKeyOf(name)
     const routers = this.getRouters()
+    const offered: ValidRecord = { bytes: record, ttlMs: info.ttlMs }
 
-    // Like a DHT peer (and the memory store), keep the better record: one with a lower sequence (or,
-    // at the same sequence, an earlier expiry) than the stored one is dropped. On a tie the selector
-    // picks the first, so an equal record is stored and announced again (hubs re-announce this way).
-    const current = await this.readLocal(name, routingKey)
-    if (current !== undefined && ipnsSelector(routingKey, [record, current.bytes]) === 1) return
+    // One step per name, so that no other record of it is stored between the check and the write.
+    let checked!: (verdict: Verdict | Error) => void
+    const verdict = new Promise<Verdict | Error>((resolve) => { checked = resolve })
+    let superseded = false
+    let waited = false
+    let put: Promise<void> = Promise.resolve()
+    const work = this.exclusive(routingKey, async () => {
+      // A conditional write, checked against what this node holds (kept fresh by pubsub): a lower
+      // sequence, or the same one with another value, is a lost race; the same version with an
+      // earlier validity is dropped (the better one is kept). An equal record is stored and
+      // announced again (hubs re-announce this way).
+      const judged = judge(routingKey, await this.readLocal(name, routingKey), record, 'publish')
+      if (judged !== 'new') { checked(judged); return }
+      this.watch(name, routingKey)
+      // Devices listening on connected nodes hear of the record at once: first with the version's
+      // blocks, when they are small, for UserSpace devices (they need nothing from this node's disk,
+      // so it goes out before the blocks are written), then alone on the IPNS-over-PubSub topic,
+      // for everyone, once the blocks can be fetched from here.
+      const pubsub = this.pubsub()
+      if (pubsub !== undefined && blocks !== undefined) {
+        const message = versionMessage(record, blocks)
+        if (message !== undefined) pubsub.publish(versionTopic(routingKey), message).catch(() => {})
+      }
+      const added = blocks === undefined ? [] : await this.storeBlocks(blocks)
+      checked(judged)
+      pubsub?.publish(recordTopic(routingKey), record).catch(() => {})
+      // Before this node keeps or announces it, the DHT is asked for a record it must not replace
+      // (this node may have missed one). It is asked while the local store still holds the older
+      // record: kad-dht answers with the best of its local and network copies and sends that best
+      // to peers that lack it, so asking with ours stored would spread ours over a better one.
+      const better = await this.bounded(async (signal) => this.betterOnNetwork(name, routingKey, record, signal))
+      if (better !== undefined) {
+        // Ours lost the race there: the network's record stands here too, so that the space's
+        // next resolve merges it, and listeners hear of it.
+        superseded = true
+        await this.keep(name, routingKey, better)
+        this.tell(routingKey, better.bytes)
+        // A refusal the caller hears leaves no block behind; past the wait the version counts as
+        // published (its record went out on pubsub) and its blocks stay for whoever heard it.
+        if (!waited) await this.dropBlocks(added)
+        return
+      }
+      await this.keep(name, routingKey, offered)
+      if (blocks !== undefined && info.cid !== undefined) {
+        this.provideAll([info.cid])
+        this.scheduleRetention(name, routingKey)
+      }
+      // The DHT put copies the record to the closest peers, in the background, bounded by the
+      // routing timeout.
+      put = this.background(async (signal) => {
+        await Promise.all(routers.network.map(async router => router.put(routingKey, record, { signal }).catch(() => {})))
+      })
+    })
+    // A failure of the local check or store reaches the caller whether or not the wait is over.
+    work.catch((err: unknown) => { checked(err instanceof Error ? err : new StoreError(String(err))) })
+    const judged = await verdict
+    if (judged instanceof Error) throw judged
+    if (judged === 'lower') throw new ConflictError(`record sequence ${info.sequence} for ${name} is lower than the one this node holds`)
+    if (judged === 'equivocation') throw new EquivocationError(`record sequence ${info.sequence} for ${name} already points elsewhere on this node`)
+    if (judged !== 'new') return
+    // Waited for only briefly, so that a DHT without reachable peers never holds a publish for long.
+    // Past the wait the step goes on: a newer record it finds then reaches listeners and the next
+    // publish. A record put on its own also waits for the DHT put, so that a reader elsewhere finds
+    // it at once on a healthy network; a version (`publish`) does not: its listeners heard it on
+    // pubsub, this node serves it, and the next version of the space need not queue behind the put.
+    let timer: ReturnType<typeof setTimeout> | undefined
+    await Promise.race([
+      blocks === undefined ? work.then(async () => put) : work,
+      new Promise<void>(resolve => { timer = setTimeout(resolve, this.options.recordPutWaitMs) })
+    ])
+    clearTimeout(timer)
+    waited = !superseded
+    if (superseded) throw new ConflictError(`a newer record for ${name} than sequence ${info.sequence} is on the network`)
+  }
 
+  /**
+   * A valid record on the network that `record` must not replace: a higher sequence, or the same
+   * sequence with another value (a race another device won at the DHT). Undefined when none.
+   */
+  private async betterOnNetwork (name: string, routingKey: Uint8Array, record: Uint8Array, signal: AbortSignal): Promise<ValidRecord | undefined> {
+    const ours = readRecord(record)
+    const found = await Promise.all(this.getRouters().network.map(async (router) => {
+      try {
+        const bytes = plain(await router.get(routingKey, { signal, validate: false }))
+        if (equals(bytes, record)) return undefined
+        const info = await validateRecord(name, bytes)
+        const wins = info.sequence > ours.sequence || (info.sequence === ours.sequence && info.value !== ours.value)
+        return wins ? { bytes, ttlMs: info.ttlMs } : undefined
+      } catch {
+        return undefined // none, unreachable, timed out or invalid: nothing better there
+      }
+    }))
+    return found.find(r => r !== undefined)
+  }
+
+  /**
+   * Every `retentionIntervalVersions` publishes of a name, one retention pass in the background. It
+   * runs as a step of the name (no publish stores blocks meanwhile, so none can lean on a block it
+   * is deleting) against the newest record held then, which may be another device's.
+   */
+  private scheduleRetention (name: string, routingKey: Uint8Array): void {
+    if (!this.options.retention) return
+    const key = keyString(routingKey)
+    const count = (this.sinceRetention.get(key) ?? 0) + 1
+    if (count < this.options.retentionIntervalVersions) { this.sinceRetention.set(key, count); return }
+    this.sinceRetention.set(key, 0)
+    this.retentionRuns = this.retentionRuns.then(async () => this.exclusive(routingKey, async () => {
+      const held = await this.readLocal(name, routingKey)
+      const current = held === undefined ? undefined : readRecord(held.bytes).cid
+      if (current === undefined) return
+      const { retainVersions } = await import('./helia-retention.js')
+      await retainVersions(this.helia.blockstore, current, { maxRetainedVersions: this.options.maxRetainedVersions })
+    })).catch(() => {})
+  }
+
+  /** The retention passes, one after another; resolves when those started so far are done. */
+  retentionRuns: Promise<void> = Promise.resolve()
+
+  /** Runs `step` after every earlier step for the same name has ended. */
+  private async exclusive<T> (routingKey: Uint8Array, step: () => Promise<T>): Promise<T> {
+    const key = keyString(routingKey)
+    const run = (this.recordLocks.get(key) ?? Promise.resolve()).catch(() => {}).then(step)
+    this.recordLocks.set(key, run)
     try {
-      await routers.local.put(routingKey, record)
+      return await run
+    } finally {
+      if (this.recordLocks.get(key) === run) this.recordLocks.delete(key)
+    }
+  }
+
+  /** Stores a validated record locally and counts it fresh for its TTL. */
+  private async keep (name: string, routingKey: Uint8Array, record: ValidRecord): Promise<void> {
+    try {
+      await this.getRouters().local.put(routingKey, record.bytes)
     } catch (err) {
       throw new StoreError(`cannot store the record for ${name}: ${(err as Error).message}`, { cause: err })
     }
-    this.markFresh(routingKey, info.ttlMs)
-    // Devices listening on connected nodes hear of the record at once (IPNS over PubSub topic).
-    this.pubsub()?.publish(recordTopic(routingKey), record).catch(() => {})
-    // The DHT put copies the record to the closest peers, bounded by the routing timeout. It is waited
-    // for only briefly, so that a reader elsewhere finds the record once `flush()` resolves on a
-    // healthy network, and a DHT without reachable peers never holds a publish for long.
-    const put = this.background(async (signal) => {
-      await Promise.all(routers.network.map(async router => router.put(routingKey, record, { signal }).catch(() => {})))
+    this.markFresh(routingKey, record.ttlMs)
+  }
+
+  /** Passes a record to the listeners of its name. */
+  private tell (routingKey: Uint8Array, bytes: Uint8Array): void {
+    for (const listener of this.watches.get(recordTopic(routingKey))?.listeners ?? []) {
+      try { listener(bytes) } catch { /* a listener's failure is its own */ }
+    }
+  }
+
+  /**
+   * A record heard from elsewhere (pubsub, the DHT), already validated for `name`. One that beats
+   * the local record replaces it; one with the same sequence and another value (two devices raced)
+   * is not kept, but both reach the name's listeners, whose spaces merge them. Any other is dropped.
+   */
+  private async hear (name: string, routingKey: Uint8Array, record: ValidRecord): Promise<void> {
+    const judged = await this.exclusive(routingKey, async () => {
+      const judged = judge(routingKey, await this.readLocal(name, routingKey), record.bytes, 'heard')
+      if (judged === 'new') await this.keep(name, routingKey, record)
+      return judged
     })
-    let timer: ReturnType<typeof setTimeout> | undefined
-    await Promise.race([put, new Promise<void>(resolve => { timer = setTimeout(resolve, this.options.recordPutWaitMs) })])
-    clearTimeout(timer)
+    if (judged === 'new' || judged === 'equivocation') this.tell(routingKey, record.bytes)
+  }
+
+  /** Runs a network step bounded by the routing timeout; a failure or timeout counts as no answer. */
+  private async bounded<T> (step: (signal: AbortSignal) => Promise<T | undefined>): Promise<T | undefined> {
+    const signal = AbortSignal.timeout(this.options.routingTimeoutMs)
+    return await Promise.race([step(signal).catch(() => undefined), aborted(signal).then(() => undefined)])
   }
 
   /** Runs best-effort network work, ended by the routing timeout; callers may leave it running. */
@@ -316,27 +636,108 @@ class HeliaStore implements Store {
 
   /**
    * Listens for records of `name` published by connected nodes over libp2p pubsub (the node needs a
-   * `pubsub` service, as createHeliaNode gives it); every record is validated before `listener` hears
-   * it. Without pubsub this listens to nothing.
+   * `pubsub` service, as createHeliaNode gives it). `listener` hears a record only once it is
+   * validated (signature, name) and either beats the one this node holds, which it then replaces,
+   * or has its sequence with another value (a race to merge); a forged, stale or repeated record
+   * is dropped. Without pubsub this listens to nothing.
    */
   subscribe (name: string, listener: RecordListener): () => void {
-    const pubsub = this.pubsub()
-    if (pubsub === undefined) return () => {}
-    const topic = recordTopic(routingKeyOf(name))
-    const onMessage = (event: CustomEvent<{ topic: string, data: Uint8Array }>): void => {
-      if (event.detail.topic !== topic) return
-      const bytes = plain(event.detail.data)
-      validateRecord(name, bytes).then(() => { listener(bytes) }, () => {})
-    }
-    pubsub.addEventListener('message', onMessage as EventListener)
-    pubsub.subscribe(topic)
+    const watch = this.watch(name, routingKeyOf(name), listener)
+    if (watch === undefined) return () => {}
     return () => {
-      pubsub.removeEventListener('message', onMessage as EventListener)
-      pubsub.unsubscribe(topic)
+      watch.listeners.delete(listener)
+      if (watch.listeners.size === 0 && !watch.auto) this.unwatch(watch)
+    }
+  }
+
+  /**
+   * Joins the pubsub topic of `name`: for `listener`, or on the store's own account (then at most
+   * `maxWatchedNames` names are kept, the oldest dropped first).
+   */
+  private watch (name: string, routingKey: Uint8Array, listener?: RecordListener): Watch | undefined {
+    const pubsub = this.pubsub()
+    if (pubsub === undefined) return undefined
+    const topic = recordTopic(routingKey)
+    let watch = this.watches.get(topic)
+    if (watch === undefined) {
+      watch = { name, routingKey, listeners: new Set(), auto: false }
+      this.watches.set(topic, watch)
+      if (this.messageListener === undefined) {
+        this.messageListener = ((event: CustomEvent<{ topic?: string, data?: Uint8Array }>) => { this.onMessage(event.detail) }) as EventListener
+        pubsub.addEventListener('message', this.messageListener)
+      }
+      pubsub.subscribe(topic)
+      pubsub.subscribe(versionTopic(routingKey))
+    }
+    if (listener !== undefined) {
+      watch.listeners.add(listener)
+    } else {
+      // Most recently used last, so the oldest is the first dropped.
+      this.watches.delete(topic)
+      this.watches.set(topic, watch)
+      watch.auto = true
+      const auto = [...this.watches.values()].filter(w => w.auto)
+      for (const old of auto.slice(0, Math.max(0, auto.length - this.options.maxWatchedNames))) {
+        old.auto = false
+        if (old.listeners.size === 0) this.unwatch(old)
+      }
+    }
+    return watch
+  }
+
+  private unwatch (watch: Watch): void {
+    const topic = recordTopic(watch.routingKey)
+    if (this.watches.get(topic) !== watch) return
+    this.watches.delete(topic)
+    this.pubsub()?.unsubscribe(topic)
+    this.pubsub()?.unsubscribe(versionTopic(watch.routingKey))
+  }
+
+  private onMessage (message: { topic?: string, data?: Uint8Array }): void {
+    if (typeof message?.topic !== 'string' || !(message.data instanceof Uint8Array)) return
+    if (message.topic.startsWith(VERSION_TOPIC_PREFIX)) {
+      const watch = this.watches.get('/record/' + message.topic.slice(VERSION_TOPIC_PREFIX.length))
+      if (watch !== undefined) this.onVersion(watch, plain(message.data)).catch(() => {})
+      return
+    }
+    const watch = this.watches.get(message.topic)
+    if (watch === undefined) return
+    const bytes = plain(message.data)
+    validateRecord(watch.name, bytes)
+      .then(async (info) => { await this.hear(watch.name, watch.routingKey, { bytes, ttlMs: info.ttlMs }) })
+      .catch(() => {}) // forged, malformed, expired or unstorable: dropped
+  }
+
+  /**
+   * A version message: its record is judged like any heard record, after its blocks are checked
+   * against their CIDs and kept in memory (bounded) for the reads the record's listeners make next.
+   * A message that is malformed, too large, or carries one block that does not match its CID is
+   * dropped whole. The blocks are never written to disk: only the record decides what is kept.
+   */
+  private async onVersion (watch: Watch, data: Uint8Array): Promise<void> {
+    if (data.byteLength > DEFAULT_MAX_PUSHED_VERSION_BYTES + MAX_RECORD_BYTES + 1024) return
+    const decoded = decodeVersionMessage(data)
+    if (decoded === undefined) return
+    const info = await validateRecord(watch.name, decoded.record)
+    for (const block of decoded.blocks) if (!(await verifyBlock(block.cid, block.bytes))) return
+    for (const block of decoded.blocks) this.remember(block)
+    await this.hear(watch.name, watch.routingKey, { bytes: decoded.record, ttlMs: info.ttlMs })
+  }
+
+  private remember (block: Block): void {
+    const key = block.cid.toString()
+    if (this.pushed.has(key)) return
+    this.pushed.set(key, block.bytes)
+    this.pushedBytes += block.bytes.byteLength
+    for (const [old, bytes] of this.pushed) {
+      if (this.pushedBytes <= PUSHED_CACHE_BYTES) break
+      this.pushed.delete(old)
+      this.pushedBytes -= bytes.byteLength
     }
   }
 
   private pubsub (): PubSubLike | undefined {
+    if (this.helia.status !== 'started') return undefined
     const pubsub = (this.helia as { libp2p?: { services?: { pubsub?: PubSubLike } } }).libp2p?.services?.pubsub
     return typeof pubsub?.publish === 'function' ? pubsub : undefined
   }
@@ -378,9 +779,11 @@ class HeliaStore implements Store {
     const best = candidates[ipnsSelector(routingKey, candidates.map(c => c.bytes))]
     if (best === undefined) return undefined
     if (best !== local) {
-      // Keep what the network had: it is then served to DHT peers and survives going offline.
-      await routers.local.put(routingKey, best.bytes).catch(() => {})
+      // Keep what the network had: it is then served to DHT peers and survives going offline, and
+      // this node's listeners hear of it.
+      await this.hear(name, routingKey, best).catch(() => {})
     }
+    this.watch(name, routingKey)
     // Only a record the network confirmed counts as fresh; after a timeout the next read asks again.
     if (answered) this.markFresh(routingKey, best.ttlMs)
     return best.bytes
@@ -434,6 +837,52 @@ class HeliaStore implements Store {
     }
     this.routers = { local, network }
     return this.routers
+  }
+}
+
+/** The version message for `record` and `blocks`, or undefined when the blocks are too big to ride along. */
+function versionMessage (record: Uint8Array, blocks: Block[]): Uint8Array | undefined {
+  let bytes = 0
+  for (const block of blocks) bytes += block.bytes.byteLength
+  if (bytes > DEFAULT_MAX_PUSHED_VERSION_BYTES) return undefined
+  return dagCbor.encode({ record, blocks: blocks.map(b => [b.cid.bytes, b.bytes]) })
+}
+
+/** Reads a version message, or undefined when it is not one. */
+function decodeVersionMessage (data: Uint8Array): { record: Uint8Array, blocks: Block[] } | undefined {
+  let value: unknown
+  try {
+    value = dagCbor.decode(data)
+  } catch {
+    return undefined
+  }
+  const message = value as { record?: unknown, blocks?: unknown }
+  if (typeof message !== 'object' || message === null || !(message.record instanceof Uint8Array) || !Array.isArray(message.blocks)) return undefined
+  const blocks: Block[] = []
+  let bytes = 0
+  for (const item of message.blocks as unknown[]) {
+    if (!Array.isArray(item) || item.length !== 2 || !(item[0] instanceof Uint8Array) || !(item[1] instanceof Uint8Array)) return undefined
+    let cid: CID
+    try { cid = CID.decode(item[0]) } catch { return undefined }
+    bytes += item[1].byteLength
+    if (bytes > DEFAULT_MAX_PUSHED_VERSION_BYTES) return undefined
+    blocks.push({ cid, bytes: item[1] })
+  }
+  return { record: message.record, blocks }
+}
+
+/** Checks every block (shape, size, CID) before any is stored: a bad one leaves the store unchanged. */
+async function checkBlocks (blocks: Block[]): Promise<void> {
+  if (!Array.isArray(blocks)) throw new InvalidInputError('"blocks" expected an array of { cid, bytes }')
+  for (const block of blocks) {
+    const cid = asCID(block?.cid)
+    if (!(block.bytes instanceof Uint8Array)) throw new InvalidInputError('"bytes" expected Uint8Array')
+    if (block.bytes.byteLength > MAX_BLOCK_BYTES) {
+      throw new TooLargeError(`block ${cid.toString()} is ${block.bytes.byteLength} bytes, over the ${MAX_BLOCK_BYTES}-byte limit`)
+    }
+    if (!(await verifyBlock(cid, block.bytes))) {
+      throw new IntegrityError(`block ${cid.toString()} does not match its CID`)
+    }
   }
 }
 

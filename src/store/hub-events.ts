@@ -161,7 +161,7 @@ export async function * readEvents (body: ReadableStream<Uint8Array>, options: R
         if (end === cr && end === buffer.length - 1) break
         const line = buffer.slice(start, end)
         start = end + (end === cr && buffer[end + 1] === '\n' ? 2 : 1)
-        if (line.length > maxLine) throw new TooLargeError(`an event-stream line is over ${maxLine} characters`)
+        if (line.length > maxLine) throw new TooLargeError(`an event-stream line is over the ${maxLine}-character limit`)
         if (line === '') {
           if (data.length > 0) yield { event: event === '' ? 'message' : event, data: data.join('\n'), id, retry }
           event = ''
@@ -178,13 +178,13 @@ export async function * readEvents (body: ReadableStream<Uint8Array>, options: R
         if (field === 'event') event = value
         else if (field === 'data') {
           dataChars += value.length + 1
-          if (dataChars > maxEvent) throw new TooLargeError(`an event is over ${maxEvent} characters`)
+          if (dataChars > maxEvent) throw new TooLargeError(`an event is over the ${maxEvent}-character limit`)
           data.push(value)
         } else if (field === 'id') id = value
         else if (field === 'retry' && /^\d{1,9}$/.test(value)) retry = Number(value)
       }
       buffer = buffer.slice(start)
-      if (buffer.length > maxLine) throw new TooLargeError(`an event-stream line is over ${maxLine} characters`)
+      if (buffer.length > maxLine) throw new TooLargeError(`an event-stream line is over the ${maxLine}-character limit`)
     }
   } finally {
     await reader.cancel().catch(() => {})

@@ -53,7 +53,7 @@ export class HubWriter {
   async publish (name: string, record: Uint8Array, blocks: Block[], options: AbortOptions = {}): Promise<void> {
     throwIfAborted(options.signal)
     if (!(record instanceof Uint8Array) || record.byteLength > MAX_RECORD_BYTES) {
-      throw new InvalidInputError(`"record" expected a Uint8Array of at most ${MAX_RECORD_BYTES} bytes`)
+      throw new InvalidInputError(`"record" expected a Uint8Array of at most ${MAX_RECORD_BYTES} bytes, got ${record instanceof Uint8Array ? `${record.byteLength} bytes` : typeof record}`)
     }
     await this.checkBlocks(blocks)
     if (this.publishUnsupported) {

@@ -6,7 +6,9 @@
  * (ipfs/specs, "Record Verification") through the `ipns` package's validator, which accepts V1+V2
  * records from others as well.
  */
-import { createIPNSRecord, marshalIPNSRecord, multihashToIPNSRoutingKey, unmarshalIPNSRecord } from 'ipns'
+import { systemClock } from '../clock.js'
+import type { Clock } from '../clock.js'
+import { createIPNSRecordWithExpiration, marshalIPNSRecord, multihashToIPNSRoutingKey, unmarshalIPNSRecord } from 'ipns'
 import { ipnsValidator } from 'ipns/validator'
 import { CID } from 'multiformats/cid'
 import { base36 } from 'multiformats/bases/base36'
@@ -56,6 +58,8 @@ export interface ValidateRecordOptions {
    * signed: readers show it as such and the owner renews it. @default false
    */
   allowExpired?: boolean
+  /** The clock that decides whether the validity has passed. @default systemClock */
+  nowMs?: Clock
 }
 
 /** Decodes any IPNS name form (`k51…`/`bafz…` CIDs, `12D3Koo…`/`Qm…` peer ids) to its multihash. */
@@ -90,6 +94,8 @@ export interface CreateRecordOptions {
   lifetimeMs?: number
   /** @default DEFAULT_RECORD_TTL_MS */
   ttlMs?: number
+  /** The clock the validity counts from. @default systemClock */
+  nowMs?: Clock
 }
 
 /**
@@ -97,7 +103,8 @@ export interface CreateRecordOptions {
  * signature per version where a V1+V2 record costs two, and ~45 % fewer bytes (~220 rather than ~400).
  */
 export async function createRecord (key: PrivateKey, root: CID, sequence: number | bigint, options: CreateRecordOptions = {}): Promise<Uint8Array> {
-  const record = await createIPNSRecord(key, `/ipfs/${root.toString()}`, BigInt(sequence), options.lifetimeMs ?? DEFAULT_RECORD_LIFETIME_MS, {
+  const validUntil = new Date((options.nowMs ?? systemClock)() + (options.lifetimeMs ?? DEFAULT_RECORD_LIFETIME_MS)).toISOString()
+  const record = await createIPNSRecordWithExpiration(key, `/ipfs/${root.toString()}`, BigInt(sequence), validUntil, {
     ttlNs: BigInt(options.ttlMs ?? DEFAULT_RECORD_TTL_MS) * 1_000_000n,
     v1Compatible: false
   })
@@ -123,14 +130,15 @@ export async function validateRecord (name: string, bytes: Uint8Array, options: 
     await ipnsValidator(routingKey, bytes)
   } catch (err) {
     // ipns 10's `validate` checks the V2 signature before the validity, so a RecordExpiredError
-    // means the signature held: the record is authentic, only old.
-    if (options.allowExpired !== true || (err as Error).name !== 'RecordExpiredError') {
+    // means the signature held: the record is authentic, and whether it is too old is decided below,
+    // by the clock given (the validator reads the system time).
+    if ((err as Error).name !== 'RecordExpiredError') {
       throw new InvalidRecordError(`invalid IPNS record for ${name}: ${(err as Error).message}`, { cause: err })
     }
   }
   const info = readRecord(bytes)
-  // The same clock the validator used (Date.now); an unparsable validity counts as expired.
-  info.expired = !(info.validUntilMs >= Date.now())
+  // An unparsable validity counts as expired.
+  info.expired = !(info.validUntilMs >= (options.nowMs ?? systemClock)())
   if (info.expired && options.allowExpired !== true) {
     throw new InvalidRecordError(`invalid IPNS record for ${name}: record has expired`)
   }

@@ -145,3 +145,17 @@ export async function expectRefusal (res: Response, status: number, name?: strin
   expect(typeof body.message).toBe('string')
   if (name !== undefined) expect(body.name).toBe(name)
 }
+
+/** A hubStore on the app whose requests are listed as `METHOD path?query`. */
+export function countingStore (hub: Hub, options: Parameters<typeof hubStore>[1] = {}): { store: ReturnType<typeof hubStore>, requests: string[] } {
+  const requests: string[] = []
+  const store = hubStore('http://hub.test', {
+    ...options,
+    fetch: async (input, init) => {
+      const url = new URL(String(input))
+      requests.push(`${init?.method ?? 'GET'} ${url.pathname}${url.search}`)
+      return hub.app.request(url.pathname + url.search, init)
+    }
+  })
+  return { store, requests }
+}

@@ -69,3 +69,17 @@ export async function runCli (args: string[], env: Record<string, string> = {}, 
   clearTimeout(timer)
   return { code, stdout, stderr }
 }
+
+/**
+ * A Node module script (`node --input-type=module -e`) that runs `startHub` from `entry` with the
+ * options in `HUB_OPTIONS` (JSON), prints `url <url>` once it listens, and stops on SIGTERM: a hub in
+ * its own process, for tests and benchmarks that watch its memory or kill it.
+ */
+export function hubScript (entry: string): string {
+  return `
+    const { startHub } = await import(${JSON.stringify(entry)})
+    const hub = await startHub(JSON.parse(process.env.HUB_OPTIONS))
+    console.log('url ' + hub.url)
+    process.on('SIGTERM', () => { hub.stop().then(() => process.exit(0)) })
+  `
+}

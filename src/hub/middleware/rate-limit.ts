@@ -2,6 +2,7 @@
  * The per-client token bucket in front of every route. Clients are keyed by the socket's address
  * unless the operator passes `clientAddress` (a forwarded-for header is never trusted by default).
  */
+import { systemClock } from '../../clock.js'
 import { RateLimitError } from '../../errors.js'
 import { clientKey } from '../client.js'
 import { DEFAULT_RATE_LIMIT } from '../options.js'
@@ -14,10 +15,11 @@ export function rateLimiter (options: HubAppOptions): MiddlewareHandler<Env> {
   if (limit === 0 || limit.requestsPerSecond <= 0) return async (_c, next) => { await next() }
   const { requestsPerSecond: rate } = limit
   const burst = Math.max(1, limit.burst)
+  const nowMs = options.nowMs ?? systemClock
   const buckets = new Map<string, { tokens: number, at: number }>()
   return async (c, next) => {
     if (c.req.method === 'OPTIONS') { await next(); return }
-    const now = Date.now()
+    const now = nowMs()
     if (buckets.size > 50_000) {
       // Forget clients whose buckets have refilled: they are indistinguishable from new ones.
       for (const [key, b] of buckets) if (b.tokens + (now - b.at) * rate / 1000 >= burst) buckets.delete(key)

@@ -2,6 +2,7 @@
  * The Next.ID app's options: what `createNextIdApp` accepts, the defaults behind each limit, and
  * `configure`, which checks them once and fills in the defaults for the routes.
  */
+import { systemClock } from '../../clock.js'
 import { InvalidInputError } from '../../errors.js'
 import { DEFAULT_MAX_STORED_BYTES } from './store.js'
 import { DEFAULT_MAX_CHAIN_BYTES, DEFAULT_MAX_CHAIN_LINKS } from './transfer.js'
@@ -39,7 +40,7 @@ export interface NextIdOptions {
   datastore: Datastore
   /** The hub's blockstore; one dag-cbor block per accepted patch. */
   blockstore: Blockstore
-  /** The clock. @default Date.now */
+  /** The clock, in ms since 1970. @default systemClock (Date.now) */
   nowMs?: () => number
   /**
    * How far a written `created_at` may be from now, either way. A payload must be signed and posted
@@ -124,7 +125,7 @@ export function configure (options: NextIdOptions): NextIdConfig {
   return {
     datastore: options.datastore,
     blockstore: options.blockstore,
-    nowMs: options.nowMs ?? Date.now,
+    nowMs: options.nowMs ?? systemClock,
     createdAtWindowMs: positive(options.createdAtWindowMs, DEFAULT_CREATED_AT_WINDOW_MS, 'createdAtWindowMs', true),
     maxBodyBytes: positive(options.maxBodyBytes, DEFAULT_NEXTID_MAX_BODY_BYTES, 'maxBodyBytes'),
     maxImportBytes: positive(options.maxImportBytes, DEFAULT_MAX_IMPORT_BYTES, 'maxImportBytes'),

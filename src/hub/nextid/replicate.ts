@@ -47,7 +47,7 @@ export async function adoptChain (options: NextIdStores & ImportLimits, blocks: 
   const maxBytes = options.maxChainBytes ?? DEFAULT_MAX_CHAIN_BYTES
   if (blocks.length === 0) throw new InvalidInputError('an empty chain')
   if (blocks.length > maxLinks) throw new TooLargeError(`the chain has ${blocks.length} links, more than this hub keeps per avatar (${maxLinks})`)
-  if (blocks.reduce((n, b) => n + b.bytes.length, 0) > maxBytes) throw new TooLargeError(`the chain is over ${maxBytes} bytes, more than this hub keeps per avatar`)
+  if (blocks.reduce((n, b) => n + b.bytes.length, 0) > maxBytes) throw new TooLargeError(`the chain is over the ${maxBytes}-byte limit this hub keeps per avatar`)
   const remote: Item[] = []
   for (const block of blocks) remote.push({ block, link: await decodeLink(block) })
   const avatar = (remote[0] as Item).link.avatar

@@ -112,7 +112,7 @@ async function prepare (config: WriteConfig, link: KvLink, entry: KvEntry | unde
   if (block.bytes.length > MAX_BLOCK_BYTES) throw new TooLargeError(`the patch block would be ${block.bytes.length} bytes, larger than ${MAX_BLOCK_BYTES}`)
   const entryBytes = encodeEntry({ platform: link.platform, identity: link.identity, content: mergePatch(entry?.content, link.patch) })
   if (entryBytes.length > config.maxContentBytes) {
-    throw new TooLargeError(`the merged content would be ${entryBytes.length} bytes, larger than the limit of ${config.maxContentBytes}`)
+    throw new TooLargeError(`the merged content would be ${entryBytes.length} bytes, over the ${config.maxContentBytes}-byte limit`)
   }
   if (before === undefined) return { block, entryBytes }
   const oldEntryBytes = entry === undefined ? 0 : encodeEntry(entry).length
