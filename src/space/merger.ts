@@ -76,7 +76,8 @@ export class Merger {
     } catch {
       throwIfAborted(options?.signal)
     }
-    // Checked here too, whatever the store did (as fetchBlock does).
+    // Checked here, whatever the store did (as fetchBlock does); bytes the store already checked
+    // through verifyBlock are not hashed again.
     for (const block of blocks) if (await verifyBlock(block.cid, block.bytes)) this.prefetched.set(block.cid.toString(), block.bytes)
   }
 

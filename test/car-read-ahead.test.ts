@@ -1,0 +1,72 @@
+/**
+ * The gateway's CAR body reads blocks ahead of the client, a bounded window at a time: a client that
+ * reads slowly (or not at all) holds at most that window in memory, and a block that disappears
+ * mid-stream still ends the CAR with an error rather than a silent gap.
+ */
+import { MemoryBlockstore } from 'blockstore-core'
+import { describe, expect, it } from 'vitest'
+import { cborBlock, encodeCar, rawBlock } from '../src/store/blocks.js'
+import { BLOCKS_PATH, CAR_TYPE } from '../src/protocol.js'
+import { makeHub } from './helpers/hub-app.js'
+import type { Hub } from './helpers/hub-app.js'
+import type { Block } from '../src/store/interface.js'
+import type { CID } from 'multiformats/cid'
+
+/** A memory blockstore that counts reads. */
+class CountingBlockstore extends MemoryBlockstore {
+  reads = 0
+  override async * get (cid: CID, options?: Parameters<MemoryBlockstore['get']>[1]): ReturnType<MemoryBlockstore['get']> {
+    this.reads++
+    yield * super.get(cid, options)
+  }
+}
+
+/** 100 raw leaves of 70 KB (over the size the hub keeps in memory) under one dag-cbor root. */
+async function bigDag (): Promise<{ root: Block, leaves: Block[] }> {
+  const leaves = await Promise.all(Array.from({ length: 100 }, async (_, i) => rawBlock(new Uint8Array(70_000).fill(i))))
+  const root = await cborBlock({ leaves: leaves.map(l => l.cid) })
+  return { root, leaves }
+}
+
+/** Uploads `blocks` in CARs of 10 (under the per-request body cap). */
+async function upload (hub: Hub, blocks: Block[]): Promise<void> {
+  for (let i = 0; i < blocks.length; i += 10) {
+    const res = await hub.app.request(BLOCKS_PATH, { method: 'POST', headers: { 'content-type': CAR_TYPE }, body: encodeCar(blocks.slice(i, i + 10)) })
+    expect(res.status).toBeLessThan(300)
+  }
+}
+
+describe('CAR responses read ahead of the client, within a window', () => {
+  it('reads at most 32 blocks ahead of a client that has taken only the header, and sends every block once it reads on', async () => {
+    const blockstore = new CountingBlockstore()
+    const hub = makeHub({}, { blockstore })
+    const { root, leaves } = await bigDag()
+    await upload(hub, [root, ...leaves])
+    // A hub restarted: nothing in its memory caches.
+    const fresh = makeHub({}, { blockstore })
+    blockstore.reads = 0
+    const res = await fresh.app.request(`/ipfs/${root.cid.toString()}?format=car&dag-scope=all`)
+    expect(res.status).toBe(200)
+    const planned = blockstore.reads // the plan read the root and sized the leaves
+    const reader = (res.body as ReadableStream<Uint8Array>).getReader()
+    await reader.read() // the header
+    await new Promise<void>((resolve) => { setImmediate(resolve) })
+    await new Promise<void>((resolve) => { setTimeout(resolve, 50) })
+    expect(blockstore.reads - planned).toBeLessThanOrEqual(32)
+    let bytes = 0
+    for (;;) { const { done, value } = await reader.read(); if (done) break; bytes += value.byteLength }
+    expect(bytes).toBeGreaterThan(100 * 70_000)
+  })
+
+  it('ends the CAR with an error when a planned block is gone before it is sent', async () => {
+    const blockstore = new CountingBlockstore()
+    const hub = makeHub({}, { blockstore })
+    const { root, leaves } = await bigDag()
+    await upload(hub, [root, ...leaves])
+    const fresh = makeHub({}, { blockstore })
+    const res = await fresh.app.request(`/ipfs/${root.cid.toString()}?format=car&dag-scope=all`)
+    expect(res.status).toBe(200)
+    await blockstore.delete((leaves[80] as Block).cid)
+    await expect(res.arrayBuffer()).rejects.toMatchObject({ name: 'NotFoundError' })
+  })
+})
