@@ -519,9 +519,8 @@ function routingKey (name: string): Uint8Array {
 /**
  * The worker's code: loads the same record codec the app uses (`validateRecord` from
  * store/record.js, next to this file in dist/), checks `{ id, name, bytes, atMs }` at time `atMs`
- * and answers `{ id }` or `{ id, error }`. When the
- * codec cannot be loaded (running from TypeScript sources), it says so and the pool checks on the
- * main thread instead.
+ * and answers `{ id }` or `{ id, error }`. When the codec cannot be loaded (running from
+ * TypeScript sources), it says so and the pool checks on the main thread instead.
  */
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads')
