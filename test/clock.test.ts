@@ -1,15 +1,26 @@
 /**
- * The clock reaches every path that needs the date: a space, its records, the state's lock file and
- * the hub all follow the clock they were given, never the system's. Each check here fails if a path
- * read the system time instead (the given clocks are years or minutes away from it).
+ * The clock reaches every path that needs the date: a space, its records, the state's lock file,
+ * the hub (its cluster and its worker-thread record checks too) and the helia store all follow the
+ * clock they were given, never the system's. Each check here fails if a path read the system time
+ * instead (the given clocks are years, days or minutes away from it).
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
 import { fileState, memoryState, memoryStore, openSpace } from '../src/index.js'
 import type { Space, SpaceOptions, Store } from '../src/index.js'
-import { readRecord, validateRecord } from '../src/store/record.js'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { createRecord, nameOfKey, readRecord, validateRecord } from '../src/store/record.js'
+import { rawBlock } from '../src/store/blocks.js'
+import { createHeliaNode, stopHeliaNode } from '../src/store/helia-node.js'
+import { heliaStore } from '../src/store/helia.js'
+import { hubStore } from '../src/store/hub.js'
+import { startHub, VerifierPool } from '../src/hub/server.js'
+import { CLUSTER_RECORDS_TOPIC } from '../src/protocol.js'
+import { LANDED_PREFIX } from '../src/hub/storage.js'
+import type { RunningHub } from '../src/hub/server.js'
+import type { GossipSub } from '@libp2p/gossipsub'
 import { decodeRoot } from '../src/space/root.js'
 import { account, KEY_A } from './helpers/signers.js'
 import { makeHub, storeFor } from './helpers/hub-app.js'
@@ -128,4 +139,120 @@ describe('the hub follows its clock', () => {
     const res = await hub.app.request('/routing/v1/providers/bafkqaaa')
     expect(res.headers.get('last-modified')).toBe(new Date(FUTURE_MS).toUTCString())
   })
+})
+
+/** A record of a fresh key, signed at `signedAtMs` and valid for `lifetimeMs` from then. */
+async function recordAt (signedAtMs: number, lifetimeMs: number, sequence = 1): Promise<{ name: string, record: Uint8Array }> {
+  const key = await generateKeyPair('Ed25519')
+  const { cid } = await rawBlock(new Uint8Array([sequence]))
+  return { name: nameOfKey(key), record: await createRecord(key, cid, sequence, { lifetimeMs, nowMs: () => signedAtMs }) }
+}
+
+describe('hub record checks on worker threads follow the hub clock', () => {
+  it('judges a record\'s validity at the hub\'s time, on a worker and on the main thread alike', async () => {
+    const server = new URL('../dist/src/hub/server.js', import.meta.url)
+    // Workers load the compiled record codec: only the built pool runs checks off the main thread.
+    if (!existsSync(server)) throw new Error('dist/ is missing: run `npm run build` (npm test does) before this test')
+    const built = await import(server.href) as { VerifierPool: typeof VerifierPool }
+    const twoDaysAgo = (): number => Date.now() - 2 * DAY_MS
+    // Signed two days ago for one day: expired on the system clock, live on a clock two days behind.
+    const old = await recordAt(twoDaysAgo(), DAY_MS)
+    // Signed now for a month: live on the system clock, expired in 2040.
+    const fresh = await recordAt(Date.now(), 30 * DAY_MS)
+    const behind = new built.VerifierPool(1, twoDaysAgo)
+    const ahead = new built.VerifierPool(1, () => FUTURE_MS)
+    try {
+      await Promise.all([behind.started(), ahead.started()])
+      expect([behind.threads, ahead.threads]).toEqual([1, 1])
+      expect(await behind.validate(old.name, old.record)).toMatchObject({ sequence: 1n, expired: false })
+      await expect(ahead.validate(fresh.name, fresh.record)).rejects.toMatchObject({ name: 'InvalidRecordError', message: expect.stringContaining('expired') })
+    } finally {
+      await behind.stop()
+      await ahead.stop()
+    }
+    // No threads: the main thread checks, at the same time.
+    expect(await new VerifierPool(0, twoDaysAgo).validate(old.name, old.record)).toMatchObject({ expired: false })
+    await expect(new VerifierPool(0, () => FUTURE_MS).validate(fresh.name, fresh.record)).rejects.toMatchObject({ name: 'InvalidRecordError' })
+  })
+})
+
+describe('the helia store follows its clock', () => {
+  it('judges records by `nowMs` and keeps the local record fresh for its TTL on that clock', async () => {
+    const node = await createHeliaNode()
+    try {
+      let nowMs = Date.now() - 2 * DAY_MS
+      const store = heliaStore(node, { nowMs: () => nowMs })
+      const { name, record } = await recordAt(nowMs, DAY_MS)
+      // Expired for the system clock: a store on it refuses the record, one on the given clock keeps it.
+      await expect(heliaStore(node).putRecord(name, record)).rejects.toMatchObject({ name: 'InvalidRecordError' })
+      await store.putRecord(name, record)
+      expect(await store.getRecord(name)).toEqual(record)
+      expect(await heliaStore(node).getRecord(name)).toBeUndefined()
+
+      // The network is asked once per TTL (5 min), measured on the given clock.
+      let asked = 0
+      const get = node.routing.get.bind(node.routing)
+      node.routing.get = async (...args) => { asked++; return get(...args) }
+      await store.getRecord(name)
+      const before = asked
+      await store.getRecord(name)
+      expect(asked).toBe(before)
+      nowMs += 6 * 60_000
+      await store.getRecord(name)
+      expect(asked).toBeGreaterThan(before)
+    } finally {
+      await stopHeliaNode(node)
+    }
+  })
+})
+
+describe('the hub cluster follows the hub clock', () => {
+  const hubs: RunningHub[] = []
+  afterAll(async () => { await Promise.all(hubs.map(async h => h.stop())) })
+
+  it('refills a peer\'s message allowance and dates replicated blocks by `nowMs`', async () => {
+    // A day ahead of the system; a burst of one message per peer, refilled every 20 s of this clock.
+    let shiftMs = DAY_MS
+    const nowMs = (): number => Date.now() + shiftMs
+    const options = { port: 0, directory: false as const, rateLimit: 0 as const, verifyThreads: 0, republishIntervalMs: 0, nextId: false as const, nowMs, cluster: { peerMessagesPerSecond: 0.05, replicaWaitMs: 400 } }
+    const a = await startHub(options)
+    hubs.push(a)
+    const b = await startHub({ ...options, peers: a.multiaddrs })
+    hubs.push(b)
+    for (const h of [a, b]) {
+      const pubsub = h.helia.libp2p.services.pubsub as GossipSub
+      while (pubsub.getSubscribers(CLUSTER_RECORDS_TOPIC).length < 1) {
+        await new Promise(resolve => pubsub.addEventListener('subscription-change', resolve, { once: true }))
+      }
+    }
+    const space = await device(hubStore(a.url))
+    const sequenceAtB = async (): Promise<bigint | undefined> => {
+      const res = await fetch(new URL(`/routing/v1/ipns/${space.name}`, b.url))
+      return res.status === 200 ? readRecord(new Uint8Array(await res.arrayBuffer())).sequence : undefined
+    }
+    const write = async (n: number): Promise<void> => {
+      await space.set('n', n)
+      await space.flush()
+    }
+
+    await write(1)
+    await expect.poll(sequenceAtB, { timeout: 5_000, interval: 20 }).toBe(1n)
+    // The allowance is spent: the next record (and its resend) is ignored.
+    await write(2)
+    expect(await sequenceAtB()).toBe(1n)
+    // 20 s later on the hubs' clock (milliseconds on the system's), one more message is allowed.
+    shiftMs += 20_000
+    await write(3)
+    await expect.poll(sequenceAtB, { timeout: 5_000, interval: 20 }).toBe(3n)
+
+    // The blocks that rode with the records landed at B on B's clock.
+    const landed: number[] = []
+    for await (const { key, value } of b.helia.datastore.query({ prefix: LANDED_PREFIX.slice(0, -1) })) {
+      const [at, , client] = new TextDecoder().decode(value).split(' ')
+      if (client === 'network') landed.push(Number(at))
+      expect(key.toString().startsWith(LANDED_PREFIX)).toBe(true)
+    }
+    expect(landed.length).toBeGreaterThan(0)
+    for (const at of landed) expect(at).toBeGreaterThan(Date.now() + DAY_MS / 2)
+  }, 60_000)
 })

@@ -1,7 +1,9 @@
 /**
  * An expired record is the last version its owner signed, not an error: `validateRecord` with
  * `allowExpired` accepts it only when everything but the validity holds, and readers (`readPublic`,
- * `exportSpace`, `userspace inspect`) read that version and say it has expired.
+ * `exportSpace`, `userspace inspect`) read that version and say it has expired. Records are signed
+ * by a clock two days behind with a one-hour lifetime, so they are expired on the system clock at
+ * once: no test waits for time to pass.
  */
 import { serve } from '@hono/node-server'
 import { generateKeyPair } from '@libp2p/crypto/keys'
@@ -21,24 +23,19 @@ import type { Server } from 'node:http'
 import type { CliIO } from '../src/cli/main.js'
 import type { Store } from '../src/store/interface.js'
 
-const LIFETIME_MS = 1500
+const LIFETIME_MS = 3600_000
+/** The writers' clock: two days behind the system's, so a record it signs for LIFETIME_MS has expired. */
+const past = (): number => Date.now() - 2 * 24 * 3600_000
 
-/** Resolves once the record's validity has passed (polling the record itself, not a fixed sleep). */
-async function untilExpired (name: string, record: Uint8Array): Promise<void> {
-  const { validUntilMs } = await validateRecord(name, record, { allowExpired: true })
-  while (Date.now() <= validUntilMs) await new Promise(resolve => setTimeout(resolve, Math.max(10, validUntilMs - Date.now() + 5)))
-}
-
-/** Wallet A's space with a public nick, published with a record valid for LIFETIME_MS, now expired. */
+/** Wallet A's space with a public nick, published two days ago with a record valid for LIFETIME_MS. */
 async function expiredSpace (store: Store): Promise<string> {
-  const space = await openSpace({ signer: account(KEY_A), store, recordLifetimeMs: LIFETIME_MS })
+  const space = await openSpace({ signer: account(KEY_A), store, recordLifetimeMs: LIFETIME_MS, now: past })
   await space.public.set('nick', 'alice')
   await space.flush()
   await space.set('secret', 1)
   await space.flush()
   const name = space.name
   await space.close()
-  await untilExpired(name, await store.getRecord(name) as Uint8Array)
   return name
 }
 
@@ -51,8 +48,7 @@ describe('validateRecord', () => {
     expect(await validateRecord(name, fresh)).toMatchObject({ sequence: 3n, expired: false })
     expect(await validateRecord(name, fresh, { allowExpired: true })).toMatchObject({ expired: false })
 
-    const old = await createRecord(key, cid, 4, { lifetimeMs: 20 })
-    await untilExpired(name, old)
+    const old = await createRecord(key, cid, 4, { lifetimeMs: LIFETIME_MS, nowMs: past })
     const err = await validateRecord(name, old).catch((e: Error) => e)
     expect(err).toMatchObject({ name: 'InvalidRecordError' })
     expect((err as Error).message).toMatch(/expired/)
@@ -65,8 +61,8 @@ describe('validateRecord', () => {
   it('still checks everything but the validity: a tampered or misnamed expired record is refused', async () => {
     const key = await generateKeyPair('Ed25519')
     const name = nameOfKey(key)
-    const old = await createRecord(key, (await rawBlock(new Uint8Array([1]))).cid, 1, { lifetimeMs: 20 })
-    await untilExpired(name, old)
+    const old = await createRecord(key, (await rawBlock(new Uint8Array([1]))).cid, 1, { lifetimeMs: LIFETIME_MS, nowMs: past })
+    expect(await validateRecord(name, old, { allowExpired: true })).toMatchObject({ expired: true })
     const tampered = old.slice()
     const at = tampered.length - 10 // inside the V2 data, under the signature
     tampered[at] = (tampered[at] as number) ^ 1
@@ -85,6 +81,8 @@ describe('readers of an expired space', () => {
     expect(profile.expired).toBe(true)
     expect(profile.validUntilMs).toBeLessThan(Date.now())
     expect(profile.address).toBe(account(KEY_A).address)
+    // The reader's clock decides: on the writer's clock the same record is live.
+    expect(await readPublic({ name, store, nowMs: past })).toMatchObject({ expired: false, data: { nick: 'alice' } })
   })
 
   it('readPublic of a live space says it has not expired', async () => {
@@ -122,7 +120,8 @@ afterAll(async () => {
 
 describe('userspace inspect', () => {
   it('shows an expired space\'s last version and says it has expired', async () => {
-    const app = createHubApp({ blockstore: new MemoryBlockstore(), datastore: new MemoryDatastore() }, { rateLimit: 0 })
+    // The hub keeps the writers' clock, so it accepts the records that are expired for the reader.
+    const app = createHubApp({ blockstore: new MemoryBlockstore(), datastore: new MemoryDatastore() }, { rateLimit: 0, nowMs: past })
     const server = serve({ fetch: app.fetch, hostname: '127.0.0.1', port: 0 }) as Server
     servers.push(server)
     await new Promise<void>(resolve => server.listening ? resolve() : server.once('listening', () => { resolve() }))

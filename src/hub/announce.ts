@@ -26,7 +26,7 @@ interface Entry { record: Uint8Array, settled: Array<() => void>, notBeforeMs: n
 export class Announcer {
   private readonly pending = new Map<string, Entry>()
   private readonly running = new Set<string>()
-  /** When each name's last announcement started, for `spacingMs`. */
+  /** When each name's last announcement started (`performance.now()`), for `spacingMs`. */
   private readonly startedAt = new Map<string, number>()
   private wake: ReturnType<typeof setTimeout> | undefined
   private stopped = false
@@ -65,7 +65,8 @@ export class Announcer {
 
   private drain (): void {
     if (this.stopped || this.running.size >= this.options.concurrency) return
-    const now = Date.now()
+    // A spacing is a duration, timed by setTimeout: measured on the monotonic clock, not the date.
+    const now = performance.now()
     let soonest = Infinity
     // The oldest waiting name that is due and not being announced already (one announcement per name at once).
     for (const [name, entry] of this.pending) {

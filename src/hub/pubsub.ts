@@ -19,6 +19,7 @@ import { multihashToIPNSRoutingKey } from 'ipns'
 import * as dagCbor from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
 import { sha256 as sha256Hasher } from 'multiformats/hashes/sha2'
+import { systemClock } from '../clock.js'
 import { CLUSTER_HELD_TOPIC, CLUSTER_NEXTID_TOPIC, CLUSTER_RECORDS_TOPIC } from '../protocol.js'
 import { decodeLink } from './nextid/chain.js'
 import { adoptChain } from './nextid/replicate.js'
@@ -31,6 +32,7 @@ import { parseName } from './params.js'
 import { MAX_ROOT_BYTES, rootOf, stateLinks } from './quota.js'
 import { walkDag } from './walk.js'
 import { costOf } from './storage.js'
+import type { Clock } from '../clock.js'
 import type { HubBlocks } from './blocks.js'
 import type { HubRecords } from './records.js'
 import type { NextIdStores } from './nextid/store.js'
@@ -72,6 +74,8 @@ export interface ClusterOptions {
   fetchTimeoutMs?: number
   /** The per-name quota, which also bounds what one replication fetches. @default DEFAULT_HUB_MAX_SPACE_BYTES */
   maxSpaceBytes?: number
+  /** The clock peer rate limits and replicated blocks' landing times follow, in ms since 1970. @default systemClock (Date.now) */
+  nowMs?: Clock
   log?: (line: string) => void
 }
 
@@ -103,10 +107,10 @@ export function ipnsTopic (name: string): string {
 /** Token buckets per peer, forgotten when full again (so idle peers cost nothing). */
 class PeerLimiter {
   private readonly buckets = new Map<string, { tokens: number, atMs: number }>()
-  constructor (private readonly perSecond: number, private readonly burst: number) {}
+  constructor (private readonly perSecond: number, private readonly burst: number, private readonly nowMs: Clock) {}
 
   take (peer: string): boolean {
-    const now = Date.now()
+    const now = this.nowMs()
     const bucket = this.buckets.get(peer) ?? { tokens: this.burst, atMs: now }
     bucket.tokens = Math.min(this.burst, bucket.tokens + (now - bucket.atMs) * this.perSecond / 1000)
     bucket.atMs = now
@@ -135,6 +139,7 @@ export class HubCluster {
   private readonly replicas: number
   private readonly replicaWaitMs: number
   private readonly log: (line: string) => void
+  private readonly nowMs: Clock
   private readonly onMessage = (event: CustomEvent<Message>): void => { this.heard(event.detail) }
   private readonly onSubscription = (event: CustomEvent<SubscriptionChangeData>): void => {
     for (const { topic, subscribe } of event.detail.subscriptions) {
@@ -152,8 +157,9 @@ export class HubCluster {
     this.self = selfId
     this.replicas = Math.max(1, Math.floor(options.replicas ?? DEFAULT_REPLICAS))
     this.replicaWaitMs = options.replicaWaitMs ?? DEFAULT_REPLICA_WAIT_MS
+    this.nowMs = options.nowMs ?? systemClock
     const rate = options.peerMessagesPerSecond ?? DEFAULT_PEER_MESSAGES_PER_SECOND
-    this.limiter = new PeerLimiter(rate, rate * 20)
+    this.limiter = new PeerLimiter(rate, rate * 20, this.nowMs)
     this.log = options.log ?? (() => {})
     this.pubsub.topicValidators.set(CLUSTER_RECORDS_TOPIC, async (peer, message) => this.validateRecord(peer.toString(), message))
     this.pubsub.topicValidators.set(CLUSTER_HELD_TOPIC, (peer, message) => this.validateHeld(peer.toString(), message))
@@ -323,7 +329,7 @@ export class HubCluster {
     if (adopted === 'kept') {
       // Ours wins: say so, at most once a second per avatar, so the sender converges on it.
       const link = await decodeLink(blocks[0] as Block)
-      const now = Date.now()
+      const now = this.nowMs()
       if ((this.chainSentAt.get(link.avatar) ?? 0) + 1000 <= now) {
         if (this.chainSentAt.size > 10_000) this.chainSentAt.clear()
         this.chainSentAt.set(link.avatar, now)
@@ -401,7 +407,7 @@ export class HubCluster {
       if (given !== undefined) {
         if (!(await blocks.blockstore.has(c)) && blocks.storage.hasRoomFor(costOf(given.byteLength))) {
           await blocks.blockstore.put(c, given)
-          await blocks.storage.landed(NETWORK_CLIENT, [{ cid: c, size: given.byteLength }], Date.now())
+          await blocks.storage.landed(NETWORK_CLIENT, [{ cid: c, size: given.byteLength }], this.nowMs())
         }
         return given
       }

@@ -6,6 +6,7 @@
  * long as their validity (months) lasts.
  */
 import { systemClock } from '../clock.js'
+import type { Clock } from '../clock.js'
 import { mkdir, open, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { availableParallelism } from 'node:os'
 import { join, resolve as resolvePath } from 'node:path'
@@ -186,10 +187,10 @@ export async function startHub (options: HubOptions = {}): Promise<RunningHub> {
   const dialer = dialInBackground(node, options.peers ?? [], options.peerRetryMinMs ?? DEFAULT_PEER_RETRY_MIN_MS, options.peerRetryMaxMs ?? DEFAULT_PEER_RETRY_MAX_MS, log)
   const connected = (): boolean => node.libp2p.getConnections().length > 0
   // Used for its verified, bounded bitswap fetch.
-  const store = heliaStore(node, { routingTimeoutMs, fetchTimeoutMs: routingTimeoutMs, provide: false })
+  const store = heliaStore(node, { routingTimeoutMs, fetchTimeoutMs: routingTimeoutMs, provide: false, nowMs })
   const fsync = options.fsync ?? true
   const records = datastoreRecords(node.datastore, { fsync })
-  const verifiers = new VerifierPool(options.verifyThreads ?? Math.min(4, Math.max(0, availableParallelism() - 1)))
+  const verifiers = new VerifierPool(options.verifyThreads ?? Math.min(4, Math.max(0, availableParallelism() - 1)), nowMs)
 
   const components: HubComponents = {
     // helia's blockstore: local reads, and puts are offered to bitswap peers that want them.
@@ -246,6 +247,7 @@ export async function startHub (options: HubOptions = {}): Promise<RunningHub> {
     ...options.cluster,
     fetchTimeoutMs: options.fetchTimeoutMs,
     maxSpaceBytes: options.maxSpaceBytes,
+    nowMs,
     log: (line) => { log('%s', line) }
   })
 
@@ -516,17 +518,18 @@ function routingKey (name: string): Uint8Array {
 
 /**
  * The worker's code: loads the same record codec the app uses (`validateRecord` from
- * store/record.js, next to this file in dist/) and answers `{ id }` or `{ id, error }`. When the
- * codec cannot be loaded (running from TypeScript sources), it says so and the pool checks on the
- * main thread instead.
+ * store/record.js, next to this file in dist/), checks `{ id, name, bytes, atMs }` at time `atMs`
+ * and answers `{ id }` or `{ id, error }`. When the codec cannot be loaded (running from
+ * TypeScript sources), it says so and the pool checks on the main thread instead.
  */
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads')
 ;(async () => {
   await import(workerData.polyfill)
   const { validateRecord } = await import(workerData.record)
-  parentPort.on('message', ({ id, name, bytes }) => {
-    validateRecord(name, bytes).then(
+  // The validity is judged at the caller's time (the hub's clock), not the worker's.
+  parentPort.on('message', ({ id, name, bytes, atMs }) => {
+    validateRecord(name, bytes, { nowMs: () => atMs }).then(
       () => parentPort.postMessage({ id }),
       (err) => parentPort.postMessage({ id, error: { name: err && err.name, message: String(err && err.message) } })
     )
@@ -538,6 +541,8 @@ const { parentPort, workerData } = require('node:worker_threads')
 interface Pending {
   name: string
   bytes: Uint8Array
+  /** The hub's time when the check was asked for: the record's validity is judged at it. */
+  atMs: number
   resolve: (info: RecordInfo) => void
   reject: (err: Error) => void
 }
@@ -548,13 +553,27 @@ interface Verifier {
   pending: Map<number, Pending>
 }
 
-/** IPNS record checks on worker threads, falling back to the main thread when there are none. */
-class VerifierPool {
+/**
+ * IPNS record checks on worker threads, falling back to the main thread when there are none; every
+ * check judges the validity at `nowMs()` of when it was asked for. Exported for tests.
+ */
+export class VerifierPool {
   private readonly verifiers: Verifier[] = []
   private nextId = 0
+  private readonly starting: Array<Promise<void>> = []
 
-  constructor (threads: number) {
+  constructor (threads: number, private readonly nowMs: Clock = systemClock) {
     for (let i = 0; i < threads; i++) this.spawn()
+  }
+
+  /** Resolves once every worker spawned has started or given up (then `threads` says how many run). */
+  async started (): Promise<void> {
+    await Promise.all(this.starting)
+  }
+
+  /** Workers running and ready to check. */
+  get threads (): number {
+    return this.verifiers.filter(v => v.ready).length
   }
 
   private spawn (): void {
@@ -573,16 +592,19 @@ class VerifierPool {
     worker.unref()
     const verifier: Verifier = { worker, ready: false, pending: new Map() }
     this.verifiers.push(verifier)
+    let settle = (): void => {}
+    this.starting.push(new Promise<void>(resolve => { settle = resolve }))
     const retire = (): void => {
       const index = this.verifiers.indexOf(verifier)
       if (index !== -1) this.verifiers.splice(index, 1)
       // Whatever it was checking is checked here instead.
-      for (const job of verifier.pending.values()) validateRecord(job.name, job.bytes).then(job.resolve, job.reject)
+      for (const job of verifier.pending.values()) validateRecord(job.name, job.bytes, { nowMs: () => job.atMs }).then(job.resolve, job.reject)
       verifier.pending.clear()
       void worker.terminate()
+      settle()
     }
     worker.on('message', (message: { ready?: boolean, failed?: string, id?: number, error?: { name?: string, message: string } }) => {
-      if (message.ready === true) { verifier.ready = true; return }
+      if (message.ready === true) { verifier.ready = true; settle(); return }
       if (message.failed !== undefined) { retire(); return }
       const job = verifier.pending.get(message.id ?? -1)
       if (job === undefined) return
@@ -606,12 +628,13 @@ class VerifierPool {
     for (const v of this.verifiers) {
       if (v.ready && (best === undefined || v.pending.size < best.pending.size)) best = v
     }
-    if (best === undefined) return validateRecord(name, bytes)
+    const atMs = this.nowMs()
+    if (best === undefined) return validateRecord(name, bytes, { nowMs: () => atMs })
     const verifier = best
     return new Promise<RecordInfo>((resolve, reject) => {
       const id = this.nextId++
-      verifier.pending.set(id, { name, bytes, resolve, reject })
-      verifier.worker.postMessage({ id, name, bytes })
+      verifier.pending.set(id, { name, bytes, atMs, resolve, reject })
+      verifier.worker.postMessage({ id, name, bytes, atMs })
     })
   }
 

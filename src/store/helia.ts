@@ -44,6 +44,8 @@ import { VERSION_TOPIC_PREFIX } from '../protocol.js'
 import { Limiter } from './limiter.js'
 import { MAX_RECORD_BYTES, nameToMultihash, readRecord, validateRecord } from './record.js'
 import { equals } from 'multiformats/bytes'
+import { systemClock } from '../clock.js'
+import type { Clock } from '../clock.js'
 import type { AbortOptions, Block, GetDagOptions, GetRecordOptions, RecordListener, Store } from './interface.js'
 import type { IPNS, IPNSRouting } from '@helia/ipns'
 import type { Helia } from '@helia/interface'
@@ -165,6 +167,14 @@ export interface HeliaStoreOptions {
    * @default true
    */
   provide?: boolean
+
+  /**
+   * The clock, in ms since 1970, that records' validity and the local record's freshness (its TTL)
+   * are judged by.
+   *
+   * @default systemClock (Date.now)
+   */
+  nowMs?: Clock
 }
 
 /**
@@ -189,7 +199,8 @@ export function heliaStore (helia: Helia, options: HeliaStoreOptions = {}): Stor
     retention: options.retention ?? true,
     maxRetainedVersions: Math.max(2, Math.floor(positive(options.maxRetainedVersions, 'maxRetainedVersions', '') ?? DEFAULT_MAX_RETAINED_VERSIONS)),
     retentionIntervalVersions: Math.max(1, Math.floor(positive(options.retentionIntervalVersions, 'retentionIntervalVersions', '') ?? DEFAULT_RETENTION_INTERVAL_VERSIONS)),
-    provide: options.provide ?? true
+    provide: options.provide ?? true,
+    nowMs: options.nowMs ?? systemClock
   })
 }
 
@@ -456,7 +467,7 @@ class HeliaStore implements Store {
   /** putRecord, and publish when `blocks` are given (stored once the local check has passed). */
   private async commitRecord (name: string, record: Uint8Array, blocks: Block[] | undefined, options: AbortOptions): Promise<void> {
     throwIfAborted(options.signal)
-    const info = await validateRecord(name, record)
+    const info = await validateRecord(name, record, { nowMs: this.options.nowMs })
     const routingKey = routingKeyOf(name)
     const routers = this.getRouters()
     const offered: ValidRecord = { bytes: record, ttlMs: info.ttlMs }
@@ -546,7 +557,7 @@ class HeliaStore implements Store {
       try {
         const bytes = plain(await router.get(routingKey, { signal, validate: false }))
         if (equals(bytes, record)) return undefined
-        const info = await validateRecord(name, bytes)
+        const info = await validateRecord(name, bytes, { nowMs: this.options.nowMs })
         const wins = info.sequence > ours.sequence || (info.sequence === ours.sequence && info.value !== ours.value)
         return wins ? { bytes, ttlMs: info.ttlMs } : undefined
       } catch {
@@ -703,7 +714,7 @@ class HeliaStore implements Store {
     const watch = this.watches.get(message.topic)
     if (watch === undefined) return
     const bytes = plain(message.data)
-    validateRecord(watch.name, bytes)
+    validateRecord(watch.name, bytes, { nowMs: this.options.nowMs })
       .then(async (info) => { await this.hear(watch.name, watch.routingKey, { bytes, ttlMs: info.ttlMs }) })
       .catch(() => {}) // forged, malformed, expired or unstorable: dropped
   }
@@ -718,7 +729,7 @@ class HeliaStore implements Store {
     if (data.byteLength > DEFAULT_MAX_PUSHED_VERSION_BYTES + MAX_RECORD_BYTES + 1024) return
     const decoded = decodeVersionMessage(data)
     if (decoded === undefined) return
-    const info = await validateRecord(watch.name, decoded.record)
+    const info = await validateRecord(watch.name, decoded.record, { nowMs: this.options.nowMs })
     for (const block of decoded.blocks) if (!(await verifyBlock(block.cid, block.bytes))) return
     for (const block of decoded.blocks) this.remember(block)
     await this.hear(watch.name, watch.routingKey, { bytes: decoded.record, ttlMs: info.ttlMs })
@@ -747,7 +758,7 @@ class HeliaStore implements Store {
     const routingKey = routingKeyOf(name)
     const routers = this.getRouters()
     const local = await this.readLocal(name, routingKey)
-    if (options.nocache !== true && local !== undefined && (this.freshUntil.get(keyString(routingKey)) ?? 0) > Date.now()) {
+    if (options.nocache !== true && local !== undefined && (this.freshUntil.get(keyString(routingKey)) ?? 0) > this.options.nowMs()) {
       return local.bytes
     }
 
@@ -766,7 +777,7 @@ class HeliaStore implements Store {
         }
         answered = true
         try {
-          found.push({ bytes, ttlMs: (await validateRecord(name, bytes)).ttlMs })
+          found.push({ bytes, ttlMs: (await validateRecord(name, bytes, { nowMs: this.options.nowMs })).ttlMs })
         } catch {
           // an invalid record from the network is ignored, never returned
         }
@@ -798,14 +809,14 @@ class HeliaStore implements Store {
       return undefined
     }
     try {
-      return { bytes, ttlMs: (await validateRecord(name, bytes)).ttlMs }
+      return { bytes, ttlMs: (await validateRecord(name, bytes, { nowMs: this.options.nowMs })).ttlMs }
     } catch {
       return undefined
     }
   }
 
   private markFresh (routingKey: Uint8Array, ttlMs: number): void {
-    this.freshUntil.set(keyString(routingKey), Date.now() + ttlMs)
+    this.freshUntil.set(keyString(routingKey), this.options.nowMs() + ttlMs)
   }
 
   /**
