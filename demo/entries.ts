@@ -110,8 +110,21 @@ export async function write (section: HTMLElement, op: () => Promise<void>): Pro
 }
 
 
+/** Puts a copy of the page's one entry form into a section, with the section's title, placeholders and size. */
+function addEditor (section: HTMLElement): HTMLFormElement {
+  const form = $<HTMLFormElement>('form.editor', $<HTMLTemplateElement>('#editor-template').content).cloneNode(true) as HTMLFormElement
+  const { editorTitle, editorKey, editorValue, editorRows } = section.dataset
+  $('.editor-title', form).textContent = editorTitle ?? ''
+  $<HTMLInputElement>('input[name="key"]', form).placeholder = editorKey ?? ''
+  const value = $<HTMLTextAreaElement>('textarea[name="value"]', form)
+  value.placeholder = editorValue ?? ''
+  value.rows = Number(editorRows ?? 2)
+  section.append(form)
+  return form
+}
+
 export function setupEditor (section: HTMLElement, api: () => SectionApi | undefined): void {
-  const form = $<HTMLFormElement>('form.editor', section)
+  const form = addEditor(section)
   const error = $('.form-error', section)
   const title = $('.editor-title', section)
   const defaultTitle = title.textContent ?? ''

@@ -208,6 +208,13 @@ describe('address index', () => {
     await expectRefusal(await hub.app.request('/api/v1/address/0x1234'), 400, 'InvalidInputError')
     expect(await storeFor(hub).lookupAddress?.(`0x${'11'.repeat(20)}`)).toBeUndefined()
   })
+
+  it('names what it expected and what it got for a malformed IPNS name (400)', async () => {
+    const res = await makeHub().app.request('/ipns/not-a-name')
+    const text = await res.text()
+    expect(res.status, text).toBe(400)
+    expect(JSON.parse(text)).toEqual({ name: 'InvalidInputError', message: '"name" expected an IPNS name (k51…), got "not-a-name"' })
+  })
 })
 
 // --- blocks -----------------------------------------------------------------------------------

@@ -4,24 +4,15 @@
  * moves every namespace the app held keys for to a new epoch, so it cannot read or write anything
  * written afterwards.
  */
-import { parse, withSpace, HUB_OPTION } from './space-commands.js'
+import { ownSpaceCommands, withSpace, OWNER_FLAGS } from './space-commands.js'
 import type { Command } from './main.js'
 
-const OPTIONS = [
-  '--key-file <path>      file holding the wallet private key (hex); or set USERSPACE_PRIVATE_KEY',
-  '--json                 machine-readable output',
-  HUB_OPTION
-]
-const FLAGS = { 'key-file': { type: 'string' as const }, json: { type: 'boolean' as const }, hub: { type: 'string' as const } }
-
-export const APP_COMMANDS: Record<string, Command> = {
+export const APP_COMMANDS: Record<string, Command> = ownSpaceCommands(OWNER_FLAGS, {
   apps: {
     summary: 'list the apps holding grants to your space, with their origin and scope',
-    usage: 'userspace apps [--json] [--hub <url>] [--key-file <path>]',
-    options: OPTIONS,
+    args: '',
     examples: ['USERSPACE_PRIVATE_KEY=0x… userspace apps', 'USERSPACE_PRIVATE_KEY=0x… userspace apps --json | jq .'],
-    async run (args, io) {
-      const { flags } = parse(args, FLAGS, { min: 0, max: 0, names: 'no arguments' })
+    async run (_, flags, io) {
       return withSpace(flags, io, async (_section, space) => {
         const apps = await space.apps()
         if (flags.json === true) {
@@ -39,12 +30,9 @@ export const APP_COMMANDS: Record<string, Command> = {
   },
   revoke: {
     summary: 'revoke an app: its namespaces move to new keys, so it cannot read or write anything written afterwards',
-    usage: 'userspace revoke <app> [--json] [--hub <url>] [--key-file <path>]',
-    options: OPTIONS,
+    args: '<app>',
     examples: ['USERSPACE_PRIVATE_KEY=0x… userspace revoke io.example.app'],
-    async run (args, io) {
-      const { flags, positionals } = parse(args, FLAGS, { min: 1, max: 1, names: '<app>' })
-      const app = positionals[0] as string
+    async run ([app], flags, io) {
       return withSpace(flags, io, async (_section, space) => {
         const moved = await space.revoke(app)
         if (flags.json === true) io.out(JSON.stringify({ revoked: app, moved }))
@@ -53,4 +41,4 @@ export const APP_COMMANDS: Record<string, Command> = {
       })
     }
   }
-}
+})

@@ -30,13 +30,6 @@ import type { CliIO, Command } from './main.js'
 export const DEFAULT_HUB = 'http://127.0.0.1:8787'
 
 export const HUB_OPTION = `--hub <url>            the hub (env USERSPACE_HUB)                       default ${DEFAULT_HUB}`
-const KEY_OPTIONS = [
-  '--key-file <path>      file holding the wallet private key (hex); or set USERSPACE_PRIVATE_KEY',
-  '--public               work on the public section (plaintext, readable by anyone)',
-  '--json                 machine-readable output',
-  HUB_OPTION
-]
-
 export type Flags = Record<string, string | boolean | undefined>
 
 export function parse (args: string[], options: Record<string, { type: 'string' | 'boolean', short?: string }>, positionals: { min: number, max: number, names: string }): { flags: Flags, positionals: string[] } {
@@ -126,7 +119,61 @@ async function noStdin (): Promise<string> {
   throw new UsageError('"-" reads standard input, and this caller gave none')
 }
 
-const common = { 'key-file': { type: 'string' as const }, public: { type: 'boolean' as const }, json: { type: 'boolean' as const }, hub: { type: 'string' as const } }
+/** The flags of a command that opens the caller's own space: what `parse` takes, the usage tail and the help lines. */
+export interface FlagSet {
+  options: Record<string, { type: 'string' | 'boolean', short?: string }>
+  usage: string
+  help: string[]
+}
+
+/** The owner-key commands' flags, without `--public` (the app commands work on the whole space). */
+export const OWNER_FLAGS: FlagSet = {
+  options: { json: { type: 'boolean' }, hub: { type: 'string' }, 'key-file': { type: 'string' } },
+  usage: '[--json] [--hub <url>] [--key-file <path>]',
+  help: [
+    '--key-file <path>      file holding the wallet private key (hex); or set USERSPACE_PRIVATE_KEY',
+    '--json                 machine-readable output',
+    HUB_OPTION
+  ]
+}
+
+const KEY_FLAGS: FlagSet = {
+  options: { public: { type: 'boolean' }, ...OWNER_FLAGS.options },
+  usage: `[--public] ${OWNER_FLAGS.usage}`,
+  help: [
+    OWNER_FLAGS.help[0] as string,
+    '--public               work on the public section (plaintext, readable by anyone)',
+    ...OWNER_FLAGS.help.slice(1)
+  ]
+}
+
+/** What differs between two commands that open the caller's own space. */
+export interface OwnSpaceCommand {
+  summary: string
+  /** The positional arguments as usage shows them, space-separated (`'<key> <json|->'`); each is required. */
+  args: string
+  examples: string[]
+  /** The positional arguments, as many as `args` names (checked before `run`). */
+  run(positionals: [string, string], flags: Flags, io: CliIO): Promise<number>
+}
+
+/** Commands that share one flag set: the usage line, the help and the argument check come from it. */
+export function ownSpaceCommands (flagSet: FlagSet, table: Record<string, OwnSpaceCommand>): Record<string, Command> {
+  return Object.fromEntries(Object.entries(table).map(([name, c]) => {
+    const count = c.args === '' ? 0 : c.args.split(' ').length
+    const command: Command = {
+      summary: c.summary,
+      usage: `userspace ${name} ${c.args === '' ? '' : `${c.args} `}${flagSet.usage}`,
+      options: flagSet.help,
+      examples: c.examples,
+      async run (args, io) {
+        const { flags, positionals } = parse(args, flagSet.options, { min: count, max: count, names: c.args === '' ? 'no arguments' : c.args })
+        return c.run(positionals as [string, string], flags, io)
+      }
+    }
+    return [name, command]
+  }))
+}
 
 /**
  * Waits for a write to reach the hub, then reports it. The write is already durable in this
@@ -180,72 +227,61 @@ async function nameOf (target: string, store: Store): Promise<string> {
 }
 
 export const SPACE_COMMANDS: Record<string, Command> = {
-  get: {
-    summary: 'print the value of a key as JSON',
-    usage: 'userspace get <key> [--public] [--json] [--hub <url>] [--key-file <path>]',
-    options: KEY_OPTIONS,
-    examples: ['USERSPACE_PRIVATE_KEY=0x… userspace get io.example.app'],
-    async run (args, io) {
-      const { flags, positionals } = parse(args, common, { min: 1, max: 1, names: '<key>' })
-      const key = positionals[0] as string
-      const value = await withSpace(flags, io, async section => section.get(key))
-      if (value === undefined) throw new NotFoundError(`no value at "${key}"`)
-      io.out(flags.json === true ? JSON.stringify({ key, value }) : JSON.stringify(value, null, 2))
-      return 0
-    }
-  },
-  set: {
-    summary: 'set a key to a JSON value (- reads the value from standard input)',
-    usage: 'userspace set <key> <json|-> [--public] [--json] [--hub <url>] [--key-file <path>]',
-    options: KEY_OPTIONS,
-    examples: [
-      `USERSPACE_PRIVATE_KEY=0x… userspace set io.example.app '{"theme":"dark"}'`,
-      `echo '"Alice"' | userspace set name - --public --key-file ./wallet.key`
-    ],
-    async run (args, io) {
-      const { flags, positionals } = parse(args, common, { min: 2, max: 2, names: '<key> <json>' })
-      const [key, text] = positionals as [string, string]
-      const value = await jsonArg(text, 'the value', io)
-      return withSpace(flags, io, async (section, space) => { await section.set(key, value); return published(io, flags, space, { set: key }) })
-    }
-  },
-  remove: {
-    summary: 'remove a key',
-    usage: 'userspace remove <key> [--public] [--json] [--hub <url>] [--key-file <path>]',
-    options: KEY_OPTIONS,
-    examples: ['USERSPACE_PRIVATE_KEY=0x… userspace remove io.example.app'],
-    async run (args, io) {
-      const { flags, positionals } = parse(args, common, { min: 1, max: 1, names: '<key>' })
-      const key = positionals[0] as string
-      return withSpace(flags, io, async (section, space) => { await section.remove(key); return published(io, flags, space, { removed: key }) })
-    }
-  },
-  ls: {
-    summary: 'list the keys (with --json: the whole map)',
-    usage: 'userspace ls [--public] [--json] [--hub <url>] [--key-file <path>]',
-    options: KEY_OPTIONS,
-    examples: ['USERSPACE_PRIVATE_KEY=0x… userspace ls', 'USERSPACE_PRIVATE_KEY=0x… userspace ls --json | jq .'],
-    async run (args, io) {
-      const { flags } = parse(args, common, { min: 0, max: 0, names: 'no arguments' })
-      return withSpace(flags, io, async (section) => {
-        if (flags.json === true) io.out(JSON.stringify(await section.getAll()))
-        else for (const key of await section.keys()) io.out(key)
+  ...ownSpaceCommands(KEY_FLAGS, {
+    get: {
+      summary: 'print the value of a key as JSON',
+      args: '<key>',
+      examples: ['USERSPACE_PRIVATE_KEY=0x… userspace get io.example.app'],
+      async run ([key], flags, io) {
+        const value = await withSpace(flags, io, async section => section.get(key))
+        if (value === undefined) throw new NotFoundError(`no value at "${key}"`)
+        io.out(flags.json === true ? JSON.stringify({ key, value }) : JSON.stringify(value, null, 2))
         return 0
-      })
+      }
+    },
+    set: {
+      summary: 'set a key to a JSON value (- reads the value from standard input)',
+      args: '<key> <json|->',
+      examples: [
+        `USERSPACE_PRIVATE_KEY=0x… userspace set io.example.app '{"theme":"dark"}'`,
+        `echo '"Alice"' | userspace set name - --public --key-file ./wallet.key`
+      ],
+      async run ([key, text], flags, io) {
+        const value = await jsonArg(text, 'the value', io)
+        return withSpace(flags, io, async (section, space) => { await section.set(key, value); return published(io, flags, space, { set: key }) })
+      }
+    },
+    remove: {
+      summary: 'remove a key',
+      args: '<key>',
+      examples: ['USERSPACE_PRIVATE_KEY=0x… userspace remove io.example.app'],
+      async run ([key], flags, io) {
+        return withSpace(flags, io, async (section, space) => { await section.remove(key); return published(io, flags, space, { removed: key }) })
+      }
+    },
+    ls: {
+      summary: 'list the keys (with --json: the whole map)',
+      args: '',
+      examples: ['USERSPACE_PRIVATE_KEY=0x… userspace ls', 'USERSPACE_PRIVATE_KEY=0x… userspace ls --json | jq .'],
+      async run (_, flags, io) {
+        return withSpace(flags, io, async (section) => {
+          if (flags.json === true) io.out(JSON.stringify(await section.getAll()))
+          else for (const key of await section.keys()) io.out(key)
+          return 0
+        })
+      }
+    },
+    patch: {
+      summary: 'apply an RFC 7396 JSON merge patch to the whole map (- reads it from standard input)',
+      args: '<json|->',
+      examples: [`USERSPACE_PRIVATE_KEY=0x… userspace patch '{"io.example.app":{"volume":3,"muted":null}}'`],
+      async run ([text], flags, io) {
+        const patch = await jsonArg(text, 'the patch', io)
+        if (typeof patch !== 'object' || patch === null || Array.isArray(patch)) throw new UsageError('the patch must be a JSON object')
+        return withSpace(flags, io, async (section, space) => { await section.patch(patch); return published(io, flags, space, { patched: Object.keys(patch) }) })
+      }
     }
-  },
-  patch: {
-    summary: 'apply an RFC 7396 JSON merge patch to the whole map (- reads it from standard input)',
-    usage: 'userspace patch <json|-> [--public] [--json] [--hub <url>] [--key-file <path>]',
-    options: KEY_OPTIONS,
-    examples: [`USERSPACE_PRIVATE_KEY=0x… userspace patch '{"io.example.app":{"volume":3,"muted":null}}'`],
-    async run (args, io) {
-      const { flags, positionals } = parse(args, common, { min: 1, max: 1, names: '<json>' })
-      const patch = await jsonArg(positionals[0] as string, 'the patch', io)
-      if (typeof patch !== 'object' || patch === null || Array.isArray(patch)) throw new UsageError('the patch must be a JSON object')
-      return withSpace(flags, io, async (section, space) => { await section.patch(patch); return published(io, flags, space, { patched: Object.keys(patch) }) })
-    }
-  },
+  }),
   inspect: {
     summary: "show anyone's space: owner (verified), sequence, public section, history",
     usage: 'userspace inspect <name|address> [--json] [--hub <url>]',

@@ -45,14 +45,14 @@ export function checkRequest (event: Pick<MessageEvent, 'data' | 'origin' | 'sou
   }
   const origin = checkOrigin(event.origin)
   const data = event.data as Record<string, unknown>
-  if (typeof data !== 'object' || data === null || data.type !== CONNECT_REQUEST) throw new InvalidScopeError('expected a connect request')
+  if (typeof data !== 'object' || data === null || data.type !== CONNECT_REQUEST) throw new InvalidScopeError(`expected a connect request, got ${typeof data === 'object' && data !== null ? `type ${JSON.stringify(String(data.type).slice(0, 40))}` : typeof data}`)
   for (const word of Object.keys(data)) {
     if (!REQUEST_WORDS.has(word)) throw new InvalidScopeError(`unknown scope word ${JSON.stringify(word.slice(0, 40))} (known: app, read, write)`)
   }
   if (data.origin !== undefined && data.origin !== origin) {
     throw new OriginMismatchError(`the request claims to come from ${String(data.origin).slice(0, 80)}, but the browser says it came from ${origin}`)
   }
-  if (typeof data.id !== 'string' || !/^[A-Za-z0-9_-]{8,64}$/.test(data.id)) throw new InvalidScopeError('"id" expected 8 to 64 letters, digits, _ or -')
+  if (typeof data.id !== 'string' || !/^[A-Za-z0-9_-]{8,64}$/.test(data.id)) throw new InvalidScopeError(`"id" expected 8 to 64 letters, digits, _ or -, got ${typeof data.id === 'string' ? JSON.stringify(data.id.slice(0, 80)) : typeof data.id}`)
   const app = checkNamespace(data.app, 'app')
   const scope = checkScope(app, { ...(data.read === undefined ? {} : { read: data.read }), ...(data.write === undefined ? {} : { write: data.write }) })
   return { id: data.id, app, read: scope.read, write: scope.write, origin }

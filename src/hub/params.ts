@@ -28,7 +28,7 @@ export function parseName (raw: string): string {
     name = canonicalName(raw)
   } catch (err) {
     if (err instanceof UserSpaceError) throw err
-    throw new InvalidInputError('"name" expected an IPNS name (k51…)')
+    throw new InvalidInputError(`"name" expected an IPNS name (k51…), got "${raw.slice(0, 80)}"`)
   }
   if (canonicalNames.size >= KNOWN_NAMES) canonicalNames.clear()
   canonicalNames.set(raw, name)
@@ -243,6 +243,6 @@ export function contentDisposition (filename: string): string {
 export function filenameOf (c: Context, fallback: string): string {
   const given = c.req.query('filename')
   if (given === undefined) return fallback
-  if (given === '' || given.length > 255) throw new InvalidInputError('"filename" expected 1–255 characters')
+  if (given === '' || given.length > 255) throw new InvalidInputError(`"filename" expected 1–255 characters, got ${given.length}`)
   return given
 }

@@ -99,12 +99,12 @@ function isPending (e: unknown): e is PendingEntry {
 
 function checkSeen (seen: SeenVersion): void {
   if (!Number.isSafeInteger(seen?.sequence) || seen.sequence < 0 || typeof seen.root !== 'string') {
-    throw new InvalidInputError('"seen" expected { sequence: non-negative integer, root: string }')
+    throw new InvalidInputError(`"seen" expected { sequence: non-negative integer, root: string }, got sequence ${String(seen?.sequence).slice(0, 40)} and a root of type ${typeof seen?.root}`)
   }
 }
 
 function checkPending (e: PendingEntry): void {
-  if (!isPending(e)) throw new InvalidInputError('"pending" expected entries { section, key, stamp, device, json? }')
+  if (!isPending(e)) throw new InvalidInputError(`"pending" expected entries { section, key, stamp, device, json? }, got ${typeof e === 'object' && e !== null ? `{ ${Object.keys(e).slice(0, 8).join(', ')} }` : String(e)}`)
 }
 
 /** State kept in this process only: rollback protection while it runs, nothing after. */

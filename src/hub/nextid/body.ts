@@ -55,6 +55,6 @@ export function bodyAvatar (body: JsonObject): Uint8Array {
 
 export function bodyPatch (body: JsonObject): JsonValue {
   const patch = body.patch
-  if (patch === undefined) throw new InvalidInputError('"patch" is missing; expected a JSON merge patch (RFC 7396)')
+  if (patch === undefined) throw new InvalidInputError('"patch" expected a JSON merge patch (RFC 7396), got nothing')
   return patch
 }

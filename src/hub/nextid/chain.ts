@@ -97,7 +97,7 @@ export interface SignPayloadFields {
 
 export function checkText (value: unknown, what: string): string {
   if (typeof value !== 'string') throw new InvalidInputError(`"${what}" expected string, got ${value === null ? 'null' : typeof value}`)
-  if (value.length === 0) throw new InvalidInputError(`"${what}" expected a non-empty string`)
+  if (value.length === 0) throw new InvalidInputError(`"${what}" expected a non-empty string, got ""`)
   if (!value.isWellFormed()) throw new InvalidInputError(`"${what}" contains a lone surrogate`)
   return value
 }
@@ -174,18 +174,18 @@ export async function decodeLink (block: Block): Promise<KvLink> {
     throw new IntegrityError(`block ${where} is not valid dag-cbor: ${err instanceof Error ? err.message : String(err)}`, { cause: err })
   }
   try {
-    if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new InvalidInputError('expected a map')
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new InvalidInputError(`expected a map, got ${value === null ? 'null' : Array.isArray(value) ? 'array' : typeof value}`)
     const v = value as Record<string, unknown>
     const keys = Object.keys(v).sort()
     if (keys.join(',') !== LINK_KEYS.join(',')) throw new InvalidInputError(`expected the fields ${LINK_KEYS.join(', ')}, got ${keys.join(', ')}`)
     if (v.version !== SIGN_PAYLOAD_VERSION) throw new InvalidInputError(`unknown version ${String(v.version)}`)
-    if (typeof v.avatar !== 'string' || !/^04[0-9a-f]{128}$/.test(v.avatar)) throw new InvalidInputError('"avatar" expected 130 lowercase hex digits')
+    if (typeof v.avatar !== 'string' || !/^04[0-9a-f]{128}$/.test(v.avatar)) throw new InvalidInputError(`"avatar" expected 130 lowercase hex digits, got ${typeof v.avatar === 'string' ? `"${v.avatar.slice(0, 40)}" (${v.avatar.length} characters)` : typeof v.avatar}`)
     parsePublicKey(v.avatar)
     const uuid = parseUuid(v.uuid)
     if (uuid !== v.uuid) throw new InvalidInputError('"uuid" is not in lowercase hyphenated form')
-    if (!(v.signature instanceof Uint8Array) || v.signature.length !== SIGNATURE_BYTES) throw new InvalidInputError('"signature" expected 65 bytes')
+    if (!(v.signature instanceof Uint8Array) || v.signature.length !== SIGNATURE_BYTES) throw new InvalidInputError(`"signature" expected ${SIGNATURE_BYTES} bytes, got ${v.signature instanceof Uint8Array ? `${v.signature.length} bytes` : typeof v.signature}`)
     const previous = v.previous === null ? null : CID.asCID(v.previous)
-    if (previous === null && v.previous !== null) throw new InvalidInputError('"previous" expected a CID or null')
+    if (previous === null && v.previous !== null) throw new InvalidInputError(`"previous" expected a CID or null, got ${typeof v.previous}`)
     return {
       version: SIGN_PAYLOAD_VERSION,
       avatar: v.avatar,

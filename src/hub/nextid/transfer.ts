@@ -136,13 +136,13 @@ export interface ImportLimits {
  * past `maxStoredBytes` is refused with InsufficientStorageError.
  */
 export async function importAvatarChain (options: NextIdStores & AbortOptions & ImportLimits, blocks: Block[], head: CID | null): Promise<void> {
-  if (!Array.isArray(blocks)) throw new InvalidInputError('"blocks" expected an array')
+  if (!Array.isArray(blocks)) throw new InvalidInputError(`"blocks" expected an array, got ${typeof blocks}`)
   if (head === null) {
     if (blocks.length > 0) throw new InvalidInputError('"head" is null but blocks were given')
     return
   }
   const headCid = CID.asCID(head)
-  if (headCid === null) throw new InvalidInputError('"head" expected a CID')
+  if (headCid === null) throw new InvalidInputError(`"head" expected a CID, got ${typeof head}`)
   const maxLinks = options.maxChainLinks ?? DEFAULT_MAX_CHAIN_LINKS
   const maxBytes = options.maxChainBytes ?? DEFAULT_MAX_CHAIN_BYTES
   if (blocks.length > maxLinks) throw new TooLargeError(`the chain has ${blocks.length} blocks, more than this hub keeps per avatar (${maxLinks})`)
@@ -155,7 +155,7 @@ export async function importAvatarChain (options: NextIdStores & AbortOptions & 
     const byCid = new Map<string, { block: Block, link: KvLink }>()
     for (const given of blocks) {
       const cid = CID.asCID(given?.cid)
-      if (cid === null || !(given.bytes instanceof Uint8Array)) throw new InvalidInputError('"blocks" expected { cid, bytes } items')
+      if (cid === null || !(given.bytes instanceof Uint8Array)) throw new InvalidInputError(`"blocks" expected { cid, bytes } items, got one without ${cid === null ? 'a CID' : 'bytes'}`)
       const block = { cid, bytes: given.bytes }
       byCid.set(cid.toString(), { block, link: await decodeLink(block) })
     }
