@@ -280,3 +280,22 @@ async function uploadAndPut (h: RunningHub, space: Awaited<ReturnType<typeof mak
   const put = await fetch(`${h.url}/routing/v1/ipns/${space.name}`, { method: 'PUT', headers: { 'content-type': 'application/vnd.ipfs.ipns-record' }, body: record as Uint8Array<ArrayBuffer> })
   expect(put.status).toBe(200)
 }
+
+describe('a connected hub that is not heard on the cluster topic', () => {
+  it('is hung up on and dialled again, and is heard once more: a link whose subscriptions were lost repairs itself', async () => {
+    const options = { port: 0, rateLimit: 0 as const, verifyThreads: 0, republishIntervalMs: 0, nextId: false as const, silentHubCheckMs: 100 }
+    const b = await startHub({ ...options, directory: false })
+    hubs.push(b)
+    const lines: string[] = []
+    const a = await startHub({ ...options, directory: false, peerRetryMinMs: 100, peers: [b.multiaddrs[0] as string], logger: lineLogger((line) => { lines.push(line) }) })
+    hubs.push(a)
+    await expect.poll(() => pubsubOf(a).getSubscribers(CLUSTER_RECORDS_TOPIC).map(String), { timeout: 10_000, interval: 20 }).toContain(b.peerId)
+    // The state seen after a restart under load: connected, but this side never learnt the other's
+    // subscriptions (gossipsub sends them once, when its stream to the peer opens).
+    const topics = (pubsubOf(a) as unknown as { topics: Map<string, Set<string>> }).topics
+    topics.get(CLUSTER_RECORDS_TOPIC)?.delete(b.peerId)
+    expect(pubsubOf(a).getSubscribers(CLUSTER_RECORDS_TOPIC).map(String)).not.toContain(b.peerId)
+    await expect.poll(() => lines.some(l => l.startsWith(`peer: ${b.peerId} is connected but not heard on the cluster topic`)), { timeout: 10_000, interval: 20 }).toBe(true)
+    await expect.poll(() => pubsubOf(a).getSubscribers(CLUSTER_RECORDS_TOPIC).map(String), { timeout: 15_000, interval: 20 }).toContain(b.peerId)
+  }, 40_000)
+})

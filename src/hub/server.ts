@@ -61,6 +61,12 @@ export const DEFAULT_PEER_RETRY_MIN_MS = 1_000
  * again within this (sooner when it dials this hub first). @default 30 s
  */
 export const DEFAULT_PEER_RETRY_MAX_MS = 30_000
+/**
+ * How often a hub checks that every listed peer it is connected to, and that speaks gossipsub, is
+ * heard on the cluster topic. One that stays silent for two checks in a row is hung up on and
+ * dialled again (see `reconnectSilentHubs`). @default 5 s
+ */
+export const DEFAULT_SILENT_HUB_CHECK_MS = 5_000
 /** The file in the data directory naming the process that runs a hub on it. */
 export const LOCK_FILE = 'hub.pid'
 /** The file in the data directory that keeps the libp2p listen addresses across restarts. */
@@ -90,6 +96,8 @@ export interface HubOptions extends HubAppOptions, HubConnectionOptions {
   peerRetryMinMs?: number
   /** @default DEFAULT_PEER_RETRY_MAX_MS (30 s) */
   peerRetryMaxMs?: number
+  /** @default DEFAULT_SILENT_HUB_CHECK_MS (5 s) */
+  silentHubCheckMs?: number
   /**
    * libp2p listen multiaddrs. When omitted, a hub on a directory listens on the ports it used last
    * time (kept in `<directory>/listen.json`), so its printed multiaddrs stay valid across restarts;
@@ -250,6 +258,7 @@ export async function startHub (options: HubOptions = {}): Promise<RunningHub> {
     nowMs,
     log: (line) => { log('%s', line) }
   })
+  const silent = reconnectSilentHubs(node, dialer.listed, () => cluster?.hubs() ?? [], options.silentHubCheckMs ?? DEFAULT_SILENT_HUB_CHECK_MS, log)
 
   let server: Server
   let address: AddressInfo
@@ -257,6 +266,7 @@ export async function startHub (options: HubOptions = {}): Promise<RunningHub> {
     ({ server, address } = await listen(app.fetch, host, port, options))
   } catch (err) {
     dialer.stop()
+    silent.stop()
     cluster.stop()
     await stopHeliaNode(node).catch(() => {})
     await verifiers.stop()
@@ -324,6 +334,7 @@ export async function startHub (options: HubOptions = {}): Promise<RunningHub> {
         clearInterval(gcTimer)
         clearTimeout(debounce)
         dialer.stop()
+        silent.stop()
         cluster?.stop()
         hubRecords.stop()
         node.libp2p.removeEventListener('peer:connect', onPeer)
@@ -424,7 +435,7 @@ const P2P_CODE = 0x01a5
  * hub on its own while it waits (a restarted hub dialling its own peers list, or found through the
  * DHT) is dialled at once. Once connected, libp2p keeps the connection (see dialPeer).
  */
-function dialInBackground (node: HeliaNode, peers: string[], minMs: number, maxMs: number, log: Logger): { stop: () => void } {
+function dialInBackground (node: HeliaNode, peers: string[], minMs: number, maxMs: number, log: Logger): { stop: () => void, listed: () => string[] } {
   let stopped = false
   /** The pending retry of each address that waits for one. */
   const waiting = new Map<string, ReturnType<typeof setTimeout>>()
@@ -480,6 +491,7 @@ function dialInBackground (node: HeliaNode, peers: string[], minMs: number, maxM
     attempt(address, minMs)
   }
   return {
+    listed: () => [...reached.keys()],
     stop: () => {
       stopped = true
       node.libp2p.removeEventListener('peer:disconnect', onDisconnect as EventListener)
@@ -488,6 +500,45 @@ function dialInBackground (node: HeliaNode, peers: string[], minMs: number, maxM
       waiting.clear()
     }
   }
+}
+
+/**
+ * Repairs a cluster link that is connected but silent: a listed peer that speaks gossipsub yet is not
+ * on the cluster topic for two checks in a row is hung up on (the dialler, or the peer's own, dials
+ * it again at once), so both sides open fresh pubsub streams and exchange their subscriptions. Seen
+ * under load after a hub restarted with the same peer id: the connection came back, the other side's
+ * subscriptions never arrived, and the hub heard none of the cluster. A listed peer that is not a hub
+ * (another gossipsub node) is hung up on again only after a wait that doubles up to 10 minutes.
+ */
+function reconnectSilentHubs (node: HeliaNode, listed: () => string[], hubs: () => string[], intervalMs: number, log: Logger): { stop: () => void } {
+  const silentChecks = new Map<string, number>()
+  const backoff = new Map<string, { untilMs: number, waitMs: number }>()
+  const timer = setInterval(() => {
+    const heard = new Set(hubs())
+    for (const id of listed()) {
+      const connections = node.libp2p.getConnections().filter(c => c.remotePeer.toString() === id)
+      if (heard.has(id) || connections.length === 0) {
+        silentChecks.delete(id)
+        if (heard.has(id)) backoff.delete(id)
+        continue
+      }
+      const now = performance.now()
+      if ((backoff.get(id)?.untilMs ?? 0) > now) continue
+      const checks = (silentChecks.get(id) ?? 0) + 1
+      silentChecks.set(id, checks)
+      if (checks < 2) continue
+      void node.libp2p.peerStore.get(connections[0]!.remotePeer).then(async (peer) => {
+        if (!peer.protocols.some(p => p.startsWith('/meshsub/'))) return
+        silentChecks.delete(id)
+        const waitMs = Math.min((backoff.get(id)?.waitMs ?? intervalMs * 3) * 2, 10 * 60_000)
+        backoff.set(id, { untilMs: performance.now() + waitMs, waitMs })
+        log('peer: %s is connected but not heard on the cluster topic; reconnecting', id)
+        await node.libp2p.hangUp(connections[0]!.remotePeer)
+      }).catch(() => {})
+    }
+  }, intervalMs)
+  timer.unref()
+  return { stop: () => { clearInterval(timer) } }
 }
 
 /** Starts the HTTP server and resolves once it listens (rejects on EADDRINUSE and the like). */
