@@ -313,3 +313,17 @@ export function throwIfAborted (signal?: AbortSignal): void {
     throw new AbortedError(signal.reason instanceof Error ? signal.reason.message : 'The operation was aborted', { cause: signal.reason })
   }
 }
+
+/**
+ * What a bad input was, for the "got …" half of a message: its type and size, never its content
+ * (it may be a key or a signature).
+ */
+export function describeValue (value: unknown): string {
+  if (value === null) return 'null'
+  if (value === undefined) return 'undefined'
+  if (value instanceof Uint8Array) return `${value.length} bytes`
+  if (Array.isArray(value)) return `an array of ${value.length}`
+  if (typeof value === 'string') return value === '' ? 'an empty string' : `a string of ${value.length} characters`
+  if (typeof value === 'object') return 'an object'
+  return typeof value
+}

@@ -43,3 +43,25 @@ describe('error tables', () => {
     }
   })
 })
+
+describe('the "got …" half of a message', () => {
+  it('names the type and size of a bad input, never its content (it may be a key or a signature)', () => {
+    const secret = '0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff8'
+    expect(errors.describeValue(secret)).toBe('a string of 65 characters')
+    expect(errors.describeValue(new Uint8Array(31))).toBe('31 bytes')
+    expect(errors.describeValue([1, 2])).toBe('an array of 2')
+    expect(errors.describeValue({ key: secret })).toBe('an object')
+    expect(errors.describeValue('')).toBe('an empty string')
+    expect(errors.describeValue(null)).toBe('null')
+    expect(errors.describeValue(undefined)).toBe('undefined')
+    expect(errors.describeValue(7)).toBe('number')
+  })
+
+  it('a bad private key is refused with its size, not its digits', () => {
+    const secret = 'ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2'
+    let message = ''
+    try { entry.privateKeySigner(secret) } catch (err) { message = (err as Error).message }
+    expect(message).toMatch(/^"privateKey" expected a 32-byte secp256k1 private key \(64 hex digits\), got /)
+    expect(message).not.toContain(secret.slice(8, 24))
+  })
+})

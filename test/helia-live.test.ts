@@ -8,7 +8,6 @@
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { floodsub } from '@libp2p/floodsub'
-import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
 import { identify } from '@libp2p/identify'
 import { tcp } from '@libp2p/tcp'
 import { MemoryBlockstore } from 'blockstore-core'
@@ -25,26 +24,20 @@ import { createHeliaLight, withBitswap } from '../src/store/helia-core.js'
 import { withLibp2p } from '../src/store/helia-libp2p.js'
 import { createHeliaNode, stopHeliaNode } from '../src/store/helia-node.js'
 import { heliaStore } from '../src/store/helia.js'
-import { createRecord, nameOfKey, nameToMultihash, readRecord } from '../src/store/record.js'
+import { createRecord, nameToMultihash, readRecord } from '../src/store/record.js'
 import type { Json, Space } from '../src/index.js'
 import type { HeliaWithLibp2p } from '../src/store/helia-libp2p.js'
 import type { HeliaNode } from '../src/store/helia-node.js'
 import type { Store } from '../src/store/interface.js'
 import type { FloodSub } from '@libp2p/floodsub'
-import type { PrivateKey } from '@libp2p/interface'
 import type { CID } from 'multiformats/cid'
+import { ipnsKeySource } from './helpers/ipns-key.js'
 
 const KEY_A = '0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6'
 const KEY_B = '0x47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a'
 
-let seedCounter = 0
-async function ipnsKey (): Promise<{ key: PrivateKey, name: string }> {
-  const seed = new Uint8Array(32)
-  seed[0] = 0x5e
-  seed[1] = ++seedCounter
-  const key = await generateKeyPairFromSeed('Ed25519', seed)
-  return { key, name: nameOfKey(key) }
-}
+/** A fresh Ed25519 IPNS key per call, deterministic across runs. */
+const ipnsKey = ipnsKeySource(0x5e)
 
 const topicOf = (name: string): string => '/record/' + base64url.baseEncode(multihashToIPNSRoutingKey(nameToMultihash(name) as Parameters<typeof multihashToIPNSRoutingKey>[0]))
 const sequenceOf = (bytes: Uint8Array | undefined): bigint | undefined => bytes === undefined ? undefined : readRecord(bytes).sequence

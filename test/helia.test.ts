@@ -9,7 +9,6 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { ipns } from '@helia/ipns'
-import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
 import { privateKeyToAccount } from 'viem/accounts'
 import { createHeliaLight } from 'helia'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -23,7 +22,7 @@ import { base64url } from 'multiformats/bases/base64'
 import type { Json, Space } from '../src/index.js'
 import type { Block } from '../src/store/interface.js'
 import type { HeliaNode } from '../src/store/helia-node.js'
-import type { PrivateKey } from '@libp2p/interface'
+import { ipnsKeySource } from './helpers/ipns-key.js'
 
 const utf8 = (text: string): Uint8Array => new TextEncoder().encode(text)
 
@@ -32,15 +31,8 @@ const KEY_A = '0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff8
 const KEY_B = '0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d'
 const KEY_C = '0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a'
 
-let seedCounter = 0
 /** A fresh Ed25519 IPNS key per call, deterministic across runs. */
-async function ipnsKey (): Promise<{ key: PrivateKey, name: string }> {
-  const seed = new Uint8Array(32)
-  seed[0] = 0xa5
-  seed[1] = ++seedCounter
-  const key = await generateKeyPairFromSeed('Ed25519', seed)
-  return { key, name: nameOfKey(key) }
-}
+const ipnsKey = ipnsKeySource(0xa5)
 
 /** Two raw blocks and a dag-cbor root linking them, like a small space. */
 async function sampleBlocks (label: string): Promise<{ root: Block, blocks: Block[] }> {

@@ -10,7 +10,7 @@
 import { publicKeyFromMultihash } from '@libp2p/crypto/keys'
 import { fromBase64, toBase64, utf8 } from '../crypto/bytes.js'
 import { checksumAddress } from '../crypto/eip191.js'
-import { IntegrityError, InvalidInputError } from '../errors.js'
+import { IntegrityError, InvalidInputError, describeValue } from '../errors.js'
 import { canonicalName, nameToMultihash } from '../store/record.js'
 import { checkNamespace, checkOrigin, MAX_GRANT_NAMESPACES } from './scope.js'
 import { namespaceIdentity } from './subspace.js'
@@ -104,20 +104,20 @@ export function decodeKeys (n: NamespaceGrant, signingKey?: CryptoKey): Namespac
  */
 export function parseGrant (value: unknown, signingKeys: Record<string, CryptoKey> = {}): Grant {
   if (typeof value === 'string') {
-    try { value = JSON.parse(value) } catch { throw new InvalidInputError('"grant" expected a grant object or its JSON') }
+    try { value = JSON.parse(value) } catch { throw new InvalidInputError('"grant" expected a grant object or its JSON, got a string that is not JSON') }
   }
   const g = value as Record<string, unknown>
-  if (typeof g !== 'object' || g === null || g.type !== GRANT_TYPE) throw new InvalidInputError(`"grant" expected an object of type "${GRANT_TYPE}"`)
+  if (typeof g !== 'object' || g === null || g.type !== GRANT_TYPE) throw new InvalidInputError(`"grant" expected an object of type "${GRANT_TYPE}", got ${typeof g === 'object' && g !== null ? `type ${JSON.stringify(String(g.type)).slice(0, 60)}` : describeValue(g)}`)
   if (g.version !== GRANT_VERSION) throw new InvalidInputError(`"grant.version" expected ${GRANT_VERSION}, got ${String(g.version)}`)
   const app = checkNamespace(g.app, 'grant.app')
   if (g.origin !== null) checkOrigin(g.origin)
-  if (g.hub !== undefined && typeof g.hub !== 'string') throw new InvalidInputError('"grant.hub" expected a URL')
-  if (typeof g.owner !== 'string') throw new InvalidInputError('"grant.owner" expected an address')
+  if (g.hub !== undefined && typeof g.hub !== 'string') throw new InvalidInputError(`"grant.hub" expected a URL, got ${describeValue(g.hub)}`)
+  if (typeof g.owner !== 'string') throw new InvalidInputError(`"grant.owner" expected an address, got ${describeValue(g.owner)}`)
   checksumAddress(g.owner)
-  if (typeof g.master !== 'string') throw new InvalidInputError('"grant.master" expected an IPNS name')
+  if (typeof g.master !== 'string') throw new InvalidInputError(`"grant.master" expected an IPNS name, got ${describeValue(g.master)}`)
   canonicalName(g.master)
-  if (!Number.isSafeInteger(g.issuedAt)) throw new InvalidInputError('"grant.issuedAt" expected ms since the epoch')
-  if (typeof g.signature !== 'string') throw new InvalidInputError('"grant.signature" expected base64')
+  if (!Number.isSafeInteger(g.issuedAt)) throw new InvalidInputError(`"grant.issuedAt" expected ms since the epoch, got ${describeValue(g.issuedAt)}`)
+  if (typeof g.signature !== 'string') throw new InvalidInputError(`"grant.signature" expected base64, got ${describeValue(g.signature)}`)
   if (!Array.isArray(g.namespaces) || g.namespaces.length === 0 || g.namespaces.length > MAX_GRANT_NAMESPACES) {
     throw new InvalidInputError(`"grant.namespaces" expected 1 to ${MAX_GRANT_NAMESPACES} namespaces`)
   }

@@ -5,7 +5,7 @@
  * may write. Anything else in a request is an unknown scope word and is refused, never ignored, so a
  * request can never mean more than the consent screen shows.
  */
-import { InvalidScopeError } from '../errors.js'
+import { InvalidScopeError, describeValue } from '../errors.js'
 
 /** Longest app id or namespace (npm's package-name limit). @default 214 */
 export const MAX_NAMESPACE_LENGTH = 214
@@ -75,14 +75,14 @@ export function checkOrigin (value: unknown): string {
 /** Checks a scope for `app`; unknown words, malformed or duplicate-only lists are refused. */
 export function checkScope (app: string, scope: unknown): CheckedScope {
   if (scope === undefined) return { read: [], write: [] }
-  if (typeof scope !== 'object' || scope === null || Array.isArray(scope)) throw new InvalidScopeError('"scope" expected an object with "read" and/or "write" lists')
+  if (typeof scope !== 'object' || scope === null || Array.isArray(scope)) throw new InvalidScopeError(`"scope" expected an object with "read" and/or "write" lists, got ${describeValue(scope)}`)
   for (const word of Object.keys(scope)) {
     if (!(SCOPE_WORDS as readonly string[]).includes(word)) throw new InvalidScopeError(`unknown scope word ${JSON.stringify(word.slice(0, 40))} (known: ${SCOPE_WORDS.join(', ')})`)
   }
   const list = (word: 'read' | 'write'): string[] => {
     const value = (scope as Record<string, unknown>)[word]
     if (value === undefined) return []
-    if (!Array.isArray(value)) throw new InvalidScopeError(`"${word}" expected a list of namespaces`)
+    if (!Array.isArray(value)) throw new InvalidScopeError(`"${word}" expected a list of namespaces, got ${describeValue(value)}`)
     if (value.length > MAX_GRANT_NAMESPACES) throw new InvalidScopeError(`"${word}" names ${value.length} namespaces, over the limit of ${MAX_GRANT_NAMESPACES}`)
     return [...new Set(value.map((ns, i) => checkNamespace(ns, `${word}[${i}]`)))].sort()
   }

@@ -11,6 +11,7 @@ import { sha256 } from '@noble/hashes/sha2.js'
 import { concatBytes, utf8 } from './bytes.js'
 import * as secp from '@noble/secp256k1'
 import type { NormalizedSignature } from './eip191.js'
+import { describeValue } from '../errors.js'
 
 /**
  * The storage format this library writes and reads (root, bucket index tree, buckets, public JSON).
@@ -139,7 +140,7 @@ export function appKeyLabel (namespace: string, epoch: number, purpose: string):
 
 /** The keys of one namespace at one epoch, from the apps root. A new epoch shares no key with the old. */
 export function deriveAppKeys (appsRoot: Uint8Array, namespace: string, epoch: number): AppKeys {
-  if (!(appsRoot instanceof Uint8Array) || appsRoot.length !== 32) throw new RangeError('"appsRoot" expected Uint8Array of length 32')
+  if (!(appsRoot instanceof Uint8Array) || appsRoot.length !== 32) throw new RangeError(`"appsRoot" expected Uint8Array of length 32, got ${describeValue(appsRoot)}`)
   const key = (purpose: string, length = 32): Uint8Array => hkdf(sha256, appsRoot, SALT, utf8(appKeyLabel(namespace, epoch, purpose)), length)
   return {
     ipnsSeed: key(APP_KEY_PURPOSES.ipnsSeed),

@@ -71,7 +71,7 @@ function iv (nonce: Uint8Array): Uint8Array {
 function nativeWith (crypto: NodeCrypto): XChaCha {
   return {
     sealInto (key, nonce, ad, plaintext, out) {
-      if (key.length !== 32 || nonce.length !== 24 || out.length !== plaintext.length + TAG_BYTES) throw new RangeError('xchacha: key 32, nonce 24 and output plaintext + 16 bytes expected')
+      if (key.length !== 32 || nonce.length !== 24 || out.length !== plaintext.length + TAG_BYTES) throw new RangeError(`xchacha: key 32, nonce 24 and output plaintext + 16 bytes expected, got key ${key.length}, nonce ${nonce.length}, output ${out.length} for plaintext ${plaintext.length}`)
       const cipher = crypto.createCipheriv('chacha20-poly1305', subkey(key, nonce), iv(nonce), { authTagLength: TAG_BYTES })
       cipher.setAAD(ad, { plaintextLength: plaintext.length })
       const body = cipher.update(plaintext)
@@ -81,7 +81,7 @@ function nativeWith (crypto: NodeCrypto): XChaCha {
       out.set(cipher.getAuthTag(), plaintext.length)
     },
     open (key, nonce, ad, sealed) {
-      if (key.length !== 32 || nonce.length !== 24) throw new RangeError('xchacha: key 32 and nonce 24 bytes expected')
+      if (key.length !== 32 || nonce.length !== 24) throw new RangeError(`xchacha: key 32 and nonce 24 bytes expected, got key ${key.length}, nonce ${nonce.length}`)
       if (sealed.length < TAG_BYTES) throw new Error('xchacha: sealed message shorter than its tag')
       const length = sealed.length - TAG_BYTES
       const decipher = crypto.createDecipheriv('chacha20-poly1305', subkey(key, nonce), iv(nonce), { authTagLength: TAG_BYTES })

@@ -150,7 +150,7 @@ function filterProviders (providers: Array<{ Schema: 'peer', ID: string, Addrs: 
     const raw = c.req.query(key)
     if (raw === undefined) return undefined
     const items = raw.split(',').map(s => s.trim().toLowerCase()).filter(s => s !== '')
-    if (items.length > 32 || items.some(s => s.length > 63)) throw new InvalidInputError(`"${key}" expected at most 32 names of at most 63 characters`)
+    if (items.length > 32 || items.some(s => s.length > 63)) throw new InvalidInputError(`"${key}" expected at most 32 names of at most 63 characters, got ${items.length} names, the longest ${Math.max(...items.map(s => s.length))} characters`)
     return items
   }
   const protocols = list('filter-protocols')

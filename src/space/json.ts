@@ -15,7 +15,7 @@ export const MAX_KEY_LENGTH = 1024
 
 export function checkKey (key: unknown): string {
   if (typeof key !== 'string') throw new InvalidInputError(`"key" expected string, got ${typeName(key)}`)
-  if (key.length === 0) throw new InvalidInputError('"key" expected a non-empty string')
+  if (key.length === 0) throw new InvalidInputError('"key" expected a non-empty string, got an empty string')
   if (key.length > MAX_KEY_LENGTH) throw new InvalidInputError(`"key" expected at most ${MAX_KEY_LENGTH} characters, got length=${key.length}`)
   checkUnicode(key, 'key')
   return key

@@ -7,7 +7,7 @@
 import * as secp from '@noble/secp256k1'
 import { addressOfPublicKey, hashPersonalMessage } from '../crypto/eip191.js'
 import { bytesToHex, hexToBytes } from '../crypto/bytes.js'
-import { InvalidInputError } from '../errors.js'
+import { InvalidInputError, describeValue } from '../errors.js'
 import type { MessageSigner } from './signer.js'
 
 export interface LocalSigner extends MessageSigner {
@@ -18,7 +18,7 @@ export interface LocalSigner extends MessageSigner {
 export function privateKeySigner (privateKey: string | Uint8Array): LocalSigner {
   const key = typeof privateKey === 'string' ? hexToBytes(privateKey.trim(), 'privateKey') : privateKey
   if (!(key instanceof Uint8Array) || key.length !== 32 || !secp.utils.isValidSecretKey(key)) {
-    throw new InvalidInputError('"privateKey" expected a 32-byte secp256k1 private key (64 hex digits)')
+    throw new InvalidInputError(`"privateKey" expected a 32-byte secp256k1 private key (64 hex digits), got ${key instanceof Uint8Array && key.length === 32 ? 'a value outside the curve order' : describeValue(key)}`)
   }
   const address = addressOfPublicKey(secp.getPublicKey(key, false))
   return {

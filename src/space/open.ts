@@ -58,5 +58,5 @@ async function resolveStore (options: Pick<SpaceOptions, 'store' | 'hub' | 'heli
     const { heliaStore } = await import('../store/helia.js')
     return heliaStore(options.helia as Parameters<typeof heliaStore>[0])
   }
-  throw new InvalidInputError('openSpace expected one of "store", "hub" or "helia"')
+  throw new InvalidInputError('openSpace expected one of "store", "hub" or "helia", got none')
 }

@@ -49,11 +49,11 @@ export async function readPublic (options: ReadPublicOptions): Promise<PublicPro
     const { hubStore } = await import('../store/hub.js')
     store = hubStore(options.hub)
   }
-  if (store === undefined) throw new InvalidInputError('readPublic expected "store" or "hub"')
+  if (store === undefined) throw new InvalidInputError('readPublic expected "store" or "hub", got neither')
   let name = options.name
   const fromIndex = name === undefined
   if (name === undefined) {
-    if (options.address === undefined) throw new InvalidInputError('readPublic expected "address" or "name"')
+    if (options.address === undefined) throw new InvalidInputError('readPublic expected "address" or "name", got neither')
     const address = checksumAddress(options.address)
     name = await store.lookupAddress?.(address, options)
     if (name === undefined) throw new NotFoundError(`no space is bound to ${address}`)

@@ -7,7 +7,7 @@
  */
 import { checksumAddress } from '../crypto/eip191.js'
 import { bytesToHex, utf8 } from '../crypto/bytes.js'
-import { InvalidInputError, SignerError } from '../errors.js'
+import { InvalidInputError, SignerError, describeValue } from '../errors.js'
 
 /** An EIP-1193 provider such as `window.ethereum`. */
 export interface Eip1193Provider {
@@ -31,13 +31,13 @@ export interface WalletAdapter {
 
 export function toWallet (signer: Signer): WalletAdapter {
   if (signer === null || typeof signer !== 'object') {
-    throw new InvalidInputError('"signer" expected an EIP-1193 provider or an object with address and signMessage')
+    throw new InvalidInputError(`"signer" expected an EIP-1193 provider or an object with address and signMessage, got ${describeValue(signer)}`)
   }
   if (typeof (signer as Eip1193Provider).request === 'function' && typeof (signer as MessageSigner).signMessage !== 'function') {
     return fromProvider(signer as Eip1193Provider)
   }
   if (typeof (signer as MessageSigner).signMessage !== 'function') {
-    throw new InvalidInputError('"signer" expected an EIP-1193 provider or an object with address and signMessage')
+    throw new InvalidInputError('"signer" expected an EIP-1193 provider or an object with address and signMessage, got an object with neither request() nor signMessage()')
   }
   return fromMessageSigner(signer as MessageSigner)
 }
@@ -71,7 +71,7 @@ function fromMessageSigner (signer: MessageSigner): WalletAdapter {
   return {
     async getAddress () {
       const address = signer.address ?? signer.account?.address ?? await signer.getAddress?.()
-      if (typeof address !== 'string') throw new InvalidInputError('"signer" has no address (expected address, account.address or getAddress())')
+      if (typeof address !== 'string') throw new InvalidInputError(`"signer" expected an address (address, account.address or getAddress()), got ${describeValue(address)}`)
       return checksumAddress(address)
     },
     async signMessage (message) {

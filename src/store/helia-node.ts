@@ -30,7 +30,7 @@ import { LevelDatastore } from 'datastore-level'
 import { ipnsSelector } from 'ipns/selector'
 import { ipnsValidator } from 'ipns/validator'
 import { WebSocket as NodeWebSocket } from 'ws'
-import { InvalidInputError, StoreError } from '../errors.js'
+import { InvalidInputError, StoreError, describeValue } from '../errors.js'
 import { createHeliaLight, withBitswap } from './helia-core.js'
 import { withLibp2p } from './helia-libp2p.js'
 import type { HeliaWithLibp2p } from './helia-libp2p.js'
@@ -165,7 +165,7 @@ export async function createHeliaNode (options: HeliaNodeOptions = {}): Promise<
   let close: () => Promise<void> = async () => {}
   if (options.directory !== undefined) {
     if (typeof options.directory !== 'string' || options.directory === '') {
-      throw new InvalidInputError('"directory" expected a non-empty path')
+      throw new InvalidInputError(`"directory" expected a non-empty path, got ${describeValue(options.directory)}`)
     }
     const fsBlockstore = new FsBlockstore(join(options.directory, 'blocks'))
     const levelDatastore = new LevelDatastore(join(options.directory, 'datastore'))
@@ -397,7 +397,7 @@ class QuietWebSocket extends NodeWebSocket {
 
 /** Parses multiaddr strings, or throws InvalidInputError naming the option and the bad value. */
 export function parseMultiaddrs (values: unknown, option: string): Multiaddr[] {
-  if (!Array.isArray(values)) throw new InvalidInputError(`"${option}" expected an array of multiaddrs`)
+  if (!Array.isArray(values)) throw new InvalidInputError(`"${option}" expected an array of multiaddrs, got ${describeValue(values)}`)
   return values.map((value) => {
     if (typeof value !== 'string') throw new InvalidInputError(`"${option}" expected multiaddr strings, got ${typeof value}`)
     try {

@@ -38,7 +38,7 @@ import { multihashToIPNSRoutingKey } from 'ipns'
 import { ipnsSelector } from 'ipns/selector'
 import * as dagCbor from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
-import { ConflictError, EquivocationError, IntegrityError, InvalidInputError, NotFoundError, StoreError, TooLargeError, throwIfAborted } from '../errors.js'
+import { ConflictError, EquivocationError, IntegrityError, InvalidInputError, NotFoundError, StoreError, TooLargeError, throwIfAborted, describeValue } from '../errors.js'
 import { MAX_BLOCK_BYTES, verifyBlock } from './blocks.js'
 import { VERSION_TOPIC_PREFIX } from '../protocol.js'
 import { Limiter } from './limiter.js'
@@ -884,10 +884,10 @@ function decodeVersionMessage (data: Uint8Array): { record: Uint8Array, blocks: 
 
 /** Checks every block (shape, size, CID) before any is stored: a bad one leaves the store unchanged. */
 async function checkBlocks (blocks: Block[]): Promise<void> {
-  if (!Array.isArray(blocks)) throw new InvalidInputError('"blocks" expected an array of { cid, bytes }')
+  if (!Array.isArray(blocks)) throw new InvalidInputError(`"blocks" expected an array of { cid, bytes }, got ${describeValue(blocks)}`)
   for (const block of blocks) {
     const cid = asCID(block?.cid)
-    if (!(block.bytes instanceof Uint8Array)) throw new InvalidInputError('"bytes" expected Uint8Array')
+    if (!(block.bytes instanceof Uint8Array)) throw new InvalidInputError(`"bytes" expected Uint8Array, got ${describeValue(block.bytes)}`)
     if (block.bytes.byteLength > MAX_BLOCK_BYTES) {
       throw new TooLargeError(`block ${cid.toString()} is ${block.bytes.byteLength} bytes, over the ${MAX_BLOCK_BYTES}-byte limit`)
     }
@@ -978,7 +978,7 @@ function isNotFound (err: unknown): boolean {
 
 function asCID (value: unknown): CID {
   const cid = CID.asCID(value)
-  if (cid === null) throw new InvalidInputError('"cid" expected a CID')
+  if (cid === null) throw new InvalidInputError(`"cid" expected a CID, got ${describeValue(value)}`)
   return cid
 }
 

@@ -4,7 +4,7 @@
  * contradicts the binding is lying or broken (UntrustedHubError), never a verdict on the wallet.
  */
 import { hexToBytes } from '../crypto/bytes.js'
-import { InvalidInputError, StoreError, UntrustedHubError } from '../errors.js'
+import { InvalidInputError, StoreError, UntrustedHubError, describeValue } from '../errors.js'
 import { JSON_TYPE, addressPath } from '../protocol.js'
 import { canonicalName, validateRecord } from './record.js'
 // The root codec lives with the space; the hub store needs it for one check: that the space an
@@ -43,7 +43,7 @@ export async function lookupAddress (transport: HubTransport, reader: HubReader,
   }
   // The hub sent the binding's signature with its answer: checked here, with no further request.
   try {
-    if (typeof signature !== 'string') throw new InvalidInputError('"signature" expected hex')
+    if (typeof signature !== 'string') throw new InvalidInputError(`"signature" expected hex, got ${describeValue(signature)}`)
     verifyOwner({ address, signature: hexToBytes(signature, 'signature') }, name)
   } catch (err) {
     throw new UntrustedHubError(`hub ${transport.base} says ${address} owns ${name}, but sent a signature that does not bind them: ${(err as Error).message}`, { cause: err })

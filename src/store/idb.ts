@@ -9,7 +9,7 @@
  * seen of each space and the writes not yet published, for the Space: `idbState(store)` is its view,
  * and `openSpace` uses it by default in browsers). Plain IndexedDB, no wrapper library: the whole API is a few requests.
  */
-import { AbortedError, InvalidInputError, NotFoundError, StoreError, IntegrityError, throwIfAborted } from '../errors.js'
+import { AbortedError, InvalidInputError, NotFoundError, StoreError, IntegrityError, throwIfAborted, describeValue } from '../errors.js'
 import { verifyBlock } from './blocks.js'
 import { readRecord } from './record.js'
 import type { AbortOptions, Block, GetRecordOptions, Store } from './interface.js'
@@ -171,7 +171,7 @@ export function idbStore (dbName = 'userspace', options: IdbStoreOptions = {}): 
     },
 
     async putRecord (name: string, record: Uint8Array, options?: AbortOptions): Promise<void> {
-      if (!(record instanceof Uint8Array)) throw new InvalidInputError('"record" expected Uint8Array')
+      if (!(record instanceof Uint8Array)) throw new InvalidInputError(`"record" expected Uint8Array, got ${describeValue(record)}`)
       // Malformed bytes are refused here, so what is kept can always be read back. The Space
       // validates signatures on everything it reads; this keeps the highest sequence.
       const sequence = readRecord(record).sequence

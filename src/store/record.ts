@@ -14,7 +14,7 @@ import { CID } from 'multiformats/cid'
 import { base36 } from 'multiformats/bases/base36'
 import { base58btc } from 'multiformats/bases/base58'
 import * as Digest from 'multiformats/hashes/digest'
-import { InvalidInputError, InvalidRecordError, TooLargeError } from '../errors.js'
+import { InvalidInputError, InvalidRecordError, TooLargeError, describeValue } from '../errors.js'
 import type { PrivateKey } from '@libp2p/interface'
 import type { MultihashDigest } from 'multiformats/hashes/interface'
 
@@ -197,7 +197,7 @@ function validityString (ms: number): string {
  * With `allowExpired`, an expired but otherwise valid record is returned with `expired: true`.
  */
 export async function validateRecord (name: string, bytes: Uint8Array, options: ValidateRecordOptions = {}): Promise<RecordInfo> {
-  if (!(bytes instanceof Uint8Array)) throw new InvalidRecordError('"record" expected Uint8Array')
+  if (!(bytes instanceof Uint8Array)) throw new InvalidRecordError(`"record" expected Uint8Array, got ${describeValue(bytes)}`)
   if (bytes.byteLength > MAX_RECORD_BYTES) {
     throw new TooLargeError(`IPNS record is ${bytes.byteLength} bytes, over the ${MAX_RECORD_BYTES}-byte limit`)
   }
