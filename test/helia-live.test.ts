@@ -22,7 +22,6 @@ import { VERSION_TOPIC_PREFIX } from '../src/protocol.js'
 import * as dagCbor from '@ipld/dag-cbor'
 import { createHeliaLight, withBitswap } from '../src/store/helia-core.js'
 import { withLibp2p } from '../src/store/helia-libp2p.js'
-import { createHeliaNode, stopHeliaNode } from '../src/store/helia-node.js'
 import { heliaStore } from '../src/store/helia.js'
 import { createRecord, nameToMultihash, readRecord } from '../src/store/record.js'
 import type { Json, Space } from '../src/index.js'
@@ -32,6 +31,7 @@ import type { Store } from '../src/store/interface.js'
 import type { FloodSub } from '@libp2p/floodsub'
 import type { CID } from 'multiformats/cid'
 import { ipnsKeySource } from './helpers/ipns-key.js'
+import { lineForSuite, nodeForSuite } from './helpers/helia-pair.js'
 
 const KEY_A = '0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6'
 const KEY_B = '0x47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a'
@@ -200,9 +200,7 @@ describe('heliaStore live updates over pubsub, on nodes with no DHT', () => {
 
 describe('heliaStore as a conditional store', () => {
   let node: HeliaNode
-
-  beforeAll(async () => { node = await createHeliaNode() })
-  afterAll(async () => { if (node !== undefined) await stopHeliaNode(node) })
+  nodeForSuite((n) => { node = n })
 
   it('says it is conditional and refuses a lower sequence (ConflictError) or the same one with another value (EquivocationError), keeping the held record', async () => {
     const { key, name } = await ipnsKey()
@@ -265,18 +263,9 @@ describe('heliaStore and the DHT: publish without resolving, never roll the DHT 
   let node1: HeliaNode
   let node2: HeliaNode
   let node3: HeliaNode
-
-  beforeAll(async () => {
-    node1 = await createHeliaNode({ dhtServer: true })
-    node2 = await createHeliaNode({ dhtServer: true, peers: node1.libp2p.getMultiaddrs().map(String) })
-    // Connected to node 2 only, which joins no topic: node 3 hears nothing of node 1 by pubsub. A
-    // DHT client: DHT servers would receive node 1's record by the DHT put itself.
-    node3 = await createHeliaNode({ peers: node2.libp2p.getMultiaddrs().map(String) })
-  })
-
-  afterAll(async () => {
-    await Promise.all([node3, node2, node1].filter(Boolean).map(stopHeliaNode))
-  })
+  // Node 3 hears nothing of node 1 by pubsub (node 2 joins no topic), and as a DHT client it is not
+  // sent node 1's record by the DHT put itself.
+  lineForSuite({ thirdDhtServer: false }, (nodes) => { [node1, node2, node3] = nodes })
 
   it('refuses a publish that the DHT holds a newer record for, keeps that record, and leaves the DHT with it', async () => {
     // Node 3 never heard of sequence 2: its local check passes, the DHT's answer refuses a lower

@@ -23,6 +23,7 @@ import type { Json, Space } from '../src/index.js'
 import type { Block } from '../src/store/interface.js'
 import type { HeliaNode } from '../src/store/helia-node.js'
 import { ipnsKeySource } from './helpers/ipns-key.js'
+import { lineForSuite, nodeForSuite } from './helpers/helia-pair.js'
 
 const utf8 = (text: string): Uint8Array => new TextEncoder().encode(text)
 
@@ -47,16 +48,7 @@ describe('heliaStore on three nodes in a line', () => {
   let node1: HeliaNode
   let node2: HeliaNode
   let node3: HeliaNode
-
-  beforeAll(async () => {
-    node1 = await createHeliaNode({ dhtServer: true })
-    node2 = await createHeliaNode({ dhtServer: true, peers: node1.libp2p.getMultiaddrs().map(String) })
-    node3 = await createHeliaNode({ dhtServer: true, peers: node2.libp2p.getMultiaddrs().map(String) })
-  })
-
-  afterAll(async () => {
-    await Promise.all([node3, node2, node1].filter(Boolean).map(stopHeliaNode))
-  })
+  lineForSuite({ thirdDhtServer: true }, (nodes) => { [node1, node2, node3] = nodes })
 
   it('listens on loopback only', () => {
     for (const node of [node1, node2, node3]) {
@@ -233,9 +225,7 @@ describe('heliaStore on three nodes in a line', () => {
 
 describe('heliaStore on a node with no peers', () => {
   let node: HeliaNode
-
-  beforeAll(async () => { node = await createHeliaNode() })
-  afterAll(async () => { if (node !== undefined) await stopHeliaNode(node) })
+  nodeForSuite((n) => { node = n })
 
   it('writes and reads locally without waiting for a network that is not there', async () => {
     const { key, name } = await ipnsKey()

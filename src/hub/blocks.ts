@@ -36,8 +36,12 @@ const SMALL_BLOCK_CACHE_BYTES = 16 * 1024 * 1024
 const LOCAL_MISS = new Set(['NotFoundError', 'BlockNotFoundWhileOfflineError'])
 /** Blocks a CAR response reads ahead of the client, at most. */
 const READ_AHEAD_BLOCKS = 32
-/** Bytes a CAR response reads ahead of the client, at most (a single larger block is still read). */
-const READ_AHEAD_BYTES = 4 * 1024 * 1024
+/**
+ * Bytes a CAR response reads ahead of the client, at most (a single larger block is still read):
+ * what a stalled reader can make the hub hold, beside its socket buffers. Small-block CARs (a
+ * space's buckets, ~1.5 KiB) are bounded by the block count long before this.
+ */
+const READ_AHEAD_BYTES = 1024 * 1024
 
 /** Local and network blocks, with the caches that keep record PUTs from re-reading them. */
 export class HubBlocks {
