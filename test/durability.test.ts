@@ -478,7 +478,8 @@ describe('a publish that loses a race to a version holding everything', () => {
     const started = new Promise<void>((resolve) => { uploading = resolve })
     const slow: Store = { ...link(network), putBlocks: async (blocks, o) => { uploading(); await gate; return network.putBlocks(blocks, o) } }
     const events: string[] = []
-    const b = await device(slow, memoryState(), { onProgress: e => { events.push(e.type) } })
+    // b's clock runs a second behind a's, so a's write is the later one even when both land in the same millisecond
+    const b = await device(slow, memoryState(), { onProgress: e => { events.push(e.type) }, now: () => Date.now() - 1000 })
     await b.set('k', 'from b, earlier')            // its publish waits at the upload
     await started
     await a.set('k', 'from a, later'); await a.flush() // a later write to the same key wins the sequence
