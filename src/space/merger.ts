@@ -8,7 +8,7 @@ import { equals } from 'multiformats/bytes'
 import { IntegrityError, SignerMismatchError, throwIfAborted } from '../errors.js'
 import { validateRecord } from '../store/record.js'
 import { CURRENT_VERSION_FIELD } from '../protocol.js'
-import { getVerifiedBlock, verifyBlock } from '../store/blocks.js'
+import { cidKey, getVerifiedBlock, verifyBlock } from '../store/blocks.js'
 import { readPublicBlocks } from './entries.js'
 import { checkCurrent, decodeCurrent, decodeRoot, verifyOwner } from './root.js'
 import { PublicSection } from './section.js'
@@ -78,7 +78,7 @@ export class Merger {
     }
     // Checked here, whatever the store did (as fetchBlock does); bytes the store already checked
     // through verifyBlock are not hashed again.
-    for (const block of blocks) if (await verifyBlock(block.cid, block.bytes)) this.prefetched.set(block.cid.toString(), block.bytes)
+    for (const block of blocks) if (await verifyBlock(block.cid, block.bytes)) this.prefetched.set(cidKey(block.cid), block.bytes)
   }
 
   /** Merges the version at `cid` (whose record said `sequence`) into the local map. */
@@ -139,7 +139,7 @@ export class Merger {
 
   /** Fetches a block and checks it against its CID, whatever the store did. */
   async fetchBlock (cid: CID, options?: AbortOptions): Promise<Uint8Array> {
-    const prefetched = this.prefetched.get(cid.toString())
+    const prefetched = this.prefetched.get(cidKey(cid))
     if (prefetched !== undefined) return prefetched
     return getVerifiedBlock(this.ctx.store, cid, options)
   }
