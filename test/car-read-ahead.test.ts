@@ -21,6 +21,22 @@ class CountingBlockstore extends MemoryBlockstore {
   }
 }
 
+/** A memory blockstore whose reads take a few milliseconds, as a disk's do, counting how many overlap. */
+class SlowBlockstore extends MemoryBlockstore {
+  inFlight = 0
+  maxInFlight = 0
+  override async * get (cid: CID, options?: Parameters<MemoryBlockstore['get']>[1]): ReturnType<MemoryBlockstore['get']> {
+    this.inFlight++
+    this.maxInFlight = Math.max(this.maxInFlight, this.inFlight)
+    try {
+      await new Promise<void>((resolve) => { setTimeout(resolve, 2) })
+      yield * super.get(cid, options)
+    } finally {
+      this.inFlight--
+    }
+  }
+}
+
 /** 100 raw leaves of 70 KB (over the size the hub keeps in memory) under one dag-cbor root. */
 async function bigDag (): Promise<{ root: Block, leaves: Block[] }> {
   const leaves = await Promise.all(Array.from({ length: 100 }, async (_, i) => rawBlock(new Uint8Array(70_000).fill(i))))
@@ -56,6 +72,29 @@ describe('CAR responses read ahead of the client, within a window', () => {
     let bytes = 0
     for (;;) { const { done, value } = await reader.read(); if (done) break; bytes += value.byteLength }
     expect(bytes).toBeGreaterThan(100 * 70_000)
+  })
+
+  it('plans a CAR with up to 16 reads in flight, never more, and still plans every block of the DAG', async () => {
+    const blockstore = new SlowBlockstore()
+    const hub = makeHub({}, { blockstore })
+    const { root, leaves } = await bigDag()
+    // two levels, so that blocks that link are read ahead too, not only leaves sized
+    const mid = await Promise.all([0, 1, 2, 3].map(async i => cborBlock({ leaves: leaves.slice(i * 25, i * 25 + 25).map(l => l.cid) })))
+    const top = await cborBlock({ mid: mid.map(b => b.cid) })
+    await upload(hub, [top, ...mid, ...leaves, root])
+    const fresh = makeHub({}, { blockstore })
+    blockstore.maxInFlight = 0
+    const res = await fresh.app.request(`/ipfs/${top.cid.toString()}?format=car&dag-scope=all`, { method: 'HEAD' })
+    expect(res.status).toBe(200)
+    expect(Number(res.headers.get('content-length'))).toBeGreaterThan(100 * 70_000)
+    expect(blockstore.maxInFlight).toBeGreaterThan(1)
+    expect(blockstore.maxInFlight).toBeLessThanOrEqual(16)
+    const dups = await fresh.app.request(`/ipfs/${top.cid.toString()}?format=car&dag-scope=all&dups=n`)
+    const { CarReader } = await import('@ipld/car/reader')
+    const car = await CarReader.fromBytes(new Uint8Array(await dups.arrayBuffer()))
+    const got: string[] = []
+    for await (const b of car.blocks()) got.push(b.cid.toString())
+    expect(got).toEqual([top, mid[0], ...leaves.slice(0, 25), mid[1], ...leaves.slice(25, 50), mid[2], ...leaves.slice(50, 75), mid[3], ...leaves.slice(75)].map(b => (b as Block).cid.toString()))
   })
 
   it('ends the CAR with an error when a planned block is gone before it is sent', async () => {

@@ -108,27 +108,71 @@ export async function planCar (root: CID, segments: string[], options: CarOption
   // reverse. A CID is decoded only when popped and not yet sent: a block repeating one link 24 000
   // times then costs one decode, not 24 000 (which held the event loop for a tenth of a second).
   const stack: Uint8Array[] = [...start].reverse()
+  // With dups=n a block already planned is skipped when popped: nothing is read ahead for it either.
+  const ahead = new LookAhead(io, options.dups === 'n' ? entry => seen.has(keyOf(entry)) : () => false)
   let visited = 0
   while (stack.length > 0) {
+    ahead.prime(stack)
     const cidBytes = stack.pop() as Uint8Array
-    if (options.dups === 'n' && seen.has(keyOf(cidBytes))) continue
+    if (options.dups === 'n' && seen.has(keyOf(cidBytes))) { ahead.take(cidBytes); continue }
     let cid: CID
     try { cid = CID.decode(cidBytes) } catch { continue }
     if (++visited % YIELD_EVERY_BLOCKS === 0) await new Promise<void>((resolve) => { setImmediate(resolve) })
+    const early = ahead.take(cidBytes)
     if (hasLinks(cid.code)) {
-      const bytes = await load(cid, `block ${cid.toString()}`)
+      const bytes = (early !== undefined ? await early as Uint8Array | undefined : undefined) ?? await load(cid, `block ${cid.toString()}`)
       emit(cid, bytes.byteLength)
       const children = linksIn(await whole(cid, bytes), countLinks)
       for (let i = children.length - 1; i >= 0; i--) stack.push(children[i] as Uint8Array)
       // A big block's scan was one slice of CPU: let other requests in before the next.
       if (bytes.byteLength > YIELD_AFTER_BYTES) await new Promise<void>((resolve) => { setImmediate(resolve) })
     } else {
-      const size = cid.multihash.code === identity.code ? 0 : await io.size(cid)
+      const size = cid.multihash.code === identity.code ? 0 : (early !== undefined ? await early as number | undefined : undefined) ?? await io.size(cid)
       if (size === undefined) throw io.missing(cid, `block ${cid.toString()}`)
       emit(cid, size)
     }
   }
   return plan
+}
+
+/** Reads (blocks that link) and sizes (leaves) started ahead of the walk, at most this many at once. */
+const LOOK_AHEAD = 16
+
+/**
+ * Starts the reads the walk will need next: the top entries of its stack, in the order it will pop
+ * them, at most LOOK_AHEAD in flight. One read after another left the disk idle between them: a
+ * version of 100 000 keys is ~5 500 blocks, each a file on the hub. A read started for a block the
+ * walk then skips (a duplicate) is dropped; nothing started is ever more than LOOK_AHEAD blocks.
+ */
+class LookAhead {
+  /** Keyed by the stack entry itself (a view into its parent block), not by CID: no key is built per scan. */
+  private readonly started = new Map<Uint8Array, Promise<Uint8Array | number | undefined>>()
+  /** Entries found skippable (once planned, a block stays planned): not judged again on each scan. */
+  private readonly skipped = new WeakSet<Uint8Array>()
+
+  constructor (private readonly io: PlanIo, private readonly skip: (entry: Uint8Array) => boolean) {}
+
+  prime (stack: Uint8Array[]): void {
+    const low = Math.max(0, stack.length - LOOK_AHEAD)
+    for (let i = stack.length - 1; i >= low && this.started.size < LOOK_AHEAD; i--) {
+      const entry = stack[i] as Uint8Array
+      if (this.started.has(entry) || this.skipped.has(entry)) continue
+      if (this.skip(entry)) { this.skipped.add(entry); continue }
+      let cid: CID
+      try { cid = CID.decode(entry) } catch { continue }
+      if (cid.multihash.code === identity.code) continue
+      // Settled into a value: a walk that stops early (a cap, a missing block) leaves no rejection behind.
+      const read = hasLinks(cid.code) ? this.io.read(cid) : this.io.size(cid)
+      this.started.set(entry, read.catch(() => undefined))
+    }
+  }
+
+  /** The read started for this stack entry, if any (undefined from it: read again, so the error is the walk's own). */
+  take (entry: Uint8Array): Promise<Uint8Array | number | undefined> | undefined {
+    const read = this.started.get(entry)
+    if (read !== undefined) this.started.delete(entry)
+    return read
+  }
 }
 
 /** Codecs whose blocks can link to others (the ones the walk reads). */
