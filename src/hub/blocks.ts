@@ -11,7 +11,7 @@ import { varint } from 'multiformats'
 import { identity } from 'multiformats/hashes/identity'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { IntegrityError, InvalidInputError, NotFoundError, PreconditionFailedError, TooLargeError } from '../errors.js'
-import { MAX_BLOCK_BYTES, encodeCar, verifyBlock } from '../store/blocks.js'
+import { MAX_BLOCK_BYTES, cidKey, encodeCar, verifyBlock } from '../store/blocks.js'
 import { collect } from './bytes.js'
 import {
   DEFAULT_HUB_FETCH_TIMEOUT_MS, DEFAULT_HUB_MAX_CAR_BYTES, DEFAULT_MAX_CAR_STREAMS, DEFAULT_MAX_CAR_STREAMS_PER_CLIENT,
@@ -50,7 +50,7 @@ export class HubBlocks {
   private readonly syncBlocks: HubComponents['syncBlocks']
   private readonly options: HubAppOptions
   private readonly nowMs: () => number
-  /** Block sizes by CID (blocks never change), so quota checks do not re-read big blocks. */
+  /** Block sizes by CID (blocks never change), so quota checks do not re-read big blocks. Keyed by `cidKey` (binary, no base32 per lookup), as is the cache below. */
   private readonly sizes = new Map<string, number>()
   /** Recently used small blocks, newest last, at most SMALL_BLOCK_CACHE_BYTES in all. */
   private readonly smallBlocks = new Map<string, Uint8Array>()
@@ -104,7 +104,7 @@ export class HubBlocks {
       const remaining = (): number => io.localOnly === true ? 0 : Math.max(0, Math.floor(deadline - performance.now()))
       const plan = await planCar(cid, segments, options, {
         read: async (c) => this.readBlock(c, remaining(), io.signal),
-        size: async (c) => this.sizes.get(c.toString()) ?? (await this.readBlock(c, remaining(), io.signal))?.byteLength,
+        size: async (c) => this.sizes.get(cidKey(c)) ?? (await this.readBlock(c, remaining(), io.signal))?.byteLength,
         missing: (c, role) => missingBlock(c, role, io.localOnly === true)
       }, this.walkCaps(max), `the CAR for ${cid.toString()}${segments.length > 0 ? '/' + segments.join('/') : ''}`)
       const header = encodeCar([], [cid])
@@ -214,14 +214,14 @@ export class HubBlocks {
     await this.storage.landed(client, fresh.map(b => ({ cid: b.cid, size: b.bytes.byteLength })), this.nowMs())
     for (const { cid, bytes } of unique) {
       // The record PUT that follows an upload reads its root and public section: keep them at hand.
-      if (cid.code === dagCbor.code) this.keepSmall(cid.toString(), bytes)
-      this.noteSize(cid.toString(), bytes.byteLength)
+      if (cid.code === dagCbor.code) this.keepSmall(cidKey(cid), bytes)
+      this.noteSize(cidKey(cid), bytes.byteLength)
     }
   }
 
   /** A local block, or undefined. */
   async localBlock (cid: CID): Promise<Uint8Array | undefined> {
-    const key = cid.toString()
+    const key = cidKey(cid)
     const cached = this.smallBlocks.get(key)
     if (cached !== undefined) return cached
     // No `has` first (helia's blockstore checks it itself): `offline` keeps helia from going to the
@@ -274,20 +274,20 @@ export class HubBlocks {
       await this.blockstore.put(cid, bytes)
       await this.storage.landed(NETWORK_CLIENT, [{ cid, size: bytes.byteLength }], this.nowMs())
     }
-    this.keepSmall(cid.toString(), bytes)
+    this.keepSmall(cidKey(cid), bytes)
     return bytes
   }
 
   /** Drops a deleted block from the caches. */
   forget (cid: CID): void {
-    const key = cid.toString()
+    const key = cidKey(cid)
     const cached = this.smallBlocks.get(key)
     if (cached !== undefined) { this.smallBlocks.delete(key); this.smallBlockBytes -= cached.byteLength }
     this.sizes.delete(key)
   }
 
   async blockSize (cid: CID): Promise<number> {
-    const key = cid.toString()
+    const key = cidKey(cid)
     const known = this.sizes.get(key)
     if (known !== undefined) return known
     const bytes = await this.localBlock(cid)
