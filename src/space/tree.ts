@@ -10,7 +10,7 @@ import * as dagCbor from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import { FormatError } from '../errors.js'
-import { cborBlock } from '../store/blocks.js'
+import { cborBlock, cborBlockNow } from '../store/blocks.js'
 import type { Block } from '../store/interface.js'
 
 /**
@@ -58,7 +58,12 @@ export async function encodeTree (buckets: CID[], changed: Iterable<number>, pre
     const per = below.length / (widths[d] as number)
     const level = previous === undefined ? new Array<CID>(widths[d] as number) : [...(previous[d] as CID[])]
     const nodes = dirty === null ? [...Array(widths[d] as number).keys()] : [...new Set([...dirty].map(i => Math.floor(i / per)))]
-    const encoded = await Promise.all(nodes.map(async j => cborBlock(below.slice(j * per, (j + 1) * per))))
+    const encoded: Block[] = []
+    // one at a time: each is hashed synchronously where the runtime can (no promise per node)
+    for (const j of nodes) {
+      const links = below.slice(j * per, (j + 1) * per)
+      encoded.push(cborBlockNow(links) ?? await cborBlock(links))
+    }
     nodes.forEach((j, n) => { level[j] = (encoded[n] as Block).cid })
     blocks.push(...encoded)
     levels[d] = level

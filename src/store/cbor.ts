@@ -26,8 +26,14 @@ export function encodeDagCbor (value: unknown): Uint8Array | undefined {
   return out.bytes()
 }
 
+/**
+ * The buffer every encoding is written into before its bytes are copied out: encoding is synchronous
+ * and never re-entered, so one buffer serves every call (it grows, never shrinks).
+ */
+let scratch = new Uint8Array(1024)
+
 class Output {
-  private buf = new Uint8Array(256)
+  private buf = scratch
   private at = 0
 
   private room (n: number): void {
@@ -35,6 +41,8 @@ class Output {
     const next = new Uint8Array(Math.max(this.buf.length * 2, this.at + n))
     next.set(this.buf.subarray(0, this.at))
     this.buf = next
+    // kept for the next encoding up to 1 MiB (a block's limit); larger ones are one-offs
+    if (next.length <= 1024 * 1024) scratch = next
   }
 
   byte (b: number): void {
@@ -71,6 +79,25 @@ class Output {
     }
   }
 
+  /**
+   * A text string. ASCII (every key and most strings the format writes) goes in one byte per
+   * character with no encoder call; anything else through TextEncoder.
+   */
+  text (value: string): void {
+    const n = value.length
+    if (!isAscii(value)) {
+      const bytes = utf8.encode(value)
+      this.head(3, bytes.length)
+      return this.raw(bytes)
+    }
+    this.head(3, n)
+    this.room(n)
+    const b = this.buf
+    let at = this.at
+    for (let i = 0; i < n; i++) b[at++] = value.charCodeAt(i)
+    this.at = at
+  }
+
   bytes (): Uint8Array {
     return this.buf.slice(0, this.at)
   }
@@ -89,9 +116,7 @@ function write (out: Output, value: unknown, depth: number): void {
   if (typeof value === 'string') {
     // a lone surrogate has no UTF-8 form; leave its handling to the full encoder
     if (!value.isWellFormed()) throw new Unsupported()
-    const bytes = utf8.encode(value)
-    out.head(3, bytes.length)
-    return out.raw(bytes)
+    return out.text(value)
   }
   if (value instanceof Uint8Array) {
     out.head(2, value.length)
@@ -113,22 +138,37 @@ function write (out: Output, value: unknown, depth: number): void {
   }
   const proto = Object.getPrototypeOf(value)
   if (proto !== Object.prototype && proto !== null) throw new Unsupported()
-  const entries: Array<[Uint8Array, unknown]> = []
-  for (const key of Object.keys(value)) {
+  const keys = Object.keys(value)
+  let ascii = true
+  for (const key of keys) {
     if (!key.isWellFormed()) throw new Unsupported()
-    const v = (value as Record<string, unknown>)[key]
     // dag-cbor refuses undefined; let it say so
-    if (v === undefined) throw new Unsupported()
-    entries.push([utf8.encode(key), v])
+    if ((value as Record<string, unknown>)[key] === undefined) throw new Unsupported()
+    if (ascii && !isAscii(key)) ascii = false
   }
-  // DAG-CBOR map order: shorter keys first, then bytewise (RFC 7049 canonical)
+  out.head(5, keys.length)
+  if (ascii) {
+    // DAG-CBOR map order: shorter keys first, then bytewise (RFC 7049 canonical); for ASCII keys
+    // the UTF-16 code units compared by `<` are the bytes
+    keys.sort((a, b) => a.length - b.length || (a < b ? -1 : a > b ? 1 : 0))
+    for (const key of keys) {
+      out.text(key)
+      write(out, (value as Record<string, unknown>)[key], depth + 1)
+    }
+    return
+  }
+  const entries = keys.map((key): [Uint8Array, unknown] => [utf8.encode(key), (value as Record<string, unknown>)[key]])
   entries.sort(([a], [b]) => a.length - b.length || compareBytes(a, b))
-  out.head(5, entries.length)
   for (const [key, v] of entries) {
     out.head(3, key.length)
     out.raw(key)
     write(out, v, depth + 1)
   }
+}
+
+function isAscii (value: string): boolean {
+  for (let i = 0; i < value.length; i++) if (value.charCodeAt(i) > 0x7f) return false
+  return true
 }
 
 function compareBytes (a: Uint8Array, b: Uint8Array): number {
