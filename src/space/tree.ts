@@ -10,7 +10,7 @@ import * as dagCbor from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import { FormatError } from '../errors.js'
-import { cborBlock, cborBlockNow } from '../store/blocks.js'
+import { cborBlock, linksBlockNow } from '../store/blocks.js'
 import type { Block } from '../store/interface.js'
 
 /**
@@ -62,7 +62,7 @@ export async function encodeTree (buckets: CID[], changed: Iterable<number>, pre
     // one at a time: each is hashed synchronously where the runtime can (no promise per node)
     for (const j of nodes) {
       const links = below.slice(j * per, (j + 1) * per)
-      encoded.push(cborBlockNow(links) ?? await cborBlock(links))
+      encoded.push(linksBlockNow(links) ?? await cborBlock(links))
     }
     nodes.forEach((j, n) => { level[j] = (encoded[n] as Block).cid })
     blocks.push(...encoded)

@@ -12,7 +12,7 @@ import { Digest, create as createDigest } from 'multiformats/hashes/digest'
 import { equals } from 'multiformats/bytes'
 import type { MultihashDigest } from 'multiformats/hashes/interface'
 import { IntegrityError } from '../errors.js'
-import { encodeDagCbor } from './cbor.js'
+import { encodeDagCbor, encodeLinks } from './cbor.js'
 import type { AbortOptions, Block, Store } from './interface.js'
 
 /** The bitswap limit: no block UserSpace writes or accepts is larger. */
@@ -84,6 +84,13 @@ export async function rawBlock (bytes: Uint8Array): Promise<Block> {
 export function cborBlockNow (value: unknown): Block | undefined {
   if (nativeHash === undefined) return undefined
   const bytes = encodeDagCbor(value) ?? dagCbor.encode(value)
+  return { cid: nativeCid(dagCbor.code, bytes) as CID, bytes }
+}
+
+/** A bucket index node (a list of links) as a dag-cbor block, named natively (else undefined: use `cborBlock`). */
+export function linksBlockNow (links: CID[]): Block | undefined {
+  if (nativeHash === undefined) return undefined
+  const bytes = encodeLinks(links)
   return { cid: nativeCid(dagCbor.code, bytes) as CID, bytes }
 }
 

@@ -32,17 +32,45 @@ export function encodeDagCbor (value: unknown): Uint8Array | undefined {
  */
 let scratch = new Uint8Array(1024)
 
+/**
+ * The DAG-CBOR bytes of a list of links (a bucket index node), written straight into a buffer of
+ * their exact size: the same bytes `encodeDagCbor` writes for the list, without walking it as a
+ * generic value. A publish writes one such node per level of the index.
+ */
+export function encodeLinks (links: CID[]): Uint8Array {
+  let size = headLength(links.length)
+  for (const cid of links) size += 2 + headLength(cid.bytes.length + 1) + 1 + cid.bytes.length
+  const out = new Output(new Uint8Array(size))
+  out.head(4, links.length)
+  for (const cid of links) writeLink(out, cid)
+  return out.written()
+}
+
+function headLength (n: number): number {
+  return n < 24 ? 1 : n < 0x100 ? 2 : n < 0x10000 ? 3 : n < 0x100000000 ? 5 : 9
+}
+
+/** DAG-CBOR links: tag 42 over the CID's bytes behind a 0x00 (identity multibase) prefix. */
+function writeLink (out: Output, cid: CID): void {
+  out.byte(0xd8); out.byte(42)
+  out.head(2, cid.bytes.length + 1)
+  out.byte(0)
+  out.raw(cid.bytes)
+}
+
 class Output {
-  private buf = scratch
   private at = 0
+
+  /** Writes into `buf` (the shared scratch buffer unless given one of the exact size). */
+  constructor (private buf: Uint8Array = scratch) {}
 
   private room (n: number): void {
     if (this.at + n <= this.buf.length) return
     const next = new Uint8Array(Math.max(this.buf.length * 2, this.at + n))
     next.set(this.buf.subarray(0, this.at))
+    // a grown scratch buffer is kept for the next encoding up to 1 MiB (a block's limit)
+    if (this.buf === scratch && next.length <= 1024 * 1024) scratch = next
     this.buf = next
-    // kept for the next encoding up to 1 MiB (a block's limit); larger ones are one-offs
-    if (next.length <= 1024 * 1024) scratch = next
   }
 
   byte (b: number): void {
@@ -59,7 +87,7 @@ class Output {
   /** A head: major type and argument in the shortest form (RFC 8949 §3.1, DAG-CBOR's rule). */
   head (major: number, n: number): void {
     const m = major << 5
-    this.room(9)
+    this.room(headLength(n))
     const b = this.buf
     if (n < 24) {
       b[this.at++] = m | n
@@ -101,6 +129,11 @@ class Output {
   bytes (): Uint8Array {
     return this.buf.slice(0, this.at)
   }
+
+  /** The buffer itself, when it was given at its exact size. */
+  written (): Uint8Array {
+    return this.buf !== scratch && this.at === this.buf.length ? this.buf : this.buf.slice(0, this.at)
+  }
 }
 
 function write (out: Output, value: unknown, depth: number): void {
@@ -129,13 +162,7 @@ function write (out: Output, value: unknown, depth: number): void {
   }
   if (typeof value !== 'object') throw new Unsupported()
   const cid = CID.asCID(value)
-  if (cid !== null) {
-    // DAG-CBOR links: tag 42 over the CID's bytes behind a 0x00 (identity multibase) prefix
-    out.byte(0xd8); out.byte(42)
-    out.head(2, cid.bytes.length + 1)
-    out.byte(0)
-    return out.raw(cid.bytes)
-  }
+  if (cid !== null) return writeLink(out, cid)
   const proto = Object.getPrototypeOf(value)
   if (proto !== Object.prototype && proto !== null) throw new Unsupported()
   const keys = Object.keys(value)
