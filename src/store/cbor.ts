@@ -177,7 +177,8 @@ function write (out: Output, value: unknown, depth: number): void {
   if (ascii) {
     // DAG-CBOR map order: shorter keys first, then bytewise (RFC 7049 canonical); for ASCII keys
     // the UTF-16 code units compared by `<` are the bytes
-    keys.sort((a, b) => a.length - b.length || (a < b ? -1 : a > b ? 1 : 0))
+    // objects built in this order (the format's own) are only checked, not sorted
+    if (!inAsciiKeyOrder(keys)) keys.sort(compareAsciiKeys)
     for (const key of keys) {
       out.text(key)
       write(out, (value as Record<string, unknown>)[key], depth + 1)
@@ -191,6 +192,15 @@ function write (out: Output, value: unknown, depth: number): void {
     out.raw(key)
     write(out, v, depth + 1)
   }
+}
+
+function compareAsciiKeys (a: string, b: string): number {
+  return a.length - b.length || (a < b ? -1 : a > b ? 1 : 0)
+}
+
+function inAsciiKeyOrder (keys: string[]): boolean {
+  for (let i = 1; i < keys.length; i++) if (compareAsciiKeys(keys[i - 1] as string, keys[i] as string) > 0) return false
+  return true
 }
 
 function isAscii (value: string): boolean {
