@@ -8,7 +8,7 @@ import fc from 'fast-check'
 import { CID } from 'multiformats/cid'
 import * as Digest from 'multiformats/hashes/digest'
 import { describe, expect, it } from 'vitest'
-import { encodeDagCbor } from '../src/store/cbor.js'
+import { encodeDagCbor, encodeLinks } from '../src/store/cbor.js'
 import { cborBlock } from '../src/store/blocks.js'
 
 /** The bytes alone (dag-cbor hands back a Node Buffer). */
@@ -42,6 +42,21 @@ describe('encodeDagCbor', () => {
       [c, c, c, c]
     ]
     for (const s of shapes) expect(encodeDagCbor(s)).toEqual(bytes(dagCbor.encode(s)))
+  })
+
+  it('writes a list of links (an index node) as encodeDagCbor and @ipld/dag-cbor do, in a buffer of its own', () => {
+    fc.assert(fc.property(fc.array(cid, { maxLength: 30 }), links => {
+      const encoded = encodeLinks(links)
+      expect(encoded).toEqual(bytes(dagCbor.encode(links)))
+      expect(encoded).toEqual(encodeDagCbor(links))
+      expect(encoded.byteLength).toBe(encoded.buffer.byteLength)
+    }), { numRuns: 300 })
+    // what one encoding hands back is never overwritten by the next
+    const first = encodeDagCbor({ a: 'x'.repeat(3000) }) as Uint8Array
+    const copy = first.slice()
+    encodeDagCbor({ b: 'y'.repeat(5000) })
+    encodeLinks([])
+    expect(first).toEqual(copy)
   })
 
   it('hands other values to the full encoder (undefined), and cborBlock still encodes or refuses them as it did', async () => {

@@ -7,7 +7,7 @@ import * as secp from '@noble/secp256k1'
 import vectors from './fixtures/vectors.json' with { type: 'json' }
 import { bytesToHex, fromBase64, hexToBytes, utf8 } from '../src/crypto/bytes.js'
 import { hashPersonalMessage, normalizeSignature, recoverPersonalSigner, addressOfPublicKey } from '../src/crypto/eip191.js'
-import { associatedData, open, padmeLength, seal } from '../src/crypto/envelope.js'
+import { associatedData, open, padmeLength, randomNonce, seal } from '../src/crypto/envelope.js'
 import { nativeXChaCha, nobleXChaCha, xchacha } from '../src/crypto/xchacha.js'
 import type { XChaCha } from '../src/crypto/xchacha.js'
 import { deriveKeys, KEY_LABELS, OPEN_MESSAGE } from '../src/crypto/keys.js'
@@ -165,6 +165,21 @@ describe('envelope', () => {
     const a = seal(key, ad, utf8('same'))
     const b = seal(key, ad, utf8('same'))
     expect(bytesToHex(a.subarray(1, 25))).not.toBe(bytesToHex(b.subarray(1, 25)))
+  })
+  it('never hands out the same nonce twice, across refills of the pool nonces are drawn from', () => {
+    const seen = new Set<string>()
+    // 1 000 nonces: several refills of the 128-nonce pool
+    for (let i = 0; i < 1000; i++) {
+      const nonce = randomNonce()
+      expect(nonce.length).toBe(24)
+      seen.add(bytesToHex(nonce))
+      // a caller that changes its nonce changes nothing for the next one
+      nonce.fill(0)
+    }
+    expect(seen.size).toBe(1000)
+    const envelopes = Array.from({ length: 300 }, () => bytesToHex(seal(key, ad, utf8('same')).subarray(1, 25)))
+    expect(new Set(envelopes).size).toBe(300)
+    for (const n of envelopes) expect(seen.has(n)).toBe(false)
   })
   it('checks its arguments', () => {
     expect(() => seal(new Uint8Array(16), ad, utf8('x'))).toThrow('"key" expected Uint8Array of length 32, got length=16')

@@ -48,7 +48,7 @@ async function publish (store: Store, key: PrivateKey, target: CID, sequence: nu
   await store.putRecord(nameOfKey(key), await createRecord(key, target, sequence))
 }
 
-/** Wallet A's real space with one private and one public entry, at sequence 1. */
+/** Wallet A's real space with one private and one public entry (one version or two: the second write may join the first publish or follow it). */
 async function spaceOfA (store: Store): Promise<{ name: string, key: PrivateKey, root: Root, rootCid: CID }> {
   const space = await openSpace({ signer: account(KEY_A), store })
   await space.set('k', 'v')
@@ -66,8 +66,9 @@ describe('opening a space refuses a version its owner did not make', () => {
     const a = await spaceOfA(store)
     const b = account(KEY_B).address
     // Wallet B's genuine binding of A's name: valid on its own, wrong for this space.
-    const forged = await root({ ...a.root, sequence: 2, parents: [a.rootCid], owner: await binding(a.name, b, KEY_B) })
-    await publish(store, a.key, forged.cid, 2, [forged])
+    const next = a.root.sequence + 1
+    const forged = await root({ ...a.root, sequence: next, parents: [a.rootCid], owner: await binding(a.name, b, KEY_B) })
+    await publish(store, a.key, forged.cid, next, [forged])
     const err = await openSpace({ signer: account(KEY_A), store }).catch((e: Error) => e)
     expect(err).toMatchObject({ name: 'SignerMismatchError' })
     expect((err as Error).message).toContain(b)
@@ -83,8 +84,9 @@ describe('opening a space refuses a version its owner did not make', () => {
   it('refuses a root of storage format 1 (FormatError), naming the format', async () => {
     const store = memoryStore()
     const a = await spaceOfA(store)
-    const old = await cborBlock({ version: 1, sequence: 2, parents: [a.rootCid], updatedAt: Date.now(), device: 'test', public: null, private: [], owner: a.root.owner })
-    await publish(store, a.key, old.cid, 2, [old])
+    const next = a.root.sequence + 1
+    const old = await cborBlock({ version: 1, sequence: next, parents: [a.rootCid], updatedAt: Date.now(), device: 'test', public: null, private: [], owner: a.root.owner })
+    await publish(store, a.key, old.cid, next, [old])
     const err = await openSpace({ signer: account(KEY_A), store }).catch((e: Error) => e)
     expect(err).toMatchObject({ name: 'FormatError' })
     expect((err as Error).message).toContain('format 1')

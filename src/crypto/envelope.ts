@@ -38,11 +38,32 @@ export function padmeLength (length: number): number {
   return Math.ceil(length / (mask + 1)) * (mask + 1)
 }
 
+/** Random bytes drawn ahead for nonces: one call to the system's generator per 128 nonces. */
+const NONCE_POOL_BYTES = NONCE_BYTES * 128
+let noncePool = new Uint8Array(0)
+let noncePoolAt = 0
+
+/**
+ * A fresh random 24-byte nonce. Each one is a copy of bytes handed out once and never again (the
+ * pool moves past them before the next call), so drawing them in bulk changes nothing about their
+ * randomness; it saves a call into the system's generator per sealed block.
+ */
+export function randomNonce (): Uint8Array {
+  if (noncePoolAt + NONCE_BYTES > noncePool.length) {
+    noncePool = randomBytes(NONCE_POOL_BYTES)
+    noncePoolAt = 0
+  }
+  const nonce = noncePool.slice(noncePoolAt, noncePoolAt + NONCE_BYTES)
+  noncePool.fill(0, noncePoolAt, noncePoolAt + NONCE_BYTES)
+  noncePoolAt += NONCE_BYTES
+  return nonce
+}
+
 /**
  * Encrypts `plaintext` under the associated data `ad` (see `associatedData`) and returns the
  * envelope bytes. The padded length is `padTo(4 + plaintext length)` (Padmé by default).
  */
-export function seal (key: Uint8Array, ad: Uint8Array, plaintext: Uint8Array, nonce: Uint8Array = randomBytes(NONCE_BYTES), padTo: (length: number) => number = padmeLength): Uint8Array {
+export function seal (key: Uint8Array, ad: Uint8Array, plaintext: Uint8Array, nonce: Uint8Array = randomNonce(), padTo: (length: number) => number = padmeLength): Uint8Array {
   abytes(key, 32, 'key')
   abytes(ad, undefined, 'ad')
   abytes(nonce, NONCE_BYTES, 'nonce')

@@ -74,7 +74,8 @@ export interface Current {
 }
 
 export async function encodeCurrent (current: Current): Promise<Block> {
-  return cborBlock({ buckets: current.buckets, private: current.private, public: current.public, clock: current.clock })
+  // keys in DAG-CBOR's order (shorter first, then bytewise), which the encoder then need not sort
+  return cborBlock({ clock: current.clock, public: current.public, buckets: current.buckets, private: current.private })
 }
 
 /** Decodes and checks a current node: link codecs, bucket count, and links present exactly when they must be. */
@@ -145,18 +146,19 @@ export function checkCurrent (root: Root, current: Current): void {
 }
 
 export async function encodeRoot (root: Root): Promise<Block> {
+  // keys in DAG-CBOR's order (shorter first, then bytewise), which the encoder then need not sort
   return cborBlock({
-    version: root.version,
-    sequence: root.sequence,
-    parents: root.parents,
-    updatedAt: root.updatedAt,
+    owner: root.owner.issuedAt === undefined
+      // A version 1 binding encodes exactly as before (no `issuedAt` key), so its root CID is unchanged.
+      ? { address: root.owner.address, signature: root.owner.signature }
+      : { address: root.owner.address, issuedAt: root.owner.issuedAt, signature: root.owner.signature },
     device: root.device,
     public: root.public,
     current: root.current,
-    // A version 1 binding encodes exactly as before (no `issuedAt` key), so its root CID is unchanged.
-    owner: root.owner.issuedAt === undefined
-      ? { address: root.owner.address, signature: root.owner.signature }
-      : { address: root.owner.address, signature: root.owner.signature, issuedAt: root.owner.issuedAt }
+    parents: root.parents,
+    version: root.version,
+    sequence: root.sequence,
+    updatedAt: root.updatedAt
   })
 }
 

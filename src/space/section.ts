@@ -16,7 +16,7 @@ import { associatedData, open, padmeLength, seal } from '../crypto/envelope.js'
 import { FORMAT_VERSION } from '../crypto/keys.js'
 import { fromUtf8, utf8 } from '../crypto/bytes.js'
 import { FormatError, TooLargeError } from '../errors.js'
-import { MAX_BLOCK_BYTES, cborBlock, rawBlock } from '../store/blocks.js'
+import { MAX_BLOCK_BYTES, cborBlock, rawBlock, rawBlockNow } from '../store/blocks.js'
 import { bucketText, entrySize, keyText, readBucket, readPublicBlocks, sameEntry, scanBucket, wins } from './entries.js'
 import { MAX_BUCKETS, encodeTree, readTree } from './tree.js'
 import type { TreeLevels } from './tree.js'
@@ -396,7 +396,11 @@ export class PrivateSection extends Section {
     for (const i of indexes) this.read(i)
     const texts = indexes.map(i => bucketText((this.members[i] as string[]).map(key => [key, this.entries.get(key) as Slot])))
     const pad = (n: number): number => Math.max(MIN_BUCKET_PADDED_BYTES, padmeLength(n))
-    const sealed = await Promise.all(texts.map(async (t, n) => rawBlock(seal(this.dataKey, this.ad(indexes[n] as number, count), utf8(t), undefined, pad))))
+    const sealed: Block[] = []
+    for (let n = 0; n < texts.length; n++) {
+      const envelope = seal(this.dataKey, this.ad(indexes[n] as number, count), utf8(texts[n] as string), undefined, pad)
+      sealed.push(rawBlockNow(envelope) ?? await rawBlock(envelope))
+    }
     for (const block of sealed) {
       if (block.bytes.length > MAX_BLOCK_BYTES) throw new TooLargeError(`a private bucket would be ${block.bytes.length} bytes, over the ${MAX_BLOCK_BYTES}-byte block limit`)
     }

@@ -10,7 +10,7 @@ import * as dagCbor from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import { FormatError } from '../errors.js'
-import { cborBlock } from '../store/blocks.js'
+import { cborBlock, linksBlockNow } from '../store/blocks.js'
 import type { Block } from '../store/interface.js'
 
 /**
@@ -52,19 +52,36 @@ export async function encodeTree (buckets: CID[], changed: Iterable<number>, pre
   const levels: TreeLevels = new Array(depth + 1)
   levels[depth] = buckets
   const blocks: Block[] = []
-  let dirty = previous === undefined ? null : new Set(changed)
+  let dirty = previous === undefined ? null : [...new Set(changed)]
   for (let d = depth - 1; d >= 0; d--) {
     const below = levels[d + 1] as CID[]
     const per = below.length / (widths[d] as number)
-    const level = previous === undefined ? new Array<CID>(widths[d] as number) : [...(previous[d] as CID[])]
-    const nodes = dirty === null ? [...Array(widths[d] as number).keys()] : [...new Set([...dirty].map(i => Math.floor(i / per)))]
-    const encoded = await Promise.all(nodes.map(async j => cborBlock(below.slice(j * per, (j + 1) * per))))
+    const level = previous === undefined ? new Array<CID>(widths[d] as number) : (previous[d] as CID[]).slice()
+    const nodes = dirty === null ? [...Array(widths[d] as number).keys()] : parentsOf(dirty, per)
+    const encoded: Block[] = []
+    // one at a time: each is hashed synchronously where the runtime can (no promise per node)
+    for (const j of nodes) {
+      const links = below.slice(j * per, (j + 1) * per)
+      encoded.push(linksBlockNow(links) ?? await cborBlock(links))
+    }
     nodes.forEach((j, n) => { level[j] = (encoded[n] as Block).cid })
     blocks.push(...encoded)
     levels[d] = level
-    dirty = dirty === null ? null : new Set(nodes)
+    dirty = dirty === null ? null : nodes
   }
   return { levels, blocks }
+}
+
+/** The distinct parents (index / per) of `indexes`, in order of first appearance. */
+function parentsOf (indexes: number[], per: number): number[] {
+  if (indexes.length === 1) return [Math.floor((indexes[0] as number) / per)]
+  const out: number[] = []
+  const seen = new Set<number>()
+  for (const i of indexes) {
+    const j = Math.floor(i / per)
+    if (!seen.has(j)) { seen.add(j); out.push(j) }
+  }
+  return out
 }
 
 /**

@@ -26,14 +26,50 @@ export function encodeDagCbor (value: unknown): Uint8Array | undefined {
   return out.bytes()
 }
 
+/**
+ * The buffer every encoding is written into before its bytes are copied out: encoding is synchronous
+ * and never re-entered, so one buffer serves every call (it grows, never shrinks).
+ */
+let scratch = new Uint8Array(1024)
+
+/**
+ * The DAG-CBOR bytes of a list of links (a bucket index node), written straight into a buffer of
+ * their exact size: the same bytes `encodeDagCbor` writes for the list, without walking it as a
+ * generic value. A publish writes one such node per level of the index.
+ */
+export function encodeLinks (links: CID[]): Uint8Array {
+  let size = headLength(links.length)
+  for (const cid of links) size += 2 + headLength(cid.bytes.length + 1) + 1 + cid.bytes.length
+  const out = new Output(new Uint8Array(size))
+  out.head(4, links.length)
+  for (const cid of links) writeLink(out, cid)
+  return out.written()
+}
+
+function headLength (n: number): number {
+  return n < 24 ? 1 : n < 0x100 ? 2 : n < 0x10000 ? 3 : n < 0x100000000 ? 5 : 9
+}
+
+/** DAG-CBOR links: tag 42 over the CID's bytes behind a 0x00 (identity multibase) prefix. */
+function writeLink (out: Output, cid: CID): void {
+  out.byte(0xd8); out.byte(42)
+  out.head(2, cid.bytes.length + 1)
+  out.byte(0)
+  out.raw(cid.bytes)
+}
+
 class Output {
-  private buf = new Uint8Array(256)
   private at = 0
+
+  /** Writes into `buf` (the shared scratch buffer unless given one of the exact size). */
+  constructor (private buf: Uint8Array = scratch) {}
 
   private room (n: number): void {
     if (this.at + n <= this.buf.length) return
     const next = new Uint8Array(Math.max(this.buf.length * 2, this.at + n))
     next.set(this.buf.subarray(0, this.at))
+    // a grown scratch buffer is kept for the next encoding up to 1 MiB (a block's limit)
+    if (this.buf === scratch && next.length <= 1024 * 1024) scratch = next
     this.buf = next
   }
 
@@ -51,7 +87,7 @@ class Output {
   /** A head: major type and argument in the shortest form (RFC 8949 §3.1, DAG-CBOR's rule). */
   head (major: number, n: number): void {
     const m = major << 5
-    this.room(9)
+    this.room(headLength(n))
     const b = this.buf
     if (n < 24) {
       b[this.at++] = m | n
@@ -71,8 +107,32 @@ class Output {
     }
   }
 
+  /**
+   * A text string. ASCII (every key and most strings the format writes) goes in one byte per
+   * character with no encoder call; anything else through TextEncoder.
+   */
+  text (value: string): void {
+    const n = value.length
+    if (!isAscii(value)) {
+      const bytes = utf8.encode(value)
+      this.head(3, bytes.length)
+      return this.raw(bytes)
+    }
+    this.head(3, n)
+    this.room(n)
+    const b = this.buf
+    let at = this.at
+    for (let i = 0; i < n; i++) b[at++] = value.charCodeAt(i)
+    this.at = at
+  }
+
   bytes (): Uint8Array {
     return this.buf.slice(0, this.at)
+  }
+
+  /** The buffer itself, when it was given at its exact size. */
+  written (): Uint8Array {
+    return this.buf !== scratch && this.at === this.buf.length ? this.buf : this.buf.slice(0, this.at)
   }
 }
 
@@ -89,9 +149,7 @@ function write (out: Output, value: unknown, depth: number): void {
   if (typeof value === 'string') {
     // a lone surrogate has no UTF-8 form; leave its handling to the full encoder
     if (!value.isWellFormed()) throw new Unsupported()
-    const bytes = utf8.encode(value)
-    out.head(3, bytes.length)
-    return out.raw(bytes)
+    return out.text(value)
   }
   if (value instanceof Uint8Array) {
     out.head(2, value.length)
@@ -104,31 +162,50 @@ function write (out: Output, value: unknown, depth: number): void {
   }
   if (typeof value !== 'object') throw new Unsupported()
   const cid = CID.asCID(value)
-  if (cid !== null) {
-    // DAG-CBOR links: tag 42 over the CID's bytes behind a 0x00 (identity multibase) prefix
-    out.byte(0xd8); out.byte(42)
-    out.head(2, cid.bytes.length + 1)
-    out.byte(0)
-    return out.raw(cid.bytes)
-  }
+  if (cid !== null) return writeLink(out, cid)
   const proto = Object.getPrototypeOf(value)
   if (proto !== Object.prototype && proto !== null) throw new Unsupported()
-  const entries: Array<[Uint8Array, unknown]> = []
-  for (const key of Object.keys(value)) {
+  const keys = Object.keys(value)
+  let ascii = true
+  for (const key of keys) {
     if (!key.isWellFormed()) throw new Unsupported()
-    const v = (value as Record<string, unknown>)[key]
     // dag-cbor refuses undefined; let it say so
-    if (v === undefined) throw new Unsupported()
-    entries.push([utf8.encode(key), v])
+    if ((value as Record<string, unknown>)[key] === undefined) throw new Unsupported()
+    if (ascii && !isAscii(key)) ascii = false
   }
-  // DAG-CBOR map order: shorter keys first, then bytewise (RFC 7049 canonical)
+  out.head(5, keys.length)
+  if (ascii) {
+    // DAG-CBOR map order: shorter keys first, then bytewise (RFC 7049 canonical); for ASCII keys
+    // the UTF-16 code units compared by `<` are the bytes
+    // objects built in this order (the format's own) are only checked, not sorted
+    if (!inAsciiKeyOrder(keys)) keys.sort(compareAsciiKeys)
+    for (const key of keys) {
+      out.text(key)
+      write(out, (value as Record<string, unknown>)[key], depth + 1)
+    }
+    return
+  }
+  const entries = keys.map((key): [Uint8Array, unknown] => [utf8.encode(key), (value as Record<string, unknown>)[key]])
   entries.sort(([a], [b]) => a.length - b.length || compareBytes(a, b))
-  out.head(5, entries.length)
   for (const [key, v] of entries) {
     out.head(3, key.length)
     out.raw(key)
     write(out, v, depth + 1)
   }
+}
+
+function compareAsciiKeys (a: string, b: string): number {
+  return a.length - b.length || (a < b ? -1 : a > b ? 1 : 0)
+}
+
+function inAsciiKeyOrder (keys: string[]): boolean {
+  for (let i = 1; i < keys.length; i++) if (compareAsciiKeys(keys[i - 1] as string, keys[i] as string) > 0) return false
+  return true
+}
+
+function isAscii (value: string): boolean {
+  for (let i = 0; i < value.length; i++) if (value.charCodeAt(i) > 0x7f) return false
+  return true
 }
 
 function compareBytes (a: Uint8Array, b: Uint8Array): number {

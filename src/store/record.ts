@@ -110,16 +110,23 @@ export interface CreateRecordOptions {
 export async function createRecord (key: PrivateKey, root: CID, sequence: number | bigint, options: CreateRecordOptions = {}): Promise<Uint8Array> {
   const lifetimeMs = options.lifetimeMs ?? DEFAULT_RECORD_LIFETIME_MS
   const validUntilMs = (options.nowMs ?? systemClock)() + lifetimeMs
-  const ttlNs = BigInt(options.ttlMs ?? DEFAULT_RECORD_TTL_MS) * 1_000_000n
-  const data = recordData(`/ipfs/${root.toString()}`, validityString(validUntilMs), BigInt(sequence), ttlNs)
-  // IPNS record spec, "Record Creation": the V2 signature covers "ipns-signature:" ‖ data
-  const signed = new Uint8Array(SIGNATURE_PREFIX.length + data.length)
-  signed.set(SIGNATURE_PREFIX)
-  signed.set(data, SIGNATURE_PREFIX.length)
+  const ttl = options.ttlMs === undefined ? DEFAULT_TTL_HEAD : cborHead(0, BigInt(options.ttlMs) * 1_000_000n)
+  // IPNS record spec, "Record Creation": the V2 signature covers "ipns-signature:" ‖ data, so data is
+  // written straight after that prefix and signed in place
+  const signed = recordData(`/ipfs/${root.toString()}`, validityString(validUntilMs), sequence, ttl)
+  const data = signed.subarray(SIGNATURE_PREFIX.length)
   const signature = await key.sign(signed)
   // IpnsEntry protobuf, V2-only: signatureV2 = 8, data = 9 (bytes), in field order; an Ed25519 name
   // carries its public key, so there is no pubKey field (7).
-  const bytes = concatBytes([Uint8Array.of(0x42), varint(signature.length), signature, Uint8Array.of(0x4a), varint(data.length), data])
+  const bytes = new Uint8Array(1 + varintLength(signature.length) + signature.length + 1 + varintLength(data.length) + data.length)
+  let at = 0
+  bytes[at++] = 0x42
+  at = writeVarint(bytes, at, signature.length)
+  bytes.set(signature, at)
+  at += signature.length
+  bytes[at++] = 0x4a
+  at = writeVarint(bytes, at, data.length)
+  bytes.set(data, at)
   if (bytes.byteLength > MAX_RECORD_BYTES) {
     throw new TooLargeError(`IPNS record is ${bytes.byteLength} bytes, over the ${MAX_RECORD_BYTES}-byte limit`)
   }
@@ -128,26 +135,49 @@ export async function createRecord (key: PrivateKey, root: CID, sequence: number
 
 const utf8 = new TextEncoder()
 const SIGNATURE_PREFIX = utf8.encode('ipns-signature:')
+/** The record data's map keys with their CBOR heads, in DAG-CBOR order. */
+const KEY_TTL = cborText('TTL')
+const KEY_VALUE = cborText('Value')
+const KEY_SEQUENCE = cborText('Sequence')
+const KEY_VALIDITY = cborText('Validity')
+const KEY_VALIDITY_TYPE = cborText('ValidityType')
 
 /**
- * The record's `data`: the DAG-CBOR map { TTL, Value, Sequence, Validity, ValidityType: 0 (EOL) },
- * keys in DAG-CBOR's order (shorter first, then bytewise), integers in their shortest form.
+ * "ipns-signature:" followed by the record's `data`: the DAG-CBOR map { TTL, Value, Sequence,
+ * Validity, ValidityType: 0 (EOL) }, keys in DAG-CBOR's order (shorter first, then bytewise),
+ * integers in their shortest form. One buffer, so that the signature covers it without a copy.
  */
-function recordData (value: string, validity: string, sequence: bigint, ttlNs: bigint): Uint8Array {
+function recordData (value: string, validity: string, sequence: number | bigint, ttl: Uint8Array): Uint8Array {
   const valueBytes = utf8.encode(value)
   const validityBytes = utf8.encode(validity)
-  return concatBytes([
-    Uint8Array.of(0xa5),
-    cborText('TTL'), cborHead(0, ttlNs),
-    cborText('Value'), cborHead(2, BigInt(valueBytes.length)), valueBytes,
-    cborText('Sequence'), cborHead(0, sequence),
-    cborText('Validity'), cborHead(2, BigInt(validityBytes.length)), validityBytes,
-    cborText('ValidityType'), Uint8Array.of(0x00)
-  ])
+  const parts = [
+    SIGNATURE_PREFIX,
+    MAP_OF_FIVE,
+    KEY_TTL, ttl,
+    KEY_VALUE, cborHead(2, valueBytes.length), valueBytes,
+    KEY_SEQUENCE, cborHead(0, sequence),
+    KEY_VALIDITY, cborHead(2, validityBytes.length), validityBytes,
+    KEY_VALIDITY_TYPE, VALIDITY_TYPE_EOL
+  ]
+  return concatBytes(parts)
 }
 
+const MAP_OF_FIVE = Uint8Array.of(0xa5)
+/** The TTL field's value (nanoseconds) when the default applies. */
+const DEFAULT_TTL_HEAD = cborHead(0, BigInt(DEFAULT_RECORD_TTL_MS) * 1_000_000n)
+const VALIDITY_TYPE_EOL = Uint8Array.of(0x00)
+
 /** A CBOR head: major type and argument in the shortest form (RFC 8949 §3, as DAG-CBOR requires). */
-function cborHead (major: number, n: bigint): Uint8Array {
+function cborHead (major: number, value: number | bigint): Uint8Array {
+  // small safe integers (lengths, most sequences) take the number path: no BigInt arithmetic
+  if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0 && value < 0x100000000) {
+    const m = major << 5
+    if (value < 24) return Uint8Array.of(m | value)
+    if (value < 0x100) return Uint8Array.of(m | 24, value)
+    if (value < 0x10000) return Uint8Array.of(m | 25, value >>> 8, value & 0xff)
+    return Uint8Array.of(m | 26, value >>> 24, (value >>> 16) & 0xff, (value >>> 8) & 0xff, value & 0xff)
+  }
+  let n = BigInt(value)
   if (n < 0n || n >= 1n << 64n) throw new RangeError(`"n" expected an unsigned 64-bit integer, got ${n}`)
   const m = major << 5
   if (n < 24n) return Uint8Array.of(m | Number(n))
@@ -162,14 +192,19 @@ function cborHead (major: number, n: bigint): Uint8Array {
 
 function cborText (text: string): Uint8Array {
   const bytes = utf8.encode(text)
-  return concatBytes([cborHead(3, BigInt(bytes.length)), bytes])
+  return concatBytes([cborHead(3, bytes.length), bytes])
 }
 
-function varint (n: number): Uint8Array {
-  const out: number[] = []
-  while (n >= 0x80) { out.push((n & 0x7f) | 0x80); n >>>= 7 }
-  out.push(n)
-  return Uint8Array.from(out)
+function varintLength (n: number): number {
+  let length = 1
+  while (n >= 0x80) { length++; n >>>= 7 }
+  return length
+}
+
+function writeVarint (out: Uint8Array, at: number, n: number): number {
+  while (n >= 0x80) { out[at++] = (n & 0x7f) | 0x80; n >>>= 7 }
+  out[at++] = n
+  return at
 }
 
 function concatBytes (parts: Uint8Array[]): Uint8Array {

@@ -1,0 +1,52 @@
+/**
+ * Block names made on the fast path (hashed natively, the CID written straight into one buffer)
+ * against the generic path of multiformats: the same CID in every form a reader or a store uses.
+ */
+import fc from 'fast-check'
+import { CID } from 'multiformats/cid'
+import * as raw from 'multiformats/codecs/raw'
+import * as json from 'multiformats/codecs/json'
+import { sha256 } from 'multiformats/hashes/sha2'
+import { describe, expect, it } from 'vitest'
+import * as dagCbor from '@ipld/dag-cbor'
+import { cborBlock, cborBlockNow, nativeCid, rawBlock, rawBlockNow, verifyBlock } from '../src/store/blocks.js'
+
+async function generic (code: number, bytes: Uint8Array): Promise<CID> {
+  return CID.createV1(code, await sha256.digest(bytes))
+}
+
+function sameCid (a: CID, b: CID): void {
+  expect(a.equals(b)).toBe(true)
+  expect(a.toString()).toBe(b.toString())
+  expect(a.bytes).toEqual(b.bytes)
+  expect(a.multihash.bytes).toEqual(b.multihash.bytes)
+  expect(a.multihash.digest).toEqual(b.multihash.digest)
+  expect([a.version, a.code, a.multihash.code, a.multihash.size]).toEqual([b.version, b.code, b.multihash.code, b.multihash.size])
+  expect(CID.decode(a.bytes).equals(b)).toBe(true)
+  expect(CID.asCID(a)).toBe(a)
+}
+
+describe('block names on the native path', () => {
+  it('runs natively in Node (the path the space takes here)', () => {
+    expect(rawBlockNow(new Uint8Array([1]))).toBeDefined()
+  })
+
+  it('names raw, dag-cbor and json (a two-byte codec) blocks exactly as CID.createV1 does', async () => {
+    await fc.assert(fc.asyncProperty(fc.uint8Array({ maxLength: 2000 }), fc.constantFrom(raw.code, dagCbor.code, json.code), async (bytes, code) => {
+      sameCid(nativeCid(code, bytes) as CID, await generic(code, bytes))
+    }), { numRuns: 300 })
+  })
+
+  it('rawBlock and cborBlock give the generic CIDs and blocks that verify', async () => {
+    const bytes = new TextEncoder().encode('a sealed bucket, say')
+    const r = await rawBlock(bytes)
+    sameCid(r.cid, await generic(raw.code, bytes))
+    expect(await verifyBlock(r.cid, bytes)).toBe(true)
+    const value = { links: [r.cid], n: 3 }
+    const c = cborBlockNow(value) as { cid: CID, bytes: Uint8Array }
+    expect(c.bytes).toEqual(new Uint8Array(dagCbor.encode(value)))
+    sameCid(c.cid, await generic(dagCbor.code, c.bytes))
+    sameCid((await cborBlock(value)).cid, c.cid)
+    expect(await verifyBlock(c.cid, new Uint8Array([...c.bytes.subarray(1), 0]))).toBe(false)
+  })
+})
