@@ -3,7 +3,8 @@
  * yamux), identify, ping, a LAN kad-dht that accepts IPNS records, and bitswap. It never dials the
  * public bootstrappers or delegated routers — the peers it knows are the ones it is given. With a
  * `directory` it keeps blocks on disk and its datastore (IPNS records, DHT records, peer store, its
- * own peer key) in LevelDB, so a restarted hub keeps its peer id and its data. Node-only: the
+ * own peer key) in LevelDB, so a restarted hub keeps its peer id and its data; peer-store entries
+ * reach LevelDB at most every 30 s (helia-datastore.ts). Node-only: the
  * browser builds its own helia with IndexedDB stores. This module is the `userspace/helia/node` entry.
  */
 import '../polyfill.js'
@@ -32,6 +33,7 @@ import { ipnsValidator } from 'ipns/validator'
 import { WebSocket as NodeWebSocket } from 'ws'
 import { InvalidInputError, StoreError, describeValue } from '../errors.js'
 import { createHeliaLight, withBitswap } from './helia-core.js'
+import { quietDatastore } from './helia-datastore.js'
 import { withLibp2p } from './helia-libp2p.js'
 import type { HeliaWithLibp2p } from './helia-libp2p.js'
 import type { Identify } from '@libp2p/identify'
@@ -123,6 +125,9 @@ export interface HeliaNodeOptions {
   maxPubsubMessageBytes?: number
 }
 
+export { quietDatastore, DEFAULT_PEER_WRITE_DELAY_MS, DEFAULT_RECORD_REFRESH_MS } from './helia-datastore.js'
+export type { QuietDatastore, QuietDatastoreOptions } from './helia-datastore.js'
+
 /** @default 64 KiB — room for one IPNS record and the small block that may ride with it. */
 export const DEFAULT_MAX_PUBSUB_MESSAGE_BYTES = 64 * 1024
 
@@ -177,8 +182,11 @@ export async function createHeliaNode (options: HeliaNodeOptions = {}): Promise<
       throw new StoreError(`cannot open storage in ${options.directory}: ${(err as Error).message}`, { cause: err })
     }
     blockstore = fsBlockstore
-    datastore = levelDatastore
+    // Spares LevelDB libp2p's rewrites of unchanged peer entries and of the record just stored.
+    const quiet = quietDatastore(levelDatastore)
+    datastore = quiet
     close = async () => {
+      await quiet.close().catch(() => {})
       await levelDatastore.close()
       await fsBlockstore.close()
     }
