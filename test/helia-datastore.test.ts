@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Record as Libp2pRecord } from '@libp2p/kad-dht'
 import { MemoryDatastore } from 'datastore-core'
+import { LevelDatastore } from 'datastore-level'
 import { Key } from 'interface-datastore'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { quietDatastore } from '../src/store/helia-datastore.js'
@@ -217,6 +218,9 @@ describe('quietDatastore under createHeliaNode', () => {
     try {
       const node = await createHeliaNode({ directory: nodeDir, dhtServer: true, peers: peer.libp2p.getMultiaddrs().map(String) })
       try {
+        // The hub's fsynced writes (putDurably, the Next.ID store) need the LevelDatastore itself;
+        // only libp2p writes through the wrapper.
+        expect(node.datastore).toBeInstanceOf(LevelDatastore)
         await heliaStore(node).putRecord(name, record)
         expect(await heliaStore(peer).getRecord(name, { nocache: true })).toEqual(record)
       } finally {

@@ -170,11 +170,12 @@ async function startNode (dir, peers = [], { dht = true } = {}) {
   const level = new LevelDatastore(join(dir, 'datastore'))
   await blockstore.open()
   await level.open()
-  // As createHeliaNode runs its LevelDB: peer-store entries written at most every 30 s, a record the
-  // DHT put would store again unchanged not rewritten.
+  // As createHeliaNode gives libp2p its LevelDB: peer-store entries written at most every 30 s, a
+  // record the DHT put would store again unchanged not rewritten.
   const datastore = quietDatastore(level)
   // OrbitDB pins its log entries, which walks their dag-cbor links; a light helia knows only raw and dag-pb.
-  const helia = withBitswap(withLibp2pLight(createHeliaLight({ blockstore, datastore, codecs: [dagCbor] }), {
+  const helia = withBitswap(withLibp2pLight(createHeliaLight({ blockstore, datastore: level, codecs: [dagCbor] }), {
+    datastore,
     addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
     // libp2p limits inbound connections per host; every node here is on loopback.
     connectionManager: { allow: ['/ip4/127.0.0.0/ipcidr/8'] },

@@ -56,8 +56,8 @@ export interface QuietDatastore extends Datastore {
 }
 
 /**
- * Wraps `inner` as described in the module doc. The wrapper must be the only writer of `inner`'s
- * peer entries (give it to both helia and libp2p).
+ * Wraps `inner` as described in the module doc, for libp2p (its `datastore` option): it must be the
+ * only writer of `inner`'s peer entries. Others (helia, @helia/ipns) may keep using `inner` itself.
  */
 export function quietDatastore (inner: Datastore, options: QuietDatastoreOptions = {}): QuietDatastore {
   return new Quiet(inner, options.peerWriteDelayMs ?? DEFAULT_PEER_WRITE_DELAY_MS, options.recordRefreshMs ?? DEFAULT_RECORD_REFRESH_MS, options.nowMs ?? Date.now)

@@ -42,6 +42,7 @@ import type { SingleKadDHT } from '@libp2p/kad-dht'
 import type { Ping } from '@libp2p/ping'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import type { Blockstore } from 'interface-blockstore'
+import type { Libp2pOptions } from 'libp2p'
 import type { Datastore } from 'interface-datastore'
 
 /**
@@ -167,6 +168,7 @@ export async function createHeliaNode (options: HeliaNodeOptions = {}): Promise<
 
   let blockstore: Blockstore
   let datastore: Datastore
+  let libp2pDatastore: Datastore | undefined
   let close: () => Promise<void> = async () => {}
   if (options.directory !== undefined) {
     if (typeof options.directory !== 'string' || options.directory === '') {
@@ -182,9 +184,12 @@ export async function createHeliaNode (options: HeliaNodeOptions = {}): Promise<
       throw new StoreError(`cannot open storage in ${options.directory}: ${(err as Error).message}`, { cause: err })
     }
     blockstore = fsBlockstore
-    // Spares LevelDB libp2p's rewrites of unchanged peer entries and of the record just stored.
+    datastore = levelDatastore
+    // libp2p (its peer store, kad-dht) writes through a wrapper that spares LevelDB its rewrites of
+    // unchanged peer entries and of the record just stored. helia, @helia/ipns and the hub use the
+    // LevelDatastore itself (the hub's fsynced writes go to its LevelDB handle).
     const quiet = quietDatastore(levelDatastore)
-    datastore = quiet
+    libp2pDatastore = quiet
     close = async () => {
       await quiet.close().catch(() => {})
       await levelDatastore.close()
@@ -196,6 +201,8 @@ export async function createHeliaNode (options: HeliaNodeOptions = {}): Promise<
   }
 
   const helia = withBitswap(withLibp2p(createHeliaLight({ blockstore, datastore }), {
+    // libp2p 3.2 types its datastore against interface-datastore 9: the same shape.
+    ...(libp2pDatastore === undefined ? {} : { datastore: libp2pDatastore as unknown as Libp2pOptions['datastore'] }),
     addresses: { listen },
     connectionManager: {
       // libp2p refuses a host's inbound connections past 5 a second. Loopback peers are this
