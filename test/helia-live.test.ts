@@ -40,6 +40,8 @@ const KEY_B = '0x47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926
 const ipnsKey = ipnsKeySource(0x5e)
 
 const topicOf = (name: string): string => '/record/' + base64url.baseEncode(multihashToIPNSRoutingKey(nameToMultihash(name) as Parameters<typeof multihashToIPNSRoutingKey>[0]))
+/** The DHT announcements queued or under way on a store's node. */
+const announcingOf = (store: Store): Map<string, unknown> => (store as unknown as { announcing: Map<string, unknown> }).announcing
 const sequenceOf = (bytes: Uint8Array | undefined): bigint | undefined => bytes === undefined ? undefined : readRecord(bytes).sequence
 
 type PubsubNode = HeliaWithLibp2p<{ identify: ReturnType<ReturnType<typeof identify>>, pubsub: FloodSub }>
@@ -287,6 +289,77 @@ describe('heliaStore and the DHT: publish without resolving, never roll the DHT 
       expect(await store3.getRecord(name), label).toEqual(newer)
       expect(await heliaStore(node2).getRecord(name, { nocache: true }), label).toEqual(newer)
       expect(await store1.getRecord(name, { nocache: true }), label).toEqual(newer)
+    }
+  })
+
+  it('announces back-to-back versions once the put under way ends: the newest only, never an older one after it, and a reader elsewhere resolves it', async () => {
+    const { key, name } = await ipnsKey()
+    const store = heliaStore(node1)
+    const puts: bigint[] = []
+    const provided: string[] = []
+    let release!: () => void
+    const gate = new Promise<void>(resolve => { release = resolve })
+    const put = node1.routing.put.bind(node1.routing)
+    const provide = node1.routing.provide.bind(node1.routing)
+    // The first put does its work, then holds on (a slow peer): later versions wait behind it.
+    node1.routing.put = async (k, value, options) => {
+      puts.push(readRecord(value).sequence)
+      await put(k, value, options)
+      if (puts.length === 1) await gate
+    }
+    node1.routing.provide = async (cid, options) => { provided.push(cid.toString()); await provide(cid, options) }
+    try {
+      const roots: CID[] = []
+      for (let sequence = 1; sequence <= 5; sequence++) {
+        const leaf = await rawBlock(new TextEncoder().encode(`bucket ${sequence}`))
+        const root = await cborBlock({ v: sequence, bucket: leaf.cid })
+        roots.push(root.cid)
+        await store.publish?.(name, await createRecord(key, root.cid, sequence), [leaf, root])
+        await expect.poll(() => puts.length, { timeout: 5000, interval: 5 }).toBe(1)
+      }
+      release()
+      await expect.poll(() => puts, { timeout: 5000, interval: 10 }).toEqual([1n, 5n])
+      await expect.poll(() => provided, { timeout: 5000, interval: 10 }).toEqual([roots[0]?.toString(), roots[4]?.toString()])
+      await expect.poll(async () => sequenceOf(await heliaStore(node2).getRecord(name, { nocache: true })), { timeout: 5000, interval: 50 }).toBe(5n)
+      expect(puts).toEqual([1n, 5n])
+    } finally {
+      release()
+      node1.routing.put = put
+      node1.routing.provide = provide
+    }
+  })
+
+  it('does not put a waiting record once a newer one from elsewhere is held on the node, and never one older than the last it put', async () => {
+    const { key, name } = await ipnsKey()
+    const ours = heliaStore(node1, { recordPutWaitMs: 1 })
+    const other = heliaStore(node1, { recordPutWaitMs: 1 })
+    const puts: bigint[] = []
+    let release!: () => void
+    const gate = new Promise<void>(resolve => { release = resolve })
+    const put = node1.routing.put.bind(node1.routing)
+    // The first put does its work, then holds on (a slow peer): later versions wait behind it.
+    node1.routing.put = async (k, value, options) => {
+      puts.push(readRecord(value).sequence)
+      await put(k, value, options)
+      if (puts.length === 1) await gate
+    }
+    try {
+      await ours.putRecord(name, await createRecord(key, (await cborBlock({ v: 1 })).cid, 1))
+      await expect.poll(() => puts.length, { timeout: 5000, interval: 5 }).toBe(1)
+      await ours.putRecord(name, await createRecord(key, (await cborBlock({ v: 2 })).cid, 2))
+      // Another store on the same node waits in the same queue, and its newer record replaces ours.
+      await other.putRecord(name, await createRecord(key, (await cborBlock({ v: 3 })).cid, 3))
+      // Another device (on node 2) publishes sequence 4; its DHT put stores it on node 1 too.
+      await heliaStore(node2).putRecord(name, await createRecord(key, (await cborBlock({ v: 4 })).cid, 4))
+      await expect.poll(async () => sequenceOf(await ours.getRecord(name)), { timeout: 5000, interval: 20 }).toBe(4n)
+      release()
+      // The queue ends with nothing left to put: 2 was replaced, 3 is older than what the node holds.
+      await expect.poll(() => announcingOf(ours).size, { timeout: 5000, interval: 10 }).toBe(0)
+      expect(puts).toEqual([1n])
+      expect(sequenceOf(await heliaStore(node2).getRecord(name, { nocache: true }))).toBe(4n)
+    } finally {
+      release()
+      node1.routing.put = put
     }
   })
 

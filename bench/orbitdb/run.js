@@ -40,7 +40,7 @@ import { ipnsSelector } from 'ipns/selector'
 import { ipnsValidator } from 'ipns/validator'
 import { fileState, openSpace, privateKeySigner } from '../../dist/src/index.js'
 import { heliaStore } from '../../dist/src/store/helia.js'
-import { BITSWAP_DEBOUNCE_MS } from '../../dist/src/store/helia-node.js'
+import { BITSWAP_DEBOUNCE_MS, quietDatastore } from '../../dist/src/store/helia-node.js'
 
 let createOrbitDB, gossipsub
 try {
@@ -159,18 +159,23 @@ const stoppers = []
 
 /**
  * A helia node like OrbitDB's test nodes and UserSpace's own: TCP, noise, yamux, identify, bitswap
- * (batching as createHeliaNode does), gossipsub, stores on disk, and (unless `dht` is false) the LAN DHT that UserSpace needs for IPNS.
+ * (batching as createHeliaNode does), gossipsub, stores on disk (LevelDB under createHeliaNode's
+ * quietDatastore), and (unless `dht` is false) the LAN DHT that UserSpace needs for IPNS.
  * OrbitDB's own test nodes run no DHT; its cold open runs on such a node, since with a DHT every
  * missing block also starts a provider lookup (on this machine kind, under load, 113 ms a block
  * fetched one by one against 72 ms without).
  */
 async function startNode (dir, peers = [], { dht = true } = {}) {
   const blockstore = new FsBlockstore(join(dir, 'blocks'))
-  const datastore = new LevelDatastore(join(dir, 'datastore'))
+  const level = new LevelDatastore(join(dir, 'datastore'))
   await blockstore.open()
-  await datastore.open()
+  await level.open()
+  // As createHeliaNode gives libp2p its LevelDB: peer-store entries written at most every 30 s, a
+  // record the DHT put would store again unchanged not rewritten.
+  const datastore = quietDatastore(level)
   // OrbitDB pins its log entries, which walks their dag-cbor links; a light helia knows only raw and dag-pb.
-  const helia = withBitswap(withLibp2pLight(createHeliaLight({ blockstore, datastore, codecs: [dagCbor] }), {
+  const helia = withBitswap(withLibp2pLight(createHeliaLight({ blockstore, datastore: level, codecs: [dagCbor] }), {
+    datastore,
     addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
     // libp2p limits inbound connections per host; every node here is on loopback.
     connectionManager: { allow: ['/ip4/127.0.0.0/ipcidr/8'] },
@@ -198,6 +203,7 @@ async function startNode (dir, peers = [], { dht = true } = {}) {
   const stop = async () => {
     await helia.stop()
     await datastore.close()
+    await level.close()
     await blockstore.close()
   }
   return { helia, dir, stop, addrs: () => helia.libp2p.getMultiaddrs() }
@@ -340,8 +346,9 @@ async function main () {
     if (n >= 1000) {
       process.stdout.write(' disk…')
       const disk = { n }
-      disk.orbit = await diskPerUpdate([a.dir], u => db.put(key(), value(1, 1e6 + u)))
-      disk.helia = await diskPerUpdate([a.dir, stateA], async u => { await sh.set(key(), value(1, 1e6 + u)); await sh.flush() })
+      // Both helia nodes count: what a write makes its peer store (a DHT record, a provider record) is its cost too.
+      disk.orbit = await diskPerUpdate([a.dir, b.dir], u => db.put(key(), value(1, 1e6 + u)))
+      disk.helia = await diskPerUpdate([a.dir, b.dir, stateA], async u => { await sh.set(key(), value(1, 1e6 + u)); await sh.flush() })
       disk.hub = await diskPerUpdate([hub.dir, stateHubA], async u => { await su.set(key(), value(1, 1e6 + u)); await su.flush() })
       results.disk.push(disk)
     }
@@ -454,7 +461,7 @@ function report (elapsedMs) {
     ['cold open + read all', ms(median(c.orbit)), ms(median(c.helia)), ratio(median(c.helia), median(c.orbit)), ms(median(c.hub)), ratio(median(c.hub), median(c.orbit))]
   ])
 
-  console.log(`disk bytes added per single-key update (file sizes; allocated blocks in brackets), mean of ${DISK_UPDATES}; UserSpace after flush, its state file included, hub column = hub data + client state`)
+  console.log(`disk bytes added per single-key update (file sizes; allocated blocks in brackets), mean of ${DISK_UPDATES}; UserSpace after flush, its state file included; OrbitDB and helia columns = both helia nodes, hub column = hub data + client state`)
   table(['keys', 'OrbitDB', 'UserSpace (helia)', 'ratio', 'UserSpace (hub)', 'ratio'], results.disk.map(d => [
     d.n, `${bytes(d.orbit.apparent)} (${bytes(d.orbit.allocated)})`, `${bytes(d.helia.apparent)} (${bytes(d.helia.allocated)})`, ratio(d.helia.apparent, d.orbit.apparent),
     `${bytes(d.hub.apparent)} (${bytes(d.hub.allocated)})`, ratio(d.hub.apparent, d.orbit.apparent)

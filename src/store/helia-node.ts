@@ -3,7 +3,8 @@
  * yamux), identify, ping, a LAN kad-dht that accepts IPNS records, and bitswap. It never dials the
  * public bootstrappers or delegated routers — the peers it knows are the ones it is given. With a
  * `directory` it keeps blocks on disk and its datastore (IPNS records, DHT records, peer store, its
- * own peer key) in LevelDB, so a restarted hub keeps its peer id and its data. Node-only: the
+ * own peer key) in LevelDB, so a restarted hub keeps its peer id and its data; peer-store entries
+ * reach LevelDB at most every 30 s (helia-datastore.ts). Node-only: the
  * browser builds its own helia with IndexedDB stores. This module is the `userspace/helia/node` entry.
  */
 import '../polyfill.js'
@@ -32,6 +33,7 @@ import { ipnsValidator } from 'ipns/validator'
 import { WebSocket as NodeWebSocket } from 'ws'
 import { InvalidInputError, StoreError, describeValue } from '../errors.js'
 import { createHeliaLight, withBitswap } from './helia-core.js'
+import { quietDatastore } from './helia-datastore.js'
 import { withLibp2p } from './helia-libp2p.js'
 import type { HeliaWithLibp2p } from './helia-libp2p.js'
 import type { Identify } from '@libp2p/identify'
@@ -40,6 +42,7 @@ import type { SingleKadDHT } from '@libp2p/kad-dht'
 import type { Ping } from '@libp2p/ping'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import type { Blockstore } from 'interface-blockstore'
+import type { Libp2pOptions } from 'libp2p'
 import type { Datastore } from 'interface-datastore'
 
 /**
@@ -123,6 +126,9 @@ export interface HeliaNodeOptions {
   maxPubsubMessageBytes?: number
 }
 
+export { quietDatastore, DEFAULT_PEER_WRITE_DELAY_MS, DEFAULT_RECORD_REFRESH_MS } from './helia-datastore.js'
+export type { QuietDatastore, QuietDatastoreOptions } from './helia-datastore.js'
+
 /** @default 64 KiB — room for one IPNS record and the small block that may ride with it. */
 export const DEFAULT_MAX_PUBSUB_MESSAGE_BYTES = 64 * 1024
 
@@ -162,6 +168,7 @@ export async function createHeliaNode (options: HeliaNodeOptions = {}): Promise<
 
   let blockstore: Blockstore
   let datastore: Datastore
+  let libp2pDatastore: Datastore | undefined
   let close: () => Promise<void> = async () => {}
   if (options.directory !== undefined) {
     if (typeof options.directory !== 'string' || options.directory === '') {
@@ -178,7 +185,13 @@ export async function createHeliaNode (options: HeliaNodeOptions = {}): Promise<
     }
     blockstore = fsBlockstore
     datastore = levelDatastore
+    // libp2p (its peer store, kad-dht) writes through a wrapper that spares LevelDB its rewrites of
+    // unchanged peer entries and of the record just stored. helia, @helia/ipns and the hub use the
+    // LevelDatastore itself (the hub's fsynced writes go to its LevelDB handle).
+    const quiet = quietDatastore(levelDatastore)
+    libp2pDatastore = quiet
     close = async () => {
+      await quiet.close().catch(() => {})
       await levelDatastore.close()
       await fsBlockstore.close()
     }
@@ -188,6 +201,8 @@ export async function createHeliaNode (options: HeliaNodeOptions = {}): Promise<
   }
 
   const helia = withBitswap(withLibp2p(createHeliaLight({ blockstore, datastore }), {
+    // libp2p 3.2 types its datastore against interface-datastore 9: the same shape.
+    ...(libp2pDatastore === undefined ? {} : { datastore: libp2pDatastore as unknown as Libp2pOptions['datastore'] }),
     addresses: { listen },
     connectionManager: {
       // libp2p refuses a host's inbound connections past 5 a second. Loopback peers are this

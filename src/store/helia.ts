@@ -266,6 +266,16 @@ function judge (routingKey: Uint8Array, held: ValidRecord | undefined, record: U
   return ipnsSelector(routingKey, [record, held.bytes]) === 0 ? 'new' : 'older'
 }
 
+/** A record waiting for the DHT, the version root to provide with it, and the callers waiting on it. */
+interface Announcement {
+  record: Uint8Array
+  root: CID | undefined
+  done: Array<() => void>
+}
+
+/** The DHT announcements of each node, by routing key (see HeliaStore.announce). */
+const announcements = new WeakMap<Helia, Map<string, { next: Announcement | undefined }>>()
+
 interface Routers {
   /** @helia/ipns's local record store (the helia datastore, under the DHT's record keys). */
   local: IPNSRouting
@@ -287,11 +297,19 @@ class HeliaStore implements Store {
   /** Per routing key: publishes since the last retention pass. */
   private readonly sinceRetention = new Map<string, number>()
   private readonly fetchSlots: Limiter
+  /**
+   * Per routing key: the next record to announce on the DHT while one announcement is under way (see
+   * announce). Shared by every store on the node, so that two spaces on one node never put out of order.
+   */
+  private readonly announcing: Map<string, { next: Announcement | undefined }>
   /** Per routing key: until when the local record counts as fresh (its TTL, from when it was last confirmed). */
   private readonly freshUntil = new Map<string, number>()
 
   constructor (private readonly helia: Helia, private readonly options: Required<HeliaStoreOptions>) {
     this.fetchSlots = new Limiter(options.fetchConcurrency)
+    let announcing = announcements.get(helia)
+    if (announcing === undefined) announcements.set(helia, announcing = new Map())
+    this.announcing = announcing
   }
 
   async putBlocks (blocks: Block[], options: AbortOptions = {}): Promise<void> {
@@ -308,7 +326,8 @@ class HeliaStore implements Store {
    * by the local check (ConflictError, EquivocationError) stores no block, and one refused because
    * the DHT holds a newer record (ConflictError, within `recordPutWaitMs`) removes the blocks it
    * added. Resolves once the version is stored, announced on pubsub and checked against the DHT;
-   * the DHT put follows in the background (bounded by `routingTimeoutMs`). Only the version's root is announced to the DHT: a reader that finds this node through
+   * the DHT put follows in the background (bounded by `routingTimeoutMs`; back-to-back versions of a
+   * name share one, see announce). Only the version's root is announced to the DHT: a reader that finds this node through
    * it fetches the rest from here (a session, or bitswap over the connection the root opened), and
    * a version adds one provider record instead of one per block.
    */
@@ -469,7 +488,8 @@ class HeliaStore implements Store {
     throwIfAborted(options.signal)
     const info = await validateRecord(name, record, { nowMs: this.options.nowMs })
     const routingKey = routingKeyOf(name)
-    const routers = this.getRouters()
+    // Fails at once on a node that is not started.
+    this.getRouters()
     const offered: ValidRecord = { bytes: record, ttlMs: info.ttlMs }
 
     // One step per name, so that no other record of it is stored between the check and the write.
@@ -515,15 +535,10 @@ class HeliaStore implements Store {
         return
       }
       await this.keep(name, routingKey, offered)
-      if (blocks !== undefined && info.cid !== undefined) {
-        this.provideAll([info.cid])
-        this.scheduleRetention(name, routingKey)
-      }
-      // The DHT put copies the record to the closest peers, in the background, bounded by the
-      // routing timeout.
-      put = this.background(async (signal) => {
-        await Promise.all(routers.network.map(async router => router.put(routingKey, record, { signal }).catch(() => {})))
-      })
+      if (blocks !== undefined) this.scheduleRetention(name, routingKey)
+      // The DHT put copies the record to the closest peers, and a version's root is announced as
+      // provided, in the background (see announce).
+      put = this.announce(name, routingKey, record, blocks !== undefined ? info.cid : undefined)
     })
     // A failure of the local check or store reaches the caller whether or not the wait is over.
     work.catch((err: unknown) => { checked(err instanceof Error ? err : new StoreError(String(err))) })
@@ -545,6 +560,53 @@ class HeliaStore implements Store {
     clearTimeout(timer)
     waited = !superseded
     if (superseded) throw new ConflictError(`a newer record for ${name} than sequence ${info.sequence} is on the network`)
+  }
+
+  /**
+   * Sends a record to the DHT and announces its version's root (`root`) as provided here, bounded by
+   * the routing timeout. One announcement per name at a time: a record that comes while one is under
+   * way waits, and a newer one that comes meanwhile replaces it, so back-to-back versions cost one
+   * DHT put and one provide each time the last ones end, not one per version, and this node never
+   * puts a record after a newer one of the same name (the queue is the node's, shared by its stores). A record that a newer one held here has replaced (heard
+   * from another device) is not put at all. Resolves when a put of this record or a newer one ended.
+   * Readers lose nothing by a skipped version: they resolve the newest record, whose root is provided.
+   */
+  private async announce (name: string, routingKey: Uint8Array, record: Uint8Array, root: CID | undefined): Promise<void> {
+    const key = keyString(routingKey)
+    await new Promise<void>((resolve) => {
+      const slot = this.announcing.get(key)
+      if (slot !== undefined) {
+        slot.next = { record, root, done: [...(slot.next?.done ?? []), resolve] }
+        return
+      }
+      const started = { next: { record, root, done: [resolve] } as Announcement | undefined }
+      this.announcing.set(key, started)
+      void this.announceAll(name, routingKey, key, started)
+    })
+  }
+
+  private async announceAll (name: string, routingKey: Uint8Array, key: string, slot: { next: Announcement | undefined }): Promise<void> {
+    try {
+      for (let next = slot.next; next !== undefined; next = slot.next) {
+        slot.next = undefined
+        const { record, root, done } = next
+        try {
+          const held = await this.readLocal(name, routingKey)
+          const superseded = held !== undefined && !equals(held.bytes, record) && ipnsSelector(routingKey, [record, held.bytes]) === 1
+          if (superseded) continue
+          await this.background(async (signal) => {
+            await Promise.all([
+              ...this.getRouters().network.map(async router => router.put(routingKey, record, { signal }).catch(() => {})),
+              ...(root !== undefined && this.options.provide ? [this.helia.routing.provide(root, { signal }).catch(() => {})] : [])
+            ])
+          })
+        } finally {
+          for (const resolve of done) resolve()
+        }
+      }
+    } finally {
+      this.announcing.delete(key)
+    }
   }
 
   /**
