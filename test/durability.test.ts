@@ -76,6 +76,19 @@ describe('pending writes are durable on the device', () => {
     expect((await fileState(dir).get(a.name))?.pending).toEqual([])
   })
 
+  it('flush() resolves once the state file records the published version and no longer lists its writes', async () => {
+    const dir = tempDir()
+    const a = await device(memoryStore(), fileState(dir))
+    for (let i = 0; i < 3; i++) {
+      await a.set('k', i)
+      expect((await fileState(dir).get(a.name))?.pending.map(e => e.key)).toEqual(['k'])
+      await a.flush()
+      // read by another instance, as another process would: nothing of this publish is left to write
+      const state = await fileState(dir).get(a.name)
+      expect(state).toMatchObject({ sequence: a.sequence, root: a.root?.toString(), pending: [] })
+    }
+  })
+
   it('keeps pending writes while the store is down across several reopens, and a newer write elsewhere wins', async () => {
     const network = memoryStore()
     const dir = tempDir()

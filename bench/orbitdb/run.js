@@ -332,7 +332,7 @@ async function main () {
     row.helia = await sample((k, v) => sh.set(k, v))
     await sh.flush()
     // The `set` inside set+flush starts with nothing left to publish: what one write costs when no
-    // publish shares the event loop (the state file may still be settling the last publish).
+    // publish shares the event loop (flush() resolves once the state file has recorded the publish).
     const quietHelia = []
     const quietHub = []
     row.heliaFlush = await sample(async (k, v) => { quietHelia.push(await time(() => sh.set(k, v))); await sh.flush() })
@@ -446,7 +446,7 @@ function report (elapsedMs) {
       return [r.n, cell(r.orbit), cell(r.helia), ratio(median(r.helia), o), cell(r.heliaFlush), ratio(median(r.heliaFlush), o), cell(r.hub), ratio(median(r.hub), o), cell(r.hubFlush), ratio(median(r.hubFlush), o)]
     }))
 
-  console.log('`set` issued right after `flush()` resolved (nothing left to publish; the state file\'s own settling writes may still be queued ahead of it), median / p90')
+  console.log('`set` issued right after `flush()` resolved (nothing left to publish, no state write of the publish queued ahead of it), median / p90')
   table(['keys', 'OrbitDB put', 'US set (helia)', 'ratio', 'US set (hub)', 'ratio'], results.set.map(r => {
     const o = median(r.orbit)
     const cell = xs => `${ms(median(xs))} / ${ms(quantile(xs, 0.9))}`

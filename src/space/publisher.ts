@@ -145,9 +145,13 @@ export class Publisher {
     head.rootCid = rootBlock.cid
     head.heads = [rootBlock.cid]
     head.mustRenew = false
-    // The store holds these writes now, whatever happens to the state write below.
-    this.writer.published(included)
+    // The store holds these writes now, whatever happens to the state write below. Removing them
+    // from the state and recording the version are started together, so that a state store with
+    // group commit (fileState) makes them one write, and done before the publish ends, so that a
+    // `set` right after `flush()` finds no state write of this publish ahead of its own.
+    const settled = this.writer.published(included)
     await this.ctx.state.put(this.ctx.name, { sequence, root: rootBlock.cid.toString() })
+    await settled
     this.ctx.log.trace('published %s #%d (%s), %d write(s)', this.ctx.name, sequence, rootBlock.cid.toString(), included.length)
     options.onProgress?.({ type: 'space:publish:end', detail: { sequence, root: rootBlock.cid } })
   }

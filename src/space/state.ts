@@ -219,6 +219,9 @@ export function fileState (dir?: string, options: FileStateOptions = {}): SpaceS
   }
 
   const drain = async (name: string, path: string, queue: Queued[]): Promise<void> => {
+    // Changes started in the same tick as the first (a publish records its version and settles its
+    // writes together) join it before the batch is taken.
+    await nodeFs().catch(() => {})
     while (queue.length > 0) {
       const batch = queue.splice(0)
       const applied: Queued[] = []

@@ -173,22 +173,39 @@ export class Writer {
     this.ctx.events.emit('pending', { count: this.unpublished.size })
   }
 
-  /** Drops from the pending set the entries a store has now taken (or a newer entry replaced). */
-  published (entries: PendingEntry[]): void {
+  /**
+   * Drops from the pending set the entries a store has now taken (or a newer entry replaced), and
+   * removes them from the state. The returned promise settles once the state has them removed (it
+   * never rejects: a failure is an `error` event); a publish starts this removal in the same tick as
+   * its own state write, so that the state store can make both in one write.
+   */
+  published (entries: PendingEntry[]): Promise<void> {
     const done: PendingEntry[] = []
     for (const e of entries) {
       const slot = slotOf(e.section, e.key)
       if (this.unpublished.get(slot) === e) this.unpublished.delete(slot)
       done.push(e)
     }
-    if (done.length === 0) return
+    if (done.length === 0) return Promise.resolve()
     this.ctx.events.emit('pending', { count: this.unpublished.size })
-    this.settle(done)
+    return this.settleNow(done)
   }
 
   /** Removes settled entries from the state, in the background but in order. */
   private settle (entries: PendingEntry[]): void {
     this.stateWrites = this.stateWrites.then(async () => this.ctx.state.removePending(this.ctx.name, entries)).catch((err: Error) => { this.ctx.events.emit('error', err) })
+  }
+
+  /**
+   * Removes settled entries from the state at once (each state store orders its own changes, and a
+   * removal takes out only the exact entries given, so it cannot undo a later write). `close()`
+   * still waits for it.
+   */
+  private settleNow (entries: PendingEntry[]): Promise<void> {
+    const removal = this.ctx.state.removePending(this.ctx.name, entries).catch((err: Error) => { this.ctx.events.emit('error', err) })
+    const before = this.stateWrites
+    this.stateWrites = Promise.all([before, removal]).then(() => {})
+    return removal
   }
 
   /**
@@ -203,7 +220,7 @@ export class Writer {
       const current = section.entry(e.key)
       if (current !== undefined && (!sameEntry(current, e) || section.holds(e.key))) done.push(e)
     }
-    if (done.length > 0) this.published(done)
+    if (done.length > 0) void this.published(done)
   }
 }
 
