@@ -22,6 +22,19 @@ export const ipfsPath = (cid: string): string => `/ipfs/${cid}`
 export const BLOCKS_PATH = '/api/v1/blocks'
 /** Server-sent events of a name's accepted records. */
 export const eventsPath = (name: string): string => `/api/v1/events/${name}`
+/**
+ * The query a client adds to `eventsPath` to hear each version published in one request as a
+ * `version` event: base64 of a CAR shaped like the publish body (its single root the record, as a
+ * block of the `ipns-record` codec, then the blocks the publish carried), so that it reads the
+ * update without fetching a block. Records that came without blocks, or whose event would be over
+ * MAX_VERSION_EVENT_CHARS, still come as `record` events.
+ */
+export const VERSION_EVENTS_QUERY = 'with=blocks'
+/**
+ * Longest data of a `version` event, in base64 characters (48 KiB of CAR): a single-key update
+ * (~4 KiB of blocks) and its record fit with room to spare.
+ */
+export const MAX_VERSION_EVENT_CHARS = 64 * 1024
 /** The address index: a wallet address's IPNS name. */
 export const addressPath = (address: string): string => `/api/v1/address/${address}`
 /** Next.ID chains as CARs. */

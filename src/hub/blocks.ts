@@ -28,6 +28,12 @@ import type { Blockstore } from 'interface-blockstore'
 
 /** Who blocks fetched from the network for a reader are charged to. */
 const NETWORK_CLIENT = 'network'
+/**
+ * Block files checked or written at once when storing an upload: a version's blocks go to disk
+ * together instead of one file operation after another (each a write and a rename on the file
+ * blockstore), and an upload of thousands of blocks holds at most this many files open.
+ */
+const STORE_CONCURRENCY = 16
 /** Blocks up to this size are kept in the in-memory block cache. */
 const SMALL_BLOCK_BYTES = 64 * 1024
 /** Total size of the in-memory block cache. */
@@ -203,12 +209,10 @@ export class HubBlocks {
   /** Stores verified blocks, charging the ones the hub did not have to `client` (refused over a quota before any is stored). */
   async storeVerified (unique: Array<{ cid: CID, bytes: Uint8Array }>, client: string): Promise<void> {
     // Only blocks the hub does not have yet cost disk, and they are charged to the uploader.
-    const fresh: Array<{ cid: CID, bytes: Uint8Array }> = []
-    for (const block of unique) if (!(await this.blockstore.has(block.cid))) fresh.push(block)
+    const held = await inGroups(unique, async (block) => await this.blockstore.has(block.cid))
+    const fresh = unique.filter((_block, i) => held[i] !== true)
     await this.storage.admit(client, fresh.reduce((n, b) => n + costOf(b.bytes.byteLength), 0))
-    for (const { cid, bytes } of fresh) {
-      await this.blockstore.put(cid, bytes)
-    }
+    await inGroups(fresh, async ({ cid, bytes }) => { await this.blockstore.put(cid, bytes) })
     // Acknowledged means on disk: the record PUT that follows may point at these.
     await this.syncBlocks?.(fresh.map(b => b.cid))
     await this.storage.landed(client, fresh.map(b => ({ cid: b.cid, size: b.bytes.byteLength })), this.nowMs())
@@ -343,5 +347,12 @@ function blockFrame (cid: CID, bytes: Uint8Array): Uint8Array {
   varint.encodeTo(length, out, 0)
   out.set(cid.bytes, prefix)
   out.set(bytes, prefix + cid.bytes.byteLength)
+  return out
+}
+
+/** `fn` over `items`, STORE_CONCURRENCY at a time; the results in order. */
+async function inGroups<T, R> (items: T[], fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = []
+  for (let i = 0; i < items.length; i += STORE_CONCURRENCY) out.push(...await Promise.all(items.slice(i, i + STORE_CONCURRENCY).map(fn)))
   return out
 }

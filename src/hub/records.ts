@@ -177,6 +177,7 @@ export class HubRecords {
     const staged = new Map(blocks.map(b => [b.cid.toString(), b.bytes]))
     const changed = await this.accept(name, bytes, info, {
       blocks: staged,
+      pushed: blocks,
       store: async () => { await this.blocks.storeVerified(blocks, client) }
     })
     if (changed) await this.spread(name, bytes, info)
@@ -217,7 +218,8 @@ export class HubRecords {
         this.indexed.set(name, binding)
       }
       this.remember(name, { bytes, info })
-      this.events.notify(name, bytes)
+      // Streams that ask for them hear the record with the blocks it came with: stored by now.
+      this.events.notify(name, bytes, staged?.pushed)
       return true
     })
   }
@@ -309,6 +311,8 @@ export class HubRecords {
 /** Blocks of a publish, readable by the checks before they are stored, and the step that stores them. */
 interface Staged {
   blocks: Map<string, Uint8Array>
+  /** The blocks a publish carried, for the event streams that ask for them. */
+  pushed?: Array<{ cid: CID, bytes: Uint8Array }>
   store: () => Promise<void>
 }
 

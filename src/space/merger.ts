@@ -118,13 +118,16 @@ export class Merger {
     head.rootCid = cid
     // The newest binding a version carries is the one to carry on (a re-binding from another device).
     if (head.owner === undefined || (root.owner.issuedAt ?? -1) > (head.owner.issuedAt ?? -1)) head.owner = root.owner
-    await this.ctx.state.put(this.ctx.name, { sequence: head.seq, root: cid.toString() })
-    this.writer.pruneSuperseded()
     // No count of private keys here: on an open, listing them is the walk of every bucket skipped below.
     this.ctx.log.trace('merged %s #%d (%s): %d public key(s) changed', this.ctx.name, sequence, cid.toString(), pubChanged.length)
+    // Listeners hear of the change as soon as the map holds it (`get` already returns it), not after
+    // the state write below: that write records the version as seen (the rollback floor), and the
+    // step that merged it ends only once it is durable, so the next publish or merge follows it.
     // Keys are listed only for a listener: an open has none yet, and would pay a walk of every bucket.
     if (events.listening('change') && priv.changed.length > 0) events.emit('change', { section: 'private', keys: priv.changed, sequence })
     if (pubChanged.length > 0) events.emit('change', { section: 'public', keys: pubChanged, sequence })
+    await this.ctx.state.put(this.ctx.name, { sequence: head.seq, root: cid.toString() })
+    this.writer.pruneSuperseded()
   }
 
   /** Refuses a version whose owner binding does not name this space's wallet address. */

@@ -1,13 +1,21 @@
 /**
  * Live records from a hub: its server-sent-events stream per name, read with fetch streaming (Node
  * 20 has no EventSource), parsed with caps on every line and event, dropped when silent, and
- * reconnected with jittered, doubling backoff. A refusal that retrying cannot fix ends it.
+ * reconnected with jittered, doubling backoff. A refusal that retrying cannot fix ends it. A
+ * subscriber that keeps blocks (`onBlocks`) asks for `version` events: a record with the blocks it
+ * was published with, each checked against its CID here, so that reading the update needs no
+ * request per block.
  */
+import { CarBufferReader } from '@ipld/car/buffer-reader'
+import { CID } from 'multiformats/cid'
+import { equals } from 'multiformats/bytes'
 import { fromBase64 } from '../crypto/bytes.js'
-import { StoreError, TooLargeError } from '../errors.js'
-import { eventsPath } from '../protocol.js'
+import { StoreError, TooLargeError, UntrustedHubError } from '../errors.js'
+import { IPNS_RECORD_CODEC, MAX_VERSION_EVENT_CHARS, VERSION_EVENTS_QUERY, eventsPath } from '../protocol.js'
+import { verifyBlock } from './blocks.js'
+import { MAX_RECORD_BYTES } from './record.js'
 import type { HubTransport } from './hub-transport.js'
-import type { RecordListener } from './interface.js'
+import type { Block, RecordListener } from './interface.js'
 
 /** First delay before reconnecting a dropped event stream. @default 250 ms */
 export const DEFAULT_RECONNECT_MIN_MS = 250
@@ -35,10 +43,14 @@ export interface SubscribeRecordsOptions {
 
 /**
  * Calls `listener` with every record the hub announces for `name` (undecoded: the Space validates
- * it) until the returned function is called.
+ * it) until the returned function is called. With `onBlocks`, a record the hub sends with its
+ * blocks (a `version` event) reaches `onBlocks` with those blocks, verified, just before `listener`
+ * hears the record; a `version` event that does not check out is dropped whole.
  */
-export function subscribeRecords (transport: HubTransport, name: string, listener: RecordListener, options: SubscribeRecordsOptions = {}): () => void {
-  const path = eventsPath(transport.pathName(name))
+export function subscribeRecords (transport: HubTransport, name: string, listener: RecordListener, options: SubscribeRecordsOptions = {}, onBlocks?: (blocks: Block[]) => void): () => void {
+  const path = eventsPath(transport.pathName(name)) + (onBlocks === undefined ? '' : `?${VERSION_EVENTS_QUERY}`)
+  // A version event is one data line of up to MAX_VERSION_EVENT_CHARS; record events stay far below.
+  const caps = onBlocks === undefined ? {} : { maxLineChars: MAX_VERSION_EVENT_CHARS + 16, maxEventChars: MAX_VERSION_EVENT_CHARS + 16 }
   const controller = new AbortController()
   const min = options.reconnectMinMs ?? DEFAULT_RECONNECT_MIN_MS
   const max = options.reconnectMaxMs ?? DEFAULT_RECONNECT_MAX_MS
@@ -62,17 +74,30 @@ export function subscribeRecords (transport: HubTransport, name: string, listene
         })
         clearTimeout(headersTimer)
         if (res.ok && res.body !== null) {
-          for await (const event of readEvents(res.body, { idleMs })) {
+          for await (const event of readEvents(res.body, { idleMs, ...caps })) {
             // Backoff restarts only once the stream has delivered a whole event (hubs send `ready`
             // at once): a hub that answers and then sends garbage is retried ever more slowly.
             delay = min
             if (event.retry !== undefined) delay = Math.min(Math.max(event.retry, min), max)
-            if (event.event !== 'record') continue
             let record: Uint8Array
-            try {
-              record = fromBase64(event.data, 'record')
-            } catch {
-              log.error('the event stream of %s at %s sent a record that is not base64', name, transport.base)
+            if (event.event === 'version' && onBlocks !== undefined) {
+              let version: { record: Uint8Array, blocks: Block[] }
+              try {
+                version = await readVersionEvent(event.data)
+              } catch (err) {
+                log.error('the event stream of %s at %s sent a bad version event: %s', name, transport.base, (err as Error).message)
+                continue
+              }
+              onBlocks(version.blocks)
+              record = version.record
+            } else if (event.event === 'record') {
+              try {
+                record = fromBase64(event.data, 'record')
+              } catch {
+                log.error('the event stream of %s at %s sent a record that is not base64', name, transport.base)
+                continue
+              }
+            } else {
               continue
             }
             try {
@@ -107,6 +132,44 @@ export function subscribeRecords (transport: HubTransport, name: string, listene
   }
   void run()
   return () => { controller.abort() }
+}
+
+/**
+ * Reads the data of a `version` event: base64 of a CAR whose single root is the record, as a block
+ * of the `ipns-record` codec, and whose other blocks are each hashed with sha2-256 and match their
+ * CIDs, all within MAX_VERSION_EVENT_CHARS. Anything else is an UntrustedHubError (no honest hub sends it).
+ * The record is returned undecoded: its listener validates it.
+ */
+export async function readVersionEvent (data: string): Promise<{ record: Uint8Array, blocks: Block[] }> {
+  if (data.length > MAX_VERSION_EVENT_CHARS) throw new UntrustedHubError(`a version event is over the ${MAX_VERSION_EVENT_CHARS}-character limit`)
+  let reader: CarBufferReader
+  try {
+    reader = CarBufferReader.fromBytes(fromBase64(data, 'version event'))
+  } catch (err) {
+    throw new UntrustedHubError(`a version event is not the base64 of a CAR: ${(err as Error).message}`, { cause: err })
+  }
+  const roots = reader.getRoots()
+  const root = roots.length === 1 ? CID.asCID(roots[0]) : null
+  if (root == null || root.code !== IPNS_RECORD_CODEC) {
+    throw new UntrustedHubError(`a version event's CAR has ${roots.length} root(s); expected one, the record as a block of codec 0x${IPNS_RECORD_CODEC.toString(16)}`)
+  }
+  let record: Uint8Array | undefined
+  const blocks: Block[] = []
+  for (const block of reader.blocks()) {
+    // No block can be over MAX_BLOCK_BYTES: the character cap bounds the whole event far below it.
+    const cid = CID.asCID(block.cid) as CID
+    if (!(await verifyBlock(cid, block.bytes))) throw new UntrustedHubError(`a version event carries block ${cid.toString()}, which does not match its CID`)
+    if (cid.code !== IPNS_RECORD_CODEC) {
+      blocks.push({ cid, bytes: block.bytes })
+    } else if (record === undefined && equals(cid.bytes, root.bytes)) {
+      record = block.bytes
+    } else {
+      throw new UntrustedHubError('a version event carries more than its one record')
+    }
+  }
+  if (record === undefined) throw new UntrustedHubError(`a version event names the record ${root.toString()} as its root but does not carry it`)
+  if (record.byteLength > MAX_RECORD_BYTES) throw new UntrustedHubError(`a version event carries a record of ${record.byteLength} bytes, over the ${MAX_RECORD_BYTES}-byte limit`)
+  return { record, blocks }
 }
 
 export interface ServerSentEvent {

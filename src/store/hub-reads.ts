@@ -24,14 +24,40 @@ export interface HubReaderOptions {
   maxDagBlocks?: number
 }
 
+/** Bytes of blocks from version events a reader holds for the reads that follow them, newest kept. */
+export const PUSHED_CACHE_BYTES = 512 * 1024
+
 export class HubReader {
   private readonly fetchSlots: Limiter
+  /** Verified blocks that came with version events, by CID string, oldest first. */
+  private readonly pushed = new Map<string, Uint8Array>()
+  private pushedBytes = 0
 
   constructor (private readonly transport: HubTransport, private readonly options: HubReaderOptions) {
     this.fetchSlots = new Limiter(options.fetchConcurrency ?? DEFAULT_FETCH_CONCURRENCY)
   }
 
+  /**
+   * Keeps blocks a version event brought (already checked against their CIDs), so that merging the
+   * version reads them here instead of asking the hub; the oldest go beyond PUSHED_CACHE_BYTES.
+   */
+  remember (blocks: Block[]): void {
+    for (const block of blocks) {
+      const key = block.cid.toString()
+      if (this.pushed.has(key)) continue
+      this.pushed.set(key, block.bytes)
+      this.pushedBytes += block.bytes.byteLength
+    }
+    for (const [key, bytes] of this.pushed) {
+      if (this.pushedBytes <= PUSHED_CACHE_BYTES) break
+      this.pushed.delete(key)
+      this.pushedBytes -= bytes.byteLength
+    }
+  }
+
   async getBlock (cid: CID, options: AbortOptions = {}): Promise<Uint8Array> {
+    const pushed = this.pushed.get(cid.toString())
+    if (pushed !== undefined) return pushed
     const { transport } = this
     // A space read block by block asks for every bucket at once: at most `fetchConcurrency` go out together.
     const bytes = await this.fetchSlots.run(options.signal, async () => await transport.call(`${ipfsPath(cid.toString())}?format=raw`, {

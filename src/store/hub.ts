@@ -33,7 +33,7 @@ import type { ComponentLogger } from '../logger.js'
 
 export { DEFAULT_FETCH_CONCURRENCY, DEFAULT_MAX_DAG_BLOCKS, DEFAULT_MAX_DAG_BYTES } from './limits.js'
 export { readCapped } from './hub-body.js'
-export { DEFAULT_EVENTS_IDLE_MS, DEFAULT_RECONNECT_MAX_MS, DEFAULT_RECONNECT_MIN_MS, MAX_EVENT_LINE_CHARS, readEvents } from './hub-events.js'
+export { DEFAULT_EVENTS_IDLE_MS, DEFAULT_RECONNECT_MAX_MS, DEFAULT_RECONNECT_MIN_MS, MAX_EVENT_LINE_CHARS, readEvents, readVersionEvent } from './hub-events.js'
 export type { ReadEventsOptions, ServerSentEvent } from './hub-events.js'
 export { DEFAULT_REQUEST_TIMEOUT_MS, MAX_JSON_RESPONSE_BYTES } from './hub-transport.js'
 export { DEFAULT_MAX_UPLOAD_BLOCKS, DEFAULT_MAX_UPLOAD_BYTES } from './hub-writes.js'
@@ -128,6 +128,7 @@ class HubStore implements Store {
   }
 
   subscribe (name: string, listener: RecordListener): () => void {
-    return subscribeRecords(this.transport, name, listener, this.options)
+    // Blocks that come with a record are read from memory when the listener merges its version.
+    return subscribeRecords(this.transport, name, listener, this.options, (blocks) => { this.reader.remember(blocks) })
   }
 }
