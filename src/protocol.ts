@@ -31,10 +31,12 @@ export const eventsPath = (name: string): string => `/api/v1/events/${name}`
  */
 export const VERSION_EVENTS_QUERY = 'with=blocks'
 /**
- * Longest data of a `version` event, in base64 characters (48 KiB of CAR): a single-key update
- * (~4 KiB of blocks) and its record fit with room to spare.
+ * Longest data of a `version` event, in base64 characters (12 KiB of CAR): a single-key update
+ * (~2–4 KiB of blocks at 10 000–100 000 keys) and its record fit with room to spare. Small on
+ * purpose: a stream that stops reading holds the event being written, and a hub has thousands of
+ * streams.
  */
-export const MAX_VERSION_EVENT_CHARS = 64 * 1024
+export const MAX_VERSION_EVENT_CHARS = 16 * 1024
 /** The address index: a wallet address's IPNS name. */
 export const addressPath = (address: string): string => `/api/v1/address/${address}`
 /** Next.ID chains as CARs. */

@@ -86,6 +86,28 @@ describe('the hub sends versions with their blocks', () => {
     await stream.close()
   })
 
+  it('keeps at most one notice waiting for a stream that stops reading: the newest version reaches it once it reads on', async () => {
+    const hub = makeHub()
+    const space = await makeSpace()
+    const res = await hub.app.request(`/api/v1/events/${space.name}?with=blocks`)
+    const events = readEvents(res.body as ReadableStream<Uint8Array>, VERSION_CAPS)
+    expect((await events.next()).value?.event).toBe('ready')
+    // 40 versions while the client reads nothing
+    for (let sequence = 1; sequence <= 40; sequence++) {
+      await publishVersion(hub, space.name, await createRecord(space.key, space.root.cid, sequence), space.blocks)
+    }
+    const ids: string[] = []
+    while (ids.at(-1) !== '40') {
+      const { value, done } = await events.next()
+      if (done === true) break
+      ids.push(value.id ?? '')
+    }
+    expect(ids.at(-1)).toBe('40')
+    // the one being written when the client stopped, perhaps one more in the stream's buffer, and the newest
+    expect(ids.length).toBeLessThanOrEqual(4)
+    await events.return(undefined)
+  })
+
   it('sends a version whose event would be over the character limit as a record event', async () => {
     const hub = makeHub()
     const space = await makeSpace({ privateBytes: MAX_VERSION_EVENT_CHARS })

@@ -101,9 +101,14 @@ export function eventStream (events: HubEvents, stored: (name: string) => Promis
     c.header('Cache-Control', 'no-cache, no-transform')
     c.header('X-Accel-Buffering', 'no')
     return streamSSE(c, async (stream) => {
+      // At most one notice waits: a newer record replaces one not yet sent. A stream that stops
+      // reading (a stranger's, or a sleeping laptop's) then holds one notice, however many versions
+      // are published meanwhile; every version holds the whole state, and a client that missed one
+      // asks for the blocks it lacks.
       const queue: Notice[] = []
       let wake: (() => void) | undefined
       const unsubscribe = events.subscribe(name, (notice) => {
+        queue.length = 0
         queue.push(notice)
         wake?.()
       })
