@@ -51,6 +51,8 @@ import type { AbortOptions, Block, GetDagOptions, GetRecordOptions, RecordListen
 import type { IPNS, IPNSRouting } from '@helia/ipns'
 import type { Helia } from '@helia/interface'
 import type { MultihashDigest } from 'multiformats/hashes/interface'
+import type { PeerId } from '@libp2p/interface'
+import { peerIdFromCID } from '@libp2p/peer-id'
 
 /** How long `getBlock` may look for a missing block on the network when the caller gives no signal. */
 export const DEFAULT_FETCH_TIMEOUT_MS = 10_000
@@ -408,8 +410,10 @@ class HeliaStore implements Store {
     cid = asCID(cid)
     this.serve()
     // A DAG whose root this node lacks is first asked of connected peers whole, in one round trip.
-    if (this.pushed.get(cid.toString()) === undefined && !(await Promise.resolve(this.helia.blockstore.has(cid)).catch(() => false))) {
-      const fetched = await this.getDagFromPeers(cid, options)
+    const held = this.pushed.get(cid.toString()) !== undefined || await Promise.resolve(this.helia.blockstore.has(cid)).catch(() => false)
+    if (!held) {
+      const libp2p = libp2pOf(this.helia)
+      const fetched = libp2p === undefined ? undefined : await this.getDagFromPeers(await dagPeers(libp2p, this.options.dagPeers), cid, options)
       if (fetched !== undefined) return fetched
     }
     const perBlock = (): AbortSignal => options.signal === undefined
@@ -421,6 +425,11 @@ class HeliaStore implements Store {
       if (event.type === 'helia:block-broker:receive-block') provider ??= (event.detail as { provider?: CID }).provider
     }
     const rootBytes = await this.readBlock(cid, this.helia.blockstore, perBlock(), onProgress)
+    if (!held && provider !== undefined) {
+      // The peer that sent the root (found through the routers) may answer the rest in one go.
+      const fetched = await this.getDagFromPeers([peerIdFromCID(provider)], cid, options)
+      if (fetched !== undefined) return fetched
+    }
     // A node with no block brokers has no sessions (helia throws InvalidConfigurationError): it reads
     // what it holds, and a missing block is NotFoundError.
     let session: Pick<Helia['blockstore'], 'get'> & { close: () => void }
@@ -477,15 +486,15 @@ class HeliaStore implements Store {
   }
 
   /**
-   * The DAG under `cid` (and `path`) from the first of `dagPeers` connected peers that answers it
-   * whole over DAG_PROTOCOL (fetchDag checks every block), or undefined when none does. Each peer
-   * gets `fetchTimeoutMs`. The blocks are kept in helia's blockstore in the background, in one
-   * `putMany`, not written one file at a time on the way to the caller.
+   * The DAG under `cid` (and `path`) from the first of `peers` that answers it whole over
+   * DAG_PROTOCOL (fetchDag checks every block), or undefined when none does. Each peer gets
+   * `fetchTimeoutMs`; `dagPeers` 0 asks none. The blocks are kept in helia's blockstore in the
+   * background, in one `putMany`, not written one file at a time on the way to the caller.
    */
-  private async getDagFromPeers (cid: CID, options: GetDagOptions): Promise<Block[] | undefined> {
+  private async getDagFromPeers (peers: PeerId[], cid: CID, options: GetDagOptions): Promise<Block[] | undefined> {
     const libp2p = libp2pOf(this.helia)
     if (libp2p === undefined || this.options.dagPeers === 0) return undefined
-    for (const peer of await dagPeers(libp2p, this.options.dagPeers)) {
+    for (const peer of peers.slice(0, this.options.dagPeers)) {
       const timeout = AbortSignal.timeout(this.options.fetchTimeoutMs)
       const signal = options.signal === undefined ? timeout : AbortSignal.any([options.signal, timeout])
       try {
