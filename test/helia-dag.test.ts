@@ -209,6 +209,37 @@ describe('a version in one DAG_PROTOCOL answer', () => {
       expect(await rawAsk(stranger, server, request('/ipfs/not-a-cid?format=car&dag-scope=all'))).toMatchObject({ status: 400 })
     })
 
+    it('answers one stranger at a time at maxStreams 1 (503 to the next), and cuts off one that stops reading at its deadline', async () => {
+      const busy = await createHeliaNode({ dhtServer: true })
+      started.push(busy)
+      await serveDags(busy, { maxStreams: 1, timeoutMs: 1_000 })
+      // 40 blocks of 256 KiB: far more than the connection's buffers hold for a reader that stops.
+      const large = await Promise.all(Array.from({ length: 40 }, async (_, i) => rawBlock(new Uint8Array(256 * 1024).fill(i))))
+      const top = await cborBlock({ large: large.map(b => b.cid) })
+      await heliaStore(busy).putBlocks([...large, top])
+      const stalled = await newNode(busy)
+      const other = await newNode(busy)
+      const stream = await stalled.libp2p.dialProtocol(busy.libp2p.peerId, DAG_PROTOCOL, { signal: AbortSignal.timeout(10_000) })
+      stream.maxReadBufferLength = Number.MAX_SAFE_INTEGER
+      stream.pause()
+      stream.send(request(dagRequestPath(top.cid)))
+      await stream.close()
+      const closed = new Promise<void>((resolve) => { stream.addEventListener('close', () => { resolve() }, { once: true }) })
+      // The stalled answer holds the only slot: the other peer is turned away until it ends.
+      let first: Awaited<ReturnType<typeof rawAsk>> = 'reset'
+      for (let i = 0; i < 50 && (first === 'reset' || first.status !== 503); i++) {
+        first = await rawAsk(other, busy, request(dagRequestPath(top.cid)))
+        if (first !== 'reset' && first.status === 200) break
+      }
+      expect(first).toMatchObject({ status: 503 })
+      // The deadline resets the stalled stream and frees the slot.
+      await closed
+      expect(stream.status).not.toBe('closed')
+      let next: Awaited<ReturnType<typeof rawAsk>> = 'reset'
+      for (let i = 0; i < 50 && (next === 'reset' || next.status !== 200); i++) next = await rawAsk(other, busy, request(dagRequestPath(top.cid)))
+      expect(next).toMatchObject({ status: 200 })
+    }, 60_000)
+
     it('resets a stream whose request is over the size limit, or does not come in time', async () => {
       expect(await rawAsk(stranger, server, request('/' + 'a'.repeat(MAX_DAG_REQUEST_BYTES + 1)))).toBe('reset')
       // Half a request, and the stream left open: the server's request deadline ends it.
