@@ -160,7 +160,8 @@ describe('a version in one DAG_PROTOCOL answer', () => {
         const err = await fetchDag(reader.libp2p, liar.libp2p.peerId, root, 'current', { signal: AbortSignal.timeout(what === 'no answer at all' ? 500 : 10_000), maxBlocks, maxBytes: 1 << 20 }).then(() => undefined, (e: Error) => e)
         expect(err?.name).toBe(name)
         // The store reads through bitswap instead, whatever the liar sent.
-        const store = heliaStore(reader, { fetchTimeoutMs: what === 'no answer at all' ? 500 : 10_000 })
+        // A stalled answer costs the DAG attempt its fetchTimeoutMs; the same bound then holds each bitswap block.
+        const store = heliaStore(reader, { fetchTimeoutMs: what === 'no answer at all' ? 3_000 : 10_000 })
         const got = await store.getDag?.(root, { path: 'current' })
         expect(cids(got)).toEqual(cids(expected))
         for (const block of got ?? []) expect(block.bytes).toEqual(expected.find(b => b.cid.equals(block.cid))?.bytes)

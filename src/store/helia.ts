@@ -410,10 +410,11 @@ class HeliaStore implements Store {
     cid = asCID(cid)
     this.serve()
     // A DAG whose root this node lacks is first asked of connected peers whole, in one round trip.
+    const asked = new Set<string>()
     const held = this.pushed.get(cid.toString()) !== undefined || await Promise.resolve(this.helia.blockstore.has(cid)).catch(() => false)
     if (!held) {
       const libp2p = libp2pOf(this.helia)
-      const fetched = libp2p === undefined ? undefined : await this.getDagFromPeers(await dagPeers(libp2p, this.options.dagPeers), cid, options)
+      const fetched = libp2p === undefined ? undefined : await this.getDagFromPeers(await dagPeers(libp2p, this.options.dagPeers), cid, options, asked)
       if (fetched !== undefined) return fetched
     }
     const perBlock = (): AbortSignal => options.signal === undefined
@@ -427,7 +428,7 @@ class HeliaStore implements Store {
     const rootBytes = await this.readBlock(cid, this.helia.blockstore, perBlock(), onProgress)
     if (!held && provider !== undefined) {
       // The peer that sent the root (found through the routers) may answer the rest in one go.
-      const fetched = await this.getDagFromPeers([peerIdFromCID(provider)], cid, options)
+      const fetched = await this.getDagFromPeers([peerIdFromCID(provider)], cid, options, asked)
       if (fetched !== undefined) return fetched
     }
     // A node with no block brokers has no sessions (helia throws InvalidConfigurationError): it reads
@@ -488,13 +489,16 @@ class HeliaStore implements Store {
   /**
    * The DAG under `cid` (and `path`) from the first of `peers` that answers it whole over
    * DAG_PROTOCOL (fetchDag checks every block), or undefined when none does. Each peer gets
-   * `fetchTimeoutMs`; `dagPeers` 0 asks none. The blocks are kept in helia's blockstore in the
+   * `fetchTimeoutMs`; `dagPeers` 0 asks none, and none is asked twice (`asked`). The blocks are kept in helia's blockstore in the
    * background, in one `putMany`, not written one file at a time on the way to the caller.
    */
-  private async getDagFromPeers (peers: PeerId[], cid: CID, options: GetDagOptions): Promise<Block[] | undefined> {
+  private async getDagFromPeers (peers: PeerId[], cid: CID, options: GetDagOptions, asked: Set<string>): Promise<Block[] | undefined> {
     const libp2p = libp2pOf(this.helia)
     if (libp2p === undefined || this.options.dagPeers === 0) return undefined
     for (const peer of peers.slice(0, this.options.dagPeers)) {
+      // A peer asked once for this DAG is not asked again.
+      if (asked.has(peer.toString())) continue
+      asked.add(peer.toString())
       const timeout = AbortSignal.timeout(this.options.fetchTimeoutMs)
       const signal = options.signal === undefined ? timeout : AbortSignal.any([options.signal, timeout])
       try {
