@@ -21,14 +21,19 @@ const value = (i: number): string => `value ${i} ${'x'.repeat(60)}`
 const peersOf = (node: HeliaNode): string[] => node.libp2p.getMultiaddrs().map(String).filter(a => !a.includes('/ws'))
 const cids = (blocks: Block[] | undefined): string[] => (blocks ?? []).map(b => b.cid.toString()).sort()
 
-/** Makes `node` send no block by bitswap (its blockstore answers only reads marked offline, as the DAG server's are). */
-function silenceBitswap (node: HeliaNode): void {
-  const get = node.blockstore.get.bind(node.blockstore)
+/**
+ * Makes `node` send no block by bitswap, but those in `except` (its blockstore answers only reads
+ * marked offline, as the DAG server's are). Returns a function that undoes it.
+ */
+function silenceBitswap (node: HeliaNode, except: CID[] = []): () => void {
+  const original = node.blockstore.get
+  const get = original.bind(node.blockstore)
   node.blockstore.get = ((cid: CID, options?: { offline?: boolean }) => {
-    if (options?.offline === true) return get(cid, options as Parameters<typeof get>[1])
+    if (options?.offline === true || except.some(c => c.equals(cid))) return get(cid, options as Parameters<typeof get>[1])
     // eslint-disable-next-line require-yield
     return (async function * () { throw Object.assign(new Error('no bitswap here'), { name: 'NotFoundError' }) })()
   }) as typeof node.blockstore.get
+  return () => { node.blockstore.get = original }
 }
 
 /** Sends `request` on a new DAG_PROTOCOL stream to `to` and reads the whole answer: status and rest, or 'reset'. */
@@ -114,6 +119,22 @@ describe('a version in one DAG_PROTOCOL answer', () => {
     expect((await space.keys()).length).toBe(KEYS)
     expect(await space.get(`key${KEYS - 1}`)).toBe(value(KEYS - 1))
     await space.close()
+  }, 60_000)
+
+  it('a node not connected to the holder gets the root by bitswap from the provider the DHT names, and the rest from it in one answer', async () => {
+    const middle = await createHeliaNode({ dhtServer: true, peers: peersOf(holder) })
+    started.push(middle)
+    const far = await createHeliaNode({ dhtServer: true, peers: peersOf(middle) })
+    started.push(far)
+    // Announced now that the holder has a DHT peer to tell.
+    await holder.routing.provide(root, { signal: AbortSignal.timeout(10_000) })
+    const restore = silenceBitswap(holder, [root])
+    try {
+      const got = await heliaStore(far, { fetchTimeoutMs: 10_000 }).getDag?.(root, { path: 'current' })
+      expect(cids(got)).toEqual(cids(expected))
+    } finally {
+      restore()
+    }
   }, 60_000)
 
   describe('answers from a lying peer are refused whole, and the read falls back to bitswap', () => {
