@@ -6,9 +6,9 @@
  * - publish: `putRecord` of a signed record on node 1 (local store + DHT put);
  * - resolve: `getRecord(name, { nocache: true })` on node 3;
  * - cold open: a brand-new node with empty stores opens a 1 000-key space and reads it all
- *   (`openSpace` + `getAll`: wallet signature, DHT record lookup, provider lookup, bitswap fetches,
- *   decryption); once given node 2 only, once given node 1 (which holds the space, as a hub
- *   would); the node's own start is reported apart;
+ *   (`openSpace` + `getAll`: wallet signature, DHT record lookup, the version's state in one
+ *   DAG_PROTOCOL answer from a connected peer, else bitswap, decryption); once given node 2 only,
+ *   once given node 1 (which holds the space, as a hub would); the node's own start is reported apart;
  * - set → visible: `await a.set(k, v)` and `flush()` on node 1 until `await b.refresh()` on node 3 shows it.
  *
  * Medians of RUNS runs after WARMUP unrecorded ones. Run: `npx tsc -p . ; node dist/bench/helia.js`
@@ -68,8 +68,11 @@ function timedStore (store: Store, totals: Map<string, number>): Store {
   }
   let blocks = 0
   const getBlock = store.getBlock.bind(store)
+  const getDag = store.getDag?.bind(store)
   return {
     putBlocks: timed('putBlocks', store.putBlocks.bind(store)),
+    // A space reads a version's state with one getDag where the store has it (DAG_PROTOCOL on helia).
+    ...(getDag === undefined ? {} : { getDag: timed('getDag', getDag) }),
     // The first block a space reads is its root; the rest are its sections.
     getBlock: async (...args) => timed(blocks++ === 0 ? 'getBlock:first' : 'getBlock:rest', getBlock)(...args),
     putRecord: timed('putRecord', store.putRecord.bind(store)),
@@ -143,6 +146,7 @@ async function main (): Promise<void> {
       const nodeStarts: number[] = []
       const recordTimes: number[] = []
       const rootTimes: number[] = []
+      const dagTimes: number[] = []
       const bucketTimes: number[] = []
       results.push([label, await runs(async () => {
         const t0 = performance.now()
@@ -159,6 +163,7 @@ async function main (): Promise<void> {
           if (count !== KEYS) throw new Error(`cold open read ${count} keys, expected ${KEYS}`)
           recordTimes.push(totals.get('getRecord') ?? 0)
           rootTimes.push(totals.get('getBlock:first') ?? 0)
+          dagTimes.push(totals.get('getDag') ?? 0)
           bucketTimes.push(totals.get('getBlock:rest') ?? 0)
           return ms
         } finally {
@@ -166,6 +171,7 @@ async function main (): Promise<void> {
         }
       }), note])
       results.push(['  of which getRecord (DHT)', recordTimes.slice(WARMUP)])
+      results.push(['  of which getDag, the version\'s state (one DAG_PROTOCOL answer)', dagTimes.slice(WARMUP)])
       results.push(['  of which getBlock, root (bitswap)', rootTimes.slice(WARMUP)])
       results.push(['  of which getBlock, buckets (bitswap)', bucketTimes.slice(WARMUP)])
       results.push(['  (new node start with one peer, not included)', nodeStarts.slice(WARMUP)])

@@ -78,3 +78,6 @@ export const CLUSTER_NEXTID_TOPIC = '/userspace/hub/nextid/1.0.0'
 // Live updates between helia devices: a new version's small blocks ride with its record.
 /** Prefix of a name's version topic (`/userspace/version/1.0.0/` + base64url of the IPNS routing key): dag-cbor `{ record, blocks: [[cid, bytes], …] }`, beside the plain IPNS-over-PubSub record. */
 export const VERSION_TOPIC_PREFIX = '/userspace/version/1.0.0/'
+// One round trip for a version between helia nodes (helia-dag.ts).
+/** A libp2p protocol: a length-prefixed trustless-gateway CAR request path in, a varint status and a CARv1 (or a message) out. */
+export const DAG_PROTOCOL = '/userspace/dag/1.0.0'

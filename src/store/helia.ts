@@ -42,6 +42,7 @@ import { ConflictError, EquivocationError, IntegrityError, InvalidInputError, No
 import { MAX_BLOCK_BYTES, verifyBlock } from './blocks.js'
 import { VERSION_TOPIC_PREFIX } from '../protocol.js'
 import { Limiter } from './limiter.js'
+import { DEFAULT_DAG_PEERS, dagServerOf, fetchDag, dagPeers, libp2pOf, linksAt, serveDags } from './helia-dag.js'
 import { MAX_RECORD_BYTES, nameToMultihash, readRecord, validateRecord } from './record.js'
 import { equals } from 'multiformats/bytes'
 import { systemClock } from '../clock.js'
@@ -50,6 +51,8 @@ import type { AbortOptions, Block, GetDagOptions, GetRecordOptions, RecordListen
 import type { IPNS, IPNSRouting } from '@helia/ipns'
 import type { Helia } from '@helia/interface'
 import type { MultihashDigest } from 'multiformats/hashes/interface'
+import type { PeerId } from '@libp2p/interface'
+import { peerIdFromCID } from '@libp2p/peer-id'
 
 /** How long `getBlock` may look for a missing block on the network when the caller gives no signal. */
 export const DEFAULT_FETCH_TIMEOUT_MS = 10_000
@@ -169,6 +172,23 @@ export interface HeliaStoreOptions {
   provide?: boolean
 
   /**
+   * Answer other nodes' requests for a version's whole state in one round trip (DAG_PROTOCOL,
+   * helia-dag.ts) from the blocks this node holds, within the bounds that module sets for strangers.
+   * Once per libp2p node, by the first store made on it.
+   *
+   * @default true
+   */
+  serveDags?: boolean
+
+  /**
+   * Connected peers `getDag` asks in turn for a DAG whose root this node lacks, over DAG_PROTOCOL,
+   * before it falls back to bitswap. 0 never asks.
+   *
+   * @default DEFAULT_DAG_PEERS (3)
+   */
+  dagPeers?: number
+
+  /**
    * The clock, in ms since 1970, that records' validity and the local record's freshness (its TTL)
    * are judged by.
    *
@@ -200,6 +220,8 @@ export function heliaStore (helia: Helia, options: HeliaStoreOptions = {}): Stor
     maxRetainedVersions: Math.max(2, Math.floor(positive(options.maxRetainedVersions, 'maxRetainedVersions', '') ?? DEFAULT_MAX_RETAINED_VERSIONS)),
     retentionIntervalVersions: Math.max(1, Math.floor(positive(options.retentionIntervalVersions, 'retentionIntervalVersions', '') ?? DEFAULT_RETENTION_INTERVAL_VERSIONS)),
     provide: options.provide ?? true,
+    serveDags: options.serveDags ?? true,
+    dagPeers: Math.floor(nonNegative(options.dagPeers, 'dagPeers') ?? DEFAULT_DAG_PEERS),
     nowMs: options.nowMs ?? systemClock
   })
 }
@@ -310,7 +332,17 @@ class HeliaStore implements Store {
     let announcing = announcements.get(helia)
     if (announcing === undefined) announcements.set(helia, announcing = new Map())
     this.announcing = announcing
+    this.serve()
   }
+
+  /** Starts answering DAG_PROTOCOL on the node once it runs (see `serveDags`). */
+  private serve (): void {
+    if (this.serving || !this.options.serveDags || libp2pOf(this.helia) === undefined) return
+    this.serving = true
+    serveDags(this.helia).catch(() => { this.serving = false })
+  }
+
+  private serving = false
 
   async putBlocks (blocks: Block[], options: AbortOptions = {}): Promise<void> {
     throwIfAborted(options.signal)
@@ -346,6 +378,8 @@ class HeliaStore implements Store {
         await this.helia.blockstore.put(block.cid, block.bytes)
         added.push(block.cid)
       }
+      // Verified blocks just stored are what a peer asks for next: a DAG_PROTOCOL answer reads them from memory.
+      dagServerOf(this.helia)?.remember(blocks)
     } catch (err) {
       await this.dropBlocks(added)
       throw new StoreError(`cannot store blocks: ${(err as Error).message}`, { cause: err })
@@ -393,6 +427,15 @@ class HeliaStore implements Store {
   async getDag (cid: CID, options: GetDagOptions = {}): Promise<Block[]> {
     throwIfAborted(options.signal)
     cid = asCID(cid)
+    this.serve()
+    // A DAG whose root this node lacks is first asked of connected peers whole, in one round trip.
+    const asked = new Set<string>()
+    const held = this.pushed.get(cid.toString()) !== undefined || await Promise.resolve(this.helia.blockstore.has(cid)).catch(() => false)
+    if (!held) {
+      const libp2p = libp2pOf(this.helia)
+      const fetched = libp2p === undefined ? undefined : await this.getDagFromPeers(await dagPeers(libp2p, this.options.dagPeers), cid, options, asked)
+      if (fetched !== undefined) return fetched
+    }
     const perBlock = (): AbortSignal => options.signal === undefined
       ? AbortSignal.timeout(this.options.fetchTimeoutMs)
       : AbortSignal.any([options.signal, AbortSignal.timeout(this.options.fetchTimeoutMs)])
@@ -402,6 +445,11 @@ class HeliaStore implements Store {
       if (event.type === 'helia:block-broker:receive-block') provider ??= (event.detail as { provider?: CID }).provider
     }
     const rootBytes = await this.readBlock(cid, this.helia.blockstore, perBlock(), onProgress)
+    if (!held && provider !== undefined) {
+      // The peer that sent the root (found through the routers) may answer the rest in one go.
+      const fetched = await this.getDagFromPeers([peerIdFromCID(provider)], cid, options, asked)
+      if (fetched !== undefined) return fetched
+    }
     // A node with no block brokers has no sessions (helia throws InvalidConfigurationError): it reads
     // what it holds, and a missing block is NotFoundError.
     let session: Pick<Helia['blockstore'], 'get'> & { close: () => void }
@@ -427,7 +475,7 @@ class HeliaStore implements Store {
         }
         if (seen.size > DEFAULT_MAX_DAG_BLOCKS) throw new TooLargeError(`the DAG under ${cid.toString()} has over ${DEFAULT_MAX_DAG_BLOCKS} blocks`)
       }
-      enqueue(linksAt(cid, rootBytes, options.path))
+      enqueue(linksAt(cid, rootBytes, segmentsOf(options.path)))
       await new Promise<void>((resolve, reject) => {
         let next = 0
         let active = 0
@@ -443,7 +491,7 @@ class HeliaStore implements Store {
               bytes += block.byteLength
               if (bytes > DEFAULT_MAX_DAG_BYTES) throw new TooLargeError(`the DAG under ${cid.toString()} is over ${DEFAULT_MAX_DAG_BYTES} bytes`)
               out.push({ cid: child, bytes: block })
-              if (child.code === dagCbor.code) enqueue(linksAt(child, block, undefined))
+              if (child.code === dagCbor.code) enqueue(linksAt(child, block, []))
               pump()
             }).catch(fail)
           }
@@ -456,6 +504,51 @@ class HeliaStore implements Store {
       session.close()
     }
   }
+
+  /**
+   * The DAG under `cid` (and `path`) from the first of `peers` that answers it whole over
+   * DAG_PROTOCOL (fetchDag checks every block), or undefined when none does. Each peer gets
+   * `fetchTimeoutMs`; `dagPeers` 0 asks none, and none is asked twice (`asked`). The blocks are kept in helia's blockstore in the
+   * background, in one `putMany`, not written one file at a time on the way to the caller.
+   */
+  private async getDagFromPeers (peers: PeerId[], cid: CID, options: GetDagOptions, asked: Set<string>): Promise<Block[] | undefined> {
+    const libp2p = libp2pOf(this.helia)
+    if (libp2p === undefined || this.options.dagPeers === 0) return undefined
+    for (const peer of peers.slice(0, this.options.dagPeers)) {
+      // A peer asked once for this DAG is not asked again.
+      if (asked.has(peer.toString())) continue
+      asked.add(peer.toString())
+      const timeout = AbortSignal.timeout(this.options.fetchTimeoutMs)
+      const signal = options.signal === undefined ? timeout : AbortSignal.any([options.signal, timeout])
+      try {
+        const blocks = await fetchDag(libp2p, peer, cid, options.path, { signal, maxBlocks: DEFAULT_MAX_DAG_BLOCKS, maxBytes: DEFAULT_MAX_DAG_BYTES })
+        this.keepFetched(blocks)
+        return blocks
+      } catch {
+        // Refused, unreachable, too slow, too big or a bad block: the next peer, then bitswap.
+        throwIfAborted(options.signal)
+      }
+    }
+    return undefined
+  }
+
+  /** Writes fetched blocks this node lacks to its blockstore, one batch after another, in the background. */
+  private keepFetched (blocks: Block[]): void {
+    const helia = this.helia
+    // Stops at the first block after the node stops: its stores are closing.
+    const whileStarted = function * (): Generator<Block> {
+      for (const block of blocks) {
+        if (helia.status !== 'started') return
+        yield block
+      }
+    }
+    this.fetchedWrites = this.fetchedWrites.then(async () => {
+      for await (const _ of helia.blockstore.putMany(whileStarted())) { /* drained */ }
+    }).catch(() => {})
+  }
+
+  /** The background writes of blocks `getDag` fetched over DAG_PROTOCOL; resolves when those started so far are done. */
+  fetchedWrites: Promise<void> = Promise.resolve()
 
   /** One block from `blockstore` (helia's, or a session), bounded by `signal` and the block limit, verified. */
   private async readBlock (cid: CID, blockstore: Pick<Helia['blockstore'], 'get'>, signal: AbortSignal, onProgress?: (event: any) => void): Promise<Uint8Array> {
@@ -959,31 +1052,6 @@ async function checkBlocks (blocks: Block[]): Promise<void> {
   }
 }
 
-/** The CIDs in the dag-cbor block at `cid`, all of them or those below `path` (a path reaching a CID continues in no further block: its links are what is wanted). */
-function linksAt (cid: CID, bytes: Uint8Array, path: string | undefined): CID[] {
-  if (cid.code !== dagCbor.code) return []
-  let value: unknown
-  try {
-    value = dagCbor.decode(bytes)
-  } catch {
-    return []
-  }
-  for (const segment of (path ?? '').split('/').filter(s => s !== '')) {
-    if (typeof value !== 'object' || value === null || CID.asCID(value) !== null) throw new NotFoundError(`no "${segment}" in ${cid.toString()}`)
-    value = (value as Record<string, unknown>)[segment]
-    if (value === undefined) throw new NotFoundError(`no "${segment}" in ${cid.toString()}`)
-  }
-  const links: CID[] = []
-  const visit = (v: unknown): void => {
-    const link = CID.asCID(v)
-    if (link !== null) { links.push(link); return }
-    if (Array.isArray(v)) { for (const item of v) visit(item); return }
-    if (typeof v === 'object' && v !== null && !(v instanceof Uint8Array)) for (const item of Object.values(v)) visit(item)
-  }
-  visit(value)
-  return links
-}
-
 /** Resolves when the signal fires (never rejects), so a step can be raced against it. */
 async function aborted (signal: AbortSignal): Promise<void> {
   if (signal.aborted) return
@@ -1052,6 +1120,19 @@ function keyString (routingKey: Uint8Array): string {
   let s = ''
   for (const byte of routingKey) s += byte.toString(16).padStart(2, '0')
   return s
+}
+
+function nonNegative (value: number | undefined, option: string): number | undefined {
+  if (value === undefined) return undefined
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
+    throw new InvalidInputError(`"${option}" expected a number of 0 or more, got ${String(value)}`)
+  }
+  return value
+}
+
+/** The segments of a path below a CID (`current`, `a/b`). */
+function segmentsOf (path: string | undefined): string[] {
+  return (path ?? '').split('/').filter(s => s !== '')
 }
 
 function positive (value: number | undefined, option: string, unit = ' of milliseconds'): number | undefined {

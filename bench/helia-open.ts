@@ -1,0 +1,88 @@
+/**
+ * Benchmark: cold open of a space on a new helia node, at several space sizes. A holder node keeps
+ * the spaces on disk (blocks in files, datastore in LevelDB), as a hub or another device would; for
+ * each run a brand-new node (its own empty directory) is dialled to it and opens the space with
+ * `openSpace` + `getAll` (record, version, every bucket decrypted), its state in a new state file;
+ * `openSpace` alone is reported too.
+ * The new node's start is not counted. Prints the machine, the load before and after, and the
+ * median and range of the runs per size.
+ *
+ * Run after a build: `node dist/bench/helia-open.js`. Environment: BENCH_SIZES (default
+ * `1000,100000`), BENCH_RUNS (cold opens per size, default 5).
+ */
+import '../src/polyfill.js'
+import { mkdtemp, rm } from 'node:fs/promises'
+import * as os from 'node:os'
+import { join } from 'node:path'
+import { performance } from 'node:perf_hooks'
+import { fileState, memoryState, openSpace, privateKeySigner } from '../src/index.js'
+import { createHeliaNode, stopHeliaNode } from '../src/store/helia-node.js'
+import { heliaStore } from '../src/store/helia.js'
+import type { Json } from '../src/index.js'
+
+const SIZES = (process.env.BENCH_SIZES ?? '1000,100000').split(',').map(s => Number.parseInt(s, 10)).filter(n => Number.isInteger(n) && n > 0)
+const RUNS = Number(process.env.BENCH_RUNS ?? 5)
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b)
+  const m = s.length >> 1
+  return s.length % 2 === 1 ? s[m] ?? NaN : ((s[m - 1] ?? NaN) + (s[m] ?? NaN)) / 2
+}
+const load = (): string => os.loadavg().map(l => l.toFixed(2)).join(' ')
+const ms = (v: number): string => v >= 1000 ? `${(v / 1000).toFixed(2)} s` : `${v.toFixed(1)} ms`
+
+async function main (): Promise<void> {
+  const cpus = os.cpus()
+  console.log(`machine: ${cpus[0]?.model ?? 'unknown cpu'}, ${cpus.length} cores, node ${process.version}, ${process.platform}/${process.arch}`)
+  console.log(`load average before: ${load()}`)
+  console.log(`sizes ${SIZES.join(' / ')} keys; ${RUNS} cold opens per size; holder and readers on disk, loopback`)
+  const tmp = await mkdtemp(join(os.tmpdir(), 'userspace-bench-open-'))
+  let dirs = 0
+  const newDir = (): string => join(tmp, `d${dirs++}`)
+  const holder = await createHeliaNode({ directory: newDir(), dhtServer: true })
+  const peers = holder.libp2p.getMultiaddrs().map(String).filter(a => !a.includes('/ws'))
+  const rows: string[] = []
+  try {
+    for (const [i, n] of SIZES.entries()) {
+      const signer = privateKeySigner((i + 1).toString(16).padStart(64, '0'))
+      const fill: Record<string, Json> = {}
+      for (let k = 0; k < n; k++) fill[`key-${k}`] = { i: k, label: `value number ${k}`, on: k % 2 === 0 }
+      const writer = await openSpace({ signer, store: heliaStore(holder), state: memoryState() })
+      await writer.patch(fill)
+      await writer.flush()
+      await writer.close()
+      const times: number[] = []
+      const opens: number[] = []
+      const starts: number[] = []
+      for (let r = 0; r < RUNS; r++) {
+        const t0 = performance.now()
+        const reader = await createHeliaNode({ directory: newDir(), peers })
+        starts.push(performance.now() - t0)
+        try {
+          const t1 = performance.now()
+          const space = await openSpace({ signer, store: heliaStore(reader), state: fileState(newDir()) })
+          opens.push(performance.now() - t1)
+          const count = Object.keys(await space.getAll()).length
+          times.push(performance.now() - t1)
+          await space.close()
+          if (count !== n) throw new Error(`cold open read ${count} keys, expected ${n}`)
+        } finally {
+          await stopHeliaNode(reader)
+        }
+      }
+      rows.push(`| ${n} | ${ms(median(opens))} | ${ms(median(times))} | ${ms(Math.min(...times))}–${ms(Math.max(...times))} | ${ms(median(starts))} |`)
+      console.log(`${n} keys done`)
+    }
+  } finally {
+    await stopHeliaNode(holder)
+    await rm(tmp, { recursive: true, force: true, maxRetries: 5 }).catch((err: Error) => { console.error(`could not remove ${tmp}: ${err.message}`) })
+  }
+  console.log('\n| keys | open (openSpace), median | cold open + read all (getAll), median | range | node start (not counted) |\n| --- | --- | --- | --- | --- |')
+  for (const row of rows) console.log(row)
+  console.log(`\nload average after: ${load()}`)
+}
+
+main().catch((err) => {
+  console.error(err)
+  process.exitCode = 1
+})
