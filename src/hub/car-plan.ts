@@ -14,7 +14,7 @@ import * as dagPb from '@ipld/dag-pb'
 import { CID } from 'multiformats/cid'
 import { identity } from 'multiformats/hashes/identity'
 import { NotFoundError, TooLargeError } from '../errors.js'
-import { forEachLink } from './walk.js'
+import { Slices, forEachLink } from './walk.js'
 import type { CarOptions } from './params.js'
 import type { WalkCaps } from './walk.js'
 
@@ -22,8 +22,6 @@ const DAG_JSON = 0x0129
 const JSON_CODE = 0x0200
 const RAW_CODE = 0x55
 
-/** Blocks planned between two turns of the event loop. */
-const YIELD_EVERY_BLOCKS = 16
 /** A linking block larger than this is followed by a turn of the event loop. */
 const YIELD_AFTER_BYTES = 64 * 1024
 
@@ -110,15 +108,20 @@ export async function planCar (root: CID, segments: string[], options: CarOption
   const stack: Uint8Array[] = [...start].reverse()
   // With dups=n a block already planned is skipped when popped: nothing is read ahead for it either.
   const ahead = new LookAhead(io, options.dups === 'n' ? entry => seen.has(keyOf(entry)) : () => false)
-  let visited = 0
+  const slices = new Slices()
   while (stack.length > 0) {
     ahead.prime(stack)
     const cidBytes = stack.pop() as Uint8Array
     if (options.dups === 'n' && seen.has(keyOf(cidBytes))) { ahead.take(cidBytes); continue }
+    const started = ahead.take(cidBytes)
     let cid: CID
-    try { cid = CID.decode(cidBytes) } catch { continue }
-    if (++visited % YIELD_EVERY_BLOCKS === 0) await new Promise<void>((resolve) => { setImmediate(resolve) })
-    const early = ahead.take(cidBytes)
+    if (started !== undefined) {
+      cid = started.cid
+    } else {
+      try { cid = CID.decode(cidBytes) } catch { continue }
+    }
+    await slices.next()
+    const early = started?.read
     if (hasLinks(cid.code)) {
       const bytes = (early !== undefined ? await early as Uint8Array | undefined : undefined) ?? await load(cid, `block ${cid.toString()}`)
       emit(cid, bytes.byteLength)
@@ -146,7 +149,7 @@ const LOOK_AHEAD = 16
  */
 class LookAhead {
   /** Keyed by the stack entry itself (a view into its parent block), not by CID: no key is built per scan. */
-  private readonly started = new Map<Uint8Array, Promise<Uint8Array | number | undefined>>()
+  private readonly started = new Map<Uint8Array, { cid: CID, read: Promise<Uint8Array | number | undefined> }>()
   /** Entries found skippable (once planned, a block stays planned): not judged again on each scan. */
   private readonly skipped = new WeakSet<Uint8Array>()
 
@@ -163,12 +166,12 @@ class LookAhead {
       if (cid.multihash.code === identity.code) continue
       // Settled into a value: a walk that stops early (a cap, a missing block) leaves no rejection behind.
       const read = hasLinks(cid.code) ? this.io.read(cid) : this.io.size(cid)
-      this.started.set(entry, read.catch(() => undefined))
+      this.started.set(entry, { cid, read: read.catch(() => undefined) })
     }
   }
 
-  /** The read started for this stack entry, if any (undefined from it: read again, so the error is the walk's own). */
-  take (entry: Uint8Array): Promise<Uint8Array | number | undefined> | undefined {
+  /** The read started for this stack entry, with its decoded CID, if any (undefined from the read: read again, so the error is the walk's own). */
+  take (entry: Uint8Array): { cid: CID, read: Promise<Uint8Array | number | undefined> } | undefined {
     const read = this.started.get(entry)
     if (read !== undefined) this.started.delete(entry)
     return read

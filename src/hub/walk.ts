@@ -36,8 +36,23 @@ export interface Walked {
   over?: 'links' | 'blocks' | 'bytes'
 }
 
-/** Blocks visited between two turns of the event loop, so a long walk never starves other requests. */
-const YIELD_EVERY_BLOCKS = 16
+/**
+ * CPU a walk spends before it lets other requests in (a turn of the event loop), so a long walk
+ * never starves them. Measured in time, not blocks: a turn every 16 blocks cost a walk of 5 500
+ * blocks from memory more than it spent walking (52 ms against 21 ms with no turns).
+ */
+export const YIELD_AFTER_MS = 4
+
+/** Lets other requests in once the current slice has run YIELD_AFTER_MS (a turn of the event loop). */
+export class Slices {
+  private started = performance.now()
+
+  async next (): Promise<void> {
+    if (performance.now() - this.started < YIELD_AFTER_MS) return
+    await new Promise<void>((resolve) => { setImmediate(resolve) })
+    this.started = performance.now()
+  }
+}
 /** A dag-cbor block larger than this is followed by a turn of the event loop. */
 const YIELD_AFTER_BYTES = 64 * 1024
 
@@ -62,11 +77,12 @@ export async function walkDag (roots: CID[], io: WalkIo, caps: WalkCaps, follow 
   for (const root of roots) {
     if (!enqueue(root.bytes, 0, root.bytes.byteLength)) { out.over = 'links'; return out }
   }
+  const slices = new Slices()
   for (let i = 0; i < queue.length; i++) {
     const cidBytes = queue[i] as Uint8Array
     queue[i] = undefined // the walk only moves forward: let the queue's entries go
     if (out.cids.length >= caps.maxBlocks) { out.over = 'blocks'; break }
-    if (i > 0 && i % YIELD_EVERY_BLOCKS === 0) await new Promise<void>((resolve) => { setImmediate(resolve) })
+    await slices.next()
     let cid: CID
     try {
       cid = CID.decode(cidBytes)

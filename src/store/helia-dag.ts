@@ -23,12 +23,12 @@
  * body to a byte cap, the CAR to a block cap, every block to MAX_BLOCK_BYTES and to its CID (sha2-256);
  * an answer without the requested root, or with any bad block, is thrown away whole.
  */
-import { CarBlockIterator } from '@ipld/car/iterator'
 import * as dagCbor from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
 import { decode as decodeVarint, encode as encodeVarint, encodingLength } from 'uint8-varint'
 import { AbortedError, IntegrityError, NotFoundError, RateLimitError, StoreError, TooLargeError, UnavailableError } from '../errors.js'
-import { MAX_BLOCK_BYTES, encodeCar, verifyBlock } from './blocks.js'
+import { MAX_BLOCK_BYTES, encodeCar } from './blocks.js'
+import { readCar } from './car-read.js'
 import { DAG_PROTOCOL } from '../protocol.js'
 import type { Block } from './interface.js'
 import type { Helia } from '@helia/interface'
@@ -511,31 +511,32 @@ export async function fetchDag (libp2p: Libp2pLike, peer: PeerId, cid: CID, path
       if (received > options.maxBytes) throw new TooLargeError(`the answer from ${peer.toString()} is over ${options.maxBytes} bytes`)
       if (first.byteLength > 0) yield first
       for (let next = await source.next(); next.done !== true; next = await source.next()) {
-        const chunk = next.value instanceof Uint8Array ? next.value : next.value.subarray()
+        // A copy: the blocks read from it are views of it, kept after the stream has moved on, and
+        // the stream's own buffers may be reused under them.
+        const chunk = next.value.slice()
         received += chunk.byteLength
         if (received > options.maxBytes) throw new TooLargeError(`the answer from ${peer.toString()} is over ${options.maxBytes} bytes`)
         yield chunk
       }
     }
-    const iterator = await CarBlockIterator.fromIterable(body())
-    const roots = await iterator.getRoots()
-    if (roots.length !== 1 || !(CID.asCID(roots[0]) as CID).equals(cid)) throw new IntegrityError(`${peer.toString()} answered with another root than ${cid.toString()}`)
     const blocks: Block[] = []
     const seen = new Set<string>()
     let count = 0
     let hasRoot = false
-    for await (const block of iterator) {
+    await readCar(body(), {
+      maxBlockBytes: MAX_BLOCK_BYTES,
+      onRoots: (roots) => {
+        if (roots.length !== 1 || !(roots[0] as CID).equals(cid)) throw new IntegrityError(`${peer.toString()} answered with another root than ${cid.toString()}`)
+      }
+    }, (block) => {
       if (++count > options.maxBlocks) throw new TooLargeError(`the answer from ${peer.toString()} holds over ${options.maxBlocks} blocks`)
-      const blockCid = CID.asCID(block.cid) as CID
-      if (block.bytes.byteLength > MAX_BLOCK_BYTES) throw new TooLargeError(`block ${blockCid.toString()} is over the ${MAX_BLOCK_BYTES}-byte limit`)
-      if (!(await verifyBlock(blockCid, block.bytes))) throw new IntegrityError(`block ${blockCid.toString()} from ${peer.toString()} does not match its CID`)
-      hasRoot ||= blockCid.equals(cid)
+      hasRoot ||= block.cid.equals(cid)
       // A repeat is counted (above) but kept once.
-      const key = keyOf(blockCid)
-      if (seen.has(key)) continue
+      const key = keyOf(block.cid)
+      if (seen.has(key)) return
       seen.add(key)
-      blocks.push({ cid: blockCid, bytes: block.bytes })
-    }
+      blocks.push(block)
+    })
     if (!hasRoot) throw new IntegrityError(`the answer from ${peer.toString()} lacks the block ${cid.toString()}`)
     return blocks
   } catch (err) {

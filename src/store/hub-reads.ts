@@ -3,11 +3,11 @@
  * a version's DAG as one trustless-gateway CAR, and IPNS records through Delegated Routing V1.
  * Every block is checked against its CID here, whatever the hub did; every body is capped.
  */
-import { CarBlockIterator } from '@ipld/car/iterator'
 import { CID } from 'multiformats/cid'
 import { AbortedError, IntegrityError, StoreError, TooLargeError, UntrustedHubError } from '../errors.js'
 import { CAR_TYPE, IPNS_RECORD_TYPE, RAW_TYPE, ipfsPath, ipnsRecordPath } from '../protocol.js'
 import { MAX_BLOCK_BYTES, verifyBlock } from './blocks.js'
+import { readCar } from './car-read.js'
 import { cappedChunks } from './hub-body.js'
 import { Limiter } from './limiter.js'
 import { DEFAULT_FETCH_CONCURRENCY, DEFAULT_MAX_DAG_BLOCKS, DEFAULT_MAX_DAG_BYTES } from './limits.js'
@@ -93,14 +93,10 @@ export class HubReader {
       const blocks: Block[] = []
       const chunks = cappedChunks(res.body, maxBytes, signal)
       try {
-        const iterator = await CarBlockIterator.fromIterable(chunks)
-        for await (const block of iterator) {
+        await readCar(chunks, { maxBlockBytes: MAX_BLOCK_BYTES }, (block) => {
           if (blocks.length >= maxBlocks) throw new TooLargeError(`the CAR holds over ${maxBlocks} blocks`)
-          const blockCid = CID.asCID(block.cid) as CID
-          if (block.bytes.byteLength > MAX_BLOCK_BYTES) throw new TooLargeError(`block ${blockCid.toString()} is over the ${MAX_BLOCK_BYTES}-byte limit`)
-          if (!(await verifyBlock(blockCid, block.bytes))) throw new IntegrityError(`block ${blockCid.toString()} does not match its CID`)
-          blocks.push({ cid: blockCid, bytes: block.bytes })
-        }
+          blocks.push(block)
+        })
       } catch (err) {
         if (signal.aborted) throw err
         if (err instanceof StoreError) throw err
