@@ -60,6 +60,13 @@ describe('readCar', () => {
     ), { numRuns: 150 })
   })
 
+  it('reads a CAR sent one byte at a time', async () => {
+    const blocks = await Promise.all(Array.from({ length: 5 }, async (_, i) => rawBlock(new Uint8Array(200 + i * 50).fill(i))))
+    const car = encodeCar(blocks)
+    const got = await read(chunked(car, Array.from({ length: car.byteLength }, (_, i) => i)))
+    expect(got.blocks.map(b => b.cid.toString())).toEqual(blocks.map(b => b.cid.toString()))
+  })
+
   it('hands over a block as soon as its frame is complete, before the CAR ends', async () => {
     const a = await rawBlock(new Uint8Array(500).fill(1))
     const b = await rawBlock(new Uint8Array(500).fill(2))
