@@ -1,40 +1,63 @@
 /**
  * fileState's durability order, observed at the file-system calls: a state change is fsynced in a
  * temporary file, renamed over the state file, and the directory is fsynced, so the rename survives a
- * power cut before the write is acknowledged.
+ * power cut before the write is acknowledged. Only those two fsyncs wait for the thread pool; the
+ * small steps are synchronous, and changes started together are one write.
  */
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterAll, expect, it, vi } from 'vitest'
+import { afterAll, beforeEach, expect, it, vi } from 'vitest'
 import { fileState } from '../src/index.js'
 
 const calls: string[] = []
-vi.mock('node:fs/promises', async (importOriginal) => {
-  const actual = await importOriginal<typeof import('node:fs/promises')>()
+vi.mock('node:fs', async (importOriginal) => {
+  const actual = await importOriginal<typeof import('node:fs')>()
+  const paths = new Map<number, string>()
   return {
     ...actual,
-    async open (path: string, flags: string) {
-      const handle = await actual.open(path, flags)
-      return {
-        writeFile: async (data: string) => handle.writeFile(data),
-        sync: async () => { calls.push(`sync ${path}`); return handle.sync() },
-        close: async () => handle.close()
-      }
+    openSync (path: string, flags: string) {
+      const fd = actual.openSync(path, flags)
+      paths.set(fd, path)
+      return fd
     },
-    async rename (from: string, to: string) { calls.push(`rename ${to}`); return actual.rename(from, to) }
+    closeSync (fd: number) { paths.delete(fd); actual.closeSync(fd) },
+    fsync (fd: number, callback: (err: Error | null) => void) {
+      calls.push(`sync ${paths.get(fd) ?? '?'}`)
+      actual.fsync(fd, callback)
+    },
+    renameSync (from: string, to: string) { calls.push(`rename ${to}`); actual.renameSync(from, to) }
   }
 })
 
 const dirs: string[] = []
 afterAll(() => { for (const d of dirs) rmSync(d, { recursive: true, force: true }) })
+beforeEach(() => { calls.length = 0 })
 
-it('fsyncs the directory after renaming the state file into place', async () => {
+function tempDir (): string {
   const dir = mkdtempSync(join(tmpdir(), 'userspace-review-fsync-'))
   dirs.push(dir)
-  await fileState(dir).addPending('k51fsync', [{ section: 'private', key: 'k', stamp: 1, device: 'd', json: '1' }])
-  const renamed = calls.indexOf(`rename ${dir}/k51fsync.json`)
-  expect(renamed).toBeGreaterThan(0)
-  expect(calls.slice(0, renamed).some(c => c.startsWith(`sync ${dir}/k51fsync.`) && c.endsWith('.tmp'))).toBe(true)
-  expect(calls.slice(renamed + 1)).toContain(`sync ${dir}`)
+  return dir
+}
+
+const entry = (key: string): { section: 'private', key: string, stamp: number, device: string, json: string } =>
+  ({ section: 'private', key, stamp: 1, device: 'd', json: '1' })
+
+it('fsyncs the temporary file, renames it into place, then fsyncs the directory: two fsyncs, in that order', async () => {
+  const dir = tempDir()
+  await fileState(dir).addPending('k51fsync', [entry('k')])
+  expect(calls).toHaveLength(3)
+  expect(calls[0]).toMatch(new RegExp(`^sync ${dir}/k51fsync\\.\\d+\\.tmp$`))
+  expect(calls[1]).toBe(`rename ${dir}/k51fsync.json`)
+  expect(calls[2]).toBe(`sync ${dir}`)
+})
+
+it('makes changes started in the same tick one write (a publish records its version and settles its writes together)', async () => {
+  const dir = tempDir()
+  const state = fileState(dir)
+  await state.addPending('k51group', [entry('a'), entry('b')])
+  calls.length = 0
+  await Promise.all([state.put('k51group', { sequence: 3, root: 'bafyroot' }), state.removePending('k51group', [entry('a')])])
+  expect(calls.filter(c => c.startsWith('rename '))).toEqual([`rename ${dir}/k51group.json`])
+  expect(await state.get('k51group')).toEqual({ sequence: 3, root: 'bafyroot', pending: [entry('b')] })
 })

@@ -134,23 +134,41 @@ export function defaultStateDir (env: Record<string, string | undefined>, home: 
   return `${base}/userspace`
 }
 
+/**
+ * The parts of `node:fs` a file state uses. The small steps (open, write, read, rename, unlink) are
+ * synchronous: each takes microseconds, while an async call waits for a turn of the event loop, and
+ * a busy loop (a space publishing in the background) made each state change ~20 such waits. Only the
+ * two fsyncs, which wait for the disk, go to the thread pool.
+ */
 interface NodeFs {
-  mkdir(path: string, options: { recursive: true }): Promise<unknown>
-  readFile(path: string, encoding: 'utf8'): Promise<string>
-  open(path: string, flags: string): Promise<{ writeFile(data: string): Promise<void>, sync(): Promise<void>, close(): Promise<void> }>
-  rename(from: string, to: string): Promise<void>
-  unlink(path: string): Promise<void>
-  stat(path: string): Promise<{ mtimeMs: number }>
+  mkdirSync(path: string, options: { recursive: true }): unknown
+  readFileSync(path: string, encoding: 'utf8'): string
+  openSync(path: string, flags: string): number
+  writeSync(fd: number, data: string): number
+  closeSync(fd: number): void
+  fsync(fd: number, callback: (err: Error | null) => void): void
+  renameSync(from: string, to: string): void
+  unlinkSync(path: string): void
+  statSync(path: string): { mtimeMs: number }
 }
 
 /** Loaded lazily and by a computed name, so browser bundles never see `node:` modules. */
+let loadedFs: Promise<NodeFs> | undefined
 async function nodeFs (): Promise<NodeFs> {
-  const name = 'node:fs/promises'
-  try {
-    return await import(/* @vite-ignore */ /* webpackIgnore: true */ name) as NodeFs
-  } catch (err) {
-    throw new StoreError('fileState needs Node.js (node:fs)', { cause: err })
-  }
+  loadedFs ??= (async () => {
+    const name = 'node:fs'
+    try {
+      return await import(/* @vite-ignore */ /* webpackIgnore: true */ name) as NodeFs
+    } catch (err) {
+      loadedFs = undefined
+      throw new StoreError('fileState needs Node.js (node:fs)', { cause: err })
+    }
+  })()
+  return loadedFs
+}
+
+function fsyncFd (fs: NodeFs, fd: number): Promise<void> {
+  return new Promise((resolve, reject) => { fs.fsync(fd, err => { if (err === null) resolve(); else reject(err) }) })
 }
 
 /** How long a lock file may live before it is taken to belong to a crashed process. */
@@ -180,7 +198,8 @@ export function fileState (dir?: string, options: FileStateOptions = {}): SpaceS
         const os = await import(/* @vite-ignore */ /* webpackIgnore: true */ osName) as { homedir(): string }
         d = defaultStateDir(process.env, os.homedir(), process.platform)
       }
-      await (await nodeFs()).mkdir(d, { recursive: true })
+      const fs = await nodeFs()
+      fs.mkdirSync(d, { recursive: true })
       return d
     })()
     return resolvedDir
@@ -195,11 +214,10 @@ export function fileState (dir?: string, options: FileStateOptions = {}): SpaceS
     return `${await directory()}/${name}`
   }
 
-  const read = async (path: string): Promise<SpaceState | undefined> => {
-    const fs = await nodeFs()
+  const read = (fs: NodeFs, path: string): SpaceState | undefined => {
     let text: string
     try {
-      text = await fs.readFile(`${path}.json`, 'utf8')
+      text = fs.readFileSync(`${path}.json`, 'utf8')
     } catch (err) {
       if ((err as { code?: string }).code === 'ENOENT') return undefined
       throw new StoreError(`cannot read ${path}.json`, { cause: err })
@@ -229,28 +247,28 @@ export function fileState (dir?: string, options: FileStateOptions = {}): SpaceS
         const fs = await nodeFs()
         await lock(fs, `${path}.lock`, nowMs)
         try {
-          let next = await read(path)
+          let next = read(fs, path)
           for (const q of batch) {
             // A change with bad input is refused alone; the others in the batch still land.
             try { next = q.fn(next); applied.push(q) } catch (err) { q.reject(err) }
           }
           if (applied.length > 0 && next !== undefined) {
             const tmp = `${path}.${process.pid}.tmp`
-            const handle = await fs.open(tmp, 'w')
+            const fd = fs.openSync(tmp, 'w')
             try {
-              await handle.writeFile(JSON.stringify(next))
-              await handle.sync()
+              fs.writeSync(fd, JSON.stringify(next))
+              await fsyncFd(fs, fd)
             } finally {
-              await handle.close()
+              fs.closeSync(fd)
             }
-            await fs.rename(tmp, `${path}.json`)
+            fs.renameSync(tmp, `${path}.json`)
             // The rename is durable only once the directory is: without this a power cut after
             // `set` resolved can bring the old file back, and the write with it is gone.
             await syncDirectory(fs, await directory())
           }
         } finally {
           // Only our own lock: one taken over from us (we were presumed dead) belongs to another now.
-          if ((await fs.readFile(`${path}.lock`, 'utf8').catch(() => '')) === String(process.pid)) await fs.unlink(`${path}.lock`).catch(() => {})
+          if (readOr(fs, `${path}.lock`, '') === String(process.pid)) { try { fs.unlinkSync(`${path}.lock`) } catch {} }
         }
         for (const q of applied) q.resolve()
       } catch (err) {
@@ -263,7 +281,10 @@ export function fileState (dir?: string, options: FileStateOptions = {}): SpaceS
 
   return {
     durable: true,
-    async get (name) { return read(await fileOf(name)) },
+    async get (name) {
+      const path = await fileOf(name)
+      return read(await nodeFs(), path)
+    },
     async put (name, seen) { await change(name, current => mergeSeen(current, seen)) },
     async addPending (name, entries) { await change(name, current => mergePending(current, entries, [])) },
     async removePending (name, entries) { await change(name, current => mergePending(current, [], entries)) }
@@ -275,13 +296,13 @@ async function lock (fs: NodeFs, path: string, nowMs: () => number): Promise<voi
   const deadline = performance.now() + LOCK_WAIT_MS
   for (let wait = 2; ; wait = Math.min(wait * 2, 100)) {
     try {
-      const handle = await fs.open(path, 'wx')
-      try { await handle.writeFile(String(process.pid)) } finally { await handle.close() }
+      const fd = fs.openSync(path, 'wx')
+      try { fs.writeSync(fd, String(process.pid)) } finally { fs.closeSync(fd) }
       return
     } catch (err) {
       if ((err as { code?: string }).code !== 'EEXIST') throw err
     }
-    if (await removeStaleLock(fs, path, nowMs)) continue
+    if (removeStaleLock(fs, path, nowMs)) continue
     if (performance.now() > deadline) throw new StoreError(`the state lock ${path} is held by another process`)
     await new Promise(resolve => setTimeout(resolve, wait))
   }
@@ -293,50 +314,54 @@ async function lock (fs: NodeFs, path: string, nowMs: () => number): Promise<voi
  * could otherwise both remove "it", the second removing the lock the first just took, and both
  * would write. Returns true when the lock is gone.
  */
-async function removeStaleLock (fs: NodeFs, path: string, nowMs: () => number): Promise<boolean> {
+function removeStaleLock (fs: NodeFs, path: string, nowMs: () => number): boolean {
   const guard = `${path}.takeover`
   try {
-    await (await fs.open(guard, 'wx')).close()
+    fs.closeSync(fs.openSync(guard, 'wx'))
   } catch (err) {
     if ((err as { code?: string }).code !== 'EEXIST') return false
     // A guard is held for a moment; one this old was left by a process that died holding it.
-    try { if (nowMs() - (await fs.stat(guard)).mtimeMs > STALE_LOCK_MS) await fs.unlink(guard) } catch {}
+    try { if (nowMs() - fs.statSync(guard).mtimeMs > STALE_LOCK_MS) fs.unlinkSync(guard) } catch {}
     return false
   }
   try {
     let text: string
     try {
-      text = await fs.readFile(path, 'utf8')
+      text = fs.readFileSync(path, 'utf8')
     } catch (err) {
       return (err as { code?: string }).code === 'ENOENT'
     }
     const owner = Number.parseInt(text, 10)
     const named = Number.isSafeInteger(owner) && owner > 0
-    const age = nowMs() - (await fs.stat(path)).mtimeMs
+    const age = nowMs() - fs.statSync(path).mtimeMs
     // A live holder keeps its lock however slow its write (a paused laptop, a slow fsync); only a
     // lock far older than any write (its pid reused by another process) is taken from a live pid.
     if (named && alive(owner) && age <= REUSED_PID_LOCK_MS) return false
     // A lock without a pid is being written right now, or was left empty by a crash.
     if (!named && age <= STALE_LOCK_MS) return false
-    await fs.unlink(path)
+    fs.unlinkSync(path)
     return true
   } catch {
     return false
   } finally {
-    await fs.unlink(guard).catch(() => {})
+    try { fs.unlinkSync(guard) } catch {}
   }
 }
 
 async function syncDirectory (fs: NodeFs, dir: string): Promise<void> {
-  let handle
+  let fd
   try {
-    handle = await fs.open(dir, 'r')
+    fd = fs.openSync(dir, 'r')
   } catch (err) {
     // Windows cannot open a directory for fsync (and makes renames durable itself).
     if (['EISDIR', 'EPERM', 'EACCES'].includes((err as { code?: string }).code ?? '')) return
     throw err
   }
-  try { await handle.sync() } finally { await handle.close() }
+  try { await fsyncFd(fs, fd) } finally { fs.closeSync(fd) }
+}
+
+function readOr (fs: NodeFs, path: string, fallback: string): string {
+  try { return fs.readFileSync(path, 'utf8') } catch { return fallback }
 }
 
 function alive (pid: number): boolean {
