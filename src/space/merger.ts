@@ -8,7 +8,7 @@ import { equals } from 'multiformats/bytes'
 import { IntegrityError, SignerMismatchError, throwIfAborted } from '../errors.js'
 import { validateRecord } from '../store/record.js'
 import { CURRENT_VERSION_FIELD } from '../protocol.js'
-import { cidKey, getVerifiedBlock, verifyBlock } from '../store/blocks.js'
+import { cidKey, getVerifiedBlock, verifyBlock, verifyBlockNow } from '../store/blocks.js'
 import { readPublicBlocks } from './entries.js'
 import { checkCurrent, decodeCurrent, decodeRoot, verifyOwner } from './root.js'
 import { PublicSection } from './section.js'
@@ -78,7 +78,9 @@ export class Merger {
     }
     // Checked here, whatever the store did (as fetchBlock does); bytes the store already checked
     // through verifyBlock are not hashed again.
-    for (const block of blocks) if (await verifyBlock(block.cid, block.bytes)) this.prefetched.set(cidKey(block.cid), block.bytes)
+    for (const block of blocks) {
+      if (verifyBlockNow(block.cid, block.bytes) ?? await verifyBlock(block.cid, block.bytes)) this.prefetched.set(cidKey(block.cid), block.bytes)
+    }
   }
 
   /** Merges the version at `cid` (whose record said `sequence`) into the local map. */

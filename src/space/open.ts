@@ -34,14 +34,19 @@ export async function openSpace (options: SpaceOptions | GrantedSpaceOptions): P
   const keys = await keysFromWallet(wallet, address)
   const name = nameOfKey(keys.ipnsKey)
 
-  const bound = await store.lookupAddress?.(address, { signal: options.signal, expected: name })
+  // The address lookup and the record are asked for together (one round trip, not two); nothing
+  // is read from the record, and nothing opened, until the lookup has cleared this signature.
+  const lookup = store.lookupAddress?.(address, { signal: options.signal, expected: name })
+  const recordRead = store.getRecord(name, { nocache: options.offlineFirst !== true, signal: options.signal })
+  recordRead.catch(() => {})
+  const bound = await lookup
   if (bound !== undefined && bound !== name && options.rebind !== true) {
     throw new NonDeterministicSignerError(`the wallet ${address} already owns the space ${bound}, but this signature derives ${name}: either the wallet does not sign deterministically (some hardware, MPC and smart-contract wallets), so it cannot open its UserSpace, or the address was bound to ${bound} by a binding signed elsewhere (open with \`rebind: true\` to bind it to ${name} again)`)
   }
 
   const state = options.state ?? (store.ephemeral === true ? memoryState() : await defaultState())
   const space = new DefaultSpace(store, wallet, address, name, keys, state, options)
-  const record = await store.getRecord(name, { nocache: options.offlineFirst !== true, signal: options.signal })
+  const record = await recordRead
   options.onProgress?.({ type: 'space:open:resolved', detail: { name, sequence: record === undefined ? null : Number((await validateRecord(name, record, { allowExpired: true, nowMs: options.now })).sequence) } })
   await space.init(record, options)
   if (options.offlineFirst === true) space.refresh().catch((err: Error) => { space.emit('error', err) })

@@ -70,6 +70,22 @@ export function nativeCid (code: number, bytes: Uint8Array): CID | undefined {
   return new CID(1, code, multihash, cidBytes)
 }
 
+/**
+ * The sha2-256 CIDv1 with a one-byte codec (raw, dag-cbor) that starts at `at` in `bytes`, as views
+ * of `bytes` (no copy; undefined for any other CID, which `CID.decodeFirst` then reads). A cold
+ * open reads ~11 000 CIDs (each block's in its CAR, each link in the index): built by
+ * `CID.decodeFirst`, each CID is a fresh 36-byte array that multiformats then moves off the heap.
+ */
+export function cidAt (bytes: Uint8Array, at: number): CID | undefined {
+  const end = at + CID_V1_SHA256_BYTES
+  if (end > bytes.byteLength || bytes[at] !== 1 || (bytes[at + 1] as number) >= 0x80 || bytes[at + 2] !== sha256.code || bytes[at + 3] !== 32) return undefined
+  const multihash = new Digest(sha256.code, 32, bytes.subarray(at + 4, end), bytes.subarray(at + 2, end))
+  return new CID(1, bytes[at + 1] as number, multihash, bytes.subarray(at, end))
+}
+
+/** version ‖ one-byte codec ‖ sha2-256 ‖ 32 ‖ digest */
+const CID_V1_SHA256_BYTES = 36
+
 /** A raw block, named synchronously where the runtime hashes natively (else undefined: use `rawBlock`). */
 export function rawBlockNow (bytes: Uint8Array): Block | undefined {
   const cid = nativeCid(raw.code, bytes)

@@ -16,7 +16,7 @@
 import * as dagCbor from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
 import { IntegrityError, TooLargeError } from '../errors.js'
-import { verifyBlock, verifyBlockNow } from './blocks.js'
+import { cidAt, verifyBlock, verifyBlockNow } from './blocks.js'
 import type { Block } from './interface.js'
 
 /** Bytes a CID may take in a frame (a CIDv1 with a 64-byte digest is ~70). */
@@ -70,7 +70,9 @@ export async function readCar (chunks: AsyncIterable<Uint8Array>, options: ReadC
     let cid: CID
     let bytes: Uint8Array
     try {
-      [cid, bytes] = CID.decodeFirst(frame) as [CID, Uint8Array]
+      const view = cidAt(frame, 0)
+      if (view !== undefined) [cid, bytes] = [view, frame.subarray(view.bytes.byteLength)]
+      else [cid, bytes] = CID.decodeFirst(frame) as [CID, Uint8Array]
     } catch (err) {
       throw new Error(`CAR frame with a bad CID: ${(err as Error).message}`, { cause: err })
     }
