@@ -155,4 +155,23 @@ describe('CAR responses read ahead of the client, within a window', () => {
     for await (const b of await CarBlockIterator.fromIterable((async function * () { yield * got })())) received.push(b.cid.toString())
     expect(received).toEqual([mixedRoot, ...leaves.slice(0, 300)].map(b => b.cid.toString()))
   })
+
+  it('follows a link only when its bytes are exactly a CID: one with a byte after the CID is not a link', async () => {
+    const hub = makeHub({})
+    const [good, other] = await Promise.all([rawBlock(new Uint8Array(10).fill(1)), rawBlock(new Uint8Array(10).fill(2))])
+    // {"a": <good>, "b": <other's CID and one more byte>}, written by hand: no encoder makes the second
+    const link = (bytes: Uint8Array, extra: number[]): number[] => [0xd8, 42, 0x58, 1 + bytes.byteLength + extra.length, 0, ...bytes, ...extra]
+    const bytes = new Uint8Array([0xa2, 0x61, 0x61, ...link(good.cid.bytes, []), 0x61, 0x62, ...link(other.cid.bytes, [0])])
+    const { CID } = await import('multiformats/cid')
+    const { sha256 } = await import('multiformats/hashes/sha2')
+    const root = { cid: CID.createV1(0x71, await sha256.digest(bytes)), bytes }
+    await upload(hub, [root, good, other])
+    const res = await hub.app.request(`/ipfs/${root.cid.toString()}?format=car&dag-scope=all`)
+    expect(res.status).toBe(200)
+    const { CarReader } = await import('@ipld/car/reader')
+    const car = await CarReader.fromBytes(new Uint8Array(await res.arrayBuffer()))
+    const got: string[] = []
+    for await (const b of car.blocks()) got.push(b.cid.toString())
+    expect(got).toEqual([root.cid.toString(), good.cid.toString()])
+  })
 })

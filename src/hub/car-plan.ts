@@ -14,6 +14,7 @@ import * as dagPb from '@ipld/dag-pb'
 import { CID } from 'multiformats/cid'
 import { identity } from 'multiformats/hashes/identity'
 import { NotFoundError, TooLargeError } from '../errors.js'
+import { cidAt } from '../store/blocks.js'
 import { Slices, forEachLink } from './walk.js'
 import type { CarOptions } from './params.js'
 import type { WalkCaps } from './walk.js'
@@ -118,7 +119,7 @@ export async function planCar (root: CID, segments: string[], options: CarOption
     if (started !== undefined) {
       cid = started.cid
     } else {
-      try { cid = CID.decode(cidBytes) } catch { continue }
+      try { cid = exactCid(cidBytes) } catch { continue }
     }
     await slices.next()
     const early = started?.read
@@ -162,7 +163,7 @@ class LookAhead {
       if (this.started.has(entry) || this.skipped.has(entry)) continue
       if (this.skip(entry)) { this.skipped.add(entry); continue }
       let cid: CID
-      try { cid = CID.decode(entry) } catch { continue }
+      try { cid = exactCid(entry) } catch { continue }
       if (cid.multihash.code === identity.code) continue
       // Settled into a value: a walk that stops early (a cap, a missing block) leaves no rejection behind.
       const read = hasLinks(cid.code) ? this.io.read(cid) : this.io.size(cid)
@@ -176,6 +177,14 @@ class LookAhead {
     if (read !== undefined) this.started.delete(entry)
     return read
   }
+}
+
+/**
+ * The CID that is all of `bytes` (a link's bytes inside its parent block): a view of them where it
+ * can be (no fresh array per link), else decoded in full; throws as `CID.decode` does.
+ */
+function exactCid (bytes: Uint8Array): CID {
+  return (bytes.byteLength === 36 ? cidAt(bytes, 0) : undefined) ?? CID.decode(bytes)
 }
 
 /** Codecs whose blocks can link to others (the ones the walk reads). */
