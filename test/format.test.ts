@@ -125,6 +125,50 @@ describe('private section: stored form', () => {
     expect(sealed.blocks.filter(b => b.cid.code === dagCbor.code)).toHaveLength(treeWidths(first.count).length - 1)
   })
 
+  it('a version sealed before a merge and stored after it changes nothing: the next version holds both sides', async () => {
+    const a = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
+    for (let i = 0; i < 3000; i++) a.write(`key-${i}`, { stamp: 1, device: 'd1', json: JSON.stringify({ i }) })
+    const blocks = new Map<string, Uint8Array>()
+    const base = await stored(a, blocks)
+    const b = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
+    await b.absorb(base.count, base.top, getter(blocks))
+    b.write('key-5', { stamp: 2, device: 'd2', json: '"from b"' })
+    const fromB = await stored(b, blocks)
+    a.write('key-9', { stamp: 3, device: 'd1', json: '"from a"' })
+    const sealed = await a.encode() // a publish under way…
+    await a.absorb(fromB.count, fromB.top, getter(blocks)) // …when b's version is merged
+    sealed.commit() // the publish lands: its tree no longer describes what a holds
+    const next = await stored(a, blocks)
+    const c = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
+    await c.absorb(next.count, next.top, getter(blocks))
+    expect(c.get('key-5')).toBe('from b')
+    expect(c.get('key-9')).toBe('from a')
+    expect(c.size).toBe(3000)
+  })
+
+  it('a version stored while a merge reads the tree does not mix into the tree being read', async () => {
+    const a = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
+    for (let i = 0; i < 3000; i++) a.write(`key-${i}`, { stamp: 1, device: 'd1', json: JSON.stringify({ i }) })
+    const blocks = new Map<string, Uint8Array>()
+    const base = await stored(a, blocks)
+    const b = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
+    await b.absorb(base.count, base.top, getter(blocks))
+    for (let i = 0; i < 3000; i += 100) b.write(`key-${i}`, { stamp: 2, device: 'd2', json: '"from b"' })
+    const fromB = await stored(b, blocks)
+    for (let i = 50; i < 3000; i += 100) a.write(`key-${i}`, { stamp: 3, device: 'd1', json: '"from a"' })
+    const sealed = await a.encode()
+    for (const block of sealed.blocks) blocks.set(block.cid.toString(), block.bytes)
+    const read = getter(blocks)
+    let landed = false
+    // a's publish lands while the merge waits for the first index node it asked for
+    await a.absorb(fromB.count, fromB.top, async cid => { if (!landed) { landed = true; sealed.commit() } return read(cid) })
+    const next = await stored(a, blocks)
+    const c = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
+    await c.absorb(next.count, next.top, getter(blocks))
+    for (let i = 0; i < 3000; i += 50) expect(c.get(`key-${i}`)).toBe(i % 100 === 0 ? 'from b' : 'from a')
+    expect(c.getAll()).toEqual(a.getAll())
+  })
+
   it('lays out 1 to MAX_BUCKETS buckets under index nodes of INDEX_FANOUT links', () => {
     expect(treeWidths(1)).toEqual([1])
     expect(treeWidths(2)).toEqual([1, 2])

@@ -18,7 +18,7 @@ import { fromUtf8, utf8 } from '../crypto/bytes.js'
 import { FormatError, TooLargeError } from '../errors.js'
 import { MAX_BLOCK_BYTES, cborBlock, rawBlock, rawBlockNow } from '../store/blocks.js'
 import { bucketText, entrySize, keyText, readBucket, readPublicBlocks, sameEntry, scanBucket, wins } from './entries.js'
-import { MAX_BUCKETS, encodeTree, readTree } from './tree.js'
+import { MAX_BUCKETS, applyTreeChanges, encodeTree, encodeTreeChanges, readTree } from './tree.js'
 import type { TreeLevels } from './tree.js'
 import type { Entry } from './entries.js'
 import type { Json } from './json.js'
@@ -259,6 +259,11 @@ export class PrivateSection extends Section {
   private members: string[][] = [[]]
   /** the stored tree of the layout held, undefined when this layout was never stored */
   private levels: TreeLevels | undefined
+  /**
+   * Bumped whenever `levels` changes (a version stored, merged or laid out again): a stored version
+   * updates the levels in place, so an encode can tell its base is gone only by this count.
+   */
+  private levelsGeneration = 0
   private dirtyBuckets = new Set<number>()
   /** Buckets written to since the last `encode` began: `commit` leaves them dirty. */
   private touched = new Set<number>()
@@ -374,6 +379,7 @@ export class PrivateSection extends Section {
     this.count = count
     this.members = members
     this.levels = undefined
+    this.levelsGeneration++
     this.dirtyBuckets = new Set(this.size === 0 ? [] : members.keys())
   }
 
@@ -404,17 +410,27 @@ export class PrivateSection extends Section {
     for (const block of sealed) {
       if (block.bytes.length > MAX_BLOCK_BYTES) throw new TooLargeError(`a private bucket would be ${block.bytes.length} bytes, over the ${MAX_BLOCK_BYTES}-byte block limit`)
     }
-    const buckets = previous === undefined ? new Array<CID>(count) : [...(previous[previous.length - 1] as CID[])]
-    indexes.forEach((i, n) => { buckets[i] = (sealed[n] as Block).cid })
-    const tree = await encodeTree(buckets, indexes, previous)
+    const generation = this.levelsGeneration
+    let tree: { top: CID, blocks: Block[], store: () => void }
+    if (previous === undefined) {
+      const buckets = new Array<CID>(count)
+      indexes.forEach((i, n) => { buckets[i] = (sealed[n] as Block).cid })
+      const full = await encodeTree(buckets, indexes, undefined)
+      tree = { top: (full.levels[0] as CID[])[0] as CID, blocks: full.blocks, store: () => { this.levels = full.levels } }
+    } else {
+      // Only the changed places: the stored levels are updated in place once this version is stored.
+      const { top, changes, blocks } = await encodeTreeChanges(previous, new Map(indexes.map((i, n) => [i, (sealed[n] as Block).cid])))
+      tree = { top, blocks, store: () => { applyTreeChanges(previous, changes) } }
+    }
     return {
       blocks: [...sealed, ...tree.blocks],
-      top: (tree.levels[0] as CID[])[0] as CID,
+      top: tree.top,
       count,
       commit: () => {
-        // A merge that changed the layout since then has made this stored form someone else's past.
-        if (this.count !== count || this.levels !== previous) return
-        this.levels = tree.levels
+        // A merge or another version stored since then has made this stored form someone else's past.
+        if (this.count !== count || this.levelsGeneration !== generation) return
+        tree.store()
+        this.levelsGeneration++
         // A write that landed while the buckets were being sealed is not in these blocks.
         this.dirtyBuckets = new Set(this.touched)
       }
@@ -435,6 +451,9 @@ export class PrivateSection extends Section {
       return { changed: [], ahead: this.size > 0 }
     }
     const sameLayout = count === this.count && this.levels !== undefined
+    // A version stored while the tree is read updates the held levels in place: readTree compares a
+    // depth and copies the one below it in the same step, and equal CIDs have equal children, so
+    // what it keeps from them is right at whichever moment it looked.
     const levels = await readTree(top, count, get, sameLayout ? this.levels : undefined)
     const buckets = levels[levels.length - 1] as CID[]
     const known = sameLayout ? this.cids : undefined
@@ -489,6 +508,7 @@ export class PrivateSection extends Section {
       }
     }
     this.levels = levels
+    this.levelsGeneration++
     this.dirtyBuckets = dirty
     return { changed, ahead: dirty.size > 0 }
   }
@@ -519,6 +539,7 @@ export class PrivateSection extends Section {
     this.bytes = bytes
     this.highest = highest
     this.levels = levels
+    this.levelsGeneration++
     this.dirtyBuckets = new Set()
     // The keys are listed only when someone asks (a change listener): an open has none yet.
     let changed: string[] | undefined

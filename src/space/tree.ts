@@ -72,6 +72,46 @@ export async function encodeTree (buckets: CID[], changed: Iterable<number>, pre
   return { levels, blocks }
 }
 
+/** What a version changes in a stored tree: per depth (as in TreeLevels), the new CID at each changed place. */
+export type TreeChanges = Array<Map<number, CID>>
+
+/**
+ * Re-encodes the index nodes above the buckets in `changed` (bucket index → new CID) over the
+ * stored tree `previous`, which it leaves as it is; `applyTreeChanges` writes the result into it
+ * once the version is stored. Copying the levels instead cost ~44 KB per `set` at 4 096 buckets,
+ * which the garbage collector then paid for.
+ */
+export async function encodeTreeChanges (previous: TreeLevels, changed: Map<number, CID>): Promise<{ top: CID, changes: TreeChanges, blocks: Block[] }> {
+  const depth = previous.length - 1
+  const changes: TreeChanges = new Array(depth + 1)
+  changes[depth] = changed
+  const blocks: Block[] = []
+  let dirty = [...changed.keys()]
+  for (let d = depth - 1; d >= 0; d--) {
+    const below = previous[d + 1] as CID[]
+    const belowChanges = changes[d + 1] as Map<number, CID>
+    const per = below.length / (previous[d] as CID[]).length
+    const level = new Map<number, CID>()
+    const nodes = parentsOf(dirty, per)
+    for (const j of nodes) {
+      const links: CID[] = []
+      for (let k = j * per; k < (j + 1) * per; k++) links.push(belowChanges.get(k) ?? below[k] as CID)
+      const block = linksBlockNow(links) ?? await cborBlock(links)
+      level.set(j, block.cid)
+      blocks.push(block)
+    }
+    changes[d] = level
+    dirty = nodes
+  }
+  const top = (changes[0] as Map<number, CID>).get(0) ?? (previous[0] as CID[])[0] as CID
+  return { top, changes, blocks }
+}
+
+/** Writes `changes` (from encodeTreeChanges over `levels`) into `levels`. */
+export function applyTreeChanges (levels: TreeLevels, changes: TreeChanges): void {
+  changes.forEach((level, d) => { for (const [i, cid] of level) (levels[d] as CID[])[i] = cid })
+}
+
 /** The distinct parents (index / per) of `indexes`, in order of first appearance. */
 function parentsOf (indexes: number[], per: number): number[] {
   if (indexes.length === 1) return [Math.floor((indexes[0] as number) / per)]
