@@ -27,7 +27,7 @@ import * as dagCbor from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
 import { decode as decodeVarint, encode as encodeVarint, encodingLength } from 'uint8-varint'
 import { AbortedError, IntegrityError, NotFoundError, RateLimitError, StoreError, TooLargeError, UnavailableError } from '../errors.js'
-import { MAX_BLOCK_BYTES, encodeCar } from './blocks.js'
+import { MAX_BLOCK_BYTES, cidKey, encodeCar } from './blocks.js'
 import { readCar } from './car-read.js'
 import { DAG_PROTOCOL } from '../protocol.js'
 import type { Block } from './interface.js'
@@ -214,7 +214,7 @@ export class DagServer {
    * first peer to open that version is answered without a file read per block.
    */
   remember (blocks: Block[]): void {
-    for (const block of blocks) this.cacheBlock(keyOf(block.cid), block.bytes)
+    for (const block of blocks) this.cacheBlock(cidKey(block.cid), block.bytes)
   }
 
   private cacheBlock (key: string, bytes: Uint8Array): void {
@@ -236,7 +236,7 @@ export class DagServer {
 
   /** A block this node holds (the cache, else its blockstore, never the network), within MAX_BLOCK_BYTES. */
   async read (cid: CID, signal: AbortSignal): Promise<Uint8Array> {
-    const key = keyOf(cid)
+    const key = cidKey(cid)
     const cached = this.cache.get(key)
     if (cached !== undefined) return cached
     const parts: Uint8Array[] = []
@@ -286,10 +286,6 @@ export class DagServer {
   }
 }
 
-/** A map key for a CID: its bytes as a string (no base encoding). */
-function keyOf (cid: CID): string {
-  return String.fromCharCode(...cid.bytes)
-}
 
 /** Reads the length-prefixed request path, or undefined (stream aborted) when it is malformed or late. */
 async function readRequest (stream: Stream, signal: AbortSignal): Promise<string | undefined> {
@@ -387,11 +383,11 @@ async function sendDag (server: DagServer, stream: Stream, request: DagRequest, 
   async function streamBlocks (): Promise<void> {
     frame(request.cid, rootBytes)
     let sentBytes = rootBytes.byteLength
-    const seen = new Set<string>([keyOf(request.cid)])
+    const seen = new Set<string>([cidKey(request.cid)])
     const queue: CID[] = []
     const enqueue = (found: CID[]): void => {
       for (const link of found) {
-        const key = keyOf(link)
+        const key = cidKey(link)
         if (seen.has(key)) continue
         seen.add(key)
         queue.push(link)
@@ -532,7 +528,7 @@ export async function fetchDag (libp2p: Libp2pLike, peer: PeerId, cid: CID, path
       if (++count > options.maxBlocks) throw new TooLargeError(`the answer from ${peer.toString()} holds over ${options.maxBlocks} blocks`)
       hasRoot ||= block.cid.equals(cid)
       // A repeat is counted (above) but kept once.
-      const key = keyOf(block.cid)
+      const key = cidKey(block.cid)
       if (seen.has(key)) return
       seen.add(key)
       blocks.push(block)
