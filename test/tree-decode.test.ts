@@ -11,6 +11,7 @@ import { create as createDigest } from 'multiformats/hashes/digest'
 import { describe, expect, it } from 'vitest'
 import { decodeIndexNode } from '../src/space/tree.js'
 import { cidAt } from '../src/store/blocks.js'
+import { linksAt } from '../src/store/helia-dag.js'
 
 const digest = fc.uint8Array({ minLength: 32, maxLength: 32 })
 const cidOf = (code: number, d: Uint8Array): CID => CID.createV1(code, createDigest(0x12, d))
@@ -59,5 +60,17 @@ describe('decodeIndexNode', () => {
     const odd = CID.createV1(raw.code, await sha512.digest(new Uint8Array([1])))
     const links = [odd, ...[2, 3, 4].map(i => cidOf(raw.code, new Uint8Array(32).fill(i)))]
     expect(decodeIndexNode(dagCbor.encode(links), 4, true).map(c => c.toString())).toEqual(links.map(c => c.toString()))
+  })
+})
+
+describe('linksAt (the DAG protocol server\'s walk)', () => {
+  it('finds the same links in a list of links as in any other block, in order', () => {
+    fc.assert(fc.property(fc.array(digest, { maxLength: 8 }), fc.boolean(), (digests, wrapped) => {
+      const links = digests.map((d, i) => cidOf(i % 2 === 0 ? raw.code : dagCbor.code, d))
+      // a bare list takes the fast path; the same list inside a map takes the full decoder
+      const bytes = dagCbor.encode(wrapped ? { links } : links)
+      const holder = cidOf(dagCbor.code, new Uint8Array(32))
+      expect(linksAt(holder, bytes, []).map(c => c.toString())).toEqual(links.map(c => c.toString()))
+    }))
   })
 })

@@ -10,7 +10,7 @@ import * as dagCbor from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import { FormatError } from '../errors.js'
-import { cborBlock, cidAt, linksBlockNow } from '../store/blocks.js'
+import { canonicalLinkList, cborBlock, linksBlockNow } from '../store/blocks.js'
 import type { Block } from '../store/interface.js'
 
 /**
@@ -152,8 +152,8 @@ export async function readTree (top: CID, count: number, get: (cid: CID) => Prom
 
 /** Decodes one index node: exactly `length` links, raw buckets at the last level, index nodes above. */
 export function decodeIndexNode (bytes: Uint8Array, length: number, leaves: boolean): CID[] {
-  const links = canonicalLinks(bytes, length)
-  if (links !== undefined) return links.map(link => checkLink(link, leaves))
+  const links = canonicalLinkList(bytes)
+  if (links !== undefined && links.length === length) return links.map(link => checkLink(link, leaves))
   let value: unknown
   try {
     value = dagCbor.decode(bytes)
@@ -165,28 +165,6 @@ export function decodeIndexNode (bytes: Uint8Array, length: number, leaves: bool
   }
   return value.map(link => checkLink(link, leaves))
 }
-
-/**
- * The links of an index node written exactly as a writer of this format writes it (a dag-cbor array
- * of `length` tag-42 links to sha2-256 CIDv1s, one-byte codecs), read as views of `bytes`; else
- * undefined, and the node goes through the full dag-cbor decoder. The two read the same links from
- * such bytes; this one builds no intermediate objects for the ~1 400 nodes of a 100 000-key space.
- */
-function canonicalLinks (bytes: Uint8Array, length: number): CID[] | undefined {
-  if (length >= 24 || bytes.byteLength !== 1 + length * LINK_BYTES || bytes[0] !== 0x80 + length) return undefined
-  const links: CID[] = []
-  for (let at = 1; at < bytes.byteLength; at += LINK_BYTES) {
-    // tag 42, a byte string of 37 bytes, the identity multibase prefix, then the CID
-    if (bytes[at] !== 0xd8 || bytes[at + 1] !== 42 || bytes[at + 2] !== 0x58 || bytes[at + 3] !== 37 || bytes[at + 4] !== 0) return undefined
-    const cid = cidAt(bytes, at + 5)
-    if (cid === undefined) return undefined
-    links.push(cid)
-  }
-  return links
-}
-
-/** One link of an index node, as canonicalLinks reads it: d8 2a 58 25 00 ‖ 36-byte CID. */
-const LINK_BYTES = 5 + 36
 
 function checkLink (link: unknown, leaf: boolean): CID {
   const cid = CID.asCID(link)

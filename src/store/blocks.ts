@@ -86,6 +86,29 @@ export function cidAt (bytes: Uint8Array, at: number): CID | undefined {
 /** version ‖ one-byte codec ‖ sha2-256 ‖ 32 ‖ digest */
 const CID_V1_SHA256_BYTES = 36
 
+/**
+ * The links of a dag-cbor block that is exactly an array of fewer than 24 links to sha2-256 CIDv1s
+ * with one-byte codecs, written canonically (a space's index nodes), read as views of `bytes`; else
+ * undefined, and the caller decodes the block in full. Both read the same links from such bytes;
+ * this builds no intermediate objects for the ~1 400 index nodes of a 100 000-key space.
+ */
+export function canonicalLinkList (bytes: Uint8Array): CID[] | undefined {
+  const count = (bytes[0] as number) - 0x80
+  if (count < 0 || count >= 24 || bytes.byteLength !== 1 + count * LINK_BYTES) return undefined
+  const links: CID[] = []
+  for (let at = 1; at < bytes.byteLength; at += LINK_BYTES) {
+    // tag 42, a byte string of 37 bytes, the identity multibase prefix, then the CID
+    if (bytes[at] !== 0xd8 || bytes[at + 1] !== 42 || bytes[at + 2] !== 0x58 || bytes[at + 3] !== 37 || bytes[at + 4] !== 0) return undefined
+    const cid = cidAt(bytes, at + 5)
+    if (cid === undefined) return undefined
+    links.push(cid)
+  }
+  return links
+}
+
+/** One link as canonicalLinkList reads it: d8 2a 58 25 00 ‖ 36-byte CID. */
+const LINK_BYTES = 5 + CID_V1_SHA256_BYTES
+
 /** A raw block, named synchronously where the runtime hashes natively (else undefined: use `rawBlock`). */
 export function rawBlockNow (bytes: Uint8Array): Block | undefined {
   const cid = nativeCid(raw.code, bytes)

@@ -27,7 +27,7 @@ import * as dagCbor from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
 import { decode as decodeVarint, encode as encodeVarint, encodingLength } from 'uint8-varint'
 import { AbortedError, IntegrityError, NotFoundError, RateLimitError, StoreError, TooLargeError, UnavailableError } from '../errors.js'
-import { MAX_BLOCK_BYTES, cidKey, encodeCar } from './blocks.js'
+import { MAX_BLOCK_BYTES, canonicalLinkList, cidKey, encodeCar } from './blocks.js'
 import { readCar } from './car-read.js'
 import { DAG_PROTOCOL } from '../protocol.js'
 import type { Block } from './interface.js'
@@ -113,6 +113,10 @@ export function parseDagRequest (path: string): DagRequest {
  */
 export function linksAt (cid: CID, bytes: Uint8Array, segments: string[]): CID[] {
   if (cid.code !== dagCbor.code) return []
+  if (segments.length === 0) {
+    const list = canonicalLinkList(bytes)
+    if (list !== undefined) return list
+  }
   let value: unknown
   try {
     value = dagCbor.decode(bytes)
