@@ -64,6 +64,25 @@ const entryArb: fc.Arbitrary<Entry> = fc.record({
   json: fc.option(fc.jsonValue({ maxDepth: 2 }).map(v => JSON.stringify(v)), { nil: undefined })
 }).map(e => e.json === undefined ? { stamp: e.stamp, device: e.device } : e)
 
+/** Two devices' private sections holding the same stored 3 000-key version. */
+async function twoOnOneVersion (): Promise<{ a: PrivateSection, b: PrivateSection, blocks: Map<string, Uint8Array> }> {
+  const a = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
+  for (let i = 0; i < 3000; i++) a.write(`key-${i}`, { stamp: 1, device: 'd1', json: JSON.stringify({ i }) })
+  const blocks = new Map<string, Uint8Array>()
+  const base = await stored(a, blocks)
+  const b = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
+  await b.absorb(base.count, base.top, getter(blocks))
+  return { a, b, blocks }
+}
+
+/** Stores `section`'s next version and reads it into a third, new section. */
+async function readBack (section: PrivateSection, blocks: Map<string, Uint8Array>): Promise<PrivateSection> {
+  const next = await stored(section, blocks)
+  const c = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
+  await c.absorb(next.count, next.top, getter(blocks))
+  return c
+}
+
 describe('private section: stored form', () => {
   it('round-trips any entries, tombstones and awkward keys included, through buckets and the index tree', async () => {
     await fc.assert(fc.asyncProperty(fc.array(fc.tuple(keyArb, entryArb), { maxLength: 60 }), fc.integer({ min: 0, max: 3000 }), async (writes, pad) => {
@@ -126,33 +145,21 @@ describe('private section: stored form', () => {
   })
 
   it('a version sealed before a merge and stored after it changes nothing: the next version holds both sides', async () => {
-    const a = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
-    for (let i = 0; i < 3000; i++) a.write(`key-${i}`, { stamp: 1, device: 'd1', json: JSON.stringify({ i }) })
-    const blocks = new Map<string, Uint8Array>()
-    const base = await stored(a, blocks)
-    const b = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
-    await b.absorb(base.count, base.top, getter(blocks))
+    const { a, b, blocks } = await twoOnOneVersion()
     b.write('key-5', { stamp: 2, device: 'd2', json: '"from b"' })
     const fromB = await stored(b, blocks)
     a.write('key-9', { stamp: 3, device: 'd1', json: '"from a"' })
     const sealed = await a.encode() // a publish under way…
     await a.absorb(fromB.count, fromB.top, getter(blocks)) // …when b's version is merged
     sealed.commit() // the publish lands: its tree no longer describes what a holds
-    const next = await stored(a, blocks)
-    const c = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
-    await c.absorb(next.count, next.top, getter(blocks))
+    const c = await readBack(a, blocks)
     expect(c.get('key-5')).toBe('from b')
     expect(c.get('key-9')).toBe('from a')
     expect(c.size).toBe(3000)
   })
 
   it('a version stored while a merge reads the tree does not mix into the tree being read', async () => {
-    const a = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
-    for (let i = 0; i < 3000; i++) a.write(`key-${i}`, { stamp: 1, device: 'd1', json: JSON.stringify({ i }) })
-    const blocks = new Map<string, Uint8Array>()
-    const base = await stored(a, blocks)
-    const b = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
-    await b.absorb(base.count, base.top, getter(blocks))
+    const { a, b, blocks } = await twoOnOneVersion()
     for (let i = 0; i < 3000; i += 100) b.write(`key-${i}`, { stamp: 2, device: 'd2', json: '"from b"' })
     const fromB = await stored(b, blocks)
     for (let i = 50; i < 3000; i += 100) a.write(`key-${i}`, { stamp: 3, device: 'd1', json: '"from a"' })
@@ -162,9 +169,7 @@ describe('private section: stored form', () => {
     let landed = false
     // a's publish lands while the merge waits for the first index node it asked for
     await a.absorb(fromB.count, fromB.top, async cid => { if (!landed) { landed = true; sealed.commit() } return read(cid) })
-    const next = await stored(a, blocks)
-    const c = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
-    await c.absorb(next.count, next.top, getter(blocks))
+    const c = await readBack(a, blocks)
     for (let i = 0; i < 3000; i += 50) expect(c.get(`key-${i}`)).toBe(i % 100 === 0 ? 'from b' : 'from a')
     expect(c.getAll()).toEqual(a.getAll())
   })
