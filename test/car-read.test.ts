@@ -60,6 +60,15 @@ describe('readCar', () => {
     ), { numRuns: 150 })
   })
 
+  it('refuses a frame whose CID reads back as other bytes (version 0 before a codec: multiformats would take it as CIDv0)', async () => {
+    const block = await cborBlock(['  '])
+    const car = encodeCar([block])
+    const at = car.byteLength - block.bytes.byteLength - block.cid.bytes.byteLength
+    expect(car[at]).toBe(1)
+    car[at] = 0
+    await expect(read(chunked(car, []))).rejects.toThrow(/read back as another/)
+  })
+
   it('reads a CAR sent one byte at a time', async () => {
     const blocks = await Promise.all(Array.from({ length: 5 }, async (_, i) => rawBlock(new Uint8Array(200 + i * 50).fill(i))))
     const car = encodeCar(blocks)

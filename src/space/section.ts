@@ -398,6 +398,9 @@ export class PrivateSection extends Section {
     if (want !== this.count) this.relayout(want)
     const count = this.count
     const previous = this.levels
+    // Read with `previous`: a merge or relayout while the buckets are sealed (hashing may wait)
+    // makes both stale together.
+    const generation = this.levelsGeneration
     const indexes = previous === undefined ? [...Array(count).keys()] : [...this.dirtyBuckets]
     for (const i of indexes) this.read(i)
     const texts = indexes.map(i => bucketText((this.members[i] as string[]).map(key => [key, this.entries.get(key) as Slot])))
@@ -410,7 +413,6 @@ export class PrivateSection extends Section {
     for (const block of sealed) {
       if (block.bytes.length > MAX_BLOCK_BYTES) throw new TooLargeError(`a private bucket would be ${block.bytes.length} bytes, over the ${MAX_BLOCK_BYTES}-byte block limit`)
     }
-    const generation = this.levelsGeneration
     let tree: { top: CID, blocks: Block[], store: () => void }
     if (previous === undefined) {
       const buckets = new Array<CID>(count)
@@ -456,7 +458,9 @@ export class PrivateSection extends Section {
     // what it keeps from them is right at whichever moment it looked.
     const levels = await readTree(top, count, get, sameLayout ? this.levels : undefined)
     const buckets = levels[levels.length - 1] as CID[]
-    const known = sameLayout ? this.cids : undefined
+    // A copy: the held levels change in place when a version is stored, and `known` is read again
+    // after the buckets are fetched.
+    const known = sameLayout ? [...this.cids] : undefined
     const fetch: number[] = []
     buckets.forEach((cid, i) => { if (known?.[i]?.equals(cid) !== true) fetch.push(i) })
     const texts = await Promise.all(fetch.map(async i => {

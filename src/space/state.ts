@@ -144,7 +144,7 @@ interface NodeFs {
   mkdirSync(path: string, options: { recursive: true }): unknown
   readFileSync(path: string, encoding: 'utf8'): string
   openSync(path: string, flags: string): number
-  writeSync(fd: number, data: string): number
+  writeSync(fd: number, data: string | Uint8Array, offset?: number, length?: number): number
   closeSync(fd: number): void
   fsync(fd: number, callback: (err: Error | null) => void): void
   renameSync(from: string, to: string): void
@@ -256,7 +256,7 @@ export function fileState (dir?: string, options: FileStateOptions = {}): SpaceS
             const tmp = `${path}.${process.pid}.tmp`
             const fd = fs.openSync(tmp, 'w')
             try {
-              fs.writeSync(fd, JSON.stringify(next))
+              writeAll(fs, fd, new TextEncoder().encode(JSON.stringify(next)))
               await fsyncFd(fs, fd)
             } finally {
               fs.closeSync(fd)
@@ -297,7 +297,7 @@ async function lock (fs: NodeFs, path: string, nowMs: () => number): Promise<voi
   for (let wait = 2; ; wait = Math.min(wait * 2, 100)) {
     try {
       const fd = fs.openSync(path, 'wx')
-      try { fs.writeSync(fd, String(process.pid)) } finally { fs.closeSync(fd) }
+      try { writeAll(fs, fd, new TextEncoder().encode(String(process.pid))) } finally { fs.closeSync(fd) }
       return
     } catch (err) {
       if ((err as { code?: string }).code !== 'EEXIST') throw err
@@ -358,6 +358,20 @@ async function syncDirectory (fs: NodeFs, dir: string): Promise<void> {
     throw err
   }
   try { await fsyncFd(fs, fd) } finally { fs.closeSync(fd) }
+}
+
+/**
+ * Writes all of `bytes` at `fd`: one write may take only part of them (a disk nearly full takes what
+ * fits, and only the next write fails with ENOSPC), and a state file cut short must never be renamed
+ * into place.
+ */
+function writeAll (fs: NodeFs, fd: number, bytes: Uint8Array): void {
+  let written = 0
+  while (written < bytes.byteLength) {
+    const n = fs.writeSync(fd, bytes, written, bytes.byteLength - written)
+    if (n <= 0) throw new StoreError(`wrote ${written} of ${bytes.byteLength} bytes of a state file`)
+    written += n
+  }
 }
 
 function readOr (fs: NodeFs, path: string, fallback: string): string {

@@ -14,6 +14,7 @@
  * again (fetch's body does; a libp2p stream's buffers may be reused, so copy those first).
  */
 import * as dagCbor from '@ipld/dag-cbor'
+import { equals } from 'multiformats/bytes'
 import { CID } from 'multiformats/cid'
 import { IntegrityError, TooLargeError } from '../errors.js'
 import { cidAt, verifyBlock, verifyBlockNow } from './blocks.js'
@@ -72,7 +73,12 @@ export async function readCar (chunks: AsyncIterable<Uint8Array>, options: ReadC
     try {
       const view = cidAt(frame, 0)
       if (view !== undefined) [cid, bytes] = [view, frame.subarray(view.bytes.byteLength)]
-      else [cid, bytes] = CID.decodeFirst(frame) as [CID, Uint8Array]
+      else {
+        [cid, bytes] = CID.decodeFirst(frame) as [CID, Uint8Array]
+        // multiformats reads a leading 0x00 as CIDv0 and drops the codec that follows; a CID is
+        // taken only as the bytes it was written as.
+        if (!equals(cid.bytes, frame.subarray(0, cid.bytes.byteLength))) throw new Error(`a CID written as ${frame.byteLength - bytes.byteLength} bytes that read back as another`)
+      }
     } catch (err) {
       throw new Error(`CAR frame with a bad CID: ${(err as Error).message}`, { cause: err })
     }
