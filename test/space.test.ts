@@ -4,7 +4,7 @@ import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import * as dagCbor from '@ipld/dag-cbor'
 import vectors from './fixtures/vectors.json' with { type: 'json' }
-import { openSpace, memoryStore, readPublic } from '../src/index.js'
+import { openSpace, memoryState, memoryStore, readPublic } from '../src/index.js'
 import type { Json, MemoryStore, Space, Store } from '../src/index.js'
 import { utf8 } from '../src/crypto/bytes.js'
 import { associatedData, open as openEnvelope } from '../src/crypto/envelope.js'
@@ -82,6 +82,33 @@ describe('openSpace', () => {
   it('refuses a wallet that does not sign deterministically when asked to check', async () => {
     await expect(openSpace({ signer: nonDeterministicSigner(KEY_A), store: memoryStore(), checkDeterministic: true }))
       .rejects.toMatchObject({ name: 'NonDeterministicSignerError' })
+  })
+
+  it('asks for the record while the address lookup runs, and calls it off when the lookup names another space', async () => {
+    const base = memoryStore()
+    let recordSignal: AbortSignal | undefined
+    let lookupStarted = false
+    const store = {
+      ...base,
+      putBlocks: base.putBlocks.bind(base),
+      getBlock: base.getBlock.bind(base),
+      putRecord: base.putRecord.bind(base),
+      lookupAddress: async () => {
+        lookupStarted = true
+        // the record request is already out when the answer comes
+        await new Promise(resolve => setImmediate(resolve))
+        expect(recordSignal).toBeDefined()
+        return 'k51qzi5uqu5dlvj2baxnqndepeb86cbk3ng7n3i46uzyxzyqj2xjonzllnv0v8'
+      },
+      getRecord: async (_name: string, options?: { signal?: AbortSignal }) => {
+        recordSignal = options?.signal
+        await new Promise((resolve, reject) => { options?.signal?.addEventListener('abort', () => { reject(new Error('aborted')) }) })
+        return undefined
+      }
+    }
+    await expect(openSpace({ signer: account(KEY_A), store, state: memoryState() })).rejects.toMatchObject({ name: 'NonDeterministicSignerError' })
+    expect(lookupStarted).toBe(true)
+    expect(recordSignal?.aborted).toBe(true)
   })
 
   it('needs a store', async () => {

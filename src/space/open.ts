@@ -36,11 +36,20 @@ export async function openSpace (options: SpaceOptions | GrantedSpaceOptions): P
 
   // The address lookup and the record are asked for together (one round trip, not two); nothing
   // is read from the record, and nothing opened, until the lookup has cleared this signature.
-  const lookup = store.lookupAddress?.(address, { signal: options.signal, expected: name })
-  const recordRead = store.getRecord(name, { nocache: options.offlineFirst !== true, signal: options.signal })
+  // When the lookup fails or refuses the signature, the record request is called off.
+  const recordAbort = new AbortController()
+  const recordSignal = options.signal === undefined ? recordAbort.signal : AbortSignal.any([options.signal, recordAbort.signal])
+  const recordRead = (async () => await store.getRecord(name, { nocache: options.offlineFirst !== true, signal: recordSignal }))()
   recordRead.catch(() => {})
-  const bound = await lookup
+  let bound: string | undefined
+  try {
+    bound = await store.lookupAddress?.(address, { signal: options.signal, expected: name })
+  } catch (err) {
+    recordAbort.abort()
+    throw err
+  }
   if (bound !== undefined && bound !== name && options.rebind !== true) {
+    recordAbort.abort()
     throw new NonDeterministicSignerError(`the wallet ${address} already owns the space ${bound}, but this signature derives ${name}: either the wallet does not sign deterministically (some hardware, MPC and smart-contract wallets), so it cannot open its UserSpace, or the address was bound to ${bound} by a binding signed elsewhere (open with \`rebind: true\` to bind it to ${name} again)`)
   }
 
