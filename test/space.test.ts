@@ -102,7 +102,7 @@ describe('openSpace', () => {
       },
       getRecord: async (_name: string, options?: { signal?: AbortSignal }) => {
         recordSignal = options?.signal
-        await new Promise((resolve, reject) => { options?.signal?.addEventListener('abort', () => { reject(new Error('aborted')) }) })
+        await new Promise((_resolve, reject) => { options?.signal?.addEventListener('abort', () => { reject(new Error('aborted')) }) })
         return undefined
       }
     }
