@@ -115,8 +115,8 @@ async function main (): Promise<void> {
     const sealed: number[] = []
     // Sets, their floors and the JavaScript floors are timed in alternating blocks of SET_BLOCK
     // rather than one of each in turn: run one after another, each path slowed the next (a 10-key
-    // set + flush took ~80 µs in a loop of its own and ~210–240 µs with a noble seal or a WebCrypto
-    // signature run between two sets, on the same code). Each block re-runs the floors for the
+    // set + flush took ~90 µs in a loop of its own, 115–210 µs with a noble seal and ~240 µs with a
+    // WebCrypto signature run between two sets, in one-off runs of the same code). Each block re-runs the floors for the
     // sizes its sets sealed, so every set still has its own floor.
     for (let r = 0; r < SET_RUNS + SET_WARMUP; r += SET_BLOCK) {
       const blockSealed: number[] = []

@@ -4,7 +4,7 @@ import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import * as dagCbor from '@ipld/dag-cbor'
 import vectors from './fixtures/vectors.json' with { type: 'json' }
-import { openSpace, memoryState, memoryStore, readPublic } from '../src/index.js'
+import { openSpace, memoryState, memoryStore, readPublic, UnavailableError } from '../src/index.js'
 import type { Json, MemoryStore, Space, Store } from '../src/index.js'
 import { utf8 } from '../src/crypto/bytes.js'
 import { associatedData, open as openEnvelope } from '../src/crypto/envelope.js'
@@ -84,7 +84,8 @@ describe('openSpace', () => {
       .rejects.toMatchObject({ name: 'NonDeterministicSignerError' })
   })
 
-  it('asks for the record while the address lookup runs, and calls it off when the lookup names another space', async () => {
+  for (const answer of ['names another space', 'fails'] as const) {
+    it(`asks for the record while the address lookup runs, and calls it off when the lookup ${answer}`, async () => {
     const base = memoryStore()
     let recordSignal: AbortSignal | undefined
     let lookupStarted = false
@@ -98,6 +99,7 @@ describe('openSpace', () => {
         // the record request is already out when the answer comes
         await new Promise(resolve => setImmediate(resolve))
         expect(recordSignal).toBeDefined()
+        if (answer === 'fails') throw new UnavailableError('the hub is down')
         return 'k51qzi5uqu5dlvj2baxnqndepeb86cbk3ng7n3i46uzyxzyqj2xjonzllnv0v8'
       },
       getRecord: async (_name: string, options?: { signal?: AbortSignal }) => {
@@ -106,10 +108,11 @@ describe('openSpace', () => {
         return undefined
       }
     }
-    await expect(openSpace({ signer: account(KEY_A), store, state: memoryState() })).rejects.toMatchObject({ name: 'NonDeterministicSignerError' })
+    await expect(openSpace({ signer: account(KEY_A), store, state: memoryState() })).rejects.toMatchObject({ name: answer === 'fails' ? 'UnavailableError' : 'NonDeterministicSignerError' })
     expect(lookupStarted).toBe(true)
     expect(recordSignal?.aborted).toBe(true)
-  })
+    })
+  }
 
   it('needs a store', async () => {
     await expect(openSpace({ signer: account(KEY_A) })).rejects.toMatchObject({ name: 'InvalidInputError' })

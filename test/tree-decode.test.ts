@@ -56,6 +56,20 @@ describe('decodeIndexNode', () => {
     expect(() => decodeIndexNode(broken, 4, true)).toThrow(expect.objectContaining({ name: 'FormatError' }))
   })
 
+  it('leaves to the full decoder a node with a link after its array, or a link whose multibase prefix is not 0x00 (both refused: FormatError)', () => {
+    const links = [1, 2, 3, 4].map(i => cidOf(raw.code, new Uint8Array(32).fill(i)))
+    const bytes = dagCbor.encode(links)
+    // one more whole link after the array: the full decoder refuses bytes after the value
+    const trailing = new Uint8Array([...bytes, ...bytes.subarray(1, 42)])
+    expect(() => decodeIndexNode(trailing, 4, true)).toThrow(expect.objectContaining({ name: 'FormatError' }))
+    const prefixed = bytes.slice()
+    prefixed[1 + 4] = 1 // the first link's multibase prefix
+    expect(() => decodeIndexNode(prefixed, 4, true)).toThrow(expect.objectContaining({ name: 'FormatError' }))
+    const holder = cidOf(dagCbor.code, new Uint8Array(32))
+    expect(linksAt(holder, trailing, [])).toEqual([])
+    expect(linksAt(holder, prefixed, [])).toEqual([])
+  })
+
   it('reads links the fast path does not (sha2-512) through the full decoder, and checks them the same way', async () => {
     const odd = CID.createV1(raw.code, await sha512.digest(new Uint8Array([1])))
     const links = [odd, ...[2, 3, 4].map(i => cidOf(raw.code, new Uint8Array(32).fill(i)))]

@@ -184,7 +184,8 @@ class LookAhead {
  * can be (no fresh array per link), else decoded in full; throws as `CID.decode` does.
  */
 function exactCid (bytes: Uint8Array): CID {
-  return (bytes.byteLength === 36 ? cidAt(bytes, 0) : undefined) ?? CID.decode(bytes)
+  const view = cidAt(bytes, 0)
+  return view !== undefined && view.bytes.byteLength === bytes.byteLength ? view : CID.decode(bytes)
 }
 
 /** Codecs whose blocks can link to others (the ones the walk reads). */

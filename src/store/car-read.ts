@@ -7,8 +7,7 @@
  *
  * Bounded: a frame longer than a CID plus `maxBlockBytes` is refused as soon as its length prefix
  * is read, before any of it is held; at most one frame is held across chunks, and only a frame cut
- * by a chunk's end is copied. The caller caps the
- * chunks' total and the block count.
+ * by a chunk's end is copied. The caller caps the chunks' total and the block count.
  *
  * Blocks are views of the chunks, not copies: a source must hand over chunks it will not write to
  * again (fetch's body does; a libp2p stream's buffers may be reused, so copy those first).
@@ -112,7 +111,6 @@ export async function readCar (chunks: AsyncIterable<Uint8Array>, options: ReadC
       partialBytes = 0
       need = 0
       await take(joined.subarray((readVarint(joined, 0) as [number, number])[1]))
-
       pos = rest
     }
     // Whole frames inside this chunk, as views of it.

@@ -290,7 +290,6 @@ export class DagServer {
   }
 }
 
-
 /** Reads the length-prefixed request path, or undefined (stream aborted) when it is malformed or late. */
 async function readRequest (stream: Stream, signal: AbortSignal): Promise<string | undefined> {
   const onAbort = (): void => { stream.abort(new Error('no request in time')) }
