@@ -70,6 +70,13 @@ export class InvalidRecordError extends UserSpaceError {
 export class ConflictError extends UserSpaceError {
   static override readonly code: string = 'ConflictError'
   override name = 'ConflictError'
+  /** The record that won, when the store knows it (a marshalled IPNS record). */
+  readonly record?: Uint8Array
+
+  constructor (message: string, options?: ErrorOptions & { record?: Uint8Array }) {
+    super(message, options)
+    if (options?.record !== undefined) this.record = options.record
+  }
 }
 
 /** A record has the same sequence as one already seen but another value. */

@@ -93,7 +93,7 @@ export type { HubStoreOptions } from './store/hub.js'
 export { layeredStore } from './store/layered.js'
 export { idbStore, type IdbStore, type IdbStoreOptions } from './store/idb.js'
 export type { MemoryStore } from './store/memory.js'
-export type { Store, Block, AbortOptions, GetRecordOptions, RecordListener } from './store/interface.js'
+export type { Store, Block, AbortOptions, GetRecordOptions, PublishOptions, RecordListener } from './store/interface.js'
 /** The optional logger component (libp2p's shape: `logger.forComponent(name)` → `log`, `log.error`, `log.trace`). */
 export { lineLogger, noopLogger } from './logger.js'
 export type { ComponentLogger, Logger, LineLoggerOptions } from './logger.js'

@@ -52,6 +52,23 @@ export class Merger {
   }
 
   /**
+   * A record that won over a version this device published and its store accepted before refusing
+   * it (see Publisher): its version is merged even when its sequence is below the head's (this
+   * device has published on top of the refused version since), beside the head, never as it: the
+   * next version names both as parents and carries both's writes.
+   */
+  async absorbRival (recordBytes: Uint8Array, options?: AbortOptions): Promise<void> {
+    const { head } = this.ctx
+    const info = await validateRecord(this.ctx.name, recordBytes, { allowExpired: true, nowMs: this.ctx.now })
+    if (info.cid === undefined) return
+    const sequence = Number(info.sequence)
+    if (sequence >= head.seq) return await this.absorb(recordBytes, options)
+    const cid = info.cid
+    if (head.heads.some(h => h.equals(cid))) return
+    await this.absorbRoot(cid, sequence, options, true)
+  }
+
+  /**
    * Merges a version, and on a cold open (nothing merged yet) first asks the store for its blocks in
    * one request where it can (`getDag`), rather than one request per block.
    */
@@ -84,7 +101,7 @@ export class Merger {
   }
 
   /** Merges the version at `cid` (whose record said `sequence`) into the local map. */
-  private async absorbRoot (cid: CID, sequence: number, options?: AbortOptions): Promise<void> {
+  private async absorbRoot (cid: CID, sequence: number, options?: AbortOptions, beside = false): Promise<void> {
     const { head, privateSection, publicSection, events } = this.ctx
     if (sequence === head.seq && head.rootCid !== null) {
       this.ctx.log.error('two versions of %s claim #%d: %s and %s', this.ctx.name, sequence, head.rootCid.toString(), cid.toString())
@@ -114,10 +131,15 @@ export class Merger {
     // History: when this device holds entries the remote version lacks and that version does not
     // build on ours, both are heads and the next version names both as parents.
     const ahead = privateSection.dirty || publicSection.dirty
-    const builtOnOurs = head.rootCid === null || root.parents.some(p => p.equals(head.rootCid as CID))
-    head.heads = ahead && !builtOnOurs ? [cid, ...head.heads.filter(h => !h.equals(cid))] : [cid]
-    head.seq = Math.max(head.seq, sequence)
-    head.rootCid = cid
+    if (beside) {
+      // The head stays: the merged version becomes one more parent of the next.
+      head.heads = [...head.heads.filter(h => !h.equals(cid)), cid]
+    } else {
+      const builtOnOurs = head.rootCid === null || root.parents.some(p => p.equals(head.rootCid as CID))
+      head.heads = ahead && !builtOnOurs ? [cid, ...head.heads.filter(h => !h.equals(cid))] : [cid]
+      head.seq = Math.max(head.seq, sequence)
+      head.rootCid = cid
+    }
     // The newest binding a version carries is the one to carry on (a re-binding from another device).
     if (head.owner === undefined || (root.owner.issuedAt ?? -1) > (head.owner.issuedAt ?? -1)) head.owner = root.owner
     // No count of private keys here: on an open, listing them is the walk of every bucket skipped below.
@@ -128,7 +150,7 @@ export class Merger {
     // Keys are listed only for a listener: an open has none yet, and would pay a walk of every bucket.
     if (events.listening('change') && priv.changed.length > 0) events.emit('change', { section: 'private', keys: priv.changed, sequence })
     if (pubChanged.length > 0) events.emit('change', { section: 'public', keys: pubChanged, sequence })
-    await this.ctx.state.put(this.ctx.name, { sequence: head.seq, root: cid.toString() })
+    if (!beside) await this.ctx.state.put(this.ctx.name, { sequence: head.seq, root: cid.toString() })
     this.writer.pruneSuperseded()
   }
 

@@ -17,6 +17,8 @@ import type { Merger } from './merger.js'
 import type { OwnerBinding } from './root.js'
 import type { Writer } from './writer.js'
 import type { AbortOptions, Block } from '../store/interface.js'
+import type { PendingEntry } from './state.js'
+import type { CID } from 'multiformats/cid'
 
 /** How many times a publish that lost a race merges and tries again before it waits for the retry timer. */
 const MAX_RACE_ATTEMPTS = 8
@@ -27,16 +29,44 @@ const MAX_RETRY_DELAY_MS = 60_000
 
 export class Publisher {
   private tail: Promise<void> = Promise.resolve()
+  /**
+   * The versions a store accepted and has not settled yet (see PublishOptions.onAccepted), settled
+   * one after another in the order they were published. Never rejects.
+   */
+  private settling: Promise<void> = Promise.resolve()
   private queued: Promise<void> | undefined
   private retryTimer: ReturnType<typeof setTimeout> | undefined
   private retryDelay = 0
 
   constructor (private readonly ctx: SpaceContext, private readonly merger: Merger, private readonly writer: Writer) {}
 
-  /** Publishes what is pending; joins the publish already queued, if any. */
+  /**
+   * Publishes what is pending and resolves once the store has settled every version published so
+   * far (a helia store's network check included). A version the store refused after accepting it
+   * leaves its writes pending: they are merged with the record that won and published again, and
+   * flush waits for that too.
+   */
   async flush (options?: AbortOptions): Promise<void> {
     assertOpen(this.ctx)
     await this.writer.durable()
+    for (let round = 1; ; round++) {
+      await this.publishPending(options)
+      await this.settled()
+      if (!needsPublish(this.ctx) && this.queued === undefined) return
+      if (round >= MAX_RACE_ATTEMPTS) throw new ConflictError(`${this.ctx.name}: the store refused ${round} versions in a row after accepting them; the writes stay pending`)
+    }
+  }
+
+  /** Resolves once every version accepted so far has settled (including those accepted meanwhile). */
+  private async settled (): Promise<void> {
+    for (let tail = this.settling; ; tail = this.settling) {
+      await tail
+      if (tail === this.settling) return
+    }
+  }
+
+  /** Publishes what is pending; joins the publish already queued, if any. */
+  private async publishPending (options?: AbortOptions): Promise<void> {
     if (!needsPublish(this.ctx) && this.queued === undefined) return this.tail
     if (this.queued !== undefined) return this.queued
     const run = this.tail.then(async () => {
@@ -131,9 +161,18 @@ export class Publisher {
     const lifetimeMs = options.recordLifetimeMs ?? DEFAULT_RECORD_LIFETIME_MS
     // On failure nothing is recorded as stored: the writes stay in the map, dirty, for the next publish.
     const record = await createRecord(this.ctx.derived.ipnsKey, rootBlock.cid, sequence, { lifetimeMs, nowMs: this.ctx.now })
+    // Settles with the store's answer; `undefined` when the store accepted the version and checks
+    // the network after (a helia node): the next version may then go out before that check ends.
+    let outcome: Promise<void> | undefined
     if (store.publish !== undefined) {
       // One step (one request to a hub): a stale sequence leaves nothing behind.
-      await store.publish(this.ctx.name, record, version.blocks, { signal })
+      let accepted!: () => void
+      const early = new Promise<void>(resolve => { accepted = resolve })
+      let answered = false
+      const answer = store.publish(this.ctx.name, record, version.blocks, { signal, onAccepted: accepted })
+      const ended = answer.then(() => { answered = true })
+      await Promise.race([ended, early])
+      if (!answered) outcome = answer
     } else {
       await store.putBlocks(version.blocks, { signal })
       await store.putRecord(this.ctx.name, record, { signal })
@@ -145,15 +184,56 @@ export class Publisher {
     head.rootCid = rootBlock.cid
     head.heads = [rootBlock.cid]
     head.mustRenew = false
+    if (outcome === undefined) {
+      await this.settle(included, sequence, rootBlock.cid)
+      return
+    }
+    // Accepted, not settled: the writes stay pending (in the state too) until the store's answer.
+    const answer = outcome
+    const run = this.settling.then(async () => {
+      try {
+        await answer
+      } catch (err) {
+        await this.refusedLate(err as Error, included, sequence)
+        return
+      }
+      await this.settle(included, sequence, rootBlock.cid)
+    })
+    this.settling = run.catch((err: Error) => { this.ctx.events.emit('error', err) })
+  }
+
+  /** A version the store holds: its writes leave the pending set and the state records it. */
+  private async settle (included: PendingEntry[], sequence: number, root: CID): Promise<void> {
     // The store holds these writes now, whatever happens to the state write below. Removing them
     // from the state and recording the version are started together, so that a state store with
     // group commit (fileState) makes them one write, and done before the publish ends, so that a
     // `set` right after `flush()` finds no state write of this publish ahead of its own.
     const settled = this.writer.published(included)
-    await this.ctx.state.put(this.ctx.name, { sequence, root: rootBlock.cid.toString() })
+    await this.ctx.state.put(this.ctx.name, { sequence, root: root.toString() })
     await settled
-    this.ctx.log.trace('published %s #%d (%s), %d write(s)', this.ctx.name, sequence, rootBlock.cid.toString(), included.length)
-    options.onProgress?.({ type: 'space:publish:end', detail: { sequence, root: rootBlock.cid } })
+    this.ctx.log.trace('published %s #%d (%s), %d write(s)', this.ctx.name, sequence, root.toString(), included.length)
+    this.ctx.options.onProgress?.({ type: 'space:publish:end', detail: { sequence, root } })
+  }
+
+  /**
+   * A version the store accepted, then refused (another record won at the DHT, or reached the node
+   * first): its writes are still pending and go out again, merged with the record that won. That
+   * record may be lower than versions this device published since (built on the refused one): it
+   * is merged beside them, never adopted as the head.
+   */
+  private async refusedLate (err: Error, included: PendingEntry[], sequence: number): Promise<void> {
+    const { store, name } = this.ctx
+    this.ctx.log.trace('the store refused %s #%d after accepting it: %s', name, sequence, err.message)
+    this.writer.republish(included)
+    if (err instanceof ConflictError) {
+      this.ctx.options.onProgress?.({ type: 'space:publish:race', detail: { sequence, attempt: 1 } })
+      const winner = err.record ?? await store.getRecord(name, { nocache: true }).catch(() => undefined)
+      if (winner !== undefined) await this.enqueue(async () => this.merger.absorbRival(winner)).catch((e: Error) => { this.ctx.events.emit('error', e) })
+    } else {
+      this.ctx.options.onProgress?.({ type: 'space:publish:error', detail: { error: err, retryInMs: null } })
+    }
+    // Published again from the queue; a flush under way waits for it (see flush).
+    if (!this.ctx.head.closed) this.publishPending().catch(() => {})
   }
 
   /**

@@ -209,6 +209,20 @@ export class Writer {
   }
 
   /**
+   * Writes of a version the store accepted and then refused: those still pending, and still the
+   * newest entry of their key, mark their part of the map out of date again, so that the next
+   * version carries them.
+   */
+  republish (entries: PendingEntry[]): void {
+    for (const e of entries) {
+      if (this.unpublished.get(slotOf(e.section, e.key)) !== e) continue
+      const section = sectionNamed(this.ctx, e.section)
+      const current = section.entry(e.key)
+      if (current !== undefined && sameEntry(current, e)) section.write(e.key, pendingEntry(e))
+    }
+  }
+
+  /**
    * After merging another version: pending entries that lost to a newer write elsewhere, or that the
    * merged version already holds (a publish whose answer was lost, another process sharing the
    * state), are settled.

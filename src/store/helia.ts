@@ -47,7 +47,7 @@ import { MAX_RECORD_BYTES, nameToMultihash, readRecord, validateRecord } from '.
 import { equals } from 'multiformats/bytes'
 import { systemClock } from '../clock.js'
 import type { Clock } from '../clock.js'
-import type { AbortOptions, Block, GetDagOptions, GetRecordOptions, RecordListener, Store } from './interface.js'
+import type { AbortOptions, Block, GetDagOptions, GetRecordOptions, PublishOptions, RecordListener, Store } from './interface.js'
 import type { IPNS, IPNSRouting } from '@helia/ipns'
 import type { Helia } from '@helia/interface'
 import type { MultihashDigest } from 'multiformats/hashes/interface'
@@ -82,6 +82,9 @@ export const DEFAULT_MAX_RETAINED_VERSIONS = 1_000
 
 /** Publishes of one name between two retention passes. */
 export const DEFAULT_RETENTION_INTERVAL_VERSIONS = 64
+
+/** How many blocks of a version are written to the blockstore at once. */
+const STORE_CONCURRENCY = 8
 
 /** How many blocks are announced to the routers at once. */
 const PROVIDE_CONCURRENCY = 8
@@ -313,6 +316,10 @@ class HeliaStore implements Store {
   private messageListener: EventListener | undefined
   /** Per routing key: the tail of the local record updates, so a check and its write are one step. */
   private readonly recordLocks = new Map<string, Promise<unknown>>()
+  /** Per routing key: the versions accepted by publish whose network step has not ended, oldest first. */
+  private readonly accepted = new Map<string, ValidRecord[]>()
+  /** Per routing key: the tail of the versions' network steps, in the order they were accepted. */
+  private readonly checking = new Map<string, Promise<void>>()
   /** Verified blocks that rode with versions heard on pubsub, by CID string, oldest first; read before bitswap. */
   private readonly pushed = new Map<string, Uint8Array>()
   private pushedBytes = 0
@@ -354,30 +361,171 @@ class HeliaStore implements Store {
   }
 
   /**
-   * Stores a version's blocks and the record that points into them as one step: a record refused
-   * by the local check (ConflictError, EquivocationError) stores no block, and one refused because
-   * the DHT holds a newer record (ConflictError, within `recordPutWaitMs`) removes the blocks it
-   * added. Resolves once the version is stored, announced on pubsub and checked against the DHT;
-   * the DHT put follows in the background (bounded by `routingTimeoutMs`; back-to-back versions of a
-   * name share one, see announce). Only the version's root is announced to the DHT: a reader that finds this node through
-   * it fetches the rest from here (a session, or bitswap over the connection the root opened), and
-   * a version adds one provider record instead of one per block.
+   * Stores a version's blocks and the record that points into them, in two steps. The local step:
+   * the record is checked against the newest one this node holds or has accepted (ConflictError,
+   * EquivocationError: nothing stored), the version goes out on pubsub, its blocks are stored.
+   * Then `options.onAccepted` is called, and the network step follows: the DHT is asked for a newer
+   * record (see betterOnNetwork), and the record is kept and put to the DHT in the background
+   * (bounded by `routingTimeoutMs`; back-to-back versions of a name share one put, see announce).
+   * The network steps of a name run in the order their versions were accepted, so a caller that
+   * passes `onAccepted` may publish its next version while the previous one's check is under way:
+   * each version reaches listening devices at once instead of after the previous check.
+   *
+   * The promise settles with the network step. A refusal there (ConflictError carrying the record
+   * that won) leaves the blocks in place when the caller was told of acceptance (its next version
+   * may build on them, and listeners have heard it); without `onAccepted` one that comes within
+   * `recordPutWaitMs` removes the blocks it added, and past that wait the version counts as published.
+   * Only the version's root is announced to the DHT: a reader that finds this node through it
+   * fetches the rest from here (a session, or bitswap over the connection the root opened), and a
+   * version adds one provider record instead of one per block.
    */
-  async publish (name: string, record: Uint8Array, blocks: Block[], options: AbortOptions = {}): Promise<void> {
+  async publish (name: string, record: Uint8Array, blocks: Block[], options: PublishOptions = {}): Promise<void> {
     throwIfAborted(options.signal)
     await checkBlocks(blocks)
-    await this.commitRecord(name, record, blocks, options)
+    const info = await validateRecord(name, record, { nowMs: this.options.nowMs })
+    const routingKey = routingKeyOf(name)
+    // Fails at once on a node that is not started.
+    this.getRouters()
+    const key = keyString(routingKey)
+    const offered: ValidRecord = { bytes: record, ttlMs: info.ttlMs }
+
+    const added = await this.exclusive(routingKey, async () => {
+      // A conditional write, against what this node holds (kept fresh by pubsub) or has accepted.
+      const judged = judge(routingKey, this.newestOf(routingKey, await this.readLocal(name, routingKey)), record, 'publish')
+      if (judged === 'lower') throw new ConflictError(`record sequence ${info.sequence} for ${name} is lower than the one this node holds`)
+      if (judged === 'equivocation') throw new EquivocationError(`record sequence ${info.sequence} for ${name} already points elsewhere on this node`)
+      if (judged !== 'new') return undefined
+      // Counted as accepted before it goes out: peers that hear it may answer the DHT check of the
+      // version before it with this one.
+      const accepted = this.accepted.get(key)
+      if (accepted === undefined) this.accepted.set(key, [offered])
+      else accepted.push(offered)
+      this.watch(name, routingKey)
+      // Devices listening on connected nodes hear of the version at once: first with its blocks,
+      // when they are small, for UserSpace devices (they need nothing from this node's disk, so it
+      // goes out before the blocks are written), then its record alone on the IPNS-over-PubSub
+      // topic, for everyone, once the blocks can be fetched from here.
+      const pubsub = this.pubsub()
+      if (pubsub !== undefined) {
+        const message = versionMessage(record, blocks)
+        if (message !== undefined) pubsub.publish(versionTopic(routingKey), message).catch(() => {})
+      }
+      let added: CID[]
+      try {
+        added = await this.storeBlocks(blocks)
+      } catch (err) {
+        this.unaccept(key, offered)
+        throw err
+      }
+      pubsub?.publish(recordTopic(routingKey), record).catch(() => {})
+      return added
+    })
+    // The same version with an earlier validity than the one held: nothing to do.
+    if (added === undefined) return
+
+    const check = (this.checking.get(key) ?? Promise.resolve()).then(async () => this.checkAndKeep(name, routingKey, offered, info.cid))
+    const tail = check.then(() => {}, () => {})
+    this.checking.set(key, tail)
+    void tail.then(() => { if (this.checking.get(key) === tail) this.checking.delete(key) })
+
+    if (options.onAccepted !== undefined) {
+      options.onAccepted()
+      return await check
+    }
+    // Waited for only briefly, so that a DHT without reachable peers never holds a publish for long.
+    let timer: ReturnType<typeof setTimeout> | undefined
+    const waited = await Promise.race([
+      check.then(() => false, async (err: unknown) => {
+        // A refusal the caller hears leaves no block behind.
+        await this.dropBlocks(added)
+        throw err
+      }),
+      new Promise<boolean>(resolve => { timer = setTimeout(() => { resolve(true) }, this.options.recordPutWaitMs) })
+    ])
+    clearTimeout(timer)
+    // Past the wait the version counts as published (its record went out on pubsub) and a refusal
+    // that comes later reaches listeners (the record that won is told to them) and the next publish.
+    if (waited) check.catch(() => {})
+  }
+
+  /** The newer of the record this node holds for `key` and the version it accepted last. */
+  private newestOf (routingKey: Uint8Array, held: ValidRecord | undefined): ValidRecord | undefined {
+    const accepted = this.accepted.get(keyString(routingKey))?.at(-1)
+    if (accepted === undefined) return held
+    if (held === undefined) return accepted
+    return ipnsSelector(routingKey, [accepted.bytes, held.bytes]) === 0 ? accepted : held
+  }
+
+  /**
+   * A version's network step: before this node keeps or announces the record, the DHT is asked for a
+   * record it must not replace (this node may have missed one). It is asked while the local store
+   * still holds the older record: kad-dht answers with the best of its local and network copies and
+   * sends that best to peers that lack it, so asking with ours stored would spread ours over a
+   * better one. A better record found there, or heard meanwhile, stands here too (listeners hear of
+   * it, the space merges it) and the version is refused with it.
+   */
+  private async checkAndKeep (name: string, routingKey: Uint8Array, offered: ValidRecord, root: CID | undefined): Promise<void> {
+    const key = keyString(routingKey)
+    try {
+      // A later version of this node's, accepted meanwhile, may already be out there (peers heard it
+      // on pubsub): it is no rival, its own step keeps it.
+      const found = await this.bounded(async (signal) => this.betterOnNetwork(name, routingKey, offered.bytes, signal))
+      const better = this.isAccepted(key, found) ? undefined : found
+      await this.exclusive(routingKey, async () => {
+        const held = await this.readLocal(name, routingKey)
+        if (better !== undefined) {
+          if (judge(routingKey, held, better.bytes, 'heard') === 'new') await this.keep(name, routingKey, better)
+          this.tell(routingKey, better.bytes)
+          throw new ConflictError(`a newer record for ${name} than sequence ${readRecord(offered.bytes).sequence} is on the network`, { record: better.bytes })
+        }
+        // A record heard from another device while the DHT was asked may have beaten this one; a
+        // later version of this node's may be there already (kad-dht stores the best record a
+        // query found), and then this one is done.
+        const judged = judge(routingKey, held, offered.bytes, 'publish')
+        if (judged === 'older' || (judged !== 'new' && this.isAccepted(key, held))) return
+        if (judged !== 'new' && held !== undefined) {
+          throw new ConflictError(`a newer record for ${name} than sequence ${readRecord(offered.bytes).sequence} reached this node first`, { record: held.bytes })
+        }
+        await this.keep(name, routingKey, offered)
+        this.scheduleRetention(name, routingKey)
+        // The DHT put copies the record to the closest peers, and the version's root is announced
+        // as provided, in the background (see announce).
+        void this.announce(name, routingKey, offered.bytes, root)
+      })
+    } finally {
+      this.unaccept(key, offered)
+    }
+  }
+
+  /** Whether `record` is one of the versions accepted here whose network step has not ended. */
+  private isAccepted (key: string, record: ValidRecord | undefined): boolean {
+    return record !== undefined && this.accepted.get(key)?.some(r => equals(r.bytes, record.bytes)) === true
+  }
+
+  private unaccept (key: string, offered: ValidRecord): void {
+    const accepted = this.accepted.get(key)?.filter(r => r !== offered) ?? []
+    if (accepted.length === 0) this.accepted.delete(key)
+    else this.accepted.set(key, accepted)
   }
 
   /** Stores the blocks this node lacks and returns their CIDs. */
   private async storeBlocks (blocks: Block[]): Promise<CID[]> {
     const added: CID[] = []
+    let failure: unknown
     try {
-      for (const block of blocks) {
-        if (await this.helia.blockstore.has(block.cid)) continue
-        await this.helia.blockstore.put(block.cid, block.bytes)
-        added.push(block.cid)
-      }
+      // A few at a time (a version's blocks are independent files on a disk blockstore); after a
+      // failure the writes under way end before any block added is removed.
+      await eachLimited(blocks, STORE_CONCURRENCY, async (block) => {
+        if (failure !== undefined) return
+        try {
+          if (await this.helia.blockstore.has(block.cid)) return
+          await this.helia.blockstore.put(block.cid, block.bytes)
+          added.push(block.cid)
+        } catch (err) {
+          failure ??= err
+        }
+      })
+      if (failure !== undefined) throw failure
       // Verified blocks just stored are what a peer asks for next: a DAG_PROTOCOL answer reads them from memory.
       dagServerOf(this.helia)?.remember(blocks)
     } catch (err) {
@@ -573,11 +721,11 @@ class HeliaStore implements Store {
 
   async putRecord (name: string, record: Uint8Array, options: AbortOptions = {}): Promise<void> {
     throwIfAborted(options.signal)
-    await this.commitRecord(name, record, undefined, options)
+    await this.commitRecord(name, record, options)
   }
 
-  /** putRecord, and publish when `blocks` are given (stored once the local check has passed). */
-  private async commitRecord (name: string, record: Uint8Array, blocks: Block[] | undefined, options: AbortOptions): Promise<void> {
+  /** Stores a record after the local and network checks (see publish), and puts it to the DHT. */
+  private async commitRecord (name: string, record: Uint8Array, options: AbortOptions): Promise<void> {
     throwIfAborted(options.signal)
     const info = await validateRecord(name, record, { nowMs: this.options.nowMs })
     const routingKey = routingKeyOf(name)
@@ -589,49 +737,25 @@ class HeliaStore implements Store {
     let checked!: (verdict: Verdict | Error) => void
     const verdict = new Promise<Verdict | Error>((resolve) => { checked = resolve })
     let superseded = false
-    let waited = false
     let put: Promise<void> = Promise.resolve()
     const work = this.exclusive(routingKey, async () => {
-      // A conditional write, checked against what this node holds (kept fresh by pubsub): a lower
-      // sequence, or the same one with another value, is a lost race; the same version with an
-      // earlier validity is dropped (the better one is kept). An equal record is stored and
-      // announced again (hubs re-announce this way).
-      const judged = judge(routingKey, await this.readLocal(name, routingKey), record, 'publish')
-      if (judged !== 'new') { checked(judged); return }
-      this.watch(name, routingKey)
-      // Devices listening on connected nodes hear of the record at once: first with the version's
-      // blocks, when they are small, for UserSpace devices (they need nothing from this node's disk,
-      // so it goes out before the blocks are written), then alone on the IPNS-over-PubSub topic,
-      // for everyone, once the blocks can be fetched from here.
-      const pubsub = this.pubsub()
-      if (pubsub !== undefined && blocks !== undefined) {
-        const message = versionMessage(record, blocks)
-        if (message !== undefined) pubsub.publish(versionTopic(routingKey), message).catch(() => {})
-      }
-      const added = blocks === undefined ? [] : await this.storeBlocks(blocks)
+      // A conditional write (see publish). An equal record is stored and announced again (hubs
+      // re-announce this way).
+      const judged = judge(routingKey, this.newestOf(routingKey, await this.readLocal(name, routingKey)), record, 'publish')
       checked(judged)
-      pubsub?.publish(recordTopic(routingKey), record).catch(() => {})
-      // Before this node keeps or announces it, the DHT is asked for a record it must not replace
-      // (this node may have missed one). It is asked while the local store still holds the older
-      // record: kad-dht answers with the best of its local and network copies and sends that best
-      // to peers that lack it, so asking with ours stored would spread ours over a better one.
+      if (judged !== 'new') return
+      this.watch(name, routingKey)
+      this.pubsub()?.publish(recordTopic(routingKey), record).catch(() => {})
+      // Asked while the local store still holds the older record (see checkAndKeep).
       const better = await this.bounded(async (signal) => this.betterOnNetwork(name, routingKey, record, signal))
       if (better !== undefined) {
-        // Ours lost the race there: the network's record stands here too, so that the space's
-        // next resolve merges it, and listeners hear of it.
         superseded = true
         await this.keep(name, routingKey, better)
         this.tell(routingKey, better.bytes)
-        // A refusal the caller hears leaves no block behind; past the wait the version counts as
-        // published (its record went out on pubsub) and its blocks stay for whoever heard it.
-        if (!waited) await this.dropBlocks(added)
         return
       }
       await this.keep(name, routingKey, offered)
-      if (blocks !== undefined) this.scheduleRetention(name, routingKey)
-      // The DHT put copies the record to the closest peers, and a version's root is announced as
-      // provided, in the background (see announce).
-      put = this.announce(name, routingKey, record, blocks !== undefined ? info.cid : undefined)
+      put = this.announce(name, routingKey, record, undefined)
     })
     // A failure of the local check or store reaches the caller whether or not the wait is over.
     work.catch((err: unknown) => { checked(err instanceof Error ? err : new StoreError(String(err))) })
@@ -640,18 +764,14 @@ class HeliaStore implements Store {
     if (judged === 'lower') throw new ConflictError(`record sequence ${info.sequence} for ${name} is lower than the one this node holds`)
     if (judged === 'equivocation') throw new EquivocationError(`record sequence ${info.sequence} for ${name} already points elsewhere on this node`)
     if (judged !== 'new') return
-    // Waited for only briefly, so that a DHT without reachable peers never holds a publish for long.
-    // Past the wait the step goes on: a newer record it finds then reaches listeners and the next
-    // publish. A record put on its own also waits for the DHT put, so that a reader elsewhere finds
-    // it at once on a healthy network; a version (`publish`) does not: its listeners heard it on
-    // pubsub, this node serves it, and the next version of the space need not queue behind the put.
+    // Waits for the DHT put too, so that a reader elsewhere finds the record at once on a healthy
+    // network, but only briefly, so that a DHT without reachable peers never holds it for long.
     let timer: ReturnType<typeof setTimeout> | undefined
     await Promise.race([
-      blocks === undefined ? work.then(async () => put) : work,
+      work.then(async () => put),
       new Promise<void>(resolve => { timer = setTimeout(resolve, this.options.recordPutWaitMs) })
     ])
     clearTimeout(timer)
-    waited = !superseded
     if (superseded) throw new ConflictError(`a newer record for ${name} than sequence ${info.sequence} is on the network`)
   }
 
@@ -776,12 +896,13 @@ class HeliaStore implements Store {
 
   /**
    * A record heard from elsewhere (pubsub, the DHT), already validated for `name`. One that beats
-   * the local record replaces it; one with the same sequence and another value (two devices raced)
+   * the local record (and the version accepted here, if any) replaces it; one with the same sequence and another value (two devices raced)
    * is not kept, but both reach the name's listeners, whose spaces merge them. Any other is dropped.
    */
   private async hear (name: string, routingKey: Uint8Array, record: ValidRecord): Promise<void> {
     const judged = await this.exclusive(routingKey, async () => {
-      const judged = judge(routingKey, await this.readLocal(name, routingKey), record.bytes, 'heard')
+      // Judged against a version accepted here too: its own network step keeps it, or not.
+      const judged = judge(routingKey, this.newestOf(routingKey, await this.readLocal(name, routingKey)), record.bytes, 'heard')
       if (judged === 'new') await this.keep(name, routingKey, record)
       return judged
     })

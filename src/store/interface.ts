@@ -24,6 +24,18 @@ export interface GetRecordOptions extends AbortOptions {
   nocache?: boolean
 }
 
+export interface PublishOptions extends AbortOptions {
+  /**
+   * Called once the store holds the version and it has gone out to listeners, where the store
+   * checks the network after that (a helia node asks the DHT for a newer record). The publish
+   * promise still settles with the check's outcome: a ConflictError then means the version went
+   * out but the store kept another record (named by the error's `record`). Callers that pass it may
+   * publish the next version before the promise settles; stores that answer in one step never
+   * call it.
+   */
+  onAccepted?: () => void
+}
+
 export interface GetDagOptions extends AbortOptions {
   /**
    * A path below `cid` (`private`, `a/b`): the blocks on the way there and the DAG below it, as a
@@ -70,7 +82,7 @@ export interface Store {
    * block behind. A hub does it in one request. Optional: for stores without it, spaces call
    * `putBlocks` then `putRecord`.
    */
-  publish?(name: string, record: Uint8Array, blocks: Block[], options?: AbortOptions): Promise<void>
+  publish?(name: string, record: Uint8Array, blocks: Block[], options?: PublishOptions): Promise<void>
 
   /** The newest marshalled record known for `name`, or undefined when there is none. */
   getRecord(name: string, options?: GetRecordOptions): Promise<Uint8Array | undefined>

@@ -84,10 +84,12 @@ export function layeredStore (local: Store, remote: Store): Store {
   if (remote.publish !== undefined) {
     const publish = remote.publish.bind(remote)
     // The same order as putBlocks then putRecord: blocks here first, the record here only once the remote took it.
+    // The record is kept here once the remote settled, so the remote's early acceptance is not passed on.
     store.publish = async (name, record, blocks, options) => {
-      await local.putBlocks(blocks, options)
-      await publish(name, record, blocks, options)
-      await local.putRecord(name, record, options)
+      const signal = options?.signal
+      await local.putBlocks(blocks, { signal })
+      await publish(name, record, blocks, { signal })
+      await local.putRecord(name, record, { signal })
     }
   }
   if (remote.subscribe !== undefined) {

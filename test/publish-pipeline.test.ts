@@ -1,0 +1,200 @@
+/**
+ * Publishing on a helia node while the DHT check of the previous version is under way: the store
+ * accepts a version (stored, sent to listeners) before it asks the DHT for a newer record, and the
+ * space publishes its next version on that acceptance. These tests hold the DHT's answers back to
+ * see what happens in between, and make the check refuse a version the space has already built on.
+ */
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { CID } from 'multiformats/cid'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { CURRENT_VERSION_FIELD, fileState, memoryState, memoryStore, openSpace, privateKeySigner } from '../src/index.js'
+import { decodeRoot } from '../src/space/root.js'
+import { heliaStore } from '../src/store/helia.js'
+import { readRecord } from '../src/store/record.js'
+import { nodeForSuite, startHeliaPair, stopHeliaPair } from './helpers/helia-pair.js'
+import type { HeliaNode } from '../src/store/helia-node.js'
+
+type Get = (key: Uint8Array, options?: { signal?: AbortSignal }) => Promise<Uint8Array>
+
+/**
+ * Holds every DHT get of `node` (the check a publish makes) until `release`, then answers with
+ * `answer` (the network's real answer when none is given). `held` counts the gets waiting.
+ */
+function holdDhtGets (node: HeliaNode, answer?: Get): { held: () => number, release: () => void, restore: () => void } {
+  const routing = node.routing as unknown as { get: Get }
+  const original = routing.get
+  let release!: () => void
+  const released = new Promise<void>(resolve => { release = resolve })
+  let held = 0
+  routing.get = async (key, options) => {
+    held++
+    await released
+    held--
+    return await (answer ?? original.bind(routing))(key, options)
+  }
+  return { held: () => held, release, restore: () => { routing.get = original } }
+}
+
+const signer = (n: number): ReturnType<typeof privateKeySigner> => privateKeySigner(n.toString(16).padStart(64, '0'))
+
+describe('a helia space publishes its next version while the previous one is checked against the DHT', () => {
+  let nodeA: HeliaNode
+  let nodeB: HeliaNode
+  let dir: string
+  beforeAll(async () => {
+    [nodeA, nodeB] = await startHeliaPair()
+    dir = await mkdtemp(join(tmpdir(), 'userspace-pipeline-'))
+  })
+  afterAll(async () => {
+    await stopHeliaPair(nodeB, nodeA)
+    if (dir !== undefined) await rm(dir, { recursive: true, force: true })
+  })
+
+  it('sends each version to listening devices at once, and keeps its writes pending (in the state file too) until the check ends', async () => {
+    const wallet = signer(0x51)
+    // A store whose callers that do not pipeline would wait a minute for the check (nor does the
+    // check time out): only the acceptance lets the second version out while the first is held.
+    const races: number[] = []
+    const a = await openSpace({
+      signer: wallet,
+      store: heliaStore(nodeA, { recordPutWaitMs: 60_000, routingTimeoutMs: 60_000 }),
+      state: fileState(join(dir, 'a')),
+      onProgress: (event) => { if (event.type === 'space:publish:race') races.push(event.detail.sequence) }
+    })
+    await a.set('x', 0)
+    await a.flush()
+    const b = await openSpace({ signer: wallet, store: heliaStore(nodeB), state: memoryState() })
+    b.subscribe(() => {})
+    expect(await b.get('x')).toBe(0)
+
+    const gate = holdDhtGets(nodeA)
+    try {
+      await a.set('x', 1)
+      await expect.poll(async () => b.get('x'), { timeout: 10_000, interval: 20 }).toBe(1)
+      await a.set('x', 2)
+      await expect.poll(async () => b.get('x'), { timeout: 10_000, interval: 20 }).toBe(2)
+      expect(gate.held()).toBeGreaterThan(0)
+
+      // Published, not settled: the writes stay pending here and in the state a restart reads.
+      let flushed = false
+      const flushing = a.flush().then(() => { flushed = true })
+      await new Promise(resolve => setTimeout(resolve, 200))
+      expect(flushed).toBe(false)
+      expect(a.pending).toBe(1)
+      expect((await fileState(join(dir, 'a')).get(a.name))?.pending.map(e => e.key)).toEqual(['x'])
+
+      gate.release()
+      await flushing
+      expect(a.pending).toBe(0)
+      expect((await fileState(join(dir, 'a')).get(a.name))?.pending).toEqual([])
+      // Node B heard version 3 and answers the check of version 2 with it (kad-dht may also have
+      // stored it here): this node's own later version is no rival, so nothing was refused.
+      expect(races).toEqual([])
+      expect(a.sequence).toBe(3)
+      expect(readRecord(await heliaStore(nodeA).getRecord(a.name) as Uint8Array).sequence).toBe(BigInt(a.sequence))
+    } finally {
+      gate.restore()
+      gate.release()
+      await a.close()
+      await b.close()
+    }
+  })
+})
+
+describe('a version the DHT check refuses after the space built on it', () => {
+  let node: HeliaNode
+  nodeForSuite((n) => { node = n })
+
+  /**
+   * A second device's version of `name` at the same sequence as the next one of `a` (a race it won
+   * at the DHT): made on a store of its own from `a`'s current version, its blocks then copied to
+   * `node` as a fetch would.
+   */
+  async function rivalOf (a: Awaited<ReturnType<typeof openSpace>>, wallet: ReturnType<typeof privateKeySigner>, writes: Record<string, string>): Promise<Uint8Array> {
+    const store = heliaStore(node)
+    const record = await store.getRecord(a.name) as Uint8Array
+    const root = CID.parse(readRecord(record).value.slice('/ipfs/'.length))
+    const other = memoryStore()
+    await other.putBlocks(await store.getDag?.(root, { path: CURRENT_VERSION_FIELD }) ?? [])
+    await other.putRecord(a.name, record)
+    const c = await openSpace({ signer: wallet, store: other, state: memoryState() })
+    for (const [key, value] of Object.entries(writes)) await c.set(key, value)
+    await c.flush()
+    await c.close()
+    for (const [text, bytes] of other.blocks) await node.blockstore.put(CID.parse(text), bytes)
+    return other.records.get(a.name) as Uint8Array
+  }
+
+  it('merges the record that won beside the newer version and publishes both devices\' writes', async () => {
+    const wallet = signer(0x52)
+    const a = await openSpace({ signer: wallet, store: heliaStore(node), state: memoryState() })
+    await a.set('shared', 0)
+    await a.flush()
+    const rival = await rivalOf(a, wallet, { 'from-c': 'c' })
+    expect(readRecord(rival).sequence).toBe(BigInt(a.sequence + 1))
+
+    const gate = holdDhtGets(node, async () => rival)
+    try {
+      // Version 2 is accepted and held at its check; version 3 is built on it.
+      await a.set('a1', 1)
+      await expect.poll(() => a.sequence, { timeout: 10_000, interval: 10 }).toBe(2)
+      await a.set('a2', 2)
+      await expect.poll(() => a.sequence, { timeout: 10_000, interval: 10 }).toBe(3)
+      gate.release()
+      // The check of version 2 finds the rival (the same sequence, another value) and refuses it;
+      // the rival, now below the head, is merged beside it and a version with both goes out.
+      await a.flush()
+      const expected = { shared: 0, a1: 1, a2: 2, 'from-c': 'c' }
+      expect(await a.getAll()).toEqual(expected)
+      expect(a.pending).toBe(0)
+      const record = await heliaStore(node).getRecord(a.name) as Uint8Array
+      expect(readRecord(record).sequence).toBe(BigInt(a.sequence))
+      const rivalRoot = readRecord(rival).value.slice('/ipfs/'.length)
+      const root = decodeRoot(await heliaStore(node).getBlock(CID.parse(readRecord(record).value.slice('/ipfs/'.length))))
+      expect(root.parents.map(String)).toContain(rivalRoot)
+      // What the store now holds, read by another device.
+      const reader = await openSpace({ signer: wallet, store: heliaStore(node), state: memoryState() })
+      expect(await reader.getAll()).toEqual(expected)
+      await reader.close()
+    } finally {
+      gate.restore()
+      gate.release()
+      await a.close()
+    }
+  })
+
+  it('publishes the writes of a version whose record the store failed to keep after accepting it', async () => {
+    const wallet = signer(0x53)
+    const a = await openSpace({ signer: wallet, store: heliaStore(node), state: memoryState() })
+    await a.set('before', 0)
+    await a.flush()
+    // The first record put after the check fails, as a full disk would fail it.
+    const datastore = node.datastore as unknown as { put: (key: { toString: () => string }, value: Uint8Array, options?: unknown) => Promise<unknown> }
+    const put = datastore.put
+    let failed = 0
+    const gate = holdDhtGets(node, async () => { throw new Error('not found') })
+    datastore.put = async (key, value, options) => {
+      if (failed === 0 && key.toString().startsWith('/dht/record/')) { failed++; throw new Error('no space left on device') }
+      return await put.call(datastore, key, value, options)
+    }
+    try {
+      await a.set('lost?', 'no')
+      await expect.poll(() => a.sequence, { timeout: 10_000, interval: 10 }).toBe(2)
+      gate.release()
+      await a.flush()
+      expect(failed).toBe(1)
+      expect(a.pending).toBe(0)
+      const reader = await openSpace({ signer: wallet, store: heliaStore(node), state: memoryState() })
+      expect(await reader.getAll()).toEqual({ before: 0, 'lost?': 'no' })
+      expect(reader.sequence).toBeGreaterThan(2)
+      await reader.close()
+    } finally {
+      datastore.put = put
+      gate.restore()
+      gate.release()
+      await a.close()
+    }
+  })
+})
