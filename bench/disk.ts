@@ -1,0 +1,120 @@
+/**
+ * Benchmark: disk bytes a single-key update adds, at 10 000 and 100 000 keys, on helia (the writing
+ * node and its DHT peer, both on disk, plus the device's state file) and through a real `userspace
+ * serve` process (the hub's data directory plus the device's state file). File sizes (apparent
+ * bytes), summed before and after BENCH_UPDATES updates (default 20) of one key each, each followed
+ * by `flush()`, with a pause before each sum for background writes (DHT puts, provider records).
+ * LevelDB's log grows with every write until it is compacted, so these are the bytes a run of
+ * updates adds, not what stays after compaction.
+ *
+ * Run after a build: `node dist/bench/disk.js`. Environment: BENCH_SIZES (default `10000,100000`),
+ * BENCH_UPDATES.
+ */
+import '../src/polyfill.js'
+import { spawn } from 'node:child_process'
+import { mkdtemp, readdir, rm, stat } from 'node:fs/promises'
+import * as os from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { fileState, hubStore, openSpace, privateKeySigner } from '../src/index.js'
+import { createHeliaNode, stopHeliaNode } from '../src/store/helia-node.js'
+import { heliaStore } from '../src/store/helia.js'
+import type { Json, Space } from '../src/index.js'
+
+const SIZES = (process.env.BENCH_SIZES ?? '10000,100000').split(',').map(s => Number.parseInt(s, 10)).filter(n => Number.isInteger(n) && n > 0)
+const UPDATES = Number(process.env.BENCH_UPDATES ?? 20)
+/** Pause before each sum, for the background writes of the updates (DHT puts, provider records). */
+const SETTLE_MS = 3000
+/** The repository root, from dist/bench/ once built. */
+const ROOT = fileURLToPath(new URL('../../', import.meta.url))
+
+const load = (): string => os.loadavg().map(l => l.toFixed(2)).join(' ')
+const value = (i: number, r: number): Json => ({ i, label: `value number ${i}`, on: i % 2 === 0, r })
+
+async function bytesUnder (dir: string): Promise<number> {
+  let total = 0
+  let entries
+  try { entries = await readdir(dir, { withFileTypes: true }) } catch { return 0 }
+  for (const e of entries) {
+    const path = join(dir, e.name)
+    if (e.isDirectory()) total += await bytesUnder(path)
+    else if (e.isFile()) total += await stat(path).then(s => s.size, () => 0)
+  }
+  return total
+}
+
+/** Fills `space` with `size` keys, then returns the bytes under `dirs` each single-key update adds. */
+async function perUpdate (space: Space, size: number, dirs: string[]): Promise<number> {
+  const fill: Record<string, Json> = {}
+  for (let k = 0; k < size; k++) fill[`key-${k}`] = value(k, 0)
+  await space.patch(fill)
+  await space.flush()
+  const sum = async (): Promise<number> => {
+    await new Promise(resolve => setTimeout(resolve, SETTLE_MS))
+    return (await Promise.all(dirs.map(bytesUnder))).reduce((a, b) => a + b, 0)
+  }
+  const before = await sum()
+  for (let u = 0; u < UPDATES; u++) {
+    await space.set(`key-${(u * 7919) % size}`, value(u, 1e6 + u))
+    await space.flush()
+  }
+  return (await sum() - before) / UPDATES
+}
+
+async function startHub (dir: string): Promise<{ url: string, stop: () => Promise<void> }> {
+  const child = spawn(process.execPath, [join(ROOT, 'bin/userspace.js'), 'serve', '--host', '127.0.0.1', '--port', '0', '--data', dir, '--rate-limit', '0'], { stdio: ['ignore', 'pipe', 'inherit'] })
+  let out = ''
+  child.stdout.setEncoding('utf8')
+  await new Promise<void>((resolve, reject) => {
+    child.stdout.on('data', (chunk: string) => { out += chunk; if (/^data: /m.test(out)) resolve() })
+    child.once('exit', () => { reject(new Error(`hub exited: ${out}`)) })
+  })
+  child.stdout.resume()
+  const url = /listening on (\S+)/.exec(out)?.[1]
+  if (url === undefined) throw new Error(`unexpected hub output: ${out}`)
+  const exited = new Promise(resolve => child.once('exit', resolve))
+  return { url, stop: async () => { if (child.exitCode === null) { child.kill(); await exited } } }
+}
+
+async function main (): Promise<void> {
+  const cpus = os.cpus()
+  console.log(`machine: ${cpus[0]?.model ?? 'unknown cpu'}, ${cpus.length} cores, node ${process.version}, ${process.platform}/${process.arch}`)
+  console.log(`load average before: ${load()}`)
+  console.log(`${UPDATES} single-key updates per size, each flushed; file sizes summed ${SETTLE_MS / 1000} s after the last`)
+  const tmp = await mkdtemp(join(os.tmpdir(), 'userspace-bench-disk-'))
+  const rows: string[] = []
+  try {
+    for (const [i, size] of SIZES.entries()) {
+      const dir = (name: string): string => join(tmp, `${size}-${name}`)
+      const a = await createHeliaNode({ directory: dir('a'), dhtServer: true })
+      const b = await createHeliaNode({ directory: dir('b'), dhtServer: true, peers: a.libp2p.getMultiaddrs().map(String).filter(x => !x.includes('/ws')) })
+      let helia: number
+      try {
+        const space = await openSpace({ signer: privateKeySigner((2 * i + 1).toString(16).padStart(64, '0')), store: heliaStore(a), state: fileState(dir('state-a')) })
+        helia = await perUpdate(space, size, [dir('a'), dir('b'), dir('state-a')])
+        await space.close()
+      } finally {
+        await stopHeliaNode(b)
+        await stopHeliaNode(a)
+      }
+      const hub = await startHub(dir('hub'))
+      let viaHub: number
+      try {
+        const space = await openSpace({ signer: privateKeySigner((2 * i + 2).toString(16).padStart(64, '0')), store: hubStore(hub.url), state: fileState(dir('state-hub')) })
+        viaHub = await perUpdate(space, size, [dir('hub'), dir('state-hub')])
+        await space.close()
+      } finally {
+        await hub.stop()
+      }
+      rows.push(`| ${size} | ${helia.toFixed(0)} B | ${viaHub.toFixed(0)} B |`)
+      console.log(`${size} keys done`)
+    }
+  } finally {
+    await rm(tmp, { recursive: true, force: true, maxRetries: 5 })
+  }
+  console.log('\n| keys | helia (both nodes + state file) | hub process (hub data + state file) |\n| --- | --- | --- |')
+  for (const row of rows) console.log(row)
+  console.log(`\nload average after: ${load()}`)
+}
+
+main().then(() => process.exit(0), (err) => { console.error(err); process.exit(1) })
