@@ -11,9 +11,11 @@ import { CID } from 'multiformats/cid'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { CURRENT_VERSION_FIELD, fileState, memoryState, memoryStore, openSpace, privateKeySigner } from '../src/index.js'
 import { decodeRoot } from '../src/space/root.js'
+import { cborBlock, rawBlock } from '../src/store/blocks.js'
 import { heliaStore } from '../src/store/helia.js'
-import { readRecord } from '../src/store/record.js'
+import { createRecord, readRecord } from '../src/store/record.js'
 import { nodeForSuite, startHeliaPair, stopHeliaPair } from './helpers/helia-pair.js'
+import { ipnsKeySource } from './helpers/ipns-key.js'
 import type { HeliaNode } from '../src/store/helia-node.js'
 
 type Get = (key: Uint8Array, options?: { signal?: AbortSignal }) => Promise<Uint8Array>
@@ -36,6 +38,8 @@ function holdDhtGets (node: HeliaNode, answer?: Get): { held: () => number, rele
   }
   return { held: () => held, release, restore: () => { routing.get = original } }
 }
+
+const ipnsKey = ipnsKeySource(0x7c)
 
 const signer = (n: number): ReturnType<typeof privateKeySigner> => privateKeySigner(n.toString(16).padStart(64, '0'))
 
@@ -195,6 +199,73 @@ describe('a version the DHT check refuses after the space built on it', () => {
       gate.restore()
       gate.release()
       await a.close()
+    }
+  })
+})
+
+describe('heliaStore: the network steps of versions accepted during one', () => {
+  let node: HeliaNode
+  nodeForSuite((n) => { node = n })
+
+  /** A version of `label` at `sequence`: its record and blocks. */
+  async function version (key: Awaited<ReturnType<typeof ipnsKey>>['key'], label: string, sequence: number): Promise<{ record: Uint8Array, blocks: Array<{ cid: CID, bytes: Uint8Array }> }> {
+    const leaf = await rawBlock(new TextEncoder().encode(label))
+    const root = await cborBlock({ label, leaf: leaf.cid })
+    return { record: await createRecord(key, root.cid, sequence), blocks: [leaf, root] }
+  }
+
+  it('are one DHT query for every version accepted meanwhile, and the newest is kept', async () => {
+    const { key, name } = await ipnsKey()
+    const store = heliaStore(node)
+    const versions = await Promise.all([1, 2, 3].map(async n => version(key, `burst ${n}`, n)))
+    let gets = 0
+    const gate = holdDhtGets(node, async () => { gets++; throw new Error('not found') })
+    try {
+      const accepted: number[] = []
+      const answers = versions.map(async (v, i) => store.publish?.(name, v.record, v.blocks, { onAccepted: () => { accepted.push(i + 1) } }))
+      await expect.poll(() => accepted, { timeout: 5000, interval: 10 }).toEqual([1, 2, 3])
+      // Version 1's query is held; 2 and 3 wait for the next, which takes both.
+      await expect.poll(() => gate.held(), { timeout: 5000, interval: 10 }).toBe(1)
+      gate.release()
+      await Promise.all(answers)
+      expect(gets).toBe(2)
+      expect(await store.getRecord(name)).toEqual(versions[2]?.record)
+    } finally {
+      gate.restore()
+      gate.release()
+    }
+  })
+
+  it('refuses every version of the step when the DHT holds a record the oldest must not replace', async () => {
+    const { key, name } = await ipnsKey()
+    const store = heliaStore(node)
+    const ours = await Promise.all([1, 2, 3].map(async n => version(key, `ours ${n}`, n)))
+    const rival = await version(key, 'rival 2', 2)
+    let release!: () => void
+    const first = new Promise<void>(resolve => { release = resolve })
+    let gets = 0
+    // The first query answers nothing (version 1 stands); the next finds the rival of version 2.
+    const gate = holdDhtGets(node, async () => { if (gets++ === 0) { await first; throw new Error('not found') } return rival.record })
+    try {
+      const answers = ours.map(v => {
+        let accepted!: () => void
+        const isAccepted = new Promise<void>(resolve => { accepted = resolve })
+        const answer = (store.publish as NonNullable<typeof store.publish>)(name, v.record, v.blocks, { onAccepted: accepted })
+        answer.catch(() => {})
+        return { isAccepted, answer }
+      })
+      await Promise.all(answers.map(async a => a.isAccepted))
+      gate.release()
+      await expect.poll(() => gets, { timeout: 5000, interval: 10 }).toBe(1)
+      release()
+      await expect(answers[0]?.answer).resolves.toBeUndefined()
+      for (const a of answers.slice(1)) await expect(a.answer).rejects.toMatchObject({ name: 'ConflictError', record: rival.record })
+      expect(gets).toBe(2)
+      // The rival stands here; version 1 was kept before it.
+      expect(await store.getRecord(name)).toEqual(rival.record)
+    } finally {
+      gate.restore()
+      gate.release()
     }
   })
 })

@@ -20,6 +20,12 @@ import type { AbortOptions, Block } from '../store/interface.js'
 import type { PendingEntry } from './state.js'
 import type { CID } from 'multiformats/cid'
 
+/**
+ * Versions a store has accepted and not yet settled, at most: the next waits for the oldest to
+ * settle. Two lets a version go out while the one before is in its check, and coalesces a burst of
+ * writes into fewer versions than one per write.
+ */
+const MAX_UNSETTLED = 2
 /** How many times a publish that lost a race merges and tries again before it waits for the retry timer. */
 const MAX_RACE_ATTEMPTS = 8
 /** The first retry delay when `retryDelayMs` is not given. @default 2 s */
@@ -34,6 +40,8 @@ export class Publisher {
    * one after another in the order they were published. Never rejects.
    */
   private settling: Promise<void> = Promise.resolve()
+  /** The links of `settling` not yet settled, oldest first. */
+  private readonly unsettled: Array<Promise<void>> = []
   private queued: Promise<void> | undefined
   private retryTimer: ReturnType<typeof setTimeout> | undefined
   private retryDelay = 0
@@ -71,6 +79,8 @@ export class Publisher {
     if (this.queued !== undefined) return this.queued
     const run = this.tail.then(async () => {
       this.queued = undefined
+      if (!needsPublish(this.ctx)) return
+      while (this.unsettled.length >= MAX_UNSETTLED) await this.unsettled[0]
       if (needsPublish(this.ctx)) await this.publish(options)
     })
     this.queued = run
@@ -199,7 +209,10 @@ export class Publisher {
       }
       await this.settle(included, sequence, rootBlock.cid)
     })
-    this.settling = run.catch((err: Error) => { this.ctx.events.emit('error', err) })
+    const link = run.catch((err: Error) => { this.ctx.events.emit('error', err) })
+    this.settling = link
+    this.unsettled.push(link)
+    void link.then(() => { this.unsettled.splice(this.unsettled.indexOf(link), 1) })
   }
 
   /** A version the store holds: its writes leave the pending set and the state records it. */
@@ -228,7 +241,8 @@ export class Publisher {
     if (err instanceof ConflictError) {
       this.ctx.options.onProgress?.({ type: 'space:publish:race', detail: { sequence, attempt: 1 } })
       const winner = err.record ?? await store.getRecord(name, { nocache: true }).catch(() => undefined)
-      if (winner !== undefined) await this.enqueue(async () => this.merger.absorbRival(winner)).catch((e: Error) => { this.ctx.events.emit('error', e) })
+      // Queued, not awaited: the publish queue may be waiting for this version to settle.
+      if (winner !== undefined) this.enqueue(async () => this.merger.absorbRival(winner)).catch((e: Error) => { this.ctx.events.emit('error', e) })
     } else {
       this.ctx.options.onProgress?.({ type: 'space:publish:error', detail: { error: err, retryInMs: null } })
     }

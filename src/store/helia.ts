@@ -291,6 +291,13 @@ function judge (routingKey: Uint8Array, held: ValidRecord | undefined, record: U
   return ipnsSelector(routingKey, [record, held.bytes]) === 0 ? 'new' : 'older'
 }
 
+/** A version accepted by publish, waiting for its network step (see HeliaStore.runChecks). */
+interface Check {
+  offered: ValidRecord
+  root: CID | undefined
+  done: (err?: Error) => void
+}
+
 /** A record waiting for the DHT, the version root to provide with it, and the callers waiting on it. */
 interface Announcement {
   record: Uint8Array
@@ -318,8 +325,11 @@ class HeliaStore implements Store {
   private readonly recordLocks = new Map<string, Promise<unknown>>()
   /** Per routing key: the versions accepted by publish whose network step has not ended, oldest first. */
   private readonly accepted = new Map<string, ValidRecord[]>()
-  /** Per routing key: the tail of the versions' network steps, in the order they were accepted. */
-  private readonly checking = new Map<string, Promise<void>>()
+  /**
+   * Per routing key: the versions waiting for their network step, in the order they were accepted;
+   * a name is in the map while its steps run (see runChecks).
+   */
+  private readonly checks = new Map<string, Check[]>()
   /** Verified blocks that rode with versions heard on pubsub, by CID string, oldest first; read before bitswap. */
   private readonly pushed = new Map<string, Uint8Array>()
   private pushedBytes = 0
@@ -423,10 +433,13 @@ class HeliaStore implements Store {
     // The same version with an earlier validity than the one held: nothing to do.
     if (added === undefined) return
 
-    const check = (this.checking.get(key) ?? Promise.resolve()).then(async () => this.checkAndKeep(name, routingKey, offered, info.cid))
-    const tail = check.then(() => {}, () => {})
-    this.checking.set(key, tail)
-    void tail.then(() => { if (this.checking.get(key) === tail) this.checking.delete(key) })
+    const check = new Promise<void>((resolve, reject) => {
+      const item: Check = { offered, root: info.cid, done: (err) => { if (err === undefined) resolve(); else reject(err) } }
+      const queue = this.checks.get(key)
+      if (queue !== undefined) { queue.push(item); return }
+      this.checks.set(key, [item])
+      void this.runChecks(name, routingKey, key)
+    })
 
     if (options.onAccepted !== undefined) {
       options.onAccepted()
@@ -457,44 +470,67 @@ class HeliaStore implements Store {
   }
 
   /**
-   * A version's network step: before this node keeps or announces the record, the DHT is asked for a
-   * record it must not replace (this node may have missed one). It is asked while the local store
-   * still holds the older record: kad-dht answers with the best of its local and network copies and
-   * sends that best to peers that lack it, so asking with ours stored would spread ours over a
-   * better one. A better record found there, or heard meanwhile, stands here too (listeners hear of
-   * it, the space merges it) and the version is refused with it.
+   * The network steps of a name, one at a time: each takes every version accepted since the last
+   * one began, so a burst of versions costs one DHT query per step, not one per version.
    */
-  private async checkAndKeep (name: string, routingKey: Uint8Array, offered: ValidRecord, root: CID | undefined): Promise<void> {
-    const key = keyString(routingKey)
+  private async runChecks (name: string, routingKey: Uint8Array, key: string): Promise<void> {
+    const queue = this.checks.get(key) as Check[]
     try {
-      // A later version of this node's, accepted meanwhile, may already be out there (peers heard it
-      // on pubsub): it is no rival, its own step keeps it.
-      const found = await this.bounded(async (signal) => this.betterOnNetwork(name, routingKey, offered.bytes, signal))
-      const better = this.isAccepted(key, found) ? undefined : found
-      await this.exclusive(routingKey, async () => {
-        const held = await this.readLocal(name, routingKey)
-        if (better !== undefined) {
-          if (judge(routingKey, held, better.bytes, 'heard') === 'new') await this.keep(name, routingKey, better)
-          this.tell(routingKey, better.bytes)
-          throw new ConflictError(`a newer record for ${name} than sequence ${readRecord(offered.bytes).sequence} is on the network`, { record: better.bytes })
+      while (queue.length > 0) {
+        const batch = queue.splice(0)
+        let failure: Error | undefined
+        try {
+          await this.checkAndKeep(name, routingKey, batch)
+        } catch (err) {
+          failure = err instanceof Error ? err : new StoreError(String(err))
+        } finally {
+          for (const item of batch) this.unaccept(key, item.offered)
         }
-        // A record heard from another device while the DHT was asked may have beaten this one; a
-        // later version of this node's may be there already (kad-dht stores the best record a
-        // query found), and then this one is done.
-        const judged = judge(routingKey, held, offered.bytes, 'publish')
-        if (judged === 'older' || (judged !== 'new' && this.isAccepted(key, held))) return
-        if (judged !== 'new' && held !== undefined) {
-          throw new ConflictError(`a newer record for ${name} than sequence ${readRecord(offered.bytes).sequence} reached this node first`, { record: held.bytes })
-        }
-        await this.keep(name, routingKey, offered)
-        this.scheduleRetention(name, routingKey)
-        // The DHT put copies the record to the closest peers, and the version's root is announced
-        // as provided, in the background (see announce).
-        void this.announce(name, routingKey, offered.bytes, root)
-      })
+        for (const item of batch) item.done(failure)
+      }
     } finally {
-      this.unaccept(key, offered)
+      this.checks.delete(key)
     }
+  }
+
+  /**
+   * The network step of versions accepted one after another (`batch`, oldest first): before this
+   * node keeps or announces the newest, the DHT is asked for a record the oldest must not replace
+   * (this node may have missed one). It is asked while the local store still holds the older
+   * record: kad-dht answers with the best of its local and network copies and sends that best to
+   * peers that lack it, so asking with ours stored would spread ours over a better one. A better
+   * record found there, or heard meanwhile, stands here too (listeners hear of it, the space merges
+   * it) and every version of the batch is refused with it: the later ones were built on the first.
+   */
+  private async checkAndKeep (name: string, routingKey: Uint8Array, batch: Check[]): Promise<void> {
+    const key = keyString(routingKey)
+    const oldest = (batch[0] as Check).offered
+    const newest = batch.at(-1) as Check
+    // A later version of this node's, accepted meanwhile, may already be out there (peers heard it
+    // on pubsub): it is no rival, its own step keeps it.
+    const found = await this.bounded(async (signal) => this.betterOnNetwork(name, routingKey, oldest.bytes, signal))
+    const better = this.isAccepted(key, found) ? undefined : found
+    await this.exclusive(routingKey, async () => {
+      const held = await this.readLocal(name, routingKey)
+      if (better !== undefined) {
+        if (judge(routingKey, held, better.bytes, 'heard') === 'new') await this.keep(name, routingKey, better)
+        this.tell(routingKey, better.bytes)
+        throw new ConflictError(`a newer record for ${name} than sequence ${readRecord(oldest.bytes).sequence} is on the network`, { record: better.bytes })
+      }
+      // A record heard from another device while the DHT was asked may have beaten this one; a
+      // later version of this node's may be there already (kad-dht stores the best record a
+      // query found), and then this one is done.
+      const judged = judge(routingKey, held, newest.offered.bytes, 'publish')
+      if (judged === 'older' || (judged !== 'new' && this.isAccepted(key, held))) return
+      if (judged !== 'new' && held !== undefined) {
+        throw new ConflictError(`a newer record for ${name} than sequence ${readRecord(newest.offered.bytes).sequence} reached this node first`, { record: held.bytes })
+      }
+      await this.keep(name, routingKey, newest.offered)
+      this.scheduleRetention(name, routingKey)
+      // The DHT put copies the record to the closest peers, and the version's root is announced
+      // as provided, in the background (see announce).
+      void this.announce(name, routingKey, newest.offered.bytes, newest.root)
+    })
   }
 
   /** Whether `record` is one of the versions accepted here whose network step has not ended. */
