@@ -207,7 +207,7 @@ export class Publisher {
         await this.refusedLate(err as Error, included, sequence)
         return
       }
-      await this.settle(included, sequence, rootBlock.cid)
+      await this.settle(included, sequence, rootBlock.cid, this.unsettled.length > 1)
     })
     const link = run.catch((err: Error) => { this.ctx.events.emit('error', err) })
     this.settling = link
@@ -216,14 +216,19 @@ export class Publisher {
   }
 
   /** A version the store holds: its writes leave the pending set and the state records it. */
-  private async settle (included: PendingEntry[], sequence: number, root: CID): Promise<void> {
-    // The store holds these writes now, whatever happens to the state write below. Removing them
-    // from the state and recording the version are started together, so that a state store with
-    // group commit (fileState) makes them one write, and done before the publish ends, so that a
-    // `set` right after `flush()` finds no state write of this publish ahead of its own.
-    const settled = this.writer.published(included)
-    await this.ctx.state.put(this.ctx.name, { sequence, root: root.toString() })
-    await settled
+  private async settle (included: PendingEntry[], sequence: number, root: CID, later = false): Promise<void> {
+    if (later) {
+      // A later version is out already: its settling records both in the state, in one write.
+      await this.writer.published(included, { later: true })
+    } else {
+      // The store holds these writes now, whatever happens to the state write below. Removing them
+      // from the state and recording the version are started together, so that a state store with
+      // group commit (fileState) makes them one write, and done before the publish ends, so that a
+      // `set` right after `flush()` finds no state write of this publish ahead of its own.
+      const settled = this.writer.published(included)
+      await this.ctx.state.put(this.ctx.name, { sequence, root: root.toString() })
+      await settled
+    }
     this.ctx.log.trace('published %s #%d (%s), %d write(s)', this.ctx.name, sequence, root.toString(), included.length)
     this.ctx.options.onProgress?.({ type: 'space:publish:end', detail: { sequence, root } })
   }

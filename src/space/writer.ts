@@ -27,6 +27,8 @@ export class Writer {
   /** the newest entry per section and key of every batch not applied yet (queued or being written) */
   private readonly unapplied = new Map<string, PendingEntry>()
   private persistTail: Promise<void> = Promise.resolve()
+  /** published writes whose removal from the state waits for the next removal (see published) */
+  private readonly carried: PendingEntry[] = []
   /** state updates made in the background (settling published writes); `close()` waits for them */
   private stateWrites: Promise<void> = Promise.resolve()
   private readonly maxValueBytes: number
@@ -179,15 +181,22 @@ export class Writer {
    * never rejects: a failure is an `error` event); a publish starts this removal in the same tick as
    * its own state write, so that the state store can make both in one write.
    */
-  published (entries: PendingEntry[]): Promise<void> {
+  published (entries: PendingEntry[], options: { later?: boolean } = {}): Promise<void> {
     const done: PendingEntry[] = []
     for (const e of entries) {
       const slot = slotOf(e.section, e.key)
       if (this.unpublished.get(slot) === e) this.unpublished.delete(slot)
       done.push(e)
     }
+    if (done.length > 0) this.ctx.events.emit('pending', { count: this.unpublished.size })
+    if (options.later === true) {
+      // Removed from the state with the next removal: until then a restart publishes them again,
+      // which the store already holds (see restore).
+      this.carried.push(...done)
+      return Promise.resolve()
+    }
+    done.push(...this.carried.splice(0))
     if (done.length === 0) return Promise.resolve()
-    this.ctx.events.emit('pending', { count: this.unpublished.size })
     return this.settleNow(done)
   }
 
