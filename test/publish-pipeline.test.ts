@@ -41,6 +41,13 @@ function holdDhtGets (node: HeliaNode, answer?: Get): { held: () => number, rele
 
 const ipnsKey = ipnsKeySource(0x7c)
 
+/** A version of `label` at `sequence`: its record and blocks. */
+async function version (key: Awaited<ReturnType<typeof ipnsKey>>['key'], label: string, sequence: number): Promise<{ record: Uint8Array, blocks: Array<{ cid: CID, bytes: Uint8Array }> }> {
+  const leaf = await rawBlock(new TextEncoder().encode(label))
+  const root = await cborBlock({ label, leaf: leaf.cid })
+  return { record: await createRecord(key, root.cid, sequence), blocks: [leaf, root] }
+}
+
 const signer = (n: number): ReturnType<typeof privateKeySigner> => privateKeySigner(n.toString(16).padStart(64, '0'))
 
 describe('a helia space publishes its next version while the previous one is checked against the DHT', () => {
@@ -139,6 +146,11 @@ describe('a version the DHT check refuses after the space built on it', () => {
     await a.flush()
     const rival = await rivalOf(a, wallet, { 'from-c': 'c' })
     expect(readRecord(rival).sequence).toBe(BigInt(a.sequence + 1))
+    // Listening, as an app showing live changes does: the store tells it of the rival too, which
+    // is a race with a version in its check, not a rollback.
+    const rollbacks: unknown[] = []
+    a.on('rollback', (event) => { rollbacks.push(event) })
+    a.subscribe(() => {})
 
     const gate = holdDhtGets(node, async () => rival)
     try {
@@ -154,6 +166,7 @@ describe('a version the DHT check refuses after the space built on it', () => {
       const expected = { shared: 0, a1: 1, a2: 2, 'from-c': 'c' }
       expect(await a.getAll()).toEqual(expected)
       expect(a.pending).toBe(0)
+      expect(rollbacks).toEqual([])
       const record = await heliaStore(node).getRecord(a.name) as Uint8Array
       expect(readRecord(record).sequence).toBe(BigInt(a.sequence))
       const rivalRoot = readRecord(rival).value.slice('/ipfs/'.length)
@@ -170,9 +183,9 @@ describe('a version the DHT check refuses after the space built on it', () => {
     }
   })
 
-  it('publishes the writes of a version whose record the store failed to keep after accepting it', async () => {
+  it('keeps the writes of a version whose record the store failed to keep after accepting it, reports it, and publishes them on the retry', async () => {
     const wallet = signer(0x53)
-    const a = await openSpace({ signer: wallet, store: heliaStore(node), state: memoryState() })
+    const a = await openSpace({ signer: wallet, store: heliaStore(node), state: memoryState(), retryDelayMs: 100 })
     await a.set('before', 0)
     await a.flush()
     // The first record put after the check fails, as a full disk would fail it.
@@ -187,10 +200,14 @@ describe('a version the DHT check refuses after the space built on it', () => {
     try {
       await a.set('lost?', 'no')
       await expect.poll(() => a.sequence, { timeout: 10_000, interval: 10 }).toBe(2)
+      const flushing = a.flush()
       gate.release()
-      await a.flush()
+      await expect(flushing).rejects.toThrow('no space left on device')
       expect(failed).toBe(1)
-      expect(a.pending).toBe(0)
+      expect(a.pending).toBe(1)
+      // The retry timer publishes the write again.
+      await expect.poll(() => a.pending, { timeout: 10_000, interval: 20 }).toBe(0)
+      await a.flush()
       const reader = await openSpace({ signer: wallet, store: heliaStore(node), state: memoryState() })
       expect(await reader.getAll()).toEqual({ before: 0, 'lost?': 'no' })
       expect(reader.sequence).toBeGreaterThan(2)
@@ -207,13 +224,6 @@ describe('a version the DHT check refuses after the space built on it', () => {
 describe('heliaStore: the network steps of versions accepted during one', () => {
   let node: HeliaNode
   nodeForSuite((n) => { node = n })
-
-  /** A version of `label` at `sequence`: its record and blocks. */
-  async function version (key: Awaited<ReturnType<typeof ipnsKey>>['key'], label: string, sequence: number): Promise<{ record: Uint8Array, blocks: Array<{ cid: CID, bytes: Uint8Array }> }> {
-    const leaf = await rawBlock(new TextEncoder().encode(label))
-    const root = await cborBlock({ label, leaf: leaf.cid })
-    return { record: await createRecord(key, root.cid, sequence), blocks: [leaf, root] }
-  }
 
   it('are one DHT query for every version accepted meanwhile, and the newest is kept', async () => {
     const { key, name } = await ipnsKey()
@@ -268,5 +278,49 @@ describe('heliaStore: the network steps of versions accepted during one', () => 
       gate.restore()
       gate.release()
     }
+  })
+})
+
+describe('heliaStore: the local step of a publish while a version is in its network step', () => {
+  let node: HeliaNode
+  nodeForSuite((n) => { node = n })
+
+  it('judges a publish against the version accepted and not yet kept', async () => {
+    const { key, name } = await ipnsKey()
+    const store = heliaStore(node)
+    const [first, other, second] = await Promise.all([version(key, 'first', 2), version(key, 'other', 2), version(key, 'second', 1)])
+    const gate = holdDhtGets(node, async () => { throw new Error('not found') })
+    try {
+      let accepted = false
+      const answer = store.publish?.(name, first.record, first.blocks, { onAccepted: () => { accepted = true } })
+      await expect.poll(() => accepted, { timeout: 5000, interval: 10 }).toBe(true)
+      // The node holds no record of the name yet; the accepted one decides.
+      await expect(store.publish?.(name, other.record, other.blocks)).rejects.toMatchObject({ name: 'EquivocationError' })
+      await expect(store.publish?.(name, second.record, second.blocks)).rejects.toMatchObject({ name: 'ConflictError' })
+      gate.release()
+      await answer
+      expect(await store.getRecord(name)).toEqual(first.record)
+    } finally {
+      gate.restore()
+      gate.release()
+    }
+  })
+
+  it('forgets a version whose blocks could not be stored', async () => {
+    const { key, name } = await ipnsKey()
+    const store = heliaStore(node)
+    const [first, other] = await Promise.all([version(key, 'unstored', 1), version(key, 'stored', 1)])
+    const blockstore = node.blockstore as unknown as { put: (...args: unknown[]) => Promise<unknown> }
+    const put = blockstore.put
+    let failed = 0
+    blockstore.put = async (...args) => { if (failed++ === 0) throw new Error('no space left on device'); return await put.apply(blockstore, args) }
+    try {
+      await expect(store.publish?.(name, first.record, first.blocks)).rejects.toMatchObject({ name: 'StoreError' })
+    } finally {
+      blockstore.put = put
+    }
+    // Nothing of the refused version counts: another at the same sequence is no equivocation.
+    await store.publish?.(name, other.record, other.blocks)
+    expect(await store.getRecord(name)).toEqual(other.record)
   })
 })

@@ -30,6 +30,14 @@ export interface SpaceHead {
   /** the newest record has expired: the next publish goes out even with nothing new, to renew it */
   mustRenew: boolean
   closed: boolean
+  /**
+   * The lowest sequence of the versions a store accepted and has not settled (see Publisher), when
+   * there are any: a record of the name at or above it and below `seq` may be a rival of one of
+   * them, merged beside the head rather than refused as a rollback.
+   */
+  unsettledFrom?: number
+  /** Roots of versions this device published lately (accepted by the store), newest last. */
+  ownRoots?: CID[]
 }
 
 export interface SpaceContext {

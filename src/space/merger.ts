@@ -30,6 +30,17 @@ export class Merger {
     const info = await validateRecord(this.ctx.name, recordBytes, { allowExpired: true, nowMs: this.ctx.now })
     const sequence = Number(info.sequence)
     if (info.cid === undefined) return
+    const cid = info.cid
+    // While versions of this device's are in their network check, a store may answer with the
+    // one it still holds, which this device published: nothing to merge, and no rollback. (With
+    // none in their check, an older version of its own is a rollback like any other.)
+    if (head.unsettledFrom !== undefined && head.ownRoots?.some(r => r.equals(cid)) === true) return
+    if (sequence < head.seq && head.unsettledFrom !== undefined && sequence >= head.unsettledFrom) {
+      // Another device's version at the sequence of one of ours still in its check: a race, merged
+      // beside the head (see absorbRival), not a rollback.
+      if (!head.heads.some(h => h.equals(cid))) await this.absorbRoot(cid, sequence, options, true)
+      return
+    }
     if (sequence < head.seq) {
       this.ctx.log.error('ignored a record of %s at #%d: this device has seen #%d', this.ctx.name, sequence, head.seq)
       this.ctx.events.emit('rollback', { sequence, seen: head.seq })

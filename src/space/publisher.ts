@@ -42,6 +42,15 @@ export class Publisher {
   private settling: Promise<void> = Promise.resolve()
   /** The links of `settling` not yet settled, oldest first. */
   private readonly unsettled: Array<Promise<void>> = []
+  /** The sequences of the versions in `unsettled`, oldest first. */
+  private readonly unsettledSequences: number[] = []
+  /** Versions refused after they were accepted, since the space opened; and in a row. */
+  private lateRefusals = 0
+  private lateInARow = 0
+  /** The last late refusal other than a conflict, and the count of late refusals it made. */
+  private lateFailure: { err: Error, count: number } | undefined
+  /** A version settled without writing the state (a later one was out): recorded by the next write. */
+  private unrecorded: { sequence: number, root: string } | undefined
   private queued: Promise<void> | undefined
   private retryTimer: ReturnType<typeof setTimeout> | undefined
   private retryDelay = 0
@@ -57,19 +66,18 @@ export class Publisher {
   async flush (options?: AbortOptions): Promise<void> {
     assertOpen(this.ctx)
     await this.writer.durable()
-    for (let round = 1; ; round++) {
+    const refusedBefore = this.lateRefusals
+    for (;;) {
+      const refusals = this.lateRefusals
       await this.publishPending(options)
-      await this.settled()
-      if (!needsPublish(this.ctx) && this.queued === undefined) return
-      if (round >= MAX_RACE_ATTEMPTS) throw new ConflictError(`${this.ctx.name}: the store refused ${round} versions in a row after accepting them; the writes stay pending`)
-    }
-  }
-
-  /** Resolves once every version accepted so far has settled (including those accepted meanwhile). */
-  private async settled (): Promise<void> {
-    for (let tail = this.settling; ; tail = this.settling) {
-      await tail
-      if (tail === this.settling) return
+      // Every version published so far, this one's included, settles in this chain's order.
+      await this.settling
+      if (this.lateRefusals === refusals) return
+      // A version was refused after it was accepted: its writes go out again (a conflict, merged
+      // with the record that won) or wait for the retry timer (any other failure, reported here).
+      const failure = this.lateFailure
+      if (failure !== undefined && failure.count > refusals) throw failure.err
+      if (this.lateRefusals - refusedBefore >= MAX_RACE_ATTEMPTS) throw new ConflictError(`${this.ctx.name}: the store refused ${this.lateRefusals - refusedBefore} versions after accepting them; the writes stay pending`)
     }
   }
 
@@ -175,7 +183,8 @@ export class Publisher {
     // the network after (a helia node): the next version may then go out before that check ends.
     let outcome: Promise<void> | undefined
     if (store.publish !== undefined) {
-      // One step (one request to a hub): a stale sequence leaves nothing behind.
+      // One step (one request to a hub): a stale sequence refused at once leaves nothing behind
+      // (one refused after acceptance keeps its blocks: later versions may build on them).
       let accepted!: () => void
       const early = new Promise<void>(resolve => { accepted = resolve })
       let answered = false
@@ -194,6 +203,7 @@ export class Publisher {
     head.rootCid = rootBlock.cid
     head.heads = [rootBlock.cid]
     head.mustRenew = false
+    head.ownRoots = [...(head.ownRoots ?? []).slice(-(MAX_UNSETTLED + 2)), rootBlock.cid]
     if (outcome === undefined) {
       await this.settle(included, sequence, rootBlock.cid)
       return
@@ -207,24 +217,35 @@ export class Publisher {
         await this.refusedLate(err as Error, included, sequence)
         return
       }
+      this.lateInARow = 0
       await this.settle(included, sequence, rootBlock.cid, this.unsettled.length > 1)
     })
     const link = run.catch((err: Error) => { this.ctx.events.emit('error', err) })
     this.settling = link
     this.unsettled.push(link)
-    void link.then(() => { this.unsettled.splice(this.unsettled.indexOf(link), 1) })
+    this.unsettledSequences.push(sequence)
+    head.unsettledFrom = this.unsettledSequences[0]
+    void link.then(() => {
+      const at = this.unsettled.indexOf(link)
+      this.unsettled.splice(at, 1)
+      this.unsettledSequences.splice(at, 1)
+      head.unsettledFrom = this.unsettledSequences[0]
+    })
   }
 
   /** A version the store holds: its writes leave the pending set and the state records it. */
   private async settle (included: PendingEntry[], sequence: number, root: CID, later = false): Promise<void> {
     if (later) {
-      // A later version is out already: its settling records both in the state, in one write.
+      // A later version is out already: the next state write (its settling, or the retry of its
+      // writes if it is refused) removes these writes and records this version.
       await this.writer.published(included, { later: true })
+      this.unrecorded = { sequence, root: root.toString() }
     } else {
       // The store holds these writes now, whatever happens to the state write below. Removing them
       // from the state and recording the version are started together, so that a state store with
       // group commit (fileState) makes them one write, and done before the publish ends, so that a
       // `set` right after `flush()` finds no state write of this publish ahead of its own.
+      this.unrecorded = undefined
       const settled = this.writer.published(included)
       await this.ctx.state.put(this.ctx.name, { sequence, root: root.toString() })
       await settled
@@ -240,19 +261,30 @@ export class Publisher {
    * is merged beside them, never adopted as the head.
    */
   private async refusedLate (err: Error, included: PendingEntry[], sequence: number): Promise<void> {
-    const { store, name } = this.ctx
+    const { store, name, head } = this.ctx
     this.ctx.log.trace('the store refused %s #%d after accepting it: %s', name, sequence, err.message)
+    this.lateRefusals++
+    this.lateInARow++
     this.writer.republish(included)
-    if (err instanceof ConflictError) {
-      this.ctx.options.onProgress?.({ type: 'space:publish:race', detail: { sequence, attempt: 1 } })
-      const winner = err.record ?? await store.getRecord(name, { nocache: true }).catch(() => undefined)
-      // Queued, not awaited: the publish queue may be waiting for this version to settle.
-      if (winner !== undefined) this.enqueue(async () => this.merger.absorbRival(winner)).catch((e: Error) => { this.ctx.events.emit('error', e) })
-    } else {
-      this.ctx.options.onProgress?.({ type: 'space:publish:error', detail: { error: err, retryInMs: null } })
+    // A version settled just before this one, without its own state write, is recorded now.
+    const unrecorded = this.unrecorded
+    this.unrecorded = undefined
+    if (unrecorded !== undefined) await this.ctx.state.put(name, unrecorded).catch((e: Error) => { this.ctx.events.emit('error', e) })
+    if (head.closed) return
+    if (!(err instanceof ConflictError)) {
+      // The store failed (a full disk, say): the writes wait for the retry timer, as after any
+      // failed publish, and the flush under way reports it.
+      this.lateFailure = { err, count: this.lateRefusals }
+      this.scheduleRetry(err)
+      return
     }
-    // Published again from the queue; a flush under way waits for it (see flush).
-    if (!this.ctx.head.closed) this.publishPending().catch(() => {})
+    this.ctx.options.onProgress?.({ type: 'space:publish:race', detail: { sequence, attempt: this.lateInARow } })
+    const winner = err.record ?? await store.getRecord(name, { nocache: true }).catch(() => undefined)
+    // Queued, not awaited: the publish queue may be waiting for this version to settle.
+    if (winner !== undefined) this.enqueue(async () => { if (!head.closed) await this.merger.absorbRival(winner) }).catch((e: Error) => { this.ctx.events.emit('error', e) })
+    // Published again from the queue (a flush under way waits for it), unless refusals keep coming.
+    if (this.lateInARow < MAX_RACE_ATTEMPTS) this.publishPending().catch(() => {})
+    else this.scheduleRetry(err)
   }
 
   /**

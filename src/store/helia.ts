@@ -410,25 +410,25 @@ class HeliaStore implements Store {
       const accepted = this.accepted.get(key)
       if (accepted === undefined) this.accepted.set(key, [offered])
       else accepted.push(offered)
-      this.watch(name, routingKey)
-      // Devices listening on connected nodes hear of the version at once: first with its blocks,
-      // when they are small, for UserSpace devices (they need nothing from this node's disk, so it
-      // goes out before the blocks are written), then its record alone on the IPNS-over-PubSub
-      // topic, for everyone, once the blocks can be fetched from here.
-      const pubsub = this.pubsub()
-      if (pubsub !== undefined) {
-        const message = versionMessage(record, blocks)
-        if (message !== undefined) pubsub.publish(versionTopic(routingKey), message).catch(() => {})
-      }
-      let added: CID[]
       try {
-        added = await this.storeBlocks(blocks)
+        this.watch(name, routingKey)
+        // Devices listening on connected nodes hear of the version at once: first with its blocks,
+        // when they are small, for UserSpace devices (they need nothing from this node's disk, so
+        // it goes out before the blocks are written), then its record alone on the
+        // IPNS-over-PubSub topic, for everyone, once the blocks can be fetched from here.
+        const pubsub = this.pubsub()
+        if (pubsub !== undefined) {
+          const message = versionMessage(record, blocks)
+          if (message !== undefined) pubsub.publish(versionTopic(routingKey), message).catch(() => {})
+        }
+        const added = await this.storeBlocks(blocks)
+        pubsub?.publish(recordTopic(routingKey), record).catch(() => {})
+        return added
       } catch (err) {
+        // Refused whole: nothing of it counts as accepted.
         this.unaccept(key, offered)
         throw err
       }
-      pubsub?.publish(recordTopic(routingKey), record).catch(() => {})
-      return added
     })
     // The same version with an earlier validity than the one held: nothing to do.
     if (added === undefined) return
