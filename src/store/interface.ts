@@ -79,8 +79,9 @@ export interface Store {
   /**
    * Stores `blocks` and the record of `name` that points into them as one step, all or nothing: a
    * record the store refuses (ConflictError for a stale sequence on a conditional store) leaves no
-   * block behind. A hub does it in one request. Optional: for stores without it, spaces call
-   * `putBlocks` then `putRecord`.
+   * block behind — except one refused after `options.onAccepted` was called, whose blocks stay for
+   * the versions built on it. A hub does it in one request. Optional: for stores without it, spaces
+   * call `putBlocks` then `putRecord`.
    */
   publish?(name: string, record: Uint8Array, blocks: Block[], options?: PublishOptions): Promise<void>
 
