@@ -183,6 +183,38 @@ describe('a version the DHT check refuses after the space built on it', () => {
     }
   })
 
+  it('takes the version its node still holds, while a later one is in its check, for its own and not for a rollback', async () => {
+    const wallet = signer(0x54)
+    const a = await openSpace({ signer: wallet, store: heliaStore(node), state: memoryState() })
+    await a.set('x', 0)
+    await a.flush()
+    const rollbacks: unknown[] = []
+    a.on('rollback', (event) => { rollbacks.push(event) })
+    // The first query (version 2's check) is held; the refresh's is answered at once.
+    let release!: () => void
+    const held = new Promise<void>(resolve => { release = resolve })
+    let gets = 0
+    const gate = holdDhtGets(node, async () => { if (gets++ === 0) await held; throw new Error('not found') })
+    gate.release()
+    try {
+      await a.set('y', 1)
+      await expect.poll(() => gets, { timeout: 10_000, interval: 10 }).toBe(1)
+      expect(a.sequence).toBe(2)
+      // The node answers with version 1, which it holds until version 2's check ends.
+      await a.refresh()
+      expect(rollbacks).toEqual([])
+      expect(a.sequence).toBe(2)
+      release()
+      await a.flush()
+      expect(await a.getAll()).toEqual({ x: 0, y: 1 })
+      expect(rollbacks).toEqual([])
+    } finally {
+      gate.restore()
+      release()
+      await a.close()
+    }
+  })
+
   it('keeps the writes of a version whose record the store failed to keep after accepting it, reports it, and publishes them on the retry', async () => {
     const wallet = signer(0x53)
     const a = await openSpace({ signer: wallet, store: heliaStore(node), state: memoryState(), retryDelayMs: 100 })
