@@ -13,10 +13,13 @@ import { CURRENT_VERSION_FIELD, fileState, memoryState, memoryStore, openSpace, 
 import { decodeRoot } from '../src/space/root.js'
 import { cborBlock, rawBlock } from '../src/store/blocks.js'
 import { heliaStore } from '../src/store/helia.js'
-import { createRecord, readRecord } from '../src/store/record.js'
+import { createRecord, nameToMultihash, readRecord } from '../src/store/record.js'
+import { multihashToIPNSRoutingKey } from 'ipns'
+import { base64url } from 'multiformats/bases/base64'
 import { nodeForSuite, startHeliaPair, stopHeliaPair } from './helpers/helia-pair.js'
 import { ipnsKeySource } from './helpers/ipns-key.js'
 import type { HeliaNode } from '../src/store/helia-node.js'
+import type { MultihashDigest } from 'multiformats/hashes/interface'
 
 type Get = (key: Uint8Array, options?: { signal?: AbortSignal }) => Promise<Uint8Array>
 
@@ -111,6 +114,37 @@ describe('a helia space publishes its next version while the previous one is che
       gate.release()
       await a.close()
       await b.close()
+    }
+  })
+  it('does not keep its own accepted version heard back from a peer ahead of the check, so the record that wins the check stands', async () => {
+    const { key, name } = await ipnsKey()
+    const storeA = heliaStore(nodeA)
+    const [ours, rival] = await Promise.all([version(key, 'ours', 1), version(key, 'rival', 1)])
+    const topic = '/record/' + base64url.baseEncode(multihashToIPNSRoutingKey(nameToMultihash(name) as MultihashDigest<0x00 | 0x12>))
+    const gate = holdDhtGets(nodeA, async () => rival.record)
+    try {
+      let accepted = false
+      const answer = storeA.publish?.(name, ours.record, ours.blocks, { onAccepted: () => { accepted = true } })
+      answer?.catch(() => {})
+      await expect.poll(() => accepted, { timeout: 5000, interval: 10 }).toBe(true)
+      // Node B sends node A's own record back on the name's IPNS-over-PubSub topic, as a peer that
+      // relays it would, while the check is held.
+      const pubsubB = nodeB.libp2p.services.pubsub as unknown as { getSubscribers: (t: string) => Array<{ equals: (p: unknown) => boolean }>, publish: (t: string, d: Uint8Array) => Promise<unknown> }
+      const pubsubA = nodeA.libp2p.services.pubsub as unknown as EventTarget
+      await expect.poll(() => pubsubB.getSubscribers(topic).some(p => p.equals(nodeA.libp2p.peerId)), { timeout: 10_000, interval: 20 }).toBe(true)
+      const heard = new Promise<void>(resolve => {
+        pubsubA.addEventListener('message', (event) => { if ((event as CustomEvent<{ topic: string }>).detail.topic === topic) resolve() })
+      })
+      await pubsubB.publish(topic, ours.record)
+      await heard
+      await new Promise(resolve => setTimeout(resolve, 200))
+      gate.release()
+      // The DHT answers with the rival (the same sequence, another value): it is kept, ours refused.
+      await expect(answer).rejects.toMatchObject({ name: 'ConflictError' })
+      expect(await storeA.getRecord(name)).toEqual(rival.record)
+    } finally {
+      gate.restore()
+      gate.release()
     }
   })
 })
@@ -253,11 +287,11 @@ describe('a version the DHT check refuses after the space built on it', () => {
   })
 })
 
-describe('heliaStore: the network steps of versions accepted during one', () => {
+describe('heliaStore: publishing while a version is in its network step', () => {
   let node: HeliaNode
   nodeForSuite((n) => { node = n })
 
-  it('are one DHT query for every version accepted meanwhile, and the newest is kept', async () => {
+  it('takes every version accepted during a network step into the next: one DHT query, the newest kept', async () => {
     const { key, name } = await ipnsKey()
     const store = heliaStore(node)
     const versions = await Promise.all([1, 2, 3].map(async n => version(key, `burst ${n}`, n)))
@@ -311,11 +345,6 @@ describe('heliaStore: the network steps of versions accepted during one', () => 
       gate.release()
     }
   })
-})
-
-describe('heliaStore: the local step of a publish while a version is in its network step', () => {
-  let node: HeliaNode
-  nodeForSuite((n) => { node = n })
 
   it('judges a publish against the version accepted and not yet kept', async () => {
     const { key, name } = await ipnsKey()

@@ -24,8 +24,14 @@ export class Merger {
 
   constructor (private readonly ctx: SpaceContext, private readonly writer: Writer) {}
 
-  /** Validates a record and merges the version it points at. */
-  async absorb (recordBytes: Uint8Array, options?: AbortOptions): Promise<void> {
+  /**
+   * Validates a record and merges the version it points at. A `rival` is a record that won over a
+   * version this device published and its store accepted before refusing it (see Publisher): its
+   * version is merged even when its sequence is below the head's (this device has published on top
+   * of the refused version since), beside the head, never as it: the next version names both as
+   * parents and carries both's writes.
+   */
+  async absorb (recordBytes: Uint8Array, options?: AbortOptions, rival = false): Promise<void> {
     const { head } = this.ctx
     const info = await validateRecord(this.ctx.name, recordBytes, { allowExpired: true, nowMs: this.ctx.now })
     const sequence = Number(info.sequence)
@@ -35,9 +41,9 @@ export class Merger {
     // one it still holds, which this device published: nothing to merge, and no rollback. (With
     // none in their check, an older version of its own is a rollback like any other.)
     if (head.unsettledFrom !== undefined && head.ownRoots?.some(r => r.equals(cid)) === true) return
-    if (sequence < head.seq && head.unsettledFrom !== undefined && sequence >= head.unsettledFrom) {
-      // Another device's version at the sequence of one of ours still in its check: a race, merged
-      // beside the head (see absorbRival), not a rollback.
+    if (sequence < head.seq && (rival || (head.unsettledFrom !== undefined && sequence >= head.unsettledFrom))) {
+      // Another device's version that won over one of ours, or at the sequence of one of ours still
+      // in its check: a race, merged beside the head, not a rollback.
       if (!head.heads.some(h => h.equals(cid))) await this.absorbRoot(cid, sequence, options, true)
       return
     }
@@ -60,23 +66,6 @@ export class Merger {
     await this.absorbVersion(info.cid, sequence, options)
     head.lastRecord = recordBytes
     head.validUntilMs = info.validUntilMs
-  }
-
-  /**
-   * A record that won over a version this device published and its store accepted before refusing
-   * it (see Publisher): its version is merged even when its sequence is below the head's (this
-   * device has published on top of the refused version since), beside the head, never as it: the
-   * next version names both as parents and carries both's writes.
-   */
-  async absorbRival (recordBytes: Uint8Array, options?: AbortOptions): Promise<void> {
-    const { head } = this.ctx
-    const info = await validateRecord(this.ctx.name, recordBytes, { allowExpired: true, nowMs: this.ctx.now })
-    if (info.cid === undefined) return
-    const sequence = Number(info.sequence)
-    if (sequence >= head.seq) return await this.absorb(recordBytes, options)
-    const cid = info.cid
-    if (head.heads.some(h => h.equals(cid))) return
-    await this.absorbRoot(cid, sequence, options, true)
   }
 
   /**

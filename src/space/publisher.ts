@@ -40,10 +40,8 @@ export class Publisher {
    * one after another in the order they were published. Never rejects.
    */
   private settling: Promise<void> = Promise.resolve()
-  /** The links of `settling` not yet settled, oldest first. */
-  private readonly unsettled: Array<Promise<void>> = []
-  /** The sequences of the versions in `unsettled`, oldest first. */
-  private readonly unsettledSequences: number[] = []
+  /** The links of `settling` not yet settled and their versions' sequences, oldest first. */
+  private readonly unsettled: Array<{ link: Promise<void>, sequence: number }> = []
   /** Versions refused after they were accepted, since the space opened; and in a row. */
   private lateRefusals = 0
   private lateInARow = 0
@@ -88,7 +86,7 @@ export class Publisher {
     const run = this.tail.then(async () => {
       this.queued = undefined
       if (!needsPublish(this.ctx)) return
-      while (this.unsettled.length >= MAX_UNSETTLED) await this.unsettled[0]
+      while (this.unsettled.length >= MAX_UNSETTLED) await this.unsettled[0]?.link
       if (needsPublish(this.ctx)) await this.publish(options)
     })
     this.queued = run
@@ -222,14 +220,12 @@ export class Publisher {
     })
     const link = run.catch((err: Error) => { this.ctx.events.emit('error', err) })
     this.settling = link
-    this.unsettled.push(link)
-    this.unsettledSequences.push(sequence)
-    head.unsettledFrom = this.unsettledSequences[0]
+    const entry = { link, sequence }
+    this.unsettled.push(entry)
+    head.unsettledFrom = this.unsettled[0]?.sequence
     void link.then(() => {
-      const at = this.unsettled.indexOf(link)
-      this.unsettled.splice(at, 1)
-      this.unsettledSequences.splice(at, 1)
-      head.unsettledFrom = this.unsettledSequences[0]
+      this.unsettled.splice(this.unsettled.indexOf(entry), 1)
+      head.unsettledFrom = this.unsettled[0]?.sequence
     })
   }
 
@@ -281,7 +277,7 @@ export class Publisher {
     this.ctx.options.onProgress?.({ type: 'space:publish:race', detail: { sequence, attempt: this.lateInARow } })
     const winner = err.record ?? await store.getRecord(name, { nocache: true }).catch(() => undefined)
     // Queued, not awaited: the publish queue may be waiting for this version to settle.
-    if (winner !== undefined) this.enqueue(async () => { if (!head.closed) await this.merger.absorbRival(winner) }).catch((e: Error) => { this.ctx.events.emit('error', e) })
+    if (winner !== undefined) this.enqueue(async () => { if (!head.closed) await this.merger.absorb(winner, undefined, true) }).catch((e: Error) => { this.ctx.events.emit('error', e) })
     // Published again from the queue (a flush under way waits for it), unless refusals keep coming.
     if (this.lateInARow < MAX_RACE_ATTEMPTS) this.publishPending().catch(() => {})
     else this.scheduleRetry(err)

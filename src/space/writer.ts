@@ -177,9 +177,10 @@ export class Writer {
 
   /**
    * Drops from the pending set the entries a store has now taken (or a newer entry replaced), and
-   * removes them from the state (with `later`, at the next removal instead). The returned promise settles once the state has them removed (it
-   * never rejects: a failure is an `error` event); a publish starts this removal in the same tick as
-   * its own state write, so that the state store can make both in one write.
+   * removes them from the state (with `later`, at the next removal instead). The returned promise
+   * settles once the state has them removed (it never rejects: a failure is an `error` event); a
+   * publish starts this removal in the same tick as its own state write, so that the state store
+   * can make both in one write.
    */
   published (entries: PendingEntry[], options: { later?: boolean } = {}): Promise<void> {
     const done: PendingEntry[] = []
