@@ -43,23 +43,53 @@ async function bytesUnder (dir: string): Promise<number> {
   return total
 }
 
-/** Fills `space` with `size` keys, then returns the bytes under `dirs` each single-key update adds. */
-async function perUpdate (space: Space, size: number, dirs: string[]): Promise<number> {
+/** Bytes under each first-level entry of `dir` (a folder summed whole), keyed `<label>/<entry>`. */
+async function bytesByPart (dir: string, label: string): Promise<Map<string, number>> {
+  const parts = new Map<string, number>()
+  let entries
+  try { entries = await readdir(dir, { withFileTypes: true }) } catch { return parts }
+  for (const e of entries) {
+    const path = join(dir, e.name)
+    const bytes = e.isDirectory() ? await bytesUnder(path) : e.isFile() ? await stat(path).then(s => s.size, () => 0) : 0
+    const part = e.isDirectory() ? `${label}/${e.name}/` : `${label}/(files)`
+    parts.set(part, (parts.get(part) ?? 0) + bytes)
+  }
+  return parts
+}
+
+/**
+ * Fills `space` with `size` keys, then returns the bytes each single-key update adds under `dirs`
+ * (label → folder): in all, and per first-level part of each folder.
+ */
+async function perUpdate (space: Space, size: number, dirs: Record<string, string>): Promise<{ total: number, parts: Map<string, number> }> {
   const fill: Record<string, Json> = {}
   for (let k = 0; k < size; k++) fill[`key-${k}`] = value(k, 0)
   await space.patch(fill)
   await space.flush()
-  const sum = async (): Promise<number> => {
+  const sum = async (): Promise<Map<string, number>> => {
     await new Promise(resolve => setTimeout(resolve, SETTLE_MS))
-    return (await Promise.all(dirs.map(bytesUnder))).reduce((a, b) => a + b, 0)
+    const all = new Map<string, number>()
+    for (const [label, dir] of Object.entries(dirs)) for (const [part, bytes] of await bytesByPart(dir, label)) all.set(part, bytes)
+    return all
   }
   const before = await sum()
   for (let u = 0; u < UPDATES; u++) {
     await space.set(`key-${(u * 7919) % size}`, value(u, 1e6 + u))
     await space.flush()
   }
-  return (await sum() - before) / UPDATES
+  const after = await sum()
+  const parts = new Map<string, number>()
+  let total = 0
+  for (const part of new Set([...before.keys(), ...after.keys()])) {
+    const added = ((after.get(part) ?? 0) - (before.get(part) ?? 0)) / UPDATES
+    parts.set(part, added)
+    total += added
+  }
+  return { total, parts }
 }
+
+const partsLine = (parts: Map<string, number>): string =>
+  [...parts].filter(([, b]) => Math.abs(b) >= 1).sort((x, y) => y[1] - x[1]).map(([p, b]) => `${p} ${b.toFixed(0)} B`).join(', ')
 
 async function startHub (dir: string): Promise<{ url: string, stop: () => Promise<void> }> {
   const child = spawn(process.execPath, [join(ROOT, 'bin/userspace.js'), 'serve', '--host', '127.0.0.1', '--port', '0', '--data', dir, '--rate-limit', '0'], { stdio: ['ignore', 'pipe', 'inherit'] })
@@ -88,26 +118,27 @@ async function main (): Promise<void> {
       const dir = (name: string): string => join(tmp, `${size}-${name}`)
       const a = await createHeliaNode({ directory: dir('a'), dhtServer: true })
       const b = await createHeliaNode({ directory: dir('b'), dhtServer: true, peers: a.libp2p.getMultiaddrs().map(String).filter(x => !x.includes('/ws')) })
-      let helia: number
+      let helia: { total: number, parts: Map<string, number> }
       try {
         const space = await openSpace({ signer: privateKeySigner((2 * i + 1).toString(16).padStart(64, '0')), store: heliaStore(a), state: fileState(dir('state-a')) })
-        helia = await perUpdate(space, size, [dir('a'), dir('b'), dir('state-a')])
+        helia = await perUpdate(space, size, { writer: dir('a'), peer: dir('b'), state: dir('state-a') })
         await space.close()
       } finally {
         await stopHeliaNode(b)
         await stopHeliaNode(a)
       }
       const hub = await startHub(dir('hub'))
-      let viaHub: number
+      let viaHub: { total: number, parts: Map<string, number> }
       try {
         const space = await openSpace({ signer: privateKeySigner((2 * i + 2).toString(16).padStart(64, '0')), store: hubStore(hub.url), state: fileState(dir('state-hub')) })
-        viaHub = await perUpdate(space, size, [dir('hub'), dir('state-hub')])
+        viaHub = await perUpdate(space, size, { hub: dir('hub'), state: dir('state-hub') })
         await space.close()
       } finally {
         await hub.stop()
       }
-      rows.push(`| ${size} | ${helia.toFixed(0)} B | ${viaHub.toFixed(0)} B |`)
-      console.log(`${size} keys done`)
+      rows.push(`| ${size} | ${helia.total.toFixed(0)} B | ${viaHub.total.toFixed(0)} B |`)
+      console.log(`${size} keys, bytes per update by part. helia: ${partsLine(helia.parts)}`)
+      console.log(`${size} keys, bytes per update by part. hub: ${partsLine(viaHub.parts)}`)
     }
   } finally {
     await rm(tmp, { recursive: true, force: true, maxRetries: 5 })

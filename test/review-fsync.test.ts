@@ -1,20 +1,21 @@
 /**
- * fileState's durability, observed at the file-system calls: a state change is written whole and
- * fsynced in a temporary file, renamed over the state file, and the directory is fsynced, so the
- * rename survives a power cut before the write is acknowledged. Only those two fsyncs wait for the
- * thread pool; the small steps are synchronous, and changes started together are one write. On a
- * disk that fills up, a write takes what fits and only the next one fails (ENOSPC): the change then
- * fails and the state before it stays whole.
+ * fileState's durability, observed at the file-system calls. A space's first change writes its
+ * journal whole: a temporary file, fsynced, renamed into place, then the directory fsynced, so the
+ * rename survives a power cut before the write is acknowledged. Every later change is one appended
+ * line and one fdatasync of the journal, and changes started together are one line. Only the syncs
+ * wait for the thread pool; the small steps are synchronous. On a disk that fills up, a write takes
+ * what fits and only the next one fails (ENOSPC); a sync can fail too (EIO): the change then fails,
+ * its line is cut off again, and the state before it stays whole.
  */
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeEach, expect, it, vi } from 'vitest'
 import { fileState } from '../src/index.js'
 
 const calls: string[] = []
-/** How writes to temporary files end: in full, cut short then ENOSPC, or taking nothing. */
-let tmpWrites: 'whole' | 'disk full' | 'nothing' = 'whole'
+/** How writes to journals end: in full, cut short then ENOSPC, taking nothing, or whole but unsynced. */
+let logWrites: 'whole' | 'disk full' | 'nothing' | 'sync fails' = 'whole'
 vi.mock('node:fs', async (importOriginal) => {
   const actual = await importOriginal<typeof import('node:fs')>()
   const paths = new Map<number, string>()
@@ -31,10 +32,17 @@ vi.mock('node:fs', async (importOriginal) => {
       calls.push(`sync ${paths.get(fd) ?? '?'}`)
       actual.fsync(fd, callback)
     },
+    fdatasync (fd: number, callback: (err: Error | null) => void) {
+      calls.push(`datasync ${paths.get(fd) ?? '?'}`)
+      if (logWrites === 'sync fails') { callback(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' })); return }
+      actual.fdatasync(fd, callback)
+    },
     renameSync (from: string, to: string) { calls.push(`rename ${to}`); actual.renameSync(from, to) },
     writeSync (fd: number, data: Uint8Array, offset = 0, length = data.byteLength - offset) {
-      if (tmpWrites !== 'whole' && (paths.get(fd) ?? '').endsWith('.tmp')) {
-        if (tmpWrites === 'nothing') return 0
+      const path = paths.get(fd) ?? ''
+      if (path.endsWith('.log')) calls.push(`append ${path}`)
+      if (logWrites !== 'whole' && logWrites !== 'sync fails' && path.endsWith('.log')) {
+        if (logWrites === 'nothing') return 0
         // the first write takes half and reports no error; the next finds the disk full
         if (cut) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' })
         cut = true
@@ -47,7 +55,7 @@ vi.mock('node:fs', async (importOriginal) => {
 
 const dirs: string[] = []
 afterAll(() => { for (const d of dirs) rmSync(d, { recursive: true, force: true }) })
-beforeEach(() => { calls.length = 0; tmpWrites = 'whole' })
+beforeEach(() => { calls.length = 0; logWrites = 'whole' })
 
 function tempDir (): string {
   const dir = mkdtempSync(join(tmpdir(), 'userspace-review-fsync-'))
@@ -58,38 +66,49 @@ function tempDir (): string {
 const entry = (key: string): { section: 'private', key: string, stamp: number, device: string, json: string } =>
   ({ section: 'private', key, stamp: 1, device: 'd', json: JSON.stringify('x'.repeat(200)) })
 
-it('fsyncs the temporary file, renames it into place, then fsyncs the directory: two fsyncs, in that order', async () => {
+it('writes a new journal whole (fsync, rename, directory fsync), then each change is one append and one fdatasync', async () => {
   const dir = tempDir()
-  await fileState(dir).addPending('k51fsync', [entry('k')])
+  const state = fileState(dir)
+  await state.addPending('k51fsync', [entry('k')])
   expect(calls).toHaveLength(3)
   expect(calls[0]).toMatch(new RegExp(`^sync ${dir}/k51fsync\\.\\d+\\.tmp$`))
-  expect(calls[1]).toBe(`rename ${dir}/k51fsync.json`)
+  expect(calls[1]).toBe(`rename ${dir}/k51fsync.log`)
   expect(calls[2]).toBe(`sync ${dir}`)
+  calls.length = 0
+  await state.addPending('k51fsync', [entry('l')])
+  expect(calls).toEqual([`append ${dir}/k51fsync.log`, `datasync ${dir}/k51fsync.log`])
+  // another instance (another process's view) appends to the same journal and reads both
+  calls.length = 0
+  await fileState(dir).put('k51fsync', { sequence: 2, root: 'r2' })
+  expect(calls).toEqual([`append ${dir}/k51fsync.log`, `datasync ${dir}/k51fsync.log`])
+  expect(await state.get('k51fsync')).toEqual({ sequence: 2, root: 'r2', pending: [entry('k'), entry('l')] })
 })
 
-it('makes changes started in the same tick one write (a publish records its version and settles its writes together)', async () => {
+it('makes changes started in the same tick one line (a publish records its version and settles its writes together)', async () => {
   const dir = tempDir()
   const state = fileState(dir)
   await state.addPending('k51group', [entry('a'), entry('b')])
   calls.length = 0
   await Promise.all([state.put('k51group', { sequence: 3, root: 'bafyroot' }), state.removePending('k51group', [entry('a')])])
-  expect(calls.filter(c => c.startsWith('rename '))).toEqual([`rename ${dir}/k51group.json`])
+  expect(calls).toEqual([`append ${dir}/k51group.log`, `datasync ${dir}/k51group.log`])
   expect(await state.get('k51group')).toEqual({ sequence: 3, root: 'bafyroot', pending: [entry('b')] })
 })
 
-for (const mode of ['disk full', 'nothing'] as const) {
-  it(`a write that ${mode === 'disk full' ? 'is cut short by a full disk' : 'takes nothing'} fails the change (StoreError), renames nothing and leaves the state before it whole`, async () => {
+for (const mode of ['disk full', 'nothing', 'sync fails'] as const) {
+  const how = { 'disk full': 'is cut short by a full disk', nothing: 'takes nothing', 'sync fails': 'cannot be synced' }[mode]
+  it(`an append that ${how} fails the change (StoreError) and leaves the journal as it was`, async () => {
     const dir = tempDir()
     const state = fileState(dir)
     await state.addPending('k51short', [entry('a')])
-    calls.length = 0
-    tmpWrites = mode
+    const size = statSync(join(dir, 'k51short.log')).size
+    logWrites = mode
     await expect(state.addPending('k51short', [entry('b')])).rejects.toMatchObject({ name: 'StoreError' })
-    tmpWrites = 'whole'
-    expect(calls.filter(c => c.startsWith('rename '))).toEqual([])
+    logWrites = 'whole'
+    // nothing of the failed change is left to be read later, by this process or another
+    expect(statSync(join(dir, 'k51short.log')).size).toBe(size)
     expect(await state.get('k51short')).toEqual({ sequence: 0, root: '', pending: [entry('a')] })
     // and the next change, with room again, lands
     await state.addPending('k51short', [entry('c')])
-    expect((await state.get('k51short'))?.pending.map(e => e.key)).toEqual(['a', 'c'])
+    expect((await fileState(dir).get('k51short'))?.pending.map(e => e.key)).toEqual(['a', 'c'])
   })
 }

@@ -5,7 +5,8 @@
  * holds it, so a write survives a crash, a reload or a closed tab and goes out on the next open.
  *
  * Three implementations: `memoryState()` (this process only), `idbState()` (IndexedDB, the browser
- * default; see store/idb.ts) and `fileState(dir)` (one JSON file per space, fsynced, the Node default).
+ * default; see store/idb.ts) and `fileState(dir)` (one journal file per space, each change appended and
+ * synced, the Node default).
  * Every operation is a merge, never a blind overwrite, so several tabs or processes sharing one state
  * cannot erase each other's pending writes: `put` keeps the higher sequence, `addPending` keeps the
  * winning entry per key, `removePending` removes only the exact entries given.
@@ -135,21 +136,25 @@ export function defaultStateDir (env: Record<string, string | undefined>, home: 
 }
 
 /**
- * The parts of `node:fs` a file state uses. The small steps (open, write, read, rename, unlink) are
- * synchronous: each takes microseconds, while an async call waits for a turn of the event loop, and
- * a busy loop (a space publishing in the background) made each state change ~20 such waits. Only the
- * two fsyncs, which wait for the disk, go to the thread pool.
+ * The parts of `node:fs` a file state uses. The small steps (open, read, append, stat, rename,
+ * unlink) are synchronous: each takes microseconds, while an async call waits for a turn of the event
+ * loop, and a busy loop (a space publishing in the background) made each state change ~20 such
+ * waits. Only the syncs, which wait for the disk, go to the thread pool.
  */
 interface NodeFs {
   mkdirSync(path: string, options: { recursive: true }): unknown
   readFileSync(path: string, encoding: 'utf8'): string
   openSync(path: string, flags: string): number
+  readSync(fd: number, buffer: Uint8Array, offset: number, length: number, position: number): number
   writeSync(fd: number, data: string | Uint8Array, offset?: number, length?: number): number
   closeSync(fd: number): void
   fsync(fd: number, callback: (err: Error | null) => void): void
+  fdatasync(fd: number, callback: (err: Error | null) => void): void
+  ftruncateSync(fd: number, length: number): void
   renameSync(from: string, to: string): void
   unlinkSync(path: string): void
-  statSync(path: string): { mtimeMs: number }
+  statSync(path: string): { mtimeMs: number, ino: number, size: number }
+  fstatSync(fd: number): { ino: number, size: number }
 }
 
 /** Loaded lazily and by a computed name, so browser bundles never see `node:` modules. */
@@ -171,24 +176,88 @@ function fsyncFd (fs: NodeFs, fd: number): Promise<void> {
   return new Promise((resolve, reject) => { fs.fsync(fd, err => { if (err === null) resolve(); else reject(err) }) })
 }
 
+function fdatasyncFd (fs: NodeFs, fd: number): Promise<void> {
+  return new Promise((resolve, reject) => { fs.fdatasync(fd, err => { if (err === null) resolve(); else reject(err) }) })
+}
+
 /** How long a lock file may live before it is taken to belong to a crashed process. */
 const STALE_LOCK_MS = 10_000
 /** A lock naming a live process is taken over only past this age: that pid must be someone else's now. */
 const REUSED_PID_LOCK_MS = 10 * 60_000
 const LOCK_WAIT_MS = 5_000
+/**
+ * A state file is rewritten whole (compacted) once its appended changes pass this many bytes beyond
+ * twice the state it started from. @default 64 KiB
+ */
+export const STATE_COMPACT_BYTES = 64 * 1024
 
 /**
- * State in `dir`, one `<name>.json` per space. Each change is a read-modify-write under a lock file
- * (`<name>.lock`, created exclusively) and lands by write-to-temp, fsync, rename, so a crash leaves
- * either the old or the new file, and two processes never erase each other's pending writes.
+ * State in `dir`, one journal `<name>.log` per space: its first line is a whole state, each later
+ * line one change (or the changes committed together), appended and fdatasynced before the change
+ * resolves. Each change is made under a lock file (`<name>.lock`, created exclusively), so two
+ * processes never erase each other's pending writes; a line cut short by a crash is skipped. Once the
+ * changes outgrow the state the file is compacted: the state is written whole to a temporary file,
+ * fsynced and renamed over the journal, and the directory fsynced. A `<name>.json` left by earlier
+ * versions (the state written whole on every change) is read and replaced by the journal on the
+ * first change.
  */
 export interface FileStateOptions {
   /** The clock a lock file's age is judged by (against its modification time). @default systemClock */
   nowMs?: () => number
+  /** @default STATE_COMPACT_BYTES */
+  compactBytes?: number
+}
+
+/** One line of a journal: a whole state (the first line), or changes in the order they were made. */
+type JournalLine = { state: SpaceState } | { changes: Change[] }
+type Change = ['seen', SeenVersion] | ['add', PendingEntry[]] | ['remove', PendingEntry[]]
+
+function applyChange (current: SpaceState | undefined, change: Change): SpaceState {
+  switch (change[0]) {
+    case 'seen': return mergeSeen(current, change[1])
+    case 'add': return mergePending(current, change[1], [])
+    case 'remove': return mergePending(current, [], change[1])
+  }
+}
+
+/**
+ * Reads journal text onto `state`: every complete line in order; a line that does not parse (cut
+ * short by a crash, or damaged) is skipped, and so is a change that does not apply.
+ */
+function replay (state: SpaceState | undefined, text: string): SpaceState | undefined {
+  for (const line of text.split('\n')) {
+    if (line === '') continue
+    let parsed: unknown
+    try { parsed = JSON.parse(line) } catch { continue }
+    if (typeof parsed !== 'object' || parsed === null) continue
+    const p = parsed as Partial<{ state: unknown, changes: unknown }>
+    if ('state' in p) { state = readState(p.state) ?? state; continue }
+    if (!Array.isArray(p.changes)) continue
+    for (const c of p.changes as unknown[]) {
+      if (!Array.isArray(c) || !['seen', 'add', 'remove'].includes(c[0] as string)) continue
+      if (c[0] !== 'seen' && !Array.isArray(c[1])) continue
+      try { state = applyChange(state, c as Change) } catch {}
+    }
+  }
+  return state
+}
+
+/** What one fileState knows of a journal it has read: reading it again starts where this ends. */
+interface OpenJournal {
+  fd: number
+  ino: number
+  /** bytes read or written so far (the file's size when they were) */
+  offset: number
+  /** whether those bytes end with a complete line (a crash can leave a line cut short) */
+  whole: boolean
+  /** bytes of the state the file started from (its first line) */
+  baseBytes: number
+  state: SpaceState | undefined
 }
 
 export function fileState (dir?: string, options: FileStateOptions = {}): SpaceStateStore {
   const nowMs = options.nowMs ?? systemClock
+  const compactBytes = options.compactBytes ?? STATE_COMPACT_BYTES
   let resolvedDir: Promise<string> | undefined
   const directory = async (): Promise<string> => {
     resolvedDir ??= (async () => {
@@ -205,16 +274,18 @@ export function fileState (dir?: string, options: FileStateOptions = {}): SpaceS
     return resolvedDir
   }
   // Changes from this process are group-committed: those queued while a write is under way go into
-  // the next write together (one read, one fsync); the lock file orders writes with other processes.
-  interface Queued { fn: (current: SpaceState | undefined) => SpaceState, resolve: () => void, reject: (err: unknown) => void }
+  // the next write together (one line, one sync); the lock file orders writes with other processes.
+  interface Queued { change: Change, resolve: () => void, reject: (err: unknown) => void }
   const queues = new Map<string, Queued[]>()
+  const journals = new Map<string, OpenJournal>()
 
   const fileOf = async (name: string): Promise<string> => {
     if (!/^[a-z0-9]{1,200}$/i.test(name)) throw new InvalidInputError(`"name" expected an IPNS name (letters and digits), got "${name.slice(0, 80)}"`)
     return `${await directory()}/${name}`
   }
 
-  const read = (fs: NodeFs, path: string): SpaceState | undefined => {
+  /** The state a `<name>.json` of earlier versions holds, if there is one. */
+  const readWhole = (fs: NodeFs, path: string): SpaceState | undefined => {
     let text: string
     try {
       text = fs.readFileSync(`${path}.json`, 'utf8')
@@ -225,12 +296,94 @@ export function fileState (dir?: string, options: FileStateOptions = {}): SpaceS
     try { return readState(JSON.parse(text)) } catch { return undefined }
   }
 
-  const change = async (name: string, fn: (current: SpaceState | undefined) => SpaceState): Promise<void> => {
+  const read = (fs: NodeFs, path: string): SpaceState | undefined => {
+    let text: string
+    try {
+      text = fs.readFileSync(`${path}.log`, 'utf8')
+    } catch (err) {
+      if ((err as { code?: string }).code === 'ENOENT') return readWhole(fs, path)
+      throw new StoreError(`cannot read ${path}.log`, { cause: err })
+    }
+    return replay(undefined, text)
+  }
+
+  const forget = (fs: NodeFs, name: string): void => {
+    const j = journals.get(name)
+    if (j === undefined) return
+    journals.delete(name)
+    try { fs.closeSync(j.fd) } catch {}
+  }
+
+  /** Writes `state` whole as a new journal (temporary file, fsync, rename, directory fsync) and opens it. */
+  const rewrite = async (fs: NodeFs, name: string, path: string, state: SpaceState): Promise<void> => {
+    forget(fs, name)
+    const line = new TextEncoder().encode(JSON.stringify({ state } satisfies JournalLine) + '\n')
+    const tmp = `${path}.${process.pid}.tmp`
+    const fd = fs.openSync(tmp, 'w')
+    try {
+      writeAll(fs, fd, line)
+      await fsyncFd(fs, fd)
+    } finally {
+      fs.closeSync(fd)
+    }
+    fs.renameSync(tmp, `${path}.log`)
+    // The rename is durable only once the directory is: without this a power cut after `set`
+    // resolved can bring the old file back, and the write with it is gone.
+    await syncDirectory(fs, await directory())
+    const opened = fs.openSync(`${path}.log`, 'a+')
+    journals.set(name, { fd: opened, ino: fs.fstatSync(opened).ino, offset: line.byteLength, whole: true, baseBytes: line.byteLength, state })
+  }
+
+  /**
+   * The journal of `name` as it is now, read under the lock: from where this process left it when
+   * the file is the same one (only other processes' later lines are read), else whole; undefined
+   * when there is none yet.
+   */
+  const current = (fs: NodeFs, name: string, path: string): OpenJournal | undefined => {
+    let ino: number
+    try {
+      ino = fs.statSync(`${path}.log`).ino
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'ENOENT') throw err
+      forget(fs, name)
+      return undefined
+    }
+    let j = journals.get(name)
+    // Another process compacted it (a new file, a new inode: the old one stays ours while we hold
+    // it open, so the number cannot have been reused), or it was never read here.
+    if (j !== undefined && j.ino !== ino) { forget(fs, name); j = undefined }
+    if (j === undefined) {
+      const fd = fs.openSync(`${path}.log`, 'a+')
+      j = { fd, ino: fs.fstatSync(fd).ino, offset: 0, whole: true, baseBytes: 0, state: undefined }
+      journals.set(name, j)
+    }
+    const size = fs.fstatSync(j.fd).size
+    if (size < j.offset) { forget(fs, name); return current(fs, name, path) }
+    if (size > j.offset) {
+      const bytes = new Uint8Array(size - j.offset)
+      let got = 0
+      while (got < bytes.byteLength) {
+        const n = fs.readSync(j.fd, bytes, got, bytes.byteLength - got, j.offset + got)
+        if (n <= 0) break
+        got += n
+      }
+      const text = new TextDecoder().decode(bytes.subarray(0, got))
+      // Only complete lines are taken; a line still cut short at the end stays unread.
+      const end = text.lastIndexOf('\n') + 1
+      if (j.offset === 0) j.baseBytes = end > 0 ? new TextEncoder().encode(text.slice(0, text.indexOf('\n') + 1)).byteLength : 0
+      j.state = replay(j.state, text.slice(0, end))
+      j.offset += got
+      j.whole = end === text.length
+    }
+    return j
+  }
+
+  const change = async (name: string, c: Change): Promise<void> => {
     const path = await fileOf(name)
     return new Promise<void>((resolve, reject) => {
       let queue = queues.get(name)
-      if (queue !== undefined) { queue.push({ fn, resolve, reject }); return }
-      queue = [{ fn, resolve, reject }]
+      if (queue !== undefined) { queue.push({ change: c, resolve, reject }); return }
+      queue = [{ change: c, resolve, reject }]
       queues.set(name, queue)
       void drain(name, path, queue)
     })
@@ -243,28 +396,39 @@ export function fileState (dir?: string, options: FileStateOptions = {}): SpaceS
     while (queue.length > 0) {
       const batch = queue.splice(0)
       const applied: Queued[] = []
+      let fs: NodeFs | undefined
       try {
-        const fs = await nodeFs()
+        fs = await nodeFs()
         await lock(fs, `${path}.lock`, nowMs)
         try {
-          let next = read(fs, path)
+          const j = current(fs, name, path)
+          let next = j === undefined ? readWhole(fs, path) : j.state
           for (const q of batch) {
             // A change with bad input is refused alone; the others in the batch still land.
-            try { next = q.fn(next); applied.push(q) } catch (err) { q.reject(err) }
+            try { next = applyChange(next, q.change); applied.push(q) } catch (err) { q.reject(err) }
           }
           if (applied.length > 0 && next !== undefined) {
-            const tmp = `${path}.${process.pid}.tmp`
-            const fd = fs.openSync(tmp, 'w')
-            try {
-              writeAll(fs, fd, new TextEncoder().encode(JSON.stringify(next)))
-              await fsyncFd(fs, fd)
-            } finally {
-              fs.closeSync(fd)
+            if (j === undefined || j.offset > compactBytes + 2 * j.baseBytes) {
+              await rewrite(fs, name, path, next)
+              // The journal now holds what a `<name>.json` of earlier versions did.
+              if (j === undefined) { try { fs.unlinkSync(`${path}.json`) } catch {} }
+            } else {
+              // After a line cut short by a crash, a line of its own: the cut one stays unreadable.
+              const line = (j.whole ? '' : '\n') + JSON.stringify({ changes: applied.map(q => q.change) } satisfies JournalLine) + '\n'
+              const bytes = new TextEncoder().encode(line)
+              try {
+                writeAll(fs, j.fd, bytes)
+                await fdatasyncFd(fs, j.fd)
+              } catch (err) {
+                // A change that fails leaves no line to be read later (a full disk can take half).
+                try { fs.ftruncateSync(j.fd, j.offset) } catch {}
+                forget(fs, name)
+                throw err
+              }
+              j.offset += bytes.byteLength
+              j.whole = true
+              j.state = next
             }
-            fs.renameSync(tmp, `${path}.json`)
-            // The rename is durable only once the directory is: without this a power cut after
-            // `set` resolved can bring the old file back, and the write with it is gone.
-            await syncDirectory(fs, await directory())
           }
         } finally {
           // Only our own lock: one taken over from us (we were presumed dead) belongs to another now.
@@ -285,9 +449,10 @@ export function fileState (dir?: string, options: FileStateOptions = {}): SpaceS
       const path = await fileOf(name)
       return read(await nodeFs(), path)
     },
-    async put (name, seen) { await change(name, current => mergeSeen(current, seen)) },
-    async addPending (name, entries) { await change(name, current => mergePending(current, entries, [])) },
-    async removePending (name, entries) { await change(name, current => mergePending(current, [], entries)) }
+    // Copied as they are queued: the journal line is written later, and holds only the fields read back.
+    async put (name, seen) { await change(name, ['seen', { sequence: seen?.sequence, root: seen?.root }]) },
+    async addPending (name, entries) { await change(name, ['add', entries.map(e => isPending(e) ? copyPending(e) : e)]) },
+    async removePending (name, entries) { await change(name, ['remove', entries.map(e => isPending(e) ? copyPending(e) : e)]) }
   }
 }
 
