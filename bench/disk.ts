@@ -4,8 +4,9 @@
  * serve` process (the hub's data directory plus the device's state file). File sizes (apparent
  * bytes), summed before and after BENCH_UPDATES updates (default 20) of one key each, each followed
  * by `flush()`, with a pause before each sum for background writes (DHT puts, provider records).
- * LevelDB's log grows with every write until it is compacted, so these are the bytes a run of
- * updates adds, not what stays after compaction.
+ * LevelDB's log grows with every write until it is compacted, and so does the device's state
+ * journal (two lines per update, rewritten whole past 16 KiB), so these are the bytes a run of
+ * updates adds, not what stays after compaction; the parts are printed too.
  *
  * Run after a build: `node dist/bench/disk.js`. Environment: BENCH_SIZES (default `10000,100000`),
  * BENCH_UPDATES.

@@ -34,24 +34,31 @@ describe('fileState journal', () => {
     await writer.addPending(name, [entry('a')])
     await writer.addPending(name, [entry('b')])
     // another process died halfway through its line
-    appendFileSync(join(dir, `${name}.log`), '{"changes":[["add",[{"section":"private","key":"lost"')
+    appendFileSync(join(dir, `${name}.log`), '[["add",[["private","lost",1,"d"')
     expect(await keys(dir, name)).toEqual(['a', 'b'])
     await writer.addPending(name, [entry('c')])
     expect(await keys(dir, name)).toEqual(['a', 'b', 'c'])
-    appendFileSync(join(dir, `${name}.log`), '{"changes":[["remove",[')
+    appendFileSync(join(dir, `${name}.log`), '[["remove",[')
     await fileState(dir).addPending(name, [entry('d')])
     await writer.put(name, { sequence: 4, root: 'r4' })
     expect(await fileState(dir).get(name)).toMatchObject({ sequence: 4, root: 'r4' })
     expect(await keys(dir, name)).toEqual(['a', 'b', 'c', 'd'])
   })
 
-  it('skips a damaged line in the middle and keeps the changes after it', async () => {
+  it('skips a damaged line, or a damaged change in a line, and keeps the changes after it', async () => {
     const dir = tempDir()
     const name = 'k51damaged'
     await fileState(dir).addPending(name, [entry('a')])
-    appendFileSync(join(dir, `${name}.log`), '\u0000\u0000\u0000\u0000\n{"changes":[["add","not a list"]]}\n["not", "a line"]\n')
+    appendFileSync(join(dir, `${name}.log`), [
+      '\u0000\u0000\u0000\u0000',
+      '[["add","not a list"]]',
+      '["not", "a change"]',
+      '{"neither":"a state nor changes"}',
+      '[["add",[["private","bad","not a stamp","d"]]],["add",[["private","good",1,"d","1"]]],["seen","x","r"]]'
+    ].join('\n') + '\n')
     await fileState(dir).addPending(name, [entry('b')])
-    expect(await keys(dir, name)).toEqual(['a', 'b'])
+    expect(await keys(dir, name)).toEqual(['a', 'b', 'good'])
+    expect(await fileState(dir).get(name)).toMatchObject({ sequence: 0, root: '' })
   })
 
   it('is compacted once its changes outgrow the state, and a process that had it open follows the new file', async () => {

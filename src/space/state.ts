@@ -187,9 +187,9 @@ const REUSED_PID_LOCK_MS = 10 * 60_000
 const LOCK_WAIT_MS = 5_000
 /**
  * A state file is rewritten whole (compacted) once its appended changes pass this many bytes beyond
- * twice the state it started from. @default 64 KiB
+ * twice the state it started from. @default 16 KiB
  */
-export const STATE_COMPACT_BYTES = 64 * 1024
+export const STATE_COMPACT_BYTES = 16 * 1024
 
 /**
  * State in `dir`, one journal `<name>.log` per space: its first line is a whole state, each later
@@ -208,9 +208,35 @@ export interface FileStateOptions {
   compactBytes?: number
 }
 
-/** One line of a journal: a whole state (the first line), or changes in the order they were made. */
-type JournalLine = { state: SpaceState } | { changes: Change[] }
+/**
+ * One line of a journal: a whole state `{"state":{…}}` (the first line), or the changes committed
+ * together, in order, as a list: `[["add",[entry…]],["remove",[entry…]],["seen",sequence,root]]`,
+ * an entry `[section,key,stamp,device]` with its JSON value last when it has one (a tombstone has
+ * none). Lists rather than objects: a line is written per change, and field names were half of it.
+ */
 type Change = ['seen', SeenVersion] | ['add', PendingEntry[]] | ['remove', PendingEntry[]]
+type PackedEntry = [PendingEntry['section'], string, number, string] | [PendingEntry['section'], string, number, string, string]
+type PackedChange = ['seen', number, string] | ['add' | 'remove', PackedEntry[]]
+
+function pack (c: Change): PackedChange {
+  if (c[0] === 'seen') return ['seen', c[1].sequence, c[1].root]
+  return [c[0], c[1].map(e => e.json === undefined ? [e.section, e.key, e.stamp, e.device] : [e.section, e.key, e.stamp, e.device, e.json])]
+}
+
+/** A packed change back, or undefined when it is not one (a damaged line). */
+function unpack (c: unknown): Change | undefined {
+  if (!Array.isArray(c)) return undefined
+  if (c[0] === 'seen') return ['seen', { sequence: c[1], root: c[2] }]
+  if ((c[0] !== 'add' && c[0] !== 'remove') || !Array.isArray(c[1])) return undefined
+  const entries: PendingEntry[] = []
+  for (const e of c[1] as unknown[]) {
+    if (!Array.isArray(e)) return undefined
+    const entry = { section: e[0], key: e[1], stamp: e[2], device: e[3] } as PendingEntry
+    if (e.length > 4) entry.json = e[4]
+    entries.push(entry)
+  }
+  return [c[0], entries]
+}
 
 function applyChange (current: SpaceState | undefined, change: Change): SpaceState {
   switch (change[0]) {
@@ -229,14 +255,13 @@ function replay (state: SpaceState | undefined, text: string): SpaceState | unde
     if (line === '') continue
     let parsed: unknown
     try { parsed = JSON.parse(line) } catch { continue }
-    if (typeof parsed !== 'object' || parsed === null) continue
-    const p = parsed as Partial<{ state: unknown, changes: unknown }>
-    if ('state' in p) { state = readState(p.state) ?? state; continue }
-    if (!Array.isArray(p.changes)) continue
-    for (const c of p.changes as unknown[]) {
-      if (!Array.isArray(c) || !['seen', 'add', 'remove'].includes(c[0] as string)) continue
-      if (c[0] !== 'seen' && !Array.isArray(c[1])) continue
-      try { state = applyChange(state, c as Change) } catch {}
+    if (Array.isArray(parsed)) {
+      for (const packed of parsed as unknown[]) {
+        const c = unpack(packed)
+        if (c !== undefined) { try { state = applyChange(state, c) } catch {} }
+      }
+    } else if (typeof parsed === 'object' && parsed !== null && 'state' in parsed) {
+      state = readState(parsed.state) ?? state
     }
   }
   return state
@@ -317,7 +342,7 @@ export function fileState (dir?: string, options: FileStateOptions = {}): SpaceS
   /** Writes `state` whole as a new journal (temporary file, fsync, rename, directory fsync) and opens it. */
   const rewrite = async (fs: NodeFs, name: string, path: string, state: SpaceState): Promise<void> => {
     forget(fs, name)
-    const line = new TextEncoder().encode(JSON.stringify({ state } satisfies JournalLine) + '\n')
+    const line = new TextEncoder().encode(JSON.stringify({ state }) + '\n')
     const tmp = `${path}.${process.pid}.tmp`
     const fd = fs.openSync(tmp, 'w')
     try {
@@ -414,7 +439,7 @@ export function fileState (dir?: string, options: FileStateOptions = {}): SpaceS
               if (j === undefined) { try { fs.unlinkSync(`${path}.json`) } catch {} }
             } else {
               // After a line cut short by a crash, a line of its own: the cut one stays unreadable.
-              const line = (j.whole ? '' : '\n') + JSON.stringify({ changes: applied.map(q => q.change) } satisfies JournalLine) + '\n'
+              const line = (j.whole ? '' : '\n') + JSON.stringify(applied.map(q => pack(q.change))) + '\n'
               const bytes = new TextEncoder().encode(line)
               try {
                 writeAll(fs, j.fd, bytes)
