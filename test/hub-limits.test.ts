@@ -20,6 +20,8 @@ import { createHubApp } from '../src/hub/app.js'
 import { groupAddress } from '../src/hub/client.js'
 import { forEachLink } from '../src/hub/walk.js'
 import { fsBlockSyncer, putDurably } from '../src/hub/durable.js'
+import { decodeLanded, HubStorage, LANDED_PREFIX } from '../src/hub/storage.js'
+import { Key } from 'interface-datastore'
 import { decodeRoot, encodeRoot, verifyOwner } from '../src/space/root.js'
 import { cborBlock, encodeCar, rawBlock } from '../src/store/blocks.js'
 import { hubStore } from '../src/store/hub.js'
@@ -271,6 +273,51 @@ describe('garbage collection and retention', () => {
     for (const block of [...v3.blocks, ...v2.blocks]) expect(await has(hub, block.cid)).toBe(true)
     expect(await has(hub, v1.root.cid)).toBe(false)
     expect(await has(hub, v1.blocks.at(-1)!.cid)).toBe(false)
+  })
+
+  it('records the blocks one upload stored in one landed entry; a collection that deletes some keeps it for the rest', async () => {
+    const hub = makeHub({ gcGraceMs: GRACE_MS })
+    const space = await makeSpace({ privateBytes: 5_000 })          // a bucket that costs more than the 4 KiB minimum
+    const strays = [await rawBlock(new Uint8Array([7, 1])), await rawBlock(new Uint8Array([7, 2]))]
+    const landedKeys = async (): Promise<string[]> => {
+      const keys: string[] = []
+      for await (const key of hub.datastore.queryKeys({ prefix: LANDED_PREFIX.slice(0, -1) })) keys.push(key.toString())
+      return keys
+    }
+    // the version's blocks and two strays in one CAR, then the record: one entry for all of them
+    expect((await upload(hub, [...space.blocks, ...strays])).status).toBe(200)
+    expect((await putRecord(hub, space.name, await createRecord(space.key, space.root.cid, 1))).status).toBe(200)
+    const [key] = await landedKeys()
+    expect(await landedKeys()).toHaveLength(1)
+    expect(decodeLanded(key as string, await hub.datastore.get(new Key(key as string))).map(e => e.cid).sort())
+      .toEqual([...space.blocks, ...strays].map(b => b.cid.toString()).sort())
+    // the strays go; the entry stays, recording the version's blocks only
+    const report = await hub.collectGarbage(Date.now() + GRACE_MS + 1)
+    expect(report.deletedBlocks).toBe(2)
+    for (const stray of strays) expect(await has(hub, stray.cid)).toBe(false)
+    expect(await landedKeys()).toEqual([key])
+    const left = decodeLanded(key as string, await hub.datastore.get(new Key(key as string)))
+    expect(left.map(e => e.cid).sort()).toEqual(space.blocks.map(b => b.cid.toString()).sort())
+    // a hub started on the same datastore counts only what is left against its budget
+    const restarted = new HubStorage(hub.datastore, {})
+    await restarted.ready
+    expect(restarted.landedBytes).toBe(space.blocks.reduce((n, b) => n + Math.max(4096, b.bytes.byteLength), 0))
+    expect(restarted.landedBytes).toBeGreaterThan(space.blocks.length * 4096)
+    // and the entry goes with its last block
+    await restarted.forget(left)
+    expect(await landedKeys()).toEqual([])
+    expect(restarted.landedBytes).toBe(0)
+  })
+
+  it('reads and collects landed entries of the earlier form (one per block)', async () => {
+    const hub = makeHub({ gcGraceMs: GRACE_MS })
+    const stray = await rawBlock(new Uint8Array([7, 3]))
+    await hub.blockstore.put(stray.cid, stray.bytes)
+    await hub.datastore.put(new Key(LANDED_PREFIX + stray.cid.toString()), new TextEncoder().encode(`${Date.now()} 4096 127.0.0.1`))
+    const report = await hub.collectGarbage(Date.now() + GRACE_MS + 1)
+    expect(report.deletedBlocks).toBe(1)
+    expect(await has(hub, stray.cid)).toBe(false)
+    expect(await hub.datastore.has(new Key(LANDED_PREFIX + stray.cid.toString()))).toBe(false)
   })
 
   it('never deletes blocks the API did not land (another app on the same blockstore)', async () => {

@@ -1,7 +1,9 @@
 /**
  * What the hub's API has written to disk and who it is charged to. Every block the API stores (an
- * upload, or a block fetched from the network for a reader) gets a "landed" entry in the datastore
- * with its time, its size on disk and its uploader. Until an accepted record references it, an
+ * upload, or a block fetched from the network for a reader) is recorded as landed in the datastore
+ * with its time, its size on disk and its uploader: the blocks stored together (a version's new
+ * blocks, ~9 at a time) share one entry, since one entry per block (~125 bytes of LevelDB each) was
+ * ~1.1 KB of every version's disk at 100 000 keys. Until an accepted record references it, an
  * uploaded block counts against its uploader (`maxPendingBytesPerClient`) and against the hub's
  * pending total; all landed blocks count against the hub's storage budget. Garbage collection
  * (gc.ts) deletes landed blocks that no retained version references once their grace period is
@@ -12,11 +14,18 @@ import { putDurably } from './durable.js'
 import {
   DEFAULT_MAX_PENDING_BYTES, DEFAULT_MAX_PENDING_BYTES_PER_CLIENT, DEFAULT_MAX_STORAGE_BYTES
 } from './options.js'
+import { randomBytes } from 'node:crypto'
 import { Key } from 'interface-datastore'
+import { CID } from 'multiformats/cid'
+import { varint } from 'multiformats'
 import type { HubAppOptions } from './options.js'
 import type { Datastore } from 'interface-datastore'
-import type { CID } from 'multiformats/cid'
 
+/**
+ * Landed entries: `<prefix><batch id>` (the id holds a `.`) whose value is the UTF-8 line
+ * `<ms since 1970> <client>\n`, then per block its disk cost (varint) and its CID (binary); or, as
+ * earlier versions wrote them and as still read, `<prefix><CID>` with the value `<ms> <cost> <client>`.
+ */
 export const LANDED_PREFIX = '/userspace/hub/landed/'
 /** A block costs at least this much disk (blockstore-fs keeps one file per block). */
 export const MIN_BLOCK_COST_BYTES = 4096
@@ -31,6 +40,48 @@ export interface Landed {
   atMs: number
   costBytes: number
   client: string
+  /** The datastore key of the entry that records it (shared by the blocks landed together). */
+  key: string
+}
+
+/** Encodes a batch entry's value (see LANDED_PREFIX). */
+export function encodeLanded (atMs: number, client: string, blocks: Array<{ cid: CID, cost: number }>): Uint8Array {
+  const header = encoder.encode(`${atMs} ${client.replace(/[\s]/g, '_')}\n`)
+  let length = header.byteLength
+  for (const { cid, cost } of blocks) length += varint.encodingLength(cost) + cid.bytes.byteLength
+  const out = new Uint8Array(length)
+  out.set(header, 0)
+  let at = header.byteLength
+  for (const { cid, cost } of blocks) {
+    varint.encodeTo(cost, out, at)
+    at += varint.encodingLength(cost)
+    out.set(cid.bytes, at)
+    at += cid.bytes.byteLength
+  }
+  return out
+}
+
+/** Decodes a landed entry at `key` (either form); a damaged one yields what could be read of it. */
+export function decodeLanded (key: string, value: Uint8Array): Landed[] {
+  const id = key.slice(LANDED_PREFIX.length)
+  if (!id.includes('.')) {
+    const [at = '0', cost = '0', client = ''] = decoder.decode(value).split(' ')
+    return [{ cid: id, atMs: Number(at), costBytes: Number(cost), client, key }]
+  }
+  const end = value.indexOf(0x0a)
+  if (end < 0) return []
+  const [at = '0', client = ''] = decoder.decode(value.subarray(0, end)).split(' ')
+  const out: Landed[] = []
+  let rest = value.subarray(end + 1)
+  try {
+    while (rest.byteLength > 0) {
+      const [cost, n] = varint.decode(rest)
+      const [cid, after] = CID.decodeFirst(rest.subarray(n))
+      out.push({ cid: cid.toString(), atMs: Number(at), costBytes: cost, client, key })
+      rest = after
+    }
+  } catch { /* a damaged tail: the blocks before it */ }
+  return out
 }
 
 /** The disk cost of a block of `size` bytes. */
@@ -51,6 +102,9 @@ export class HubStorage {
   /** During a collection: blocks accepted records reference, which the sweep must keep. */
   private collecting: Set<string> | undefined
   readonly ready: Promise<void>
+  /** Batch ids: this process's random prefix, then a counter. */
+  private readonly batchPrefix = randomBytes(6).toString('hex')
+  private batches = 0
 
   constructor (datastore: Datastore, options: HubAppOptions) {
     this.datastore = datastore
@@ -67,8 +121,7 @@ export class HubStorage {
   /** Every landed entry. */
   async * entries (): AsyncIterable<Landed> {
     for await (const { key, value } of this.datastore.query({ prefix: LANDED_PREFIX.slice(0, -1) })) {
-      const [at = '0', cost = '0', client = ''] = decoder.decode(value).split(' ')
-      yield { cid: key.toString().slice(LANDED_PREFIX.length), atMs: Number(at), costBytes: Number(cost), client }
+      yield * decodeLanded(key.toString(), value)
     }
   }
 
@@ -96,7 +149,8 @@ export class HubStorage {
   /** Records newly stored blocks durably and charges them to `client`. */
   async landed (client: string, blocks: Array<{ cid: CID, size: number }>, nowMs: number): Promise<void> {
     if (blocks.length === 0) return
-    await putDurably(this.datastore, blocks.map(({ cid, size }) => [LANDED_PREFIX + cid.toString(), encoder.encode(`${nowMs} ${costOf(size)} ${client}`)]))
+    const key = `${LANDED_PREFIX}${this.batchPrefix}.${(this.batches++).toString(36)}`
+    await putDurably(this.datastore, [[key, encodeLanded(nowMs, client, blocks.map(({ cid, size }) => ({ cid, cost: costOf(size) })))]])
     for (const { cid, size } of blocks) {
       const cost = costOf(size)
       this.landedBytes += cost
@@ -118,11 +172,26 @@ export class HubStorage {
     }
   }
 
-  /** Forgets deleted blocks. */
+  /**
+   * Forgets deleted blocks: an entry whose blocks are all deleted goes, one that still records others
+   * is written again with those only (garbage collection is its only writer after it lands).
+   */
   async forget (entries: Landed[]): Promise<void> {
     if (entries.length === 0) return
+    const byKey = new Map<string, Set<string>>()
+    for (const entry of entries) {
+      let cids = byKey.get(entry.key)
+      if (cids === undefined) byKey.set(entry.key, cids = new Set())
+      cids.add(entry.cid)
+    }
     const batch = this.datastore.batch()
-    for (const entry of entries) batch.delete(new Key(LANDED_PREFIX + entry.cid))
+    for (const [key, gone] of byKey) {
+      const k = new Key(key)
+      let left: Landed[] = []
+      try { left = decodeLanded(key, await this.datastore.get(k)).filter(e => !gone.has(e.cid)) } catch { /* gone already */ }
+      if (left.length === 0) batch.delete(k)
+      else batch.put(k, encodeLanded((left[0] as Landed).atMs, (left[0] as Landed).client, left.map(e => ({ cid: CID.parse(e.cid), cost: e.costBytes }))))
+    }
     await batch.commit()
     for (const entry of entries) this.landedBytes -= entry.costBytes
   }
