@@ -45,6 +45,30 @@ describe('fileState journal', () => {
     expect(await keys(dir, name)).toEqual(['a', 'b', 'c', 'd'])
   })
 
+  it('writes a removal as the entries it removed, without their values, and reads back exactly what was kept', async () => {
+    const dir = tempDir()
+    const name = 'k51removal'
+    const path = join(dir, `${name}.log`)
+    const state = fileState(dir)
+    const big = { ...entry('big', 5), json: JSON.stringify('v'.repeat(2_000)) }
+    await state.addPending(name, [big, entry('same-stamp', 7), entry('newer', 1)])
+    await state.addPending(name, [entry('newer', 9)])
+    const size = statSync(path).size
+    await state.removePending(name, [
+      big,                                                      // removed
+      { ...entry('same-stamp', 7), json: '"another value"' },  // not the pending entry: kept
+      entry('newer', 1),                                        // an older write than the pending one: kept
+      entry('absent', 3)                                        // nothing to remove
+    ])
+    expect(statSync(path).size - size).toBeLessThan(200)        // the 2 000-character value is not written again
+    const expected = [entry('same-stamp', 7), entry('newer', 9)]
+    expect((await state.get(name))?.pending).toEqual(expected)
+    // the same, replayed by another process, and after a crash of this one's cache
+    expect((await fileState(dir).get(name))?.pending).toEqual(expected)
+    await fileState(dir).put(name, { sequence: 1, root: 'r1' })
+    expect((await fileState(dir).get(name))?.pending).toEqual(expected)
+  })
+
   it('skips a damaged line, or a damaged change in a line, and keeps the changes after it', async () => {
     const dir = tempDir()
     const name = 'k51damaged'

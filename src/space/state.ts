@@ -210,24 +210,33 @@ export interface FileStateOptions {
 
 /**
  * One line of a journal: a whole state `{"state":{…}}` (the first line), or the changes committed
- * together, in order, as a list: `[["add",[entry…]],["remove",[entry…]],["seen",sequence,root]]`,
- * an entry `[section,key,stamp,device]` with its JSON value last when it has one (a tombstone has
- * none). Lists rather than objects: a line is written per change, and field names were half of it.
+ * together, in order, as a list: `[["add",[entry…]],["drop",[slot…]],["seen",sequence,root]]`, an
+ * entry `[section,key,stamp,device]` with its JSON value last when it has one (a tombstone has none).
+ * A removal is written as the pending entries it removed, each without its value
+ * (`[section,key,stamp,device]`): a line is applied to the state every earlier line made, the one
+ * its writer applied it to, so naming what went is enough, and a value was often most of a line.
+ * Lists rather than objects: a line is written per change, and field names were half of it.
  */
 type Change = ['seen', SeenVersion] | ['add', PendingEntry[]] | ['remove', PendingEntry[]]
 type PackedEntry = [PendingEntry['section'], string, number, string] | [PendingEntry['section'], string, number, string, string]
-type PackedChange = ['seen', number, string] | ['add' | 'remove', PackedEntry[]]
+type PackedChange = ['seen', number, string] | ['add' | 'drop', PackedEntry[]]
+/** A removal as the journal keeps it: what it removed, by place, stamp and device. */
+type Drop = ['drop', PackedEntry[]]
 
-function pack (c: Change): PackedChange {
+/** `c` as a journal line holds it; a removal as the entries it removed from `before`. */
+function pack (c: Change, before: SpaceState | undefined): PackedChange {
   if (c[0] === 'seen') return ['seen', c[1].sequence, c[1].root]
-  return [c[0], c[1].map(e => e.json === undefined ? [e.section, e.key, e.stamp, e.device] : [e.section, e.key, e.stamp, e.device, e.json])]
+  if (c[0] === 'add') return ['add', c[1].map(e => e.json === undefined ? [e.section, e.key, e.stamp, e.device] : [e.section, e.key, e.stamp, e.device, e.json])]
+  const held = new Map((before?.pending ?? []).map(e => [slotOf(e), e]))
+  return ['drop', c[1].filter(e => { const old = held.get(slotOf(e)); return old !== undefined && sameEntry(old, e) }).map(e => [e.section, e.key, e.stamp, e.device])]
 }
 
 /** A packed change back, or undefined when it is not one (a damaged line). */
-function unpack (c: unknown): Change | undefined {
+function unpack (c: unknown): Change | Drop | undefined {
   if (!Array.isArray(c)) return undefined
   if (c[0] === 'seen') return ['seen', { sequence: c[1], root: c[2] }]
-  if ((c[0] !== 'add' && c[0] !== 'remove') || !Array.isArray(c[1])) return undefined
+  if (c[0] === 'drop') return Array.isArray(c[1]) && (c[1] as unknown[]).every(Array.isArray) ? c as Drop : undefined
+  if (c[0] !== 'add' || !Array.isArray(c[1])) return undefined
   const entries: PendingEntry[] = []
   for (const e of c[1] as unknown[]) {
     if (!Array.isArray(e)) return undefined
@@ -235,7 +244,16 @@ function unpack (c: unknown): Change | undefined {
     if (e.length > 4) entry.json = e[4]
     entries.push(entry)
   }
-  return [c[0], entries]
+  return ['add', entries]
+}
+
+/** Removes the pending entries a journal's removal names (same place, stamp and device). */
+function applyDrop (current: SpaceState | undefined, drop: Drop): SpaceState | undefined {
+  if (current === undefined) return current
+  const gone = new Set<string>()
+  for (const [section, key, stamp, device] of drop[1]) gone.add(JSON.stringify([section, key, stamp, device]))
+  const pending = current.pending.filter(e => !gone.has(JSON.stringify([e.section, e.key, e.stamp, e.device])))
+  return pending.length === current.pending.length ? current : { ...current, pending }
 }
 
 function applyChange (current: SpaceState | undefined, change: Change): SpaceState {
@@ -258,7 +276,9 @@ function replay (state: SpaceState | undefined, text: string): SpaceState | unde
     if (Array.isArray(parsed)) {
       for (const packed of parsed as unknown[]) {
         const c = unpack(packed)
-        if (c !== undefined) { try { state = applyChange(state, c) } catch {} }
+        if (c === undefined) continue
+        if (c[0] === 'drop') state = applyDrop(state, c)
+        else try { state = applyChange(state, c) } catch {}
       }
     } else if (typeof parsed === 'object' && parsed !== null && 'state' in parsed) {
       state = readState(parsed.state) ?? state
@@ -300,7 +320,7 @@ export function fileState (dir?: string, options: FileStateOptions = {}): SpaceS
   }
   // Changes from this process are group-committed: those queued while a write is under way go into
   // the next write together (one line, one sync); the lock file orders writes with other processes.
-  interface Queued { change: Change, resolve: () => void, reject: (err: unknown) => void }
+  interface Queued { change: Change, packed?: PackedChange, resolve: () => void, reject: (err: unknown) => void }
   const queues = new Map<string, Queued[]>()
   const journals = new Map<string, OpenJournal>()
 
@@ -430,7 +450,12 @@ export function fileState (dir?: string, options: FileStateOptions = {}): SpaceS
           let next = j === undefined ? readWhole(fs, path) : j.state
           for (const q of batch) {
             // A change with bad input is refused alone; the others in the batch still land.
-            try { next = applyChange(next, q.change); applied.push(q) } catch (err) { q.reject(err) }
+            try {
+              const before = next
+              next = applyChange(next, q.change)
+              q.packed = pack(q.change, before)
+              applied.push(q)
+            } catch (err) { q.reject(err) }
           }
           if (applied.length > 0 && next !== undefined) {
             if (j === undefined || j.offset > compactBytes + 2 * j.baseBytes) {
@@ -439,7 +464,7 @@ export function fileState (dir?: string, options: FileStateOptions = {}): SpaceS
               if (j === undefined) { try { fs.unlinkSync(`${path}.json`) } catch {} }
             } else {
               // After a line cut short by a crash, a line of its own: the cut one stays unreadable.
-              const line = (j.whole ? '' : '\n') + JSON.stringify(applied.map(q => pack(q.change))) + '\n'
+              const line = (j.whole ? '' : '\n') + JSON.stringify(applied.map(q => q.packed)) + '\n'
               const bytes = new TextEncoder().encode(line)
               try {
                 writeAll(fs, j.fd, bytes)
