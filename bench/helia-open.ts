@@ -13,7 +13,8 @@
  *
  * Run after a build: `node dist/bench/helia-open.js`. Environment: BENCH_SIZES (default
  * `1000,100000`), BENCH_RUNS (cold opens per size, default 5), BENCH_HOLDER (`process`, the
- * default, or `inline`).
+ * default, or `inline`), BENCH_CPU_PROFILE (a file: the reader's `openSpace` calls of the last size
+ * are profiled with V8's sampling profiler and written there, for Chrome DevTools).
  */
 import '../src/polyfill.js'
 import { spawn } from 'node:child_process'
@@ -23,6 +24,8 @@ import { fileURLToPath } from 'node:url'
 import * as os from 'node:os'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
+import { Session } from 'node:inspector/promises'
+import { writeFile } from 'node:fs/promises'
 import { fileState, memoryState, openSpace, privateKeySigner } from '../src/index.js'
 import { createHeliaNode, stopHeliaNode } from '../src/store/helia-node.js'
 import { heliaStore } from '../src/store/helia.js'
@@ -31,6 +34,7 @@ import type { Json } from '../src/index.js'
 const SIZES = (process.env.BENCH_SIZES ?? '1000,100000').split(',').map(s => Number.parseInt(s, 10)).filter(n => Number.isInteger(n) && n > 0)
 const RUNS = Number(process.env.BENCH_RUNS ?? 5)
 const INLINE = process.env.BENCH_HOLDER === 'inline'
+const PROFILE = process.env.BENCH_CPU_PROFILE
 
 const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b)
@@ -79,8 +83,15 @@ async function main (): Promise<void> {
   const holder = INLINE ? await startHolder(newDir()) : await spawnHolder(newDir())
   const peers = holder.peers
   const rows: string[] = []
+  const session = PROFILE === undefined ? undefined : new Session()
+  if (session !== undefined) {
+    session.connect()
+    await session.post('Profiler.enable')
+    await session.post('Profiler.setSamplingInterval', { interval: 100 })
+  }
   try {
     for (const [i, n] of SIZES.entries()) {
+      const profiled = session !== undefined && i === SIZES.length - 1
       const signer = signerOf(i)
       const times: number[] = []
       const opens: number[] = []
@@ -90,9 +101,14 @@ async function main (): Promise<void> {
         const reader = await createHeliaNode({ directory: newDir(), peers })
         starts.push(performance.now() - t0)
         try {
+          if (profiled) await session.post('Profiler.start')
           const t1 = performance.now()
           const space = await openSpace({ signer, store: heliaStore(reader), state: fileState(newDir()) })
           opens.push(performance.now() - t1)
+          if (profiled) {
+            const { profile } = await session.post('Profiler.stop')
+            await writeFile(`${PROFILE}.${r}.cpuprofile`, JSON.stringify(profile))
+          }
           const count = Object.keys(await space.getAll()).length
           times.push(performance.now() - t1)
           await space.close()
