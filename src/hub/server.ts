@@ -14,6 +14,9 @@ import { Worker } from 'node:worker_threads'
 import { serve } from '@hono/node-server'
 import { multiaddr } from '@multiformats/multiaddr'
 import { multihashToIPNSRoutingKey } from 'ipns'
+import { CID } from 'multiformats/cid'
+import { base36 } from 'multiformats/bases/base36'
+import * as Digest from 'multiformats/hashes/digest'
 import { DataDirectoryLockedError, errorFromName, InvalidInputError, StoreError, UserSpaceError } from '../errors.js'
 import { noopLogger } from '../logger.js'
 import { createHeliaNode, DEFAULT_LISTEN, dialPeer, parseMultiaddrs, stopHeliaNode, waitForDhtPeer } from '../store/helia-node.js'
@@ -31,6 +34,7 @@ import type { GcReport, HubAppOptions, HubComponents } from './app.js'
 import type { NextIdOptions } from './nextid.js'
 import type { RecordInfo } from '../store/record.js'
 import type { HeliaNode } from '../store/helia-node.js'
+import type { HubRecordStore } from './record-store.js'
 import type { ComponentLogger, Logger } from '../logger.js'
 import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -186,8 +190,15 @@ export async function startHub (options: HubOptions = {}): Promise<RunningHub> {
   if (options.publicUrl !== undefined) urlToMultiaddr(options.publicUrl)
   const releaseLock = directory === undefined ? async () => {} : await lockDirectory(directory)
   let node: HeliaNode
+  // The DHT serves the records the hub stores from its record store, not from a second copy of each
+  // (set once the store exists; until then kad-dht keeps its own copies as usual).
+  let held: HubRecordStore | undefined
+  const heldRecord = async (key: Uint8Array): Promise<Uint8Array | undefined> => {
+    const name = held === undefined ? undefined : nameOfRoutingKey(key)
+    return name === undefined ? undefined : await held?.get(name)
+  }
   try {
-    node = await startNode(directory, options.listen, log)
+    node = await startNode(directory, options.listen, log, heldRecord)
   } catch (err) {
     await releaseLock()
     throw err
@@ -198,6 +209,7 @@ export async function startHub (options: HubOptions = {}): Promise<RunningHub> {
   const store = heliaStore(node, { routingTimeoutMs, fetchTimeoutMs: routingTimeoutMs, provide: false, nowMs })
   const fsync = options.fsync ?? true
   const records = datastoreRecords(node.datastore, { fsync })
+  held = records
   const verifiers = new VerifierPool(options.verifyThreads ?? Math.min(4, Math.max(0, availableParallelism() - 1)), nowMs)
 
   const components: HubComponents = {
@@ -407,19 +419,19 @@ function isRunning (pid: number): boolean {
  * Starts the node. Without explicit `listen` addresses, a node on a directory listens where it did
  * last time (if those ports are free), and the bound addresses are saved for next time.
  */
-async function startNode (directory: string | undefined, listen: string[] | undefined, log: Logger): Promise<HeliaNode> {
-  if (listen !== undefined || directory === undefined) return createHeliaNode({ directory, listen, dhtServer: true, pubsub: 'gossipsub' })
+async function startNode (directory: string | undefined, listen: string[] | undefined, log: Logger, heldRecord: (routingKey: Uint8Array) => Promise<Uint8Array | undefined>): Promise<HeliaNode> {
+  if (listen !== undefined || directory === undefined) return createHeliaNode({ directory, listen, dhtServer: true, pubsub: 'gossipsub', heldRecord })
   const file = join(directory, LISTEN_FILE)
   const saved = await readFile(file, 'utf8').then(text => JSON.parse(text) as unknown, () => undefined)
   let node: HeliaNode | undefined
   if (Array.isArray(saved) && saved.length > 0 && saved.every(a => typeof a === 'string')) {
     try {
-      node = await createHeliaNode({ directory, listen: saved, dhtServer: true, pubsub: 'gossipsub' })
+      node = await createHeliaNode({ directory, listen: saved, dhtServer: true, pubsub: 'gossipsub', heldRecord })
     } catch (err) {
       log('libp2p: cannot listen on the previous addresses (%s); picking new ports, so the multiaddrs change', (err as Error).message)
     }
   }
-  node ??= await createHeliaNode({ directory, listen: [...DEFAULT_LISTEN], dhtServer: true, pubsub: 'gossipsub' })
+  node ??= await createHeliaNode({ directory, listen: [...DEFAULT_LISTEN], dhtServer: true, pubsub: 'gossipsub', heldRecord })
   // The bound addresses without the /p2p/<id> suffix, e.g. /ip4/127.0.0.1/tcp/40123/ws.
   const bound = node.libp2p.getMultiaddrs().map(a => a.decapsulateCode(P2P_CODE).toString())
   await writeFile(`${file}.tmp`, JSON.stringify(bound) + '\n')
@@ -566,6 +578,23 @@ async function listen (fetch: (request: Request, env: unknown) => Response | Pro
 function routingKey (name: string): Uint8Array {
   return multihashToIPNSRoutingKey(nameToMultihash(name) as MultihashDigest<0x00 | 0x12>)
 }
+
+/** The IPNS name (`k51…`) of a DHT routing key, or undefined when it is not an Ed25519 name's. */
+export function nameOfRoutingKey (key: Uint8Array): string | undefined {
+  const prefix = IPNS_ROUTING_PREFIX
+  if (key.byteLength <= prefix.byteLength || !prefix.every((b, i) => key[i] === b)) return undefined
+  try {
+    const digest = Digest.decode(key.subarray(prefix.byteLength))
+    // identity multihash of an Ed25519 public key, as every space's name is
+    if (digest.code !== 0x00) return undefined
+    return CID.createV1(LIBP2P_KEY_CODE, digest).toString(base36)
+  } catch {
+    return undefined
+  }
+}
+
+const IPNS_ROUTING_PREFIX = new TextEncoder().encode('/ipns/')
+const LIBP2P_KEY_CODE = 0x72
 
 /**
  * The worker's code: loads the same record codec the app uses (`validateRecord` from

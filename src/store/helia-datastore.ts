@@ -16,11 +16,18 @@
  *   less than `recordRefreshMs` old is not written again; an older one is (the time of receipt is what
  *   keeps a record served for another 48 hours, see helia.ts), and a new value always is.
  *
+ * - A node that keeps records elsewhere (a hub's record store, `heldRecord`) does not also copy one
+ *   of them into kad-dht's records when the DHT put of that very record stores it locally: kad-dht's
+ *   reads of a record it lacks are answered from the held one (stamped as received now: it is the
+ *   record this node announces), and a stale copy under the key is deleted. On a hub that copy was
+ *   ~330 bytes of LevelDB for every published version.
+ *
  * Reads see every write at once: a peer entry waiting to be written is read from memory, and a
  * query that may list peer entries writes the waiting ones first.
  */
 import { Record as Libp2pRecord } from '@libp2p/kad-dht'
 import { equals } from 'multiformats/bytes'
+import { base32 } from 'multiformats/bases/base32'
 import type { AbortOptions } from '@libp2p/interface'
 import type { Batch, Datastore, Key, KeyQuery, Pair, Query } from 'interface-datastore'
 
@@ -45,6 +52,13 @@ export interface QuietDatastoreOptions {
 
   /** The clock records' time of receipt is compared with, in ms since 1970. @default Date.now */
   nowMs?: () => number
+
+  /**
+   * The record this node keeps elsewhere for a DHT routing key (`/ipns/` + multihash), if any: that
+   * record is not copied into the DHT's records, and is what they answer for the key when they hold
+   * nothing. @default none
+   */
+  heldRecord?: (routingKey: Uint8Array) => Promise<Uint8Array | undefined>
 }
 
 /** A datastore whose waiting writes can be written out (and are, by `close`). */
@@ -60,7 +74,7 @@ export interface QuietDatastore extends Datastore {
  * only writer of `inner`'s peer entries. Others (helia, @helia/ipns) may keep using `inner` itself.
  */
 export function quietDatastore (inner: Datastore, options: QuietDatastoreOptions = {}): QuietDatastore {
-  return new Quiet(inner, options.peerWriteDelayMs ?? DEFAULT_PEER_WRITE_DELAY_MS, options.recordRefreshMs ?? DEFAULT_RECORD_REFRESH_MS, options.nowMs ?? Date.now)
+  return new Quiet(inner, options.peerWriteDelayMs ?? DEFAULT_PEER_WRITE_DELAY_MS, options.recordRefreshMs ?? DEFAULT_RECORD_REFRESH_MS, options.nowMs ?? Date.now, options.heldRecord)
 }
 
 const isPeerKey = (key: Key): boolean => key.toString().startsWith(PEERS_PREFIX)
@@ -80,7 +94,8 @@ class Quiet implements QuietDatastore {
     private readonly inner: Datastore,
     private readonly peerWriteDelayMs: number,
     private readonly recordRefreshMs: number,
-    private readonly nowMs: () => number
+    private readonly nowMs: () => number,
+    private readonly heldRecord?: (routingKey: Uint8Array) => Promise<Uint8Array | undefined>
   ) {}
 
   async put (key: Key, value: Uint8Array, options?: AbortOptions): Promise<Key> {
@@ -89,18 +104,49 @@ class Quiet implements QuietDatastore {
       return key
     }
     if (await this.unchangedRecord(key, value, options)) return key
+    if (await this.isHeld(key, value)) {
+      // Served from the held record from now on: an older copy under the key must not shadow it.
+      if (await this.inner.has(key, options)) await this.inner.delete(key, options)
+      return key
+    }
     return await this.inner.put(key, value, options)
   }
 
   async get (key: Key, options?: AbortOptions): Promise<Uint8Array> {
     const waiting = this.waiting.get(key.toString())
     if (waiting !== undefined) return waiting.value
-    return await this.inner.get(key, options)
+    try {
+      return await this.inner.get(key, options)
+    } catch (err) {
+      if ((err as { name?: unknown }).name !== 'NotFoundError') throw err
+      const held = await this.held(key)
+      if (held === undefined) throw err
+      return held
+    }
   }
 
   async has (key: Key, options?: AbortOptions): Promise<boolean> {
     if (this.waiting.has(key.toString())) return true
-    return await this.inner.has(key, options)
+    return await this.inner.has(key, options) || await this.held(key) !== undefined
+  }
+
+  /** The held record for a DHT record key, as kad-dht stores records (received now), or undefined. */
+  private async held (key: Key): Promise<Uint8Array | undefined> {
+    const text = key.toString()
+    if (this.heldRecord === undefined || !text.startsWith(RECORD_PREFIX)) return undefined
+    let routingKey: Uint8Array
+    try { routingKey = base32.baseDecode(text.slice(RECORD_PREFIX.length)) } catch { return undefined }
+    const record = await this.heldRecord(routingKey).catch(() => undefined)
+    return record === undefined ? undefined : new Libp2pRecord(routingKey, record, new Date(this.nowMs())).serialize()
+  }
+
+  /** Whether `value` is a DHT record whose value is the record held for its key. */
+  private async isHeld (key: Key, value: Uint8Array): Promise<boolean> {
+    if (this.heldRecord === undefined || !key.toString().startsWith(RECORD_PREFIX)) return false
+    let offered: Libp2pRecord
+    try { offered = Libp2pRecord.deserialize(value) } catch { return false }
+    const held = await this.heldRecord(offered.key).catch(() => undefined)
+    return held !== undefined && equals(held, offered.value)
   }
 
   async delete (key: Key, options?: AbortOptions): Promise<void> {
@@ -136,6 +182,8 @@ class Quiet implements QuietDatastore {
             batch.delete(key)
           } else if (isPeerKey(key)) {
             this.wait(key, value)
+          } else if (await this.isHeld(key, value)) {
+            if (await this.inner.has(key, options)) batch.delete(key)
           } else if (!(await this.unchangedRecord(key, value, options))) {
             batch.put(key, value)
           }

@@ -124,6 +124,15 @@ export interface HeliaNodeOptions {
    * @default DEFAULT_MAX_PUBSUB_MESSAGE_BYTES (64 KiB)
    */
   maxPubsubMessageBytes?: number
+
+  /**
+   * Records this node keeps elsewhere, by DHT routing key (a hub's record store): kad-dht does not
+   * copy them into its datastore and serves them from there (see `quietDatastore`). Only for a node
+   * on a `directory`.
+   *
+   * @default none
+   */
+  heldRecord?: (routingKey: Uint8Array) => Promise<Uint8Array | undefined>
 }
 
 export { quietDatastore, DEFAULT_PEER_WRITE_DELAY_MS, DEFAULT_RECORD_REFRESH_MS } from './helia-datastore.js'
@@ -188,7 +197,7 @@ export async function createHeliaNode (options: HeliaNodeOptions = {}): Promise<
     // libp2p (its peer store, kad-dht) writes through a wrapper that spares LevelDB its rewrites of
     // unchanged peer entries and of the record just stored. helia, @helia/ipns and the hub use the
     // LevelDatastore itself (the hub's fsynced writes go to its LevelDB handle).
-    const quiet = quietDatastore(levelDatastore)
+    const quiet = quietDatastore(levelDatastore, { heldRecord: options.heldRecord })
     libp2pDatastore = quiet
     close = async () => {
       await quiet.close().catch(() => {})

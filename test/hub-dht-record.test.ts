@@ -1,0 +1,69 @@
+/**
+ * A hub's records on the DHT without a second copy: kad-dht's local put of a record the hub's record
+ * store holds writes nothing to LevelDB (and deletes an older copy under the key), and DHT peers
+ * that ask the hub for the name get the stored record all the same. A real hub on a directory and a
+ * helia node on loopback; each test stops what it starts.
+ */
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, describe, expect, it } from 'vitest'
+import { Key } from 'interface-datastore'
+import { Record as Libp2pRecord } from '@libp2p/kad-dht'
+import { multihashToIPNSRoutingKey } from 'ipns'
+import { base32 } from 'multiformats/bases/base32'
+import { equals } from 'multiformats/bytes'
+import { hubStore, memoryState, openSpace } from '../src/index.js'
+import { nameOfRoutingKey, startHub } from '../src/hub/server.js'
+import { createHeliaNode, stopHeliaNode } from '../src/store/helia-node.js'
+import { nameToMultihash } from '../src/store/record.js'
+import { account } from './helpers/signers.js'
+import type { MultihashDigest } from 'multiformats/hashes/interface'
+
+const dirs: string[] = []
+afterAll(async () => { for (const d of dirs) await rm(d, { recursive: true, force: true }) })
+
+const routingKeyOf = (name: string): Uint8Array => multihashToIPNSRoutingKey(nameToMultihash(name) as MultihashDigest<0x00 | 0x12>)
+const dhtKeyOf = (name: string): Key => new Key(`/dht/record/${base32.baseEncode(routingKeyOf(name))}`)
+
+describe("a hub's records on the DHT", () => {
+  it('keeps no second copy of a record it stores, serves it to DHT peers, and drops an older copy under the key', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'userspace-dht-record-'))
+    dirs.push(dir)
+    const hub = await startHub({ port: 0, directory: dir, rateLimit: 0, verifyThreads: 0, republishIntervalMs: 0, nextId: false })
+    const peer = await createHeliaNode({ peers: hub.multiaddrs.filter(a => !a.includes('/ws')) })
+    try {
+      const space = await openSpace({ signer: account(), store: hubStore(hub.url), state: memoryState() })
+      await space.set('k', 1)
+      await space.flush()
+      const name = space.name
+      const first = await (await fetch(`${hub.url}/routing/v1/ipns/${name}`)).arrayBuffer().then(b => new Uint8Array(b))
+
+      // An older copy under the key, as kad-dht kept before (or a peer's PUT_VALUE of the first version).
+      await hub.helia.datastore.put(dhtKeyOf(name), new Libp2pRecord(routingKeyOf(name), first, new Date()).serialize())
+      await space.set('k', 2)
+      await space.flush()
+      const second = await (await fetch(`${hub.url}/routing/v1/ipns/${name}`)).arrayBuffer().then(b => new Uint8Array(b))
+      expect(equals(first, second)).toBe(false)
+      // The DHT put of every stored record, now: kad-dht stores locally first.
+      expect(await hub.republish()).toBeGreaterThan(0)
+      expect(await hub.helia.datastore.has(dhtKeyOf(name))).toBe(false)
+
+      // A DHT peer asking the hub gets the stored record, the newer one.
+      const got = await peer.routing.get(routingKeyOf(name), { signal: AbortSignal.timeout(10_000) })
+      expect(equals(got, second)).toBe(true)
+      await space.close()
+    } finally {
+      await stopHeliaNode(peer)
+      await hub.stop()
+    }
+  }, 60_000)
+
+  it('reads the name of an Ed25519 IPNS routing key, and nothing else', () => {
+    const name = 'k51qzi5uqu5dlvj2baxnqndepeb86cbk3ng7n3i46uzyxzyqj2xjonzllnv0v8'
+    expect(nameOfRoutingKey(routingKeyOf(name))).toBe(name)
+    expect(nameOfRoutingKey(new TextEncoder().encode('/pk/abc'))).toBeUndefined()
+    expect(nameOfRoutingKey(new TextEncoder().encode('/ipns/'))).toBeUndefined()
+    expect(nameOfRoutingKey(new Uint8Array([...new TextEncoder().encode('/ipns/'), 0x12, 0x20, ...new Uint8Array(32)]))).toBeUndefined()
+  })
+})
