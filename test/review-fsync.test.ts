@@ -7,7 +7,7 @@
  * what fits and only the next one fails (ENOSPC); a sync can fail too (EIO): the change then fails,
  * its line is cut off again, and the state before it stays whole.
  */
-import { mkdtempSync, rmSync, statSync } from 'node:fs'
+import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeEach, expect, it, vi } from 'vitest'
@@ -16,6 +16,8 @@ import { fileState } from '../src/index.js'
 const calls: string[] = []
 /** How writes to journals end: in full, cut short then ENOSPC, taking nothing, or whole but unsynced. */
 let logWrites: 'whole' | 'disk full' | 'nothing' | 'sync fails' = 'whole'
+/** Renames refused, as Windows refuses one over a file another process holds open. */
+let refuseRenames = false
 vi.mock('node:fs', async (importOriginal) => {
   const actual = await importOriginal<typeof import('node:fs')>()
   const paths = new Map<number, string>()
@@ -37,7 +39,11 @@ vi.mock('node:fs', async (importOriginal) => {
       if (logWrites === 'sync fails') { callback(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' })); return }
       actual.fdatasync(fd, callback)
     },
-    renameSync (from: string, to: string) { calls.push(`rename ${to}`); actual.renameSync(from, to) },
+    renameSync (from: string, to: string) {
+      calls.push(`rename ${to}`)
+      if (refuseRenames) throw Object.assign(new Error('EPERM: operation not permitted, rename'), { code: 'EPERM' })
+      actual.renameSync(from, to)
+    },
     writeSync (fd: number, data: Uint8Array, offset = 0, length = data.byteLength - offset) {
       const path = paths.get(fd) ?? ''
       if (path.endsWith('.log')) calls.push(`append ${path}`)
@@ -55,7 +61,7 @@ vi.mock('node:fs', async (importOriginal) => {
 
 const dirs: string[] = []
 afterAll(() => { for (const d of dirs) rmSync(d, { recursive: true, force: true }) })
-beforeEach(() => { calls.length = 0; logWrites = 'whole' })
+beforeEach(() => { calls.length = 0; logWrites = 'whole'; refuseRenames = false })
 
 function tempDir (): string {
   const dir = mkdtempSync(join(tmpdir(), 'userspace-review-fsync-'))
@@ -112,3 +118,21 @@ for (const mode of ['disk full', 'nothing', 'sync fails'] as const) {
     expect((await fileState(dir).get('k51short'))?.pending.map(e => e.key)).toEqual(['a', 'c'])
   })
 }
+
+it('appends when the journal cannot be replaced, leaves no temporary file, and compacts once it can', async () => {
+  const dir = tempDir()
+  const state = fileState(dir, { compactBytes: 512 })
+  await state.addPending('k51refused', [entry('a')])
+  refuseRenames = true
+  for (let i = 0; i < 6; i++) await state.addPending('k51refused', [entry(`k${i}`)])
+  expect(calls.filter(c => c.startsWith('rename ')).length).toBeGreaterThan(0)
+  expect(readdirSync(dir).filter(f => f.endsWith('.tmp'))).toEqual([])
+  expect((await state.get('k51refused'))?.pending).toHaveLength(7)
+  refuseRenames = false
+  const inode = statSync(join(dir, 'k51refused.log')).ino
+  calls.length = 0
+  await state.addPending('k51refused', [entry('last')])
+  expect(calls.filter(c => c.startsWith('rename '))).toEqual([`rename ${dir}/k51refused.log`])   // rewritten whole
+  expect(statSync(join(dir, 'k51refused.log')).ino).not.toBe(inode)
+  expect((await fileState(dir).get('k51refused'))?.pending).toHaveLength(8)
+})

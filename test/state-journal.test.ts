@@ -5,7 +5,7 @@
  * writes loses none of the changes it had acknowledged.
  */
 import { spawn } from 'node:child_process'
-import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
@@ -67,6 +67,32 @@ describe('fileState journal', () => {
     expect((await fileState(dir).get(name))?.pending).toEqual(expected)
     await fileState(dir).put(name, { sequence: 1, root: 'r1' })
     expect((await fileState(dir).get(name))?.pending).toEqual(expected)
+  })
+
+  it('never reads a line cut short right before its newline, even one that parses, and the next change cuts it off', async () => {
+    const dir = tempDir()
+    const name = 'k51cutvalid'
+    const path = join(dir, `${name}.log`)
+    const reader = fileState(dir)
+    await fileState(dir).put(name, { sequence: 5, root: 'r5' })
+    expect(await reader.get(name)).toMatchObject({ sequence: 5 })   // this instance has it open now
+    appendFileSync(path, '[["seen",9,"r9"]]')                    // a whole change, but no newline: never acknowledged
+    expect(await fileState(dir).get(name)).toMatchObject({ sequence: 5, root: 'r5' })
+    await reader.addPending(name, [entry('after')])
+    expect(readFileSync(path, 'utf8')).not.toContain('r9')
+    expect(await fileState(dir).get(name)).toMatchObject({ sequence: 5, root: 'r5', pending: [entry('after')] })
+  })
+
+  it('keeps at most 64 journals open, and reads a closed one again when it changes', async () => {
+    const dir = tempDir()
+    const state = fileState(dir)
+    const open = (): number => readdirSync('/proc/self/fd').length
+    const before = open()
+    for (let i = 0; i < 80; i++) await state.addPending(`k51many${i}`, [entry('a')])
+    expect(open() - before).toBeLessThanOrEqual(64)
+    // the first, closed meanwhile, is read again: its change lands beside what it had
+    await state.addPending('k51many0', [entry('b')])
+    expect(await keys(dir, 'k51many0')).toEqual(['a', 'b'])
   })
 
   it('skips a damaged line, or a damaged change in a line, and keeps the changes after it', async () => {

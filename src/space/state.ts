@@ -185,9 +185,18 @@ const STALE_LOCK_MS = 10_000
 /** A lock naming a live process is taken over only past this age: that pid must be someone else's now. */
 const REUSED_PID_LOCK_MS = 10 * 60_000
 const LOCK_WAIT_MS = 5_000
+/** Journals a fileState keeps open (the least recently changed beyond are closed, and read again when needed). */
+const MAX_OPEN_JOURNALS = 64
+
+/** A journal could not be written anew; the one there is as it was. */
+class RenameFailed extends Error {
+  constructor (cause: unknown) {
+    super(`cannot replace the journal: ${(cause as Error)?.message ?? String(cause)}`, { cause })
+  }
+}
 /**
- * A state file is rewritten whole (compacted) once its appended changes pass this many bytes beyond
- * twice the state it started from. @default 16 KiB
+ * A journal is rewritten whole (compacted) once the lines appended after its first (the state it
+ * started from) pass this many bytes plus the size of that state. @default 16 KiB
  */
 export const STATE_COMPACT_BYTES = 16 * 1024
 
@@ -195,9 +204,11 @@ export const STATE_COMPACT_BYTES = 16 * 1024
  * State in `dir`, one journal `<name>.log` per space: its first line is a whole state, each later
  * line one change (or the changes committed together), appended and fdatasynced before the change
  * resolves. Each change is made under a lock file (`<name>.lock`, created exclusively), so two
- * processes never erase each other's pending writes; a line cut short by a crash is skipped. Once the
- * changes outgrow the state the file is compacted: the state is written whole to a temporary file,
- * fsynced and renamed over the journal, and the directory fsynced. A `<name>.json` left by earlier
+ * processes never erase each other's pending writes; a line cut short by a crash (text after the last
+ * newline) is never read, and the next change cuts it off before it appends. Once the changes
+ * outgrow the state the file is compacted: the state is written whole to a temporary file, fsynced
+ * and renamed over the journal, and the directory fsynced (when that cannot be done, the change is
+ * appended and compaction waits for a later one). A `<name>.json` left by earlier
  * versions (the state written whole on every change) is read and replaced by the journal on the
  * first change.
  */
@@ -210,7 +221,7 @@ export interface FileStateOptions {
 
 /**
  * One line of a journal: a whole state `{"state":{…}}` (the first line), or the changes committed
- * together, in order, as a list: `[["add",[entry…]],["drop",[slot…]],["seen",sequence,root]]`, an
+ * together, in order, as a list: `[["add",[entry…]],["drop",[entry…]],["seen",sequence,root]]`, an
  * entry `[section,key,stamp,device]` with its JSON value last when it has one (a tombstone has none).
  * A removal is written as the pending entries it removed, each without its value
  * (`[section,key,stamp,device]`): a line is applied to the state every earlier line made, the one
@@ -265,11 +276,15 @@ function applyChange (current: SpaceState | undefined, change: Change): SpaceSta
 }
 
 /**
- * Reads journal text onto `state`: every complete line in order; a line that does not parse (cut
- * short by a crash, or damaged) is skipped, and so is a change that does not apply.
+ * Reads journal text onto `state`: every complete line in order; a line that does not parse (damaged)
+ * is skipped, and so is a change that does not apply. Text after the last newline is a line cut
+ * short by a crash (its change was never acknowledged) and is not read, even when it parses: the
+ * next writer cuts it off.
  */
 function replay (state: SpaceState | undefined, text: string): SpaceState | undefined {
-  for (const line of text.split('\n')) {
+  const lines = text.split('\n')
+  lines.pop()
+  for (const line of lines) {
     if (line === '') continue
     let parsed: unknown
     try { parsed = JSON.parse(line) } catch { continue }
@@ -291,10 +306,10 @@ function replay (state: SpaceState | undefined, text: string): SpaceState | unde
 interface OpenJournal {
   fd: number
   ino: number
-  /** bytes read or written so far (the file's size when they were) */
+  /** bytes of complete lines read or written so far */
   offset: number
-  /** whether those bytes end with a complete line (a crash can leave a line cut short) */
-  whole: boolean
+  /** bytes after them: a line cut short by a crash, cut off before the next append */
+  tail: number
   /** bytes of the state the file started from (its first line) */
   baseBytes: number
   state: SpaceState | undefined
@@ -359,24 +374,43 @@ export function fileState (dir?: string, options: FileStateOptions = {}): SpaceS
     try { fs.closeSync(j.fd) } catch {}
   }
 
-  /** Writes `state` whole as a new journal (temporary file, fsync, rename, directory fsync) and opens it. */
+  /** Keeps `j` as the open journal of `name`, closing the least recently used past MAX_OPEN_JOURNALS. */
+  const keep = (fs: NodeFs, name: string, j: OpenJournal): void => {
+    journals.delete(name)
+    journals.set(name, j)
+    for (const [other] of journals) {
+      if (journals.size <= MAX_OPEN_JOURNALS) break
+      forget(fs, other)
+    }
+  }
+
+  /**
+   * Writes `state` whole as a new journal (temporary file, fsync, rename, directory fsync) and opens
+   * it. Throws `RenameFailed` when the file is as it was (nothing renamed): the caller may append instead.
+   */
   const rewrite = async (fs: NodeFs, name: string, path: string, state: SpaceState): Promise<void> => {
-    forget(fs, name)
     const line = new TextEncoder().encode(JSON.stringify({ state }) + '\n')
     const tmp = `${path}.${process.pid}.tmp`
-    const fd = fs.openSync(tmp, 'w')
     try {
-      writeAll(fs, fd, line)
-      await fsyncFd(fs, fd)
-    } finally {
-      fs.closeSync(fd)
+      const fd = fs.openSync(tmp, 'w')
+      try {
+        writeAll(fs, fd, line)
+        await fsyncFd(fs, fd)
+      } finally {
+        fs.closeSync(fd)
+      }
+      // Windows refuses to rename over a file another process holds open (EPERM).
+      fs.renameSync(tmp, `${path}.log`)
+    } catch (err) {
+      try { fs.unlinkSync(tmp) } catch {}
+      throw new RenameFailed(err)
     }
-    fs.renameSync(tmp, `${path}.log`)
+    forget(fs, name)
     // The rename is durable only once the directory is: without this a power cut after `set`
     // resolved can bring the old file back, and the write with it is gone.
     await syncDirectory(fs, await directory())
     const opened = fs.openSync(`${path}.log`, 'a+')
-    journals.set(name, { fd: opened, ino: fs.fstatSync(opened).ino, offset: line.byteLength, whole: true, baseBytes: line.byteLength, state })
+    keep(fs, name, { fd: opened, ino: fs.fstatSync(opened).ino, offset: line.byteLength, tail: 0, baseBytes: line.byteLength, state })
   }
 
   /**
@@ -399,11 +433,12 @@ export function fileState (dir?: string, options: FileStateOptions = {}): SpaceS
     if (j !== undefined && j.ino !== ino) { forget(fs, name); j = undefined }
     if (j === undefined) {
       const fd = fs.openSync(`${path}.log`, 'a+')
-      j = { fd, ino: fs.fstatSync(fd).ino, offset: 0, whole: true, baseBytes: 0, state: undefined }
-      journals.set(name, j)
+      j = { fd, ino: fs.fstatSync(fd).ino, offset: 0, tail: 0, baseBytes: 0, state: undefined }
     }
+    keep(fs, name, j)
     const size = fs.fstatSync(j.fd).size
     if (size < j.offset) { forget(fs, name); return current(fs, name, path) }
+    j.tail = 0
     if (size > j.offset) {
       const bytes = new Uint8Array(size - j.offset)
       let got = 0
@@ -412,13 +447,12 @@ export function fileState (dir?: string, options: FileStateOptions = {}): SpaceS
         if (n <= 0) break
         got += n
       }
-      const text = new TextDecoder().decode(bytes.subarray(0, got))
-      // Only complete lines are taken; a line still cut short at the end stays unread.
-      const end = text.lastIndexOf('\n') + 1
-      if (j.offset === 0) j.baseBytes = end > 0 ? new TextEncoder().encode(text.slice(0, text.indexOf('\n') + 1)).byteLength : 0
-      j.state = replay(j.state, text.slice(0, end))
-      j.offset += got
-      j.whole = end === text.length
+      // Only complete lines are taken; what follows the last newline is a line cut short.
+      const end = bytes.subarray(0, got).lastIndexOf(0x0a) + 1
+      if (j.offset === 0 && end > 0) j.baseBytes = bytes.indexOf(0x0a) + 1
+      j.state = replay(j.state, new TextDecoder().decode(bytes.subarray(0, end)))
+      j.offset += end
+      j.tail = size - j.offset
     }
     return j
   }
@@ -458,14 +492,24 @@ export function fileState (dir?: string, options: FileStateOptions = {}): SpaceS
             } catch (err) { q.reject(err) }
           }
           if (applied.length > 0 && next !== undefined) {
-            if (j === undefined || j.offset > compactBytes + 2 * j.baseBytes) {
-              await rewrite(fs, name, path, next)
+            let compacted = false
+            if (j === undefined || j.offset - j.baseBytes > compactBytes + j.baseBytes) {
+              try {
+                await rewrite(fs, name, path, next)
+                compacted = true
+              } catch (err) {
+                // A journal that cannot be replaced now (a full disk, a file another process holds
+                // open on Windows) takes the change as a line; a new one cannot do without.
+                if (j === undefined || !(err instanceof RenameFailed)) throw err
+              }
               // The journal now holds what a `<name>.json` of earlier versions did.
-              if (j === undefined) { try { fs.unlinkSync(`${path}.json`) } catch {} }
-            } else {
-              // After a line cut short by a crash, a line of its own: the cut one stays unreadable.
-              const line = (j.whole ? '' : '\n') + JSON.stringify(applied.map(q => q.packed)) + '\n'
-              const bytes = new TextEncoder().encode(line)
+              if (compacted && j === undefined) { try { fs.unlinkSync(`${path}.json`) } catch {} }
+            }
+            if (!compacted && j !== undefined) {
+              // A line cut short by a crash (never acknowledged) is cut off first, so that it can
+              // neither swallow this line nor be read as one once this line ends it.
+              if (j.tail > 0) { fs.ftruncateSync(j.fd, j.offset); j.tail = 0 }
+              const bytes = new TextEncoder().encode(JSON.stringify(applied.map(q => q.packed)) + '\n')
               try {
                 writeAll(fs, j.fd, bytes)
                 await fdatasyncFd(fs, j.fd)
@@ -476,7 +520,6 @@ export function fileState (dir?: string, options: FileStateOptions = {}): SpaceS
                 throw err
               }
               j.offset += bytes.byteLength
-              j.whole = true
               j.state = next
             }
           }
