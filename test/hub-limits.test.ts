@@ -20,14 +20,16 @@ import { createHubApp } from '../src/hub/app.js'
 import { groupAddress } from '../src/hub/client.js'
 import { forEachLink } from '../src/hub/walk.js'
 import { fsBlockSyncer, putDurably } from '../src/hub/durable.js'
-import { decodeLanded, HubStorage, LANDED_PREFIX } from '../src/hub/storage.js'
+import { decodeLanded, encodeLanded, HubStorage, LANDED_PREFIX } from '../src/hub/storage.js'
+import type { Landed } from '../src/hub/storage.js'
+import { MemoryDatastore } from 'datastore-core'
 import { Key } from 'interface-datastore'
 import { decodeRoot, encodeRoot, verifyOwner } from '../src/space/root.js'
 import { cborBlock, encodeCar, rawBlock } from '../src/store/blocks.js'
 import { hubStore } from '../src/store/hub.js'
 import { createRecord } from '../src/store/record.js'
 import { openSpace } from '../src/index.js'
-import { expectRefusal, makeHub, makeSpace, publish, putRecord, upload } from './helpers/hub-app.js'
+import { car, expectRefusal, makeHub, makeSpace, publish, putRecord, upload } from './helpers/hub-app.js'
 import type { Hub } from './helpers/hub-app.js'
 import { CID } from 'multiformats/cid'
 
@@ -307,6 +309,70 @@ describe('garbage collection and retention', () => {
     await restarted.forget(left)
     expect(await landedKeys()).toEqual([])
     expect(restarted.landedBytes).toBe(0)
+  })
+
+  it('records a block once when several uploads of it arrive at once, and counts it once', async () => {
+    const hub = makeHub({ gcGraceMs: GRACE_MS })
+    const space = await makeSpace({ privateBytes: 5_000 })
+    const results = await Promise.all([1, 2, 3].map(async () => (await upload(hub, space.blocks)).status))
+    expect(results).toEqual([200, 200, 200])
+    const recorded: string[] = []
+    for await (const { key, value } of hub.datastore.query({ prefix: LANDED_PREFIX.slice(0, -1) })) {
+      for (const entry of decodeLanded(key.toString(), value)) recorded.push(entry.cid)
+    }
+    expect(recorded.sort()).toEqual(space.blocks.map(b => b.cid.toString()).sort())
+    const restarted = new HubStorage(hub.datastore, {})
+    await restarted.ready
+    expect(restarted.landedBytes).toBe(space.blocks.reduce((n, b) => n + Math.max(4096, b.bytes.byteLength), 0))
+  })
+
+  it('an upload that waited for another upload of the same blocks stores them itself when that one is refused', async () => {
+    const hub = makeHub({ gcGraceMs: GRACE_MS, maxPendingBytesPerClient: 2 * 4096 })
+    const filler = [await rawBlock(new Uint8Array([6, 1])), await rawBlock(new Uint8Array([6, 2]))]
+    expect((await hub.app.request('/api/v1/blocks', { method: 'POST', headers: { 'content-type': 'application/vnd.ipld.car' }, body: car(filler) as Uint8Array<ArrayBuffer> }, envOf('10.0.0.1'))).status).toBe(200)
+    const shared = await rawBlock(new Uint8Array([6, 3]))
+    const post = async (ip: string): Promise<number> =>
+      (await hub.app.request('/api/v1/blocks', { method: 'POST', headers: { 'content-type': 'application/vnd.ipld.car' }, body: car([shared]) as Uint8Array<ArrayBuffer> }, envOf(ip))).status
+    // 10.0.0.1 has spent its share and is refused; 10.0.0.2, which waited for it, stores the block.
+    expect(await Promise.all([post('10.0.0.1'), post('10.0.0.2')])).toEqual([413, 200])
+    expect(await has(hub, shared.cid)).toBe(true)
+    const recorded: string[] = []
+    for await (const { key, value } of hub.datastore.query({ prefix: LANDED_PREFIX.slice(0, -1) })) {
+      for (const entry of decodeLanded(key.toString(), value)) recorded.push(entry.cid)
+    }
+    expect(recorded.filter(c => c === shared.cid.toString())).toHaveLength(1)
+  })
+
+  it('forgets the second record of a block recorded twice and keeps the block, so a restart counts it once', async () => {
+    const hub = makeHub({ gcGraceMs: GRACE_MS })
+    const space = await makeSpace()
+    await publish(hub, space)
+    const block = space.blocks[0] as { cid: CID, bytes: Uint8Array }
+    await hub.datastore.put(new Key(`${LANDED_PREFIX}feedfeedfeed.0`), encodeLanded(Date.now(), '127.0.0.1', [{ cid: block.cid, cost: 4096 }]))
+    const twice = new HubStorage(hub.datastore, {})
+    await twice.ready
+    await hub.collectGarbage(Date.now() + GRACE_MS + 1)
+    expect(await has(hub, block.cid)).toBe(true)
+    const once = new HubStorage(hub.datastore, {})
+    await once.ready
+    expect(once.landedBytes).toBe(twice.landedBytes - 4096)
+  })
+
+  it('a landed entry that cannot be read fails the collection and stays; a damaged time counts as long past', async () => {
+    const datastore = new MemoryDatastore()
+    const storage = new HubStorage(datastore, {})
+    const a = await rawBlock(new Uint8Array([9, 1]))
+    await storage.landed('127.0.0.1', [{ cid: a.cid, size: 2 }], Date.now())
+    const entries: Landed[] = []
+    for await (const entry of storage.entries()) entries.push(entry)
+    const get = datastore.get.bind(datastore)
+    datastore.get = async () => { throw Object.assign(new Error('EIO: i/o error'), { name: 'Error' }) }
+    await expect(storage.forget(entries)).rejects.toThrow('EIO')
+    datastore.get = get
+    const keys: string[] = []
+    for await (const key of datastore.queryKeys({ prefix: LANDED_PREFIX.slice(0, -1) })) keys.push(key.toString())
+    expect(keys).toHaveLength(1)
+    expect(decodeLanded(`${LANDED_PREFIX}${a.cid.toString()}`, new TextEncoder().encode('not-a-time 4096 127.0.0.1'))[0]?.atMs).toBe(0)
   })
 
   it('reads and collects landed entries of the earlier form (one per block)', async () => {

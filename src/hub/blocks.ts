@@ -60,6 +60,8 @@ export class HubBlocks {
   private readonly nowMs: () => number
   /** Block sizes by CID (blocks never change), so quota checks do not re-read big blocks. Keyed by `cidKey` (binary, no base32 per lookup), as is the cache below. */
   private readonly sizes = new Map<string, number>()
+  /** Blocks an upload is storing now (by `cidKey`), settled once it is done or refused. */
+  private readonly storing = new Map<string, Promise<void>>()
   /** Recently used small blocks, newest last, at most SMALL_BLOCK_CACHE_BYTES in all. */
   private readonly smallBlocks = new Map<string, Uint8Array>()
   private smallBlockBytes = 0
@@ -231,12 +233,38 @@ export class HubBlocks {
   async storeVerified (unique: Array<{ cid: CID, bytes: Uint8Array }>, client: string): Promise<void> {
     // Only blocks the hub does not have yet cost disk, and they are charged to the uploader.
     const held = await inGroups(unique, async (block) => await this.blockstore.has(block.cid))
-    const fresh = unique.filter((_block, i) => held[i] !== true)
-    await this.storage.admit(client, fresh.reduce((n, b) => n + costOf(b.bytes.byteLength), 0))
-    await inGroups(fresh, async ({ cid, bytes }) => { await this.blockstore.put(cid, bytes) })
-    // Acknowledged means on disk: the record PUT that follows may point at these.
-    await this.syncBlocks?.(fresh.map(b => b.cid))
-    await this.storage.landed(client, fresh.map(b => ({ cid: b.cid, size: b.bytes.byteLength })), this.nowMs())
+    // A block another upload is storing right now is that upload's: stored, charged and recorded
+    // once (two uploads of the same blocks at once each recorded and counted them before). This one
+    // waits for it, and stores what it did not.
+    const others: Array<Promise<void>> = []
+    const fresh = unique.filter((block, i) => {
+      if (held[i] === true) return false
+      const other = this.storing.get(cidKey(block.cid))
+      if (other === undefined) return true
+      others.push(other)
+      return false
+    })
+    let done: () => void = () => {}
+    const mine = new Promise<void>(resolve => { done = resolve })
+    for (const block of fresh) this.storing.set(cidKey(block.cid), mine)
+    try {
+      await this.storage.admit(client, fresh.reduce((n, b) => n + costOf(b.bytes.byteLength), 0))
+      await inGroups(fresh, async ({ cid, bytes }) => { await this.blockstore.put(cid, bytes) })
+      // Acknowledged means on disk: the record PUT that follows may point at these.
+      await this.syncBlocks?.(fresh.map(b => b.cid))
+      await this.storage.landed(client, fresh.map(b => ({ cid: b.cid, size: b.bytes.byteLength })), this.nowMs())
+    } finally {
+      for (const block of fresh) if (this.storing.get(cidKey(block.cid)) === mine) this.storing.delete(cidKey(block.cid))
+      done()
+    }
+    if (others.length > 0) {
+      await Promise.all(others)
+      // The other upload may have been refused: what it left unstored is this one's to store.
+      const left = unique.filter((block, i) => held[i] !== true && !fresh.includes(block))
+      const gone = await inGroups(left, async (block) => !(await this.blockstore.has(block.cid)))
+      const missing = left.filter((_block, i) => gone[i] === true)
+      if (missing.length > 0) await this.storeVerified(missing, client)
+    }
     for (const { cid, bytes } of unique) {
       // The record PUT that follows an upload reads its root and public section: keep them at hand.
       if (cid.code === dagCbor.code) this.keepSmall(cidKey(cid), bytes)

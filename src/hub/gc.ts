@@ -65,11 +65,19 @@ export async function collectGarbage ({ records, blocks, storage, options }: GcD
     const grace = options.gcGraceMs ?? DEFAULT_GC_GRACE_MS
     const doomed: Landed[] = []
     const waiting: Landed[] = []
+    // A block recorded twice (landed by two requests at once, or again after a crash between its
+    // deletion and its entry's) keeps its first record: the others are forgotten, the block kept.
+    const recorded = new Set<string>()
+    const repeats: Landed[] = []
     for await (const entry of storage.entries()) {
+      if (recorded.has(entry.cid)) { repeats.push(entry); continue }
+      recorded.add(entry.cid)
       if (live.has(entry.cid) || protect.has(entry.cid)) continue
       if (nowMs - entry.atMs >= grace) doomed.push(entry)
       else waiting.push(entry)
     }
+    recorded.clear()
+    await storage.forget(repeats)
     const deleted: Landed[] = []
     for (let i = 0; i < doomed.length; i += DELETE_BATCH) {
       // A record accepted since the sweep began may reference one of them now.
@@ -96,8 +104,9 @@ export async function collectGarbage ({ records, blocks, storage, options }: GcD
         deleted.push(entry)
         report.deletedBytes += entry.costBytes
       }
+      // Forgotten batch by batch: a crash leaves few entries naming deleted blocks.
+      await storage.forget(batch)
     }
-    await storage.forget(deleted)
     storage.resetPending(waiting)
     report.deletedBlocks = deleted.length
     report.pendingBlocks = waiting.length

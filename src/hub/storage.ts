@@ -44,6 +44,12 @@ export interface Landed {
   key: string
 }
 
+/** A landed time; a damaged one reads as long past, so that its blocks are not kept for ever. */
+function timeOf (text: string): number {
+  const ms = Number(text)
+  return Number.isFinite(ms) ? ms : 0
+}
+
 /** Encodes a batch entry's value (see LANDED_PREFIX). */
 export function encodeLanded (atMs: number, client: string, blocks: Array<{ cid: CID, cost: number }>): Uint8Array {
   const header = encoder.encode(`${atMs} ${client.replace(/[\s]/g, '_')}\n`)
@@ -66,7 +72,7 @@ export function decodeLanded (key: string, value: Uint8Array): Landed[] {
   const id = key.slice(LANDED_PREFIX.length)
   if (!id.includes('.')) {
     const [at = '0', cost = '0', client = ''] = decoder.decode(value).split(' ')
-    return [{ cid: id, atMs: Number(at), costBytes: Number(cost), client, key }]
+    return [{ cid: id, atMs: timeOf(at), costBytes: Number(cost), client, key }]
   }
   const end = value.indexOf(0x0a)
   if (end < 0) return []
@@ -77,7 +83,7 @@ export function decodeLanded (key: string, value: Uint8Array): Landed[] {
     while (rest.byteLength > 0) {
       const [cost, n] = varint.decode(rest)
       const [cid, after] = CID.decodeFirst(rest.subarray(n))
-      out.push({ cid: cid.toString(), atMs: Number(at), costBytes: cost, client, key })
+      out.push({ cid: cid.toString(), atMs: timeOf(at), costBytes: cost, client, key })
       rest = after
     }
   } catch { /* a damaged tail: the blocks before it */ }
@@ -188,7 +194,12 @@ export class HubStorage {
     for (const [key, gone] of byKey) {
       const k = new Key(key)
       let left: Landed[] = []
-      try { left = decodeLanded(key, await this.datastore.get(k)).filter(e => !gone.has(e.cid)) } catch { /* gone already */ }
+      try {
+        left = decodeLanded(key, await this.datastore.get(k)).filter(e => !gone.has(e.cid))
+      } catch (err) {
+        // Gone already; any other failure fails the pass (the entry stays, to be tried again).
+        if ((err as { name?: unknown }).name !== 'NotFoundError') throw err
+      }
       if (left.length === 0) batch.delete(k)
       else batch.put(k, encodeLanded((left[0] as Landed).atMs, (left[0] as Landed).client, left.map(e => ({ cid: CID.parse(e.cid), cost: e.costBytes }))))
     }
