@@ -343,6 +343,33 @@ describe('garbage collection and retention', () => {
     expect(recorded.filter(c => c === shared.cid.toString())).toHaveLength(1)
   })
 
+  it('a block a reader had fetched from the network while an upload of it arrives is recorded once', async () => {
+    const stray = await rawBlock(new Uint8Array([6, 4]))
+    // The upload's write of the block is held until the reader's fetch has come back with it.
+    let putStarted: () => void = () => {}
+    const started = new Promise<void>(resolve => { putStarted = resolve })
+    let release: () => void = () => {}
+    const gate = new Promise<void>(resolve => { release = resolve })
+    const inner = new MemoryBlockstore()
+    const blockstore = Object.assign(Object.create(inner) as MemoryBlockstore, {
+      put: async (cid: CID, bytes: Uint8Array): Promise<CID> => { putStarted(); await gate; return await inner.put(cid, bytes) }
+    })
+    const hub = makeHub({ gcGraceMs: GRACE_MS }, {
+      blockstore,
+      // answers at once, and lets the held write go only after the reader's side has run on
+      fetchBlock: async () => { setImmediate(release); return stray.bytes }
+    })
+    const uploaded = upload(hub, [stray])
+    await started
+    const got = await hub.app.request(`/ipfs/${stray.cid.toString()}?format=raw`)
+    expect([got.status, (await uploaded).status]).toEqual([200, 200])
+    const recorded: string[] = []
+    for await (const { key, value } of hub.datastore.query({ prefix: LANDED_PREFIX.slice(0, -1) })) {
+      for (const entry of decodeLanded(key.toString(), value)) recorded.push(entry.cid)
+    }
+    expect(recorded).toEqual([stray.cid.toString()])
+  })
+
   it('forgets the second record of a block recorded twice and keeps the block, so a restart counts it once', async () => {
     const hub = makeHub({ gcGraceMs: GRACE_MS })
     const space = await makeSpace()

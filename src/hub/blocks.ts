@@ -307,6 +307,30 @@ export class HubBlocks {
   }
 
   /**
+   * Keeps a verified block the network gave (a reader's fetch, a replica's), charged to no client
+   * and collected like an upload when nothing references it, while the budget has room; once, when
+   * an upload or another fetch is storing it at the same time.
+   */
+  async keepFromNetwork (cid: CID, bytes: Uint8Array): Promise<void> {
+    const key = cidKey(cid)
+    const other = this.storing.get(key)
+    if (other !== undefined) { await other; return }
+    if (await this.blockstore.has(cid) || !this.storage.hasRoomFor(costOf(bytes.byteLength))) return
+    // Checked again after the wait above: another may have started meanwhile.
+    if (this.storing.has(key)) { await this.storing.get(key); return }
+    let done: () => void = () => {}
+    const mine = new Promise<void>(resolve => { done = resolve })
+    this.storing.set(key, mine)
+    try {
+      await this.blockstore.put(cid, bytes)
+      await this.storage.landed(NETWORK_CLIENT, [{ cid, size: bytes.byteLength }], this.nowMs())
+    } finally {
+      if (this.storing.get(key) === mine) this.storing.delete(key)
+      done()
+    }
+  }
+
+  /**
    * A local block, else one fetched from the network within `timeoutMs` (sooner when `signal`
    * fires: the request that wanted it went away), verified and kept.
    */
@@ -322,11 +346,7 @@ export class HubBlocks {
     }
     const max = Math.min(this.options.maxBlockBytes ?? MAX_BLOCK_BYTES, MAX_BLOCK_BYTES)
     if (bytes.byteLength > max || !(await verifyBlock(cid, bytes))) return undefined
-    // Kept (and collected like an upload when nothing references it) while the budget has room.
-    if (!(await this.blockstore.has(cid)) && this.storage.hasRoomFor(costOf(bytes.byteLength))) {
-      await this.blockstore.put(cid, bytes)
-      await this.storage.landed(NETWORK_CLIENT, [{ cid, size: bytes.byteLength }], this.nowMs())
-    }
+    await this.keepFromNetwork(cid, bytes)
     this.keepSmall(cidKey(cid), bytes)
     return bytes
   }

@@ -31,7 +31,6 @@ export { DEFAULT_MAX_PEER_CHECKS, DEFAULT_MAX_REPLICATION_QUEUE, DEFAULT_PEER_ME
 import { parseName } from './params.js'
 import { MAX_ROOT_BYTES, rootOf, stateLinks } from './quota.js'
 import { walkDag } from './walk.js'
-import { costOf } from './storage.js'
 import type { Clock } from '../clock.js'
 import type { HubBlocks } from './blocks.js'
 import type { HubRecords } from './records.js'
@@ -50,8 +49,6 @@ const MAX_INLINE_ROOT_BYTES = 32 * 1024
 const MAX_INLINE_BLOCKS_BYTES = 40 * 1024
 /** Largest cluster message decoded: a record, an inline root, inline blocks and the replica list. */
 const MAX_CLUSTER_MESSAGE_BYTES = MAX_RECORD_BYTES + MAX_INLINE_ROOT_BYTES + MAX_INLINE_BLOCKS_BYTES + 4 * 1024
-/** Who blocks carried by peers are charged to, as blocks fetched by bitswap are. */
-const NETWORK_CLIENT = 'network'
 /** Largest Next.ID chain gossiped whole (bigger ones move with export/import). */
 export const MAX_GOSSIP_CHAIN_BYTES = 48 * 1024
 /** Replica peer ids named in one message. */
@@ -405,10 +402,7 @@ export class HubCluster {
     const load = async (c: CID): Promise<Uint8Array | undefined> => {
       const given = carried.get(c.toString())
       if (given !== undefined) {
-        if (!(await blocks.blockstore.has(c)) && blocks.storage.hasRoomFor(costOf(given.byteLength))) {
-          await blocks.blockstore.put(c, given)
-          await blocks.storage.landed(NETWORK_CLIENT, [{ cid: c, size: given.byteLength }], this.nowMs())
-        }
+        await blocks.keepFromNetwork(c, given)
         return given
       }
       const bytes = await blocks.readBlock(c, timeoutMs)
