@@ -14,10 +14,15 @@ import { afterAll, beforeEach, expect, it, vi } from 'vitest'
 import { fileState } from '../src/index.js'
 
 const calls: string[] = []
+/** How lock files came into being. */
+const locks: string[] = []
 /** How writes to journals end: in full, cut short then ENOSPC, taking nothing, or whole but unsynced. */
 let logWrites: 'whole' | 'disk full' | 'nothing' | 'sync fails' = 'whole'
 /** Renames refused, as Windows refuses one over a file another process holds open. */
 let refuseRenames = false
+/** fdatasyncs run a few milliseconds late, as on a busy thread pool; those whose fd no longer names the file they were asked for are listed. */
+let slowSyncs = false
+const misdirected: string[] = []
 vi.mock('node:fs', async (importOriginal) => {
   const actual = await importOriginal<typeof import('node:fs')>()
   const paths = new Map<number, string>()
@@ -25,6 +30,7 @@ vi.mock('node:fs', async (importOriginal) => {
   return {
     ...actual,
     openSync (path: string, flags: string) {
+      if (path.endsWith('.lock') && flags === 'wx') locks.push(`create ${path}`)
       const fd = actual.openSync(path, flags)
       paths.set(fd, path)
       return fd
@@ -35,9 +41,18 @@ vi.mock('node:fs', async (importOriginal) => {
       actual.fsync(fd, callback)
     },
     fdatasync (fd: number, callback: (err: Error | null) => void) {
-      calls.push(`datasync ${paths.get(fd) ?? '?'}`)
+      const path = paths.get(fd) ?? '?'
+      calls.push(`datasync ${path}`)
       if (logWrites === 'sync fails') { callback(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' })); return }
-      actual.fdatasync(fd, callback)
+      if (!slowSyncs) { actual.fdatasync(fd, callback); return }
+      setTimeout(() => {
+        if (paths.get(fd) !== path) misdirected.push(path)
+        actual.fdatasync(fd, callback)
+      }, 5)
+    },
+    linkSync (existing: string, path: string) {
+      locks.push(`link ${path} naming ${actual.readFileSync(existing, 'utf8')}`)
+      actual.linkSync(existing, path)
     },
     renameSync (from: string, to: string) {
       calls.push(`rename ${to}`)
@@ -61,7 +76,7 @@ vi.mock('node:fs', async (importOriginal) => {
 
 const dirs: string[] = []
 afterAll(() => { for (const d of dirs) rmSync(d, { recursive: true, force: true }) })
-beforeEach(() => { calls.length = 0; logWrites = 'whole'; refuseRenames = false })
+beforeEach(() => { calls.length = 0; locks.length = 0; logWrites = 'whole'; refuseRenames = false; slowSyncs = false; misdirected.length = 0 })
 
 function tempDir (): string {
   const dir = mkdtempSync(join(tmpdir(), 'userspace-review-fsync-'))
@@ -135,4 +150,23 @@ it('appends when the journal cannot be replaced, leaves no temporary file, and c
   expect(calls.filter(c => c.startsWith('rename '))).toEqual([`rename ${dir}/k51refused.log`])   // rewritten whole
   expect(statSync(join(dir, 'k51refused.log')).ino).not.toBe(inode)
   expect((await fileState(dir).get('k51refused'))?.pending).toHaveLength(8)
+})
+
+it('never closes a journal whose change is waiting for its sync, however many spaces change at once', async () => {
+  const dir = tempDir()
+  const state = fileState(dir)
+  const names = Array.from({ length: 100 }, (_, i) => `k51busy${i}`)
+  await Promise.all(names.map(async name => state.addPending(name, [entry('a')])))
+  slowSyncs = true
+  await Promise.all(names.map(async name => state.addPending(name, [entry('b')])))
+  slowSyncs = false
+  expect(misdirected).toEqual([])
+  for (const name of names) expect((await fileState(dir).get(name))?.pending.map(e => e.key)).toEqual(['a', 'b'])
+})
+
+it('a lock file comes into being already naming its holder (written first, then linked into place)', async () => {
+  const dir = tempDir()
+  await fileState(dir).addPending('k51lock', [entry('a')])
+  expect(locks).toEqual([`link ${dir}/k51lock.lock naming ${process.pid}`])
+  expect(readdirSync(dir).sort()).toEqual(['k51lock.log'])
 })

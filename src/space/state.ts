@@ -152,6 +152,7 @@ interface NodeFs {
   fdatasync(fd: number, callback: (err: Error | null) => void): void
   ftruncateSync(fd: number, length: number): void
   renameSync(from: string, to: string): void
+  linkSync(existing: string, path: string): void
   unlinkSync(path: string): void
   statSync(path: string): { mtimeMs: number, ino: number, size: number }
   fstatSync(fd: number): { ino: number, size: number }
@@ -378,8 +379,12 @@ export function fileState (dir?: string, options: FileStateOptions = {}): SpaceS
   const keep = (fs: NodeFs, name: string, j: OpenJournal): void => {
     journals.delete(name)
     journals.set(name, j)
+    if (journals.size <= MAX_OPEN_JOURNALS) return
     for (const [other] of journals) {
       if (journals.size <= MAX_OPEN_JOURNALS) break
+      // A journal whose changes are being written (waiting for their sync) stays open: its file
+      // descriptor would otherwise be closed under the sync, and reused by another file.
+      if (other === name || queues.has(other)) continue
       forget(fs, other)
     }
   }
@@ -506,6 +511,12 @@ export function fileState (dir?: string, options: FileStateOptions = {}): SpaceS
               if (compacted && j === undefined) { try { fs.unlinkSync(`${path}.json`) } catch {} }
             }
             if (!compacted && j !== undefined) {
+              // The file as it was read under this lock, or someone wrote without it (a lock taken
+              // over from a process presumed dead): nothing is cut or appended then.
+              if (fs.fstatSync(j.fd).size !== j.offset + j.tail) {
+                forget(fs, name)
+                throw new StoreError(`${path}.log changed while this process held its lock`)
+              }
               // A line cut short by a crash (never acknowledged) is cut off first, so that it can
               // neither swallow this line nor be read as one once this line ends it.
               if (j.tail > 0) { fs.ftruncateSync(j.fd, j.offset); j.tail = 0 }
@@ -554,8 +565,7 @@ async function lock (fs: NodeFs, path: string, nowMs: () => number): Promise<voi
   const deadline = performance.now() + LOCK_WAIT_MS
   for (let wait = 2; ; wait = Math.min(wait * 2, 100)) {
     try {
-      const fd = fs.openSync(path, 'wx')
-      try { writeAll(fs, fd, new TextEncoder().encode(String(process.pid))) } finally { fs.closeSync(fd) }
+      takeLock(fs, path)
       return
     } catch (err) {
       if ((err as { code?: string }).code !== 'EEXIST') throw err
@@ -564,6 +574,29 @@ async function lock (fs: NodeFs, path: string, nowMs: () => number): Promise<voi
     if (performance.now() > deadline) throw new StoreError(`the state lock ${path} is held by another process`)
     await new Promise(resolve => setTimeout(resolve, wait))
   }
+}
+
+/**
+ * Creates the lock file at `path` naming this process, or throws EEXIST. The pid is written to a
+ * file of this process's first and linked into place, so a lock never exists empty: created empty
+ * and then written, a process killed in between left a lock that every other process waited on for
+ * its whole stale period. Where hard links are refused (some file systems), created exclusively.
+ */
+function takeLock (fs: NodeFs, path: string): void {
+  const pid = new TextEncoder().encode(String(process.pid))
+  const mine = `${path}.${process.pid}`
+  let fd = fs.openSync(mine, 'w')
+  try { writeAll(fs, fd, pid) } finally { fs.closeSync(fd) }
+  try {
+    fs.linkSync(mine, path)
+    return
+  } catch (err) {
+    if (!['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS', 'EXDEV'].includes((err as { code?: string }).code ?? '')) throw err
+  } finally {
+    try { fs.unlinkSync(mine) } catch {}
+  }
+  fd = fs.openSync(path, 'wx')
+  try { writeAll(fs, fd, pid) } finally { fs.closeSync(fd) }
 }
 
 /**
