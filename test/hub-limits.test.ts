@@ -370,6 +370,43 @@ describe('garbage collection and retention', () => {
     expect(recorded).toEqual([stray.cid.toString()])
   })
 
+  it('an upload that waited for another whose blocks could not be synced stores, syncs and records them itself', async () => {
+    const block = await rawBlock(new Uint8Array([6, 5]))
+    let putStarted: () => void = () => {}
+    const started = new Promise<void>(resolve => { putStarted = resolve })
+    let release: () => void = () => {}
+    const gate = new Promise<void>(resolve => { release = resolve })
+    const inner = new MemoryBlockstore()
+    const blockstore = Object.assign(Object.create(inner) as MemoryBlockstore, {
+      put: async (cid: CID, bytes: Uint8Array): Promise<CID> => { putStarted(); await gate; return await inner.put(cid, bytes) }
+    })
+    const synced: string[] = []
+    let syncs = 0
+    const hub = makeHub({ gcGraceMs: GRACE_MS }, {
+      blockstore,
+      syncBlocks: async (cids: CID[]) => {
+        if (cids.length > 0 && syncs++ === 0) throw Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' })
+        synced.push(...cids.map(c => c.toString()))
+      }
+    })
+    const post = async (ip: string): Promise<number> =>
+      (await hub.app.request('/api/v1/blocks', { method: 'POST', headers: { 'content-type': 'application/vnd.ipld.car' }, body: car([block]) as Uint8Array<ArrayBuffer> }, envOf(ip))).status
+    const first = post('10.0.0.1')
+    await started
+    const second = post('10.0.0.2')       // finds the block being stored by the first, and waits
+    await new Promise(resolve => setImmediate(resolve))
+    release()
+    expect(await first).toBeGreaterThanOrEqual(500)
+    expect(await second).toBe(200)
+    expect(await inner.has(block.cid)).toBe(true)
+    expect(synced).toEqual([block.cid.toString()])
+    const recorded: string[] = []
+    for await (const { key, value } of hub.datastore.query({ prefix: LANDED_PREFIX.slice(0, -1) })) {
+      for (const entry of decodeLanded(key.toString(), value)) recorded.push(entry.cid)
+    }
+    expect(recorded).toEqual([block.cid.toString()])
+  })
+
   it('forgets the second record of a block recorded twice and keeps the block, so a restart counts it once', async () => {
     const hub = makeHub({ gcGraceMs: GRACE_MS })
     const space = await makeSpace()
@@ -383,6 +420,22 @@ describe('garbage collection and retention', () => {
     const once = new HubStorage(hub.datastore, {})
     await once.ready
     expect(once.landedBytes).toBe(twice.landedBytes - 4096)
+  })
+
+  it('keeps the newest of two records of an unreferenced block, so its grace runs from when it last landed', async () => {
+    const hub = makeHub({ gcGraceMs: GRACE_MS })
+    const now = Date.now()
+    for (const [older, newer] of [['aaaa.0', 'zzzz.0'], ['zzzz.1', 'aaaa.1']]) {
+      const stray = await rawBlock(new TextEncoder().encode(`stray ${older}`))
+      await hub.blockstore.put(stray.cid, stray.bytes)
+      await hub.datastore.put(new Key(LANDED_PREFIX + older), encodeLanded(now - 3 * GRACE_MS, '127.0.0.1', [{ cid: stray.cid, cost: 4096 }]))
+      await hub.datastore.put(new Key(LANDED_PREFIX + newer), encodeLanded(now, '127.0.0.1', [{ cid: stray.cid, cost: 4096 }]))
+      const report = await hub.collectGarbage(now + 1)
+      expect(report.deletedBlocks).toBe(0)
+      expect(await has(hub, stray.cid)).toBe(true)
+      expect(await hub.datastore.has(new Key(LANDED_PREFIX + older))).toBe(false)
+      expect(await hub.datastore.has(new Key(LANDED_PREFIX + newer))).toBe(true)
+    }
   })
 
   it('a landed entry that cannot be read fails the collection and stays; a damaged time counts as long past', async () => {
@@ -400,6 +453,7 @@ describe('garbage collection and retention', () => {
     for await (const key of datastore.queryKeys({ prefix: LANDED_PREFIX.slice(0, -1) })) keys.push(key.toString())
     expect(keys).toHaveLength(1)
     expect(decodeLanded(`${LANDED_PREFIX}${a.cid.toString()}`, new TextEncoder().encode('not-a-time 4096 127.0.0.1'))[0]?.atMs).toBe(0)
+    expect(decodeLanded(`${LANDED_PREFIX}${a.cid.toString()}`, new TextEncoder().encode('1 not-a-cost 127.0.0.1'))[0]?.costBytes).toBe(4096)
   })
 
   it('reads and collects landed entries of the earlier form (one per block)', async () => {

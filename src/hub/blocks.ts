@@ -60,8 +60,8 @@ export class HubBlocks {
   private readonly nowMs: () => number
   /** Block sizes by CID (blocks never change), so quota checks do not re-read big blocks. Keyed by `cidKey` (binary, no base32 per lookup), as is the cache below. */
   private readonly sizes = new Map<string, number>()
-  /** Blocks an upload is storing now (by `cidKey`), settled once it is done or refused. */
-  private readonly storing = new Map<string, Promise<void>>()
+  /** Blocks an upload or fetch is storing now (by `cidKey`), settled with whether it stored them. */
+  private readonly storing = new Map<string, Promise<boolean>>()
   /** Recently used small blocks, newest last, at most SMALL_BLOCK_CACHE_BYTES in all. */
   private readonly smallBlocks = new Map<string, Uint8Array>()
   private smallBlockBytes = 0
@@ -236,39 +236,55 @@ export class HubBlocks {
     // A block another upload is storing right now is that upload's: stored, charged and recorded
     // once (two uploads of the same blocks at once each recorded and counted them before). This one
     // waits for it, and stores what it did not.
-    const others: Array<Promise<void>> = []
+    const others: Array<{ block: { cid: CID, bytes: Uint8Array }, stored: Promise<boolean> }> = []
     const fresh = unique.filter((block, i) => {
       if (held[i] === true) return false
       const other = this.storing.get(cidKey(block.cid))
       if (other === undefined) return true
-      others.push(other)
+      others.push({ block, stored: other })
       return false
     })
-    let done: () => void = () => {}
-    const mine = new Promise<void>(resolve => { done = resolve })
-    for (const block of fresh) this.storing.set(cidKey(block.cid), mine)
-    try {
-      await this.storage.admit(client, fresh.reduce((n, b) => n + costOf(b.bytes.byteLength), 0))
-      await inGroups(fresh, async ({ cid, bytes }) => { await this.blockstore.put(cid, bytes) })
-      // Acknowledged means on disk: the record PUT that follows may point at these.
-      await this.syncBlocks?.(fresh.map(b => b.cid))
-      await this.storage.landed(client, fresh.map(b => ({ cid: b.cid, size: b.bytes.byteLength })), this.nowMs())
-    } finally {
-      for (const block of fresh) if (this.storing.get(cidKey(block.cid)) === mine) this.storing.delete(cidKey(block.cid))
-      done()
-    }
+    await this.storeOwn(fresh, client)
     if (others.length > 0) {
-      await Promise.all(others)
-      // The other upload may have been refused: what it left unstored is this one's to store.
-      const left = unique.filter((block, i) => held[i] !== true && !fresh.includes(block))
-      const gone = await inGroups(left, async (block) => !(await this.blockstore.has(block.cid)))
-      const missing = left.filter((_block, i) => gone[i] === true)
+      const stored = await Promise.all(others.map(async o => await o.stored))
+      // The other upload may have failed: what it did not store is this one's to store.
+      const missing = others.filter((_o, i) => stored[i] !== true).map(o => o.block)
       if (missing.length > 0) await this.storeVerified(missing, client)
     }
     for (const { cid, bytes } of unique) {
       // The record PUT that follows an upload reads its root and public section: keep them at hand.
       if (cid.code === dagCbor.code) this.keepSmall(cidKey(cid), bytes)
       this.noteSize(cidKey(cid), bytes.byteLength)
+    }
+  }
+
+  /**
+   * Stores, syncs and records `fresh` (blocks no one else is storing), charged to `client`, marked in
+   * `storing` meanwhile; settles the mark with whether they are stored. On a failure after they
+   * were put, they are deleted again: a block put but neither synced nor recorded would be counted
+   * nowhere and never collected, and every later upload of it would be answered without storing it.
+   */
+  private async storeOwn (fresh: Array<{ cid: CID, bytes: Uint8Array }>, client: string): Promise<void> {
+    if (fresh.length === 0) return
+    let settle: (stored: boolean) => void = () => {}
+    const mine = new Promise<boolean>(resolve => { settle = resolve })
+    for (const block of fresh) this.storing.set(cidKey(block.cid), mine)
+    let stored = false
+    let putting = false
+    try {
+      await this.storage.admit(client, fresh.reduce((n, b) => n + costOf(b.bytes.byteLength), 0))
+      putting = true
+      await inGroups(fresh, async ({ cid, bytes }) => { await this.blockstore.put(cid, bytes) })
+      // Acknowledged means on disk: the record PUT that follows may point at these.
+      await this.syncBlocks?.(fresh.map(b => b.cid))
+      await this.storage.landed(client, fresh.map(b => ({ cid: b.cid, size: b.bytes.byteLength })), this.nowMs())
+      stored = true
+    } catch (err) {
+      if (putting) await inGroups(fresh, async ({ cid }) => { await this.blockstore.delete(cid) }).catch(() => {})
+      throw err
+    } finally {
+      for (const block of fresh) if (this.storing.get(cidKey(block.cid)) === mine) this.storing.delete(cidKey(block.cid))
+      settle(stored)
     }
   }
 
@@ -314,19 +330,27 @@ export class HubBlocks {
   async keepFromNetwork (cid: CID, bytes: Uint8Array): Promise<void> {
     const key = cidKey(cid)
     const other = this.storing.get(key)
-    if (other !== undefined) { await other; return }
+    if (other !== undefined && await other) return
     if (await this.blockstore.has(cid) || !this.storage.hasRoomFor(costOf(bytes.byteLength))) return
     // Checked again after the wait above: another may have started meanwhile.
-    if (this.storing.has(key)) { await this.storing.get(key); return }
-    let done: () => void = () => {}
-    const mine = new Promise<void>(resolve => { done = resolve })
+    const later = this.storing.get(key)
+    if (later !== undefined && await later) return
+    let settle: (stored: boolean) => void = () => {}
+    const mine = new Promise<boolean>(resolve => { settle = resolve })
     this.storing.set(key, mine)
+    let stored = false
     try {
       await this.blockstore.put(cid, bytes)
-      await this.storage.landed(NETWORK_CLIENT, [{ cid, size: bytes.byteLength }], this.nowMs())
+      try {
+        await this.storage.landed(NETWORK_CLIENT, [{ cid, size: bytes.byteLength }], this.nowMs())
+      } catch (err) {
+        await Promise.resolve(this.blockstore.delete(cid)).catch(() => {})
+        throw err
+      }
+      stored = true
     } finally {
       if (this.storing.get(key) === mine) this.storing.delete(key)
-      done()
+      settle(stored)
     }
   }
 

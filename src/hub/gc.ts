@@ -63,27 +63,38 @@ export async function collectGarbage ({ records, blocks, storage, options }: GcD
     report.liveBlocks = live.size
 
     const grace = options.gcGraceMs ?? DEFAULT_GC_GRACE_MS
-    const doomed: Landed[] = []
-    const waiting: Landed[] = []
-    // A block recorded twice (landed by two requests at once, or again after a crash between its
-    // deletion and its entry's) keeps its first record: the others are forgotten, the block kept.
-    const recorded = new Set<string>()
+    const doomed = new Map<string, Landed>()
+    const waiting = new Map<string, Landed>()
+    // A block recorded twice (landed again after a crash between its deletion and its entry's)
+    // keeps its newest record, whose grace period runs from when it last landed: the others are
+    // forgotten, the block kept.
+    const recorded = new Map<string, number>()
     const repeats: Landed[] = []
     for await (const entry of storage.entries()) {
-      if (recorded.has(entry.cid)) { repeats.push(entry); continue }
-      recorded.add(entry.cid)
+      const keptAt = recorded.get(entry.cid)
+      if (keptAt !== undefined) {
+        const earlier = doomed.get(entry.cid) ?? waiting.get(entry.cid)
+        // An older record, or one of a block that is kept anyway (referenced): this one goes.
+        if (entry.atMs <= keptAt || earlier === undefined) { repeats.push(entry); continue }
+        doomed.delete(entry.cid)
+        waiting.delete(entry.cid)
+        repeats.push(earlier)
+      }
+      recorded.set(entry.cid, entry.atMs)
       if (live.has(entry.cid) || protect.has(entry.cid)) continue
-      if (nowMs - entry.atMs >= grace) doomed.push(entry)
-      else waiting.push(entry)
+      if (nowMs - entry.atMs >= grace) doomed.set(entry.cid, entry)
+      else waiting.set(entry.cid, entry)
     }
     recorded.clear()
     await storage.forget(repeats)
     const deleted: Landed[] = []
-    for (let i = 0; i < doomed.length; i += DELETE_BATCH) {
+    const doomedList = [...doomed.values()]
+    doomed.clear()
+    for (let i = 0; i < doomedList.length; i += DELETE_BATCH) {
       // A record accepted since the sweep began may reference one of them now.
-      const batch = doomed.slice(i, i + DELETE_BATCH).filter(entry => {
+      const batch = doomedList.slice(i, i + DELETE_BATCH).filter(entry => {
         if (!protect.has(entry.cid)) return true
-        waiting.push(entry)
+        waiting.set(entry.cid, entry)
         return false
       })
       const cids: CID[] = []
@@ -107,9 +118,9 @@ export async function collectGarbage ({ records, blocks, storage, options }: GcD
       // Forgotten batch by batch: a crash leaves few entries naming deleted blocks.
       await storage.forget(batch)
     }
-    storage.resetPending(waiting)
+    storage.resetPending([...waiting.values()])
     report.deletedBlocks = deleted.length
-    report.pendingBlocks = waiting.length
+    report.pendingBlocks = waiting.size
   } finally {
     storage.endCollection()
   }

@@ -72,7 +72,8 @@ export function decodeLanded (key: string, value: Uint8Array): Landed[] {
   const id = key.slice(LANDED_PREFIX.length)
   if (!id.includes('.')) {
     const [at = '0', cost = '0', client = ''] = decoder.decode(value).split(' ')
-    return [{ cid: id, atMs: timeOf(at), costBytes: Number(cost), client, key }]
+    const costBytes = Number(cost)
+    return [{ cid: id, atMs: timeOf(at), costBytes: Number.isSafeInteger(costBytes) && costBytes >= 0 ? costBytes : MIN_BLOCK_COST_BYTES, client, key }]
   }
   const end = value.indexOf(0x0a)
   if (end < 0) return []
