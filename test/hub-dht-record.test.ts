@@ -18,9 +18,13 @@ import { nameOfRoutingKey, startHub } from '../src/hub/server.js'
 import { createHeliaNode, stopHeliaNode } from '../src/store/helia-node.js'
 import { nameToMultihash } from '../src/store/record.js'
 import { account } from './helpers/signers.js'
+import { ipnsKeySource } from './helpers/ipns-key.js'
+import { createRecord } from '../src/store/record.js'
+import { rawBlock } from '../src/store/blocks.js'
 import type { MultihashDigest } from 'multiformats/hashes/interface'
 
 const dirs: string[] = []
+const nextKey = ipnsKeySource(0x4d)
 afterAll(async () => { for (const d of dirs) await rm(d, { recursive: true, force: true }) })
 
 const routingKeyOf = (name: string): Uint8Array => multihashToIPNSRoutingKey(nameToMultihash(name) as MultihashDigest<0x00 | 0x12>)
@@ -53,6 +57,43 @@ describe("a hub's records on the DHT", () => {
       const got = await peer.routing.get(routingKeyOf(name), { signal: AbortSignal.timeout(10_000) })
       expect(equals(got, second)).toBe(true)
       await space.close()
+    } finally {
+      await stopHeliaNode(peer)
+      await hub.stop()
+    }
+  }, 60_000)
+
+  it('keeps a newer copy a DHT peer put under the key, never serves an older one, and stops serving its record once expired', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'userspace-dht-record-'))
+    dirs.push(dir)
+    let shiftMs = 0
+    const hub = await startHub({ port: 0, directory: dir, rateLimit: 0, verifyThreads: 0, republishIntervalMs: 0, nextId: false, nowMs: () => Date.now() + shiftMs })
+    const peer = await createHeliaNode({ peers: hub.multiaddrs.filter(a => !a.includes('/ws')) })
+    try {
+      const { key, name } = await nextKey()
+      const root = (await rawBlock(new Uint8Array([1]))).cid
+      const [r1, r2, r3] = await Promise.all([1, 2, 3].map(async seq => createRecord(key, root, seq, { lifetimeMs: 60 * 60_000 })))
+      const put = await fetch(`${hub.url}/routing/v1/ipns/${name}`, { method: 'PUT', headers: { 'content-type': 'application/vnd.ipfs.ipns-record' }, body: r2 as Uint8Array<ArrayBuffer> })
+      expect(put.status).toBe(200)
+      const copy = (record: Uint8Array): Uint8Array => new Libp2pRecord(routingKeyOf(name), record, new Date()).serialize()
+      const resolve = async (): Promise<Uint8Array> => await peer.routing.get(routingKeyOf(name), { signal: AbortSignal.timeout(10_000) })
+
+      // An older copy under the key (a peer's replay) is not served, and goes with the next announcement.
+      await hub.helia.datastore.put(dhtKeyOf(name), copy(r1 as Uint8Array))
+      expect(equals(await resolve(), r2 as Uint8Array)).toBe(true)
+      await hub.republish()
+      expect(await hub.helia.datastore.has(dhtKeyOf(name))).toBe(false)
+
+      // A newer copy a DHT peer put under the key stays, and is what the hub answers.
+      await hub.helia.datastore.put(dhtKeyOf(name), copy(r3 as Uint8Array))
+      await hub.republish()
+      expect(await hub.helia.datastore.has(dhtKeyOf(name))).toBe(true)
+      expect(equals(await resolve(), r3 as Uint8Array)).toBe(true)
+
+      // Past its validity the held record is served no more.
+      await hub.helia.datastore.delete(dhtKeyOf(name))
+      shiftMs = 2 * 60 * 60_000
+      await expect(resolve()).rejects.toThrow()
     } finally {
       await stopHeliaNode(peer)
       await hub.stop()

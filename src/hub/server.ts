@@ -195,7 +195,9 @@ export async function startHub (options: HubOptions = {}): Promise<RunningHub> {
   let held: HubRecordStore | undefined
   const heldRecord = async (key: Uint8Array): Promise<Uint8Array | undefined> => {
     const name = held === undefined ? undefined : nameOfRoutingKey(key)
-    return name === undefined ? undefined : await held?.get(name)
+    const record = name === undefined ? undefined : await held?.get(name)
+    // An expired record is no longer announced, nor served to DHT peers (who would refuse it).
+    return record !== undefined && readRecord(record).validUntilMs > nowMs() ? record : undefined
   }
   try {
     node = await startNode(directory, options.listen, log, heldRecord)

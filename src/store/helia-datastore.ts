@@ -28,6 +28,7 @@
 import { Record as Libp2pRecord } from '@libp2p/kad-dht'
 import { equals } from 'multiformats/bytes'
 import { base32 } from 'multiformats/bases/base32'
+import { ipnsSelector } from 'ipns/selector'
 import type { AbortOptions } from '@libp2p/interface'
 import type { Batch, Datastore, Key, KeyQuery, Pair, Query } from 'interface-datastore'
 
@@ -104,9 +105,11 @@ class Quiet implements QuietDatastore {
       return key
     }
     if (await this.unchangedRecord(key, value, options)) return key
-    if (await this.isHeld(key, value)) {
-      // Served from the held record from now on: an older copy under the key must not shadow it.
-      if (await this.inner.has(key, options)) await this.inner.delete(key, options)
+    const held = await this.heldFor(key, value)
+    if (held !== undefined) {
+      // Served from the held record from now on: an older copy under the key must not shadow it
+      // (a newer one, which a DHT peer put here, stays).
+      if (await this.storedIsWorse(key, held, options)) await this.inner.delete(key, options)
       return key
     }
     return await this.inner.put(key, value, options)
@@ -115,14 +118,19 @@ class Quiet implements QuietDatastore {
   async get (key: Key, options?: AbortOptions): Promise<Uint8Array> {
     const waiting = this.waiting.get(key.toString())
     if (waiting !== undefined) return waiting.value
+    let stored: Uint8Array
     try {
-      return await this.inner.get(key, options)
+      stored = await this.inner.get(key, options)
     } catch (err) {
       if ((err as { name?: unknown }).name !== 'NotFoundError') throw err
       const held = await this.held(key)
       if (held === undefined) throw err
       return held
     }
+    // A copy under the key that is older than the held record (a peer's replay) is not served.
+    const held = await this.held(key)
+    if (held !== undefined && await this.storedIsWorse(key, Libp2pRecord.deserialize(held).value, options, stored)) return held
+    return stored
   }
 
   async has (key: Key, options?: AbortOptions): Promise<boolean> {
@@ -140,13 +148,24 @@ class Quiet implements QuietDatastore {
     return record === undefined ? undefined : new Libp2pRecord(routingKey, record, new Date(this.nowMs())).serialize()
   }
 
-  /** Whether `value` is a DHT record whose value is the record held for its key. */
-  private async isHeld (key: Key, value: Uint8Array): Promise<boolean> {
-    if (this.heldRecord === undefined || !key.toString().startsWith(RECORD_PREFIX)) return false
+  /** The held record when `value` is a DHT record whose value is it, else undefined. */
+  private async heldFor (key: Key, value: Uint8Array): Promise<Uint8Array | undefined> {
+    if (this.heldRecord === undefined || !key.toString().startsWith(RECORD_PREFIX)) return undefined
     let offered: Libp2pRecord
-    try { offered = Libp2pRecord.deserialize(value) } catch { return false }
+    try { offered = Libp2pRecord.deserialize(value) } catch { return undefined }
     const held = await this.heldRecord(offered.key).catch(() => undefined)
-    return held !== undefined && equals(held, offered.value)
+    return held !== undefined && equals(held, offered.value) ? held : undefined
+  }
+
+  /**
+   * Whether the copy stored under `key` (read unless given) is an IPNS record the held one beats
+   * (the IPNS selector: higher sequence, then later validity) or equals; false when none is stored.
+   */
+  private async storedIsWorse (key: Key, held: Uint8Array, options?: AbortOptions, stored?: Uint8Array): Promise<boolean> {
+    let copy: Libp2pRecord
+    try { copy = Libp2pRecord.deserialize(stored ?? await this.inner.get(key, options)) } catch { return false }
+    if (equals(copy.value, held)) return true
+    try { return ipnsSelector(copy.key, [held, copy.value]) === 0 } catch { return false }
   }
 
   async delete (key: Key, options?: AbortOptions): Promise<void> {
@@ -182,8 +201,8 @@ class Quiet implements QuietDatastore {
             batch.delete(key)
           } else if (isPeerKey(key)) {
             this.wait(key, value)
-          } else if (await this.isHeld(key, value)) {
-            if (await this.inner.has(key, options)) batch.delete(key)
+          } else if (await this.heldFor(key, value) !== undefined) {
+            if (await this.storedIsWorse(key, await this.heldFor(key, value) as Uint8Array, options)) batch.delete(key)
           } else if (!(await this.unchangedRecord(key, value, options))) {
             batch.put(key, value)
           }
