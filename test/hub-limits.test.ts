@@ -190,6 +190,23 @@ describe('uploads are charged to their uploader until a record references them',
     expect((await upload(hub, [extra])).status).toBe(200)
   })
 
+  it('counts uploads admitted at the same time against each other: parallel uploads cannot pass the share together', async () => {
+    const hub = makeHub({ maxPendingBytesPerClient: 2 * 4096 })
+    const blocks = await Promise.all([1, 2, 3, 4].map(async i => rawBlock(new Uint8Array([5, i]))))
+    const statuses = await Promise.all(blocks.map(async b => (await upload(hub, [b])).status))
+    expect(statuses.filter(s => s === 200)).toHaveLength(2)
+    expect(statuses.filter(s => s === 413)).toHaveLength(2)
+  })
+
+  it('an upload that fails after it was admitted gives its share back', async () => {
+    let syncs = 0
+    const hub = makeHub({ maxPendingBytesPerClient: 4096 }, {
+      syncBlocks: async () => { if (syncs++ === 0) throw Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' }) }
+    })
+    expect((await upload(hub, [await rawBlock(new Uint8Array([5, 9]))])).status).toBeGreaterThanOrEqual(500)
+    expect((await upload(hub, [await rawBlock(new Uint8Array([5, 10]))])).status).toBe(200)
+  })
+
   it('charges each client separately', async () => {
     const hub = makeHub({ maxPendingBytesPerClient: 4096 })
     const one = await rawBlock(new Uint8Array([1]))

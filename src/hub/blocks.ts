@@ -271,8 +271,9 @@ export class HubBlocks {
     for (const block of fresh) this.storing.set(cidKey(block.cid), mine)
     let stored = false
     let putting = false
+    let release: () => void = () => {}
     try {
-      await this.storage.admit(client, fresh.reduce((n, b) => n + costOf(b.bytes.byteLength), 0))
+      release = await this.storage.admit(client, fresh.reduce((n, b) => n + costOf(b.bytes.byteLength), 0))
       putting = true
       await inGroups(fresh, async ({ cid, bytes }) => { await this.blockstore.put(cid, bytes) })
       // Acknowledged means on disk: the record PUT that follows may point at these.
@@ -283,6 +284,8 @@ export class HubBlocks {
       if (putting) await inGroups(fresh, async ({ cid }) => { await this.blockstore.delete(cid) }).catch(() => {})
       throw err
     } finally {
+      // Recorded by `landed` (and charged there), or failed: the reservation is over either way.
+      release()
       for (const block of fresh) if (this.storing.get(cidKey(block.cid)) === mine) this.storing.delete(cidKey(block.cid))
       settle(stored)
     }

@@ -134,23 +134,44 @@ export class HubStorage {
 
   /**
    * Refuses an upload of `newBytes` (disk cost of the blocks not yet stored) from `client` when it
-   * would pass the client's pending share (413), the hub's pending total or its budget (507).
+   * would pass the client's pending share (413), the hub's pending total or its budget (507), else
+   * reserves them until the returned function is called (once the blocks are recorded by `landed`,
+   * or failed): uploads admitted at the same time each count the others, so no number of them in
+   * parallel passes a limit.
    */
-  async admit (client: string, newBytes: number): Promise<void> {
+  async admit (client: string, newBytes: number): Promise<() => void> {
     await this.ready
     const perClient = this.options.maxPendingBytesPerClient ?? DEFAULT_MAX_PENDING_BYTES_PER_CLIENT
-    const mine = this.pending.get(client) ?? 0
+    const mine = (this.pending.get(client) ?? 0) + (this.reserved.get(client) ?? 0)
     if (mine + newBytes > perClient) {
       throw new TooLargeError(`${client} has ${mine} bytes of uploads that no record references yet; ${newBytes} more would pass the ${perClient}-byte limit per client (publish a record that references them, or wait for unreferenced uploads to be collected)`)
     }
     const budget = this.options.maxStorageBytes ?? DEFAULT_MAX_STORAGE_BYTES
-    if (this.landedBytes + newBytes > budget) {
+    if (this.landedBytes + this.reservedTotal + newBytes > budget) {
       throw new InsufficientStorageError(`this hub's storage budget (${budget} bytes) is spent; it stores nothing more until unreferenced blocks are collected`)
     }
     const maxPending = this.options.maxPendingBytes ?? DEFAULT_MAX_PENDING_BYTES
-    if (this.pendingTotal + newBytes > maxPending) {
+    if (this.pendingTotal + this.reservedTotal + newBytes > maxPending) {
       throw new InsufficientStorageError(`this hub holds ${maxPending} bytes of uploads that no record references yet; try again after they are referenced or collected`)
     }
+    this.reserve(client, newBytes)
+    let released = false
+    return () => {
+      if (released) return
+      released = true
+      this.reserve(client, -newBytes)
+    }
+  }
+
+  /** Bytes admitted per client and in all, not yet recorded as landed. */
+  private readonly reserved = new Map<string, number>()
+  private reservedTotal = 0
+
+  private reserve (client: string, bytes: number): void {
+    const next = (this.reserved.get(client) ?? 0) + bytes
+    this.reservedTotal += bytes
+    if (next <= 0) this.reserved.delete(client)
+    else this.reserved.set(client, next)
   }
 
   /** Records newly stored blocks durably and charges them to `client`. */
