@@ -100,6 +100,44 @@ describe("a hub's records on the DHT", () => {
     }
   }, 60_000)
 
+  it('announces the record stored when each put runs, not the one a long pass listed when it began', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'userspace-dht-record-'))
+    dirs.push(dir)
+    const hub = await startHub({ port: 0, directory: dir, rateLimit: 0, verifyThreads: 0, republishIntervalMs: 0, nextId: false })
+    try {
+      const root = (await rawBlock(new Uint8Array([2]))).cid
+      const spaces = await Promise.all([1, 2, 3].map(async () => nextKey()))
+      const putRecord = async (key: (typeof spaces)[number], seq: number): Promise<Uint8Array> => {
+        const record = await createRecord(key.key, root, seq, { lifetimeMs: 60 * 60_000 })
+        const res = await fetch(`${hub.url}/routing/v1/ipns/${key.name}`, { method: 'PUT', headers: { 'content-type': 'application/vnd.ipfs.ipns-record' }, body: record as Uint8Array<ArrayBuffer> })
+        expect(res.status).toBe(200)
+        return record
+      }
+      for (const space of spaces) await putRecord(space, 1)
+      // The pass's first put waits while every space gets a newer record.
+      const announced = new Map<string, Uint8Array>()
+      const newer = new Map<string, Uint8Array>()
+      const routing = hub.helia.routing
+      const put = routing.put.bind(routing)
+      let first = true
+      routing.put = async (key, value, options) => {
+        if (first) {
+          first = false
+          for (const space of spaces) newer.set(space.name, await putRecord(space, 2))
+        }
+        announced.set(nameOfRoutingKey(key) as string, value)
+        return await put(key, value, options)
+      }
+      await hub.republish()
+      routing.put = put
+      // the first name's put had started with the record of its time; every later one is the newer
+      const later = spaces.filter(space => !equals(announced.get(space.name) as Uint8Array, newer.get(space.name) as Uint8Array))
+      expect(later.length).toBeLessThanOrEqual(1)
+    } finally {
+      await hub.stop()
+    }
+  }, 60_000)
+
   it('reads the name of an Ed25519 IPNS routing key, and nothing else', () => {
     const name = 'k51qzi5uqu5dlvj2baxnqndepeb86cbk3ng7n3i46uzyxzyqj2xjonzllnv0v8'
     expect(nameOfRoutingKey(routingKeyOf(name))).toBe(name)

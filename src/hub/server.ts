@@ -290,9 +290,12 @@ export async function startHub (options: HubOptions = {}): Promise<RunningHub> {
 
   const republish = async (): Promise<number> => {
     let count = 0
-    for await (const { name, record } of records.all()) {
+    for await (const { name, record: listed } of records.all()) {
       if (node.status !== 'started') break
       try {
+        // The listing is a snapshot taken when the pass began, and a pass can take minutes: the
+        // record announced is the one stored now (a stale one would roll DHT peers back).
+        const record = await records.get(name) ?? listed
         // Expired records are no longer announced (DHT peers would refuse them anyway).
         const { validUntilMs } = readRecord(record)
         if (!(validUntilMs > nowMs())) continue
