@@ -17,9 +17,13 @@ import { quietDatastore } from '../src/store/helia-datastore.js'
 import { createHeliaNode, stopHeliaNode } from '../src/store/helia-node.js'
 import { heliaStore } from '../src/store/helia.js'
 import { cborBlock } from '../src/store/blocks.js'
-import { createRecord } from '../src/store/record.js'
+import { createRecord, nameToMultihash } from '../src/store/record.js'
 import { ipnsKeySource } from './helpers/ipns-key.js'
 import type { Pair } from 'interface-datastore'
+import type { MultihashDigest } from 'multiformats/hashes/interface'
+import { multihashToIPNSRoutingKey } from 'ipns'
+import { base32 } from 'multiformats/bases/base32'
+import { equals } from 'multiformats/bytes'
 
 const ipnsKey = ipnsKeySource(0x3d)
 const bytes = (s: string): Uint8Array => new TextEncoder().encode(s)
@@ -194,6 +198,27 @@ describe('quietDatastore: DHT records', () => {
     await store.put(recordKey, record('v2', now))
     expect(Libp2pRecord.deserialize(await store.get(recordKey)).timeReceived.getTime()).toBe(now)
     expect(inner.puts).toHaveLength(4)
+  })
+
+  it('in a batch as in a put: a held record is not written, an older copy goes and a newer one stays', async () => {
+    const { key, name } = await ipnsKey()
+    const root = (await cborBlock({ held: true })).cid
+    const [r1, r2, r3] = await Promise.all([1, 2, 3].map(async seq => createRecord(key, root, seq))) as [Uint8Array, Uint8Array, Uint8Array]
+    const routingKey = multihashToIPNSRoutingKey(nameToMultihash(name) as MultihashDigest<0x00 | 0x12>)
+    const dhtKey = new Key(`/dht/record/${base32.baseEncode(routingKey)}`)
+    const inner = new CountingDatastore()
+    const store = quietDatastore(inner, { heldRecord: async k => equals(k, routingKey) ? r2 : undefined })
+    const copy = (r: Uint8Array): Uint8Array => new Libp2pRecord(routingKey, r, new Date()).serialize()
+    const putInBatch = async (r: Uint8Array): Promise<void> => { const batch = store.batch(); batch.put(dhtKey, copy(r)); await batch.commit() }
+
+    await inner.put(dhtKey, copy(r1))
+    await putInBatch(r2)
+    expect(await inner.has(dhtKey)).toBe(false)                       // the older copy went, the held one was not written
+    expect(Libp2pRecord.deserialize(await store.get(dhtKey)).value).toEqual(r2)
+    await inner.put(dhtKey, copy(r3))
+    await putInBatch(r2)
+    expect(Libp2pRecord.deserialize(await inner.get(dhtKey)).value).toEqual(r3)   // the newer one stays
+    expect(Libp2pRecord.deserialize(await store.get(dhtKey)).value).toEqual(r3)
   })
 
   it('writes bytes under the record prefix that are not a record as given', async () => {

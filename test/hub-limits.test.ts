@@ -424,6 +424,61 @@ describe('garbage collection and retention', () => {
     expect(recorded).toEqual([block.cid.toString()])
   })
 
+  it('a retried upload of blocks another upload has put but not yet synced waits for it, and stores them when that sync fails', async () => {
+    const space = await makeSpace()
+    let syncStarted: () => void = () => {}
+    const started = new Promise<void>(resolve => { syncStarted = resolve })
+    let release: () => void = () => {}
+    const gate = new Promise<void>(resolve => { release = resolve })
+    let syncs = 0
+    const hub = makeHub({ gcGraceMs: GRACE_MS }, {
+      syncBlocks: async () => {
+        if (syncs++ > 0) return
+        syncStarted()
+        await gate
+        throw Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' })
+      }
+    })
+    const first = upload(hub, space.blocks)
+    await started                                  // the first upload's blocks are put, its sync hangs
+    const retry = upload(hub, space.blocks)
+    await new Promise(resolve => setImmediate(resolve))
+    release()
+    expect((await first).status).toBeGreaterThanOrEqual(500)
+    expect((await retry).status).toBe(200)
+    for (const block of space.blocks) expect(await has(hub, block.cid)).toBe(true)
+    expect(syncs).toBe(2)
+  })
+
+  it('an upload of blocks the hub holds writes nothing: no reservation, no sync, no record', async () => {
+    const synced: CID[][] = []
+    const hub = makeHub({}, { syncBlocks: async (cids: CID[]) => { synced.push(cids) } })
+    const block = await rawBlock(new Uint8Array([5, 11]))
+    expect((await upload(hub, [block])).status).toBe(200)
+    expect((await upload(hub, [block])).status).toBe(200)
+    expect(synced).toHaveLength(1)
+  })
+
+  it('a block fetched for a reader is not kept while uploads in progress hold the rest of the budget', async () => {
+    const uploaded = await rawBlock(new Uint8Array([5, 12]))
+    const fetched = await rawBlock(new Uint8Array([5, 13]))
+    let putStarted: () => void = () => {}
+    const started = new Promise<void>(resolve => { putStarted = resolve })
+    let release: () => void = () => {}
+    const gate = new Promise<void>(resolve => { release = resolve })
+    const inner = new MemoryBlockstore()
+    const blockstore = Object.assign(Object.create(inner) as MemoryBlockstore, {
+      put: async (cid: CID, bytes: Uint8Array): Promise<CID> => { if (cid.equals(uploaded.cid)) { putStarted(); await gate } return await inner.put(cid, bytes) }
+    })
+    const hub = makeHub({ maxStorageBytes: 2 * 4096 - 1 }, { blockstore, fetchBlock: async () => fetched.bytes })
+    const up = upload(hub, [uploaded])
+    await started                                  // its 4 KiB are reserved
+    expect((await hub.app.request(`/ipfs/${fetched.cid.toString()}?format=raw`)).status).toBe(200)
+    expect(await inner.has(fetched.cid)).toBe(false)
+    release()
+    expect((await up).status).toBe(200)
+  })
+
   it('forgets the second record of a block recorded twice and keeps the block, so a restart counts it once', async () => {
     const hub = makeHub({ gcGraceMs: GRACE_MS })
     const space = await makeSpace()

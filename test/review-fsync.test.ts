@@ -7,7 +7,7 @@
  * what fits and only the next one fails (ENOSPC); a sync can fail too (EIO): the change then fails,
  * its line is cut off again, and the state before it stays whole.
  */
-import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs'
+import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeEach, expect, it, vi } from 'vitest'
@@ -20,6 +20,8 @@ const locks: string[] = []
 let logWrites: 'whole' | 'disk full' | 'nothing' | 'sync fails' = 'whole'
 /** Renames refused, as Windows refuses one over a file another process holds open. */
 let refuseRenames = false
+/** Another writer appends a line to the journal (without the lock) while a temporary file is synced. */
+let intrude = false
 /** fdatasyncs run a few milliseconds late, as on a busy thread pool; those whose fd no longer names the file they were asked for are listed. */
 let slowSyncs = false
 const misdirected: string[] = []
@@ -38,6 +40,8 @@ vi.mock('node:fs', async (importOriginal) => {
     closeSync (fd: number) { paths.delete(fd); actual.closeSync(fd) },
     fsync (fd: number, callback: (err: Error | null) => void) {
       calls.push(`sync ${paths.get(fd) ?? '?'}`)
+      const path = paths.get(fd) ?? ''
+      if (intrude && path.endsWith('.tmp')) actual.appendFileSync(path.replace(/\.\d+\.tmp$/, '.log'), 'INTRUDER\n')
       actual.fsync(fd, callback)
     },
     fdatasync (fd: number, callback: (err: Error | null) => void) {
@@ -76,7 +80,7 @@ vi.mock('node:fs', async (importOriginal) => {
 
 const dirs: string[] = []
 afterAll(() => { for (const d of dirs) rmSync(d, { recursive: true, force: true }) })
-beforeEach(() => { calls.length = 0; locks.length = 0; logWrites = 'whole'; refuseRenames = false; slowSyncs = false; misdirected.length = 0 })
+beforeEach(() => { intrude = false; calls.length = 0; locks.length = 0; logWrites = 'whole'; refuseRenames = false; slowSyncs = false; misdirected.length = 0 })
 
 function tempDir (): string {
   const dir = mkdtempSync(join(tmpdir(), 'userspace-review-fsync-'))
@@ -169,4 +173,19 @@ it('a lock file comes into being already naming its holder (written first, then 
   await fileState(dir).addPending('k51lock', [entry('a')])
   expect(locks).toEqual([`link ${dir}/k51lock.lock naming ${process.pid}`])
   expect(readdirSync(dir).sort()).toEqual(['k51lock.log'])
+})
+
+it('cuts and appends nothing when the journal is not as it was read under the lock (a writer without it)', async () => {
+  const dir = tempDir()
+  const state = fileState(dir, { compactBytes: 64 })
+  await state.addPending('k51intruded', [entry('a')])
+  refuseRenames = true                                               // the journal outgrows its state, and is not replaced
+  for (const key of ['c', 'd', 'e', 'f']) await state.addPending('k51intruded', [entry(key)])
+  appendFileSync(join(dir, 'k51intruded.log'), '[["add"')            // a line cut short by a crash
+  refuseRenames = true                                               // so the change falls back to appending after its rewrite
+  intrude = true                                                     // and another writer appends meanwhile
+  await expect(state.addPending('k51intruded', [entry('b')])).rejects.toMatchObject({ name: 'StoreError' })
+  intrude = false
+  refuseRenames = false
+  expect(readFileSync(join(dir, 'k51intruded.log'), 'utf8')).toContain('INTRUDER')
 })

@@ -231,24 +231,35 @@ export class HubBlocks {
 
   /** Stores verified blocks, charging the ones the hub did not have to `client` (refused over a quota before any is stored). */
   async storeVerified (unique: Array<{ cid: CID, bytes: Uint8Array }>, client: string): Promise<void> {
-    // Only blocks the hub does not have yet cost disk, and they are charged to the uploader.
-    const held = await inGroups(unique, async (block) => await this.blockstore.has(block.cid))
-    // A block another upload is storing right now is that upload's: stored, charged and recorded
+    // A block another request is storing right now is that request's: stored, charged and recorded
     // once (two uploads of the same blocks at once each recorded and counted them before). This one
-    // waits for it, and stores what it did not.
+    // waits for it, and stores what it did not. The rest are marked as this one's before anything
+    // is looked at: a block another request has put but not yet synced (or will delete again when
+    // its sync fails) must never count as held.
     const others: Array<{ block: { cid: CID, bytes: Uint8Array }, stored: Promise<boolean> }> = []
-    const fresh = unique.filter((block, i) => {
-      if (held[i] === true) return false
+    const mine: Array<{ cid: CID, bytes: Uint8Array }> = []
+    for (const block of unique) {
       const other = this.storing.get(cidKey(block.cid))
-      if (other === undefined) return true
-      others.push({ block, stored: other })
-      return false
-    })
-    await this.storeOwn(fresh, client)
+      if (other === undefined) mine.push(block)
+      else others.push({ block, stored: other })
+    }
+    let settle: (stored: boolean) => void = () => {}
+    const marked = new Promise<boolean>(resolve => { settle = resolve })
+    for (const block of mine) this.storing.set(cidKey(block.cid), marked)
+    let stored = false
+    try {
+      // Only blocks the hub does not have yet cost disk, and they are charged to the uploader.
+      const held = await inGroups(mine, async (block) => await this.blockstore.has(block.cid))
+      await this.storeOwn(mine.filter((_block, i) => held[i] !== true), client)
+      stored = true
+    } finally {
+      for (const block of mine) if (this.storing.get(cidKey(block.cid)) === marked) this.storing.delete(cidKey(block.cid))
+      settle(stored)
+    }
     if (others.length > 0) {
-      const stored = await Promise.all(others.map(async o => await o.stored))
-      // The other upload may have failed: what it did not store is this one's to store.
-      const missing = others.filter((_o, i) => stored[i] !== true).map(o => o.block)
+      const done = await Promise.all(others.map(async o => await o.stored))
+      // The other request may have failed: what it did not store is this one's to store.
+      const missing = others.filter((_o, i) => done[i] !== true).map(o => o.block)
       if (missing.length > 0) await this.storeVerified(missing, client)
     }
     for (const { cid, bytes } of unique) {
@@ -259,17 +270,13 @@ export class HubBlocks {
   }
 
   /**
-   * Stores, syncs and records `fresh` (blocks no one else is storing), charged to `client`, marked in
-   * `storing` meanwhile; settles the mark with whether they are stored. On a failure after they
-   * were put, they are deleted again: a block put but neither synced nor recorded would be counted
-   * nowhere and never collected, and every later upload of it would be answered without storing it.
+   * Stores, syncs and records `fresh` (blocks this request has marked in `storing` and the hub
+   * lacks), charged to `client`. On a failure after they were put, they are deleted again: a block
+   * put but neither synced nor recorded would be counted nowhere and never collected, and every
+   * later upload of it would be answered without storing it.
    */
   private async storeOwn (fresh: Array<{ cid: CID, bytes: Uint8Array }>, client: string): Promise<void> {
     if (fresh.length === 0) return
-    let settle: (stored: boolean) => void = () => {}
-    const mine = new Promise<boolean>(resolve => { settle = resolve })
-    for (const block of fresh) this.storing.set(cidKey(block.cid), mine)
-    let stored = false
     let putting = false
     let release: () => void = () => {}
     try {
@@ -279,14 +286,49 @@ export class HubBlocks {
       // Acknowledged means on disk: the record PUT that follows may point at these.
       await this.syncBlocks?.(fresh.map(b => b.cid))
       await this.storage.landed(client, fresh.map(b => ({ cid: b.cid, size: b.bytes.byteLength })), this.nowMs())
-      stored = true
     } catch (err) {
-      if (putting) await inGroups(fresh, async ({ cid }) => { await this.blockstore.delete(cid) }).catch(() => {})
+      if (putting) {
+        await inGroups(fresh, async ({ cid }) => { await this.blockstore.delete(cid) }).catch(() => {})
+        for (const { cid } of fresh) this.forget(cid)
+      }
       throw err
     } finally {
       // Recorded by `landed` (and charged there), or failed: the reservation is over either way.
       release()
-      for (const block of fresh) if (this.storing.get(cidKey(block.cid)) === mine) this.storing.delete(cidKey(block.cid))
+    }
+  }
+
+  /**
+   * Keeps a verified block the network gave (a reader's fetch, a replica's), charged to no client
+   * and collected like an upload when nothing references it, while the budget has room; once, when
+   * an upload or another fetch is storing it at the same time.
+   */
+  async keepFromNetwork (cid: CID, bytes: Uint8Array): Promise<void> {
+    const key = cidKey(cid)
+    const other = this.storing.get(key)
+    if (other !== undefined && await other) return
+    // Checked again after the wait: another may have started meanwhile. Marked before `has`, as
+    // uploads are (see storeVerified).
+    const later = this.storing.get(key)
+    if (later !== undefined && await later) return
+    let settle: (stored: boolean) => void = () => {}
+    const mine = new Promise<boolean>(resolve => { settle = resolve })
+    this.storing.set(key, mine)
+    let stored = false
+    try {
+      if (await this.blockstore.has(cid)) { stored = true; return }
+      if (!this.storage.hasRoomFor(costOf(bytes.byteLength))) return
+      await this.blockstore.put(cid, bytes)
+      try {
+        await this.storage.landed(NETWORK_CLIENT, [{ cid, size: bytes.byteLength }], this.nowMs())
+      } catch (err) {
+        await Promise.resolve(this.blockstore.delete(cid)).catch(() => {})
+        this.forget(cid)
+        throw err
+      }
+      stored = true
+    } finally {
+      if (this.storing.get(key) === mine) this.storing.delete(key)
       settle(stored)
     }
   }
@@ -322,38 +364,6 @@ export class HubBlocks {
       const [oldest, value] = this.smallBlocks.entries().next().value as [string, Uint8Array]
       this.smallBlocks.delete(oldest)
       this.smallBlockBytes -= value.byteLength
-    }
-  }
-
-  /**
-   * Keeps a verified block the network gave (a reader's fetch, a replica's), charged to no client
-   * and collected like an upload when nothing references it, while the budget has room; once, when
-   * an upload or another fetch is storing it at the same time.
-   */
-  async keepFromNetwork (cid: CID, bytes: Uint8Array): Promise<void> {
-    const key = cidKey(cid)
-    const other = this.storing.get(key)
-    if (other !== undefined && await other) return
-    if (await this.blockstore.has(cid) || !this.storage.hasRoomFor(costOf(bytes.byteLength))) return
-    // Checked again after the wait above: another may have started meanwhile.
-    const later = this.storing.get(key)
-    if (later !== undefined && await later) return
-    let settle: (stored: boolean) => void = () => {}
-    const mine = new Promise<boolean>(resolve => { settle = resolve })
-    this.storing.set(key, mine)
-    let stored = false
-    try {
-      await this.blockstore.put(cid, bytes)
-      try {
-        await this.storage.landed(NETWORK_CLIENT, [{ cid, size: bytes.byteLength }], this.nowMs())
-      } catch (err) {
-        await Promise.resolve(this.blockstore.delete(cid)).catch(() => {})
-        throw err
-      }
-      stored = true
-    } finally {
-      if (this.storing.get(key) === mine) this.storing.delete(key)
-      settle(stored)
     }
   }
 

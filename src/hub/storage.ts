@@ -252,7 +252,7 @@ export class HubStorage {
 
   /** True when `cost` more bytes fit in the storage budget (for blocks fetched for readers). */
   hasRoomFor (cost: number): boolean {
-    return this.landedBytes + cost <= (this.options.maxStorageBytes ?? DEFAULT_MAX_STORAGE_BYTES)
+    return this.landedBytes + this.reservedTotal + cost <= (this.options.maxStorageBytes ?? DEFAULT_MAX_STORAGE_BYTES)
   }
 
   pendingOf (client: string): number {

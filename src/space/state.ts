@@ -591,7 +591,9 @@ function takeLock (fs: NodeFs, path: string): void {
     fs.linkSync(mine, path)
     return
   } catch (err) {
-    if (!['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS', 'EXDEV'].includes((err as { code?: string }).code ?? '')) throw err
+    // Held by another; any other failure is a file system without hard links (Windows reports
+    // FAT's as EISDIR or UNKNOWN), which gets the lock created exclusively instead.
+    if ((err as { code?: string }).code === 'EEXIST') throw err
   } finally {
     try { fs.unlinkSync(mine) } catch {}
   }
