@@ -207,6 +207,53 @@ describe('uploads are charged to their uploader until a record references them',
     expect((await upload(hub, [await rawBlock(new Uint8Array([5, 10]))])).status).toBe(200)
   })
 
+  it('keeps charging an upload recorded while a collection runs, which its sweep did not see', async () => {
+    const old = await rawBlock(new Uint8Array([5, 20]))
+    let deleting: () => void = () => {}
+    const inSweep = new Promise<void>(resolve => { deleting = resolve })
+    let release: () => void = () => {}
+    const gate = new Promise<void>(resolve => { release = resolve })
+    const inner = new MemoryBlockstore()
+    const blockstore = Object.assign(Object.create(inner) as MemoryBlockstore, {
+      deleteMany: async function * (cids: CID[]) { deleting(); await gate; yield * inner.deleteMany(cids) }
+    })
+    const hub = makeHub({ gcGraceMs: GRACE_MS, maxPendingBytesPerClient: 4096 }, { blockstore })
+    // an unreferenced upload long past its grace, for the sweep to delete
+    await inner.put(old.cid, old.bytes)
+    await hub.datastore.put(new Key(`${LANDED_PREFIX}0ld.0`), encodeLanded(Date.now() - 2 * GRACE_MS, '10.9.9.9', [{ cid: old.cid, cost: 4096 }]))
+    const collection = hub.collectGarbage(Date.now())
+    await inSweep                                  // the landed entries are read; deletion waits
+    expect((await upload(hub, [await rawBlock(new Uint8Array([5, 21]))])).status).toBe(200)
+    release()
+    expect((await collection).deletedBlocks).toBe(1)
+    // the share is still spent by the upload made during the collection
+    expect((await upload(hub, [await rawBlock(new Uint8Array([5, 22]))])).status).toBe(413)
+  })
+
+  it('does not charge again an upload made and referenced by a record while a collection runs', async () => {
+    const old = await rawBlock(new Uint8Array([5, 23]))
+    let deleting: () => void = () => {}
+    const inSweep = new Promise<void>(resolve => { deleting = resolve })
+    let release: () => void = () => {}
+    const gate = new Promise<void>(resolve => { release = resolve })
+    const inner = new MemoryBlockstore()
+    const blockstore = Object.assign(Object.create(inner) as MemoryBlockstore, {
+      deleteMany: async function * (cids: CID[]) { deleting(); await gate; yield * inner.deleteMany(cids) }
+    })
+    const space = await makeSpace()
+    const share = (space.blocks.length + 1) * 4096
+    const hub = makeHub({ gcGraceMs: GRACE_MS, maxPendingBytesPerClient: share }, { blockstore })
+    await inner.put(old.cid, old.bytes)
+    await hub.datastore.put(new Key(`${LANDED_PREFIX}0ld.0`), encodeLanded(Date.now() - 2 * GRACE_MS, '10.9.9.9', [{ cid: old.cid, cost: 4096 }]))
+    const collection = hub.collectGarbage(Date.now())
+    await inSweep
+    await publish(hub, space)                      // uploaded and referenced while the sweep runs
+    release()
+    await collection
+    const fill = await Promise.all(Array.from({ length: space.blocks.length + 1 }, async (_, i) => rawBlock(new Uint8Array([5, 30 + i]))))
+    expect((await upload(hub, fill)).status).toBe(200)
+  })
+
   it('charges each client separately', async () => {
     const hub = makeHub({ maxPendingBytesPerClient: 4096 })
     const one = await rawBlock(new Uint8Array([1]))

@@ -184,8 +184,12 @@ export class HubStorage {
       this.landedBytes += cost
       this.charge(client, cost)
       if (this.uploads.size < MAX_TRACKED_UPLOADS) this.uploads.set(cid.toString(), { client, cost })
+      if (this.collecting !== undefined && this.landedDuring.size < MAX_TRACKED_UPLOADS) this.landedDuring.set(cid.toString(), { client, cost })
     }
   }
+
+  /** Uploads recorded while a collection runs (its sweep may not have seen them), until it resets the charges. */
+  private landedDuring = new Map<string, { client: string, cost: number }>()
 
   /** Blocks an accepted record references: no longer charged to their uploaders. */
   claim (cids: Iterable<CID>): void {
@@ -193,6 +197,7 @@ export class HubStorage {
     for (const cid of cids) {
       const key = cid.toString()
       this.collecting?.add(key)
+      this.landedDuring.delete(key)
       const upload = this.uploads.get(key)
       if (upload === undefined) continue
       this.uploads.delete(key)
@@ -238,6 +243,14 @@ export class HubStorage {
       this.charge(entry.client, entry.costBytes)
       if (this.uploads.size < MAX_TRACKED_UPLOADS) this.uploads.set(entry.cid, { client: entry.client, cost: entry.costBytes })
     }
+    // Uploads recorded during the collection and not claimed since stay charged, whether or not
+    // its sweep saw them (before, a client uploading while a sweep ran had those uploads forgiven).
+    for (const [cid, upload] of this.landedDuring) {
+      if (this.uploads.has(cid)) continue
+      this.charge(upload.client, upload.cost)
+      if (this.uploads.size < MAX_TRACKED_UPLOADS) this.uploads.set(cid, upload)
+    }
+    this.landedDuring = new Map()
   }
 
   /** Starts protecting claimed blocks from the sweep; returns the set that grows as records arrive. */
@@ -248,6 +261,7 @@ export class HubStorage {
 
   endCollection (): void {
     this.collecting = undefined
+    this.landedDuring = new Map()
   }
 
   /** True when `cost` more bytes fit in the storage budget (for blocks fetched for readers). */
