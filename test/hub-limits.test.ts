@@ -45,6 +45,27 @@ async function has (hub: Hub, cid: CID): Promise<boolean> {
 
 const envOf = (ip: string): object => ({ incoming: { socket: { remoteAddress: ip } } })
 
+/** A promise (`arrived`) and the function that settles it (`reached`): a point one side of a test waits for. */
+function signal (): { reached: () => void, arrived: Promise<void> } {
+  let reached: () => void = () => {}
+  const arrived = new Promise<void>(resolve => { reached = resolve })
+  return { reached, arrived }
+}
+
+/** `inner` with some methods replaced; the others read and write its blocks as they are. */
+function over (inner: MemoryBlockstore, methods: Partial<Record<'put' | 'deleteMany', unknown>>): MemoryBlockstore {
+  return Object.assign(Object.create(inner) as MemoryBlockstore, methods)
+}
+
+/** Every CID the hub's landed entries record, repeats included. */
+async function landedCids (hub: Hub): Promise<string[]> {
+  const cids: string[] = []
+  for await (const { key, value } of hub.datastore.query({ prefix: LANDED_PREFIX.slice(0, -1) })) {
+    for (const entry of decodeLanded(key.toString(), value)) cids.push(entry.cid)
+  }
+  return cids
+}
+
 describe('DAG walks are linear and capped', () => {
   it('finds exactly the links dag-cbor decoding finds, without decoding', async () => {
     const a = await rawBlock(new Uint8Array([1]))
@@ -209,12 +230,10 @@ describe('uploads are charged to their uploader until a record references them',
 
   it('keeps charging an upload recorded while a collection runs, which its sweep did not see', async () => {
     const old = await rawBlock(new Uint8Array([5, 20]))
-    let deleting: () => void = () => {}
-    const inSweep = new Promise<void>(resolve => { deleting = resolve })
-    let release: () => void = () => {}
-    const gate = new Promise<void>(resolve => { release = resolve })
+    const { reached: deleting, arrived: inSweep } = signal()
+    const { reached: release, arrived: gate } = signal()
     const inner = new MemoryBlockstore()
-    const blockstore = Object.assign(Object.create(inner) as MemoryBlockstore, {
+    const blockstore = over(inner, {
       deleteMany: async function * (cids: CID[]) { deleting(); await gate; yield * inner.deleteMany(cids) }
     })
     const hub = makeHub({ gcGraceMs: GRACE_MS, maxPendingBytesPerClient: 4096 }, { blockstore })
@@ -232,12 +251,10 @@ describe('uploads are charged to their uploader until a record references them',
 
   it('does not charge again an upload made and referenced by a record while a collection runs', async () => {
     const old = await rawBlock(new Uint8Array([5, 23]))
-    let deleting: () => void = () => {}
-    const inSweep = new Promise<void>(resolve => { deleting = resolve })
-    let release: () => void = () => {}
-    const gate = new Promise<void>(resolve => { release = resolve })
+    const { reached: deleting, arrived: inSweep } = signal()
+    const { reached: release, arrived: gate } = signal()
     const inner = new MemoryBlockstore()
-    const blockstore = Object.assign(Object.create(inner) as MemoryBlockstore, {
+    const blockstore = over(inner, {
       deleteMany: async function * (cids: CID[]) { deleting(); await gate; yield * inner.deleteMany(cids) }
     })
     const space = await makeSpace()
@@ -380,10 +397,7 @@ describe('garbage collection and retention', () => {
     const space = await makeSpace({ privateBytes: 5_000 })
     const results = await Promise.all([1, 2, 3].map(async () => (await upload(hub, space.blocks)).status))
     expect(results).toEqual([200, 200, 200])
-    const recorded: string[] = []
-    for await (const { key, value } of hub.datastore.query({ prefix: LANDED_PREFIX.slice(0, -1) })) {
-      for (const entry of decodeLanded(key.toString(), value)) recorded.push(entry.cid)
-    }
+    const recorded = await landedCids(hub)
     expect(recorded.sort()).toEqual(space.blocks.map(b => b.cid.toString()).sort())
     const restarted = new HubStorage(hub.datastore, {})
     await restarted.ready
@@ -400,22 +414,17 @@ describe('garbage collection and retention', () => {
     // 10.0.0.1 has spent its share and is refused; 10.0.0.2, which waited for it, stores the block.
     expect(await Promise.all([post('10.0.0.1'), post('10.0.0.2')])).toEqual([413, 200])
     expect(await has(hub, shared.cid)).toBe(true)
-    const recorded: string[] = []
-    for await (const { key, value } of hub.datastore.query({ prefix: LANDED_PREFIX.slice(0, -1) })) {
-      for (const entry of decodeLanded(key.toString(), value)) recorded.push(entry.cid)
-    }
+    const recorded = await landedCids(hub)
     expect(recorded.filter(c => c === shared.cid.toString())).toHaveLength(1)
   })
 
   it('a block a reader had fetched from the network while an upload of it arrives is recorded once', async () => {
     const stray = await rawBlock(new Uint8Array([6, 4]))
     // The upload's write of the block is held until the reader's fetch has come back with it.
-    let putStarted: () => void = () => {}
-    const started = new Promise<void>(resolve => { putStarted = resolve })
-    let release: () => void = () => {}
-    const gate = new Promise<void>(resolve => { release = resolve })
+    const { reached: putStarted, arrived: started } = signal()
+    const { reached: release, arrived: gate } = signal()
     const inner = new MemoryBlockstore()
-    const blockstore = Object.assign(Object.create(inner) as MemoryBlockstore, {
+    const blockstore = over(inner, {
       put: async (cid: CID, bytes: Uint8Array): Promise<CID> => { putStarted(); await gate; return await inner.put(cid, bytes) }
     })
     const hub = makeHub({ gcGraceMs: GRACE_MS }, {
@@ -427,21 +436,16 @@ describe('garbage collection and retention', () => {
     await started
     const got = await hub.app.request(`/ipfs/${stray.cid.toString()}?format=raw`)
     expect([got.status, (await uploaded).status]).toEqual([200, 200])
-    const recorded: string[] = []
-    for await (const { key, value } of hub.datastore.query({ prefix: LANDED_PREFIX.slice(0, -1) })) {
-      for (const entry of decodeLanded(key.toString(), value)) recorded.push(entry.cid)
-    }
+    const recorded = await landedCids(hub)
     expect(recorded).toEqual([stray.cid.toString()])
   })
 
   it('an upload that waited for another whose blocks could not be synced stores, syncs and records them itself', async () => {
     const block = await rawBlock(new Uint8Array([6, 5]))
-    let putStarted: () => void = () => {}
-    const started = new Promise<void>(resolve => { putStarted = resolve })
-    let release: () => void = () => {}
-    const gate = new Promise<void>(resolve => { release = resolve })
+    const { reached: putStarted, arrived: started } = signal()
+    const { reached: release, arrived: gate } = signal()
     const inner = new MemoryBlockstore()
-    const blockstore = Object.assign(Object.create(inner) as MemoryBlockstore, {
+    const blockstore = over(inner, {
       put: async (cid: CID, bytes: Uint8Array): Promise<CID> => { putStarted(); await gate; return await inner.put(cid, bytes) }
     })
     const synced: string[] = []
@@ -464,19 +468,14 @@ describe('garbage collection and retention', () => {
     expect(await second).toBe(200)
     expect(await inner.has(block.cid)).toBe(true)
     expect(synced).toEqual([block.cid.toString()])
-    const recorded: string[] = []
-    for await (const { key, value } of hub.datastore.query({ prefix: LANDED_PREFIX.slice(0, -1) })) {
-      for (const entry of decodeLanded(key.toString(), value)) recorded.push(entry.cid)
-    }
+    const recorded = await landedCids(hub)
     expect(recorded).toEqual([block.cid.toString()])
   })
 
   it('a retried upload of blocks another upload has put but not yet synced waits for it, and stores them when that sync fails', async () => {
     const space = await makeSpace()
-    let syncStarted: () => void = () => {}
-    const started = new Promise<void>(resolve => { syncStarted = resolve })
-    let release: () => void = () => {}
-    const gate = new Promise<void>(resolve => { release = resolve })
+    const { reached: syncStarted, arrived: started } = signal()
+    const { reached: release, arrived: gate } = signal()
     let syncs = 0
     const hub = makeHub({ gcGraceMs: GRACE_MS }, {
       syncBlocks: async () => {
@@ -509,12 +508,10 @@ describe('garbage collection and retention', () => {
   it('a block fetched for a reader is not kept while uploads in progress hold the rest of the budget', async () => {
     const uploaded = await rawBlock(new Uint8Array([5, 12]))
     const fetched = await rawBlock(new Uint8Array([5, 13]))
-    let putStarted: () => void = () => {}
-    const started = new Promise<void>(resolve => { putStarted = resolve })
-    let release: () => void = () => {}
-    const gate = new Promise<void>(resolve => { release = resolve })
+    const { reached: putStarted, arrived: started } = signal()
+    const { reached: release, arrived: gate } = signal()
     const inner = new MemoryBlockstore()
-    const blockstore = Object.assign(Object.create(inner) as MemoryBlockstore, {
+    const blockstore = over(inner, {
       put: async (cid: CID, bytes: Uint8Array): Promise<CID> => { if (cid.equals(uploaded.cid)) { putStarted(); await gate } return await inner.put(cid, bytes) }
     })
     const hub = makeHub({ maxStorageBytes: 2 * 4096 - 1 }, { blockstore, fetchBlock: async () => fetched.bytes })

@@ -125,11 +125,11 @@ class Quiet implements QuietDatastore {
       if ((err as { name?: unknown }).name !== 'NotFoundError') throw err
       const held = await this.held(key)
       if (held === undefined) throw err
-      return held
+      return this.asStored(held)
     }
     // A copy under the key that is older than the held record (a peer's replay) is not served.
     const held = await this.held(key)
-    if (held !== undefined && await this.storedIsWorse(key, Libp2pRecord.deserialize(held).value, options, stored)) return held
+    if (held !== undefined && await this.storedIsWorse(key, held.record, options, stored)) return this.asStored(held)
     return stored
   }
 
@@ -138,14 +138,19 @@ class Quiet implements QuietDatastore {
     return await this.inner.has(key, options) || await this.held(key) !== undefined
   }
 
-  /** The held record for a DHT record key, as kad-dht stores records (received now), or undefined. */
-  private async held (key: Key): Promise<Uint8Array | undefined> {
+  /** The held record for a DHT record key, with its routing key, or undefined. */
+  private async held (key: Key): Promise<{ routingKey: Uint8Array, record: Uint8Array } | undefined> {
     const text = key.toString()
     if (this.heldRecord === undefined || !text.startsWith(RECORD_PREFIX)) return undefined
     let routingKey: Uint8Array
     try { routingKey = base32.baseDecode(text.slice(RECORD_PREFIX.length)) } catch { return undefined }
     const record = await this.heldRecord(routingKey).catch(() => undefined)
-    return record === undefined ? undefined : new Libp2pRecord(routingKey, record, new Date(this.nowMs())).serialize()
+    return record === undefined ? undefined : { routingKey, record }
+  }
+
+  /** A held record as kad-dht stores records: received now (it is the record this node announces). */
+  private asStored (held: { routingKey: Uint8Array, record: Uint8Array }): Uint8Array {
+    return new Libp2pRecord(held.routingKey, held.record, new Date(this.nowMs())).serialize()
   }
 
   /** The held record when `value` is a DHT record whose value is it, else undefined. */
@@ -195,14 +200,15 @@ class Quiet implements QuietDatastore {
       delete: (key) => { ops.push({ key }) },
       commit: async (options?: AbortOptions) => {
         const batch = this.inner.batch()
+        let held: Uint8Array | undefined
         for (const { key, value } of ops) {
           if (value === undefined) {
             if (isPeerKey(key)) await this.forget(key)
             batch.delete(key)
           } else if (isPeerKey(key)) {
             this.wait(key, value)
-          } else if (await this.heldFor(key, value) !== undefined) {
-            if (await this.storedIsWorse(key, await this.heldFor(key, value) as Uint8Array, options)) batch.delete(key)
+          } else if ((held = await this.heldFor(key, value)) !== undefined) {
+            if (await this.storedIsWorse(key, held, options)) batch.delete(key)
           } else if (!(await this.unchangedRecord(key, value, options))) {
             batch.put(key, value)
           }
