@@ -570,6 +570,11 @@ describe('garbage collection and retention', () => {
     expect(keys).toHaveLength(1)
     expect(decodeLanded(`${LANDED_PREFIX}${a.cid.toString()}`, new TextEncoder().encode('not-a-time 4096 127.0.0.1'))[0]?.atMs).toBe(0)
     expect(decodeLanded(`${LANDED_PREFIX}${a.cid.toString()}`, new TextEncoder().encode('1 not-a-cost 127.0.0.1'))[0]?.costBytes).toBe(4096)
+    // a batch cut short in its last CID still yields the blocks before it
+    const b = await rawBlock(new Uint8Array([9, 2]))
+    const batch = encodeLanded(1, '127.0.0.1', [{ cid: a.cid, cost: 4096 }, { cid: b.cid, cost: 5000 }])
+    expect(decodeLanded(`${LANDED_PREFIX}x.0`, batch.subarray(0, batch.byteLength - 3)).map(e => [e.cid, e.costBytes])).toEqual([[a.cid.toString(), 4096]])
+    expect(decodeLanded(`${LANDED_PREFIX}x.0`, batch).map(e => e.costBytes)).toEqual([4096, 5000])
   })
 
   it('reads and collects landed entries of the earlier form (one per block)', async () => {
