@@ -95,6 +95,7 @@ async function main (): Promise<void> {
       const signer = signerOf(i)
       const times: number[] = []
       const opens: number[] = []
+      const cpus: number[] = []
       const starts: number[] = []
       for (let r = 0; r < RUNS; r++) {
         const t0 = performance.now()
@@ -103,8 +104,11 @@ async function main (): Promise<void> {
         try {
           if (profiled) await session.post('Profiler.start')
           const t1 = performance.now()
+          const c1 = process.cpuUsage()
           const space = await openSpace({ signer, store: heliaStore(reader), state: fileState(newDir()) })
           opens.push(performance.now() - t1)
+          const c2 = process.cpuUsage(c1)
+          cpus.push((c2.user + c2.system) / 1000)
           if (profiled) {
             const { profile } = await session.post('Profiler.stop')
             await writeFile(`${PROFILE}.${r}.cpuprofile`, JSON.stringify(profile))
@@ -117,14 +121,14 @@ async function main (): Promise<void> {
           await stopHeliaNode(reader)
         }
       }
-      rows.push(`| ${n} | ${ms(median(opens))} | ${ms(median(times))} | ${ms(Math.min(...times))}–${ms(Math.max(...times))} | ${ms(median(starts))} |`)
+      rows.push(`| ${n} | ${ms(median(opens))} (${ms(median(cpus))}) | ${ms(median(times))} | ${ms(Math.min(...times))}–${ms(Math.max(...times))} | ${ms(median(starts))} |`)
       console.log(`${n} keys done`)
     }
   } finally {
     await holder.stop()
     await rm(tmp, { recursive: true, force: true, maxRetries: 5 }).catch((err: Error) => { console.error(`could not remove ${tmp}: ${err.message}`) })
   }
-  console.log('\n| keys | open (openSpace), median | cold open + read all (getAll), median | range | node start (not counted) |\n| --- | --- | --- | --- | --- |')
+  console.log("\n| keys | open (openSpace), median wall (the reader process's CPU) | cold open + read all (getAll), median | range | node start (not counted) |\n| --- | --- | --- | --- | --- |")
   for (const row of rows) console.log(row)
   console.log(`\nload average after: ${load()}`)
 }

@@ -24,6 +24,10 @@ import { encodeTree, INDEX_FANOUT, MAX_BUCKETS, treeWidths } from '../src/space/
 import { associatedData, seal } from '../src/crypto/envelope.js'
 import { FORMAT_VERSION } from '../src/crypto/keys.js'
 import { utf8 } from '../src/crypto/bytes.js'
+import { open as openEnvelope } from '../src/crypto/envelope.js'
+import { hmac } from '@noble/hashes/hmac.js'
+import { sha256 as nobleSha256 } from '@noble/hashes/sha2.js'
+import { bucketTotals } from '../src/space/entries.js'
 import { cborBlock, rawBlock } from '../src/store/blocks.js'
 import { memoryStore } from '../src/store/memory.js'
 import { createRecord, readRecord } from '../src/store/record.js'
@@ -42,11 +46,11 @@ const DATA_KEY = new Uint8Array(32).fill(3)
 const BUCKET_KEY = new Uint8Array(32).fill(4)
 
 /** Seals a section into a block map and returns what a current node would say of it. */
-async function stored (section: PrivateSection, blocks: Map<string, Uint8Array>): Promise<{ count: number, top: CID | null }> {
+async function stored (section: PrivateSection, blocks: Map<string, Uint8Array>): Promise<{ count: number, top: CID | null, totals: number | undefined }> {
   const sealed = await section.encode()
   for (const b of sealed.blocks) blocks.set(b.cid.toString(), b.bytes)
   sealed.commit()
-  return { count: sealed.count, top: sealed.top }
+  return { count: sealed.count, top: sealed.top, totals: sealed.totals }
 }
 
 function getter (blocks: Map<string, Uint8Array>): (cid: CID) => Promise<Uint8Array> {
@@ -71,7 +75,7 @@ async function twoOnOneVersion (): Promise<{ a: PrivateSection, b: PrivateSectio
   const blocks = new Map<string, Uint8Array>()
   const base = await stored(a, blocks)
   const b = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
-  await b.absorb(base.count, base.top, getter(blocks))
+  await b.absorb(base.count, base.top, getter(blocks), base.totals)
   return { a, b, blocks }
 }
 
@@ -79,7 +83,7 @@ async function twoOnOneVersion (): Promise<{ a: PrivateSection, b: PrivateSectio
 async function readBack (section: PrivateSection, blocks: Map<string, Uint8Array>): Promise<PrivateSection> {
   const next = await stored(section, blocks)
   const c = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
-  await c.absorb(next.count, next.top, getter(blocks))
+  await c.absorb(next.count, next.top, getter(blocks), next.totals)
   return c
 }
 
@@ -91,9 +95,9 @@ describe('private section: stored form', () => {
       // Filler entries grow the bucket count past one, so the tree has levels.
       for (let i = 0; i < pad; i += 40) a.write(`filler-${i}`, { stamp: 1, device: 'd1', json: JSON.stringify('x'.repeat(100)) })
       const blocks = new Map<string, Uint8Array>()
-      const { count, top } = await stored(a, blocks)
+      const { count, top, totals } = await stored(a, blocks)
       const b = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
-      await b.absorb(count, top, getter(blocks))
+      await b.absorb(count, top, getter(blocks), totals)
       expect(b.getAll()).toEqual(a.getAll())
       const plain = (e: Entry | undefined): unknown => e === undefined ? e : { stamp: e.stamp, device: e.device, json: e.json }
       for (const [k] of writes) expect(plain(b.entry(k))).toEqual(plain(a.entry(k)))
@@ -118,16 +122,16 @@ describe('private section: stored form', () => {
       for (const [k, e] of left) ab.write(k, e)
       if (grow) for (let i = 0; i < 200; i++) ab.write(`grow-${i}`, { stamp: 5, device: 'd1', json: JSON.stringify('y'.repeat(60)) })
       await stored(ab, blocks)
-      await ab.absorb(sb.count, sb.top, getter(blocks))
+      await ab.absorb(sb.count, sb.top, getter(blocks), sb.totals)
       const ba = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
       for (const [k, e] of right) ba.write(k, e)
       await stored(ba, blocks)
-      await ba.absorb(sa.count, sa.top, getter(blocks))
+      await ba.absorb(sa.count, sa.top, getter(blocks), sa.totals)
       expect(ab.getAll()).toEqual(ba.getAll())
       // and each merged side re-seals what it holds that the other lacked; a third reads it all
       const merged = await stored(ab, blocks)
       const third = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
-      await third.absorb(merged.count, merged.top, getter(blocks))
+      await third.absorb(merged.count, merged.top, getter(blocks), merged.totals)
       expect(third.getAll()).toEqual(ba.getAll())
     }), { numRuns: 30 })
   })
@@ -150,7 +154,7 @@ describe('private section: stored form', () => {
     const fromB = await stored(b, blocks)
     a.write('key-9', { stamp: 3, device: 'd1', json: '"from a"' })
     const sealed = await a.encode() // a publish under way…
-    await a.absorb(fromB.count, fromB.top, getter(blocks)) // …when b's version is merged
+    await a.absorb(fromB.count, fromB.top, getter(blocks), fromB.totals) // …when b's version is merged
     sealed.commit() // the publish lands: its tree no longer describes what a holds
     const c = await readBack(a, blocks)
     expect(c.get('key-5')).toBe('from b')
@@ -168,7 +172,7 @@ describe('private section: stored form', () => {
     const read = getter(blocks)
     let landed = false
     // a's publish lands while the merge waits for the first index node it asked for
-    await a.absorb(fromB.count, fromB.top, async cid => { if (!landed) { landed = true; sealed.commit() } return read(cid) })
+    await a.absorb(fromB.count, fromB.top, async cid => { if (!landed) { landed = true; sealed.commit() } return read(cid) }, fromB.totals)
     const c = await readBack(a, blocks)
     for (let i = 0; i < 3000; i += 50) expect(c.get(`key-${i}`)).toBe(i % 100 === 0 ? 'from b' : 'from a')
     expect(c.getAll()).toEqual(a.getAll())
@@ -213,8 +217,10 @@ describe('private bucket text: every line is checked', () => {
     const keys = ['plain', 'with "inner" quotes', '"leading', 'tab\there', 'line\nbreak', 'back\\slash', 'ключ 🔑']
     keys.forEach((k, i) => a.write(k, { stamp: 1_764_000_000_000_000 + i * 1000, device: 'd1', json: String(i) }))
     const blocks = new Map<string, Uint8Array>()
-    const { count, top } = await stored(a, blocks)
+    const { count, top, totals } = await stored(a, blocks)
     expect(count).toBe(1)
+    // a single bucket carries no totals: an open reads it whole anyway
+    expect(totals).toBeUndefined()
     const { open: openEnvelope } = await import('../src/crypto/envelope.js')
     const text = new TextDecoder().decode(openEnvelope(DATA_KEY, associatedData(FORMAT_VERSION, NAME, 'bucket 0/1'), blocks.get(top!.toString())!))
     const lines = text.split('\n')
@@ -250,7 +256,11 @@ describe('private bucket text: every line is checked', () => {
     ['an empty key', '[0,"d1"]\n\t5\t1'],
     ['an empty quoted key', '[0,"d1"]\n""\t5\t1'],
     ['a quoted key with an unescaped quote', '[0,"d1"]\n"a"b"\t5\t1'],
-    ['an empty line', '[0,"d1"]\na\t5\t1\n\nb\t5\t1']
+    ['an empty line', '[0,"d1"]\na\t5\t1\n\nb\t5\t1'],
+    ['totals of two numbers', '[0,"d1",[1,2]]\na\t5\t1'],
+    ['negative totals', '[0,"d1",[1,-2,3]]\na\t5\t1'],
+    ['totals that are not integers', '[0,"d1",[1,2.5,3]]\na\t5\t1'],
+    ['totals before a device id', '[0,[1,2,3],"d1"]\na\t5\t1']
   ])('refuses a bucket with %s: FormatError, on open and on merge, and changes nothing', async (_what, text) => {
     const blocks = new Map<string, Uint8Array>()
     const { count, top } = await sealTexts([text], blocks)
@@ -283,10 +293,10 @@ describe('private bucket text: every line is checked', () => {
     const a = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
     for (let i = 0; i < 2000; i++) a.write(`key-${i}`, { stamp: i + 1, device: 'd1', json: String(i) })
     const blocks = new Map<string, Uint8Array>()
-    const { count, top } = await stored(a, blocks)
+    const { count, top, totals } = await stored(a, blocks)
     expect(count).toBeGreaterThan(4)
     const b = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
-    const result = await b.absorb(count, top, getter(blocks))
+    const result = await b.absorb(count, top, getter(blocks), totals)
     expect(b.size).toBe(2000)
     expect(b.maxStamp).toBe(2000)
     expect(b.get('key-1234')).toBe(1234)
@@ -298,7 +308,8 @@ describe('private bucket text: every line is checked', () => {
     expect(b.size).toBe(2001)
     expect([...result.changed].sort()).toEqual([...a.keys()].sort())
     const c = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
-    await c.absorb(...Object.values(await stored(b, blocks)) as [number, CID], getter(blocks))
+    const next = await stored(b, blocks)
+    await c.absorb(next.count, next.top, getter(blocks), next.totals)
     expect(c.getAll()).toEqual({ ...a.getAll(), 'key-9': 'new', 'brand-new': 1 })
   })
 
@@ -307,12 +318,134 @@ describe('private bucket text: every line is checked', () => {
     a.write('a', { stamp: 1234, device: 'dev', json: '{"x":[1,2]}' })
     a.write('b"q', { stamp: 7, device: 'other', json: undefined })
     const blocks = new Map<string, Uint8Array>()
-    const { count, top } = await stored(a, blocks)
+    const { count, top, totals } = await stored(a, blocks)
     const b = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
-    await b.absorb(count, top, getter(blocks))
+    await b.absorb(count, top, getter(blocks), totals)
     expect(b.bytes).toBe(a.bytes)
     b.getAll()
     expect(b.bytes).toBe(a.bytes)
+  })
+})
+
+/** The bucket `key` is placed in under `count` buckets (format 2: HMAC-SHA256 of the key, first 4 bytes). */
+function bucketOf (key: string, count: number): number {
+  const mac = hmac(nobleSha256, BUCKET_KEY, utf8(key))
+  return new DataView(mac.buffer, mac.byteOffset).getUint32(0) & (count - 1)
+}
+
+describe('an open decrypts one bucket: the one that carries the totals', () => {
+  async function twoThousand (): Promise<{ a: PrivateSection, blocks: Map<string, Uint8Array>, count: number, top: CID | null, totals: number | undefined }> {
+    const a = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
+    for (let i = 0; i < 2000; i++) a.write(`key-${i}`, { stamp: i + 1, device: 'd1', json: String(i) })
+    const blocks = new Map<string, Uint8Array>()
+    return { a, blocks, ...await stored(a, blocks) }
+  }
+
+  it('the other buckets stay sealed until an entry of theirs is needed: one that fails then is refused each time it is needed, and changes nothing', async () => {
+    const { a, blocks, count, top, totals } = await twoThousand()
+    expect(count).toBeGreaterThan(4)
+    expect(totals).toBe(0)
+    // A faulty writer holding the keys linked, at the last place, a bucket sealed for the first.
+    const victim = count - 1
+    const forged = seal(DATA_KEY, associatedData(FORMAT_VERSION, NAME, `bucket 0/${count}`), utf8('[0]'))
+    const read = getter(blocks)
+    const get = async (cid: CID): Promise<Uint8Array> => cid.equals(a.cids[victim]) ? forged : await read(cid)
+    // Read whole, as without totals, the open fails…
+    await expect(new PrivateSection(DATA_KEY, BUCKET_KEY, NAME).absorb(count, top, get)).rejects.toMatchObject({ name: 'IntegrityError' })
+    // …with them it succeeds, and the totals stand for the sealed buckets.
+    const b = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
+    await b.absorb(count, top, get, totals)
+    expect(b.size).toBe(2000)
+    expect(b.bytes).toBe(a.bytes)
+    expect(b.maxStamp).toBe(2000)
+    const keys = [...a.keys()]
+    const inVictim = keys.find(k => bucketOf(k, count) === victim) as string
+    const elsewhere = keys.find(k => bucketOf(k, count) !== victim) as string
+    expect(inVictim).toBeDefined()
+    expect(b.get(elsewhere)).toBe(a.get(elsewhere))
+    for (let attempt = 0; attempt < 2; attempt++) expect(() => b.get(inVictim)).toThrow(expect.objectContaining({ name: 'IntegrityError' }))
+    expect(() => b.write(inVictim, { stamp: 9999, device: 'd2', json: '1' })).toThrow(expect.objectContaining({ name: 'IntegrityError' }))
+    expect(() => b.getAll()).toThrow(expect.objectContaining({ name: 'IntegrityError' }))
+    expect(b.dirty).toBe(false)
+    expect(b.size).toBe(2000)
+  })
+
+  it('the totals a version carries are its entries\' own, after an open that read one bucket and writes to others', async () => {
+    const { blocks, count, top, totals } = await twoThousand()
+    const b = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
+    await b.absorb(count, top, getter(blocks), totals)
+    b.write('key-9', { stamp: 5000, device: 'd2', json: '"new"' })
+    b.write('brand-new', { stamp: 5001, device: 'd2', json: '1' })
+    b.write('key-10', { stamp: 5002, device: 'd2' })
+    const next = await stored(b, blocks)
+    expect(next.totals).toBeDefined()
+    expect(next.totals).toBe(bucketOf('key-9', count))
+    const at = next.totals as number
+    const text = new TextDecoder().decode(openEnvelope(DATA_KEY, associatedData(FORMAT_VERSION, NAME, `bucket ${at}/${next.count}`), blocks.get(b.cids[at]!.toString())!))
+    // Counted again from every line: a section read whole, without the totals.
+    const whole = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
+    await whole.absorb(next.count, next.top, getter(blocks))
+    expect(whole.size).toBe(2001)
+    expect(bucketTotals(text)).toEqual({ entries: whole.size, bytes: whole.bytes, highest: whole.maxStamp })
+    expect(whole.maxStamp).toBe(5002)
+    // and a bucket sealed in that version other than the first carries none
+    expect(bucketTotals('[0,"d1"]\na\t5\t1')).toBeUndefined()
+  })
+
+  it('a merged version names the bucket that carries its totals: the next version that changes no bucket names it too', async () => {
+    const { a, blocks, count, top, totals } = await twoThousand()
+    // the writer's own next version that changes no bucket names the same one
+    expect((await a.encode()).totals).toBe(totals)
+    const b = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
+    await b.absorb(count, top, getter(blocks), totals)
+    const key = [...a.keys()].find(k => bucketOf(k, count) !== totals) as string
+    a.write(key, { stamp: 9000, device: 'd1', json: '"later"' })
+    const v2 = await stored(a, blocks)
+    expect(v2.totals).toBe(bucketOf(key, count))
+    await b.absorb(v2.count, v2.top, getter(blocks), v2.totals)
+    const unchanged = await b.encode()
+    expect(unchanged.top?.equals(v2.top)).toBe(true)
+    expect(unchanged.totals).toBe(v2.totals)
+  })
+
+  it('a bucket named for the totals that carries none, or with a malformed line, is a FormatError on open', async () => {
+    for (const first of ['[0,"d1"]\na\t5\t1', '[0,"d1",[2,40,5]]\na\t05\t1']) {
+      const blocks = new Map<string, Uint8Array>()
+      const { count, top } = await sealTexts([first, '[0,"d1"]\nb\t5\t2'], blocks)
+      const s = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
+      await expect(s.absorb(count, top, getter(blocks), 0)).rejects.toMatchObject({ name: 'FormatError' })
+      expect(s.size).toBe(0)
+    }
+  })
+
+  it('totals that do not match the buckets (a faulty writer) give way to the entries once every bucket is read', async () => {
+    const blocks = new Map<string, Uint8Array>()
+    const { count, top } = await sealTexts(['[0,"d1",[7,1,1]]\na\t5\t1', '[0,"d1"]\nb\t6\t2'], blocks)
+    const whole = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
+    await whole.absorb(count, top, getter(blocks))
+    const s = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
+    await s.absorb(count, top, getter(blocks), 0)
+    expect(s.size).toBe(7)
+    expect(s.getAll()).toEqual({ a: 1, b: 2 })
+    expect(s.size).toBe(2)
+    expect(s.bytes).toBe(whole.bytes)
+    expect(s.maxStamp).toBe(6)
+    // Totals of no entries over buckets that hold some: the next version still holds them all.
+    const blocks2 = new Map<string, Uint8Array>()
+    const zero = await sealTexts(['[0,"d1",[0,0,0]]\na\t5\t1', '[0,"d1"]\nb\t6\t2'], blocks2)
+    const t = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
+    await t.absorb(zero.count, zero.top, getter(blocks2), 0)
+    expect(t.size).toBe(0)
+    // a version that changes only the public section keeps the private tree as it is
+    const unchanged = await t.encode()
+    expect(unchanged.count).toBe(2)
+    expect(unchanged.top?.equals(zero.top)).toBe(true)
+    expect(unchanged.totals).toBe(0)
+    t.write('c', { stamp: 7, device: 'd1', json: '3' })
+    const next = await stored(t, blocks2)
+    const back = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
+    await back.absorb(next.count, next.top, getter(blocks2), next.totals)
+    expect(back.getAll()).toEqual({ a: 1, b: 2, c: 3 })
   })
 })
 
@@ -474,6 +607,9 @@ describe('a forged or malformed version is refused and changes nothing', () => {
     const clock = (await cborBlock({ version: 2, entries: {} })).cid
     const ok: Current = { buckets: 1, private: bucket, public: profile, clock }
     expect(decodeCurrent((await encodeCurrent(ok)).bytes)).toEqual(ok)
+    const four: Current = { buckets: 4, private: clock, public: profile, clock, totals: 3 }
+    expect(decodeCurrent((await encodeCurrent(four)).bytes)).toEqual(four)
+    expect([...(await encodeCurrent(four)).bytes]).toEqual([...dagCbor.encode(four)])
     for (const bad of [
       { ...ok, private: clock },
       { ...ok, buckets: 2 },
@@ -481,7 +617,13 @@ describe('a forged or malformed version is refused and changes nothing', () => {
       { ...ok, buckets: 0 },
       { ...ok, public: clock },
       { ...ok, clock: null },
-      { ...ok, public: null }
+      { ...ok, public: null },
+      // totals name a bucket of 2 or more
+      { ...ok, totals: 0 },
+      { ...ok, private: clock, buckets: 4, totals: 4 },
+      { ...ok, private: clock, buckets: 4, totals: -1 },
+      { ...ok, private: clock, buckets: 4, totals: 1.5 },
+      { ...ok, private: clock, buckets: 4, totals: '0' }
     ]) {
       expect(() => decodeCurrent(dagCbor.encode(bad))).toThrow(expect.objectContaining({ name: 'FormatError' }))
     }

@@ -85,16 +85,28 @@ function decimalLength (n: number): number {
 }
 
 /**
+ * A private section's totals, carried by one bucket of each version (its first line names them) so
+ * that an open need not decrypt every bucket: the entry count, the entries' size (as `entrySize`
+ * counts it) and the highest stamp.
+ */
+export interface BucketTotals {
+  entries: number
+  bytes: number
+  highest: number
+}
+
+/**
  * A private bucket's plaintext (format 2): line 0 is a JSON array, the bucket's base stamp (the
- * lowest stamp of its entries, 0 when it has none) followed by the device ids its entries name;
- * every further line is one entry, `<key> TAB <stamp − base, in base 36>[:<device index>] [TAB
- * <value JSON>]` (no value: a tombstone; no device index: device 0, the usual case of a bucket one
- * device wrote), lines separated by LF. The key is written as `keyText` says. Stamps are 16 decimal
- * digits; written from the base in base 36 they take 4 to 10 characters.
+ * lowest stamp of its entries, 0 when it has none) followed by the device ids its entries name and,
+ * in the one bucket of a version that carries them, the section's totals as a last element
+ * `[entries, bytes, highest]`; every further line is one entry, `<key> TAB <stamp − base, in base
+ * 36>[:<device index>] [TAB <value JSON>]` (no value: a tombstone; no device index: device 0, the
+ * usual case of a bucket one device wrote), lines separated by LF. The key is written as `keyText`
+ * says. Stamps are 16 decimal digits; written from the base in base 36 they take 4 to 10 characters.
  * JSON text never holds a raw TAB or LF, so a line splits without a JSON parser, and a value's text
  * is kept as it is (parsed only when read).
  */
-export function bucketText (entries: Array<[string, Entry]>): string {
+export function bucketText (entries: Array<[string, Entry]>, totals?: BucketTotals): string {
   const devices: string[] = []
   const deviceIndex = new Map<string, number>()
   let base = entries.length === 0 ? 0 : Infinity
@@ -106,12 +118,14 @@ export function bucketText (entries: Array<[string, Entry]>): string {
     const head = d === 0 ? `${keyText(key)}\t${(entry.stamp - base).toString(36)}` : `${keyText(key)}\t${(entry.stamp - base).toString(36)}:${d}`
     lines.push(entry.json === undefined ? head : `${head}\t${entry.json}`)
   }
-  lines[0] = JSON.stringify([base, ...devices])
+  lines[0] = JSON.stringify(totals === undefined ? [base, ...devices] : [base, ...devices, [totals.entries, totals.bytes, totals.highest]])
   return lines.join('\n')
 }
 
-/** A bucket's first line: its base stamp, the device ids its entries name, and where the line ends. */
-function deviceTable (text: string): { base: number, devices: string[], end: number } {
+const isCount = (x: unknown): x is number => Number.isSafeInteger(x) && (x as number) >= 0
+
+/** A bucket's first line: its base stamp, the device ids its entries name, the totals it carries, and where the line ends. */
+function deviceTable (text: string): { base: number, devices: string[], totals: BucketTotals | undefined, end: number } {
   let end = text.indexOf('\n')
   if (end < 0) end = text.length
   let table: unknown
@@ -120,10 +134,21 @@ function deviceTable (text: string): { base: number, devices: string[], end: num
   } catch {
     throw new FormatError('private bucket has no device table')
   }
-  if (!Array.isArray(table) || !Number.isSafeInteger(table[0]) || (table[0] as number) < 0 || !table.every((d, i) => i === 0 || typeof d === 'string')) {
-    throw new FormatError('private bucket has a malformed device table')
+  if (!Array.isArray(table) || !isCount(table[0])) throw new FormatError('private bucket has a malformed device table')
+  const last: unknown = table.length > 1 ? table[table.length - 1] : undefined
+  let totals: BucketTotals | undefined
+  if (Array.isArray(last)) {
+    if (last.length !== 3 || !last.every(isCount)) throw new FormatError('private bucket has malformed totals')
+    totals = { entries: last[0] as number, bytes: last[1] as number, highest: last[2] as number }
   }
-  return { base: table[0] as number, devices: table.slice(1) as string[], end }
+  const devices = table.slice(1, totals === undefined ? table.length : -1)
+  if (!devices.every(d => typeof d === 'string')) throw new FormatError('private bucket has a malformed device table')
+  return { base: table[0] as number, devices: devices as string[], totals, end }
+}
+
+/** The totals a bucket's first line carries, or undefined when it carries none (FormatError when the line is malformed). */
+export function bucketTotals (text: string): BucketTotals | undefined {
+  return deviceTable(text).totals
 }
 
 /**

@@ -120,7 +120,7 @@ export class Merger {
       const [profile, clock] = pubBlocks as [Block, Block]
       readPublicBlocks(PublicSection.decodeProfile(profile.bytes), PublicSection.decodeClock(clock.bytes))
     }
-    const priv = await privateSection.absorb(current.buckets, current.private, async c => this.fetchBlock(c, options))
+    const priv = await privateSection.absorb(current.buckets, current.private, async c => this.fetchBlock(c, options), current.totals)
     let pubChanged: string[] = []
     if (current.public === null) {
       publicSection.absorbNone()

@@ -299,6 +299,7 @@ export class Publisher {
     const current = await encodeCurrent({
       buckets: priv.count,
       private: priv.top,
+      totals: priv.totals,
       public: profile,
       clock: pub === undefined ? publicSection.clockCid : pub?.clock.cid ?? null
     })

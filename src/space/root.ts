@@ -71,11 +71,18 @@ export interface Current {
   public: CID | null
   /** what merging the profile needs (dag-cbor stamps, tombstones included); null exactly when `public` is */
   clock: CID | null
+  /**
+   * The bucket whose first line carries the private section's totals (entry count, size, highest
+   * stamp), so that an open decrypts that bucket alone; present exactly when there are 2 buckets or more.
+   */
+  totals?: number
 }
 
 export async function encodeCurrent (current: Current): Promise<Block> {
   // keys in DAG-CBOR's order (shorter first, then bytewise), which the encoder then need not sort
-  return cborBlock({ clock: current.clock, public: current.public, buckets: current.buckets, private: current.private })
+  return cborBlock(current.totals === undefined
+    ? { clock: current.clock, public: current.public, buckets: current.buckets, private: current.private }
+    : { clock: current.clock, public: current.public, totals: current.totals, buckets: current.buckets, private: current.private })
 }
 
 /** Decodes and checks a current node: link codecs, bucket count, and links present exactly when they must be. */
@@ -100,7 +107,11 @@ export function decodeCurrent (bytes: Uint8Array): Current {
   if (priv === undefined || pub === undefined || clock === undefined || (priv === null) !== (buckets === 0) || (pub === null) !== (clock === null)) {
     throw new FormatError('current node does not have the shape of a version 2 state')
   }
-  return { buckets, private: priv, public: pub, clock }
+  if (c.totals === undefined) return { buckets, private: priv, public: pub, clock }
+  if (buckets < 2 || !Number.isSafeInteger(c.totals) || (c.totals as number) < 0 || (c.totals as number) >= buckets) {
+    throw new FormatError(`current node names bucket ${String(c.totals)} for the totals of ${buckets} buckets`)
+  }
+  return { buckets, private: priv, public: pub, clock, totals: c.totals as number }
 }
 
 /**

@@ -17,10 +17,10 @@ import { FORMAT_VERSION } from '../crypto/keys.js'
 import { fromUtf8, utf8 } from '../crypto/bytes.js'
 import { FormatError, TooLargeError } from '../errors.js'
 import { MAX_BLOCK_BYTES, cborBlock, rawBlock, rawBlockNow } from '../store/blocks.js'
-import { bucketText, entrySize, keyText, readBucket, readPublicBlocks, sameEntry, scanBucket, wins } from './entries.js'
+import { bucketText, bucketTotals, entrySize, keyText, readBucket, readPublicBlocks, sameEntry, scanBucket, wins } from './entries.js'
 import { MAX_BUCKETS, applyTreeChanges, encodeTree, encodeTreeChanges, readTree } from './tree.js'
 import type { TreeLevels } from './tree.js'
-import type { Entry } from './entries.js'
+import type { BucketTotals, Entry } from './entries.js'
 import type { Json } from './json.js'
 import type { Block } from '../store/interface.js'
 
@@ -248,6 +248,8 @@ export interface SealedPrivate {
   top: CID | null
   /** the bucket count (0 when the section is empty) */
   count: number
+  /** the bucket that carries the section's totals (see `Current.totals`), undefined under 2 buckets */
+  totals: number | undefined
   /** Records the stored form once the version is published. */
   commit: () => void
 }
@@ -268,12 +270,16 @@ export class PrivateSection extends Section {
   /** Buckets written to since the last `encode` began: `commit` leaves them dirty. */
   private touched = new Set<number>()
   /**
-   * Opening checks every line and keeps no per-key structure: a bucket's text waits in `unread`
-   * until an entry of it is needed, and a key is found by hashing it to its bucket.
+   * Opening keeps no per-key structure: a bucket waits in `unread` until an entry of it is needed,
+   * sealed (its envelope, not yet decrypted) or as checked text, and a key is found by hashing it to
+   * its bucket. A version of 2 buckets or more names one that carries the section's totals, and an
+   * open decrypts that one alone.
    */
-  private unread = new Map<number, string>()
-  /** entries in the buckets of `unread` */
+  private unread = new Map<number, string | Uint8Array>()
+  /** entries in the buckets of `unread` (as the totals said, for sealed ones) */
   private unreadEntries = 0
+  /** the stored bucket that carries the totals of the stored layout, undefined when none does */
+  private totalsAt: number | undefined
   /** the last key hashed and its hash: a write hashes to find the key, then to place it */
   private lastHashed: { key: string, hash: number } = { key: '', hash: -1 }
   private readonly mac: ReturnType<typeof hmac.create>
@@ -292,7 +298,9 @@ export class PrivateSection extends Section {
   }
 
   override get size (): number { return this.entries.size + this.unreadEntries }
-  get bucketCount (): number { return this.size === 0 ? 0 : this.count }
+  /** No entry at all, read or not (what shapes the stored form; `size` may rest on a version's totals). */
+  private get empty (): boolean { return this.entries.size === 0 && this.unread.size === 0 }
+  get bucketCount (): number { return this.empty ? 0 : this.count }
 
   protected override slot (key: string): Slot | undefined {
     const slot = this.entries.get(key)
@@ -304,18 +312,41 @@ export class PrivateSection extends Section {
   }
 
   protected override all (): Map<string, Slot> {
+    if (this.unread.size === 0) return this.entries
     for (const bucket of [...this.unread.keys()]) this.read(bucket)
+    // Every bucket read: totals that did not match them (a faulty writer) give way to the entries.
+    if (this.unreadEntries !== 0) {
+      this.unreadEntries = 0
+      this.bytes = 0
+      this.highest = 0
+      for (const [key, slot] of this.entries) {
+        this.bytes += entrySize(keyText(key), slot)
+        if (slot.stamp > this.highest) this.highest = slot.stamp
+      }
+    }
     return this.entries
   }
 
+  /** A sealed bucket's text, decrypted under the layout held (IntegrityError, FormatError). */
+  private openBucket (bucket: number, sealed: Uint8Array, count = this.count): string {
+    const plaintext = open(this.dataKey, this.ad(bucket, count), sealed)
+    try {
+      return fromUtf8(plaintext)
+    } catch (err) {
+      throw new FormatError('private bucket is not UTF-8', { cause: err })
+    }
+  }
+
   /**
-   * Reads the entries of a bucket left unread on open. Its lines were checked then; what only a
-   * full read can see is a key written twice (in this bucket or another one read before), which
-   * only a faulty writer holding the space's keys can produce: FormatError, and nothing changes.
+   * Reads the entries of a bucket left unread on open, decrypting it first when it is still sealed.
+   * A sealed bucket that fails (IntegrityError, FormatError) stays unread and changes nothing; so
+   * does a key written twice (in this bucket or another one read before), which only a faulty writer
+   * holding the space's keys can produce (FormatError).
    */
   private read (bucket: number): void {
-    const text = this.unread.get(bucket)
-    if (text === undefined) return
+    const held = this.unread.get(bucket)
+    if (held === undefined) return
+    const text = typeof held === 'string' ? held : this.openBucket(bucket, held)
     const read: Array<[string, Slot]> = []
     const seen = new Set<string>()
     readBucket(text, (key, stamp, device, json) => {
@@ -323,7 +354,7 @@ export class PrivateSection extends Section {
       read.push([key, { stamp, device, json, bucket, hash: -1 }])
     })
     this.unread.delete(bucket)
-    this.unreadEntries -= read.length
+    this.unreadEntries = Math.max(0, this.unreadEntries - read.length)
     const keys = this.members[bucket] as string[]
     for (const [key, slot] of read) { this.entries.set(key, slot); keys.push(key) }
   }
@@ -379,8 +410,9 @@ export class PrivateSection extends Section {
     this.count = count
     this.members = members
     this.levels = undefined
+    this.totalsAt = undefined
     this.levelsGeneration++
-    this.dirtyBuckets = new Set(this.size === 0 ? [] : members.keys())
+    this.dirtyBuckets = new Set(this.empty ? [] : members.keys())
   }
 
   private ad (index: number, count: number): Uint8Array {
@@ -393,7 +425,7 @@ export class PrivateSection extends Section {
    */
   async encode (): Promise<SealedPrivate> {
     this.touched.clear()
-    if (this.size === 0) return { blocks: [], top: null, count: 0, commit: () => {} }
+    if (this.empty) return { blocks: [], top: null, count: 0, totals: undefined, commit: () => {} }
     const want = Math.max(this.count, PrivateSection.bucketCountFor(this.bytes))
     if (want !== this.count) this.relayout(want)
     const count = this.count
@@ -403,7 +435,10 @@ export class PrivateSection extends Section {
     const generation = this.levelsGeneration
     const indexes = previous === undefined ? [...Array(count).keys()] : [...this.dirtyBuckets]
     for (const i of indexes) this.read(i)
-    const texts = indexes.map(i => bucketText((this.members[i] as string[]).map(key => [key, this.entries.get(key) as Slot])))
+    // The first bucket sealed carries the totals (with 2 buckets or more); none sealed: they stay where they are.
+    const totalsAt = count < 2 ? undefined : indexes.length > 0 ? indexes[0] : this.totalsAt
+    const totals: BucketTotals = { entries: this.size, bytes: this.bytes, highest: this.highest }
+    const texts = indexes.map((i, n) => bucketText((this.members[i] as string[]).map(key => [key, this.entries.get(key) as Slot]), n === 0 && totalsAt !== undefined ? totals : undefined))
     const pad = (n: number): number => Math.max(MIN_BUCKET_PADDED_BYTES, padmeLength(n))
     const sealed: Block[] = []
     for (let n = 0; n < texts.length; n++) {
@@ -428,10 +463,12 @@ export class PrivateSection extends Section {
       blocks: [...sealed, ...tree.blocks],
       top: tree.top,
       count,
+      totals: totalsAt,
       commit: () => {
         // A merge or another version stored since then has made this stored form someone else's past.
         if (this.count !== count || this.levelsGeneration !== generation) return
         tree.store()
+        this.totalsAt = totalsAt
         this.levelsGeneration++
         // A write that landed while the buckets were being sealed is not in these blocks.
         this.dirtyBuckets = new Set(this.touched)
@@ -446,11 +483,11 @@ export class PrivateSection extends Section {
    * Returns the keys whose value changed here and whether the local section now holds something
    * the remote one lacks.
    */
-  async absorb (count: number, top: CID | null, get: (cid: CID) => Promise<Uint8Array>): Promise<{ changed: string[], ahead: boolean }> {
+  async absorb (count: number, top: CID | null, get: (cid: CID) => Promise<Uint8Array>, totalsAt?: number): Promise<{ changed: string[], ahead: boolean }> {
     if (count === 0 || top === null) {
       // The remote version has no private data: everything held here is ahead of it.
-      if (this.size > 0) this.relayout(this.count)
-      return { changed: [], ahead: this.size > 0 }
+      if (!this.empty) this.relayout(this.count)
+      return { changed: [], ahead: !this.empty }
     }
     const sameLayout = count === this.count && this.levels !== undefined
     // A version stored while the tree is read updates the held levels in place: readTree compares a
@@ -463,15 +500,9 @@ export class PrivateSection extends Section {
     const known = sameLayout ? [...this.cids] : undefined
     const fetch: number[] = []
     buckets.forEach((cid, i) => { if (known?.[i]?.equals(cid) !== true) fetch.push(i) })
-    const texts = await Promise.all(fetch.map(async i => {
-      const plaintext = open(this.dataKey, this.ad(i, count), await get(buckets[i] as CID))
-      try {
-        return fromUtf8(plaintext)
-      } catch (err) {
-        throw new FormatError('private bucket is not UTF-8', { cause: err })
-      }
-    }))
-    if (this.size === 0) return this.load(count, levels, fetch, texts)
+    const sealed = await Promise.all(fetch.map(async i => await get(buckets[i] as CID)))
+    if (this.empty) return this.load(count, levels, fetch, sealed, totalsAt)
+    const texts = fetch.map((i, n) => this.openBucket(i, sealed[n] as Uint8Array, count))
     // Merging into what is held: the buckets it touches are read in full first.
     if (sameLayout) for (const i of fetch) this.read(i)
     else this.all()
@@ -512,29 +543,43 @@ export class PrivateSection extends Section {
       }
     }
     this.levels = levels
+    this.totalsAt = totalsAt
     this.levelsGeneration++
     this.dirtyBuckets = dirty
     return { changed, ahead: dirty.size > 0 }
   }
 
   /**
-   * `absorb` into an empty section (opening a space): every line of every bucket is checked, and
-   * only the entry count, the entries' size and the highest stamp are kept; no key is placed, hashed
-   * or parsed until it is needed. Nothing changes here until every bucket has been read.
+   * `absorb` into an empty section (opening a space). With the bucket the version names for its
+   * totals, only that bucket is decrypted and checked: the others stay sealed until an entry of
+   * theirs is needed, and the totals stand for them (the entry count, the entries' size, the highest
+   * stamp). Without it (a single bucket), every line of every bucket is checked and only those three
+   * are kept. No key is placed, hashed or parsed until it is needed, and nothing changes here until
+   * every bucket checked has been read.
    */
-  private load (count: number, levels: TreeLevels, fetch: number[], texts: string[]): { changed: string[], ahead: boolean } {
-    const unread = new Map<number, string>()
+  private load (count: number, levels: TreeLevels, fetch: number[], sealed: Uint8Array[], totalsAt: number | undefined): { changed: string[], ahead: boolean } {
+    const unread = new Map<number, string | Uint8Array>()
     let entries = 0
     let bytes = 0
     let highest = 0
-    fetch.forEach((i, n) => {
-      const text = texts[n] as string
-      const scan = scanBucket(text)
-      entries += scan.entries
-      bytes += scan.bytes
-      if (scan.highest > highest) highest = scan.highest
-      if (scan.entries > 0) unread.set(i, text)
-    })
+    const at = totalsAt === undefined ? -1 : fetch.indexOf(totalsAt)
+    if (at >= 0) {
+      const text = this.openBucket(totalsAt as number, sealed[at] as Uint8Array, count)
+      const totals = bucketTotals(text)
+      if (totals === undefined) throw new FormatError(`private bucket ${totalsAt as number} carries no totals, though the current node says it does`)
+      scanBucket(text)
+      ;({ entries, bytes, highest } = totals)
+      fetch.forEach((i, n) => { unread.set(i, i === totalsAt ? text : sealed[n] as Uint8Array) })
+    } else {
+      fetch.forEach((i, n) => {
+        const text = this.openBucket(i, sealed[n] as Uint8Array, count)
+        const scan = scanBucket(text)
+        entries += scan.entries
+        bytes += scan.bytes
+        if (scan.highest > highest) highest = scan.highest
+        if (scan.entries > 0) unread.set(i, text)
+      })
+    }
     this.entries = new Map()
     this.unread = unread
     this.unreadEntries = entries
@@ -543,15 +588,17 @@ export class PrivateSection extends Section {
     this.bytes = bytes
     this.highest = highest
     this.levels = levels
+    this.totalsAt = totalsAt
     this.levelsGeneration++
     this.dirtyBuckets = new Set()
     // The keys are listed only when someone asks (a change listener): an open has none yet.
     let changed: string[] | undefined
-    const loaded = [...unread.values()]
+    const loaded = [...unread]
     const list = (): string[] => {
       if (changed === undefined) {
-        changed = []
-        for (const text of loaded) scanBucket(text, key => { (changed as string[]).push(key) })
+        const keys: string[] = []
+        for (const [i, held] of loaded) scanBucket(typeof held === 'string' ? held : this.openBucket(i, held, count), key => { keys.push(key) })
+        changed = keys
       }
       return changed
     }
