@@ -20,7 +20,7 @@ import { openSpace } from '../src/space/space.js'
 import { readPublic } from '../src/space/read-public.js'
 import { currentBlocks, currentVersionRequest, decodeCurrent, decodeRoot, encodeCurrent, encodeRoot } from '../src/space/root.js'
 import { PrivateSection, PublicSection } from '../src/space/section.js'
-import { encodeTree, INDEX_FANOUT, MAX_BUCKETS, treeWidths } from '../src/space/tree.js'
+import { encodeTree, getEach, INDEX_FANOUT, MAX_BUCKETS, treeWidths } from '../src/space/tree.js'
 import { associatedData, seal } from '../src/crypto/envelope.js'
 import { FORMAT_VERSION } from '../src/crypto/keys.js'
 import { utf8 } from '../src/crypto/bytes.js'
@@ -196,6 +196,22 @@ async function sealTexts (texts: string[], blocks: Map<string, Uint8Array>): Pro
   for (const b of tree.blocks) blocks.set(b.cid.toString(), b.bytes)
   return { count, top: (tree.levels[0] as CID[])[0] as CID }
 }
+
+describe('reading blocks for a version', () => {
+  it('getEach keeps the order of its CIDs, blocks at hand and blocks waited for alike, and fails with the getter\'s error', async () => {
+    const blocks = await Promise.all(['a', 'b', 'c', 'd'].map(async t => rawBlock(utf8(t))))
+    const cids = blocks.map(b => b.cid)
+    const get = (cid: CID): Uint8Array | Promise<Uint8Array> => {
+      const n = cids.findIndex(c => c.equals(cid))
+      const bytes = blocks[n]!.bytes
+      return n % 2 === 0 ? bytes : new Promise(resolve => setTimeout(() => { resolve(bytes) }, 5 - n))
+    }
+    expect((await getEach(cids, get)).map(b => new TextDecoder().decode(b))).toEqual(['a', 'b', 'c', 'd'])
+    const thrown = new Error('no such block')
+    await expect(getEach(cids, cid => { if (cid.equals(cids[2]!)) throw thrown; return get(cid) })).rejects.toBe(thrown)
+    await expect(getEach(cids, async cid => { if (cid.equals(cids[1]!)) throw thrown; return await get(cid) })).rejects.toBe(thrown)
+  })
+})
 
 describe('private bucket text: every line is checked', () => {
   // base stamp 1 000 000; entries at base + 5 (device 0, index left out) and base + 36 ("10" in base 36, device 1)

@@ -15,6 +15,7 @@ import { PublicSection } from './section.js'
 import type { SpaceContext } from './context.js'
 import type { OwnerBinding } from './root.js'
 import type { Writer } from './writer.js'
+import type { BlockGetter } from './tree.js'
 import type { AbortOptions, Block, Store } from '../store/interface.js'
 import type { CID } from 'multiformats/cid'
 
@@ -120,7 +121,7 @@ export class Merger {
       const [profile, clock] = pubBlocks as [Block, Block]
       readPublicBlocks(PublicSection.decodeProfile(profile.bytes), PublicSection.decodeClock(clock.bytes))
     }
-    const priv = await privateSection.absorb(current.buckets, current.private, async c => this.fetchBlock(c, options), current.totals)
+    const priv = await privateSection.absorb(current.buckets, current.private, this.blockGetter(options), current.totals)
     let pubChanged: string[] = []
     if (current.public === null) {
       publicSection.absorbNone()
@@ -165,6 +166,11 @@ export class Merger {
   }
 
   /** Fetches a block and checks it against its CID, whatever the store did. */
+  /** fetchBlock, answering at once for a block of the version fetched whole. */
+  blockGetter (options?: AbortOptions): BlockGetter {
+    return cid => this.prefetched.get(cidKey(cid)) ?? this.fetchBlock(cid, options)
+  }
+
   async fetchBlock (cid: CID, options?: AbortOptions): Promise<Uint8Array> {
     const prefetched = this.prefetched.get(cidKey(cid))
     if (prefetched !== undefined) return prefetched

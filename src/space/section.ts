@@ -18,8 +18,8 @@ import { fromUtf8, utf8 } from '../crypto/bytes.js'
 import { FormatError, TooLargeError } from '../errors.js'
 import { MAX_BLOCK_BYTES, cborBlock, rawBlock, rawBlockNow } from '../store/blocks.js'
 import { bucketText, bucketTotals, entrySize, keyText, readBucket, readPublicBlocks, sameEntry, scanBucket, wins } from './entries.js'
-import { MAX_BUCKETS, applyTreeChanges, encodeTree, encodeTreeChanges, readTree } from './tree.js'
-import type { TreeLevels } from './tree.js'
+import { MAX_BUCKETS, applyTreeChanges, encodeTree, encodeTreeChanges, getEach, readTree } from './tree.js'
+import type { BlockGetter, TreeLevels } from './tree.js'
 import type { BucketTotals, Entry } from './entries.js'
 import type { Json } from './json.js'
 import type { Block } from '../store/interface.js'
@@ -483,7 +483,7 @@ export class PrivateSection extends Section {
    * Returns the keys whose value changed here and whether the local section now holds something
    * the remote one lacks.
    */
-  async absorb (count: number, top: CID | null, get: (cid: CID) => Promise<Uint8Array>, totalsAt?: number): Promise<{ changed: string[], ahead: boolean }> {
+  async absorb (count: number, top: CID | null, get: BlockGetter, totalsAt?: number): Promise<{ changed: string[], ahead: boolean }> {
     if (count === 0 || top === null) {
       // The remote version has no private data: everything held here is ahead of it.
       if (!this.empty) this.relayout(this.count)
@@ -500,7 +500,7 @@ export class PrivateSection extends Section {
     const known = sameLayout ? [...this.cids] : undefined
     const fetch: number[] = []
     buckets.forEach((cid, i) => { if (known?.[i]?.equals(cid) !== true) fetch.push(i) })
-    const sealed = await Promise.all(fetch.map(async i => await get(buckets[i] as CID)))
+    const sealed = await getEach(fetch.map(i => buckets[i] as CID), get)
     if (this.empty) return this.load(count, levels, fetch, sealed, totalsAt)
     const texts = fetch.map((i, n) => this.openBucket(i, sealed[n] as Uint8Array, count))
     // Merging into what is held: the buckets it touches are read in full first.

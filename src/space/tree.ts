@@ -112,6 +112,31 @@ export function applyTreeChanges (levels: TreeLevels, changes: TreeChanges): voi
   changes.forEach((level, d) => { for (const [i, cid] of level) (levels[d] as CID[])[i] = cid })
 }
 
+/** Reads a block: at once when its bytes are at hand (a version fetched whole), else later. */
+export type BlockGetter = (cid: CID) => Uint8Array | Promise<Uint8Array>
+
+/**
+ * Each of `cids` through `get`, in order, with no promise for the blocks it has at hand: an open of
+ * 100 000 keys asks for 5 461 of them, almost always all at hand.
+ */
+export async function getEach (cids: CID[], get: BlockGetter): Promise<Uint8Array[]> {
+  const out = new Array<Uint8Array>(cids.length)
+  const waits: Array<Promise<void>> = []
+  try {
+    cids.forEach((cid, n) => {
+      const got = get(cid)
+      if (got instanceof Uint8Array) out[n] = got
+      else waits.push(got.then(bytes => { out[n] = bytes }))
+    })
+  } catch (err) {
+    // Reads already under way settle unobserved.
+    for (const wait of waits) wait.catch(() => {})
+    throw err
+  }
+  if (waits.length > 0) await Promise.all(waits)
+  return out
+}
+
 /** The distinct parents (index / per) of `indexes`, in order of first appearance. */
 function parentsOf (indexes: number[], per: number): number[] {
   if (indexes.length === 1) return [Math.floor((indexes[0] as number) / per)]
@@ -129,7 +154,7 @@ function parentsOf (indexes: number[], per: number): number[] {
  * nodes at once) and checking their shape. A subtree whose CID equals the one at the same place in
  * `known` (a tree of the same count) is not fetched. Returns the full levels.
  */
-export async function readTree (top: CID, count: number, get: (cid: CID) => Promise<Uint8Array>, known?: TreeLevels): Promise<TreeLevels> {
+export async function readTree (top: CID, count: number, get: BlockGetter, known?: TreeLevels): Promise<TreeLevels> {
   const widths = treeWidths(count)
   const depth = widths.length - 1
   const same = known !== undefined && known.length === depth + 1 && known[depth]?.length === count ? known : undefined
@@ -140,7 +165,7 @@ export async function readTree (top: CID, count: number, get: (cid: CID) => Prom
     const per = (widths[d + 1] as number) / (widths[d] as number)
     const level = same === undefined ? new Array<CID>(widths[d + 1] as number) : [...(same[d + 1] as CID[])]
     const fetch = above.map((cid, j) => same?.[d]?.[j]?.equals(cid) === true ? -1 : j).filter(j => j >= 0)
-    const nodes = await Promise.all(fetch.map(async j => get(above[j] as CID)))
+    const nodes = await getEach(fetch.map(j => above[j] as CID), get)
     fetch.forEach((j, n) => {
       const links = decodeIndexNode(nodes[n] as Uint8Array, per, d + 1 === depth)
       links.forEach((cid, k) => { level[j * per + k] = cid })

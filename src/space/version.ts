@@ -21,7 +21,7 @@ export async function readVersion (ctx: SpaceContext, merger: Merger, rootRef: C
   const current = decodeCurrent(await merger.fetchBlock(root.current, options))
   checkCurrent(root, current)
   const priv = new PrivateSection(ctx.derived.dataKey, ctx.derived.bucketKey, ctx.name)
-  await priv.absorb(current.buckets, current.private, async c => merger.fetchBlock(c, options), current.totals)
+  await priv.absorb(current.buckets, current.private, merger.blockGetter(options), current.totals)
   const pub = new PublicSection()
   if (current.public !== null && current.clock !== null) {
     const [profile, clock] = await Promise.all([current.public, current.clock].map(async c => ({ cid: c, bytes: await merger.fetchBlock(c, options) })))
