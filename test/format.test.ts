@@ -178,6 +178,23 @@ describe('private section: stored form', () => {
     expect(c.getAll()).toEqual(a.getAll())
   })
 
+  it('a version stored while a merge fetches the buckets keeps its write in the next version', async () => {
+    const { a, b, blocks } = await twoOnOneVersion()
+    b.write('key-5', { stamp: 2, device: 'd2', json: '"from b"' })
+    const fromB = await stored(b, blocks)
+    a.write('key-9', { stamp: 3, device: 'd1', json: '"from a"' })
+    const sealed = await a.encode()
+    for (const block of sealed.blocks) blocks.set(block.cid.toString(), block.bytes)
+    const read = getter(blocks)
+    let landed = false
+    // a's publish lands once the merge has read the tree and asks for the first bucket
+    await a.absorb(fromB.count, fromB.top, async cid => { if (cid.code === raw.code && !landed) { landed = true; sealed.commit() } return await read(cid) }, fromB.totals)
+    expect(landed).toBe(true)
+    const c = await readBack(a, blocks)
+    expect(c.get('key-9')).toBe('from a')
+    expect(c.get('key-5')).toBe('from b')
+  })
+
   it('lays out 1 to MAX_BUCKETS buckets under index nodes of INDEX_FANOUT links', () => {
     expect(treeWidths(1)).toEqual([1])
     expect(treeWidths(2)).toEqual([1, 2])
@@ -434,23 +451,43 @@ describe('an open decrypts one bucket: the one that carries the totals', () => {
     }
   })
 
-  it('totals that do not match the buckets (a faulty writer) give way to the entries once every bucket is read', async () => {
+  it.each([
+    ['too many entries, too large a size, too high a stamp', '[0,"d1",[7,100000,99]]\na\t5\t1'],
+    ['too few entries', '[0,"d1",[1,1000,9]]\na\t5\t1'],
+    ['the right count, the wrong size and stamp', '[0,"d1",[2,1000,9]]\na\t5\t1'],
+    ['the right count, a size past every limit', '[0,"d1",[2,4000000000,9]]\na\t5\t1']
+  ])('totals with %s (a faulty writer) give way to the entries once every bucket is read', async (_what, first) => {
     const blocks = new Map<string, Uint8Array>()
-    const { count, top } = await sealTexts(['[0,"d1",[7,1,1]]\na\t5\t1', '[0,"d1"]\nb\t6\t2'], blocks)
+    const { count, top } = await sealTexts([first, '[0,"d1"]\nb\t6\t2'], blocks)
     const whole = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
     await whole.absorb(count, top, getter(blocks))
     const s = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
     await s.absorb(count, top, getter(blocks), 0)
-    expect(s.size).toBe(7)
     expect(s.getAll()).toEqual({ a: 1, b: 2 })
-    expect(s.size).toBe(2)
-    expect(s.bytes).toBe(whole.bytes)
-    expect(s.maxStamp).toBe(6)
-    // Totals of no entries over buckets that hold some: the next version still holds them all.
-    const blocks2 = new Map<string, Uint8Array>()
-    const zero = await sealTexts(['[0,"d1",[0,0,0]]\na\t5\t1', '[0,"d1"]\nb\t6\t2'], blocks2)
+    expect({ size: s.size, bytes: s.bytes, highest: s.maxStamp }).toEqual({ size: 2, bytes: whole.bytes, highest: 6 })
+    // and the next version carries the counted ones
+    s.write('c', { stamp: 7, device: 'd1', json: '3' })
+    const next = await stored(s, blocks)
+    const back = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
+    await back.absorb(next.count, next.top, getter(blocks), next.totals)
+    expect({ size: back.size, bytes: back.bytes, highest: back.maxStamp }).toEqual({ size: 3, bytes: s.bytes, highest: 7 })
+  })
+
+  it('totals below what their own bucket holds: FormatError on open', async () => {
+    for (const first of ['[0,"d1",[0,1000,9]]\na\t5\t1', '[0,"d1",[5,1,9]]\na\t5\t1', '[0,"d1",[5,1000,4]]\na\t5\t1']) {
+      const blocks = new Map<string, Uint8Array>()
+      const { count, top } = await sealTexts([first, '[0,"d1"]\nb\t6\t2'], blocks)
+      const s = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
+      await expect(s.absorb(count, top, getter(blocks), 0)).rejects.toMatchObject({ name: 'FormatError' })
+      expect(s.size).toBe(0)
+    }
+  })
+
+  it('totals of no entries over buckets that hold some: no version drops them', async () => {
+    const blocks = new Map<string, Uint8Array>()
+    const zero = await sealTexts(['[0,"d1",[0,0,0]]', '[0,"d1"]\na\t5\t1\nb\t6\t2'], blocks)
     const t = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
-    await t.absorb(zero.count, zero.top, getter(blocks2), 0)
+    await t.absorb(zero.count, zero.top, getter(blocks), 0)
     expect(t.size).toBe(0)
     // a version that changes only the public section keeps the private tree as it is
     const unchanged = await t.encode()
@@ -458,10 +495,23 @@ describe('an open decrypts one bucket: the one that carries the totals', () => {
     expect(unchanged.top?.equals(zero.top)).toBe(true)
     expect(unchanged.totals).toBe(0)
     t.write('c', { stamp: 7, device: 'd1', json: '3' })
-    const next = await stored(t, blocks2)
+    const next = await stored(t, blocks)
     const back = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
-    await back.absorb(next.count, next.top, getter(blocks2), next.totals)
+    await back.absorb(next.count, next.top, getter(blocks), next.totals)
     expect(back.getAll()).toEqual({ a: 1, b: 2, c: 3 })
+  })
+
+  it('the keys listed for a listener leave out a sealed bucket that fails; reading a key of it fails', async () => {
+    const { a, blocks, count, top, totals } = await twoThousand()
+    const victim = count - 1
+    const forged = seal(DATA_KEY, associatedData(FORMAT_VERSION, NAME, `bucket 0/${count}`), utf8('[0]'))
+    const read = getter(blocks)
+    const b = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
+    const result = await b.absorb(count, top, async cid => cid.equals(a.cids[victim]) ? forged : await read(cid), totals)
+    const listed = new Set(result.changed)
+    const keys = [...a.keys()]
+    expect(listed).toEqual(new Set(keys.filter(k => bucketOf(k, count) !== victim)))
+    expect(() => b.get(keys.find(k => bucketOf(k, count) === victim) as string)).toThrow(expect.objectContaining({ name: 'IntegrityError' }))
   })
 })
 

@@ -280,6 +280,12 @@ export class PrivateSection extends Section {
   private unreadEntries = 0
   /** the stored bucket that carries the totals of the stored layout, undefined when none does */
   private totalsAt: number | undefined
+  /**
+   * True while the entry count, size and highest stamp rest on a version's totals: once every
+   * bucket has been read they are counted from the entries, so totals that were wrong (a faulty
+   * writer) do not outlive the buckets they stood for.
+   */
+  private fromTotals = false
   /** the last key hashed and its hash: a write hashes to find the key, then to place it */
   private lastHashed: { key: string, hash: number } = { key: '', hash: -1 }
   private readonly mac: ReturnType<typeof hmac.create>
@@ -314,17 +320,19 @@ export class PrivateSection extends Section {
   protected override all (): Map<string, Slot> {
     if (this.unread.size === 0) return this.entries
     for (const bucket of [...this.unread.keys()]) this.read(bucket)
-    // Every bucket read: totals that did not match them (a faulty writer) give way to the entries.
-    if (this.unreadEntries !== 0) {
-      this.unreadEntries = 0
-      this.bytes = 0
-      this.highest = 0
-      for (const [key, slot] of this.entries) {
-        this.bytes += entrySize(keyText(key), slot)
-        if (slot.stamp > this.highest) this.highest = slot.stamp
-      }
-    }
     return this.entries
+  }
+
+  /** The entry count, size and highest stamp counted from the entries, every bucket being read. */
+  private recount (): void {
+    this.fromTotals = false
+    this.unreadEntries = 0
+    this.bytes = 0
+    this.highest = 0
+    for (const [key, slot] of this.entries) {
+      this.bytes += entrySize(keyText(key), slot)
+      if (slot.stamp > this.highest) this.highest = slot.stamp
+    }
   }
 
   /** A sealed bucket's text, decrypted under the layout held (IntegrityError, FormatError). */
@@ -357,6 +365,7 @@ export class PrivateSection extends Section {
     this.unreadEntries = Math.max(0, this.unreadEntries - read.length)
     const keys = this.members[bucket] as string[]
     for (const [key, slot] of read) { this.entries.set(key, slot); keys.push(key) }
+    if (this.fromTotals && this.unread.size === 0) this.recount()
   }
 
   /** The CIDs of the stored buckets, in bucket order ([] when this layout was never stored). */
@@ -498,6 +507,9 @@ export class PrivateSection extends Section {
     // A copy: the held levels change in place when a version is stored, and `known` is read again
     // after the buckets are fetched.
     const known = sameLayout ? [...this.cids] : undefined
+    // The buckets dirty now: a version of them stored while the buckets are fetched makes them
+    // clean there and changes `cids` in place, and `known` still holds what the remote builds on.
+    const dirtyBefore = sameLayout ? [...this.dirtyBuckets] : []
     const fetch: number[] = []
     buckets.forEach((cid, i) => { if (known?.[i]?.equals(cid) !== true) fetch.push(i) })
     const sealed = await getEach(fetch.map(i => buckets[i] as CID), get)
@@ -518,7 +530,7 @@ export class PrivateSection extends Section {
       })
     })
     const hadEntries = this.size > 0
-    const dirty = sameLayout ? new Set([...this.dirtyBuckets].filter(i => known?.[i]?.equals(buckets[i] as CID) === true)) : new Set<number>()
+    const dirty = sameLayout ? new Set([...dirtyBefore, ...this.dirtyBuckets].filter(i => known?.[i]?.equals(buckets[i] as CID) === true)) : new Set<number>()
     if (!sameLayout) this.relayout(count, incoming)
     const changed: string[] = []
     for (const [key, remote] of incoming) {
@@ -567,7 +579,10 @@ export class PrivateSection extends Section {
       const text = this.openBucket(totalsAt as number, sealed[at] as Uint8Array, count)
       const totals = bucketTotals(text)
       if (totals === undefined) throw new FormatError(`private bucket ${totalsAt as number} carries no totals, though the current node says it does`)
-      scanBucket(text)
+      const own = scanBucket(text)
+      if (totals.entries < own.entries || totals.bytes < own.bytes || totals.highest < own.highest) {
+        throw new FormatError(`private bucket ${totalsAt as number} carries totals below its own entries`)
+      }
       ;({ entries, bytes, highest } = totals)
       fetch.forEach((i, n) => { unread.set(i, i === totalsAt ? text : sealed[n] as Uint8Array) })
     } else {
@@ -589,15 +604,24 @@ export class PrivateSection extends Section {
     this.highest = highest
     this.levels = levels
     this.totalsAt = totalsAt
+    this.fromTotals = at >= 0
     this.levelsGeneration++
     this.dirtyBuckets = new Set()
-    // The keys are listed only when someone asks (a change listener): an open has none yet.
+    // The keys are listed only when someone asks (a change listener): an open has none yet. A
+    // sealed bucket that fails is left out here; reading a key of it fails (see read).
     let changed: string[] | undefined
     const loaded = [...unread]
     const list = (): string[] => {
       if (changed === undefined) {
         const keys: string[] = []
-        for (const [i, held] of loaded) scanBucket(typeof held === 'string' ? held : this.openBucket(i, held, count), key => { keys.push(key) })
+        for (const [i, held] of loaded) {
+          const before = keys.length
+          try {
+            scanBucket(typeof held === 'string' ? held : this.openBucket(i, held, count), key => { keys.push(key) })
+          } catch {
+            keys.length = before
+          }
+        }
         changed = keys
       }
       return changed
