@@ -55,7 +55,11 @@ export function datastoreRecords (datastore: Datastore, options: { fsync?: boole
         if (bound === undefined || (issuedAt ?? 0) > parseBinding(bound).issuedAt) {
           entries.push([addressKey, encodeBinding(name, issuedAt)])
         }
-        if (issuedAt !== undefined || await read(OWNER_PREFIX + name) === undefined) entries.push([OWNER_PREFIX + name, encoder.encode(owner)])
+        // Written when it changes: the caller passes a binding once per process and name (and again
+        // when it changes), and rewriting an unchanged owner on the first record after each start
+        // was a LevelDB write for nothing.
+        const held = await read(OWNER_PREFIX + name)
+        if (held === undefined || (issuedAt !== undefined && decoder.decode(held) !== owner)) entries.push([OWNER_PREFIX + name, encoder.encode(owner)])
       }
       await putDurably(datastore, entries, fsync)
     },
