@@ -440,6 +440,26 @@ describe('garbage collection and retention', () => {
     expect(recorded).toEqual([stray.cid.toString()])
   })
 
+  it('an upload of a block a reader\'s fetch is keeping at that moment waits for it, and the block is recorded once', async () => {
+    const stray = await rawBlock(new Uint8Array([6, 5]))
+    // The fetch's write of the block is held until the upload has arrived.
+    const { reached: putStarted, arrived: started } = signal()
+    const { reached: release, arrived: gate } = signal()
+    const inner = new MemoryBlockstore()
+    let puts = 0
+    const blockstore = over(inner, {
+      put: async (cid: CID, bytes: Uint8Array): Promise<CID> => { if (puts++ === 0) { putStarted(); await gate } return await inner.put(cid, bytes) }
+    })
+    const hub = makeHub({ gcGraceMs: GRACE_MS }, { blockstore, fetchBlock: async () => stray.bytes })
+    const got = hub.app.request(`/ipfs/${stray.cid.toString()}?format=raw`)
+    await started
+    const uploaded = upload(hub, [stray])
+    setImmediate(release)
+    expect([(await got).status, (await uploaded).status]).toEqual([200, 200])
+    expect(puts).toBe(1)
+    expect(await landedCids(hub)).toEqual([stray.cid.toString()])
+  })
+
   it('an upload that waited for another whose blocks could not be synced stores, syncs and records them itself', async () => {
     const block = await rawBlock(new Uint8Array([6, 5]))
     const { reached: putStarted, arrived: started } = signal()

@@ -305,12 +305,11 @@ export class HubBlocks {
    */
   async keepFromNetwork (cid: CID, bytes: Uint8Array): Promise<void> {
     const key = cidKey(cid)
-    const other = this.storing.get(key)
-    if (other !== undefined && await other) return
-    // Checked again after the wait: another may have started meanwhile. Marked before `has`, as
-    // uploads are (see storeVerified).
-    const later = this.storing.get(key)
-    if (later !== undefined && await later) return
+    // Another request storing it decides first; when it fails, one that started meanwhile does.
+    for (let other = this.storing.get(key); other !== undefined; other = this.storing.get(key)) {
+      if (await other) return
+    }
+    // Marked before `has`, as uploads are (see storeVerified).
     let settle: (stored: boolean) => void = () => {}
     const mine = new Promise<boolean>(resolve => { settle = resolve })
     this.storing.set(key, mine)
