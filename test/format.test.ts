@@ -374,15 +374,23 @@ describe('an open decrypts one bucket: the one that carries the totals', () => {
     return { a, blocks, ...await stored(a, blocks) }
   }
 
+  /**
+   * A getter of `blocks` that answers, for the last bucket of `a`'s layout, a bucket sealed for the
+   * first place (what a faulty writer holding the keys could link): the victim's index and the getter.
+   */
+  function forgingLast (a: PrivateSection, blocks: Map<string, Uint8Array>, count: number): { victim: number, get: (cid: CID) => Promise<Uint8Array> } {
+    const victim = count - 1
+    const forged = seal(DATA_KEY, associatedData(FORMAT_VERSION, NAME, `bucket 0/${count}`), utf8('[0]'))
+    const read = getter(blocks)
+    return { victim, get: async cid => cid.equals(a.cids[victim]) ? forged : await read(cid) }
+  }
+
   it('the other buckets stay sealed until an entry of theirs is needed: one that fails then is refused each time it is needed, and changes nothing', async () => {
     const { a, blocks, count, top, totals } = await twoThousand()
     expect(count).toBeGreaterThan(4)
     expect(totals).toBe(0)
     // A faulty writer holding the keys linked, at the last place, a bucket sealed for the first.
-    const victim = count - 1
-    const forged = seal(DATA_KEY, associatedData(FORMAT_VERSION, NAME, `bucket 0/${count}`), utf8('[0]'))
-    const read = getter(blocks)
-    const get = async (cid: CID): Promise<Uint8Array> => cid.equals(a.cids[victim]) ? forged : await read(cid)
+    const { victim, get } = forgingLast(a, blocks, count)
     // Read whole, as without totals, the open fails…
     await expect(new PrivateSection(DATA_KEY, BUCKET_KEY, NAME).absorb(count, top, get)).rejects.toMatchObject({ name: 'IntegrityError' })
     // …with them it succeeds, and the totals stand for the sealed buckets.
@@ -503,11 +511,9 @@ describe('an open decrypts one bucket: the one that carries the totals', () => {
 
   it('the keys listed for a listener leave out a sealed bucket that fails; reading a key of it fails', async () => {
     const { a, blocks, count, top, totals } = await twoThousand()
-    const victim = count - 1
-    const forged = seal(DATA_KEY, associatedData(FORMAT_VERSION, NAME, `bucket 0/${count}`), utf8('[0]'))
-    const read = getter(blocks)
+    const { victim, get } = forgingLast(a, blocks, count)
     const b = new PrivateSection(DATA_KEY, BUCKET_KEY, NAME)
-    const result = await b.absorb(count, top, async cid => cid.equals(a.cids[victim]) ? forged : await read(cid), totals)
+    const result = await b.absorb(count, top, get, totals)
     const listed = new Set(result.changed)
     const keys = [...a.keys()]
     expect(listed).toEqual(new Set(keys.filter(k => bucketOf(k, count) !== victim)))
