@@ -57,6 +57,26 @@ function over (inner: MemoryBlockstore, methods: Partial<Record<'put' | 'deleteM
   return Object.assign(Object.create(inner) as MemoryBlockstore, methods)
 }
 
+/**
+ * A hub whose collection, started here, stops in its sweep: the hub holds one unreferenced upload
+ * long past its grace, and deleting it waits for `release`. Resolves once the sweep has reached it.
+ */
+async function collectionInSweep (options: Parameters<typeof makeHub>[0], seed: number): Promise<{ hub: Hub, release: () => void, collection: ReturnType<Hub['collectGarbage']> }> {
+  const old = await rawBlock(new Uint8Array([5, seed]))
+  const { reached: deleting, arrived: inSweep } = signal()
+  const { reached: release, arrived: gate } = signal()
+  const inner = new MemoryBlockstore()
+  const blockstore = over(inner, {
+    deleteMany: async function * (cids: CID[]) { deleting(); await gate; yield * inner.deleteMany(cids) }
+  })
+  const hub = makeHub({ gcGraceMs: GRACE_MS, ...options }, { blockstore })
+  await inner.put(old.cid, old.bytes)
+  await hub.datastore.put(new Key(`${LANDED_PREFIX}0ld.0`), encodeLanded(Date.now() - 2 * GRACE_MS, '10.9.9.9', [{ cid: old.cid, cost: 4096 }]))
+  const collection = hub.collectGarbage(Date.now())
+  await inSweep                                    // the landed entries are read; deletion waits
+  return { hub, release, collection }
+}
+
 /** Every CID the hub's landed entries record, repeats included. */
 async function landedCids (hub: Hub): Promise<string[]> {
   const cids: string[] = []
@@ -229,19 +249,7 @@ describe('uploads are charged to their uploader until a record references them',
   })
 
   it('keeps charging an upload recorded while a collection runs, which its sweep did not see', async () => {
-    const old = await rawBlock(new Uint8Array([5, 20]))
-    const { reached: deleting, arrived: inSweep } = signal()
-    const { reached: release, arrived: gate } = signal()
-    const inner = new MemoryBlockstore()
-    const blockstore = over(inner, {
-      deleteMany: async function * (cids: CID[]) { deleting(); await gate; yield * inner.deleteMany(cids) }
-    })
-    const hub = makeHub({ gcGraceMs: GRACE_MS, maxPendingBytesPerClient: 4096 }, { blockstore })
-    // an unreferenced upload long past its grace, for the sweep to delete
-    await inner.put(old.cid, old.bytes)
-    await hub.datastore.put(new Key(`${LANDED_PREFIX}0ld.0`), encodeLanded(Date.now() - 2 * GRACE_MS, '10.9.9.9', [{ cid: old.cid, cost: 4096 }]))
-    const collection = hub.collectGarbage(Date.now())
-    await inSweep                                  // the landed entries are read; deletion waits
+    const { hub, release, collection } = await collectionInSweep({ maxPendingBytesPerClient: 4096 }, 20)
     expect((await upload(hub, [await rawBlock(new Uint8Array([5, 21]))])).status).toBe(200)
     release()
     expect((await collection).deletedBlocks).toBe(1)
@@ -250,20 +258,8 @@ describe('uploads are charged to their uploader until a record references them',
   })
 
   it('does not charge again an upload made and referenced by a record while a collection runs', async () => {
-    const old = await rawBlock(new Uint8Array([5, 23]))
-    const { reached: deleting, arrived: inSweep } = signal()
-    const { reached: release, arrived: gate } = signal()
-    const inner = new MemoryBlockstore()
-    const blockstore = over(inner, {
-      deleteMany: async function * (cids: CID[]) { deleting(); await gate; yield * inner.deleteMany(cids) }
-    })
     const space = await makeSpace()
-    const share = (space.blocks.length + 1) * 4096
-    const hub = makeHub({ gcGraceMs: GRACE_MS, maxPendingBytesPerClient: share }, { blockstore })
-    await inner.put(old.cid, old.bytes)
-    await hub.datastore.put(new Key(`${LANDED_PREFIX}0ld.0`), encodeLanded(Date.now() - 2 * GRACE_MS, '10.9.9.9', [{ cid: old.cid, cost: 4096 }]))
-    const collection = hub.collectGarbage(Date.now())
-    await inSweep
+    const { hub, release, collection } = await collectionInSweep({ maxPendingBytesPerClient: (space.blocks.length + 1) * 4096 }, 23)
     await publish(hub, space)                      // uploaded and referenced while the sweep runs
     release()
     await collection
