@@ -9,7 +9,8 @@ import * as json from 'multiformats/codecs/json'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { describe, expect, it } from 'vitest'
 import * as dagCbor from '@ipld/dag-cbor'
-import { cborBlock, cborBlockNow, nativeCid, rawBlock, rawBlockNow, verifyBlock } from '../src/store/blocks.js'
+import { cborBlock, cborBlockNow, cidString, nativeCid, rawBlock, rawBlockNow, verifyBlock } from '../src/store/blocks.js'
+import { create as createDigest } from 'multiformats/hashes/digest'
 
 async function generic (code: number, bytes: Uint8Array): Promise<CID> {
   return CID.createV1(code, await sha256.digest(bytes))
@@ -48,5 +49,17 @@ describe('block names on the native path', () => {
     sameCid(c.cid, await generic(dagCbor.code, c.bytes))
     sameCid((await cborBlock(value)).cid, c.cid)
     expect(await verifyBlock(c.cid, new Uint8Array([...c.bytes.subarray(1), 0]))).toBe(false)
+  })
+})
+
+describe('CID text for keys', () => {
+  it('cidString writes what toString does, for CIDv1 of any codec and multihash length, and CIDv0', async () => {
+    await fc.assert(fc.property(fc.uint8Array({ minLength: 0, maxLength: 80 }), fc.integer({ min: 0, max: 0x3fffff }), fc.integer({ min: 0, max: 0x3fff }), (digest, code, hashCode) => {
+      const cid = CID.createV1(code, createDigest(hashCode, digest))
+      expect(cidString(cid)).toBe(cid.toString())
+    }), { numRuns: 500 })
+    const v0 = CID.createV0(await sha256.digest(new Uint8Array([1, 2, 3])))
+    expect(cidString(v0)).toBe(v0.toString())
+    expect(cidString(v0)).toMatch(/^Qm/)
   })
 })

@@ -224,7 +224,7 @@ export class HubBlocks {
       if (!(await verifyBlock(cid, block.bytes))) {
         throw new IntegrityError(`block ${cid.toString()} does not match its CID`)
       }
-      unique.set(cid.toString(), { cid, bytes: block.bytes })
+      unique.set(cidKey(cid), { cid, bytes: block.bytes })
     }
     return { roots: reader.getRoots().map(r => CID.asCID(r) as CID), blocks: [...unique.values()] }
   }

@@ -12,6 +12,7 @@ import { CID } from 'multiformats/cid'
 import { readRecord } from '../store/record.js'
 import { DEFAULT_GC_GRACE_MS, DEFAULT_MAX_RETAINED_VERSIONS, DEFAULT_HUB_MAX_SPACE_BYTES } from './options.js'
 import { rootOf, versionBlocks } from './quota.js'
+import { cidString } from '../store/blocks.js'
 import type { HubBlocks } from './blocks.js'
 import type { HubAppOptions } from './options.js'
 import type { HubRecordStore } from './record-store.js'
@@ -135,7 +136,7 @@ export async function markName (current: CID, live: Set<string>, blocks: HubBloc
   const counted = new Set<string>()
   let total = 0
   const queue: CID[] = [current]
-  const queued = new Set<string>([current.toString()])
+  const queued = new Set<string>([cidString(current)])
   for (let i = 0; i < queue.length; i++) {
     const cid = queue[i] as CID
     const isCurrent = i === 0
@@ -147,7 +148,7 @@ export async function markName (current: CID, live: Set<string>, blocks: HubBloc
       // Not a UserSpace root: its DAG, within the quota, is all there is.
       if (isCurrent) {
         const walked = await versionBlocks(blocks, cid, bytes, undefined, max)
-        for (const c of walked.cids) live.add(c.toString())
+        for (const c of walked.cids) live.add(cidString(c))
         report.versionsKept++
       }
       return
@@ -156,7 +157,7 @@ export async function markName (current: CID, live: Set<string>, blocks: HubBloc
     let added = 0
     const fresh: string[] = []
     walked.cids.forEach((c, n) => {
-      const key = c.toString()
+      const key = cidString(c)
       if (counted.has(key)) return
       fresh.push(key)
       added += walked.sizes[n] as number
@@ -170,7 +171,7 @@ export async function markName (current: CID, live: Set<string>, blocks: HubBloc
     total += added
     report.versionsKept++
     for (const parent of root.parents) {
-      const key = parent.toString()
+      const key = cidString(parent)
       if (!queued.has(key)) { queued.add(key); queue.push(parent) }
     }
   }

@@ -32,6 +32,7 @@ import { parseName } from './params.js'
 import { MAX_ROOT_BYTES, rootOf, stateLinks } from './quota.js'
 import { walkDag } from './walk.js'
 import type { Clock } from '../clock.js'
+import { cidKey } from '../store/blocks.js'
 import type { HubBlocks } from './blocks.js'
 import type { HubRecords } from './records.js'
 import type { NextIdStores } from './nextid/store.js'
@@ -395,12 +396,12 @@ export class HubCluster {
     for (const bytes of job.inline) {
       const digest = await sha256Hasher.digest(bytes)
       // dag-cbor (roots, public sections) and raw (private buckets): the codecs a space writes.
-      for (const code of [dagCbor.code, 0x55]) carried.set(CID.createV1(code, digest).toString(), bytes)
+      for (const code of [dagCbor.code, 0x55]) carried.set(cidKey(CID.createV1(code, digest)), bytes)
     }
     // The walk asks for a block's size and then its bytes: each is read (and stored) once.
     const seen = new Map<string, Promise<Uint8Array | undefined>>()
     const load = async (c: CID): Promise<Uint8Array | undefined> => {
-      const given = carried.get(c.toString())
+      const given = carried.get(cidKey(c))
       if (given !== undefined) {
         await blocks.keepFromNetwork(c, given)
         return given
@@ -410,7 +411,7 @@ export class HubCluster {
       return bytes
     }
     const read = async (c: CID): Promise<Uint8Array | undefined> => {
-      const key = c.toString()
+      const key = cidKey(c)
       let pending = seen.get(key)
       if (pending === undefined) seen.set(key, pending = load(c))
       return pending

@@ -8,7 +8,7 @@ import { equals } from 'multiformats/bytes'
 import { toBase64 } from '../crypto/bytes.js'
 import { ConflictError, EquivocationError, InvalidInputError, TooLargeError } from '../errors.js'
 import { verifyOwner } from '../space/root.js'
-import { verifyBlock } from '../store/blocks.js'
+import { cidString, verifyBlock } from '../store/blocks.js'
 import { readRecord, validateRecord } from '../store/record.js'
 import { Announcer } from './announce.js'
 import {
@@ -152,7 +152,7 @@ export class HubRecords {
     const info = await this.validate(name, bytes)
     const root = rootBytes !== undefined && info.cid !== undefined && await verifyBlock(info.cid, rootBytes) ? rootBytes : undefined
     // The root is read from the message for the checks; blocks reach this hub by replication.
-    const staged = root === undefined || info.cid === undefined ? undefined : { blocks: new Map([[info.cid.toString(), root]]), store: async () => {} }
+    const staged = root === undefined || info.cid === undefined ? undefined : { blocks: new Map([[cidString(info.cid), root]]), store: async () => {} }
     return this.accept(name, bytes, info, staged)
   }
 
@@ -174,7 +174,7 @@ export class HubRecords {
    */
   async publish (name: string, bytes: Uint8Array, blocks: Array<{ cid: CID, bytes: Uint8Array }>, client: string): Promise<void> {
     const info = await this.validate(name, bytes)
-    const staged = new Map(blocks.map(b => [b.cid.toString(), b.bytes]))
+    const staged = new Map(blocks.map(b => [cidString(b.cid), b.bytes]))
     const changed = await this.accept(name, bytes, info, {
       blocks: staged,
       pushed: blocks,
@@ -232,7 +232,7 @@ export class HubRecords {
    */
   private async checkRoot (name: string, cid: CID, staged?: Map<string, Uint8Array>): Promise<{ walked: Walked, owner?: { address: string, issuedAt?: number } } | undefined> {
     const source = staged === undefined ? this.blocks : withStaged(this.blocks, staged)
-    const bytes = staged?.get(cid.toString()) ?? await this.blocks.readBlock(cid, this.options.fetchTimeoutMs ?? DEFAULT_HUB_FETCH_TIMEOUT_MS)
+    const bytes = staged?.get(cidString(cid)) ?? await this.blocks.readBlock(cid, this.options.fetchTimeoutMs ?? DEFAULT_HUB_FETCH_TIMEOUT_MS)
     if (bytes === undefined) return undefined
     const root = rootOf(bytes)
     if (root === undefined) {
@@ -319,8 +319,8 @@ interface Staged {
 /** The hub's blocks with `staged` ones in front, for the checks of a publish. */
 function withStaged (blocks: HubBlocks, staged: Map<string, Uint8Array>): BlockSource {
   return {
-    localBlock: async (cid) => staged.get(cid.toString()) ?? await blocks.localBlock(cid),
-    blockSize: async (cid) => staged.get(cid.toString())?.byteLength ?? await blocks.blockSize(cid),
+    localBlock: async (cid) => staged.get(cidString(cid)) ?? await blocks.localBlock(cid),
+    blockSize: async (cid) => staged.get(cidString(cid))?.byteLength ?? await blocks.blockSize(cid),
     walkCaps: (max) => blocks.walkCaps(max)
   }
 }

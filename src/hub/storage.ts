@@ -17,6 +17,7 @@ import {
 import { randomBytes } from 'node:crypto'
 import { Key } from 'interface-datastore'
 import { CID } from 'multiformats/cid'
+import { cidString } from '../store/blocks.js'
 import { varint } from 'multiformats'
 import type { HubAppOptions } from './options.js'
 import type { Datastore } from 'interface-datastore'
@@ -84,7 +85,7 @@ export function decodeLanded (key: string, value: Uint8Array): Landed[] {
     while (rest.byteLength > 0) {
       const [cost, n] = varint.decode(rest)
       const [cid, after] = CID.decodeFirst(rest.subarray(n))
-      out.push({ cid: cid.toString(), atMs: timeOf(at), costBytes: cost, client, key })
+      out.push({ cid: cidString(cid), atMs: timeOf(at), costBytes: cost, client, key })
       rest = after
     }
   } catch { /* a damaged tail: the blocks before it */ }
@@ -183,8 +184,8 @@ export class HubStorage {
       const cost = costOf(size)
       this.landedBytes += cost
       this.charge(client, cost)
-      if (this.uploads.size < MAX_TRACKED_UPLOADS) this.uploads.set(cid.toString(), { client, cost })
-      if (this.collecting !== undefined && this.landedDuring.size < MAX_TRACKED_UPLOADS) this.landedDuring.set(cid.toString(), { client, cost })
+      if (this.uploads.size < MAX_TRACKED_UPLOADS) this.uploads.set(cidString(cid), { client, cost })
+      if (this.collecting !== undefined && this.landedDuring.size < MAX_TRACKED_UPLOADS) this.landedDuring.set(cidString(cid), { client, cost })
     }
   }
 
@@ -195,7 +196,7 @@ export class HubStorage {
   claim (cids: Iterable<CID>): void {
     if (this.uploads.size === 0 && this.collecting === undefined) return
     for (const cid of cids) {
-      const key = cid.toString()
+      const key = cidString(cid)
       this.collecting?.add(key)
       this.landedDuring.delete(key)
       const upload = this.uploads.get(key)

@@ -5,7 +5,7 @@
  * the version that names it is marked `truncated` and the walk goes on with what is there.
  */
 import { NotFoundError } from '../errors.js'
-import { getVerifiedBlock } from '../store/blocks.js'
+import { cidString, getVerifiedBlock } from '../store/blocks.js'
 import { decodeRoot } from './root.js'
 import type { AbortOptions, Store } from '../store/interface.js'
 import type { CID } from 'multiformats/cid'
@@ -26,14 +26,14 @@ export async function listVersions (store: Store, root: CID | null, limit = 100,
   const seen = new Set<string>()
   const missing = new Set<string>()
   let frontier: CID[] = root === null ? [] : [root]
-  if (root !== null) seen.add(root.toString())
+  if (root !== null) seen.add(cidString(root))
   while (frontier.length > 0 && out.length < limit) {
     const fetched = await Promise.all(frontier.map(async cid => {
       try {
         return { cid, version: decodeRoot(await getVerifiedBlock(store, cid, options)) }
       } catch (err) {
         // The current version must be there; an older one may have been dropped by retention.
-        if (err instanceof NotFoundError && cid !== root) { missing.add(cid.toString()); return undefined }
+        if (err instanceof NotFoundError && cid !== root) { missing.add(cidString(cid)); return undefined }
         throw err
       }
     }))
@@ -42,10 +42,10 @@ export async function listVersions (store: Store, root: CID | null, limit = 100,
       if (item === undefined) continue
       const { cid, version } = item
       out.push({ root: cid, sequence: version.sequence, updatedAt: version.updatedAt, device: version.device, parents: version.parents })
-      for (const p of version.parents) if (!seen.has(p.toString())) { seen.add(p.toString()); next.push(p) }
+      for (const p of version.parents) if (!seen.has(cidString(p))) { seen.add(cidString(p)); next.push(p) }
     }
     frontier = next
   }
-  for (const v of out) if (v.parents.some(p => missing.has(p.toString()))) v.truncated = true
+  for (const v of out) if (v.parents.some(p => missing.has(cidString(p)))) v.truncated = true
   return out.sort((a, b) => b.sequence - a.sequence || b.updatedAt - a.updatedAt).slice(0, limit)
 }

@@ -14,7 +14,7 @@ import { FormatError, SignerMismatchError } from '../errors.js'
 import { recoverPersonalSigner, checksumAddress } from '../crypto/eip191.js'
 import { FORMAT_VERSION, ownerStatement } from '../crypto/keys.js'
 import { CURRENT_VERSION_FIELD, currentVersionPath } from '../protocol.js'
-import { cborBlock } from '../store/blocks.js'
+import { cborBlock, cidString } from '../store/blocks.js'
 import { decodeIndexNode, isBucketCount, treeWidths } from './tree.js'
 import type { Block } from '../store/interface.js'
 
@@ -122,7 +122,7 @@ export function decodeCurrent (bytes: Uint8Array): Current {
 export async function currentBlocks (current: CID, get: (cid: CID) => Promise<Uint8Array>, seen = new Set<string>()): Promise<Block[]> {
   const out: Block[] = []
   const take = async (cid: CID): Promise<Uint8Array | undefined> => {
-    const key = cid.toString()
+    const key = cidString(cid)
     if (seen.has(key)) return undefined
     seen.add(key)
     const bytes = await get(cid)

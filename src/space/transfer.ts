@@ -11,7 +11,7 @@ import { CarReader } from '@ipld/car'
 import * as dagCbor from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
 import { FormatError, IntegrityError, InvalidInputError, InvalidRecordError, NotFoundError } from '../errors.js'
-import { cborBlock, encodeCar, getVerifiedBlock, verifyBlock } from '../store/blocks.js'
+import { cborBlock, cidString, encodeCar, getVerifiedBlock, verifyBlock } from '../store/blocks.js'
 import { canonicalName, validateRecord } from '../store/record.js'
 import { currentBlocks, decodeRoot, verifyOwner } from './root.js'
 import type { AbortOptions, Block, Store } from '../store/interface.js'
@@ -61,7 +61,7 @@ interface Manifest {
 /** Every block of every version reachable from `root`, read through `get`, each exactly once. */
 async function walk (root: CID, get: (cid: CID) => Promise<Uint8Array>, progress: (done: number, total: number) => void): Promise<Block[]> {
   const out: Block[] = []
-  const seen = new Set<string>([root.toString()])
+  const seen = new Set<string>([cidString(root)])
   let frontier: CID[] = [root]
   while (frontier.length > 0) {
     const next: CID[] = []
@@ -72,7 +72,7 @@ async function walk (root: CID, get: (cid: CID) => Promise<Uint8Array>, progress
       // A version's state shares most blocks with its parent's: a subtree seen before is skipped.
       out.push(...await currentBlocks(version.current, get, seen))
       for (const parent of version.parents) {
-        if (!seen.has(parent.toString())) { seen.add(parent.toString()); next.push(parent) }
+        if (!seen.has(cidString(parent))) { seen.add(cidString(parent)); next.push(parent) }
       }
       progress(out.length, seen.size)
     }
@@ -109,11 +109,11 @@ export async function importSpace (store: Store, car: Uint8Array, options: Trans
   let checked = 0
   for await (const block of reader.blocks()) {
     if (!(await verifyBlock(block.cid, block.bytes))) throw new IntegrityError(`block ${block.cid.toString()} does not match its CID: the file was changed`)
-    byCid.set(block.cid.toString(), block.bytes)
+    byCid.set(cidString(block.cid), block.bytes)
     options.onProgress?.({ type: 'transfer:verify', detail: { done: ++checked, total: 0 } })
   }
   const get = async (cid: CID): Promise<Uint8Array> => {
-    const bytes = byCid.get(cid.toString())
+    const bytes = byCid.get(cidString(cid))
     if (bytes === undefined) throw new IntegrityError(`block ${cid.toString()} is missing from the file`)
     return bytes
   }

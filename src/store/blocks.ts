@@ -184,6 +184,38 @@ export function cidKey (cid: CID): string {
   return String.fromCharCode.apply(null, cid.bytes as unknown as number[])
 }
 
+/** RFC 4648 base32, lower case: the alphabet of a CIDv1's canonical text. */
+const BASE32 = 'abcdefghijklmnopqrstuvwxyz234567'
+const BASE32_CODES = Array.from(BASE32, c => c.charCodeAt(0))
+
+/**
+ * `cid.toString()` as a flat string, for CIDs kept as map and set keys or in long-lived lists.
+ * multiformats 13 builds base32 text one character at a time (`out += …`), and V8 keeps such a
+ * string as a rope of one node per character until something flattens it: ~1.6 KB of heap per key
+ * instead of ~130 B, and `toString()` also caches that rope on the CID. This writes the character
+ * codes first and makes the string from them in one call (about a quarter of the time). A CIDv0
+ * (base58btc) goes through `toString()`.
+ */
+export function cidString (cid: CID): string {
+  if (cid.version !== 1) return cid.toString()
+  const bytes = cid.bytes
+  const codes = new Array<number>(1 + Math.ceil(bytes.length * 8 / 5))
+  codes[0] = 98 // 'b', the multibase prefix of base32
+  let at = 1
+  let buffer = 0
+  let bits = 0
+  for (let i = 0; i < bytes.length; i++) {
+    buffer = ((buffer << 8) | (bytes[i] as number)) & 0xfff
+    bits += 8
+    while (bits >= 5) {
+      bits -= 5
+      codes[at++] = BASE32_CODES[(buffer >> bits) & 31] as number
+    }
+  }
+  if (bits > 0) codes[at++] = BASE32_CODES[(buffer << (5 - bits)) & 31] as number
+  return String.fromCharCode.apply(null, codes)
+}
+
 /** Gets a block from a store and checks it against its CID, whatever the store did. */
 export async function getVerifiedBlock (store: Store, cid: CID, options?: AbortOptions): Promise<Uint8Array> {
   const bytes = await store.getBlock(cid, options)

@@ -18,6 +18,7 @@
 import * as dagCbor from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
 import { markName } from '../hub/gc.js'
+import { cidString } from './blocks.js'
 import { DEFAULT_HUB_MAX_DAG_BLOCKS, DEFAULT_HUB_MAX_SPACE_BYTES, DEFAULT_MAX_DAG_LINKS, DEFAULT_MAX_RETAINED_VERSIONS } from '../hub/options.js'
 import { rootOf, stateLinks, versionBlocks } from '../hub/quota.js'
 import { walkDag } from '../hub/walk.js'
@@ -56,7 +57,7 @@ export async function retainVersions (blockstore: Pick<Blockstore, 'has' | 'get'
   /** Blocks a walk asked for that are not here. */
   let missing = 0
   const read = async (cid: CID): Promise<Uint8Array | undefined> => {
-    const key = cid.toString()
+    const key = cidString(cid)
     const cached = cbor.get(key)
     if (cached !== undefined) return cached
     if (!(await blockstore.has(cid))) { missing++; return undefined }
@@ -68,7 +69,7 @@ export async function retainVersions (blockstore: Pick<Blockstore, 'has' | 'get'
   const caps = (maxBytes: number): WalkCaps => ({ maxLinks: DEFAULT_MAX_DAG_LINKS, maxBlocks: DEFAULT_HUB_MAX_DAG_BLOCKS, maxBytes })
   const source = {
     localBlock: read,
-    blockSize: async (cid: CID) => sizes.get(cid.toString()) ?? (await read(cid))?.byteLength,
+    blockSize: async (cid: CID) => sizes.get(cidString(cid)) ?? (await read(cid))?.byteLength,
     walkCaps: caps
   } as unknown as HubBlocks
 
@@ -76,12 +77,12 @@ export async function retainVersions (blockstore: Pick<Blockstore, 'has' | 'get'
   // (a pass over 1 000 kept versions walks each one's state, which is not free). Until then the byte
   // budget is not applied either: a device keeps its own space's history.
   const chain: CID[] = [current]
-  const chained = new Set<string>([current.toString()])
+  const chained = new Set<string>([cidString(current)])
   for (let i = 0; i < chain.length && chain.length <= maxRetainedVersions; i++) {
     const bytes = await read(chain[i] as CID)
     const root = bytes === undefined ? undefined : rootOf(bytes)
     for (const parent of root?.parents ?? []) {
-      if (!chained.has(parent.toString()) && await blockstore.has(parent)) { chained.add(parent.toString()); chain.push(parent) }
+      if (!chained.has(cidString(parent)) && await blockstore.has(parent)) { chained.add(cidString(parent)); chain.push(parent) }
     }
   }
   if (chain.length <= maxRetainedVersions) {
@@ -105,16 +106,16 @@ export async function retainVersions (blockstore: Pick<Blockstore, 'has' | 'get'
   // The dropped versions still on disk: roots reached through `parents` that are not kept.
   const dropped: CID[] = []
   const queue: CID[] = [current]
-  const queued = new Set<string>([current.toString()])
+  const queued = new Set<string>([cidString(current)])
   const maxDropped = options.maxDroppedVersions ?? 256
   for (let i = 0; i < queue.length && dropped.length < maxDropped; i++) {
     const cid = queue[i] as CID
     const bytes = await read(cid)
     const root = bytes === undefined ? undefined : rootOf(bytes)
     if (root === undefined) continue
-    if (!live.has(cid.toString())) dropped.push(cid)
+    if (!live.has(cidString(cid))) dropped.push(cid)
     for (const parent of root.parents) {
-      const key = parent.toString()
+      const key = cidString(parent)
       if (!queued.has(key)) { queued.add(key); queue.push(parent) }
     }
   }
@@ -125,10 +126,10 @@ export async function retainVersions (blockstore: Pick<Blockstore, 'has' | 'get'
   for (const rootCid of dropped) {
     const root = rootOf(await read(rootCid) ?? new Uint8Array())
     if (root === undefined) continue
-    const walked = await walkDag(stateLinks(root), { read, size: async (c) => sizes.get(c.toString()) ?? (await read(c))?.byteLength }, caps(Number.MAX_SAFE_INTEGER))
-    for (const cid of walked.cids) if (!live.has(cid.toString())) candidates.set(cid.toString(), cid)
+    const walked = await walkDag(stateLinks(root), { read, size: async (c) => sizes.get(cidString(c)) ?? (await read(c))?.byteLength }, caps(Number.MAX_SAFE_INTEGER))
+    for (const cid of walked.cids) if (!live.has(cidString(cid))) candidates.set(cidString(cid), cid)
   }
-  const roots = new Set(dropped.map(c => c.toString()))
+  const roots = new Set(dropped.map(c => cidString(c)))
 
   // Of those, the ones no other space can share: raw blocks, and dag-cbor blocks that link one
   // (repeated until nothing changes, so an index node above an index node qualifies too).
@@ -173,7 +174,7 @@ function linksOf (bytes: Uint8Array): string[] {
   const out: string[] = []
   const visit = (v: unknown): void => {
     const link = CID.asCID(v)
-    if (link !== null) { out.push(link.toString()); return }
+    if (link !== null) { out.push(cidString(link)); return }
     if (Array.isArray(v)) { for (const item of v) visit(item); return }
     if (typeof v === 'object' && v !== null && !(v instanceof Uint8Array)) for (const item of Object.values(v)) visit(item)
   }

@@ -39,7 +39,7 @@ import { ipnsSelector } from 'ipns/selector'
 import * as dagCbor from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
 import { ConflictError, EquivocationError, IntegrityError, InvalidInputError, NotFoundError, StoreError, TooLargeError, throwIfAborted, describeValue } from '../errors.js'
-import { MAX_BLOCK_BYTES, verifyBlock } from './blocks.js'
+import { MAX_BLOCK_BYTES, cidKey, verifyBlock } from './blocks.js'
 import { VERSION_TOPIC_PREFIX } from '../protocol.js'
 import { Limiter } from './limiter.js'
 import { DEFAULT_DAG_PEERS, dagServerOf, fetchDag, dagPeers, libp2pOf, linksAt, serveDags } from './helia-dag.js'
@@ -593,7 +593,7 @@ class HeliaStore implements Store {
   async getBlock (cid: CID, options: AbortOptions = {}): Promise<Uint8Array> {
     throwIfAborted(options.signal)
     cid = asCID(cid)
-    const pushed = this.pushed.get(cid.toString())
+    const pushed = this.pushed.get(cidKey(cid))
     if (pushed !== undefined) return pushed
     const signal = options.signal ?? AbortSignal.timeout(this.options.fetchTimeoutMs)
     // Local reads go straight through; network fetches wait for one of `fetchConcurrency` slots.
@@ -614,7 +614,7 @@ class HeliaStore implements Store {
     this.serve()
     // A DAG whose root this node lacks is first asked of connected peers whole, in one round trip.
     const asked = new Set<string>()
-    const held = this.pushed.get(cid.toString()) !== undefined || await Promise.resolve(this.helia.blockstore.has(cid)).catch(() => false)
+    const held = this.pushed.get(cidKey(cid)) !== undefined || await Promise.resolve(this.helia.blockstore.has(cid)).catch(() => false)
     if (!held) {
       const libp2p = libp2pOf(this.helia)
       const fetched = libp2p === undefined ? undefined : await this.getDagFromPeers(await dagPeers(libp2p, this.options.dagPeers), cid, options, asked)
@@ -646,13 +646,13 @@ class HeliaStore implements Store {
     try {
       const out: Block[] = [{ cid, bytes: rootBytes }]
       let bytes = rootBytes.byteLength
-      const seen = new Set<string>([cid.toString()])
+      const seen = new Set<string>([cidKey(cid)])
       // No barrier between levels: a block's children are asked for as soon as it arrives, so one
       // slow block holds up only what lies below it. The queue is read by index (no shift()).
       const queue: CID[] = []
       const enqueue = (links: CID[]): void => {
         for (const link of links) {
-          const key = link.toString()
+          const key = cidKey(link)
           if (seen.has(key)) continue
           seen.add(key)
           queue.push(link)
@@ -736,7 +736,7 @@ class HeliaStore implements Store {
 
   /** One block from `blockstore` (helia's, or a session), bounded by `signal` and the block limit, verified. */
   private async readBlock (cid: CID, blockstore: Pick<Helia['blockstore'], 'get'>, signal: AbortSignal, onProgress?: (event: any) => void): Promise<Uint8Array> {
-    const pushed = this.pushed.get(cid.toString())
+    const pushed = this.pushed.get(cidKey(cid))
     if (pushed !== undefined) return pushed
     let bytes: Uint8Array
     try {
@@ -1048,7 +1048,7 @@ class HeliaStore implements Store {
   }
 
   private remember (block: Block): void {
-    const key = block.cid.toString()
+    const key = cidKey(block.cid)
     if (this.pushed.has(key)) return
     this.pushed.set(key, block.bytes)
     this.pushedBytes += block.bytes.byteLength

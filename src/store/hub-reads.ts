@@ -6,7 +6,7 @@
 import { CID } from 'multiformats/cid'
 import { AbortedError, IntegrityError, StoreError, TooLargeError, UntrustedHubError } from '../errors.js'
 import { CAR_TYPE, IPNS_RECORD_TYPE, RAW_TYPE, ipfsPath, ipnsRecordPath } from '../protocol.js'
-import { MAX_BLOCK_BYTES, verifyBlock } from './blocks.js'
+import { MAX_BLOCK_BYTES, cidString, verifyBlock } from './blocks.js'
 import { readCar } from './car-read.js'
 import { cappedChunks } from './hub-body.js'
 import { Limiter } from './limiter.js'
@@ -43,7 +43,7 @@ export class HubReader {
    */
   remember (blocks: Block[]): void {
     for (const block of blocks) {
-      const key = block.cid.toString()
+      const key = cidString(block.cid)
       if (this.pushed.has(key)) continue
       this.pushed.set(key, block.bytes)
       this.pushedBytes += block.bytes.byteLength
@@ -56,7 +56,7 @@ export class HubReader {
   }
 
   async getBlock (cid: CID, options: AbortOptions = {}): Promise<Uint8Array> {
-    const pushed = this.pushed.get(cid.toString())
+    const pushed = this.pushed.get(cidString(cid))
     if (pushed !== undefined) return pushed
     const { transport } = this
     // A space read block by block asks for every bucket at once: at most `fetchConcurrency` go out together.

@@ -6,7 +6,7 @@
  * fetches them), and only keeps the conditional-write rule a hub keeps, so races behave the same.
  */
 import { ConflictError, EquivocationError, NotFoundError, throwIfAborted } from '../errors.js'
-import { base32 } from 'multiformats/bases/base32'
+import { cidString } from './blocks.js'
 import { readRecord } from './record.js'
 import type { AbortOptions, Block, Store, RecordListener } from './interface.js'
 import type { RecordInfo } from './record.js'
@@ -37,13 +37,14 @@ class DefaultMemoryStore implements MemoryStore {
   async putBlocks (blocks: Block[], options?: AbortOptions): Promise<void> {
     throwIfAborted(options?.signal)
     // Not hashed again here: the writer just hashed these bytes to name them, and readers verify.
-    for (const block of blocks) this.blocks.set(cidText(block.cid), block.bytes)
+    for (const block of blocks) this.blocks.set(cidString(block.cid), block.bytes)
   }
 
   async getBlock (cid: CID, options?: AbortOptions): Promise<Uint8Array> {
     throwIfAborted(options?.signal)
-    const bytes = this.blocks.get(cid.toString())
-    if (bytes === undefined) throw new NotFoundError(`block ${cid.toString()} not found`)
+    const key = cidString(cid)
+    const bytes = this.blocks.get(key)
+    if (bytes === undefined) throw new NotFoundError(`block ${key} not found`)
     return bytes
   }
 
@@ -77,13 +78,6 @@ class DefaultMemoryStore implements MemoryStore {
   }
 }
 
-/**
- * `cid.toString()`, for CIDv1 without the per-CID cache `toString` fills (a block put here is named
- * once; the cache would cost more than the encoding it saves).
- */
-function cidText (cid: CID): string {
-  return cid.version === 1 ? base32.encode(cid.bytes) : cid.toString()
-}
 
 /**
  * The sequence and value of a record, read straight from its bytes (the protobuf's `data` field, a
