@@ -11,6 +11,8 @@ import { describe, expect, it } from 'vitest'
 import * as dagCbor from '@ipld/dag-cbor'
 import { cborBlock, cborBlockNow, cidString, nativeCid, rawBlock, rawBlockNow, verifyBlock } from '../src/store/blocks.js'
 import { create as createDigest } from 'multiformats/hashes/digest'
+import { base36 } from 'multiformats/bases/base36'
+import { nameText } from '../src/store/record.js'
 
 async function generic (code: number, bytes: Uint8Array): Promise<CID> {
   return CID.createV1(code, await sha256.digest(bytes))
@@ -61,5 +63,13 @@ describe('CID text for keys', () => {
     const v0 = CID.createV0(await sha256.digest(new Uint8Array([1, 2, 3])))
     expect(cidString(v0)).toBe(v0.toString())
     expect(cidString(v0)).toMatch(/^Qm/)
+  })
+
+  it('nameText writes the k51 text of a name CID, as toString(base36) does', () => {
+    fc.assert(fc.property(fc.uint8Array({ minLength: 32, maxLength: 32 }), (key) => {
+      const cid = CID.createV1(0x72, createDigest(0x00, new Uint8Array([8, 1, 18, 32, ...key])))
+      expect(nameText(cid)).toBe(cid.toString(base36))
+      expect(nameText(cid)).toMatch(/^k51/)
+    }), { numRuns: 200 })
   })
 })

@@ -15,13 +15,12 @@ import { serve } from '@hono/node-server'
 import { multiaddr } from '@multiformats/multiaddr'
 import { multihashToIPNSRoutingKey } from 'ipns'
 import { CID } from 'multiformats/cid'
-import { base36 } from 'multiformats/bases/base36'
 import * as Digest from 'multiformats/hashes/digest'
 import { DataDirectoryLockedError, errorFromName, InvalidInputError, StoreError, UserSpaceError } from '../errors.js'
 import { noopLogger } from '../logger.js'
 import { createHeliaNode, DEFAULT_LISTEN, dialPeer, parseMultiaddrs, stopHeliaNode, waitForDhtPeer } from '../store/helia-node.js'
 import { heliaStore } from '../store/helia.js'
-import { nameToMultihash, readRecord, validateRecord } from '../store/record.js'
+import { nameText, nameToMultihash, readRecord, validateRecord } from '../store/record.js'
 import { createHub, datastoreRecords } from './app.js'
 import { fsBlockSyncer } from './durable.js'
 import { guardConnections, raiseFileLimit, serverOptions } from './connections.js'
@@ -592,7 +591,7 @@ export function nameOfRoutingKey (key: Uint8Array): string | undefined {
     const digest = Digest.decode(key.subarray(prefix.byteLength))
     // identity multihash of an Ed25519 public key, as every space's name is
     if (digest.code !== 0x00) return undefined
-    return CID.createV1(LIBP2P_KEY_CODE, digest).toString(base36)
+    return nameText(CID.createV1(LIBP2P_KEY_CODE, digest))
   } catch {
     return undefined
   }

@@ -81,12 +81,26 @@ export function nameToMultihash (name: string): MultihashDigest {
 
 /** The canonical `k51…` form of a name given in any form. */
 export function canonicalName (name: string): string {
-  return CID.createV1(LIBP2P_KEY_CODEC, nameToMultihash(name)).toString(base36)
+  return nameText(CID.createV1(LIBP2P_KEY_CODEC, nameToMultihash(name)))
 }
 
 /** The IPNS name (`k51…`) of an Ed25519 private key's public half. */
 export function nameOfKey (key: PrivateKey): string {
-  return key.publicKey.toCID().toString(base36)
+  return nameText(key.publicKey.toCID())
+}
+
+/**
+ * A name CID's `k51…` text as a flat string. multiformats 13 writes base36 one character at a time
+ * (`out += …`), which V8 keeps as a rope of one node per character (~1.7 KB of heap instead of
+ * ~150 B) for as long as the string lives, and names live long: they key a hub's records, caches and
+ * subscribers. The text is copied out of the rope once, here.
+ */
+export function nameText (cid: CID): string {
+  // base36.encode rather than toString(base36), which would also cache the rope on the CID
+  const text = base36.encode(cid.bytes)
+  const codes = new Array<number>(text.length)
+  for (let i = 0; i < text.length; i++) codes[i] = text.charCodeAt(i)
+  return String.fromCharCode.apply(null, codes)
 }
 
 export interface CreateRecordOptions {
