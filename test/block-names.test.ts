@@ -13,6 +13,7 @@ import { cborBlock, cborBlockNow, cidString, nativeCid, rawBlock, rawBlockNow, v
 import { create as createDigest } from 'multiformats/hashes/digest'
 import { base36 } from 'multiformats/bases/base36'
 import { nameText } from '../src/store/record.js'
+import { flatText } from '../src/crypto/bytes.js'
 
 async function generic (code: number, bytes: Uint8Array): Promise<CID> {
   return CID.createV1(code, await sha256.digest(bytes))
@@ -71,5 +72,13 @@ describe('CID text for keys', () => {
       expect(nameText(cid)).toBe(cid.toString(base36))
       expect(nameText(cid)).toMatch(/^k51/)
     }), { numRuns: 200 })
+  })
+
+  it('flatText gives back the same text, any UTF-16 included, long text as it is', () => {
+    fc.assert(fc.property(fc.string({ unit: 'binary', maxLength: 300 }), (text) => {
+      expect(flatText(text)).toBe(text)
+    }), { numRuns: 300 })
+    const long = 'x'.repeat(5000)
+    expect(flatText(long)).toBe(long)
   })
 })

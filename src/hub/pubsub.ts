@@ -33,6 +33,7 @@ import { MAX_ROOT_BYTES, rootOf, stateLinks } from './quota.js'
 import { walkDag } from './walk.js'
 import type { Clock } from '../clock.js'
 import { cidKey } from '../store/blocks.js'
+import { flatText } from '../crypto/bytes.js'
 import type { HubBlocks } from './blocks.js'
 import type { HubRecords } from './records.js'
 import type { NextIdStores } from './nextid/store.js'
@@ -99,7 +100,7 @@ interface RecordMessage {
 /** IPNS over PubSub: the topic of a name. */
 export function ipnsTopic (name: string): string {
   const key = multihashToIPNSRoutingKey(nameToMultihash(name) as MultihashDigest<0x00 | 0x12>)
-  return '/record/' + base64url.baseEncode(key)
+  return flatText('/record/' + base64url.baseEncode(key))
 }
 
 /** Token buckets per peer, forgotten when full again (so idle peers cost nothing). */

@@ -32,6 +32,7 @@ import { ipnsSelector } from 'ipns/selector'
 import { ipnsValidator } from 'ipns/validator'
 import { WebSocket as NodeWebSocket } from 'ws'
 import { InvalidInputError, StoreError, describeValue } from '../errors.js'
+import { flatText } from '../crypto/bytes.js'
 import { createHeliaLight, withBitswap } from './helia-core.js'
 import { quietDatastore } from './helia-datastore.js'
 import { withLibp2p } from './helia-libp2p.js'
@@ -238,7 +239,7 @@ export async function createHeliaNode (options: HeliaNodeOptions = {}): Promise<
           // signature is checked before it is known as a duplicate. Sender and sequence number (the
           // message id of signed messages) name it before that check; an id is only remembered once
           // its message passed the check, so a forged copy cannot shadow the real one.
-          fastMsgIdFn: (message) => message.from === undefined || message.seqno === undefined ? '' : `${base64.baseEncode(message.from)} ${base64.baseEncode(message.seqno)}`,
+          fastMsgIdFn: (message) => message.from === undefined || message.seqno === undefined ? '' : flatText(`${base64.baseEncode(message.from)} ${base64.baseEncode(message.seqno)}`),
           maxInboundDataLength: options.maxPubsubMessageBytes ?? DEFAULT_MAX_PUBSUB_MESSAGE_BYTES
         }) as unknown as (components: unknown) => GossipSub
         : floodsub(),

@@ -40,6 +40,7 @@ import * as dagCbor from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
 import { ConflictError, EquivocationError, IntegrityError, InvalidInputError, NotFoundError, StoreError, TooLargeError, throwIfAborted, describeValue } from '../errors.js'
 import { MAX_BLOCK_BYTES, cidKey, verifyBlock } from './blocks.js'
+import { flatText } from '../crypto/bytes.js'
 import { VERSION_TOPIC_PREFIX } from '../protocol.js'
 import { Limiter } from './limiter.js'
 import { DEFAULT_DAG_PEERS, dagServerOf, fetchDag, dagPeers, libp2pOf, linksAt, serveDags } from './helia-dag.js'
@@ -238,12 +239,12 @@ interface PubSubLike extends EventTarget {
 
 /** IPNS over PubSub (ipfs/specs): the topic of a name is `/record/` + base64url(routing key). */
 function recordTopic (routingKey: Uint8Array): string {
-  return '/record/' + base64url.baseEncode(routingKey)
+  return flatText('/record/' + base64url.baseEncode(routingKey))
 }
 
 /** The topic on which a name's new versions travel with their blocks (see VERSION_TOPIC_PREFIX). */
 function versionTopic (routingKey: Uint8Array): string {
-  return VERSION_TOPIC_PREFIX + base64url.baseEncode(routingKey)
+  return flatText(VERSION_TOPIC_PREFIX + base64url.baseEncode(routingKey))
 }
 
 /**

@@ -7,6 +7,7 @@
  * records from others as well.
  */
 import { systemClock } from '../clock.js'
+import { flatText } from '../crypto/bytes.js'
 import type { Clock } from '../clock.js'
 import { multihashToIPNSRoutingKey, unmarshalIPNSRecord } from 'ipns'
 import { ipnsValidator } from 'ipns/validator'
@@ -97,10 +98,7 @@ export function nameOfKey (key: PrivateKey): string {
  */
 export function nameText (cid: CID): string {
   // base36.encode rather than toString(base36), which would also cache the rope on the CID
-  const text = base36.encode(cid.bytes)
-  const codes = new Array<number>(text.length)
-  for (let i = 0; i < text.length; i++) codes[i] = text.charCodeAt(i)
-  return String.fromCharCode.apply(null, codes)
+  return flatText(base36.encode(cid.bytes))
 }
 
 export interface CreateRecordOptions {
