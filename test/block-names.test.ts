@@ -9,7 +9,7 @@ import * as json from 'multiformats/codecs/json'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { describe, expect, it } from 'vitest'
 import * as dagCbor from '@ipld/dag-cbor'
-import { cborBlock, cborBlockNow, cidString, nativeCid, rawBlock, rawBlockNow, verifyBlock } from '../src/store/blocks.js'
+import { cborBlock, cborBlockNow, cidKey, cidString, nativeCid, rawBlock, rawBlockNow, verifyBlock } from '../src/store/blocks.js'
 import { create as createDigest } from 'multiformats/hashes/digest'
 import { base36 } from 'multiformats/bases/base36'
 import { nameText } from '../src/store/record.js'
@@ -64,6 +64,16 @@ describe('CID text for keys', () => {
     const v0 = CID.createV0(await sha256.digest(new Uint8Array([1, 2, 3])))
     expect(cidString(v0)).toBe(v0.toString())
     expect(cidString(v0)).toMatch(/^Qm/)
+  })
+
+  it('cidKey and cidString take a CID of any length, as a link in a stranger\'s block may be (an identity hash of 1 MiB)', () => {
+    const digest = new Uint8Array(1024 * 1024).fill(7)
+    const a = CID.createV1(0x71, createDigest(0x00, digest))
+    const b = CID.createV1(0x71, createDigest(0x00, digest.map((x, i) => i === digest.length - 1 ? 8 : x)))
+    expect(cidString(a)).toBe(a.toString())
+    expect(cidKey(a)).toHaveLength(a.bytes.length)
+    expect(cidKey(a)).not.toBe(cidKey(b))
+    expect([...cidKey(a).slice(0, 8)].map(c => c.charCodeAt(0))).toEqual([...a.bytes.subarray(0, 8)])
   })
 
   it('nameText writes the k51 text of a name CID, as toString(base36) does', () => {

@@ -27,7 +27,9 @@ import { Key } from 'interface-datastore'
 import { decodeRoot, encodeRoot, verifyOwner } from '../src/space/root.js'
 import { cborBlock, encodeCar, rawBlock } from '../src/store/blocks.js'
 import { hubStore } from '../src/store/hub.js'
-import { createRecord } from '../src/store/record.js'
+import { createRecord, nameOfKey } from '../src/store/record.js'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { identity } from 'multiformats/hashes/identity'
 import { openSpace } from '../src/index.js'
 import { car, expectRefusal, makeHub, makeSpace, publish, putRecord, upload } from './helpers/hub-app.js'
 import type { Hub } from './helpers/hub-app.js'
@@ -334,6 +336,22 @@ describe('garbage collection and retention', () => {
     await hub.collectGarbage(Date.now() + GRACE_MS + 1)
     // The mark stopped at the quota: the 5 000-byte bucket is not kept.
     expect(await has(hub, big.blocks.at(-1)!.cid)).toBe(false)
+  })
+
+  it('accepts, walks and collects around a link to a CID of 512 KiB (an identity hash), keyed without a call per byte', async () => {
+    // Any IPNS record is welcome: a stranger's root may link any CID. Keyed by spreading its 512 Ki
+    // bytes over one call's arguments, the PUT failed with a RangeError (500) and so did every
+    // collection after it.
+    const hub = makeHub({ gcGraceMs: GRACE_MS })
+    const key = await generateKeyPair('Ed25519')
+    const long = CID.createV1(dagCbor.code, identity.digest(new Uint8Array(512 * 1024).fill(1)))
+    const root = await cborBlock({ note: 'not a space', link: long })
+    expect((await upload(hub, [root])).status).toBe(200)
+    expect((await putRecord(hub, nameOfKey(key), await createRecord(key, root.cid, 1))).status).toBe(200)
+    const report = await hub.collectGarbage(Date.now() + GRACE_MS + 1)
+    expect(report.names).toBe(1)
+    expect(report.deletedBlocks).toBe(0)
+    expect(await has(hub, root.cid)).toBe(true)
   })
 
   it('keeps the newest versions that fit in the quota together and drops older ones, never the current one', async () => {

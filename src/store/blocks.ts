@@ -181,8 +181,17 @@ export function verifyBlockNow (cid: CID, bytes: Uint8Array): boolean | undefine
  * than `toString()` (base32), which a cold open would pay twice for each of thousands of blocks.
  */
 export function cidKey (cid: CID): string {
-  return String.fromCharCode.apply(null, cid.bytes as unknown as number[])
+  const bytes = cid.bytes
+  if (bytes.length <= MAX_SHORT_CID_BYTES) return String.fromCharCode.apply(null, bytes as unknown as number[])
+  // A link in a stranger's block may be any CID (an identity hash of a megabyte): one call per
+  // chunk, as a single call would pass a million arguments and overflow the stack.
+  let key = ''
+  for (let i = 0; i < bytes.length; i += 4096) key += String.fromCharCode.apply(null, bytes.subarray(i, i + 4096) as unknown as number[])
+  return key
 }
+
+/** CIDs up to this length are keyed in one call; every sha2-256 CID is (36–38 bytes). */
+const MAX_SHORT_CID_BYTES = 256
 
 /** RFC 4648 base32, lower case: the alphabet of a CIDv1's canonical text. */
 const BASE32 = 'abcdefghijklmnopqrstuvwxyz234567'
@@ -194,10 +203,11 @@ const BASE32_CODES = Array.from(BASE32, c => c.charCodeAt(0))
  * string as a rope of one node per character until something flattens it: ~1.6 KB of heap per key
  * instead of ~130 B, and `toString()` also caches that rope on the CID. This writes the character
  * codes first and makes the string from them in one call (about a quarter of the time). A CIDv0
- * (base58btc) goes through `toString()`.
+ * (base58btc), and a CID longer than any sha2-256 one (a link in a stranger's block may carry an
+ * identity hash of a megabyte), go through `toString()`.
  */
 export function cidString (cid: CID): string {
-  if (cid.version !== 1) return cid.toString()
+  if (cid.version !== 1 || cid.bytes.length > MAX_SHORT_CID_BYTES) return cid.toString()
   const bytes = cid.bytes
   const codes = new Array<number>(1 + Math.ceil(bytes.length * 8 / 5))
   codes[0] = 98 // 'b', the multibase prefix of base32
