@@ -134,6 +134,21 @@ describe('fileState journal', () => {
     expect(await keys(dir, name)).toEqual(['first', 'from-b-0', 'from-b-1'])
   })
 
+  it('keeps pending writes (plain text until published) in a folder and files only their owner may read', async () => {
+    // a state folder it creates, and the journal both as first written and as rewritten whole
+    const dir = join(tempDir(), 'nested', 'state')
+    const name = 'k51private'
+    const state = fileState(dir, { compactBytes: 500 })
+    await state.addPending(name, [entry('secret')])
+    const mode = (path: string): number => statSync(path).mode & 0o777
+    expect(mode(dir)).toBe(0o700)
+    expect(mode(join(dir, `${name}.log`))).toBe(0o600)
+    const inode = statSync(join(dir, `${name}.log`)).ino
+    for (let i = 0; i < 20; i++) await state.addPending(name, [entry(`k${i}`)])
+    expect(statSync(join(dir, `${name}.log`)).ino).not.toBe(inode)
+    expect(mode(join(dir, `${name}.log`))).toBe(0o600)
+  })
+
   it('carries over a whole-state file written by earlier versions and then removes it', async () => {
     const dir = tempDir()
     const name = 'k51earlier'

@@ -142,9 +142,9 @@ export function defaultStateDir (env: Record<string, string | undefined>, home: 
  * waits. Only the syncs, which wait for the disk, go to the thread pool.
  */
 interface NodeFs {
-  mkdirSync(path: string, options: { recursive: true }): unknown
+  mkdirSync(path: string, options: { recursive: true, mode?: number }): unknown
   readFileSync(path: string, encoding: 'utf8'): string
-  openSync(path: string, flags: string): number
+  openSync(path: string, flags: string, mode?: number): number
   readSync(fd: number, buffer: Uint8Array, offset: number, length: number, position: number): number
   writeSync(fd: number, data: string | Uint8Array, offset?: number, length?: number): number
   closeSync(fd: number): void
@@ -188,6 +188,13 @@ const REUSED_PID_LOCK_MS = 10 * 60_000
 const LOCK_WAIT_MS = 5_000
 /** Journals a fileState keeps open (the least recently changed beyond are closed, and read again when needed). */
 const MAX_OPEN_JOURNALS = 64
+/**
+ * Journals hold pending writes (private keys and values included) in plain text until they are
+ * published sealed: they are readable and writable by their owner only (POSIX modes; the umask may
+ * only narrow them), and so is a state folder this creates.
+ */
+const PRIVATE_FILE_MODE = 0o600
+const PRIVATE_DIR_MODE = 0o700
 
 /** A journal could not be written anew; the one there is as it was. */
 class RenameFailed extends Error {
@@ -329,7 +336,9 @@ export function fileState (dir?: string, options: FileStateOptions = {}): SpaceS
         d = defaultStateDir(process.env, os.homedir(), process.platform)
       }
       const fs = await nodeFs()
-      fs.mkdirSync(d, { recursive: true })
+      // Pending writes sit here in plain text until published: only the user may enter (folders
+      // this creates; an existing one keeps its mode, which may be a shared folder's).
+      fs.mkdirSync(d, { recursive: true, mode: PRIVATE_DIR_MODE })
       return d
     })()
     return resolvedDir
@@ -397,7 +406,7 @@ export function fileState (dir?: string, options: FileStateOptions = {}): SpaceS
     const line = new TextEncoder().encode(JSON.stringify({ state }) + '\n')
     const tmp = `${path}.${process.pid}.tmp`
     try {
-      const fd = fs.openSync(tmp, 'w')
+      const fd = fs.openSync(tmp, 'w', PRIVATE_FILE_MODE)
       try {
         writeAll(fs, fd, line)
         await fsyncFd(fs, fd)
@@ -414,7 +423,7 @@ export function fileState (dir?: string, options: FileStateOptions = {}): SpaceS
     // The rename is durable only once the directory is: without this a power cut after `set`
     // resolved can bring the old file back, and the write with it is gone.
     await syncDirectory(fs, await directory())
-    const opened = fs.openSync(`${path}.log`, 'a+')
+    const opened = fs.openSync(`${path}.log`, 'a+', PRIVATE_FILE_MODE)
     keep(fs, name, { fd: opened, ino: fs.fstatSync(opened).ino, offset: line.byteLength, tail: 0, baseBytes: line.byteLength, state })
   }
 
@@ -437,7 +446,7 @@ export function fileState (dir?: string, options: FileStateOptions = {}): SpaceS
     // it open, so the number cannot have been reused), or it was never read here.
     if (j !== undefined && j.ino !== ino) { forget(fs, name); j = undefined }
     if (j === undefined) {
-      const fd = fs.openSync(`${path}.log`, 'a+')
+      const fd = fs.openSync(`${path}.log`, 'a+', PRIVATE_FILE_MODE)
       j = { fd, ino: fs.fstatSync(fd).ino, offset: 0, tail: 0, baseBytes: 0, state: undefined }
     }
     keep(fs, name, j)
