@@ -14,6 +14,8 @@ import { create as createDigest } from 'multiformats/hashes/digest'
 import { base36 } from 'multiformats/bases/base36'
 import { nameText } from '../src/store/record.js'
 import { flatText } from '../src/crypto/bytes.js'
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
 
 async function generic (code: number, bytes: Uint8Array): Promise<CID> {
   return CID.createV1(code, await sha256.digest(bytes))
@@ -82,6 +84,32 @@ describe('CID text for keys', () => {
       expect(nameText(cid)).toBe(cid.toString(base36))
       expect(nameText(cid)).toMatch(/^k51/)
     }), { numRuns: 200 })
+  })
+
+  it('keeps a key in a few hundred bytes of heap where toString()\'s rope of one node per character takes ~1.6 KB', () => {
+    setFlagsFromString('--expose-gc')
+    const gc = runInNewContext('gc') as () => void
+    const KEYS = 20_000
+    /** Heap per key of a map of fresh CIDs' keys (the CIDs themselves dropped, as at the stores' key sites). */
+    const perKey = (key: (cid: CID) => string): number => {
+      const map = new Map<string, number>()
+      gc()
+      const before = process.memoryUsage().heapUsed
+      for (let i = 0; i < KEYS; i++) {
+        const digest = new Uint8Array(32)
+        new DataView(digest.buffer).setUint32(0, i)
+        map.set(key(CID.createV1(raw.code, createDigest(0x12, digest))), i)
+      }
+      gc()
+      const bytes = (process.memoryUsage().heapUsed - before) / KEYS
+      expect(map.size).toBe(KEYS)
+      return bytes
+    }
+    // the measure tells the two apart: multiformats' text is a rope
+    expect(perKey(cid => cid.toString())).toBeGreaterThan(1000)
+    expect(perKey(cidString)).toBeLessThan(400)
+    expect(perKey(cid => nameText(CID.createV1(0x72, cid.multihash)))).toBeLessThan(400)
+    expect(perKey(cid => flatText(base36.encode(cid.bytes)))).toBeLessThan(400)
   })
 
   it('flatText gives back the same text, any UTF-16 included, long text as it is', () => {

@@ -37,6 +37,14 @@ async function quietHub (nowMs?: () => number): Promise<Awaited<ReturnType<typeo
 const routingKeyOf = (name: string): Uint8Array => multihashToIPNSRoutingKey(nameToMultihash(name) as MultihashDigest<0x00 | 0x12>)
 const dhtKeyOf = (name: string): Key => new Key(`/dht/record/${base32.baseEncode(routingKeyOf(name))}`)
 
+/** An unsigned LEB128 varint. */
+function varint (n: number): number[] {
+  const out: number[] = []
+  while (n >= 0x80) { out.push((n & 0x7f) | 0x80); n >>>= 7 }
+  out.push(n)
+  return out
+}
+
 describe("a hub's records on the DHT", () => {
   it('keeps no second copy of a record it stores, serves it to DHT peers, and drops an older copy under the key', async () => {
     const hub = await quietHub()
@@ -145,5 +153,10 @@ describe("a hub's records on the DHT", () => {
     expect(nameOfRoutingKey(new TextEncoder().encode('/pk/abc'))).toBeUndefined()
     expect(nameOfRoutingKey(new TextEncoder().encode('/ipns/'))).toBeUndefined()
     expect(nameOfRoutingKey(new Uint8Array([...new TextEncoder().encode('/ipns/'), 0x12, 0x20, ...new Uint8Array(32)]))).toBeUndefined()
+    // an identity multihash longer than libp2p inlines: never encoded (base36 of 16 KiB takes ~1 s)
+    const identityKey = (bytes: Uint8Array): Uint8Array => new Uint8Array([...new TextEncoder().encode('/ipns/'), 0x00, ...varint(bytes.length), ...bytes])
+    expect(nameOfRoutingKey(identityKey(new Uint8Array([8, 1, 18, 32, ...new Uint8Array(16 * 1024)])))).toBeUndefined()
+    expect(nameOfRoutingKey(identityKey(new Uint8Array(43)))).toBeUndefined()
+    expect(nameOfRoutingKey(identityKey(new Uint8Array([8, 1, 18, 32, ...new Uint8Array(32)])))).toMatch(/^k51/)
   })
 })

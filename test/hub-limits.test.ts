@@ -30,6 +30,8 @@ import { hubStore } from '../src/store/hub.js'
 import { createRecord, nameOfKey } from '../src/store/record.js'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { identity } from 'multiformats/hashes/identity'
+import { sha256 } from 'multiformats/hashes/sha2'
+import { CAR_TYPE, IPNS_RECORD_CODEC, publishPath } from '../src/protocol.js'
 import { openSpace } from '../src/index.js'
 import { car, expectRefusal, makeHub, makeSpace, publish, putRecord, upload } from './helpers/hub-app.js'
 import type { Hub } from './helpers/hub-app.js'
@@ -343,15 +345,22 @@ describe('garbage collection and retention', () => {
     // bytes over one call's arguments, the PUT failed with a RangeError (500) and so did every
     // collection after it.
     const hub = makeHub({ gcGraceMs: GRACE_MS })
-    const key = await generateKeyPair('Ed25519')
     const long = CID.createV1(dagCbor.code, identity.digest(new Uint8Array(512 * 1024).fill(1)))
-    const root = await cborBlock({ note: 'not a space', link: long })
-    expect((await upload(hub, [root])).status).toBe(200)
-    expect((await putRecord(hub, nameOfKey(key), await createRecord(key, root.cid, 1))).status).toBe(200)
+    // once as an upload and a record PUT, once in one publish request (its blocks staged by CID)
+    const [a, b] = [await generateKeyPair('Ed25519'), await generateKeyPair('Ed25519')]
+    const rootA = await cborBlock({ note: 'not a space', link: long })
+    const rootB = await cborBlock({ note: 'not a space either', link: long })
+    expect((await upload(hub, [rootA])).status).toBe(200)
+    expect((await putRecord(hub, nameOfKey(a), await createRecord(a, rootA.cid, 1))).status).toBe(200)
+    const record = await createRecord(b, rootB.cid, 1)
+    const recordBlock = { cid: CID.createV1(IPNS_RECORD_CODEC, await sha256.digest(record)), bytes: record }
+    const published = await hub.app.request(publishPath(nameOfKey(b)), { method: 'POST', headers: { 'content-type': CAR_TYPE }, body: encodeCar([recordBlock, rootB], [recordBlock.cid]) })
+    expect(published.status).toBe(200)
     const report = await hub.collectGarbage(Date.now() + GRACE_MS + 1)
-    expect(report.names).toBe(1)
+    expect(report.names).toBe(2)
     expect(report.deletedBlocks).toBe(0)
-    expect(await has(hub, root.cid)).toBe(true)
+    expect(await has(hub, rootA.cid)).toBe(true)
+    expect(await has(hub, rootB.cid)).toBe(true)
   })
 
   it('keeps the newest versions that fit in the quota together and drops older ones, never the current one', async () => {

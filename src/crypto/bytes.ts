@@ -27,7 +27,7 @@ export function abytes (value: unknown, length: number | undefined, what: string
 /**
  * `text` as a flat string, for short strings kept as keys. multiformats 13's base encoders build
  * their text one character at a time (`out += …`), and V8 keeps such a string as a rope of one node
- * per character (~1.8 KB of heap for a 59-character CID, against ~120 B flat) for as long as it
+ * per character (~1.6 KB of heap for a 59-character CID, against ~120 B flat) for as long as it
  * lives. Longer strings than `MAX_FLAT_TEXT` are returned as they are.
  */
 export function flatText (text: string): string {

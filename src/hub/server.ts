@@ -583,14 +583,19 @@ function routingKey (name: string): Uint8Array {
   return multihashToIPNSRoutingKey(nameToMultihash(name) as MultihashDigest<0x00 | 0x12>)
 }
 
+/** Public keys libp2p inlines in a peer id or IPNS name with the identity hash (libp2p peer-ids spec). */
+const MAX_INLINE_KEY_BYTES = 42
+
 /** The IPNS name (`k51…`) of a DHT routing key, or undefined when it is not an Ed25519 name's. */
 export function nameOfRoutingKey (key: Uint8Array): string | undefined {
   const prefix = IPNS_ROUTING_PREFIX
   if (key.byteLength <= prefix.byteLength || !prefix.every((b, i) => key[i] === b)) return undefined
   try {
     const digest = Digest.decode(key.subarray(prefix.byteLength))
-    // identity multihash of an Ed25519 public key, as every space's name is
-    if (digest.code !== 0x00) return undefined
+    // an identity multihash, as every space's name (an Ed25519 key) is; libp2p inlines keys of
+    // at most 42 bytes (peer-ids spec), and a longer one would only cost base36's quadratic
+    // encoding (a DHT peer's key may be megabytes)
+    if (digest.code !== 0x00 || digest.size > MAX_INLINE_KEY_BYTES) return undefined
     return nameText(CID.createV1(LIBP2P_KEY_CODE, digest))
   } catch {
     return undefined

@@ -181,35 +181,38 @@ export function verifyBlockNow (cid: CID, bytes: Uint8Array): boolean | undefine
  * than `toString()` (base32), which a cold open would pay twice for each of thousands of blocks.
  */
 export function cidKey (cid: CID): string {
-  const bytes = cid.bytes
-  if (bytes.length <= MAX_SHORT_CID_BYTES) return String.fromCharCode.apply(null, bytes as unknown as number[])
-  // A link in a stranger's block may be any CID (an identity hash of a megabyte): one call per
-  // chunk, as a single call would pass a million arguments and overflow the stack.
-  let key = ''
-  for (let i = 0; i < bytes.length; i += 4096) key += String.fromCharCode.apply(null, bytes.subarray(i, i + 4096) as unknown as number[])
-  return key
+  return charsOf(cid.bytes)
 }
 
-/** CIDs up to this length are keyed in one call; every sha2-256 CID is (36–38 bytes). */
-const MAX_SHORT_CID_BYTES = 256
+/**
+ * One character per byte of `codes`. A link in a stranger's block may be any CID (an identity hash
+ * of a megabyte): one `fromCharCode` call per 4 096 bytes, as a single call would pass a million
+ * arguments and overflow the stack.
+ */
+function charsOf (codes: Uint8Array): string {
+  if (codes.length <= CHARS_PER_CALL) return String.fromCharCode.apply(null, codes as unknown as number[])
+  let text = ''
+  for (let i = 0; i < codes.length; i += CHARS_PER_CALL) text += String.fromCharCode.apply(null, codes.subarray(i, i + CHARS_PER_CALL) as unknown as number[])
+  return text
+}
+const CHARS_PER_CALL = 4096
 
 /** RFC 4648 base32, lower case: the alphabet of a CIDv1's canonical text. */
-const BASE32 = 'abcdefghijklmnopqrstuvwxyz234567'
-const BASE32_CODES = Array.from(BASE32, c => c.charCodeAt(0))
+const BASE32_CODES = Uint8Array.from('abcdefghijklmnopqrstuvwxyz234567', c => c.charCodeAt(0))
 
 /**
  * `cid.toString()` as a flat string, for CIDs kept as map and set keys or in long-lived lists.
  * multiformats 13 builds base32 text one character at a time (`out += …`), and V8 keeps such a
  * string as a rope of one node per character until something flattens it: ~1.6 KB of heap per key
- * instead of ~130 B, and `toString()` also caches that rope on the CID. This writes the character
- * codes first and makes the string from them in one call (about a quarter of the time). A CIDv0
- * (base58btc), and a CID longer than any sha2-256 one (a link in a stranger's block may carry an
- * identity hash of a megabyte), go through `toString()`.
+ * instead of ~120 B (`npm run bench:keys`), and `toString()` also caches that rope on the CID. This
+ * writes the character codes first and makes the string from them (about twice as fast, and
+ * linear in the CID's length where `toString()` is not). A CIDv0 (base58btc) goes through
+ * `toString()`.
  */
 export function cidString (cid: CID): string {
-  if (cid.version !== 1 || cid.bytes.length > MAX_SHORT_CID_BYTES) return cid.toString()
+  if (cid.version !== 1) return cid.toString()
   const bytes = cid.bytes
-  const codes = new Array<number>(1 + Math.ceil(bytes.length * 8 / 5))
+  const codes = new Uint8Array(1 + Math.ceil(bytes.length * 8 / 5))
   codes[0] = 98 // 'b', the multibase prefix of base32
   let at = 1
   let buffer = 0
@@ -223,7 +226,7 @@ export function cidString (cid: CID): string {
     }
   }
   if (bits > 0) codes[at++] = BASE32_CODES[(buffer << (5 - bits)) & 31] as number
-  return String.fromCharCode.apply(null, codes)
+  return charsOf(codes)
 }
 
 /** Gets a block from a store and checks it against its CID, whatever the store did. */

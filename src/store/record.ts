@@ -93,7 +93,7 @@ export function nameOfKey (key: PrivateKey): string {
 /**
  * A name CID's `k51…` text as a flat string. multiformats 13 writes base36 one character at a time
  * (`out += …`), which V8 keeps as a rope of one node per character (~1.7 KB of heap instead of
- * ~150 B) for as long as the string lives, and names live long: they key a hub's records, caches and
+ * ~120 B) for as long as the string lives, and names live long: they key a hub's records, caches and
  * subscribers. The text is copied out of the rope once, here.
  */
 export function nameText (cid: CID): string {
