@@ -3,7 +3,8 @@
  * multiformats' `toString()` writes (built one character at a time, which V8 keeps as a rope of one
  * node per character) against `cidString` / `nameText` (the same text, flat), then what the hub's
  * upload tracking (HubStorage, up to 262 144 blocks between two collections) and the memory store
- * hold per block and per `set`. Needs `--expose-gc` (the npm script passes it).
+ * hold per block and per `set`, and a garbage-collection pass over 300 000 unreferenced landed blocks
+ * (its time and the heap it leaves). Needs `--expose-gc` (the npm script passes it).
  *
  * Run: npm run bench:keys   (builds, then runs node --expose-gc dist/bench/keys.js)
  */
@@ -13,6 +14,8 @@ import { MemoryDatastore } from 'datastore-core'
 import { CID } from 'multiformats/cid'
 import { base36 } from 'multiformats/bases/base36'
 import { identity } from 'multiformats/hashes/identity'
+import { MemoryBlockstore } from 'blockstore-core'
+import { createHub } from '../src/hub/app.js'
 import { HubStorage } from '../src/hub/storage.js'
 import { cidString, rawBlockNow } from '../src/store/blocks.js'
 import { nameText } from '../src/store/record.js'
@@ -64,6 +67,26 @@ async function main (): Promise<void> {
   for (let i = 0; i < KEYS; i += 100) await storage.landed('203.0.113.7', cids.slice(i, i + 100).map(cid => ({ cid: fresh(cid), size: 8 })), Date.now())
   const tracked = heap() - before
   console.log(`\nhub upload tracking: ${perKey(tracked, KEYS)} per block (${(tracked / 2 ** 20).toFixed(1)} MiB for ${KEYS}, the datastore's copy of the entries included); landed bytes ${storage.landedBytes}`)
+
+  // A collection pass over landed blocks no record references, all in their grace period (what a
+  // full hub's pass meets: at the default 10 GiB budget, up to 2.6 million blocks of 4 KiB).
+  const landedN = 300_000
+  const datastore = new MemoryDatastore()
+  const hub = createHub({ blockstore: new MemoryBlockstore(), datastore }, { rateLimit: 0, gcGraceMs: 3_600_000, maxStorageBytes: 1e15 })
+  let landing: HubStorage | undefined = new HubStorage(datastore, {})
+  await landing.ready
+  for (let i = 0; i < landedN; i += 256) {
+    const batch = []
+    for (let j = i; j < Math.min(landedN, i + 256); j++) batch.push({ cid: fresh(rawCid(j)), size: 8 })
+    await landing.landed('203.0.113.7', batch, Date.now())
+  }
+  landing = undefined
+  const base = heap()
+  const t0 = performance.now()
+  const report = await hub.collectGarbage(Date.now())
+  const passMs = performance.now() - t0
+  const kept = heap() - base
+  console.log(`collection pass over ${landedN} unreferenced landed blocks: ${passMs.toFixed(0)} ms; heap kept after it (their pending charges) ${(kept / 2 ** 20).toFixed(0)} MiB, ${perKey(kept, landedN)} per block; ${report.pendingBlocks} pending`)
 
   // The memory store keeps every block of every version: heap per set + flush at 1 000 keys.
   const store = memoryStore()
