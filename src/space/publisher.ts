@@ -9,6 +9,7 @@
 import { equals } from 'multiformats/bytes'
 import { FORMAT_VERSION } from '../crypto/keys.js'
 import { ConflictError } from '../errors.js'
+import { cidString } from '../store/blocks.js'
 import { createRecord, DEFAULT_RECORD_LIFETIME_MS } from '../store/record.js'
 import { assertOpen, needsPublish } from './context.js'
 import { encodeCurrent, encodeRoot } from './root.js'
@@ -235,7 +236,7 @@ export class Publisher {
       // A later version is out already: the next state write (its settling, or the retry of its
       // writes if it is refused) removes these writes and records this version.
       await this.writer.published(included, { later: true })
-      this.unrecorded = { sequence, root: root.toString() }
+      this.unrecorded = { sequence, root: cidString(root) }
     } else {
       // The store holds these writes now, whatever happens to the state write below. Removing them
       // from the state and recording the version are started together, so that a state store with
@@ -243,10 +244,10 @@ export class Publisher {
       // `set` right after `flush()` finds no state write of this publish ahead of its own.
       this.unrecorded = undefined
       const settled = this.writer.published(included)
-      await this.ctx.state.put(this.ctx.name, { sequence, root: root.toString() })
+      await this.ctx.state.put(this.ctx.name, { sequence, root: cidString(root) })
       await settled
     }
-    this.ctx.log.trace('published %s #%d (%s), %d write(s)', this.ctx.name, sequence, root.toString(), included.length)
+    this.ctx.log.trace('published %s #%d (%s), %d write(s)', this.ctx.name, sequence, root, included.length)
     this.ctx.options.onProgress?.({ type: 'space:publish:end', detail: { sequence, root } })
   }
 

@@ -8,6 +8,7 @@
  */
 import { systemClock } from '../clock.js'
 import { flatText } from '../crypto/bytes.js'
+import { cidString } from './blocks.js'
 import type { Clock } from '../clock.js'
 import { multihashToIPNSRoutingKey, unmarshalIPNSRecord } from 'ipns'
 import { ipnsValidator } from 'ipns/validator'
@@ -125,7 +126,7 @@ export async function createRecord (key: PrivateKey, root: CID, sequence: number
   const ttl = options.ttlMs === undefined ? DEFAULT_TTL_HEAD : cborHead(0, BigInt(options.ttlMs) * 1_000_000n)
   // IPNS record spec, "Record Creation": the V2 signature covers "ipns-signature:" ‖ data, so data is
   // written straight after that prefix and signed in place
-  const signed = recordData(`/ipfs/${root.toString()}`, validityString(validUntilMs), sequence, ttl)
+  const signed = recordData(`/ipfs/${cidString(root)}`, validityString(validUntilMs), sequence, ttl)
   const data = signed.subarray(SIGNATURE_PREFIX.length)
   const signature = await key.sign(signed)
   // IpnsEntry protobuf, V2-only: signatureV2 = 8, data = 9 (bytes), in field order; an Ed25519 name
