@@ -6,7 +6,9 @@
  * by `flush()`, with a pause before each sum for background writes (DHT puts, provider records).
  * LevelDB's log grows with every write until it is compacted, and so does the device's state
  * journal (two lines per update, rewritten whole past 16 KiB), so these are the bytes a run of
- * updates adds, not what stays after compaction; the parts are printed too.
+ * updates adds, not what stays after compaction; the parts are printed too. Beside them, the bytes
+ * the file system allocates for the same files (one file per block in blockstore-fs: each at least
+ * one file-system block).
  *
  * Run after a build: `node dist/bench/disk.js`. Environment: BENCH_SIZES (default `10000,100000`),
  * BENCH_UPDATES.
@@ -32,14 +34,15 @@ const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 const load = (): string => os.loadavg().map(l => l.toFixed(2)).join(' ')
 const value = (i: number, r: number): Json => ({ i, label: `value number ${i}`, on: i % 2 === 0, r })
 
-async function bytesUnder (dir: string): Promise<number> {
+/** File sizes under `dir` (apparent bytes), or with `allocated` the bytes the file system allocates for them. */
+async function bytesUnder (dir: string, allocated = false): Promise<number> {
   let total = 0
   let entries
   try { entries = await readdir(dir, { withFileTypes: true }) } catch { return 0 }
   for (const e of entries) {
     const path = join(dir, e.name)
-    if (e.isDirectory()) total += await bytesUnder(path)
-    else if (e.isFile()) total += await stat(path).then(s => s.size, () => 0)
+    if (e.isDirectory()) total += await bytesUnder(path, allocated)
+    else if (e.isFile()) total += await stat(path).then(s => allocated ? s.blocks * 512 : s.size, () => 0)
   }
   return total
 }
@@ -62,7 +65,7 @@ async function bytesByPart (dir: string, label: string): Promise<Map<string, num
  * Fills `space` with `size` keys, then returns the bytes each single-key update adds under `dirs`
  * (label → folder): in all, and per first-level part of each folder.
  */
-async function perUpdate (space: Space, size: number, dirs: Record<string, string>): Promise<{ total: number, parts: Map<string, number> }> {
+async function perUpdate (space: Space, size: number, dirs: Record<string, string>): Promise<{ total: number, parts: Map<string, number>, allocated: number }> {
   const fill: Record<string, Json> = {}
   for (let k = 0; k < size; k++) fill[`key-${k}`] = value(k, 0)
   await space.patch(fill)
@@ -71,6 +74,9 @@ async function perUpdate (space: Space, size: number, dirs: Record<string, strin
     await new Promise(resolve => setTimeout(resolve, SETTLE_MS))
     const all = new Map<string, number>()
     for (const [label, dir] of Object.entries(dirs)) for (const [part, bytes] of await bytesByPart(dir, label)) all.set(part, bytes)
+    let allocated = 0
+    for (const dir of Object.values(dirs)) allocated += await bytesUnder(dir, true)
+    all.set(ALLOCATED, allocated)
     return all
   }
   const before = await sum()
@@ -82,12 +88,16 @@ async function perUpdate (space: Space, size: number, dirs: Record<string, strin
   const parts = new Map<string, number>()
   let total = 0
   for (const part of new Set([...before.keys(), ...after.keys()])) {
+    if (part === ALLOCATED) continue
     const added = ((after.get(part) ?? 0) - (before.get(part) ?? 0)) / UPDATES
     parts.set(part, added)
     total += added
   }
-  return { total, parts }
+  return { total, parts, allocated: ((after.get(ALLOCATED) ?? 0) - (before.get(ALLOCATED) ?? 0)) / UPDATES }
 }
+
+/** The key under which a sum carries the allocated bytes of all its folders. */
+const ALLOCATED = '(allocated)'
 
 const partsLine = (parts: Map<string, number>): string =>
   [...parts].filter(([, b]) => Math.abs(b) >= 1).sort((x, y) => y[1] - x[1]).map(([p, b]) => `${p} ${b.toFixed(0)} B`).join(', ')
@@ -119,7 +129,7 @@ async function main (): Promise<void> {
       const dir = (name: string): string => join(tmp, `${size}-${name}`)
       const a = await createHeliaNode({ directory: dir('a'), dhtServer: true })
       const b = await createHeliaNode({ directory: dir('b'), dhtServer: true, peers: a.libp2p.getMultiaddrs().map(String).filter(x => !x.includes('/ws')) })
-      let helia: { total: number, parts: Map<string, number> }
+      let helia: { total: number, parts: Map<string, number>, allocated: number }
       try {
         const space = await openSpace({ signer: privateKeySigner((2 * i + 1).toString(16).padStart(64, '0')), store: heliaStore(a), state: fileState(dir('state-a')) })
         helia = await perUpdate(space, size, { writer: dir('a'), peer: dir('b'), state: dir('state-a') })
@@ -129,7 +139,7 @@ async function main (): Promise<void> {
         await stopHeliaNode(a)
       }
       const hub = await startHub(dir('hub'))
-      let viaHub: { total: number, parts: Map<string, number> }
+      let viaHub: { total: number, parts: Map<string, number>, allocated: number }
       try {
         const space = await openSpace({ signer: privateKeySigner((2 * i + 2).toString(16).padStart(64, '0')), store: hubStore(hub.url), state: fileState(dir('state-hub')) })
         viaHub = await perUpdate(space, size, { hub: dir('hub'), state: dir('state-hub') })
@@ -137,14 +147,14 @@ async function main (): Promise<void> {
       } finally {
         await hub.stop()
       }
-      rows.push(`| ${size} | ${helia.total.toFixed(0)} B | ${viaHub.total.toFixed(0)} B |`)
+      rows.push(`| ${size} | ${helia.total.toFixed(0)} B | ${viaHub.total.toFixed(0)} B | ${(helia.allocated / 1024).toFixed(1)} KiB | ${(viaHub.allocated / 1024).toFixed(1)} KiB |`)
       console.log(`${size} keys, bytes per update by part. helia: ${partsLine(helia.parts)}`)
       console.log(`${size} keys, bytes per update by part. hub: ${partsLine(viaHub.parts)}`)
     }
   } finally {
     await rm(tmp, { recursive: true, force: true, maxRetries: 5 })
   }
-  console.log('\n| keys | helia (both nodes + state file) | hub process (hub data + state file) |\n| --- | --- | --- |')
+  console.log('\n| keys | helia (both nodes + state file) | hub process (hub data + state file) | allocated by the file system: helia | hub |\n| --- | --- | --- | --- | --- |')
   for (const row of rows) console.log(row)
   console.log(`\nload average after: ${load()}`)
 }
