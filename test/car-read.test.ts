@@ -12,6 +12,8 @@ import { cborBlock, encodeCar, rawBlock } from '../src/store/blocks.js'
 import { readCar } from '../src/store/car-read.js'
 import type { Block } from '../src/store/interface.js'
 import type { CID } from 'multiformats/cid'
+import { CID as CIDClass } from 'multiformats/cid'
+import { identity } from 'multiformats/hashes/identity'
 
 async function * chunked (bytes: Uint8Array, cuts: number[]): AsyncGenerator<Uint8Array> {
   let at = 0
@@ -98,6 +100,13 @@ describe('readCar', () => {
     const seen: string[] = []
     await expect(readCar(chunked(car, [7, 50]), { maxBlockBytes: 1024 }, b => { seen.push(b.cid.toString()) })).rejects.toMatchObject({ name: 'IntegrityError' })
     expect(seen).toEqual([good.cid.toString()])
+  })
+
+  it('names a block whose CID carries 1 MiB (an identity hash) by its length in the error, not by 1.7 million characters', async () => {
+    const cid = CIDClass.createV1(0x55, identity.digest(new Uint8Array(1024 * 1024).fill(5)))
+    const first = await rawBlock(new Uint8Array([9]))
+    const car = encodeCar([first, { cid, bytes: new Uint8Array([1, 2, 3]) }], [first.cid])
+    await expect(read(chunked(car, []), 2 * 1024 * 1024)).rejects.toMatchObject({ name: 'IntegrityError', message: 'block <CID of 1048582 bytes, multihash 0x0> does not match its CID' })
   })
 
   it('refuses a frame over the block limit as soon as its length is read, without reading on', async () => {

@@ -31,6 +31,7 @@ import { createRecord, nameOfKey } from '../src/store/record.js'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { identity } from 'multiformats/hashes/identity'
 import { sha256 } from 'multiformats/hashes/sha2'
+import * as raw from 'multiformats/codecs/raw'
 import { CAR_TYPE, IPNS_RECORD_CODEC, publishPath } from '../src/protocol.js'
 import { openSpace } from '../src/index.js'
 import { car, expectRefusal, makeHub, makeSpace, publish, putRecord, upload } from './helpers/hub-app.js'
@@ -338,6 +339,17 @@ describe('garbage collection and retention', () => {
     await hub.collectGarbage(Date.now() + GRACE_MS + 1)
     // The mark stopped at the quota: the 5 000-byte bucket is not kept.
     expect(await has(hub, big.blocks.at(-1)!.cid)).toBe(false)
+  })
+
+  it('refuses an upload whose block is named by a CID of 4 MiB (an identity hash) with a short message (400)', async () => {
+    // Its text took ~1.4 s to write into the message, which made an answer of 6.7 MB.
+    const hub = makeHub()
+    const cid = CID.createV1(raw.code, identity.digest(new Uint8Array(4 * 1024 * 1024).fill(3)))
+    const res = await upload(hub, [{ cid, bytes: new Uint8Array([1]) }])
+    expect(res.status).toBe(400)
+    const body = await res.json() as { name: string, message: string }
+    expect(body.name).toBe('InvalidInputError')
+    expect(body.message).toBe('block <CID of 4194311 bytes, multihash 0x0> is not hashed with sha2-256')
   })
 
   it('accepts, walks and collects around a link to a CID of 512 KiB (an identity hash), keyed without a call per byte', async () => {

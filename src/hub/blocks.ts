@@ -11,7 +11,7 @@ import { varint } from 'multiformats'
 import { identity } from 'multiformats/hashes/identity'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { IntegrityError, InvalidInputError, NotFoundError, PreconditionFailedError, TooLargeError } from '../errors.js'
-import { MAX_BLOCK_BYTES, cidKey, encodeCar, verifyBlock } from '../store/blocks.js'
+import { MAX_BLOCK_BYTES, cidKey, cidLabel, encodeCar, verifyBlock } from '../store/blocks.js'
 import { collect } from './bytes.js'
 import {
   DEFAULT_HUB_FETCH_TIMEOUT_MS, DEFAULT_HUB_MAX_CAR_BYTES, DEFAULT_MAX_CAR_STREAMS, DEFAULT_MAX_CAR_STREAMS_PER_CLIENT,
@@ -216,13 +216,13 @@ export class HubBlocks {
       if (++checked % 64 === 0) await new Promise<void>((resolve) => { setImmediate(resolve) })
       const cid = CID.asCID(block.cid) as CID
       if (block.bytes.byteLength > maxBlockBytes) {
-        throw new TooLargeError(`block ${cid.toString()} is ${block.bytes.byteLength} bytes, over the ${maxBlockBytes}-byte limit`)
+        throw new TooLargeError(`block ${cidLabel(cid)} is ${block.bytes.byteLength} bytes, over the ${maxBlockBytes}-byte limit`)
       }
       if (cid.multihash.code !== sha256.code) {
-        throw new InvalidInputError(`block ${cid.toString()} is not hashed with sha2-256`)
+        throw new InvalidInputError(`block ${cidLabel(cid)} is not hashed with sha2-256`)
       }
       if (!(await verifyBlock(cid, block.bytes))) {
-        throw new IntegrityError(`block ${cid.toString()} does not match its CID`)
+        throw new IntegrityError(`block ${cidLabel(cid)} does not match its CID`)
       }
       unique.set(cidKey(cid), { cid, bytes: block.bytes })
     }

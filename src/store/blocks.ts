@@ -229,6 +229,16 @@ export function cidString (cid: CID): string {
   return charsOf(codes)
 }
 
+/**
+ * A CID as an error message names it: its text, or, for a CID longer than any sha2-256 one, its
+ * length and multihash code. A stranger's CID may carry an identity hash of megabytes, whose text
+ * took ~0.3 s a MiB to write and made an answer of as many megabytes.
+ */
+export function cidLabel (cid: CID): string {
+  return cid.bytes.length <= MAX_LABELLED_CID_BYTES ? cidString(cid) : `<CID of ${cid.bytes.length} bytes, multihash 0x${cid.multihash.code.toString(16)}>`
+}
+const MAX_LABELLED_CID_BYTES = 128
+
 /** Gets a block from a store and checks it against its CID, whatever the store did. */
 export async function getVerifiedBlock (store: Store, cid: CID, options?: AbortOptions): Promise<Uint8Array> {
   const bytes = await store.getBlock(cid, options)

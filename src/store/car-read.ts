@@ -16,7 +16,7 @@ import * as dagCbor from '@ipld/dag-cbor'
 import { equals } from 'multiformats/bytes'
 import { CID } from 'multiformats/cid'
 import { IntegrityError, TooLargeError } from '../errors.js'
-import { cidAt, verifyBlock, verifyBlockNow } from './blocks.js'
+import { cidAt, cidLabel, verifyBlock, verifyBlockNow } from './blocks.js'
 import type { Block } from './interface.js'
 
 /** Bytes a CID may take in a frame (a CIDv1 with a 64-byte digest is ~70). */
@@ -81,15 +81,15 @@ export async function readCar (chunks: AsyncIterable<Uint8Array>, options: ReadC
     } catch (err) {
       throw new Error(`CAR frame with a bad CID: ${(err as Error).message}`, { cause: err })
     }
-    if (bytes.byteLength > options.maxBlockBytes) throw new TooLargeError(`block ${cid.toString()} is over the ${options.maxBlockBytes}-byte limit`)
+    if (bytes.byteLength > options.maxBlockBytes) throw new TooLargeError(`block ${cidLabel(cid)} is over the ${options.maxBlockBytes}-byte limit`)
     const checked = verifyBlockNow(cid, bytes)
     if (checked === undefined) {
       return verifyBlock(cid, bytes).then(ok => {
-        if (!ok) throw new IntegrityError(`block ${cid.toString()} does not match its CID`)
+        if (!ok) throw new IntegrityError(`block ${cidLabel(cid)} does not match its CID`)
         onBlock({ cid, bytes })
       })
     }
-    if (!checked) throw new IntegrityError(`block ${cid.toString()} does not match its CID`)
+    if (!checked) throw new IntegrityError(`block ${cidLabel(cid)} does not match its CID`)
     onBlock({ cid, bytes })
     return undefined
   }
