@@ -30,6 +30,7 @@ import { hubStore } from '../src/store/hub.js'
 import { createRecord, nameOfKey } from '../src/store/record.js'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { identity } from 'multiformats/hashes/identity'
+import { create as createMultihash } from 'multiformats/hashes/digest'
 import { sha256 } from 'multiformats/hashes/sha2'
 import * as raw from 'multiformats/codecs/raw'
 import { CAR_TYPE, IPNS_RECORD_CODEC, publishPath } from '../src/protocol.js'
@@ -350,6 +351,17 @@ describe('garbage collection and retention', () => {
     const body = await res.json() as { name: string, message: string }
     expect(body.name).toBe('InvalidInputError')
     expect(body.message).toBe('block <CID of 4194311 bytes, multihash 0x0> is not hashed with sha2-256')
+  })
+
+  it('answers a CAR whose DAG links a missing block named by 512 KiB with a 404 that names it by its length', async () => {
+    // Every block the plan read was labelled with its CID's text, written before the read: ~0.3 s a MiB.
+    const hub = makeHub()
+    const long = CID.createV1(dagCbor.code, createMultihash(sha256.code, new Uint8Array(512 * 1024).fill(4)))
+    const root = await cborBlock({ link: long })
+    expect((await upload(hub, [root])).status).toBe(200)
+    const res = await carOf(hub, root.cid)
+    expect(res.status).toBe(404)
+    expect(await res.json()).toMatchObject({ name: 'NotFoundError', message: 'block <CID of 524294 bytes, multihash 0x12> not found on this hub' })
   })
 
   it('accepts, walks and collects around a link to a CID of 512 KiB (an identity hash), keyed without a call per byte', async () => {

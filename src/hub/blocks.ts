@@ -414,8 +414,8 @@ export class HubBlocks {
 /** The refusal for a block the hub cannot give: 404, or 412 when only local blocks may be used. */
 function missingBlock (cid: CID, role: string, localOnly: boolean): Error {
   return localOnly
-    ? new PreconditionFailedError(`${role} ${role === 'block' ? cid.toString() + ' ' : ''}is not on this hub (only-if-cached: nothing fetched)`)
-    : new NotFoundError(`${role === 'block' ? `block ${cid.toString()}` : role} not found on this hub`)
+    ? new PreconditionFailedError(`${role} ${role === 'block' ? cidLabel(cid) + ' ' : ''}is not on this hub (only-if-cached: nothing fetched)`)
+    : new NotFoundError(`${role === 'block' ? `block ${cidLabel(cid)}` : role} not found on this hub`)
 }
 
 /**

@@ -124,7 +124,7 @@ export async function planCar (root: CID, segments: string[], options: CarOption
     await slices.next()
     const early = started?.read
     if (hasLinks(cid.code)) {
-      const bytes = (early !== undefined ? await early as Uint8Array | undefined : undefined) ?? await load(cid, `block ${cid.toString()}`)
+      const bytes = (early !== undefined ? await early as Uint8Array | undefined : undefined) ?? await load(cid, 'block')
       emit(cid, bytes.byteLength)
       const children = linksIn(await whole(cid, bytes), countLinks)
       for (let i = children.length - 1; i >= 0; i--) stack.push(children[i] as Uint8Array)
@@ -132,7 +132,7 @@ export async function planCar (root: CID, segments: string[], options: CarOption
       if (bytes.byteLength > YIELD_AFTER_BYTES) await new Promise<void>((resolve) => { setImmediate(resolve) })
     } else {
       const size = cid.multihash.code === identity.code ? 0 : (early !== undefined ? await early as number | undefined : undefined) ?? await io.size(cid)
-      if (size === undefined) throw io.missing(cid, `block ${cid.toString()}`)
+      if (size === undefined) throw io.missing(cid, 'block')
       emit(cid, size)
     }
   }
