@@ -11,7 +11,7 @@ import { CarReader } from '@ipld/car'
 import * as dagCbor from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
 import { FormatError, IntegrityError, InvalidInputError, InvalidRecordError, NotFoundError } from '../errors.js'
-import { cborBlock, cidString, encodeCar, getVerifiedBlock, verifyBlock } from '../store/blocks.js'
+import { cborBlock, cidLabel, cidString, encodeCar, getVerifiedBlock, verifyBlock } from '../store/blocks.js'
 import { canonicalName, validateRecord } from '../store/record.js'
 import { currentBlocks, decodeRoot, verifyOwner } from './root.js'
 import type { AbortOptions, Block, Store } from '../store/interface.js'
@@ -108,13 +108,13 @@ export async function importSpace (store: Store, car: Uint8Array, options: Trans
   const byCid = new Map<string, Uint8Array>()
   let checked = 0
   for await (const block of reader.blocks()) {
-    if (!(await verifyBlock(block.cid, block.bytes))) throw new IntegrityError(`block ${block.cid.toString()} does not match its CID: the file was changed`)
+    if (!(await verifyBlock(block.cid, block.bytes))) throw new IntegrityError(`block ${cidLabel(block.cid)} does not match its CID: the file was changed`)
     byCid.set(cidString(block.cid), block.bytes)
     options.onProgress?.({ type: 'transfer:verify', detail: { done: ++checked, total: 0 } })
   }
   const get = async (cid: CID): Promise<Uint8Array> => {
     const bytes = byCid.get(cidString(cid))
-    if (bytes === undefined) throw new IntegrityError(`block ${cid.toString()} is missing from the file`)
+    if (bytes === undefined) throw new IntegrityError(`block ${cidLabel(cid)} is missing from the file`)
     return bytes
   }
   const manifest = readManifest(await get(roots[0] as CID))

@@ -242,7 +242,7 @@ const MAX_LABELLED_CID_BYTES = 128
 /** Gets a block from a store and checks it against its CID, whatever the store did. */
 export async function getVerifiedBlock (store: Store, cid: CID, options?: AbortOptions): Promise<Uint8Array> {
   const bytes = await store.getBlock(cid, options)
-  if (!(await verifyBlock(cid, bytes))) throw new IntegrityError(`block ${cid.toString()} does not match its CID`)
+  if (!(await verifyBlock(cid, bytes))) throw new IntegrityError(`block ${cidLabel(cid)} does not match its CID`)
   return bytes
 }
 

@@ -39,7 +39,7 @@ import { ipnsSelector } from 'ipns/selector'
 import * as dagCbor from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
 import { ConflictError, EquivocationError, IntegrityError, InvalidInputError, NotFoundError, StoreError, TooLargeError, throwIfAborted, describeValue } from '../errors.js'
-import { MAX_BLOCK_BYTES, cidKey, verifyBlock } from './blocks.js'
+import { MAX_BLOCK_BYTES, cidKey, cidLabel, verifyBlock } from './blocks.js'
 import { flatText } from '../crypto/bytes.js'
 import { VERSION_TOPIC_PREFIX } from '../protocol.js'
 import { Limiter } from './limiter.js'
@@ -599,7 +599,7 @@ class HeliaStore implements Store {
     const signal = options.signal ?? AbortSignal.timeout(this.options.fetchTimeoutMs)
     // Local reads go straight through; network fetches wait for one of `fetchConcurrency` slots.
     const local = await Promise.resolve(this.helia.blockstore.has(cid)).catch(() => false)
-    return await (local ? this.readBlock(cid, this.helia.blockstore, signal) : this.fetchSlots.run(signal, async () => this.readBlock(cid, this.helia.blockstore, signal), () => new NotFoundError(`block ${cid.toString()} not found before the signal fired`)))
+    return await (local ? this.readBlock(cid, this.helia.blockstore, signal) : this.fetchSlots.run(signal, async () => this.readBlock(cid, this.helia.blockstore, signal), () => new NotFoundError(`block ${cidLabel(cid)} not found before the signal fired`)))
   }
 
   /**
@@ -658,7 +658,7 @@ class HeliaStore implements Store {
           seen.add(key)
           queue.push(link)
         }
-        if (seen.size > DEFAULT_MAX_DAG_BLOCKS) throw new TooLargeError(`the DAG under ${cid.toString()} has over ${DEFAULT_MAX_DAG_BLOCKS} blocks`)
+        if (seen.size > DEFAULT_MAX_DAG_BLOCKS) throw new TooLargeError(`the DAG under ${cidLabel(cid)} has over ${DEFAULT_MAX_DAG_BLOCKS} blocks`)
       }
       enqueue(linksAt(cid, rootBytes, segmentsOf(options.path)))
       await new Promise<void>((resolve, reject) => {
@@ -674,7 +674,7 @@ class HeliaStore implements Store {
               active--
               if (failed) return
               bytes += block.byteLength
-              if (bytes > DEFAULT_MAX_DAG_BYTES) throw new TooLargeError(`the DAG under ${cid.toString()} is over ${DEFAULT_MAX_DAG_BYTES} bytes`)
+              if (bytes > DEFAULT_MAX_DAG_BYTES) throw new TooLargeError(`the DAG under ${cidLabel(cid)} is over ${DEFAULT_MAX_DAG_BYTES} bytes`)
               out.push({ cid: child, bytes: block })
               if (child.code === dagCbor.code) enqueue(linksAt(child, block, []))
               pump()
@@ -744,14 +744,14 @@ class HeliaStore implements Store {
       bytes = await concat(blockstore.get(cid, { signal, onProgress }))
     } catch (err) {
       // UserSpace never writes a block over the bitswap limit: a bigger one is not one of ours.
-      if (err instanceof TooLargeError) throw new TooLargeError(`block ${cid.toString()} is over the ${MAX_BLOCK_BYTES}-byte limit`, { cause: err })
+      if (err instanceof TooLargeError) throw new TooLargeError(`block ${cidLabel(cid)} is over the ${MAX_BLOCK_BYTES}-byte limit`, { cause: err })
       if (signal.aborted || isNotFound(err)) {
-        throw new NotFoundError(`block ${cid.toString()} not found${signal.aborted ? ' before the signal fired' : ''}`)
+        throw new NotFoundError(`block ${cidLabel(cid)} not found${signal.aborted ? ' before the signal fired' : ''}`)
       }
-      throw new StoreError(`cannot read block ${cid.toString()}: ${(err as Error).message}`, { cause: err })
+      throw new StoreError(`cannot read block ${cidLabel(cid)}: ${(err as Error).message}`, { cause: err })
     }
     if (!(await verifyBlock(cid, bytes))) {
-      throw new IntegrityError(`block ${cid.toString()} does not match its CID`)
+      throw new IntegrityError(`block ${cidLabel(cid)} does not match its CID`)
     }
     return plain(bytes)
   }
@@ -1202,10 +1202,10 @@ async function checkBlocks (blocks: Block[]): Promise<void> {
     const cid = asCID(block?.cid)
     if (!(block.bytes instanceof Uint8Array)) throw new InvalidInputError(`"bytes" expected Uint8Array, got ${describeValue(block.bytes)}`)
     if (block.bytes.byteLength > MAX_BLOCK_BYTES) {
-      throw new TooLargeError(`block ${cid.toString()} is ${block.bytes.byteLength} bytes, over the ${MAX_BLOCK_BYTES}-byte limit`)
+      throw new TooLargeError(`block ${cidLabel(cid)} is ${block.bytes.byteLength} bytes, over the ${MAX_BLOCK_BYTES}-byte limit`)
     }
     if (!(await verifyBlock(cid, block.bytes))) {
-      throw new IntegrityError(`block ${cid.toString()} does not match its CID`)
+      throw new IntegrityError(`block ${cidLabel(cid)} does not match its CID`)
     }
   }
 }

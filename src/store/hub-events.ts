@@ -12,7 +12,7 @@ import { equals } from 'multiformats/bytes'
 import { fromBase64 } from '../crypto/bytes.js'
 import { StoreError, TooLargeError, UntrustedHubError } from '../errors.js'
 import { IPNS_RECORD_CODEC, MAX_VERSION_EVENT_CHARS, VERSION_EVENTS_QUERY, eventsPath } from '../protocol.js'
-import { verifyBlock } from './blocks.js'
+import { cidLabel, verifyBlock } from './blocks.js'
 import { MAX_RECORD_BYTES } from './record.js'
 import type { HubTransport } from './hub-transport.js'
 import type { Block, RecordListener } from './interface.js'
@@ -158,7 +158,7 @@ export async function readVersionEvent (data: string): Promise<{ record: Uint8Ar
   for (const block of reader.blocks()) {
     // No block can be over MAX_BLOCK_BYTES: the character cap bounds the whole event far below it.
     const cid = CID.asCID(block.cid) as CID
-    if (!(await verifyBlock(cid, block.bytes))) throw new UntrustedHubError(`a version event carries block ${cid.toString()}, which does not match its CID`)
+    if (!(await verifyBlock(cid, block.bytes))) throw new UntrustedHubError(`a version event carries block ${cidLabel(cid)}, which does not match its CID`)
     if (cid.code !== IPNS_RECORD_CODEC) {
       blocks.push({ cid, bytes: block.bytes })
     } else if (record === undefined && equals(cid.bytes, root.bytes)) {

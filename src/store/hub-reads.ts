@@ -6,7 +6,7 @@
 import { CID } from 'multiformats/cid'
 import { AbortedError, IntegrityError, StoreError, TooLargeError, UntrustedHubError } from '../errors.js'
 import { CAR_TYPE, IPNS_RECORD_TYPE, RAW_TYPE, ipfsPath, ipnsRecordPath } from '../protocol.js'
-import { MAX_BLOCK_BYTES, cidString, verifyBlock } from './blocks.js'
+import { MAX_BLOCK_BYTES, cidLabel, cidString, verifyBlock } from './blocks.js'
 import { readCar } from './car-read.js'
 import { cappedChunks } from './hub-body.js'
 import { Limiter } from './limiter.js'
@@ -65,7 +65,7 @@ export class HubReader {
     }, options, async (res, signal) => await transport.read(res, MAX_BLOCK_BYTES, `block ${cid.toString()}`, signal)),
     () => new AbortedError(`request to ${transport.base} was aborted`))
     if (!(await verifyBlock(cid, bytes))) {
-      throw new IntegrityError(`block ${cid.toString()} from ${transport.base} does not match its CID`)
+      throw new IntegrityError(`block ${cidLabel(cid)} from ${transport.base} does not match its CID`)
     }
     return bytes
   }
@@ -87,9 +87,9 @@ export class HubReader {
     }, options, async (res, signal) => {
       const declared = Number(res.headers.get('content-length') ?? Number.NaN)
       if (res.headers.get('content-encoding') === null && declared > maxBytes) {
-        throw new UntrustedHubError(`hub ${base} offers a CAR of ${declared} bytes for ${cid.toString()}, over the ${maxBytes}-byte limit`)
+        throw new UntrustedHubError(`hub ${base} offers a CAR of ${declared} bytes for ${cidLabel(cid)}, over the ${maxBytes}-byte limit`)
       }
-      if (res.body === null) throw new UntrustedHubError(`hub ${base} answered the CAR of ${cid.toString()} with no body`)
+      if (res.body === null) throw new UntrustedHubError(`hub ${base} answered the CAR of ${cidLabel(cid)} with no body`)
       const blocks: Block[] = []
       const chunks = cappedChunks(res.body, maxBytes, signal)
       try {
@@ -100,7 +100,7 @@ export class HubReader {
       } catch (err) {
         if (signal.aborted) throw err
         if (err instanceof StoreError) throw err
-        throw new UntrustedHubError(`hub ${base} sent a bad CAR for ${cid.toString()}: ${(err as Error).message}`, { cause: err })
+        throw new UntrustedHubError(`hub ${base} sent a bad CAR for ${cidLabel(cid)}: ${(err as Error).message}`, { cause: err })
       } finally {
         // The parser may stop with the body half read: release it.
         await chunks.return(undefined)

@@ -8,7 +8,7 @@ import { CID } from 'multiformats/cid'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { IntegrityError, InvalidInputError, NotFoundError, throwIfAborted } from '../errors.js'
 import { BLOCKS_PATH, CAR_TYPE, IPNS_RECORD_CODEC, IPNS_RECORD_TYPE, JSON_TYPE, ipnsRecordPath, publishPath } from '../protocol.js'
-import { MAX_BLOCK_BYTES, encodeCar, verifyBlock } from './blocks.js'
+import { MAX_BLOCK_BYTES, cidLabel, encodeCar, verifyBlock } from './blocks.js'
 import { MAX_RECORD_BYTES } from './record.js'
 import type { HubTransport } from './hub-transport.js'
 import type { AbortOptions, Block } from './interface.js'
@@ -90,10 +90,10 @@ export class HubWriter {
   private async checkBlocks (blocks: Block[]): Promise<void> {
     for (const block of blocks) {
       if (block.bytes.byteLength > MAX_BLOCK_BYTES) {
-        throw new InvalidInputError(`block ${block.cid.toString()} is ${block.bytes.byteLength} bytes, over the ${MAX_BLOCK_BYTES}-byte limit`)
+        throw new InvalidInputError(`block ${cidLabel(block.cid)} is ${block.bytes.byteLength} bytes, over the ${MAX_BLOCK_BYTES}-byte limit`)
       }
       if (!(await verifyBlock(block.cid, block.bytes))) {
-        throw new IntegrityError(`block ${block.cid.toString()} does not match its CID`)
+        throw new IntegrityError(`block ${cidLabel(block.cid)} does not match its CID`)
       }
     }
   }
