@@ -6,6 +6,10 @@ import { createHeliaLight } from 'helia'
 import { describe, expect, it } from 'vitest'
 import { MAX_BLOCK_BYTES, cborBlock, rawBlock } from '../src/store/blocks.js'
 import { heliaStore } from '../src/store/helia.js'
+import { CID } from 'multiformats/cid'
+import * as raw from 'multiformats/codecs/raw'
+import { create as createDigest } from 'multiformats/hashes/digest'
+import { sha256 } from 'multiformats/hashes/sha2'
 
 describe('heliaStore block bound', () => {
   it('returns a block of exactly 1 MiB and refuses a bigger one the node holds (TooLargeError)', async () => {
@@ -39,6 +43,26 @@ describe('heliaStore block bound', () => {
       const broken = await cborBlock({ middles: middles.map(b => b.cid), extra: missing.cid })
       await store.putBlocks([broken])
       await expect(store.getDag?.(broken.cid)).rejects.toMatchObject({ name: 'NotFoundError' })
+    } finally {
+      await helia.stop()
+    }
+  })
+
+  it('looks for no block whose CID is not sha2-256 of 32 bytes (a stranger\'s link may carry a megabyte digest): NotFoundError, blockstore untouched', async () => {
+    const helia = await createHeliaLight().start()
+    try {
+      const store = heliaStore(helia)
+      const asked: number[] = []
+      const has = helia.blockstore.has.bind(helia.blockstore)
+      helia.blockstore.has = (async (cid: CID, options?: unknown) => { asked.push(cid.bytes.length); return has(cid, options as never) }) as typeof helia.blockstore.has
+      const long = CID.createV1(raw.code, createDigest(sha256.code, new Uint8Array(512 * 1024).fill(6)))
+      await expect(store.getBlock(long, { signal: AbortSignal.timeout(5_000) })).rejects.toMatchObject({ name: 'NotFoundError', message: 'block <CID of 524294 bytes, multihash 0x12> not found: only sha2-256 blocks are kept or fetched' })
+      expect(asked).toEqual([])
+      // a sha2-256 one is looked for
+      const held = await rawBlock(new Uint8Array([4, 5]))
+      await store.putBlocks([held])
+      expect([...await store.getBlock(held.cid)]).toEqual([4, 5])
+      expect(asked.length).toBeGreaterThan(0)
     } finally {
       await helia.stop()
     }

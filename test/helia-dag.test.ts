@@ -5,6 +5,9 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { CID } from 'multiformats/cid'
+import * as raw from 'multiformats/codecs/raw'
+import { create as createDigest } from 'multiformats/hashes/digest'
+import { sha256 } from 'multiformats/hashes/sha2'
 import { encode as encodeVarint } from 'uint8-varint'
 import { memoryState, openSpace } from '../src/index.js'
 import { cborBlock, encodeCar, rawBlock } from '../src/store/blocks.js'
@@ -221,6 +224,22 @@ describe('a version in one DAG_PROTOCOL answer', () => {
       expect(answer).toMatchObject({ status: 200 })
       expect(cids(await fetchDag(stranger.libp2p, server.libp2p.peerId, small.cid, undefined, { signal: AbortSignal.timeout(10_000), maxBlocks: 8, maxBytes: 1 << 20 })))
         .toEqual(cids([small, ...leaves.slice(0, 3)]))
+    })
+
+    it('refuses a DAG that links a CID with a 512 KiB digest (a missing block: reset past the root), without asking its blockstore for it', async () => {
+      const long = CID.createV1(raw.code, createDigest(sha256.code, new Uint8Array(512 * 1024).fill(8)))
+      const linking = await cborBlock({ long })
+      await heliaStore(server, { serveDags: false }).putBlocks([linking])
+      const asked: number[] = []
+      const get = server.blockstore.get.bind(server.blockstore)
+      server.blockstore.get = ((cid: CID, options?: unknown) => { asked.push(cid.bytes.length); return get(cid, options as never) }) as typeof server.blockstore.get
+      try {
+        expect(await rawAsk(stranger, server, request(dagRequestPath(linking.cid)))).toBe('reset')
+        expect(asked.length).toBeGreaterThan(0)
+        expect(asked.filter(n => n > 64)).toEqual([])
+      } finally {
+        server.blockstore.get = get
+      }
     })
 
     it('refuses a DAG over its block cap (413), a CID it lacks (404) and a request it does not serve (400)', async () => {

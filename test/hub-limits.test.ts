@@ -355,13 +355,41 @@ describe('garbage collection and retention', () => {
 
   it('answers a CAR whose DAG links a missing block named by 512 KiB with a 404 that names it by its length', async () => {
     // Every block the plan read was labelled with its CID's text, written before the read: ~0.3 s a MiB.
-    const hub = makeHub()
+    // And the blockstore, which writes a CID's multihash out in base32 to look it up, is never asked
+    // for a CID that is not sha2-256 of 32 bytes: nothing else is ever stored.
+    const blockstore = new MemoryBlockstore()
+    const asked: number[] = []
+    const get = blockstore.get.bind(blockstore)
+    blockstore.get = ((cid: CID, options?: unknown) => { asked.push(cid.bytes.length); return get(cid, options as never) }) as typeof blockstore.get
+    const hub = makeHub({}, { blockstore })
     const long = CID.createV1(dagCbor.code, createMultihash(sha256.code, new Uint8Array(512 * 1024).fill(4)))
     const root = await cborBlock({ link: long })
     expect((await upload(hub, [root])).status).toBe(200)
     const res = await carOf(hub, root.cid)
     expect(res.status).toBe(404)
     expect(await res.json()).toMatchObject({ name: 'NotFoundError', message: 'block <CID of 524294 bytes, multihash 0x12> not found on this hub' })
+    expect(asked.length).toBeGreaterThan(0)
+    expect(asked.filter(n => n > 64)).toEqual([])
+  })
+
+  it('serves a path through an identity CID of 600 KiB without putting it in X-Ipfs-Roots', async () => {
+    const hub = makeHub()
+    const inline = CID.createV1(dagCbor.code, identity.digest(dagCbor.encode({ pad: new Uint8Array(600 * 1024).fill(2) })))
+    const root = await cborBlock({ a: inline })
+    expect((await upload(hub, [root])).status).toBe(200)
+    for (const method of ['GET', 'HEAD']) {
+      const res = await hub.app.request(`/ipfs/${root.cid.toString()}/a?format=car`, { method, headers: { accept: 'application/vnd.ipld.car' } })
+      expect(res.status).toBe(200)
+      expect(res.headers.get('x-ipfs-roots')).toBeNull()
+      await res.body?.cancel()
+    }
+    // a path through ordinary blocks still names them
+    const leaf = await cborBlock({ b: 1 })
+    const parent = await cborBlock({ a: leaf.cid })
+    expect((await upload(hub, [parent, leaf])).status).toBe(200)
+    const res = await hub.app.request(`/ipfs/${parent.cid.toString()}/a?format=car`, { headers: { accept: 'application/vnd.ipld.car' } })
+    expect(res.headers.get('x-ipfs-roots')).toBe(`${parent.cid.toString()},${leaf.cid.toString()}`)
+    await res.body?.cancel()
   })
 
   it('accepts, walks and collects around a link to a CID of 512 KiB (an identity hash), keyed without a call per byte', async () => {

@@ -5,7 +5,7 @@
  * writes loses none of the changes it had acknowledged.
  */
 import { spawn } from 'node:child_process'
-import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { appendFileSync, chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
@@ -147,6 +147,28 @@ describe('fileState journal', () => {
     for (let i = 0; i < 20; i++) await state.addPending(name, [entry(`k${i}`)])
     expect(statSync(join(dir, `${name}.log`)).ino).not.toBe(inode)
     expect(mode(join(dir, `${name}.log`))).toBe(0o600)
+  })
+
+  it('narrows a journal that others could read (as earlier versions wrote it) to its owner, and leaves an existing folder as it is', async () => {
+    const dir = tempDir()
+    chmodSync(dir, 0o755)
+    const name = 'k51older'
+    const state = fileState(dir, { compactBytes: 500 })
+    await state.addPending(name, [entry('a')])
+    chmodSync(join(dir, `${name}.log`), 0o644)
+    // another process (a new fileState) opens it and narrows it
+    await fileState(dir).addPending(name, [entry('b')])
+    expect(statSync(join(dir, `${name}.log`)).mode & 0o777).toBe(0o600)
+    expect(statSync(dir).mode & 0o777).toBe(0o755)
+    // a temporary file a crash left with this process id and a wider mode: the rewrite narrows it too
+    writeFileSync(join(dir, `${name}.${process.pid}.tmp`), 'left over', { mode: 0o644 })
+    chmodSync(join(dir, `${name}.${process.pid}.tmp`), 0o644)
+    const inode = statSync(join(dir, `${name}.log`)).ino
+    const again = fileState(dir, { compactBytes: 500 })
+    for (let i = 0; i < 20; i++) await again.addPending(name, [entry(`k${i}`)])
+    expect(statSync(join(dir, `${name}.log`)).ino).not.toBe(inode)
+    expect(statSync(join(dir, `${name}.log`)).mode & 0o777).toBe(0o600)
+    expect(await keys(dir, name)).toEqual(['a', 'b', ...Array.from({ length: 20 }, (_, i) => `k${i}`)].sort())
   })
 
   it('carries over a whole-state file written by earlier versions and then removes it', async () => {

@@ -11,7 +11,7 @@ import { varint } from 'multiformats'
 import { identity } from 'multiformats/hashes/identity'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { IntegrityError, InvalidInputError, NotFoundError, PreconditionFailedError, TooLargeError } from '../errors.js'
-import { MAX_BLOCK_BYTES, cidKey, cidLabel, encodeCar, verifyBlock } from '../store/blocks.js'
+import { MAX_BLOCK_BYTES, cidKey, cidLabel, encodeCar, isHeldHash, verifyBlock } from '../store/blocks.js'
 import { collect } from './bytes.js'
 import {
   DEFAULT_HUB_FETCH_TIMEOUT_MS, DEFAULT_HUB_MAX_CAR_BYTES, DEFAULT_MAX_CAR_STREAMS, DEFAULT_MAX_CAR_STREAMS_PER_CLIENT,
@@ -334,6 +334,8 @@ export class HubBlocks {
 
   /** A local block, or undefined. */
   async localBlock (cid: CID): Promise<Uint8Array | undefined> {
+    if (cid.multihash.code === identity.code) return cid.multihash.digest
+    if (!isHeldHash(cid)) return undefined
     const key = cidKey(cid)
     const cached = this.smallBlocks.get(key)
     if (cached !== undefined) return cached
@@ -372,7 +374,7 @@ export class HubBlocks {
    */
   async readBlock (cid: CID, timeoutMs: number, signal?: AbortSignal): Promise<Uint8Array | undefined> {
     const local = await this.localBlock(cid)
-    if (local !== undefined || this.fetchBlock === undefined || timeoutMs <= 0 || signal?.aborted === true) return local
+    if (local !== undefined || !isHeldHash(cid) || this.fetchBlock === undefined || timeoutMs <= 0 || signal?.aborted === true) return local
     let bytes: Uint8Array
     try {
       const timeout = AbortSignal.timeout(timeoutMs)

@@ -18,6 +18,7 @@ import {
   carOptions, contentDisposition, filenameOf, ifNoneMatch, negotiate, onlyIfCached, parseCid, parseContentPath, parseName, parseRange
 } from './params.js'
 import { recordHeaders } from './routing.js'
+import { cidString } from '../store/blocks.js'
 import type { HubBlocks } from './blocks.js'
 import type { HubAppOptions } from './options.js'
 import type { CarOptions, Negotiated } from './params.js'
@@ -27,6 +28,8 @@ import type { CID } from 'multiformats/cid'
 
 /** `Cache-Control` of every response under `/ipfs/` (the path gateway spec's MUST). */
 const IMMUTABLE = 'public, max-age=29030400, immutable'
+/** CIDs longer than this (identity hashes of inline data) leave `X-Ipfs-Roots` out. */
+const MAX_HEADER_CID_BYTES = 128
 
 interface Served {
   cid: CID
@@ -138,7 +141,9 @@ async function serve (c: Context, negotiated: Negotiated, target: Served, blocks
   // needs no walk; only the root is checked, as the spec's rule of thumb for only-if-cached says.
   if (ifNoneMatch(c, etag) && await holds(blocks, cid)) return c.body(null, 304, { ...headers, 'X-Ipfs-Roots': cid.toString() })
   const built = await blocks.getCar(cid, segments, car, clientKey(c, options), { localOnly, signal: c.req.raw.signal })
-  const all = { ...headers, 'Content-Length': String(built.bytes), 'X-Ipfs-Roots': built.roots.map(String).join(',') }
+  const all: Record<string, string> = { ...headers, 'Content-Length': String(built.bytes) }
+  // A path may step through an identity CID of a stranger's megabyte: no header carries that.
+  if (built.roots.every(r => r.bytes.byteLength <= MAX_HEADER_CID_BYTES)) all['X-Ipfs-Roots'] = built.roots.map(cidString).join(',')
   if (c.req.method === 'HEAD') {
     // No body will be read: give the CAR slot back now.
     await built.body.cancel()

@@ -155,7 +155,8 @@ interface NodeFs {
   linkSync(existing: string, path: string): void
   unlinkSync(path: string): void
   statSync(path: string): { mtimeMs: number, ino: number, size: number }
-  fstatSync(fd: number): { ino: number, size: number }
+  fstatSync(fd: number): { ino: number, size: number, mode: number }
+  fchmodSync(fd: number, mode: number): void
 }
 
 /** Loaded lazily and by a computed name, so browser bundles never see `node:` modules. */
@@ -171,6 +172,16 @@ async function nodeFs (): Promise<NodeFs> {
     }
   })()
   return loadedFs
+}
+
+/**
+ * Narrows a journal that others may read (one an earlier version created 0644, or a temporary file
+ * left by a crash) to its owner. A file this process may not change keeps its mode.
+ */
+function keepPrivate (fs: NodeFs, fd: number): void {
+  try {
+    if ((fs.fstatSync(fd).mode & 0o077) !== 0) fs.fchmodSync(fd, PRIVATE_FILE_MODE)
+  } catch {}
 }
 
 function fsyncFd (fs: NodeFs, fd: number): Promise<void> {
@@ -407,6 +418,7 @@ export function fileState (dir?: string, options: FileStateOptions = {}): SpaceS
     const tmp = `${path}.${process.pid}.tmp`
     try {
       const fd = fs.openSync(tmp, 'w', PRIVATE_FILE_MODE)
+      keepPrivate(fs, fd)
       try {
         writeAll(fs, fd, line)
         await fsyncFd(fs, fd)
@@ -447,6 +459,7 @@ export function fileState (dir?: string, options: FileStateOptions = {}): SpaceS
     if (j !== undefined && j.ino !== ino) { forget(fs, name); j = undefined }
     if (j === undefined) {
       const fd = fs.openSync(`${path}.log`, 'a+', PRIVATE_FILE_MODE)
+      keepPrivate(fs, fd)
       j = { fd, ino: fs.fstatSync(fd).ino, offset: 0, tail: 0, baseBytes: 0, state: undefined }
     }
     keep(fs, name, j)

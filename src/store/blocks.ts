@@ -230,6 +230,16 @@ export function cidString (cid: CID): string {
 }
 
 /**
+ * True for a CID whose block these stores can hold: sha2-256 with a 32-byte digest, the only hash
+ * `verifyBlock` checks, so the only blocks an upload or a fetch keeps. Any other CID (a stranger's
+ * link may name one with a megabyte digest, which blockstores write out in base32 to look up) is
+ * missing without asking the blockstore or the network. Identity CIDs carry their block inline.
+ */
+export function isHeldHash (cid: CID): boolean {
+  return cid.multihash.code === sha256.code && cid.multihash.size === 32
+}
+
+/**
  * A CID as an error message names it: its text, or, for a CID longer than any sha2-256 one, its
  * length and multihash code. A stranger's CID may carry an identity hash of megabytes, whose text
  * took ~0.3 s a MiB to write and made an answer of as many megabytes.

@@ -27,7 +27,10 @@ import * as dagCbor from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
 import { decode as decodeVarint, encode as encodeVarint, encodingLength } from 'uint8-varint'
 import { AbortedError, IntegrityError, NotFoundError, RateLimitError, StoreError, TooLargeError, UnavailableError } from '../errors.js'
-import { MAX_BLOCK_BYTES, canonicalLinkList, cidKey, encodeCar } from './blocks.js'
+import { MAX_BLOCK_BYTES, canonicalLinkList, cidKey, cidLabel, encodeCar, isHeldHash } from './blocks.js'
+
+/** The identity multihash: the block is the digest. */
+const IDENTITY_CODE = 0x00
 import { readCar } from './car-read.js'
 import { DAG_PROTOCOL } from '../protocol.js'
 import type { Block } from './interface.js'
@@ -240,6 +243,7 @@ export class DagServer {
 
   /** A block this node holds (the cache, else its blockstore, never the network), within MAX_BLOCK_BYTES. */
   async read (cid: CID, signal: AbortSignal): Promise<Uint8Array> {
+    if (cid.multihash.code !== IDENTITY_CODE && !isHeldHash(cid)) throw new NotFoundError(`block ${cidLabel(cid)} not found: only sha2-256 blocks are kept`)
     const key = cidKey(cid)
     const cached = this.cache.get(key)
     if (cached !== undefined) return cached
@@ -247,7 +251,7 @@ export class DagServer {
     let length = 0
     for await (const chunk of this.helia.blockstore.get(cid, { offline: true, signal })) {
       length += chunk.byteLength
-      if (length > MAX_BLOCK_BYTES) throw new TooLargeError(`block ${cid.toString()} is over the ${MAX_BLOCK_BYTES}-byte limit`)
+      if (length > MAX_BLOCK_BYTES) throw new TooLargeError(`block ${cidLabel(cid)} is over the ${MAX_BLOCK_BYTES}-byte limit`)
       parts.push(chunk)
     }
     const bytes = parts.length === 1 ? parts[0] as Uint8Array : concat(parts)

@@ -39,7 +39,10 @@ import { ipnsSelector } from 'ipns/selector'
 import * as dagCbor from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
 import { ConflictError, EquivocationError, IntegrityError, InvalidInputError, NotFoundError, StoreError, TooLargeError, throwIfAborted, describeValue } from '../errors.js'
-import { MAX_BLOCK_BYTES, cidKey, cidLabel, verifyBlock } from './blocks.js'
+import { MAX_BLOCK_BYTES, cidKey, cidLabel, isHeldHash, verifyBlock } from './blocks.js'
+
+/** The identity multihash: the block is the digest. */
+const IDENTITY_CODE = 0x00
 import { flatText } from '../crypto/bytes.js'
 import { VERSION_TOPIC_PREFIX } from '../protocol.js'
 import { Limiter } from './limiter.js'
@@ -596,6 +599,9 @@ class HeliaStore implements Store {
     cid = asCID(cid)
     const pushed = this.pushed.get(cidKey(cid))
     if (pushed !== undefined) return pushed
+    // Nothing but sha2-256 is ever kept (blocks are verified as that), so nothing else is looked
+    // for; identity CIDs carry their block, which helia's blockstore hands back.
+    if (cid.multihash.code !== IDENTITY_CODE && !isHeldHash(cid)) throw new NotFoundError(`block ${cidLabel(cid)} not found: only sha2-256 blocks are kept or fetched`)
     const signal = options.signal ?? AbortSignal.timeout(this.options.fetchTimeoutMs)
     // Local reads go straight through; network fetches wait for one of `fetchConcurrency` slots.
     const local = await Promise.resolve(this.helia.blockstore.has(cid)).catch(() => false)
