@@ -356,7 +356,7 @@ describe('garbage collection and retention', () => {
   it('answers a CAR whose DAG links a missing block named by 512 KiB with a 404 that names it by its length', async () => {
     // Every block the plan read was labelled with its CID's text, written before the read: ~0.3 s a MiB.
     // And the blockstore, which writes a CID's multihash out in base32 to look it up, is never asked
-    // for a CID that is not sha2-256 of 32 bytes: nothing else is ever stored.
+    // for a CID whose digest is over 64 bytes: no hash makes one.
     const blockstore = new MemoryBlockstore()
     const asked: number[] = []
     const get = blockstore.get.bind(blockstore)

@@ -243,7 +243,7 @@ export class DagServer {
 
   /** A block this node holds (the cache, else its blockstore, never the network), within MAX_BLOCK_BYTES. */
   async read (cid: CID, signal: AbortSignal): Promise<Uint8Array> {
-    if (cid.multihash.code !== IDENTITY_CODE && !isHeldHash(cid)) throw new NotFoundError(`block ${cidLabel(cid)} not found: only sha2-256 blocks are kept`)
+    if (cid.multihash.code !== IDENTITY_CODE && !isHeldHash(cid)) throw new NotFoundError(`block ${cidLabel(cid)} not found: no block has a digest that long`)
     const key = cidKey(cid)
     const cached = this.cache.get(key)
     if (cached !== undefined) return cached

@@ -599,9 +599,9 @@ class HeliaStore implements Store {
     cid = asCID(cid)
     const pushed = this.pushed.get(cidKey(cid))
     if (pushed !== undefined) return pushed
-    // Nothing but sha2-256 is ever kept (blocks are verified as that), so nothing else is looked
-    // for; identity CIDs carry their block, which helia's blockstore hands back.
-    if (cid.multihash.code !== IDENTITY_CODE && !isHeldHash(cid)) throw new NotFoundError(`block ${cidLabel(cid)} not found: only sha2-256 blocks are kept or fetched`)
+    // A digest no hash makes is never looked for; identity CIDs carry their block, which helia's
+    // blockstore hands back.
+    if (cid.multihash.code !== IDENTITY_CODE && !isHeldHash(cid)) throw new NotFoundError(`block ${cidLabel(cid)} not found: no block has a digest that long`)
     const signal = options.signal ?? AbortSignal.timeout(this.options.fetchTimeoutMs)
     // Local reads go straight through; network fetches wait for one of `fetchConcurrency` slots.
     const local = await Promise.resolve(this.helia.blockstore.has(cid)).catch(() => false)
