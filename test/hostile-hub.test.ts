@@ -14,6 +14,7 @@ import { MemoryBlockstore } from 'blockstore-core'
 import { MemoryDatastore } from 'datastore-core'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { CID } from 'multiformats/cid'
+import { create as createDigest } from 'multiformats/hashes/digest'
 import { afterEach, describe, expect, it } from 'vitest'
 import { hexToBytes } from '../src/crypto/bytes.js'
 import { ownerStatement } from '../src/crypto/keys.js'
@@ -490,4 +491,15 @@ describe('userspace on a hub that never answers', () => {
     expect(Date.now() - started).toBeLessThan(60_000)
     expect(result.stderr).toContain('StoreError')
   }, 70_000)
+})
+
+describe('a block no hub can have', () => {
+  it('is not asked for when its CID carries a digest over 64 bytes (a stranger\'s link): NotFoundError, no request', async () => {
+    let requests = 0
+    const fetchSpy: typeof fetch = async (input, init) => { requests++; return await fetch(input, init) }
+    const store = makeHubStore('http://127.0.0.1:9', { fetch: fetchSpy })
+    const long = CID.createV1(0x55, createDigest(0x12, new Uint8Array(256 * 1024).fill(1)))
+    await expect(store.getBlock(long, { signal: AbortSignal.timeout(5_000) })).rejects.toMatchObject({ name: 'NotFoundError', message: 'block <CID of 262150 bytes, multihash 0x12> not found: no block has a digest that long' })
+    expect(requests).toBe(0)
+  })
 })

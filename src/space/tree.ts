@@ -10,7 +10,7 @@ import * as dagCbor from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import { FormatError } from '../errors.js'
-import { canonicalLinkList, cborBlock, linksBlockNow } from '../store/blocks.js'
+import { canonicalLinkList, cborBlock, cidLabel, linksBlockNow } from '../store/blocks.js'
 import type { Block } from '../store/interface.js'
 
 /**
@@ -195,7 +195,7 @@ function checkLink (link: unknown, leaf: boolean): CID {
   const cid = CID.asCID(link)
   if (cid === null) throw new FormatError('bucket index node holds something other than links')
   if (cid.version !== 1 || cid.code !== (leaf ? raw.code : dagCbor.code)) {
-    throw new FormatError(`bucket index link ${cid.toString()} should be ${leaf ? 'a raw bucket' : 'a dag-cbor index node'} at its depth`)
+    throw new FormatError(`bucket index link ${cidLabel(cid)} should be ${leaf ? 'a raw bucket' : 'a dag-cbor index node'} at its depth`)
   }
   return cid
 }

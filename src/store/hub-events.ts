@@ -167,7 +167,7 @@ export async function readVersionEvent (data: string): Promise<{ record: Uint8Ar
       throw new UntrustedHubError('a version event carries more than its one record')
     }
   }
-  if (record === undefined) throw new UntrustedHubError(`a version event names the record ${root.toString()} as its root but does not carry it`)
+  if (record === undefined) throw new UntrustedHubError(`a version event names the record ${cidLabel(root)} as its root but does not carry it`)
   if (record.byteLength > MAX_RECORD_BYTES) throw new UntrustedHubError(`a version event carries a record of ${record.byteLength} bytes, over the ${MAX_RECORD_BYTES}-byte limit`)
   return { record, blocks }
 }
