@@ -342,79 +342,6 @@ describe('garbage collection and retention', () => {
     expect(await has(hub, big.blocks.at(-1)!.cid)).toBe(false)
   })
 
-  it('refuses an upload whose block is named by a CID of 4 MiB (an identity hash) with a short message (400)', async () => {
-    // Its text took ~1.4 s to write into the message, which made an answer of 6.7 MB.
-    const hub = makeHub()
-    const cid = CID.createV1(raw.code, identity.digest(new Uint8Array(4 * 1024 * 1024).fill(3)))
-    const res = await upload(hub, [{ cid, bytes: new Uint8Array([1]) }])
-    expect(res.status).toBe(400)
-    const body = await res.json() as { name: string, message: string }
-    expect(body.name).toBe('InvalidInputError')
-    expect(body.message).toBe('block <CID of 4194311 bytes, multihash 0x0> is not hashed with sha2-256')
-  })
-
-  it('answers a CAR whose DAG links a missing block named by 512 KiB with a 404 that names it by its length', async () => {
-    // Every block the plan read was labelled with its CID's text, written before the read: ~0.3 s a MiB.
-    // And the blockstore, which writes a CID's multihash out in base32 to look it up, is never asked
-    // for a CID whose digest is over 64 bytes: no hash makes one.
-    const blockstore = new MemoryBlockstore()
-    const asked: number[] = []
-    const get = blockstore.get.bind(blockstore)
-    blockstore.get = ((cid: CID, options?: unknown) => { asked.push(cid.bytes.length); return get(cid, options as never) }) as typeof blockstore.get
-    const hub = makeHub({}, { blockstore })
-    const long = CID.createV1(dagCbor.code, createMultihash(sha256.code, new Uint8Array(512 * 1024).fill(4)))
-    const root = await cborBlock({ link: long })
-    expect((await upload(hub, [root])).status).toBe(200)
-    const res = await carOf(hub, root.cid)
-    expect(res.status).toBe(404)
-    expect(await res.json()).toMatchObject({ name: 'NotFoundError', message: 'block <CID of 524294 bytes, multihash 0x12> not found on this hub' })
-    expect(asked.length).toBeGreaterThan(0)
-    expect(asked.filter(n => n > 64)).toEqual([])
-  })
-
-  it('serves a path through an identity CID of 600 KiB without putting it in X-Ipfs-Roots', async () => {
-    const hub = makeHub()
-    const inline = CID.createV1(dagCbor.code, identity.digest(dagCbor.encode({ pad: new Uint8Array(600 * 1024).fill(2) })))
-    const root = await cborBlock({ a: inline })
-    expect((await upload(hub, [root])).status).toBe(200)
-    for (const method of ['GET', 'HEAD']) {
-      const res = await hub.app.request(`/ipfs/${root.cid.toString()}/a?format=car`, { method, headers: { accept: 'application/vnd.ipld.car' } })
-      expect(res.status).toBe(200)
-      expect(res.headers.get('x-ipfs-roots')).toBeNull()
-      await res.body?.cancel()
-    }
-    // a path through ordinary blocks still names them
-    const leaf = await cborBlock({ b: 1 })
-    const parent = await cborBlock({ a: leaf.cid })
-    expect((await upload(hub, [parent, leaf])).status).toBe(200)
-    const res = await hub.app.request(`/ipfs/${parent.cid.toString()}/a?format=car`, { headers: { accept: 'application/vnd.ipld.car' } })
-    expect(res.headers.get('x-ipfs-roots')).toBe(`${parent.cid.toString()},${leaf.cid.toString()}`)
-    await res.body?.cancel()
-  })
-
-  it('accepts, walks and collects around a link to a CID of 512 KiB (an identity hash), keyed without a call per byte', async () => {
-    // Any IPNS record is welcome: a stranger's root may link any CID. Keyed by spreading its 512 Ki
-    // bytes over one call's arguments, the PUT failed with a RangeError (500) and so did every
-    // collection after it.
-    const hub = makeHub({ gcGraceMs: GRACE_MS })
-    const long = CID.createV1(dagCbor.code, identity.digest(new Uint8Array(512 * 1024).fill(1)))
-    // once as an upload and a record PUT, once in one publish request (its blocks staged by CID)
-    const [a, b] = [await generateKeyPair('Ed25519'), await generateKeyPair('Ed25519')]
-    const rootA = await cborBlock({ note: 'not a space', link: long })
-    const rootB = await cborBlock({ note: 'not a space either', link: long })
-    expect((await upload(hub, [rootA])).status).toBe(200)
-    expect((await putRecord(hub, nameOfKey(a), await createRecord(a, rootA.cid, 1))).status).toBe(200)
-    const record = await createRecord(b, rootB.cid, 1)
-    const recordBlock = { cid: CID.createV1(IPNS_RECORD_CODEC, await sha256.digest(record)), bytes: record }
-    const published = await hub.app.request(publishPath(nameOfKey(b)), { method: 'POST', headers: { 'content-type': CAR_TYPE }, body: encodeCar([recordBlock, rootB], [recordBlock.cid]) })
-    expect(published.status).toBe(200)
-    const report = await hub.collectGarbage(Date.now() + GRACE_MS + 1)
-    expect(report.names).toBe(2)
-    expect(report.deletedBlocks).toBe(0)
-    expect(await has(hub, rootA.cid)).toBe(true)
-    expect(await has(hub, rootB.cid)).toBe(true)
-  })
-
   it('keeps the newest versions that fit in the quota together and drops older ones, never the current one', async () => {
     // Each version is ~3.6 KB (a 3 000-byte bucket, root, current node, profile and clock): two fit, three do not.
     const hub = makeHub({ gcGraceMs: GRACE_MS, maxSpaceBytes: 8_000 })
@@ -689,6 +616,81 @@ describe('garbage collection and retention', () => {
     await hub.blockstore.put(foreign.cid, foreign.bytes)
     await hub.collectGarbage(Date.now() + 1)
     expect(await has(hub, foreign.cid)).toBe(true)
+  })
+})
+
+describe('CIDs of megabytes in a stranger\'s blocks', () => {
+  it('refuses an upload whose block is named by a CID of 4 MiB (an identity hash) with a short message (400)', async () => {
+    // Its text took ~1.4 s to write into the message, which made an answer of 6.7 MB.
+    const hub = makeHub()
+    const cid = CID.createV1(raw.code, identity.digest(new Uint8Array(4 * 1024 * 1024).fill(3)))
+    const res = await upload(hub, [{ cid, bytes: new Uint8Array([1]) }])
+    expect(res.status).toBe(400)
+    const body = await res.json() as { name: string, message: string }
+    expect(body.name).toBe('InvalidInputError')
+    expect(body.message).toBe('block <CID of 4194311 bytes, multihash 0x0> is not hashed with sha2-256')
+  })
+
+  it('answers a CAR whose DAG links a missing block named by 512 KiB with a 404 that names it by its length', async () => {
+    // Every block the plan read was labelled with its CID's text, written before the read: ~0.3 s a MiB.
+    // And the blockstore, which writes a CID's multihash out in base32 to look it up, is never asked
+    // for a CID whose digest is over 64 bytes: no hash makes one.
+    const blockstore = new MemoryBlockstore()
+    const asked: number[] = []
+    const get = blockstore.get.bind(blockstore)
+    blockstore.get = ((cid: CID, options?: unknown) => { asked.push(cid.bytes.length); return get(cid, options as never) }) as typeof blockstore.get
+    const hub = makeHub({}, { blockstore })
+    const long = CID.createV1(dagCbor.code, createMultihash(sha256.code, new Uint8Array(512 * 1024).fill(4)))
+    const root = await cborBlock({ link: long })
+    expect((await upload(hub, [root])).status).toBe(200)
+    const res = await carOf(hub, root.cid)
+    expect(res.status).toBe(404)
+    expect(await res.json()).toMatchObject({ name: 'NotFoundError', message: 'block <CID of 524294 bytes, multihash 0x12> not found on this hub' })
+    expect(asked.length).toBeGreaterThan(0)
+    expect(asked.filter(n => n > 64)).toEqual([])
+  })
+
+  it('serves a path through an identity CID of 600 KiB without putting it in X-Ipfs-Roots', async () => {
+    const hub = makeHub()
+    const inline = CID.createV1(dagCbor.code, identity.digest(dagCbor.encode({ pad: new Uint8Array(600 * 1024).fill(2) })))
+    const root = await cborBlock({ a: inline })
+    expect((await upload(hub, [root])).status).toBe(200)
+    for (const method of ['GET', 'HEAD']) {
+      const res = await hub.app.request(`/ipfs/${root.cid.toString()}/a?format=car`, { method, headers: { accept: 'application/vnd.ipld.car' } })
+      expect(res.status).toBe(200)
+      expect(res.headers.get('x-ipfs-roots')).toBeNull()
+      await res.body?.cancel()
+    }
+    // a path through ordinary blocks still names them
+    const leaf = await cborBlock({ b: 1 })
+    const parent = await cborBlock({ a: leaf.cid })
+    expect((await upload(hub, [parent, leaf])).status).toBe(200)
+    const res = await hub.app.request(`/ipfs/${parent.cid.toString()}/a?format=car`, { headers: { accept: 'application/vnd.ipld.car' } })
+    expect(res.headers.get('x-ipfs-roots')).toBe(`${parent.cid.toString()},${leaf.cid.toString()}`)
+    await res.body?.cancel()
+  })
+
+  it('accepts, walks and collects around a link to a CID of 512 KiB (an identity hash), keyed without a call per byte', async () => {
+    // Any IPNS record is welcome: a stranger's root may link any CID. Keyed by spreading its 512 Ki
+    // bytes over one call's arguments, the PUT failed with a RangeError (500) and so did every
+    // collection after it.
+    const hub = makeHub({ gcGraceMs: GRACE_MS })
+    const long = CID.createV1(dagCbor.code, identity.digest(new Uint8Array(512 * 1024).fill(1)))
+    // once as an upload and a record PUT, once in one publish request (its blocks staged by CID)
+    const [a, b] = [await generateKeyPair('Ed25519'), await generateKeyPair('Ed25519')]
+    const rootA = await cborBlock({ note: 'not a space', link: long })
+    const rootB = await cborBlock({ note: 'not a space either', link: long })
+    expect((await upload(hub, [rootA])).status).toBe(200)
+    expect((await putRecord(hub, nameOfKey(a), await createRecord(a, rootA.cid, 1))).status).toBe(200)
+    const record = await createRecord(b, rootB.cid, 1)
+    const recordBlock = { cid: CID.createV1(IPNS_RECORD_CODEC, await sha256.digest(record)), bytes: record }
+    const published = await hub.app.request(publishPath(nameOfKey(b)), { method: 'POST', headers: { 'content-type': CAR_TYPE }, body: encodeCar([recordBlock, rootB], [recordBlock.cid]) })
+    expect(published.status).toBe(200)
+    const report = await hub.collectGarbage(Date.now() + GRACE_MS + 1)
+    expect(report.names).toBe(2)
+    expect(report.deletedBlocks).toBe(0)
+    expect(await has(hub, rootA.cid)).toBe(true)
+    expect(await has(hub, rootB.cid)).toBe(true)
   })
 })
 

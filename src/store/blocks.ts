@@ -11,7 +11,7 @@ import { sha256 } from 'multiformats/hashes/sha2'
 import { Digest, create as createDigest } from 'multiformats/hashes/digest'
 import { equals } from 'multiformats/bytes'
 import type { MultihashDigest } from 'multiformats/hashes/interface'
-import { IntegrityError } from '../errors.js'
+import { IntegrityError, NotFoundError } from '../errors.js'
 import { encodeDagCbor, encodeLinks } from './cbor.js'
 import type { AbortOptions, Block, Store } from './interface.js'
 
@@ -236,9 +236,15 @@ export function cidString (cid: CID): string {
  * carry their block inline and are not held either.
  */
 export function isHeldHash (cid: CID): boolean {
-  return cid.multihash.code !== 0x00 && cid.multihash.size <= MAX_DIGEST_BYTES
+  return cid.multihash.code !== IDENTITY_CODE && cid.multihash.size <= MAX_DIGEST_BYTES
 }
 const MAX_DIGEST_BYTES = 64
+
+/** Throws NotFoundError, asking no one, for a CID no block can have (see isHeldHash); identity CIDs pass. */
+export function refuseUnheld (cid: CID): void {
+  if (cid.multihash.code !== IDENTITY_CODE && !isHeldHash(cid)) throw new NotFoundError(`block ${cidLabel(cid)} not found: no block has a digest that long`)
+}
+const IDENTITY_CODE = 0x00
 
 /**
  * A CID as an error message names it: its text, or, past 128 bytes (four times a sha2-256 CID), its

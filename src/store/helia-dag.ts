@@ -27,10 +27,7 @@ import * as dagCbor from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
 import { decode as decodeVarint, encode as encodeVarint, encodingLength } from 'uint8-varint'
 import { AbortedError, IntegrityError, NotFoundError, RateLimitError, StoreError, TooLargeError, UnavailableError } from '../errors.js'
-import { MAX_BLOCK_BYTES, canonicalLinkList, cidKey, cidLabel, encodeCar, isHeldHash } from './blocks.js'
-
-/** The identity multihash: the block is the digest. */
-const IDENTITY_CODE = 0x00
+import { MAX_BLOCK_BYTES, canonicalLinkList, cidKey, cidLabel, encodeCar, refuseUnheld } from './blocks.js'
 import { readCar } from './car-read.js'
 import { DAG_PROTOCOL } from '../protocol.js'
 import type { Block } from './interface.js'
@@ -243,7 +240,7 @@ export class DagServer {
 
   /** A block this node holds (the cache, else its blockstore, never the network), within MAX_BLOCK_BYTES. */
   async read (cid: CID, signal: AbortSignal): Promise<Uint8Array> {
-    if (cid.multihash.code !== IDENTITY_CODE && !isHeldHash(cid)) throw new NotFoundError(`block ${cidLabel(cid)} not found: no block has a digest that long`)
+    refuseUnheld(cid)
     const key = cidKey(cid)
     const cached = this.cache.get(key)
     if (cached !== undefined) return cached

@@ -39,10 +39,7 @@ import { ipnsSelector } from 'ipns/selector'
 import * as dagCbor from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
 import { ConflictError, EquivocationError, IntegrityError, InvalidInputError, NotFoundError, StoreError, TooLargeError, throwIfAborted, describeValue } from '../errors.js'
-import { MAX_BLOCK_BYTES, cidKey, cidLabel, isHeldHash, verifyBlock } from './blocks.js'
-
-/** The identity multihash: the block is the digest. */
-const IDENTITY_CODE = 0x00
+import { MAX_BLOCK_BYTES, cidKey, cidLabel, refuseUnheld, verifyBlock } from './blocks.js'
 import { flatText } from '../crypto/bytes.js'
 import { VERSION_TOPIC_PREFIX } from '../protocol.js'
 import { Limiter } from './limiter.js'
@@ -601,7 +598,7 @@ class HeliaStore implements Store {
     if (pushed !== undefined) return pushed
     // A digest no hash makes is never looked for; identity CIDs carry their block, which helia's
     // blockstore hands back.
-    if (cid.multihash.code !== IDENTITY_CODE && !isHeldHash(cid)) throw new NotFoundError(`block ${cidLabel(cid)} not found: no block has a digest that long`)
+    refuseUnheld(cid)
     const signal = options.signal ?? AbortSignal.timeout(this.options.fetchTimeoutMs)
     // Local reads go straight through; network fetches wait for one of `fetchConcurrency` slots.
     const local = await Promise.resolve(this.helia.blockstore.has(cid)).catch(() => false)

@@ -4,9 +4,9 @@
  * Every block is checked against its CID here, whatever the hub did; every body is capped.
  */
 import { CID } from 'multiformats/cid'
-import { AbortedError, IntegrityError, NotFoundError, StoreError, TooLargeError, UntrustedHubError } from '../errors.js'
+import { AbortedError, IntegrityError, StoreError, TooLargeError, UntrustedHubError } from '../errors.js'
 import { CAR_TYPE, IPNS_RECORD_TYPE, RAW_TYPE, ipfsPath, ipnsRecordPath } from '../protocol.js'
-import { MAX_BLOCK_BYTES, cidLabel, cidString, isHeldHash, verifyBlock } from './blocks.js'
+import { MAX_BLOCK_BYTES, cidLabel, cidString, refuseUnheld, verifyBlock } from './blocks.js'
 import { readCar } from './car-read.js'
 import { cappedChunks } from './hub-body.js'
 import { Limiter } from './limiter.js'
@@ -61,7 +61,7 @@ export class HubReader {
     const { transport } = this
     // A space read block by block asks for every bucket at once: at most `fetchConcurrency` go out together.
     // A CID no block can have (a stranger's link with a megabyte digest) is not asked for.
-    if (cid.multihash.code !== 0x00 && !isHeldHash(cid)) throw new NotFoundError(`block ${cidLabel(cid)} not found: no block has a digest that long`)
+    refuseUnheld(cid)
     const bytes = await this.fetchSlots.run(options.signal, async () => await transport.call(`${ipfsPath(cidString(cid))}?format=raw`, {
       headers: { accept: RAW_TYPE }
     }, options, async (res, signal) => await transport.read(res, MAX_BLOCK_BYTES, `block ${cidLabel(cid)}`, signal)),

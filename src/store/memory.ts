@@ -6,7 +6,7 @@
  * fetches them), and only keeps the conditional-write rule a hub keeps, so races behave the same.
  */
 import { ConflictError, EquivocationError, NotFoundError, throwIfAborted } from '../errors.js'
-import { cidString } from './blocks.js'
+import { cidLabel, cidString } from './blocks.js'
 import { readRecord } from './record.js'
 import type { AbortOptions, Block, Store, RecordListener } from './interface.js'
 import type { RecordInfo } from './record.js'
@@ -42,9 +42,8 @@ class DefaultMemoryStore implements MemoryStore {
 
   async getBlock (cid: CID, options?: AbortOptions): Promise<Uint8Array> {
     throwIfAborted(options?.signal)
-    const key = cidString(cid)
-    const bytes = this.blocks.get(key)
-    if (bytes === undefined) throw new NotFoundError(`block ${key} not found`)
+    const bytes = this.blocks.get(cidString(cid))
+    if (bytes === undefined) throw new NotFoundError(`block ${cidLabel(cid)} not found`)
     return bytes
   }
 
