@@ -6,7 +6,10 @@
  * by `flush()`, with a pause before each sum for background writes (DHT puts, provider records).
  * LevelDB's log grows with every write until it is compacted, and so does the device's state
  * journal (two lines per update, rewritten whole past 16 KiB), so these are the bytes a run of
- * updates adds, not what stays after compaction; the parts are printed too. Beside them, the bytes
+ * updates adds, not what stays after compaction; the parts are printed too. Beside them, what
+ * stays: the same sums over copies of the folders in which every LevelDB was compacted (its log
+ * written out as tables, overwritten records dropped) and every journal rewritten whole, as both
+ * do by themselves over a longer run. And the bytes
  * the file system allocates for the same files (one file per block in blockstore-fs: each at least
  * one file-system block).
  *
@@ -15,10 +18,11 @@
  */
 import '../src/polyfill.js'
 import { spawn } from 'node:child_process'
-import { mkdtemp, readdir, rm, stat } from 'node:fs/promises'
+import { cp, mkdtemp, readdir, rm, stat } from 'node:fs/promises'
 import * as os from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { LevelDatastore } from 'datastore-level'
 import { fileState, hubStore, openSpace, privateKeySigner } from '../src/index.js'
 import { createHeliaNode, stopHeliaNode } from '../src/store/helia-node.js'
 import { heliaStore } from '../src/store/helia.js'
@@ -47,6 +51,53 @@ async function bytesUnder (dir: string, allocated = false): Promise<number> {
   return total
 }
 
+/** Folders under `dir` (itself included) that hold a LevelDB (a `CURRENT` file). */
+async function levelFolders (dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { withFileTypes: true }).catch(() => [])
+  const found = entries.some(e => e.isFile() && e.name === 'CURRENT') ? [dir] : []
+  for (const e of entries) if (e.isDirectory()) found.push(...await levelFolders(join(dir, e.name)))
+  return found
+}
+
+/**
+ * What stays of the files under `dirs`: the bytes of a copy of them in which every LevelDB is
+ * compacted (its log written out as tables, overwritten and deleted entries dropped, as LevelDB
+ * does once its 4 MiB log fills) and every state journal is rewritten whole (as fileState does
+ * once its lines pass 16 KiB). The folders themselves are left as they are.
+ */
+async function settledBytes (dirs: string[], scratch: string): Promise<number> {
+  await rm(scratch, { recursive: true, force: true })
+  let total = 0
+  try {
+    for (const [i, dir] of dirs.entries()) {
+      const copy = join(scratch, String(i))
+      await cp(dir, copy, { recursive: true }).catch(() => {})
+      for (const folder of await levelFolders(copy)) {
+        const db = new LevelDatastore(folder)
+        await db.open()
+        // LevelDB writes its memtable (the log's entries) out as a table before compacting the range
+        // (classic-level, Node's LevelDB, has it; `level`'s types cover the browser's too, which has not)
+        await (db.db as unknown as { compactRange: (start: string, end: string) => Promise<void> }).compactRange('\u0000', '\uffff')
+        await db.close()
+      }
+      const journals = (await readdir(copy).catch(() => [])).filter(f => f.endsWith('.log') && !f.startsWith('LOG'))
+      if (journals.length > 0) {
+        // a new fileState rewrites a journal whole on its first change there
+        const state = fileState(copy, { compactBytes: 0 })
+        for (const file of journals) {
+          const name = file.slice(0, -'.log'.length)
+          const seen = await state.get(name)
+          if (seen !== undefined) await state.put(name, { sequence: seen.sequence, root: seen.root })
+        }
+      }
+      total += await bytesUnder(copy)
+    }
+  } finally {
+    await rm(scratch, { recursive: true, force: true })
+  }
+  return total
+}
+
 /** Bytes under each first-level entry of `dir` (a folder summed whole), keyed `<label>/<entry>`. */
 async function bytesByPart (dir: string, label: string): Promise<Map<string, number>> {
   const parts = new Map<string, number>()
@@ -61,11 +112,14 @@ async function bytesByPart (dir: string, label: string): Promise<Map<string, num
   return parts
 }
 
+/** Bytes per update: in all, by part, allocated by the file system, and what stays once compacted. */
+interface PerUpdate { total: number, parts: Map<string, number>, allocated: number, settled: number }
+
 /**
  * Fills `space` with `size` keys, then returns the bytes each single-key update adds under `dirs`
  * (label → folder): in all, and per first-level part of each folder.
  */
-async function perUpdate (space: Space, size: number, dirs: Record<string, string>): Promise<{ total: number, parts: Map<string, number>, allocated: number }> {
+async function perUpdate (space: Space, size: number, dirs: Record<string, string>): Promise<PerUpdate> {
   const fill: Record<string, Json> = {}
   for (let k = 0; k < size; k++) fill[`key-${k}`] = value(k, 0)
   await space.patch(fill)
@@ -77,6 +131,7 @@ async function perUpdate (space: Space, size: number, dirs: Record<string, strin
     let allocated = 0
     for (const dir of Object.values(dirs)) allocated += await bytesUnder(dir, true)
     all.set(ALLOCATED, allocated)
+    all.set(SETTLED, await settledBytes(Object.values(dirs), `${Object.values(dirs)[0] as string}-settled`))
     return all
   }
   const before = await sum()
@@ -88,16 +143,19 @@ async function perUpdate (space: Space, size: number, dirs: Record<string, strin
   const parts = new Map<string, number>()
   let total = 0
   for (const part of new Set([...before.keys(), ...after.keys()])) {
-    if (part === ALLOCATED) continue
+    if (part === ALLOCATED || part === SETTLED) continue
     const added = ((after.get(part) ?? 0) - (before.get(part) ?? 0)) / UPDATES
     parts.set(part, added)
     total += added
   }
-  return { total, parts, allocated: ((after.get(ALLOCATED) ?? 0) - (before.get(ALLOCATED) ?? 0)) / UPDATES }
+  const added = (key: string): number => ((after.get(key) ?? 0) - (before.get(key) ?? 0)) / UPDATES
+  return { total, parts, allocated: added(ALLOCATED), settled: added(SETTLED) }
 }
 
 /** The key under which a sum carries the allocated bytes of all its folders. */
 const ALLOCATED = '(allocated)'
+/** The key under which a sum carries what stays of all its folders once compacted (settledBytes). */
+const SETTLED = '(settled)'
 
 const partsLine = (parts: Map<string, number>): string =>
   [...parts].filter(([, b]) => Math.abs(b) >= 1).sort((x, y) => y[1] - x[1]).map(([p, b]) => `${p} ${b.toFixed(0)} B`).join(', ')
@@ -129,7 +187,7 @@ async function main (): Promise<void> {
       const dir = (name: string): string => join(tmp, `${size}-${name}`)
       const a = await createHeliaNode({ directory: dir('a'), dhtServer: true })
       const b = await createHeliaNode({ directory: dir('b'), dhtServer: true, peers: a.libp2p.getMultiaddrs().map(String).filter(x => !x.includes('/ws')) })
-      let helia: { total: number, parts: Map<string, number>, allocated: number }
+      let helia: PerUpdate
       try {
         const space = await openSpace({ signer: privateKeySigner((2 * i + 1).toString(16).padStart(64, '0')), store: heliaStore(a), state: fileState(dir('state-a')) })
         helia = await perUpdate(space, size, { writer: dir('a'), peer: dir('b'), state: dir('state-a') })
@@ -139,7 +197,7 @@ async function main (): Promise<void> {
         await stopHeliaNode(a)
       }
       const hub = await startHub(dir('hub'))
-      let viaHub: { total: number, parts: Map<string, number>, allocated: number }
+      let viaHub: PerUpdate
       try {
         const space = await openSpace({ signer: privateKeySigner((2 * i + 2).toString(16).padStart(64, '0')), store: hubStore(hub.url), state: fileState(dir('state-hub')) })
         viaHub = await perUpdate(space, size, { hub: dir('hub'), state: dir('state-hub') })
@@ -147,14 +205,14 @@ async function main (): Promise<void> {
       } finally {
         await hub.stop()
       }
-      rows.push(`| ${size} | ${helia.total.toFixed(0)} B | ${viaHub.total.toFixed(0)} B | ${(helia.allocated / 1024).toFixed(1)} KiB | ${(viaHub.allocated / 1024).toFixed(1)} KiB |`)
+      rows.push(`| ${size} | ${helia.total.toFixed(0)} B | ${viaHub.total.toFixed(0)} B | ${helia.settled.toFixed(0)} B | ${viaHub.settled.toFixed(0)} B | ${(helia.allocated / 1024).toFixed(1)} KiB | ${(viaHub.allocated / 1024).toFixed(1)} KiB |`)
       console.log(`${size} keys, bytes per update by part. helia: ${partsLine(helia.parts)}`)
       console.log(`${size} keys, bytes per update by part. hub: ${partsLine(viaHub.parts)}`)
     }
   } finally {
     await rm(tmp, { recursive: true, force: true, maxRetries: 5 })
   }
-  console.log('\n| keys | helia (both nodes + state file) | hub process (hub data + state file) | allocated by the file system: helia | hub |\n| --- | --- | --- | --- | --- |')
+  console.log('\n| keys | helia (both nodes + state file) | hub process (hub data + state file) | what stays once compacted: helia | hub | allocated by the file system: helia | hub |\n| --- | --- | --- | --- | --- | --- | --- |')
   for (const row of rows) console.log(row)
   console.log(`\nload average after: ${load()}`)
 }

@@ -35,6 +35,7 @@ import { InvalidInputError, StoreError, describeValue } from '../errors.js'
 import { flatText } from '../crypto/bytes.js'
 import { createHeliaLight, withBitswap } from './helia-core.js'
 import { quietDatastore } from './helia-datastore.js'
+import { MAX_DHT_REQUEST_BYTES, guardedRegistrar } from './dht-guard.js'
 import { withLibp2p } from './helia-libp2p.js'
 import type { HeliaWithLibp2p } from './helia-libp2p.js'
 import type { Identify } from '@libp2p/identify'
@@ -54,6 +55,23 @@ export const DHT_PROTOCOL = '/ipfs/lan/kad/1.0.0'
 
 /** Where a node listens when no `listen` option is given: loopback only, one TCP and one WebSocket port. */
 export const DEFAULT_LISTEN: readonly string[] = Object.freeze(['/ip4/127.0.0.1/tcp/0', '/ip4/127.0.0.1/tcp/0/ws'])
+
+/**
+ * `service` (a libp2p service factory) seeing libp2p's components with a registrar that limits the
+ * length of every message peers send on DHT_PROTOCOL streams to MAX_DHT_REQUEST_BYTES.
+ */
+function withMessageLimit<C extends { registrar: Parameters<typeof guardedRegistrar>[0] }, S> (service: (components: C) => S): (components: C) => S {
+  return (components) => {
+    let registrar: C['registrar'] | undefined
+    return service(new Proxy(components, {
+      get (target, prop) {
+        if (prop !== 'registrar') return Reflect.get(target, prop)
+        registrar ??= guardedRegistrar(target.registrar, DHT_PROTOCOL, MAX_DHT_REQUEST_BYTES)
+        return registrar
+      }
+    }))
+  }
+}
 
 /** Exempt from libp2p's per-host inbound connection rate limit (see createHeliaNode). */
 const LOOPBACK = ['/ip4/127.0.0.0/ipcidr/8', '/ip6/::1/ipcidr/128']
@@ -245,7 +263,9 @@ export async function createHeliaNode (options: HeliaNodeOptions = {}): Promise<
         : floodsub(),
       // libp2p is held at 3.2.0 (later 3.x depend on p-retry 8, which declares Node >= 22), whose
       // components are typed against interface-datastore 9 and kad-dht against 10: the same shape.
-      dht: kadDHT({
+      // kad-dht registers its handler through a registrar that puts a message length limit in front
+      // of it (dht-guard.ts): kad-dht itself reads requests of up to 4 MiB.
+      dht: withMessageLimit(kadDHT({
         protocol: DHT_PROTOCOL,
         clientMode: options.dhtServer !== true,
         // The default mapper drops private and loopback addresses, which are all a LAN/loopback
@@ -257,7 +277,7 @@ export async function createHeliaNode (options: HeliaNodeOptions = {}): Promise<
         // Accept IPNS records even on nodes that never create `ipns(helia)` (a hub that only relays).
         validators: { ipns: async (key, value) => { await ipnsValidator(key, value) } },
         selectors: { ipns: (key, records) => ipnsSelector(key, records) }
-      }) as unknown as (components: unknown) => SingleKadDHT
+      })) as unknown as (components: unknown) => SingleKadDHT
     }
   }), { sendWantlistDebounce: BITSWAP_DEBOUNCE_MS, sendBlocksDebounce: BITSWAP_DEBOUNCE_MS })
 

@@ -1,0 +1,141 @@
+/**
+ * A DHT server node refuses over-long messages on inbound DHT streams before reading them: the
+ * stream is aborted as soon as a length prefix declares more than MAX_DHT_REQUEST_BYTES, and the
+ * request is never answered. Requests within the limit are answered as before, on the same stream.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { encode as encodeVarint } from 'uint8-varint'
+import { MAX_DHT_REQUEST_BYTES, lengthPrefixGuard } from '../src/store/dht-guard.js'
+import { DHT_PROTOCOL, createHeliaNode, stopHeliaNode } from '../src/store/helia-node.js'
+import type { HeliaNode } from '../src/store/helia-node.js'
+
+const concat = (...parts: Uint8Array[]): Uint8Array => {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0))
+  let at = 0
+  for (const p of parts) { out.set(p, at); at += p.byteLength }
+  return out
+}
+const framed = (body: Uint8Array): Uint8Array => concat(encodeVarint(body.byteLength), body)
+
+/** A kad-dht GET_VALUE request (type 1, field 1; key, field 2) for `key`, length-prefixed. */
+function getValue (key: Uint8Array): Uint8Array {
+  return framed(concat(new Uint8Array([0x08, 0x01, 0x12]), encodeVarint(key.byteLength), key))
+}
+/** An IPNS routing key's shape (`/ipns/` and 38 bytes of an identity multihash, 44 in all), `extra` bytes longer. */
+const ipnsKey = (fill: number, extra = 0): Uint8Array => concat(new TextEncoder().encode('/ipns/'), new Uint8Array([0x00, 0x24]), new Uint8Array(36 + extra).fill(fill))
+
+describe('lengthPrefixGuard', () => {
+  const feed = (guard: (c: Uint8Array) => string | undefined, bytes: Uint8Array, step: number): string | undefined => {
+    let over: string | undefined
+    for (let i = 0; i < bytes.byteLength && over === undefined; i += step) over = guard(bytes.subarray(i, i + step))
+    return over
+  }
+
+  it.each([1, 2, 3, 7, 1000])('passes messages of up to the limit and refuses the first one over it, in chunks of %i bytes', (step) => {
+    const max = 300
+    const ok = concat(framed(new Uint8Array(5)), framed(new Uint8Array(max)), framed(new Uint8Array(0)), framed(new Uint8Array(200)))
+    expect(feed(lengthPrefixGuard(max), ok, step)).toBeUndefined()
+    // the same messages, then one of max + 1 bytes: refused on its prefix, before any of its body
+    const over = concat(ok, encodeVarint(max + 1))
+    expect(feed(lengthPrefixGuard(max), over, step)).toBe(`a DHT message of ${max + 1} bytes or more, over the ${max}-byte limit`)
+  })
+
+  it('refuses on the first prefix byte that already passes the limit, and stays refused', () => {
+    const guard = lengthPrefixGuard(100)
+    // 0xe5 0x8e 0x26 is 624 485: its first byte (101) is already over 100
+    expect(guard(new Uint8Array([0xe5]))).toMatch(/^a DHT message of 101 bytes or more/)
+    expect(guard(new Uint8Array([0x01]))).toMatch(/^a DHT message of 101 bytes or more/)
+  })
+
+  it('refuses a prefix that does not end, whatever the limit', () => {
+    expect(lengthPrefixGuard(Number.MAX_SAFE_INTEGER)(new Uint8Array(9).fill(0x80))).toBe('a DHT message length prefix that does not end')
+  })
+
+  it('counts a prefix past 2^31 as such rather than wrapping', () => {
+    // 2^35: 0x80 0x80 0x80 0x80 0x80 0x01
+    expect(lengthPrefixGuard(2 ** 34)(new Uint8Array([0x80, 0x80, 0x80, 0x80, 0x80, 0x01]))).toMatch(/^a DHT message of 34359738368 bytes or more/)
+  })
+})
+
+describe('DHT server: message length limit on inbound streams', () => {
+  let server: HeliaNode
+  let client: HeliaNode
+
+  beforeAll(async () => {
+    server = await createHeliaNode({ dhtServer: true })
+    client = await createHeliaNode({ peers: server.libp2p.getMultiaddrs().map(String).filter(a => !a.includes('/ws')) })
+  }, 30_000)
+
+  afterAll(async () => {
+    await stopHeliaNode(client)
+    await stopHeliaNode(server)
+  })
+
+  /**
+   * Sends each request on one stream in turn and reads one length-prefixed answer after each: the
+   * answers' lengths, and how the stream ended when an answer did not come ('reset').
+   */
+  async function ask (requests: Uint8Array[]): Promise<Array<number | 'reset'>> {
+    const stream = await client.libp2p.dialProtocol(server.libp2p.peerId, DHT_PROTOCOL, { signal: AbortSignal.timeout(10_000) })
+    const reader = stream[Symbol.asyncIterator]()
+    let buffered: Uint8Array = new Uint8Array(0)
+    const answers: Array<number | 'reset'> = []
+    try {
+      for (const request of requests) {
+        stream.send(request)
+        let length: number | undefined
+        let prefix = 0
+        while (true) {
+          // a complete answer buffered: its length prefix, then its body
+          if (buffered.byteLength > 0) {
+            let value = 0
+            for (prefix = 0; prefix < buffered.byteLength; prefix++) {
+              value += ((buffered[prefix] as number) & 0x7f) * 2 ** (7 * prefix)
+              if (((buffered[prefix] as number) & 0x80) === 0) { length = value; prefix++; break }
+            }
+            if (length !== undefined && buffered.byteLength >= prefix + length) break
+            length = undefined
+          }
+          let next: IteratorResult<Uint8Array | { subarray: () => Uint8Array }>
+          try {
+            next = await reader.next()
+          } catch {
+            answers.push('reset')
+            return answers
+          }
+          if (next.done === true) { answers.push('reset'); return answers }
+          const chunk = next.value instanceof Uint8Array ? next.value : next.value.subarray()
+          buffered = concat(buffered, chunk)
+        }
+        answers.push(length)
+        buffered = buffered.subarray(prefix + length)
+      }
+      await stream.close()
+    } finally {
+      if (stream.status === 'open') stream.abort(new Error('test done'))
+    }
+    return answers
+  }
+
+  it('answers requests within the limit, and aborts the stream at one over it without answering', async () => {
+    const small = getValue(ipnsKey(1))
+    // A GET_VALUE whose key alone is twice the limit; kad-dht would answer it, key and all.
+    const large = getValue(ipnsKey(2, 2 * MAX_DHT_REQUEST_BYTES))
+    const answers = await ask([small, small, large, small])
+    expect(answers.slice(0, 2)).toEqual([expect.any(Number), expect.any(Number)])
+    expect(answers[2]).toBe('reset')
+    expect(answers).toHaveLength(3)
+  }, 30_000)
+
+  it('aborts a stream whose first message is over the limit', async () => {
+    expect(await ask([getValue(ipnsKey(3, MAX_DHT_REQUEST_BYTES))])).toEqual(['reset'])
+  }, 30_000)
+
+  it('answers a request of exactly the limit', async () => {
+    // type (2 bytes), key tag (1), key length (a 2-byte varint below 16 384), the key
+    const key = ipnsKey(4, MAX_DHT_REQUEST_BYTES - 5 - 44)
+    const request = getValue(key)
+    expect(request.byteLength - encodeVarint(MAX_DHT_REQUEST_BYTES).byteLength).toBe(MAX_DHT_REQUEST_BYTES)
+    expect(await ask([request])).toEqual([expect.any(Number)])
+  }, 30_000)
+})
