@@ -2,10 +2,12 @@
  * A DHT server node refuses over-long messages on inbound DHT streams before reading them: the
  * stream is aborted as soon as a length prefix declares more than MAX_DHT_REQUEST_BYTES, and the
  * request is never answered. Requests within the limit are answered as before, on the same stream.
+ * A node's own queries refuse answers over MAX_DHT_RESPONSE_BYTES the same way, and learn nothing
+ * from them.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { encode as encodeVarint } from 'uint8-varint'
-import { MAX_DHT_REQUEST_BYTES, lengthPrefixGuard } from '../src/store/dht-guard.js'
+import { MAX_DHT_REQUEST_BYTES, MAX_DHT_RESPONSE_BYTES, lengthPrefixGuard } from '../src/store/dht-guard.js'
 import { DHT_PROTOCOL, createHeliaNode, stopHeliaNode } from '../src/store/helia-node.js'
 import type { HeliaNode } from '../src/store/helia-node.js'
 
@@ -137,5 +139,73 @@ describe('DHT server: message length limit on inbound streams', () => {
     const request = getValue(key)
     expect(request.byteLength - encodeVarint(MAX_DHT_REQUEST_BYTES).byteLength).toBe(MAX_DHT_REQUEST_BYTES)
     expect(await ask([request])).toEqual([expect.any(Number)])
+  }, 30_000)
+})
+
+describe('DHT queries: answer length limit', () => {
+  let honest: HeliaNode
+  let liar: HeliaNode
+  let asker: HeliaNode
+  /** Peers the liar's answers name: one real-looking Ed25519 peer id each, with one address. */
+  const fakePeers: Uint8Array[] = []
+
+  /** A kad-dht Peer (id: field 1, one address: field 2) for an Ed25519 identity peer id of `seed`. */
+  function peer (seed: number): Uint8Array {
+    const id = concat(new Uint8Array([0x00, 0x24, 0x08, 0x01, 0x12, 0x20]), new Uint8Array(32).fill(seed & 0xff))
+    id[37] = seed >> 8
+    fakePeers.push(id)
+    const addr = new Uint8Array([0x04, 10, 9, seed >> 8, seed & 0xff, 0x06, 0x0f, 0xa1])
+    return concat(new Uint8Array([0x0a, id.byteLength]), id, new Uint8Array([0x12, addr.byteLength]), addr)
+  }
+
+  /** An answer of type FIND_NODE (4) listing `count` closer peers (field 8), length-prefixed. */
+  function answer (count: number): Uint8Array {
+    const peers: Uint8Array[] = []
+    for (let i = 0; i < count; i++) {
+      const p = peer(i + 1)
+      peers.push(concat(new Uint8Array([0x42]), encodeVarint(p.byteLength), p))
+    }
+    return framed(concat(new Uint8Array([0x08, 0x04]), ...peers))
+  }
+
+  beforeAll(async () => {
+    honest = await createHeliaNode({ dhtServer: true })
+    liar = await createHeliaNode({ dhtServer: true })
+    const big = answer(Math.ceil(MAX_DHT_RESPONSE_BYTES / 50))
+    expect(big.byteLength).toBeGreaterThan(MAX_DHT_RESPONSE_BYTES)
+    // The liar answers every DHT request with one FIND_NODE answer over the limit.
+    await liar.libp2p.handle(DHT_PROTOCOL, (stream) => {
+      stream.addEventListener('message', () => {
+        if (stream.status === 'open' && stream.writeStatus === 'writable') stream.send(big)
+      }, { once: true })
+    }, { force: true })
+    const addrs = (n: HeliaNode): string[] => n.libp2p.getMultiaddrs().map(String).filter(a => !a.includes('/ws'))
+    asker = await createHeliaNode({ peers: [...addrs(honest), ...addrs(liar)] })
+  }, 30_000)
+
+  afterAll(async () => {
+    await stopHeliaNode(asker)
+    await stopHeliaNode(liar)
+    await stopHeliaNode(honest)
+  })
+
+  it('refuses an answer over the limit on its length prefix and learns none of the peers it lists', async () => {
+    const events: Array<{ name: string, from?: string, error?: Error }> = []
+    const dht = asker.libp2p.services.dht
+    for await (const event of dht.getClosestPeers(new TextEncoder().encode('a key to look near'), { signal: AbortSignal.timeout(10_000) })) {
+      events.push({ name: event.name, from: 'from' in event ? event.from.toString() : undefined, error: 'error' in event ? event.error : undefined })
+    }
+    const fromLiar = events.filter(e => e.from === liar.libp2p.peerId.toString())
+    expect(fromLiar.map(e => e.name)).toContain('QUERY_ERROR')
+    expect(fromLiar.map(e => e.name)).not.toContain('PEER_RESPONSE')
+    expect(fromLiar.find(e => e.name === 'QUERY_ERROR')?.error?.message).toMatch(new RegExp(`over the ${MAX_DHT_RESPONSE_BYTES}-byte limit`))
+    // the honest server answered as usual
+    expect(events.filter(e => e.from === honest.libp2p.peerId.toString()).map(e => e.name)).toContain('PEER_RESPONSE')
+    // none of the listed peers reached the peer store
+    const known = new Set((await asker.libp2p.peerStore.all()).map(p => p.id.toString()))
+    expect(known.has(honest.libp2p.peerId.toString())).toBe(true)
+    const { peerIdFromMultihash } = await import('@libp2p/peer-id')
+    const Digest = await import('multiformats/hashes/digest')
+    for (const id of fakePeers.slice(0, 50)) expect(known.has(peerIdFromMultihash(Digest.decode(id)).toString())).toBe(false)
   }, 30_000)
 })

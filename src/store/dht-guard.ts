@@ -1,10 +1,12 @@
 /**
- * A length limit on the messages peers send on inbound DHT streams. @libp2p/kad-dht reads each
- * length-prefixed message up to its stream reader's 4 MiB buffer and then base32-encodes the key a
- * request names (about 0.36 s of the event loop per MiB) before it looks anything up: one stranger
+ * Length limits on the messages peers send on DHT streams. @libp2p/kad-dht reads each
+ * length-prefixed message up to its stream reader's 4 MiB buffer. A request's key is then written
+ * out in base32 (about 0.36 s of the event loop per MiB) before anything is looked up: one stranger
  * sending large GET_VALUE or GET_PROVIDERS requests could keep a DHT server node busy for as long as
- * it kept sending. The guard reads only the length prefixes, as the bytes arrive, and aborts the
- * stream as soon as one declares more than the limit, before the message body is even received.
+ * it kept sending. An answer to this node's own queries is decoded whole, and every peer it lists
+ * is announced to the routing table and the peer store. The guard reads only the length prefixes,
+ * as the bytes arrive, and aborts the stream as soon as one declares more than the limit, before
+ * the message body is even received.
  */
 import { TooLargeError } from '../errors.js'
 import type { Stream, StreamHandler, StreamHandlerOptions } from '@libp2p/interface'
@@ -13,6 +15,10 @@ import type { Stream, StreamHandler, StreamHandlerOptions } from '@libp2p/interf
 interface HandlerRegistrar {
   handle(protocol: string, handler: StreamHandler, options?: StreamHandlerOptions): Promise<void>
 }
+/** The part of libp2p's connection manager (`components.connectionManager`) streams are opened through. */
+interface StreamOpener {
+  openStream(peer: unknown, protocol: string | string[], options?: unknown): Promise<Stream>
+}
 
 /**
  * The longest message a peer may send on an inbound DHT stream. The largest legitimate request is
@@ -20,6 +26,12 @@ interface HandlerRegistrar {
  * every other request names a key of tens of bytes. @default 16 KiB
  */
 export const MAX_DHT_REQUEST_BYTES = 16 * 1024
+
+/**
+ * The longest answer a peer may send to this node's DHT queries: a record (IPNS: at most 10 KiB)
+ * and the closest peers it knows (k = 20, each with its addresses). @default 64 KiB
+ */
+export const MAX_DHT_RESPONSE_BYTES = 64 * 1024
 
 /** Bytes of a length prefix (varint) that can name up to MAX_SAFE_INTEGER. */
 const MAX_PREFIX_BYTES = 8
@@ -63,8 +75,8 @@ export function lengthPrefixGuard (maxBytes: number): (chunk: Uint8Array) => str
   }
 }
 
-/** Aborts `stream` once a message on it declares more than `maxBytes` (see lengthPrefixGuard). */
-export function limitInboundMessages (stream: Stream, maxBytes: number): void {
+/** Aborts `stream` once a message it receives declares more than `maxBytes` (see lengthPrefixGuard). */
+export function limitReceivedMessages (stream: Stream, maxBytes: number): void {
   const check = lengthPrefixGuard(maxBytes)
   // Added before the protocol's own reader, which receives every chunk after this has seen it.
   stream.addEventListener('message', (event) => {
@@ -86,17 +98,32 @@ function checkList (check: (chunk: Uint8Array) => string | undefined, list: Iter
  */
 export function guardedRegistrar<R extends HandlerRegistrar> (registrar: R, protocol: string, maxBytes = MAX_DHT_REQUEST_BYTES): R {
   const guard = (handler: StreamHandler): StreamHandler => async (stream, connection) => {
-    limitInboundMessages(stream, maxBytes)
+    limitReceivedMessages(stream, maxBytes)
     await handler(stream, connection)
   }
-  return new Proxy(registrar, {
-    get (target, prop) {
-      if (prop === 'handle') {
-        return async (name: string, handler: StreamHandler, options?: StreamHandlerOptions) =>
-          await target.handle(name, name === protocol ? guard(handler) : handler, options)
-      }
-      const value = Reflect.get(target, prop, target) as unknown
-      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value
+  return forwarding(registrar, 'handle', async (name: string, handler: StreamHandler, options?: StreamHandlerOptions) =>
+    await registrar.handle(name, name === protocol ? guard(handler) : handler, options))
+}
+
+/**
+ * A view of libp2p's connection manager for kad-dht: a stream it opens for `protocol` (a query)
+ * aborts at an answer longer than `maxBytes`. Everything else is the connection manager's own.
+ */
+export function guardedOpener<O extends StreamOpener> (opener: O, protocol: string, maxBytes = MAX_DHT_RESPONSE_BYTES): O {
+  return forwarding(opener, 'openStream', async (peer: unknown, protocols: string | string[], options?: unknown) => {
+    const stream = await opener.openStream(peer, protocols, options)
+    if (protocols === protocol || (Array.isArray(protocols) && protocols.includes(protocol))) limitReceivedMessages(stream, maxBytes)
+    return stream
+  })
+}
+
+/** `target` with its method `name` replaced by `method`; its other methods called on `target` itself. */
+function forwarding<T extends object> (target: T, name: string, method: unknown): T {
+  return new Proxy(target, {
+    get (t, prop) {
+      if (prop === name) return method
+      const value = Reflect.get(t, prop, t) as unknown
+      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(t) : value
     }
   })
 }

@@ -35,7 +35,7 @@ import { InvalidInputError, StoreError, describeValue } from '../errors.js'
 import { flatText } from '../crypto/bytes.js'
 import { createHeliaLight, withBitswap } from './helia-core.js'
 import { quietDatastore } from './helia-datastore.js'
-import { MAX_DHT_REQUEST_BYTES, guardedRegistrar } from './dht-guard.js'
+import { MAX_DHT_REQUEST_BYTES, MAX_DHT_RESPONSE_BYTES, guardedOpener, guardedRegistrar } from './dht-guard.js'
 import { withLibp2p } from './helia-libp2p.js'
 import type { HeliaWithLibp2p } from './helia-libp2p.js'
 import type { Identify } from '@libp2p/identify'
@@ -57,17 +57,19 @@ export const DHT_PROTOCOL = '/ipfs/lan/kad/1.0.0'
 export const DEFAULT_LISTEN: readonly string[] = Object.freeze(['/ip4/127.0.0.1/tcp/0', '/ip4/127.0.0.1/tcp/0/ws'])
 
 /**
- * `service` (a libp2p service factory) seeing libp2p's components with a registrar that limits the
- * length of every message peers send on DHT_PROTOCOL streams to MAX_DHT_REQUEST_BYTES.
+ * `service` (a libp2p service factory) seeing libp2p's components with a registrar and a connection
+ * manager that limit the length of every message peers send on DHT_PROTOCOL streams: requests to
+ * MAX_DHT_REQUEST_BYTES, answers to this node's queries to MAX_DHT_RESPONSE_BYTES (dht-guard.ts).
  */
-function withMessageLimit<C extends { registrar: Parameters<typeof guardedRegistrar>[0] }, S> (service: (components: C) => S): (components: C) => S {
+function withMessageLimit<C extends { registrar: Parameters<typeof guardedRegistrar>[0], connectionManager: Parameters<typeof guardedOpener>[0] }, S> (service: (components: C) => S): (components: C) => S {
   return (components) => {
     let registrar: C['registrar'] | undefined
+    let connectionManager: C['connectionManager'] | undefined
     return service(new Proxy(components, {
       get (target, prop) {
-        if (prop !== 'registrar') return Reflect.get(target, prop)
-        registrar ??= guardedRegistrar(target.registrar, DHT_PROTOCOL, MAX_DHT_REQUEST_BYTES)
-        return registrar
+        if (prop === 'registrar') return (registrar ??= guardedRegistrar(target.registrar, DHT_PROTOCOL, MAX_DHT_REQUEST_BYTES))
+        if (prop === 'connectionManager') return (connectionManager ??= guardedOpener(target.connectionManager, DHT_PROTOCOL, MAX_DHT_RESPONSE_BYTES))
+        return Reflect.get(target, prop)
       }
     }))
   }
@@ -263,8 +265,8 @@ export async function createHeliaNode (options: HeliaNodeOptions = {}): Promise<
         : floodsub(),
       // libp2p is held at 3.2.0 (later 3.x depend on p-retry 8, which declares Node >= 22), whose
       // components are typed against interface-datastore 9 and kad-dht against 10: the same shape.
-      // kad-dht registers its handler through a registrar that puts a message length limit in front
-      // of it (dht-guard.ts): kad-dht itself reads requests of up to 4 MiB.
+      // kad-dht registers its handler and opens its queries' streams through components that put a
+      // message length limit on them (dht-guard.ts): kad-dht itself reads messages of up to 4 MiB.
       dht: withMessageLimit(kadDHT({
         protocol: DHT_PROTOCOL,
         clientMode: options.dhtServer !== true,
