@@ -5,11 +5,13 @@
  * A node's own queries refuse answers over MAX_DHT_RESPONSE_BYTES the same way, and learn nothing
  * from them.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { encode as encodeVarint } from 'uint8-varint'
-import { MAX_DHT_REQUEST_BYTES, MAX_DHT_RESPONSE_BYTES, lengthPrefixGuard } from '../src/store/dht-guard.js'
+import { MAX_DHT_REQUEST_BYTES, MAX_DHT_RESPONSE_BYTES, lengthPrefixGuard, limitReceivedMessages } from '../src/store/dht-guard.js'
+import { TooLargeError } from '../src/errors.js'
 import { DHT_PROTOCOL, createHeliaNode, stopHeliaNode } from '../src/store/helia-node.js'
 import type { HeliaNode } from '../src/store/helia-node.js'
+import type { Stream } from '@libp2p/interface'
 
 const concat = (...parts: Uint8Array[]): Uint8Array => {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0))
@@ -42,6 +44,14 @@ describe('lengthPrefixGuard', () => {
     expect(feed(lengthPrefixGuard(max), over, step)).toBe(`a DHT message of ${max + 1} bytes or more, over the ${max}-byte limit`)
   })
 
+  it.each([1, 3, 1000])('skips message bodies whatever their bytes, in chunks of %i bytes', (step) => {
+    // bodies of 0xff: read as prefixes, any one of them would be a length that does not end
+    const max = 300
+    const ok = concat(framed(new Uint8Array(max).fill(0xff)), framed(new Uint8Array(1).fill(0xff)), framed(new Uint8Array(129).fill(0x80)))
+    expect(feed(lengthPrefixGuard(max), ok, step)).toBeUndefined()
+    expect(feed(lengthPrefixGuard(max), concat(ok, encodeVarint(max + 1), new Uint8Array(max + 1).fill(0xff)), step)).toMatch(/^a DHT message of 301 bytes or more/)
+  })
+
   it('refuses on the first prefix byte that already passes the limit, and stays refused', () => {
     const guard = lengthPrefixGuard(100)
     // 0xe5 0x8e 0x26 is 624 485: its first byte (101) is already over 100
@@ -59,14 +69,90 @@ describe('lengthPrefixGuard', () => {
   })
 })
 
+describe('limitReceivedMessages', () => {
+  /** A stream as far as the guard sees it: message events, a status and abort. */
+  class FakeStream extends EventTarget {
+    status = 'open'
+    aborted: Error | undefined
+    abort (err: Error): void { this.aborted = err; this.status = 'aborted' }
+    message (data: unknown): void {
+      const event = new Event('message') as Event & { data: unknown }
+      event.data = data
+      this.dispatchEvent(event)
+    }
+  }
+  const guarded = (status = 'open'): { stream: FakeStream, seen: unknown[] } => {
+    const stream = new FakeStream()
+    stream.status = status
+    limitReceivedMessages(stream as unknown as Stream, 100)
+    const seen: unknown[] = []
+    // the protocol's own reader, added after the guard
+    stream.addEventListener('message', (event) => { seen.push((event as Event & { data: unknown }).data) })
+    return { stream, seen }
+  }
+
+  it('passes chunks within the limit on to the reader', () => {
+    const { stream, seen } = guarded()
+    const chunk = framed(new Uint8Array(100).fill(0xff))
+    stream.message(chunk)
+    expect(seen).toEqual([chunk])
+    expect(stream.aborted).toBeUndefined()
+  })
+
+  it('aborts at a prefix over the limit and keeps that chunk and every later one from the reader', () => {
+    const { stream, seen } = guarded()
+    // a message within the limit and one over it, in one chunk
+    stream.message(concat(framed(new Uint8Array(5)), framed(new Uint8Array(101))))
+    expect(stream.aborted).toBeInstanceOf(TooLargeError)
+    expect(stream.aborted?.message).toMatch(/^a DHT message of 101 bytes or more/)
+    stream.message(framed(new Uint8Array(1)))
+    expect(seen).toEqual([])
+  })
+
+  it('keeps the chunk from the reader of a stream the remote has already closed', () => {
+    const { stream, seen } = guarded('closed')
+    stream.message(framed(new Uint8Array(101)))
+    expect(seen).toEqual([])
+  })
+
+  it('aborts a stream whose own writable end is closing (a query sent, its answer awaited)', () => {
+    const { stream, seen } = guarded('closing')
+    stream.message(framed(new Uint8Array(101)))
+    expect(stream.aborted).toBeInstanceOf(TooLargeError)
+    expect(seen).toEqual([])
+  })
+
+  it('reads every part of a list of chunks', () => {
+    const { stream, seen } = guarded()
+    // as libp2p's Uint8ArrayList is read: part by part. The prefix over the limit is in the last part.
+    stream.message([framed(new Uint8Array(5)), new Uint8Array([0x01, 0xff]), encodeVarint(101)])
+    expect(stream.aborted).toBeInstanceOf(TooLargeError)
+    expect(seen).toEqual([])
+  })
+})
+
 describe('DHT server: message length limit on inbound streams', () => {
   let server: HeliaNode
   let client: HeliaNode
 
+  /** Lengths of the keys over the limit that reached kad-dht's own message handler: none may. */
+  const longKeys: number[] = []
+
   beforeAll(async () => {
     server = await createHeliaNode({ dhtServer: true })
     client = await createHeliaNode({ peers: server.libp2p.getMultiaddrs().map(String).filter(a => !a.includes('/ws')) })
+    type Handler = (peer: unknown, message: { key?: Uint8Array }) => Promise<unknown>
+    const rpc = (server.libp2p.services.dht as unknown as { rpc: { handleMessage: Handler } }).rpc
+    const handle = rpc.handleMessage.bind(rpc)
+    rpc.handleMessage = async (peer, message) => {
+      if ((message.key?.byteLength ?? 0) > MAX_DHT_REQUEST_BYTES) longKeys.push(message.key?.byteLength ?? 0)
+      return await handle(peer, message)
+    }
   }, 30_000)
+
+  afterEach(() => {
+    expect(longKeys).toEqual([])
+  })
 
   afterAll(async () => {
     await stopHeliaNode(client)
@@ -131,6 +217,29 @@ describe('DHT server: message length limit on inbound streams', () => {
 
   it('aborts a stream whose first message is over the limit', async () => {
     expect(await ask([getValue(ipnsKey(3, MAX_DHT_REQUEST_BYTES))])).toEqual(['reset'])
+  }, 30_000)
+
+  /** Sends `parts` on one stream in the same tick, closes its writable end if `close`, and reads until the stream ends. */
+  async function sendRaw (parts: Uint8Array[], close: boolean): Promise<void> {
+    const stream = await client.libp2p.dialProtocol(server.libp2p.peerId, DHT_PROTOCOL, { signal: AbortSignal.timeout(10_000) })
+    for (const part of parts) stream.send(part)
+    if (close) void stream.close().catch(() => {})
+    try {
+      for await (const chunk of stream) void chunk
+    } catch {}
+    if (stream.status === 'open') stream.abort(new Error('test done'))
+  }
+
+  it.each([
+    ['a request within the limit and one over it, in one send', false, (small: Uint8Array, large: Uint8Array) => [concat(small, large)]],
+    ['a request over the limit, split after its prefix', false, (_: Uint8Array, large: Uint8Array) => [large.subarray(0, 2), large.subarray(2)]],
+    ['a request over the limit, and the writable end closed at once', true, (_: Uint8Array, large: Uint8Array) => [large]]
+  ])('never hands kad-dht %s', async (_, close, parts) => {
+    const small = getValue(ipnsKey(5))
+    const large = getValue(ipnsKey(6, 2 * MAX_DHT_REQUEST_BYTES))
+    await sendRaw(parts(small, large), close)
+    // a later stream on the same connection is answered: everything sent before has been handled
+    expect(await ask([small])).toEqual([expect.any(Number)])
   }, 30_000)
 
   it('answers a request of exactly the limit', async () => {

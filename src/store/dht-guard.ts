@@ -78,11 +78,15 @@ export function lengthPrefixGuard (maxBytes: number): (chunk: Uint8Array) => str
 /** Aborts `stream` once a message it receives declares more than `maxBytes` (see lengthPrefixGuard). */
 export function limitReceivedMessages (stream: Stream, maxBytes: number): void {
   const check = lengthPrefixGuard(maxBytes)
-  // Added before the protocol's own reader, which receives every chunk after this has seen it.
+  // Added before the protocol's own reader, so it sees every chunk first. A chunk that trips it is
+  // kept from the reader as well: the stream may already be closed by the remote (abort then does
+  // nothing), and a reader that was handed the chunk would decode the messages it holds.
   stream.addEventListener('message', (event) => {
     const data = event.data
     const over = data instanceof Uint8Array ? check(data) : checkList(check, data)
-    if (over !== undefined && stream.status === 'open') stream.abort(new TooLargeError(over))
+    if (over === undefined) return
+    event.stopImmediatePropagation()
+    stream.abort(new TooLargeError(over))
   })
 }
 
