@@ -77,7 +77,14 @@ export function lengthPrefixGuard (maxBytes: number): (chunk: Uint8Array) => str
 
 /** Aborts `stream` once a message it receives declares more than `maxBytes` (see lengthPrefixGuard). */
 export function limitReceivedMessages (stream: Stream, maxBytes: number): void {
-  const check = lengthPrefixGuard(maxBytes)
+  guardReceived(stream, lengthPrefixGuard(maxBytes))
+}
+
+/**
+ * Shows `check` every chunk `stream` receives, in order, before the protocol's own reader: once it
+ * returns a message, the stream is aborted with it (TooLargeError) and no chunk reaches the reader.
+ */
+export function guardReceived (stream: Stream, check: (chunk: Uint8Array) => string | undefined): void {
   // Added before the protocol's own reader, so it sees every chunk first. A chunk that trips it is
   // kept from the reader as well: the stream may already be closed by the remote (abort then does
   // nothing), and a reader that was handed the chunk would decode the messages it holds.

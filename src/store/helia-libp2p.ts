@@ -9,7 +9,7 @@ import { loadOrCreateSelfKey } from '@libp2p/config'
 import { peerIdFromCID } from '@libp2p/peer-id'
 import { createLibp2p } from 'libp2p'
 import type { Helia, Peer, Provider, Router, RoutingOptions } from '@helia/interface'
-import type { AbortOptions, Libp2p, PeerInfo, ServiceMap } from '@libp2p/interface'
+import type { AbortOptions, Libp2p, PeerInfo, ServiceMap, Stream, StreamHandler } from '@libp2p/interface'
 import type { Libp2pOptions } from 'libp2p'
 import type { CID } from 'multiformats/cid'
 
@@ -20,7 +20,7 @@ export type HeliaWithLibp2p<S extends ServiceMap = ServiceMap> = Helia & { libp2
  * Adds libp2p to a stopped helia node; it is created and started with the node. `helia.libp2p`
  * throws until then.
  */
-export function withLibp2p<S extends ServiceMap> (helia: Helia, options: Libp2pOptions<S>): HeliaWithLibp2p<S> {
+export function withLibp2p<S extends ServiceMap> (helia: Helia, options: Libp2pOptions<S>, guards: InboundGuards = {}): HeliaWithLibp2p<S> {
   let libp2p: Libp2p<S> | undefined
   Object.defineProperty(helia, 'libp2p', {
     configurable: true,
@@ -38,6 +38,7 @@ export function withLibp2p<S extends ServiceMap> (helia: Helia, options: Libp2pO
         const privateKey = options.privateKey ?? await loadOrCreateSelfKey(node.datastore as Parameters<typeof loadOrCreateSelfKey>[0])
         // libp2p 3.2 types its datastore against interface-datastore 9, helia against 10: the same shape.
         libp2p = await createLibp2p({ datastore: node.datastore as unknown as Libp2pOptions['datastore'], ...options, privateKey })
+        guardHandlers(libp2p, guards)
         node.addRouter(new Libp2pRouter(libp2p))
       }
       await libp2p.start()
@@ -45,6 +46,27 @@ export function withLibp2p<S extends ServiceMap> (helia: Helia, options: Libp2pO
     stop: async () => { await libp2p?.stop() }
   })
   return helia as HeliaWithLibp2p<S>
+}
+
+/**
+ * Per protocol, a function shown each inbound stream before the handler registered through
+ * `libp2p.handle` (helia's block brokers register theirs there): a guard on what the stream
+ * receives (see dht-guard.ts).
+ */
+export type InboundGuards = Record<string, (stream: Stream) => void>
+
+/** Puts `guards` in front of the handlers later registered on `libp2p` for their protocols. */
+function guardHandlers (libp2p: Libp2p, guards: InboundGuards): void {
+  if (Object.keys(guards).length === 0) return
+  const handle = libp2p.handle.bind(libp2p)
+  libp2p.handle = async (protocols, handler, options) => {
+    const guarded: StreamHandler = async (stream, connection) => {
+      guards[stream.protocol]?.(stream)
+      await handler(stream, connection)
+    }
+    const names = Array.isArray(protocols) ? protocols : [protocols]
+    await handle(protocols, names.some(name => Object.hasOwn(guards, name)) ? guarded : handler, options)
+  }
 }
 
 /** helia's Router over libp2p's content and peer routing (the DHT here). */

@@ -37,6 +37,7 @@ import { createHeliaLight, withBitswap } from './helia-core.js'
 import { quietDatastore } from './helia-datastore.js'
 import { MAX_DHT_REQUEST_BYTES, MAX_DHT_RESPONSE_BYTES, guardedOpener, guardedRegistrar } from './dht-guard.js'
 import { withLibp2p } from './helia-libp2p.js'
+import { BITSWAP_PROTOCOL, limitBitswapEntries } from './bitswap-guard.js'
 import type { HeliaWithLibp2p } from './helia-libp2p.js'
 import type { Identify } from '@libp2p/identify'
 import type { IdentifyResult } from '@libp2p/interface'
@@ -162,6 +163,16 @@ export type { QuietDatastore, QuietDatastoreOptions } from './helia-datastore.js
 /** @default 64 KiB — room for one IPNS record and the small block that may ride with it. */
 export const DEFAULT_MAX_PUBSUB_MESSAGE_BYTES = 64 * 1024
 
+/**
+ * The most messages one gossipsub RPC from a peer may carry; an RPC with more is dropped whole.
+ * Gossipsub checks each message's signature (secp256k1: 1.6–4 ms each on loopback, Node 20), also
+ * on topics this node does not follow: one 60 KB RPC of 440 signed messages held the event loop
+ * 0.7 s, where 16 hold it 45–80 ms. A node sends one message per RPC; only an answer to IWANT gossip bundles
+ * several, and records missed that way also arrive with the next write or resolve.
+ * @default 16 (gossipsub's own: 5 000)
+ */
+export const MAX_PUBSUB_RPC_MESSAGES = 16
+
 // A type alias, not an interface: libp2p's ServiceMap constraint needs an index signature.
 export type HeliaNodeServices = {
   identify: Identify
@@ -260,7 +271,17 @@ export async function createHeliaNode (options: HeliaNodeOptions = {}): Promise<
           // message id of signed messages) name it before that check; an id is only remembered once
           // its message passed the check, so a forged copy cannot shadow the real one.
           fastMsgIdFn: (message) => message.from === undefined || message.seqno === undefined ? '' : flatText(`${base64.baseEncode(message.from)} ${base64.baseEncode(message.seqno)}`),
-          maxInboundDataLength: options.maxPubsubMessageBytes ?? DEFAULT_MAX_PUBSUB_MESSAGE_BYTES
+          maxInboundDataLength: options.maxPubsubMessageBytes ?? DEFAULT_MAX_PUBSUB_MESSAGE_BYTES,
+          // gossipsub's defaults, but for the messages an RPC may carry
+          decodeRpcLimits: {
+            maxSubscriptions: 5000,
+            maxMessages: MAX_PUBSUB_RPC_MESSAGES,
+            maxIhaveMessageIDs: 5000,
+            maxIwantMessageIDs: 5000,
+            maxIdontwantMessageIDs: 512,
+            maxControlMessages: 5000,
+            maxPeerInfos: 16
+          }
         }) as unknown as (components: unknown) => GossipSub
         : floodsub(),
       // libp2p is held at 3.2.0 (later 3.x depend on p-retry 8, which declares Node >= 22), whose
@@ -281,6 +302,9 @@ export async function createHeliaNode (options: HeliaNodeOptions = {}): Promise<
         selectors: { ipns: (key, records) => ipnsSelector(key, records) }
       })) as unknown as (components: unknown) => SingleKadDHT
     }
+  }, {
+    // bitswap reads messages of up to 4 MiB and handles each entry in turn (bitswap-guard.ts)
+    [BITSWAP_PROTOCOL]: (stream) => { limitBitswapEntries(stream) }
   }), { sendWantlistDebounce: BITSWAP_DEBOUNCE_MS, sendBlocksDebounce: BITSWAP_DEBOUNCE_MS })
 
   try {

@@ -1,0 +1,162 @@
+/**
+ * A node aborts an inbound bitswap stream at a message of more than MAX_BITSWAP_MESSAGE_ENTRIES
+ * entries (wants, blocks and presences together), counting them from protobuf tags and lengths as
+ * the bytes arrive, before bitswap decodes the message. Messages within the limit are handled as
+ * before.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { encode as encodeVarint } from 'uint8-varint'
+import { BITSWAP_PROTOCOL, MAX_BITSWAP_MESSAGE_ENTRIES, bitswapEntryGuard } from '../src/store/bitswap-guard.js'
+import { createHeliaNode, stopHeliaNode } from '../src/store/helia-node.js'
+import type { HeliaNode } from '../src/store/helia-node.js'
+
+const concat = (...parts: Uint8Array[]): Uint8Array => {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0))
+  let at = 0
+  for (const p of parts) { out.set(p, at); at += p.byteLength }
+  return out
+}
+/** A length-delimited protobuf field (wire type 2). */
+const field = (n: number, bytes: Uint8Array): Uint8Array => concat(encodeVarint(n * 8 + 2), encodeVarint(bytes.byteLength), bytes)
+const framed = (body: Uint8Array): Uint8Array => concat(encodeVarint(body.byteLength), body)
+
+/** A CIDv1 (raw, sha2-256) whose digest is `seed` written into zeros: a block nobody has. */
+function cid (seed: number): Uint8Array {
+  const bytes = concat(new Uint8Array([0x01, 0x55, 0x12, 0x20]), new Uint8Array(32))
+  new DataView(bytes.buffer).setUint32(32, seed)
+  return bytes
+}
+/** A wantlist entry: want-have (wantType 1, field 4) with sendDontHave (field 5), priority 1 (field 2). */
+const want = (seed: number): Uint8Array => field(1, concat(field(1, cid(seed)), new Uint8Array([0x10, 0x01, 0x20, 0x01, 0x28, 0x01])))
+/** The wantlist field (1) of a message, with `full` (field 2) set. */
+const wantlist = (entries: Uint8Array[]): Uint8Array => field(1, concat(...entries, new Uint8Array([0x10, 0x01])))
+/** A block of bitswap 1.1+ (payload, field 3): prefix (1) and data (2). */
+const payload = (data: Uint8Array): Uint8Array => field(3, concat(field(1, new Uint8Array([0x01, 0x55, 0x12, 0x20])), field(2, data)))
+/** A block of bitswap 1.0 (blocks, field 2). */
+const rawBlock = (data: Uint8Array): Uint8Array => field(2, data)
+/** A block presence (field 4): cid (1), type DONT_HAVE (2 = 1). */
+const presence = (seed: number): Uint8Array => field(4, concat(field(1, cid(seed)), new Uint8Array([0x10, 0x01])))
+const range = (n: number, from = 0): number[] => Array.from({ length: n }, (_, i) => from + i)
+
+describe('bitswapEntryGuard', () => {
+  const feed = (bytes: Uint8Array, step: number, max = 10): string | undefined => {
+    const guard = bitswapEntryGuard(max)
+    let over: string | undefined
+    for (let i = 0; i < bytes.byteLength && over === undefined; i += step) over = guard(bytes.subarray(i, i + step))
+    return over
+  }
+  const tooMany = 'a bitswap message of more than 10 entries (wants, blocks and presences)'
+
+  it.each([1, 2, 3, 7, 1000])('counts wants, blocks of both versions and presences together, in chunks of %i bytes', (step) => {
+    // bodies and digests of 0x0a / 0xff: read as tags, they would be fields
+    const data = new Uint8Array(40).fill(0x0a)
+    const ten = [wantlist(range(4).map(want)), payload(data), payload(new Uint8Array(0)), rawBlock(new Uint8Array(300).fill(0xff)), presence(0x0a0a0a0a), presence(1), presence(2)]
+    // pendingBytes (field 5) of -1: a 10-byte varint; unknown fixed64 (6) and fixed32 (7) fields
+    const other = concat(new Uint8Array([0x28]), new Uint8Array(9).fill(0xff), new Uint8Array([0x01]), new Uint8Array([0x31]), new Uint8Array(8).fill(0x0a), new Uint8Array([0x3d]), new Uint8Array(4).fill(0x0a))
+    const atLimit = framed(concat(...ten, other))
+    // every message is counted on its own: three at the limit, and an empty one
+    expect(feed(concat(atLimit, framed(new Uint8Array(0)), atLimit, atLimit), step)).toBeUndefined()
+    const elevens = [
+      [wantlist(range(5).map(want)), ...ten.slice(1)],
+      [...ten, payload(data)],
+      [...ten, rawBlock(data)],
+      [...ten, presence(9)]
+    ]
+    for (const eleven of elevens) expect(feed(concat(atLimit, framed(concat(...eleven))), step)).toBe(tooMany)
+  })
+
+  it('counts the entries of a wantlist given in several parts', () => {
+    expect(feed(framed(concat(wantlist(range(5).map(want)), wantlist(range(5).map(want)))), 1)).toBeUndefined()
+    expect(feed(framed(concat(wantlist(range(5).map(want)), wantlist(range(6).map(want)))), 1)).toBe(tooMany)
+  })
+
+  it('refuses at the first entry over the limit, before the rest of the message arrives, and stays refused', () => {
+    const message = framed(concat(...range(1011).map(presence)))
+    const prefix = message.byteLength - 1011 * presence(0).byteLength
+    // the eleventh presence's tag is at prefix + 10 presences; its length follows
+    const lengthAt = prefix + 10 * presence(0).byteLength + 1
+    const guard = bitswapEntryGuard(10)
+    expect(guard(message.subarray(0, lengthAt))).toBeUndefined()
+    expect(guard(message.subarray(lengthAt, lengthAt + 1))).toBe(tooMany)
+    expect(guard(framed(presence(1)))).toBe(tooMany)
+  })
+
+  it.each([
+    ['a field longer than the message', concat(encodeVarint(3), new Uint8Array([0x12, 0x05, 0x00])), 'a bitswap message with a field that runs past its end'],
+    ['an entry longer than its wantlist', framed(concat(new Uint8Array([0x0a, 0x02, 0x0a, 0x05]), new Uint8Array(5))), 'a bitswap message with a field that runs past its end'],
+    ['a fixed64 past the message end', concat(encodeVarint(5), new Uint8Array([0x31, 0, 0, 0, 0]), new Uint8Array(4)), 'a bitswap message with a field that runs past its end'],
+    ['a tag as the message\'s last byte', concat(encodeVarint(1), new Uint8Array([0x12]), encodeVarint(1), new Uint8Array([0x00])), 'a bitswap message with a field that runs past its end'],
+    ['a varint field\'s tag as the message\'s last byte', concat(encodeVarint(1), new Uint8Array([0x28]), new Uint8Array([0x01, 0x28])), 'a bitswap message with a field that runs past its end'],
+    ['a group (wire type 3)', framed(new Uint8Array([0x13, 0x14])), 'a bitswap message with a field of wire type 3'],
+    ['a varint that does not end', framed(concat(new Uint8Array([0x28]), new Uint8Array(11).fill(0xff))), 'a bitswap message with a varint that does not end']
+  ])('refuses a message that is not protobuf: %s', (_, bytes, why) => {
+    for (const step of [1, 1000]) expect(feed(bytes, step)).toBe(why)
+  })
+})
+
+describe('bitswap: entry limit on inbound streams', () => {
+  let server: HeliaNode
+  let client: HeliaNode
+  /** Presences the server sent the client, by the digests' seeds. */
+  const dontHaves: number[] = []
+
+  beforeAll(async () => {
+    server = await createHeliaNode()
+    client = await createHeliaNode({ peers: server.libp2p.getMultiaddrs().map(String).filter(a => !a.includes('/ws')) })
+    // The client reads what the server sends it: each presence's CID, as a seed.
+    await client.libp2p.handle(BITSWAP_PROTOCOL, (stream) => {
+      let buffered: Uint8Array = new Uint8Array(0)
+      stream.addEventListener('message', (event) => {
+        const data = event.data instanceof Uint8Array ? event.data : event.data.subarray()
+        buffered = concat(buffered, data)
+        // presences are the only field the server sends here; find each CID by its prefix
+        for (let i = 0; i + 36 <= buffered.byteLength; i++) {
+          if (buffered[i] === 0x01 && buffered[i + 1] === 0x55 && buffered[i + 2] === 0x12 && buffered[i + 3] === 0x20 && buffered[i - 1] === 36) {
+            dontHaves.push(new DataView(buffered.buffer, buffered.byteOffset).getUint32(i + 32))
+            i += 35
+          }
+        }
+        buffered = buffered.subarray(Math.max(0, buffered.byteLength - 37))
+      })
+    }, { force: true })
+  }, 30_000)
+
+  afterAll(async () => {
+    await stopHeliaNode(client)
+    await stopHeliaNode(server)
+  })
+
+  /** Sends `message` on a new bitswap stream and waits up to `ms` for the stream to end. */
+  async function send (message: Uint8Array, ms: number): Promise<string> {
+    const stream = await client.libp2p.dialProtocol(server.libp2p.peerId, BITSWAP_PROTOCOL, { signal: AbortSignal.timeout(10_000) })
+    const ended = new Promise<void>(resolve => { stream.addEventListener('close', () => { resolve() }) })
+    stream.send(message)
+    await Promise.race([ended, new Promise(resolve => setTimeout(resolve, ms))])
+    const status = stream.status
+    if (status === 'open') stream.abort(new Error('test done'))
+    return status
+  }
+
+  it('handles a message at the limit', async () => {
+    // wants for MAX blocks the server lacks: it answers DONT_HAVE for those it keeps (up to 1 024)
+    const message = framed(wantlist(range(MAX_BITSWAP_MESSAGE_ENTRIES, 1).map(want)))
+    await send(message, 200)
+    await expect.poll(() => dontHaves.length, { timeout: 10_000 }).toBeGreaterThan(0)
+    expect(dontHaves.every(seed => seed >= 1 && seed <= MAX_BITSWAP_MESSAGE_ENTRIES)).toBe(true)
+  }, 30_000)
+
+  it('aborts the stream at a message of one entry more, and handles none of it', async () => {
+    const before = dontHaves.length
+    const seeds = range(MAX_BITSWAP_MESSAGE_ENTRIES + 1, 100_000)
+    expect(await send(framed(wantlist(seeds.map(want))), 5_000)).toBe('reset')
+    // a message within the limit on a later stream is answered; the refused one never was
+    await send(framed(wantlist([want(200_000)])), 200)
+    await expect.poll(() => dontHaves.includes(200_000), { timeout: 10_000 }).toBe(true)
+    expect(dontHaves.slice(before).filter(seed => seed >= 100_000 && seed < 200_000)).toEqual([])
+  }, 30_000)
+
+  it('aborts the stream at a message of many tiny blocks', async () => {
+    const blocks = range(MAX_BITSWAP_MESSAGE_ENTRIES + 1).map(i => payload(new Uint8Array([i & 0xff, i >> 8])))
+    expect(await send(framed(concat(...blocks)), 5_000)).toBe('reset')
+  }, 30_000)
+})

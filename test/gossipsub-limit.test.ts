@@ -1,0 +1,70 @@
+/**
+ * A gossipsub node drops an RPC that carries more than MAX_PUBSUB_RPC_MESSAGES messages, whole and
+ * before checking any signature; an RPC within the limit is delivered as before.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { RPC } from '@libp2p/gossipsub/message'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { encode as encodeVarint } from 'uint8-varint'
+import { MAX_PUBSUB_RPC_MESSAGES, createHeliaNode, stopHeliaNode } from '../src/store/helia-node.js'
+import type { HeliaNode } from '../src/store/helia-node.js'
+import type { PrivateKey, Stream } from '@libp2p/interface'
+import type { GossipSub } from '@libp2p/gossipsub'
+
+const TOPIC = 'a topic the node follows'
+
+describe('gossipsub: messages per RPC', () => {
+  let node: HeliaNode
+  let sender: HeliaNode
+  let key: PrivateKey
+  let stream: Stream
+  /** The data of each message the node delivered on TOPIC. */
+  const delivered: string[] = []
+
+  beforeAll(async () => {
+    node = await createHeliaNode({ pubsub: 'gossipsub' })
+    sender = await createHeliaNode({ peers: node.libp2p.getMultiaddrs().map(String).filter(a => !a.includes('/ws')) })
+    const pubsub = node.libp2p.services.pubsub as GossipSub
+    pubsub.subscribe(TOPIC)
+    pubsub.addEventListener('message', (event) => {
+      if (event.detail.topic === TOPIC) delivered.push(new TextDecoder().decode(event.detail.data))
+    })
+    key = await generateKeyPair('secp256k1')
+    stream = await sender.libp2p.dialProtocol(node.libp2p.peerId, '/meshsub/1.2.0', { signal: AbortSignal.timeout(10_000) })
+  }, 30_000)
+
+  afterAll(async () => {
+    stream?.abort(new Error('test done'))
+    await stopHeliaNode(sender)
+    await stopHeliaNode(node)
+  })
+
+  /** Sends one RPC of `count` messages on TOPIC, signed by `key`, each with data `${label} ${i}`. */
+  async function sendRpc (label: string, count: number, seqnoBase: number): Promise<void> {
+    const from = peerIdFromPrivateKey(key).toMultihash().bytes
+    const messages = []
+    for (let i = 0; i < count; i++) {
+      const seqno = new Uint8Array(8)
+      new DataView(seqno.buffer).setUint32(4, seqnoBase + i)
+      const message = { from, data: new TextEncoder().encode(`${label} ${i}`), seqno, topic: TOPIC }
+      const signed = new Uint8Array([...new TextEncoder().encode('libp2p-pubsub:'), ...RPC.Message.encode(message)])
+      messages.push({ ...message, signature: await key.sign(signed) })
+    }
+    const rpc = RPC.encode({ subscriptions: [], messages })
+    stream.send(new Uint8Array([...encodeVarint(rpc.byteLength), ...rpc]))
+  }
+
+  it('delivers every message of an RPC at the limit', async () => {
+    await sendRpc('within', MAX_PUBSUB_RPC_MESSAGES, 0)
+    await expect.poll(() => delivered.filter(d => d.startsWith('within ')).length, { timeout: 10_000 }).toBe(MAX_PUBSUB_RPC_MESSAGES)
+  }, 30_000)
+
+  it('drops an RPC of one message more, whole, and reads the next one on the same stream', async () => {
+    await sendRpc('over', MAX_PUBSUB_RPC_MESSAGES + 1, 1000)
+    await sendRpc('after', 1, 2000)
+    // the RPC sent after it is delivered: the one before was read, and dropped
+    await expect.poll(() => delivered.includes('after 0'), { timeout: 10_000 }).toBe(true)
+    expect(delivered.filter(d => d.startsWith('over '))).toEqual([])
+  }, 30_000)
+})
