@@ -6,9 +6,10 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { encode as encodeVarint } from 'uint8-varint'
-import { BITSWAP_PROTOCOL, MAX_BITSWAP_MESSAGE_ENTRIES, bitswapEntryGuard } from '../src/store/bitswap-guard.js'
+import { BITSWAP_PROTOCOL, MAX_BITSWAP_MESSAGE_ENTRIES, MAX_BITSWAP_PEER_PENDING_BYTES, PendingBytes, bitswapEntryGuard } from '../src/store/bitswap-guard.js'
 import { createHeliaNode, stopHeliaNode } from '../src/store/helia-node.js'
 import type { HeliaNode } from '../src/store/helia-node.js'
+import type { Stream } from '@libp2p/interface'
 
 const concat = (...parts: Uint8Array[]): Uint8Array => {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0))
@@ -92,6 +93,96 @@ describe('bitswapEntryGuard', () => {
   ])('refuses a message that is not protobuf: %s', (_, bytes, why) => {
     for (const step of [1, 1000]) expect(feed(bytes, step)).toBe(why)
   })
+})
+
+describe('bytes of incomplete messages', () => {
+  it('are counted from the length prefix until the message ends, in any chunks', () => {
+    const message = framed(concat(presence(1), payload(new Uint8Array(300).fill(0xff))))
+    const empty = framed(new Uint8Array(0))
+    for (const step of [1, 2, 7, 1000]) {
+      const guard = bitswapEntryGuard(10)
+      const bytes = concat(message, empty, message, message.subarray(0, 5))
+      for (let i = 0; i < bytes.byteLength; i += step) {
+        const end = Math.min(i + step, bytes.byteLength)
+        expect(guard(bytes.subarray(i, end))).toBeUndefined()
+        // bytes since the last message that ended
+        const ends = [message.byteLength, message.byteLength + 1, 2 * message.byteLength + 1]
+        const since = end - Math.max(0, ...ends.filter(e => e <= end))
+        expect(guard.pending).toBe(since)
+      }
+      expect(guard.pending).toBe(5)
+    }
+  })
+
+  it('are held to a limit per peer and for all peers, and given back', () => {
+    const pending = new PendingBytes(250, 100)
+    expect(pending.add('a', 60)).toBeUndefined()
+    expect(pending.add('a', 41)).toBe('bitswap messages of 101 bytes or more held for one peer, over the 100-byte limit')
+    expect(pending.add('a', 40)).toBeUndefined()
+    expect(pending.add('b', 100)).toBeUndefined()
+    expect(pending.add('c', 51)).toBe('bitswap messages of 251 bytes or more held for all peers, over the 250-byte limit')
+    expect([pending.held('a'), pending.held('b'), pending.held('c'), pending.held()]).toEqual([100, 100, 0, 200])
+    expect(pending.add('a', -100)).toBeUndefined()
+    expect(pending.add('c', 51)).toBeUndefined()
+    expect([pending.held('a'), pending.held()]).toEqual([0, 151])
+  })
+})
+
+describe('bitswap: bytes held for incomplete messages', () => {
+  const MiB = 1024 * 1024
+  let server: HeliaNode
+  let first: HeliaNode
+  let second: HeliaNode
+
+  beforeAll(async () => {
+    server = await createHeliaNode({ maxBitswapPendingBytes: 10 * MiB })
+    const peers = server.libp2p.getMultiaddrs().map(String).filter(a => !a.includes('/ws'))
+    first = await createHeliaNode({ peers })
+    second = await createHeliaNode({ peers })
+  }, 30_000)
+
+  afterAll(async () => {
+    await stopHeliaNode(second)
+    await stopHeliaNode(first)
+    await stopHeliaNode(server)
+  })
+
+  /** Opens a bitswap stream from `client` and sends the first 3 MiB of a 4 MiB message (one block). */
+  async function start (client: HeliaNode): Promise<{ stream: Stream, ended: Promise<void> }> {
+    const stream = await client.libp2p.dialProtocol(server.libp2p.peerId, BITSWAP_PROTOCOL, { signal: AbortSignal.timeout(10_000) })
+    const ended = new Promise<void>(resolve => { stream.addEventListener('close', () => { resolve() }) })
+    const block = 4 * MiB - 100
+    stream.send(concat(encodeVarint(block + 10), new Uint8Array([0x12]), encodeVarint(block)))
+    stream.send(new Uint8Array(3 * MiB))
+    return { stream, ended }
+  }
+  const within = async (ended: Promise<void>, ms = 8_000): Promise<boolean> => await Promise.race([ended.then(() => true), new Promise<boolean>(resolve => setTimeout(() => { resolve(false) }, ms))])
+
+  it('aborts the stream that would pass the limit per peer, and takes more once a stream ends', async () => {
+    expect(MAX_BITSWAP_PEER_PENDING_BYTES).toBe(8 * MiB)
+    const a = await start(first)
+    const b = await start(first)
+    const c = await start(first)
+    // 9 MiB would pass 8 MiB: the third is aborted, the first two (sent before it) are held
+    expect(await within(c.ended)).toBe(true)
+    expect(c.stream.status).toBe('reset')
+    expect([a.stream.status, b.stream.status]).toEqual(['open', 'open'])
+    // the first stream ends: what it held is given back, so a new one fits, and the one after it does not
+    a.stream.abort(new Error('test: done with it'))
+    const d = await start(first)
+    const e = await start(first)
+    expect(await within(e.ended)).toBe(true)
+    expect([b.stream.status, d.stream.status]).toEqual(['open', 'open'])
+  }, 30_000)
+
+  it('aborts the stream that would pass the limit for all peers', async () => {
+    // the first peer still holds 6 MiB of the 10; another peer's 3 MiB fit, 3 more do not
+    const f = await start(second)
+    const g = await start(second)
+    expect(await within(g.ended)).toBe(true)
+    expect(g.stream.status).toBe('reset')
+    expect(f.stream.status).toBe('open')
+  }, 30_000)
 })
 
 describe('bitswap: entry limit on inbound streams', () => {

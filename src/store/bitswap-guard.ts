@@ -36,8 +36,10 @@ const enum Phase { Prefix, Tag, Length, Varint, Skip }
  * entries, or is not a protobuf message a reader could decode (a field running past its message,
  * an unknown wire type, a varint that does not end); undefined while every message is within it.
  */
-export function bitswapEntryGuard (maxEntries: number): (chunk: Uint8Array) => string | undefined {
+export function bitswapEntryGuard (maxEntries: number): BitswapGuard {
   let phase = Phase.Prefix
+  /** Bytes of the message not complete yet received so far, its length prefix included. */
+  let pending = 0
   /** The varint being read, and its bytes so far. */
   let value = 0
   let varintBytes = 0
@@ -63,10 +65,10 @@ export function bitswapEntryGuard (maxEntries: number): (chunk: Uint8Array) => s
   const fieldDone = (): void => {
     phase = Phase.Tag
     if (inWantlist && wantlistLeft === 0) inWantlist = false
-    if (messageLeft === 0) phase = Phase.Prefix
+    if (messageLeft === 0) { phase = Phase.Prefix; pending = 0 }
   }
 
-  return (chunk) => {
+  const check = (chunk: Uint8Array): string | undefined => {
     if (failed !== undefined) return failed
     let at = 0
     while (at < chunk.byteLength) {
@@ -74,11 +76,13 @@ export function bitswapEntryGuard (maxEntries: number): (chunk: Uint8Array) => s
         const n = Math.min(skip, chunk.byteLength - at)
         skip -= n
         at += n
+        pending += n
         if (!read(n)) return fail('a bitswap message with a field that runs past its end')
         if (skip === 0) fieldDone()
         continue
       }
       const byte = chunk[at++] as number
+      pending++
       if (phase !== Phase.Prefix && !read(1)) return fail('a bitswap message with a field that runs past its end')
       value += (byte & 0x7f) * 2 ** (7 * varintBytes)
       varintBytes++
@@ -94,6 +98,7 @@ export function bitswapEntryGuard (maxEntries: number): (chunk: Uint8Array) => s
           messageLeft = v
           entries = 0
           if (v > 0) phase = Phase.Tag
+          else pending = 0
           break
         case Phase.Tag: {
           field = Math.floor(v / 8)
@@ -127,9 +132,70 @@ export function bitswapEntryGuard (maxEntries: number): (chunk: Uint8Array) => s
     }
     return undefined
   }
+  return Object.defineProperty(check, 'pending', { get: () => pending }) as BitswapGuard
 }
 
-/** Aborts `stream` once a bitswap message it receives carries more than `maxEntries` entries. */
-export function limitBitswapEntries (stream: Stream, maxEntries = MAX_BITSWAP_MESSAGE_ENTRIES): void {
-  guardReceived(stream, bitswapEntryGuard(maxEntries))
+/** A function to call with each chunk of a bitswap stream in order (see bitswapEntryGuard). */
+export interface BitswapGuard {
+  (chunk: Uint8Array): string | undefined
+  /** Bytes received of the message not complete yet (its length prefix included), which bitswap holds until it is. */
+  readonly pending: number
+}
+
+/**
+ * The most bytes of bitswap messages not complete yet that one peer may have this node hold:
+ * @helia/bitswap buffers each message whole (up to 4 MiB) before decoding it, and accepts up to
+ * 1 024 inbound streams a connection, so one peer sending the start of a 4 MiB message on each of
+ * 100 streams made a node hold 430 MB. A peer sends one message at a time of blocks
+ * (@helia/bitswap's ledger) besides its small wantlists. @default 8 MiB
+ */
+export const MAX_BITSWAP_PEER_PENDING_BYTES = 8 * 1024 * 1024
+
+/** The same, for all peers together. @default 64 MiB */
+export const MAX_BITSWAP_PENDING_BYTES = 64 * 1024 * 1024
+
+/**
+ * Bytes of incomplete bitswap messages held, per peer and in all: a stream whose next chunk would
+ * pass either limit is aborted instead, and a stream that ends gives back what it held.
+ */
+export class PendingBytes {
+  private total = 0
+  private readonly byPeer = new Map<string, number>()
+
+  constructor (readonly maxTotal = MAX_BITSWAP_PENDING_BYTES, readonly maxPerPeer = MAX_BITSWAP_PEER_PENDING_BYTES) {}
+
+  /** Counts `delta` bytes (negative: given back) for `peer`; a reason, with nothing counted, when more would pass a limit. */
+  add (peer: string, delta: number): string | undefined {
+    const mine = (this.byPeer.get(peer) ?? 0) + delta
+    if (delta > 0 && mine > this.maxPerPeer) return `bitswap messages of ${mine} bytes or more held for one peer, over the ${this.maxPerPeer}-byte limit`
+    if (delta > 0 && this.total + delta > this.maxTotal) return `bitswap messages of ${this.total + delta} bytes or more held for all peers, over the ${this.maxTotal}-byte limit`
+    this.total += delta
+    if (mine <= 0) this.byPeer.delete(peer)
+    else this.byPeer.set(peer, mine)
+    return undefined
+  }
+
+  /** Bytes held for `peer`, or for all peers. */
+  held (peer?: string): number {
+    return peer === undefined ? this.total : this.byPeer.get(peer) ?? 0
+  }
+}
+
+/**
+ * Aborts `stream` (from `peer`) once a bitswap message it receives carries more than `maxEntries`
+ * entries, or once the bytes of its message not complete yet would pass `budget`'s limits.
+ */
+export function limitBitswapEntries (stream: Stream, peer: string, budget: PendingBytes, maxEntries = MAX_BITSWAP_MESSAGE_ENTRIES): void {
+  const check = bitswapEntryGuard(maxEntries)
+  let counted = 0
+  let refused: string | undefined
+  guardReceived(stream, (chunk) => {
+    refused ??= check(chunk) ?? budget.add(peer, check.pending - counted)
+    if (refused === undefined) counted = check.pending
+    return refused
+  })
+  stream.addEventListener('close', () => {
+    budget.add(peer, -counted)
+    counted = 0
+  })
 }

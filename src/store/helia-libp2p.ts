@@ -9,7 +9,7 @@ import { loadOrCreateSelfKey } from '@libp2p/config'
 import { peerIdFromCID } from '@libp2p/peer-id'
 import { createLibp2p } from 'libp2p'
 import type { Helia, Peer, Provider, Router, RoutingOptions } from '@helia/interface'
-import type { AbortOptions, Libp2p, PeerInfo, ServiceMap, Stream, StreamHandler } from '@libp2p/interface'
+import type { AbortOptions, Connection, Libp2p, PeerInfo, ServiceMap, Stream, StreamHandler } from '@libp2p/interface'
 import type { Libp2pOptions } from 'libp2p'
 import type { CID } from 'multiformats/cid'
 
@@ -53,7 +53,7 @@ export function withLibp2p<S extends ServiceMap> (helia: Helia, options: Libp2pO
  * `libp2p.handle` (helia's block brokers register theirs there): a guard on what the stream
  * receives (see dht-guard.ts).
  */
-export type InboundGuards = Record<string, (stream: Stream) => void>
+export type InboundGuards = Record<string, (stream: Stream, connection: Connection) => void>
 
 /** Puts `guards` in front of the handlers later registered on `libp2p` for their protocols. */
 function guardHandlers (libp2p: Libp2p, guards: InboundGuards): void {
@@ -61,7 +61,7 @@ function guardHandlers (libp2p: Libp2p, guards: InboundGuards): void {
   const handle = libp2p.handle.bind(libp2p)
   libp2p.handle = async (protocols, handler, options) => {
     const guarded: StreamHandler = async (stream, connection) => {
-      guards[stream.protocol]?.(stream)
+      guards[stream.protocol]?.(stream, connection)
       await handler(stream, connection)
     }
     const names = Array.isArray(protocols) ? protocols : [protocols]

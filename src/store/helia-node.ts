@@ -37,7 +37,7 @@ import { createHeliaLight, withBitswap } from './helia-core.js'
 import { quietDatastore } from './helia-datastore.js'
 import { MAX_DHT_REQUEST_BYTES, MAX_DHT_RESPONSE_BYTES, guardedOpener, guardedRegistrar } from './dht-guard.js'
 import { withLibp2p } from './helia-libp2p.js'
-import { BITSWAP_PROTOCOL, limitBitswapEntries } from './bitswap-guard.js'
+import { BITSWAP_PROTOCOL, PendingBytes, limitBitswapEntries } from './bitswap-guard.js'
 import type { HeliaWithLibp2p } from './helia-libp2p.js'
 import type { Identify } from '@libp2p/identify'
 import type { IdentifyResult } from '@libp2p/interface'
@@ -148,6 +148,14 @@ export interface HeliaNodeOptions {
   maxPubsubMessageBytes?: number
 
   /**
+   * Bytes of bitswap messages not complete yet this node holds for all peers together (each peer:
+   * at most MAX_BITSWAP_PEER_PENDING_BYTES); a stream that would pass it is aborted.
+   *
+   * @default MAX_BITSWAP_PENDING_BYTES (64 MiB)
+   */
+  maxBitswapPendingBytes?: number
+
+  /**
    * Records this node keeps elsewhere, by DHT routing key (a hub's record store): kad-dht does not
    * copy them into its datastore and serves them from there (see `quietDatastore`). Only for a node
    * on a `directory`.
@@ -241,6 +249,7 @@ export async function createHeliaNode (options: HeliaNodeOptions = {}): Promise<
     datastore = new MemoryDatastore()
   }
 
+  const bitswapPending = new PendingBytes(options.maxBitswapPendingBytes)
   const helia = withBitswap(withLibp2p(createHeliaLight({ blockstore, datastore }), {
     // libp2p 3.2 types its datastore against interface-datastore 9: the same shape.
     ...(libp2pDatastore === undefined ? {} : { datastore: libp2pDatastore as unknown as Libp2pOptions['datastore'] }),
@@ -303,8 +312,8 @@ export async function createHeliaNode (options: HeliaNodeOptions = {}): Promise<
       })) as unknown as (components: unknown) => SingleKadDHT
     }
   }, {
-    // bitswap reads messages of up to 4 MiB and handles each entry in turn (bitswap-guard.ts)
-    [BITSWAP_PROTOCOL]: (stream) => { limitBitswapEntries(stream) }
+    // bitswap buffers messages of up to 4 MiB whole, then handles each entry in turn (bitswap-guard.ts)
+    [BITSWAP_PROTOCOL]: (stream, connection) => { limitBitswapEntries(stream, connection.remotePeer.toString(), bitswapPending) }
   }), { sendWantlistDebounce: BITSWAP_DEBOUNCE_MS, sendBlocksDebounce: BITSWAP_DEBOUNCE_MS })
 
   try {
