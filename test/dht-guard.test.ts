@@ -70,15 +70,28 @@ describe('lengthPrefixGuard', () => {
 })
 
 describe('limitReceivedMessages', () => {
-  /** A stream as far as the guard sees it: message events, a status and abort. */
+  /**
+   * A stream as far as the guard sees it: message events, a status and abort. As libp2p's streams
+   * do, it keeps what arrives while nobody listens and hands it to the first listener added.
+   */
   class FakeStream extends EventTarget {
     status = 'open'
     aborted: Error | undefined
+    private readonly waiting: unknown[] = []
     abort (err: Error): void { this.aborted = err; this.status = 'aborted' }
     message (data: unknown): void {
+      if (this.listeners === 0) { this.waiting.push(data); return }
       const event = new Event('message') as Event & { data: unknown }
       event.data = data
       this.dispatchEvent(event)
+    }
+
+    private listeners = 0
+    override addEventListener (type: string, listener: EventListenerOrEventListenerObject | null, options?: AddEventListenerOptions | boolean): void {
+      super.addEventListener(type, listener, options)
+      if (type !== 'message') return
+      this.listeners++
+      for (const data of this.waiting.splice(0)) this.message(data)
     }
   }
   const guarded = (status = 'open'): { stream: FakeStream, seen: unknown[] } => {
@@ -90,6 +103,31 @@ describe('limitReceivedMessages', () => {
     stream.addEventListener('message', (event) => { seen.push((event as Event & { data: unknown }).data) })
     return { stream, seen }
   }
+
+  it('leaves what arrived before the reader for the reader', () => {
+    const stream = new FakeStream()
+    const first = framed(new Uint8Array(10))
+    stream.message(first)
+    limitReceivedMessages(stream as unknown as Stream, 100)
+    const seen: unknown[] = []
+    stream.addEventListener('message', (event) => { seen.push((event as Event & { data: unknown }).data) })
+    const second = framed(new Uint8Array(101))
+    stream.message(second)
+    expect(seen).toEqual([first])
+    expect(stream.aborted).toBeInstanceOf(TooLargeError)
+  })
+
+  it('judges each chunk once, however many listeners the reader adds', () => {
+    const { stream, seen } = guarded()
+    const more: unknown[] = []
+    stream.addEventListener('message', (event) => { more.push((event as Event & { data: unknown }).data) })
+    // 60 + 60 bytes of one message would pass 100 if the same chunk were counted twice
+    const message = framed(new Uint8Array(100).fill(0xff))
+    stream.message(message.subarray(0, 60))
+    stream.message(message.subarray(60))
+    expect(stream.aborted).toBeUndefined()
+    expect([seen.length, more.length]).toEqual([2, 2])
+  })
 
   it('passes chunks within the limit on to the reader', () => {
     const { stream, seen } = guarded()

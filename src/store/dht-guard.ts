@@ -81,20 +81,49 @@ export function limitReceivedMessages (stream: Stream, maxBytes: number): void {
 }
 
 /**
- * Shows `check` every chunk `stream` receives, in order, before the protocol's own reader: once it
- * returns a message, the stream is aborted with it (TooLargeError) and no chunk reaches the reader.
+ * Shows `check` every chunk `stream` receives, in order, before the protocol's own reader sees it:
+ * once it returns a message, the stream is aborted with it (TooLargeError) and no chunk reaches the
+ * reader. Call it before the protocol adds its listeners.
  */
 export function guardReceived (stream: Stream, check: (chunk: Uint8Array) => string | undefined): void {
-  // Added before the protocol's own reader, so it sees every chunk first. A chunk that trips it is
-  // kept from the reader as well: the stream may already be closed by the remote (abort then does
-  // nothing), and a reader that was handed the chunk would decode the messages it holds.
-  stream.addEventListener('message', (event) => {
-    const data = event.data
+  // The check runs inside the protocol's own 'message' listeners rather than as a listener of its
+  // own. A stream hands the data that arrived before any listener to the first one added: a guard
+  // listening from the start would take, and the protocol's reader (@helia/bitswap attaches its own
+  // only after an await) never see, the first message of a peer that sends it with its protocol
+  // proposal. Each event is judged once, however many listeners the protocol has; a chunk that
+  // trips the check reaches none of them (the stream may already be closed by the remote, so that
+  // abort does nothing, and a reader handed the chunk would decode what it holds).
+  const verdicts = new WeakMap<Event, string | undefined>()
+  const judge = (event: Event): string | undefined => {
+    if (verdicts.has(event)) return verdicts.get(event)
+    const data = (event as Event & { data: Uint8Array | Iterable<Uint8Array> }).data
     const over = data instanceof Uint8Array ? check(data) : checkList(check, data)
-    if (over === undefined) return
-    event.stopImmediatePropagation()
-    stream.abort(new TooLargeError(over))
-  })
+    verdicts.set(event, over)
+    if (over !== undefined) stream.abort(new TooLargeError(over))
+    return over
+  }
+  type Listener = EventListener | EventListenerObject
+  type Method = (type: string, listener: Listener | null, options?: unknown) => void
+  const target = stream as unknown as { addEventListener: Method, removeEventListener: Method }
+  const add = target.addEventListener.bind(stream)
+  const remove = target.removeEventListener.bind(stream)
+  const wrapped = new WeakMap<Listener, EventListener>()
+  target.addEventListener = (type, listener, options) => {
+    if (type !== 'message' || listener === null) { add(type, listener, options); return }
+    let guarded = wrapped.get(listener)
+    if (guarded === undefined) {
+      guarded = (event) => {
+        if (judge(event) !== undefined) return
+        if (typeof listener === 'function') listener.call(stream, event)
+        else listener.handleEvent(event)
+      }
+      wrapped.set(listener, guarded)
+    }
+    add(type, guarded, options)
+  }
+  target.removeEventListener = (type, listener, options) => {
+    remove(type, type === 'message' && listener !== null ? wrapped.get(listener) ?? listener : listener, options)
+  }
 }
 
 function checkList (check: (chunk: Uint8Array) => string | undefined, list: Iterable<Uint8Array>): string | undefined {
