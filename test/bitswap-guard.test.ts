@@ -9,6 +9,8 @@ import { encode as encodeVarint } from 'uint8-varint'
 import { BITSWAP_PROTOCOL, MAX_BITSWAP_MESSAGE_ENTRIES, MAX_BITSWAP_PEER_PENDING_BYTES, PendingBytes, bitswapEntryGuard } from '../src/store/bitswap-guard.js'
 import { createHeliaNode, stopHeliaNode } from '../src/store/helia-node.js'
 import type { HeliaNode } from '../src/store/helia-node.js'
+// the decoder @helia/bitswap reads messages with (not among the package's exports)
+import { BitswapMessage } from '../node_modules/@helia/bitswap/dist/src/pb/message.js'
 import type { Stream } from '@libp2p/interface'
 
 const concat = (...parts: Uint8Array[]): Uint8Array => {
@@ -74,24 +76,124 @@ describe('bitswapEntryGuard', () => {
   it('refuses at the first entry over the limit, before the rest of the message arrives, and stays refused', () => {
     const message = framed(concat(...range(1011).map(presence)))
     const prefix = message.byteLength - 1011 * presence(0).byteLength
-    // the eleventh presence's tag is at prefix + 10 presences; its length follows
-    const lengthAt = prefix + 10 * presence(0).byteLength + 1
+    // the eleventh presence's tag is at prefix + 10 presences
+    const tagAt = prefix + 10 * presence(0).byteLength
     const guard = bitswapEntryGuard(10)
-    expect(guard(message.subarray(0, lengthAt))).toBeUndefined()
-    expect(guard(message.subarray(lengthAt, lengthAt + 1))).toBe(tooMany)
+    expect(guard(message.subarray(0, tagAt))).toBeUndefined()
+    expect(guard(message.subarray(tagAt, tagAt + 1))).toBe(tooMany)
     expect(guard(framed(presence(1)))).toBe(tooMany)
   })
 
   it.each([
-    ['a field longer than the message', concat(encodeVarint(3), new Uint8Array([0x12, 0x05, 0x00])), 'a bitswap message with a field that runs past its end'],
-    ['an entry longer than its wantlist', framed(concat(new Uint8Array([0x0a, 0x02, 0x0a, 0x05]), new Uint8Array(5))), 'a bitswap message with a field that runs past its end'],
-    ['a fixed64 past the message end', concat(encodeVarint(5), new Uint8Array([0x31, 0, 0, 0, 0]), new Uint8Array(4)), 'a bitswap message with a field that runs past its end'],
-    ['a tag as the message\'s last byte', concat(encodeVarint(1), new Uint8Array([0x12]), encodeVarint(1), new Uint8Array([0x00])), 'a bitswap message with a field that runs past its end'],
-    ['a varint field\'s tag as the message\'s last byte', concat(encodeVarint(1), new Uint8Array([0x28]), new Uint8Array([0x01, 0x28])), 'a bitswap message with a field that runs past its end'],
-    ['a group (wire type 3)', framed(new Uint8Array([0x13, 0x14])), 'a bitswap message with a field of wire type 3'],
+    ['a field longer than the message', concat(encodeVarint(3), new Uint8Array([0x12, 0x05, 0x00])), 'a bitswap message with a field that runs past the end of what it is in'],
+    ['an entry longer than its wantlist', framed(concat(new Uint8Array([0x0a, 0x02, 0x0a, 0x05]), new Uint8Array(5))), 'a bitswap message with a field that runs past the end of what it is in'],
+    ['a fixed64 past the message end', concat(encodeVarint(5), new Uint8Array([0x31, 0, 0, 0, 0]), new Uint8Array(4)), 'a bitswap message with a field that runs past the end of what it is in'],
+    ['a tag as the message\'s last byte', concat(encodeVarint(1), new Uint8Array([0x12]), encodeVarint(1), new Uint8Array([0x00])), 'a bitswap message with a field that runs past the end of what it is in'],
+    ['a varint field\'s tag as the message\'s last byte', concat(encodeVarint(1), new Uint8Array([0x28]), new Uint8Array([0x01, 0x28])), 'a bitswap message with a field that runs past the end of what it is in'],
+    ['a group (wire type 3)', framed(new Uint8Array([0x13, 0x14])), 'a bitswap message with field 2 of wire type 3'],
     ['a varint that does not end', framed(concat(new Uint8Array([0x28]), new Uint8Array(11).fill(0xff))), 'a bitswap message with a varint that does not end']
   ])('refuses a message that is not protobuf: %s', (_, bytes, why) => {
     for (const step of [1, 1000]) expect(feed(bytes, step)).toBe(why)
+  })
+})
+
+/**
+ * The guard against @helia/bitswap's own decoder (protons, as generated for message.proto): every
+ * message the guard lets through decodes to no more entries than it counted.
+ */
+describe('bitswapEntryGuard and the decoder bitswap uses', () => {
+  const LIMIT = 8
+  const entriesOf = (body: Uint8Array): number | 'refused' => {
+    try {
+      const m = BitswapMessage.decode(body)
+      return (m.wantlist?.entries.length ?? 0) + m.blocks.length + m.blockPresences.length
+    } catch {
+      return 'refused'
+    }
+  }
+  const guardPasses = (body: Uint8Array): boolean => bitswapEntryGuard(LIMIT)(framed(body)) === undefined
+  const tag = (n: number): Uint8Array => encodeVarint(n)
+  const presences = concat(...range(100).map(presence))
+
+  it.each([
+    // pendingBytes (5, a varint) sent as bytes holding presences: protons reads a varint, then the presences
+    ['a varint field sent as bytes', concat(tag(0x2a), encodeVarint(presences.byteLength), presences)],
+    // a tag with 2^32 added: protons keeps its low 32 bits (field 4)
+    ['a tag past 2^32', concat(...range(100).map(i => concat(new Uint8Array([0xa2, 0x80, 0x80, 0x80, 0x10]), presence(i).subarray(1))))],
+    // the wantlist's `full` (2, a varint) sent as bytes holding entries
+    ['a wantlist varint sent as bytes', field(1, concat(tag(0x12), encodeVarint(concat(...range(100).map(want)).byteLength), ...range(100).map(want)))],
+    // the wantlist and its entries sent as varints
+    ['a nested message sent as a varint', concat(tag(0x08), encodeVarint(5), presences)],
+    // a block of 8 bytes whose data field runs past its end, over the presences
+    ['a field past the end of its nested message', (() => {
+      const wrapper = concat(tag(0x3a), encodeVarint(presences.byteLength))
+      const head = concat(field(1, new Uint8Array([0x01, 0x55, 0x12, 0x20])), tag(0x12), encodeVarint(wrapper.byteLength))
+      return concat(tag(0x1a), encodeVarint(head.byteLength), head, wrapper, presences)
+    })()],
+    // pendingBytes in 6 bytes: protons reads 5 and skips the next 5 whatever they are, where the
+    // guard reads the 6th as the varint's end and the next as an unknown field over the presences
+    ['a varint field of 6 bytes', concat(tag(0x28), new Uint8Array([0x80, 0x80, 0x80, 0x80, 0x80, 0x00, 0x3a]), encodeVarint(1 + presences.byteLength), new Uint8Array([0x00]), presences)],
+    // an unknown field's tag in 6 bytes: protons reads 5, skips 5, and reads its length (0) after them
+    ['a tag of 6 bytes', concat(new Uint8Array([0xba, 0x80, 0x80, 0x80, 0x80, 0x00]), encodeVarint(3 + presences.byteLength), new Uint8Array([0x00, 0x00, 0x00]), presences)]
+  ])('refuses %s, which protons reads as more entries', (_, body) => {
+    expect(entriesOf(body)).not.toBe('refused')
+    expect(entriesOf(body) as number).toBeGreaterThan(LIMIT)
+    expect(guardPasses(body)).toBe(false)
+  })
+
+  it('refuses a varint past the end of its nested message, which would leave the next message uncounted', () => {
+    // a presence of 1 byte, the tag of its type: the type's value lies past the presence's end
+    const broken = framed(concat(tag(0x22), encodeVarint(1), new Uint8Array([0x10, 0x01])))
+    const next = framed(concat(...range(LIMIT + 1).map(presence)))
+    expect(entriesOf(concat(...range(LIMIT + 1).map(presence)))).toBe(LIMIT + 1)
+    expect(bitswapEntryGuard(LIMIT)(concat(broken, next))).toBe('a bitswap message with a field that runs past the end of what it is in')
+  })
+
+  it('counts no fewer entries than protons reads, in every message it lets through, over 20 000 re-encoded messages', () => {
+    let seed = 7
+    const random = (n: number): number => { seed = (seed * 1103515245 + 12345) % 2147483648; return Math.floor(seed / 2147483648 * n) }
+    /** A varint, sometimes written longer than it need be. */
+    const varint = (x: number, odd: boolean): number[] => {
+      const out: number[] = []
+      while (x >= 128) { out.push((x % 128) | 128); x = Math.floor(x / 128) }
+      out.push(x)
+      for (let pad = odd ? 1 + random(9) : 0; pad > 0; pad--) { out[out.length - 1] = (out[out.length - 1] as number) | 128; out.push(0) }
+      return out
+    }
+    const odd = (): boolean => random(30) === 0
+    const tagOf = (f: number, wire: number): number[] => varint(f * 8 + (odd() ? [0, 1, 2, 5, 3][random(5)] as number : wire) + (odd() ? 2 ** 32 : 0), odd())
+    const bytesField = (f: number, body: number[]): number[] => [...tagOf(f, 2), ...varint(body.length, odd()), ...body]
+    const varintField = (f: number, x: number): number[] => [...tagOf(f, 0), ...varint(x, odd())]
+    const cidBytes = (): number[] => [1, 0x55, 0x12, 0x20, ...range(32).map(() => random(256))]
+    let passed = 0
+    let refused = 0
+    for (let n = 0; n < 20_000; n++) {
+      const parts: number[][] = []
+      for (let k = 1 + random(6); k > 0; k--) {
+        const kind = random(4)
+        if (kind === 0) parts.push(bytesField(1, [...range(random(8)).flatMap(() => bytesField(1, [...bytesField(1, cidBytes()), ...varintField(2, 1), ...varintField(5, 1)])), ...varintField(2, random(2))]))
+        else if (kind === 1) parts.push(bytesField(3, [...bytesField(1, [1, 0x55, 0x12, 0x20]), ...bytesField(2, [random(256)])]))
+        else if (kind === 2) parts.push(bytesField(4, [...bytesField(1, cidBytes()), ...varintField(2, 1)]))
+        else parts.push(varintField(5, random(2) === 0 ? 2 ** 32 - 1 : random(100)))
+      }
+      let body = parts.flat()
+      // a field wrapping the rest, or a byte changed
+      if (random(6) === 0) { const at = random(body.length); body = [...body.slice(0, at), ...tagOf([5, 2, 7, 1][random(4)] as number, 2), ...varint(body.length - at, false), ...body.slice(at)] }
+      if (random(6) === 0) body[random(body.length)] = random(256)
+      const bytes = Uint8Array.from(body)
+      const message = framed(bytes)
+      if (bitswapEntryGuard(Number.MAX_SAFE_INTEGER)(message) === undefined) {
+        passed++
+        // never fewer than protons reads: at a limit of one fewer, refused (it may count more: a
+        // bitswap 1.0 block, several wantlists)
+        const decoded = entriesOf(bytes)
+        if (decoded !== 'refused' && decoded > 0) expect(bitswapEntryGuard(decoded - 1)(message)).toBeDefined()
+      } else {
+        refused++
+      }
+    }
+    // both outcomes were exercised
+    expect(Math.min(passed, refused)).toBeGreaterThan(2000)
   })
 })
 

@@ -6,10 +6,10 @@
  * A legitimate message carries far fewer: a peer keeps at most 1 024 wants of another
  * (@helia/bitswap's wantlist limit) and sends each wanted block or presence once.
  *
- * The guard counts the entries as the bytes arrive, reading only protobuf tags and lengths
- * (message.proto of the bitswap spec: wantlist = 1 with its entries = 1, blocks = 2, payload = 3,
- * blockPresences = 4), and aborts the stream at the first entry over the limit, before bitswap
- * decodes the message.
+ * The guard counts the entries as the bytes arrive, reading protobuf tags and lengths at every
+ * level of message.proto of the bitswap spec (wantlist = 1 with its entries = 1, blocks = 2,
+ * payload = 3, blockPresences = 4), and aborts the stream at the first entry over the limit, or at
+ * anything protons would read otherwise (see bitswapEntryGuard), before bitswap decodes the message.
  */
 import { guardReceived } from './dht-guard.js'
 import type { Stream } from '@libp2p/interface'
@@ -25,16 +25,37 @@ export const MAX_BITSWAP_MESSAGE_ENTRIES = 2048
 /** The protocol @helia/bitswap speaks and handles inbound streams of. */
 export const BITSWAP_PROTOCOL = '/ipfs/bitswap/1.2.0'
 
-/** Longest varint: a negative int32 (`pendingBytes`) is written in 10 bytes. */
+/**
+ * How @helia/bitswap's decoder (protons) reads each message of message.proto, by field number:
+ * a varint, bytes, or a nested message. Fields marked `entry` are the entries counted.
+ */
+interface Schema { readonly [field: number]: { readonly kind: 'varint' | 'bytes' | Schema, readonly entry?: true } | undefined }
+const ENTRY: Schema = { 1: { kind: 'bytes' }, 2: { kind: 'varint' }, 3: { kind: 'varint' }, 4: { kind: 'varint' }, 5: { kind: 'varint' } }
+const WANTLIST: Schema = { 1: { kind: ENTRY, entry: true }, 2: { kind: 'varint' } }
+const BLOCK: Schema = { 1: { kind: 'bytes' }, 2: { kind: 'bytes' } }
+const PRESENCE: Schema = { 1: { kind: 'bytes' }, 2: { kind: 'varint' } }
+/** Field 2 (bitswap 1.0 blocks) is not read by @helia/bitswap; it is counted all the same. */
+const MESSAGE: Schema = { 1: { kind: WANTLIST }, 2: { kind: 'bytes', entry: true }, 3: { kind: BLOCK, entry: true }, 4: { kind: PRESENCE, entry: true }, 5: { kind: 'varint' } }
+
+/** Longest varint: a negative int32 (`pendingBytes`, `priority`) is written in 10 bytes. */
 const MAX_VARINT_BYTES = 10
+/** protons reads tags, lengths and known varint fields as uint32: at most 5 bytes (10 for a negative int32). */
+const MAX_UINT32_BYTES = 5
 
 const enum Phase { Prefix, Tag, Length, Varint, Skip }
 
 /**
  * Follows a stream of length-prefixed bitswap messages chunk by chunk. Returns a function to call
  * with each chunk in order: it returns a message once a message carries more than `maxEntries`
- * entries, or is not a protobuf message a reader could decode (a field running past its message,
- * an unknown wire type, a varint that does not end); undefined while every message is within it.
+ * entries, or is not one that protons reads exactly as written; undefined while every message is
+ * within it.
+ *
+ * protons is lenient where this is not: it reads a known field whatever its wire type, a tag or a
+ * length of over 5 bytes in part, and lets a nested message's last field run past the nested
+ * message's end. A peer could use any of these to make protons read entries this guard would not
+ * count, so each is refused: a known field of another wire type, a tag or length of over 5 bytes
+ * or 2^32 or more, a known varint of 6 to 9 bytes, a field past the end of the message (or nested
+ * message) it is in, groups and unknown wire types. A message an encoder writes has none of them.
  */
 export function bitswapEntryGuard (maxEntries: number): BitswapGuard {
   let phase = Phase.Prefix
@@ -43,29 +64,34 @@ export function bitswapEntryGuard (maxEntries: number): BitswapGuard {
   /** The varint being read, and its bytes so far. */
   let value = 0
   let varintBytes = 0
-  /** Bytes of the current message not read yet. */
-  let messageLeft = 0
-  /** Inside the wantlist field: its bytes not read yet. */
-  let inWantlist = false
-  let wantlistLeft = 0
-  /** The field whose length is being read, and the bytes of a field's value still to skip. */
-  let field = 0
+  /** The messages being read, outermost (the bitswap message) first, and their bytes not read yet. */
+  const schemas: Schema[] = []
+  const lefts: number[] = []
+  /** The field being read: its kind (undefined: unknown) and the bytes of its value still to skip. */
+  let kind: 'varint' | 'bytes' | Schema | undefined
   let skip = 0
   let entries = 0
   let failed: string | undefined
-  const fail = (why: string): string => (failed = why)
+  const fail = (why: string): string => (failed = `a bitswap message ${why}`)
 
-  /** Bytes read inside a message: counted against it and against the wantlist they are in. */
+  /** Bytes read inside the message: counted against it and every nested message they are in. */
   const read = (n: number): boolean => {
-    messageLeft -= n
-    if (inWantlist) wantlistLeft -= n
-    return messageLeft >= 0 && (!inWantlist || wantlistLeft >= 0)
+    let inside = true
+    for (let i = 0; i < lefts.length; i++) {
+      const left = (lefts[i] as number) - n
+      lefts[i] = left
+      if (left < 0) inside = false
+    }
+    return inside
   }
-  /** A field ended: the wantlist or the message may end with it. */
+  /** A field ended: so do the nested messages (and the message) it was the last of. */
   const fieldDone = (): void => {
     phase = Phase.Tag
-    if (inWantlist && wantlistLeft === 0) inWantlist = false
-    if (messageLeft === 0) { phase = Phase.Prefix; pending = 0 }
+    while (lefts.length > 0 && lefts[lefts.length - 1] === 0) {
+      lefts.pop()
+      schemas.pop()
+    }
+    if (lefts.length === 0) { phase = Phase.Prefix; pending = 0 }
   }
 
   const check = (chunk: Uint8Array): string | undefined => {
@@ -77,56 +103,63 @@ export function bitswapEntryGuard (maxEntries: number): BitswapGuard {
         skip -= n
         at += n
         pending += n
-        if (!read(n)) return fail('a bitswap message with a field that runs past its end')
+        if (!read(n)) return fail('with a field that runs past the end of what it is in')
         if (skip === 0) fieldDone()
         continue
       }
       const byte = chunk[at++] as number
       pending++
-      if (phase !== Phase.Prefix && !read(1)) return fail('a bitswap message with a field that runs past its end')
+      if (phase !== Phase.Prefix && !read(1)) return fail('with a field that runs past the end of what it is in')
       value += (byte & 0x7f) * 2 ** (7 * varintBytes)
       varintBytes++
       if ((byte & 0x80) !== 0) {
-        if (varintBytes >= MAX_VARINT_BYTES) return fail('a bitswap message with a varint that does not end')
+        if (varintBytes >= MAX_VARINT_BYTES) return fail('with a varint that does not end')
+        if (varintBytes >= MAX_UINT32_BYTES && phase !== Phase.Varint) return fail('with a tag or length of over 5 bytes')
         continue
       }
       const v = value
+      const bytes = varintBytes
       value = 0
       varintBytes = 0
       switch (phase) {
         case Phase.Prefix:
-          messageLeft = v
           entries = 0
-          if (v > 0) phase = Phase.Tag
-          else pending = 0
+          if (v === 0) { pending = 0; break }
+          schemas.push(MESSAGE)
+          lefts.push(v)
+          phase = Phase.Tag
           break
         case Phase.Tag: {
-          field = Math.floor(v / 8)
+          if (v >= 2 ** 32) return fail('with a tag of 2^32 or more')
+          const field = Math.floor(v / 8)
           const wire = v % 8
+          const known = (schemas[schemas.length - 1] as Schema)[field]
+          kind = known?.kind
+          const expected = kind === undefined ? wire : kind === 'varint' ? 0 : 2
+          if (wire !== expected || (wire !== 0 && wire !== 1 && wire !== 2 && wire !== 5)) return fail(`with field ${field} of wire type ${wire}`)
+          if (known?.entry === true && ++entries > maxEntries) return fail(`of more than ${maxEntries} entries (wants, blocks and presences)`)
           if (wire === 0) phase = Phase.Varint
           else if (wire === 2) phase = Phase.Length
-          else if (wire === 1 || wire === 5) { skip = wire === 1 ? 8 : 4; phase = Phase.Skip }
-          else return fail(`a bitswap message with a field of wire type ${wire}`)
+          else { skip = wire === 1 ? 8 : 4; phase = Phase.Skip }
           break
         }
         case Phase.Varint:
+          if (kind !== undefined && bytes > MAX_UINT32_BYTES && bytes < MAX_VARINT_BYTES) return fail(`with a varint field of ${bytes} bytes`)
           fieldDone()
           break
         case Phase.Length:
-          if (v > (inWantlist ? wantlistLeft : messageLeft)) return fail('a bitswap message with a field that runs past its end')
-          if (!inWantlist && field === 1) {
-            // the wantlist: its own fields are read next
-            inWantlist = true
-            wantlistLeft = v
+          if (v > (lefts[lefts.length - 1] as number)) return fail('with a field that runs past the end of what it is in')
+          if (typeof kind === 'object' && v > 0) {
+            // a nested message: its own fields are read next
+            schemas.push(kind)
+            lefts.push(v)
+            phase = Phase.Tag
+          } else if (v > 0) {
+            skip = v
+            phase = Phase.Skip
+          } else {
             fieldDone()
-            break
           }
-          if ((inWantlist && field === 1) || (!inWantlist && field >= 2 && field <= 4)) {
-            if (++entries > maxEntries) return fail(`a bitswap message of more than ${maxEntries} entries (wants, blocks and presences)`)
-          }
-          skip = v
-          if (v > 0) phase = Phase.Skip
-          else fieldDone()
           break
       }
     }
