@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { encode as encodeVarint } from 'uint8-varint'
-import { BITSWAP_PROTOCOL, MAX_BITSWAP_MESSAGE_ENTRIES, MAX_BITSWAP_PEER_PENDING_BYTES, PendingBytes, bitswapEntryGuard } from '../src/store/bitswap-guard.js'
+import { BITSWAP_PEER_ENTRY_BURST, BITSWAP_PROTOCOL, EntryRate, MAX_BITSWAP_MESSAGE_ENTRIES, MAX_BITSWAP_PEER_PENDING_BYTES, PendingBytes, bitswapEntryGuard } from '../src/store/bitswap-guard.js'
 import { createHeliaNode, stopHeliaNode } from '../src/store/helia-node.js'
 import type { HeliaNode } from '../src/store/helia-node.js'
 // the decoder @helia/bitswap reads messages with (not among the package's exports)
@@ -197,6 +197,36 @@ describe('bitswapEntryGuard and the decoder bitswap uses', () => {
   })
 })
 
+describe('entries a second', () => {
+  it('are held to a burst and a rate per peer and for all peers', () => {
+    let now = 0
+    const rate = new EntryRate(() => now, 10, 5, 15, 10)
+    const take = (peer: string, n: number): Array<string | undefined> => range(n).map(() => rate.take(peer))
+    expect(take('a', 10).every(r => r === undefined)).toBe(true)
+    expect(rate.take('a')).toBe('bitswap entries from one peer over 5 a second')
+    // the other peer has its own burst, but only 5 are left of all peers' 15
+    expect(take('b', 5).every(r => r === undefined)).toBe(true)
+    expect(rate.take('b')).toBe('bitswap entries from all peers over 10 a second')
+    // a second later: 5 more for each peer, 10 more for all
+    now += 1000
+    expect(take('a', 5).every(r => r === undefined)).toBe(true)
+    expect(rate.take('a')).toBe('bitswap entries from one peer over 5 a second')
+    expect(take('b', 5).every(r => r === undefined)).toBe(true)
+    expect(rate.take('b')).toBe('bitswap entries from all peers over 10 a second')
+    // refills stop at the burst
+    now += 60_000
+    expect(take('a', 10).every(r => r === undefined)).toBe(true)
+    expect(rate.take('a')).toBeDefined()
+  })
+
+  it('refuses a message at the first entry past the rate', () => {
+    const rate = new EntryRate(() => 0, 3, 1, 100, 100)
+    const guard = bitswapEntryGuard(10, () => rate.take('a'))
+    expect(guard(framed(concat(presence(1), presence(2), presence(3))))).toBeUndefined()
+    expect(guard(framed(presence(4)))).toBe('bitswap entries from one peer over 1 a second')
+  })
+})
+
 describe('bytes of incomplete messages', () => {
   it('are counted from the length prefix until the message ends, in any chunks', () => {
     const message = framed(concat(presence(1), payload(new Uint8Array(300).fill(0xff))))
@@ -351,5 +381,12 @@ describe('bitswap: entry limit on inbound streams', () => {
   it('aborts the stream at a message of many tiny blocks', async () => {
     const blocks = range(MAX_BITSWAP_MESSAGE_ENTRIES + 1).map(i => payload(new Uint8Array([i & 0xff, i >> 8])))
     expect(await send(framed(concat(...blocks)), 5_000)).toBe('reset')
+  }, 30_000)
+
+  it('aborts a stream of messages within the limit, back to back, past the entries a peer may send a second', async () => {
+    // twelve messages of 2 048 blocks: 24 576 entries, past the burst of 16 384 and what refills meanwhile
+    const messages = range(12).map(m => framed(concat(...range(MAX_BITSWAP_MESSAGE_ENTRIES).map(i => payload(new Uint8Array([i & 0xff, i >> 8, m]))))))
+    expect(MAX_BITSWAP_MESSAGE_ENTRIES * 12).toBeGreaterThan(BITSWAP_PEER_ENTRY_BURST + 4096)
+    expect(await send(concat(...messages), 5_000)).toBe('reset')
   }, 30_000)
 })

@@ -57,7 +57,7 @@ const enum Phase { Prefix, Tag, Length, Varint, Skip }
  * or 2^32 or more, a known varint of 6 to 9 bytes, a field past the end of the message (or nested
  * message) it is in, groups and unknown wire types. A message an encoder writes has none of them.
  */
-export function bitswapEntryGuard (maxEntries: number): BitswapGuard {
+export function bitswapEntryGuard (maxEntries: number, onEntry?: () => string | undefined): BitswapGuard {
   let phase = Phase.Prefix
   /** Bytes of the message not complete yet received so far, its length prefix included. */
   let pending = 0
@@ -137,7 +137,11 @@ export function bitswapEntryGuard (maxEntries: number): BitswapGuard {
           kind = known?.kind
           const expected = kind === undefined ? wire : kind === 'varint' ? 0 : 2
           if (wire !== expected || (wire !== 0 && wire !== 1 && wire !== 2 && wire !== 5)) return fail(`with field ${field} of wire type ${wire}`)
-          if (known?.entry === true && ++entries > maxEntries) return fail(`of more than ${maxEntries} entries (wants, blocks and presences)`)
+          if (known?.entry === true) {
+            if (++entries > maxEntries) return fail(`of more than ${maxEntries} entries (wants, blocks and presences)`)
+            const refused = onEntry?.()
+            if (refused !== undefined) return (failed = refused)
+          }
           if (wire === 0) phase = Phase.Varint
           else if (wire === 2) phase = Phase.Length
           else { skip = wire === 1 ? 8 : 4; phase = Phase.Skip }
@@ -215,11 +219,74 @@ export class PendingBytes {
 }
 
 /**
- * Aborts `stream` (from `peer`) once a bitswap message it receives carries more than `maxEntries`
- * entries, or once the bytes of its message not complete yet would pass `budget`'s limits.
+ * Entries a peer may send in a burst, and per second after it. A message at the entry limit costs
+ * ~65 ms; written back to back, 100 of them held a node's event loop over a second. Opening a space
+ * of 100 000 keys from a hub over bitswap sends it about 5 000 wants. @default 16 384 and 8 192
  */
-export function limitBitswapEntries (stream: Stream, peer: string, budget: PendingBytes, maxEntries = MAX_BITSWAP_MESSAGE_ENTRIES): void {
-  const check = bitswapEntryGuard(maxEntries)
+export const BITSWAP_PEER_ENTRY_BURST = 16_384
+export const BITSWAP_PEER_ENTRIES_PER_SECOND = 8_192
+/** The same for all peers together. @default 65 536 and 16 384 */
+export const BITSWAP_ENTRY_BURST = 65_536
+export const BITSWAP_ENTRIES_PER_SECOND = 16_384
+
+/**
+ * Token buckets of bitswap entries, per peer and for all peers: an entry takes one token from
+ * both; a message with an entry past either is refused (its stream aborted) before bitswap
+ * handles any of it.
+ */
+export class EntryRate {
+  private readonly peers = new Map<string, { tokens: number, at: number }>()
+  private readonly all: { tokens: number, at: number }
+
+  constructor (
+    private readonly now: () => number = () => performance.now(),
+    readonly peerBurst = BITSWAP_PEER_ENTRY_BURST,
+    readonly peerPerSecond = BITSWAP_PEER_ENTRIES_PER_SECOND,
+    readonly burst = BITSWAP_ENTRY_BURST,
+    readonly perSecond = BITSWAP_ENTRIES_PER_SECOND
+  ) {
+    this.all = { tokens: burst, at: now() }
+  }
+
+  /** Takes a token for one entry from `peer`; a reason, with nothing taken, when either bucket is empty. */
+  take (peer: string): string | undefined {
+    const now = this.now()
+    let mine = this.peers.get(peer)
+    if (mine === undefined) {
+      // a peer whose bucket filled up again was forgotten (see below): it starts full
+      if (this.peers.size >= 4096) this.forgetFull(now)
+      mine = { tokens: this.peerBurst, at: now }
+      this.peers.set(peer, mine)
+    }
+    refill(mine, now, this.peerBurst, this.peerPerSecond)
+    refill(this.all, now, this.burst, this.perSecond)
+    if (mine.tokens < 1) return `bitswap entries from one peer over ${this.peerPerSecond} a second`
+    if (this.all.tokens < 1) return `bitswap entries from all peers over ${this.perSecond} a second`
+    mine.tokens--
+    this.all.tokens--
+    return undefined
+  }
+
+  private forgetFull (now: number): void {
+    for (const [peer, bucket] of this.peers) {
+      refill(bucket, now, this.peerBurst, this.peerPerSecond)
+      if (bucket.tokens >= this.peerBurst) this.peers.delete(peer)
+    }
+  }
+}
+
+function refill (bucket: { tokens: number, at: number }, now: number, burst: number, perSecond: number): void {
+  bucket.tokens = Math.min(burst, bucket.tokens + (now - bucket.at) * perSecond / 1000)
+  bucket.at = now
+}
+
+/**
+ * Aborts `stream` (from `peer`) once a bitswap message it receives carries more than `maxEntries`
+ * entries or an entry past `rate`, or once the bytes of its message not complete yet would pass
+ * `budget`'s limits.
+ */
+export function limitBitswapEntries (stream: Stream, peer: string, budget: PendingBytes, rate?: EntryRate, maxEntries = MAX_BITSWAP_MESSAGE_ENTRIES): void {
+  const check = bitswapEntryGuard(maxEntries, rate === undefined ? undefined : () => rate.take(peer))
   let counted = 0
   let refused: string | undefined
   guardReceived(stream, (chunk) => {
