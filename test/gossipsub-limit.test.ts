@@ -1,6 +1,7 @@
 /**
- * A gossipsub node drops an RPC that carries more than MAX_PUBSUB_RPC_MESSAGES messages, whole and
- * before checking any signature; an RPC within the limit is delivered as before.
+ * A gossipsub node drops, before checking any signature: an RPC that carries more than
+ * MAX_PUBSUB_RPC_MESSAGES messages, whole; messages not signed by an Ed25519 key; and messages past
+ * what a peer may send at once (pubsub-guard.ts). Everything else is delivered as before.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { generateKeyPair } from '@libp2p/crypto/keys'
@@ -8,6 +9,7 @@ import { RPC } from '@libp2p/gossipsub/message'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { encode as encodeVarint } from 'uint8-varint'
 import { MAX_PUBSUB_RPC_MESSAGES, createHeliaNode, stopHeliaNode } from '../src/store/helia-node.js'
+import { PUBSUB_PEER_MESSAGES_PER_SECOND, PUBSUB_PEER_MESSAGE_BURST, signedByEd25519 } from '../src/store/pubsub-guard.js'
 import type { HeliaNode } from '../src/store/helia-node.js'
 import type { PrivateKey, Stream } from '@libp2p/interface'
 import type { GossipSub } from '@libp2p/gossipsub'
@@ -30,7 +32,7 @@ describe('gossipsub: messages per RPC', () => {
     pubsub.addEventListener('message', (event) => {
       if (event.detail.topic === TOPIC) delivered.push(new TextDecoder().decode(event.detail.data))
     })
-    key = await generateKeyPair('secp256k1')
+    key = await generateKeyPair('Ed25519')
     stream = await sender.libp2p.dialProtocol(node.libp2p.peerId, '/meshsub/1.2.0', { signal: AbortSignal.timeout(10_000) })
   }, 30_000)
 
@@ -40,16 +42,16 @@ describe('gossipsub: messages per RPC', () => {
     await stopHeliaNode(node)
   })
 
-  /** Sends one RPC of `count` messages on TOPIC, signed by `key`, each with data `${label} ${i}`. */
-  async function sendRpc (label: string, count: number, seqnoBase: number): Promise<void> {
-    const from = peerIdFromPrivateKey(key).toMultihash().bytes
+  /** Sends one RPC of `count` messages on TOPIC, signed by `signer`, each with data `${label} ${i}`. */
+  async function sendRpc (label: string, count: number, seqnoBase: number, signer = key): Promise<void> {
+    const from = peerIdFromPrivateKey(signer).toMultihash().bytes
     const messages = []
     for (let i = 0; i < count; i++) {
       const seqno = new Uint8Array(8)
       new DataView(seqno.buffer).setUint32(4, seqnoBase + i)
       const message = { from, data: new TextEncoder().encode(`${label} ${i}`), seqno, topic: TOPIC }
       const signed = new Uint8Array([...new TextEncoder().encode('libp2p-pubsub:'), ...RPC.Message.encode(message)])
-      messages.push({ ...message, signature: await key.sign(signed) })
+      messages.push({ ...message, signature: await signer.sign(signed) })
     }
     const rpc = RPC.encode({ subscriptions: [], messages })
     stream.send(new Uint8Array([...encodeVarint(rpc.byteLength), ...rpc]))
@@ -60,11 +62,35 @@ describe('gossipsub: messages per RPC', () => {
     await expect.poll(() => delivered.filter(d => d.startsWith('within ')).length, { timeout: 10_000 }).toBe(MAX_PUBSUB_RPC_MESSAGES)
   }, 30_000)
 
+  it('drops messages signed by other keys than Ed25519, before checking them', async () => {
+    const secp = await generateKeyPair('secp256k1')
+    expect(signedByEd25519(peerIdFromPrivateKey(secp).toMultihash().bytes)).toBe(false)
+    expect(signedByEd25519(peerIdFromPrivateKey(key).toMultihash().bytes)).toBe(true)
+    expect(signedByEd25519(new Uint8Array([...peerIdFromPrivateKey(key).toMultihash().bytes, 0]))).toBe(false)
+    await sendRpc('secp', 4, 500, secp)
+    await sendRpc('ed', 1, 600)
+    await expect.poll(() => delivered.includes('ed 0'), { timeout: 10_000 }).toBe(true)
+    expect(delivered.filter(d => d.startsWith('secp '))).toEqual([])
+  }, 30_000)
+
   it('drops an RPC of one message more, whole, and reads the next one on the same stream', async () => {
     await sendRpc('over', MAX_PUBSUB_RPC_MESSAGES + 1, 1000)
     await sendRpc('after', 1, 2000)
     // the RPC sent after it is delivered: the one before was read, and dropped
     await expect.poll(() => delivered.includes('after 0'), { timeout: 10_000 }).toBe(true)
     expect(delivered.filter(d => d.startsWith('over '))).toEqual([])
+  }, 30_000)
+
+  it('delivers no more messages from one peer than its burst and what refills meanwhile', async () => {
+    // the peer's bucket holds what the tests above left of it
+    const burst = PUBSUB_PEER_MESSAGE_BURST
+    const started = performance.now()
+    for (let sent = 0; sent < 1500; sent += MAX_PUBSUB_RPC_MESSAGES) await sendRpc(`burst${sent}`, Math.min(MAX_PUBSUB_RPC_MESSAGES, 1500 - sent), 10_000 + sent)
+    const count = (): number => delivered.filter(d => d.startsWith('burst')).length
+    await expect.poll(count, { timeout: 10_000 }).toBeGreaterThanOrEqual(burst - 100)
+    await new Promise(resolve => setTimeout(resolve, 300))
+    const seconds = (performance.now() - started) / 1000
+    expect(count()).toBeLessThanOrEqual(burst + Math.ceil(seconds * PUBSUB_PEER_MESSAGES_PER_SECOND))
+    expect(count()).toBeLessThan(1500)
   }, 30_000)
 })

@@ -12,6 +12,7 @@
  * anything protons would read otherwise (see bitswapEntryGuard), before bitswap decodes the message.
  */
 import { guardReceived } from './dht-guard.js'
+import { PeerRate } from './peer-rate.js'
 import type { Stream } from '@libp2p/interface'
 
 /**
@@ -231,54 +232,14 @@ export const BITSWAP_ENTRY_BURST = 65_536
 export const BITSWAP_ENTRIES_PER_SECOND = 16_384
 
 /**
- * Token buckets of bitswap entries, per peer and for all peers: an entry takes one token from
- * both; a message with an entry past either is refused (its stream aborted) before bitswap
- * handles any of it.
+ * Token buckets of bitswap entries, per peer and for all peers (BITSWAP_PEER_ENTRY_BURST and the
+ * rest): an entry takes one token from both; a message with an entry past either is refused (its
+ * stream aborted) before bitswap handles any of it.
  */
-export class EntryRate {
-  private readonly peers = new Map<string, { tokens: number, at: number }>()
-  private readonly all: { tokens: number, at: number }
-
-  constructor (
-    private readonly now: () => number = () => performance.now(),
-    readonly peerBurst = BITSWAP_PEER_ENTRY_BURST,
-    readonly peerPerSecond = BITSWAP_PEER_ENTRIES_PER_SECOND,
-    readonly burst = BITSWAP_ENTRY_BURST,
-    readonly perSecond = BITSWAP_ENTRIES_PER_SECOND
-  ) {
-    this.all = { tokens: burst, at: now() }
+export class EntryRate extends PeerRate {
+  constructor (now?: () => number, peerBurst = BITSWAP_PEER_ENTRY_BURST, peerPerSecond = BITSWAP_PEER_ENTRIES_PER_SECOND, burst = BITSWAP_ENTRY_BURST, perSecond = BITSWAP_ENTRIES_PER_SECOND) {
+    super('bitswap entries', { peerBurst, peerPerSecond, burst, perSecond }, now)
   }
-
-  /** Takes a token for one entry from `peer`; a reason, with nothing taken, when either bucket is empty. */
-  take (peer: string): string | undefined {
-    const now = this.now()
-    let mine = this.peers.get(peer)
-    if (mine === undefined) {
-      // a peer whose bucket filled up again was forgotten (see below): it starts full
-      if (this.peers.size >= 4096) this.forgetFull(now)
-      mine = { tokens: this.peerBurst, at: now }
-      this.peers.set(peer, mine)
-    }
-    refill(mine, now, this.peerBurst, this.peerPerSecond)
-    refill(this.all, now, this.burst, this.perSecond)
-    if (mine.tokens < 1) return `bitswap entries from one peer over ${this.peerPerSecond} a second`
-    if (this.all.tokens < 1) return `bitswap entries from all peers over ${this.perSecond} a second`
-    mine.tokens--
-    this.all.tokens--
-    return undefined
-  }
-
-  private forgetFull (now: number): void {
-    for (const [peer, bucket] of this.peers) {
-      refill(bucket, now, this.peerBurst, this.peerPerSecond)
-      if (bucket.tokens >= this.peerBurst) this.peers.delete(peer)
-    }
-  }
-}
-
-function refill (bucket: { tokens: number, at: number }, now: number, burst: number, perSecond: number): void {
-  bucket.tokens = Math.min(burst, bucket.tokens + (now - bucket.at) * perSecond / 1000)
-  bucket.at = now
 }
 
 /**

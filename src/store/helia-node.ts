@@ -38,6 +38,7 @@ import { quietDatastore } from './helia-datastore.js'
 import { MAX_DHT_REQUEST_BYTES, MAX_DHT_RESPONSE_BYTES, guardedOpener, guardedRegistrar } from './dht-guard.js'
 import { withLibp2p } from './helia-libp2p.js'
 import { BITSWAP_PROTOCOL, EntryRate, PendingBytes, limitBitswapEntries } from './bitswap-guard.js'
+import { limitPubsubMessages } from './pubsub-guard.js'
 import type { HeliaWithLibp2p } from './helia-libp2p.js'
 import type { Identify } from '@libp2p/identify'
 import type { IdentifyResult } from '@libp2p/interface'
@@ -172,14 +173,12 @@ export type { QuietDatastore, QuietDatastoreOptions } from './helia-datastore.js
 export const DEFAULT_MAX_PUBSUB_MESSAGE_BYTES = 64 * 1024
 
 /**
- * The most messages one gossipsub RPC from a peer may carry; an RPC with more is dropped whole.
- * Gossipsub checks each message's signature (secp256k1: 1.6–4 ms each on loopback, Node 20), also
- * on topics this node does not follow: one 60 KB RPC of 440 signed messages held the event loop
- * 0.7 s, where 16 hold it 45–80 ms. A node sends one message per RPC; only an answer to IWANT gossip bundles
- * several, and records missed that way also arrive with the next write or resolve.
- * @default 16 (gossipsub's own: 5 000)
+ * The most messages one gossipsub RPC from a peer may carry; an RPC with more is dropped whole
+ * before anything in it is read. A node sends one message per RPC; only an answer to IWANT gossip
+ * bundles several. What each message costs, and how many a peer may send, is bound apart
+ * (pubsub-guard.ts). @default 64 (gossipsub's own: 5 000)
  */
-export const MAX_PUBSUB_RPC_MESSAGES = 16
+export const MAX_PUBSUB_RPC_MESSAGES = 64
 
 // A type alias, not an interface: libp2p's ServiceMap constraint needs an index signature.
 export type HeliaNodeServices = {
@@ -326,6 +325,8 @@ export async function createHeliaNode (options: HeliaNodeOptions = {}): Promise<
     throw new StoreError(`cannot start helia: ${(err as Error).message}`, { cause: err })
   }
   const node = helia as HeliaNode
+  // gossipsub checks every message's signature before anything else (pubsub-guard.ts)
+  if (options.pubsub === 'gossipsub') limitPubsubMessages(node.libp2p.services.pubsub as GossipSub)
   closers.set(node, once(close))
 
   if (peers.length > 0) {

@@ -1,0 +1,64 @@
+/**
+ * Token buckets per peer and for all peers together: what the libp2p protocols a node serves to
+ * strangers (bitswap, pubsub) take for each unit of work a peer asks of it, before doing the work.
+ */
+
+export interface PeerRateLimits {
+  /** Units one peer may use at once, and per second after that. */
+  peerBurst: number
+  peerPerSecond: number
+  /** The same for all peers together. */
+  burst: number
+  perSecond: number
+}
+
+/** Peers whose buckets are kept before those full again are forgotten (they start full). */
+const MAX_TRACKED_PEERS = 4096
+
+interface Bucket { tokens: number, at: number }
+
+export class PeerRate {
+  private readonly peers = new Map<string, Bucket>()
+  private readonly all: Bucket
+
+  /** `what` names the units in refusals ("bitswap entries"). */
+  constructor (private readonly what: string, readonly limits: PeerRateLimits, private readonly now: () => number = () => performance.now()) {
+    this.all = { tokens: limits.burst, at: now() }
+  }
+
+  /** Takes one unit for `peer`; a reason, with nothing taken, when its bucket or all peers' is empty. */
+  take (peer: string): string | undefined {
+    const now = this.now()
+    const { peerBurst, peerPerSecond, burst, perSecond } = this.limits
+    let mine = this.peers.get(peer)
+    if (mine === undefined) {
+      if (this.peers.size >= MAX_TRACKED_PEERS) this.forgetFull(now)
+      mine = { tokens: peerBurst, at: now }
+      this.peers.set(peer, mine)
+    }
+    refill(mine, now, peerBurst, peerPerSecond)
+    refill(this.all, now, burst, perSecond)
+    if (mine.tokens < 1) return `${this.what} from one peer over ${peerPerSecond} a second`
+    if (this.all.tokens < 1) return `${this.what} from all peers over ${perSecond} a second`
+    mine.tokens--
+    this.all.tokens--
+    return undefined
+  }
+
+  /** Peers tracked now (a bucket that filled up again may be forgotten). */
+  get tracked (): number {
+    return this.peers.size
+  }
+
+  private forgetFull (now: number): void {
+    for (const [peer, bucket] of this.peers) {
+      refill(bucket, now, this.limits.peerBurst, this.limits.peerPerSecond)
+      if (bucket.tokens >= this.limits.peerBurst) this.peers.delete(peer)
+    }
+  }
+}
+
+function refill (bucket: Bucket, now: number, burst: number, perSecond: number): void {
+  bucket.tokens = Math.min(burst, bucket.tokens + (now - bucket.at) * perSecond / 1000)
+  bucket.at = now
+}

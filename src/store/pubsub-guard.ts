@@ -1,0 +1,61 @@
+/**
+ * A bound on the signed messages a gossipsub node checks for its peers. Gossipsub checks the
+ * signature of every message an RPC carries, also on topics the node does not follow, before it
+ * knows whether anyone wants it: a secp256k1 signature costs 1.2–4 ms (JavaScript), and 28 RPCs of
+ * 16 such messages written at once held a node's event loop 0.7 s. Here, before any check:
+ * - a message not signed by an Ed25519 key (an identity peer id of one; every UserSpace node and
+ *   js-libp2p's default) is dropped: Node checks those natively, ~85 µs each;
+ * - each peer may send 1 000 messages at once and 200 a second after that (the rate a hub's own
+ *   check allows a peer, see src/hub/pubsub.ts), all peers 4 000 and 2 000; the rest are dropped.
+ * Dropped messages are as if never sent: they are not delivered, forwarded or scored.
+ */
+import { PeerRate } from './peer-rate.js'
+import type { GossipSub } from '@libp2p/gossipsub'
+import type { PeerId } from '@libp2p/interface'
+
+interface RpcHandler {
+  handleReceivedRpc: (from: PeerId, rpc: { messages: Array<{ from?: Uint8Array }> }) => Promise<void>
+}
+
+export const PUBSUB_PEER_MESSAGE_BURST = 1000
+export const PUBSUB_PEER_MESSAGES_PER_SECOND = 200
+export const PUBSUB_MESSAGE_BURST = 4000
+export const PUBSUB_MESSAGES_PER_SECOND = 2000
+
+/** The first bytes of an Ed25519 identity peer id's multihash: identity, 36 bytes, protobuf key type 1, 32-byte key. */
+const ED25519_PEER_PREFIX = [0x00, 0x24, 0x08, 0x01, 0x12, 0x20]
+
+/** Whether `from` (a message's author, as multihash bytes) is an Ed25519 identity peer id. */
+export function signedByEd25519 (from: Uint8Array | undefined): boolean {
+  if (from?.byteLength !== 38) return false
+  for (let i = 0; i < ED25519_PEER_PREFIX.length; i++) if (from[i] !== ED25519_PEER_PREFIX[i]) return false
+  return true
+}
+
+/** The message rate `limitPubsubMessages` holds peers to by default. */
+export function pubsubRate (now?: () => number): PeerRate {
+  return new PeerRate('pubsub messages', {
+    peerBurst: PUBSUB_PEER_MESSAGE_BURST,
+    peerPerSecond: PUBSUB_PEER_MESSAGES_PER_SECOND,
+    burst: PUBSUB_MESSAGE_BURST,
+    perSecond: PUBSUB_MESSAGES_PER_SECOND
+  }, now)
+}
+
+/**
+ * Drops, from every RPC `pubsub` receives, the messages not signed by Ed25519 keys and those past
+ * `rate`, before gossipsub reads any of them. Subscriptions and control messages pass as they are.
+ */
+export function limitPubsubMessages (pubsub: GossipSub, rate: PeerRate = pubsubRate()): void {
+  // the gossipsub class's own step from a decoded RPC to its handling (not on the GossipSub interface)
+  const target = pubsub as unknown as RpcHandler
+  if (typeof target.handleReceivedRpc !== 'function') throw new Error('this gossipsub has no handleReceivedRpc to guard')
+  const handle = target.handleReceivedRpc.bind(pubsub)
+  target.handleReceivedRpc = async (from, rpc) => {
+    if (rpc.messages.length > 0) {
+      const peer = from.toString()
+      rpc.messages = rpc.messages.filter(message => signedByEd25519(message.from) && rate.take(peer) === undefined)
+    }
+    await handle(from, rpc)
+  }
+}
