@@ -25,6 +25,7 @@ import { decodeLink } from './nextid/chain.js'
 import { adoptChain } from './nextid/replicate.js'
 import { exportAvatarChain } from './nextid/transfer.js'
 import { MAX_RECORD_BYTES, nameToMultihash, readRecord } from '../store/record.js'
+import { PeerRate } from '../store/peer-rate.js'
 import { DEFAULT_HUB_FETCH_TIMEOUT_MS, DEFAULT_HUB_MAX_SPACE_BYTES, DEFAULT_MAX_PEER_CHECKS, DEFAULT_MAX_REPLICATION_QUEUE, DEFAULT_PEER_MESSAGES_PER_SECOND, DEFAULT_REPLICAS, DEFAULT_REPLICATION_CONCURRENCY, DEFAULT_REPLICA_WAIT_MS } from './options.js'
 // The cluster's defaults live with the hub's other options; exported here too, where they were first.
 export { DEFAULT_MAX_PEER_CHECKS, DEFAULT_MAX_REPLICATION_QUEUE, DEFAULT_PEER_MESSAGES_PER_SECOND, DEFAULT_REPLICAS, DEFAULT_REPLICATION_CONCURRENCY, DEFAULT_REPLICA_WAIT_MS } from './options.js'
@@ -103,24 +104,6 @@ export function ipnsTopic (name: string): string {
   return flatText('/record/' + base64url.baseEncode(key))
 }
 
-/** Token buckets per peer, forgotten when full again (so idle peers cost nothing). */
-class PeerLimiter {
-  private readonly buckets = new Map<string, { tokens: number, atMs: number }>()
-  constructor (private readonly perSecond: number, private readonly burst: number, private readonly nowMs: Clock) {}
-
-  take (peer: string): boolean {
-    const now = this.nowMs()
-    const bucket = this.buckets.get(peer) ?? { tokens: this.burst, atMs: now }
-    bucket.tokens = Math.min(this.burst, bucket.tokens + (now - bucket.atMs) * this.perSecond / 1000)
-    bucket.atMs = now
-    if (bucket.tokens < 1) { this.buckets.set(peer, bucket); return false }
-    bucket.tokens -= 1
-    if (this.buckets.size > 10_000) this.buckets.clear()
-    this.buckets.set(peer, bucket)
-    return true
-  }
-}
-
 interface Waiter { missing: Set<string>, resolve: () => void, resend: (missing: string[]) => Promise<void> }
 interface Job { name: string, cid: CID, sequence: bigint, inline: Uint8Array[] }
 
@@ -129,7 +112,7 @@ export class HubCluster {
   private readonly pubsub: GossipSub
   private readonly components: ClusterComponents
   private readonly self: string
-  private readonly limiter: PeerLimiter
+  private readonly limiter: PeerRate
   private readonly waiters = new Map<string, Set<Waiter>>()
   private readonly queue = new Map<string, Job>()
   private checks = 0
@@ -158,7 +141,8 @@ export class HubCluster {
     this.replicaWaitMs = options.replicaWaitMs ?? DEFAULT_REPLICA_WAIT_MS
     this.nowMs = options.nowMs ?? systemClock
     const rate = options.peerMessagesPerSecond ?? DEFAULT_PEER_MESSAGES_PER_SECOND
-    this.limiter = new PeerLimiter(rate, rate * 20, this.nowMs)
+    // per peer only: what all peers may send together is bound before the signature checks (pubsub-guard.ts)
+    this.limiter = new PeerRate('record messages', { peerBurst: rate * 20, peerPerSecond: rate, burst: Number.MAX_SAFE_INTEGER, perSecond: Number.MAX_SAFE_INTEGER }, this.nowMs)
     this.log = options.log ?? (() => {})
     this.pubsub.topicValidators.set(CLUSTER_RECORDS_TOPIC, async (peer, message) => this.validateRecord(peer.toString(), message))
     this.pubsub.topicValidators.set(CLUSTER_HELD_TOPIC, (peer, message) => this.validateHeld(peer.toString(), message))
@@ -259,7 +243,7 @@ export class HubCluster {
   private async validateRecord (peer: string, message: Message): Promise<TopicValidatorResult> {
     // Signed messages only: `from` names the hub that accepted the record and chose its replicas.
     if (message.type !== 'signed') return TopicValidatorResult.Reject
-    if (!this.limiter.take(peer)) return TopicValidatorResult.Ignore
+    if (this.limiter.take(peer) !== undefined) return TopicValidatorResult.Ignore
     const decoded = decodeRecordMessage(message.data)
     if (decoded === undefined) return TopicValidatorResult.Reject
     if (this.checks >= (this.options.maxPeerChecks ?? DEFAULT_MAX_PEER_CHECKS)) return TopicValidatorResult.Ignore
@@ -309,7 +293,7 @@ export class HubCluster {
   private async validateChain (peer: string, message: Message): Promise<TopicValidatorResult> {
     const stores = this.components.nextId
     if (stores === undefined || message.type !== 'signed') return TopicValidatorResult.Reject
-    if (!this.limiter.take(peer)) return TopicValidatorResult.Ignore
+    if (this.limiter.take(peer) !== undefined) return TopicValidatorResult.Ignore
     const blocks = await decodeChain(message.data)
     if (blocks === undefined) return TopicValidatorResult.Reject
     if (this.checks >= (this.options.maxPeerChecks ?? DEFAULT_MAX_PEER_CHECKS)) return TopicValidatorResult.Ignore
@@ -344,7 +328,7 @@ export class HubCluster {
 
   private validateHeld (peer: string, message: Message): TopicValidatorResult {
     if (message.type !== 'signed') return TopicValidatorResult.Reject
-    if (!this.limiter.take(peer)) return TopicValidatorResult.Ignore
+    if (this.limiter.take(peer) !== undefined) return TopicValidatorResult.Ignore
     return decodeHeld(message.data) === undefined ? TopicValidatorResult.Reject : TopicValidatorResult.Accept
   }
 

@@ -12,7 +12,7 @@ export interface PeerRateLimits {
   perSecond: number
 }
 
-/** Peers whose buckets are kept before those full again are forgotten (they start full). */
+/** Peers whose buckets are kept before those full again are forgotten (they start full), then the longest known. */
 const MAX_TRACKED_PEERS = 4096
 
 interface Bucket { tokens: number, at: number }
@@ -50,10 +50,15 @@ export class PeerRate {
     return this.peers.size
   }
 
+  /** Forgets the peers whose buckets are full again, then, while too many are left, the longest known. */
   private forgetFull (now: number): void {
     for (const [peer, bucket] of this.peers) {
       refill(bucket, now, this.limits.peerBurst, this.limits.peerPerSecond)
       if (bucket.tokens >= this.limits.peerBurst) this.peers.delete(peer)
+    }
+    for (const peer of this.peers.keys()) {
+      if (this.peers.size < MAX_TRACKED_PEERS) break
+      this.peers.delete(peer)
     }
   }
 }
