@@ -141,6 +141,16 @@ describe('bitswapEntryGuard and the decoder bitswap uses', () => {
     expect(guardPasses(body)).toBe(false)
   })
 
+  it('refuses a length prefix written in more bytes than it needs', () => {
+    // it-length-prefixed reads the value and skips the bytes of its shortest form: a longer form
+    // would have it read each later message from another place than the guard
+    const body = concat(presence(1), presence(2))
+    const padded = concat(new Uint8Array([(body.byteLength & 0x7f) | 0x80, (body.byteLength >> 7) | 0x80, 0x80, 0x80, 0x00]), body)
+    expect(bitswapEntryGuard(LIMIT)(padded)).toBe('a bitswap message length prefix written in more bytes than it needs')
+    expect(bitswapEntryGuard(LIMIT)(framed(body))).toBeUndefined()
+    expect(bitswapEntryGuard(LIMIT)(new Uint8Array([0x80, 0x00]))).toBe('a bitswap message length prefix written in more bytes than it needs')
+  })
+
   it('refuses a varint past the end of its nested message, which would leave the next message uncounted', () => {
     // a presence of 1 byte, the tag of its type: the type's value lies past the presence's end
     const broken = framed(concat(tag(0x22), encodeVarint(1), new Uint8Array([0x10, 0x01])))

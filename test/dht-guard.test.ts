@@ -63,6 +63,14 @@ describe('lengthPrefixGuard', () => {
     expect(lengthPrefixGuard(Number.MAX_SAFE_INTEGER)(new Uint8Array(9).fill(0x80))).toBe('a DHT message length prefix that does not end')
   })
 
+  it('refuses a length prefix written in more bytes than it needs, which the reader would read from another place', () => {
+    // 5 as 0x85 0x00: the reader skips one byte, this would skip two
+    expect(lengthPrefixGuard(100)(new Uint8Array([0x85, 0x00]))).toBe('a DHT message length prefix written in more bytes than it needs')
+    expect(lengthPrefixGuard(100)(new Uint8Array([0x80, 0x80, 0x00]))).toBe('a DHT message length prefix written in more bytes than it needs')
+    // the shortest forms pass, 0 and 128 among them
+    expect(lengthPrefixGuard(200)(concat(new Uint8Array([0x00, 0x05]), new Uint8Array(5), new Uint8Array([0x80, 0x01]), new Uint8Array(128)))).toBeUndefined()
+  })
+
   it('counts a prefix past 2^31 as such rather than wrapping', () => {
     // 2^35: 0x80 0x80 0x80 0x80 0x80 0x01
     expect(lengthPrefixGuard(2 ** 34)(new Uint8Array([0x80, 0x80, 0x80, 0x80, 0x80, 0x01]))).toMatch(/^a DHT message of 34359738368 bytes or more/)

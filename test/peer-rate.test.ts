@@ -28,6 +28,17 @@ describe('PeerRate', () => {
     expect(rate.take('p4999')).toBe('units from one peer over 1 a second')
   })
 
+  it('refills nothing, and refuses no new peer, when the clock steps back', () => {
+    let now = 100_000
+    const rate = new PeerRate('units', { peerBurst: 2, peerPerSecond: 1, burst: Number.MAX_SAFE_INTEGER, perSecond: Number.MAX_SAFE_INTEGER }, () => now)
+    expect([rate.take('a'), rate.take('a'), rate.take('a')]).toEqual([undefined, undefined, 'units from one peer over 1 a second'])
+    now -= 60_000
+    expect(rate.take('a')).toBe('units from one peer over 1 a second')
+    expect(rate.take('b')).toBeUndefined()
+    now += 1000
+    expect(rate.take('a')).toBeUndefined()
+  })
+
   it('with no bound for all peers, holds each peer alone', () => {
     let now = 0
     const rate = new PeerRate('record messages', { peerBurst: 3, peerPerSecond: 1, burst: Number.MAX_SAFE_INTEGER, perSecond: Number.MAX_SAFE_INTEGER }, () => now)

@@ -124,6 +124,9 @@ export function bitswapEntryGuard (maxEntries: number, onEntry?: () => string | 
       varintBytes = 0
       switch (phase) {
         case Phase.Prefix:
+          // bitswap's reader (it-length-prefixed) reads the value, then skips as many bytes as its
+          // shortest form takes: a longer form would have it read the message from another place
+          if (byte === 0 && bytes > 1) return fail('length prefix written in more bytes than it needs')
           entries = 0
           if (v === 0) { pending = 0; break }
           schemas.push(MESSAGE)

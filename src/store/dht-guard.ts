@@ -67,6 +67,9 @@ export function lengthPrefixGuard (maxBytes: number): (chunk: Uint8Array) => str
         if (prefixBytes >= MAX_PREFIX_BYTES) return (failed = 'a DHT message length prefix that does not end')
         continue
       }
+      // The protocol's reader reads the value, then skips as many bytes as its shortest form takes:
+      // a longer form would have it read each later message from another place than this does.
+      if (byte === 0 && prefixBytes > 1) return (failed = 'a DHT message length prefix written in more bytes than it needs')
       skip = length
       length = 0
       prefixBytes = 0

@@ -64,6 +64,7 @@ export class PeerRate {
 }
 
 function refill (bucket: Bucket, now: number, burst: number, perSecond: number): void {
-  bucket.tokens = Math.min(burst, bucket.tokens + (now - bucket.at) * perSecond / 1000)
+  // a clock that steps back refills nothing (and takes nothing)
+  bucket.tokens = Math.min(burst, bucket.tokens + Math.max(0, now - bucket.at) * perSecond / 1000)
   bucket.at = now
 }
