@@ -6,8 +6,9 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { encode as encodeVarint } from 'uint8-varint'
-import { BITSWAP_PEER_ENTRY_BURST, BITSWAP_PROTOCOL, EntryRate, MAX_BITSWAP_MESSAGE_ENTRIES, MAX_BITSWAP_PEER_PENDING_BYTES, PendingBytes, bitswapEntryGuard } from '../src/store/bitswap-guard.js'
+import { BITSWAP_PEER_ENTRY_BURST, BITSWAP_PROTOCOL, MAX_BITSWAP_MESSAGE_ENTRIES, MAX_BITSWAP_PEER_PENDING_BYTES, PendingBytes, bitswapEntryGuard } from '../src/store/bitswap-guard.js'
 import { createHeliaNode, stopHeliaNode } from '../src/store/helia-node.js'
+import { PeerRate } from '../src/store/peer-rate.js'
 import type { HeliaNode } from '../src/store/helia-node.js'
 // the decoder @helia/bitswap reads messages with (not among the package's exports)
 import { BitswapMessage } from '../node_modules/@helia/bitswap/dist/src/pb/message.js'
@@ -210,7 +211,7 @@ describe('bitswapEntryGuard and the decoder bitswap uses', () => {
 describe('entries a second', () => {
   it('are held to a burst and a rate per peer and for all peers', () => {
     let now = 0
-    const rate = new EntryRate(() => now, 10, 5, 15, 10)
+    const rate = new PeerRate('bitswap entries', { peerBurst: 10, peerPerSecond: 5, burst: 15, perSecond: 10 }, () => now)
     const take = (peer: string, n: number): Array<string | undefined> => range(n).map(() => rate.take(peer))
     expect(take('a', 10).every(r => r === undefined)).toBe(true)
     expect(rate.take('a')).toBe('bitswap entries from one peer over 5 a second')
@@ -230,7 +231,7 @@ describe('entries a second', () => {
   })
 
   it('refuses a message at the first entry past the rate', () => {
-    const rate = new EntryRate(() => 0, 3, 1, 100, 100)
+    const rate = new PeerRate('bitswap entries', { peerBurst: 3, peerPerSecond: 1, burst: 100, perSecond: 100 }, () => 0)
     const guard = bitswapEntryGuard(10, () => rate.take('a'))
     expect(guard(framed(concat(presence(1), presence(2), presence(3))))).toBeUndefined()
     expect(guard(framed(presence(4)))).toBe('bitswap entries from one peer over 1 a second')

@@ -11,7 +11,7 @@
  * payload = 3, blockPresences = 4), and aborts the stream at the first entry over the limit, or at
  * anything protons would read otherwise (see bitswapEntryGuard), before bitswap decodes the message.
  */
-import { guardReceived } from './dht-guard.js'
+import { guardReceived } from './stream-guard.js'
 import { PeerRate } from './peer-rate.js'
 import type { Stream } from '@libp2p/interface'
 
@@ -239,10 +239,13 @@ export const BITSWAP_ENTRIES_PER_SECOND = 16_384
  * rest): an entry takes one token from both; a message with an entry past either is refused (its
  * stream aborted) before bitswap handles any of it.
  */
-export class EntryRate extends PeerRate {
-  constructor (now?: () => number, peerBurst = BITSWAP_PEER_ENTRY_BURST, peerPerSecond = BITSWAP_PEER_ENTRIES_PER_SECOND, burst = BITSWAP_ENTRY_BURST, perSecond = BITSWAP_ENTRIES_PER_SECOND) {
-    super('bitswap entries', { peerBurst, peerPerSecond, burst, perSecond }, now)
-  }
+export function bitswapRate (now?: () => number): PeerRate {
+  return new PeerRate('bitswap entries', {
+    peerBurst: BITSWAP_PEER_ENTRY_BURST,
+    peerPerSecond: BITSWAP_PEER_ENTRIES_PER_SECOND,
+    burst: BITSWAP_ENTRY_BURST,
+    perSecond: BITSWAP_ENTRIES_PER_SECOND
+  }, now)
 }
 
 /**
@@ -250,8 +253,8 @@ export class EntryRate extends PeerRate {
  * entries or an entry past `rate`, or once the bytes of its message not complete yet would pass
  * `budget`'s limits.
  */
-export function limitBitswapEntries (stream: Stream, peer: string, budget: PendingBytes, rate?: EntryRate, maxEntries = MAX_BITSWAP_MESSAGE_ENTRIES): void {
-  const check = bitswapEntryGuard(maxEntries, rate === undefined ? undefined : () => rate.take(peer))
+export function limitBitswapEntries (stream: Stream, peer: string, budget: PendingBytes, rate: PeerRate, maxEntries = MAX_BITSWAP_MESSAGE_ENTRIES): void {
+  const check = bitswapEntryGuard(maxEntries, () => rate.take(peer))
   let counted = 0
   let refused: string | undefined
   guardReceived(stream, (chunk) => {

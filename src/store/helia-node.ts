@@ -37,7 +37,7 @@ import { createHeliaLight, withBitswap } from './helia-core.js'
 import { quietDatastore } from './helia-datastore.js'
 import { MAX_DHT_REQUEST_BYTES, MAX_DHT_RESPONSE_BYTES, guardedOpener, guardedRegistrar } from './dht-guard.js'
 import { withLibp2p } from './helia-libp2p.js'
-import { BITSWAP_PROTOCOL, EntryRate, PendingBytes, limitBitswapEntries } from './bitswap-guard.js'
+import { BITSWAP_PROTOCOL, PendingBytes, bitswapRate, limitBitswapEntries } from './bitswap-guard.js'
 import { limitPubsubMessages } from './pubsub-guard.js'
 import type { HeliaWithLibp2p } from './helia-libp2p.js'
 import type { Identify } from '@libp2p/identify'
@@ -249,7 +249,7 @@ export async function createHeliaNode (options: HeliaNodeOptions = {}): Promise<
   }
 
   const bitswapPending = new PendingBytes(options.maxBitswapPendingBytes)
-  const bitswapRate = new EntryRate()
+  const entryRate = bitswapRate()
   const helia = withBitswap(withLibp2p(createHeliaLight({ blockstore, datastore }), {
     // libp2p 3.2 types its datastore against interface-datastore 9: the same shape.
     ...(libp2pDatastore === undefined ? {} : { datastore: libp2pDatastore as unknown as Libp2pOptions['datastore'] }),
@@ -313,7 +313,7 @@ export async function createHeliaNode (options: HeliaNodeOptions = {}): Promise<
     }
   }, {
     // bitswap buffers messages of up to 4 MiB whole, then handles each entry in turn (bitswap-guard.ts)
-    [BITSWAP_PROTOCOL]: (stream, connection) => { limitBitswapEntries(stream, connection.remotePeer.toString(), bitswapPending, bitswapRate) }
+    [BITSWAP_PROTOCOL]: (stream, connection) => { limitBitswapEntries(stream, connection.remotePeer.toString(), bitswapPending, entryRate) }
   }), { sendWantlistDebounce: BITSWAP_DEBOUNCE_MS, sendBlocksDebounce: BITSWAP_DEBOUNCE_MS })
 
   try {
