@@ -209,21 +209,22 @@ describe('bitswapEntryGuard and the decoder bitswap uses', () => {
 })
 
 describe('entries a second', () => {
-  it('are held to a burst and a rate per peer and for all peers', () => {
+  it('are held to a burst and a rate per peer and for all peers, keeping the last half for light peers', () => {
     let now = 0
-    const rate = new PeerRate('bitswap entries', { peerBurst: 10, peerPerSecond: 5, burst: 15, perSecond: 10 }, () => now)
+    const rate = new PeerRate('bitswap entries', { peerBurst: 10, peerPerSecond: 5, burst: 40, perSecond: 20 }, () => now)
     const take = (peer: string, n: number): Array<string | undefined> => range(n).map(() => rate.take(peer))
     expect(take('a', 10).every(r => r === undefined)).toBe(true)
     expect(rate.take('a')).toBe('bitswap entries from one peer over 5 a second')
-    // the other peer has its own burst, but only 5 are left of all peers' 15
-    expect(take('b', 5).every(r => r === undefined)).toBe(true)
-    expect(rate.take('b')).toBe('bitswap entries from all peers over 10 a second')
-    // a second later: 5 more for each peer, 10 more for all
+    // 30 left for all peers: light peers (one entry each) get all of them
+    expect(range(30).every(i => rate.take(`light${i}`) === undefined)).toBe(true)
+    expect(rate.take('light30')).toBe('bitswap entries from all peers over 20 a second')
+    // a second later: 5 more for each peer and 20 for all; a, whose recent rate is still ~10 / e,
+    // gets none of the last half (the reserve) while light peers get all of it
     now += 1000
-    expect(take('a', 5).every(r => r === undefined)).toBe(true)
-    expect(rate.take('a')).toBe('bitswap entries from one peer over 5 a second')
-    expect(take('b', 5).every(r => r === undefined)).toBe(true)
-    expect(rate.take('b')).toBe('bitswap entries from all peers over 10 a second')
+    expect(rate.take('a')).toBeUndefined()
+    expect(rate.take('a')).toMatch(/^bitswap entries from one peer at 5 a second while all peers are near 20 a second$/)
+    expect(range(19).every(i => rate.take(`other${i}`) === undefined)).toBe(true)
+    expect(rate.take('other19')).toBe('bitswap entries from all peers over 20 a second')
     // refills stop at the burst
     now += 60_000
     expect(take('a', 10).every(r => r === undefined)).toBe(true)

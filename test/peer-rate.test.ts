@@ -47,4 +47,52 @@ describe('PeerRate', () => {
     now += 10_000
     expect(rate.take('p0')).toBeUndefined()
   })
+
+  it('keeps the last half of the all-peers bucket for light peers: heavy peers within their own rate cannot use it up', () => {
+    let now = 0
+    // each peer may take 100 a second; all peers together 200 a second, 400 at once
+    const rate = new PeerRate('units', { peerBurst: 100, peerPerSecond: 100, burst: 400, perSecond: 200 }, () => now)
+    const heavy = ['h1', 'h2', 'h3', 'h4']
+    const refused = new Map<string, number>()
+    let lightRefused = 0
+    // 4 peers at 80 a second each (within their own rate, 320 together) for 5 s, one light peer at 2 a second
+    for (let ms = 0; ms < 5000; ms += 50) {
+      now = ms
+      for (const peer of heavy) {
+        for (let k = 0; k < 4; k++) {
+          const reason = rate.take(peer)
+          if (reason !== undefined) refused.set(reason, (refused.get(reason) ?? 0) + 1)
+        }
+      }
+      if (ms % 500 === 0 && rate.take('light') !== undefined) lightRefused++
+    }
+    expect(lightRefused).toBe(0)
+    // the heavy peers were held to about the all-peers rate, refused as heavy rather than for an empty bucket
+    const reasons = [...refused.keys()]
+    expect(reasons.length).toBeGreaterThan(0)
+    expect(reasons.every(r => /^units from one peer at \d+ a second while all peers are near 200 a second$/.test(r))).toBe(true)
+  })
+
+  it('lets a heavy peer take the reserve again once its recent rate has fallen', () => {
+    let now = 0
+    const rate = new PeerRate('units', { peerBurst: 1000, peerPerSecond: 100, burst: 100, perSecond: 0.25 }, () => now)
+    // 51 at once: the all-peers bucket falls under its reserve, and this peer's recent rate is 51 (heavy: 25 or more)
+    for (let k = 0; k < 51; k++) expect(rate.take('a')).toBeUndefined()
+    expect(rate.take('a')).toMatch(/^units from one peer at 51 a second/)
+    expect(rate.take('b')).toBeUndefined()
+    // half a second later its recent rate is 51 / √e ≈ 31: still heavy
+    now = 500
+    expect(rate.take('a')).toMatch(/^units from one peer at 31 a second/)
+    // 4 s later: 1 token back for all peers (still under half), a's recent rate 51 / e⁴ ≈ 1
+    now = 4000
+    expect(rate.take('a')).toBeUndefined()
+  })
+
+  it('above the reserve, serves a heavy peer as any other', () => {
+    const rate = new PeerRate('units', { peerBurst: 1000, peerPerSecond: 1, burst: 100, perSecond: 1 }, () => 0)
+    // heavy from its second unit on; served until the all-peers bucket falls under 50
+    for (let k = 0; k < 51; k++) expect(rate.take('a')).toBeUndefined()
+    expect(rate.take('a')).toMatch(/while all peers are near 1 a second$/)
+  })
 })
+

@@ -1,6 +1,14 @@
 /**
  * Token buckets per peer and for all peers together: what the libp2p protocols a node serves to
  * strangers (bitswap, pubsub) take for each unit of work a peer asks of it, before doing the work.
+ *
+ * Fair share: a few peers, each within its own rate, could otherwise use up the all-peers bucket
+ * and leave nothing for the rest (4 bitswap peers at 6–7 k entries a second made 1 of 10 honest
+ * fetches fail). So the last half of the all-peers bucket is kept for light peers: once it is below
+ * half, a peer whose recent rate (a moving average over about a second) is a quarter of its own
+ * rate or more is refused, while lighter peers still get through. Using up that reserve then takes
+ * at least (all peers' rate) ÷ (a quarter of one peer's rate) peers at once (8 for bitswap, 40 for
+ * pubsub), each on a connection of its own.
  */
 
 export interface PeerRateLimits {
@@ -14,11 +22,21 @@ export interface PeerRateLimits {
 
 /** Peers whose buckets are kept before those full again are forgotten (they start full), then the longest known. */
 const MAX_TRACKED_PEERS = 4096
+/** The part of the all-peers bucket kept for light peers (see above). */
+export const RESERVED_FOR_LIGHT_PEERS = 0.5
+/** A peer is light while its recent rate is under this part of its own rate. */
+export const LIGHT_PEER_SHARE = 0.25
+/** How long the recent rate remembers (the time constant of its exponential decay). */
+const RECENT_MS = 1000
 
 interface Bucket { tokens: number, at: number }
+interface PeerBucket extends Bucket {
+  /** units taken, decaying by e every RECENT_MS: about the units a second at a steady rate */
+  recent: number
+}
 
 export class PeerRate {
-  private readonly peers = new Map<string, Bucket>()
+  private readonly peers = new Map<string, PeerBucket>()
   private readonly all: Bucket
 
   /** `what` names the units in refusals ("bitswap entries"). */
@@ -33,13 +51,18 @@ export class PeerRate {
     let mine = this.peers.get(peer)
     if (mine === undefined) {
       if (this.peers.size >= MAX_TRACKED_PEERS) this.forgetFull(now)
-      mine = { tokens: peerBurst, at: now }
+      mine = { tokens: peerBurst, at: now, recent: 0 }
       this.peers.set(peer, mine)
     }
+    mine.recent *= Math.exp(-Math.max(0, now - mine.at) / RECENT_MS)
     refill(mine, now, peerBurst, peerPerSecond)
     refill(this.all, now, burst, perSecond)
     if (mine.tokens < 1) return `${this.what} from one peer over ${peerPerSecond} a second`
     if (this.all.tokens < 1) return `${this.what} from all peers over ${perSecond} a second`
+    if (this.all.tokens < burst * RESERVED_FOR_LIGHT_PEERS && mine.recent >= peerPerSecond * LIGHT_PEER_SHARE) {
+      return `${this.what} from one peer at ${Math.round(mine.recent)} a second while all peers are near ${perSecond} a second`
+    }
+    mine.recent++
     mine.tokens--
     this.all.tokens--
     return undefined
