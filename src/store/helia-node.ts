@@ -173,10 +173,11 @@ export type { QuietDatastore, QuietDatastoreOptions } from './helia-datastore.js
 export const DEFAULT_MAX_PUBSUB_MESSAGE_BYTES = 64 * 1024
 
 /**
- * The most messages one gossipsub RPC from a peer may carry; an RPC with more is dropped whole
- * before anything in it is read. A node sends one message per RPC; only an answer to IWANT gossip
- * bundles several. What each message costs, and how many a peer may send, is bound apart
- * (pubsub-guard.ts). @default 64 (gossipsub's own: 5 000)
+ * The most messages one gossipsub or floodsub RPC from a peer may carry. Gossipsub drops an RPC
+ * with more whole, before anything in it is read; floodsub resets the stream it came on. A node
+ * sends one message per RPC; only an answer to IWANT gossip bundles several. What each message
+ * costs, and how many a peer may send, is bound apart (pubsub-guard.ts). @default 64 (gossipsub's
+ * and floodsub's own: 5 000)
  */
 export const MAX_PUBSUB_RPC_MESSAGES = 64
 
@@ -292,7 +293,8 @@ export async function createHeliaNode (options: HeliaNodeOptions = {}): Promise<
             maxPeerInfos: 16
           }
         }) as unknown as (components: unknown) => GossipSub
-        : floodsub(),
+        // floodsub's defaults, but for the messages an RPC may carry (pubsub-guard.ts)
+        : floodsub({ decodeRpcLimits: { maxSubscriptions: 5000, maxMessages: MAX_PUBSUB_RPC_MESSAGES } }),
       // libp2p is held at 3.2.0 (later 3.x depend on p-retry 8, which declares Node >= 22), whose
       // components are typed against interface-datastore 9 and kad-dht against 10: the same shape.
       // kad-dht registers its handler and opens its queries' streams through components that put a
@@ -325,8 +327,8 @@ export async function createHeliaNode (options: HeliaNodeOptions = {}): Promise<
     throw new StoreError(`cannot start helia: ${(err as Error).message}`, { cause: err })
   }
   const node = helia as HeliaNode
-  // gossipsub checks every message's signature before anything else (pubsub-guard.ts)
-  if (options.pubsub === 'gossipsub') limitPubsubMessages(node.libp2p.services.pubsub as GossipSub)
+  // gossipsub and floodsub check every message's signature before anything else (pubsub-guard.ts)
+  limitPubsubMessages(node.libp2p.services.pubsub)
   closers.set(node, once(close))
 
   if (peers.length > 0) {

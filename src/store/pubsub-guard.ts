@@ -8,13 +8,24 @@
  * - each peer may send 1 000 messages at once and 200 a second after that (the rate a hub's own
  *   check allows a peer, see src/hub/pubsub.ts), all peers 4 000 and 2 000; the rest are dropped.
  * Dropped messages are as if never sent: they are not delivered, forwarded or scored.
+ *
+ * Floodsub (what devices run) checks the signature of every message on a topic the node follows,
+ * one after another: one RPC of 300 secp256k1-signed messages from a hub held a device 0.5 s. It is
+ * held to the same rules (and to MAX_PUBSUB_RPC_MESSAGES per RPC, through its decode limits).
  */
 import { PeerRate } from './peer-rate.js'
+import type { FloodSub } from '@libp2p/floodsub'
 import type { GossipSub } from '@libp2p/gossipsub'
 import type { PeerId } from '@libp2p/interface'
 
-interface RpcHandler {
-  handleReceivedRpc: (from: PeerId, rpc: { messages: Array<{ from?: Uint8Array }> }) => Promise<void>
+interface Rpc { messages: Array<{ from?: Uint8Array }> }
+/** gossipsub's step from a decoded RPC to its handling */
+interface GossipsubRpcHandler {
+  handleReceivedRpc: (from: PeerId, rpc: Rpc) => Promise<void>
+}
+/** floodsub's */
+interface FloodsubRpcHandler {
+  processRpc: (peerStream: { peerId: PeerId }, rpc: Rpc) => Promise<boolean>
 }
 
 export const PUBSUB_PEER_MESSAGE_BURST = 1000
@@ -43,19 +54,32 @@ export function pubsubRate (now?: () => number): PeerRate {
 }
 
 /**
- * Drops, from every RPC `pubsub` receives, the messages not signed by Ed25519 keys and those past
- * `rate`, before gossipsub reads any of them. Subscriptions and control messages pass as they are.
+ * Drops, from every RPC `pubsub` (gossipsub or floodsub) receives, the messages not signed by
+ * Ed25519 keys and those past `rate`, before it reads any of them. Subscriptions and control
+ * messages pass as they are.
  */
-export function limitPubsubMessages (pubsub: GossipSub, rate: PeerRate = pubsubRate()): void {
-  // the gossipsub class's own step from a decoded RPC to its handling (not on the GossipSub interface)
-  const target = pubsub as unknown as RpcHandler
-  if (typeof target.handleReceivedRpc !== 'function') throw new Error('this gossipsub has no handleReceivedRpc to guard')
-  const handle = target.handleReceivedRpc.bind(pubsub)
-  target.handleReceivedRpc = async (from, rpc) => {
-    if (rpc.messages.length > 0) {
-      const peer = from.toString()
-      rpc.messages = rpc.messages.filter(message => signedByEd25519(message.from) && rate.take(peer) === undefined)
+export function limitPubsubMessages (pubsub: GossipSub | FloodSub, rate: PeerRate = pubsubRate()): void {
+  const keep = (peer: PeerId, rpc: Rpc): void => {
+    if (rpc.messages.length === 0) return
+    const id = peer.toString()
+    rpc.messages = rpc.messages.filter(message => signedByEd25519(message.from) && rate.take(id) === undefined)
+  }
+  // each class's own step from a decoded RPC to its handling (on neither's public interface)
+  const gossipsub = pubsub as unknown as Partial<GossipsubRpcHandler>
+  const floodsub = pubsub as unknown as Partial<FloodsubRpcHandler>
+  if (typeof gossipsub.handleReceivedRpc === 'function') {
+    const handle = gossipsub.handleReceivedRpc.bind(pubsub)
+    gossipsub.handleReceivedRpc = async (from, rpc) => {
+      keep(from, rpc)
+      await handle(from, rpc)
     }
-    await handle(from, rpc)
+  } else if (typeof floodsub.processRpc === 'function') {
+    const handle = floodsub.processRpc.bind(pubsub)
+    floodsub.processRpc = async (peerStream, rpc) => {
+      keep(peerStream.peerId, rpc)
+      return await handle(peerStream, rpc)
+    }
+  } else {
+    throw new Error('this pubsub has neither handleReceivedRpc nor processRpc to guard')
   }
 }
