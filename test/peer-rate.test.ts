@@ -94,5 +94,18 @@ describe('PeerRate', () => {
     for (let k = 0; k < 51; k++) expect(rate.take('a')).toBeUndefined()
     expect(rate.take('a')).toMatch(/while all peers are near 1 a second$/)
   })
+
+  it('keeps tracking a heavy peer whose bucket is full when it forgets quiet ones, so it does not come back light', () => {
+    let now = 0
+    const rate = new PeerRate('units', { peerBurst: 10, peerPerSecond: 1000, burst: 1e9, perSecond: 1e9 }, () => now)
+    // one unit a millisecond for 0.4 s: within its own rate (its bucket stays full), a recent rate of ~330 a second
+    for (let ms = 0; ms < 400; ms++) { now = ms; expect(rate.take('heavy')).toBeUndefined() }
+    for (let i = 0; i < 4095; i++) rate.take(`quiet${i}`)
+    expect(rate.tracked).toBe(4096)
+    // 1.6 s later every bucket is full; the quiet peers' recent rates are under 1, the heavy one's ~66
+    now = 2000
+    expect(rate.take('new')).toBeUndefined()
+    expect(rate.tracked).toBe(2)
+  })
 })
 

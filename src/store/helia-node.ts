@@ -271,7 +271,9 @@ export async function createHeliaNode (options: HeliaNodeOptions = {}): Promise<
       // @libp2p/ping allows: under load that dropped peered hubs every few seconds (and the gossip
       // in flight with them). Two outbound streams fit the two inbound ones a peer accepts.
       ping: ping({ maxOutboundStreams: 2 }),
-      pubsub: options.pubsub === 'gossipsub'
+      // gossipsub and floodsub check every message's signature before anything else: guarded as
+      // soon as the service exists, before the node listens (pubsub-guard.ts)
+      pubsub: guardedPubsub(options.pubsub === 'gossipsub'
         ? gossipsub({
           // A hub with no peer on a topic yet (a name nobody listens to) publishes into nothing.
           allowPublishToZeroTopicPeers: true,
@@ -294,7 +296,7 @@ export async function createHeliaNode (options: HeliaNodeOptions = {}): Promise<
           }
         }) as unknown as (components: unknown) => GossipSub
         // floodsub's defaults, but for the messages an RPC may carry (pubsub-guard.ts)
-        : floodsub({ decodeRpcLimits: { maxSubscriptions: 5000, maxMessages: MAX_PUBSUB_RPC_MESSAGES } }),
+        : floodsub({ decodeRpcLimits: { maxSubscriptions: 5000, maxMessages: MAX_PUBSUB_RPC_MESSAGES } }) as (components: unknown) => FloodSub),
       // libp2p is held at 3.2.0 (later 3.x depend on p-retry 8, which declares Node >= 22), whose
       // components are typed against interface-datastore 9 and kad-dht against 10: the same shape.
       // kad-dht registers its handler and opens its queries' streams through components that put a
@@ -327,8 +329,6 @@ export async function createHeliaNode (options: HeliaNodeOptions = {}): Promise<
     throw new StoreError(`cannot start helia: ${(err as Error).message}`, { cause: err })
   }
   const node = helia as HeliaNode
-  // gossipsub and floodsub check every message's signature before anything else (pubsub-guard.ts)
-  limitPubsubMessages(node.libp2p.services.pubsub)
   closers.set(node, once(close))
 
   if (peers.length > 0) {
@@ -343,6 +343,15 @@ export async function createHeliaNode (options: HeliaNodeOptions = {}): Promise<
 }
 
 /** Stops a node made by createHeliaNode and closes its on-disk stores. Safe to call twice. */
+/** A pubsub service factory whose service drops messages as `limitPubsubMessages` does. */
+function guardedPubsub (factory: (components: unknown) => GossipSub | FloodSub): (components: unknown) => GossipSub | FloodSub {
+  return (components) => {
+    const pubsub = factory(components)
+    limitPubsubMessages(pubsub)
+    return pubsub
+  }
+}
+
 export async function stopHeliaNode (node: HeliaNode): Promise<void> {
   if (node.status !== 'stopped') await node.stop()
   await closers.get(node)?.()

@@ -6,10 +6,11 @@
  * and leave nothing for the rest (4 bitswap peers at 6–7 k entries a second made 1 of 10 honest
  * fetches fail). So the last half of the all-peers bucket is kept for light peers: once it is below
  * half, a peer whose recent rate (a moving average over about a second) is a quarter of its own
- * rate or more is refused, while lighter peers still get through. Using up that reserve then takes
- * at least (all peers' rate) ÷ (a quarter of one peer's rate) peers at once (8 for bitswap, 40 for
- * pubsub), each on a connection of its own.
- */
+ * rate or more is refused, while lighter peers still get through. A caller that takes one unit per
+ * entry of a message judges the peer at the message's first entry only (`judge`), so a message is
+ * taken whole or refused at its start. This holds against a few heavy peers, not against many
+ * identities: a peer id seen for the first time is light, so new ids, about 8 a second for bitswap
+ * (each with a message of up to 2 048 entries) or 40 for pubsub, can still use the reserve up. */
 
 export interface PeerRateLimits {
   /** Units one peer may use at once, and per second after that. */
@@ -44,8 +45,11 @@ export class PeerRate {
     this.all = { tokens: limits.burst, at: now() }
   }
 
-  /** Takes one unit for `peer`; a reason, with nothing taken, when its bucket or all peers' is empty. */
-  take (peer: string): string | undefined {
+  /**
+   * Takes one unit for `peer`; a reason, with nothing taken, when its bucket or all peers' is empty,
+   * or (with `judge`) when the peer is heavy and all peers' bucket is down to the reserve.
+   */
+  take (peer: string, judge = true): string | undefined {
     const now = this.now()
     const { peerBurst, peerPerSecond, burst, perSecond } = this.limits
     let mine = this.peers.get(peer)
@@ -59,7 +63,7 @@ export class PeerRate {
     refill(this.all, now, burst, perSecond)
     if (mine.tokens < 1) return `${this.what} from one peer over ${peerPerSecond} a second`
     if (this.all.tokens < 1) return `${this.what} from all peers over ${perSecond} a second`
-    if (this.all.tokens < burst * RESERVED_FOR_LIGHT_PEERS && mine.recent >= peerPerSecond * LIGHT_PEER_SHARE) {
+    if (judge && this.all.tokens < burst * RESERVED_FOR_LIGHT_PEERS && mine.recent >= peerPerSecond * LIGHT_PEER_SHARE) {
       return `${this.what} from one peer at ${Math.round(mine.recent)} a second while all peers are near ${perSecond} a second`
     }
     mine.recent++
@@ -73,11 +77,16 @@ export class PeerRate {
     return this.peers.size
   }
 
-  /** Forgets the peers whose buckets are full again, then, while too many are left, the longest known. */
+  /**
+   * Forgets the peers whose buckets are full again and who have been quiet (a heavy peer within its
+   * own rate keeps a full bucket, and would come back light), then, while too many are left, the
+   * longest known.
+   */
   private forgetFull (now: number): void {
     for (const [peer, bucket] of this.peers) {
+      bucket.recent *= Math.exp(-Math.max(0, now - bucket.at) / RECENT_MS)
       refill(bucket, now, this.limits.peerBurst, this.limits.peerPerSecond)
-      if (bucket.tokens >= this.limits.peerBurst) this.peers.delete(peer)
+      if (bucket.tokens >= this.limits.peerBurst && bucket.recent < 1) this.peers.delete(peer)
     }
     for (const peer of this.peers.keys()) {
       if (this.peers.size < MAX_TRACKED_PEERS) break
