@@ -6,11 +6,12 @@
  * and leave nothing for the rest (4 bitswap peers at 6–7 k entries a second made 1 of 10 honest
  * fetches fail). So the last half of the all-peers bucket is kept for light peers: once it is below
  * half, a peer whose recent rate (a moving average over about a second) is a quarter of its own
- * rate or more is refused, while lighter peers still get through. A caller that takes one unit per
- * entry of a message judges the peer at the message's first entry only (`judge`), so a message is
- * taken whole or refused at its start. This holds against a few heavy peers, not against many
- * identities: a peer id seen for the first time is light, so new ids, about 8 a second for bitswap
- * (each with a message of up to 2 048 entries) or 40 for pubsub, can still use the reserve up. */
+ * rate or more is refused, while lighter peers still get through. A peer is judged at every unit,
+ * so a peer that turns heavy within one message (bitswap: past 2 048 entries in about a second) is
+ * refused in its middle. This holds against a few heavy peers, not against many identities: a peer
+ * id seen for the first time is light, so new ids, about 8 a second for bitswap (each with a message
+ * of up to 2 048 entries) or 40 for pubsub, can still use the reserve up.
+ */
 
 export interface PeerRateLimits {
   /** Units one peer may use at once, and per second after that. */
@@ -47,9 +48,9 @@ export class PeerRate {
 
   /**
    * Takes one unit for `peer`; a reason, with nothing taken, when its bucket or all peers' is empty,
-   * or (with `judge`) when the peer is heavy and all peers' bucket is down to the reserve.
+   * or when the peer is heavy and all peers' bucket is down to the reserve.
    */
-  take (peer: string, judge = true): string | undefined {
+  take (peer: string): string | undefined {
     const now = this.now()
     const { peerBurst, peerPerSecond, burst, perSecond } = this.limits
     let mine = this.peers.get(peer)
@@ -63,7 +64,7 @@ export class PeerRate {
     refill(this.all, now, burst, perSecond)
     if (mine.tokens < 1) return `${this.what} from one peer over ${peerPerSecond} a second`
     if (this.all.tokens < 1) return `${this.what} from all peers over ${perSecond} a second`
-    if (judge && this.all.tokens < burst * RESERVED_FOR_LIGHT_PEERS && mine.recent >= peerPerSecond * LIGHT_PEER_SHARE) {
+    if (this.all.tokens < burst * RESERVED_FOR_LIGHT_PEERS && mine.recent >= peerPerSecond * LIGHT_PEER_SHARE) {
       return `${this.what} from one peer at ${Math.round(mine.recent)} a second while all peers are near ${perSecond} a second`
     }
     mine.recent++
