@@ -13,7 +13,6 @@
 import '../src/polyfill.js'
 import * as os from 'node:os'
 import { performance } from 'node:perf_hooks'
-import { encode as encodeVarint } from 'uint8-varint'
 import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import { sha256 } from 'multiformats/hashes/sha2'
@@ -21,6 +20,7 @@ import { BITSWAP_PROTOCOL, BITSWAP_ENTRIES_PER_SECOND, BITSWAP_PEER_ENTRIES_PER_
 import { createHeliaNode, stopHeliaNode } from '../src/store/helia-node.js'
 import type { HeliaNode } from '../src/store/helia-node.js'
 import type { Stream } from '@libp2p/interface'
+import { want, wantlist, framed } from '../test/helpers/bitswap-wire.js'
 
 const ATTACKERS = Number(process.env.BENCH_ATTACKERS ?? 4)
 const RATE = Number(process.env.BENCH_RATE ?? 7000)
@@ -30,23 +30,6 @@ const BLOCKS = 20
 const FETCH_GAP_MS = 200
 const FETCH_TIMEOUT_MS = 3000
 
-const concat = (...parts: Uint8Array[]): Uint8Array => {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0))
-  let at = 0
-  for (const p of parts) { out.set(p, at); at += p.byteLength }
-  return out
-}
-const field = (n: number, bytes: Uint8Array): Uint8Array => concat(encodeVarint(n * 8 + 2), encodeVarint(bytes.byteLength), bytes)
-const framed = (body: Uint8Array): Uint8Array => concat(encodeVarint(body.byteLength), body)
-/** A CIDv1 (raw, sha2-256) of a block nobody has. */
-function missing (seed: number): Uint8Array {
-  const bytes = concat(new Uint8Array([0x01, 0x55, 0x12, 0x20]), new Uint8Array(32))
-  new DataView(bytes.buffer).setUint32(32, seed)
-  return bytes
-}
-/** want-have with sendDontHave, priority 1, in a want-list marked full */
-const want = (seed: number): Uint8Array => field(1, concat(field(1, missing(seed)), new Uint8Array([0x10, 0x01, 0x20, 0x01, 0x28, 0x01])))
-const wantlist = (entries: Uint8Array[]): Uint8Array => field(1, concat(...entries, new Uint8Array([0x10, 0x01])))
 const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
 
 function median (xs: number[]): number {

@@ -13,34 +13,8 @@ import type { HeliaNode } from '../src/store/helia-node.js'
 // the decoder @helia/bitswap reads messages with (not among the package's exports)
 import { BitswapMessage } from '../node_modules/@helia/bitswap/dist/src/pb/message.js'
 import type { Stream } from '@libp2p/interface'
+import { concat, field, framed, payload, presence, range, rawBlock, want, wantlist } from './helpers/bitswap-wire.js'
 
-const concat = (...parts: Uint8Array[]): Uint8Array => {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0))
-  let at = 0
-  for (const p of parts) { out.set(p, at); at += p.byteLength }
-  return out
-}
-/** A length-delimited protobuf field (wire type 2). */
-const field = (n: number, bytes: Uint8Array): Uint8Array => concat(encodeVarint(n * 8 + 2), encodeVarint(bytes.byteLength), bytes)
-const framed = (body: Uint8Array): Uint8Array => concat(encodeVarint(body.byteLength), body)
-
-/** A CIDv1 (raw, sha2-256) whose digest is `seed` written into zeros: a block nobody has. */
-function cid (seed: number): Uint8Array {
-  const bytes = concat(new Uint8Array([0x01, 0x55, 0x12, 0x20]), new Uint8Array(32))
-  new DataView(bytes.buffer).setUint32(32, seed)
-  return bytes
-}
-/** A wantlist entry: want-have (wantType 1, field 4) with sendDontHave (field 5), priority 1 (field 2). */
-const want = (seed: number): Uint8Array => field(1, concat(field(1, cid(seed)), new Uint8Array([0x10, 0x01, 0x20, 0x01, 0x28, 0x01])))
-/** The wantlist field (1) of a message, with `full` (field 2) set. */
-const wantlist = (entries: Uint8Array[]): Uint8Array => field(1, concat(...entries, new Uint8Array([0x10, 0x01])))
-/** A block of bitswap 1.1+ (payload, field 3): prefix (1) and data (2). */
-const payload = (data: Uint8Array): Uint8Array => field(3, concat(field(1, new Uint8Array([0x01, 0x55, 0x12, 0x20])), field(2, data)))
-/** A block of bitswap 1.0 (blocks, field 2). */
-const rawBlock = (data: Uint8Array): Uint8Array => field(2, data)
-/** A block presence (field 4): cid (1), type DONT_HAVE (2 = 1). */
-const presence = (seed: number): Uint8Array => field(4, concat(field(1, cid(seed)), new Uint8Array([0x10, 0x01])))
-const range = (n: number, from = 0): number[] => Array.from({ length: n }, (_, i) => from + i)
 
 describe('bitswapEntryGuard', () => {
   const feed = (bytes: Uint8Array, step: number, max = 10): string | undefined => {

@@ -5,12 +5,10 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { generateKeyPair } from '@libp2p/crypto/keys'
-import { RPC } from '@libp2p/gossipsub/message'
-import { peerIdFromPrivateKey } from '@libp2p/peer-id'
-import { encode as encodeVarint } from 'uint8-varint'
 import { MAX_PUBSUB_RPC_MESSAGES, createHeliaNode, stopHeliaNode } from '../src/store/helia-node.js'
 import { PUBSUB_PEER_MESSAGES_PER_SECOND, PUBSUB_PEER_MESSAGE_BURST } from '../src/store/pubsub-guard.js'
 import type { HeliaNode } from '../src/store/helia-node.js'
+import { signedRpc } from './helpers/pubsub-rpc.js'
 import type { PrivateKey, Stream } from '@libp2p/interface'
 import type { FloodSub } from '@libp2p/floodsub'
 
@@ -54,23 +52,7 @@ describe('floodsub: messages a device checks', () => {
   })
 
   /** One RPC of `count` messages on TOPIC, signed by `signer`, each with data `${label} ${i}`. */
-  async function rpc (label: string, count: number, seqnoBase: number, signer = key): Promise<Uint8Array> {
-    const from = peerIdFromPrivateKey(signer).toMultihash().bytes
-    const messages = []
-    for (let i = 0; i < count; i++) {
-      // floodsub reads the sequence number as an integer and writes it back in its shortest form to
-      // check the signature: no leading zero byte
-      const seqno = new Uint8Array(8)
-      seqno[0] = 1
-      new DataView(seqno.buffer).setUint32(4, seqnoBase + i)
-      const message = { from, data: new TextEncoder().encode(`${label} ${i}`), seqno, topic: TOPIC }
-      const signed = new Uint8Array([...new TextEncoder().encode('libp2p-pubsub:'), ...RPC.Message.encode(message)])
-      messages.push({ ...message, signature: await signer.sign(signed) })
-    }
-    // floodsub's RPC is gossipsub's without the control field
-    const bytes = RPC.encode({ subscriptions: [], messages })
-    return new Uint8Array([...encodeVarint(bytes.byteLength), ...bytes])
-  }
+  const rpc = async (label: string, count: number, seqnoBase: number, signer = key): Promise<Uint8Array> => await signedRpc(TOPIC, label, count, seqnoBase, signer)
 
   it('delivers every message of an RPC at the limit', async () => {
     stream.send(await rpc('within', MAX_PUBSUB_RPC_MESSAGES, 0))

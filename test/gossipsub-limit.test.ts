@@ -5,12 +5,11 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { generateKeyPair } from '@libp2p/crypto/keys'
-import { RPC } from '@libp2p/gossipsub/message'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
-import { encode as encodeVarint } from 'uint8-varint'
 import { MAX_PUBSUB_RPC_MESSAGES, createHeliaNode, stopHeliaNode } from '../src/store/helia-node.js'
 import { PUBSUB_PEER_MESSAGES_PER_SECOND, PUBSUB_PEER_MESSAGE_BURST, signedByEd25519 } from '../src/store/pubsub-guard.js'
 import type { HeliaNode } from '../src/store/helia-node.js'
+import { signedRpc } from './helpers/pubsub-rpc.js'
 import type { PrivateKey, Stream } from '@libp2p/interface'
 import type { GossipSub } from '@libp2p/gossipsub'
 
@@ -44,17 +43,7 @@ describe('gossipsub: messages per RPC', () => {
 
   /** Sends one RPC of `count` messages on TOPIC, signed by `signer`, each with data `${label} ${i}`. */
   async function sendRpc (label: string, count: number, seqnoBase: number, signer = key): Promise<void> {
-    const from = peerIdFromPrivateKey(signer).toMultihash().bytes
-    const messages = []
-    for (let i = 0; i < count; i++) {
-      const seqno = new Uint8Array(8)
-      new DataView(seqno.buffer).setUint32(4, seqnoBase + i)
-      const message = { from, data: new TextEncoder().encode(`${label} ${i}`), seqno, topic: TOPIC }
-      const signed = new Uint8Array([...new TextEncoder().encode('libp2p-pubsub:'), ...RPC.Message.encode(message)])
-      messages.push({ ...message, signature: await signer.sign(signed) })
-    }
-    const rpc = RPC.encode({ subscriptions: [], messages })
-    stream.send(new Uint8Array([...encodeVarint(rpc.byteLength), ...rpc]))
+    stream.send(await signedRpc(TOPIC, label, count, seqnoBase, signer))
   }
 
   it('delivers every message of an RPC at the limit', async () => {
