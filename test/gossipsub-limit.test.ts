@@ -7,7 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { MAX_PUBSUB_RPC_MESSAGES, createHeliaNode, stopHeliaNode } from '../src/store/helia-node.js'
-import { PUBSUB_PEER_MESSAGES_PER_SECOND, PUBSUB_PEER_MESSAGE_BURST, signedByEd25519 } from '../src/store/pubsub-guard.js'
+import { PUBSUB_PEER_MESSAGES_PER_SECOND, PUBSUB_PEER_MESSAGE_BURST, limitPubsubMessages, signedByEd25519 } from '../src/store/pubsub-guard.js'
+import { PeerRate } from '../src/store/peer-rate.js'
 import type { HeliaNode } from '../src/store/helia-node.js'
 import { signedRpc } from './helpers/pubsub-rpc.js'
 import type { PrivateKey, Stream } from '@libp2p/interface'
@@ -83,3 +84,43 @@ describe('gossipsub: messages per RPC', () => {
     expect(count()).toBeLessThan(1500)
   }, 30_000)
 })
+
+describe('gossipsub: copies of messages the node holds', () => {
+  let node: HeliaNode
+  let sender: HeliaNode
+  let key: PrivateKey
+  let stream: Stream
+  const delivered: string[] = []
+
+  beforeAll(async () => {
+    node = await createHeliaNode({ pubsub: 'gossipsub' })
+    sender = await createHeliaNode({ peers: node.libp2p.getMultiaddrs().map(String).filter(a => !a.includes('/ws')) })
+    const pubsub = node.libp2p.services.pubsub as GossipSub
+    // a second guard over the node's own, with room for 11 messages from a peer
+    limitPubsubMessages(pubsub, new PeerRate('pubsub messages', { peerBurst: 11, peerPerSecond: 0.001, burst: 1e9, perSecond: 1e9 }))
+    pubsub.subscribe(TOPIC)
+    pubsub.addEventListener('message', (event) => {
+      if (event.detail.topic === TOPIC) delivered.push(new TextDecoder().decode(event.detail.data))
+    })
+    key = await generateKeyPair('Ed25519')
+    stream = await sender.libp2p.dialProtocol(node.libp2p.peerId, '/meshsub/1.2.0', { signal: AbortSignal.timeout(10_000) })
+  }, 30_000)
+
+  afterAll(async () => {
+    stream?.abort(new Error('test done'))
+    await stopHeliaNode(sender)
+    await stopHeliaNode(node)
+  })
+
+  it('takes nothing from a peer\'s rate for a copy of a message it holds', async () => {
+    const first = await signedRpc(TOPIC, 'original', 10, 0, key)
+    stream.send(first)
+    await expect.poll(() => delivered.length, { timeout: 10_000 }).toBe(10)
+    // the same ten again (as a mesh sends one from each peer), then one new message: the eleventh the rate allows
+    stream.send(first)
+    stream.send(await signedRpc(TOPIC, 'new', 1, 100, key))
+    await expect.poll(() => delivered.includes('new 0'), { timeout: 10_000 }).toBe(true)
+    expect(delivered.filter(d => d.startsWith('original '))).toHaveLength(10)
+  }, 30_000)
+})
+

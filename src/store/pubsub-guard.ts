@@ -7,6 +7,7 @@
  *   js-libp2p's default) is dropped: Node checks those natively, ~85 µs each;
  * - each peer may send 1 000 messages at once and 200 a second after that (the rate a hub's own
  *   check allows a peer, see src/hub/pubsub.ts), all peers 4 000 and 2 000; the rest are dropped.
+ *   Copies of messages gossipsub already holds take nothing.
  * Dropped messages are as if never sent: they are not delivered, forwarded or scored.
  *
  * Floodsub (what devices run) checks the signature of every message on a topic the node follows,
@@ -22,6 +23,11 @@ interface Rpc { messages: Array<{ from?: Uint8Array }> }
 /** gossipsub's step from a decoded RPC to its handling */
 interface GossipsubRpcHandler {
   handleReceivedRpc: (from: PeerId, rpc: Rpc) => Promise<void>
+}
+/** gossipsub's ids of the messages it holds (with a `fastMsgIdFn`, as createHeliaNode gives it) */
+interface SeenMessages {
+  fastMsgIdFn: (message: Rpc['messages'][number]) => string | undefined
+  fastMsgIdCache: { get: (id: string) => unknown } | undefined
 }
 /** floodsub's */
 interface FloodsubRpcHandler {
@@ -59,13 +65,19 @@ export function pubsubRate (now?: () => number): PeerRate {
  * messages pass as they are.
  */
 export function limitPubsubMessages (pubsub: GossipSub | FloodSub, rate: PeerRate = pubsubRate()): void {
+  // each class's own step from a decoded RPC to its handling (on neither's public interface)
+  const gossipsub = pubsub as unknown as Partial<GossipsubRpcHandler & SeenMessages>
+  // A copy of a message gossipsub already holds (a mesh sends one from each peer that has it) is
+  // dropped by gossipsub itself before any check: it takes nothing, so relaying peers do not look heavy.
+  const seen = (message: Rpc['messages'][number]): boolean => {
+    const id = gossipsub.fastMsgIdFn?.(message)
+    return id !== undefined && gossipsub.fastMsgIdCache?.get(id) != null
+  }
   const keep = (peer: PeerId, rpc: Rpc): void => {
     if (rpc.messages.length === 0) return
     const id = peer.toString()
-    rpc.messages = rpc.messages.filter(message => signedByEd25519(message.from) && rate.take(id) === undefined)
+    rpc.messages = rpc.messages.filter(message => signedByEd25519(message.from) && (seen(message) || rate.take(id) === undefined))
   }
-  // each class's own step from a decoded RPC to its handling (on neither's public interface)
-  const gossipsub = pubsub as unknown as Partial<GossipsubRpcHandler>
   const floodsub = pubsub as unknown as Partial<FloodsubRpcHandler>
   if (typeof gossipsub.handleReceivedRpc === 'function') {
     const handle = gossipsub.handleReceivedRpc.bind(pubsub)
