@@ -189,6 +189,16 @@ describe('CLI errors and --json', () => {
     expect(stderr).toMatch(/^userspace: .*dist\/src\/cli\/main\.js is missing: run `npm run build` in /)
     expect(stderr).not.toMatch(/\n\s+at /)
   })
+  it('a command whose reader went away (`| head`) ends as it would have, with no stack trace', async () => {
+    const child = spawn(process.execPath, [join(ROOT, 'bin', 'userspace.js'), 'serve', '--help'], { stdio: ['ignore', 'pipe', 'pipe'] })
+    // the reader leaves before the command writes anything: every write meets a closed pipe (EPIPE)
+    child.stdout.destroy()
+    let stderr = ''
+    child.stderr.setEncoding('utf8').on('data', (c: string) => { stderr += c })
+    const code = await new Promise<number | null>(resolve => child.once('exit', resolve))
+    expect(stderr).toBe('')
+    expect(code).toBe(0)
+  })
 })
 
 describe('error bodies', () => {

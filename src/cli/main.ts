@@ -10,6 +10,7 @@ import { resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { EXIT_CODE, UserSpaceError } from '../errors.js'
+import { DEFAULT_RATE_LIMIT } from '../hub/options.js'
 import { lineLogger } from '../logger.js'
 import { SPACE_COMMANDS } from './space-commands.js'
 import { APP_COMMANDS } from './app-commands.js'
@@ -60,7 +61,7 @@ export const COMMANDS: Record<string, Command> = {
       '                       default: the ports of the last start (<data>/listen.json), first time free',
       '                       ports on /ip4/127.0.0.1/tcp/0 and /ip4/127.0.0.1/tcp/0/ws',
       '--demo <dir>           the built demo page                                 default dist/demo',
-      '--rate-limit <n>       requests per second per client address, 0 = off      default 50 (bursts of 200)',
+      `--rate-limit <n>       requests per second per client address (bursts of 4×), 0 = off  default ${DEFAULT_RATE_LIMIT.requestsPerSecond} (bursts of ${DEFAULT_RATE_LIMIT.burst})`,
       '--verify-threads <n>   worker threads checking record signatures, 0 = main thread  default cores − 1 (≤ 4)',
       '--public-url <url>     origin clients reach the HTTP API at, named as the gateway in provider records',
       '                       (env USERSPACE_PUBLIC_URL)                          default the listening address'
@@ -277,8 +278,15 @@ async function serve (args: string[], io: CliIO): Promise<number> {
 }
 
 function processIO (): CliIO {
+  // A reader that went away (`userspace inspect … | head -4`) is not the command's mistake: what
+  // is left to print goes nowhere, and the command ends as it would have (a hub keeps serving).
+  let outGone = false
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') throw err
+    outGone = true
+  })
   return {
-    out: (line) => { process.stdout.write(line + '\n') },
+    out: (line) => { if (!outGone) process.stdout.write(line + '\n') },
     err: (line) => { process.stderr.write(line + '\n') },
     env: process.env,
     errIsTTY: process.stderr.isTTY,

@@ -127,7 +127,8 @@ export class HubCluster {
     for (const { topic, subscribe } of event.detail.subscriptions) {
       if (topic !== CLUSTER_RECORDS_TOPIC) continue
       const peer = event.detail.peerId.toString()
-      this.log(`cluster: ${subscribe ? 'joined by' : 'left by'} ${peer} (${this.hubs().length} other hubs)`)
+      const others = this.hubs().length
+      this.log(`cluster: ${subscribe ? 'joined by' : 'left by'} ${peer} (${others} other hub${others === 1 ? '' : 's'})`)
       // A replica (re)joining while a PUT waits for it may have missed the record.
       if (subscribe) for (const set of this.waiters.values()) for (const waiter of set) if (waiter.missing.has(peer)) waiter.resend([peer]).catch(() => {})
     }
