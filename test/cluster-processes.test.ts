@@ -32,7 +32,7 @@ async function start (dir: string, extra: string[] = [], hubs = 0): Promise<HubP
 
 /** How many other hubs a hub last said it hears on the cluster topic. */
 function otherHubs (hub: HubProcess): number {
-  const counts = [...hub.output().matchAll(/^cluster: (?:joined|left) by \S+ \((\d+) other hubs\)/gm)]
+  const counts = [...hub.output().matchAll(/^cluster: (?:joined|left) by \S+ \((\d+) other hubs?\)/gm)]
   return Number(counts.at(-1)?.[1] ?? 0)
 }
 
