@@ -5,13 +5,14 @@
  * record is the last version, renewed by its owner; a stale record never replaces a newer one; and
  * input that would brick a space for other readers is refused before anything is written.
  */
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import fc from 'fast-check'
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
 import { ConflictError, fileState, layeredStore, memoryState, memoryStore, openSpace, StoreError, UntrustedHubError } from '../src/index.js'
+import { lineLogger } from '../src/logger.js'
 import type { Json, MemoryStore, Space, SpaceOptions, SpaceStateStore, Store } from '../src/index.js'
 import { readRecord } from '../src/store/record.js'
 import { account, KEY_A, nonDeterministicSigner } from './helpers/signers.js'
@@ -81,7 +82,8 @@ describe('pending writes are durable on the device', () => {
     const a = await device(memoryStore(), fileState(dir))
     for (let i = 0; i < 3; i++) {
       await a.set('k', i)
-      expect((await fileState(dir).get(a.name))?.pending.map(e => e.key)).toEqual(['k'])
+      // one pending entry, its key sealed (see "sealed in the device state" below)
+      expect((await fileState(dir).get(a.name))?.pending.map(e => e.key)).toEqual([expect.stringMatching(/^k:[\w-]{22}$/)])
       await a.flush()
       // read by another instance, as another process would: nothing of this publish is left to write
       const state = await fileState(dir).get(a.name)
@@ -540,3 +542,80 @@ describe('bounded retries and honest failures', () => {
     await expect(lying.getRecord(space.name, { nocache: true })).rejects.toMatchObject({ name: 'UntrustedHubError' })
   })
 })
+
+describe('pending writes sealed in the device state', () => {
+  /** Every byte of the state files in `dir`, as text. */
+  const stateText = (dir: string): string => readdirSync(dir).map(f => readFileSync(join(dir, f), 'latin1')).join('\n')
+
+  it('keeps neither the keys nor the values of pending writes in a state file, and still publishes them after a crash', async () => {
+    const network = memoryStore()
+    const dir = tempDir()
+    const l = link(network)
+    const a = await device(l, fileState(dir))
+    l.online = false
+    await a.set('private-key-PLAINTEXT-1', 'private-value-PLAINTEXT-2')
+    await a.public.set('public-key-PLAINTEXT-3', { v: 'public-value-PLAINTEXT-4' })
+    await a.remove('removed-key-PLAINTEXT-5')
+    l.dead = true
+    const text = stateText(dir)
+    expect(text).toMatch(/u1:/)
+    expect(text).not.toMatch(/PLAINTEXT/)
+    // the next open reads them back and publishes them
+    const again = await device(link(network), fileState(dir))
+    expect(await again.get('private-key-PLAINTEXT-1')).toBe('private-value-PLAINTEXT-2')
+    await again.flush()
+    const other = await device(network, memoryState())
+    expect(await other.getAll()).toEqual({ 'private-key-PLAINTEXT-1': 'private-value-PLAINTEXT-2' })
+    expect(await other.public.get('public-key-PLAINTEXT-3')).toEqual({ v: 'public-value-PLAINTEXT-4' })
+    expect((await fileState(dir).get(a.name))?.pending).toEqual([])
+  })
+
+  it('leaves out, and reports, a pending write changed on disk or moved to another key; the others go out', async () => {
+    const network = memoryStore()
+    const dir = tempDir()
+    const l = link(network)
+    const a = await device(l, fileState(dir))
+    l.online = false
+    await a.set('first', 1)
+    await a.set('second', 2)
+    await a.set('third', 3)
+    l.dead = true
+    const [one, two, three] = (await fileState(dir).get(a.name))?.pending ?? []
+    // another process's view of the state: one entry's sealed text changed, another's id swapped for
+    // a third entry's (its sealed text then names a key that id does not stand for)
+    const tampered = { ...one!, json: one!.json!.slice(0, -6) + (one!.json!.endsWith('AAAAAA') ? 'BBBBBB' : 'AAAAAA') }
+    const moved = { ...two!, key: three!.key, stamp: three!.stamp + 1 }
+    const state = fileState(dir)
+    await state.removePending(a.name, [one!, two!])
+    await state.addPending(a.name, [tampered])
+    await state.removePending(a.name, [three!])
+    await state.addPending(a.name, [moved])
+    expect((await state.get(a.name))?.pending).toHaveLength(2)
+    const lines: string[] = []
+    const again = await device(link(network), fileState(dir), { logger: lineLogger((line) => { lines.push(line) }) })
+    // neither went out, and the open said why
+    await again.flush()
+    expect(await again.getAll()).toEqual({})
+    expect(lines.filter(l => /a pending write of k51\w+ in the device state could not be opened and is left out/.test(l))).toHaveLength(2)
+    // nothing of them was restored as a write of this device
+    expect(again.pending).toBe(0)
+  })
+
+  it('reads a pending write an earlier version kept in plain text, publishes it, and removes that plain entry', async () => {
+    const network = memoryStore()
+    const dir = tempDir()
+    const a = await device(network, fileState(dir))
+    await a.flush()
+    const name = a.name
+    await a.close()
+    await fileState(dir).addPending(name, [{ section: 'private', key: 'legacy', stamp: Date.now() * 1000, device: 'an-earlier-device', json: '"kept in plain text"' }])
+    expect(stateText(dir)).toMatch(/kept in plain text/)
+    const again = await device(network, fileState(dir))
+    expect(await again.get('legacy')).toBe('kept in plain text')
+    await again.flush()
+    expect((await fileState(dir).get(name))?.pending).toEqual([])
+    const other = await device(network, memoryState())
+    expect(await other.get('legacy')).toBe('kept in plain text')
+  })
+})
+

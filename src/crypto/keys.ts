@@ -64,6 +64,31 @@ export function deriveKeys (signature: NormalizedSignature): SpaceKeys {
   }
 }
 
+/** HKDF `info` labels of the keys that seal a device's pending writes, derived from a space's data key. */
+export const PENDING_KEY_LABELS = {
+  seal: 'userspace/v1/xchacha20poly1305-pending',
+  id: 'userspace/v1/hmac-sha256-pending'
+} as const
+
+export interface PendingKeys {
+  /** 32-byte XChaCha20-Poly1305 key for pending writes kept on the device. */
+  seal: Uint8Array
+  /** 32-byte HMAC-SHA256 key naming them (their keys and nonces) without revealing them. */
+  id: Uint8Array
+}
+
+/**
+ * The keys that seal pending writes in a device's state (a journal file, IndexedDB), derived from
+ * the space's data key with labels of their own: a space's keys all come from one signature, and a
+ * sub-space's from its own data key.
+ */
+export function derivePendingKeys (dataKey: Uint8Array): PendingKeys {
+  return {
+    seal: hkdf(sha256, dataKey, SALT, utf8(PENDING_KEY_LABELS.seal), 32),
+    id: hkdf(sha256, dataKey, SALT, utf8(PENDING_KEY_LABELS.id), 32)
+  }
+}
+
 /**
  * The statement a wallet signs to bind its address to a space's IPNS name. Anyone can check it; it
  * reveals no secret.

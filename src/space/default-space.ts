@@ -30,6 +30,7 @@ import { renewIfAging } from './renewer.js'
 import { PrivateSection, PublicSection } from './section.js'
 import { readVersion } from './version.js'
 import { Writer } from './writer.js'
+import { sealedState } from './sealed-state.js'
 import type { SpaceContext } from './context.js'
 import type { VersionInfo } from './history.js'
 import type { Json } from './json.js'
@@ -68,7 +69,9 @@ export class DefaultSpace implements Space {
       address,
       name,
       derived,
-      state,
+      // kept on the device past this process: its pending writes are sealed there (sealed-state.ts)
+      // (an entry that cannot be opened is logged: while the space opens, nobody listens for events yet)
+      state: state.durable ? sealedState(state, derived.dataKey, (err) => { this.ctx.log.error('%s', err.message); this.ctx.events.emit('error', err) }) : state,
       options,
       deviceId: this.deviceId,
       now,
@@ -91,7 +94,7 @@ export class DefaultSpace implements Space {
 
   async init (record: Uint8Array | undefined, options: SpaceOptions): Promise<void> {
     const { head } = this.ctx
-    const seen = await this.state.get(this.name)
+    const seen = await this.ctx.state.get(this.name)
     if (seen !== undefined) head.seq = seen.sequence
     if (record !== undefined) await this.merger.absorb(record, options)
     if (seen !== undefined && seen.root !== '' && head.rootCid === null) {
