@@ -81,14 +81,17 @@ async function settledBytes (dirs: string[], scratch: string): Promise<number> {
         await db.close()
       }
       const journals = (await readdir(copy).catch(() => [])).filter(f => f.endsWith('.log') && !f.startsWith('LOG'))
-      if (journals.length > 0) {
-        // a new fileState rewrites a journal whole on its first change there
-        const state = fileState(copy, { compactBytes: 0 })
-        for (const file of journals) {
-          const name = file.slice(0, -'.log'.length)
-          const seen = await state.get(name)
-          if (seen !== undefined) await state.put(name, { sequence: seen.sequence, root: seen.root })
-        }
+      for (const file of journals) {
+        // The journal's state, written whole as a new journal (what a rewrite leaves). A fileState
+        // rewrites once its lines pass twice the state it started from: after a large patch that
+        // first state held every pending write, and a copy would not be rewritten at all.
+        const name = file.slice(0, -'.log'.length)
+        const seen = await fileState(copy).get(name)
+        await rm(join(copy, file))
+        if (seen === undefined) continue
+        const fresh = fileState(copy)
+        await fresh.put(name, { sequence: seen.sequence, root: seen.root })
+        if (seen.pending.length > 0) await fresh.addPending(name, seen.pending)
       }
       total += await bytesUnder(copy)
     }
