@@ -134,6 +134,19 @@ describe('fileState journal', () => {
     expect(await keys(dir, name)).toEqual(['first', 'from-b-0', 'from-b-1'])
   })
 
+  it('is compacted once its lines pass compactBytes when nothing is pending, however large the state it started from', async () => {
+    const dir = tempDir()
+    const name = 'k51drained'
+    const path = join(dir, `${name}.log`)
+    const state = fileState(dir, { compactBytes: 2_000 })
+    const many = Array.from({ length: 500 }, (_, i) => entry(`key-${i}`))
+    await state.addPending(name, many)                      // the journal starts with a state of ~40 KB
+    await state.removePending(name, many)                   // all published: nothing pending
+    for (let i = 1; i <= 10; i++) await state.put(name, { sequence: i, root: `r${i}` })
+    expect(statSync(path).size).toBeLessThan(2_000)
+    expect(await fileState(dir).get(name)).toEqual({ sequence: 10, root: 'r10', pending: [] })
+  })
+
   it('keeps pending writes (plain text until published) in a folder and files only their owner may read', async () => {
     // a state folder it creates, and the journal both as first written and as rewritten whole
     const dir = join(tempDir(), 'nested', 'state')

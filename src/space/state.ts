@@ -520,7 +520,10 @@ export function fileState (dir?: string, options: FileStateOptions = {}): SpaceS
           }
           if (applied.length > 0 && next !== undefined) {
             let compacted = false
-            if (j === undefined || j.offset - j.baseBytes > compactBytes + j.baseBytes) {
+            // Past twice the state it started from (a rewrite costs what the state weighs, so it is
+            // paid for by as many bytes of lines), or past compactBytes alone once nothing is
+            // pending (the state is a line then: after a large patch settles, its lines go at once).
+            if (j === undefined || j.offset - j.baseBytes > compactBytes + (next.pending.length === 0 ? 0 : j.baseBytes)) {
               try {
                 await rewrite(fs, name, path, next)
                 compacted = true
