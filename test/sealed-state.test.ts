@@ -40,21 +40,41 @@ describe('sealedState', () => {
     expect((await inner.get(NAME))?.pending).toEqual([])
   })
 
-  it('leaves out, and reports, a write read back under another space\'s name', async () => {
+  it('removes, and reports, a write read back under another space\'s name', async () => {
     const inner = memoryState()
     const errors: Error[] = []
     const state = sealedState(inner, dataKey, (err) => { errors.push(err) })
     await state.addPending(NAME, [write('a', '1')])
     await inner.addPending(OTHER, (await inner.get(NAME))?.pending ?? [])
     expect((await state.get(OTHER))?.pending).toEqual([])
-    expect(errors.map(e => e.message)).toEqual([expect.stringMatching(new RegExp(`^a pending write of ${OTHER} in the device state could not be opened and is left out: `))])
+    expect(errors.map(e => e.message)).toEqual([expect.stringMatching(new RegExp(`^a pending write of ${OTHER} in the device state could not be opened and was removed: `))])
+    expect((await inner.get(OTHER))?.pending).toEqual([])
+    expect((await inner.get(NAME))?.pending).toHaveLength(1)
   })
 
-  it('reads plain entries (an earlier version\'s) as they are, and removes them with their write', async () => {
+  it('refuses a sealed write whose stamp, device or section was changed, and removes it', async () => {
+    for (const change of [{ stamp: 1_800_000_000_000_000 }, { device: 'other' }, { section: 'public' as const }]) {
+      const inner = memoryState()
+      const errors: Error[] = []
+      const state = sealedState(inner, dataKey, (err) => { errors.push(err) })
+      await state.addPending(NAME, [write('a', '1')])
+      const [sealed] = (await inner.get(NAME))?.pending ?? []
+      await inner.removePending(NAME, [sealed!])
+      await inner.addPending(NAME, [{ ...sealed!, ...change }])
+      expect((await state.get(NAME))?.pending).toEqual([])
+      expect(errors.map(e => e.message)).toEqual([expect.stringMatching(/could not be opened and was removed: its stamp, device or section was changed$/)])
+      expect((await inner.get(NAME))?.pending).toEqual([])
+    }
+  })
+
+  it('reads plain entries (an earlier version\'s) as they are, seals them in their place, and removes them with their write', async () => {
     const inner = memoryState()
     const state = sealedState(inner, dataKey, () => {})
     await inner.addPending(NAME, [write('plain', '"text"')])
     expect((await state.get(NAME))?.pending).toEqual([write('plain', '"text"')])
+    const raw = (await inner.get(NAME))?.pending ?? []
+    expect(raw).toHaveLength(1)
+    expect(JSON.stringify(raw)).not.toMatch(/plain|text/)
     await state.removePending(NAME, [write('plain', '"text"')])
     expect((await inner.get(NAME))?.pending).toEqual([])
   })

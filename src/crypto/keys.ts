@@ -67,14 +67,17 @@ export function deriveKeys (signature: NormalizedSignature): SpaceKeys {
 /** HKDF `info` labels of the keys that seal a device's pending writes, derived from a space's data key. */
 export const PENDING_KEY_LABELS = {
   seal: 'userspace/v1/xchacha20poly1305-pending',
-  id: 'userspace/v1/hmac-sha256-pending'
+  id: 'userspace/v1/hmac-sha256-pending',
+  nonce: 'userspace/v1/hmac-sha256-pending-nonce'
 } as const
 
 export interface PendingKeys {
   /** 32-byte XChaCha20-Poly1305 key for pending writes kept on the device. */
   seal: Uint8Array
-  /** 32-byte HMAC-SHA256 key naming them (their keys and nonces) without revealing them. */
+  /** 32-byte HMAC-SHA256 key naming their keys (their place in the state) without revealing them. */
   id: Uint8Array
+  /** 32-byte HMAC-SHA256 key of their nonces (synthetic: taken from all that a write seals and says). */
+  nonce: Uint8Array
 }
 
 /**
@@ -85,7 +88,8 @@ export interface PendingKeys {
 export function derivePendingKeys (dataKey: Uint8Array): PendingKeys {
   return {
     seal: hkdf(sha256, dataKey, SALT, utf8(PENDING_KEY_LABELS.seal), 32),
-    id: hkdf(sha256, dataKey, SALT, utf8(PENDING_KEY_LABELS.id), 32)
+    id: hkdf(sha256, dataKey, SALT, utf8(PENDING_KEY_LABELS.id), 32),
+    nonce: hkdf(sha256, dataKey, SALT, utf8(PENDING_KEY_LABELS.nonce), 32)
   }
 }
 

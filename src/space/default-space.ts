@@ -70,8 +70,9 @@ export class DefaultSpace implements Space {
       name,
       derived,
       // kept on the device past this process: its pending writes are sealed there (sealed-state.ts)
-      // (an entry that cannot be opened is logged: while the space opens, nobody listens for events yet)
-      state: state.durable ? sealedState(state, derived.dataKey, (err) => { this.ctx.log.error('%s', err.message); this.ctx.events.emit('error', err) }) : state,
+      // (an entry that cannot be opened is logged at once, and its `error` event comes once the
+      // space is open: nobody can listen while it opens)
+      state: state.durable ? sealedState(state, derived.dataKey, (err) => { this.ctx.log.error('%s', err.message); this.reportOnceOpen(err) }) : state,
       options,
       deviceId: this.deviceId,
       now,
@@ -86,6 +87,14 @@ export class DefaultSpace implements Space {
     this.merger = new Merger(this.ctx, this.writer)
     this.publisher = new Publisher(this.ctx, this.merger, this.writer)
     this.public = this.sectionApi('public', this.ctx.publicSection)
+  }
+
+  /** Errors met while the space opens, for listeners added once `openSpace` has returned it. */
+  private openErrors: Error[] | undefined = []
+
+  private reportOnceOpen (err: Error): void {
+    if (this.openErrors !== undefined) this.openErrors.push(err)
+    else this.ctx.events.emit('error', err)
   }
 
   get sequence (): number { return this.ctx.head.seq }
@@ -128,6 +137,10 @@ export class DefaultSpace implements Space {
     } else {
       await renewIfAging(this.ctx, options)
     }
+    // a turn later: after `openSpace` has returned the space to its caller
+    const met = this.openErrors ?? []
+    this.openErrors = undefined
+    if (met.length > 0) setTimeout(() => { for (const err of met) this.ctx.events.emit('error', err) }, 0)
   }
 
   // --- reads -------------------------------------------------------------------------------

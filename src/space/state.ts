@@ -200,8 +200,8 @@ const LOCK_WAIT_MS = 5_000
 /** Journals a fileState keeps open (the least recently changed beyond are closed, and read again when needed). */
 const MAX_OPEN_JOURNALS = 64
 /**
- * Journals hold pending writes (private keys and values included) in plain text until they are
- * published sealed: they are readable and writable by their owner only (POSIX modes; the umask may
+ * Journals hold pending writes as they are given (a space seals their keys and values first, see
+ * sealed-state.ts): they are readable and writable by their owner only (POSIX modes; the umask may
  * only narrow them), and so is a state folder this creates.
  */
 const PRIVATE_FILE_MODE = 0o600
@@ -347,8 +347,8 @@ export function fileState (dir?: string, options: FileStateOptions = {}): SpaceS
         d = defaultStateDir(process.env, os.homedir(), process.platform)
       }
       const fs = await nodeFs()
-      // Pending writes sit here in plain text until published: only the user may enter (folders
-      // this creates; an existing one keeps its mode, which may be a shared folder's).
+      // Pending writes sit here until published (sealed by the space): only the user may enter
+      // (folders this creates; an existing one keeps its mode, which may be a shared folder's).
       fs.mkdirSync(d, { recursive: true, mode: PRIVATE_DIR_MODE })
       return d
     })()
