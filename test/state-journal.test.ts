@@ -134,7 +134,7 @@ describe('fileState journal', () => {
     expect(await keys(dir, name)).toEqual(['first', 'from-b-0', 'from-b-1'])
   })
 
-  it('is compacted once its lines pass compactBytes when nothing is pending, however large the state it started from', async () => {
+  it('is compacted once its lines pass compactBytes plus the state now, when that state is small, however large the state it started from', async () => {
     const dir = tempDir()
     const name = 'k51drained'
     const path = join(dir, `${name}.log`)
@@ -145,6 +145,14 @@ describe('fileState journal', () => {
     for (let i = 1; i <= 10; i++) await state.put(name, { sequence: i, root: `r${i}` })
     expect(statSync(path).size).toBeLessThan(2_000)
     expect(await fileState(dir).get(name)).toEqual({ sequence: 10, root: 'r10', pending: [] })
+    // one write still pending: weighed as it is now, not as the 500 it started from
+    const more = Array.from({ length: 500 }, (_, i) => entry(`more-${i}`))
+    await state.addPending(name, more)
+    await state.put(name, { sequence: 11, root: 'r11' })     // written whole: the state it starts from holds 500
+    await state.removePending(name, more.slice(1))
+    for (let i = 12; i <= 20; i++) await state.put(name, { sequence: i, root: `r${i}` })
+    expect(statSync(path).size).toBeLessThan(2_000 + 1_000)
+    expect((await fileState(dir).get(name))?.pending.map(e => e.key)).toEqual(['more-0'])
   })
 
   it('keeps pending writes (plain text until published) in a folder and files only their owner may read', async () => {

@@ -218,6 +218,8 @@ class RenameFailed extends Error {
  * started from) pass this many bytes plus the size of that state. @default 16 KiB
  */
 export const STATE_COMPACT_BYTES = 16 * 1024
+/** A state with at most this many pending writes is weighed as it is now (cheap); a larger one by the size it was last written at. */
+const SMALL_STATE_ENTRIES = 64
 
 /**
  * State in `dir`, one journal `<name>.log` per space: its first line is a whole state, each later
@@ -520,10 +522,11 @@ export function fileState (dir?: string, options: FileStateOptions = {}): SpaceS
           }
           if (applied.length > 0 && next !== undefined) {
             let compacted = false
-            // Past twice the state it started from (a rewrite costs what the state weighs, so it is
-            // paid for by as many bytes of lines), or past compactBytes alone once nothing is
-            // pending (the state is a line then: after a large patch settles, its lines go at once).
-            if (j === undefined || j.offset - j.baseBytes > compactBytes + (next.pending.length === 0 ? 0 : j.baseBytes)) {
+            // Past twice the state (a rewrite costs what the state weighs, so it is paid for by as
+            // many bytes of lines): the state it started from, or the state now when that one is
+            // small (after a large patch settles, its lines go soon, not after as many more).
+            const weighs = next.pending.length <= SMALL_STATE_ENTRIES ? Math.min(j?.baseBytes ?? 0, JSON.stringify(next).length) : j?.baseBytes ?? 0
+            if (j === undefined || j.offset - j.baseBytes > compactBytes + weighs) {
               try {
                 await rewrite(fs, name, path, next)
                 compacted = true
