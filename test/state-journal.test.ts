@@ -155,6 +155,19 @@ describe('fileState journal', () => {
     expect((await fileState(dir).get(name))?.pending.map(e => e.key)).toEqual(['more-0'])
   })
 
+  it('removes a temporary file a process left when it stopped mid-rewrite, at the next rewrite', async () => {
+    const dir = tempDir()
+    const name = 'k51crashed'
+    const state = fileState(dir, { compactBytes: 100 })
+    await state.addPending(name, [entry('a')])
+    writeFileSync(join(dir, `${name}.4194303.tmp`), '{"state":{"sequence":0,"root":"","pending":[]}}\n')
+    writeFileSync(join(dir, `k51other.4194303.tmp`), 'another journal\'s, left alone\n')
+    const inode = statSync(join(dir, `${name}.log`)).ino
+    for (let i = 0; i < 20; i++) await state.addPending(name, [entry(`k${i}`)])
+    expect(statSync(join(dir, `${name}.log`)).ino).not.toBe(inode)     // rewritten whole since
+    expect(readdirSync(dir).filter(f => f.endsWith('.tmp')).sort()).toEqual(['k51other.4194303.tmp'])
+  })
+
   it('keeps pending writes (plain text until published) in a folder and files only their owner may read', async () => {
     // a state folder it creates, and the journal both as first written and as rewritten whole
     const dir = join(tempDir(), 'nested', 'state')

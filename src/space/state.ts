@@ -154,6 +154,7 @@ interface NodeFs {
   renameSync(from: string, to: string): void
   linkSync(existing: string, path: string): void
   unlinkSync(path: string): void
+  readdirSync(path: string): string[]
   statSync(path: string): { mtimeMs: number, ino: number, size: number }
   fstatSync(fd: number): { ino: number, size: number, mode: number }
   fchmodSync(fd: number, mode: number): void
@@ -418,6 +419,11 @@ export function fileState (dir?: string, options: FileStateOptions = {}): SpaceS
   const rewrite = async (fs: NodeFs, name: string, path: string, state: SpaceState): Promise<void> => {
     const line = new TextEncoder().encode(JSON.stringify({ state }) + '\n')
     const tmp = `${path}.${process.pid}.tmp`
+    // A temporary file of this journal that is still there was left by a process that stopped
+    // mid-rewrite (a rewrite holds the lock, as this one does): it may hold pending writes, so it goes.
+    const dir = await directory()
+    const stale = new RegExp(`^${name.replace(/[^\w]/g, '\\$&')}\\.\\d+\\.tmp$`)
+    try { for (const file of fs.readdirSync(dir)) if (stale.test(file)) fs.unlinkSync(`${dir}/${file}`) } catch {}
     try {
       const fd = fs.openSync(tmp, 'w', PRIVATE_FILE_MODE)
       keepPrivate(fs, fd)
