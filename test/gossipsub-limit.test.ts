@@ -16,35 +16,52 @@ import type { GossipSub } from '@libp2p/gossipsub'
 
 const TOPIC = 'a topic the node follows'
 
-describe('gossipsub: messages per RPC', () => {
-  let node: HeliaNode
-  let sender: HeliaNode
-  let key: PrivateKey
-  let stream: Stream
-  /** The data of each message the node delivered on TOPIC. */
-  const delivered: string[] = []
+/** The node and sender a describe block sends RPCs between. */
+interface Pair {
+  node: HeliaNode
+  sender: HeliaNode
+  /** the key the sender signs messages with (Ed25519) */
+  key: PrivateKey
+  /** the sender's meshsub stream to the node */
+  stream: Stream
+  /** the data of each message the node delivered on TOPIC */
+  delivered: string[]
+}
 
+/**
+ * A gossipsub node following TOPIC and a sender with a meshsub stream to it, made before the tests
+ * of the describe block this is called in and stopped after them; `guard` runs on the node's
+ * gossipsub before it subscribes.
+ */
+function gossipsubPair (guard?: (pubsub: GossipSub) => void): Pair {
+  const pair = { delivered: [] as string[] } as Pair
   beforeAll(async () => {
-    node = await createHeliaNode({ pubsub: 'gossipsub' })
-    sender = await createHeliaNode({ peers: node.libp2p.getMultiaddrs().map(String).filter(a => !a.includes('/ws')) })
-    const pubsub = node.libp2p.services.pubsub as GossipSub
+    pair.node = await createHeliaNode({ pubsub: 'gossipsub' })
+    pair.sender = await createHeliaNode({ peers: pair.node.libp2p.getMultiaddrs().map(String).filter(a => !a.includes('/ws')) })
+    const pubsub = pair.node.libp2p.services.pubsub as GossipSub
+    guard?.(pubsub)
     pubsub.subscribe(TOPIC)
     pubsub.addEventListener('message', (event) => {
-      if (event.detail.topic === TOPIC) delivered.push(new TextDecoder().decode(event.detail.data))
+      if (event.detail.topic === TOPIC) pair.delivered.push(new TextDecoder().decode(event.detail.data))
     })
-    key = await generateKeyPair('Ed25519')
-    stream = await sender.libp2p.dialProtocol(node.libp2p.peerId, '/meshsub/1.2.0', { signal: AbortSignal.timeout(10_000) })
+    pair.key = await generateKeyPair('Ed25519')
+    pair.stream = await pair.sender.libp2p.dialProtocol(pair.node.libp2p.peerId, '/meshsub/1.2.0', { signal: AbortSignal.timeout(10_000) })
   }, 30_000)
-
   afterAll(async () => {
-    stream?.abort(new Error('test done'))
-    await stopHeliaNode(sender)
-    await stopHeliaNode(node)
+    pair.stream?.abort(new Error('test done'))
+    await stopHeliaNode(pair.sender)
+    await stopHeliaNode(pair.node)
   })
+  return pair
+}
+
+describe('gossipsub: messages per RPC', () => {
+  const pair = gossipsubPair()
+  const { delivered } = pair
 
   /** Sends one RPC of `count` messages on TOPIC, signed by `signer`, each with data `${label} ${i}`. */
-  async function sendRpc (label: string, count: number, seqnoBase: number, signer = key): Promise<void> {
-    stream.send(await signedRpc(TOPIC, label, count, seqnoBase, signer))
+  async function sendRpc (label: string, count: number, seqnoBase: number, signer = pair.key): Promise<void> {
+    pair.stream.send(await signedRpc(TOPIC, label, count, seqnoBase, signer))
   }
 
   it('delivers every message of an RPC at the limit', async () => {
@@ -55,8 +72,8 @@ describe('gossipsub: messages per RPC', () => {
   it('drops messages signed by other keys than Ed25519, before checking them', async () => {
     const secp = await generateKeyPair('secp256k1')
     expect(signedByEd25519(peerIdFromPrivateKey(secp).toMultihash().bytes)).toBe(false)
-    expect(signedByEd25519(peerIdFromPrivateKey(key).toMultihash().bytes)).toBe(true)
-    expect(signedByEd25519(new Uint8Array([...peerIdFromPrivateKey(key).toMultihash().bytes, 0]))).toBe(false)
+    expect(signedByEd25519(peerIdFromPrivateKey(pair.key).toMultihash().bytes)).toBe(true)
+    expect(signedByEd25519(new Uint8Array([...peerIdFromPrivateKey(pair.key).toMultihash().bytes, 0]))).toBe(false)
     await sendRpc('secp', 4, 500, secp)
     await sendRpc('ed', 1, 600)
     await expect.poll(() => delivered.includes('ed 0'), { timeout: 10_000 }).toBe(true)
@@ -86,39 +103,17 @@ describe('gossipsub: messages per RPC', () => {
 })
 
 describe('gossipsub: copies of messages the node holds', () => {
-  let node: HeliaNode
-  let sender: HeliaNode
-  let key: PrivateKey
-  let stream: Stream
-  const delivered: string[] = []
-
-  beforeAll(async () => {
-    node = await createHeliaNode({ pubsub: 'gossipsub' })
-    sender = await createHeliaNode({ peers: node.libp2p.getMultiaddrs().map(String).filter(a => !a.includes('/ws')) })
-    const pubsub = node.libp2p.services.pubsub as GossipSub
-    // a second guard over the node's own, with room for 11 messages from a peer
-    limitPubsubMessages(pubsub, new PeerRate('pubsub messages', { peerBurst: 11, peerPerSecond: 0.001, burst: 1e9, perSecond: 1e9 }))
-    pubsub.subscribe(TOPIC)
-    pubsub.addEventListener('message', (event) => {
-      if (event.detail.topic === TOPIC) delivered.push(new TextDecoder().decode(event.detail.data))
-    })
-    key = await generateKeyPair('Ed25519')
-    stream = await sender.libp2p.dialProtocol(node.libp2p.peerId, '/meshsub/1.2.0', { signal: AbortSignal.timeout(10_000) })
-  }, 30_000)
-
-  afterAll(async () => {
-    stream?.abort(new Error('test done'))
-    await stopHeliaNode(sender)
-    await stopHeliaNode(node)
-  })
+  // a second guard over the node's own, with room for 11 messages from a peer
+  const pair = gossipsubPair(pubsub => { limitPubsubMessages(pubsub, new PeerRate('pubsub messages', { peerBurst: 11, peerPerSecond: 0.001, burst: 1e9, perSecond: 1e9 })) })
+  const { delivered } = pair
 
   it('takes nothing from a peer\'s rate for a copy of a message it holds', async () => {
-    const first = await signedRpc(TOPIC, 'original', 10, 0, key)
-    stream.send(first)
+    const first = await signedRpc(TOPIC, 'original', 10, 0, pair.key)
+    pair.stream.send(first)
     await expect.poll(() => delivered.length, { timeout: 10_000 }).toBe(10)
     // the same ten again (as a mesh sends one from each peer), then one new message: the eleventh the rate allows
-    stream.send(first)
-    stream.send(await signedRpc(TOPIC, 'new', 1, 100, key))
+    pair.stream.send(first)
+    pair.stream.send(await signedRpc(TOPIC, 'new', 1, 100, pair.key))
     await expect.poll(() => delivered.includes('new 0'), { timeout: 10_000 }).toBe(true)
     expect(delivered.filter(d => d.startsWith('original '))).toHaveLength(10)
   }, 30_000)

@@ -19,6 +19,7 @@
  */
 import { hmac } from '@noble/hashes/hmac.js'
 import { sha256 } from '@noble/hashes/sha2.js'
+import { base64url } from 'multiformats/bases/base64'
 import { associatedData, open, seal } from '../crypto/envelope.js'
 import { derivePendingKeys } from '../crypto/keys.js'
 import { concatBytes, fromBase64, fromUtf8, toBase64, utf8 } from '../crypto/bytes.js'
@@ -38,7 +39,7 @@ const PENDING_SEAL_VERSION = 1
 export function sealedState (inner: SpaceStateStore, dataKey: Uint8Array, onError: (err: Error) => void): SpaceStateStore {
   const keys = derivePendingKeys(dataKey)
   const adOf = (space: string): Uint8Array => associatedData(PENDING_SEAL_VERSION, space, 'pending')
-  const idOf = (section: string, key: string): string => ID_PREFIX + base64url(hmac(sha256, keys.id, utf8(`${section}\u0000${key}`)).subarray(0, ID_BYTES))
+  const idOf = (section: string, key: string): string => ID_PREFIX + base64url.baseEncode(hmac(sha256, keys.id, utf8(`${section}\u0000${key}`)).subarray(0, ID_BYTES))
   // JSON texts hold no raw NUL, the name and device ids none either: the fields cannot run into each other
   const nonceOf = (space: string, e: PendingEntry, plaintext: Uint8Array): Uint8Array =>
     hmac(sha256, keys.nonce, concatBytes(utf8(`${space}\u0000${e.section}\u0000${e.stamp}\u0000${e.device}\u0000`), plaintext)).subarray(0, NONCE_BYTES)
@@ -94,8 +95,4 @@ export function sealedState (inner: SpaceStateStore, dataKey: Uint8Array, onErro
     async addPending (space, entries) { await inner.addPending(space, entries.map(sealEntry(space))) },
     async removePending (space, entries) { await inner.removePending(space, entries.map(sealEntry(space))) }
   }
-}
-
-function base64url (bytes: Uint8Array): string {
-  return toBase64(bytes).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '')
 }

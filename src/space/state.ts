@@ -442,7 +442,7 @@ export function fileState (dir?: string, options: FileStateOptions = {}): SpaceS
     forget(fs, name)
     // The rename is durable only once the directory is: without this a power cut after `set`
     // resolved can bring the old file back, and the write with it is gone.
-    await syncDirectory(fs, await directory())
+    await syncDirectory(fs, dir)
     const opened = fs.openSync(`${path}.log`, 'a+', PRIVATE_FILE_MODE)
     keep(fs, name, { fd: opened, ino: fs.fstatSync(opened).ino, offset: line.byteLength, tail: 0, baseBytes: line.byteLength, state })
   }

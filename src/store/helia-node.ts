@@ -342,7 +342,6 @@ export async function createHeliaNode (options: HeliaNodeOptions = {}): Promise<
   return node
 }
 
-/** Stops a node made by createHeliaNode and closes its on-disk stores. Safe to call twice. */
 /** A pubsub service factory whose service drops messages as `limitPubsubMessages` does. */
 function guardedPubsub (factory: (components: unknown) => GossipSub | FloodSub): (components: unknown) => GossipSub | FloodSub {
   return (components) => {
@@ -352,6 +351,7 @@ function guardedPubsub (factory: (components: unknown) => GossipSub | FloodSub):
   }
 }
 
+/** Stops a node made by createHeliaNode and closes its on-disk stores. Safe to call twice. */
 export async function stopHeliaNode (node: HeliaNode): Promise<void> {
   if (node.status !== 'stopped') await node.stop()
   await closers.get(node)?.()
