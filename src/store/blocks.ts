@@ -18,7 +18,7 @@ import type { AbortOptions, Block, Store } from './interface.js'
 /** The bitswap limit: no block UserSpace writes or accepts is larger. */
 export const MAX_BLOCK_BYTES = 1024 * 1024
 
-type OneShotHash = (algorithm: 'sha256', data: Uint8Array, outputEncoding: 'buffer') => Uint8Array
+type OneShotHash = (algorithm: 'sha256', data: Uint8Array, outputEncoding: 'latin1') => string
 
 /**
  * Node's one-shot `crypto.hash` (Node ≥ 20.12), reached through `process.getBuiltinModule` so that
@@ -35,12 +35,23 @@ const nativeHash: OneShotHash | undefined = (() => {
   }
 })()
 
+/**
+ * Writes the native sha2-256 digest of `bytes` into `out` at `at`. The digest comes back as a
+ * latin1 string (one character per byte), not a Buffer: a Buffer made in C++ is a new off-heap
+ * allocation, while a 32-character string lives on V8's heap. In a tight loop over a 165-byte index
+ * node: 1.4 µs a hash with a Buffer, 0.33 µs with a string (one-off measurement).
+ */
+function nativeDigestInto (hash: OneShotHash, bytes: Uint8Array, out: Uint8Array, at: number): void {
+  const chars = hash('sha256', bytes, 'latin1')
+  for (let i = 0; i < 32; i++) out[at + i] = chars.charCodeAt(i)
+}
+
 /** The sha2-256 digest of `bytes` (32 bytes), natively where the runtime can. */
 async function sha256Bytes (bytes: Uint8Array): Promise<Uint8Array> {
   if (nativeHash === undefined) return (await sha256.digest(bytes)).digest
-  const buffer = nativeHash('sha256', bytes, 'buffer')
-  // a plain Uint8Array view of the Buffer: digests compare and serialise like every other one
-  return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength)
+  const digest = new Uint8Array(32)
+  nativeDigestInto(nativeHash, bytes, digest, 0)
+  return digest
 }
 
 async function sha256Multihash (bytes: Uint8Array): Promise<MultihashDigest<typeof sha256.code>> {
@@ -56,7 +67,6 @@ async function sha256Multihash (bytes: Uint8Array): Promise<MultihashDigest<type
  */
 export function nativeCid (code: number, bytes: Uint8Array): CID | undefined {
   if (nativeHash === undefined) return undefined
-  const digest = nativeHash('sha256', bytes, 'buffer')
   const codeLength = code < 0x80 ? 1 : 2
   // version 1 ‖ codec (varint) ‖ sha2-256 (0x12) ‖ 32 (0x20) ‖ digest
   const cidBytes = new Uint8Array(1 + codeLength + 2 + 32)
@@ -65,7 +75,7 @@ export function nativeCid (code: number, bytes: Uint8Array): CID | undefined {
   else { cidBytes[1] = (code & 0x7f) | 0x80; cidBytes[2] = code >>> 7 }
   cidBytes[1 + codeLength] = sha256.code
   cidBytes[2 + codeLength] = 32
-  cidBytes.set(digest, 3 + codeLength)
+  nativeDigestInto(nativeHash, bytes, cidBytes, 3 + codeLength)
   const multihash = new Digest(sha256.code, 32, cidBytes.subarray(3 + codeLength), cidBytes.subarray(1 + codeLength))
   return new CID(1, code, multihash, cidBytes)
 }
@@ -169,8 +179,8 @@ export function verifyBlockNow (cid: CID, bytes: Uint8Array): boolean | undefine
   const known = verified.get(bytes)
   if (known !== undefined) return equals(known, cid.multihash.digest)
   if (nativeHash === undefined) return undefined
-  const buffer = nativeHash('sha256', bytes, 'buffer')
-  const digest = new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength)
+  const digest = new Uint8Array(32)
+  nativeDigestInto(nativeHash, bytes, digest, 0)
   if (!equals(digest, cid.multihash.digest)) return false
   verified.set(bytes, digest)
   return true
