@@ -5,7 +5,7 @@
  * containment check, the rate limiter's client key, and fsync before acknowledgement. Each test
  * names the check it guards; removing that check fails it.
  */
-import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises'
+import { mkdtemp, rm, stat, writeFile, mkdir } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { CarBufferReader } from '@ipld/car/buffer-reader'
@@ -19,7 +19,8 @@ import { ownerStatement } from '../src/crypto/keys.js'
 import { createHubApp } from '../src/hub/app.js'
 import { groupAddress } from '../src/hub/client.js'
 import { forEachLink } from '../src/hub/walk.js'
-import { fsBlockSyncer, putDurably } from '../src/hub/durable.js'
+import { putDurably } from '../src/hub/durable.js'
+import { DiskBlockstore, openDiskBlockstore } from '../src/store/level-blocks.js'
 import { decodeLanded, encodeLanded, HubStorage, LANDED_PREFIX } from '../src/hub/storage.js'
 import type { Landed } from '../src/hub/storage.js'
 import { MemoryDatastore } from 'datastore-core'
@@ -788,18 +789,53 @@ describe('durable writes', () => {
     expect(synced).toEqual([block.cid.toString()])
   })
 
-  it('fsyncs the files blockstore-fs wrote, by their real paths', async () => {
+  it('puts blocks to LevelDB with sync: true when asked, and without otherwise', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'userspace-fsync-'))
-    const store = new FsBlockstore(join(dir, 'blocks'))
     try {
-      await store.open()
-      const block = await rawBlock(new Uint8Array([6]))
-      await store.put(block.cid, block.bytes)
-      await fsBlockSyncer(join(dir, 'blocks'))([block.cid])
-      const missing = await rawBlock(new Uint8Array([7]))
-      await expect(fsBlockSyncer(join(dir, 'blocks'))([missing.cid])).rejects.toMatchObject({ code: 'ENOENT' })
+      for (const sync of [true, false]) {
+        const store = new DiskBlockstore(join(dir, String(sync)), sync)
+        await store.open()
+        const calls: unknown[] = []
+        const put = store.db.put.bind(store.db)
+        ;(store.db as unknown as { put: unknown }).put = async (key: unknown, value: unknown, options: unknown) => { calls.push(options); return put(key as never, value as never, options as never) }
+        const block = await rawBlock(new Uint8Array([6]))
+        await store.put(block.cid, block.bytes)
+        expect(calls.map(c => (c as { sync?: boolean } | undefined)?.sync === true)).toEqual([sync])
+        const chunks: Uint8Array[] = []
+        for await (const chunk of store.get(block.cid)) chunks.push(chunk)
+        expect(Buffer.concat(chunks)).toEqual(Buffer.from(block.bytes))
+        await store.close()
+      }
     } finally {
-      await store.close()
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('moves the blocks an earlier version kept as files into LevelDB, then removes their folder', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'userspace-move-'))
+    try {
+      const legacy = new FsBlockstore(join(dir, 'blocks'))
+      await legacy.open()
+      const blocks = await Promise.all([new Uint8Array([1]), new Uint8Array(300 * 1024).fill(9), new Uint8Array([2, 3])].map(rawBlock))
+      const tree = await cborBlock([blocks[0]!.cid])
+      for (const b of [...blocks, tree]) await legacy.put(b.cid, b.bytes)
+      await legacy.close()
+      const store = await openDiskBlockstore(dir, { sync: false })
+      try {
+        for (const b of [...blocks, tree]) {
+          const chunks: Uint8Array[] = []
+          for await (const chunk of store.get(b.cid)) chunks.push(chunk)
+          expect(Buffer.concat(chunks)).toEqual(Buffer.from(b.bytes))
+        }
+        await expect(stat(join(dir, 'blocks'))).rejects.toMatchObject({ code: 'ENOENT' })
+      } finally {
+        await store.close()
+      }
+      // opened again: nothing left to move, everything still there
+      const again = await openDiskBlockstore(dir, { sync: false })
+      expect(await again.has(tree.cid)).toBe(true)
+      await again.close()
+    } finally {
       await rm(dir, { recursive: true, force: true })
     }
   })

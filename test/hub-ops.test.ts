@@ -5,11 +5,11 @@
  * on ports they pick; each test stops what it starts.
  */
 import { spawn } from 'node:child_process'
-import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { copyFile, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { main } from '../src/cli/main.js'
 import { EXIT_CODE } from '../src/errors.js'
 import { startHub } from '../src/hub/server.js'
@@ -20,6 +20,7 @@ import { MemoryBlockstore } from 'blockstore-core'
 import { MemoryDatastore } from 'datastore-core'
 import { openSpace, privateKeySigner } from '../src/index.js'
 import { hubStore } from '../src/store/hub.js'
+import { DiskBlockstore } from '../src/store/level-blocks.js'
 import { ROOT } from './helpers/hub-process.js'
 import type { CliIO } from '../src/cli/main.js'
 import type { RunningHub } from '../src/hub/server.js'
@@ -94,6 +95,34 @@ describe('the data directory', () => {
       expect(err?.message).toContain(`another hub (process ${holder.pid})`)
     } finally {
       holder.kill('SIGKILL')
+    }
+  })
+})
+
+describe('blocks on disk', () => {
+  it('keeps blocks in LevelDB, each put fsynced before an upload is acknowledged (and not with fsync off)', async () => {
+    const syncs: boolean[] = []
+    const put = DiskBlockstore.prototype.put
+    const spy = vi.spyOn(DiskBlockstore.prototype, 'put').mockImplementation(async function (this: DiskBlockstore, ...args: Parameters<DiskBlockstore['put']>) {
+      syncs.push((this as unknown as { sync: boolean }).sync)
+      return put.apply(this, args)
+    })
+    try {
+      for (const fsync of [true, false]) {
+        syncs.length = 0
+        const directory = join(tmp, `disk-${fsync}`)
+        const hub = await hubOn(directory, { fsync })
+        const space = await openSpace({ signer: privateKeySigner(new Uint8Array(32).fill(8)), store: hubStore(hub.url) })
+        await space.set('k', 'v')
+        await space.flush()
+        await space.close()
+        expect(syncs.length).toBeGreaterThan(0)
+        expect(new Set(syncs)).toEqual(new Set([fsync]))
+        await stop(hub)
+        expect((await readdir(join(directory, 'blockstore'))).includes('CURRENT')).toBe(true)
+      }
+    } finally {
+      spy.mockRestore()
     }
   })
 })

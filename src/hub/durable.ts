@@ -1,17 +1,10 @@
 /**
  * Durable means on disk: helpers that fsync what the hub acknowledges. LevelDB writes default to
- * `sync: false` (they survive a crash of the process, not of the machine) and blockstore-fs writes
- * a temporary file and renames it without fsync; the hub fsyncs both before its 2xx.
+ * `sync: false` (they survive a crash of the process, not of the machine); the hub writes its
+ * records and bindings with `sync: true` before its 2xx (blocks: see store/level-blocks.ts).
  */
-import { open } from 'node:fs/promises'
-import { join } from 'node:path'
-import { NextToLast } from 'blockstore-fs/sharding'
 import { Key } from 'interface-datastore'
 import type { Datastore } from 'interface-datastore'
-import type { CID } from 'multiformats/cid'
-
-/** Files fsynced at once. */
-const SYNC_CONCURRENCY = 16
 
 /** The classic-level handle a LevelDatastore exposes as `db`. */
 interface LevelHandle {
@@ -31,32 +24,4 @@ export async function putDurably (datastore: Datastore, entries: Array<[key: str
   const batch = datastore.batch()
   for (const [key, value] of entries) batch.put(new Key(key), value)
   await batch.commit()
-}
-
-/**
- * An fsync of the files (and their shard directories) that blockstore-fs keeps under `dir` for the
- * given blocks, with its default sharding.
- */
-export function fsBlockSyncer (dir: string): (cids: CID[]) => Promise<void> {
-  const sharding = new NextToLast()
-  const syncPath = async (path: string): Promise<void> => {
-    const handle = await open(path, 'r')
-    try { await handle.sync() } finally { await handle.close() }
-  }
-  return async (cids) => {
-    const files = new Set<string>()
-    const dirs = new Set<string>()
-    for (const cid of cids) {
-      const { dir: shard, file } = sharding.encode(cid)
-      files.add(join(dir, shard, file))
-      dirs.add(join(dir, shard))
-    }
-    // The files first, then the directories that name them (the rename is durable once its
-    // directory is).
-    for (const group of [[...files], [...dirs]]) {
-      for (let i = 0; i < group.length; i += SYNC_CONCURRENCY) {
-        await Promise.all(group.slice(i, i + SYNC_CONCURRENCY).map(syncPath))
-      }
-    }
-  }
 }

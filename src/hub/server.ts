@@ -22,7 +22,6 @@ import { createHeliaNode, DEFAULT_LISTEN, dialPeer, parseMultiaddrs, stopHeliaNo
 import { heliaStore } from '../store/helia.js'
 import { nameText, nameToMultihash, readRecord, validateRecord } from '../store/record.js'
 import { createHub, datastoreRecords } from './app.js'
-import { fsBlockSyncer } from './durable.js'
 import { guardConnections, raiseFileLimit, serverOptions } from './connections.js'
 import { createNextIdApp } from './nextid.js'
 import { urlToMultiaddr } from './routing.js'
@@ -199,7 +198,8 @@ export async function startHub (options: HubOptions = {}): Promise<RunningHub> {
     return record !== undefined && readRecord(record).validUntilMs > nowMs() ? record : undefined
   }
   try {
-    node = await startNode(directory, options.listen, log, heldRecord)
+    // Acknowledged means on disk: each block an upload puts is fsynced before the put resolves.
+    node = await startNode(directory, options.listen, log, heldRecord, options.fsync ?? true)
   } catch (err) {
     await releaseLock()
     throw err
@@ -217,8 +217,7 @@ export async function startHub (options: HubOptions = {}): Promise<RunningHub> {
     // helia's blockstore: local reads, and puts are offered to bitswap peers that want them.
     blockstore: node.blockstore,
     datastore: node.datastore,
-    // blockstore-fs renames without fsync: uploads are fsynced before they are acknowledged.
-    syncBlocks: directory === undefined || !fsync ? undefined : fsBlockSyncer(join(directory, 'blocks')),
+    // (no syncBlocks: the blockstore fsyncs each put itself, see startNode)
     records,
     validate: verifiers.validate,
     // The app has validated the record: put it to the DHT as it is. kad-dht keeps a local copy that
@@ -423,19 +422,19 @@ function isRunning (pid: number): boolean {
  * Starts the node. Without explicit `listen` addresses, a node on a directory listens where it did
  * last time (if those ports are free), and the bound addresses are saved for next time.
  */
-async function startNode (directory: string | undefined, listen: string[] | undefined, log: Logger, heldRecord: (routingKey: Uint8Array) => Promise<Uint8Array | undefined>): Promise<HeliaNode> {
-  if (listen !== undefined || directory === undefined) return createHeliaNode({ directory, listen, dhtServer: true, pubsub: 'gossipsub', heldRecord })
+async function startNode (directory: string | undefined, listen: string[] | undefined, log: Logger, heldRecord: (routingKey: Uint8Array) => Promise<Uint8Array | undefined>, syncBlocks: boolean): Promise<HeliaNode> {
+  if (listen !== undefined || directory === undefined) return createHeliaNode({ directory, listen, dhtServer: true, pubsub: 'gossipsub', heldRecord, syncBlocks })
   const file = join(directory, LISTEN_FILE)
   const saved = await readFile(file, 'utf8').then(text => JSON.parse(text) as unknown, () => undefined)
   let node: HeliaNode | undefined
   if (Array.isArray(saved) && saved.length > 0 && saved.every(a => typeof a === 'string')) {
     try {
-      node = await createHeliaNode({ directory, listen: saved, dhtServer: true, pubsub: 'gossipsub', heldRecord })
+      node = await createHeliaNode({ directory, listen: saved, dhtServer: true, pubsub: 'gossipsub', heldRecord, syncBlocks })
     } catch (err) {
       log('libp2p: cannot listen on the previous addresses (%s); picking new ports, so the multiaddrs change', (err as Error).message)
     }
   }
-  node ??= await createHeliaNode({ directory, listen: [...DEFAULT_LISTEN], dhtServer: true, pubsub: 'gossipsub', heldRecord })
+  node ??= await createHeliaNode({ directory, listen: [...DEFAULT_LISTEN], dhtServer: true, pubsub: 'gossipsub', heldRecord, syncBlocks })
   // The bound addresses without the /p2p/<id> suffix, e.g. /ip4/127.0.0.1/tcp/40123/ws.
   const bound = node.libp2p.getMultiaddrs().map(a => a.decapsulateCode(P2P_CODE).toString())
   await writeFile(`${file}.tmp`, JSON.stringify(bound) + '\n')

@@ -28,7 +28,11 @@ import type { Datastore } from 'interface-datastore'
  * earlier versions wrote them and as still read, `<prefix><CID>` with the value `<ms> <cost> <client>`.
  */
 export const LANDED_PREFIX = '/userspace/hub/landed/'
-/** A block costs at least this much disk (blockstore-fs keeps one file per block). */
+/**
+ * A block is charged at least this much against a client's quota: a floor that keeps a flood of tiny
+ * blocks as costly as a few large ones. On disk (LevelDB) a block takes about its size and its key
+ * (~60 bytes), so the charge is conservative for small blocks.
+ */
 export const MIN_BLOCK_COST_BYTES = 4096
 /** Uploads remembered as unclaimed between two collections (beyond, GC's recount is the truth). */
 const MAX_TRACKED_UPLOADS = 262_144

@@ -2,7 +2,7 @@
  * A Node.js helia node for a private UserSpace network: libp2p over TCP and WebSockets (noise,
  * yamux), identify, ping, a LAN kad-dht that accepts IPNS records, and bitswap. It never dials the
  * public bootstrappers or delegated routers — the peers it knows are the ones it is given. With a
- * `directory` it keeps blocks on disk and its datastore (IPNS records, DHT records, peer store, its
+ * `directory` it keeps its blocks and its datastore (IPNS records, DHT records, peer store, its
  * own peer key) in LevelDB, so a restarted hub keeps its peer id and its data; peer-store entries
  * reach LevelDB at most every 30 s (helia-datastore.ts). Node-only: the
  * browser builds its own helia with IndexedDB stores. This module is the `userspace/helia/node` entry.
@@ -24,7 +24,6 @@ import { webSockets } from '@libp2p/websockets'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { base64 } from 'multiformats/bases/base64'
-import { FsBlockstore } from 'blockstore-fs'
 import { MemoryBlockstore } from 'blockstore-core'
 import { MemoryDatastore } from 'datastore-core'
 import { LevelDatastore } from 'datastore-level'
@@ -35,6 +34,8 @@ import { InvalidInputError, StoreError, describeValue } from '../errors.js'
 import { flatText } from '../crypto/bytes.js'
 import { createHeliaLight, withBitswap } from './helia-core.js'
 import { quietDatastore } from './helia-datastore.js'
+import { openDiskBlockstore } from './level-blocks.js'
+import type { DiskBlockstore } from './level-blocks.js'
 import { MAX_DHT_REQUEST_BYTES, MAX_DHT_RESPONSE_BYTES, guardedOpener, guardedRegistrar } from './dht-guard.js'
 import { withLibp2p } from './helia-libp2p.js'
 import { BITSWAP_PROTOCOL, PendingBytes, bitswapRate, limitBitswapEntries } from './bitswap-guard.js'
@@ -93,13 +94,22 @@ export const DEFAULT_PEER_DIAL_TIMEOUT_MS = 10_000
 
 export interface HeliaNodeOptions {
   /**
-   * Directory for persistent storage: blocks in `<directory>/blocks` (one file per block) and the
-   * datastore in `<directory>/datastore` (LevelDB). Created when missing. Omit to keep everything in
-   * memory (tests, short-lived nodes).
+   * Directory for persistent storage: blocks in `<directory>/blockstore` and the datastore in
+   * `<directory>/datastore`, both LevelDB. Created when missing; blocks an earlier version kept as
+   * files in `<directory>/blocks` are moved in on opening (level-blocks.ts). Omit to keep everything
+   * in memory (tests, short-lived nodes).
    *
    * @default undefined (memory)
    */
   directory?: string
+
+  /**
+   * With a `directory`: each block put is fsynced before it resolves (a hub acknowledges uploads
+   * only once they are on disk). A device's blocks need not be: its pending writes are in its state.
+   *
+   * @default false
+   */
+  syncBlocks?: boolean
 
   /**
    * libp2p listen multiaddrs. Port 0 picks a free port; read the bound addresses from
@@ -223,16 +233,21 @@ export async function createHeliaNode (options: HeliaNodeOptions = {}): Promise<
     if (typeof options.directory !== 'string' || options.directory === '') {
       throw new InvalidInputError(`"directory" expected a non-empty path, got ${describeValue(options.directory)}`)
     }
-    const fsBlockstore = new FsBlockstore(join(options.directory, 'blocks'))
     const levelDatastore = new LevelDatastore(join(options.directory, 'datastore'))
+    let diskBlockstore: DiskBlockstore
     try {
-      await fsBlockstore.open()
-      await levelDatastore.open()
+      diskBlockstore = await openDiskBlockstore(options.directory, { sync: options.syncBlocks === true })
+      try {
+        await levelDatastore.open()
+      } catch (err) {
+        await diskBlockstore.close().catch(() => {})
+        throw err
+      }
     } catch (err) {
       await levelDatastore.close().catch(() => {})
       throw new StoreError(`cannot open storage in ${options.directory}: ${(err as Error).message}`, { cause: err })
     }
-    blockstore = fsBlockstore
+    blockstore = diskBlockstore
     datastore = levelDatastore
     // libp2p (its peer store, kad-dht) writes through a wrapper that spares LevelDB its rewrites of
     // unchanged peer entries and of the record just stored. helia, @helia/ipns and the hub use the
@@ -242,7 +257,7 @@ export async function createHeliaNode (options: HeliaNodeOptions = {}): Promise<
     close = async () => {
       await quiet.close().catch(() => {})
       await levelDatastore.close()
-      await fsBlockstore.close()
+      await diskBlockstore.close()
     }
   } else {
     blockstore = new MemoryBlockstore()
