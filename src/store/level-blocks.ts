@@ -10,7 +10,7 @@ import { access, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { FsBlockstore } from 'blockstore-fs'
 import { LevelBlockstore } from 'blockstore-level'
-import { base32upper } from 'multiformats/bases/base32'
+import { base64url } from 'multiformats/bases/base64'
 import type { CID } from 'multiformats/cid'
 import type { AbortOptions } from './interface.js'
 
@@ -35,7 +35,9 @@ interface LevelHandle {
  */
 export class DiskBlockstore extends LevelBlockstore {
   constructor (path: string, private readonly sync: boolean) {
-    super(path)
+    // base64url keys: 46 characters for a sha2-256 multihash where base32 takes 56, and every
+    // block's key is in LevelDB's log and tables (~9 blocks a single-key update)
+    super(path, { base: base64url })
   }
 
   override async put (cid: CID, bytes: Parameters<LevelBlockstore['put']>[1], options?: AbortOptions): Promise<CID> {
@@ -46,9 +48,9 @@ export class DiskBlockstore extends LevelBlockstore {
   }
 }
 
-/** blockstore-level's key for a block: `/` and the base32 (upper case) of its multihash, as go-ipfs's flatfs names them. */
+/** The key of a block, as blockstore-level writes it with the base given above: `/` and the base64url multibase of its multihash. */
 export function blockKey (cid: CID): string {
-  return `/${base32upper.encode(cid.multihash.bytes)}`
+  return `/${base64url.encode(cid.multihash.bytes)}`
 }
 
 /**
