@@ -10,8 +10,8 @@
  * stays: the same sums over copies of the folders in which every LevelDB was compacted (its log
  * written out as tables, overwritten records dropped) and every journal rewritten whole, as both
  * do by themselves over a longer run. And the bytes
- * the file system allocates for the same files (one file per block in blockstore-fs: each at least
- * one file-system block).
+ * the file system allocates for the same files (blocks and datastores are LevelDB: its log and
+ * tables; earlier versions kept one file per block, each at least one file-system block).
  *
  * Run after a build: `node dist/bench/disk.js`. Environment: BENCH_SIZES (default `10000,100000`),
  * BENCH_UPDATES.

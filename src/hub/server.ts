@@ -80,7 +80,7 @@ export interface HubOptions extends HubAppOptions, HubConnectionOptions {
   /** HTTP port; 0 picks a free one (read it from the returned `url`). @default DEFAULT_PORT (8787) */
   port?: number
   /**
-   * Where blocks (`<directory>/blocks`) and the LevelDB datastore (`<directory>/datastore`: records,
+   * Where the blocks (`<directory>/blockstore`, LevelDB) and the LevelDB datastore (`<directory>/datastore`: records,
    * the address index, Next.ID chains, the node's peer key) live. `false` keeps everything in memory.
    *
    * @default DEFAULT_DIRECTORY ('./data')

@@ -18,6 +18,8 @@ import type { AbortOptions } from './interface.js'
 export const BLOCKS_FOLDER = 'blockstore'
 export const LEGACY_BLOCKS_FOLDER = 'blocks'
 
+/** Table files the blocks' LevelDB keeps open at most. */
+const MAX_OPEN_TABLES = 256
 /** Blocks moved from the legacy folder per batch. */
 const MOVE_BATCH = 256
 
@@ -36,8 +38,10 @@ interface LevelHandle {
 export class DiskBlockstore extends LevelBlockstore {
   constructor (path: string, private readonly sync: boolean) {
     // base64url keys: 46 characters for a sha2-256 multihash where base32 takes 56, and every
-    // block's key is in LevelDB's log and tables (~9 blocks a single-key update)
-    super(path, { base: base64url })
+    // block's key is in LevelDB's log and tables (~9 blocks a single-key update). LevelDB keeps up
+    // to `maxOpenFiles` tables open (1 000 by default, ~2 MB each): capped, so that a hub holding
+    // gigabytes of blocks leaves its file descriptors to its connections.
+    super(path, { base: base64url, maxOpenFiles: MAX_OPEN_TABLES })
   }
 
   override async put (cid: CID, bytes: Parameters<LevelBlockstore['put']>[1], options?: AbortOptions): Promise<CID> {
