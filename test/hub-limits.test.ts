@@ -21,12 +21,14 @@ import { groupAddress } from '../src/hub/client.js'
 import { forEachLink } from '../src/hub/walk.js'
 import { putDurably } from '../src/hub/durable.js'
 import { DiskBlockstore, openDiskBlockstore } from '../src/store/level-blocks.js'
+import type { LegacyMove } from '../src/store/level-blocks.js'
+import { NextToLast } from 'blockstore-fs/sharding'
 import { decodeLanded, encodeLanded, HubStorage, LANDED_PREFIX } from '../src/hub/storage.js'
 import type { Landed } from '../src/hub/storage.js'
 import { MemoryDatastore } from 'datastore-core'
 import { Key } from 'interface-datastore'
 import { decodeRoot, encodeRoot, verifyOwner } from '../src/space/root.js'
-import { cborBlock, encodeCar, rawBlock } from '../src/store/blocks.js'
+import { MAX_BLOCK_BYTES, cborBlock, encodeCar, rawBlock } from '../src/store/blocks.js'
 import { hubStore } from '../src/store/hub.js'
 import { createRecord, nameOfKey } from '../src/store/record.js'
 import { generateKeyPair } from '@libp2p/crypto/keys'
@@ -811,31 +813,72 @@ describe('durable writes', () => {
     }
   })
 
-  it('moves the blocks an earlier version kept as files into LevelDB, then removes their folder', async () => {
+  it('moves the blocks an earlier version kept as files into LevelDB, drops files that are not their block, then removes the folder', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'userspace-move-'))
     try {
       const legacy = new FsBlockstore(join(dir, 'blocks'))
       await legacy.open()
       const blocks = await Promise.all([new Uint8Array([1]), new Uint8Array(300 * 1024).fill(9), new Uint8Array([2, 3])].map(rawBlock))
       const tree = await cborBlock([blocks[0]!.cid])
-      for (const b of [...blocks, tree]) await legacy.put(b.cid, b.bytes)
+      const torn = await rawBlock(new Uint8Array(5000).fill(4))
+      for (const b of [...blocks, tree, torn]) await legacy.put(b.cid, b.bytes)
       await legacy.close()
-      const store = await openDiskBlockstore(dir, { sync: false })
+      // a power cut after blockstore-fs's rename: the file is there, its bytes are not all written
+      const { dir: shard, file } = new NextToLast().encode(torn.cid)
+      await writeFile(join(dir, 'blocks', shard, file), new Uint8Array(1000).fill(4))
+      // a temporary file left mid-write, and a name that is no multihash
+      await writeFile(join(dir, 'blocks', shard, `.${file}.tmp`), new Uint8Array([1]))
+      await writeFile(join(dir, 'blocks', shard, 'NOTAHASH.data'), new Uint8Array([1]))
+      // over the block limit: not read at all
+      const huge = await rawBlock(new Uint8Array(MAX_BLOCK_BYTES + 1).fill(5))
+      const hugeAt = new NextToLast().encode(huge.cid)
+      await mkdir(join(dir, 'blocks', hugeAt.dir), { recursive: true })
+      await writeFile(join(dir, 'blocks', hugeAt.dir, hugeAt.file), huge.bytes)
+      const moves: LegacyMove[] = []
+      const store = await openDiskBlockstore(dir, { sync: false, onMove: m => { moves.push(m) } })
       try {
+        expect(moves).toEqual([{ moved: 4, dropped: 4 }])
         for (const b of [...blocks, tree]) {
           const chunks: Uint8Array[] = []
           for await (const chunk of store.get(b.cid)) chunks.push(chunk)
           expect(Buffer.concat(chunks)).toEqual(Buffer.from(b.bytes))
         }
+        expect(await store.has(torn.cid)).toBe(false)
+        expect(await store.has(huge.cid)).toBe(false)
         await expect(stat(join(dir, 'blocks'))).rejects.toMatchObject({ code: 'ENOENT' })
       } finally {
         await store.close()
       }
       // opened again: nothing left to move, everything still there
-      const again = await openDiskBlockstore(dir, { sync: false })
+      const again = await openDiskBlockstore(dir, { sync: false, onMove: m => { moves.push(m) } })
       expect(await again.has(tree.cid)).toBe(true)
+      expect(moves).toHaveLength(1)
       await again.close()
     } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('deletes blocks with sync: true when asked, one by one and in batches', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'userspace-del-'))
+    const store = new DiskBlockstore(join(dir, 'b'), true)
+    try {
+      await store.open()
+      const calls: string[] = []
+      for (const method of ['del', 'batch'] as const) {
+        const original = (store.db as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>)[method]!.bind(store.db)
+        ;(store.db as unknown as Record<string, unknown>)[method] = async (...args: unknown[]) => { calls.push(`${method} ${String((args[args.length - 1] as { sync?: boolean } | undefined)?.sync)}`); return original(...args) }
+      }
+      const blocks = await Promise.all(Array.from({ length: 300 }, async (_, i) => rawBlock(new Uint8Array([i & 255, i >> 8]))))
+      for (const b of blocks) await store.put(b.cid, b.bytes)
+      await store.delete(blocks[0]!.cid)
+      const deleted: string[] = []
+      for await (const cid of store.deleteMany(blocks.slice(1).map(b => b.cid))) deleted.push(cid.toString())
+      expect(deleted).toEqual(blocks.slice(1).map(b => b.cid.toString()))
+      expect(calls).toEqual(['del true', 'batch true', 'batch true'])
+      for (const b of blocks) expect(await store.has(b.cid)).toBe(false)
+    } finally {
+      await store.close()
       await rm(dir, { recursive: true, force: true })
     }
   })

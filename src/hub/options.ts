@@ -171,7 +171,7 @@ export interface HubLimits {
    */
   maxCarStreamsPerClient?: number
   /**
-   * Bytes (disk cost: at least 4 KiB a block) a client may have uploaded that no accepted record
+   * Bytes (each block charged its size, at least 4 KiB: see MIN_BLOCK_COST_BYTES) a client may have uploaded that no accepted record
    * references yet; an upload over it is a 413. Referenced blocks count against their name's quota
    * instead; unreferenced ones are collected after `gcGraceMs`.
    *
@@ -185,7 +185,8 @@ export interface HubLimits {
    */
   maxPendingBytes?: number
   /**
-   * The hub's storage budget: disk (at least 4 KiB a block) the API's blocks may fill. An upload
+   * The hub's storage budget: what the API's blocks may be charged (each its size, at least 4 KiB;
+   * on disk a small block takes less, so the budget is conservative). An upload
    * over it is a 507 until garbage collection frees space.
    *
    * @default DEFAULT_MAX_STORAGE_BYTES (10 GiB)

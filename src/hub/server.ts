@@ -34,6 +34,7 @@ import type { RecordInfo } from '../store/record.js'
 import type { HeliaNode } from '../store/helia-node.js'
 import type { HubRecordStore } from './record-store.js'
 import type { ComponentLogger, Logger } from '../logger.js'
+import type { LegacyMove } from '../store/level-blocks.js'
 import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { MultihashDigest } from 'multiformats/hashes/interface'
@@ -423,18 +424,22 @@ function isRunning (pid: number): boolean {
  * last time (if those ports are free), and the bound addresses are saved for next time.
  */
 async function startNode (directory: string | undefined, listen: string[] | undefined, log: Logger, heldRecord: (routingKey: Uint8Array) => Promise<Uint8Array | undefined>, syncBlocks: boolean): Promise<HeliaNode> {
-  if (listen !== undefined || directory === undefined) return createHeliaNode({ directory, listen, dhtServer: true, pubsub: 'gossipsub', heldRecord, syncBlocks })
+  const onBlocksMoved = (move: LegacyMove): void => {
+    log('moved %d blocks from blocks/ (one file per block) into blockstore/ (LevelDB); dropped %d files that were unreadable or did not hash to their name', move.moved, move.dropped)
+  }
+  const storage = { dhtServer: true, pubsub: 'gossipsub' as const, heldRecord, syncBlocks, onBlocksMoved }
+  if (listen !== undefined || directory === undefined) return createHeliaNode({ directory, listen, ...storage })
   const file = join(directory, LISTEN_FILE)
   const saved = await readFile(file, 'utf8').then(text => JSON.parse(text) as unknown, () => undefined)
   let node: HeliaNode | undefined
   if (Array.isArray(saved) && saved.length > 0 && saved.every(a => typeof a === 'string')) {
     try {
-      node = await createHeliaNode({ directory, listen: saved, dhtServer: true, pubsub: 'gossipsub', heldRecord, syncBlocks })
+      node = await createHeliaNode({ directory, listen: saved, ...storage })
     } catch (err) {
       log('libp2p: cannot listen on the previous addresses (%s); picking new ports, so the multiaddrs change', (err as Error).message)
     }
   }
-  node ??= await createHeliaNode({ directory, listen: [...DEFAULT_LISTEN], dhtServer: true, pubsub: 'gossipsub', heldRecord, syncBlocks })
+  node ??= await createHeliaNode({ directory, listen: [...DEFAULT_LISTEN], ...storage })
   // The bound addresses without the /p2p/<id> suffix, e.g. /ip4/127.0.0.1/tcp/40123/ws.
   const bound = node.libp2p.getMultiaddrs().map(a => a.decapsulateCode(P2P_CODE).toString())
   await writeFile(`${file}.tmp`, JSON.stringify(bound) + '\n')

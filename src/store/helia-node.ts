@@ -35,7 +35,7 @@ import { flatText } from '../crypto/bytes.js'
 import { createHeliaLight, withBitswap } from './helia-core.js'
 import { quietDatastore } from './helia-datastore.js'
 import { openDiskBlockstore } from './level-blocks.js'
-import type { DiskBlockstore } from './level-blocks.js'
+import type { DiskBlockstore, LegacyMove } from './level-blocks.js'
 import { MAX_DHT_REQUEST_BYTES, MAX_DHT_RESPONSE_BYTES, guardedOpener, guardedRegistrar } from './dht-guard.js'
 import { withLibp2p } from './helia-libp2p.js'
 import { BITSWAP_PROTOCOL, PendingBytes, bitswapRate, limitBitswapEntries } from './bitswap-guard.js'
@@ -110,6 +110,9 @@ export interface HeliaNodeOptions {
    * @default false
    */
   syncBlocks?: boolean
+
+  /** Hears what opening moved from a legacy `<directory>/blocks` folder, when there was one. */
+  onBlocksMoved?(move: LegacyMove): void
 
   /**
    * libp2p listen multiaddrs. Port 0 picks a free port; read the bound addresses from
@@ -236,7 +239,7 @@ export async function createHeliaNode (options: HeliaNodeOptions = {}): Promise<
     const levelDatastore = new LevelDatastore(join(options.directory, 'datastore'))
     let diskBlockstore: DiskBlockstore
     try {
-      diskBlockstore = await openDiskBlockstore(options.directory, { sync: options.syncBlocks === true })
+      diskBlockstore = await openDiskBlockstore(options.directory, { sync: options.syncBlocks === true, onMove: options.onBlocksMoved })
       try {
         await levelDatastore.open()
       } catch (err) {

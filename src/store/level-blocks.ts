@@ -6,11 +6,14 @@
  * that writes ~3.4 KB of blocks took ~37 KiB of disk (`node dist/bench/disk.js`). LevelDB packs them
  * into its log and tables, so the disk taken is about the bytes written.
  */
-import { access, rm } from 'node:fs/promises'
+import { readFile, readdir, rm, stat } from 'node:fs/promises'
 import { join } from 'node:path'
-import { FsBlockstore } from 'blockstore-fs'
 import { LevelBlockstore } from 'blockstore-level'
+import { base32upper } from 'multiformats/bases/base32'
 import { base64url } from 'multiformats/bases/base64'
+import { equals } from 'multiformats/bytes'
+import { sha256 } from 'multiformats/hashes/sha2'
+import { MAX_BLOCK_BYTES } from './blocks.js'
 import type { CID } from 'multiformats/cid'
 import type { AbortOptions } from './interface.js'
 
@@ -18,15 +21,22 @@ import type { AbortOptions } from './interface.js'
 export const BLOCKS_FOLDER = 'blockstore'
 export const LEGACY_BLOCKS_FOLDER = 'blocks'
 
+/** Deletes per synced batch. */
+const DELETE_BATCH = 256
 /** Table files the blocks' LevelDB keeps open at most. */
 const MAX_OPEN_TABLES = 256
-/** Blocks moved from the legacy folder per batch. */
-const MOVE_BATCH = 256
+/** Blocks moved from the legacy folder per batch, at most, and bytes. */
+const MOVE_BATCH_BLOCKS = 256
+const MOVE_BATCH_BYTES = 8 * 1024 * 1024
+/** blockstore-fs's file names: the base32 (upper case) multihash and this. */
+const LEGACY_EXTENSION = '.data'
 
 /** The classic-level handle blockstore-level keeps as `db`. */
 interface LevelHandle {
   put(key: string, value: Uint8Array, options: { sync: boolean }): Promise<void>
-  batch(ops: Array<{ type: 'put', key: string, value: Uint8Array }>, options: { sync: boolean }): Promise<void>
+  del(key: string, options: { sync: boolean }): Promise<void>
+  has(key: string): Promise<boolean>
+  batch(ops: Array<{ type: 'put', key: string, value: Uint8Array } | { type: 'del', key: string }>, options: { sync: boolean }): Promise<void>
 }
 
 /**
@@ -45,54 +55,55 @@ export class DiskBlockstore extends LevelBlockstore {
   }
 
   override async put (cid: CID, bytes: Parameters<LevelBlockstore['put']>[1], options?: AbortOptions): Promise<CID> {
-    if (!this.sync || !(bytes instanceof Uint8Array)) return super.put(cid, bytes, options)
+    if (!this.sync) return super.put(cid, bytes, options)
     options?.signal?.throwIfAborted()
-    await (this.db as unknown as LevelHandle).put(blockKey(cid), bytes, { sync: true })
+    await this.level.put(blockKey(cid), bytes instanceof Uint8Array ? bytes : await collect(bytes), { sync: true })
     return cid
   }
-}
 
-/** The key of a block, as blockstore-level writes it with the base given above: `/` and the base64url multibase of its multihash. */
-export function blockKey (cid: CID): string {
-  return `/${base64url.encode(cid.multihash.bytes)}`
-}
-
-/**
- * Opens the blocks of a node's `directory`, moving any that an earlier version kept as files in
- * `blocks/` into the LevelDB first (fsynced), then removing that folder. A move cut short (a crash)
- * is taken up again at the next open: copying a block twice writes the same bytes.
- */
-export async function openDiskBlockstore (directory: string, options: { sync: boolean }): Promise<DiskBlockstore> {
-  const store = new DiskBlockstore(join(directory, BLOCKS_FOLDER), options.sync)
-  await store.open()
-  try {
-    await moveLegacyBlocks(directory, store)
-  } catch (err) {
-    await store.close().catch(() => {})
-    throw err
+  /**
+   * Deletes are synced too (garbage collection): a delete lost in a crash after the hub forgot the
+   * block would leave it on disk, charged to no one and never collected.
+   */
+  override async delete (cid: CID, options?: AbortOptions): Promise<void> {
+    if (!this.sync) return super.delete(cid, options)
+    options?.signal?.throwIfAborted()
+    await this.level.del(blockKey(cid), { sync: true })
   }
-  return store
-}
 
-async function moveLegacyBlocks (directory: string, store: DiskBlockstore): Promise<void> {
-  const legacyPath = join(directory, LEGACY_BLOCKS_FOLDER)
-  if (!await access(legacyPath).then(() => true, () => false)) return
-  const legacy = new FsBlockstore(legacyPath)
-  await legacy.open()
-  const db = store.db as unknown as LevelHandle
-  try {
-    let batch: Array<{ type: 'put', key: string, value: Uint8Array }> = []
-    for await (const { cid, bytes } of legacy.getAll()) {
-      const chunks: Uint8Array[] = []
-      for await (const chunk of bytes) chunks.push(chunk)
-      batch.push({ type: 'put', key: blockKey(cid), value: chunks.length === 1 ? chunks[0] as Uint8Array : concat(chunks) })
-      if (batch.length >= MOVE_BATCH) { await db.batch(batch, { sync: true }); batch = [] }
+  /** As `delete`, in synced batches of up to 256 (one fsync each). */
+  override async * deleteMany (source: Parameters<LevelBlockstore['deleteMany']>[0], options?: AbortOptions): AsyncGenerator<CID> {
+    if (!this.sync) { yield * super.deleteMany(source, options); return }
+    let cids: CID[] = []
+    const flush = async (): Promise<CID[]> => {
+      const done = cids
+      cids = []
+      if (done.length > 0) await this.level.batch(done.map(cid => ({ type: 'del' as const, key: blockKey(cid) })), { sync: true })
+      return done
     }
-    if (batch.length > 0) await db.batch(batch, { sync: true })
-  } finally {
-    await legacy.close()
+    for await (const cid of source) {
+      options?.signal?.throwIfAborted()
+      cids.push(cid)
+      if (cids.length >= DELETE_BATCH) yield * await flush()
+    }
+    yield * await flush()
   }
-  await rm(legacyPath, { recursive: true, force: true })
+
+  /** Whether a block is held, without reading it (blockstore-level reads the whole value). */
+  override async has (cid: CID, options?: AbortOptions): Promise<boolean> {
+    options?.signal?.throwIfAborted()
+    return this.level.has(blockKey(cid))
+  }
+
+  private get level (): LevelHandle {
+    return this.db as unknown as LevelHandle
+  }
+}
+
+async function collect (chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): Promise<Uint8Array> {
+  const parts: Uint8Array[] = []
+  for await (const chunk of chunks) parts.push(chunk)
+  return parts.length === 1 ? parts[0] as Uint8Array : concat(parts)
 }
 
 function concat (chunks: Uint8Array[]): Uint8Array {
@@ -100,4 +111,98 @@ function concat (chunks: Uint8Array[]): Uint8Array {
   let at = 0
   for (const c of chunks) { out.set(c, at); at += c.byteLength }
   return out
+}
+
+/** The key of a block, as blockstore-level writes it with the base given above: `/` and the base64url multibase of its multihash. */
+export function blockKey (cid: CID): string {
+  return `/${base64url.encode(cid.multihash.bytes)}`
+}
+
+/** What opening moved from the legacy folder: blocks moved, and files dropped (unreadable, or not the block their name says). */
+export interface LegacyMove {
+  moved: number
+  dropped: number
+}
+
+/**
+ * Opens the blocks of a node's `directory`, moving any that an earlier version kept as files in
+ * `blocks/` into the LevelDB first, then removing that folder (`onMove` hears what was moved). Each
+ * file is checked against the sha2-256 digest its name carries: blockstore-fs renamed its files
+ * into place without an fsync, so a power cut may have left one empty or torn, and a block kept
+ * here is taken as held (an upload of it is not stored again). Files that fail are dropped. Blocks
+ * go over in fsynced batches of at most 256 blocks or 8 MiB, each batch's files deleted once it is
+ * on disk, so the move needs little more room than the blocks; a move cut short (a crash) resumes
+ * at the next open.
+ */
+export async function openDiskBlockstore (directory: string, options: { sync: boolean, onMove?: (move: LegacyMove) => void }): Promise<DiskBlockstore> {
+  const store = new DiskBlockstore(join(directory, BLOCKS_FOLDER), options.sync)
+  await store.open()
+  try {
+    const move = await moveLegacyBlocks(join(directory, LEGACY_BLOCKS_FOLDER), store)
+    if (move !== undefined) options.onMove?.(move)
+  } catch (err) {
+    await store.close().catch(() => {})
+    throw err
+  }
+  return store
+}
+
+async function moveLegacyBlocks (legacyPath: string, store: DiskBlockstore): Promise<LegacyMove | undefined> {
+  let shards
+  try {
+    shards = await readdir(legacyPath, { withFileTypes: true })
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    throw err
+  }
+  const db = store.db as unknown as LevelHandle
+  const move: LegacyMove = { moved: 0, dropped: 0 }
+  let batch: Array<{ type: 'put', key: string, value: Uint8Array }> = []
+  let files: string[] = []
+  let bytes = 0
+  const commit = async (): Promise<void> => {
+    if (batch.length > 0) await db.batch(batch, { sync: true })
+    for (const file of files) await rm(file, { force: true })
+    move.moved += batch.length
+    batch = []
+    files = []
+    bytes = 0
+  }
+  for (const shard of shards) {
+    if (!shard.isDirectory()) continue
+    const shardPath = join(legacyPath, shard.name)
+    for (const name of await readdir(shardPath)) {
+      const file = join(shardPath, name)
+      const block = await legacyBlock(file, name)
+      if (block === undefined) { move.dropped++; continue }
+      batch.push({ type: 'put', key: `/${base64url.encode(block.multihash)}`, value: block.bytes })
+      files.push(file)
+      bytes += block.bytes.byteLength
+      if (batch.length >= MOVE_BATCH_BLOCKS || bytes >= MOVE_BATCH_BYTES) await commit()
+    }
+  }
+  await commit()
+  await rm(legacyPath, { recursive: true, force: true })
+  return move
+}
+
+/** A legacy block file's multihash and bytes, when its name is `<base32 sha2-256 multihash>.data` and its bytes hash to it. */
+async function legacyBlock (file: string, name: string): Promise<{ multihash: Uint8Array, bytes: Uint8Array } | undefined> {
+  if (!name.endsWith(LEGACY_EXTENSION)) return undefined
+  let multihash: Uint8Array
+  try {
+    multihash = base32upper.decode(name.slice(0, -LEGACY_EXTENSION.length))
+  } catch {
+    return undefined
+  }
+  if (multihash.length !== 34 || multihash[0] !== sha256.code || multihash[1] !== 32) return undefined
+  let bytes: Uint8Array
+  try {
+    if ((await stat(file)).size > MAX_BLOCK_BYTES) return undefined
+    bytes = await readFile(file)
+  } catch {
+    return undefined
+  }
+  const digest = await sha256.digest(bytes)
+  return equals(digest.bytes, multihash) ? { multihash, bytes } : undefined
 }
