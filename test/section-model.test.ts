@@ -9,7 +9,8 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { entrySize, keyText, wins } from '../src/space/entries.js'
-import { KEEP_LINES_FROM, PrivateSection } from '../src/space/section.js'
+import { KEEP_LINES, PrivateSection } from '../src/space/section.js'
+import type { KeepLines } from '../src/space/section.js'
 import type { CID } from 'multiformats/cid'
 import type { Entry } from '../src/space/entries.js'
 
@@ -27,8 +28,8 @@ function getter (blocks: Map<string, Uint8Array>): (cid: CID) => Promise<Uint8Ar
   }
 }
 
-/** Sections whose buckets keep their lines from `keep` entries (1: every bucket, so that the model reaches edited lines). */
-const sections = (keep: number) => (): PrivateSection => new PrivateSection(DATA_KEY, BUCKET_KEY, NAME, keep)
+/** Sections whose buckets keep their lines as `keep` says (every bucket: so that the model reaches edited lines). */
+const sections = (keep: KeepLines) => (): PrivateSection => new PrivateSection(DATA_KEY, BUCKET_KEY, NAME, keep)
 
 type Op =
   | { t: 'write', d: number, k: number, big: boolean, tomb: boolean }
@@ -73,7 +74,7 @@ function entriesOf (s: PrivateSection): Model {
 }
 
 describe('private section: a model of two devices', () => {
-  it.each([KEEP_LINES_FROM, 1])('every version published holds what its device held, and opened lazily gives the counts of a full read (buckets of %i entries or more keep their lines)', async (keep) => {
+  it.each([{ what: 'as by default', keep: KEEP_LINES }, { what: 'every bucket', keep: { buckets: 1, entries: 1 } }])('every version published holds what its device held, and opened lazily gives the counts of a full read (lines kept: $what)', async ({ keep }) => {
     const fresh = sections(keep)
     await fc.assert(fc.asyncProperty(fc.array(opArb, { maxLength: 60, minLength: 10 }), async (ops) => {
       const blocks = new Map<string, Uint8Array>()

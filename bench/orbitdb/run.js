@@ -33,7 +33,6 @@ import { identify } from '@libp2p/identify'
 import { kadDHT, passthroughMapper } from '@libp2p/kad-dht'
 import { ping } from '@libp2p/ping'
 import { tcp } from '@libp2p/tcp'
-import { FsBlockstore } from 'blockstore-fs'
 import { LevelDatastore } from 'datastore-level'
 import * as dagCbor from '@ipld/dag-cbor'
 import { createHeliaLight } from 'helia'
@@ -41,6 +40,7 @@ import { ipnsSelector } from 'ipns/selector'
 import { ipnsValidator } from 'ipns/validator'
 import { fileState, openSpace, privateKeySigner } from '../../dist/src/index.js'
 import { heliaStore } from '../../dist/src/store/helia.js'
+import { DiskBlockstore } from '../../dist/src/store/level-blocks.js'
 import { BITSWAP_DEBOUNCE_MS, quietDatastore } from '../../dist/src/store/helia-node.js'
 
 let createOrbitDB, gossipsub
@@ -167,14 +167,15 @@ const stoppers = []
 
 /**
  * A helia node like OrbitDB's test nodes and UserSpace's own: TCP, noise, yamux, identify, bitswap
- * (batching as createHeliaNode does), gossipsub, stores on disk (LevelDB under createHeliaNode's
- * quietDatastore), and (unless `dht` is false) the LAN DHT that UserSpace needs for IPNS.
+ * (batching as createHeliaNode does), gossipsub, stores on disk (blocks in LevelDB as createHeliaNode
+ * keeps them; the datastore in LevelDB under createHeliaNode's quietDatastore), and (unless `dht` is false) the LAN DHT that UserSpace needs for IPNS.
  * OrbitDB's own test nodes run no DHT; its cold open runs on such a node, since with a DHT every
  * missing block also starts a provider lookup (on this machine kind, under load, 113 ms a block
  * fetched one by one against 72 ms without).
  */
 async function startNode (dir, peers = [], { dht = true } = {}) {
-  const blockstore = new FsBlockstore(join(dir, 'blocks'))
+  // blocks in LevelDB, as createHeliaNode keeps them (and as OrbitDB's own storage does)
+  const blockstore = new DiskBlockstore(join(dir, 'blockstore'), false)
   const level = new LevelDatastore(join(dir, 'datastore'))
   await blockstore.open()
   await level.open()

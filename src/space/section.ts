@@ -39,12 +39,21 @@ export const TARGET_BUCKET_BYTES = 1536
  */
 export const MIN_BUCKET_PADDED_BYTES = 512
 /**
- * Buckets of at least this many entries keep their lines between publishes (see PrivateSection.lines):
- * a smaller one costs about as little to write whole (a 10-key space's `set` was ~3 µs slower
- * keeping them, measured side by side in one-off runs).
- * @default 16
+ * Which buckets keep their lines between publishes (see PrivateSection.lines): those of a layout of
+ * at least `buckets` buckets (by default only at the cap, MAX_BUCKETS, where buckets stop splitting
+ * and grow with the space) holding at least `entries` entries. Below the cap a bucket averages
+ * under TARGET_BUCKET_BYTES and costs little to write whole: side by side in one-off runs, keeping
+ * lines gained nothing measurable at 10 000 and 30 000 keys, cost ~3 µs a
+ * `set` at 10 keys, and added about a bucket's text per bucket to the heap; at 100 000 keys it saved
+ * ~20 µs of ~160.
  */
-export const KEEP_LINES_FROM = 16
+export interface KeepLines {
+  /** @default MAX_BUCKETS */
+  buckets: number
+  /** @default 16 */
+  entries: number
+}
+export const KEEP_LINES: Readonly<KeepLines> = Object.freeze({ buckets: MAX_BUCKETS, entries: 16 })
 
 interface Slot extends Entry {
   /** private section: the bucket holding the key under the current count; -1 before it is placed */
@@ -305,10 +314,9 @@ export class PrivateSection extends Section {
   private readonly mac: ReturnType<typeof hmac.create>
 
   /**
-   * @param keepLinesFrom buckets of at least this many entries keep their lines between publishes
-   * (see `lines`) @default KEEP_LINES_FROM
+   * @param keepLines which buckets keep their lines between publishes (see `lines`) @default KEEP_LINES
    */
-  constructor (private readonly dataKey: Uint8Array, bucketKey: Uint8Array, private readonly name: string, private readonly keepLinesFrom = KEEP_LINES_FROM) {
+  constructor (private readonly dataKey: Uint8Array, bucketKey: Uint8Array, private readonly name: string, private readonly keepLines: Readonly<KeepLines> = KEEP_LINES) {
     super()
     // The keyed hash with its key already absorbed: each key then costs two SHA-256 blocks, not four.
     this.mac = hmac.create(sha256, bucketKey)
@@ -432,8 +440,7 @@ export class PrivateSection extends Section {
     }
     if (kept === undefined) {
       kept = bucketLines((this.members[bucket] as string[]).map(key => [key, this.entries.get(key) as Slot]))
-      // A small bucket costs less to write whole than to edit (measured at 10 lines).
-      if (kept.lines >= this.keepLinesFrom) this.lines.set(bucket, kept)
+      if (this.count >= this.keepLines.buckets && kept.lines >= this.keepLines.entries) this.lines.set(bucket, kept)
       else this.lines.delete(bucket)
     }
     return bucketLinesText(kept, totals)
