@@ -859,7 +859,7 @@ describe('durable writes', () => {
     }
   })
 
-  it('deletes blocks with sync: true when asked, one by one and in batches', async () => {
+  it('puts and deletes blocks in batches, with sync: true when asked', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'userspace-del-'))
     const store = new DiskBlockstore(join(dir, 'b'), true)
     try {
@@ -870,7 +870,12 @@ describe('durable writes', () => {
         ;(store.db as unknown as Record<string, unknown>)[method] = async (...args: unknown[]) => { calls.push(`${method} ${String((args[args.length - 1] as { sync?: boolean } | undefined)?.sync)}`); return original(...args) }
       }
       const blocks = await Promise.all(Array.from({ length: 300 }, async (_, i) => rawBlock(new Uint8Array([i & 255, i >> 8]))))
-      for (const b of blocks) await store.put(b.cid, b.bytes)
+      const put: string[] = []
+      for await (const cid of store.putMany(blocks.map(b => ({ cid: b.cid, bytes: b.bytes })))) put.push(cid.toString())
+      expect(put).toEqual(blocks.map(b => b.cid.toString()))
+      expect(calls).toEqual(['batch true', 'batch true'])
+      for (const b of blocks) expect(await store.has(b.cid)).toBe(true)
+      calls.length = 0
       await store.delete(blocks[0]!.cid)
       const deleted: string[] = []
       for await (const cid of store.deleteMany(blocks.slice(1).map(b => b.cid))) deleted.push(cid.toString())
