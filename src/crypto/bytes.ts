@@ -65,3 +65,33 @@ export function fromBase64 (text: string, what = 'base64'): Uint8Array {
   for (let i = 0; i < binary.length; i++) out[i] = binary.charCodeAt(i)
   return out
 }
+
+/** Chunk size, and the largest length cut from a chunk (longer ones get arrays of their own). */
+const CHUNK_BYTES = 16 * 1024
+const MAX_CUT_BYTES = 2 * 1024
+let chunk: Uint8Array | undefined
+let chunkAt = 0
+/**
+ * Cutting is for Node only. A browser stores blocks in IndexedDB, whose structured clone keeps a
+ * view's whole buffer (a 165-byte node cut from a chunk would be stored as 16 KiB).
+ */
+const cutting = typeof (globalThis as { process?: { getBuiltinModule?: unknown } }).process?.getBuiltinModule === 'function'
+
+/**
+ * A zeroed byte array of `length` for a block a publish writes (an index node, the current node,
+ * the root, the record), cut in Node from a shared 16 KiB chunk. Each array over 64 bytes is an
+ * allocation outside V8's heap, which V8 also counts as external memory pressure: a `set` of a
+ * 10 000-key space made ~10 of them, and cutting the index nodes alone from chunks moved its median
+ * from 131–144 µs to 103–116 µs in alternated one-off runs (the p25 moved 3 µs: the cost showed up
+ * as collections). A chunk lives while any block cut from it does; blocks of one publish share one.
+ */
+export function blockBytes (length: number): Uint8Array {
+  if (!cutting || length > MAX_CUT_BYTES) return new Uint8Array(length)
+  if (chunk === undefined || chunkAt + length > CHUNK_BYTES) {
+    chunk = new Uint8Array(CHUNK_BYTES)
+    chunkAt = 0
+  }
+  const out = chunk.subarray(chunkAt, chunkAt + length)
+  chunkAt += length
+  return out
+}

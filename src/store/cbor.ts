@@ -7,6 +7,7 @@
  * the caller falls back to `@ipld/dag-cbor`.
  */
 import { CID } from 'multiformats/cid'
+import { blockBytes } from '../crypto/bytes.js'
 
 const utf8 = new TextEncoder()
 /** Nesting beyond this goes to the full encoder, which has its own limits. */
@@ -40,7 +41,7 @@ let scratch = new Uint8Array(1024)
 export function encodeLinks (links: CID[]): Uint8Array {
   let size = headLength(links.length)
   for (const cid of links) size += 2 + headLength(cid.bytes.length + 1) + 1 + cid.bytes.length
-  const out = new Output(new Uint8Array(size))
+  const out = new Output(blockBytes(size))
   out.head(4, links.length)
   for (const cid of links) writeLink(out, cid)
   return out.written()
@@ -127,7 +128,9 @@ class Output {
   }
 
   bytes (): Uint8Array {
-    return this.buf.slice(0, this.at)
+    const out = blockBytes(this.at)
+    out.set(this.buf.subarray(0, this.at))
+    return out
   }
 
   /** The buffer itself, when it was given at its exact size. */

@@ -7,7 +7,7 @@
  * records from others as well.
  */
 import { systemClock } from '../clock.js'
-import { flatText } from '../crypto/bytes.js'
+import { blockBytes, flatText } from '../crypto/bytes.js'
 import { cidString } from './blocks.js'
 import type { Clock } from '../clock.js'
 import { multihashToIPNSRoutingKey, unmarshalIPNSRecord } from 'ipns'
@@ -131,7 +131,7 @@ export async function createRecord (key: PrivateKey, root: CID, sequence: number
   const signature = await key.sign(signed)
   // IpnsEntry protobuf, V2-only: signatureV2 = 8, data = 9 (bytes), in field order; an Ed25519 name
   // carries its public key, so there is no pubKey field (7).
-  const bytes = new Uint8Array(1 + varintLength(signature.length) + signature.length + 1 + varintLength(data.length) + data.length)
+  const bytes = blockBytes(1 + varintLength(signature.length) + signature.length + 1 + varintLength(data.length) + data.length)
   let at = 0
   bytes[at++] = 0x42
   at = writeVarint(bytes, at, signature.length)
@@ -161,8 +161,9 @@ const KEY_VALIDITY_TYPE = cborText('ValidityType')
  * integers in their shortest form. One buffer, so that the signature covers it without a copy.
  */
 function recordData (value: string, validity: string, sequence: number | bigint, ttl: Uint8Array): Uint8Array {
-  const valueBytes = utf8.encode(value)
-  const validityBytes = utf8.encode(validity)
+  // Value and Validity are ASCII (a path of base32 text, an RFC 3339 time): written as they are.
+  const valueBytes = asciiBytes(value)
+  const validityBytes = asciiBytes(validity)
   const parts = [
     SIGNATURE_PREFIX,
     MAP_OF_FIVE,
@@ -172,7 +173,18 @@ function recordData (value: string, validity: string, sequence: number | bigint,
     KEY_VALIDITY, cborHead(2, validityBytes.length), validityBytes,
     KEY_VALIDITY_TYPE, VALIDITY_TYPE_EOL
   ]
-  return concatBytes(parts)
+  return concatBytes(parts, blockBytes)
+}
+
+/** A string's bytes: one per character when it is ASCII (on V8's heap up to 64 bytes, no encoder call), else UTF-8. */
+function asciiBytes (text: string): Uint8Array | number[] {
+  const out = new Array<number>(text.length)
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (c > 0x7f) return utf8.encode(text)
+    out[i] = c
+  }
+  return out
 }
 
 const MAP_OF_FIVE = Uint8Array.of(0xa5)
@@ -220,10 +232,10 @@ function writeVarint (out: Uint8Array, at: number, n: number): number {
   return at
 }
 
-function concatBytes (parts: Uint8Array[]): Uint8Array {
+function concatBytes (parts: Array<Uint8Array | number[]>, alloc: (length: number) => Uint8Array = n => new Uint8Array(n)): Uint8Array {
   let length = 0
   for (const p of parts) length += p.length
-  const out = new Uint8Array(length)
+  const out = alloc(length)
   let at = 0
   for (const p of parts) { out.set(p, at); at += p.length }
   return out
