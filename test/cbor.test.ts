@@ -7,7 +7,7 @@ import * as dagCbor from '@ipld/dag-cbor'
 import fc from 'fast-check'
 import { CID } from 'multiformats/cid'
 import * as Digest from 'multiformats/hashes/digest'
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
 import { encodeDagCbor, encodeLinks } from '../src/store/cbor.js'
 import { cborBlock } from '../src/store/blocks.js'
 
@@ -70,3 +70,24 @@ describe('encodeDagCbor', () => {
     await expect(cborBlock({ a: undefined })).rejects.toThrow(/undefined/)
   })
 })
+
+describe('blockBytes', () => {
+  it('cuts block bytes from shared chunks in Node, and gives each its own buffer where IndexedDB exists (which would store a whole chunk)', async () => {
+    const load = async (): Promise<typeof import('../src/crypto/bytes.js')> => { vi.resetModules(); return import('../src/crypto/bytes.js') }
+    const plain = await load()
+    const a = plain.blockBytes(100)
+    const b = plain.blockBytes(100)
+    expect(a.buffer).toBe(b.buffer)
+    expect(a.buffer.byteLength).toBeGreaterThan(200)
+    expect(plain.blockBytes(4096).buffer.byteLength).toBe(4096)
+    ;(globalThis as { indexedDB?: unknown }).indexedDB = {}
+    try {
+      const browserLike = await load()
+      expect(browserLike.blockBytes(100).buffer.byteLength).toBe(100)
+    } finally {
+      delete (globalThis as { indexedDB?: unknown }).indexedDB
+      vi.resetModules()
+    }
+  })
+})
+

@@ -72,10 +72,12 @@ const MAX_CUT_BYTES = 2 * 1024
 let chunk: Uint8Array | undefined
 let chunkAt = 0
 /**
- * Cutting is for Node only. A browser stores blocks in IndexedDB, whose structured clone keeps a
- * view's whole buffer (a 165-byte node cut from a chunk would be stored as 16 KiB).
+ * Cutting is for Node without IndexedDB only. A browser (or an Electron renderer) stores blocks in
+ * IndexedDB, whose structured clone keeps a view's whole buffer: a 165-byte node cut from a chunk
+ * would be stored as 16 KiB.
  */
-const cutting = typeof (globalThis as { process?: { getBuiltinModule?: unknown } }).process?.getBuiltinModule === 'function'
+const cutting = typeof (globalThis as { process?: { getBuiltinModule?: unknown } }).process?.getBuiltinModule === 'function' &&
+  typeof (globalThis as { indexedDB?: unknown }).indexedDB === 'undefined'
 
 /**
  * A zeroed byte array of `length` for a block a publish writes (an index node, the current node,
