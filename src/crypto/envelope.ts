@@ -22,7 +22,12 @@ const LENGTH_BYTES = 4
  * another place in the index either).
  */
 export function associatedData (version: number, name: string, context?: string): Uint8Array {
-  return utf8(context === undefined ? `userspace/v${version}\u0000${name}` : `userspace/v${version}\u0000${name}\u0000${context}`)
+  return utf8(associatedDataText(version, name, context))
+}
+
+/** The text `associatedData` writes as UTF-8 (for callers that encode it into a buffer of their own). */
+export function associatedDataText (version: number, name: string, context?: string): string {
+  return context === undefined ? `userspace/v${version}\u0000${name}` : `userspace/v${version}\u0000${name}\u0000${context}`
 }
 
 /**

@@ -12,7 +12,7 @@ import * as dagCbor from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
 import * as json from 'multiformats/codecs/json'
 import { sha256 as sha256Hash } from 'multiformats/hashes/sha2'
-import { associatedData, open, padmeLength, seal } from '../crypto/envelope.js'
+import { associatedDataText, open, padmeLength, seal } from '../crypto/envelope.js'
 import { FORMAT_VERSION } from '../crypto/keys.js'
 import { fromUtf8, utf8 } from '../crypto/bytes.js'
 import { FormatError, TooLargeError } from '../errors.js'
@@ -54,6 +54,25 @@ export interface KeepLines {
   entries: number
 }
 export const KEEP_LINES: Readonly<KeepLines> = Object.freeze({ buckets: MAX_BUCKETS, entries: 16 })
+
+/**
+ * Buffers reused for bytes that are read at once and never kept (see `reusedUtf8`): a bucket's
+ * associated data and its plaintext on their way into `seal`. Each byte array over 64 bytes made
+ * for them would be an allocation outside V8's heap (see `blockBytes`).
+ */
+const AD_BUFFER = 0
+const TEXT_BUFFER = 1
+const reused = [new Uint8Array(256), new Uint8Array(4096)]
+const encoder = new TextEncoder()
+
+/** The UTF-8 of `text` in reused buffer `which`, valid until the next call for that buffer. */
+function reusedUtf8 (text: string, which: number): Uint8Array {
+  let buffer = reused[which] as Uint8Array
+  // UTF-8 takes at most 3 bytes per UTF-16 code unit
+  if (buffer.length < text.length * 3) reused[which] = buffer = new Uint8Array(Math.max(buffer.length * 2, text.length * 3))
+  const { written } = encoder.encodeInto(text, buffer)
+  return buffer.subarray(0, written)
+}
 
 interface Slot extends Entry {
   /** private section: the bucket holding the key under the current count; -1 before it is placed */
@@ -485,8 +504,12 @@ export class PrivateSection extends Section {
     this.dirtyBuckets = new Set(this.empty ? [] : members.keys())
   }
 
+  /**
+   * A bucket's associated data (see `associatedData`), written into a reused buffer: `seal` and
+   * `open` read it at once and keep nothing of it. The result is valid until the next call.
+   */
   private ad (index: number, count: number): Uint8Array {
-    return associatedData(FORMAT_VERSION, this.name, `bucket ${index}/${count}`)
+    return reusedUtf8(associatedDataText(FORMAT_VERSION, this.name, `bucket ${index}/${count}`), AD_BUFFER)
   }
 
   /**
@@ -512,7 +535,8 @@ export class PrivateSection extends Section {
     const pad = (n: number): number => Math.max(MIN_BUCKET_PADDED_BYTES, padmeLength(n))
     const sealed: Block[] = []
     for (let n = 0; n < texts.length; n++) {
-      const envelope = seal(this.dataKey, this.ad(indexes[n] as number, count), utf8(texts[n] as string), undefined, pad)
+      // the plaintext in a reused buffer too: seal copies it into its padded form at once
+      const envelope = seal(this.dataKey, this.ad(indexes[n] as number, count), reusedUtf8(texts[n] as string, TEXT_BUFFER), undefined, pad)
       sealed.push(rawBlockNow(envelope) ?? await rawBlock(envelope))
     }
     for (const block of sealed) {
