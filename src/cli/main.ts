@@ -61,7 +61,7 @@ export const COMMANDS: Record<string, Command> = {
       '                       default: the ports of the last start (<data>/listen.json), first time free',
       '                       ports on /ip4/127.0.0.1/tcp/0 and /ip4/127.0.0.1/tcp/0/ws',
       '--demo <dir>           the built demo page                                 default dist/demo',
-      `--rate-limit <n>       requests per second per client address (bursts of 4×), 0 = off  default ${DEFAULT_RATE_LIMIT.requestsPerSecond} (bursts of ${DEFAULT_RATE_LIMIT.burst})`,
+      `--rate-limit <n>       requests per second per client address, 0 = off (a rate given here bursts to 4×)  default ${DEFAULT_RATE_LIMIT.requestsPerSecond} (bursts of ${DEFAULT_RATE_LIMIT.burst})`,
       '--verify-threads <n>   worker threads checking record signatures, 0 = main thread  default cores − 1 (≤ 4)',
       '--public-url <url>     origin clients reach the HTTP API at, named as the gateway in provider records',
       '                       (env USERSPACE_PUBLIC_URL)                          default the listening address'
