@@ -168,7 +168,8 @@ const stoppers = []
 /**
  * A helia node like OrbitDB's test nodes and UserSpace's own: TCP, noise, yamux, identify, bitswap
  * (batching as createHeliaNode does), gossipsub, stores on disk (blocks in LevelDB as createHeliaNode
- * keeps them; the datastore in LevelDB under createHeliaNode's quietDatastore), and (unless `dht` is false) the LAN DHT that UserSpace needs for IPNS.
+ * keeps them; the datastore in LevelDB under createHeliaNode's quietDatastore), and (unless `dht` is
+ * false) the LAN DHT that UserSpace needs for IPNS.
  * OrbitDB's own test nodes run no DHT; its cold open runs on such a node, since with a DHT every
  * missing block also starts a provider lookup (on this machine kind, under load, 113 ms a block
  * fetched one by one against 72 ms without).

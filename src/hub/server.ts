@@ -181,6 +181,7 @@ export async function startHub (options: HubOptions = {}): Promise<RunningHub> {
   const port = options.port ?? DEFAULT_PORT
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new InvalidInputError(`"port" expected 0–65535, got ${String(port)}`)
   const directory = options.directory === false ? undefined : options.directory ?? DEFAULT_DIRECTORY
+  const fsync = options.fsync ?? true
   const routingTimeoutMs = options.routingTimeoutMs ?? DEFAULT_HUB_ROUTING_TIMEOUT_MS
 
   const log = (options.logger ?? noopLogger()).forComponent('userspace:hub')
@@ -200,7 +201,7 @@ export async function startHub (options: HubOptions = {}): Promise<RunningHub> {
   }
   try {
     // Acknowledged means on disk: each block an upload puts is fsynced before the put resolves.
-    node = await startNode(directory, options.listen, log, heldRecord, options.fsync ?? true)
+    node = await startNode(directory, options.listen, log, heldRecord, fsync)
   } catch (err) {
     await releaseLock()
     throw err
@@ -209,7 +210,6 @@ export async function startHub (options: HubOptions = {}): Promise<RunningHub> {
   const connected = (): boolean => node.libp2p.getConnections().length > 0
   // Used for its verified, bounded bitswap fetch.
   const store = heliaStore(node, { routingTimeoutMs, fetchTimeoutMs: routingTimeoutMs, provide: false, nowMs })
-  const fsync = options.fsync ?? true
   const records = datastoreRecords(node.datastore, { fsync })
   held = records
   const verifiers = new VerifierPool(options.verifyThreads ?? Math.min(4, Math.max(0, availableParallelism() - 1)), nowMs)

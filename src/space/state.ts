@@ -531,8 +531,9 @@ export function fileState (dir?: string, options: FileStateOptions = {}): SpaceS
             // Past twice the state (a rewrite costs what the state weighs, so it is paid for by as
             // many bytes of lines): the state it started from, or the state now when that one is
             // small (after a large patch settles, its lines go soon, not after as many more).
-            const weighs = next.pending.length <= SMALL_STATE_ENTRIES ? Math.min(j?.baseBytes ?? 0, JSON.stringify(next).length) : j?.baseBytes ?? 0
-            if (j === undefined || j.offset - j.baseBytes > compactBytes + weighs) {
+            // (the state now is weighed only once the lines pass the threshold: not on every change)
+            const weighs = (): number => next.pending.length <= SMALL_STATE_ENTRIES ? Math.min(j?.baseBytes ?? 0, JSON.stringify(next).length) : j?.baseBytes ?? 0
+            if (j === undefined || (j.offset - j.baseBytes > compactBytes && j.offset - j.baseBytes > compactBytes + weighs())) {
               try {
                 await rewrite(fs, name, path, next)
                 compacted = true

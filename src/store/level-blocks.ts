@@ -14,12 +14,13 @@ import { base64url } from 'multiformats/bases/base64'
 import { equals } from 'multiformats/bytes'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { MAX_BLOCK_BYTES } from './blocks.js'
+import { concatBytes } from '../crypto/bytes.js'
 import type { CID } from 'multiformats/cid'
 import type { AbortOptions } from './interface.js'
 
 /** Under a node's directory: the LevelDB of blocks, and the folder of files earlier versions kept. */
-export const BLOCKS_FOLDER = 'blockstore'
-export const LEGACY_BLOCKS_FOLDER = 'blocks'
+const BLOCKS_FOLDER = 'blockstore'
+const LEGACY_BLOCKS_FOLDER = 'blocks'
 
 /** Deletes per synced batch. */
 const DELETE_BATCH = 256
@@ -131,19 +132,16 @@ export class DiskBlockstore extends LevelBlockstore {
 async function collect (chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): Promise<Uint8Array> {
   const parts: Uint8Array[] = []
   for await (const chunk of chunks) parts.push(chunk)
-  return parts.length === 1 ? parts[0] as Uint8Array : concat(parts)
-}
-
-function concat (chunks: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.byteLength, 0))
-  let at = 0
-  for (const c of chunks) { out.set(c, at); at += c.byteLength }
-  return out
+  return parts.length === 1 ? parts[0] as Uint8Array : concatBytes(...parts)
 }
 
 /** The key of a block, as blockstore-level writes it with the base given above: `/` and the base64url multibase of its multihash. */
-export function blockKey (cid: CID): string {
-  return `/${base64url.encode(cid.multihash.bytes)}`
+function blockKey (cid: CID): string {
+  return multihashKey(cid.multihash.bytes)
+}
+
+function multihashKey (multihash: Uint8Array): string {
+  return `/${base64url.encode(multihash)}`
 }
 
 /** What opening moved from the legacy folder: blocks moved, and files dropped (unreadable, or not the block their name says). */
@@ -203,7 +201,7 @@ async function moveLegacyBlocks (legacyPath: string, store: DiskBlockstore): Pro
       const file = join(shardPath, name)
       const block = await legacyBlock(file, name)
       if (block === undefined) { move.dropped++; continue }
-      batch.push({ type: 'put', key: `/${base64url.encode(block.multihash)}`, value: block.bytes })
+      batch.push({ type: 'put', key: multihashKey(block.multihash), value: block.bytes })
       files.push(file)
       bytes += block.bytes.byteLength
       if (batch.length >= WRITE_BATCH_BLOCKS || bytes >= WRITE_BATCH_BYTES) await commit()
