@@ -65,11 +65,11 @@ async function levelFolders (dir: string): Promise<string[]> {
  * does once its 4 MiB log fills) and every state journal is rewritten whole (as fileState does
  * once its lines pass 16 KiB). The folders themselves are left as they are.
  */
-async function settledBytes (dirs: string[], scratch: string): Promise<number> {
+async function settledBytes (dirs: Record<string, string>, scratch: string): Promise<Map<string, number>> {
   await rm(scratch, { recursive: true, force: true })
-  let total = 0
+  const parts = new Map<string, number>()
   try {
-    for (const [i, dir] of dirs.entries()) {
+    for (const [i, [label, dir]] of Object.entries(dirs).entries()) {
       const copy = join(scratch, String(i))
       await cp(dir, copy, { recursive: true }).catch(() => {})
       for (const folder of await levelFolders(copy)) {
@@ -93,12 +93,12 @@ async function settledBytes (dirs: string[], scratch: string): Promise<number> {
         await fresh.put(name, { sequence: seen.sequence, root: seen.root })
         if (seen.pending.length > 0) await fresh.addPending(name, seen.pending)
       }
-      total += await bytesUnder(copy)
+      for (const [part, bytes] of await bytesByPart(copy, label)) parts.set(part, bytes)
     }
   } finally {
     await rm(scratch, { recursive: true, force: true })
   }
-  return total
+  return parts
 }
 
 /** Bytes under each first-level entry of `dir` (a folder summed whole), keyed `<label>/<entry>`. */
@@ -115,8 +115,8 @@ async function bytesByPart (dir: string, label: string): Promise<Map<string, num
   return parts
 }
 
-/** Bytes per update: in all, by part, allocated by the file system, and what stays once compacted. */
-interface PerUpdate { total: number, parts: Map<string, number>, allocated: number, settled: number }
+/** Bytes per update: in all, by part, allocated by the file system, and what stays once compacted (in all, by part). */
+interface PerUpdate { total: number, parts: Map<string, number>, allocated: number, settled: number, settledParts: Map<string, number> }
 
 /**
  * Fills `space` with `size` keys, then returns the bytes each single-key update adds under `dirs`
@@ -131,15 +131,14 @@ async function perUpdate (space: Space, size: number, dirs: Record<string, strin
   // added and removed, is rewritten whole on the next change once nothing is pending.
   await space.set('warm-up', 0)
   await space.flush()
-  const sum = async (): Promise<Map<string, number>> => {
+  const sum = async (): Promise<{ all: Map<string, number>, settled: Map<string, number> }> => {
     await new Promise(resolve => setTimeout(resolve, SETTLE_MS))
     const all = new Map<string, number>()
     for (const [label, dir] of Object.entries(dirs)) for (const [part, bytes] of await bytesByPart(dir, label)) all.set(part, bytes)
     let allocated = 0
     for (const dir of Object.values(dirs)) allocated += await bytesUnder(dir, true)
     all.set(ALLOCATED, allocated)
-    all.set(SETTLED, await settledBytes(Object.values(dirs), `${Object.values(dirs)[0] as string}-settled`))
-    return all
+    return { all, settled: await settledBytes(dirs, `${Object.values(dirs)[0] as string}-settled`) }
   }
   const before = await sum()
   for (let u = 0; u < UPDATES; u++) {
@@ -147,22 +146,27 @@ async function perUpdate (space: Space, size: number, dirs: Record<string, strin
     await space.flush()
   }
   const after = await sum()
+  const [parts, total] = perPart(before.all, after.all)
+  const [settledParts, settled] = perPart(before.settled, after.settled)
+  const allocated = ((after.all.get(ALLOCATED) ?? 0) - (before.all.get(ALLOCATED) ?? 0)) / UPDATES
+  return { total, parts, allocated, settled, settledParts }
+}
+
+/** What each part added per update between two sums, and the total of the parts. */
+function perPart (before: Map<string, number>, after: Map<string, number>): [Map<string, number>, number] {
   const parts = new Map<string, number>()
   let total = 0
   for (const part of new Set([...before.keys(), ...after.keys()])) {
-    if (part === ALLOCATED || part === SETTLED) continue
+    if (part === ALLOCATED) continue
     const added = ((after.get(part) ?? 0) - (before.get(part) ?? 0)) / UPDATES
     parts.set(part, added)
     total += added
   }
-  const added = (key: string): number => ((after.get(key) ?? 0) - (before.get(key) ?? 0)) / UPDATES
-  return { total, parts, allocated: added(ALLOCATED), settled: added(SETTLED) }
+  return [parts, total]
 }
 
 /** The key under which a sum carries the allocated bytes of all its folders. */
 const ALLOCATED = '(allocated)'
-/** The key under which a sum carries what stays of all its folders once compacted (settledBytes). */
-const SETTLED = '(settled)'
 
 const partsLine = (parts: Map<string, number>): string =>
   [...parts].filter(([, b]) => Math.abs(b) >= 1).sort((x, y) => y[1] - x[1]).map(([p, b]) => `${p} ${b.toFixed(0)} B`).join(', ')
@@ -215,6 +219,8 @@ async function main (): Promise<void> {
       rows.push(`| ${size} | ${helia.total.toFixed(0)} B | ${viaHub.total.toFixed(0)} B | ${helia.settled.toFixed(0)} B | ${viaHub.settled.toFixed(0)} B | ${(helia.allocated / 1024).toFixed(1)} KiB | ${(viaHub.allocated / 1024).toFixed(1)} KiB |`)
       console.log(`${size} keys, bytes per update by part. helia: ${partsLine(helia.parts)}`)
       console.log(`${size} keys, bytes per update by part. hub: ${partsLine(viaHub.parts)}`)
+      console.log(`${size} keys, what stays per update by part. helia: ${partsLine(helia.settledParts)}`)
+      console.log(`${size} keys, what stays per update by part. hub: ${partsLine(viaHub.settledParts)}`)
     }
   } finally {
     await rm(tmp, { recursive: true, force: true, maxRetries: 5 })

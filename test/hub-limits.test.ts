@@ -13,8 +13,10 @@ import * as dagCbor from '@ipld/dag-cbor'
 import { MemoryBlockstore } from 'blockstore-core'
 import { FsBlockstore } from 'blockstore-fs'
 import { LevelDatastore } from 'datastore-level'
+import { Level } from 'level'
+import { base64url } from 'multiformats/bases/base64'
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
 import { ownerStatement } from '../src/crypto/keys.js'
 import { createHubApp } from '../src/hub/app.js'
 import { groupAddress } from '../src/hub/client.js'
@@ -837,7 +839,7 @@ describe('durable writes', () => {
       const moves: LegacyMove[] = []
       const store = await openDiskBlockstore(dir, { sync: false, onMove: m => { moves.push(m) } })
       try {
-        expect(moves).toEqual([{ moved: 4, dropped: 4 }])
+        expect(moves).toEqual([{ from: 'files', moved: 4, dropped: 4 }])
         for (const b of [...blocks, tree]) {
           const chunks: Uint8Array[] = []
           for await (const chunk of store.get(b.cid)) chunks.push(chunk)
@@ -850,6 +852,58 @@ describe('durable writes', () => {
         await store.close()
       }
       // opened again: nothing left to move, everything still there
+      const again = await openDiskBlockstore(dir, { sync: false, onMove: m => { moves.push(m) } })
+      expect(await again.has(tree.cid)).toBe(true)
+      expect(moves).toHaveLength(1)
+      await again.close()
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('rekeys blocks kept under text keys to binary ones, in synced batches, and drops keys that name no multihash', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'userspace-rekey-'))
+    try {
+      // the previous layout: `/` and the base64url multibase of the multihash
+      const old = new Level<string, Uint8Array>(join(dir, 'blockstore'), { keyEncoding: 'utf8', valueEncoding: 'view' })
+      const blocks = await Promise.all(Array.from({ length: 300 }, async (_, i) => rawBlock(new Uint8Array([i & 255, i >> 8, 7]))))
+      const tree = await cborBlock([blocks[0]!.cid])
+      for (const b of [...blocks, tree]) await old.put(`/${base64url.encode(b.cid.multihash.bytes)}`, b.bytes)
+      await old.put('/unot-a-multihash', new Uint8Array([1]))
+      await old.put('/\u00ff', new Uint8Array([1]))
+      await old.close()
+      const moves: LegacyMove[] = []
+      const syncs: unknown[] = []
+      const batch = Level.prototype.batch
+      const spy = vi.spyOn(Level.prototype, 'batch').mockImplementation(function (this: Level, ...args: unknown[]) {
+        syncs.push((args[1] as { sync?: boolean } | undefined)?.sync)
+        return (batch as (...a: unknown[]) => unknown).apply(this, args)
+      } as never)
+      let store
+      try {
+        store = await openDiskBlockstore(dir, { sync: false, onMove: m => { moves.push(m) } })
+      } finally {
+        spy.mockRestore()
+      }
+      try {
+        expect(moves).toEqual([{ from: 'text keys', moved: 301, dropped: 2 }])
+        expect(syncs).toEqual([true, true])
+        for (const b of [...blocks, tree]) {
+          const chunks: Uint8Array[] = []
+          for await (const chunk of store.get(b.cid)) chunks.push(chunk)
+          expect(Buffer.concat(chunks)).toEqual(Buffer.from(b.bytes))
+        }
+        const keys: Uint8Array[] = []
+        for await (const key of store.db.keys()) keys.push(key)
+        expect(keys).toHaveLength(301)
+        expect(keys.every(k => k.length === 34 && k[0] === 0x12)).toBe(true)
+        const all: string[] = []
+        for await (const { cid } of store.getAll()) all.push(cid.multihash.toString())
+        expect(all.sort()).toEqual([...blocks, tree].map(b => b.cid.multihash.toString()).sort())
+      } finally {
+        await store.close()
+      }
+      // opened again: nothing left to move
       const again = await openDiskBlockstore(dir, { sync: false, onMove: m => { moves.push(m) } })
       expect(await again.has(tree.cid)).toBe(true)
       expect(moves).toHaveLength(1)
