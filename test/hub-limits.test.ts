@@ -15,6 +15,7 @@ import { FsBlockstore } from 'blockstore-fs'
 import { LevelDatastore } from 'datastore-level'
 import { Level } from 'level'
 import { base64url } from 'multiformats/bases/base64'
+import { equals } from 'multiformats/bytes'
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
 import { describe, expect, it, vi } from 'vitest'
 import { ownerStatement } from '../src/crypto/keys.js'
@@ -363,6 +364,81 @@ describe('garbage collection and retention', () => {
     for (const block of [...v3.blocks, ...v2.blocks]) expect(await has(hub, block.cid)).toBe(true)
     expect(await has(hub, v1.root.cid)).toBe(false)
     expect(await has(hub, v1.blocks.at(-1)!.cid)).toBe(false)
+  })
+
+  it('on a blockstore that finds blocks by their multihash start, records each stored block in 14 bytes and collects as with whole CIDs', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'userspace-compact-'))
+    const blockstore = new DiskBlockstore(join(dir, 'blocks'), false)
+    await blockstore.open()
+    try {
+      const lookup = async (prefix: Uint8Array, limit: number): Promise<Uint8Array[]> => await blockstore.multihashesFrom(prefix, limit)
+      const hub = makeHub({ gcGraceMs: GRACE_MS }, { blockstore, blockPrefixes: lookup })
+      const space = await makeSpace({ privateBytes: 5_000 })         // raw, dag-cbor and json blocks, one over the 4 KiB minimum
+      const strays = [await rawBlock(new Uint8Array([8, 1])), await rawBlock(new Uint8Array([8, 2]))]
+      expect((await upload(hub, [...space.blocks, ...strays])).status).toBe(200)
+      expect((await putRecord(hub, space.name, await createRecord(space.key, space.root.cid, 1))).status).toBe(200)
+      const entry = async (): Promise<{ key: string, value: Uint8Array }> => {
+        const found: Array<{ key: string, value: Uint8Array }> = []
+        for await (const { key, value } of hub.datastore.query({ prefix: LANDED_PREFIX.slice(0, -1) })) found.push({ key: key.toString(), value })
+        expect(found).toHaveLength(1)
+        return found[0]!
+      }
+      const first = await entry()
+      const header = first.value.indexOf(0x0a) + 1
+      expect(new TextDecoder().decode(first.value.subarray(0, header))).toMatch(/ s12\n$/)
+      // per block: its cost above the 4 KiB minimum (one byte, two for the 5 000-byte bucket), its
+      // codec (two bytes for json) and 12 bytes of digest
+      const json = 0x0200
+      expect(first.value.byteLength - header).toBe([...space.blocks, ...strays].reduce((n, b) => n + (b.bytes.byteLength > 4096 + 127 ? 2 : 1) + (b.cid.code === json ? 2 : 1) + 12, 0))
+      // read back, every block is named by its whole CID again
+      const resolved = async (): Promise<string[]> => {
+        const cids: string[] = []
+        for await (const e of new HubStorage(hub.datastore, {}, lookup).entries()) cids.push(e.cid)
+        return cids.sort()
+      }
+      expect(await resolved()).toEqual([...space.blocks, ...strays].map(b => b.cid.toString()).sort())
+      // the strays go, the version stays, and so does the entry, for the version's blocks only
+      const report = await hub.collectGarbage(Date.now() + GRACE_MS + 1)
+      expect(report.deletedBlocks).toBe(2)
+      for (const stray of strays) expect(await blockstore.has(stray.cid)).toBe(false)
+      for (const block of space.blocks) expect(await blockstore.has(block.cid)).toBe(true)
+      expect((await entry()).key).toBe(first.key)
+      expect(await resolved()).toEqual(space.blocks.map(b => b.cid.toString()).sort())
+      const restarted = new HubStorage(hub.datastore, {}, lookup)
+      await restarted.ready
+      expect(restarted.landedBytes).toBe(space.blocks.reduce((n, b) => n + Math.max(4096, b.bytes.byteLength), 0))
+    } finally {
+      await blockstore.close()
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('deletes no block a compact entry cannot name for sure: two held blocks that start alike are kept, and entries of blocks gone are forgotten', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'userspace-compact-'))
+    const blockstore = new DiskBlockstore(join(dir, 'blocks'), false)
+    await blockstore.open()
+    try {
+      const twin = await rawBlock(new Uint8Array([8, 3]))
+      const gone = await rawBlock(new Uint8Array([8, 4]))
+      const plain = await rawBlock(new Uint8Array([8, 5]))
+      // as if another held block's digest began with the same 12 bytes as `twin`'s
+      const lookup = async (prefix: Uint8Array, limit: number): Promise<Uint8Array[]> => {
+        const found = await blockstore.multihashesFrom(prefix, limit)
+        return found.some(mh => equals(mh, twin.cid.multihash.bytes)) ? [...found, new Uint8Array(34)].slice(0, limit) : found
+      }
+      const hub = makeHub({ gcGraceMs: GRACE_MS }, { blockstore, blockPrefixes: lookup })
+      for (const b of [twin, plain]) await blockstore.put(b.cid, b.bytes)
+      const old = Date.now() - 2 * GRACE_MS
+      await hub.datastore.put(new Key(`${LANDED_PREFIX}0ld.0`), encodeLanded(old, '10.9.9.9', [twin, gone, plain].map(b => ({ cid: b.cid, cost: 4096 })), true))
+      const report = await hub.collectGarbage(Date.now())
+      expect(report.deletedBlocks).toBe(3)                 // the entry's three records are forgotten…
+      expect(await blockstore.has(twin.cid)).toBe(true)    // …but only the block named for sure is deleted
+      expect(await blockstore.has(plain.cid)).toBe(false)
+      expect(await hub.datastore.has(new Key(`${LANDED_PREFIX}0ld.0`))).toBe(false)
+    } finally {
+      await blockstore.close()
+      await rm(dir, { recursive: true, force: true })
+    }
   })
 
   it('records the blocks one upload stored in one landed entry; a collection that deletes some keeps it for the rest', async () => {

@@ -21,6 +21,8 @@ import { MemoryDatastore } from 'datastore-core'
 import { openSpace, privateKeySigner } from '../src/index.js'
 import { hubStore } from '../src/store/hub.js'
 import { DiskBlockstore } from '../src/store/level-blocks.js'
+import { LevelDatastore } from 'datastore-level'
+import { LANDED_PREFIX } from '../src/hub/storage.js'
 import { ROOT } from './helpers/hub-process.js'
 import type { CliIO } from '../src/cli/main.js'
 import type { RunningHub } from '../src/hub/server.js'
@@ -120,6 +122,14 @@ describe('blocks on disk', () => {
         expect(new Set(syncs)).toEqual(new Set([fsync]))
         await stop(hub)
         expect((await readdir(join(directory, 'blockstore'))).includes('CURRENT')).toBe(true)
+        // what it stored is recorded in compact entries (the blockstore finds blocks by their multihash start)
+        const datastore = new LevelDatastore(join(directory, 'datastore'))
+        await datastore.open()
+        const headers: string[] = []
+        for await (const { value } of datastore.query({ prefix: LANDED_PREFIX.slice(0, -1) })) headers.push(new TextDecoder().decode(value.subarray(0, value.indexOf(0x0a))))
+        await datastore.close()
+        expect(headers.length).toBeGreaterThan(0)
+        expect(headers.every(h => h.endsWith(' s12'))).toBe(true)
       }
     } finally {
       spy.mockRestore()

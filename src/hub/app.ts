@@ -86,7 +86,7 @@ export function createHub (components: HubComponents, options: HubAppOptions = {
   if (options.publicUrl !== undefined) urlToMultiaddr(options.publicUrl)
   // Only an identifier here (nothing is signed with it): a random Ed25519 public key.
   const peerId = components.peerId ?? peerIdFromPublicKey(publicKeyFromRaw(ed25519.getPublicKey(ed25519.utils.randomSecretKey()))).toString()
-  const storage = new HubStorage(components.datastore, options)
+  const storage = new HubStorage(components.datastore, options, components.blockPrefixes)
   const blocks = new HubBlocks(components, options, storage)
   const events = new HubEvents(options)
   const records = new HubRecords(components, options, blocks, events)

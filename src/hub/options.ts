@@ -3,6 +3,7 @@
  * their units, and the components `createHubApp` is built from. Every other hub file reads its
  * limits from here, so a default has one name and one value.
  */
+import type { BlockPrefixLookup } from './storage.js'
 import type { HubRecordStore } from './record-store.js'
 import type { RecordInfo } from '../store/record.js'
 import type { Context, Hono } from 'hono'
@@ -261,6 +262,11 @@ export interface HubAppOptions extends HubLimits {
 export interface HubComponents {
   /** Local blocks. A networked hub passes its helia blockstore (puts are then offered to bitswap). */
   blockstore: Blockstore
+  /**
+   * Finds held blocks by the start of their multihash, cheaply (a hub on disk passes its LevelDB's).
+   * With it, the hub records what it stored in compact entries (storage.ts); without, whole CIDs.
+   */
+  blockPrefixes?: BlockPrefixLookup
   /** Durable key-value storage for records and the address index. */
   datastore: Datastore
   /** @default datastoreRecords(datastore) */

@@ -18,7 +18,7 @@ import { CID } from 'multiformats/cid'
 import * as Digest from 'multiformats/hashes/digest'
 import { DataDirectoryLockedError, errorFromName, InvalidInputError, StoreError, UserSpaceError } from '../errors.js'
 import { noopLogger } from '../logger.js'
-import { createHeliaNode, DEFAULT_LISTEN, dialPeer, parseMultiaddrs, stopHeliaNode, waitForDhtPeer } from '../store/helia-node.js'
+import { createHeliaNode, DEFAULT_LISTEN, diskBlockstoreOf, dialPeer, parseMultiaddrs, stopHeliaNode, waitForDhtPeer } from '../store/helia-node.js'
 import { heliaStore } from '../store/helia.js'
 import { nameText, nameToMultihash, readRecord, validateRecord } from '../store/record.js'
 import { createHub, datastoreRecords } from './app.js'
@@ -217,6 +217,7 @@ export async function startHub (options: HubOptions = {}): Promise<RunningHub> {
   const components: HubComponents = {
     // helia's blockstore: local reads, and puts are offered to bitswap peers that want them.
     blockstore: node.blockstore,
+    blockPrefixes: blockPrefixesOf(node),
     datastore: node.datastore,
     // (no syncBlocks: the blockstore fsyncs each put itself, see startNode)
     records,
@@ -423,6 +424,12 @@ function isRunning (pid: number): boolean {
  * Starts the node. Without explicit `listen` addresses, a node on a directory listens where it did
  * last time (if those ports are free), and the bound addresses are saved for next time.
  */
+/** Finds a node's blocks by the start of their multihash, when they are on disk (landed entries are then compact). */
+function blockPrefixesOf (node: HeliaNode): HubComponents['blockPrefixes'] {
+  const disk = diskBlockstoreOf(node)
+  return disk === undefined ? undefined : async (prefix, limit) => await disk.multihashesFrom(prefix, limit)
+}
+
 async function startNode (directory: string | undefined, listen: string[] | undefined, log: Logger, heldRecord: (routingKey: Uint8Array) => Promise<Uint8Array | undefined>, syncBlocks: boolean): Promise<HeliaNode> {
   const onBlocksMoved = (move: LegacyMove): void => {
     if (move.from === 'files') log('moved %d block(s) from blocks/ (one file per block) into blockstore/ (LevelDB); dropped %d file(s) that were unreadable or did not hash to their name', move.moved, move.dropped)

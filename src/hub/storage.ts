@@ -19,34 +19,64 @@ import { Key } from 'interface-datastore'
 import { CID } from 'multiformats/cid'
 import { cidString } from '../store/blocks.js'
 import { varint } from 'multiformats'
+import * as Digest from 'multiformats/hashes/digest'
+import { concatBytes } from '../crypto/bytes.js'
 import type { HubAppOptions } from './options.js'
 import type { Datastore } from 'interface-datastore'
 
 /**
  * Landed entries: `<prefix><batch id>` (the id holds a `.`) whose value is the UTF-8 line
- * `<ms since 1970> <client>\n`, then per block its disk cost (varint) and its CID (binary); or, as
- * earlier versions wrote them and as still read, `<prefix><CID>` with the value `<ms> <cost> <client>`.
+ * `<ms since 1970> <client>\n`, then per block its disk cost (varint) and its CID (binary); or, where
+ * the blockstore can find a block by the start of its multihash (a hub on disk), the line
+ * `<ms since 1970> <client> s12\n`, then per block its disk cost above MIN_BLOCK_COST_BYTES (varint),
+ * its CID's codec (varint) and the first 12 bytes of its sha2-256 digest: 14 bytes for most blocks,
+ * where a cost and a CID take 38. Or, as earlier
+ * versions wrote them and as still read, `<prefix><CID>` with the value `<ms> <cost> <client>`.
  */
 export const LANDED_PREFIX = '/userspace/hub/landed/'
 /**
  * A block is charged at least this much against a client's quota: a floor that keeps a flood of tiny
  * blocks as costly as a few large ones. On disk (LevelDB) a block takes about its size and its key
- * (~60 bytes), so the charge is conservative for small blocks.
+ * (~50 bytes), so the charge is conservative for small blocks.
  */
 export const MIN_BLOCK_COST_BYTES = 4096
 /** Uploads remembered as unclaimed between two collections (beyond, GC's recount is the truth). */
 const MAX_TRACKED_UPLOADS = 262_144
+/**
+ * Bytes of a block's sha2-256 digest a compact landed entry keeps. 96 bits: finding a block whose
+ * digest starts like another's takes ~2^96 hashes, and two blocks that do are never deleted (below).
+ */
+export const LANDED_DIGEST_BYTES = 12
+/** The header's third word in a compact entry. */
+const COMPACT_MARK = 's12'
+/** A sha2-256 multihash's first two bytes: its code and its digest length. */
+const SHA256_MULTIHASH = Uint8Array.of(0x12, 32)
 
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
 
+/**
+ * The multihashes a blockstore holds that start with `prefix` (at most `limit`, in byte order).
+ * A hub on disk passes its LevelDB's (level-blocks.ts), which finds them with one seek.
+ */
+export type BlockPrefixLookup = (prefix: Uint8Array, limit: number) => Promise<Uint8Array[]>
+
 export interface Landed {
+  /**
+   * The block's CID (string). A compact entry's block that no single held block matches (it is
+   * gone, or two held blocks start alike) reads as `?` and the hex of its codec and digest start:
+   * not a CID, so a collection forgets the entry and deletes nothing.
+   */
   cid: string
   atMs: number
   costBytes: number
   client: string
   /** The datastore key of the entry that records it (shared by the blocks landed together). */
   key: string
+  /** Its record in that entry (the bytes, one character each), by which `forget` finds it however the entry was rewritten since. */
+  record: string
+  /** In a compact entry: its CID's codec and the start of its digest, until looked up. */
+  compact?: { codec: number, digest: Uint8Array }
 }
 
 /** A landed time; a damaged one reads as long past, so that its blocks are not kept for ever. */
@@ -55,45 +85,93 @@ function timeOf (text: string): number {
   return Number.isFinite(ms) ? ms : 0
 }
 
-/** Encodes a batch entry's value (see LANDED_PREFIX). */
-export function encodeLanded (atMs: number, client: string, blocks: Array<{ cid: CID, cost: number }>): Uint8Array {
-  const header = encoder.encode(`${atMs} ${client.replace(/[\s]/g, '_')}\n`)
+/** Whether a CID can be recorded in a compact entry (a sha2-256 multihash). */
+function isSha256 (cid: CID): boolean {
+  const mh = cid.multihash.bytes
+  return mh.byteLength === 34 && mh[0] === SHA256_MULTIHASH[0] && mh[1] === SHA256_MULTIHASH[1]
+}
+
+/** Encodes a batch entry's value (see LANDED_PREFIX): compact when asked and every block is sha2-256. */
+export function encodeLanded (atMs: number, client: string, blocks: Array<{ cid: CID, cost: number }>, compact = false): Uint8Array {
+  const short = compact && blocks.every(b => isSha256(b.cid) && b.cost >= MIN_BLOCK_COST_BYTES)
+  const header = encoder.encode(`${atMs} ${client.replace(/[\s]/g, '_')}${short ? ` ${COMPACT_MARK}` : ''}\n`)
+  const record = (cid: CID): number => short ? varint.encodingLength(cid.code) + LANDED_DIGEST_BYTES : cid.bytes.byteLength
   let length = header.byteLength
-  for (const { cid, cost } of blocks) length += varint.encodingLength(cost) + cid.bytes.byteLength
+  // a compact entry's costs are above the floor (never below it: see costOf)
+  const costField = (cost: number): number => short ? cost - MIN_BLOCK_COST_BYTES : cost
+  for (const { cid, cost } of blocks) length += varint.encodingLength(costField(cost)) + record(cid)
   const out = new Uint8Array(length)
   out.set(header, 0)
   let at = header.byteLength
   for (const { cid, cost } of blocks) {
-    varint.encodeTo(cost, out, at)
-    at += varint.encodingLength(cost)
-    out.set(cid.bytes, at)
-    at += cid.bytes.byteLength
+    varint.encodeTo(costField(cost), out, at)
+    at += varint.encodingLength(costField(cost))
+    if (short) {
+      varint.encodeTo(cid.code, out, at)
+      at += varint.encodingLength(cid.code)
+      out.set(cid.multihash.digest.subarray(0, LANDED_DIGEST_BYTES), at)
+      at += LANDED_DIGEST_BYTES
+    } else {
+      out.set(cid.bytes, at)
+      at += cid.bytes.byteLength
+    }
   }
   return out
 }
 
-/** Decodes a landed entry at `key` (either form); a damaged one yields what could be read of it. */
+/** A batch entry's header and its block records, each as its bytes (a damaged tail ends the list). */
+function splitLanded (value: Uint8Array): { header: Uint8Array, at: string, client: string, compact: boolean, records: Uint8Array[] } | undefined {
+  const end = value.indexOf(0x0a)
+  if (end < 0) return undefined
+  const [at = '0', client = '', mark] = decoder.decode(value.subarray(0, end)).split(' ')
+  const compact = mark === COMPACT_MARK
+  const records: Uint8Array[] = []
+  let rest = value.subarray(end + 1)
+  try {
+    while (rest.byteLength > 0) {
+      const [, n] = varint.decode(rest)
+      let length: number
+      if (compact) {
+        const [, m] = varint.decode(rest.subarray(n))
+        length = n + m + LANDED_DIGEST_BYTES
+        if (rest.byteLength < length) break
+      } else {
+        const [, after] = CID.decodeFirst(rest.subarray(n))
+        length = rest.byteLength - after.byteLength
+      }
+      records.push(rest.subarray(0, length))
+      rest = rest.subarray(length)
+    }
+  } catch { /* a damaged tail: the blocks before it */ }
+  return { header: value.subarray(0, end + 1), at, client, compact, records }
+}
+
+/** Decodes a landed entry at `key` (any form); a damaged one yields what could be read of it. A compact entry's blocks are not looked up (see `Landed.cid`). */
 export function decodeLanded (key: string, value: Uint8Array): Landed[] {
   const id = key.slice(LANDED_PREFIX.length)
   if (!id.includes('.')) {
     const [at = '0', cost = '0', client = ''] = decoder.decode(value).split(' ')
     const costBytes = Number(cost)
-    return [{ cid: id, atMs: timeOf(at), costBytes: Number.isSafeInteger(costBytes) && costBytes >= 0 ? costBytes : MIN_BLOCK_COST_BYTES, client, key }]
+    return [{ cid: id, atMs: timeOf(at), costBytes: Number.isSafeInteger(costBytes) && costBytes >= 0 ? costBytes : MIN_BLOCK_COST_BYTES, client, key, record: '' }]
   }
-  const end = value.indexOf(0x0a)
-  if (end < 0) return []
-  const [at = '0', client = ''] = decoder.decode(value.subarray(0, end)).split(' ')
-  const out: Landed[] = []
-  let rest = value.subarray(end + 1)
-  try {
-    while (rest.byteLength > 0) {
-      const [cost, n] = varint.decode(rest)
-      const [cid, after] = CID.decodeFirst(rest.subarray(n))
-      out.push({ cid: cidString(cid), atMs: timeOf(at), costBytes: cost, client, key })
-      rest = after
-    }
-  } catch { /* a damaged tail: the blocks before it */ }
-  return out
+  const split = splitLanded(value)
+  if (split === undefined) return []
+  return split.records.map(record => {
+    const [cost, n] = varint.decode(record)
+    const base = { atMs: timeOf(split.at), costBytes: split.compact ? cost + MIN_BLOCK_COST_BYTES : cost, client: split.client, key, record: recordText(record) }
+    if (!split.compact) return { ...base, cid: cidString(CID.decode(record.subarray(n))) }
+    const [codec, m] = varint.decode(record.subarray(n))
+    const digest = record.subarray(n + m)
+    return { ...base, cid: `?${codec.toString(16)}:${toHex(digest)}`, compact: { codec, digest } }
+  })
+}
+
+function recordText (record: Uint8Array): string {
+  return String.fromCharCode(...record)
+}
+
+function toHex (bytes: Uint8Array): string {
+  return Array.from(bytes, b => b.toString(16).padStart(2, '0')).join('')
 }
 
 /** The disk cost of a block of `size` bytes. */
@@ -118,22 +196,41 @@ export class HubStorage {
   private readonly batchPrefix = randomBytes(6).toString('hex')
   private batches = 0
 
-  constructor (datastore: Datastore, options: HubAppOptions) {
+  /** Finds a block by the start of its multihash; without it, landed entries keep whole CIDs. */
+  private readonly lookup: BlockPrefixLookup | undefined
+
+  constructor (datastore: Datastore, options: HubAppOptions, lookup?: BlockPrefixLookup) {
     this.datastore = datastore
     this.options = options
+    this.lookup = lookup
     this.ready = this.recount()
   }
 
   private async recount (): Promise<void> {
     let total = 0
-    for await (const entry of this.entries()) total += entry.costBytes
+    for await (const entry of this.stored()) total += entry.costBytes
     this.landedBytes = total
   }
 
-  /** Every landed entry. */
-  async * entries (): AsyncIterable<Landed> {
+  private async * stored (): AsyncIterable<Landed> {
     for await (const { key, value } of this.datastore.query({ prefix: LANDED_PREFIX.slice(0, -1) })) {
       yield * decodeLanded(key.toString(), value)
+    }
+  }
+
+  /**
+   * Every landed entry, a compact entry's blocks looked up in the blockstore: a block is named by
+   * the one held block whose codec and digest start match; when none or two match, its `cid` stays
+   * the placeholder (see `Landed.cid`), so that no block is deleted on a guess.
+   */
+  async * entries (): AsyncIterable<Landed> {
+    for await (const entry of this.stored()) {
+      if (entry.compact === undefined || this.lookup === undefined) { yield entry; continue }
+      const prefix = new Uint8Array(2 + LANDED_DIGEST_BYTES)
+      prefix.set(SHA256_MULTIHASH, 0)
+      prefix.set(entry.compact.digest, 2)
+      const found = await this.lookup(prefix, 2)
+      yield found.length === 1 ? { ...entry, cid: cidString(CID.createV1(entry.compact.codec, Digest.decode(found[0] as Uint8Array))) } : entry
     }
   }
 
@@ -183,7 +280,7 @@ export class HubStorage {
   async landed (client: string, blocks: Array<{ cid: CID, size: number }>, nowMs: number): Promise<void> {
     if (blocks.length === 0) return
     const key = `${LANDED_PREFIX}${this.batchPrefix}.${(this.batches++).toString(36)}`
-    await putDurably(this.datastore, [[key, encodeLanded(nowMs, client, blocks.map(({ cid, size }) => ({ cid, cost: costOf(size) })))]])
+    await putDurably(this.datastore, [[key, encodeLanded(nowMs, client, blocks.map(({ cid, size }) => ({ cid, cost: costOf(size) })), this.lookup !== undefined)]])
     for (const { cid, size } of blocks) {
       const cost = costOf(size)
       this.landedBytes += cost
@@ -212,28 +309,34 @@ export class HubStorage {
 
   /**
    * Forgets deleted blocks: an entry whose blocks are all deleted goes, one that still records others
-   * is written again with those only (garbage collection is its only writer after it lands).
+   * is written again with those only, in its own form (garbage collection is its only writer after
+   * it lands).
    */
   async forget (entries: Landed[]): Promise<void> {
     if (entries.length === 0) return
     const byKey = new Map<string, Set<string>>()
     for (const entry of entries) {
-      let cids = byKey.get(entry.key)
-      if (cids === undefined) byKey.set(entry.key, cids = new Set())
-      cids.add(entry.cid)
+      let records = byKey.get(entry.key)
+      if (records === undefined) byKey.set(entry.key, records = new Set())
+      records.add(entry.record)
     }
     const batch = this.datastore.batch()
     for (const [key, gone] of byKey) {
       const k = new Key(key)
-      let left: Landed[] = []
-      try {
-        left = decodeLanded(key, await this.datastore.get(k)).filter(e => !gone.has(e.cid))
-      } catch (err) {
-        // Gone already; any other failure fails the pass (the entry stays, to be tried again).
-        if ((err as { name?: unknown }).name !== 'NotFoundError') throw err
+      let left: Uint8Array[] = []
+      let header: Uint8Array | undefined
+      if (key.slice(LANDED_PREFIX.length).includes('.')) {
+        try {
+          const split = splitLanded(await this.datastore.get(k))
+          header = split?.header
+          left = (split?.records ?? []).filter(record => !gone.has(recordText(record)))
+        } catch (err) {
+          // Gone already; any other failure fails the pass (the entry stays, to be tried again).
+          if ((err as { name?: unknown }).name !== 'NotFoundError') throw err
+        }
       }
-      if (left.length === 0) batch.delete(k)
-      else batch.put(k, encodeLanded((left[0] as Landed).atMs, (left[0] as Landed).client, left.map(e => ({ cid: CID.parse(e.cid), cost: e.costBytes }))))
+      if (left.length === 0 || header === undefined) batch.delete(k)
+      else batch.put(k, concatBytes(header, ...left))
     }
     await batch.commit()
     for (const entry of entries) this.landedBytes -= entry.costBytes

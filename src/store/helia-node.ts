@@ -208,6 +208,13 @@ export type HeliaNode = HeliaWithLibp2p<HeliaNodeServices>
 
 /** Closes the on-disk stores of nodes made by createHeliaNode, once, after the node stops. */
 const closers = new WeakMap<object, () => Promise<void>>()
+/** The LevelDB of blocks under the helia blockstore of nodes made with a directory. */
+const diskBlocks = new WeakMap<object, DiskBlockstore>()
+
+/** The LevelDB of blocks of a node made by createHeliaNode with a `directory` (undefined in memory). */
+export function diskBlockstoreOf (node: HeliaNode): DiskBlockstore | undefined {
+  return diskBlocks.get(node)
+}
 
 /**
  * Creates and starts a helia node (see the module doc for what it runs).
@@ -232,6 +239,7 @@ export async function createHeliaNode (options: HeliaNodeOptions = {}): Promise<
   let datastore: Datastore
   let libp2pDatastore: Datastore | undefined
   let close: () => Promise<void> = async () => {}
+  let onDisk: DiskBlockstore | undefined
   if (options.directory !== undefined) {
     if (typeof options.directory !== 'string' || options.directory === '') {
       throw new InvalidInputError(`"directory" expected a non-empty path, got ${describeValue(options.directory)}`)
@@ -250,7 +258,7 @@ export async function createHeliaNode (options: HeliaNodeOptions = {}): Promise<
       await levelDatastore.close().catch(() => {})
       throw new StoreError(`cannot open storage in ${options.directory}: ${(err as Error).message}`, { cause: err })
     }
-    blockstore = diskBlockstore
+    blockstore = onDisk = diskBlockstore
     datastore = levelDatastore
     // libp2p (its peer store, kad-dht) writes through a wrapper that spares LevelDB its rewrites of
     // unchanged peer entries and of the record just stored. helia, @helia/ipns and the hub use the
@@ -348,6 +356,7 @@ export async function createHeliaNode (options: HeliaNodeOptions = {}): Promise<
   }
   const node = helia as HeliaNode
   closers.set(node, once(close))
+  if (onDisk !== undefined) diskBlocks.set(node, onDisk)
 
   if (peers.length > 0) {
     try {

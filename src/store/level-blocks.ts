@@ -176,6 +176,16 @@ export class DiskBlockstore extends BaseBlockstore {
     }
   }
 
+  /** The multihashes held that start with `prefix`, at most `limit`, in byte order (one seek). */
+  async multihashesFrom (prefix: Uint8Array, limit: number): Promise<Uint8Array[]> {
+    const found: Uint8Array[] = []
+    for await (const key of this.db.keys({ gte: prefix, limit })) {
+      if (key.byteLength < prefix.byteLength || !equals(key.subarray(0, prefix.byteLength), prefix)) break
+      found.push(key)
+    }
+    return found
+  }
+
   /** One LevelDB batch, synced when `sync` is set. */
   private async write (batch: Batch): Promise<void> {
     await this.db.batch(batch, { sync: this.sync })
