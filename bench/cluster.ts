@@ -31,7 +31,7 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
 import { hexToBytes } from '../src/crypto/bytes.js'
 import { ownerStatement } from '../src/crypto/keys.js'
-import { encodeCurrent, encodeRoot } from '../src/space/root.js'
+import { encodeCurrent, encodeOwner, encodeRoot } from '../src/space/root.js'
 import { encodeCar, rawBlock } from '../src/store/blocks.js'
 import { readEvents } from '../src/store/hub.js'
 import { createRecord, nameOfKey } from '../src/store/record.js'
@@ -100,9 +100,10 @@ async function makeSpace (): Promise<Space> {
   const account = privateKeyToAccount(generatePrivateKey())
   const signature = hexToBytes(await account.signMessage({ message: ownerStatement(account.address, name) }))
   const priv = await rawBlock(crypto.getRandomValues(new Uint8Array(512)))
-  const current = await encodeCurrent({ buckets: 1, private: priv.cid, public: null, clock: null })
-  const root = await encodeRoot({ version: 2, sequence: 1, parents: [], updatedAt: Date.now(), device: 'bench', public: null, current: current.cid, owner: { address: account.address, signature } })
-  return { key, name, root: root.cid, car: encodeCar([root, current, priv]) }
+  const owner = await encodeOwner({ address: account.address, signature })
+  const current = await encodeCurrent({ buckets: 1, private: priv.cid, public: null, clock: null, owner: owner.cid })
+  const root = await encodeRoot({ version: 2, sequence: 1, parents: [], updatedAt: Date.now(), device: 'bench', public: null, current: current.cid })
+  return { key, name, root: root.cid, car: encodeCar([root, current, owner, priv]) }
 }
 
 async function send (url: string, method: string, type: string, body: Uint8Array): Promise<number> {

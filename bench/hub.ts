@@ -33,7 +33,7 @@ import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
 import { hexToBytes, toBase64 } from '../src/crypto/bytes.js'
 import { recoverPersonalSigner } from '../src/crypto/eip191.js'
 import { ownerStatement } from '../src/crypto/keys.js'
-import { encodeCurrent, encodeRoot } from '../src/space/root.js'
+import { encodeCurrent, encodeOwner, encodeRoot } from '../src/space/root.js'
 import { cborBlock, encodeCar, rawBlock } from '../src/store/blocks.js'
 import { hubStore } from '../src/store/hub.js'
 import { createRecord, nameOfKey, validateRecord } from '../src/store/record.js'
@@ -159,9 +159,10 @@ async function main (): Promise<void> {
       const owner = privateKeyToAccount(generatePrivateKey())
       const signature = hexToBytes(await owner.signMessage({ message: ownerStatement(owner.address, name) }))
       const priv = await rawBlock(crypto.getRandomValues(new Uint8Array(4096)))
-      const pub = await encodeCurrent({ buckets: 1, private: priv.cid, public: null, clock: null })
-      const root = await encodeRoot({ version: 2, sequence: 1, parents: [], updatedAt: Date.now(), device: 'bench', public: null, current: pub.cid, owner: { address: owner.address, signature } })
-      await store.putBlocks([root, pub, priv])
+      const binding = await encodeOwner({ address: owner.address, signature })
+      const pub = await encodeCurrent({ buckets: 1, private: priv.cid, public: null, clock: null, owner: binding.cid })
+      const root = await encodeRoot({ version: 2, sequence: 1, parents: [], updatedAt: Date.now(), device: 'bench', public: null, current: pub.cid })
+      await store.putBlocks([root, pub, binding, priv])
       const records: Uint8Array[] = []
       for (let s = 1; s <= perName; s++) records.push(await createRecord(ipnsKey, root.cid, s))
       // The first record of a name is published here: the hub verifies a name's owner binding

@@ -18,6 +18,10 @@ import { createRecord } from '../src/store/record.js'
 import { ipnsTopic, rankHubs } from '../src/hub/pubsub.js'
 import { account, KEY_A, KEY_B } from './helpers/signers.js'
 import { makeSpace } from './helpers/hub-app.js'
+import { decodeCurrent, encodeCurrent, encodeOwner } from '../src/space/root.js'
+import { ownerStatement } from '../src/crypto/keys.js'
+import { hexToBytes } from '../src/crypto/bytes.js'
+import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
 import type { RunningHub } from '../src/hub/server.js'
 import type { GossipSub, Message } from '@libp2p/gossipsub'
 import type { CID } from 'multiformats/cid'
@@ -118,13 +122,34 @@ describe('records from peers are checked like a PUT', () => {
     await pubsub.publish(CLUSTER_RECORDS_TOPIC, encode({ name: space.name, record: forged, replicas: [] }))
     await pubsub.publish(CLUSTER_RECORDS_TOPIC, new TextEncoder().encode('not cbor at all'))
     await pubsub.publish(CLUSTER_RECORDS_TOPIC, encode({ name: 'not-a-name', record: forged, replicas: [] }))
-    // Then a good record for a fresh name, sent the same way: once it arrives, the bad ones were handled.
+    // Then a good record for a fresh name, sent the same way (with the root, current node and owner
+    // binding a hub sends): once it arrives, the bad ones were handled.
     const good = await makeSpace()
     const record = await createRecord(good.key, good.root.cid, 1)
-    await pubsub.publish(CLUSTER_RECORDS_TOPIC, encode({ name: good.name, record, root: good.root.bytes, replicas: [] }))
+    await pubsub.publish(CLUSTER_RECORDS_TOPIC, encode({ name: good.name, record, root: good.root.bytes, binding: [good.blocks[1]!.bytes, good.blocks[2]!.bytes], replicas: [] }))
     for (const h of [h2, h3]) {
       await expect.poll(async () => (await fetch(`${h.url}/routing/v1/ipns/${good.name}`)).status, { timeout: 2000, interval: 10 }).toBe(200)
       expect((await fetch(`${h.url}/routing/v1/ipns/${space.name}`)).status).toBe(404)
+    }
+  })
+
+  it('takes a peer\'s current node and owner binding only as the blocks the root links: another wallet\'s binding sent along is not believed', async () => {
+    const space = await makeSpace()
+    // Another wallet's genuine binding of this name: valid on its own, but not the block the version links.
+    const b = privateKeyToAccount(generatePrivateKey())
+    const theirs = await encodeOwner({ address: b.address, signature: hexToBytes(await b.signMessage({ message: ownerStatement(b.address, space.name) })) })
+    const record = await createRecord(space.key, space.root.cid, 1)
+    await pubsubOf(h1).publish(CLUSTER_RECORDS_TOPIC, encode({ name: space.name, record, root: space.root.bytes, binding: [space.blocks[1]!.bytes, theirs.bytes], replicas: [] }))
+    // nor with a current node of its own that links it
+    const forged = await encodeCurrent({ ...decodeCurrent(space.blocks[1]!.bytes), owner: theirs.cid })
+    await pubsubOf(h1).publish(CLUSTER_RECORDS_TOPIC, encode({ name: space.name, record, root: space.root.bytes, binding: [forged.bytes, theirs.bytes], replicas: [] }))
+    // Then the honest message for a fresh name: once it arrives, the forged one was handled.
+    const good = await makeSpace()
+    await pubsubOf(h1).publish(CLUSTER_RECORDS_TOPIC, encode({ name: good.name, record: await createRecord(good.key, good.root.cid, 1), root: good.root.bytes, binding: [good.blocks[1]!.bytes, good.blocks[2]!.bytes], replicas: [] }))
+    for (const h of [h2, h3]) {
+      await expect.poll(async () => (await fetch(`${h.url}/routing/v1/ipns/${good.name}`)).status, { timeout: 2000, interval: 10 }).toBe(200)
+      expect((await fetch(`${h.url}/routing/v1/ipns/${space.name}`)).status).toBe(404)
+      expect((await fetch(`${h.url}${addressPath(b.address)}`)).status).toBe(404)
     }
   })
 

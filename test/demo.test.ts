@@ -13,7 +13,7 @@ import { decode as decodeCbor } from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
 import { readPublic } from '../src/index.js'
 import { readRecord } from '../src/store/record.js'
-import { currentBlocks, decodeRoot } from '../src/space/root.js'
+import { currentBlocks, decodeRoot, versionOwner } from '../src/space/root.js'
 import {
   DemoHarness, RESULTS, demoKey, entries, entry, fillEntry, messages, openDemo, openWithKey, setEntry, sleep, syncState, waitSynced
 } from './helpers/demo-browser.js'
@@ -464,7 +464,8 @@ describe('demo page in Chromium', () => {
     const rootCid = readRecord(record).cid as CID
     const rootBytes = new Uint8Array(await (await fetch(`${hub.url}/ipfs/${rootCid.toString()}?format=raw`)).arrayBuffer())
     const root = decodeRoot(rootBytes)
-    expect(root.owner.address.toLowerCase()).toBe(address.toLowerCase())
+    const owner = await versionOwner(rootCid, async cid => new Uint8Array(await (await fetch(`${hub.url}/ipfs/${cid.toString()}?format=raw`)).arrayBuffer()))
+    expect(owner.address.toLowerCase()).toBe(address.toLowerCase())
     expect(root.device).toBe(device)
     expect(Math.abs(root.updatedAt - Date.now())).toBeLessThan(60_000)
     const state = await currentBlocks(root.current, async cid => new Uint8Array(await (await fetch(`${hub.url}/ipfs/${cid.toString()}?format=raw`)).arrayBuffer()))

@@ -18,7 +18,7 @@ import { deriveKeys, OPEN_MESSAGE } from '../src/crypto/keys.js'
 import { PUBLIC_PROFILE_PATH } from '../src/protocol.js'
 import { openSpace } from '../src/space/space.js'
 import { readPublic } from '../src/space/read-public.js'
-import { currentBlocks, currentVersionRequest, decodeCurrent, decodeRoot, encodeCurrent, encodeRoot } from '../src/space/root.js'
+import { currentBlocks, currentVersionRequest, decodeCurrent, decodeRoot, encodeCurrent, encodeOwner, encodeRoot } from '../src/space/root.js'
 import { PrivateSection, PublicSection } from '../src/space/section.js'
 import { encodeTree, getEach, INDEX_FANOUT, MAX_BUCKETS, treeWidths } from '../src/space/tree.js'
 import { associatedData, seal } from '../src/crypto/envelope.js'
@@ -673,13 +673,14 @@ describe('a forged or malformed version is refused and changes nothing', () => {
     await expect(readPublic({ name: q.space.name, store: q.store })).rejects.toMatchObject({ name: 'FormatError' })
   })
 
-  it('a current node whose links have the wrong codecs, or a profile without its clock: FormatError', async () => {
+  it('a current node whose links have the wrong codecs, or a profile without its clock, or no owner binding: FormatError', async () => {
     const bucket = (await rawBlock(new Uint8Array(8))).cid
     const profile = (await jsonBlock(json.encode({}))).cid
     const clock = (await cborBlock({ version: 2, entries: {} })).cid
-    const ok: Current = { buckets: 1, private: bucket, public: profile, clock }
+    const owner = (await encodeOwner({ address: '0x0000000000000000000000000000000000000001', signature: new Uint8Array(65) })).cid
+    const ok: Current = { buckets: 1, private: bucket, public: profile, clock, owner }
     expect(decodeCurrent((await encodeCurrent(ok)).bytes)).toEqual(ok)
-    const four: Current = { buckets: 4, private: clock, public: profile, clock, totals: 3 }
+    const four: Current = { buckets: 4, private: clock, public: profile, clock, owner, totals: 3 }
     expect(decodeCurrent((await encodeCurrent(four)).bytes)).toEqual(four)
     expect([...(await encodeCurrent(four)).bytes]).toEqual([...dagCbor.encode(four)])
     for (const bad of [
@@ -690,6 +691,10 @@ describe('a forged or malformed version is refused and changes nothing', () => {
       { ...ok, public: clock },
       { ...ok, clock: null },
       { ...ok, public: null },
+      // the owner binding: a dag-cbor link, always there
+      (({ owner: _, ...rest }) => rest)(ok),
+      { ...ok, owner: null },
+      { ...ok, owner: bucket },
       // totals name a bucket of 2 or more
       { ...ok, totals: 0 },
       { ...ok, private: clock, buckets: 4, totals: 4 },

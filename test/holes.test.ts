@@ -12,13 +12,13 @@ import { normalizeSignature } from '../src/crypto/eip191.js'
 import { deriveKeys, OPEN_MESSAGE, ownerStatement } from '../src/crypto/keys.js'
 import { openSpace } from '../src/space/space.js'
 import { readPublic } from '../src/space/read-public.js'
-import { decodeCurrent, decodeRoot, encodeCurrent, encodeRoot } from '../src/space/root.js'
+import { decodeCurrent, decodeRoot, encodeCurrent, encodeOwner, encodeRoot } from '../src/space/root.js'
 import { EXPORT_TYPE, importSpace } from '../src/space/transfer.js'
 import { cborBlock, encodeCar, getVerifiedBlock, rawBlock } from '../src/store/blocks.js'
 import { memoryStore } from '../src/store/memory.js'
 import { createRecord, nameOfKey } from '../src/store/record.js'
 import { account, KEY_A, KEY_B } from './helpers/signers.js'
-import type { OwnerBinding, Root } from '../src/space/root.js'
+import type { Current, OwnerBinding, Root } from '../src/space/root.js'
 import type { Block, Store } from '../src/store/interface.js'
 import type { PrivateKey } from '@libp2p/interface'
 
@@ -35,11 +35,16 @@ async function binding (name: string, claimed: string, signerKey: string): Promi
   return { address: claimed, signature: hexToBytes(signature) }
 }
 
-/** The state of an empty version: no buckets, no public section. */
-const EMPTY = await encodeCurrent({ buckets: 0, private: null, public: null, clock: null })
-
-async function root (fields: Partial<Root> & { owner: OwnerBinding }): Promise<Block> {
-  return await encodeRoot({ version: 2, sequence: 1, parents: [], updatedAt: Date.now(), device: 'test', public: null, current: EMPTY.cid, ...fields })
+/**
+ * A root bound by `owner`, over `state` (by default an empty version: no buckets, no public
+ * section), with `blocks`: the root, its current node and the binding block.
+ */
+async function root (fields: Partial<Root> & { owner: OwnerBinding, state?: Omit<Current, 'owner'> }): Promise<Block & { blocks: Block[] }> {
+  const { owner, state, ...rest } = fields
+  const binding = await encodeOwner(owner)
+  const current = await encodeCurrent({ ...(state ?? { buckets: 0, private: null, public: null, clock: null }), owner: binding.cid })
+  const block = await encodeRoot({ version: 2, sequence: 1, parents: [], updatedAt: Date.now(), device: 'test', public: null, ...rest, current: current.cid })
+  return { ...block, blocks: [block, current, binding] }
 }
 
 /** Publishes `blocks` and a record of `sequence` pointing at `target`, signed with `key`. */
@@ -67,8 +72,8 @@ describe('opening a space refuses a version its owner did not make', () => {
     const b = account(KEY_B).address
     // Wallet B's genuine binding of A's name: valid on its own, wrong for this space.
     const next = a.root.sequence + 1
-    const forged = await root({ ...a.root, sequence: next, parents: [a.rootCid], owner: await binding(a.name, b, KEY_B) })
-    await publish(store, a.key, forged.cid, next, [forged])
+    const forged = await root({ ...a.root, sequence: next, parents: [a.rootCid], owner: await binding(a.name, b, KEY_B), state: decodeCurrent(await store.getBlock(a.root.current)) })
+    await publish(store, a.key, forged.cid, next, forged.blocks)
     const err = await openSpace({ signer: account(KEY_A), store }).catch((e: Error) => e)
     expect(err).toMatchObject({ name: 'SignerMismatchError' })
     expect((err as Error).message).toContain(b)
@@ -85,7 +90,7 @@ describe('opening a space refuses a version its owner did not make', () => {
     const store = memoryStore()
     const a = await spaceOfA(store)
     const next = a.root.sequence + 1
-    const old = await cborBlock({ version: 1, sequence: next, parents: [a.rootCid], updatedAt: Date.now(), device: 'test', public: null, private: [], owner: a.root.owner })
+    const old = await cborBlock({ version: 1, sequence: next, parents: [a.rootCid], updatedAt: Date.now(), device: 'test', public: null, private: [], owner: await binding(a.name, account(KEY_A).address, KEY_A) })
     await publish(store, a.key, old.cid, next, [old])
     const err = await openSpace({ signer: account(KEY_A), store }).catch((e: Error) => e)
     expect(err).toMatchObject({ name: 'FormatError' })
@@ -137,7 +142,7 @@ describe('readPublic proves the owner, it does not take the root\'s word', () =>
     const name = nameOfKey(key)
     const alice = account(KEY_A).address
     const forged = await root({ owner: await binding(name, alice, KEY_B) })
-    await publish(store, key, forged.cid, 1, [forged])
+    await publish(store, key, forged.cid, 1, forged.blocks)
     await expect(readPublic({ name, store })).rejects.toMatchObject({ name: 'SignerMismatchError' })
   })
 
@@ -147,7 +152,7 @@ describe('readPublic proves the owner, it does not take the root\'s word', () =>
     const name = nameOfKey(key)
     const alice = account(KEY_A).address
     const replayed = await root({ owner: await binding('k51qzi5uqu5dlkw8pxuw9qmqayfdeh4kfebhmreauqdc6a7c3y7d5i9fi8mk9w', alice, KEY_A) })
-    await publish(store, key, replayed.cid, 1, [replayed])
+    await publish(store, key, replayed.cid, 1, replayed.blocks)
     await expect(readPublic({ name, store })).rejects.toMatchObject({ name: 'SignerMismatchError' })
   })
 })
@@ -171,10 +176,10 @@ describe('importSpace checks before it writes', () => {
     const key = await generateKeyPair('Ed25519')
     const name = nameOfKey(key)
     const forged = await root({ owner: await binding(name, account(KEY_A).address, KEY_B) })
-    const car = await exportCar(name, await createRecord(key, forged.cid, 1), forged.cid, [forged, EMPTY])
+    const car = await exportCar(name, await createRecord(key, forged.cid, 1), forged.cid, forged.blocks)
     const target = memoryStore()
     await expect(importSpace(target, car)).rejects.toMatchObject({ name: 'SignerMismatchError' })
-    expect(await isEmpty(target, name, [forged])).toBe(true)
+    expect(await isEmpty(target, name, forged.blocks)).toBe(true)
   })
 
   it('refuses an export whose record points at another root than the exported one, and stores nothing', async () => {
@@ -184,12 +189,13 @@ describe('importSpace checks before it writes', () => {
     const first = await root({ owner })
     const second = await root({ owner, sequence: 2, parents: [first.cid] })
     // The manifest says `second`, the signed record says `first`.
-    const car = await exportCar(name, await createRecord(key, first.cid, 1), second.cid, [second, first, EMPTY])
+    const car = await exportCar(name, await createRecord(key, first.cid, 1), second.cid, [second, ...first.blocks])
     const target = memoryStore()
     await expect(importSpace(target, car)).rejects.toMatchObject({ name: 'IntegrityError' })
     expect(await isEmpty(target, name, [first, second])).toBe(true)
     // The honest file imports.
-    const honest = await exportCar(name, await createRecord(key, second.cid, 2), second.cid, [second, first, EMPTY])
-    expect(await importSpace(target, honest)).toMatchObject({ name, sequence: 2, blocks: 3 })
+    const honest = await exportCar(name, await createRecord(key, second.cid, 2), second.cid, [second, ...first.blocks])
+    // the two roots, and the current node and binding they share
+    expect(await importSpace(target, honest)).toMatchObject({ name, sequence: 2, blocks: 4 })
   })
 })

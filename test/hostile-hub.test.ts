@@ -23,7 +23,7 @@ import { createHubApp } from '../src/hub/app.js'
 import { main } from '../src/cli/main.js'
 import { openSpace } from '../src/space/space.js'
 import { readPublic } from '../src/space/read-public.js'
-import { encodeCurrent, encodeRoot } from '../src/space/root.js'
+import { encodeCurrent, encodeOwner, encodeRoot } from '../src/space/root.js'
 import { rawBlock } from '../src/store/blocks.js'
 import { DEFAULT_REQUEST_TIMEOUT_MS, MAX_EVENT_LINE_CHARS, MAX_JSON_RESPONSE_BYTES, hubStore as makeHubStore, readEvents } from '../src/store/hub.js'
 import { MAX_BLOCK_BYTES } from '../src/store/blocks.js'
@@ -430,7 +430,8 @@ describe('a hub that lies about the address index', () => {
     const key = await generateKeyPair('Ed25519')
     const name = nameOfKey(key)
     const priv = await rawBlock(new Uint8Array(32))
-    const pub = await encodeCurrent({ buckets: 1, private: priv.cid, public: null, clock: null })
+    const binding = await encodeOwner({ address: alice.address, signature: hexToBytes(await alice.signMessage({ message: ownerStatement(alice.address, name) })) })
+    const pub = await encodeCurrent({ buckets: 1, private: priv.cid, public: null, clock: null, owner: binding.cid })
     const root = await encodeRoot({
       version: 2,
       sequence: 1,
@@ -438,11 +439,10 @@ describe('a hub that lies about the address index', () => {
       updatedAt: Date.now(),
       device: 'other',
       public: null,
-      current: pub.cid,
-      owner: { address: alice.address, signature: hexToBytes(await alice.signMessage({ message: ownerStatement(alice.address, name) })) }
+      current: pub.cid
     })
     const store = hubStore(hub.url)
-    await store.putBlocks([root, pub, priv])
+    await store.putBlocks([root, pub, binding, priv])
     await store.putRecord(name, await createRecord(key, root.cid, 1))
     expect(await store.lookupAddress(alice.address)).toBe(name)
     await expect(openSpace({ signer: alice, hub: hub.url })).rejects.toMatchObject({ name: 'NonDeterministicSignerError' })

@@ -30,7 +30,7 @@ import { decodeLanded, encodeLanded, HubStorage, LANDED_PREFIX } from '../src/hu
 import type { Landed } from '../src/hub/storage.js'
 import { MemoryDatastore } from 'datastore-core'
 import { Key } from 'interface-datastore'
-import { decodeRoot, encodeRoot, verifyOwner } from '../src/space/root.js'
+import { decodeOwner, decodeRoot, encodeRoot, verifyOwner } from '../src/space/root.js'
 import { MAX_BLOCK_BYTES, cborBlock, encodeCar, rawBlock } from '../src/store/blocks.js'
 import { hubStore } from '../src/store/hub.js'
 import { createRecord, nameOfKey } from '../src/store/record.js'
@@ -232,8 +232,8 @@ describe('event streams per client', () => {
 
 describe('uploads are charged to their uploader until a record references them', () => {
   it('refuses an upload over the per-client pending share (413), and a referencing record frees the share', async () => {
-    // Each block costs at least 4 KiB; the space's 5 blocks fit, a 6th does not.
-    const hub = makeHub({ maxPendingBytesPerClient: 5 * 4096 })
+    // Each block costs at least 4 KiB; the space's 6 blocks fit, a 7th does not.
+    const hub = makeHub({ maxPendingBytesPerClient: 6 * 4096 })
     const space = await makeSpace()
     expect((await upload(hub, space.blocks)).status).toBe(200)
     const extra = await rawBlock(new Uint8Array([42]))
@@ -814,7 +814,7 @@ describe('dated address bindings', () => {
 
   it('refuses a dated binding whose date was changed after signing', async () => {
     const space = await makeSpace({ issuedAt: 1_700_000_000_000 })
-    const owner = decodeRoot(space.root.bytes).owner
+    const owner = decodeOwner(space.blocks[2]!.bytes)
     expect(verifyOwner(owner, space.name)).toBe(space.address)
     expect(() => verifyOwner({ ...owner, issuedAt: 1_700_000_000_001 }, space.name)).toThrow(expect.objectContaining({ name: 'SignerMismatchError' }))
   })

@@ -146,10 +146,12 @@ describe('a V2-only record with a bad V2 signature is refused everywhere', () =>
 
   it('by a hub hearing it from a peered hub (gossip)', async () => {
     const { records } = createHub({ blockstore: new MemoryBlockstore(), datastore: new MemoryDatastore() }, { rateLimit: 0 })
+    // the root, and the current node and owner binding a hub sends with it
+    const binding = [space.blocks[1]!.bytes, space.blocks[2]!.bytes]
     for (const [, record] of bad) {
-      await expect(records.acceptFromPeer(space.name, record, space.root.bytes)).rejects.toMatchObject({ name: 'InvalidRecordError' })
+      await expect(records.acceptFromPeer(space.name, record, space.root.bytes, binding)).rejects.toMatchObject({ name: 'InvalidRecordError' })
     }
-    await expect(records.acceptFromPeer(space.name, good, space.root.bytes)).resolves.toBe(true)
+    await expect(records.acceptFromPeer(space.name, good, space.root.bytes, binding)).resolves.toBe(true)
   })
 
   it('by a device opening the space from a store that holds it (InvalidRecordError), which opens the good one', async () => {

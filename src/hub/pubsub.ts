@@ -31,6 +31,7 @@ import { DEFAULT_HUB_FETCH_TIMEOUT_MS, DEFAULT_HUB_MAX_SPACE_BYTES, DEFAULT_MAX_
 export { DEFAULT_MAX_PEER_CHECKS, DEFAULT_MAX_REPLICATION_QUEUE, DEFAULT_PEER_MESSAGES_PER_SECOND, DEFAULT_REPLICAS, DEFAULT_REPLICATION_CONCURRENCY, DEFAULT_REPLICA_WAIT_MS } from './options.js'
 import { parseName } from './params.js'
 import { MAX_ROOT_BYTES, rootOf, stateLinks } from './quota.js'
+import { decodeCurrent } from '../space/root.js'
 import { walkDag } from './walk.js'
 import type { Clock } from '../clock.js'
 import { cidKey } from '../store/blocks.js'
@@ -43,15 +44,19 @@ import type { Block } from '../store/interface.js'
 import type { GossipSub, Message, SubscriptionChangeData } from '@libp2p/gossipsub'
 import type { MultihashDigest } from 'multiformats/hashes/interface'
 
-/** Root blocks up to this size travel with the record, so peers check the owner binding without a fetch. */
+/**
+ * Root blocks up to this size travel with the record, with the current node and owner binding it
+ * links (each at most MAX_INLINE_BINDING_BYTES), so peers check the owner binding without a fetch.
+ */
 const MAX_INLINE_ROOT_BYTES = 32 * 1024
+const MAX_INLINE_BINDING_BYTES = 4 * 1024
 /**
  * A version whose blocks below the root total at most this travels whole, so replicas need no
  * bitswap round trips (each costs tens of ms on loopback, seconds on a loaded machine).
  */
 const MAX_INLINE_BLOCKS_BYTES = 40 * 1024
 /** Largest cluster message decoded: a record, an inline root, inline blocks and the replica list. */
-const MAX_CLUSTER_MESSAGE_BYTES = MAX_RECORD_BYTES + MAX_INLINE_ROOT_BYTES + MAX_INLINE_BLOCKS_BYTES + 4 * 1024
+const MAX_CLUSTER_MESSAGE_BYTES = MAX_RECORD_BYTES + MAX_INLINE_ROOT_BYTES + 2 * MAX_INLINE_BINDING_BYTES + MAX_INLINE_BLOCKS_BYTES + 4 * 1024
 /** Largest Next.ID chain gossiped whole (bigger ones move with export/import). */
 export const MAX_GOSSIP_CHAIN_BYTES = 48 * 1024
 /** Replica peer ids named in one message. */
@@ -93,6 +98,8 @@ interface RecordMessage {
   name: string
   record: Uint8Array
   root?: Uint8Array
+  /** With the root: its current node and the owner binding that links, when this hub has them. */
+  binding?: Uint8Array[]
   /** The version's blocks below the root, when small (see MAX_INLINE_BLOCKS_BYTES). */
   blocks?: Uint8Array[]
   replicas: string[]
@@ -175,6 +182,8 @@ export class HubCluster {
     const message: RecordMessage = { name, record, replicas: chosen }
     if (rootBytes !== undefined && rootBytes.byteLength <= MAX_INLINE_ROOT_BYTES) {
       message.root = rootBytes
+      const binding = await this.bindingBlocks(rootBytes)
+      if (binding !== undefined) message.binding = binding
       if (chosen.length > 0) {
         const inline = await this.smallVersion(rootBytes)
         if (inline !== undefined) message.blocks = inline
@@ -188,6 +197,23 @@ export class HubCluster {
     const { recipients } = await this.pubsub.publish(CLUSTER_RECORDS_TOPIC, encode(message))
     await held
     return recipients.length
+  }
+
+  /** A root's current node and the owner binding it links, when this hub has both and they are small. */
+  private async bindingBlocks (rootBytes: Uint8Array): Promise<Uint8Array[] | undefined> {
+    const root = rootOf(rootBytes)
+    if (root === undefined) return undefined
+    const { blocks } = this.components
+    const current = await blocks.localBlock(root.current)
+    if (current === undefined || current.byteLength > MAX_INLINE_BINDING_BYTES) return undefined
+    let owner: CID
+    try {
+      owner = decodeCurrent(current).owner
+    } catch {
+      return undefined
+    }
+    const binding = await blocks.localBlock(owner)
+    return binding === undefined || binding.byteLength > MAX_INLINE_BINDING_BYTES ? undefined : [current, binding]
   }
 
   /** The blocks below a root, when this hub has all of them and they are small enough to send along. */
@@ -250,7 +276,7 @@ export class HubCluster {
     if (this.checks >= (this.options.maxPeerChecks ?? DEFAULT_MAX_PEER_CHECKS)) return TopicValidatorResult.Ignore
     this.checks++
     try {
-      await this.components.records.acceptFromPeer(decoded.name, decoded.record, decoded.root)
+      await this.components.records.acceptFromPeer(decoded.name, decoded.record, decoded.root, decoded.binding)
     } catch (err) {
       const name = (err as Error).name
       // An older or equal-sequence record is a peer that is behind, not one that lies.
@@ -458,7 +484,8 @@ function decodeRecordMessage (data: Uint8Array): RecordMessage | undefined {
   const { name, record, root, replicas } = value as Record<string, unknown>
   if (typeof name !== 'string' || !(record instanceof Uint8Array) || record.byteLength > MAX_RECORD_BYTES) return undefined
   if (root !== undefined && (!(root instanceof Uint8Array) || root.byteLength > MAX_INLINE_ROOT_BYTES)) return undefined
-  const { blocks } = value as Record<string, unknown>
+  const { blocks, binding } = value as Record<string, unknown>
+  if (binding !== undefined && (root === undefined || !Array.isArray(binding) || binding.length !== 2 || !binding.every(b => b instanceof Uint8Array && b.byteLength <= MAX_INLINE_BINDING_BYTES))) return undefined
   if (blocks !== undefined && (!Array.isArray(blocks) || blocks.length > 64 || !blocks.every(b => b instanceof Uint8Array) ||
     (blocks as Uint8Array[]).reduce((n, b) => n + b.byteLength, 0) > MAX_INLINE_BLOCKS_BYTES)) return undefined
   if (!Array.isArray(replicas) || replicas.length > MAX_NAMED_REPLICAS || !replicas.every(r => typeof r === 'string' && r.length < 128)) return undefined
@@ -468,7 +495,7 @@ function decodeRecordMessage (data: Uint8Array): RecordMessage | undefined {
   } catch {
     return undefined
   }
-  return { name: canonical, record, root: root as Uint8Array | undefined, blocks: blocks as Uint8Array[] | undefined, replicas: replicas as string[] }
+  return { name: canonical, record, root: root as Uint8Array | undefined, binding: binding as Uint8Array[] | undefined, blocks: blocks as Uint8Array[] | undefined, replicas: replicas as string[] }
 }
 
 function decodeHeld (data: Uint8Array): { name: string, sequence: bigint } | undefined {

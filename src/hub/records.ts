@@ -6,8 +6,8 @@
 import { systemClock } from '../clock.js'
 import { equals } from 'multiformats/bytes'
 import { toBase64 } from '../crypto/bytes.js'
-import { ConflictError, EquivocationError, InvalidInputError, TooLargeError } from '../errors.js'
-import { verifyOwner } from '../space/root.js'
+import { ConflictError, EquivocationError, IntegrityError, InvalidInputError, TooLargeError } from '../errors.js'
+import { decodeCurrent, verifyOwner, versionOwner } from '../space/root.js'
 import { cidString, verifyBlock } from '../store/blocks.js'
 import { readRecord, validateRecord } from '../store/record.js'
 import { Announcer } from './announce.js'
@@ -28,6 +28,15 @@ import type { CID } from 'multiformats/cid'
 
 /** How many names' newest records (and index state) the hub keeps in memory. */
 const RECENT_RECORDS = 10_000
+/** The owner binding link of a current node, if it is one. */
+function ownerOfCurrent (bytes: Uint8Array): CID | undefined {
+  try {
+    return decodeCurrent(bytes).owner
+  } catch {
+    return undefined
+  }
+}
+
 /** How far in the future a dated owner binding may be (clocks differ). */
 const MAX_BINDING_CLOCK_SKEW_MS = 10 * 60 * 1000
 
@@ -145,15 +154,29 @@ export class HubRecords {
    * sender did). `rootBytes`, when the sender sent the root block along, is used only if it hashes
    * to the record's CID. Resolves true when stored, false when already held; throws the PUT's errors.
    */
-  async acceptFromPeer (name: string, bytes: Uint8Array, rootBytes?: Uint8Array): Promise<boolean> {
+  async acceptFromPeer (name: string, bytes: Uint8Array, rootBytes?: Uint8Array, bindingBytes: Uint8Array[] = []): Promise<boolean> {
     // The record already stored, byte for byte (a copy, a resend): checked when it was stored.
     const current = await this.storedWithInfo(name)
     if (current !== undefined && equals(current.bytes, bytes)) return false
     const info = await this.validate(name, bytes)
     const root = rootBytes !== undefined && info.cid !== undefined && await verifyBlock(info.cid, rootBytes) ? rootBytes : undefined
-    // The root is read from the message for the checks; blocks reach this hub by replication.
-    const staged = root === undefined || info.cid === undefined ? undefined : { blocks: new Map([[cidString(info.cid), root]]), store: async () => {} }
-    return this.accept(name, bytes, info, staged)
+    // The root, and the current node and owner binding under it, are read from the message for the
+    // checks (each only if it is the block its parent links); blocks reach this hub by replication.
+    if (root === undefined || info.cid === undefined) return this.accept(name, bytes, info, undefined)
+    const blocks = new Map([[cidString(info.cid), root]])
+    const [currentBytes, ownerBytes] = bindingBytes
+    const parsed = rootOf(root)
+    if (parsed !== undefined && currentBytes !== undefined) {
+      // A peer that sends other blocks than those the root links is refused, not asked again.
+      if (!await verifyBlock(parsed.current, currentBytes)) throw new IntegrityError(`the current node sent with ${name} is not the one its root links`)
+      blocks.set(cidString(parsed.current), currentBytes)
+      const owner = ownerOfCurrent(currentBytes)
+      if (owner !== undefined && ownerBytes !== undefined) {
+        if (!await verifyBlock(owner, ownerBytes)) throw new IntegrityError(`the owner binding sent with ${name} is not the one its current node links`)
+        blocks.set(cidString(owner), ownerBytes)
+      }
+    }
+    return this.accept(name, bytes, info, { blocks, store: async () => {} })
   }
 
   /** Gossips the record to peered hubs and waits (bounded) for its replicas; resolves with the number of hubs it reached. */
@@ -240,21 +263,27 @@ export class HubRecords {
     }
     const walked = await checkSpaceQuota(source, name, cid, bytes, root, this.options.maxSpaceBytes ?? DEFAULT_HUB_MAX_SPACE_BYTES)
 
-    const { issuedAt } = root.owner
+    // The current node and the binding: staged, here, or (a record heard from elsewhere) fetched as the root was.
+    const owner = await versionOwner(cid, async (c) => {
+      const block = c.equals(cid) ? bytes : staged?.get(cidString(c)) ?? await this.blocks.readBlock(c, this.options.fetchTimeoutMs ?? DEFAULT_HUB_FETCH_TIMEOUT_MS)
+      if (block === undefined) throw new InvalidInputError(`the version of ${name} lacks its block ${c.toString()}, which its owner binding needs`)
+      return block
+    })
+    const { issuedAt } = owner
     // A date in the future would outrank every later binding until that date: refused.
     if (issuedAt !== undefined && issuedAt > (this.options.nowMs ?? systemClock)() + MAX_BINDING_CLOCK_SKEW_MS) {
       throw new InvalidInputError(`the owner binding of ${name} is dated ${new Date(issuedAt).toISOString()}, in the future`)
     }
-    const signature = toBase64(root.owner.signature)
+    const signature = toBase64(owner.signature)
     const known = this.verifiedOwners.get(name)
     let address: string
-    if (known !== undefined && known === `${root.owner.address} ${signature}`) {
-      address = root.owner.address
+    if (known !== undefined && known === `${owner.address} ${signature}`) {
+      address = owner.address
     } else {
       // A root that claims an owner it cannot prove is refused: clients would refuse to open it.
-      address = verifyOwner(root.owner, name)
+      address = verifyOwner(owner, name)
       if (this.verifiedOwners.size > 10_000) this.verifiedOwners.clear()
-      this.verifiedOwners.set(name, `${root.owner.address} ${signature}`)
+      this.verifiedOwners.set(name, `${owner.address} ${signature}`)
     }
     return { walked, owner: { address, issuedAt } }
   }

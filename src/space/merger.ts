@@ -8,12 +8,12 @@ import { equals } from 'multiformats/bytes'
 import { IntegrityError, SignerMismatchError, throwIfAborted } from '../errors.js'
 import { validateRecord } from '../store/record.js'
 import { CURRENT_VERSION_FIELD } from '../protocol.js'
-import { cidKey, getVerifiedBlock, verifyBlock, verifyBlockNow } from '../store/blocks.js'
+import { cidKey, cidString, getVerifiedBlock, verifyBlock, verifyBlockNow } from '../store/blocks.js'
 import { readPublicBlocks } from './entries.js'
-import { checkCurrent, decodeCurrent, decodeRoot, verifyOwner } from './root.js'
+import { checkCurrent, decodeCurrent, decodeOwner, decodeRoot, verifyOwner } from './root.js'
 import { PublicSection } from './section.js'
 import type { SpaceContext } from './context.js'
-import type { OwnerBinding } from './root.js'
+import type { Current, OwnerBinding } from './root.js'
 import type { Writer } from './writer.js'
 import type { BlockGetter } from './tree.js'
 import type { AbortOptions, Block, Store } from '../store/interface.js'
@@ -110,9 +110,9 @@ export class Merger {
     }
     const root = decodeRoot(await this.fetchBlock(cid, options))
     if (root.sequence !== sequence) throw new IntegrityError(`root ${cid.toString()} says sequence ${root.sequence} but its record says ${sequence}`)
-    this.checkOwner(root.owner)
     const current = decodeCurrent(await this.fetchBlock(root.current, options))
     checkCurrent(root, current)
+    const owner = await this.ownerOf(current, options)
     // Both sections are read and checked before either changes.
     const pubBlocks = current.public === null || publicSection.isStoredAs(current.public, current.clock)
       ? undefined
@@ -142,7 +142,7 @@ export class Merger {
       head.rootCid = cid
     }
     // The newest binding a version carries is the one to carry on (a re-binding from another device).
-    if (head.owner === undefined || (root.owner.issuedAt ?? -1) > (head.owner.issuedAt ?? -1)) head.owner = root.owner
+    if (head.owner === undefined || (owner.issuedAt ?? -1) > (head.owner.issuedAt ?? -1)) head.owner = owner
     // No count of private keys here: on an open, listing them is the walk of every bucket skipped below.
     this.ctx.log.trace('merged %s #%d (%s): %d public key(s) changed', this.ctx.name, sequence, cid.toString(), pubChanged.length)
     // Listeners hear of the change as soon as the map holds it (`get` already returns it), not after
@@ -154,6 +154,22 @@ export class Merger {
     if (!beside) await this.ctx.state.put(this.ctx.name, { sequence: head.seq, root: cid.toString() })
     this.writer.pruneSuperseded()
   }
+
+  /**
+   * The owner binding a version's current node links, checked (`checkOwner`). A binding changes
+   * rarely: the last one read is kept with its CID, and a version that links it again costs no fetch.
+   */
+  async ownerOf (current: Current, options?: AbortOptions): Promise<OwnerBinding> {
+    const key = cidString(current.owner)
+    if (this.lastOwner?.cid === key) return this.lastOwner.owner
+    const owner = decodeOwner(await this.fetchBlock(current.owner, options))
+    this.checkOwner(owner)
+    this.lastOwner = { cid: key, owner }
+    return owner
+  }
+
+  /** The owner binding last read and checked, and its block's CID string. */
+  private lastOwner: { cid: string, owner: OwnerBinding } | undefined
 
   /** Refuses a version whose owner binding does not name this space's wallet address. */
   checkOwner (owner: OwnerBinding): void {

@@ -12,7 +12,7 @@ import { ConflictError } from '../errors.js'
 import { cidString } from '../store/blocks.js'
 import { createRecord, DEFAULT_RECORD_LIFETIME_MS } from '../store/record.js'
 import { assertOpen, needsPublish } from './context.js'
-import { encodeCurrent, encodeRoot } from './root.js'
+import { encodeCurrent, encodeOwner, encodeRoot } from './root.js'
 import type { SpaceContext } from './context.js'
 import type { Merger } from './merger.js'
 import type { OwnerBinding } from './root.js'
@@ -53,6 +53,15 @@ export class Publisher {
   private queued: Promise<void> | undefined
   private retryTimer: ReturnType<typeof setTimeout> | undefined
   private retryDelay = 0
+
+  /** The owner binding's block, encoded once per binding. */
+  private ownerBlock: { owner: OwnerBinding, block: Block } | undefined
+  /**
+   * The owner binding block a version this publisher published carried (CID string): later
+   * versions link it without sending it again, as they do every block they did not change. The
+   * first version a publisher seals carries it, so a store that lacked it has it from then on.
+   */
+  private sentOwner: string | undefined
 
   constructor (private readonly ctx: SpaceContext, private readonly merger: Merger, private readonly writer: Writer) {}
 
@@ -286,7 +295,8 @@ export class Publisher {
 
   /**
    * Seals the next version (format 2): the dirty buckets and the index nodes on their paths, the
-   * public profile and clock when they changed, the current node and the root. `blocks` ends with
+   * public profile and clock when they changed, the owner binding when this publisher has not sent
+   * it yet, the current node and the root. `blocks` ends with
    * the root; `commit` records the sections' stored form once the version is published.
    * `publicIncluded` is called when the public section's content is fixed.
    */
@@ -297,12 +307,17 @@ export class Publisher {
     if (pubDirty) publicIncluded()
     const pub = pubDirty ? await publicSection.encode() : undefined
     const profile = pub === undefined ? publicSection.cid : pub?.profile.cid ?? null
+    const owner = head.owner as OwnerBinding
+    if (this.ownerBlock?.owner !== owner) this.ownerBlock = { owner, block: await encodeOwner(owner) }
+    const ownerBlock = this.ownerBlock.block
+    const ownerKey = cidString(ownerBlock.cid)
     const current = await encodeCurrent({
       buckets: priv.count,
       private: priv.top,
       totals: priv.totals,
       public: profile,
-      clock: pub === undefined ? publicSection.clockCid : pub?.clock.cid ?? null
+      clock: pub === undefined ? publicSection.clockCid : pub?.clock.cid ?? null,
+      owner: ownerBlock.cid
     })
     const root = await encodeRoot({
       version: FORMAT_VERSION,
@@ -311,16 +326,16 @@ export class Publisher {
       updatedAt: this.ctx.now(),
       device: this.ctx.deviceId,
       public: profile,
-      current: current.cid,
-      owner: head.owner as OwnerBinding
+      current: current.cid
     })
-    const blocks = [...priv.blocks, ...(pub == null ? [] : [pub.profile, pub.clock]), current, root]
+    const blocks = [...priv.blocks, ...(pub == null ? [] : [pub.profile, pub.clock]), ...(this.sentOwner === ownerKey ? [] : [ownerBlock]), current, root]
     return {
       blocks,
       root,
       commit: () => {
         priv.commit()
         if (pub !== undefined) publicSection.stored(pub)
+        this.sentOwner = ownerKey
       }
     }
   }

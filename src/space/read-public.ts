@@ -8,10 +8,10 @@ import { InvalidInputError, NotFoundError, SignerMismatchError, UntrustedHubErro
 import { checksumAddress } from '../crypto/eip191.js'
 import { canonicalName, validateRecord } from '../store/record.js'
 import { getVerifiedBlock } from '../store/blocks.js'
-import { checkCurrent, decodeCurrent, decodeRoot, verifyOwner } from './root.js'
+import { checkCurrent, decodeCurrent, decodeOwner, decodeRoot, verifyOwner } from './root.js'
 import { PublicSection } from './section.js'
 import type { Json } from './json.js'
-import type { AbortOptions, Block, Store } from '../store/interface.js'
+import type { AbortOptions, Store } from '../store/interface.js'
 import type { CID } from 'multiformats/cid'
 
 export interface ReadPublicOptions extends AbortOptions {
@@ -64,20 +64,20 @@ export async function readPublic (options: ReadPublicOptions): Promise<PublicPro
   const info = await validateRecord(name, record, { allowExpired: true, nowMs: options.nowMs })
   if (info.cid === undefined) throw new NotFoundError(`the record of ${name} does not point at an /ipfs/ root`)
   const root = decodeRoot(await getVerifiedBlock(store, info.cid, options))
+  const current = decodeCurrent(await getVerifiedBlock(store, root.current, options))
+  checkCurrent(root, current)
+  const [ownerBytes, profile, clock] = await Promise.all([current.owner, current.public, current.clock].map(async cid => cid === null ? undefined : await getVerifiedBlock(store, cid, options)))
   // The owner is what the binding's signature proves, never what the root claims.
-  const address = verifyOwner(root.owner, name)
+  const address = verifyOwner(decodeOwner(ownerBytes as Uint8Array), name)
   if (options.address !== undefined && address !== checksumAddress(options.address)) {
     const message = `the space ${name} is bound to ${address}, not to ${options.address}`
     // A name the caller gave is the caller's mistake; a name the store's index gave is the store's lie.
     throw fromIndex ? new UntrustedHubError(`the store's address index named ${name} for ${options.address}, but ${message}`) : new SignerMismatchError(message)
   }
-  const current = decodeCurrent(await getVerifiedBlock(store, root.current, options))
-  checkCurrent(root, current)
   const section = new PublicSection()
   if (current.public !== null && current.clock !== null) {
     // The profile is plain JSON any IPFS tool reads; its clock is checked against it all the same.
-    const [profile, clock] = await Promise.all([current.public, current.clock].map(async cid => ({ cid, bytes: await getVerifiedBlock(store, cid, options) })))
-    section.absorb(profile as Block, clock as Block)
+    section.absorb({ cid: current.public, bytes: profile as Uint8Array }, { cid: current.clock, bytes: clock as Uint8Array })
   }
   return {
     name,

@@ -56,9 +56,8 @@ export interface Root {
    * reads it at `ipns://<name>/public`
    */
   public: CID | null
-  /** the version's state (a `Current` node, dag-cbor) */
+  /** the version's state (a `Current` node, dag-cbor), which links the owner binding */
   current: CID
-  owner: OwnerBinding
 }
 
 /** A version's state: `{ buckets, private, public, clock }`, the node under `root.current`. */
@@ -76,13 +75,49 @@ export interface Current {
    * stamp), so that an open decrypts that bucket alone; present exactly when there are 2 buckets or more.
    */
   totals?: number
+  /**
+   * The owner binding (a dag-cbor block, see `encodeOwner`): a link, since the binding changes only
+   * when the owner signs a new one, while every version writes a new current node (148 bytes a
+   * version, inline). Under the current node, so that the one request that fetches a version's
+   * state (`<root>/current`, every block below) brings it too.
+   */
+  owner: CID
 }
 
 export async function encodeCurrent (current: Current): Promise<Block> {
   // keys in DAG-CBOR's order (shorter first, then bytewise), which the encoder then need not sort
   return cborBlock(current.totals === undefined
-    ? { clock: current.clock, public: current.public, buckets: current.buckets, private: current.private }
-    : { clock: current.clock, public: current.public, totals: current.totals, buckets: current.buckets, private: current.private })
+    ? { clock: current.clock, owner: current.owner, public: current.public, buckets: current.buckets, private: current.private }
+    : { clock: current.clock, owner: current.owner, public: current.public, totals: current.totals, buckets: current.buckets, private: current.private })
+}
+
+/** The owner binding block (dag-cbor): `{ address, issuedAt?, signature }`. */
+export async function encodeOwner (owner: OwnerBinding): Promise<Block> {
+  // A version 1 binding has no `issuedAt` key. Keys in DAG-CBOR's order.
+  return cborBlock(owner.issuedAt === undefined
+    ? { address: owner.address, signature: owner.signature }
+    : { address: owner.address, issuedAt: owner.issuedAt, signature: owner.signature })
+}
+
+/** Decodes and checks the shape of an owner binding block (not its signature: see `verifyOwner`). */
+export function decodeOwner (bytes: Uint8Array): OwnerBinding {
+  let value: unknown
+  try {
+    value = dagCbor.decode(bytes)
+  } catch (err) {
+    throw new FormatError('owner binding is not dag-cbor', { cause: err })
+  }
+  const owner = value as Record<string, unknown> | null
+  if (
+    typeof owner !== 'object' || owner === null ||
+    typeof owner.address !== 'string' || !(owner.signature instanceof Uint8Array) ||
+    !(owner.issuedAt === undefined || (Number.isSafeInteger(owner.issuedAt) && (owner.issuedAt as number) >= 0))
+  ) {
+    throw new FormatError('owner binding does not have the shape of one')
+  }
+  return owner.issuedAt === undefined
+    ? { address: owner.address, signature: owner.signature }
+    : { address: owner.address, signature: owner.signature, issuedAt: owner.issuedAt as number }
 }
 
 /** Decodes and checks a current node: link codecs, bucket count, and links present exactly when they must be. */
@@ -104,19 +139,21 @@ export function decodeCurrent (bytes: Uint8Array): Current {
   const priv = link(c.private, buckets === 1 ? raw.code : dagCbor.code)
   const pub = link(c.public, json.code)
   const clock = link(c.clock, dagCbor.code)
+  const owner = link(c.owner, dagCbor.code)
   if (priv === undefined || pub === undefined || clock === undefined || (priv === null) !== (buckets === 0) || (pub === null) !== (clock === null)) {
     throw new FormatError('current node does not have the shape of a version 2 state')
   }
-  if (c.totals === undefined) return { buckets, private: priv, public: pub, clock }
+  if (owner === undefined || owner === null) throw new FormatError('current node does not link an owner binding')
+  if (c.totals === undefined) return { buckets, private: priv, public: pub, clock, owner }
   if (buckets < 2 || !Number.isSafeInteger(c.totals) || (c.totals as number) < 0 || (c.totals as number) >= buckets) {
     throw new FormatError(`current node names bucket ${String(c.totals)} for the totals of ${buckets} buckets`)
   }
-  return { buckets, private: priv, public: pub, clock, totals: c.totals as number }
+  return { buckets, private: priv, public: pub, clock, owner, totals: c.totals as number }
 }
 
 /**
- * Every block of the state under `current` (the current node, profile, clock, index nodes and
- * buckets), read through `get` and shape-checked on the way. A CID in `seen` is skipped with its
+ * Every block of the state under `current` (the current node, owner binding, profile, clock, index
+ * nodes and buckets), read through `get` and shape-checked on the way. A CID in `seen` is skipped with its
  * whole subtree (a walk of an older version that shares it took it already); taken CIDs are added.
  */
 export async function currentBlocks (current: CID, get: (cid: CID) => Promise<Uint8Array>, seen = new Set<string>()): Promise<Block[]> {
@@ -132,7 +169,7 @@ export async function currentBlocks (current: CID, get: (cid: CID) => Promise<Ui
   const node = await take(current)
   if (node === undefined) return out
   const state = decodeCurrent(node)
-  for (const cid of [state.public, state.clock]) if (cid !== null) await take(cid)
+  for (const cid of [state.owner, state.public, state.clock]) if (cid !== null) await take(cid)
   if (state.private === null) return out
   const widths = treeWidths(state.buckets)
   let level: CID[] = [state.private]
@@ -149,6 +186,17 @@ export async function currentBlocks (current: CID, get: (cid: CID) => Promise<Ui
   return out
 }
 
+/**
+ * The owner binding of the version at `root` (its root, current node and binding block, read
+ * through `get`, which must check each block against its CID), shape-checked, not verified.
+ */
+export async function versionOwner (root: CID, get: (cid: CID) => Promise<Uint8Array>): Promise<OwnerBinding> {
+  const r = decodeRoot(await get(root))
+  const current = decodeCurrent(await get(r.current))
+  checkCurrent(r, current)
+  return decodeOwner(await get(current.owner))
+}
+
 /** Throws FormatError unless the root's `public` link is its current node's. */
 export function checkCurrent (root: Root, current: Current): void {
   if ((root.public === null) !== (current.public === null) || (root.public !== null && !root.public.equals(current.public))) {
@@ -159,10 +207,6 @@ export function checkCurrent (root: Root, current: Current): void {
 export async function encodeRoot (root: Root): Promise<Block> {
   // keys in DAG-CBOR's order (shorter first, then bytewise), which the encoder then need not sort
   return cborBlock({
-    owner: root.owner.issuedAt === undefined
-      // A version 1 binding encodes exactly as before (no `issuedAt` key), so its root CID is unchanged.
-      ? { address: root.owner.address, signature: root.owner.signature }
-      : { address: root.owner.address, issuedAt: root.owner.issuedAt, signature: root.owner.signature },
     device: root.device,
     public: root.public,
     current: root.current,
@@ -186,17 +230,13 @@ export function decodeRoot (bytes: Uint8Array): Root {
   if (r.version === 1) throw new FormatError('root block is in storage format 1, which this version no longer reads (format 2 replaced it before any release)')
   if (r.version !== FORMAT_VERSION) throw new FormatError(`root block has unknown format version ${String(r.version)}`)
   const isCid = (x: unknown): x is CID => CID.asCID(x) !== null
-  const owner = r.owner as Record<string, unknown> | undefined
   if (
     !Number.isSafeInteger(r.sequence) || (r.sequence as number) < 0 ||
     !Array.isArray(r.parents) || !r.parents.every(isCid) ||
     !Number.isSafeInteger(r.updatedAt) ||
     typeof r.device !== 'string' ||
     !isCid(r.current) || CID.asCID(r.current)?.code !== dagCbor.code ||
-    !(r.public === null || (isCid(r.public) && CID.asCID(r.public)?.code === json.code)) ||
-    typeof owner !== 'object' || owner === null ||
-    typeof owner.address !== 'string' || !(owner.signature instanceof Uint8Array) ||
-    !(owner.issuedAt === undefined || (Number.isSafeInteger(owner.issuedAt) && (owner.issuedAt as number) >= 0))
+    !(r.public === null || (isCid(r.public) && CID.asCID(r.public)?.code === json.code))
   ) {
     throw new FormatError('root block does not have the shape of a version 2 root')
   }
@@ -207,10 +247,7 @@ export function decodeRoot (bytes: Uint8Array): Root {
     updatedAt: r.updatedAt as number,
     device: r.device,
     public: r.public === null ? null : CID.asCID(r.public),
-    current: CID.asCID(r.current) as CID,
-    owner: owner.issuedAt === undefined
-      ? { address: owner.address, signature: owner.signature }
-      : { address: owner.address, signature: owner.signature, issuedAt: owner.issuedAt as number }
+    current: CID.asCID(r.current) as CID
   }
 }
 

@@ -13,7 +13,7 @@ import { CID } from 'multiformats/cid'
 import { FormatError, IntegrityError, InvalidInputError, InvalidRecordError, NotFoundError } from '../errors.js'
 import { cborBlock, cidLabel, cidString, encodeCar, getVerifiedBlock, verifyBlock } from '../store/blocks.js'
 import { canonicalName, validateRecord } from '../store/record.js'
-import { currentBlocks, decodeRoot, verifyOwner } from './root.js'
+import { currentBlocks, decodeRoot, verifyOwner, versionOwner } from './root.js'
 import type { AbortOptions, Block, Store } from '../store/interface.js'
 
 export const EXPORT_TYPE = 'userspace/export'
@@ -127,7 +127,7 @@ export async function importSpace (store: Store, car: Uint8Array, options: Trans
     throw new IntegrityError(`the record in the file points at ${info.value}, not at the exported root ${manifest.root.toString()}`)
   }
   const blocks = await walk(manifest.root, get, (done, total) => options.onProgress?.({ type: 'transfer:verify', detail: { done, total } }))
-  verifyOwner(decodeRoot(blocks[0]?.bytes as Uint8Array).owner, manifest.name)
+  verifyOwner(await versionOwner(manifest.root, get), manifest.name)
 
   const batchBytes = options.batchBytes ?? 4 * 1024 * 1024
   let batch: Block[] = []

@@ -17,9 +17,9 @@ export async function readVersion (ctx: SpaceContext, merger: Merger, rootRef: C
   let cid: CID
   try { cid = typeof rootRef === 'string' ? CID.parse(rootRef) : rootRef } catch { throw new InvalidInputError(`"root" expected a CID, got "${String(rootRef).slice(0, 80)}"`) }
   const root = decodeRoot(await merger.fetchBlock(cid, options))
-  merger.checkOwner(root.owner)
   const current = decodeCurrent(await merger.fetchBlock(root.current, options))
   checkCurrent(root, current)
+  await merger.ownerOf(current, options)
   const priv = new PrivateSection(ctx.derived.dataKey, ctx.derived.bucketKey, ctx.name)
   await priv.absorb(current.buckets, current.private, merger.blockGetter(options), current.totals)
   const pub = new PublicSection()

@@ -9,7 +9,7 @@ import { JSON_TYPE, addressPath } from '../protocol.js'
 import { canonicalName, validateRecord } from './record.js'
 // The root codec lives with the space; the hub store needs it for one check: that the space an
 // address-index answer names is bound to that address.
-import { decodeRoot, verifyOwner } from '../space/root.js'
+import { verifyOwner, versionOwner } from '../space/root.js'
 import type { HubReader } from './hub-reads.js'
 import type { HubTransport } from './hub-transport.js'
 import type { AbortOptions, LookupAddressOptions } from './interface.js'
@@ -60,7 +60,7 @@ async function checkBinding (transport: HubTransport, reader: HubReader, address
   try {
     const info = await validateRecord(name, record, { allowExpired: true })
     if (info.cid === undefined) throw new InvalidInputError(`the record points at ${info.value.slice(0, 100)}`)
-    owner = verifyOwner(decodeRoot(await reader.getBlock(info.cid, options)).owner, name)
+    owner = verifyOwner(await versionOwner(info.cid, async cid => await reader.getBlock(cid, options)), name)
   } catch (err) {
     if (err instanceof StoreError || (err as Error).name === 'AbortedError') throw err
     throw new UntrustedHubError(`${claim}, but serves no valid owner binding for it: ${(err as Error).message}`, { cause: err })

@@ -13,7 +13,7 @@ import { expect } from 'vitest'
 import { hexToBytes } from '../../src/crypto/bytes.js'
 import { ownerStatement } from '../../src/crypto/keys.js'
 import { createHub, IPNS_RECORD_TYPE } from '../../src/hub/app.js'
-import { encodeCurrent, encodeRoot } from '../../src/space/root.js'
+import { encodeCurrent, encodeOwner, encodeRoot } from '../../src/space/root.js'
 import { cborBlock, encodeCar, rawBlock } from '../../src/store/blocks.js'
 import { hubStore } from '../../src/store/hub.js'
 import { createRecord, nameOfKey } from '../../src/store/record.js'
@@ -43,7 +43,7 @@ export interface Space {
   name: string
   address: string
   ownerSignature: Uint8Array
-  /** root, current node, public profile (JSON), its clock, private bucket */
+  /** root, current node, owner binding, public profile (JSON), its clock, private bucket */
   blocks: Block[]
   root: Block
 }
@@ -69,7 +69,8 @@ export async function makeSpace (init: SpaceInit = {}): Promise<Space> {
   const pub = await jsonBlock({ nick: `n${Math.random()}` })
   const clock = await cborBlock({ version: 2, entries: { nick: [1, 'test-device', true] } })
   const priv = await rawBlock(crypto.getRandomValues(new Uint8Array(init.privateBytes ?? 100)))
-  const current = await encodeCurrent({ buckets: 1, private: priv.cid, public: pub.cid, clock: clock.cid })
+  const owner = await encodeOwner(init.issuedAt === undefined ? { address: account.address, signature: ownerSignature } : { address: account.address, signature: ownerSignature, issuedAt: init.issuedAt })
+  const current = await encodeCurrent({ buckets: 1, private: priv.cid, public: pub.cid, clock: clock.cid, owner: owner.cid })
   const root = await encodeRoot({
     version: 2,
     sequence: init.sequence ?? 1,
@@ -77,12 +78,11 @@ export async function makeSpace (init: SpaceInit = {}): Promise<Space> {
     updatedAt: Date.now(),
     device: 'test-device',
     public: pub.cid,
-    current: current.cid,
-    owner: init.issuedAt === undefined ? { address: account.address, signature: ownerSignature } : { address: account.address, signature: ownerSignature, issuedAt: init.issuedAt }
+    current: current.cid
   })
   // dag-cbor may hand back a Buffer for a small block; tests compare with what the hub serves
   const plain = (b: Block): Block => ({ cid: b.cid, bytes: new Uint8Array(b.bytes) })
-  const blocks = [root, current, pub, clock, priv].map(plain)
+  const blocks = [root, current, owner, pub, clock, priv].map(plain)
   return { key, name, address: account.address, ownerSignature, blocks, root: blocks[0] as Block }
 }
 
