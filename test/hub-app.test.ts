@@ -135,6 +135,18 @@ describe('Delegated Routing V1 IPNS', () => {
     await expectRefusal(await getRecord(hub, space.name), 404)
   })
 
+  it('stores a record whose owner binding block is not here yet without indexing its owner (as one whose root is not), and indexes it once a version finds it here', async () => {
+    const hub = makeHub()
+    const space = await makeSpace()
+    const binding = space.blocks[2]!
+    expect((await upload(hub, space.blocks.filter(b => b !== binding))).status).toBe(200)
+    expect((await putRecord(hub, space.name, await createRecord(space.key, space.root.cid, 1))).status).toBe(200)
+    await expectRefusal(await hub.app.request(`/api/v1/address/${space.address}`), 404)
+    expect((await upload(hub, [binding])).status).toBe(200)
+    expect((await putRecord(hub, space.name, await createRecord(space.key, space.root.cid, 2))).status).toBe(200)
+    expect(await (await hub.app.request(`/api/v1/address/${space.address}`)).json()).toMatchObject({ name: space.name })
+  })
+
   it('accepts records whose root is not a UserSpace root, without indexing them', async () => {
     const hub = makeHub()
     const key = await generateKeyPair('Ed25519')

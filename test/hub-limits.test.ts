@@ -15,6 +15,7 @@ import { FsBlockstore } from 'blockstore-fs'
 import { LevelDatastore } from 'datastore-level'
 import { Level } from 'level'
 import { base64url } from 'multiformats/bases/base64'
+import { base32upper } from 'multiformats/bases/base32'
 import { equals } from 'multiformats/bytes'
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
 import { describe, expect, it, vi } from 'vitest'
@@ -413,7 +414,7 @@ describe('garbage collection and retention', () => {
     }
   })
 
-  it('deletes no block a compact entry cannot name for sure: two held blocks that start alike are kept, and entries of blocks gone are forgotten', async () => {
+  it('deletes no block a compact entry cannot name for sure: two held blocks that start alike keep their entry and charge; entries of blocks gone are forgotten', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'userspace-compact-'))
     const blockstore = new DiskBlockstore(join(dir, 'blocks'), false)
     await blockstore.open()
@@ -431,14 +432,39 @@ describe('garbage collection and retention', () => {
       const old = Date.now() - 2 * GRACE_MS
       await hub.datastore.put(new Key(`${LANDED_PREFIX}0ld.0`), encodeLanded(old, '10.9.9.9', [twin, gone, plain].map(b => ({ cid: b.cid, cost: 4096 })), true))
       const report = await hub.collectGarbage(Date.now())
-      expect(report.deletedBlocks).toBe(3)                 // the entry's three records are forgotten…
-      expect(await blockstore.has(twin.cid)).toBe(true)    // …but only the block named for sure is deleted
+      expect(report.deletedBlocks).toBe(2)                 // `gone`'s record is forgotten, `plain` deleted…
       expect(await blockstore.has(plain.cid)).toBe(false)
-      expect(await hub.datastore.has(new Key(`${LANDED_PREFIX}0ld.0`))).toBe(false)
+      expect(await blockstore.has(twin.cid)).toBe(true)    // …and `twin`, not named for sure, stays with its record
+      const left = decodeLanded(`${LANDED_PREFIX}0ld.0`, await hub.datastore.get(new Key(`${LANDED_PREFIX}0ld.0`)))
+      expect(left.map(e => e.cid)).toEqual([`?55:${Buffer.from(twin.cid.multihash.digest.subarray(0, 12)).toString('hex')}`])
+      // a hub that cannot look blocks up (started without a blockstore that can) keeps every compact entry
+      const blind = makeHub({ gcGraceMs: GRACE_MS }, { blockstore, datastore: hub.datastore })
+      expect((await blind.collectGarbage(Date.now())).deletedBlocks).toBe(0)
+      expect(await hub.datastore.has(new Key(`${LANDED_PREFIX}0ld.0`))).toBe(true)
+      expect(await blockstore.has(twin.cid)).toBe(true)
     } finally {
       await blockstore.close()
       await rm(dir, { recursive: true, force: true })
     }
+  })
+
+  it('keeps a block a kept version references though it landed under another codec first (blocks are kept and deleted by multihash)', async () => {
+    const hub = makeHub({ gcGraceMs: GRACE_MS })
+    const space = await makeSpace()
+    const binding = space.blocks[2]!
+    // A stranger lands the binding's bytes as a raw block before the owner's upload arrives…
+    const asRaw = { cid: CID.createV1(raw.code, binding.cid.multihash), bytes: binding.bytes }
+    expect((await upload(hub, [asRaw])).status).toBe(200)
+    // …so the owner's upload finds it held and lands the rest
+    expect((await upload(hub, space.blocks)).status).toBe(200)
+    expect((await putRecord(hub, space.name, await createRecord(space.key, space.root.cid, 1))).status).toBe(200)
+    const report = await hub.collectGarbage(Date.now() + GRACE_MS + 1)
+    expect(report.deletedBlocks).toBe(0)
+    for (const block of space.blocks) expect(await has(hub, block.cid)).toBe(true)
+    // and a hub started again on the same stores serves and accepts the space as before
+    const again = makeHub({ gcGraceMs: GRACE_MS }, { blockstore: hub.blockstore, datastore: hub.datastore })
+    expect((await putRecord(again, space.name, await createRecord(space.key, space.root.cid, 2))).status).toBe(200)
+    expect((await again.app.request(`/api/v1/address/${space.address}`)).status).toBe(200)
   })
 
   it('records the blocks one upload stored in one landed entry; a collection that deletes some keeps it for the rest', async () => {
@@ -915,7 +941,7 @@ describe('durable writes', () => {
       const moves: LegacyMove[] = []
       const store = await openDiskBlockstore(dir, { sync: false, onMove: m => { moves.push(m) } })
       try {
-        expect(moves).toEqual([{ from: 'files', moved: 4, dropped: 4 }])
+        expect(moves).toEqual([{ from: 'files', moved: 4, skipped: 4 }])
         for (const b of [...blocks, tree]) {
           const chunks: Uint8Array[] = []
           for await (const chunk of store.get(b.cid)) chunks.push(chunk)
@@ -937,14 +963,16 @@ describe('durable writes', () => {
     }
   })
 
-  it('rekeys blocks kept under text keys to binary ones, in synced batches, and drops keys that name no multihash', async () => {
+  it('rekeys blocks kept under text keys (base64url or base32) to binary ones, in synced batches, and leaves keys that name no multihash as they are', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'userspace-rekey-'))
     try {
       // the previous layout: `/` and the base64url multibase of the multihash
       const old = new Level<string, Uint8Array>(join(dir, 'blockstore'), { keyEncoding: 'utf8', valueEncoding: 'view' })
       const blocks = await Promise.all(Array.from({ length: 300 }, async (_, i) => rawBlock(new Uint8Array([i & 255, i >> 8, 7]))))
       const tree = await cborBlock([blocks[0]!.cid])
-      for (const b of [...blocks, tree]) await old.put(`/${base64url.encode(b.cid.multihash.bytes)}`, b.bytes)
+      for (const b of blocks) await old.put(`/${base64url.encode(b.cid.multihash.bytes)}`, b.bytes)
+      // blockstore-level's own default, base32 upper case
+      await old.put(`/${base32upper.encode(tree.cid.multihash.bytes)}`, tree.bytes)
       await old.put('/unot-a-multihash', new Uint8Array([1]))
       await old.put('/\u00ff', new Uint8Array([1]))
       await old.close()
@@ -962,7 +990,7 @@ describe('durable writes', () => {
         spy.mockRestore()
       }
       try {
-        expect(moves).toEqual([{ from: 'text keys', moved: 301, dropped: 2 }])
+        expect(moves).toEqual([{ from: 'text keys', moved: 301, skipped: 2 }])
         expect(syncs).toEqual([true, true])
         for (const b of [...blocks, tree]) {
           const chunks: Uint8Array[] = []
@@ -971,18 +999,20 @@ describe('durable writes', () => {
         }
         const keys: Uint8Array[] = []
         for await (const key of store.db.keys()) keys.push(key)
-        expect(keys).toHaveLength(301)
-        expect(keys.every(k => k.length === 34 && k[0] === 0x12)).toBe(true)
+        expect(keys).toHaveLength(303)
+        expect(keys.filter(k => k.length === 34 && k[0] === 0x12)).toHaveLength(301)
+        // the two that name no multihash are left as they are
+        expect(keys.filter(k => k[0] === 0x2f).map(k => new TextDecoder().decode(k)).sort()).toEqual(['/unot-a-multihash', '/\u00ff'])
         const all: string[] = []
         for await (const { cid } of store.getAll()) all.push(cid.multihash.toString())
         expect(all.sort()).toEqual([...blocks, tree].map(b => b.cid.multihash.toString()).sort())
       } finally {
         await store.close()
       }
-      // opened again: nothing left to move
+      // opened again: nothing more to move
       const again = await openDiskBlockstore(dir, { sync: false, onMove: m => { moves.push(m) } })
       expect(await again.has(tree.cid)).toBe(true)
-      expect(moves).toHaveLength(1)
+      expect(moves.slice(1)).toEqual([{ from: 'text keys', moved: 0, skipped: 2 }])
       await again.close()
     } finally {
       await rm(dir, { recursive: true, force: true })

@@ -12,7 +12,7 @@ import { CID } from 'multiformats/cid'
 import { readRecord } from '../store/record.js'
 import { DEFAULT_GC_GRACE_MS, DEFAULT_MAX_RETAINED_VERSIONS, DEFAULT_HUB_MAX_SPACE_BYTES } from './options.js'
 import { rootOf, versionBlocks } from './quota.js'
-import { cidString } from '../store/blocks.js'
+import { cidString, multihashKey } from '../store/blocks.js'
 import type { HubBlocks } from './blocks.js'
 import type { HubAppOptions } from './options.js'
 import type { HubRecordStore } from './record-store.js'
@@ -72,19 +72,22 @@ export async function collectGarbage ({ records, blocks, storage, options }: GcD
     const recorded = new Map<string, number>()
     const repeats: Landed[] = []
     for await (const entry of storage.entries()) {
-      const keptAt = recorded.get(entry.cid)
+      // By block (multihash), as the blockstore keeps and deletes them: the same bytes landed under
+      // another codec are the block a kept version references, not a stray.
+      const block = entry.block
+      const keptAt = recorded.get(block)
       if (keptAt !== undefined) {
-        const earlier = doomed.get(entry.cid) ?? waiting.get(entry.cid)
+        const earlier = doomed.get(block) ?? waiting.get(block)
         // An older record, or one of a block that is kept anyway (referenced): this one goes.
         if (entry.atMs <= keptAt || earlier === undefined) { repeats.push(entry); continue }
-        doomed.delete(entry.cid)
-        waiting.delete(entry.cid)
+        doomed.delete(block)
+        waiting.delete(block)
         repeats.push(earlier)
       }
-      recorded.set(entry.cid, entry.atMs)
-      if (live.has(entry.cid) || protect.has(entry.cid)) continue
-      if (nowMs - entry.atMs >= grace) doomed.set(entry.cid, entry)
-      else waiting.set(entry.cid, entry)
+      recorded.set(block, entry.atMs)
+      if (entry.keep === true || live.has(block) || protect.has(block)) continue
+      if (nowMs - entry.atMs >= grace) doomed.set(block, entry)
+      else waiting.set(block, entry)
     }
     recorded.clear()
     await storage.forget(repeats)
@@ -94,8 +97,8 @@ export async function collectGarbage ({ records, blocks, storage, options }: GcD
     for (let i = 0; i < doomedList.length; i += DELETE_BATCH) {
       // A record accepted since the sweep began may reference one of them now.
       const batch = doomedList.slice(i, i + DELETE_BATCH).filter(entry => {
-        if (!protect.has(entry.cid)) return true
-        waiting.set(entry.cid, entry)
+        if (!protect.has(entry.block)) return true
+        waiting.set(entry.block, entry)
         return false
       })
       const cids: CID[] = []
@@ -148,18 +151,17 @@ export async function markName (current: CID, live: Set<string>, blocks: HubBloc
       // Not a UserSpace root: its DAG, within the quota, is all there is.
       if (isCurrent) {
         const walked = await versionBlocks(blocks, cid, bytes, undefined, max)
-        for (const c of walked.cids) live.add(cidString(c))
+        for (const c of walked.cids) live.add(multihashKey(c))
         report.versionsKept++
       }
       return
     }
     const walked = await versionBlocks(blocks, cid, bytes, root, max)
     let added = 0
-    const fresh: string[] = []
+    const fresh: CID[] = []
     walked.cids.forEach((c, n) => {
-      const key = cidString(c)
-      if (counted.has(key)) return
-      fresh.push(key)
+      if (counted.has(cidString(c))) return
+      fresh.push(c)
       added += walked.sizes[n] as number
     })
     if (!isCurrent && (walked.over !== undefined || total + added > max)) {
@@ -167,7 +169,7 @@ export async function markName (current: CID, live: Set<string>, blocks: HubBloc
       report.versionsDropped += queue.length - i
       return
     }
-    for (const key of fresh) { counted.add(key); live.add(key) }
+    for (const c of fresh) { counted.add(cidString(c)); live.add(multihashKey(c)) }
     total += added
     report.versionsKept++
     for (const parent of root.parents) {

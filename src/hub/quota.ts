@@ -1,6 +1,7 @@
 /**
  * The per-name quota: the bytes the current version of a record makes the hub keep (its root and
- * the state under its `current` link: public profile and clock, index nodes, private buckets), summed with one bounded walk when the record is PUT
+ * the state under its `current` link: owner binding, public profile and clock, index nodes, private
+ * buckets), summed with one bounded walk when the record is PUT
  * and refused (413) over the limit. Older versions are not refused here: retention (gc.ts) keeps as
  * many as fit in the same quota.
  */

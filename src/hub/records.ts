@@ -24,10 +24,14 @@ import type { BlockSource } from './quota.js'
 import type { HubRecordStore } from './record-store.js'
 import type { Walked } from './walk.js'
 import type { RecordInfo } from '../store/record.js'
+import type { OwnerBinding } from '../space/root.js'
 import type { CID } from 'multiformats/cid'
 
 /** How many names' newest records (and index state) the hub keeps in memory. */
 const RECENT_RECORDS = 10_000
+/** A block the owner binding check needs is not on this hub. */
+class BindingNotHere extends Error {}
+
 /** The owner binding link of a current node, if it is one. */
 function ownerOfCurrent (bytes: Uint8Array): CID | undefined {
   try {
@@ -263,12 +267,20 @@ export class HubRecords {
     }
     const walked = await checkSpaceQuota(source, name, cid, bytes, root, this.options.maxSpaceBytes ?? DEFAULT_HUB_MAX_SPACE_BYTES)
 
-    // The current node and the binding: staged, here, or (a record heard from elsewhere) fetched as the root was.
-    const owner = await versionOwner(cid, async (c) => {
-      const block = c.equals(cid) ? bytes : staged?.get(cidString(c)) ?? await this.blocks.readBlock(c, this.options.fetchTimeoutMs ?? DEFAULT_HUB_FETCH_TIMEOUT_MS)
-      if (block === undefined) throw new InvalidInputError(`the version of ${name} lacks its block ${c.toString()}, which its owner binding needs`)
-      return block
-    })
+    // The current node and the binding, staged or here. Never fetched (that would hold the name's
+    // lock for two more network waits): a record whose binding is not here yet is stored, as one
+    // whose root is not, and its owner is indexed from a later version.
+    let owner: OwnerBinding
+    try {
+      owner = await versionOwner(cid, async (c) => {
+        const block = c.equals(cid) ? bytes : staged?.get(cidString(c)) ?? await this.blocks.localBlock(c)
+        if (block === undefined) throw new BindingNotHere()
+        return block
+      })
+    } catch (err) {
+      if (err instanceof BindingNotHere) return { walked }
+      throw err
+    }
     const { issuedAt } = owner
     // A date in the future would outrank every later binding until that date: refused.
     if (issuedAt !== undefined && issuedAt > (this.options.nowMs ?? systemClock)() + MAX_BINDING_CLOCK_SKEW_MS) {

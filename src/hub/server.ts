@@ -432,8 +432,8 @@ function blockPrefixesOf (node: HeliaNode): HubComponents['blockPrefixes'] {
 
 async function startNode (directory: string | undefined, listen: string[] | undefined, log: Logger, heldRecord: (routingKey: Uint8Array) => Promise<Uint8Array | undefined>, syncBlocks: boolean): Promise<HeliaNode> {
   const onBlocksMoved = (move: LegacyMove): void => {
-    if (move.from === 'files') log('moved %d block(s) from blocks/ (one file per block) into blockstore/ (LevelDB); dropped %d file(s) that were unreadable or did not hash to their name', move.moved, move.dropped)
-    else log('rekeyed %d block(s) in blockstore/ from text keys to binary ones; dropped %d key(s) that named no multihash', move.moved, move.dropped)
+    if (move.from === 'files') log('moved %d block(s) from blocks/ (one file per block) into blockstore/ (LevelDB); dropped %d file(s) that were unreadable or did not hash to their name', move.moved, move.skipped)
+    else log('rekeyed %d block(s) in blockstore/ from text keys to binary ones; left %d key(s) that name no multihash as they are', move.moved, move.skipped)
   }
   const storage = { dhtServer: true, pubsub: 'gossipsub' as const, heldRecord, syncBlocks, onBlocksMoved }
   if (listen !== undefined || directory === undefined) return createHeliaNode({ directory, listen, ...storage })

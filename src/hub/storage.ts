@@ -17,7 +17,7 @@ import {
 import { randomBytes } from 'node:crypto'
 import { Key } from 'interface-datastore'
 import { CID } from 'multiformats/cid'
-import { cidString } from '../store/blocks.js'
+import { cidString, multihashKey } from '../store/blocks.js'
 import { varint } from 'multiformats'
 import * as Digest from 'multiformats/hashes/digest'
 import { concatBytes } from '../crypto/bytes.js'
@@ -43,8 +43,9 @@ export const MIN_BLOCK_COST_BYTES = 4096
 /** Uploads remembered as unclaimed between two collections (beyond, GC's recount is the truth). */
 const MAX_TRACKED_UPLOADS = 262_144
 /**
- * Bytes of a block's sha2-256 digest a compact landed entry keeps. 96 bits: finding a block whose
- * digest starts like another's takes ~2^96 hashes, and two blocks that do are never deleted (below).
+ * Bytes of a block's sha2-256 digest a compact landed entry keeps. 96 bits: a block whose digest
+ * starts like a given block's takes ~2^96 hashes to find (two of one's own that start alike, ~2^48,
+ * which gains nothing: such a pair is never deleted and stays charged to the hub's budget, below).
  */
 export const LANDED_DIGEST_BYTES = 12
 /** The header's third word in a compact entry. */
@@ -75,8 +76,18 @@ export interface Landed {
   key: string
   /** Its record in that entry (the bytes, one character each), by which `forget` finds it however the entry was rewritten since. */
   record: string
+  /**
+   * The block, as blockstores keep it: its multihash, one character per byte (`multihashKey`); the
+   * placeholder above when it is not known.
+   */
+  block: string
   /** In a compact entry: its CID's codec and the start of its digest, until looked up. */
   compact?: { codec: number, digest: Uint8Array }
+  /**
+   * Set when a compact entry's block cannot be named for sure (two held blocks start alike, or the
+   * hub cannot look blocks up): the block and its entry stay, and a collection deletes nothing.
+   */
+  keep?: true
 }
 
 /** A landed time; a damaged one reads as long past, so that its blocks are not kept for ever. */
@@ -152,17 +163,23 @@ export function decodeLanded (key: string, value: Uint8Array): Landed[] {
   if (!id.includes('.')) {
     const [at = '0', cost = '0', client = ''] = decoder.decode(value).split(' ')
     const costBytes = Number(cost)
-    return [{ cid: id, atMs: timeOf(at), costBytes: Number.isSafeInteger(costBytes) && costBytes >= 0 ? costBytes : MIN_BLOCK_COST_BYTES, client, key, record: '' }]
+    let block = id
+    try { block = multihashKey(CID.parse(id)) } catch { /* not a CID: only its entry goes */ }
+    return [{ cid: id, block, atMs: timeOf(at), costBytes: Number.isSafeInteger(costBytes) && costBytes >= 0 ? costBytes : MIN_BLOCK_COST_BYTES, client, key, record: '' }]
   }
   const split = splitLanded(value)
   if (split === undefined) return []
   return split.records.map(record => {
     const [cost, n] = varint.decode(record)
     const base = { atMs: timeOf(split.at), costBytes: split.compact ? cost + MIN_BLOCK_COST_BYTES : cost, client: split.client, key, record: recordText(record) }
-    if (!split.compact) return { ...base, cid: cidString(CID.decode(record.subarray(n))) }
+    if (!split.compact) {
+      const cid = CID.decode(record.subarray(n))
+      return { ...base, cid: cidString(cid), block: multihashKey(cid) }
+    }
     const [codec, m] = varint.decode(record.subarray(n))
     const digest = record.subarray(n + m)
-    return { ...base, cid: `?${codec.toString(16)}:${toHex(digest)}`, compact: { codec, digest } }
+    const placeholder = `?${codec.toString(16)}:${toHex(digest)}`
+    return { ...base, cid: placeholder, block: placeholder, compact: { codec, digest } }
   })
 }
 
@@ -220,17 +237,23 @@ export class HubStorage {
 
   /**
    * Every landed entry, a compact entry's blocks looked up in the blockstore: a block is named by
-   * the one held block whose codec and digest start match; when none or two match, its `cid` stays
-   * the placeholder (see `Landed.cid`), so that no block is deleted on a guess.
+   * the one held block whose digest starts so (and its codec). When none does, the block is gone
+   * and its `cid` stays the placeholder (see `Landed.cid`), so a collection forgets the entry; when
+   * two do (or the hub cannot look blocks up), it is `keep`: nothing is deleted on a guess, and the
+   * entry and its charge stay.
    */
   async * entries (): AsyncIterable<Landed> {
     for await (const entry of this.stored()) {
-      if (entry.compact === undefined || this.lookup === undefined) { yield entry; continue }
+      if (entry.compact === undefined) { yield entry; continue }
+      if (this.lookup === undefined) { yield { ...entry, keep: true }; continue }
       const prefix = new Uint8Array(2 + LANDED_DIGEST_BYTES)
       prefix.set(SHA256_MULTIHASH, 0)
       prefix.set(entry.compact.digest, 2)
       const found = await this.lookup(prefix, 2)
-      yield found.length === 1 ? { ...entry, cid: cidString(CID.createV1(entry.compact.codec, Digest.decode(found[0] as Uint8Array))) } : entry
+      if (found.length === 0) { yield entry; continue }
+      if (found.length > 1) { yield { ...entry, keep: true }; continue }
+      const cid = CID.createV1(entry.compact.codec, Digest.decode(found[0] as Uint8Array))
+      yield { ...entry, cid: cidString(cid), block: multihashKey(cid) }
     }
   }
 
@@ -285,8 +308,8 @@ export class HubStorage {
       const cost = costOf(size)
       this.landedBytes += cost
       this.charge(client, cost)
-      if (this.uploads.size < MAX_TRACKED_UPLOADS) this.uploads.set(cidString(cid), { client, cost })
-      if (this.collecting !== undefined && this.landedDuring.size < MAX_TRACKED_UPLOADS) this.landedDuring.set(cidString(cid), { client, cost })
+      if (this.uploads.size < MAX_TRACKED_UPLOADS) this.uploads.set(multihashKey(cid), { client, cost })
+      if (this.collecting !== undefined && this.landedDuring.size < MAX_TRACKED_UPLOADS) this.landedDuring.set(multihashKey(cid), { client, cost })
     }
   }
 
@@ -297,7 +320,8 @@ export class HubStorage {
   claim (cids: Iterable<CID>): void {
     if (this.uploads.size === 0 && this.collecting === undefined) return
     for (const cid of cids) {
-      const key = cidString(cid)
+      // by block: the bytes a record references are claimed under whatever codec they landed
+      const key = multihashKey(cid)
       this.collecting?.add(key)
       this.landedDuring.delete(key)
       const upload = this.uploads.get(key)
@@ -349,7 +373,7 @@ export class HubStorage {
     this.uploads = new Map()
     for (const entry of unreferenced) {
       this.charge(entry.client, entry.costBytes)
-      if (this.uploads.size < MAX_TRACKED_UPLOADS) this.uploads.set(entry.cid, { client: entry.client, cost: entry.costBytes })
+      if (this.uploads.size < MAX_TRACKED_UPLOADS) this.uploads.set(entry.block, { client: entry.client, cost: entry.costBytes })
     }
     // Uploads recorded during the collection and not claimed since stay charged, whether or not
     // its sweep saw them (before, a client uploading while a sweep ran had those uploads forgiven).

@@ -56,12 +56,6 @@ export class Publisher {
 
   /** The owner binding's block, encoded once per binding. */
   private ownerBlock: { owner: OwnerBinding, block: Block } | undefined
-  /**
-   * The owner binding block a version this publisher published carried (CID string): later
-   * versions link it without sending it again, as they do every block they did not change. The
-   * first version a publisher seals carries it, so a store that lacked it has it from then on.
-   */
-  private sentOwner: string | undefined
 
   constructor (private readonly ctx: SpaceContext, private readonly merger: Merger, private readonly writer: Writer) {}
 
@@ -295,8 +289,7 @@ export class Publisher {
 
   /**
    * Seals the next version (format 2): the dirty buckets and the index nodes on their paths, the
-   * public profile and clock when they changed, the owner binding when this publisher has not sent
-   * it yet, the current node and the root. `blocks` ends with
+   * public profile and clock when they changed, the owner binding, the current node and the root. `blocks` ends with
    * the root; `commit` records the sections' stored form once the version is published.
    * `publicIncluded` is called when the public section's content is fixed.
    */
@@ -310,7 +303,6 @@ export class Publisher {
     const owner = head.owner as OwnerBinding
     if (this.ownerBlock?.owner !== owner) this.ownerBlock = { owner, block: await encodeOwner(owner) }
     const ownerBlock = this.ownerBlock.block
-    const ownerKey = cidString(ownerBlock.cid)
     const current = await encodeCurrent({
       buckets: priv.count,
       private: priv.top,
@@ -328,14 +320,15 @@ export class Publisher {
       public: profile,
       current: current.cid
     })
-    const blocks = [...priv.blocks, ...(pub == null ? [] : [pub.profile, pub.clock]), ...(this.sentOwner === ownerKey ? [] : [ownerBlock]), current, root]
+    // The binding goes with every version (~150 bytes; stores keep it once): a store that lost it,
+    // or never had it, can still check and serve the version.
+    const blocks = [...priv.blocks, ...(pub == null ? [] : [pub.profile, pub.clock]), ownerBlock, current, root]
     return {
       blocks,
       root,
       commit: () => {
         priv.commit()
         if (pub !== undefined) publicSection.stored(pub)
-        this.sentOwner = ownerKey
       }
     }
   }

@@ -1,10 +1,10 @@
 /**
- * The root block of a space version (dag-cbor, plaintext), the owner binding it carries, and the
- * "current" node under it. The root is what an IPNS record points at; from it anyone can walk
- * history (`parents`) and check which wallet address owns the space — without learning any secret.
- * Everything the version holds (public profile, its clock, the bucket index tree) sits under one
- * link, `current`, so that one Trustless Gateway request for the path `<root>/current` returns
- * exactly the current version and no history.
+ * The root block of a space version (dag-cbor, plaintext), the "current" node under it, and the
+ * owner binding block the current node links. The root is what an IPNS record points at; from it
+ * anyone can walk history (`parents`) and check which wallet address owns the space — without
+ * learning any secret. Everything the version holds (owner binding, public profile, its clock, the
+ * bucket index tree) sits under one link, `current`, so that one Trustless Gateway request for the
+ * path `<root>/current` returns exactly the current version and no history.
  */
 import * as dagCbor from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
@@ -60,7 +60,7 @@ export interface Root {
   current: CID
 }
 
-/** A version's state: `{ buckets, private, public, clock }`, the node under `root.current`. */
+/** A version's state: `{ buckets, private, public, clock, owner, totals? }`, the node under `root.current`. */
 export interface Current {
   /** the private bucket count: 0 or a power of two up to MAX_BUCKETS */
   buckets: number

@@ -195,6 +195,15 @@ export function cidKey (cid: CID): string {
 }
 
 /**
+ * A map key for the block `cid` names whatever its codec: its multihash as a string, one character
+ * per byte. Blockstores keep, find and delete blocks by multihash, so the same bytes under another
+ * codec are the same block on disk.
+ */
+export function multihashKey (cid: CID): string {
+  return charsOf(cid.multihash.bytes)
+}
+
+/**
  * One character per byte of `codes`. A link in a stranger's block may be any CID (an identity hash
  * of a megabyte): one `fromCharCode` call per 4 096 bytes, as a single call would pass a million
  * arguments and overflow the stack.

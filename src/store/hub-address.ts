@@ -17,7 +17,8 @@ import type { AbortOptions, LookupAddressOptions } from './interface.js'
 /**
  * The name the hub's address index gives for `address`, believed only once the named space's
  * owner binding names that address: the binding's `signature` when the answer carries it, else
- * the binding in the space's current root (two more requests: record and root).
+ * the binding the space's current version links (four more requests: record, root, current node
+ * and binding).
  */
 export async function lookupAddress (transport: HubTransport, reader: HubReader, address: string, options: LookupAddressOptions = {}): Promise<string | undefined> {
   if (typeof address !== 'string' || !/^0x[0-9a-fA-F]{40}$/.test(address)) {

@@ -1,7 +1,7 @@
 /**
  * Blocks on disk in LevelDB under binary keys, with writes that can be fsynced, and the moves from
  * what earlier versions kept: one file per block (blockstore-fs), then text keys (blockstore-level). A space's blocks are
- * small (a bucket ~1–2 KiB, an index node 165 bytes, a root ~350 bytes): as one file each, every
+ * small (a bucket ~1–2 KiB, an index node 165 bytes, a root ~220 bytes): as one file each, every
  * block took at least a file-system block (4 KiB), so a single-key update of a 100 000-key space
  * that writes ~3.4 KB of blocks took ~37 KiB of disk (`node dist/bench/disk.js`). LevelDB packs them
  * into its log and tables, so the disk taken is about the bytes written.
@@ -200,13 +200,14 @@ async function collect (chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>
 
 /**
  * What opening moved from an earlier layout: from `files` (blocks/, one file per block) or from
- * `text keys` (this LevelDB as it was keyed before): blocks moved, and blocks dropped (unreadable,
- * or not the block their name says).
+ * `text keys` (this LevelDB as it was keyed before). `moved`: blocks moved. `skipped`: files
+ * dropped (unreadable, or not the block their name says), or text keys left as they are (naming no
+ * multihash).
  */
 export interface LegacyMove {
   from: 'files' | 'text keys'
   moved: number
-  dropped: number
+  skipped: number
 }
 
 /**
@@ -218,10 +219,12 @@ export interface LegacyMove {
  *   is taken as held (an upload of it is not stored again). Files that fail are dropped. Blocks go
  *   over in fsynced batches of at most 256 blocks or 8 MiB, each batch's files deleted once it is on
  *   disk, so the move needs little more room than the blocks;
- * - blocks this LevelDB kept under text keys, rewritten under binary ones in fsynced batches (each
- *   batch puts the new keys and deletes the old ones at once). LevelDB checksums what it stores,
- *   and these blocks were verified when they came in, so they are not hashed again; a key that
- *   names no multihash is dropped.
+ * - blocks this LevelDB kept under text keys (`/` and a multibase multihash: base64url, or
+ *   blockstore-level's default base32), rewritten under binary ones in fsynced batches (each batch
+ *   puts the new keys and deletes the old ones at once), then that key range compacted, so the old
+ *   copies leave the disk. LevelDB checksums what it stores, and these blocks were verified when
+ *   they came in, so they are not hashed again; a key that names no multihash is left as it is
+ *   (`getAll` skips it), not deleted on a guess.
  *
  * A move cut short (a crash) resumes at the next open.
  */
@@ -230,7 +233,7 @@ export async function openDiskBlockstore (directory: string, options: { sync: bo
   await store.open()
   try {
     const rekeyed = await moveTextKeys(store)
-    if (rekeyed.moved + rekeyed.dropped > 0) options.onMove?.(rekeyed)
+    if (rekeyed.moved + rekeyed.skipped > 0) options.onMove?.(rekeyed)
     const move = await moveLegacyBlocks(join(directory, LEGACY_BLOCKS_FOLDER), store)
     if (move !== undefined) options.onMove?.(move)
   } catch (err) {
@@ -248,7 +251,7 @@ class MoveBatches {
   readonly move: LegacyMove
 
   constructor (private readonly db: DiskBlockstore['db'], from: LegacyMove['from'], private readonly afterWrite: () => Promise<void> = async () => {}) {
-    this.move = { from, moved: 0, dropped: 0 }
+    this.move = { from, moved: 0, skipped: 0 }
   }
 
   async add (ops: Batch, bytes: number): Promise<void> {
@@ -273,21 +276,23 @@ async function moveTextKeys (store: DiskBlockstore): Promise<LegacyMove> {
   // the text keys sort together: `/` and nothing below the next byte
   for await (const [key, value] of store.db.iterator({ gte: Uint8Array.of(TEXT_KEY_BYTE), lt: Uint8Array.of(TEXT_KEY_BYTE + 1) })) {
     const multihash = textKeyMultihash(key)
-    if (multihash === undefined) {
-      batches.move.dropped++
-      await batches.add([{ type: 'del', key }], 0)
-      continue
-    }
+    if (multihash === undefined) { batches.move.skipped++; continue }
     await batches.add([{ type: 'put', key: multihash, value }, { type: 'del', key }], value.byteLength)
   }
   await batches.commit()
+  // The moved blocks' old copies stay in LevelDB's tables until a compaction reaches them: now.
+  // (classic-level, Node's LevelDB, has compactRange; `level`'s types also cover the browser's, which has not)
+  if (batches.move.moved > 0) await (store.db as unknown as { compactRange: (start: Uint8Array, end: Uint8Array) => Promise<void> }).compactRange(Uint8Array.of(TEXT_KEY_BYTE), Uint8Array.of(TEXT_KEY_BYTE + 1))
   return batches.move
 }
 
-/** The multihash a text key (`/` and a base64url multibase) names, if it names one. */
+/** The multibases text keys were written in: base64url (`u`), and blockstore-level's default base32 upper case (`B`). */
+const TEXT_KEY_BASES = base64url.decoder.or(base32upper.decoder)
+
+/** The multihash a text key (`/` and a multibase) names, if it names one. */
 function textKeyMultihash (key: Uint8Array): Uint8Array | undefined {
   try {
-    const multihash = base64url.decode(new TextDecoder('utf-8', { fatal: true }).decode(key.subarray(1)))
+    const multihash = TEXT_KEY_BASES.decode(new TextDecoder('utf-8', { fatal: true }).decode(key.subarray(1)))
     return Digest.decode(multihash).bytes
   } catch {
     return undefined
@@ -313,7 +318,7 @@ async function moveLegacyBlocks (legacyPath: string, store: DiskBlockstore): Pro
     for (const name of await readdir(shardPath)) {
       const file = join(shardPath, name)
       const block = await legacyBlock(file, name)
-      if (block === undefined) { batches.move.dropped++; continue }
+      if (block === undefined) { batches.move.skipped++; continue }
       files.push(file)
       await batches.add([{ type: 'put', key: block.multihash, value: block.bytes }], block.bytes.byteLength)
     }
