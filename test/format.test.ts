@@ -18,7 +18,7 @@ import { deriveKeys, OPEN_MESSAGE } from '../src/crypto/keys.js'
 import { PUBLIC_PROFILE_PATH } from '../src/protocol.js'
 import { openSpace } from '../src/space/space.js'
 import { readPublic } from '../src/space/read-public.js'
-import { currentBlocks, currentVersionRequest, decodeCurrent, decodeRoot, encodeCurrent, encodeOwner, encodeRoot } from '../src/space/root.js'
+import { currentBlocks, currentVersionRequest, decodeCurrent, decodeOwner, decodeRoot, encodeCurrent, encodeOwner, encodeRoot } from '../src/space/root.js'
 import { PrivateSection, PublicSection } from '../src/space/section.js'
 import { encodeTree, getEach, INDEX_FANOUT, MAX_BUCKETS, treeWidths } from '../src/space/tree.js'
 import { associatedData, seal } from '../src/crypto/envelope.js'
@@ -671,6 +671,15 @@ describe('a forged or malformed version is refused and changes nothing', () => {
     await forge(q, { ...q.current, clock: lying.cid }, [lying])
     await expectRefused(q, 'FormatError')
     await expect(readPublic({ name: q.space.name, store: q.store })).rejects.toMatchObject({ name: 'FormatError' })
+  })
+
+  it('an owner binding block of another shape: FormatError', async () => {
+    const ok = { address: '0x0000000000000000000000000000000000000001', issuedAt: 5, signature: new Uint8Array(65) }
+    expect(decodeOwner((await encodeOwner(ok)).bytes)).toEqual(ok)
+    for (const bad of [[], 'owner', { ...ok, address: 1 }, { ...ok, signature: 'sig' }, { ...ok, issuedAt: -1 }, { ...ok, issuedAt: 1.5 }]) {
+      expect(() => decodeOwner(dagCbor.encode(bad))).toThrow(expect.objectContaining({ name: 'FormatError' }))
+    }
+    expect(() => decodeOwner(new Uint8Array([0xff]))).toThrow(expect.objectContaining({ name: 'FormatError' }))
   })
 
   it('a current node whose links have the wrong codecs, or a profile without its clock, or no owner binding: FormatError', async () => {

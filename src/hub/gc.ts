@@ -132,7 +132,7 @@ export async function collectGarbage ({ records, blocks, storage, options }: GcD
   return report
 }
 
-/** Marks the blocks of a name's kept versions in `live` (helia stores run the same retention, helia-retention.ts). */
+/** Marks the blocks of a name's kept versions in `live`, by `multihashKey` (helia stores run the same retention, helia-retention.ts). */
 export async function markName (current: CID, live: Set<string>, blocks: HubBlocks, options: HubAppOptions, report: GcReport): Promise<void> {
   const max = options.maxSpaceBytes ?? DEFAULT_HUB_MAX_SPACE_BYTES
   const maxVersions = options.maxRetainedVersions ?? DEFAULT_MAX_RETAINED_VERSIONS

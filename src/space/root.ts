@@ -91,6 +91,15 @@ export async function encodeCurrent (current: Current): Promise<Block> {
     : { clock: current.clock, owner: current.owner, public: current.public, totals: current.totals, buckets: current.buckets, private: current.private })
 }
 
+/** A dag-cbor block's value; FormatError, naming `what`, when it is not dag-cbor. */
+function cborValue (bytes: Uint8Array, what: string): unknown {
+  try {
+    return dagCbor.decode(bytes)
+  } catch (err) {
+    throw new FormatError(`${what} is not dag-cbor`, { cause: err })
+  }
+}
+
 /** The owner binding block (dag-cbor): `{ address, issuedAt?, signature }`. */
 export async function encodeOwner (owner: OwnerBinding): Promise<Block> {
   // A version 1 binding has no `issuedAt` key. Keys in DAG-CBOR's order.
@@ -101,13 +110,7 @@ export async function encodeOwner (owner: OwnerBinding): Promise<Block> {
 
 /** Decodes and checks the shape of an owner binding block (not its signature: see `verifyOwner`). */
 export function decodeOwner (bytes: Uint8Array): OwnerBinding {
-  let value: unknown
-  try {
-    value = dagCbor.decode(bytes)
-  } catch (err) {
-    throw new FormatError('owner binding is not dag-cbor', { cause: err })
-  }
-  const owner = value as Record<string, unknown> | null
+  const owner = cborValue(bytes, 'owner binding') as Record<string, unknown> | null
   if (
     typeof owner !== 'object' || owner === null ||
     typeof owner.address !== 'string' || !(owner.signature instanceof Uint8Array) ||
@@ -122,13 +125,7 @@ export function decodeOwner (bytes: Uint8Array): OwnerBinding {
 
 /** Decodes and checks a current node: link codecs, bucket count, and links present exactly when they must be. */
 export function decodeCurrent (bytes: Uint8Array): Current {
-  let value: unknown
-  try {
-    value = dagCbor.decode(bytes)
-  } catch (err) {
-    throw new FormatError('current node is not dag-cbor', { cause: err })
-  }
-  const c = value as Record<string, unknown> | null
+  const c = cborValue(bytes, 'current node') as Record<string, unknown> | null
   const link = (x: unknown, code: number): CID | null | undefined => {
     if (x === null) return null
     const cid = CID.asCID(x)

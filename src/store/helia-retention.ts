@@ -18,7 +18,7 @@
 import * as dagCbor from '@ipld/dag-cbor'
 import { CID } from 'multiformats/cid'
 import { markName } from '../hub/gc.js'
-import { cidString } from './blocks.js'
+import { cidString, multihashKey } from './blocks.js'
 import { DEFAULT_HUB_MAX_DAG_BLOCKS, DEFAULT_HUB_MAX_SPACE_BYTES, DEFAULT_MAX_DAG_LINKS, DEFAULT_MAX_RETAINED_VERSIONS } from '../hub/options.js'
 import { rootOf, stateLinks, versionBlocks } from '../hub/quota.js'
 import { walkDag } from '../hub/walk.js'
@@ -113,7 +113,7 @@ export async function retainVersions (blockstore: Pick<Blockstore, 'has' | 'get'
     const bytes = await read(cid)
     const root = bytes === undefined ? undefined : rootOf(bytes)
     if (root === undefined) continue
-    if (!live.has(cidString(cid))) dropped.push(cid)
+    if (!live.has(multihashKey(cid))) dropped.push(cid)
     for (const parent of root.parents) {
       const key = cidString(parent)
       if (!queued.has(key)) { queued.add(key); queue.push(parent) }
@@ -127,7 +127,7 @@ export async function retainVersions (blockstore: Pick<Blockstore, 'has' | 'get'
     const root = rootOf(await read(rootCid) ?? new Uint8Array())
     if (root === undefined) continue
     const walked = await walkDag(stateLinks(root), { read, size: async (c) => sizes.get(cidString(c)) ?? (await read(c))?.byteLength }, caps(Number.MAX_SAFE_INTEGER))
-    for (const cid of walked.cids) if (!live.has(cidString(cid))) candidates.set(cidString(cid), cid)
+    for (const cid of walked.cids) if (!live.has(multihashKey(cid))) candidates.set(cidString(cid), cid)
   }
   const roots = new Set(dropped.map(c => cidString(c)))
 
