@@ -1,7 +1,7 @@
 /**
  * Blocks on disk in LevelDB under binary keys, with writes that can be fsynced, and the moves from
  * what earlier versions kept: one file per block (blockstore-fs), then text keys (blockstore-level). A space's blocks are
- * small (a bucket ~1–2 KiB, an index node 165 bytes, a root ~220 bytes): as one file each, every
+ * small (a bucket ~1–2 KiB, an index node 165 bytes, a root ~170 bytes): as one file each, every
  * block took at least a file-system block (4 KiB), so a single-key update of a 100 000-key space
  * that writes ~3.4 KB of blocks took ~37 KiB of disk (`node dist/bench/disk.js`). LevelDB packs them
  * into its log and tables, so the disk taken is about the bytes written.
