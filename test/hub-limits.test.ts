@@ -467,6 +467,16 @@ describe('garbage collection and retention', () => {
     expect((await again.app.request(`/api/v1/address/${space.address}`)).status).toBe(200)
   })
 
+  it('once it deletes a block, serves it under no codec (its caches are by multihash too)', async () => {
+    const hub = makeHub({ gcGraceMs: GRACE_MS })
+    const stray = await cborBlock({ stray: 1 })
+    // landed as raw, then read (and cached) as the dag-cbor block it also is
+    expect((await upload(hub, [{ cid: CID.createV1(raw.code, stray.cid.multihash), bytes: stray.bytes }])).status).toBe(200)
+    expect((await hub.app.request(`/ipfs/${stray.cid.toString()}?format=raw`)).status).toBe(200)
+    expect((await hub.collectGarbage(Date.now() + GRACE_MS + 1)).deletedBlocks).toBe(1)
+    expect((await hub.app.request(`/ipfs/${stray.cid.toString()}?format=raw`)).status).toBe(404)
+  })
+
   it('records the blocks one upload stored in one landed entry; a collection that deletes some keeps it for the rest', async () => {
     const hub = makeHub({ gcGraceMs: GRACE_MS })
     const space = await makeSpace({ privateBytes: 5_000 })          // a bucket that costs more than the 4 KiB minimum

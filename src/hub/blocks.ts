@@ -11,7 +11,7 @@ import { varint } from 'multiformats'
 import { identity } from 'multiformats/hashes/identity'
 import { sha256 } from 'multiformats/hashes/sha2'
 import { IntegrityError, InvalidInputError, NotFoundError, PreconditionFailedError, TooLargeError } from '../errors.js'
-import { MAX_BLOCK_BYTES, cidKey, cidLabel, encodeCar, isHeldHash, verifyBlock } from '../store/blocks.js'
+import { MAX_BLOCK_BYTES, cidKey, cidLabel, encodeCar, isHeldHash, multihashKey, verifyBlock } from '../store/blocks.js'
 import { collect } from './bytes.js'
 import {
   DEFAULT_HUB_FETCH_TIMEOUT_MS, DEFAULT_HUB_MAX_CAR_BYTES, DEFAULT_MAX_CAR_STREAMS, DEFAULT_MAX_CAR_STREAMS_PER_CLIENT,
@@ -58,9 +58,13 @@ export class HubBlocks {
   private readonly syncBlocks: HubComponents['syncBlocks']
   private readonly options: HubAppOptions
   private readonly nowMs: () => number
-  /** Block sizes by CID (blocks never change), so quota checks do not re-read big blocks. Keyed by `cidKey` (binary, no base32 per lookup), as is the cache below. */
+  /**
+   * Block sizes (blocks never change), so quota checks do not re-read big blocks. Keyed by
+   * `multihashKey` (binary, no base32 per lookup; a block is its multihash, as the blockstore keeps
+   * it, whatever codec names it), as are the cache and the stores in flight below.
+   */
   private readonly sizes = new Map<string, number>()
-  /** Blocks an upload or fetch is storing now (by `cidKey`), settled with whether it stored them. */
+  /** Blocks an upload or fetch is storing now (by `multihashKey`), settled with whether it stored them. */
   private readonly storing = new Map<string, Promise<boolean>>()
   /** Recently used small blocks, newest last, at most SMALL_BLOCK_CACHE_BYTES in all. */
   private readonly smallBlocks = new Map<string, Uint8Array>()
@@ -114,7 +118,7 @@ export class HubBlocks {
       const remaining = (): number => io.localOnly === true ? 0 : Math.max(0, Math.floor(deadline - performance.now()))
       const plan = await planCar(cid, segments, options, {
         read: async (c) => this.readBlock(c, remaining(), io.signal),
-        size: async (c) => this.sizes.get(cidKey(c)) ?? (await this.readBlock(c, remaining(), io.signal))?.byteLength,
+        size: async (c) => this.sizes.get(multihashKey(c)) ?? (await this.readBlock(c, remaining(), io.signal))?.byteLength,
         missing: (c, role) => missingBlock(c, role, io.localOnly === true)
       }, this.walkCaps(max), `the CAR for ${cid.toString()}${segments.length > 0 ? '/' + segments.join('/') : ''}`)
       const header = encodeCar([], [cid])
@@ -239,13 +243,13 @@ export class HubBlocks {
     const others: Array<{ block: { cid: CID, bytes: Uint8Array }, stored: Promise<boolean> }> = []
     const mine: Array<{ cid: CID, bytes: Uint8Array }> = []
     for (const block of unique) {
-      const other = this.storing.get(cidKey(block.cid))
+      const other = this.storing.get(multihashKey(block.cid))
       if (other === undefined) mine.push(block)
       else others.push({ block, stored: other })
     }
     let settle: (stored: boolean) => void = () => {}
     const marked = new Promise<boolean>(resolve => { settle = resolve })
-    for (const block of mine) this.storing.set(cidKey(block.cid), marked)
+    for (const block of mine) this.storing.set(multihashKey(block.cid), marked)
     let stored = false
     try {
       // Only blocks the hub does not have yet cost disk, and they are charged to the uploader.
@@ -253,7 +257,7 @@ export class HubBlocks {
       await this.storeOwn(mine.filter((_block, i) => held[i] !== true), client)
       stored = true
     } finally {
-      for (const block of mine) if (this.storing.get(cidKey(block.cid)) === marked) this.storing.delete(cidKey(block.cid))
+      for (const block of mine) if (this.storing.get(multihashKey(block.cid)) === marked) this.storing.delete(multihashKey(block.cid))
       settle(stored)
     }
     if (others.length > 0) {
@@ -264,8 +268,8 @@ export class HubBlocks {
     }
     for (const { cid, bytes } of unique) {
       // The record PUT that follows an upload reads its root and public section: keep them at hand.
-      if (cid.code === dagCbor.code) this.keepSmall(cidKey(cid), bytes)
-      this.noteSize(cidKey(cid), bytes.byteLength)
+      if (cid.code === dagCbor.code) this.keepSmall(multihashKey(cid), bytes)
+      this.noteSize(multihashKey(cid), bytes.byteLength)
     }
   }
 
@@ -304,7 +308,7 @@ export class HubBlocks {
    * an upload or another fetch is storing it at the same time.
    */
   async keepFromNetwork (cid: CID, bytes: Uint8Array): Promise<void> {
-    const key = cidKey(cid)
+    const key = multihashKey(cid)
     // Another request storing it decides first; when it fails, one that started meanwhile does.
     for (let other = this.storing.get(key); other !== undefined; other = this.storing.get(key)) {
       if (await other) return
@@ -336,7 +340,7 @@ export class HubBlocks {
   async localBlock (cid: CID): Promise<Uint8Array | undefined> {
     if (cid.multihash.code === identity.code) return cid.multihash.digest
     if (!isHeldHash(cid)) return undefined
-    const key = cidKey(cid)
+    const key = multihashKey(cid)
     const cached = this.smallBlocks.get(key)
     if (cached !== undefined) return cached
     // No `has` first (helia's blockstore checks it itself): `offline` keeps helia from going to the
@@ -385,20 +389,20 @@ export class HubBlocks {
     const max = Math.min(this.options.maxBlockBytes ?? MAX_BLOCK_BYTES, MAX_BLOCK_BYTES)
     if (bytes.byteLength > max || !(await verifyBlock(cid, bytes))) return undefined
     await this.keepFromNetwork(cid, bytes)
-    this.keepSmall(cidKey(cid), bytes)
+    this.keepSmall(multihashKey(cid), bytes)
     return bytes
   }
 
   /** Drops a deleted block from the caches. */
   forget (cid: CID): void {
-    const key = cidKey(cid)
+    const key = multihashKey(cid)
     const cached = this.smallBlocks.get(key)
     if (cached !== undefined) { this.smallBlocks.delete(key); this.smallBlockBytes -= cached.byteLength }
     this.sizes.delete(key)
   }
 
   async blockSize (cid: CID): Promise<number> {
-    const key = cidKey(cid)
+    const key = multihashKey(cid)
     const known = this.sizes.get(key)
     if (known !== undefined) return known
     const bytes = await this.localBlock(cid)
