@@ -949,8 +949,10 @@ describe('durable writes', () => {
       await mkdir(join(dir, 'blocks', hugeAt.dir), { recursive: true })
       await writeFile(join(dir, 'blocks', hugeAt.dir, hugeAt.file), huge.bytes)
       const moves: LegacyMove[] = []
-      const store = await openDiskBlockstore(dir, { sync: false, onMove: m => { moves.push(m) } })
+      const starts: string[] = []
+      const store = await openDiskBlockstore(dir, { sync: false, onMove: m => { moves.push(m) }, onMoveStart: from => { starts.push(from) } })
       try {
+        expect(starts).toEqual(['files'])
         expect(moves).toEqual([{ from: 'files', moved: 4, skipped: 4 }])
         for (const b of [...blocks, tree]) {
           const chunks: Uint8Array[] = []
@@ -993,13 +995,15 @@ describe('durable writes', () => {
         syncs.push((args[1] as { sync?: boolean } | undefined)?.sync)
         return (batch as (...a: unknown[]) => unknown).apply(this, args)
       } as never)
+      const starts: string[] = []
       let store
       try {
-        store = await openDiskBlockstore(dir, { sync: false, onMove: m => { moves.push(m) } })
+        store = await openDiskBlockstore(dir, { sync: false, onMove: m => { moves.push(m) }, onMoveStart: from => { starts.push(from) } })
       } finally {
         spy.mockRestore()
       }
       try {
+        expect(starts).toEqual(['text keys'])
         expect(moves).toEqual([{ from: 'text keys', moved: 301, skipped: 2 }])
         expect(syncs).toEqual([true, true])
         for (const b of [...blocks, tree]) {
@@ -1020,9 +1024,10 @@ describe('durable writes', () => {
         await store.close()
       }
       // opened again: nothing more to move
-      const again = await openDiskBlockstore(dir, { sync: false, onMove: m => { moves.push(m) } })
+      const again = await openDiskBlockstore(dir, { sync: false, onMove: m => { moves.push(m) }, onMoveStart: from => { starts.push(from) } })
       expect(await again.has(tree.cid)).toBe(true)
       expect(moves.slice(1)).toEqual([{ from: 'text keys', moved: 0, skipped: 2 }])
+      expect(starts).toEqual(['text keys'])
       await again.close()
     } finally {
       await rm(dir, { recursive: true, force: true })

@@ -435,7 +435,10 @@ async function startNode (directory: string | undefined, listen: string[] | unde
     if (move.from === 'files') log('moved %d block(s) from blocks/ (one file per block) into blockstore/ (LevelDB); dropped %d file(s) that were unreadable or did not hash to their name', move.moved, move.skipped)
     else log('rekeyed %d block(s) in blockstore/ from text keys to binary ones; left %d key(s) that name no multihash as they are', move.moved, move.skipped)
   }
-  const storage = { dhtServer: true, pubsub: 'gossipsub' as const, heldRecord, syncBlocks, onBlocksMoved }
+  const onBlocksMoving = (from: LegacyMove['from']): void => {
+    log(from === 'files' ? 'moving blocks from blocks/ (one file per block) into blockstore/ (LevelDB); the hub starts once done' : 'rekeying blocks in blockstore/ from text keys to binary ones; the hub starts once done')
+  }
+  const storage = { dhtServer: true, pubsub: 'gossipsub' as const, heldRecord, syncBlocks, onBlocksMoved, onBlocksMoving }
   if (listen !== undefined || directory === undefined) return createHeliaNode({ directory, listen, ...storage })
   const file = join(directory, LISTEN_FILE)
   const saved = await readFile(file, 'utf8').then(text => JSON.parse(text) as unknown, () => undefined)

@@ -114,6 +114,9 @@ export interface HeliaNodeOptions {
   /** Hears what opening moved from a legacy `<directory>/blocks` folder, when there was one. */
   onBlocksMoved?(move: LegacyMove): void
 
+  /** Hears that opening starts such a move (or the rekeying of blocks kept under text keys), which takes a while for many blocks. */
+  onBlocksMoving?(from: LegacyMove['from']): void
+
   /**
    * libp2p listen multiaddrs. Port 0 picks a free port; read the bound addresses from
    * `node.libp2p.getMultiaddrs()`.
@@ -247,7 +250,7 @@ export async function createHeliaNode (options: HeliaNodeOptions = {}): Promise<
     const levelDatastore = new LevelDatastore(join(options.directory, 'datastore'))
     let diskBlockstore: DiskBlockstore
     try {
-      diskBlockstore = await openDiskBlockstore(options.directory, { sync: options.syncBlocks === true, onMove: options.onBlocksMoved })
+      diskBlockstore = await openDiskBlockstore(options.directory, { sync: options.syncBlocks === true, onMove: options.onBlocksMoved, onMoveStart: options.onBlocksMoving })
       try {
         await levelDatastore.open()
       } catch (err) {

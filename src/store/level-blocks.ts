@@ -226,15 +226,16 @@ export interface LegacyMove {
  *   they came in, so they are not hashed again; a key that names no multihash is left as it is
  *   (`getAll` skips it), not deleted on a guess.
  *
- * A move cut short (a crash) resumes at the next open.
+ * A move cut short (a crash) resumes at the next open. `onMoveStart` hears of a move as it starts
+ * (a large store takes a while), `onMove` of what it did.
  */
-export async function openDiskBlockstore (directory: string, options: { sync: boolean, onMove?: (move: LegacyMove) => void }): Promise<DiskBlockstore> {
+export async function openDiskBlockstore (directory: string, options: { sync: boolean, onMove?: (move: LegacyMove) => void, onMoveStart?: (from: LegacyMove['from']) => void }): Promise<DiskBlockstore> {
   const store = new DiskBlockstore(join(directory, BLOCKS_FOLDER), options.sync)
   await store.open()
   try {
-    const rekeyed = await moveTextKeys(store)
+    const rekeyed = await moveTextKeys(store, options.onMoveStart)
     if (rekeyed.moved + rekeyed.skipped > 0) options.onMove?.(rekeyed)
-    const move = await moveLegacyBlocks(join(directory, LEGACY_BLOCKS_FOLDER), store)
+    const move = await moveLegacyBlocks(join(directory, LEGACY_BLOCKS_FOLDER), store, options.onMoveStart)
     if (move !== undefined) options.onMove?.(move)
   } catch (err) {
     await store.close().catch(() => {})
@@ -249,6 +250,8 @@ class MoveBatches {
   private bytes = 0
   private puts = 0
   readonly move: LegacyMove
+  /** Whether the move has been announced as started. */
+  started = false
 
   constructor (private readonly db: DiskBlockstore['db'], from: LegacyMove['from'], private readonly afterWrite: () => Promise<void> = async () => {}) {
     this.move = { from, moved: 0, skipped: 0 }
@@ -271,11 +274,12 @@ class MoveBatches {
   }
 }
 
-async function moveTextKeys (store: DiskBlockstore): Promise<LegacyMove> {
+async function moveTextKeys (store: DiskBlockstore, onStart?: (from: LegacyMove['from']) => void): Promise<LegacyMove> {
   const batches = new MoveBatches(store.db, 'text keys')
   // the text keys sort together: `/` and nothing below the next byte
   for await (const [key, value] of store.db.iterator({ gte: Uint8Array.of(TEXT_KEY_BYTE), lt: Uint8Array.of(TEXT_KEY_BYTE + 1) })) {
     const multihash = textKeyMultihash(key)
+    if (multihash !== undefined && !batches.started) { batches.started = true; onStart?.('text keys') }
     if (multihash === undefined) { batches.move.skipped++; continue }
     await batches.add([{ type: 'put', key: multihash, value }, { type: 'del', key }], value.byteLength)
   }
@@ -299,7 +303,7 @@ function textKeyMultihash (key: Uint8Array): Uint8Array | undefined {
   }
 }
 
-async function moveLegacyBlocks (legacyPath: string, store: DiskBlockstore): Promise<LegacyMove | undefined> {
+async function moveLegacyBlocks (legacyPath: string, store: DiskBlockstore, onStart?: (from: LegacyMove['from']) => void): Promise<LegacyMove | undefined> {
   let shards
   try {
     shards = await readdir(legacyPath, { withFileTypes: true })
@@ -307,6 +311,7 @@ async function moveLegacyBlocks (legacyPath: string, store: DiskBlockstore): Pro
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
     throw err
   }
+  onStart?.('files')
   let files: string[] = []
   const batches = new MoveBatches(store.db, 'files', async () => {
     for (const file of files) await rm(file, { force: true })
