@@ -242,8 +242,13 @@ export class HubBlocks {
     // its sync fails) must never count as held.
     const others: Array<{ block: { cid: CID, bytes: Uint8Array }, stored: Promise<boolean> }> = []
     const mine: Array<{ cid: CID, bytes: Uint8Array }> = []
+    // One block on disk per multihash: the same bytes sent under two codecs are stored and charged once.
+    const seen = new Set<string>()
     for (const block of unique) {
-      const other = this.storing.get(multihashKey(block.cid))
+      const key = multihashKey(block.cid)
+      if (seen.has(key)) continue
+      seen.add(key)
+      const other = this.storing.get(key)
       if (other === undefined) mine.push(block)
       else others.push({ block, stored: other })
     }
@@ -254,6 +259,8 @@ export class HubBlocks {
     try {
       // Only blocks the hub does not have yet cost disk, and they are charged to the uploader.
       const held = await inGroups(mine, async (block) => await this.blockstore.has(block.cid))
+      // Held ones are not recorded again, but a collection leaves them their grace period (see HubStorage.touch).
+      this.storage.touch(mine.filter((_block, i) => held[i] === true).map(b => b.cid), this.nowMs())
       await this.storeOwn(mine.filter((_block, i) => held[i] !== true), client)
       stored = true
     } finally {

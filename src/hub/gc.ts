@@ -85,7 +85,8 @@ export async function collectGarbage ({ records, blocks, storage, options }: GcD
         repeats.push(earlier)
       }
       recorded.set(block, entry.atMs)
-      if (entry.keep === true || live.has(block) || protect.has(block)) continue
+      if (live.has(block) || protect.has(block)) continue
+      if (entry.keep === true && (entry.candidates === undefined || entry.candidates.some(c => live.has(multihashKey(c)) || protect.has(multihashKey(c))))) continue
       if (nowMs - entry.atMs >= grace) doomed.set(block, entry)
       else waiting.set(block, entry)
     }
@@ -96,13 +97,15 @@ export async function collectGarbage ({ records, blocks, storage, options }: GcD
     doomed.clear()
     for (let i = 0; i < doomedList.length; i += DELETE_BATCH) {
       // A record accepted since the sweep began may reference one of them now.
+      // So may an upload have sent one again (held blocks are not recorded again: see HubStorage.touch).
       const batch = doomedList.slice(i, i + DELETE_BATCH).filter(entry => {
-        if (!protect.has(entry.block)) return true
+        if (!protect.has(entry.block) && !storage.touchedWithin(entry.block, nowMs, grace)) return true
         waiting.set(entry.block, entry)
         return false
       })
       const cids: CID[] = []
       for (const entry of batch) {
+        if (entry.candidates !== undefined) { cids.push(...entry.candidates); continue }
         try { cids.push(CID.parse(entry.cid)) } catch { /* not a CID: only its entry goes */ }
       }
       // One call per batch: helia's blockstore takes its write lock once per call.
@@ -123,6 +126,7 @@ export async function collectGarbage ({ records, blocks, storage, options }: GcD
       await storage.forget(batch)
     }
     storage.resetPending([...waiting.values()])
+    storage.pruneTouched(nowMs, grace)
     report.deletedBlocks = deleted.length
     report.pendingBlocks = waiting.size
   } finally {

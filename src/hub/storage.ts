@@ -44,8 +44,8 @@ export const MIN_BLOCK_COST_BYTES = 4096
 const MAX_TRACKED_UPLOADS = 262_144
 /**
  * Bytes of a block's sha2-256 digest a compact landed entry keeps. 96 bits: a block whose digest
- * starts like a given block's takes ~2^96 hashes to find (two of one's own that start alike, ~2^48,
- * which gains nothing: such a pair is never deleted and stays charged to the hub's budget, below).
+ * starts like a given block's takes ~2^96 hashes to find; two of one's own that start alike, ~2^48,
+ * gain nothing: a collection keeps and charges such a pair as one block, and deletes both (see `entries`).
  */
 export const LANDED_DIGEST_BYTES = 12
 /** The header's third word in a compact entry. */
@@ -64,9 +64,9 @@ export type BlockPrefixLookup = (prefix: Uint8Array, limit: number) => Promise<U
 
 export interface Landed {
   /**
-   * The block's CID (string). A compact entry's block that no single held block matches (it is
-   * gone, or two held blocks start alike) reads as `?` and the hex of its codec and digest start:
-   * not a CID, so a collection forgets the entry and deletes nothing.
+   * The block's CID (string). A compact entry's block that no single held block matches reads as
+   * `?` and the hex of its codec and digest start: not a CID. When none matches (the block is
+   * gone), a collection forgets the entry; for two, see `keep`.
    */
   cid: string
   atMs: number
@@ -84,10 +84,13 @@ export interface Landed {
   /** In a compact entry: its CID's codec and the start of its digest, until looked up. */
   compact?: { codec: number, digest: Uint8Array }
   /**
-   * Set when a compact entry's block cannot be named for sure (two held blocks start alike, or the
-   * hub cannot look blocks up): the block and its entry stay, and a collection deletes nothing.
+   * Set when a compact entry's block cannot be named for sure: two held blocks start alike
+   * (`candidates`, both), or the hub cannot look blocks up (no `candidates`: the entry and its
+   * block stay untouched).
    */
   keep?: true
+  /** With `keep`: the held blocks that start alike. A collection treats them as one: kept while either is referenced, else both go once the grace period is over. */
+  candidates?: CID[]
 }
 
 /** A landed time; a damaged one reads as long past, so that its blocks are not kept for ever. */
@@ -202,7 +205,7 @@ export class HubStorage {
   /** Bytes uploaded per client that no accepted record references yet. */
   private pending = new Map<string, number>()
   private pendingTotal = 0
-  /** Unclaimed uploads since the last collection, by CID string. */
+  /** Unclaimed uploads since the last collection, by `multihashKey`. */
   private uploads = new Map<string, { client: string, cost: number }>()
   /** Bytes of every landed block. */
   landedBytes = 0
@@ -239,8 +242,9 @@ export class HubStorage {
    * Every landed entry, a compact entry's blocks looked up in the blockstore: a block is named by
    * the one held block whose digest starts so (and its codec). When none does, the block is gone
    * and its `cid` stays the placeholder (see `Landed.cid`), so a collection forgets the entry; when
-   * two do (or the hub cannot look blocks up), it is `keep`: nothing is deleted on a guess, and the
-   * entry and its charge stay.
+   * two do, it is `keep` with both as `candidates` (a pair an uploader made, ~2^48 hashes: kept and
+   * charged while either is referenced or in its grace period, then both deleted); when the hub
+   * cannot look blocks up, it is `keep` alone and left untouched.
    */
   async * entries (): AsyncIterable<Landed> {
     for await (const entry of this.stored()) {
@@ -251,7 +255,7 @@ export class HubStorage {
       prefix.set(entry.compact.digest, 2)
       const found = await this.lookup(prefix, 2)
       if (found.length === 0) { yield entry; continue }
-      if (found.length > 1) { yield { ...entry, keep: true }; continue }
+      if (found.length > 1) { yield { ...entry, keep: true, candidates: found.map(mh => CID.createV1(entry.compact?.codec ?? 0x55, Digest.decode(mh))) }; continue }
       const cid = CID.createV1(entry.compact.codec, Digest.decode(found[0] as Uint8Array))
       yield { ...entry, cid: cidString(cid), block: multihashKey(cid) }
     }
@@ -311,6 +315,34 @@ export class HubStorage {
       if (this.uploads.size < MAX_TRACKED_UPLOADS) this.uploads.set(multihashKey(cid), { client, cost })
       if (this.collecting !== undefined && this.landedDuring.size < MAX_TRACKED_UPLOADS) this.landedDuring.set(multihashKey(cid), { client, cost })
     }
+  }
+
+  /**
+   * Held blocks an upload sent again (by `multihashKey`, with when): a collection leaves them their
+   * grace period, as it does fresh uploads, so that the record that follows finds them. (Stored
+   * once, they are not recorded again; a block a stranger landed long ago would otherwise be
+   * collected between the owner's upload and record.) Bounded; lost on a restart.
+   */
+  private readonly touched = new Map<string, number>()
+
+  /** Notes held blocks an upload sent again (see `touched`). */
+  touch (cids: Iterable<CID>, nowMs: number): void {
+    for (const cid of cids) {
+      const key = multihashKey(cid)
+      if (this.touched.size >= MAX_TRACKED_UPLOADS && !this.touched.has(key)) continue
+      this.touched.set(key, nowMs)
+    }
+  }
+
+  /** Whether an upload sent the block again within `graceMs` before `nowMs`. */
+  touchedWithin (block: string, nowMs: number, graceMs: number): boolean {
+    const at = this.touched.get(block)
+    return at !== undefined && nowMs - at < graceMs
+  }
+
+  /** Forgets touches older than `graceMs`. */
+  pruneTouched (nowMs: number, graceMs: number): void {
+    for (const [key, at] of this.touched) if (nowMs - at >= graceMs) this.touched.delete(key)
   }
 
   /** Uploads recorded while a collection runs (its sweep may not have seen them), until it resets the charges. */
