@@ -51,6 +51,13 @@ async function carOf (hub: Hub, cid: CID, env?: object): Promise<Response> {
   return hub.app.request(`/ipfs/${cid.toString()}?format=car`, {}, env)
 }
 
+/** A block's bytes as a DiskBlockstore's `get` streams them. */
+async function bytesOf (store: DiskBlockstore, cid: CID): Promise<Buffer> {
+  const chunks: Uint8Array[] = []
+  for await (const chunk of store.get(cid)) chunks.push(chunk)
+  return Buffer.concat(chunks)
+}
+
 async function has (hub: Hub, cid: CID): Promise<boolean> {
   return hub.blockstore.has(cid)
 }
@@ -950,9 +957,7 @@ describe('durable writes', () => {
         const block = await rawBlock(new Uint8Array([6]))
         await store.put(block.cid, block.bytes)
         expect(calls.map(c => (c as { sync?: boolean } | undefined)?.sync === true)).toEqual([sync])
-        const chunks: Uint8Array[] = []
-        for await (const chunk of store.get(block.cid)) chunks.push(chunk)
-        expect(Buffer.concat(chunks)).toEqual(Buffer.from(block.bytes))
+        expect(await bytesOf(store, block.cid)).toEqual(Buffer.from(block.bytes))
         await store.close()
       }
     } finally {
@@ -988,9 +993,7 @@ describe('durable writes', () => {
         expect(starts).toEqual(['files'])
         expect(moves).toEqual([{ from: 'files', moved: 4, skipped: 4 }])
         for (const b of [...blocks, tree]) {
-          const chunks: Uint8Array[] = []
-          for await (const chunk of store.get(b.cid)) chunks.push(chunk)
-          expect(Buffer.concat(chunks)).toEqual(Buffer.from(b.bytes))
+          expect(await bytesOf(store, b.cid)).toEqual(Buffer.from(b.bytes))
         }
         expect(await store.has(torn.cid)).toBe(false)
         expect(await store.has(huge.cid)).toBe(false)
@@ -1040,9 +1043,7 @@ describe('durable writes', () => {
         expect(moves).toEqual([{ from: 'text keys', moved: 301, skipped: 2 }])
         expect(syncs).toEqual([true, true])
         for (const b of [...blocks, tree]) {
-          const chunks: Uint8Array[] = []
-          for await (const chunk of store.get(b.cid)) chunks.push(chunk)
-          expect(Buffer.concat(chunks)).toEqual(Buffer.from(b.bytes))
+          expect(await bytesOf(store, b.cid)).toEqual(Buffer.from(b.bytes))
         }
         const keys: Uint8Array[] = []
         for await (const key of store.db.keys()) keys.push(key)

@@ -17,7 +17,8 @@ import {
 import { randomBytes } from 'node:crypto'
 import { Key } from 'interface-datastore'
 import { CID } from 'multiformats/cid'
-import { cidString, multihashKey } from '../store/blocks.js'
+import { bytesKey, cidString, multihashKey } from '../store/blocks.js'
+import { base16 } from 'multiformats/bases/base16'
 import { varint } from 'multiformats'
 import * as Digest from 'multiformats/hashes/digest'
 import { concatBytes } from '../crypto/bytes.js'
@@ -174,24 +175,16 @@ export function decodeLanded (key: string, value: Uint8Array): Landed[] {
   if (split === undefined) return []
   return split.records.map(record => {
     const [cost, n] = varint.decode(record)
-    const base = { atMs: timeOf(split.at), costBytes: split.compact ? cost + MIN_BLOCK_COST_BYTES : cost, client: split.client, key, record: recordText(record) }
+    const base = { atMs: timeOf(split.at), costBytes: split.compact ? cost + MIN_BLOCK_COST_BYTES : cost, client: split.client, key, record: bytesKey(record) }
     if (!split.compact) {
       const cid = CID.decode(record.subarray(n))
       return { ...base, cid: cidString(cid), block: multihashKey(cid) }
     }
     const [codec, m] = varint.decode(record.subarray(n))
     const digest = record.subarray(n + m)
-    const placeholder = `?${codec.toString(16)}:${toHex(digest)}`
+    const placeholder = `?${codec.toString(16)}:${base16.baseEncode(digest)}`
     return { ...base, cid: placeholder, block: placeholder, compact: { codec, digest } }
   })
-}
-
-function recordText (record: Uint8Array): string {
-  return String.fromCharCode(...record)
-}
-
-function toHex (bytes: Uint8Array): string {
-  return Array.from(bytes, b => b.toString(16).padStart(2, '0')).join('')
 }
 
 /** The disk cost of a block of `size` bytes. */
@@ -250,14 +243,12 @@ export class HubStorage {
     for await (const entry of this.stored()) {
       if (entry.compact === undefined) { yield entry; continue }
       if (this.lookup === undefined) { yield { ...entry, keep: true }; continue }
-      const prefix = new Uint8Array(2 + LANDED_DIGEST_BYTES)
-      prefix.set(SHA256_MULTIHASH, 0)
-      prefix.set(entry.compact.digest, 2)
-      const found = await this.lookup(prefix, 2)
-      if (found.length === 0) { yield entry; continue }
-      if (found.length > 1) { yield { ...entry, keep: true, candidates: found.map(mh => CID.createV1(entry.compact?.codec ?? 0x55, Digest.decode(mh))) }; continue }
-      const cid = CID.createV1(entry.compact.codec, Digest.decode(found[0] as Uint8Array))
-      yield { ...entry, cid: cidString(cid), block: multihashKey(cid) }
+      const { codec, digest } = entry.compact
+      const found = (await this.lookup(concatBytes(SHA256_MULTIHASH, digest), 2)).map(mh => CID.createV1(codec, Digest.decode(mh)))
+      const [only] = found
+      if (found.length > 1) yield { ...entry, keep: true, candidates: found }
+      else if (only !== undefined) yield { ...entry, cid: cidString(only), block: multihashKey(only) }
+      else yield entry
     }
   }
 
@@ -385,7 +376,7 @@ export class HubStorage {
         try {
           const split = splitLanded(await this.datastore.get(k))
           header = split?.header
-          left = (split?.records ?? []).filter(record => !gone.has(recordText(record)))
+          left = (split?.records ?? []).filter(record => !gone.has(bytesKey(record)))
         } catch (err) {
           // Gone already; any other failure fails the pass (the entry stays, to be tried again).
           if ((err as { name?: unknown }).name !== 'NotFoundError') throw err

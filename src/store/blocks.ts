@@ -194,6 +194,11 @@ export function cidKey (cid: CID): string {
   return charsOf(cid.bytes)
 }
 
+/** A map key for any bytes, one character per byte, as `cidKey` writes a CID's. */
+export function bytesKey (bytes: Uint8Array): string {
+  return charsOf(bytes)
+}
+
 /**
  * A map key for the block `cid` names whatever its codec: its multihash as a string, one character
  * per byte. Blockstores keep, find and delete blocks by multihash, so the same bytes under another

@@ -37,8 +37,8 @@ const MAX_OPEN_TABLES = 256
 /** blockstore-fs's file names: the base32 (upper case) multihash and this. */
 const LEGACY_EXTENSION = '.data'
 /**
- * The first byte of every text key (`/` and a base64url multibase multihash) that the previous
- * layout wrote. No multihash starts with it: 0x2f is multicodec's `path`, not a hash function.
+ * The first byte of every text key (`/` and a multibase multihash) that the previous layouts
+ * wrote. No multihash starts with it: 0x2f is multicodec's `path`, not a hash function.
  */
 const TEXT_KEY_BYTE = 0x2f
 
