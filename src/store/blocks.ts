@@ -258,7 +258,13 @@ const BASE32_CODES = Uint8Array.from('abcdefghijklmnopqrstuvwxyz234567', c => c.
 export function cidString (cid: CID): string {
   if (cid.version !== 1) return cid.toString()
   const bytes = cid.bytes
-  const codes = new Uint8Array(1 + Math.ceil(bytes.length * 8 / 5))
+  const length = 1 + Math.ceil(bytes.length * 8 / 5)
+  if (length > cidText.length) return charsOf(base32Codes(bytes, new Uint8Array(length)))
+  return latin1.decode(base32Codes(bytes, cidText.subarray(0, length)))
+}
+
+/** `codes` filled with the multibase base32 text of `bytes` (`b`, then RFC 4648 lower case, no padding). */
+function base32Codes (bytes: Uint8Array, codes: Uint8Array): Uint8Array {
   codes[0] = 98 // 'b', the multibase prefix of base32
   let at = 1
   let buffer = 0
@@ -272,8 +278,17 @@ export function cidString (cid: CID): string {
     }
   }
   if (bits > 0) codes[at++] = BASE32_CODES[(buffer << (5 - bits)) & 31] as number
-  return charsOf(codes)
+  return codes
 }
+
+/**
+ * A CID's text is written here, then decoded to a flat string at once (ASCII, which every label of
+ * TextDecoder reads byte for byte): 0.2 µs a CID where a new array of codes and `fromCharCode.apply`
+ * cost 0.35 µs and ~600 bytes of garbage (one-off measurement; a publish to a memory store names ~8).
+ * Longer CIDs (an identity hash) get an array of their own.
+ */
+const cidText = new Uint8Array(256)
+const latin1 = new TextDecoder('latin1')
 
 /**
  * True for a CID a blockstore may hold a block for: a hash whose digest is at most 64 bytes (sha2-512,
