@@ -45,11 +45,12 @@ const OPEN_WARMUP = 2
 /** Sets timed one after another before their floors are (see the loop). */
 const SET_BLOCK = 20
 /**
- * Sets (and floors) run untimed first, per size. V8 takes hundreds of calls to optimise the write
- * path: medians per 200 sets of one 10-key run were 436, 204, 95, 87, 85… µs, so with 20 warm-up
- * sets the median timed mostly the warm-up.
+ * Sets (and floors) run untimed first, per size. V8 takes a couple of thousand calls to settle on the
+ * write path: medians per 500 sets + flushes in one loop (one-off runs) were 169, 87, 82, 64, 70,
+ * 72, 64… µs at 10 keys and 195, 134, 102, 103, 109… µs at 10 000, so a warm-up of 600 timed part
+ * of the warm-up.
  */
-const SET_WARMUP = Number(process.env.BENCH_SET_WARMUP ?? 600)
+const SET_WARMUP = Number(process.env.BENCH_SET_WARMUP ?? 2000)
 const GET_BATCH = 10_000
 const GET_RUNS = 15
 const HUB_SIZES = (process.env.BENCH_HUB_SIZES ?? '10000,100000').split(',').filter(s => s !== '').map(Number)
@@ -65,17 +66,32 @@ function fmt (ms: number): string {
   return ms >= 1 ? `${ms.toFixed(2)} ms` : `${(ms * 1000).toFixed(1)} µs`
 }
 
-/** A memory store that records the blocks each publish adds (blocks it already holds add nothing). */
-function countingStore (): MemoryStore & { added: Block[] } {
-  const store = memoryStore() as MemoryStore & { added: Block[] }
+/**
+ * A memory store that remembers the blocks each publish hands it. Which of them are new (the store
+ * did not hold them) is worked out after the timing, by `newBlocks`: checked inside `putBlocks`,
+ * the bench's own lookups (a CID's text and a probe of a map of every block, per block) were timed
+ * as part of each `set`.
+ */
+function countingStore (): MemoryStore & { handed: Block[] } {
+  const store = memoryStore() as MemoryStore & { handed: Block[] }
   const put = store.putBlocks.bind(store)
-  store.added = []
+  store.handed = []
   store.putBlocks = async (blocks, options) => {
-    // cidString, as the store keys blocks: `toString()` would leave a rope cached on every CID the space keeps
-    for (const b of blocks) if (!store.blocks.has(cidString(b.cid))) store.added.push(b)
+    store.handed.push(...blocks)
     await put(blocks, options)
   }
   return store
+}
+
+/** The blocks in `handed` that are not in `seen` (the store's blocks so far), which it then holds. */
+function newBlocks (handed: Block[], seen: Set<string>): Block[] {
+  const fresh: Block[] = []
+  for (const b of handed) {
+    // cidString, as the store keys blocks: `toString()` would leave a rope cached on every CID the space keeps
+    const key = cidString(b.cid)
+    if (!seen.has(key)) { seen.add(key); fresh.push(b) }
+  }
+  return fresh
 }
 
 async function main (): Promise<void> {
@@ -110,11 +126,12 @@ async function main (): Promise<void> {
     for (let i = 0; i < size; i++) patch[`key-${i}`] = { i, label: `value number ${i}`, on: i % 2 === 0 }
     await space.patch(patch)
     await space.flush()
+    const seen = new Set(store.blocks.keys())
 
     const setTimes: number[] = []
     const floorTimes: number[] = []
     const jsFloorTimes: number[] = []
-    const added: number[] = []
+    const perUpdate: number[] = []
     const sealed: number[] = []
     // Sets, their floors and the JavaScript floors are timed in alternating blocks of SET_BLOCK
     // rather than one of each in turn: run one after another, each path slowed the next (a 10-key
@@ -125,16 +142,17 @@ async function main (): Promise<void> {
       const blockSealed: number[] = []
       for (let k = r; k < r + SET_BLOCK; k++) {
         const key = `key-${(k * 7919) % size}`
-        store.added = []
+        store.handed = []
         const t0 = performance.now()
         // set resolves once durable on the device; flush is the publish this compares with the floor
         await space.set(key, { i: k, label: `changed ${k}`, on: true })
         await space.flush()
         const t1 = performance.now()
-        const bytes = store.added.reduce((n, b) => n + b.bytes.length, 0)
-        const sealedBytes = store.added.filter(b => b.cid.code === raw.code).reduce((n, b) => n + b.bytes.length, 0)
+        const added = newBlocks(store.handed, seen)
+        const bytes = added.reduce((n, b) => n + b.bytes.length, 0)
+        const sealedBytes = added.filter(b => b.cid.code === raw.code).reduce((n, b) => n + b.bytes.length, 0)
         blockSealed.push(sealedBytes)
-        if (k >= SET_WARMUP) { setTimes.push(t1 - t0); added.push(bytes); sealed.push(sealedBytes) }
+        if (k >= SET_WARMUP) { setTimes.push(t1 - t0); perUpdate.push(bytes); sealed.push(sealedBytes) }
       }
       // the floor for each set of the block: 1 signature + seal + hash of the bytes that set sealed
       // (an envelope is 1 version byte + 24 nonce + 4 length + the text + 16 tag; sealed without padding)
@@ -184,8 +202,8 @@ async function main (): Promise<void> {
     const floor = median(floorTimes)
     const jsFloor = median(jsFloorTimes)
     setMedians.set(size, set)
-    const perUpdate = `${median(added)} / ${Math.max(...added)} (mean ${Math.round(added.reduce((n, b) => n + b, 0) / added.length)})`
-    console.log(`${String(size).padEnd(7)} | ${fmt(set).padEnd(12)} | ${fmt(floor).padEnd(12)} | ${(set / floor).toFixed(2).padEnd(11)} | ${fmt(jsFloor).padEnd(8)} | ${(set / jsFloor).toFixed(2).padEnd(14)} | ${perUpdate.padEnd(43)} | ${String(median(sealed)).padEnd(6)} | ${fmt(median(getTimes)).padEnd(8)} | ${fmt(median(openTimes))} (CPU ${fmt(median(openCpu))})`)
+    const updateBytes = `${median(perUpdate)} / ${Math.max(...perUpdate)} (mean ${Math.round(perUpdate.reduce((n, b) => n + b, 0) / perUpdate.length)})`
+    console.log(`${String(size).padEnd(7)} | ${fmt(set).padEnd(12)} | ${fmt(floor).padEnd(12)} | ${(set / floor).toFixed(2).padEnd(11)} | ${fmt(jsFloor).padEnd(8)} | ${(set / jsFloor).toFixed(2).padEnd(14)} | ${updateBytes.padEnd(43)} | ${String(median(sealed)).padEnd(6)} | ${fmt(median(getTimes)).padEnd(8)} | ${fmt(median(openTimes))} (CPU ${fmt(median(openCpu))})`)
   }
   console.log('')
   for (const line of hubLines) console.log(line)
