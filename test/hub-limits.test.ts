@@ -72,7 +72,7 @@ function signal (): { reached: () => void, arrived: Promise<void> } {
 }
 
 /** `inner` with some methods replaced; the others read and write its blocks as they are. */
-function over (inner: MemoryBlockstore, methods: Partial<Record<'put' | 'deleteMany', unknown>>): MemoryBlockstore {
+function over (inner: MemoryBlockstore, methods: Partial<Record<'put' | 'has' | 'deleteMany', unknown>>): MemoryBlockstore {
   return Object.assign(Object.create(inner) as MemoryBlockstore, methods)
 }
 
@@ -80,8 +80,8 @@ function over (inner: MemoryBlockstore, methods: Partial<Record<'put' | 'deleteM
  * A hub whose collection, started here, stops in its sweep: the hub holds one unreferenced upload
  * long past its grace, and deleting it waits for `release`. Resolves once the sweep has reached it.
  */
-async function collectionInSweep (options: Parameters<typeof makeHub>[0], seed: number): Promise<{ hub: Hub, release: () => void, collection: ReturnType<Hub['collectGarbage']> }> {
-  const old = await rawBlock(new Uint8Array([5, seed]))
+async function collectionInSweep (options: Parameters<typeof makeHub>[0], seed: number, old?: { cid: CID, bytes: Uint8Array }): Promise<{ hub: Hub, release: () => void, collection: ReturnType<Hub['collectGarbage']> }> {
+  old ??= await rawBlock(new Uint8Array([5, seed]))
   const { reached: deleting, arrived: inSweep } = signal()
   const { reached: release, arrived: gate } = signal()
   const inner = new MemoryBlockstore()
@@ -478,6 +478,48 @@ describe('garbage collection and retention', () => {
     expect(await has(hub, binding.cid)).toBe(true)
     expect((await putRecord(hub, space.name, await createRecord(space.key, space.root.cid, 1))).status).toBe(200)
     expect(await (await hub.app.request(`/api/v1/address/${space.address}`)).json()).toMatchObject({ name: space.name })
+  })
+
+  it('an upload of a held block that a collection is deleting at that moment waits, then stores it again: the block an acknowledged upload sent is never gone', async () => {
+    const space = await makeSpace()
+    const binding = space.blocks[2]!
+    // landed long ago by someone else, referenced by nothing: the sweep is deleting it now
+    const { hub, release, collection } = await collectionInSweep({}, 0, binding)
+    let answered = false
+    const uploaded = upload(hub, space.blocks).then(res => { answered = true; return res })
+    await new Promise(resolve => setTimeout(resolve, 50))
+    expect(answered).toBe(false)                   // it waits for the deletion under way
+    release()
+    expect((await collection).deletedBlocks).toBe(1)
+    expect((await uploaded).status).toBe(200)
+    expect(await has(hub, binding.cid)).toBe(true)
+    // stored again and recorded: the next collection leaves it its grace period
+    expect((await hub.collectGarbage(Date.now())).deletedBlocks).toBe(0)
+    expect((await putRecord(hub, space.name, await createRecord(space.key, space.root.cid, 1))).status).toBe(200)
+    expect(await (await hub.app.request(`/api/v1/address/${space.address}`)).json()).toMatchObject({ name: space.name })
+  })
+
+  it('a collection leaves a block an upload is storing at that moment, which it found held', async () => {
+    const space = await makeSpace()
+    const binding = space.blocks[2]!
+    const { reached: looked, arrived: inHas } = signal()
+    const { reached: release, arrived: gate } = signal()
+    const inner = new MemoryBlockstore()
+    const blockstore = over(inner, {
+      // the answer is read, then held back: the upload has found the block held and not yet noted it
+      has: async (cid: CID) => { const held = await inner.has(cid); if (cid.equals(binding.cid)) { looked(); await gate } return held }
+    })
+    const hub = makeHub({ gcGraceMs: GRACE_MS }, { blockstore })
+    await inner.put(binding.cid, binding.bytes)
+    await hub.datastore.put(new Key(`${LANDED_PREFIX}0ld.0`), encodeLanded(Date.now() - 2 * GRACE_MS, '10.9.9.9', [{ cid: binding.cid, cost: 4096 }]))
+    const uploaded = upload(hub, space.blocks)
+    await inHas
+    const report = await hub.collectGarbage(Date.now())
+    expect(report.deletedBlocks).toBe(0)
+    expect(report.pendingBlocks).toBe(1)
+    release()
+    expect((await uploaded).status).toBe(200)
+    expect(await inner.has(binding.cid)).toBe(true)
   })
 
   it('stores and charges the same bytes sent under two codecs in one upload once', async () => {

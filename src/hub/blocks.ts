@@ -80,6 +80,11 @@ export class HubBlocks {
     this.carSlots = new Slots('CAR responses', options.maxCarStreams ?? DEFAULT_MAX_CAR_STREAMS, options.maxCarStreamsPerClient ?? DEFAULT_MAX_CAR_STREAMS_PER_CLIENT)
   }
 
+  /** Whether a request is storing the block `key` (a `multihashKey`) names: a collection leaves it. */
+  isStoring (key: string): boolean {
+    return this.storing.has(key)
+  }
+
   /**
    * A block's bytes: an identity CID's digest, a local block, or (unless `localOnly`) one fetched
    * from the network. Missing: NotFoundError, or PreconditionFailedError when `localOnly`.
@@ -257,6 +262,8 @@ export class HubBlocks {
     for (const block of mine) this.storing.set(multihashKey(block.cid), marked)
     let stored = false
     try {
+      // Marked, so no later deletion takes them (see collectGarbage); one under way ends first.
+      await this.storage.deletionOf(mine.map(b => multihashKey(b.cid)))
       // Only blocks the hub does not have yet cost disk, and they are charged to the uploader.
       const held = await inGroups(mine, async (block) => await this.blockstore.has(block.cid))
       // Held ones are not recorded again, but a collection leaves them their grace period (see HubStorage.touch).

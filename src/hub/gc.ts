@@ -6,7 +6,8 @@
  * older. Sweep: every block the API landed (storage.ts) that no kept version references and whose
  * grace period is over is deleted; the rest of the unreferenced ones are charged to their uploaders
  * again. Blocks the API did not land (the Next.ID chains, blocks bitswap peers pushed) are never
- * touched. Records accepted during a pass protect the blocks they reference.
+ * touched. Records accepted during a pass protect the blocks they reference, and so do uploads that
+ * send them (an upload that reaches a block while it is being deleted waits, then stores it again).
  */
 import { CID } from 'multiformats/cid'
 import { readRecord } from '../store/record.js'
@@ -92,14 +93,16 @@ export async function collectGarbage ({ records, blocks, storage, options }: GcD
     }
     recorded.clear()
     await storage.forget(repeats)
-    const deleted: Landed[] = []
+    const gone: Landed[] = []
     const doomedList = [...doomed.values()]
     doomed.clear()
     for (let i = 0; i < doomedList.length; i += DELETE_BATCH) {
-      // A record accepted since the sweep began may reference one of them now.
-      // So may an upload have sent one again (held blocks are not recorded again: see HubStorage.touch).
+      // A record accepted since the sweep began may reference one of them now. So may an upload
+      // have sent one again (held blocks are not recorded again: see HubStorage.touch), or be
+      // storing one right now: it found the block held, or will look once this batch is deleted.
       const batch = doomedList.slice(i, i + DELETE_BATCH).filter(entry => {
-        if (!protect.has(entry.block) && !storage.touchedWithin(entry.block, nowMs, grace)) return true
+        const keys = entry.candidates?.map(multihashKey) ?? [entry.block]
+        if (!keys.some(key => protect.has(key) || storage.touchedWithin(key, nowMs, grace) || blocks.isStoring(key))) return true
         waiting.set(entry.block, entry)
         return false
       })
@@ -108,6 +111,9 @@ export async function collectGarbage ({ records, blocks, storage, options }: GcD
         if (entry.candidates !== undefined) { cids.push(...entry.candidates); continue }
         try { cids.push(CID.parse(entry.cid)) } catch { /* not a CID: only its entry goes */ }
       }
+      // From the checks above (no wait between): an upload that marks one of these from now on
+      // waits for this deletion before it looks at what the hub holds.
+      const deleted = storage.beginDeleting(cids.map(multihashKey))
       // One call per batch: helia's blockstore takes its write lock once per call.
       try {
         for await (const cid of blocks.blockstore.deleteMany(cids)) blocks.forget(cid)
@@ -117,9 +123,11 @@ export async function collectGarbage ({ records, blocks, storage, options }: GcD
           try { await blocks.blockstore.delete(cid) } catch { /* gone already */ }
           blocks.forget(cid)
         }
+      } finally {
+        deleted()
       }
       for (const entry of batch) {
-        deleted.push(entry)
+        gone.push(entry)
         report.deletedBytes += entry.costBytes
       }
       // Forgotten batch by batch: a crash leaves few entries naming deleted blocks.
@@ -127,7 +135,7 @@ export async function collectGarbage ({ records, blocks, storage, options }: GcD
     }
     storage.resetPending([...waiting.values()])
     storage.pruneTouched(nowMs, grace)
-    report.deletedBlocks = deleted.length
+    report.deletedBlocks = gone.length
     report.pendingBlocks = waiting.size
   } finally {
     storage.endCollection()

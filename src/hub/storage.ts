@@ -408,6 +408,33 @@ export class HubStorage {
     this.landedDuring = new Map()
   }
 
+  /** The blocks (by `multihashKey`) a collection is deleting right now, and when that call ends. */
+  private deleting: { keys: Set<string>, ended: Promise<void> } | undefined
+
+  /**
+   * Marks `keys` as being deleted until the returned function is called. A request that stores
+   * blocks asks `deletionOf` before it looks at what the hub holds: a block found held while its
+   * deletion is under way would be acknowledged and then be gone.
+   */
+  beginDeleting (keys: Iterable<string>): () => void {
+    let end: () => void = () => {}
+    const deleting = { keys: new Set(keys), ended: new Promise<void>(resolve => { end = resolve }) }
+    this.deleting = deleting
+    return () => {
+      if (this.deleting === deleting) this.deleting = undefined
+      end()
+    }
+  }
+
+  /** Resolves once no deletion under way involves any of `keys`. */
+  async deletionOf (keys: Iterable<string>): Promise<void> {
+    const deleting = this.deleting
+    if (deleting === undefined) return
+    for (const key of keys) {
+      if (deleting.keys.has(key)) { await deleting.ended; return }
+    }
+  }
+
   /** Starts protecting claimed blocks from the sweep; returns the set that grows as records arrive. */
   startCollection (): Set<string> {
     this.collecting = new Set()

@@ -35,7 +35,8 @@ export function makeHub (options: HubAppOptions = {}, components: Partial<HubCom
   const blockstore = new MemoryBlockstore()
   const datastore = new MemoryDatastore()
   const { app, collectGarbage } = createHub({ blockstore, datastore, ...components }, { rateLimit: 0, ...options })
-  return { app, blockstore, datastore, collectGarbage }
+  // the blockstore the hub was given, when it was given one
+  return { app, blockstore: (components.blockstore as MemoryBlockstore | undefined) ?? blockstore, datastore, collectGarbage }
 }
 
 export interface Space {
