@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { encode as encodeVarint } from 'uint8-varint'
-import { BITSWAP_PEER_ENTRY_BURST, BITSWAP_PROTOCOL, MAX_BITSWAP_MESSAGE_ENTRIES, MAX_BITSWAP_PEER_PENDING_BYTES, PendingBytes, bitswapEntryGuard } from '../src/store/bitswap-guard.js'
+import { BITSWAP_PEER_ENTRY_BURST, BITSWAP_PROTOCOL, MAX_BITSWAP_MESSAGE_ENTRIES, MAX_BITSWAP_PEER_PENDING_BYTES, PendingBytes, bitswapEntryGuard, limitBitswapEntries } from '../src/store/bitswap-guard.js'
 import { createHeliaNode, stopHeliaNode } from '../src/store/helia-node.js'
 import { PeerRate } from '../src/store/peer-rate.js'
 import type { HeliaNode } from '../src/store/helia-node.js'
@@ -318,9 +318,11 @@ describe('bitswap: entry limit on inbound streams', () => {
   let client: HeliaNode
   /** Presences the server sent the client, by the digests' seeds. */
   const dontHaves: number[] = []
+  /** The connections the server's guard asked its address grouping about. */
+  const groupedAs: string[] = []
 
   beforeAll(async () => {
-    server = await createHeliaNode()
+    server = await createHeliaNode({ peerAddressGroup: (remoteAddr) => { groupedAs.push(remoteAddr.toString()); return undefined } })
     client = await createHeliaNode({ peers: server.libp2p.getMultiaddrs().map(String).filter(a => !a.includes('/ws')) })
     // The client reads what the server sends it: each presence's CID, as a seed.
     await client.libp2p.handle(BITSWAP_PROTOCOL, (stream) => {
@@ -355,6 +357,27 @@ describe('bitswap: entry limit on inbound streams', () => {
     if (status === 'open') stream.abort(new Error('test done'))
     return status
   }
+
+  it('asks the node\'s address grouping about the connection a bitswap stream comes on', async () => {
+    await send(framed(payload(new Uint8Array([9, 9, 9]))), 200)
+    expect(groupedAs.length).toBeGreaterThan(0)
+    expect(groupedAs.every(a => a.startsWith('/ip4/127.0.0.1/tcp/'))).toBe(true)
+  }, 30_000)
+
+  it('holds a stream to what all peers of its address may send, below its peer\'s own rate', async () => {
+    const GUARDED = '/userspace-test/guarded-entries/1.0.0'
+    const rate = new PeerRate('bitswap entries', { peerBurst: 1e6, peerPerSecond: 1, groupBurst: 100, groupPerSecond: 0.001, burst: 1e9, perSecond: 1e9 })
+    await server.libp2p.handle(GUARDED, (stream) => {
+      limitBitswapEntries(stream, 'one peer', new PendingBytes(), rate, MAX_BITSWAP_MESSAGE_ENTRIES, 'one address')
+      // the guard judges what the protocol's reader is handed: this one reads and drops it
+      stream.addEventListener('message', () => {})
+    })
+    const stream = await client.libp2p.dialProtocol(server.libp2p.peerId, GUARDED, { signal: AbortSignal.timeout(10_000) })
+    const ended = new Promise<void>(resolve => { stream.addEventListener('close', () => { resolve() }) })
+    stream.send(framed(concat(...range(200).map(i => payload(new Uint8Array([i, 7, 7]))))))
+    await Promise.race([ended, new Promise(resolve => setTimeout(resolve, 5_000))])
+    expect(stream.status).toBe('reset')
+  }, 30_000)
 
   it('handles a message at the limit', async () => {
     // wants for MAX blocks the server lacks: it answers DONT_HAVE for those it keeps (up to 1 024)

@@ -9,7 +9,8 @@ import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { MAX_PUBSUB_RPC_MESSAGES, createHeliaNode, stopHeliaNode } from '../src/store/helia-node.js'
 import { PUBSUB_PEER_MESSAGES_PER_SECOND, PUBSUB_PEER_MESSAGE_BURST, limitPubsubMessages, signedByEd25519 } from '../src/store/pubsub-guard.js'
 import { PeerRate } from '../src/store/peer-rate.js'
-import type { HeliaNode } from '../src/store/helia-node.js'
+import type { HeliaNode, HeliaNodeOptions } from '../src/store/helia-node.js'
+import type { Multiaddr } from '@multiformats/multiaddr'
 import { signedRpc } from './helpers/pubsub-rpc.js'
 import type { PrivateKey, Stream } from '@libp2p/interface'
 import type { GossipSub } from '@libp2p/gossipsub'
@@ -33,10 +34,10 @@ interface Pair {
  * of the describe block this is called in and stopped after them; `guard` runs on the node's
  * gossipsub before it subscribes.
  */
-function gossipsubPair (guard?: (pubsub: GossipSub) => void): Pair {
+function gossipsubPair (guard?: (pubsub: GossipSub) => void, options: HeliaNodeOptions = {}): Pair {
   const pair = { delivered: [] as string[] } as Pair
   beforeAll(async () => {
-    pair.node = await createHeliaNode({ pubsub: 'gossipsub' })
+    pair.node = await createHeliaNode({ pubsub: 'gossipsub', ...options })
     pair.sender = await createHeliaNode({ peers: pair.node.libp2p.getMultiaddrs().map(String).filter(a => !a.includes('/ws')) })
     const pubsub = pair.node.libp2p.services.pubsub as GossipSub
     guard?.(pubsub)
@@ -119,3 +120,26 @@ describe('gossipsub: copies of messages the node holds', () => {
   }, 30_000)
 })
 
+describe('gossipsub: peers counted by the address they connect from', () => {
+  const groupedAs: string[] = []
+  // a second guard over the node's own: 1 000 messages a peer, 12 for all peers of one address
+  const pair = gossipsubPair(pubsub => {
+    limitPubsubMessages(pubsub, new PeerRate('pubsub messages', { peerBurst: 1000, peerPerSecond: 0.001, groupBurst: 12, groupPerSecond: 0.001, burst: 1e9, perSecond: 1e9 }), () => 'one address')
+  }, {
+    // the node's own guard asks this of each sender's connection (loopback is not grouped by default)
+    peerAddressGroup: (remoteAddr: Multiaddr) => { groupedAs.push(remoteAddr.toString()); return undefined }
+  })
+  const { delivered } = pair
+
+  it('holds a peer to what its address may send, below its own rate', async () => {
+    pair.stream.send(await signedRpc(TOPIC, 'grouped', 30, 0, pair.key))
+    await expect.poll(() => delivered.length, { timeout: 10_000 }).toBe(12)
+    await new Promise(resolve => setTimeout(resolve, 200))
+    expect(delivered).toHaveLength(12)
+  }, 30_000)
+
+  it('asks the node\'s address grouping about the connection a message came on', () => {
+    expect(groupedAs.length).toBeGreaterThan(0)
+    expect(groupedAs.every(a => a.startsWith('/ip4/127.0.0.1/tcp/'))).toBe(true)
+  })
+})

@@ -3,7 +3,8 @@
  * and for all peers, and a bounded number of peers tracked.
  */
 import { describe, expect, it } from 'vitest'
-import { PeerRate } from '../src/store/peer-rate.js'
+import { multiaddr } from '@multiformats/multiaddr'
+import { GROUP_PEERS, PeerRate, addressGroup } from '../src/store/peer-rate.js'
 
 describe('PeerRate', () => {
   it('forgets peers whose buckets filled up again once 4 096 are tracked', () => {
@@ -107,5 +108,55 @@ describe('PeerRate', () => {
     expect(rate.take('new')).toBeUndefined()
     expect(rate.tracked).toBe(2)
   })
-})
 
+  it('counts new peer ids from one address together: they cannot use up what is kept for light peers, and a light peer from another address gets through', () => {
+    const now = 0
+    const limits = { peerBurst: 100, peerPerSecond: 100, burst: 400, perSecond: 1 }
+    const rate = new PeerRate('units', limits, () => now)
+    // fresh ids from one address, 20 units each: each light by its own rate (a quarter is 25)
+    let taken = 0
+    for (let id = 0; id < 40; id++) for (let k = 0; k < 20; k++) if (rate.take(`sybil${id}`, '203.0.113.7') === undefined) taken++
+    // the address turned heavy at a quarter of its rate (GROUP_PEERS × 100 a second): past the reserve it takes no more
+    expect(taken).toBe(limits.burst / 2 + 1)
+    expect(rate.take('sybil-next', '203.0.113.7')).toBe(`units from one address at ${taken} a second while all peers are near 1 a second`)
+    // the half kept for light peers is there for a peer from elsewhere
+    expect(rate.take('honest', '198.51.100.1')).toBeUndefined()
+    // the same ids counted alone (no address) would have used it up
+    const alone = new PeerRate('units', limits, () => now)
+    for (let id = 0; id < 40; id++) for (let k = 0; k < 20; k++) alone.take(`sybil${id}`)
+    expect(alone.take('honest')).toBe('units from all peers over 1 a second')
+  })
+
+  it('holds all peers from one address to GROUP_PEERS times a peer\'s burst and rate', () => {
+    let now = 0
+    const rate = new PeerRate('units', { peerBurst: 10, peerPerSecond: 10, burst: 1e9, perSecond: 1e9 }, () => now)
+    const from = (ip6: string): string | undefined => addressGroup(multiaddr(`/ip6/${ip6}/tcp/4001`))
+    let taken = 0
+    for (let id = 0; id < 100; id++) for (let k = 0; k < 10; k++) if (rate.take(`id${id}`, from('2001:db8:1:2::5')) === undefined) taken++
+    expect(taken).toBe(10 * GROUP_PEERS)
+    // another address of the same /64 is the same group, another /64 is not
+    expect(rate.take('another', from('2001:db8:1:2:ffff::1'))).toBe(`units from one address over ${10 * GROUP_PEERS} a second`)
+    expect(rate.take('another', from('2001:db8:1:3::1'))).toBeUndefined()
+    now += 1000
+    expect(rate.take('id0', from('2001:db8:1:2::5'))).toBeUndefined()
+  })
+
+  it('tracks no more than 4 096 addresses', () => {
+    const rate = new PeerRate('units', { peerBurst: 2, peerPerSecond: 1, burst: 1e9, perSecond: 1e9 }, () => 0)
+    for (let i = 0; i < 5000; i++) rate.take('one peer id', `10.0.${i >> 8}.${i & 255}`)
+    expect(rate.trackedGroups).toBeLessThanOrEqual(4096)
+  })
+
+  it('groups a connection by its IPv4 address, its IPv6 /64 or its relay\'s; not loopback, not a name', () => {
+    expect(addressGroup(multiaddr('/ip4/203.0.113.7/tcp/4001'))).toBe('203.0.113.7')
+    expect(addressGroup(multiaddr('/ip6/2001:db8:0001:0002:3:4:5:6/tcp/4001'))).toBe('2001:db8:1:2::/64')
+    expect(addressGroup(multiaddr('/ip6/2001:db8::1/tcp/4001/ws'))).toBe('2001:db8:0:0::/64')
+    expect(addressGroup(multiaddr('/ip4/198.51.100.9/tcp/4001/p2p/12D3KooWGRUVh2dXRBuyBxX3KSMyWDQq4k2EzK9azmqXbf9fXXzG/p2p-circuit'))).toBe('198.51.100.9')
+    expect(addressGroup(multiaddr('/ip4/127.0.0.1/tcp/4001'))).toBeUndefined()
+    expect(addressGroup(multiaddr('/ip4/127.3.2.1/tcp/4001'))).toBeUndefined()
+    expect(addressGroup(multiaddr('/ip6/::1/tcp/4001'))).toBeUndefined()
+    expect(addressGroup(multiaddr('/ip6/::1:0/tcp/4001'))).toBe('0:0:0:0::/64')
+    expect(addressGroup(multiaddr('/dns4/example.com/tcp/4001'))).toBeUndefined()
+    expect(addressGroup(undefined)).toBeUndefined()
+  })
+})

@@ -5,6 +5,7 @@
  * addresses written as IPv4.
  */
 import { isIPv6 } from 'node:net'
+import { ipv6Prefix64 } from '../store/peer-rate.js'
 import type { Env, HubAppOptions } from './options.js'
 import type { Context } from 'hono'
 
@@ -17,10 +18,5 @@ export function clientKey (c: Context<Env>, options: Pick<HubAppOptions, 'client
 /** An address as a client key: IPv4 as it is, IPv6 as its /64 prefix. */
 export function groupAddress (address: string): string {
   if (address.startsWith('::ffff:') && address.includes('.')) return address.slice(7)
-  if (!isIPv6(address)) return address
-  const [head = '', tail = ''] = address.split('::')
-  const left = head === '' ? [] : head.split(':')
-  const right = tail === '' ? [] : tail.split(':')
-  const groups = address.includes('::') ? [...left, ...Array<string>(8 - left.length - right.length).fill('0'), ...right] : left
-  return groups.slice(0, 4).map(g => g.replace(/^0+(?=.)/, '').toLowerCase()).join(':') + '::/64'
+  return isIPv6(address) ? ipv6Prefix64(address) : address
 }

@@ -249,14 +249,14 @@ export function bitswapRate (now?: () => number): PeerRate {
 }
 
 /**
- * Aborts `stream` (from `peer`) once a bitswap message it receives carries more than `maxEntries`
- * entries or an entry past `rate`, or once the bytes of its message not complete yet would pass
- * `budget`'s limits.
+ * Aborts `stream` (from `peer`, connected from the address `group` names: see `addressGroup`) once
+ * a bitswap message it receives carries more than `maxEntries` entries or an entry past `rate`, or
+ * once the bytes of its message not complete yet would pass `budget`'s limits.
  */
-export function limitBitswapEntries (stream: Stream, peer: string, budget: PendingBytes, rate: PeerRate, maxEntries = MAX_BITSWAP_MESSAGE_ENTRIES): void {
+export function limitBitswapEntries (stream: Stream, peer: string, budget: PendingBytes, rate: PeerRate, maxEntries = MAX_BITSWAP_MESSAGE_ENTRIES, group?: string): void {
   // judged at every entry: judged at a message's first only, flooding peers got whole messages of
   // 700 entries through below half, and an honest fetch took 102–129 ms at worst instead of 13–32 ms
-  const check = bitswapEntryGuard(maxEntries, () => rate.take(peer))
+  const check = bitswapEntryGuard(maxEntries, () => rate.take(peer, group))
   let counted = 0
   let refused: string | undefined
   guardReceived(stream, (chunk) => {

@@ -39,10 +39,11 @@ import type { DiskBlockstore, LegacyMove } from './level-blocks.js'
 import { MAX_DHT_REQUEST_BYTES, MAX_DHT_RESPONSE_BYTES, guardedOpener, guardedRegistrar } from './dht-guard.js'
 import { withLibp2p } from './helia-libp2p.js'
 import { BITSWAP_PROTOCOL, PendingBytes, bitswapRate, limitBitswapEntries } from './bitswap-guard.js'
+import { addressGroup } from './peer-rate.js'
 import { limitPubsubMessages } from './pubsub-guard.js'
 import type { HeliaWithLibp2p } from './helia-libp2p.js'
 import type { Identify } from '@libp2p/identify'
-import type { IdentifyResult } from '@libp2p/interface'
+import type { IdentifyResult, PeerId } from '@libp2p/interface'
 import type { SingleKadDHT } from '@libp2p/kad-dht'
 import type { Ping } from '@libp2p/ping'
 import type { Multiaddr } from '@multiformats/multiaddr'
@@ -116,6 +117,15 @@ export interface HeliaNodeOptions {
 
   /** Hears that opening starts such a move (or the rekeying of blocks kept under text keys), which takes a while for many blocks. */
   onBlocksMoving?(from: LegacyMove['from']): void
+
+  /**
+   * The address a peer's connection comes from, as the bitswap and pubsub rate limits count peers
+   * (peer-rate.ts): peers from one address share a bucket, so new peer ids cannot use up what is
+   * kept for light peers. Undefined counts the peer alone.
+   *
+   * @default addressGroup (an IPv4 address, an IPv6 /64; loopback is not grouped)
+   */
+  peerAddressGroup?(remoteAddr: Multiaddr): string | undefined
 
   /**
    * libp2p listen multiaddrs. Port 0 picks a free port; read the bound addresses from
@@ -280,6 +290,7 @@ export async function createHeliaNode (options: HeliaNodeOptions = {}): Promise<
 
   const bitswapPending = new PendingBytes(options.maxBitswapPendingBytes)
   const entryRate = bitswapRate()
+  const groupOf = options.peerAddressGroup ?? addressGroup
   const helia = withBitswap(withLibp2p(createHeliaLight({ blockstore, datastore }), {
     // libp2p 3.2 types its datastore against interface-datastore 9: the same shape.
     ...(libp2pDatastore === undefined ? {} : { datastore: libp2pDatastore as unknown as Libp2pOptions['datastore'] }),
@@ -325,7 +336,7 @@ export async function createHeliaNode (options: HeliaNodeOptions = {}): Promise<
           }
         }) as unknown as (components: unknown) => GossipSub
         // floodsub's defaults, but for the messages an RPC may carry (pubsub-guard.ts)
-        : floodsub({ decodeRpcLimits: { maxSubscriptions: 5000, maxMessages: MAX_PUBSUB_RPC_MESSAGES } }) as (components: unknown) => FloodSub),
+        : floodsub({ decodeRpcLimits: { maxSubscriptions: 5000, maxMessages: MAX_PUBSUB_RPC_MESSAGES } }) as (components: unknown) => FloodSub, groupOf),
       // libp2p is held at 3.2.0 (later 3.x depend on p-retry 8, which declares Node >= 22), whose
       // components are typed against interface-datastore 9 and kad-dht against 10: the same shape.
       // kad-dht registers its handler and opens its queries' streams through components that put a
@@ -346,7 +357,7 @@ export async function createHeliaNode (options: HeliaNodeOptions = {}): Promise<
     }
   }, {
     // bitswap buffers messages of up to 4 MiB whole, then handles each entry in turn (bitswap-guard.ts)
-    [BITSWAP_PROTOCOL]: (stream, connection) => { limitBitswapEntries(stream, connection.remotePeer.toString(), bitswapPending, entryRate) }
+    [BITSWAP_PROTOCOL]: (stream, connection) => { limitBitswapEntries(stream, connection.remotePeer.toString(), bitswapPending, entryRate, undefined, groupOf(connection.remoteAddr)) }
   }), { sendWantlistDebounce: BITSWAP_DEBOUNCE_MS, sendBlocksDebounce: BITSWAP_DEBOUNCE_MS })
 
   try {
@@ -372,11 +383,18 @@ export async function createHeliaNode (options: HeliaNodeOptions = {}): Promise<
   return node
 }
 
-/** A pubsub service factory whose service drops messages as `limitPubsubMessages` does. */
-function guardedPubsub (factory: (components: unknown) => GossipSub | FloodSub): (components: unknown) => GossipSub | FloodSub {
+/**
+ * A pubsub service factory whose service drops messages as `limitPubsubMessages` does, counting
+ * each peer with the address (`groupOf`) of its first open connection.
+ */
+function guardedPubsub (factory: (components: unknown) => GossipSub | FloodSub, groupOf: (remoteAddr: Multiaddr) => string | undefined): (components: unknown) => GossipSub | FloodSub {
   return (components) => {
     const pubsub = factory(components)
-    limitPubsubMessages(pubsub)
+    const connections = (components as { connectionManager?: { getConnections: (peer?: PeerId) => Array<{ remoteAddr: Multiaddr }> } }).connectionManager
+    limitPubsubMessages(pubsub, undefined, (peer) => {
+      const remoteAddr = connections?.getConnections(peer)[0]?.remoteAddr
+      return remoteAddr === undefined ? undefined : groupOf(remoteAddr)
+    })
     return pubsub
   }
 }

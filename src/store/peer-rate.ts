@@ -8,15 +8,22 @@
  * half, a peer whose recent rate (a moving average over about a second) is a quarter of its own
  * rate or more is refused, while lighter peers still get through. A peer is judged at every unit,
  * so a peer that turns heavy within one message (bitswap: past 2 048 entries in about a second) is
- * refused in its middle. This holds against a few heavy peers, not against many identities: a peer
- * id seen for the first time is light, so new ids, about 8 a second for bitswap (each with a message
- * of up to 2 048 entries) or 40 for pubsub, can still use the reserve up.
+ * refused in its middle.
+ *
+ * Many identities: a peer id costs nothing to make, and one seen for the first time is light. So
+ * peers are also counted by the address they connect from (`addressGroup`: an IPv4 address, an IPv6
+ * /64), which has a bucket of its own, GROUP_PEERS times a peer's, and is judged heavy or light the
+ * same way: new ids from one address share its rate and its weight. Loopback is not grouped (the
+ * machine's own nodes, and every node of a test).
  */
 
 export interface PeerRateLimits {
   /** Units one peer may use at once, and per second after that. */
   peerBurst: number
   peerPerSecond: number
+  /** The same for all peers from one address. @default GROUP_PEERS times a peer's */
+  groupBurst?: number
+  groupPerSecond?: number
   /** The same for all peers together. */
   burst: number
   perSecond: number
@@ -28,6 +35,8 @@ const MAX_TRACKED_PEERS = 4096
 export const RESERVED_FOR_LIGHT_PEERS = 0.5
 /** A peer is light while its recent rate is under this part of its own rate. */
 export const LIGHT_PEER_SHARE = 0.25
+/** How many peers' worth of units all peers from one address may use (a NAT holds several honest nodes). */
+export const GROUP_PEERS = 4
 /** How long the recent rate remembers (the time constant of its exponential decay). */
 const RECENT_MS = 1000
 
@@ -39,36 +48,44 @@ interface PeerBucket extends Bucket {
 
 export class PeerRate {
   private readonly peers = new Map<string, PeerBucket>()
+  private readonly groups = new Map<string, PeerBucket>()
   private readonly all: Bucket
+  private readonly groupBurst: number
+  private readonly groupPerSecond: number
 
   /** `what` names the units in refusals ("bitswap entries"). */
   constructor (private readonly what: string, readonly limits: PeerRateLimits, private readonly now: () => number = () => performance.now()) {
     this.all = { tokens: limits.burst, at: now() }
+    this.groupBurst = limits.groupBurst ?? limits.peerBurst * GROUP_PEERS
+    this.groupPerSecond = limits.groupPerSecond ?? limits.peerPerSecond * GROUP_PEERS
   }
 
   /**
-   * Takes one unit for `peer`; a reason, with nothing taken, when its bucket or all peers' is empty,
-   * or when the peer is heavy and all peers' bucket is down to the reserve.
+   * Takes one unit for `peer`, connected from the address `group` names (see `addressGroup`); a
+   * reason, with nothing taken, when its bucket, its address's or all peers' is empty, or when the
+   * peer or its address is heavy and all peers' bucket is down to the reserve.
    */
-  take (peer: string): string | undefined {
+  take (peer: string, group?: string): string | undefined {
     const now = this.now()
     const { peerBurst, peerPerSecond, burst, perSecond } = this.limits
-    let mine = this.peers.get(peer)
-    if (mine === undefined) {
-      if (this.peers.size >= MAX_TRACKED_PEERS) this.forgetFull(now)
-      mine = { tokens: peerBurst, at: now, recent: 0 }
-      this.peers.set(peer, mine)
-    }
-    mine.recent *= Math.exp(-Math.max(0, now - mine.at) / RECENT_MS)
-    refill(mine, now, peerBurst, peerPerSecond)
+    const mine = bucketOf(this.peers, peer, now, peerBurst, peerPerSecond)
+    const theirs = group === undefined ? undefined : bucketOf(this.groups, group, now, this.groupBurst, this.groupPerSecond)
     refill(this.all, now, burst, perSecond)
     if (mine.tokens < 1) return `${this.what} from one peer over ${peerPerSecond} a second`
+    if (theirs !== undefined && theirs.tokens < 1) return `${this.what} from one address over ${this.groupPerSecond} a second`
     if (this.all.tokens < 1) return `${this.what} from all peers over ${perSecond} a second`
-    if (this.all.tokens < burst * RESERVED_FOR_LIGHT_PEERS && mine.recent >= peerPerSecond * LIGHT_PEER_SHARE) {
-      return `${this.what} from one peer at ${Math.round(mine.recent)} a second while all peers are near ${perSecond} a second`
+    if (this.all.tokens < burst * RESERVED_FOR_LIGHT_PEERS) {
+      if (mine.recent >= peerPerSecond * LIGHT_PEER_SHARE) {
+        return `${this.what} from one peer at ${Math.round(mine.recent)} a second while all peers are near ${perSecond} a second`
+      }
+      if (theirs !== undefined && theirs.recent >= this.groupPerSecond * LIGHT_PEER_SHARE) {
+        return `${this.what} from one address at ${Math.round(theirs.recent)} a second while all peers are near ${perSecond} a second`
+      }
     }
-    mine.recent++
-    mine.tokens--
+    for (const bucket of theirs === undefined ? [mine] : [mine, theirs]) {
+      bucket.recent++
+      bucket.tokens--
+    }
     this.all.tokens--
     return undefined
   }
@@ -78,22 +95,69 @@ export class PeerRate {
     return this.peers.size
   }
 
-  /**
-   * Forgets the peers whose buckets are full again and who have been quiet (a heavy peer within its
-   * own rate keeps a full bucket, and would come back light), then, while too many are left, the
-   * longest known.
-   */
-  private forgetFull (now: number): void {
-    for (const [peer, bucket] of this.peers) {
-      bucket.recent *= Math.exp(-Math.max(0, now - bucket.at) / RECENT_MS)
-      refill(bucket, now, this.limits.peerBurst, this.limits.peerPerSecond)
-      if (bucket.tokens >= this.limits.peerBurst && bucket.recent < 1) this.peers.delete(peer)
-    }
-    for (const peer of this.peers.keys()) {
-      if (this.peers.size < MAX_TRACKED_PEERS) break
-      this.peers.delete(peer)
-    }
+  /** Addresses tracked now, as peers are. */
+  get trackedGroups (): number {
+    return this.groups.size
   }
+}
+
+/** `key`'s bucket in `buckets`, made (full) when it has none, with its recent rate decayed and its tokens refilled. */
+function bucketOf (buckets: Map<string, PeerBucket>, key: string, now: number, burst: number, perSecond: number): PeerBucket {
+  let bucket = buckets.get(key)
+  if (bucket === undefined) {
+    if (buckets.size >= MAX_TRACKED_PEERS) forgetFull(buckets, now, burst, perSecond)
+    bucket = { tokens: burst, at: now, recent: 0 }
+    buckets.set(key, bucket)
+  }
+  bucket.recent *= Math.exp(-Math.max(0, now - bucket.at) / RECENT_MS)
+  refill(bucket, now, burst, perSecond)
+  return bucket
+}
+
+/**
+ * Forgets the buckets that are full again and quiet (a heavy peer within its own rate keeps a full
+ * bucket, and would come back light), then, while too many are left, the longest known.
+ */
+function forgetFull (buckets: Map<string, PeerBucket>, now: number, burst: number, perSecond: number): void {
+  for (const [key, bucket] of buckets) {
+    bucket.recent *= Math.exp(-Math.max(0, now - bucket.at) / RECENT_MS)
+    refill(bucket, now, burst, perSecond)
+    if (bucket.tokens >= burst && bucket.recent < 1) buckets.delete(key)
+  }
+  for (const key of buckets.keys()) {
+    if (buckets.size < MAX_TRACKED_PEERS) break
+    buckets.delete(key)
+  }
+}
+
+/**
+ * The address a libp2p connection comes from, as `PeerRate` groups peers: an IPv4 address as it
+ * is, an IPv6 address as its /64 (one host usually holds a whole /64), a relayed connection as its
+ * relay's. Undefined for loopback and for addresses that name no IP (peers are then counted alone).
+ */
+export function addressGroup (remoteAddr: { toString: () => string } | undefined): string | undefined {
+  const [, protocol, host] = (remoteAddr?.toString() ?? '').split('/')
+  if (host === undefined || host === '') return undefined
+  if (protocol === 'ip4') return host.startsWith('127.') ? undefined : host
+  if (protocol !== 'ip6') return undefined
+  const groups = ipv6Groups(host)
+  // ::1
+  if (groups.every((g, i) => Number.parseInt(g, 16) === (i === 7 ? 1 : 0))) return undefined
+  return ipv6Prefix64(host)
+}
+
+/** The eight groups of an IPv6 address written with or without `::`. */
+function ipv6Groups (address: string): string[] {
+  if (!address.includes('::')) return address.split(':')
+  const [head = '', tail = ''] = address.split('::')
+  const left = head === '' ? [] : head.split(':')
+  const right = tail === '' ? [] : tail.split(':')
+  return [...left, ...Array<string>(Math.max(0, 8 - left.length - right.length)).fill('0'), ...right]
+}
+
+/** An IPv6 address's /64 prefix, written `a:b:c:d::/64` (groups without leading zeros, lower case). */
+export function ipv6Prefix64 (address: string): string {
+  return ipv6Groups(address).slice(0, 4).map(g => g.replace(/^0+(?=.)/, '').toLowerCase()).join(':') + '::/64'
 }
 
 function refill (bucket: Bucket, now: number, burst: number, perSecond: number): void {

@@ -61,10 +61,10 @@ export function pubsubRate (now?: () => number): PeerRate {
 
 /**
  * Drops, from every RPC `pubsub` (gossipsub or floodsub) receives, the messages not signed by
- * Ed25519 keys and those past `rate`, before it reads any of them. Subscriptions and control
- * messages pass as they are.
+ * Ed25519 keys and those past `rate`, before it reads any of them; `groupOf` names the address a
+ * peer is connected from (see `addressGroup`). Subscriptions and control messages pass as they are.
  */
-export function limitPubsubMessages (pubsub: GossipSub | FloodSub, rate: PeerRate = pubsubRate()): void {
+export function limitPubsubMessages (pubsub: GossipSub | FloodSub, rate: PeerRate = pubsubRate(), groupOf: (peer: PeerId) => string | undefined = () => undefined): void {
   // each class's own step from a decoded RPC to its handling (on neither's public interface)
   const gossipsub = pubsub as unknown as Partial<GossipsubRpcHandler & SeenMessages>
   // A copy of a message gossipsub already holds (a mesh sends one from each peer that has it) is
@@ -76,7 +76,8 @@ export function limitPubsubMessages (pubsub: GossipSub | FloodSub, rate: PeerRat
   const keep = (peer: PeerId, rpc: Rpc): void => {
     if (rpc.messages.length === 0) return
     const id = peer.toString()
-    rpc.messages = rpc.messages.filter(message => signedByEd25519(message.from) && (seen(message) || rate.take(id) === undefined))
+    const group = groupOf(peer)
+    rpc.messages = rpc.messages.filter(message => signedByEd25519(message.from) && (seen(message) || rate.take(id, group) === undefined))
   }
   const floodsub = pubsub as unknown as Partial<FloodsubRpcHandler>
   if (typeof gossipsub.handleReceivedRpc === 'function') {
