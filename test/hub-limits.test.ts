@@ -47,6 +47,8 @@ import { CID } from 'multiformats/cid'
 
 const GRACE_MS = 60_000
 
+const range = (n: number): number[] => [...Array(n).keys()]
+
 async function carOf (hub: Hub, cid: CID, env?: object): Promise<Response> {
   return hub.app.request(`/ipfs/${cid.toString()}?format=car`, {}, env)
 }
@@ -520,6 +522,43 @@ describe('garbage collection and retention', () => {
     release()
     expect((await uploaded).status).toBe(200)
     expect(await inner.has(binding.cid)).toBe(true)
+  })
+
+  it('a block fetched from the network while a collection is deleting it waits for that deletion, then is kept again', async () => {
+    const stray = await rawBlock(new Uint8Array([5, 77]))
+    const { hub, release, collection } = await collectionInSweep({}, 0, stray)
+    // a replica's carried bytes, or a reader's fetch: an upload of the block that arrives meanwhile trusts this answer
+    const kept = hub.blocks.keepFromNetwork(stray.cid, stray.bytes)
+    await new Promise(resolve => setTimeout(resolve, 50))
+    release()
+    expect((await collection).deletedBlocks).toBe(1)
+    await kept
+    expect(await has(hub, stray.cid)).toBe(true)
+  })
+
+  it('an older entry of a block an upload stored again during the collection does not delete it', async () => {
+    // 256 held strays (one deletion batch) first, then an entry left by a crash: its block was deleted, not its entry
+    const strays = await Promise.all(range(256).map(async i => rawBlock(new Uint8Array([8, i]))))
+    const gone = await rawBlock(new Uint8Array([8, 1, 1]))
+    const { reached: deleting, arrived: inSweep } = signal()
+    const { reached: release, arrived: gate } = signal()
+    const inner = new MemoryBlockstore()
+    let calls = 0
+    const blockstore = over(inner, {
+      deleteMany: async function * (cids: CID[]) { if (calls++ === 0) { deleting(); await gate } yield * inner.deleteMany(cids) }
+    })
+    const hub = makeHub({ gcGraceMs: GRACE_MS }, { blockstore })
+    for (const b of strays) await inner.put(b.cid, b.bytes)
+    const longAgo = Date.now() - 2 * GRACE_MS
+    await hub.datastore.put(new Key(`${LANDED_PREFIX}0a.0`), encodeLanded(longAgo, '10.9.9.9', strays.map(b => ({ cid: b.cid, cost: 4096 }))))
+    await hub.datastore.put(new Key(`${LANDED_PREFIX}0b.0`), encodeLanded(longAgo, '10.9.9.9', [{ cid: gone.cid, cost: 4096 }]))
+    const collection = hub.collectGarbage(Date.now())
+    await inSweep
+    // while the first batch is deleted, an upload finds the block missing and stores it: acknowledged
+    expect((await upload(hub, [gone])).status).toBe(200)
+    release()
+    expect((await collection).deletedBlocks).toBe(256)
+    expect(await has(hub, gone.cid)).toBe(true)
   })
 
   it('stores and charges the same bytes sent under two codecs in one upload once', async () => {

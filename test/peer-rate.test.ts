@@ -147,7 +147,7 @@ describe('PeerRate', () => {
     expect(rate.trackedGroups).toBeLessThanOrEqual(4096)
   })
 
-  it('groups a connection by its IPv4 address, its IPv6 /64 or its relay\'s; not loopback, not a name', () => {
+  it('groups a connection by its IPv4 address (mapped too), its IPv6 /64 or its relay\'s; not loopback, link-local or a name', () => {
     expect(addressGroup(multiaddr('/ip4/203.0.113.7/tcp/4001'))).toBe('203.0.113.7')
     expect(addressGroup(multiaddr('/ip6/2001:db8:0001:0002:3:4:5:6/tcp/4001'))).toBe('2001:db8:1:2::/64')
     expect(addressGroup(multiaddr('/ip6/2001:db8::1/tcp/4001/ws'))).toBe('2001:db8:0:0::/64')
@@ -156,6 +156,11 @@ describe('PeerRate', () => {
     expect(addressGroup(multiaddr('/ip4/127.3.2.1/tcp/4001'))).toBeUndefined()
     expect(addressGroup(multiaddr('/ip6/::1/tcp/4001'))).toBeUndefined()
     expect(addressGroup(multiaddr('/ip6/::1:0/tcp/4001'))).toBe('0:0:0:0::/64')
+    expect(addressGroup(multiaddr('/ip6/::ffff:203.0.113.7/tcp/4001'))).toBe('203.0.113.7')
+    expect(addressGroup(multiaddr('/ip6/::ffff:127.0.0.1/tcp/4001'))).toBeUndefined()
+    expect(addressGroup(multiaddr('/ip6/fe80::1:2:3:4/tcp/4001'))).toBeUndefined()
+    expect(addressGroup(multiaddr('/ip6/febf::1/tcp/4001'))).toBeUndefined()
+    expect(addressGroup(multiaddr('/ip6/fec0::1/tcp/4001'))).toBe('fec0:0:0:0::/64')
     expect(addressGroup(multiaddr('/dns4/example.com/tcp/4001'))).toBeUndefined()
     expect(addressGroup(undefined)).toBeUndefined()
   })

@@ -81,7 +81,14 @@ function subkey (key: Uint8Array, nonce: Uint8Array): Uint8Array {
   for (let i = 0; i < 8; i++) keyWords[i] = wordAt(key, 4 * i)
   for (let i = 0; i < 4; i++) nonceWords[i] = wordAt(nonce, 4 * i)
   hchacha(SIGMA, keyWords, nonceWords, subkeyWords)
+  // the space's key is not left in memory that outlives the call; the subkey is wiped by `wipeSubkey`
+  keyWords.fill(0)
   return subkeyBytes
+}
+
+/** Zeroes the subkey once the cipher has copied it. */
+function wipeSubkey (): void {
+  subkeyWords.fill(0)
 }
 
 /** 0x00000000 ‖ nonce[16..24], into bytes that the next call overwrites (as `subkey`). */
@@ -94,7 +101,12 @@ function nativeWith (crypto: NodeCrypto): XChaCha {
   return {
     sealInto (key, nonce, ad, plaintext, out) {
       if (key.length !== 32 || nonce.length !== 24 || out.length !== plaintext.length + TAG_BYTES) throw new RangeError(`xchacha: key 32, nonce 24 and output plaintext + 16 bytes expected, got key ${key.length}, nonce ${nonce.length}, output ${out.length} for plaintext ${plaintext.length}`)
-      const cipher = crypto.createCipheriv('chacha20-poly1305', subkey(key, nonce), iv(nonce), { authTagLength: TAG_BYTES })
+      let cipher: NodeCipher
+      try {
+        cipher = crypto.createCipheriv('chacha20-poly1305', subkey(key, nonce), iv(nonce), { authTagLength: TAG_BYTES })
+      } finally {
+        wipeSubkey()
+      }
       cipher.setAAD(ad, { plaintextLength: plaintext.length })
       const body = cipher.update(plaintext)
       const rest = cipher.final()
@@ -106,7 +118,12 @@ function nativeWith (crypto: NodeCrypto): XChaCha {
       if (key.length !== 32 || nonce.length !== 24) throw new RangeError(`xchacha: key 32 and nonce 24 bytes expected, got key ${key.length}, nonce ${nonce.length}`)
       if (sealed.length < TAG_BYTES) throw new Error('xchacha: sealed message shorter than its tag')
       const length = sealed.length - TAG_BYTES
-      const decipher = crypto.createDecipheriv('chacha20-poly1305', subkey(key, nonce), iv(nonce), { authTagLength: TAG_BYTES })
+      let decipher: NodeCipher
+      try {
+        decipher = crypto.createDecipheriv('chacha20-poly1305', subkey(key, nonce), iv(nonce), { authTagLength: TAG_BYTES })
+      } finally {
+        wipeSubkey()
+      }
       decipher.setAAD(ad, { plaintextLength: length })
       decipher.setAuthTag(sealed.subarray(length))
       const body = decipher.update(sealed.subarray(0, length))

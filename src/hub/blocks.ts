@@ -333,6 +333,8 @@ export class HubBlocks {
     this.storing.set(key, mine)
     let stored = false
     try {
+      // As an upload does (see storeVerified): an upload waiting on this one trusts its answer.
+      await this.storage.deletionOf([key])
       if (await this.blockstore.has(cid)) { stored = true; return }
       if (!this.storage.hasRoomFor(costOf(bytes.byteLength))) return
       await this.blockstore.put(cid, bytes)

@@ -98,11 +98,13 @@ export async function collectGarbage ({ records, blocks, storage, options }: GcD
     doomed.clear()
     for (let i = 0; i < doomedList.length; i += DELETE_BATCH) {
       // A record accepted since the sweep began may reference one of them now. So may an upload
-      // have sent one again (held blocks are not recorded again: see HubStorage.touch), or be
-      // storing one right now: it found the block held, or will look once this batch is deleted.
+      // have sent one again (held blocks are not recorded again: see HubStorage.touch), be storing
+      // one right now (it found the block held, or will look once this batch is deleted), or have
+      // stored one again since the sweep read the entries (an entry left by a crash between a
+      // block's deletion and its entry's names a block that was gone until then).
       const batch = doomedList.slice(i, i + DELETE_BATCH).filter(entry => {
         const keys = entry.candidates?.map(multihashKey) ?? [entry.block]
-        if (!keys.some(key => protect.has(key) || storage.touchedWithin(key, nowMs, grace) || blocks.isStoring(key))) return true
+        if (!keys.some(key => protect.has(key) || storage.touchedWithin(key, nowMs, grace) || blocks.isStoring(key) || storage.landedDuringCollection(key))) return true
         waiting.set(entry.block, entry)
         return false
       })

@@ -336,6 +336,14 @@ export class HubStorage {
     for (const [key, at] of this.touched) if (nowMs - at >= graceMs) this.touched.delete(key)
   }
 
+  /**
+   * Whether the block `key` (a `multihashKey`) was recorded since the collection under way started:
+   * its sweep did not read that record, and an older one of the same block must not delete it.
+   */
+  landedDuringCollection (key: string): boolean {
+    return this.landedDuring.has(key)
+  }
+
   /** Uploads recorded while a collection runs (its sweep may not have seen them), until it resets the charges. */
   private landedDuring = new Map<string, { client: string, cost: number }>()
 

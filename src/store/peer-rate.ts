@@ -132,17 +132,25 @@ function forgetFull (buckets: Map<string, PeerBucket>, now: number, burst: numbe
 
 /**
  * The address a libp2p connection comes from, as `PeerRate` groups peers: an IPv4 address as it
- * is, an IPv6 address as its /64 (one host usually holds a whole /64), a relayed connection as its
- * relay's. Undefined for loopback and for addresses that name no IP (peers are then counted alone).
+ * is (also when mapped into IPv6), an IPv6 address as its /64 (one host usually holds a whole /64),
+ * a relayed connection as its relay's. Undefined for loopback, link-local IPv6 and addresses that
+ * name no IP (peers are then counted alone).
  */
 export function addressGroup (remoteAddr: { toString: () => string } | undefined): string | undefined {
   const [, protocol, host] = (remoteAddr?.toString() ?? '').split('/')
   if (host === undefined || host === '') return undefined
   if (protocol === 'ip4') return host.startsWith('127.') ? undefined : host
   if (protocol !== 'ip6') return undefined
-  const groups = ipv6Groups(host)
+  const words = ipv6Groups(host).map(g => Number.parseInt(g, 16))
   // ::1
-  if (groups.every((g, i) => Number.parseInt(g, 16) === (i === 7 ? 1 : 0))) return undefined
+  if (words.every((w, i) => w === (i === 7 ? 1 : 0))) return undefined
+  // ::ffff:a.b.c.d (multiaddr writes it ::ffff:abcd:efgh): the IPv4 address it maps
+  if (words.slice(0, 5).every(w => w === 0) && words[5] === 0xffff) {
+    const [high = 0, low = 0] = words.slice(6)
+    return high >> 8 === 127 ? undefined : `${high >> 8}.${high & 0xff}.${low >> 8}.${low & 0xff}`
+  }
+  // link-local (fe80::/10): every network's peers share the prefix, so they are counted alone
+  if (((words[0] ?? 0) & 0xffc0) === 0xfe80) return undefined
   return ipv6Prefix64(host)
 }
 

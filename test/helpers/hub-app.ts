@@ -13,6 +13,7 @@ import { expect } from 'vitest'
 import { hexToBytes } from '../../src/crypto/bytes.js'
 import { ownerStatement } from '../../src/crypto/keys.js'
 import { createHub, IPNS_RECORD_TYPE } from '../../src/hub/app.js'
+import type { HubBlocks } from '../../src/hub/blocks.js'
 import { encodeCurrent, encodeOwner, encodeRoot } from '../../src/space/root.js'
 import { cborBlock, encodeCar, rawBlock } from '../../src/store/blocks.js'
 import { hubStore } from '../../src/store/hub.js'
@@ -28,15 +29,16 @@ export interface Hub {
   blockstore: MemoryBlockstore
   datastore: MemoryDatastore
   collectGarbage: (nowMs?: number) => Promise<GcReport>
+  blocks: HubBlocks
 }
 
 /** A hub app on memory stores, rate limit off unless asked for. */
 export function makeHub (options: HubAppOptions = {}, components: Partial<HubComponents> = {}): Hub {
   const blockstore = new MemoryBlockstore()
   const datastore = new MemoryDatastore()
-  const { app, collectGarbage } = createHub({ blockstore, datastore, ...components }, { rateLimit: 0, ...options })
+  const { app, collectGarbage, blocks } = createHub({ blockstore, datastore, ...components }, { rateLimit: 0, ...options })
   // the blockstore the hub was given, when it was given one
-  return { app, blockstore: (components.blockstore as MemoryBlockstore | undefined) ?? blockstore, datastore, collectGarbage }
+  return { app, blockstore: (components.blockstore as MemoryBlockstore | undefined) ?? blockstore, datastore, collectGarbage, blocks }
 }
 
 export interface Space {
