@@ -26,7 +26,7 @@ import { putDurably } from '../src/hub/durable.js'
 import { DiskBlockstore, openDiskBlockstore } from '../src/store/level-blocks.js'
 import type { LegacyMove } from '../src/store/level-blocks.js'
 import { NextToLast } from 'blockstore-fs/sharding'
-import { decodeLanded, encodeLanded, HubStorage, LANDED_PREFIX } from '../src/hub/storage.js'
+import { decodeLanded, encodeLanded, HubStorage, LANDED_PREFIX, MAX_TRACKED_UPLOADS } from '../src/hub/storage.js'
 import type { Landed } from '../src/hub/storage.js'
 import { MemoryDatastore } from 'datastore-core'
 import { Key } from 'interface-datastore'
@@ -560,6 +560,26 @@ describe('garbage collection and retention', () => {
     expect((await collection).deletedBlocks).toBe(256)
     expect(await has(hub, gone.cid)).toBe(true)
   })
+
+  it('records a held block an upload sent again as landed when the memory of re-sent blocks is full, so a collection still leaves it its grace period', async () => {
+    const hub = makeHub({ gcGraceMs: GRACE_MS })
+    const space = await makeSpace()
+    const binding = space.blocks[2]!
+    await hub.blockstore.put(binding.cid, binding.bytes)
+    await hub.datastore.put(new Key(`${LANDED_PREFIX}0ld.0`), encodeLanded(Date.now() - 2 * GRACE_MS, '10.9.9.9', [{ cid: binding.cid, cost: 4096 }]))
+    // a stranger has re-sent as many held blocks as the hub remembers (re-sending costs nothing)
+    const filler = new Uint8Array(32)
+    const fill: CID[] = []
+    for (let i = 0; i < MAX_TRACKED_UPLOADS; i++) {
+      new DataView(filler.buffer).setUint32(0, i)
+      fill.push(CID.createV1(raw.code, createMultihash(sha256.code, filler.slice())))
+    }
+    expect(hub.blocks.storage.touch(fill, Date.now())).toEqual([])
+    expect((await upload(hub, space.blocks)).status).toBe(200)
+    expect((await hub.collectGarbage(Date.now())).deletedBlocks).toBe(0)
+    expect(await has(hub, binding.cid)).toBe(true)
+    expect((await putRecord(hub, space.name, await createRecord(space.key, space.root.cid, 1))).status).toBe(200)
+  }, 30_000)
 
   it('stores and charges the same bytes sent under two codecs in one upload once', async () => {
     const hub = makeHub({ maxPendingBytesPerClient: 2 * 4096 })

@@ -266,9 +266,12 @@ export class HubBlocks {
       await this.storage.deletionOf(mine.map(b => multihashKey(b.cid)))
       // Only blocks the hub does not have yet cost disk, and they are charged to the uploader.
       const held = await inGroups(mine, async (block) => await this.blockstore.has(block.cid))
-      // Held ones are not recorded again, but a collection leaves them their grace period (see HubStorage.touch).
-      this.storage.touch(mine.filter((_block, i) => held[i] === true).map(b => b.cid), this.nowMs())
+      // Held ones are not recorded again, but a collection leaves them their grace period (see
+      // HubStorage.touch); when it cannot note more, they are recorded as landed again, charged to
+      // this uploader as new ones are (anyone can re-send held blocks for free to fill it).
+      const untracked = new Set(this.storage.touch(mine.filter((_block, i) => held[i] === true).map(b => b.cid), this.nowMs()))
       await this.storeOwn(mine.filter((_block, i) => held[i] !== true), client)
+      if (untracked.size > 0) await this.recordAgain(mine.filter(b => untracked.has(b.cid)), client)
       stored = true
     } finally {
       for (const block of mine) if (this.storing.get(multihashKey(block.cid)) === marked) this.storing.delete(multihashKey(block.cid))
@@ -312,6 +315,16 @@ export class HubBlocks {
       throw err
     } finally {
       // Recorded by `landed` (and charged there), or failed: the reservation is over either way.
+      release()
+    }
+  }
+
+  /** Records held blocks as landed again (see storeVerified), admitted and charged to `client` as new ones are. */
+  private async recordAgain (held: Array<{ cid: CID, bytes: Uint8Array }>, client: string): Promise<void> {
+    const release = await this.storage.admit(client, held.reduce((n, b) => n + costOf(b.bytes.byteLength), 0))
+    try {
+      await this.storage.landed(client, held.map(b => ({ cid: b.cid, size: b.bytes.byteLength })), this.nowMs())
+    } finally {
       release()
     }
   }

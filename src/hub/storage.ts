@@ -42,7 +42,7 @@ export const LANDED_PREFIX = '/userspace/hub/landed/'
  */
 export const MIN_BLOCK_COST_BYTES = 4096
 /** Uploads remembered as unclaimed between two collections (beyond, GC's recount is the truth). */
-const MAX_TRACKED_UPLOADS = 262_144
+export const MAX_TRACKED_UPLOADS = 262_144
 /**
  * Bytes of a block's sha2-256 digest a compact landed entry keeps. 96 bits: a block whose digest
  * starts like a given block's takes ~2^96 hashes to find; two of one's own that start alike, ~2^48,
@@ -316,13 +316,18 @@ export class HubStorage {
    */
   private readonly touched = new Map<string, number>()
 
-  /** Notes held blocks an upload sent again (see `touched`). */
-  touch (cids: Iterable<CID>, nowMs: number): void {
+  /**
+   * Notes held blocks an upload sent again (see `touched`); returns those it could not note, the
+   * map being full, for the upload to record as landed again (see HubBlocks.storeVerified).
+   */
+  touch (cids: Iterable<CID>, nowMs: number): CID[] {
+    const untracked: CID[] = []
     for (const cid of cids) {
       const key = multihashKey(cid)
-      if (this.touched.size >= MAX_TRACKED_UPLOADS && !this.touched.has(key)) continue
+      if (this.touched.size >= MAX_TRACKED_UPLOADS && !this.touched.has(key)) { untracked.push(cid); continue }
       this.touched.set(key, nowMs)
     }
+    return untracked
   }
 
   /** Whether an upload sent the block again within `graceMs` before `nowMs`. */
