@@ -127,4 +127,14 @@ describe('cluster bounds', () => {
     const kept = (await Promise.all(slow.map(async ({ name }) => stored(b, name)))).filter(Boolean).length
     expect(kept).toBe(2)
   })
+
+  it('counts a peer by the address the hub\'s `peerAddressGroup` gives its connection', async () => {
+    const asked: string[] = []
+    const [a, b] = await pair({ peerAddressGroup: (remoteAddr) => { asked.push(remoteAddr.toString()); return undefined } })
+    const { message } = await recordMessage()
+    await pubsubOf(b).publish(CLUSTER_RECORDS_TOPIC, message)
+    await expect.poll(() => asked.length, { timeout: 5_000 }).toBeGreaterThan(0)
+    expect(asked.every(address => address.startsWith('/ip4/127.0.0.1/'))).toBe(true)
+    expect(a.peerId).not.toBe(b.peerId)
+  })
 })

@@ -134,8 +134,10 @@ describe('userspace serve', () => {
     await writer.public.set('nick', 'alice')
     await writer.flush()
 
-    // Hub 2 joins after the writes, knowing nothing but hub 1's address
-    const second = await startHubProcess(join(tmp, 'h2'), ['--peer', first.multiaddrs[0] as string])
+    // Hub 2 joins after the writes, knowing nothing but hub 1's address (and counts libp2p peers alone)
+    const second = await startHubProcess(join(tmp, 'h2'), ['--peer', first.multiaddrs[0] as string, '--peer-groups', 'off'])
+    await expect.poll(() => second.output(), { timeout: 5_000 }).toMatch(/^peer groups: off /m)
+    expect(first.output()).not.toMatch(/^peer groups: /m)
 
     const reader = await open(walletKey, second.url)
     expect(await reader.get('greeting')).toBe('written at hub 1')
@@ -243,6 +245,9 @@ describe('userspace serve', () => {
     expect(command.code).toBe(2)
     expect(command.err).toMatch(/unknown command/)
     expect((await run(['serve', '--port', 'eighty'])).code).toBe(2)
+    const groups = await run(['serve', '--peer-groups', 'maybe'])
+    expect(groups.code).toBe(2)
+    expect(groups.err).toMatch(/--peer-groups expected on or off, got "maybe"/)
     expect((await run(['--help'])).code).toBe(0)
   })
 })

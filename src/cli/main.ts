@@ -63,6 +63,8 @@ export const COMMANDS: Record<string, Command> = {
       '--demo <dir>           the built demo page                                 default dist/demo',
       `--rate-limit <n>       requests per second per client address, 0 = off (a rate given here bursts to 4×)  default ${DEFAULT_RATE_LIMIT.requestsPerSecond} (bursts of ${DEFAULT_RATE_LIMIT.burst})`,
       '--verify-threads <n>   worker threads checking record signatures, 0 = main thread  default cores − 1 (≤ 4)',
+      '--peer-groups <on|off> count libp2p peers by the address they connect from (off: each alone, for a',
+      '                       hub all peers reach through one proxy) (env USERSPACE_PEER_GROUPS)  default on',
       '--public-url <url>     origin clients reach the HTTP API at, named as the gateway in provider records',
       '                       (env USERSPACE_PUBLIC_URL)                          default the listening address'
     ],
@@ -235,7 +237,8 @@ async function serve (args: string[], io: CliIO): Promise<number> {
     demo: { type: 'string' },
     'rate-limit': { type: 'string' },
     'verify-threads': { type: 'string' },
-    'public-url': { type: 'string' }
+    'public-url': { type: 'string' },
+    'peer-groups': { type: 'string' }
   })
   const host = flags.host ?? io.env.USERSPACE_HOST ?? undefined
   const portText = flags.port ?? io.env.USERSPACE_PORT
@@ -249,6 +252,8 @@ async function serve (args: string[], io: CliIO): Promise<number> {
   const rate = flags['rate-limit'] === undefined ? undefined : integer(flags['rate-limit'], '--rate-limit', 0, 1_000_000)
   const demoDir = flags.demo === undefined ? defaultDemoDir() : resolve(flags.demo)
   const verifyThreads = flags['verify-threads'] === undefined ? undefined : integer(flags['verify-threads'], '--verify-threads', 0, 64)
+  const peerGroups = flags['peer-groups'] ?? (io.env.USERSPACE_PEER_GROUPS === '' ? undefined : io.env.USERSPACE_PEER_GROUPS) ?? 'on'
+  if (peerGroups !== 'on' && peerGroups !== 'off') throw new UsageError(`${flags['peer-groups'] === undefined ? 'USERSPACE_PEER_GROUPS' : '--peer-groups'} expected on or off, got "${peerGroups.slice(0, 20)}"`)
 
   // Loaded here, not at the top: `userspace --help` should not pay for libp2p.
   const { startHub } = await import('../hub/server.js')
@@ -263,12 +268,14 @@ async function serve (args: string[], io: CliIO): Promise<number> {
     publicUrl: flags['public-url'] ?? (io.env.USERSPACE_PUBLIC_URL === '' ? undefined : io.env.USERSPACE_PUBLIC_URL),
     cluster: { replicas },
     rateLimit: rate === undefined ? undefined : rate === 0 ? 0 : { requestsPerSecond: rate, burst: rate * 4 },
+    peerAddressGroup: peerGroups === 'off' ? () => undefined : undefined,
     logger: lineLogger(io.out)
   })
   io.out(`UserSpace hub listening on ${hub.url}`)
   io.out(`peer id: ${hub.peerId}`)
   for (const address of hub.multiaddrs) io.out(`multiaddr: ${address}`)
   io.out(`data: ${directory}`)
+  if (peerGroups === 'off') io.out('peer groups: off (each libp2p peer is counted alone by the bitswap and pubsub rate limits)')
   io.out(demoDir === undefined ? 'demo: not built (run the demo build; / shows a note)' : `demo: ${demoDir}`)
   const signal = await io.stopSignal()
   io.out(`${signal}: stopping`)

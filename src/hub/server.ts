@@ -31,7 +31,7 @@ import type { HubConnectionOptions } from './connections.js'
 import type { GcReport, HubAppOptions, HubComponents } from './app.js'
 import type { NextIdOptions } from './nextid.js'
 import type { RecordInfo } from '../store/record.js'
-import type { HeliaNode } from '../store/helia-node.js'
+import type { HeliaNode, HeliaNodeOptions } from '../store/helia-node.js'
 import type { HubRecordStore } from './record-store.js'
 import type { ComponentLogger, Logger } from '../logger.js'
 import type { LegacyMove } from '../store/level-blocks.js'
@@ -109,6 +109,15 @@ export interface HubOptions extends HubAppOptions, HubConnectionOptions {
    * @default the ports of the last start, else ['/ip4/127.0.0.1/tcp/0', '/ip4/127.0.0.1/tcp/0/ws']
    */
   listen?: string[]
+  /**
+   * The address a peer's libp2p connection comes from, as the bitswap and pubsub rate limits count
+   * peers (see `createHeliaNode`'s option of the same name). A hub whose peers all reach it through
+   * one address that is not loopback (a container bridge, an ingress proxy for WebSockets) passes
+   * `() => undefined`, which counts each peer alone (`userspace serve --peer-groups off`).
+   *
+   * @default addressGroup (an IPv4 address, an IPv6 /64; loopback is not grouped)
+   */
+  peerAddressGroup?: HeliaNodeOptions['peerAddressGroup']
   /**
    * Where the hub reports what happens in the background (peer dials, changed ports, the cluster),
    * as the `userspace:hub` component. `lineLogger(line => { console.log(line) })` prints plain lines.
@@ -201,7 +210,7 @@ export async function startHub (options: HubOptions = {}): Promise<RunningHub> {
   }
   try {
     // Acknowledged means on disk: each block an upload puts is fsynced before the put resolves.
-    node = await startNode(directory, options.listen, log, heldRecord, fsync)
+    node = await startNode(directory, options.listen, log, heldRecord, fsync, options.peerAddressGroup)
   } catch (err) {
     await releaseLock()
     throw err
@@ -430,7 +439,7 @@ function blockPrefixesOf (node: HeliaNode): HubComponents['blockPrefixes'] {
   return disk === undefined ? undefined : async (prefix, limit) => await disk.multihashesFrom(prefix, limit)
 }
 
-async function startNode (directory: string | undefined, listen: string[] | undefined, log: Logger, heldRecord: (routingKey: Uint8Array) => Promise<Uint8Array | undefined>, syncBlocks: boolean): Promise<HeliaNode> {
+async function startNode (directory: string | undefined, listen: string[] | undefined, log: Logger, heldRecord: (routingKey: Uint8Array) => Promise<Uint8Array | undefined>, syncBlocks: boolean, peerAddressGroup: HeliaNodeOptions['peerAddressGroup']): Promise<HeliaNode> {
   const onBlocksMoved = (move: LegacyMove): void => {
     if (move.from === 'files') log('moved %d block(s) from blocks/ (one file per block) into blockstore/ (LevelDB); dropped %d file(s) that were unreadable or did not hash to their name', move.moved, move.skipped)
     else log('rekeyed %d block(s) in blockstore/ from text keys to binary ones; left %d key(s) that name no multihash as they are', move.moved, move.skipped)
@@ -438,7 +447,7 @@ async function startNode (directory: string | undefined, listen: string[] | unde
   const onBlocksMoving = (from: LegacyMove['from']): void => {
     log(from === 'files' ? 'moving blocks from blocks/ (one file per block) into blockstore/ (LevelDB); the hub starts once done' : 'rekeying blocks in blockstore/ from text keys to binary ones; the hub starts once done')
   }
-  const storage = { dhtServer: true, pubsub: 'gossipsub' as const, heldRecord, syncBlocks, onBlocksMoved, onBlocksMoving }
+  const storage = { dhtServer: true, pubsub: 'gossipsub' as const, heldRecord, syncBlocks, onBlocksMoved, onBlocksMoving, peerAddressGroup }
   if (listen !== undefined || directory === undefined) return createHeliaNode({ directory, listen, ...storage })
   const file = join(directory, LISTEN_FILE)
   const saved = await readFile(file, 'utf8').then(text => JSON.parse(text) as unknown, () => undefined)
